@@ -1,0 +1,1594 @@
+//! The kernel command line and `/etc/stateless.conf`, parsed into typed [`Options`].
+//!
+//! Pure: no I/O. The tokenizer follows the kernel's own `next_arg()` (lib/cmdline.c):
+//! double quotes group words and are stripped from values, the last occurrence of a key wins,
+//! and everything after a lone `--` belongs to init.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::Serialize;
+
+use crate::plan::StepKind;
+
+/// One `key[=value]` word of the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// The command line split into words, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cmdline {
+    pub params: Vec<Param>,
+    /// Words after ` -- `: the kernel hands them to init as arguments.
+    pub init_args: Vec<String>,
+}
+
+/// What a failed fatal step does (`stateless.emergency=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Emergency {
+    /// Go on degraded where possible; when nothing can go on (no init runs), reboot after a delay.
+    #[default]
+    Continue,
+    /// Start a root shell on the console, then go on as `continue` when it exits.
+    Shell,
+    Reboot,
+    Poweroff,
+}
+
+/// How the per-client writable dirs are made (`stateless.mode=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayMode {
+    /// overlayfs with a tmpfs upper; falls back to `copy` when overlayfs is unavailable or refuses.
+    #[default]
+    Overlay,
+    /// A tmpfs over the dir, filled with a copy of the image's contents.
+    Copy,
+}
+
+/// `ip=` in the kernel's format (Documentation/admin-guide/nfs/nfsroot.rst):
+/// `<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:...`,
+/// or just an autoconf method (`dhcp`, `off`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct IpParam {
+    pub client: Option<Ipv4Addr>,
+    pub server: Option<Ipv4Addr>,
+    pub gateway: Option<Ipv4Addr>,
+    pub netmask: Option<Ipv4Addr>,
+    pub hostname: Option<String>,
+    pub device: Option<String>,
+    /// `dhcp`, `bootp`, `rarp`, `both`, `any`, `on`, `off`, `none`, `static` (empty when not given).
+    pub autoconf: String,
+}
+
+/// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NfsRoot {
+    pub server: Option<Ipv4Addr>,
+    pub path: String,
+    pub options: Vec<String>,
+}
+
+/// Everything `stateless` takes from the command line and the config file, validated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Options {
+    /// `softlevel=`, comma separated; passed on untouched to OpenRC.
+    pub softlevel: Option<Vec<String>>,
+    /// `stateless.init=`: tried first; `/sbin/init`, `/etc/init`, `/bin/init`, `/bin/sh` follow.
+    pub init: Option<String>,
+    /// Dirs to make writable, relative to the root, without `..` (`etc`, `var`, `var/log`).
+    /// From `stateless.dirs=`; else `etc,var` unless `softlevel=` is given without `unionfs`.
+    pub dirs: Vec<String>,
+    /// `stateless.layers=`: absolute path of the layer tree inside the image.
+    pub layers: String,
+    /// `stateless.hostname=`: forced hostname, unvalidated here (the hostname rules decide).
+    pub hostname: Option<String>,
+    /// `stateless.hostname.prefix=`: fallback hostname prefix.
+    pub hostname_prefix: String,
+    /// `stateless.tmpfs.size=`: tmpfs `size=` option (`512m`, `25%`).
+    pub tmpfs_size: Option<String>,
+    /// `stateless.break=`: stop for a shell before this step.
+    pub break_at: Option<StepKind>,
+    pub emergency: Emergency,
+    pub mode: OverlayMode,
+    pub quiet: bool,
+    pub debug: bool,
+    pub ip: Option<IpParam>,
+    pub nfsroot: Option<NfsRoot>,
+    pub root: Option<String>,
+    /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux IPAPPEND 2, iPXE): the MAC of the boot NIC.
+    pub bootif: Option<[u8; 6]>,
+}
+
+/// Where an option came from, for diagnostics.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    Cmdline,
+    Config { line: usize },
+}
+
+/// A problem with one option: reported in the log and the report, never fatal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub origin: Origin,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.origin {
+            Origin::Cmdline => write!(f, "kernel command line: {}", self.message),
+            Origin::Config { line } => {
+                write!(f, "/etc/stateless.conf line {line}: {}", self.message)
+            }
+        }
+    }
+}
+
+/// The kernel's `isspace()` on ASCII: space, `\t`, `\n`, `\v`, `\f`, `\r`.
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+}
+
+fn skip_spaces(s: &str) -> &str {
+    s.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+}
+
+/// One word off the front of `args` (which starts with a non-space), as the kernel's `next_arg()`:
+/// returns the word and what follows it.
+fn next_arg(args: &str) -> (Param, &str) {
+    let bytes = args.as_bytes();
+    let quoted = bytes.first() == Some(&b'"');
+    let start = usize::from(quoted);
+    let (mut in_quote, mut end, mut equals) = (quoted, bytes.len(), None);
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        if is_space(b) && !in_quote {
+            end = i;
+            break;
+        }
+        // Like the kernel, an `=` at the very start of the word does not split it.
+        if equals.is_none() && b == b'=' && i > start {
+            equals = Some(i);
+        }
+        if b == b'"' {
+            in_quote = !in_quote;
+        }
+    }
+    // All split points are ASCII bytes, hence char boundaries: `get` never fails here.
+    let rest = args.get(end..).unwrap_or("");
+    let word = args.get(start..end).unwrap_or("");
+    let (key, value) = match equals {
+        Some(eq) => (args.get(start..eq).unwrap_or(""), args.get(eq + 1..end)),
+        None => (word, None),
+    };
+    let strip = |s: &'_ str| s.strip_suffix('"').unwrap_or(s).to_owned();
+    let (key, value) = match value {
+        // `key="a b"`: the opening quote and a closing one at the end of the word go.
+        Some(v) if v.starts_with('"') => (key.to_owned(), Some(strip(v.get(1..).unwrap_or("")))),
+        // `"key=a b"` or `"flag"`: the closing quote at the end of the word goes.
+        Some(v) if quoted => (key.to_owned(), Some(strip(v))),
+        None if quoted => (strip(key), None),
+        _ => (key.to_owned(), value.map(str::to_owned)),
+    };
+    (Param { key, value }, rest)
+}
+
+impl Cmdline {
+    /// Splits a command line (the text of `/proc/cmdline`) into words the way the kernel does.
+    ///
+    /// Words after a lone `--` go to [`Cmdline::init_args`] as `key=value` (quotes stripped);
+    /// like the kernel, a second `--` ends them and the words after it are dropped.
+    pub fn parse(text: &str) -> Cmdline {
+        let mut cmdline = Cmdline::default();
+        let mut rest = skip_spaces(text);
+        let mut after_dashes = false;
+        while !rest.is_empty() {
+            let (param, next) = next_arg(rest);
+            rest = skip_spaces(next);
+            let dashes = param.key == "--" && param.value.is_none();
+            match (after_dashes, dashes) {
+                (false, true) => after_dashes = true,
+                (false, false) => cmdline.params.push(param),
+                (true, true) => break,
+                (true, false) => cmdline.init_args.push(match param.value {
+                    Some(v) => format!("{}={v}", param.key),
+                    None => param.key,
+                }),
+            }
+        }
+        cmdline
+    }
+
+    /// The last occurrence of `key` (later words override earlier ones).
+    pub fn get(&self, key: &str) -> Option<&Param> {
+        self.params.iter().rev().find(|p| p.key == key)
+    }
+
+    /// The value of the last occurrence of `key`; `None` when absent or a bare flag.
+    pub fn value(&self, key: &str) -> Option<&str> {
+        self.get(key)?.value.as_deref()
+    }
+
+    /// Whether the last occurrence of `key` is a bare word without `=`.
+    pub fn has_flag(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|p| p.value.is_none())
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            softlevel: None,
+            init: None,
+            dirs: vec!["etc".into(), "var".into()],
+            layers: "/diskless".into(),
+            hostname: None,
+            hostname_prefix: "Node".into(),
+            tmpfs_size: None,
+            break_at: None,
+            emergency: Emergency::default(),
+            mode: OverlayMode::default(),
+            quiet: false,
+            debug: false,
+            ip: None,
+            nfsroot: None,
+            root: None,
+            bootif: None,
+        }
+    }
+}
+
+/// Keys that do nothing without a value (`stateless.break` has its own message).
+const VALUE_KEYS: [&str; 13] = [
+    "softlevel",
+    "ip",
+    "nfsroot",
+    "root",
+    "BOOTIF",
+    "stateless.init",
+    "stateless.dirs",
+    "stateless.layers",
+    "stateless.hostname",
+    "stateless.hostname.prefix",
+    "stateless.tmpfs.size",
+    "stateless.emergency",
+    "stateless.mode",
+];
+
+/// The autoconf words `ip=` takes, alone or in its 7th field.
+const AUTOCONF: [&str; 9] = [
+    "dhcp", "on", "any", "off", "none", "bootp", "rarp", "both", "static",
+];
+
+/// `s` quoted and escaped for a message, cut at 64 chars.
+fn q(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((cut, _)) => format!("{:?}...", s.get(..cut).unwrap_or("")),
+        None => format!("{s:?}"),
+    }
+}
+
+/// Stores `r` in `slot` when it is `Ok`; returns the error otherwise.
+fn set<T>(slot: &mut T, r: Result<T, String>) -> Vec<String> {
+    match r {
+        Ok(v) => {
+            *slot = v;
+            Vec::new()
+        }
+        Err(e) => vec![e],
+    }
+}
+
+struct Resolver {
+    opts: Options,
+    dirs_given: bool,
+    diags: Vec<Diagnostic>,
+}
+
+impl Resolver {
+    fn diag(&mut self, origin: &Origin, key: &str, message: String) {
+        self.diags.push(Diagnostic {
+            origin: origin.clone(),
+            key: key.to_owned(),
+            message,
+        });
+    }
+
+    /// Applies one `key[=value]`; an invalid value is reported and leaves the earlier value.
+    fn apply(&mut self, origin: &Origin, key: &str, value: Option<&str>) {
+        let o = &mut self.opts;
+        let errors = match (key, value) {
+            ("quiet", _) => {
+                o.quiet = true;
+                Vec::new()
+            }
+            ("debug", _) => {
+                o.debug = true;
+                Vec::new()
+            }
+            ("stateless.break", None) => vec!["needs a step name".to_owned()],
+            (k, None) if VALUE_KEYS.contains(&k) => vec!["needs a value".to_owned()],
+            (k, None) if !k.starts_with("stateless.") => Vec::new(),
+            ("softlevel", Some(v)) => {
+                o.softlevel = Some(
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                );
+                Vec::new()
+            }
+            ("stateless.init", Some(v)) => {
+                set(&mut o.init, abs_path(v).map(|()| Some(v.to_owned())))
+            }
+            ("stateless.dirs", Some(v)) => {
+                self.dirs_given = true;
+                let (dirs, errors) = parse_dirs(v);
+                o.dirs = dirs;
+                errors
+            }
+            ("stateless.layers", Some(v)) => {
+                set(&mut o.layers, abs_path(v).map(|()| normalise_abs(v)))
+            }
+            ("stateless.hostname", Some("")) => {
+                o.hostname = None;
+                vec!["empty value (leave it out to use dhcp or the fallback)".to_owned()]
+            }
+            ("stateless.hostname", Some(v)) => set(&mut o.hostname, Ok(Some(v.to_owned()))),
+            ("stateless.hostname.prefix", Some(v)) => {
+                set(&mut o.hostname_prefix, hostname_prefix(v))
+            }
+            ("stateless.tmpfs.size", Some(v)) => set(&mut o.tmpfs_size, tmpfs_size(v).map(Some)),
+            ("stateless.break", Some(v)) => set(&mut o.break_at, v.parse::<StepKind>().map(Some)),
+            ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
+            ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
+            ("ip", Some(v)) => match parse_ip(v) {
+                Ok((ip, errors)) => {
+                    o.ip = Some(ip);
+                    errors
+                }
+                Err(e) => vec![e],
+            },
+            ("nfsroot", Some(v)) => set(&mut o.nfsroot, parse_nfsroot(v)),
+            ("root", Some(v)) => set(&mut o.root, Ok((!v.is_empty()).then(|| v.to_owned()))),
+            ("BOOTIF", Some(v)) => set(&mut o.bootif, parse_mac(v).map(Some)),
+            (k, _) if k.starts_with("stateless.") => vec!["unknown key".to_owned()],
+            _ => Vec::new(),
+        };
+        for e in errors {
+            self.diag(origin, key, format!("{key}: {e}"));
+        }
+    }
+}
+
+impl Options {
+    /// Validated options from the command line over the config file (`/etc/stateless.conf`).
+    ///
+    /// Config lines are `stateless.*=value` (value optionally in `"` or `'`), `#` comments or blank.
+    /// Everything is applied in order, config first: a later valid value wins, an invalid one
+    /// is reported and leaves the earlier value (or the default). Unknown `stateless.*` keys are
+    /// reported; other unknown command line words belong to the kernel or init and are skipped.
+    pub fn resolve(cmdline: &Cmdline, config: Option<&str>) -> (Options, Vec<Diagnostic>) {
+        let mut r = Resolver {
+            opts: Options::default(),
+            dirs_given: false,
+            diags: Vec::new(),
+        };
+        for (n, line) in config.unwrap_or("").lines().enumerate() {
+            let origin = Origin::Config { line: n + 1 };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=') {
+                None => r.diag(&origin, line, format!("{}: not a key=value line", q(line))),
+                Some((key, value)) => {
+                    let key = key.trim();
+                    if key.starts_with("stateless.") {
+                        r.apply(&origin, key, Some(unquote(value.trim())));
+                    } else if key.is_empty() {
+                        r.diag(&origin, key, format!("{}: line has no key", q(line)));
+                    } else {
+                        let msg = format!("{key}: only stateless.* keys belong in the config file");
+                        r.diag(&origin, key, msg);
+                    }
+                }
+            }
+        }
+        for p in &cmdline.params {
+            r.apply(&Origin::Cmdline, &p.key, p.value.as_deref());
+        }
+        // The old stateless.sh only made overlays when softlevel= named unionfs.
+        let no_unionfs = r
+            .opts
+            .softlevel
+            .as_ref()
+            .is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
+        if !r.dirs_given && no_unionfs {
+            r.opts.dirs.clear();
+        }
+        (r.opts, r.diags)
+    }
+}
+
+/// Strips one pair of matching `"` or `'` around a config value.
+fn unquote(v: &str) -> &str {
+    ['"', '\'']
+        .iter()
+        .find_map(|&c| v.strip_prefix(c)?.strip_suffix(c))
+        .unwrap_or(v)
+}
+
+/// An absolute path without NUL and `..` components.
+fn abs_path(v: &str) -> Result<(), String> {
+    if v.contains('\0') {
+        Err(format!("{} contains a NUL byte", q(v)))
+    } else if !v.starts_with('/') {
+        Err(format!("{} is not an absolute path", q(v)))
+    } else if v.split('/').any(|c| c == "..") {
+        Err(format!("{} has a \"..\" component", q(v)))
+    } else {
+        Ok(())
+    }
+}
+
+/// `v` without empty and `.` components: `//a/./b/` -> `/a/b`, `/` stays `/`.
+fn normalise_abs(v: &str) -> String {
+    let parts: Vec<&str> = v
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// `stateless.dirs=`: the valid items (trimmed, normalised) and one message per rejected item.
+fn parse_dirs(v: &str) -> (Vec<String>, Vec<String>) {
+    let (mut dirs, mut errors) = (Vec::new(), Vec::new());
+    if v.is_empty() {
+        return (dirs, errors);
+    }
+    for item in v.split(',').map(str::trim) {
+        match check_dir(item, &dirs) {
+            Ok(dir) => dirs.push(dir),
+            Err(e) => errors.push(e),
+        }
+    }
+    (dirs, errors)
+}
+
+fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
+    let parts: Vec<&str> = item.split('/').filter(|c| !c.is_empty()).collect();
+    if item.contains('\0') {
+        return Err(format!("{} contains a NUL byte", q(item)));
+    }
+    let Some(&first) = parts.first() else {
+        return Err(match item {
+            "" => "empty item".to_owned(),
+            _ => format!("{} names no dir below the root", q(item)),
+        });
+    };
+    if let Some(c) = parts.iter().find(|c| **c == "." || **c == "..") {
+        return Err(format!("{} has a {} component", q(item), q(c)));
+    }
+    if ["proc", "sys", "dev", "run"].contains(&first) {
+        return Err(format!(
+            "{} is under /{first}, a kernel or tmpfs mount, not an image dir",
+            q(item)
+        ));
+    }
+    let dir = parts.join("/");
+    let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+    for d in dirs {
+        if *d == dir {
+            return Err(format!("{} is listed twice", q(item)));
+        } else if under(&dir, d) {
+            return Err(format!("{} is inside {}, listed before", q(item), q(d)));
+        } else if under(d, &dir) {
+            return Err(format!("{} contains {}, listed before", q(item), q(d)));
+        }
+    }
+    Ok(dir)
+}
+
+fn hostname_prefix(v: &str) -> Result<String, String> {
+    let chars_ok = v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let first_ok = v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    if (1..=32).contains(&v.len()) && chars_ok && first_ok {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "{} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit",
+            q(v)
+        ))
+    }
+}
+
+/// `512M`, `1g`, `25%` -> lowercase, without leading zeros.
+fn tmpfs_size(v: &str) -> Result<String, String> {
+    let lower = v.to_ascii_lowercase();
+    let digits_end = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, suffix) = lower.split_at_checked(digits_end).unwrap_or((&lower, ""));
+    let shift = match suffix {
+        "" | "%" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => {
+            return Err(format!(
+                "{} is not a size (digits, then optionally k, m, g or %)",
+                q(v)
+            ))
+        }
+    };
+    let n: u64 = match digits.parse() {
+        Ok(n) => n,
+        Err(_) if digits.is_empty() => {
+            return Err(format!(
+                "{} is not a size (digits, then optionally k, m, g or %)",
+                q(v)
+            ))
+        }
+        Err(_) => return Err(format!("{} is too large", q(v))),
+    };
+    if suffix == "%" && !(1..=100).contains(&n) {
+        return Err(format!("{} is not a percentage from 1% to 100%", q(v)));
+    }
+    if n.checked_mul(1 << shift).is_none() {
+        return Err(format!("{} is too large", q(v)));
+    }
+    Ok(format!("{n}{suffix}"))
+}
+
+fn emergency(v: &str) -> Result<Emergency, String> {
+    match v {
+        "continue" => Ok(Emergency::Continue),
+        "shell" => Ok(Emergency::Shell),
+        "reboot" => Ok(Emergency::Reboot),
+        "poweroff" => Ok(Emergency::Poweroff),
+        _ => Err(format!(
+            "{} is not one of continue, shell, reboot, poweroff",
+            q(v)
+        )),
+    }
+}
+
+fn mode(v: &str) -> Result<OverlayMode, String> {
+    match v {
+        "overlay" => Ok(OverlayMode::Overlay),
+        "copy" => Ok(OverlayMode::Copy),
+        _ => Err(format!("{} is not one of overlay, copy", q(v))),
+    }
+}
+
+/// `ip=`: an autoconf word, or the kernel's colon form. Bad fields are reported and left out;
+/// `Err` when nothing usable is there. Empty means `off`, as in the kernel.
+fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
+    const FIELDS: [&str; 10] = [
+        "client-ip",
+        "server-ip",
+        "gw-ip",
+        "netmask",
+        "hostname",
+        "device",
+        "autoconf",
+        "dns0-ip",
+        "dns1-ip",
+        "ntp0-ip",
+    ];
+    let word = v.to_ascii_lowercase();
+    if word.is_empty() || AUTOCONF.contains(&word.as_str()) {
+        let autoconf = if word.is_empty() {
+            "off".to_owned()
+        } else {
+            word
+        };
+        return Ok((
+            IpParam {
+                autoconf,
+                ..IpParam::default()
+            },
+            Vec::new(),
+        ));
+    }
+    if !v.contains(':') && v.parse::<Ipv4Addr>().is_err() {
+        let methods = AUTOCONF.join(", ");
+        return Err(format!(
+            "{} is neither an autoconf method ({methods}) nor an IPv4 address",
+            q(v)
+        ));
+    }
+    let (mut ip, mut errors) = (IpParam::default(), Vec::new());
+    // Like the kernel, fields past the 10th are ignored and 0.0.0.0 means "not given".
+    for (i, (name, field)) in FIELDS.iter().zip(v.split(':')).enumerate() {
+        if field.is_empty() {
+            continue;
+        }
+        let addr = match field.parse::<Ipv4Addr>() {
+            Ok(a) => Ok(Some(a).filter(|a| !a.is_unspecified())),
+            Err(_) => Err(format!("{name} {} is not an IPv4 address", q(field))),
+        };
+        let slot = match i {
+            0 => &mut ip.client,
+            1 => &mut ip.server,
+            2 => &mut ip.gateway,
+            3 => &mut ip.netmask,
+            4 => {
+                ip.hostname = Some(field.to_owned());
+                continue;
+            }
+            5 => {
+                ip.device = Some(field.to_owned());
+                continue;
+            }
+            6 => {
+                let word = field.to_ascii_lowercase();
+                if AUTOCONF.contains(&word.as_str()) {
+                    ip.autoconf = word;
+                } else {
+                    errors.push(format!(
+                        "autoconf {} is not one of {}",
+                        q(field),
+                        AUTOCONF.join(", ")
+                    ));
+                }
+                continue;
+            }
+            // Name and time servers are checked but not kept.
+            _ => &mut None,
+        };
+        errors.extend(set(slot, addr));
+    }
+    Ok((ip, errors))
+}
+
+/// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`; empty means "the DHCP root-path" (`None`).
+fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    let (spec, options) = v.split_once(',').unwrap_or((v, ""));
+    let options = options
+        .split(',')
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let (server, path) = match spec.split_once(':') {
+        // As in the kernel, a `:` inside the path does not make a server.
+        Some((server, path)) if !server.starts_with('/') => {
+            let addr = server.parse::<Ipv4Addr>();
+            (
+                Some(addr.map_err(|_| format!("server {} is not an IPv4 address", q(server)))?),
+                path,
+            )
+        }
+        _ => (None, spec),
+    };
+    if !path.starts_with('/') {
+        return Err(format!("path {} is not absolute", q(path)));
+    }
+    Ok(Some(NfsRoot {
+        server,
+        path: path.to_owned(),
+        options,
+    }))
+}
+
+/// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux: ARP type 1 = ethernet first), or a bare
+/// `aa:bb:cc:dd:ee:ff` / `aa-bb-cc-dd-ee-ff`.
+fn parse_mac(v: &str) -> Result<[u8; 6], String> {
+    let bad = || {
+        format!(
+            "{} is not a MAC address (01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff)",
+            q(v)
+        )
+    };
+    let groups: Vec<&str> = v.split([':', '-']).collect();
+    let groups = match groups.as_slice() {
+        [hw, rest @ ..] if rest.len() == 6 && !v.contains(':') && *hw == "01" => rest,
+        [hw, rest @ ..] if rest.len() == 6 && !v.contains(':') => {
+            return Err(format!(
+                "hardware type {} in {} is not ethernet (01)",
+                q(hw),
+                q(v)
+            ))
+        }
+        all if all.len() == 6 => all,
+        _ => return Err(bad()),
+    };
+    let mut mac = [0u8; 6];
+    for (byte, group) in mac.iter_mut().zip(groups) {
+        if group.len() != 2 || !group.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(group, 16).map_err(|_| bad())?;
+    }
+    Ok(mac)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn p(key: &str, value: Option<&str>) -> Param {
+        Param {
+            key: key.into(),
+            value: value.map(Into::into),
+        }
+    }
+
+    fn words(text: &str) -> Vec<(String, Option<String>)> {
+        Cmdline::parse(text)
+            .params
+            .into_iter()
+            .map(|p| (p.key, p.value))
+            .collect()
+    }
+
+    fn resolve(text: &str) -> (Options, Vec<String>) {
+        resolve_with(text, None)
+    }
+
+    fn resolve_with(text: &str, config: Option<&str>) -> (Options, Vec<String>) {
+        let (o, d) = Options::resolve(&Cmdline::parse(text), config);
+        (o, d.into_iter().map(|d| d.message).collect())
+    }
+
+    /// Options from `text` that must be valid: no diagnostics.
+    fn ok(text: &str) -> Options {
+        let (o, d) = resolve(text);
+        assert!(d.is_empty(), "{text}: {d:?}");
+        o
+    }
+
+    /// The single diagnostic of `text`, and the options.
+    fn bad(text: &str) -> (Options, String) {
+        let (o, mut d) = resolve(text);
+        assert_eq!(d.len(), 1, "{text}: {d:?}");
+        (o, d.remove(0))
+    }
+
+    #[test]
+    fn tokenizer_basics() {
+        let c = Cmdline::parse("  ro\tquiet root=/dev/nfs key= =x a=b=c\n");
+        assert_eq!(
+            c.params,
+            [
+                p("ro", None),
+                p("quiet", None),
+                p("root", Some("/dev/nfs")),
+                p("key", Some("")),
+                p("=x", None),
+                p("a", Some("b=c"))
+            ]
+        );
+        assert!(c.init_args.is_empty());
+        assert_eq!(Cmdline::parse(""), Cmdline::default());
+        assert_eq!(Cmdline::parse(" \n\t\r\x0b\x0c"), Cmdline::default());
+        // `=` at the start does not split, a later one does (kernel: `equals == 0` means none).
+        assert_eq!(words("=a=b"), [("=a".into(), Some("b".into()))]);
+    }
+
+    #[test]
+    fn tokenizer_quotes() {
+        assert_eq!(
+            words(r#"k="a b" x"#),
+            [("k".into(), Some("a b".into())), ("x".into(), None)]
+        );
+        assert_eq!(
+            words(r#""k=a b" x"#),
+            [("k".into(), Some("a b".into())), ("x".into(), None)]
+        );
+        assert_eq!(
+            words(r#""flag with space""#),
+            [("flag with space".into(), None)]
+        );
+        assert_eq!(
+            words(r#"k="" j=""#),
+            [("k".into(), Some("".into())), ("j".into(), Some("".into()))]
+        );
+        // A quote in the middle groups but is kept, as in the kernel.
+        assert_eq!(
+            words(r#"k=a"b c"d e"#),
+            [("k".into(), Some(r#"a"b c"d"#.into())), ("e".into(), None)]
+        );
+        assert_eq!(words(r#"k="a"b"#), [("k".into(), Some("a\"b".into()))]);
+        // Unbalanced: the rest of the line is one word.
+        assert_eq!(words(r#"k="a b c"#), [("k".into(), Some("a b c".into()))]);
+        assert_eq!(
+            words(r#"a "b c"#),
+            [("a".into(), None), ("b c".into(), None)]
+        );
+        assert_eq!(words("\""), [(String::new(), None)]);
+        assert_eq!(words("\"\""), [(String::new(), None)]);
+        assert_eq!(words("\"k=\""), [("k".into(), Some("".into()))]);
+    }
+
+    #[test]
+    fn tokenizer_dashes_and_last_wins() {
+        let c = Cmdline::parse("a=1 b a=2 -- single k=\"x y\" \"q r\" -- dropped\n");
+        assert_eq!(
+            c.params,
+            [p("a", Some("1")), p("b", None), p("a", Some("2"))]
+        );
+        assert_eq!(c.init_args, ["single", "k=x y", "q r"]);
+        assert_eq!(c.value("a"), Some("2"));
+        assert_eq!(c.get("a"), Some(&p("a", Some("2"))));
+        assert!(c.has_flag("b") && !c.has_flag("a") && !c.has_flag("c") && c.get("c").is_none());
+        assert!(!Cmdline::parse("q q=1").has_flag("q") && Cmdline::parse("q=1 q").has_flag("q"));
+        // `--=x` is not the separator; a quoted `"--"` is (the kernel strips quotes first).
+        assert_eq!(Cmdline::parse("--=x a").params.len(), 2);
+        assert_eq!(Cmdline::parse("\"--\" a").init_args, ["a"]);
+        assert_eq!(Cmdline::parse("x --").init_args, Vec::<String>::new());
+    }
+
+    #[test]
+    fn tokenizer_never_panics() {
+        let nasty = [
+            "\0",
+            "\"\0\"",
+            "a=\"\0",
+            "é=\"ü\" \"ñ",
+            "===",
+            "\"=\"",
+            "\"\"\"",
+            "-- --",
+            "\u{a0}x\u{3000}",
+        ];
+        for s in nasty {
+            let _ = Options::resolve(&Cmdline::parse(s), Some(s));
+        }
+        let huge = "k=\"v w\" ".repeat(100_000) + "\"";
+        assert_eq!(Cmdline::parse(&huge).params.len(), 100_001);
+        // Non-ASCII whitespace is not a separator.
+        assert_eq!(words("a\u{a0}b"), [("a\u{a0}b".into(), None)]);
+    }
+
+    #[test]
+    fn defaults() {
+        let o = ok("");
+        assert_eq!(o, Options::default());
+        assert_eq!(
+            (o.dirs, o.layers.as_str(), o.hostname_prefix.as_str()),
+            (vec!["etc".into(), "var".into()], "/diskless", "Node")
+        );
+        assert_eq!(
+            (o.emergency, o.mode, o.quiet, o.debug),
+            (Emergency::Continue, OverlayMode::Overlay, false, false)
+        );
+        // Unknown non-stateless words are the kernel's or init's business.
+        assert_eq!(
+            ok("console=ttyS0 rd.break single 3 init=/sbin/init"),
+            Options::default()
+        );
+    }
+
+    #[test]
+    fn softlevel_and_default_dirs() {
+        let o = ok("softlevel=unionfs");
+        assert_eq!(
+            (o.softlevel, o.dirs),
+            (
+                Some(vec!["unionfs".into()]),
+                vec!["etc".into(), "var".into()]
+            )
+        );
+        let o = ok("softlevel=,default,,unionfs,");
+        assert_eq!(
+            (o.softlevel, o.dirs.len()),
+            (Some(vec!["default".into(), "unionfs".into()]), 2)
+        );
+        let o = ok("softlevel=default");
+        assert_eq!(
+            (o.softlevel, o.dirs),
+            (Some(vec!["default".into()]), vec![])
+        );
+        assert_eq!(ok("softlevel=").dirs, Vec::<String>::new());
+        // An explicit stateless.dirs beats the softlevel rule, from either source.
+        assert_eq!(
+            ok("softlevel=default stateless.dirs=var/log").dirs,
+            ["var/log"]
+        );
+        assert_eq!(
+            resolve_with("softlevel=x", Some("stateless.dirs=etc"))
+                .0
+                .dirs,
+            ["etc"]
+        );
+        let (o, d) = bad("softlevel");
+        assert_eq!(
+            (o.softlevel, o.dirs.len(), d.as_str()),
+            (None, 2, "softlevel: needs a value")
+        );
+    }
+
+    #[test]
+    fn init() {
+        assert_eq!(
+            ok("stateless.init=/sbin/openrc-init").init.as_deref(),
+            Some("/sbin/openrc-init")
+        );
+        assert_eq!(
+            ok("stateless.init=/boot/./x").init.as_deref(),
+            Some("/boot/./x")
+        );
+        for (v, msg) in [
+            (
+                "sbin/init",
+                r#"stateless.init: "sbin/init" is not an absolute path"#,
+            ),
+            ("", r#"stateless.init: "" is not an absolute path"#),
+            (
+                "/sbin/../x",
+                r#"stateless.init: "/sbin/../x" has a ".." component"#,
+            ),
+            ("/a\0b", r#"stateless.init: "/a\0b" contains a NUL byte"#),
+        ] {
+            let (o, d) = bad(&format!("stateless.init=\"{v}\""));
+            assert_eq!((o.init, d.as_str()), (None, msg));
+        }
+        assert_eq!(bad("stateless.init").1, "stateless.init: needs a value");
+        // An invalid later value leaves the earlier valid one.
+        assert_eq!(
+            bad("stateless.init=/a stateless.init=b").0.init.as_deref(),
+            Some("/a")
+        );
+    }
+
+    #[test]
+    fn dirs() {
+        assert_eq!(
+            ok("stateless.dirs=/etc/,var//log,/srv/").dirs,
+            ["etc", "var/log", "srv"]
+        );
+        assert_eq!(
+            resolve_with("", Some("stateless.dirs = etc, var/lib ,home"))
+                .0
+                .dirs,
+            ["etc", "var/lib", "home"]
+        );
+        assert_eq!(ok("stateless.dirs=").dirs, Vec::<String>::new());
+        assert_eq!(ok("stateless.dirs=etc stateless.dirs=home").dirs, ["home"]);
+        assert_eq!(ok("stateless.dirs=varlog,var").dirs, ["varlog", "var"]);
+        for (v, keep, msg) in [
+            (
+                "../x,etc",
+                vec!["etc"],
+                r#"stateless.dirs: "../x" has a ".." component"#,
+            ),
+            (
+                "etc/./x",
+                vec![],
+                r#"stateless.dirs: "etc/./x" has a "." component"#,
+            ),
+            ("etc,,var", vec!["etc", "var"], "stateless.dirs: empty item"),
+            ("etc,", vec!["etc"], "stateless.dirs: empty item"),
+            (
+                "//",
+                vec![],
+                r#"stateless.dirs: "//" names no dir below the root"#,
+            ),
+            (
+                "proc,etc",
+                vec!["etc"],
+                r#"stateless.dirs: "proc" is under /proc, a kernel or tmpfs mount, not an image dir"#,
+            ),
+            (
+                "/sys/x",
+                vec![],
+                r#"stateless.dirs: "/sys/x" is under /sys, a kernel or tmpfs mount, not an image dir"#,
+            ),
+            (
+                "dev",
+                vec![],
+                r#"stateless.dirs: "dev" is under /dev, a kernel or tmpfs mount, not an image dir"#,
+            ),
+            (
+                "run/x",
+                vec![],
+                r#"stateless.dirs: "run/x" is under /run, a kernel or tmpfs mount, not an image dir"#,
+            ),
+            (
+                "etc,/etc/",
+                vec!["etc"],
+                r#"stateless.dirs: "/etc/" is listed twice"#,
+            ),
+            (
+                "var,var/log",
+                vec!["var"],
+                r#"stateless.dirs: "var/log" is inside "var", listed before"#,
+            ),
+            (
+                "var/log,var",
+                vec!["var/log"],
+                r#"stateless.dirs: "var" contains "var/log", listed before"#,
+            ),
+            (
+                "a\0",
+                vec![],
+                r#"stateless.dirs: "a\0" contains a NUL byte"#,
+            ),
+        ] {
+            let (o, d) = bad(&format!("stateless.dirs=\"{v}\""));
+            assert_eq!(
+                (o.dirs, d.as_str()),
+                (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), msg),
+                "{v}"
+            );
+        }
+        // A given-but-all-invalid list is still "given": no fallback to the default.
+        assert_eq!(bad("stateless.dirs=proc").0.dirs, Vec::<String>::new());
+        let (o, d) = bad("stateless.dirs");
+        assert_eq!(
+            (o.dirs.len(), d.as_str()),
+            (2, "stateless.dirs: needs a value")
+        );
+    }
+
+    #[test]
+    fn layers() {
+        assert_eq!(
+            ok("stateless.layers=/srv//layers/./x/").layers,
+            "/srv/layers/x"
+        );
+        assert_eq!(ok("stateless.layers=/").layers, "/");
+        assert_eq!(ok("stateless.layers=///").layers, "/");
+        let (o, d) = bad("stateless.layers=layers");
+        assert_eq!(
+            (o.layers.as_str(), d.as_str()),
+            (
+                "/diskless",
+                r#"stateless.layers: "layers" is not an absolute path"#
+            )
+        );
+        assert_eq!(
+            bad("stateless.layers=/a/..").1,
+            r#"stateless.layers: "/a/.." has a ".." component"#
+        );
+    }
+
+    #[test]
+    fn hostname_and_prefix() {
+        assert_eq!(
+            ok("stateless.hostname=lab3-12").hostname.as_deref(),
+            Some("lab3-12")
+        );
+        assert_eq!(
+            ok("stateless.hostname=\"bad/name\"").hostname.as_deref(),
+            Some("bad/name")
+        );
+        let (o, d) = bad("stateless.hostname=");
+        assert_eq!(
+            (o.hostname, d.as_str()),
+            (
+                None,
+                "stateless.hostname: empty value (leave it out to use dhcp or the fallback)"
+            )
+        );
+        assert_eq!(
+            bad("stateless.hostname=a stateless.hostname=").0.hostname,
+            None
+        );
+        for v in ["lab", "Lab3-", "0a", &"x".repeat(32)] {
+            assert_eq!(
+                ok(&format!("stateless.hostname.prefix={v}")).hostname_prefix,
+                v
+            );
+        }
+        for v in ["", "-a", "a_b", "a.b", "é", &"x".repeat(33)] {
+            let (o, d) = bad(&format!("stateless.hostname.prefix={v}"));
+            assert_eq!(o.hostname_prefix, "Node");
+            let want = format!("stateless.hostname.prefix: {v:?} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit");
+            assert_eq!(d, want);
+        }
+    }
+
+    #[test]
+    fn tmpfs_sizes() {
+        for (v, want) in [
+            ("512M", "512m"),
+            ("1g", "1g"),
+            ("100%", "100%"),
+            ("1%", "1%"),
+            ("0100k", "100k"),
+            ("4096", "4096"),
+            ("0", "0"),
+        ] {
+            assert_eq!(
+                ok(&format!("stateless.tmpfs.size={v}"))
+                    .tmpfs_size
+                    .as_deref(),
+                Some(want),
+                "{v}"
+            );
+        }
+        for (v, why) in [
+            ("", "is not a size (digits, then optionally k, m, g or %)"),
+            ("m", "is not a size (digits, then optionally k, m, g or %)"),
+            (
+                "12x",
+                "is not a size (digits, then optionally k, m, g or %)",
+            ),
+            (
+                "1mb",
+                "is not a size (digits, then optionally k, m, g or %)",
+            ),
+            (
+                "-1m",
+                "is not a size (digits, then optionally k, m, g or %)",
+            ),
+            ("0%", "is not a percentage from 1% to 100%"),
+            ("101%", "is not a percentage from 1% to 100%"),
+            ("99999999999999999999", "is too large"),
+            ("17179869184g", "is too large"),
+        ] {
+            let (o, d) = bad(&format!("stateless.tmpfs.size={v}"));
+            assert_eq!(
+                (o.tmpfs_size, d),
+                (None, format!("stateless.tmpfs.size: {v:?} {why}"))
+            );
+        }
+    }
+
+    #[test]
+    fn break_emergency_mode() {
+        assert_eq!(
+            ok("stateless.break=host-files").break_at,
+            Some(StepKind::HostFiles)
+        );
+        assert_eq!(
+            ok("stateless.break=handoff").break_at,
+            Some(StepKind::Handoff)
+        );
+        let (o, d) = bad("stateless.break=nope");
+        assert_eq!(o.break_at, None);
+        assert_eq!(
+            d,
+            format!(
+                "stateless.break: {}",
+                "nope".parse::<StepKind>().unwrap_err()
+            )
+        );
+        assert_eq!(
+            bad("stateless.break").1,
+            "stateless.break: needs a step name"
+        );
+        for (v, e) in [
+            ("continue", Emergency::Continue),
+            ("shell", Emergency::Shell),
+            ("reboot", Emergency::Reboot),
+            ("poweroff", Emergency::Poweroff),
+        ] {
+            assert_eq!(ok(&format!("stateless.emergency={v}")).emergency, e);
+        }
+        let (o, d) = bad("stateless.emergency=reboot stateless.emergency=halt");
+        assert_eq!(
+            (o.emergency, d.as_str()),
+            (
+                Emergency::Reboot,
+                r#"stateless.emergency: "halt" is not one of continue, shell, reboot, poweroff"#
+            )
+        );
+        assert_eq!(ok("stateless.mode=copy").mode, OverlayMode::Copy);
+        assert_eq!(
+            ok("stateless.mode=copy stateless.mode=overlay").mode,
+            OverlayMode::Overlay
+        );
+        assert_eq!(
+            bad("stateless.mode=Copy").1,
+            r#"stateless.mode: "Copy" is not one of overlay, copy"#
+        );
+        assert_eq!(bad("stateless.mode").1, "stateless.mode: needs a value");
+    }
+
+    #[test]
+    fn quiet_debug() {
+        let o = ok("quiet debug");
+        assert!(o.quiet && o.debug);
+        // The kernel ignores their value too.
+        assert!(ok("quiet=0").quiet);
+        let (o, d) = resolve_with("", Some("quiet=1\ndebug"));
+        assert!(!o.quiet && !o.debug && d.len() == 2);
+    }
+
+    fn ip(text: &str) -> IpParam {
+        ok(text).ip.unwrap()
+    }
+
+    #[test]
+    fn ip_param() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().ok();
+        for w in AUTOCONF {
+            assert_eq!(
+                ip(&format!("ip={w}")),
+                IpParam {
+                    autoconf: w.into(),
+                    ..IpParam::default()
+                }
+            );
+        }
+        assert_eq!(ip("ip=DHCP").autoconf, "dhcp");
+        assert_eq!(ip("ip=").autoconf, "off");
+        assert_eq!(
+            ip("ip=:::::eth0:dhcp"),
+            IpParam {
+                device: Some("eth0".into()),
+                autoconf: "dhcp".into(),
+                ..IpParam::default()
+            }
+        );
+        let full = ip("ip=192.168.1.21:192.168.1.1:192.168.1.254:255.255.255.0:lab3-12.example.edu:eth0:off:8.8.8.8:1.1.1.1:10.0.0.1:extra");
+        assert_eq!(
+            full,
+            IpParam {
+                client: a("192.168.1.21"),
+                server: a("192.168.1.1"),
+                gateway: a("192.168.1.254"),
+                netmask: a("255.255.255.0"),
+                hostname: Some("lab3-12.example.edu".into()),
+                device: Some("eth0".into()),
+                autoconf: "off".into(),
+            }
+        );
+        assert_eq!(
+            ip("ip=10.0.0.5"),
+            IpParam {
+                client: a("10.0.0.5"),
+                ..IpParam::default()
+            }
+        );
+        assert_eq!(
+            ip("ip=10.0.0.5::0.0.0.0"),
+            IpParam {
+                client: a("10.0.0.5"),
+                ..IpParam::default()
+            }
+        );
+        assert_eq!(ip("ip=::10.0.0.1:255.0.0.0").gateway, a("10.0.0.1"));
+
+        let (o, d) = resolve("ip=10.0.0.300:1.2.3.4::::eth1:frob:dns");
+        assert_eq!(
+            o.ip,
+            Some(IpParam {
+                server: a("1.2.3.4"),
+                device: Some("eth1".into()),
+                ..IpParam::default()
+            })
+        );
+        assert_eq!(
+            d,
+            [
+                r#"ip: client-ip "10.0.0.300" is not an IPv4 address"#,
+                r#"ip: autoconf "frob" is not one of dhcp, on, any, off, none, bootp, rarp, both, static"#,
+                r#"ip: dns0-ip "dns" is not an IPv4 address"#,
+            ]
+        );
+        let (o, d) = bad("ip=dhcp ip=frob");
+        assert_eq!(o.ip.map(|i| i.autoconf).as_deref(), Some("dhcp"));
+        assert_eq!(
+            d,
+            r#"ip: "frob" is neither an autoconf method (dhcp, on, any, off, none, bootp, rarp, both, static) nor an IPv4 address"#
+        );
+        assert_eq!(bad("ip").1, "ip: needs a value");
+    }
+
+    #[test]
+    fn nfsroot() {
+        let n = ok("nfsroot=192.168.1.1:/diskless/gentoo,ro,rsize=8192,,posix")
+            .nfsroot
+            .unwrap();
+        assert_eq!(n.server, "192.168.1.1".parse().ok());
+        assert_eq!(
+            (n.path.as_str(), n.options),
+            (
+                "/diskless/gentoo",
+                vec!["ro".into(), "rsize=8192".into(), "posix".into()]
+            )
+        );
+        assert_eq!(
+            ok("nfsroot=/srv/%s").nfsroot,
+            Some(NfsRoot {
+                server: None,
+                path: "/srv/%s".into(),
+                options: vec![]
+            })
+        );
+        assert_eq!(ok("nfsroot=/a:b").nfsroot.unwrap().path, "/a:b");
+        assert_eq!(ok("nfsroot=").nfsroot, None);
+        for (v, msg) in [
+            (
+                "server:/x",
+                r#"nfsroot: server "server" is not an IPv4 address"#,
+            ),
+            (":/x", r#"nfsroot: server "" is not an IPv4 address"#),
+            ("10.0.0.1:x", r#"nfsroot: path "x" is not absolute"#),
+            ("10.0.0.1:", r#"nfsroot: path "" is not absolute"#),
+            ("tftpboot", r#"nfsroot: path "tftpboot" is not absolute"#),
+        ] {
+            let (o, d) = bad(&format!("nfsroot={v}"));
+            assert_eq!((o.nfsroot, d.as_str()), (None, msg));
+        }
+    }
+
+    #[test]
+    fn root_and_bootif() {
+        assert_eq!(ok("root=/dev/nfs").root.as_deref(), Some("/dev/nfs"));
+        assert_eq!(
+            ok("root=nfs:10.0.0.1:/srv/root").root.as_deref(),
+            Some("nfs:10.0.0.1:/srv/root")
+        );
+        assert_eq!(ok("root=").root, None);
+        let mac = Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
+        for v in [
+            "01-52-54-00-ab-cd-ef",
+            "52:54:00:AB:CD:EF",
+            "52-54-00-ab-cd-ef",
+        ] {
+            assert_eq!(ok(&format!("BOOTIF={v}")).bootif, mac, "{v}");
+        }
+        for v in [
+            "52:54:00:ab:cd",
+            "52:54:00:ab:cd:ef:01",
+            "5:54:00:ab:cd:ef",
+            "+5:54:00:ab:cd:ef",
+            "zz:54:00:ab:cd:ef",
+            "",
+        ] {
+            let (o, d) = bad(&format!("BOOTIF={v}"));
+            assert_eq!(o.bootif, None);
+            assert_eq!(d, format!("BOOTIF: {v:?} is not a MAC address (01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff)"));
+        }
+        assert_eq!(
+            bad("BOOTIF=06-52-54-00-ab-cd-ef").1,
+            r#"BOOTIF: hardware type "06" in "06-52-54-00-ab-cd-ef" is not ethernet (01)"#
+        );
+        // `bootif` (lower case) is not the pxelinux key.
+        assert_eq!(ok("bootif=01-52-54-00-ab-cd-ef").bootif, None);
+    }
+
+    #[test]
+    fn unknown_stateless_keys() {
+        let (o, d) =
+            resolve("stateless.nope=1 stateless.dir=etc stateless stateless.=x stateless.flag");
+        assert_eq!(o, Options::default());
+        assert_eq!(
+            d,
+            [
+                "stateless.nope: unknown key",
+                "stateless.dir: unknown key",
+                "stateless.: unknown key",
+                "stateless.flag: unknown key",
+            ]
+        );
+    }
+
+    #[test]
+    fn config_file() {
+        let config = "# site defaults\n\n  stateless.mode = copy  \nstateless.hostname.prefix='lab'\nstateless.layers=\"/srv/layers/\"\r\n\
+                      stateless.emergency=shell\nip=dhcp\nnot a pair\n=x\nstateless.bogus=1\nstateless.tmpfs.size=\"50%\n\
+                      stateless.break\nstateless.dirs=etc,var/lib\n";
+        let (o, d) = Options::resolve(
+            &Cmdline::parse("stateless.emergency=reboot stateless.dirs=var"),
+            Some(config),
+        );
+        assert_eq!(o.mode, OverlayMode::Copy);
+        assert_eq!(o.hostname_prefix, "lab");
+        assert_eq!(o.layers, "/srv/layers");
+        assert_eq!(o.emergency, Emergency::Reboot, "the command line wins");
+        assert_eq!(o.dirs, ["var"], "the command line wins");
+        assert_eq!(o.ip, None, "ip= is not taken from the config file");
+        let got: Vec<(Origin, &str, &str)> = d
+            .iter()
+            .map(|d| (d.origin.clone(), d.key.as_str(), d.message.as_str()))
+            .collect();
+        let cfg = |line| Origin::Config { line };
+        assert_eq!(
+            got,
+            [
+                (
+                    cfg(7),
+                    "ip",
+                    "ip: only stateless.* keys belong in the config file"
+                ),
+                (
+                    cfg(8),
+                    "not a pair",
+                    r#""not a pair": not a key=value line"#
+                ),
+                (cfg(9), "", r#""=x": line has no key"#),
+                (cfg(10), "stateless.bogus", "stateless.bogus: unknown key"),
+                (
+                    cfg(11),
+                    "stateless.tmpfs.size",
+                    r#"stateless.tmpfs.size: "\"50%" is not a size (digits, then optionally k, m, g or %)"#
+                ),
+                (
+                    cfg(12),
+                    "stateless.break",
+                    r#""stateless.break": not a key=value line"#
+                ),
+            ]
+        );
+        assert_eq!(
+            d[0].to_string(),
+            "/etc/stateless.conf line 7: ip: only stateless.* keys belong in the config file"
+        );
+        // Config values apply when the command line has none; an invalid cmdline value keeps them.
+        let (o, d) = resolve_with(
+            "stateless.mode=bad",
+            Some("stateless.mode=copy\nstateless.dirs=home\nstateless.hostname=\"a b\""),
+        );
+        assert_eq!(
+            (o.mode, o.dirs, o.hostname.as_deref()),
+            (OverlayMode::Copy, vec!["home".into()], Some("a b"))
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            Options::resolve(&Cmdline::default(), Some("")),
+            (Options::default(), vec![])
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut_in_messages() {
+        let long = "x".repeat(1000);
+        let d = bad(&format!("stateless.mode={long}")).1;
+        assert!(d.len() < 120 && d.contains("\"..."), "{d}");
+        let d = bad(&format!("stateless.mode=\"{}\"", "é".repeat(100))).1;
+        assert!(d.contains("\"..."), "{d}");
+    }
+
+    /// Resolved options and init args as flat `field=value` strings, as the fixture expectations name them.
+    fn flatten(c: &Cmdline, o: &Options) -> BTreeMap<String, String> {
+        fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+            let s = match v {
+                serde_json::Value::Object(m) => {
+                    // `null` marks an absent struct; its fields are then absent too.
+                    for (k, v) in m {
+                        walk(&format!("{prefix}.{k}"), v, out);
+                    }
+                    return;
+                }
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or(x.to_string(), str::to_owned))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "(none)".into(),
+                other => other.to_string(),
+            };
+            out.insert(prefix.trim_start_matches('.').to_owned(), s);
+        }
+        let mut out = BTreeMap::new();
+        walk("", &serde_json::to_value(o).unwrap(), &mut out);
+        if let Some(mac) = o.bootif {
+            out.insert(
+                "bootif".into(),
+                mac.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":"),
+            );
+        }
+        out.insert("init_args".into(), c.init_args.join(","));
+        out
+    }
+
+    /// Checks one fixture against its expectation text; returns the mismatches.
+    fn check_fixture(cmdline: &str, config: Option<&str>, expect: &str) -> Vec<String> {
+        let c = Cmdline::parse(cmdline);
+        let (o, d) = Options::resolve(&c, config);
+        let mut flat = flatten(&c, &o);
+        flat.insert("diagnostics".into(), d.len().to_string());
+        let (mut errors, mut diags, mut has_count) = (Vec::new(), Vec::new(), false);
+        for line in expect
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((key, want)) = line.split_once('=') else {
+                errors.push(format!("bad expectation line {line:?}"));
+                continue;
+            };
+            has_count |= key == "diagnostics";
+            if key == "diag" {
+                diags.push(want.to_owned());
+                continue;
+            }
+            match flat.get(key) {
+                None => errors.push(format!(
+                    "unknown field {key:?} (known: {:?})",
+                    flat.keys().collect::<Vec<_>>()
+                )),
+                Some(got) if got != want => {
+                    errors.push(format!("{key}: expected {want:?}, got {got:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        if !has_count {
+            errors.push("no diagnostics=N line".into());
+        }
+        let got: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
+        if !diags.is_empty() && diags != got {
+            errors.push(format!("diag lines: expected {diags:#?}, got {got:#?}"));
+        }
+        errors
+    }
+
+    #[test]
+    fn fixture_checker_can_fail() {
+        assert!(check_fixture("quiet", None, "quiet=true\ndiagnostics=0").is_empty());
+        assert_eq!(
+            check_fixture("quiet", None, "quiet=false\ndiagnostics=0").len(),
+            1
+        );
+        assert_eq!(check_fixture("quiet", None, "quiet=true").len(), 1);
+        assert_eq!(
+            check_fixture("quiet", None, "nosuch=1\ndiagnostics=0").len(),
+            1
+        );
+        assert_eq!(
+            check_fixture("stateless.x=1", None, "diagnostics=1\ndiag=other").len(),
+            1
+        );
+        assert!(check_fixture(
+            "stateless.x=1",
+            None,
+            "diagnostics=1\ndiag=stateless.x: unknown key"
+        )
+        .is_empty());
+        assert!(check_fixture(
+            "ip=dhcp",
+            None,
+            "ip.autoconf=dhcp\nip.client=(none)\nnfsroot=(none)\ndiagnostics=0"
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn fixtures() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cmdline");
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+            .collect();
+        names.sort();
+        assert!(
+            names.len() >= 8,
+            "only {} fixtures in {}",
+            names.len(),
+            dir.display()
+        );
+        let mut failures = Vec::new();
+        for txt in &names {
+            let cmdline = std::fs::read_to_string(txt).unwrap();
+            let config = std::fs::read_to_string(txt.with_extension("conf")).ok();
+            let expect = std::fs::read_to_string(txt.with_extension("expect"))
+                .unwrap_or_else(|e| panic!("{}: {e}", txt.with_extension("expect").display()));
+            for e in check_fixture(&cmdline, config.as_deref(), &expect) {
+                failures.push(format!(
+                    "{}: {e}",
+                    txt.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}

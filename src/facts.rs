@@ -1,0 +1,98 @@
+//! What was found out about this client before planning: the boot interface and its address,
+//! the kernel's hostname and the DHCP domain. Gathered from the kernel at boot
+//! ([`probe`]), or given on the command line of `plan`/`apply`.
+
+use serde::Serialize;
+
+use crate::cmdline::Options;
+use crate::net::netlink::{self, Interface};
+use crate::net::{pnp, Ipv4Net};
+
+/// The probed (or given) state of the client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    /// Name of the interface that carries the boot address.
+    pub interface: Option<String>,
+    pub address: Option<Ipv4Net>,
+    /// The kernel's hostname as read, before any judgement.
+    pub kernel_hostname: Option<String>,
+    /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
+    pub domain: Option<String>,
+    /// Problems met while probing, for the log and the report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// Reads the facts from the running kernel (PID 1 boot).
+pub fn probe(options: &Options) -> Facts {
+    let mut facts = Facts { kernel_hostname: Some(rustix::system::uname().nodename().to_string_lossy().into_owned()), ..Facts::default() };
+    match netlink::interfaces() {
+        Ok(interfaces) => {
+            if let Some(interface) = boot_interface(&interfaces, options) {
+                facts.interface = Some(interface.name.clone());
+                facts.address = interface.addrs.first().copied();
+            } else {
+                facts.notes.push("no network interface with an IPv4 address".into());
+            }
+        }
+        Err(e) => facts.notes.push(format!("netlink: {e}")),
+    }
+    match pnp::read(std::path::Path::new("/proc/net/pnp")) {
+        Ok(found) => facts.domain = found.domain,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => facts.notes.push(format!("/proc/net/pnp: {e}")),
+    }
+    facts
+}
+
+/// The interface to take the address from: the one whose MAC is `BOOTIF=`, else the `ip=` device,
+/// else the first interface that is up, not loopback and has an IPv4 address. Names follow driver
+/// load order, not PCI order, so the MAC is the reliable key.
+pub fn boot_interface<'a>(interfaces: &'a [Interface], options: &Options) -> Option<&'a Interface> {
+    let usable = |i: &&Interface| !i.loopback && !i.addrs.is_empty();
+    let by_mac = options.bootif.and_then(|mac| interfaces.iter().filter(usable).find(|i| i.mac == Some(mac)));
+    let device = options.ip.as_ref().and_then(|ip| ip.device.as_deref());
+    let by_name = device.and_then(|name| interfaces.iter().filter(usable).find(|i| i.name == name));
+    by_mac.or(by_name).or_else(|| interfaces.iter().filter(usable).find(|i| i.up))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::IpParam;
+
+    fn iface(index: u32, name: &str, mac: u8, addr: Option<&str>, up: bool) -> Interface {
+        Interface {
+            index,
+            name: name.into(),
+            mac: Some([0x52, 0x54, 0, 0, 0, mac]),
+            up,
+            loopback: name == "lo",
+            addrs: addr.map(|a| a.parse().unwrap()).into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn bootif_then_ip_device_then_first_up() {
+        let all = [
+            iface(1, "lo", 0, Some("127.0.0.1/8"), true),
+            iface(2, "eth0", 8, Some("10.0.3.15/24"), true),
+            iface(3, "eth1", 7, Some("10.0.2.15/24"), true),
+            iface(4, "eth2", 9, None, true),
+        ];
+        let mut options = Options::default();
+        assert_eq!(boot_interface(&all, &options).unwrap().name, "eth0");
+        options.ip = Some(IpParam { device: Some("eth1".into()), ..IpParam::default() });
+        assert_eq!(boot_interface(&all, &options).unwrap().name, "eth1");
+        options.bootif = Some([0x52, 0x54, 0, 0, 0, 8]);
+        assert_eq!(boot_interface(&all, &options).unwrap().name, "eth0");
+        options.bootif = Some([0x52, 0x54, 0, 0, 0, 9]);
+        assert_eq!(boot_interface(&all, &options).unwrap().name, "eth1", "a MAC without an address is not usable");
+    }
+
+    #[test]
+    fn no_usable_interface() {
+        let all = [iface(1, "lo", 0, Some("127.0.0.1/8"), true), iface(2, "eth0", 8, Some("10.0.3.15/24"), false)];
+        assert!(boot_interface(&all, &Options::default()).is_none());
+    }
+}

@@ -1,0 +1,247 @@
+//! Configuration layers: trees that mirror the root, copied in order, each overriding the one
+//! before (all under the layer root, `/diskless` by default):
+//!
+//! | order | layer | example |
+//! |---|---|---|
+//! | 1 | `base/` | every client |
+//! | 2 | `networks/<broadcast>/`, then `networks/<network>_<prefix>/` | `networks/10.0.2.255/`, `networks/10.0.2.0_24/` |
+//! | 3 | `labs/<hostname up to the first '-'>/` | `labs/lab3/` for `lab3-12` |
+//! | 4 | `hosts/<short hostname>/` | `hosts/lab3-12/` |
+//! | 5 | `hosts/<IP address>/` | `hosts/10.0.2.15/` |
+//!
+//! A layer may be a symlink to another dir inside the layer root (`hosts/10.0.2.15 -> lab3-12`);
+//! one pointing out of it is refused. Only entries inside the writable dirs (`stateless.dirs`)
+//! are copied: anything else would land on the read-only shared root and is refused.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::OFlags;
+use serde::Serialize;
+
+use crate::hostname::Hostname;
+use crate::net::Ipv4Net;
+use crate::tree::{self, Entry, Kind, Verdict};
+
+/// The level a layer sits at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Base,
+    Network,
+    Lab,
+    Host,
+    Ip,
+}
+
+/// One layer looked for, and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Layer {
+    pub kind: LayerKind,
+    /// Path relative to the layer root: `labs/lab3`. Also its name in the provenance file.
+    pub name: String,
+    pub present: bool,
+    /// Entries it would write.
+    pub files: Vec<Entry>,
+    /// Entries outside the writable dirs.
+    pub refused: Vec<Entry>,
+    /// Problems reading it (unreadable entries, a symlink out of the layer root).
+    pub errors: Vec<String>,
+}
+
+/// The layers to look for, in order, given what is known about the client.
+pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<(LayerKind, String)> {
+    let mut layers = vec![(LayerKind::Base, "base".to_string())];
+    if let Some(net) = address {
+        layers.push((LayerKind::Network, format!("networks/{}", net.broadcast())));
+        layers.push((LayerKind::Network, format!("networks/{}_{}", net.network(), net.prefix)));
+    }
+    if let Some(name) = hostname {
+        layers.push((LayerKind::Lab, format!("labs/{}", name.lab())));
+        layers.push((LayerKind::Host, format!("hosts/{}", name.short)));
+    }
+    if let Some(net) = address {
+        layers.push((LayerKind::Ip, format!("hosts/{}", net.addr)));
+    }
+    layers
+}
+
+/// Decides for an entry of a layer (path relative to the layer) whether it may be copied:
+/// inside a writable dir → copy; the writable dir itself, or a dir above one → enter it without
+/// touching it (the overlay root keeps its own owner and mode); anything else → refuse.
+pub fn verdict(dirs: &[String], path: &Path, kind: Kind) -> Verdict {
+    for dir in dirs.iter().map(Path::new) {
+        if path.starts_with(dir) && path != dir {
+            return Verdict::Copy;
+        }
+        if dir.starts_with(path) && kind == Kind::Dir {
+            return Verdict::Descend;
+        }
+    }
+    Verdict::Refuse
+}
+
+/// Opens the layer root inside the image, `None` with a note when it is missing or unusable.
+pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, String> {
+    let relative = relative(layers);
+    if relative.as_os_str().is_empty() {
+        return Ok(Some(rustix::fs::openat(root, ".", OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty()).map_err(|e| format!("{layers}: {e}"))?));
+    }
+    match tree::open_beneath(root, &relative, OFlags::DIRECTORY | OFlags::CLOEXEC) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(e) => Err(format!("layer root {layers}: {e}")),
+    }
+}
+
+/// An absolute image path as a path relative to the root.
+pub fn relative(path: &str) -> PathBuf {
+    Path::new(path).components().filter(|c| matches!(c, Component::Normal(_))).collect()
+}
+
+/// Opens one layer dir beneath the layer root.
+fn open_layer(layer_root: BorrowedFd<'_>, name: &str) -> Result<Option<OwnedFd>, String> {
+    match tree::open_beneath(layer_root, Path::new(name), OFlags::DIRECTORY | OFlags::CLOEXEC) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::NOENT) => Ok(None),
+        Err(rustix::io::Errno::XDEV) => Err(format!("{name}: a symlink points out of the layer root")),
+        Err(e) => Err(format!("{name}: {e}")),
+    }
+}
+
+/// Looks for every candidate layer and lists what each would write (read-only).
+pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, String)>, dirs: &[String]) -> Vec<Layer> {
+    candidates
+        .into_iter()
+        .map(|(kind, name)| {
+            let mut layer = Layer { kind, name, present: false, files: vec![], refused: vec![], errors: vec![] };
+            match layer_root.map(|r| open_layer(r, &layer.name)).transpose().map(Option::flatten) {
+                Ok(Some(fd)) => {
+                    let walk = tree::walk(fd.as_fd(), &|path, kind| verdict(dirs, path, kind));
+                    layer.present = true;
+                    layer.files = walk.copy;
+                    layer.refused = walk.refused;
+                    layer.errors = walk.errors.iter().map(ToString::to_string).collect();
+                }
+                Ok(None) => {}
+                Err(e) => layer.errors.push(e),
+            }
+            layer
+        })
+        .collect()
+}
+
+/// What applying one layer did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    pub written: usize,
+    pub refused: usize,
+    pub errors: Vec<String>,
+}
+
+/// Copies one layer onto the root, recording in `provenance` which layer wrote each path.
+pub fn apply(layer_root: BorrowedFd<'_>, root: BorrowedFd<'_>, name: &str, dirs: &[String], provenance: &mut Provenance) -> Applied {
+    let fd = match open_layer(layer_root, name) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return Applied::default(),
+        Err(e) => return Applied { errors: vec![e], ..Applied::default() },
+    };
+    let copied = tree::copy_tree(fd.as_fd(), root, &|path, kind| verdict(dirs, path, kind));
+    for entry in &copied.written {
+        provenance.record(&entry.path, name);
+    }
+    for entry in &copied.refused {
+        log::warn!("layer {name}: refused /{}: outside the writable dirs ({})", entry.path.display(), dirs.join(", "));
+    }
+    Applied { written: copied.written.len(), refused: copied.refused.len(), errors: copied.errors.iter().map(|e| format!("layer {name}: {e}")).collect() }
+}
+
+/// Which layer (or other writer) supplied each written path; the last writer wins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Provenance(BTreeMap<PathBuf, String>);
+
+impl Provenance {
+    pub fn record(&mut self, path: &Path, source: &str) {
+        self.0.insert(path.to_path_buf(), source.to_string());
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&str> {
+        self.0.get(path).map(String::as_str)
+    }
+
+    /// One line per path: `/etc/fstab<TAB>hosts/lab3-12`; bytes that would break the line
+    /// format (control characters, backslash, non-UTF-8) are written as `\xNN`.
+    pub fn render(&self) -> String {
+        self.0.iter().map(|(path, source)| format!("/{}\t{}\n", escape(path), source)).collect()
+    }
+}
+
+fn escape(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                out.extend(format!("\\x{:02x}", u32::from(c)).chars());
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hostname::Source;
+
+    fn dirs() -> Vec<String> {
+        vec!["etc".into(), "var/log".into()]
+    }
+
+    #[test]
+    fn candidates_in_order() {
+        let host = Hostname { short: "lab3-12".into(), domain: None, source: Source::Kernel };
+        let names: Vec<String> = candidates(Some(&host), "10.0.2.15/24".parse().ok()).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(names, ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
+        assert_eq!(candidates(None, None), [(LayerKind::Base, "base".to_string())]);
+    }
+
+    #[test]
+    fn verdicts_keep_writes_inside_the_writable_dirs() {
+        let v = |p: &str, k| verdict(&dirs(), Path::new(p), k);
+        assert_eq!(v("etc", Kind::Dir), Verdict::Descend);
+        assert_eq!(v("etc", Kind::Symlink), Verdict::Refuse);
+        assert_eq!(v("etc/fstab", Kind::File), Verdict::Copy);
+        assert_eq!(v("etc/ssh/sshd_config", Kind::File), Verdict::Copy);
+        assert_eq!(v("var", Kind::Dir), Verdict::Descend);
+        assert_eq!(v("var/log", Kind::Dir), Verdict::Descend);
+        assert_eq!(v("var/log/x", Kind::File), Verdict::Copy);
+        assert_eq!(v("var/lib", Kind::Dir), Verdict::Refuse);
+        assert_eq!(v("usr/bin/evil", Kind::File), Verdict::Refuse);
+        assert_eq!(v("etcetera", Kind::File), Verdict::Refuse);
+        assert_eq!(v("var", Kind::File), Verdict::Refuse);
+    }
+
+    #[test]
+    fn relative_strips_root_and_dots() {
+        assert_eq!(relative("/diskless"), PathBuf::from("diskless"));
+        assert_eq!(relative("/srv//diskless/"), PathBuf::from("srv/diskless"));
+        assert_eq!(relative("/"), PathBuf::new());
+    }
+
+    #[test]
+    fn provenance_last_writer_wins_and_escapes() {
+        let mut p = Provenance::default();
+        p.record(Path::new("etc/fstab"), "base");
+        p.record(Path::new("etc/fstab"), "hosts/lab3-12");
+        p.record(Path::new("etc/a\tb\n"), "base");
+        assert_eq!(p.get(Path::new("etc/fstab")), Some("hosts/lab3-12"));
+        assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\n");
+    }
+}

@@ -1,0 +1,81 @@
+//! Loading a kernel module by name from the image's `modules.dep`, dependencies first,
+//! without modprobe (the image may have none, and the kernel's request_module needs one).
+
+use std::path::{Path, PathBuf};
+
+use crate::sys::Sys;
+
+/// Module names compare with `-` and `_` as the same character.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (x == b'-' || x == b'_') && (y == b'-' || y == b'_'))
+}
+
+/// The module name of a path in modules.dep (`kernel/fs/overlayfs/overlay.ko.xz` → `overlay`).
+fn name_of(path: &str) -> &str {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    file.split(".ko").next().unwrap_or(file)
+}
+
+/// The files to load for `name`, in load order (dependencies first, the module last), from the
+/// text of modules.dep (`path: dep1 dep2`, deps listed nearest first). `None` when not listed.
+pub fn load_order(modules_dep: &str, name: &str) -> Option<Vec<String>> {
+    let line = modules_dep.lines().find(|l| l.split_once(':').is_some_and(|(p, _)| same_name(name_of(p), name)))?;
+    let (path, deps) = line.split_once(':')?;
+    let mut order: Vec<String> = deps.split_whitespace().rev().map(str::to_string).collect();
+    order.push(path.trim().to_string());
+    Some(order)
+}
+
+/// Loads `name` and its dependencies from `<root>/lib/modules/<release>/`. Already loaded is fine.
+pub fn load(sys: &mut dyn Sys, root: &Path, release: &str, name: &str) -> Result<(), String> {
+    let dir: PathBuf = root.join("lib/modules").join(release);
+    let dep = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| format!("{}: {e}", dir.join("modules.dep").display()))?;
+    let order = load_order(&dep, name).ok_or_else(|| format!("module {name} not in {}/modules.dep", dir.display()))?;
+    for file in order {
+        if file.split('/').any(|c| c == "..") {
+            return Err(format!("modules.dep entry {file:?} leaves the module dir"));
+        }
+        match sys.load_module(&dir.join(&file)) {
+            Ok(()) => log::info!("loaded module {}", name_of(&file)),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {}
+            Err(e) => return Err(format!("load {}: {e}", dir.join(&file).display())),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::{Call, Fake};
+
+    const DEP: &str = "kernel/fs/overlayfs/overlay.ko:\n\
+        kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko\n\
+        kernel/fs/nfs/nfsv3.ko.xz: kernel/fs/nfs/nfs.ko.xz\n";
+
+    #[test]
+    fn load_order_puts_dependencies_first() {
+        assert_eq!(load_order(DEP, "overlay").unwrap(), ["kernel/fs/overlayfs/overlay.ko"]);
+        assert_eq!(
+            load_order(DEP, "virtio-net").unwrap(),
+            ["kernel/net/core/failover.ko", "kernel/drivers/net/net_failover.ko", "kernel/drivers/net/virtio_net.ko"]
+        );
+        assert_eq!(load_order(DEP, "nfsv3").unwrap(), ["kernel/fs/nfs/nfs.ko.xz", "kernel/fs/nfs/nfsv3.ko.xz"]);
+        assert_eq!(load_order(DEP, "nfs"), None, "only listed as a dependency");
+        assert_eq!(load_order("garbage\n::\n", "overlay"), None);
+    }
+
+    #[test]
+    fn load_calls_finit_in_order_and_accepts_already_loaded() {
+        let dir = std::env::temp_dir().join(format!("stateless-modules-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib/modules/6.1.0")).unwrap();
+        std::fs::write(dir.join("lib/modules/6.1.0/modules.dep"), DEP).unwrap();
+        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17)), ..Fake::default() };
+        load(&mut sys, &dir, "6.1.0", "virtio_net").unwrap();
+        assert_eq!(sys.calls.len(), 3);
+        assert_eq!(sys.calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
+        assert!(load(&mut sys, &dir, "6.1.0", "nosuch").unwrap_err().contains("not in"));
+        assert!(load(&mut sys, &dir, "9.9", "overlay").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,140 @@
+//! Mount tables and option strings: the early kernel filesystems, the per-dir tmpfs and overlay.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use rustix::fs::FsWord;
+use rustix::mount::MountFlags;
+use serde::Serialize;
+
+/// One early kernel filesystem; mounted only when it is not there yet (the kernel or an
+/// initramfs may have done it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EarlyMount {
+    /// Mount point, relative to the root.
+    pub target: &'static str,
+    pub fstype: &'static str,
+    pub source: &'static str,
+    pub options: &'static str,
+    #[serde(skip)]
+    pub flags: MountFlags,
+    /// statfs f_type of a mounted instance.
+    #[serde(skip)]
+    pub magic: FsWord,
+}
+
+pub const TMPFS_MAGIC: FsWord = 0x0102_1994; // devtmpfs reports it too
+const PROC_SUPER_MAGIC: FsWord = 0x9fa0;
+const SYSFS_MAGIC: FsWord = 0x6265_6572;
+
+/// /dev comes first: the console must work before anything else can fail.
+pub const EARLY_MOUNTS: [EarlyMount; 4] = [
+    EarlyMount {
+        target: "dev",
+        fstype: "devtmpfs",
+        source: "devtmpfs",
+        options: "mode=0755",
+        flags: MountFlags::NOSUID,
+        magic: TMPFS_MAGIC,
+    },
+    EarlyMount {
+        target: "proc",
+        fstype: "proc",
+        source: "proc",
+        options: "",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        magic: PROC_SUPER_MAGIC,
+    },
+    EarlyMount {
+        target: "sys",
+        fstype: "sysfs",
+        source: "sysfs",
+        options: "",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
+        magic: SYSFS_MAGIC,
+    },
+    EarlyMount {
+        target: "run",
+        fstype: "tmpfs",
+        source: "tmpfs",
+        options: "mode=0755",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        magic: TMPFS_MAGIC,
+    },
+];
+
+/// Where the per-dir tmpfs (upper and work dirs) lives, relative to the root.
+pub const RW_BASE: &str = "run/stateless/rw";
+
+/// True when `path` is the root of a mount of the filesystem type `magic`: same type, and a
+/// different device from its parent (a plain dir on a tmpfs root is not a mount).
+pub fn is_mounted(path: &Path, magic: FsWord) -> bool {
+    let Some(parent) = path.parent() else { return true };
+    let Ok(fs) = rustix::fs::statfs(path) else { return false };
+    match (std::fs::metadata(path), std::fs::metadata(parent)) {
+        (Ok(here), Ok(up)) => fs.f_type == magic && here.dev() != up.dev(),
+        _ => false,
+    }
+}
+
+/// tmpfs options for a per-dir tmpfs: mode and owner of the dir it stands for, and the size limit.
+pub fn tmpfs_options(mode: u32, uid: u32, gid: u32, size: Option<&str>) -> String {
+    let mut options = format!("mode={:o},uid={uid},gid={gid}", mode & 0o7777);
+    if let Some(size) = size {
+        options.push_str(",size=");
+        options.push_str(size);
+    }
+    options
+}
+
+/// Rejects paths that cannot be written into a mount option string unambiguously.
+pub fn option_safe(path: &Path) -> Result<&str, String> {
+    let text = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+    match text.chars().find(|c| matches!(c, ',' | ':' | '\\' | '=') || c.is_control()) {
+        Some(c) => Err(format!("{text}: {c:?} cannot be used in overlay options")),
+        None => Ok(text),
+    }
+}
+
+/// overlayfs options with the image dir as the single lower layer.
+pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, String> {
+    Ok(format!(
+        "lowerdir={},upperdir={},workdir={}",
+        option_safe(lower)?,
+        option_safe(upper)?,
+        option_safe(work)?
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_is_first_and_targets_are_relative() {
+        assert_eq!(EARLY_MOUNTS[0].target, "dev");
+        assert!(EARLY_MOUNTS.iter().all(|m| !m.target.starts_with('/')));
+    }
+
+    #[test]
+    fn tmpfs_options_carry_owner_mode_and_size() {
+        assert_eq!(tmpfs_options(0o40755, 0, 0, None), "mode=755,uid=0,gid=0");
+        assert_eq!(tmpfs_options(0o1777, 5, 6, Some("25%")), "mode=1777,uid=5,gid=6,size=25%");
+    }
+
+    #[test]
+    fn overlay_options_refuse_separators() {
+        let ok = overlay_options(Path::new("/etc"), Path::new("/run/u"), Path::new("/run/w")).unwrap();
+        assert_eq!(ok, "lowerdir=/etc,upperdir=/run/u,workdir=/run/w");
+        assert!(overlay_options(Path::new("/a,b"), Path::new("/u"), Path::new("/w")).is_err());
+        assert!(overlay_options(Path::new("/a:b"), Path::new("/u"), Path::new("/w")).is_err());
+    }
+
+    #[test]
+    fn a_plain_directory_is_not_a_mount() {
+        let dir = std::env::temp_dir();
+        assert!(!is_mounted(&dir.join("definitely-missing-stateless"), TMPFS_MAGIC));
+        assert!(is_mounted(Path::new("/proc"), PROC_SUPER_MAGIC));
+        assert!(!is_mounted(Path::new("/proc/self"), PROC_SUPER_MAGIC));
+    }
+}

@@ -1,0 +1,258 @@
+//! The boot as data: a list of typed steps, built from options and facts without side effects.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// The kinds of step, in boot order. Their names are what `stateless.break=` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    Mounts,
+    Hostname,
+    Overlay,
+    Layers,
+    HostFiles,
+    Report,
+    Handoff,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 7] = [
+        StepKind::Mounts,
+        StepKind::Hostname,
+        StepKind::Overlay,
+        StepKind::Layers,
+        StepKind::HostFiles,
+        StepKind::Report,
+        StepKind::Handoff,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Mounts => "mounts",
+            StepKind::Hostname => "hostname",
+            StepKind::Overlay => "overlay",
+            StepKind::Layers => "layers",
+            StepKind::HostFiles => "host-files",
+            StepKind::Report => "report",
+            StepKind::Handoff => "handoff",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StepKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        StepKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown step {s:?} (one of: {})", names.join(", "))
+        })
+    }
+}
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
+
+use crate::cmdline::{Diagnostic, OverlayMode, Options};
+use crate::facts::Facts;
+use crate::handoff;
+use crate::hostname::{self, Candidate, Hostname, Source};
+use crate::layers::{self, Layer};
+use crate::mounts::{EarlyMount, EARLY_MOUNTS};
+
+/// One thing the boot does.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Step {
+    /// An early kernel filesystem.
+    Mount { mount: EarlyMount },
+    /// sethostname/setdomainname (PID 1 only).
+    Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
+    /// A writable dir: tmpfs + overlayfs, or tmpfs + copy.
+    Overlay { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
+    Layer { layer: Layer },
+    /// /etc/hostname, /etc/conf.d/hostname, /etc/hosts.
+    HostFiles { fqdn: String, short: String, files: Vec<String> },
+    /// /run/stateless/report.json and provenance.
+    Report { path: String },
+    /// exec of the first init that exists.
+    Handoff { candidates: Vec<String>, chosen: Option<String> },
+}
+
+impl Step {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            Step::Mount { .. } => StepKind::Mounts,
+            Step::Hostname { .. } => StepKind::Hostname,
+            Step::Overlay { .. } => StepKind::Overlay,
+            Step::Layer { .. } => StepKind::Layers,
+            Step::HostFiles { .. } => StepKind::HostFiles,
+            Step::Report { .. } => StepKind::Report,
+            Step::Handoff { .. } => StepKind::Handoff,
+        }
+    }
+
+    /// A fatal step's failure goes to the emergency policy; a degradable one is logged and the boot goes on.
+    /// Without a writable dir the client cannot run its services; without an init there is no system.
+    pub fn fatal(&self) -> bool {
+        matches!(self, Step::Overlay { .. } | Step::Handoff { .. })
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
+            Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
+            Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
+            Step::Overlay { dir, mode: OverlayMode::Overlay, .. } => write!(f, "overlay /{dir}: tmpfs + overlayfs"),
+            Step::Overlay { dir, mode: OverlayMode::Copy, .. } => write!(f, "overlay /{dir}: tmpfs + copy"),
+            Step::Layer { layer } if layer.present => write!(f, "layer {} ({} entries)", layer.name, layer.files.len()),
+            Step::Layer { layer } => write!(f, "layer {} (not present)", layer.name),
+            Step::HostFiles { files, .. } => write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", ")),
+            Step::Report { path } => write!(f, "report /{path}"),
+            Step::Handoff { chosen: Some(init), .. } => write!(f, "handoff to {init}"),
+            Step::Handoff { chosen: None, candidates } => write!(f, "handoff: none of {} exists", candidates.join(", ")),
+        }
+    }
+}
+
+/// Where the report goes, relative to the root.
+pub const REPORT_DIR: &str = "run/stateless";
+
+/// Everything the boot will do, and what it was decided from.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub root: PathBuf,
+    pub options: Options,
+    pub diagnostics: Vec<Diagnostic>,
+    pub facts: Facts,
+    pub hostname: Option<Hostname>,
+    pub steps: Vec<Step>,
+}
+
+/// The first steps of every plan: they run before the command line can be read.
+pub fn early_steps() -> Vec<Step> {
+    EARLY_MOUNTS.iter().map(|m| Step::Mount { mount: *m }).collect()
+}
+
+/// Opens the root directory the plan is about.
+pub fn open_root(root: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Builds the plan. Reads the image under `root` (layers, init candidates) but changes nothing.
+pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
+    let mut candidates = Vec::new();
+    if let Some(name) = &options.hostname {
+        candidates.push(Candidate { source: Source::Cmdline, name: name.clone() });
+    }
+    if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
+        candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
+    }
+    let choice = hostname::choose(&candidates, &options.hostname_prefix, facts.address, facts.domain.as_deref());
+
+    let mut steps = early_steps();
+    steps.push(Step::Hostname { hostname: choice.hostname.clone(), rejected: choice.rejected });
+    for dir in &options.dirs {
+        steps.push(Step::Overlay { dir: dir.clone(), mode: options.mode, tmpfs_size: options.tmpfs_size.clone() });
+    }
+    let root_fd = open_root(root);
+    let layer_root = root_fd.as_ref().ok().map(|fd| layers::open_root(fd.as_fd(), &options.layers));
+    let mut layer_notes = Vec::new();
+    let layer_root_fd = match layer_root {
+        Some(Ok(fd)) => fd,
+        Some(Err(e)) => {
+            layer_notes.push(e);
+            None
+        }
+        None => None,
+    };
+    let found = layers::probe(layer_root_fd.as_ref().map(AsFd::as_fd), layers::candidates(choice.hostname.as_ref(), facts.address), &options.dirs);
+    steps.extend(found.into_iter().map(|layer| Step::Layer { layer }));
+    if let Some(h) = &choice.hostname {
+        if options.dirs.iter().any(|d| d == "etc") {
+            let files = crate::hostfiles::planned(root).into_iter().map(|f| format!("etc/{f}")).collect();
+            steps.push(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files });
+        }
+    }
+    steps.push(Step::Report { path: format!("{REPORT_DIR}/report.json") });
+    let candidates = handoff::candidates(options.init.as_deref());
+    let chosen = handoff::first_present(root, &candidates);
+    steps.push(Step::Handoff { candidates, chosen });
+
+    let mut facts = facts;
+    facts.notes.extend(layer_notes);
+    Plan { root: root.to_path_buf(), options, diagnostics, facts, hostname: choice.hostname, steps }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "root: {}", self.root.display())?;
+        match &self.hostname {
+            Some(h) => writeln!(f, "hostname: {} (from {})", h.fqdn(), h.source)?,
+            None => writeln!(f, "hostname: none")?,
+        }
+        match (&self.facts.address, &self.facts.interface) {
+            (Some(a), Some(i)) => writeln!(f, "address: {a} on {i}")?,
+            (Some(a), None) => writeln!(f, "address: {a}")?,
+            _ => writeln!(f, "address: none")?,
+        }
+        for d in &self.diagnostics {
+            writeln!(f, "warning: {}: {}", d.key, d.message)?;
+        }
+        for note in &self.facts.notes {
+            writeln!(f, "note: {note}")?;
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            writeln!(f, "{:>2}. {step}{}", i + 1, if step.fatal() { " [fatal]" } else { "" })?;
+            write_step_details(f, step)?;
+        }
+        Ok(())
+    }
+}
+
+fn write_step_details(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
+    match step {
+        Step::Hostname { rejected, .. } => rejected.iter().try_for_each(|r| writeln!(f, "      {r}")),
+        Step::Layer { layer } => {
+            for entry in &layer.files {
+                writeln!(f, "      /{}", entry.path.display())?;
+            }
+            for entry in &layer.refused {
+                writeln!(f, "      refused /{}: outside the writable dirs", entry.path.display())?;
+            }
+            layer.errors.iter().try_for_each(|e| writeln!(f, "      error: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl Plan {
+    /// Logs what planning found wrong: option diagnostics and probing notes.
+    pub fn log_findings(&self) {
+        for d in &self.diagnostics {
+            log::warn!("{d}");
+        }
+        for note in &self.facts.notes {
+            log::warn!("{note}");
+        }
+    }
+
+    /// The plan that runs before anything is known: the early mounts, with default options.
+    pub fn early(root: &Path) -> Plan {
+        let options = Options::resolve(&crate::cmdline::Cmdline::default(), None).0;
+        Plan { root: root.to_path_buf(), options, diagnostics: Vec::new(), facts: Facts::default(), hostname: None, steps: early_steps() }
+    }
+}

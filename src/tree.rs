@@ -1,0 +1,978 @@
+//! Safe copying and listing of configuration layer trees.
+//!
+//! A layer is a directory tree that mirrors the root (`/diskless/base/etc/fstab` → `/etc/fstab`).
+//! Layers live on the shared NFS image and are untrusted input: they may hold symlinks pointing
+//! anywhere, odd names (bytes, not UTF-8), deep nesting, device nodes, fifos and sockets.
+//! The destination is the tmpfs/overlay `/etc` and `/var` of this client, written as root.
+//!
+//! # How the tree is walked
+//! - Only directory fds: every entry is reached relative to its parent's fd, never by a full path.
+//!   Every source entry is first `lstat`ed (`fstatat` with `AT_SYMLINK_NOFOLLOW`), then opened with
+//!   `O_NOFOLLOW`: regular files `O_RDONLY|O_NOCTTY|O_NONBLOCK`, directories `O_DIRECTORY`,
+//!   everything else `O_PATH` (a fifo or a device is never opened for I/O). After the open, `fstat`
+//!   checks the kind is still the one seen; an entry that changed kind is skipped
+//!   (error `changed`, `ESTALE`).
+//! - No symlink is ever followed, in the source or in the destination. A symlink is copied as a
+//!   symlink with the same target bytes, wherever it points (the target is never read).
+//! - Entries are visited sorted by name (bytes), `.` and `..` skipped. The root of the walk itself
+//!   is neither listed nor copied (its metadata is left alone).
+//! - Depth limit: an entry path has at most [`MAX_DEPTH`] components. A directory that would hold
+//!   deeper entries (its own path already has `MAX_DEPTH` components) is neither listed, created
+//!   nor entered: error `depth`, `ELOOP`.
+//! - The filter sees each entry's path relative to the root and its source kind:
+//!   [`Verdict::Refuse`] puts it in `refused` (a directory is not entered);
+//!   [`Verdict::Descend`] enters a directory without copying the directory itself (its destination
+//!   counterpart must already be a real directory, else error `descend`); `Descend` on a
+//!   non-directory refuses it (there is nothing to walk into and the entry itself is not wanted).
+//!   Sockets are always refused (they cannot be copied meaningfully), whatever the verdict.
+//! - Errors never abort: each is recorded as a [`TreeError`] and the walk goes on with the next entry.
+//!
+//! # How the destination is written ("the source wins")
+//! - Destination directories are opened `O_DIRECTORY|O_NOFOLLOW` relative to their parent.
+//! - Source directory, destination non-directory (file, symlink, ...): the non-directory is
+//!   unlinked and a directory is made. Missing directories are made with mode 0700 until their real
+//!   mode is applied, after their children.
+//! - Source non-directory, destination directory: refused with error `replace-dir`, `EISDIR`;
+//!   a directory tree is never deleted.
+//! - Source non-directory, destination non-directory: unlinked and created anew (`O_CREAT|O_EXCL`,
+//!   `symlinkat`, `mknodat`), so nothing is ever written through an existing destination symlink.
+//!   Regular files are created with mode 0600 until their real mode is applied.
+//! - Existing destination directories are merged: entries the source does not have are kept, and
+//!   extended attributes the source does not have are kept.
+//! - A regular file whose data copy fails is removed again (no half-written config file is left).
+//! - Hard links in a layer are copied as independent files.
+//!
+//! # Metadata order
+//! `chown` clears the setuid/setgid bits and `security.capability`, so per entry the order is:
+//! create → data → owner (numeric uid/gid) → mode (full 07777, not for symlinks) → extended
+//! attributes → access and modification times. Directories get their metadata after their children
+//! are written (post-order), so their mtime sticks.
+//!
+//! Regular files and directories are handled through their open fds (`fchown`, `fchmod`,
+//! `flistxattr`/`fgetxattr`/`fsetxattr`, `futimens`). Symlinks, devices and fifos cannot be opened
+//! for I/O safely, so:
+//! - owner and times are set by name in the parent fd with `AT_SYMLINK_NOFOLLOW`;
+//! - their extended attributes are read and written through `/proc/self/fd/<n>`, where `<n>` is an
+//!   `O_PATH|O_NOFOLLOW` fd of the node: the path-based (following) xattr calls resolve that magic
+//!   link to the node itself, never to what a symlink points to. This is only done when
+//!   `/proc/self/fd` is really a procfs (checked with `statfs`); otherwise their xattrs are skipped;
+//! - the mode of devices and fifos is set through the same `/proc/self/fd/<n>` path, or, without
+//!   procfs, by name in the parent fd (`fchmodat` follows a final symlink, but the node was created
+//!   by `mknodat` an instant before in a directory only this process writes to at boot).
+//!
+//! Extended attribute failures (`EOPNOTSUPP`, `EPERM` for `trusted.`/`security.` names, ...) are
+//! recorded one by one and the entry is still finished. A source that does not support xattrs at
+//! all (`listxattr` gives `EOPNOTSUPP`) simply has none.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fmt;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
+use rustix::io::{self, Errno};
+use serde::{Serialize, Serializer};
+
+/// Maximum number of path components of an entry below the walked root.
+pub const MAX_DEPTH: usize = 64;
+
+/// Size of the buffer used to copy file data.
+const BUF_SIZE: usize = 64 * 1024;
+
+/// How often `openat2` is retried when it reports `EAGAIN`.
+const OPENAT2_RETRIES: usize = 8;
+
+/// How often an xattr list or value is re-read when it grew between size query and read.
+const XATTR_RETRIES: usize = 4;
+
+/// Flags to open a directory for reading without following a symlink.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Open `path` (relative, no leading '/') beneath `dir` without ever leaving it.
+///
+/// Uses `openat2` with `RESOLVE_BENEATH|RESOLVE_NO_MAGICLINKS`: symlinks inside `dir` are followed,
+/// absolute ones or ones escaping `dir` fail with `EXDEV`. On kernels without `openat2`
+/// (`ENOSYS`, before 5.6) it falls back to a component-wise `openat` walk where every component is
+/// opened with `O_NOFOLLOW` and `..` or an absolute path fails with `EXDEV` (stricter: no symlink
+/// is followed at all). `O_CLOEXEC` is always added; with `O_CREAT` a new file gets mode 0600.
+///
+/// # Errors
+/// The errno of the failed open: `EXDEV` for a path leaving `dir`, `ELOOP` for a symlink in the
+/// fallback walk, `ENOENT`, `EACCES`, ...
+pub fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    for _ in 0..OPENAT2_RETRIES {
+        match fs::openat2(dir, path, flags, create_mode(flags), resolve) {
+            // openat2 gives EAGAIN when a concurrent rename may have let ".." escape; just retry.
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => return open_components(dir, path, flags),
+            other => return other,
+        }
+    }
+    Err(Errno::AGAIN)
+}
+
+/// Open a directory relative to `dir` following no symlink at all.
+///
+/// Walks `path` component by component, each opened `O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC`.
+/// A symlink anywhere gives `ELOOP` (or `ENOTDIR`), `..` or an absolute path gives `EXDEV`,
+/// an empty path (or `.`) reopens `dir` itself.
+///
+/// # Errors
+/// The errno of the first component that failed to open.
+pub fn open_dir_nofollow(dir: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd> {
+    open_components(dir, path, DIR_FLAGS)
+}
+
+/// The mode `openat`/`openat2` needs: 0600 when a file may be created, else none
+/// (`openat2` rejects a mode without `O_CREAT`/`O_TMPFILE`).
+fn create_mode(flags: OFlags) -> Mode {
+    // O_TMPFILE includes the O_DIRECTORY bit, so test it whole: `intersects` would match O_DIRECTORY.
+    if flags.contains(OFlags::CREATE) || flags.contains(OFlags::TMPFILE) {
+        Mode::RUSR | Mode::WUSR
+    } else {
+        Mode::empty()
+    }
+}
+
+/// Splits a relative path into its names; `.` is dropped, `..` and a root give `EXDEV`.
+fn split_components(path: &Path) -> io::Result<Vec<&OsStr>> {
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(name) => names.push(name),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(Errno::XDEV)
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Opens `path` below `dir` one component at a time, each with `O_NOFOLLOW`.
+fn open_components(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let names = split_components(path)?;
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let Some((last, parents)) = names.split_last() else {
+        return fs::openat(dir, ".", flags, Mode::empty());
+    };
+    let mut current: Option<OwnedFd> = None;
+    for name in parents {
+        let base = current.as_ref().map_or(dir, |fd| fd.as_fd());
+        current = Some(fs::openat(base, *name, DIR_FLAGS, Mode::empty())?);
+    }
+    let base = current.as_ref().map_or(dir, |fd| fd.as_fd());
+    fs::openat(base, *last, flags, create_mode(flags))
+}
+
+/// The kind of a tree entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A character or block device node.
+    Device,
+    Fifo,
+    Socket,
+}
+
+impl Kind {
+    /// The kind of a `st_mode`; `None` for a type Linux does not have.
+    fn of_mode(mode: fs::RawMode) -> Option<Kind> {
+        match FileType::from_raw_mode(mode) {
+            FileType::RegularFile => Some(Kind::File),
+            FileType::Directory => Some(Kind::Dir),
+            FileType::Symlink => Some(Kind::Symlink),
+            FileType::CharacterDevice | FileType::BlockDevice => Some(Kind::Device),
+            FileType::Fifo => Some(Kind::Fifo),
+            FileType::Socket => Some(Kind::Socket),
+            FileType::Unknown => None,
+        }
+    }
+}
+
+/// What to do with an entry, decided by the caller from its path relative to the tree root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Copy the entry (a directory: with everything below it, subject to the filter).
+    Copy,
+    /// Ancestor of a copied area: walk into it, create nothing for the directory itself.
+    Descend,
+    /// Leave the entry (and, for a directory, everything below it) alone.
+    Refuse,
+}
+
+/// One entry of a tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Path relative to the walked root, e.g. `etc/fstab`.
+    #[serde(serialize_with = "serialize_path")]
+    pub path: PathBuf,
+    /// Kind of the source entry.
+    pub kind: Kind,
+}
+
+/// One failed operation on one entry; the copy or walk went on after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TreeError {
+    /// Path relative to the walked root.
+    #[serde(serialize_with = "serialize_path")]
+    pub path: PathBuf,
+    /// The operation: "open", "mknod", "fchown", "setxattr", "replace-dir", "depth", ...
+    pub op: &'static str,
+    /// The error number; serialized as its lower-case message.
+    #[serde(serialize_with = "serialize_errno")]
+    pub errno: Errno,
+}
+
+impl TreeError {
+    fn new(path: &Path, op: &'static str, errno: Errno) -> Self {
+        TreeError { path: path.to_path_buf(), op, errno }
+    }
+}
+
+impl fmt::Display for TreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.op, self.path.display(), errno_text(self.errno))
+    }
+}
+
+impl std::error::Error for TreeError {}
+
+/// The lower-case message of an errno, e.g. "is a directory (os error 21)".
+fn errno_text(errno: Errno) -> String {
+    errno.to_string().to_lowercase()
+}
+
+/// Paths are bytes: non-UTF-8 bytes are shown as U+FFFD rather than failing the serialization.
+fn serialize_path<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
+fn serialize_errno<S: Serializer>(errno: &Errno, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&errno_text(*errno))
+}
+
+/// The result of [`walk`]: what a copy would write and refuse.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Walk {
+    /// Entries a copy would write, in copy order (a directory before its children).
+    pub copy: Vec<Entry>,
+    /// Entries refused by the filter, sockets, and `Descend`ed non-directories.
+    pub refused: Vec<Entry>,
+    /// Entries that could not be examined.
+    pub errors: Vec<TreeError>,
+}
+
+/// The result of [`copy_tree`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Copied {
+    /// Every created or replaced entry, including directories created or whose metadata was set,
+    /// in copy order (a directory before its children).
+    pub written: Vec<Entry>,
+    /// Entries refused by the filter, sockets, and `Descend`ed non-directories.
+    pub refused: Vec<Entry>,
+    /// Every failed operation; an entry may have several (e.g. one per xattr).
+    pub errors: Vec<TreeError>,
+}
+
+/// What the walker does with one classified entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Refuse,
+    /// Copy a non-directory.
+    Leaf,
+    /// Copy a directory and walk into it.
+    EnterCopy,
+    /// Walk into a directory without copying it.
+    EnterDescend,
+    /// A directory too deep to be entered.
+    TooDeep,
+}
+
+/// Decides the action for an entry of `kind` whose path has `depth` components.
+fn action(kind: Kind, verdict: Verdict, depth: usize) -> Action {
+    match (verdict, kind) {
+        (Verdict::Refuse, _) | (_, Kind::Socket) => Action::Refuse,
+        (_, Kind::Dir) if depth >= MAX_DEPTH => Action::TooDeep,
+        (Verdict::Descend, Kind::Dir) => Action::EnterDescend,
+        (Verdict::Descend, _) => Action::Refuse,
+        (Verdict::Copy, Kind::Dir) => Action::EnterCopy,
+        (Verdict::Copy, _) => Action::Leaf,
+    }
+}
+
+/// Records the errors of one entry.
+struct Errs<'a> {
+    path: &'a Path,
+    list: &'a mut Vec<TreeError>,
+}
+
+impl<'a> Errs<'a> {
+    fn new(path: &'a Path, list: &'a mut Vec<TreeError>) -> Self {
+        Errs { path, list }
+    }
+
+    fn push(&mut self, op: &'static str, errno: Errno) {
+        self.list.push(TreeError::new(self.path, op, errno));
+    }
+
+    /// Records the error of `result` under `op`; the value on success.
+    fn check<T>(&mut self, op: &'static str, result: io::Result<T>) -> Option<T> {
+        result.map_err(|errno| self.push(op, errno)).ok()
+    }
+}
+
+/// Sorted names of the directory `dir`, without `.` and `..`. A read error is recorded and ends
+/// the listing (the names read so far are kept).
+fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<OsString> {
+    // A fresh fd: the caller's fd may be O_PATH, and the directory offset must not be shared.
+    let reader = fs::openat(dir, ".", DIR_FLAGS, Mode::empty()).and_then(fs::Dir::new);
+    let Some(reader) = errs.check("opendir", reader) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for item in reader {
+        match item {
+            Ok(entry) => names.push(OsStr::from_bytes(entry.file_name().to_bytes()).to_owned()),
+            Err(errno) => {
+                errs.push("readdir", errno);
+                break;
+            }
+        }
+    }
+    names.retain(|name| name.as_bytes() != b"." && name.as_bytes() != b"..");
+    names.sort();
+    names
+}
+
+/// `lstat`s `name` in `dir` and asks the filter; `None` (error recorded) if it cannot be examined.
+fn classify(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: PathBuf,
+    filter: &dyn Fn(&Path, Kind) -> Verdict,
+    errors: &mut Vec<TreeError>,
+) -> Option<(Entry, Verdict)> {
+    let mut errs = Errs::new(&path, errors);
+    let stat = errs.check("stat", fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
+    let Some(kind) = Kind::of_mode(stat.st_mode) else {
+        errs.push("type", Errno::INVAL);
+        return None;
+    };
+    let verdict = filter(&path, kind);
+    Some((Entry { path, kind }, verdict))
+}
+
+/// Lists a tree without writing anything (for the dry run).
+///
+/// Every entry is classified with `filter(path, kind)`: `copy` gets what [`copy_tree`] would write
+/// (directories before their children), `refused` what it would refuse. A refused directory is
+/// listed once and not entered; a `Descend`ed directory is entered but not itself listed.
+/// Directories are opened (to be listed), files never are.
+pub fn walk(src: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Walk {
+    let mut out = Walk::default();
+    walk_dir(src, Path::new(""), 0, filter, &mut out);
+    out
+}
+
+fn walk_dir(
+    src: BorrowedFd<'_>,
+    rel: &Path,
+    depth: usize,
+    filter: &dyn Fn(&Path, Kind) -> Verdict,
+    out: &mut Walk,
+) {
+    for name in read_names(src, &mut Errs::new(rel, &mut out.errors)) {
+        let Some((entry, verdict)) = classify(src, &name, rel.join(&name), filter, &mut out.errors)
+        else {
+            continue;
+        };
+        let step = action(entry.kind, verdict, depth + 1);
+        match step {
+            Action::Refuse => out.refused.push(entry),
+            Action::Leaf => out.copy.push(entry),
+            Action::TooDeep => out.errors.push(TreeError::new(&entry.path, "depth", Errno::LOOP)),
+            Action::EnterCopy | Action::EnterDescend => {
+                let opened = fs::openat(src, &name, DIR_FLAGS, Mode::empty());
+                let Some(dir) = Errs::new(&entry.path, &mut out.errors).check("open", opened) else {
+                    continue;
+                };
+                let path = entry.path.clone();
+                if step == Action::EnterCopy {
+                    out.copy.push(entry);
+                }
+                walk_dir(dir.as_fd(), &path, depth + 1, filter, out);
+            }
+        }
+    }
+}
+
+/// Copies the tree under `src` onto the tree under `dst` (both directory fds), merging: what the
+/// source has wins. See the module documentation for the exact semantics. Never panics and never
+/// stops early: every failure is in [`Copied::errors`].
+pub fn copy_tree(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    filter: &dyn Fn(&Path, Kind) -> Verdict,
+) -> Copied {
+    let mut copier = Copier { filter, proc_fd: proc_fd_usable(), out: Copied::default() };
+    copier.copy_dir(src, dst, Path::new(""), 0);
+    copier.out
+}
+
+/// Whether `/proc/self/fd` is a procfs, so its magic links reach the nodes of our `O_PATH` fds.
+fn proc_fd_usable() -> bool {
+    fs::statfs("/proc/self/fd").is_ok_and(|st| st.f_type == fs::PROC_SUPER_MAGIC)
+}
+
+/// One entry name within a source directory and its destination counterpart.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    src: BorrowedFd<'a>,
+    dst: BorrowedFd<'a>,
+    name: &'a OsStr,
+}
+
+struct Copier<'f> {
+    filter: &'f dyn Fn(&Path, Kind) -> Verdict,
+    /// Whether `/proc/self/fd/<n>` may be used for nodes that cannot be opened for I/O.
+    proc_fd: bool,
+    out: Copied,
+}
+
+impl Copier<'_> {
+    fn copy_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path, depth: usize) {
+        for name in read_names(src, &mut Errs::new(rel, &mut self.out.errors)) {
+            let path = rel.join(&name);
+            let classified = classify(src, &name, path, self.filter, &mut self.out.errors);
+            let Some((entry, verdict)) = classified else {
+                continue;
+            };
+            let at = At { src, dst, name: &name };
+            match action(entry.kind, verdict, depth + 1) {
+                Action::Refuse => self.out.refused.push(entry),
+                Action::TooDeep => self.error(&entry.path, "depth", Errno::LOOP),
+                Action::Leaf => self.copy_leaf(at, entry),
+                Action::EnterCopy => self.copy_subdir(at, entry, depth + 1),
+                Action::EnterDescend => self.descend(at, &entry.path, depth + 1),
+            }
+        }
+    }
+
+    fn error(&mut self, path: &Path, op: &'static str, errno: Errno) {
+        self.out.errors.push(TreeError::new(path, op, errno));
+    }
+
+    /// Copies one non-directory.
+    fn copy_leaf(&mut self, at: At<'_>, entry: Entry) {
+        let proc_fd = self.proc_fd;
+        let mut errs = Errs::new(&entry.path, &mut self.out.errors);
+        let written = match entry.kind {
+            Kind::File => copy_file(at, &mut errs),
+            Kind::Symlink | Kind::Device | Kind::Fifo => {
+                copy_special(at, entry.kind, proc_fd, &mut errs)
+            }
+            Kind::Dir | Kind::Socket => false, // never a leaf (see `action`)
+        };
+        if written {
+            self.out.written.push(entry);
+        }
+    }
+
+    /// Copies a directory: makes its counterpart, copies the children, then the metadata.
+    fn copy_subdir(&mut self, at: At<'_>, entry: Entry, depth: usize) {
+        let mut errs = Errs::new(&entry.path, &mut self.out.errors);
+        let Some((src, stat)) = open_source(at, Kind::Dir, &mut errs) else {
+            return;
+        };
+        let Some(dst) = make_dir(at, &mut errs) else {
+            return;
+        };
+        let path = entry.path.clone();
+        self.out.written.push(entry);
+        self.copy_dir(src.as_fd(), dst.as_fd(), &path, depth);
+        let mut errs = Errs::new(&path, &mut self.out.errors);
+        let source_xattrs = Xattrs::Fd(src.as_fd());
+        set_metadata(&Node::Open(dst.as_fd()), Some(&source_xattrs), &stat, &mut errs);
+    }
+
+    /// Walks into a directory whose destination counterpart must already be a real directory.
+    fn descend(&mut self, at: At<'_>, path: &Path, depth: usize) {
+        let mut errs = Errs::new(path, &mut self.out.errors);
+        let Some((src, _)) = open_source(at, Kind::Dir, &mut errs) else {
+            return;
+        };
+        let dst = open_dir_nofollow(at.dst, Path::new(at.name));
+        let Some(dst) = errs.check("descend", dst) else {
+            return;
+        };
+        self.copy_dir(src.as_fd(), dst.as_fd(), path, depth);
+    }
+}
+
+/// Opens the source entry `at.name` of `kind` without following it and checks (with `fstat`) it
+/// still is of that kind. Regular files are opened for reading (non-blocking, no controlling
+/// tty), directories as directories, anything else `O_PATH` (never opened for I/O).
+fn open_source(at: At<'_>, kind: Kind, errs: &mut Errs<'_>) -> Option<(OwnedFd, Stat)> {
+    let flags = match kind {
+        Kind::File => OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Kind::Dir => DIR_FLAGS,
+        _ => OFlags::PATH,
+    };
+    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = errs.check("open", fs::openat(at.src, at.name, flags, Mode::empty()))?;
+    let stat = errs.check("fstat", fs::fstat(&fd))?;
+    if Kind::of_mode(stat.st_mode) != Some(kind) {
+        // Replaced between lstat and open (the NFS server changed the layer): skip it.
+        errs.push("changed", Errno::STALE);
+        return None;
+    }
+    Some((fd, stat))
+}
+
+/// Makes `at.name` in the destination a directory and opens it: an existing directory is kept,
+/// a non-directory is replaced (the source wins), a missing one is made with mode 0700.
+fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<OwnedFd> {
+    match fs::statat(at.dst, at.name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {}
+        Ok(_) => {
+            errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()))?;
+            errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?;
+        }
+        Err(Errno::NOENT) => errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?,
+        Err(errno) => {
+            errs.push("stat", errno);
+            return None;
+        }
+    }
+    // O_NOFOLLOW|O_DIRECTORY: if the name was swapped for a symlink meanwhile, this fails.
+    errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))
+}
+
+/// Frees `at.name` in the destination for a new non-directory: a non-directory is unlinked,
+/// a directory is refused ("replace-dir", `EISDIR`) and kept. True if the name is free.
+fn clear_slot(at: At<'_>, errs: &mut Errs<'_>) -> bool {
+    // unlinkat without AT_REMOVEDIR never removes a directory; Linux reports EISDIR for one.
+    match fs::unlinkat(at.dst, at.name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => true,
+        Err(Errno::ISDIR) => {
+            errs.push("replace-dir", Errno::ISDIR);
+            false
+        }
+        Err(errno) => {
+            errs.push("unlink", errno);
+            false
+        }
+    }
+}
+
+/// Copies a regular file: open the source, replace the destination, data, then metadata.
+fn copy_file(at: At<'_>, errs: &mut Errs<'_>) -> bool {
+    let Some((src, stat)) = open_source(at, Kind::File, errs) else {
+        return false;
+    };
+    if !clear_slot(at, errs) {
+        return false;
+    }
+    // O_CREAT|O_EXCL never follows a symlink, even one created in between.
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let created = fs::openat(at.dst, at.name, flags, Mode::RUSR | Mode::WUSR);
+    let Some(dst) = errs.check("create", created) else {
+        return false;
+    };
+    if let Err((op, errno)) = copy_data(src.as_fd(), dst.as_fd()) {
+        errs.push(op, errno);
+        // Best effort: a half-written config file is worse than a missing one.
+        errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()));
+        return false;
+    }
+    set_metadata(&Node::Open(dst.as_fd()), Some(&Xattrs::Fd(src.as_fd())), &stat, errs);
+    true
+}
+
+/// Copies all data from `src` to `dst`; the failing operation ("read" or "write") on error.
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
+    let mut buf = vec![0u8; BUF_SIZE];
+    loop {
+        let n = io::retry_on_intr(|| io::read(src, &mut buf[..])).map_err(|e| ("read", e))?;
+        let Some(chunk) = buf.get(..n) else {
+            return Err(("read", Errno::IO));
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        write_all(dst, chunk).map_err(|e| ("write", e))?;
+    }
+}
+
+/// Writes all of `data`, resuming after short writes and EINTR.
+fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = io::retry_on_intr(|| io::write(dst, data))?;
+        // A zero-length write for a non-empty buffer would loop forever: treat it as ENOSPC.
+        data = match data.get(n..) {
+            Some(rest) if n > 0 => rest,
+            _ => return Err(Errno::NOSPC),
+        };
+    }
+    Ok(())
+}
+
+/// Copies a symlink, device node or fifo: recreated with `symlinkat`/`mknodat`, then metadata.
+fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> bool {
+    let Some((src, stat)) = open_source(at, kind, errs) else {
+        return false;
+    };
+    let target = match kind {
+        // readlinkat with an empty path reads the symlink of an O_PATH fd itself.
+        Kind::Symlink => match errs.check("readlink", fs::readlinkat(&src, "", Vec::new())) {
+            Some(target) => Some(target),
+            None => return false,
+        },
+        _ => None,
+    };
+    if !clear_slot(at, errs) || !create_special(at, target.as_ref(), &stat, errs) {
+        return false;
+    }
+    let opath = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dst = if proc_fd {
+        errs.check("open", fs::openat(at.dst, at.name, opath, Mode::empty()))
+    } else {
+        None
+    };
+    let node = Node::Named { dir: at.dst, name: at.name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
+    let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
+    set_metadata(&node, source_xattrs.as_ref(), &stat, errs);
+    true
+}
+
+/// Creates the symlink (with `target`) or the device node/fifo of `stat` (mode 0600 until the
+/// real mode is set).
+fn create_special(at: At<'_>, target: Option<&CString>, stat: &Stat, errs: &mut Errs<'_>) -> bool {
+    match target {
+        Some(target) => {
+            let made = fs::symlinkat(target.as_c_str(), at.dst, at.name);
+            errs.check("symlink", made).is_some()
+        }
+        None => {
+            let file_type = FileType::from_raw_mode(stat.st_mode);
+            let mode = Mode::RUSR | Mode::WUSR;
+            let made = fs::mknodat(at.dst, at.name, file_type, mode, stat.st_rdev);
+            errs.check("mknod", made).is_some()
+        }
+    }
+}
+
+/// How a destination inode is reached for its metadata.
+enum Node<'a> {
+    /// A regular file or directory open for I/O: the f* calls.
+    Open(BorrowedFd<'a>),
+    /// A symlink, device or fifo `name` in `dir`, with an `O_PATH` fd when procfs is usable.
+    Named { dir: BorrowedFd<'a>, name: &'a OsStr, opath: Option<BorrowedFd<'a>> },
+}
+
+impl Node<'_> {
+    fn chown(&self, stat: &Stat) -> io::Result<()> {
+        let uid = Some(fs::Uid::from_raw(stat.st_uid));
+        let gid = Some(fs::Gid::from_raw(stat.st_gid));
+        match self {
+            Node::Open(fd) => fs::fchown(fd, uid, gid),
+            Node::Named { dir, name, .. } => {
+                fs::chownat(dir, *name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+            }
+        }
+    }
+
+    /// Not for symlinks (their mode is meaningless on Linux and cannot be changed).
+    fn chmod(&self, mode: Mode) -> io::Result<()> {
+        match self {
+            Node::Open(fd) => fs::fchmod(fd, mode),
+            // chmod through the magic link reaches the node of the O_PATH fd itself.
+            Node::Named { opath: Some(fd), .. } => {
+                fs::chmodat(fs::CWD, proc_fd_path(*fd), mode, AtFlags::empty())
+            }
+            Node::Named { dir, name, opath: None } => {
+                fs::chmodat(dir, *name, mode, AtFlags::empty())
+            }
+        }
+    }
+
+    fn xattrs(&self) -> Option<Xattrs<'_>> {
+        match self {
+            Node::Open(fd) => Some(Xattrs::Fd(*fd)),
+            Node::Named { opath, .. } => opath.map(Xattrs::proc),
+        }
+    }
+
+    fn set_times(&self, times: &Timestamps) -> io::Result<()> {
+        match self {
+            Node::Open(fd) => fs::futimens(fd, times),
+            Node::Named { dir, name, .. } => {
+                fs::utimensat(dir, *name, times, AtFlags::SYMLINK_NOFOLLOW)
+            }
+        }
+    }
+}
+
+/// `/proc/self/fd/<n>` for `fd`.
+fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
+/// Applies owner, mode, xattrs and times of `stat` (in that order: chown clears setuid bits and
+/// `security.capability`). Every failure is recorded and the next step still done.
+fn set_metadata(node: &Node<'_>, source: Option<&Xattrs<'_>>, stat: &Stat, errs: &mut Errs<'_>) {
+    errs.check("fchown", node.chown(stat));
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
+        errs.check("fchmod", node.chmod(Mode::from_raw_mode(stat.st_mode)));
+    }
+    if let (Some(source), Some(dest)) = (source, node.xattrs()) {
+        copy_xattrs(source, &dest, errs);
+    }
+    errs.check("utimensat", node.set_times(&timestamps(stat)));
+}
+
+/// Access and modification times of `stat`.
+fn timestamps(stat: &Stat) -> Timestamps {
+    let time = |sec: i64, nsec| Timespec { tv_sec: sec, tv_nsec: i64::try_from(nsec).unwrap_or(0) };
+    Timestamps {
+        last_access: time(stat.st_atime, stat.st_atime_nsec),
+        last_modification: time(stat.st_mtime, stat.st_mtime_nsec),
+    }
+}
+
+/// Where extended attributes are read or written.
+enum Xattrs<'a> {
+    /// An fd open for I/O: `flistxattr`, `fgetxattr`, `fsetxattr`.
+    Fd(BorrowedFd<'a>),
+    /// `/proc/self/fd/<n>` of an `O_PATH` fd: the following path calls reach the node itself
+    /// (`f*xattr` refuse `O_PATH` fds with `EBADF`).
+    Proc(String),
+}
+
+impl Xattrs<'_> {
+    fn proc(fd: BorrowedFd<'_>) -> Xattrs<'static> {
+        Xattrs::Proc(proc_fd_path(fd))
+    }
+
+    fn list(&self) -> io::Result<Vec<u8>> {
+        match self {
+            Xattrs::Fd(fd) => read_sized(|| fs::flistxattr_query(fd), |b| fs::flistxattr(fd, b)),
+            Xattrs::Proc(p) => read_sized(|| fs::listxattr_query(p), |b| fs::listxattr(p, b)),
+        }
+    }
+
+    fn get(&self, name: &[u8]) -> io::Result<Vec<u8>> {
+        match self {
+            Xattrs::Fd(fd) => read_sized(
+                || fs::fgetxattr_query(fd, name),
+                |buf| fs::fgetxattr(fd, name, buf),
+            ),
+            Xattrs::Proc(p) => read_sized(
+                || fs::getxattr_query(p, name),
+                |buf| fs::getxattr(p, name, buf),
+            ),
+        }
+    }
+
+    fn set(&self, name: &[u8], value: &[u8]) -> io::Result<()> {
+        let flags = fs::XattrFlags::empty();
+        match self {
+            Xattrs::Fd(fd) => fs::fsetxattr(fd, name, value, flags),
+            Xattrs::Proc(path) => fs::setxattr(path, name, value, flags),
+        }
+    }
+}
+
+/// Reads a variable-size xattr list or value: asks its size, then reads; re-asks when it grew
+/// in between (`ERANGE`). A size of 0 is returned directly: a zero-length read would be
+/// taken by the kernel as another size query.
+fn read_sized(
+    query: impl Fn() -> io::Result<usize>,
+    read: impl Fn(&mut [u8]) -> io::Result<usize>,
+) -> io::Result<Vec<u8>> {
+    for _ in 0..XATTR_RETRIES {
+        let size = query()?;
+        if size == 0 {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0u8; size];
+        match read(&mut buf) {
+            Ok(len) => {
+                buf.truncate(len);
+                return Ok(buf);
+            }
+            Err(Errno::RANGE) => continue,
+            Err(errno) => return Err(errno),
+        }
+    }
+    Err(Errno::RANGE)
+}
+
+/// Copies every extended attribute of `source` to `dest`, recording failures one by one.
+fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) {
+    let names = match source.list() {
+        Ok(names) => names,
+        // The source filesystem has no xattrs at all (e.g. some NFS): nothing to copy.
+        Err(Errno::OPNOTSUPP) => return,
+        Err(errno) => {
+            errs.push("listxattr", errno);
+            return;
+        }
+    };
+    for name in xattr_names(&names) {
+        let value = match source.get(name) {
+            Ok(value) => value,
+            // Removed since the listing: nothing to copy.
+            Err(Errno::NODATA) => continue,
+            Err(errno) => {
+                errs.push("getxattr", errno);
+                continue;
+            }
+        };
+        errs.check("setxattr", dest.set(name, &value));
+    }
+}
+
+/// The names of a `listxattr` result (NUL-terminated, concatenated).
+fn xattr_names(list: &[u8]) -> impl Iterator<Item = &[u8]> {
+    list.split(|&b| b == 0).filter(|name| !name.is_empty())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_components_drops_dot_and_rejects_escapes() {
+        let names = split_components(Path::new("./etc//ssh/./sshd_config")).unwrap();
+        assert_eq!(names, [OsStr::new("etc"), OsStr::new("ssh"), OsStr::new("sshd_config")]);
+        assert!(split_components(Path::new("")).unwrap().is_empty());
+        assert!(split_components(Path::new(".")).unwrap().is_empty());
+        assert_eq!(split_components(Path::new("/etc")), Err(Errno::XDEV));
+        assert_eq!(split_components(Path::new("etc/../x")), Err(Errno::XDEV));
+        assert_eq!(split_components(Path::new("..")), Err(Errno::XDEV));
+    }
+
+    #[test]
+    fn action_table() {
+        use Action::*;
+        use Kind::*;
+        assert_eq!(action(File, Verdict::Copy, 1), Leaf);
+        assert_eq!(action(Symlink, Verdict::Copy, 64), Leaf);
+        assert_eq!(action(Dir, Verdict::Copy, 1), EnterCopy);
+        assert_eq!(action(Dir, Verdict::Copy, 63), EnterCopy);
+        assert_eq!(action(Dir, Verdict::Copy, 64), TooDeep);
+        assert_eq!(action(Dir, Verdict::Descend, 64), TooDeep);
+        assert_eq!(action(Dir, Verdict::Refuse, 64), Refuse);
+        assert_eq!(action(Dir, Verdict::Descend, 2), EnterDescend);
+        assert_eq!(action(File, Verdict::Descend, 2), Refuse);
+        assert_eq!(action(Socket, Verdict::Copy, 1), Refuse);
+        assert_eq!(action(Device, Verdict::Refuse, 1), Refuse);
+        assert_eq!(action(Fifo, Verdict::Copy, 1), Leaf);
+    }
+
+    #[test]
+    fn kind_of_mode() {
+        assert_eq!(Kind::of_mode(0o100644), Some(Kind::File));
+        assert_eq!(Kind::of_mode(0o040755), Some(Kind::Dir));
+        assert_eq!(Kind::of_mode(0o120777), Some(Kind::Symlink));
+        assert_eq!(Kind::of_mode(0o020666), Some(Kind::Device));
+        assert_eq!(Kind::of_mode(0o060660), Some(Kind::Device));
+        assert_eq!(Kind::of_mode(0o010644), Some(Kind::Fifo));
+        assert_eq!(Kind::of_mode(0o140755), Some(Kind::Socket));
+        assert_eq!(Kind::of_mode(0o000644), None);
+    }
+
+    #[test]
+    fn error_display_is_lower_case() {
+        let err = TreeError::new(Path::new("etc/fstab"), "replace-dir", Errno::ISDIR);
+        assert_eq!(err.to_string(), "replace-dir etc/fstab: is a directory (os error 21)");
+    }
+
+    #[test]
+    fn serialization_of_entries_and_errors() {
+        let entry = Entry { path: PathBuf::from("etc/fstab"), kind: Kind::Symlink };
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(json, r#"{"path":"etc/fstab","kind":"symlink"}"#);
+        let err = TreeError::new(Path::new("x"), "depth", Errno::LOOP);
+        let json = serde_json::to_string(&err).unwrap();
+        assert_eq!(
+            json,
+            r#"{"path":"x","op":"depth","errno":"too many levels of symbolic links (os error 40)"}"#
+        );
+    }
+
+    #[test]
+    fn non_utf8_paths_serialize_lossily() {
+        let path = PathBuf::from(OsStr::from_bytes(b"etc/\xffname"));
+        let entry = Entry { path, kind: Kind::File };
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(json, "{\"path\":\"etc/\u{fffd}name\",\"kind\":\"file\"}");
+    }
+
+    #[test]
+    fn xattr_names_split_on_nul() {
+        let names: Vec<&[u8]> = xattr_names(b"user.a\0trusted.b\0").collect();
+        assert_eq!(names, [&b"user.a"[..], &b"trusted.b"[..]]);
+        assert_eq!(xattr_names(b"").count(), 0);
+    }
+
+    #[test]
+    fn read_sized_retries_when_value_grows() {
+        use std::cell::Cell;
+        let calls = Cell::new(0);
+        let got = read_sized(
+            || Ok(2 + calls.get()),
+            |buf| {
+                calls.set(calls.get() + 1);
+                if buf.len() < 3 {
+                    return Err(Errno::RANGE);
+                }
+                buf[..3].copy_from_slice(b"abc");
+                Ok(3)
+            },
+        );
+        assert_eq!(got.unwrap(), b"abc");
+        assert_eq!(read_sized(|| Ok(0), |_| Err(Errno::IO)).unwrap(), b"");
+        assert_eq!(read_sized(|| Ok(1), |_| Err(Errno::RANGE)), Err(Errno::RANGE));
+    }
+
+    #[test]
+    fn create_mode_only_with_create() {
+        assert_eq!(create_mode(OFlags::RDONLY), Mode::empty());
+        assert_eq!(create_mode(OFlags::WRONLY | OFlags::CREATE), Mode::from_raw_mode(0o600));
+        assert_eq!(create_mode(OFlags::DIRECTORY | OFlags::CLOEXEC), Mode::empty(), "O_DIRECTORY is part of O_TMPFILE");
+        assert_eq!(create_mode(OFlags::TMPFILE | OFlags::RDWR), Mode::from_raw_mode(0o600));
+    }
+
+    #[test]
+    fn component_walk_never_follows_symlinks() {
+        let base = std::env::temp_dir().join(format!("stateless-tree-unit-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::write(base.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("b", base.join("a/l")).unwrap();
+        let dir = fs::open(&base, DIR_FLAGS, Mode::empty()).unwrap();
+        let rd = OFlags::RDONLY;
+        assert!(open_components(dir.as_fd(), Path::new("a/b/f"), rd).is_ok());
+        assert!(open_components(dir.as_fd(), Path::new("./a/./b/f"), rd).is_ok());
+        let via_link = open_components(dir.as_fd(), Path::new("a/l/f"), rd);
+        assert!(matches!(via_link, Err(Errno::LOOP | Errno::NOTDIR)));
+        assert_eq!(open_components(dir.as_fd(), Path::new("a/l"), rd).err(), Some(Errno::LOOP));
+        assert_eq!(open_components(dir.as_fd(), Path::new("a/../a"), rd).err(), Some(Errno::XDEV));
+        assert!(open_components(dir.as_fd(), Path::new(""), DIR_FLAGS).is_ok());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

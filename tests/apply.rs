@@ -1,0 +1,150 @@
+//! `stateless apply` for real, as root, in a private mount namespace against a temp image.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use common::*;
+
+const LAB3_12: [&str; 4] = ["--ip", "10.0.2.15/24", "--hostname", "lab3-12.lab.example"];
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
+    if !root_or_skip("apply_overlays_layers...") {
+        return;
+    }
+    let tmp = TempDir::new("apply");
+    let root = tmp.0.join("image");
+    image(&root);
+    let before = fingerprint(&root);
+    let mut args = LAB3_12.to_vec();
+    args.extend(["--cmdline", "quiet stateless.bogus=1 softlevel=unionfs"]);
+    in_namespace(&root, &args, |out| {
+        let err = stderr(out);
+        assert!(out.status.success(), "apply failed: {err}\n{}", String::from_utf8_lossy(&out.stdout));
+        let etc = root.join("etc");
+        assert_eq!(fstype_of(&etc).as_deref(), Some("overlay"));
+        assert_eq!(fstype_of(&root.join("var")).as_deref(), Some("overlay"));
+        assert_eq!(fstype_of(&root.join("run")).as_deref(), Some("tmpfs"));
+        // Five layers in order: the IP layer wins, every layer's own file is there.
+        assert_eq!(read(&etc.join("stateless-level")), "ip\n");
+        for level in ["base", "network", "lab", "host", "ip"] {
+            assert_eq!(read(&etc.join(format!("only-{level}"))), level);
+        }
+        assert_eq!(read(&etc.join("motd")), "lab3 motd\n");
+        assert_eq!(read(&etc.join("fstab")), "# lab3-12\n");
+        assert_eq!(read(&root.join("var/lib/from-base")), "base var\n");
+        assert_eq!(read(&root.join("var/lib/image-state")), "from the image\n");
+        // Symlinks copied as symlinks, never followed.
+        assert_eq!(std::fs::read_link(etc.join("abs-link")).unwrap(), Path::new("/etc/shadow"));
+        assert_eq!(std::fs::read_link(etc.join("rel-link")).unwrap(), Path::new("../../../../outside"));
+        // Special files keep type, owner and setuid.
+        assert!(std::fs::symlink_metadata(etc.join("null")).unwrap().file_type().is_char_device());
+        assert_eq!(std::fs::symlink_metadata(etc.join("null")).unwrap().rdev(), rustix::fs::makedev(1, 3));
+        assert!(std::fs::symlink_metadata(etc.join("fifo")).unwrap().file_type().is_fifo());
+        let suid = std::fs::metadata(etc.join("suid")).unwrap();
+        assert_eq!((suid.mode() & 0o7777, suid.uid(), suid.gid()), (0o4755, 1234, 5678));
+        // Outside the writable dirs: refused and said so.
+        assert!(!root.join("usr/bin/evil").exists());
+        assert!(err.contains("refused /usr: outside the writable dirs"), "{err}");
+        assert!(err.contains("networks/10.0.2.0_24: a symlink points out of the layer root"), "{err}");
+        // Hostname files.
+        assert_eq!(read(&etc.join("hostname")), "lab3-12\n");
+        assert_eq!(read(&etc.join("conf.d/hostname")), "hostname=\"lab3-12\"\n");
+        assert!(read(&etc.join("hosts")).contains("127.0.1.1\tlab3-12.lab.example lab3-12\n"));
+        assert!(!read(&etc.join("hosts")).contains("debian"));
+        // Provenance: last writer per path.
+        let provenance = read(&root.join("run/stateless/provenance"));
+        for line in ["/etc/stateless-level\thosts/10.0.2.15", "/etc/motd\tlabs/lab3", "/etc/fstab\thosts/lab3-12", "/etc/only-network\tnetworks/10.0.2.255", "/etc/suid\tbase", "/var/lib/from-base\tbase", "/etc/hostname\thostname"] {
+            assert!(provenance.lines().any(|l| l == line), "{line:?} missing in\n{provenance}");
+        }
+        assert!(!provenance.contains("evil"));
+        // Report.
+        let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
+        assert_eq!(report["hostname"]["short"], "lab3-12");
+        assert_eq!(report["hostname"]["source"], "kernel");
+        assert_eq!(report["address"], "10.0.2.15/24");
+        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "overlay"}, {"dir": "var", "mode": "overlay"}]));
+        let layers: Vec<&str> = report["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
+        assert_eq!(layers, ["base", "networks/10.0.2.255", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
+        assert_eq!(report["layers"][0]["refused"], 1);
+        assert_eq!(report["init"], "/sbin/init");
+        assert_eq!(report["degraded"], false);
+        assert!(report["diagnostics"].to_string().contains("stateless.bogus"), "{}", report["diagnostics"]);
+        assert!(report["steps"].as_array().unwrap().iter().all(|s| s["ms"].is_u64() && s["status"] != "failed"), "{}", report["steps"]);
+        // The dirs are writable, and writes stay in RAM.
+        std::fs::write(etc.join("written-at-runtime"), "x").unwrap();
+        std::fs::write(root.join("var/log/syslog"), "x").unwrap();
+    });
+    assert_eq!(fingerprint(&root), before, "the image was modified");
+    assert!(!root.join("etc/written-at-runtime").exists());
+}
+
+#[test]
+fn copy_mode_fills_a_tmpfs_with_the_image_dir() {
+    if !root_or_skip("copy_mode...") {
+        return;
+    }
+    let tmp = TempDir::new("copy");
+    let root = tmp.0.join("image");
+    image(&root);
+    let before = fingerprint(&root);
+    let mut args = LAB3_12.to_vec();
+    args.extend(["--cmdline", "stateless.mode=copy stateless.dirs=etc"]);
+    in_namespace(&root, &args, |out| {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert_eq!(fstype_of(&root.join("etc")).as_deref(), Some("tmpfs"));
+        assert_eq!(fstype_of(&root.join("var")), None, "var was not asked for");
+        assert_eq!(read(&root.join("etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(read(&root.join("etc/stateless-level")), "ip\n");
+        assert!(!root.join("var/lib/from-base").exists());
+        assert!(stderr(out).contains("refused /var: outside the writable dirs"), "{}", stderr(out));
+        let report = read(&root.join("run/stateless/report.json"));
+        assert!(report.contains("\"mode\": \"copy\""), "{report}");
+    });
+    assert_eq!(fingerprint(&root), before);
+}
+
+#[test]
+fn fallback_hostname_selects_node_layers() {
+    if !root_or_skip("fallback_hostname...") {
+        return;
+    }
+    let tmp = TempDir::new("fallback");
+    let root = tmp.0.join("image");
+    image(&root);
+    write(&root.join("diskless/hosts/Node15/etc/only-node"), "node");
+    in_namespace(&root, &["--ip", "10.0.2.15/24", "--hostname", "10.0.2.15"], |out| {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert_eq!(read(&root.join("etc/hostname")), "Node15\n");
+        assert_eq!(read(&root.join("etc/only-node")), "node");
+        assert!(!root.join("etc/only-host").exists(), "lab3-12's layer must not apply");
+        let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
+        assert_eq!(report["hostname"]["source"], "fallback");
+    });
+}
+
+#[test]
+fn apply_refuses_the_running_system_and_shared_mounts() {
+    let out = std::process::Command::new(BIN).args(["apply", "--root", "/"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("refuses --root /"), "{}", stderr(&out));
+    if !root_or_skip("apply_refuses shared mounts") {
+        return;
+    }
+    let tmp = TempDir::new("shared");
+    let root = tmp.0.join("image");
+    image(&root);
+    // A new peer group inside a private namespace: nothing reaches the host, but apply must refuse.
+    let out = in_namespace_with(&root, &[], |_| {
+        rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::SHARED | rustix::mount::MountPropagationFlags::REC).unwrap();
+    }, |out| out.clone());
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("shared mount"), "{}", stderr(&out));
+}
