@@ -105,7 +105,9 @@ fn namespace_problem(root: &Path) -> Option<String> {
         })
         .max_by_key(|(len, _)| *len);
     match holder {
-        Some((_, true)) => Some(format!("{} is on a shared mount, so mounts would propagate out; {fix}", root.display())),
+        Some((_, true)) => {
+            Some(format!("{} is on a shared mount, so mounts would propagate out; {fix}", root.display()))
+        }
         _ => None,
     }
 }
@@ -126,7 +128,13 @@ fn apply_command(args: &Args) -> Result<i32, String> {
     let mut executor = Executor::new(&mut sys, &plan.root, Mode::Apply);
     executor.run(&plan, &plan.steps);
     for outcome in &executor.outcomes {
-        println!("{:<9} {} ({} ms): {}", format!("{:?}", outcome.status).to_lowercase(), outcome.step, outcome.ms, outcome.detail);
+        println!(
+            "{:<9} {} ({} ms): {}",
+            format!("{:?}", outcome.status).to_lowercase(),
+            outcome.step,
+            outcome.ms,
+            outcome.detail
+        );
     }
     let failed = executor.outcomes.iter().any(|o| o.status == Status::Failed);
     Ok(i32::from(failed))
@@ -139,9 +147,13 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
     let run = match command.as_str() {
         "plan" | "apply" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            parse_args(args).and_then(|parsed| if command == "plan" { plan_command(&parsed) } else {
-                log::set_max_level(LevelFilter::Info);
-                apply_command(&parsed)
+            parse_args(args).and_then(|parsed| {
+                if command == "plan" {
+                    plan_command(&parsed)
+                } else {
+                    log::set_max_level(LevelFilter::Info);
+                    apply_command(&parsed)
+                }
             })
         }
         "--help" | "-h" | "help" => {

@@ -262,9 +262,7 @@ const VALUE_KEYS: [&str; 13] = [
 ];
 
 /// The autoconf words `ip=` takes, alone or in its 7th field.
-const AUTOCONF: [&str; 9] = [
-    "dhcp", "on", "any", "off", "none", "bootp", "rarp", "both", "static",
-];
+const AUTOCONF: [&str; 9] = ["dhcp", "on", "any", "off", "none", "bootp", "rarp", "both", "static"];
 
 /// `s` quoted and escaped for a message, cut at 64 chars.
 fn q(s: &str) -> String {
@@ -293,11 +291,7 @@ struct Resolver {
 
 impl Resolver {
     fn diag(&mut self, origin: &Origin, key: &str, message: String) {
-        self.diags.push(Diagnostic {
-            origin: origin.clone(),
-            key: key.to_owned(),
-            message,
-        });
+        self.diags.push(Diagnostic { origin: origin.clone(), key: key.to_owned(), message });
     }
 
     /// Applies one `key[=value]`; an invalid value is reported and leaves the earlier value.
@@ -316,34 +310,23 @@ impl Resolver {
             (k, None) if VALUE_KEYS.contains(&k) => vec!["needs a value".to_owned()],
             (k, None) if !k.starts_with("stateless.") => Vec::new(),
             ("softlevel", Some(v)) => {
-                o.softlevel = Some(
-                    v.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect(),
-                );
+                o.softlevel = Some(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect());
                 Vec::new()
             }
-            ("stateless.init", Some(v)) => {
-                set(&mut o.init, abs_path(v).map(|()| Some(v.to_owned())))
-            }
+            ("stateless.init", Some(v)) => set(&mut o.init, abs_path(v).map(|()| Some(v.to_owned()))),
             ("stateless.dirs", Some(v)) => {
                 self.dirs_given = true;
                 let (dirs, errors) = parse_dirs(v);
                 o.dirs = dirs;
                 errors
             }
-            ("stateless.layers", Some(v)) => {
-                set(&mut o.layers, abs_path(v).map(|()| normalise_abs(v)))
-            }
+            ("stateless.layers", Some(v)) => set(&mut o.layers, abs_path(v).map(|()| normalise_abs(v))),
             ("stateless.hostname", Some("")) => {
                 o.hostname = None;
                 vec!["empty value (leave it out to use dhcp or the fallback)".to_owned()]
             }
             ("stateless.hostname", Some(v)) => set(&mut o.hostname, Ok(Some(v.to_owned()))),
-            ("stateless.hostname.prefix", Some(v)) => {
-                set(&mut o.hostname_prefix, hostname_prefix(v))
-            }
+            ("stateless.hostname.prefix", Some(v)) => set(&mut o.hostname_prefix, hostname_prefix(v)),
             ("stateless.tmpfs.size", Some(v)) => set(&mut o.tmpfs_size, tmpfs_size(v).map(Some)),
             ("stateless.break", Some(v)) => set(&mut o.break_at, v.parse::<StepKind>().map(Some)),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
@@ -375,11 +358,7 @@ impl Options {
     /// is reported and leaves the earlier value (or the default). Unknown `stateless.*` keys are
     /// reported; other unknown command line words belong to the kernel or init and are skipped.
     pub fn resolve(cmdline: &Cmdline, config: Option<&str>) -> (Options, Vec<Diagnostic>) {
-        let mut r = Resolver {
-            opts: Options::default(),
-            dirs_given: false,
-            diags: Vec::new(),
-        };
+        let mut r = Resolver { opts: Options::default(), dirs_given: false, diags: Vec::new() };
         for (n, line) in config.unwrap_or("").lines().enumerate() {
             let origin = Origin::Config { line: n + 1 };
             let line = line.trim();
@@ -405,11 +384,7 @@ impl Options {
             r.apply(&Origin::Cmdline, &p.key, p.value.as_deref());
         }
         // The old stateless.sh only made overlays when softlevel= named unionfs.
-        let no_unionfs = r
-            .opts
-            .softlevel
-            .as_ref()
-            .is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
+        let no_unionfs = r.opts.softlevel.as_ref().is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
         if !r.dirs_given && no_unionfs {
             r.opts.dirs.clear();
         }
@@ -419,10 +394,7 @@ impl Options {
 
 /// Strips one pair of matching `"` or `'` around a config value.
 fn unquote(v: &str) -> &str {
-    ['"', '\'']
-        .iter()
-        .find_map(|&c| v.strip_prefix(c)?.strip_suffix(c))
-        .unwrap_or(v)
+    ['"', '\''].iter().find_map(|&c| v.strip_prefix(c)?.strip_suffix(c)).unwrap_or(v)
 }
 
 /// An absolute path without NUL and `..` components.
@@ -440,10 +412,7 @@ fn abs_path(v: &str) -> Result<(), String> {
 
 /// `v` without empty and `.` components: `//a/./b/` -> `/a/b`, `/` stays `/`.
 fn normalise_abs(v: &str) -> String {
-    let parts: Vec<&str> = v
-        .split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect();
+    let parts: Vec<&str> = v.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -477,10 +446,7 @@ fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
         return Err(format!("{} has a {} component", q(item), q(c)));
     }
     if ["proc", "sys", "dev", "run"].contains(&first) {
-        return Err(format!(
-            "{} is under /{first}, a kernel or tmpfs mount, not an image dir",
-            q(item)
-        ));
+        return Err(format!("{} is under /{first}, a kernel or tmpfs mount, not an image dir", q(item)));
     }
     let dir = parts.join("/");
     let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
@@ -502,39 +468,26 @@ fn hostname_prefix(v: &str) -> Result<String, String> {
     if (1..=32).contains(&v.len()) && chars_ok && first_ok {
         Ok(v.to_owned())
     } else {
-        Err(format!(
-            "{} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit",
-            q(v)
-        ))
+        Err(format!("{} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit", q(v)))
     }
 }
 
 /// `512M`, `1g`, `25%` -> lowercase, without leading zeros.
 fn tmpfs_size(v: &str) -> Result<String, String> {
     let lower = v.to_ascii_lowercase();
-    let digits_end = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
+    let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (digits, suffix) = lower.split_at_checked(digits_end).unwrap_or((&lower, ""));
     let shift = match suffix {
         "" | "%" => 0,
         "k" => 10,
         "m" => 20,
         "g" => 30,
-        _ => {
-            return Err(format!(
-                "{} is not a size (digits, then optionally k, m, g or %)",
-                q(v)
-            ))
-        }
+        _ => return Err(format!("{} is not a size (digits, then optionally k, m, g or %)", q(v))),
     };
     let n: u64 = match digits.parse() {
         Ok(n) => n,
         Err(_) if digits.is_empty() => {
-            return Err(format!(
-                "{} is not a size (digits, then optionally k, m, g or %)",
-                q(v)
-            ))
+            return Err(format!("{} is not a size (digits, then optionally k, m, g or %)", q(v)))
         }
         Err(_) => return Err(format!("{} is too large", q(v))),
     };
@@ -553,10 +506,7 @@ fn emergency(v: &str) -> Result<Emergency, String> {
         "shell" => Ok(Emergency::Shell),
         "reboot" => Ok(Emergency::Reboot),
         "poweroff" => Ok(Emergency::Poweroff),
-        _ => Err(format!(
-            "{} is not one of continue, shell, reboot, poweroff",
-            q(v)
-        )),
+        _ => Err(format!("{} is not one of continue, shell, reboot, poweroff", q(v))),
     }
 }
 
@@ -585,25 +535,12 @@ fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
     ];
     let word = v.to_ascii_lowercase();
     if word.is_empty() || AUTOCONF.contains(&word.as_str()) {
-        let autoconf = if word.is_empty() {
-            "off".to_owned()
-        } else {
-            word
-        };
-        return Ok((
-            IpParam {
-                autoconf,
-                ..IpParam::default()
-            },
-            Vec::new(),
-        ));
+        let autoconf = if word.is_empty() { "off".to_owned() } else { word };
+        return Ok((IpParam { autoconf, ..IpParam::default() }, Vec::new()));
     }
     if !v.contains(':') && v.parse::<Ipv4Addr>().is_err() {
         let methods = AUTOCONF.join(", ");
-        return Err(format!(
-            "{} is neither an autoconf method ({methods}) nor an IPv4 address",
-            q(v)
-        ));
+        return Err(format!("{} is neither an autoconf method ({methods}) nor an IPv4 address", q(v)));
     }
     let (mut ip, mut errors) = (IpParam::default(), Vec::new());
     // Like the kernel, fields past the 10th are ignored and 0.0.0.0 means "not given".
@@ -633,11 +570,7 @@ fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
                 if AUTOCONF.contains(&word.as_str()) {
                     ip.autoconf = word;
                 } else {
-                    errors.push(format!(
-                        "autoconf {} is not one of {}",
-                        q(field),
-                        AUTOCONF.join(", ")
-                    ));
+                    errors.push(format!("autoconf {} is not one of {}", q(field), AUTOCONF.join(", ")));
                 }
                 continue;
             }
@@ -655,50 +588,30 @@ fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
         return Ok(None);
     }
     let (spec, options) = v.split_once(',').unwrap_or((v, ""));
-    let options = options
-        .split(',')
-        .filter(|o| !o.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let options = options.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect();
     let (server, path) = match spec.split_once(':') {
         // As in the kernel, a `:` inside the path does not make a server.
         Some((server, path)) if !server.starts_with('/') => {
             let addr = server.parse::<Ipv4Addr>();
-            (
-                Some(addr.map_err(|_| format!("server {} is not an IPv4 address", q(server)))?),
-                path,
-            )
+            (Some(addr.map_err(|_| format!("server {} is not an IPv4 address", q(server)))?), path)
         }
         _ => (None, spec),
     };
     if !path.starts_with('/') {
         return Err(format!("path {} is not absolute", q(path)));
     }
-    Ok(Some(NfsRoot {
-        server,
-        path: path.to_owned(),
-        options,
-    }))
+    Ok(Some(NfsRoot { server, path: path.to_owned(), options }))
 }
 
 /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux: ARP type 1 = ethernet first), or a bare
 /// `aa:bb:cc:dd:ee:ff` / `aa-bb-cc-dd-ee-ff`.
 fn parse_mac(v: &str) -> Result<[u8; 6], String> {
-    let bad = || {
-        format!(
-            "{} is not a MAC address (01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff)",
-            q(v)
-        )
-    };
+    let bad = || format!("{} is not a MAC address (01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff)", q(v));
     let groups: Vec<&str> = v.split([':', '-']).collect();
     let groups = match groups.as_slice() {
         [hw, rest @ ..] if rest.len() == 6 && !v.contains(':') && *hw == "01" => rest,
         [hw, rest @ ..] if rest.len() == 6 && !v.contains(':') => {
-            return Err(format!(
-                "hardware type {} in {} is not ethernet (01)",
-                q(hw),
-                q(v)
-            ))
+            return Err(format!("hardware type {} in {} is not ethernet (01)", q(hw), q(v)))
         }
         all if all.len() == 6 => all,
         _ => return Err(bad()),
@@ -714,29 +627,17 @@ fn parse_mac(v: &str) -> Result<[u8; 6], String> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
     fn p(key: &str, value: Option<&str>) -> Param {
-        Param {
-            key: key.into(),
-            value: value.map(Into::into),
-        }
+        Param { key: key.into(), value: value.map(Into::into) }
     }
 
     fn words(text: &str) -> Vec<(String, Option<String>)> {
-        Cmdline::parse(text)
-            .params
-            .into_iter()
-            .map(|p| (p.key, p.value))
-            .collect()
+        Cmdline::parse(text).params.into_iter().map(|p| (p.key, p.value)).collect()
     }
 
     fn resolve(text: &str) -> (Options, Vec<String>) {
@@ -785,34 +686,16 @@ mod tests {
 
     #[test]
     fn tokenizer_quotes() {
-        assert_eq!(
-            words(r#"k="a b" x"#),
-            [("k".into(), Some("a b".into())), ("x".into(), None)]
-        );
-        assert_eq!(
-            words(r#""k=a b" x"#),
-            [("k".into(), Some("a b".into())), ("x".into(), None)]
-        );
-        assert_eq!(
-            words(r#""flag with space""#),
-            [("flag with space".into(), None)]
-        );
-        assert_eq!(
-            words(r#"k="" j=""#),
-            [("k".into(), Some("".into())), ("j".into(), Some("".into()))]
-        );
+        assert_eq!(words(r#"k="a b" x"#), [("k".into(), Some("a b".into())), ("x".into(), None)]);
+        assert_eq!(words(r#""k=a b" x"#), [("k".into(), Some("a b".into())), ("x".into(), None)]);
+        assert_eq!(words(r#""flag with space""#), [("flag with space".into(), None)]);
+        assert_eq!(words(r#"k="" j=""#), [("k".into(), Some("".into())), ("j".into(), Some("".into()))]);
         // A quote in the middle groups but is kept, as in the kernel.
-        assert_eq!(
-            words(r#"k=a"b c"d e"#),
-            [("k".into(), Some(r#"a"b c"d"#.into())), ("e".into(), None)]
-        );
+        assert_eq!(words(r#"k=a"b c"d e"#), [("k".into(), Some(r#"a"b c"d"#.into())), ("e".into(), None)]);
         assert_eq!(words(r#"k="a"b"#), [("k".into(), Some("a\"b".into()))]);
         // Unbalanced: the rest of the line is one word.
         assert_eq!(words(r#"k="a b c"#), [("k".into(), Some("a b c".into()))]);
-        assert_eq!(
-            words(r#"a "b c"#),
-            [("a".into(), None), ("b c".into(), None)]
-        );
+        assert_eq!(words(r#"a "b c"#), [("a".into(), None), ("b c".into(), None)]);
         assert_eq!(words("\""), [(String::new(), None)]);
         assert_eq!(words("\"\""), [(String::new(), None)]);
         assert_eq!(words("\"k=\""), [("k".into(), Some("".into()))]);
@@ -821,10 +704,7 @@ mod tests {
     #[test]
     fn tokenizer_dashes_and_last_wins() {
         let c = Cmdline::parse("a=1 b a=2 -- single k=\"x y\" \"q r\" -- dropped\n");
-        assert_eq!(
-            c.params,
-            [p("a", Some("1")), p("b", None), p("a", Some("2"))]
-        );
+        assert_eq!(c.params, [p("a", Some("1")), p("b", None), p("a", Some("2"))]);
         assert_eq!(c.init_args, ["single", "k=x y", "q r"]);
         assert_eq!(c.value("a"), Some("2"));
         assert_eq!(c.get("a"), Some(&p("a", Some("2"))));
@@ -838,17 +718,7 @@ mod tests {
 
     #[test]
     fn tokenizer_never_panics() {
-        let nasty = [
-            "\0",
-            "\"\0\"",
-            "a=\"\0",
-            "é=\"ü\" \"ñ",
-            "===",
-            "\"=\"",
-            "\"\"\"",
-            "-- --",
-            "\u{a0}x\u{3000}",
-        ];
+        let nasty = ["\0", "\"\0\"", "a=\"\0", "é=\"ü\" \"ñ", "===", "\"=\"", "\"\"\"", "-- --", "\u{a0}x\u{3000}"];
         for s in nasty {
             let _ = Options::resolve(&Cmdline::parse(s), Some(s));
         }
@@ -866,76 +736,35 @@ mod tests {
             (o.dirs, o.layers.as_str(), o.hostname_prefix.as_str()),
             (vec!["etc".into(), "var".into()], "/diskless", "Node")
         );
-        assert_eq!(
-            (o.emergency, o.mode, o.quiet, o.debug),
-            (Emergency::Continue, OverlayMode::Overlay, false, false)
-        );
+        assert_eq!((o.emergency, o.mode, o.quiet, o.debug), (Emergency::Continue, OverlayMode::Overlay, false, false));
         // Unknown non-stateless words are the kernel's or init's business.
-        assert_eq!(
-            ok("console=ttyS0 rd.break single 3 init=/sbin/init"),
-            Options::default()
-        );
+        assert_eq!(ok("console=ttyS0 rd.break single 3 init=/sbin/init"), Options::default());
     }
 
     #[test]
     fn softlevel_and_default_dirs() {
         let o = ok("softlevel=unionfs");
-        assert_eq!(
-            (o.softlevel, o.dirs),
-            (
-                Some(vec!["unionfs".into()]),
-                vec!["etc".into(), "var".into()]
-            )
-        );
+        assert_eq!((o.softlevel, o.dirs), (Some(vec!["unionfs".into()]), vec!["etc".into(), "var".into()]));
         let o = ok("softlevel=,default,,unionfs,");
-        assert_eq!(
-            (o.softlevel, o.dirs.len()),
-            (Some(vec!["default".into(), "unionfs".into()]), 2)
-        );
+        assert_eq!((o.softlevel, o.dirs.len()), (Some(vec!["default".into(), "unionfs".into()]), 2));
         let o = ok("softlevel=default");
-        assert_eq!(
-            (o.softlevel, o.dirs),
-            (Some(vec!["default".into()]), vec![])
-        );
+        assert_eq!((o.softlevel, o.dirs), (Some(vec!["default".into()]), vec![]));
         assert_eq!(ok("softlevel=").dirs, Vec::<String>::new());
         // An explicit stateless.dirs beats the softlevel rule, from either source.
-        assert_eq!(
-            ok("softlevel=default stateless.dirs=var/log").dirs,
-            ["var/log"]
-        );
-        assert_eq!(
-            resolve_with("softlevel=x", Some("stateless.dirs=etc"))
-                .0
-                .dirs,
-            ["etc"]
-        );
+        assert_eq!(ok("softlevel=default stateless.dirs=var/log").dirs, ["var/log"]);
+        assert_eq!(resolve_with("softlevel=x", Some("stateless.dirs=etc")).0.dirs, ["etc"]);
         let (o, d) = bad("softlevel");
-        assert_eq!(
-            (o.softlevel, o.dirs.len(), d.as_str()),
-            (None, 2, "softlevel: needs a value")
-        );
+        assert_eq!((o.softlevel, o.dirs.len(), d.as_str()), (None, 2, "softlevel: needs a value"));
     }
 
     #[test]
     fn init() {
-        assert_eq!(
-            ok("stateless.init=/sbin/openrc-init").init.as_deref(),
-            Some("/sbin/openrc-init")
-        );
-        assert_eq!(
-            ok("stateless.init=/boot/./x").init.as_deref(),
-            Some("/boot/./x")
-        );
+        assert_eq!(ok("stateless.init=/sbin/openrc-init").init.as_deref(), Some("/sbin/openrc-init"));
+        assert_eq!(ok("stateless.init=/boot/./x").init.as_deref(), Some("/boot/./x"));
         for (v, msg) in [
-            (
-                "sbin/init",
-                r#"stateless.init: "sbin/init" is not an absolute path"#,
-            ),
+            ("sbin/init", r#"stateless.init: "sbin/init" is not an absolute path"#),
             ("", r#"stateless.init: "" is not an absolute path"#),
-            (
-                "/sbin/../x",
-                r#"stateless.init: "/sbin/../x" has a ".." component"#,
-            ),
+            ("/sbin/../x", r#"stateless.init: "/sbin/../x" has a ".." component"#),
             ("/a\0b", r#"stateless.init: "/a\0b" contains a NUL byte"#),
         ] {
             let (o, d) = bad(&format!("stateless.init=\"{v}\""));
@@ -943,151 +772,69 @@ mod tests {
         }
         assert_eq!(bad("stateless.init").1, "stateless.init: needs a value");
         // An invalid later value leaves the earlier valid one.
-        assert_eq!(
-            bad("stateless.init=/a stateless.init=b").0.init.as_deref(),
-            Some("/a")
-        );
+        assert_eq!(bad("stateless.init=/a stateless.init=b").0.init.as_deref(), Some("/a"));
     }
 
     #[test]
     fn dirs() {
-        assert_eq!(
-            ok("stateless.dirs=/etc/,var//log,/srv/").dirs,
-            ["etc", "var/log", "srv"]
-        );
-        assert_eq!(
-            resolve_with("", Some("stateless.dirs = etc, var/lib ,home"))
-                .0
-                .dirs,
-            ["etc", "var/lib", "home"]
-        );
+        assert_eq!(ok("stateless.dirs=/etc/,var//log,/srv/").dirs, ["etc", "var/log", "srv"]);
+        assert_eq!(resolve_with("", Some("stateless.dirs = etc, var/lib ,home")).0.dirs, ["etc", "var/lib", "home"]);
         assert_eq!(ok("stateless.dirs=").dirs, Vec::<String>::new());
         assert_eq!(ok("stateless.dirs=etc stateless.dirs=home").dirs, ["home"]);
         assert_eq!(ok("stateless.dirs=varlog,var").dirs, ["varlog", "var"]);
         for (v, keep, msg) in [
-            (
-                "../x,etc",
-                vec!["etc"],
-                r#"stateless.dirs: "../x" has a ".." component"#,
-            ),
-            (
-                "etc/./x",
-                vec![],
-                r#"stateless.dirs: "etc/./x" has a "." component"#,
-            ),
+            ("../x,etc", vec!["etc"], r#"stateless.dirs: "../x" has a ".." component"#),
+            ("etc/./x", vec![], r#"stateless.dirs: "etc/./x" has a "." component"#),
             ("etc,,var", vec!["etc", "var"], "stateless.dirs: empty item"),
             ("etc,", vec!["etc"], "stateless.dirs: empty item"),
-            (
-                "//",
-                vec![],
-                r#"stateless.dirs: "//" names no dir below the root"#,
-            ),
+            ("//", vec![], r#"stateless.dirs: "//" names no dir below the root"#),
             (
                 "proc,etc",
                 vec!["etc"],
                 r#"stateless.dirs: "proc" is under /proc, a kernel or tmpfs mount, not an image dir"#,
             ),
-            (
-                "/sys/x",
-                vec![],
-                r#"stateless.dirs: "/sys/x" is under /sys, a kernel or tmpfs mount, not an image dir"#,
-            ),
-            (
-                "dev",
-                vec![],
-                r#"stateless.dirs: "dev" is under /dev, a kernel or tmpfs mount, not an image dir"#,
-            ),
-            (
-                "run/x",
-                vec![],
-                r#"stateless.dirs: "run/x" is under /run, a kernel or tmpfs mount, not an image dir"#,
-            ),
-            (
-                "etc,/etc/",
-                vec!["etc"],
-                r#"stateless.dirs: "/etc/" is listed twice"#,
-            ),
-            (
-                "var,var/log",
-                vec!["var"],
-                r#"stateless.dirs: "var/log" is inside "var", listed before"#,
-            ),
-            (
-                "var/log,var",
-                vec!["var/log"],
-                r#"stateless.dirs: "var" contains "var/log", listed before"#,
-            ),
-            (
-                "a\0",
-                vec![],
-                r#"stateless.dirs: "a\0" contains a NUL byte"#,
-            ),
+            ("/sys/x", vec![], r#"stateless.dirs: "/sys/x" is under /sys, a kernel or tmpfs mount, not an image dir"#),
+            ("dev", vec![], r#"stateless.dirs: "dev" is under /dev, a kernel or tmpfs mount, not an image dir"#),
+            ("run/x", vec![], r#"stateless.dirs: "run/x" is under /run, a kernel or tmpfs mount, not an image dir"#),
+            ("etc,/etc/", vec!["etc"], r#"stateless.dirs: "/etc/" is listed twice"#),
+            ("var,var/log", vec!["var"], r#"stateless.dirs: "var/log" is inside "var", listed before"#),
+            ("var/log,var", vec!["var/log"], r#"stateless.dirs: "var" contains "var/log", listed before"#),
+            ("a\0", vec![], r#"stateless.dirs: "a\0" contains a NUL byte"#),
         ] {
             let (o, d) = bad(&format!("stateless.dirs=\"{v}\""));
-            assert_eq!(
-                (o.dirs, d.as_str()),
-                (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), msg),
-                "{v}"
-            );
+            assert_eq!((o.dirs, d.as_str()), (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), msg), "{v}");
         }
         // A given-but-all-invalid list is still "given": no fallback to the default.
         assert_eq!(bad("stateless.dirs=proc").0.dirs, Vec::<String>::new());
         let (o, d) = bad("stateless.dirs");
-        assert_eq!(
-            (o.dirs.len(), d.as_str()),
-            (2, "stateless.dirs: needs a value")
-        );
+        assert_eq!((o.dirs.len(), d.as_str()), (2, "stateless.dirs: needs a value"));
     }
 
     #[test]
     fn layers() {
-        assert_eq!(
-            ok("stateless.layers=/srv//layers/./x/").layers,
-            "/srv/layers/x"
-        );
+        assert_eq!(ok("stateless.layers=/srv//layers/./x/").layers, "/srv/layers/x");
         assert_eq!(ok("stateless.layers=/").layers, "/");
         assert_eq!(ok("stateless.layers=///").layers, "/");
         let (o, d) = bad("stateless.layers=layers");
         assert_eq!(
             (o.layers.as_str(), d.as_str()),
-            (
-                "/diskless",
-                r#"stateless.layers: "layers" is not an absolute path"#
-            )
+            ("/diskless", r#"stateless.layers: "layers" is not an absolute path"#)
         );
-        assert_eq!(
-            bad("stateless.layers=/a/..").1,
-            r#"stateless.layers: "/a/.." has a ".." component"#
-        );
+        assert_eq!(bad("stateless.layers=/a/..").1, r#"stateless.layers: "/a/.." has a ".." component"#);
     }
 
     #[test]
     fn hostname_and_prefix() {
-        assert_eq!(
-            ok("stateless.hostname=lab3-12").hostname.as_deref(),
-            Some("lab3-12")
-        );
-        assert_eq!(
-            ok("stateless.hostname=\"bad/name\"").hostname.as_deref(),
-            Some("bad/name")
-        );
+        assert_eq!(ok("stateless.hostname=lab3-12").hostname.as_deref(), Some("lab3-12"));
+        assert_eq!(ok("stateless.hostname=\"bad/name\"").hostname.as_deref(), Some("bad/name"));
         let (o, d) = bad("stateless.hostname=");
         assert_eq!(
             (o.hostname, d.as_str()),
-            (
-                None,
-                "stateless.hostname: empty value (leave it out to use dhcp or the fallback)"
-            )
+            (None, "stateless.hostname: empty value (leave it out to use dhcp or the fallback)")
         );
-        assert_eq!(
-            bad("stateless.hostname=a stateless.hostname=").0.hostname,
-            None
-        );
+        assert_eq!(bad("stateless.hostname=a stateless.hostname=").0.hostname, None);
         for v in ["lab", "Lab3-", "0a", &"x".repeat(32)] {
-            assert_eq!(
-                ok(&format!("stateless.hostname.prefix={v}")).hostname_prefix,
-                v
-            );
+            assert_eq!(ok(&format!("stateless.hostname.prefix={v}")).hostname_prefix, v);
         }
         for v in ["", "-a", "a_b", "a.b", "é", &"x".repeat(33)] {
             let (o, d) = bad(&format!("stateless.hostname.prefix={v}"));
@@ -1108,65 +855,32 @@ mod tests {
             ("4096", "4096"),
             ("0", "0"),
         ] {
-            assert_eq!(
-                ok(&format!("stateless.tmpfs.size={v}"))
-                    .tmpfs_size
-                    .as_deref(),
-                Some(want),
-                "{v}"
-            );
+            assert_eq!(ok(&format!("stateless.tmpfs.size={v}")).tmpfs_size.as_deref(), Some(want), "{v}");
         }
         for (v, why) in [
             ("", "is not a size (digits, then optionally k, m, g or %)"),
             ("m", "is not a size (digits, then optionally k, m, g or %)"),
-            (
-                "12x",
-                "is not a size (digits, then optionally k, m, g or %)",
-            ),
-            (
-                "1mb",
-                "is not a size (digits, then optionally k, m, g or %)",
-            ),
-            (
-                "-1m",
-                "is not a size (digits, then optionally k, m, g or %)",
-            ),
+            ("12x", "is not a size (digits, then optionally k, m, g or %)"),
+            ("1mb", "is not a size (digits, then optionally k, m, g or %)"),
+            ("-1m", "is not a size (digits, then optionally k, m, g or %)"),
             ("0%", "is not a percentage from 1% to 100%"),
             ("101%", "is not a percentage from 1% to 100%"),
             ("99999999999999999999", "is too large"),
             ("17179869184g", "is too large"),
         ] {
             let (o, d) = bad(&format!("stateless.tmpfs.size={v}"));
-            assert_eq!(
-                (o.tmpfs_size, d),
-                (None, format!("stateless.tmpfs.size: {v:?} {why}"))
-            );
+            assert_eq!((o.tmpfs_size, d), (None, format!("stateless.tmpfs.size: {v:?} {why}")));
         }
     }
 
     #[test]
     fn break_emergency_mode() {
-        assert_eq!(
-            ok("stateless.break=host-files").break_at,
-            Some(StepKind::HostFiles)
-        );
-        assert_eq!(
-            ok("stateless.break=handoff").break_at,
-            Some(StepKind::Handoff)
-        );
+        assert_eq!(ok("stateless.break=host-files").break_at, Some(StepKind::HostFiles));
+        assert_eq!(ok("stateless.break=handoff").break_at, Some(StepKind::Handoff));
         let (o, d) = bad("stateless.break=nope");
         assert_eq!(o.break_at, None);
-        assert_eq!(
-            d,
-            format!(
-                "stateless.break: {}",
-                "nope".parse::<StepKind>().unwrap_err()
-            )
-        );
-        assert_eq!(
-            bad("stateless.break").1,
-            "stateless.break: needs a step name"
-        );
+        assert_eq!(d, format!("stateless.break: {}", "nope".parse::<StepKind>().unwrap_err()));
+        assert_eq!(bad("stateless.break").1, "stateless.break: needs a step name");
         for (v, e) in [
             ("continue", Emergency::Continue),
             ("shell", Emergency::Shell),
@@ -1178,20 +892,11 @@ mod tests {
         let (o, d) = bad("stateless.emergency=reboot stateless.emergency=halt");
         assert_eq!(
             (o.emergency, d.as_str()),
-            (
-                Emergency::Reboot,
-                r#"stateless.emergency: "halt" is not one of continue, shell, reboot, poweroff"#
-            )
+            (Emergency::Reboot, r#"stateless.emergency: "halt" is not one of continue, shell, reboot, poweroff"#)
         );
         assert_eq!(ok("stateless.mode=copy").mode, OverlayMode::Copy);
-        assert_eq!(
-            ok("stateless.mode=copy stateless.mode=overlay").mode,
-            OverlayMode::Overlay
-        );
-        assert_eq!(
-            bad("stateless.mode=Copy").1,
-            r#"stateless.mode: "Copy" is not one of overlay, copy"#
-        );
+        assert_eq!(ok("stateless.mode=copy stateless.mode=overlay").mode, OverlayMode::Overlay);
+        assert_eq!(bad("stateless.mode=Copy").1, r#"stateless.mode: "Copy" is not one of overlay, copy"#);
         assert_eq!(bad("stateless.mode").1, "stateless.mode: needs a value");
     }
 
@@ -1213,23 +918,13 @@ mod tests {
     fn ip_param() {
         let a = |s: &str| s.parse::<Ipv4Addr>().ok();
         for w in AUTOCONF {
-            assert_eq!(
-                ip(&format!("ip={w}")),
-                IpParam {
-                    autoconf: w.into(),
-                    ..IpParam::default()
-                }
-            );
+            assert_eq!(ip(&format!("ip={w}")), IpParam { autoconf: w.into(), ..IpParam::default() });
         }
         assert_eq!(ip("ip=DHCP").autoconf, "dhcp");
         assert_eq!(ip("ip=").autoconf, "off");
         assert_eq!(
             ip("ip=:::::eth0:dhcp"),
-            IpParam {
-                device: Some("eth0".into()),
-                autoconf: "dhcp".into(),
-                ..IpParam::default()
-            }
+            IpParam { device: Some("eth0".into()), autoconf: "dhcp".into(), ..IpParam::default() }
         );
         let full = ip("ip=192.168.1.21:192.168.1.1:192.168.1.254:255.255.255.0:lab3-12.example.edu:eth0:off:8.8.8.8:1.1.1.1:10.0.0.1:extra");
         assert_eq!(
@@ -1244,31 +939,12 @@ mod tests {
                 autoconf: "off".into(),
             }
         );
-        assert_eq!(
-            ip("ip=10.0.0.5"),
-            IpParam {
-                client: a("10.0.0.5"),
-                ..IpParam::default()
-            }
-        );
-        assert_eq!(
-            ip("ip=10.0.0.5::0.0.0.0"),
-            IpParam {
-                client: a("10.0.0.5"),
-                ..IpParam::default()
-            }
-        );
+        assert_eq!(ip("ip=10.0.0.5"), IpParam { client: a("10.0.0.5"), ..IpParam::default() });
+        assert_eq!(ip("ip=10.0.0.5::0.0.0.0"), IpParam { client: a("10.0.0.5"), ..IpParam::default() });
         assert_eq!(ip("ip=::10.0.0.1:255.0.0.0").gateway, a("10.0.0.1"));
 
         let (o, d) = resolve("ip=10.0.0.300:1.2.3.4::::eth1:frob:dns");
-        assert_eq!(
-            o.ip,
-            Some(IpParam {
-                server: a("1.2.3.4"),
-                device: Some("eth1".into()),
-                ..IpParam::default()
-            })
-        );
+        assert_eq!(o.ip, Some(IpParam { server: a("1.2.3.4"), device: Some("eth1".into()), ..IpParam::default() }));
         assert_eq!(
             d,
             [
@@ -1288,32 +964,20 @@ mod tests {
 
     #[test]
     fn nfsroot() {
-        let n = ok("nfsroot=192.168.1.1:/diskless/gentoo,ro,rsize=8192,,posix")
-            .nfsroot
-            .unwrap();
+        let n = ok("nfsroot=192.168.1.1:/diskless/gentoo,ro,rsize=8192,,posix").nfsroot.unwrap();
         assert_eq!(n.server, "192.168.1.1".parse().ok());
         assert_eq!(
             (n.path.as_str(), n.options),
-            (
-                "/diskless/gentoo",
-                vec!["ro".into(), "rsize=8192".into(), "posix".into()]
-            )
+            ("/diskless/gentoo", vec!["ro".into(), "rsize=8192".into(), "posix".into()])
         );
         assert_eq!(
             ok("nfsroot=/srv/%s").nfsroot,
-            Some(NfsRoot {
-                server: None,
-                path: "/srv/%s".into(),
-                options: vec![]
-            })
+            Some(NfsRoot { server: None, path: "/srv/%s".into(), options: vec![] })
         );
         assert_eq!(ok("nfsroot=/a:b").nfsroot.unwrap().path, "/a:b");
         assert_eq!(ok("nfsroot=").nfsroot, None);
         for (v, msg) in [
-            (
-                "server:/x",
-                r#"nfsroot: server "server" is not an IPv4 address"#,
-            ),
+            ("server:/x", r#"nfsroot: server "server" is not an IPv4 address"#),
             (":/x", r#"nfsroot: server "" is not an IPv4 address"#),
             ("10.0.0.1:x", r#"nfsroot: path "x" is not absolute"#),
             ("10.0.0.1:", r#"nfsroot: path "" is not absolute"#),
@@ -1327,27 +991,15 @@ mod tests {
     #[test]
     fn root_and_bootif() {
         assert_eq!(ok("root=/dev/nfs").root.as_deref(), Some("/dev/nfs"));
-        assert_eq!(
-            ok("root=nfs:10.0.0.1:/srv/root").root.as_deref(),
-            Some("nfs:10.0.0.1:/srv/root")
-        );
+        assert_eq!(ok("root=nfs:10.0.0.1:/srv/root").root.as_deref(), Some("nfs:10.0.0.1:/srv/root"));
         assert_eq!(ok("root=").root, None);
         let mac = Some([0x52, 0x54, 0x00, 0xab, 0xcd, 0xef]);
-        for v in [
-            "01-52-54-00-ab-cd-ef",
-            "52:54:00:AB:CD:EF",
-            "52-54-00-ab-cd-ef",
-        ] {
+        for v in ["01-52-54-00-ab-cd-ef", "52:54:00:AB:CD:EF", "52-54-00-ab-cd-ef"] {
             assert_eq!(ok(&format!("BOOTIF={v}")).bootif, mac, "{v}");
         }
-        for v in [
-            "52:54:00:ab:cd",
-            "52:54:00:ab:cd:ef:01",
-            "5:54:00:ab:cd:ef",
-            "+5:54:00:ab:cd:ef",
-            "zz:54:00:ab:cd:ef",
-            "",
-        ] {
+        for v in
+            ["52:54:00:ab:cd", "52:54:00:ab:cd:ef:01", "5:54:00:ab:cd:ef", "+5:54:00:ab:cd:ef", "zz:54:00:ab:cd:ef", ""]
+        {
             let (o, d) = bad(&format!("BOOTIF={v}"));
             assert_eq!(o.bootif, None);
             assert_eq!(d, format!("BOOTIF: {v:?} is not a MAC address (01-aa-bb-cc-dd-ee-ff or aa:bb:cc:dd:ee:ff)"));
@@ -1362,8 +1014,7 @@ mod tests {
 
     #[test]
     fn unknown_stateless_keys() {
-        let (o, d) =
-            resolve("stateless.nope=1 stateless.dir=etc stateless stateless.=x stateless.flag");
+        let (o, d) = resolve("stateless.nope=1 stateless.dir=etc stateless stateless.=x stateless.flag");
         assert_eq!(o, Options::default());
         assert_eq!(
             d,
@@ -1381,34 +1032,21 @@ mod tests {
         let config = "# site defaults\n\n  stateless.mode = copy  \nstateless.hostname.prefix='lab'\nstateless.layers=\"/srv/layers/\"\r\n\
                       stateless.emergency=shell\nip=dhcp\nnot a pair\n=x\nstateless.bogus=1\nstateless.tmpfs.size=\"50%\n\
                       stateless.break\nstateless.dirs=etc,var/lib\n";
-        let (o, d) = Options::resolve(
-            &Cmdline::parse("stateless.emergency=reboot stateless.dirs=var"),
-            Some(config),
-        );
+        let (o, d) = Options::resolve(&Cmdline::parse("stateless.emergency=reboot stateless.dirs=var"), Some(config));
         assert_eq!(o.mode, OverlayMode::Copy);
         assert_eq!(o.hostname_prefix, "lab");
         assert_eq!(o.layers, "/srv/layers");
         assert_eq!(o.emergency, Emergency::Reboot, "the command line wins");
         assert_eq!(o.dirs, ["var"], "the command line wins");
         assert_eq!(o.ip, None, "ip= is not taken from the config file");
-        let got: Vec<(Origin, &str, &str)> = d
-            .iter()
-            .map(|d| (d.origin.clone(), d.key.as_str(), d.message.as_str()))
-            .collect();
+        let got: Vec<(Origin, &str, &str)> =
+            d.iter().map(|d| (d.origin.clone(), d.key.as_str(), d.message.as_str())).collect();
         let cfg = |line| Origin::Config { line };
         assert_eq!(
             got,
             [
-                (
-                    cfg(7),
-                    "ip",
-                    "ip: only stateless.* keys belong in the config file"
-                ),
-                (
-                    cfg(8),
-                    "not a pair",
-                    r#""not a pair": not a key=value line"#
-                ),
+                (cfg(7), "ip", "ip: only stateless.* keys belong in the config file"),
+                (cfg(8), "not a pair", r#""not a pair": not a key=value line"#),
                 (cfg(9), "", r#""=x": line has no key"#),
                 (cfg(10), "stateless.bogus", "stateless.bogus: unknown key"),
                 (
@@ -1416,31 +1054,18 @@ mod tests {
                     "stateless.tmpfs.size",
                     r#"stateless.tmpfs.size: "\"50%" is not a size (digits, then optionally k, m, g or %)"#
                 ),
-                (
-                    cfg(12),
-                    "stateless.break",
-                    r#""stateless.break": not a key=value line"#
-                ),
+                (cfg(12), "stateless.break", r#""stateless.break": not a key=value line"#),
             ]
         );
-        assert_eq!(
-            d[0].to_string(),
-            "/etc/stateless.conf line 7: ip: only stateless.* keys belong in the config file"
-        );
+        assert_eq!(d[0].to_string(), "/etc/stateless.conf line 7: ip: only stateless.* keys belong in the config file");
         // Config values apply when the command line has none; an invalid cmdline value keeps them.
         let (o, d) = resolve_with(
             "stateless.mode=bad",
             Some("stateless.mode=copy\nstateless.dirs=home\nstateless.hostname=\"a b\""),
         );
-        assert_eq!(
-            (o.mode, o.dirs, o.hostname.as_deref()),
-            (OverlayMode::Copy, vec!["home".into()], Some("a b"))
-        );
+        assert_eq!((o.mode, o.dirs, o.hostname.as_deref()), (OverlayMode::Copy, vec!["home".into()], Some("a b")));
         assert_eq!(d.len(), 1);
-        assert_eq!(
-            Options::resolve(&Cmdline::default(), Some("")),
-            (Options::default(), vec![])
-        );
+        assert_eq!(Options::resolve(&Cmdline::default(), Some("")), (Options::default(), vec![]));
     }
 
     #[test]
@@ -1463,11 +1088,9 @@ mod tests {
                     }
                     return;
                 }
-                serde_json::Value::Array(a) => a
-                    .iter()
-                    .map(|x| x.as_str().map_or(x.to_string(), str::to_owned))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|x| x.as_str().map_or(x.to_string(), str::to_owned)).collect::<Vec<_>>().join(",")
+                }
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => "(none)".into(),
                 other => other.to_string(),
@@ -1477,13 +1100,7 @@ mod tests {
         let mut out = BTreeMap::new();
         walk("", &serde_json::to_value(o).unwrap(), &mut out);
         if let Some(mac) = o.bootif {
-            out.insert(
-                "bootif".into(),
-                mac.iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":"),
-            );
+            out.insert("bootif".into(), mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
         }
         out.insert("init_args".into(), c.init_args.join(","));
         out
@@ -1496,11 +1113,7 @@ mod tests {
         let mut flat = flatten(&c, &o);
         flat.insert("diagnostics".into(), d.len().to_string());
         let (mut errors, mut diags, mut has_count) = (Vec::new(), Vec::new(), false);
-        for line in expect
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
+        for line in expect.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
             let Some((key, want)) = line.split_once('=') else {
                 errors.push(format!("bad expectation line {line:?}"));
                 continue;
@@ -1511,13 +1124,8 @@ mod tests {
                 continue;
             }
             match flat.get(key) {
-                None => errors.push(format!(
-                    "unknown field {key:?} (known: {:?})",
-                    flat.keys().collect::<Vec<_>>()
-                )),
-                Some(got) if got != want => {
-                    errors.push(format!("{key}: expected {want:?}, got {got:?}"))
-                }
+                None => errors.push(format!("unknown field {key:?} (known: {:?})", flat.keys().collect::<Vec<_>>())),
+                Some(got) if got != want => errors.push(format!("{key}: expected {want:?}, got {got:?}")),
                 Some(_) => {}
             }
         }
@@ -1534,31 +1142,13 @@ mod tests {
     #[test]
     fn fixture_checker_can_fail() {
         assert!(check_fixture("quiet", None, "quiet=true\ndiagnostics=0").is_empty());
-        assert_eq!(
-            check_fixture("quiet", None, "quiet=false\ndiagnostics=0").len(),
-            1
-        );
+        assert_eq!(check_fixture("quiet", None, "quiet=false\ndiagnostics=0").len(), 1);
         assert_eq!(check_fixture("quiet", None, "quiet=true").len(), 1);
-        assert_eq!(
-            check_fixture("quiet", None, "nosuch=1\ndiagnostics=0").len(),
-            1
-        );
-        assert_eq!(
-            check_fixture("stateless.x=1", None, "diagnostics=1\ndiag=other").len(),
-            1
-        );
-        assert!(check_fixture(
-            "stateless.x=1",
-            None,
-            "diagnostics=1\ndiag=stateless.x: unknown key"
-        )
-        .is_empty());
-        assert!(check_fixture(
-            "ip=dhcp",
-            None,
-            "ip.autoconf=dhcp\nip.client=(none)\nnfsroot=(none)\ndiagnostics=0"
-        )
-        .is_empty());
+        assert_eq!(check_fixture("quiet", None, "nosuch=1\ndiagnostics=0").len(), 1);
+        assert_eq!(check_fixture("stateless.x=1", None, "diagnostics=1\ndiag=other").len(), 1);
+        assert!(check_fixture("stateless.x=1", None, "diagnostics=1\ndiag=stateless.x: unknown key").is_empty());
+        assert!(check_fixture("ip=dhcp", None, "ip.autoconf=dhcp\nip.client=(none)\nnfsroot=(none)\ndiagnostics=0")
+            .is_empty());
     }
 
     #[test]
@@ -1570,12 +1160,7 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|e| e == "txt"))
             .collect();
         names.sort();
-        assert!(
-            names.len() >= 8,
-            "only {} fixtures in {}",
-            names.len(),
-            dir.display()
-        );
+        assert!(names.len() >= 8, "only {} fixtures in {}", names.len(), dir.display());
         let mut failures = Vec::new();
         for txt in &names {
             let cmdline = std::fs::read_to_string(txt).unwrap();
@@ -1583,10 +1168,7 @@ mod tests {
             let expect = std::fs::read_to_string(txt.with_extension("expect"))
                 .unwrap_or_else(|e| panic!("{}: {e}", txt.with_extension("expect").display()));
             for e in check_fixture(&cmdline, config.as_deref(), &expect) {
-                failures.push(format!(
-                    "{}: {e}",
-                    txt.file_name().unwrap().to_string_lossy()
-                ));
+                failures.push(format!("{}: {e}", txt.file_name().unwrap().to_string_lossy()));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -14,7 +14,10 @@ const DEV_NULL: u64 = (1 << 8) | 3;
 /// True when `fd` is closed or is /dev/null.
 fn useless(fd: rustix::fd::BorrowedFd<'_>) -> bool {
     match rustix::fs::fstat(fd) {
-        Ok(st) => rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice && st.st_rdev == DEV_NULL,
+        Ok(st) => {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::CharacterDevice
+                && st.st_rdev == DEV_NULL
+        }
         Err(_) => true,
     }
 }

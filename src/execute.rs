@@ -7,7 +7,6 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-
 use rustix::mount::MountFlags;
 use serde::Serialize;
 
@@ -251,12 +250,19 @@ impl<'a> Executor<'a> {
     fn overlay(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, StepError> {
         let fail = |error: String| StepError::Overlay { dir: dir.into(), error };
         let root_fd = crate::plan::open_root(&self.root).map_err(|e| fail(format!("open root: {e}")))?;
-        let lower = tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| fail(format!("open /{dir}: {e}")))?;
+        let lower =
+            tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| fail(format!("open /{dir}: {e}")))?;
         let st = rustix::fs::fstat(&lower).map_err(|e| fail(format!("stat /{dir}: {e}")))?;
         let mut why_copy = String::new();
         if mode == OverlayMode::Overlay {
             match self.try_overlay(dir, &st, size) {
-                Ok(()) => return Ok(self.writable_now(dir, "overlay", Done::ok("tmpfs + overlayfs"))),
+                Ok(()) => {
+                    return Ok(self.writable_now(
+                        dir,
+                        "overlay",
+                        Done::ok(format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}")),
+                    ))
+                }
                 Err(e) => {
                     log::warn!("/{dir}: overlayfs failed ({e}); falling back to copy mode");
                     why_copy = format!(" (overlayfs failed: {e})");
@@ -265,7 +271,11 @@ impl<'a> Executor<'a> {
         }
         let entries = self.copy_mode(dir, lower, &st, size).map_err(fail)?;
         let status = if why_copy.is_empty() { Status::Ok } else { Status::Degraded };
-        Ok(self.writable_now(dir, "copy", Done { status, detail: format!("tmpfs + copy of {entries} entries{why_copy}") }))
+        Ok(self.writable_now(
+            dir,
+            "copy",
+            Done { status, detail: format!("tmpfs + copy of {entries} entries{why_copy}") },
+        ))
     }
 
     fn writable_now(&mut self, dir: &str, mode: &'static str, done: Done) -> Done {
@@ -283,12 +293,16 @@ impl<'a> Executor<'a> {
         let rw = self.root.join(RW_BASE).join(dir);
         std::fs::create_dir_all(&rw).map_err(|e| format!("mkdir {}: {e}", rw.display()))?;
         let options = mounts::tmpfs_options(0o755, 0, 0, size);
-        self.sys.mount("tmpfs", &rw, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options).map_err(|e| format!("mount tmpfs on {}: {e}", rw.display()))?;
+        self.sys
+            .mount("tmpfs", &rw, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options)
+            .map_err(|e| format!("mount tmpfs on {}: {e}", rw.display()))?;
         let (upper, work) = (rw.join("upper"), rw.join("work"));
         let result = make_upper(&upper, &work, lower).and_then(|()| {
             let target = self.root.join(dir);
             let data = mounts::overlay_options(&target, &upper, &work)?;
-            self.sys.mount("overlay", &target, "overlay", MountFlags::empty(), &data).map_err(|e| format!("mount overlay on {}: {e}", target.display()))
+            self.sys
+                .mount("overlay", &target, "overlay", MountFlags::empty(), &data)
+                .map_err(|e| format!("mount overlay on {}: {e}", target.display()))
         });
         if result.is_err() {
             let _ = self.sys.umount(&rw);
@@ -306,12 +320,21 @@ impl<'a> Executor<'a> {
     }
 
     /// tmpfs straight on the dir, filled from a handle on the image dir opened before the mount.
-    fn copy_mode(&mut self, dir: &str, lower: OwnedFd, st: &rustix::fs::Stat, size: Option<&str>) -> Result<usize, String> {
+    fn copy_mode(
+        &mut self,
+        dir: &str,
+        lower: OwnedFd,
+        st: &rustix::fs::Stat,
+        size: Option<&str>,
+    ) -> Result<usize, String> {
         let target = self.root.join(dir);
         let options = mounts::tmpfs_options(st.st_mode, st.st_uid, st.st_gid, size);
-        self.sys.mount("tmpfs", &target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options).map_err(|e| format!("mount tmpfs on {}: {e}", target.display()))?;
+        self.sys
+            .mount("tmpfs", &target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options)
+            .map_err(|e| format!("mount tmpfs on {}: {e}", target.display()))?;
         let root_fd = crate::plan::open_root(&self.root).map_err(|e| format!("open root: {e}"))?;
-        let upper = tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| format!("open /{dir}: {e}"))?;
+        let upper =
+            tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| format!("open /{dir}: {e}"))?;
         // Never copy into the image itself: the new tmpfs must be a different filesystem.
         let up = rustix::fs::fstat(&upper).map_err(|e| format!("stat /{dir}: {e}"))?;
         if up.st_dev == st.st_dev {
@@ -337,15 +360,26 @@ impl<'a> Executor<'a> {
             Ok((root, layer_root))
         });
         let applied = match fds {
-            Ok((root, Some(layer_root))) => layers::apply(layer_root.as_fd(), root.as_fd(), name, &self.writable, &mut self.provenance),
-            Ok((_, None)) => layers::Applied { errors: vec![format!("layer root {} vanished", plan.options.layers)], ..Default::default() },
+            Ok((root, Some(layer_root))) => {
+                layers::apply(layer_root.as_fd(), root.as_fd(), name, &self.writable, &mut self.provenance)
+            }
+            Ok((_, None)) => layers::Applied {
+                errors: vec![format!("layer root {} vanished", plan.options.layers)],
+                ..Default::default()
+            },
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
         };
         for error in &applied.errors {
             log::warn!("{error}");
         }
-        self.layers.push(LayerResult { layer: name.into(), files: applied.written, refused: applied.refused, errors: applied.errors.len() });
-        let detail = format!("{} written, {} refused, {} errors", applied.written, applied.refused, applied.errors.len());
+        self.layers.push(LayerResult {
+            layer: name.into(),
+            files: applied.written,
+            refused: applied.refused,
+            errors: applied.errors.len(),
+        });
+        let detail =
+            format!("{} written, {} refused, {} errors", applied.written, applied.refused, applied.errors.len());
         Done { status: if applied.errors.is_empty() { Status::Ok } else { Status::Degraded }, detail }
     }
 
@@ -353,7 +387,8 @@ impl<'a> Executor<'a> {
         if !self.writable.iter().any(|d| d == "etc") {
             return Ok(Done::skipped("/etc is not writable"));
         }
-        let written = hostfiles::write(&self.root, fqdn, short).map_err(|(path, error)| StepError::HostFile { path, error })?;
+        let written =
+            hostfiles::write(&self.root, fqdn, short).map_err(|(path, error)| StepError::HostFile { path, error })?;
         for file in &written {
             self.provenance.record(&Path::new("etc").join(file), "hostname");
         }
@@ -390,7 +425,12 @@ fn make_upper(upper: &Path, work: &Path, lower: &rustix::fs::Stat) -> Result<(),
         std::fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
     }
     let fail = |e: rustix::io::Errno| format!("set owner/mode of {}: {e}", upper.display());
-    rustix::fs::chown(upper, Some(rustix::process::Uid::from_raw(lower.st_uid)), Some(rustix::process::Gid::from_raw(lower.st_gid))).map_err(fail)?;
+    rustix::fs::chown(
+        upper,
+        Some(rustix::process::Uid::from_raw(lower.st_uid)),
+        Some(rustix::process::Gid::from_raw(lower.st_gid)),
+    )
+    .map_err(fail)?;
     rustix::fs::chmod(upper, rustix::fs::Mode::from_raw_mode(lower.st_mode & 0o7777)).map_err(fail)?;
     Ok(())
 }
@@ -422,7 +462,11 @@ mod tests {
 
         fn plan(&self, cmdline: &str) -> Plan {
             let (options, diagnostics) = Options::resolve(&Cmdline::parse(cmdline), None);
-            let facts = Facts { address: "10.0.2.15/24".parse().ok(), kernel_hostname: Some("lab3-12".into()), ..Facts::default() };
+            let facts = Facts {
+                address: "10.0.2.15/24".parse().ok(),
+                kernel_hostname: Some("lab3-12".into()),
+                ..Facts::default()
+            };
             crate::plan::build(&self.0, options, diagnostics, facts)
         }
     }
@@ -442,15 +486,20 @@ mod tests {
         executor.break_at = plan.options.break_at;
         executor.init_args = vec!["single".into()];
         let ended = catch_unwind(AssertUnwindSafe(|| executor.run(&plan, &plan.steps)));
-        let message = ended.err().map(|p| p.downcast_ref::<String>().cloned().unwrap_or_else(|| p.downcast_ref::<&str>().unwrap_or(&"?").to_string()));
+        let message = ended.err().map(|p| {
+            p.downcast_ref::<String>().cloned().unwrap_or_else(|| p.downcast_ref::<&str>().unwrap_or(&"?").to_string())
+        });
         (executor.outcomes, message)
     }
 
     fn mounts(calls: &[Call]) -> Vec<(String, PathBuf)> {
-        calls.iter().filter_map(|c| match c {
-            Call::Mount { fstype, target, .. } => Some((fstype.clone(), target.clone())),
-            _ => None,
-        }).collect()
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { fstype, target, .. } => Some((fstype.clone(), target.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     #[test]
@@ -474,10 +523,23 @@ mod tests {
             ]
         );
         let rw = r.join("run/stateless/rw/etc");
-        let data = format!("lowerdir={},upperdir={},workdir={}", r.join("etc").display(), rw.join("upper").display(), rw.join("work").display());
-        assert!(sys.calls.contains(&Call::Mount { source: "overlay".into(), target: r.join("etc"), fstype: "overlay".into(), data }));
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            r.join("etc").display(),
+            rw.join("upper").display(),
+            rw.join("work").display()
+        );
+        assert!(sys.calls.contains(&Call::Mount {
+            source: "overlay".into(),
+            target: r.join("etc"),
+            fstype: "overlay".into(),
+            data
+        }));
         assert!(sys.calls.contains(&Call::Sethostname("lab3-12".into())));
-        assert_eq!(sys.calls.last(), Some(&Call::Exec("/sbin/init".into(), vec!["/sbin/init".into(), "single".into()])));
+        assert_eq!(
+            sys.calls.last(),
+            Some(&Call::Exec("/sbin/init".into(), vec!["/sbin/init".into(), "single".into()]))
+        );
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
         assert_eq!(std::fs::read_to_string(r.join("etc/from-base")).unwrap(), "base\n");
         assert!(r.join("run/stateless/report.json").exists());
@@ -487,11 +549,21 @@ mod tests {
     fn overlay_failure_falls_back_to_copy_mode_but_never_copies_into_the_image() {
         let image = Image::new("nooverlay");
         let r = image.0.clone();
-        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)), ..Fake::default() };
+        let mut sys = Fake {
+            fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)),
+            ..Fake::default()
+        };
         let (outcomes, ended) = boot(&image, "stateless.dirs=etc", &mut sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "continue is the default policy");
         let m = mounts(&sys.calls);
-        assert_eq!(m[4..], [("tmpfs".into(), r.join("run/stateless/rw/etc")), ("overlay".into(), r.join("etc")), ("tmpfs".into(), r.join("etc"))]);
+        assert_eq!(
+            m[4..],
+            [
+                ("tmpfs".into(), r.join("run/stateless/rw/etc")),
+                ("overlay".into(), r.join("etc")),
+                ("tmpfs".into(), r.join("etc"))
+            ]
+        );
         assert!(sys.calls.contains(&Call::Umount(r.join("run/stateless/rw/etc"))));
         // The fake tmpfs did not appear, so copy mode must refuse to write into the image dir.
         let overlay = outcomes.iter().find(|o| o.kind == StepKind::Overlay).unwrap();
@@ -504,7 +576,10 @@ mod tests {
     #[test]
     fn reboot_policy_stops_the_boot_at_a_fatal_failure() {
         let image = Image::new("reboot");
-        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)), ..Fake::default() };
+        let mut sys = Fake {
+            fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)),
+            ..Fake::default()
+        };
         let (_, ended) = boot(&image, "stateless.emergency=reboot stateless.mode=overlay", &mut sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake reboot"));
         let n = sys.calls.len();
@@ -515,7 +590,10 @@ mod tests {
     #[test]
     fn missing_init_walks_the_fallback_chain() {
         let image = Image::new("fallback");
-        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/nonexistent")).then_some(2)), ..Fake::default() };
+        let mut sys = Fake {
+            fail: Box::new(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/nonexistent")).then_some(2)),
+            ..Fake::default()
+        };
         let (_, ended) = boot(&image, "stateless.init=/nonexistent", &mut sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
         let execs: Vec<&Call> = sys.calls.iter().filter(|c| matches!(c, Call::Exec(..))).collect();
@@ -539,7 +617,9 @@ mod tests {
         let mut sys = Fake::default();
         boot(&image, "stateless.break=overlay", &mut sys, Mode::Boot);
         let shell = sys.calls.iter().position(|c| matches!(c, Call::Shell(_))).unwrap();
-        assert!(matches!(&sys.calls[shell + 1], Call::Mount { target, .. } if target.ends_with("run/stateless/rw/etc")));
+        assert!(
+            matches!(&sys.calls[shell + 1], Call::Mount { target, .. } if target.ends_with("run/stateless/rw/etc"))
+        );
         assert_eq!(sys.calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), 1);
     }
 

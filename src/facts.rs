@@ -25,7 +25,10 @@ pub struct Facts {
 
 /// Reads the facts from the running kernel (PID 1 boot).
 pub fn probe(options: &Options) -> Facts {
-    let mut facts = Facts { kernel_hostname: Some(rustix::system::uname().nodename().to_string_lossy().into_owned()), ..Facts::default() };
+    let mut facts = Facts {
+        kernel_hostname: Some(rustix::system::uname().nodename().to_string_lossy().into_owned()),
+        ..Facts::default()
+    };
     match netlink::interfaces() {
         Ok(interfaces) => {
             if let Some(interface) = boot_interface(&interfaces, options) {

@@ -31,13 +31,16 @@ pub fn candidates(init: Option<&str>) -> Vec<String> {
 pub fn present(root: &Path, path: &str) -> bool {
     let relative = crate::layers::relative(path);
     let Ok(root_fd) = crate::plan::open_root(root) else { return false };
-    let how = rustix::fs::openat2(&root_fd, &relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT);
+    let how =
+        rustix::fs::openat2(&root_fd, &relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT);
     let fd = match how {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOSYS) if root == Path::new("/") => match rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
-            Ok(fd) => fd,
-            Err(_) => return false,
-        },
+        Err(rustix::io::Errno::NOSYS) if root == Path::new("/") => {
+            match rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(_) => return false,
+            }
+        }
         Err(_) => return false,
     };
     rustix::fs::fstat(&fd).is_ok_and(|st| {
@@ -114,7 +117,8 @@ mod tests {
         std::os::unix::fs::symlink("/lib/systemd/systemd", dir.join("sbin/init")).unwrap();
         std::fs::write(dir.join("sbin/notexec"), "").unwrap();
         assert!(!present(&dir, "/sbin/init"), "not executable yet");
-        std::fs::set_permissions(dir.join("lib/systemd/systemd"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("lib/systemd/systemd"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         assert!(present(&dir, "/sbin/init"));
         assert!(!present(&dir, "/sbin/notexec"));
         assert!(!present(&dir, "/bin/sh") || dir.join("bin/sh").exists());

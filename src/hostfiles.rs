@@ -13,7 +13,9 @@ use crate::tree;
 /// The files [`write`] would write, relative to /etc.
 pub fn planned(root: &Path) -> Vec<String> {
     let mut files = vec!["hostname".to_string(), "hosts".to_string()];
-    let conf_d = crate::plan::open_root(root).ok().and_then(|fd| tree::open_dir_nofollow(fd.as_fd(), Path::new("etc/conf.d")).ok());
+    let conf_d = crate::plan::open_root(root)
+        .ok()
+        .and_then(|fd| tree::open_dir_nofollow(fd.as_fd(), Path::new("etc/conf.d")).ok());
     if conf_d.is_some() {
         files.push("conf.d/hostname".into());
     }
@@ -58,7 +60,8 @@ pub fn write(root: &Path, fqdn: &str, short: &str) -> Result<Vec<String>, (PathB
     replace(etc.as_fd(), "hosts", &hosts_content(&hosts, fqdn, short)).map_err(|e| (at("hosts"), e))?;
     written.push("hosts".to_string());
     if let Ok(conf_d) = tree::open_dir_nofollow(etc.as_fd(), Path::new("conf.d")) {
-        replace(conf_d.as_fd(), "hostname", &format!("hostname=\"{short}\"\n")).map_err(|e| (at("conf.d/hostname"), e))?;
+        replace(conf_d.as_fd(), "hostname", &format!("hostname=\"{short}\"\n"))
+            .map_err(|e| (at("conf.d/hostname"), e))?;
         written.push("conf.d/hostname".to_string());
     }
     Ok(written)
@@ -66,7 +69,12 @@ pub fn write(root: &Path, fqdn: &str, short: &str) -> Result<Vec<String>, (PathB
 
 /// The text of a file in `dir`; empty when missing or not a regular file (a symlink is not followed).
 fn read(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
-    let fd: OwnedFd = match rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) {
+    let fd: OwnedFd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
         Ok(fd) => fd,
         Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(String::new()),
         Err(e) => return Err(e.into()),
@@ -98,8 +106,14 @@ mod tests {
     #[test]
     fn hosts_line_is_replaced_once_or_appended() {
         let debian = "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1 localhost\n";
-        assert_eq!(hosts_content(debian, "lab3-12.lab.example", "lab3-12"), "127.0.0.1\tlocalhost\n127.0.1.1\tlab3-12.lab.example lab3-12\n::1 localhost\n");
-        assert_eq!(hosts_content("127.0.0.1 localhost", "Node12", "Node12"), "127.0.0.1 localhost\n127.0.1.1\tNode12\n");
+        assert_eq!(
+            hosts_content(debian, "lab3-12.lab.example", "lab3-12"),
+            "127.0.0.1\tlocalhost\n127.0.1.1\tlab3-12.lab.example lab3-12\n::1 localhost\n"
+        );
+        assert_eq!(
+            hosts_content("127.0.0.1 localhost", "Node12", "Node12"),
+            "127.0.0.1 localhost\n127.0.1.1\tNode12\n"
+        );
         assert_eq!(hosts_content("127.0.1.1 a\n127.0.1.1 b\n", "x", "x"), "127.0.1.1\tx\n");
         assert_eq!(hosts_content("", "x", "x"), "127.0.1.1\tx\n");
     }
@@ -117,7 +131,9 @@ mod tests {
         assert_eq!(std::fs::read_to_string(dir.join("outside")).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(dir.join("etc/hostname")).unwrap(), "lab3-12\n");
         assert_eq!(std::fs::read_to_string(dir.join("etc/conf.d/hostname")).unwrap(), "hostname=\"lab3-12\"\n");
-        assert!(std::fs::read_to_string(dir.join("etc/hosts")).unwrap().ends_with("127.0.1.1\tlab3-12.lab.example lab3-12\n"));
+        assert!(std::fs::read_to_string(dir.join("etc/hosts"))
+            .unwrap()
+            .ends_with("127.0.1.1\tlab3-12.lab.example lab3-12\n"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

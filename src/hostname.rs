@@ -146,7 +146,9 @@ pub fn choose(candidates: &[Candidate], prefix: &str, addr: Option<Ipv4Net>, dom
                 choice.hostname = Some(hostname);
                 break;
             }
-            Err(why) => choice.rejected.push(format!("{} hostname {:?} rejected: {why}", candidate.source, candidate.name)),
+            Err(why) => {
+                choice.rejected.push(format!("{} hostname {:?} rejected: {why}", candidate.source, candidate.name))
+            }
         }
     }
     choice
@@ -172,8 +174,23 @@ mod tests {
     fn hostile_names_fail() {
         let long_total = vec!["a".repeat(60); 5].join(".");
         for bad in [
-            "", ".", "..", "../etc", "a/b", "a b", "a;reboot", "$(id)", "a\u{0}b", "a\nb", "-a", "a-", "a..b", "é",
-            "a_b", &"a".repeat(64), &long_total,
+            "",
+            ".",
+            "..",
+            "../etc",
+            "a/b",
+            "a b",
+            "a;reboot",
+            "$(id)",
+            "a\u{0}b",
+            "a\nb",
+            "-a",
+            "a-",
+            "a..b",
+            "é",
+            "a_b",
+            &"a".repeat(64),
+            &long_total,
         ] {
             assert!(validate(bad).is_err(), "{bad:?}");
         }
@@ -191,7 +208,12 @@ mod tests {
     #[test]
     fn first_valid_candidate_wins_and_rejections_are_reported() {
         let addr = "10.0.2.15/24".parse().ok();
-        let c = choose(&[cand(Source::Cmdline, "bad/name"), cand(Source::Kernel, "lab3-12.lab.example")], "Node", addr, None);
+        let c = choose(
+            &[cand(Source::Cmdline, "bad/name"), cand(Source::Kernel, "lab3-12.lab.example")],
+            "Node",
+            addr,
+            None,
+        );
         let h = c.hostname.unwrap();
         assert_eq!((h.short.as_str(), h.domain.as_deref(), h.source), ("lab3-12", Some("lab.example"), Source::Kernel));
         assert_eq!(h.lab(), "lab3");

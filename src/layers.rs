@@ -86,7 +86,10 @@ pub fn verdict(dirs: &[String], path: &Path, kind: Kind) -> Verdict {
 pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, String> {
     let relative = relative(layers);
     if relative.as_os_str().is_empty() {
-        return Ok(Some(rustix::fs::openat(root, ".", OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty()).map_err(|e| format!("{layers}: {e}"))?));
+        return Ok(Some(
+            rustix::fs::openat(root, ".", OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
+                .map_err(|e| format!("{layers}: {e}"))?,
+        ));
     }
     match tree::open_beneath(root, &relative, OFlags::DIRECTORY | OFlags::CLOEXEC) {
         Ok(fd) => Ok(Some(fd)),
@@ -141,7 +144,13 @@ pub struct Applied {
 }
 
 /// Copies one layer onto the root, recording in `provenance` which layer wrote each path.
-pub fn apply(layer_root: BorrowedFd<'_>, root: BorrowedFd<'_>, name: &str, dirs: &[String], provenance: &mut Provenance) -> Applied {
+pub fn apply(
+    layer_root: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
+    name: &str,
+    dirs: &[String],
+    provenance: &mut Provenance,
+) -> Applied {
     let fd = match open_layer(layer_root, name) {
         Ok(Some(fd)) => fd,
         Ok(None) => return Applied::default(),
@@ -154,7 +163,11 @@ pub fn apply(layer_root: BorrowedFd<'_>, root: BorrowedFd<'_>, name: &str, dirs:
     for entry in &copied.refused {
         log::warn!("layer {name}: refused /{}: outside the writable dirs ({})", entry.path.display(), dirs.join(", "));
     }
-    Applied { written: copied.written.len(), refused: copied.refused.len(), errors: copied.errors.iter().map(|e| format!("layer {name}: {e}")).collect() }
+    Applied {
+        written: copied.written.len(),
+        refused: copied.refused.len(),
+        errors: copied.errors.iter().map(|e| format!("layer {name}: {e}")).collect(),
+    }
 }
 
 /// Which layer (or other writer) supplied each written path; the last writer wins.
@@ -207,8 +220,12 @@ mod tests {
     #[test]
     fn candidates_in_order() {
         let host = Hostname { short: "lab3-12".into(), domain: None, source: Source::Kernel };
-        let names: Vec<String> = candidates(Some(&host), "10.0.2.15/24".parse().ok()).into_iter().map(|(_, n)| n).collect();
-        assert_eq!(names, ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
+        let names: Vec<String> =
+            candidates(Some(&host), "10.0.2.15/24".parse().ok()).into_iter().map(|(_, n)| n).collect();
+        assert_eq!(
+            names,
+            ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]
+        );
         assert_eq!(candidates(None, None), [(LayerKind::Base, "base".to_string())]);
     }
 

@@ -7,7 +7,8 @@ use crate::sys::Sys;
 
 /// Module names compare with `-` and `_` as the same character.
 fn same_name(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (x == b'-' || x == b'_') && (y == b'-' || y == b'_'))
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| x == y || (x == b'-' || x == b'_') && (y == b'-' || y == b'_'))
 }
 
 /// The module name of a path in modules.dep (`kernel/fs/overlayfs/overlay.ko.xz` → `overlay`).
@@ -29,7 +30,8 @@ pub fn load_order(modules_dep: &str, name: &str) -> Option<Vec<String>> {
 /// Loads `name` and its dependencies from `<root>/lib/modules/<release>/`. Already loaded is fine.
 pub fn load(sys: &mut dyn Sys, root: &Path, release: &str, name: &str) -> Result<(), String> {
     let dir: PathBuf = root.join("lib/modules").join(release);
-    let dep = std::fs::read_to_string(dir.join("modules.dep")).map_err(|e| format!("{}: {e}", dir.join("modules.dep").display()))?;
+    let dep = std::fs::read_to_string(dir.join("modules.dep"))
+        .map_err(|e| format!("{}: {e}", dir.join("modules.dep").display()))?;
     let order = load_order(&dep, name).ok_or_else(|| format!("module {name} not in {}/modules.dep", dir.display()))?;
     for file in order {
         if file.split('/').any(|c| c == "..") {
@@ -70,7 +72,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stateless-modules-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("lib/modules/6.1.0")).unwrap();
         std::fs::write(dir.join("lib/modules/6.1.0/modules.dep"), DEP).unwrap();
-        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17)), ..Fake::default() };
+        let mut sys = Fake {
+            fail: Box::new(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17)),
+            ..Fake::default()
+        };
         load(&mut sys, &dir, "6.1.0", "virtio_net").unwrap();
         assert_eq!(sys.calls.len(), 3);
         assert_eq!(sys.calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));

@@ -98,12 +98,7 @@ pub fn option_safe(path: &Path) -> Result<&str, String> {
 
 /// overlayfs options with the image dir as the single lower layer.
 pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, String> {
-    Ok(format!(
-        "lowerdir={},upperdir={},workdir={}",
-        option_safe(lower)?,
-        option_safe(upper)?,
-        option_safe(work)?
-    ))
+    Ok(format!("lowerdir={},upperdir={},workdir={}", option_safe(lower)?, option_safe(upper)?, option_safe(work)?))
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::cmdline::{Diagnostic, OverlayMode, Options};
+use crate::cmdline::{Diagnostic, Options, OverlayMode};
 use crate::facts::Facts;
 use crate::handoff;
 use crate::hostname::{self, Candidate, Hostname, Source};
@@ -76,18 +76,38 @@ use crate::mounts::{EarlyMount, EARLY_MOUNTS};
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
     /// An early kernel filesystem.
-    Mount { mount: EarlyMount },
+    Mount {
+        mount: EarlyMount,
+    },
     /// sethostname/setdomainname (PID 1 only).
-    Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
+    Hostname {
+        hostname: Option<Hostname>,
+        rejected: Vec<String>,
+    },
     /// A writable dir: tmpfs + overlayfs, or tmpfs + copy.
-    Overlay { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
-    Layer { layer: Layer },
+    Overlay {
+        dir: String,
+        mode: OverlayMode,
+        tmpfs_size: Option<String>,
+    },
+    Layer {
+        layer: Layer,
+    },
     /// /etc/hostname, /etc/conf.d/hostname, /etc/hosts.
-    HostFiles { fqdn: String, short: String, files: Vec<String> },
+    HostFiles {
+        fqdn: String,
+        short: String,
+        files: Vec<String>,
+    },
     /// /run/stateless/report.json and provenance.
-    Report { path: String },
+    Report {
+        path: String,
+    },
     /// exec of the first init that exists.
-    Handoff { candidates: Vec<String>, chosen: Option<String> },
+    Handoff {
+        candidates: Vec<String>,
+        chosen: Option<String>,
+    },
 }
 
 impl Step {
@@ -120,10 +140,14 @@ impl fmt::Display for Step {
             Step::Overlay { dir, mode: OverlayMode::Copy, .. } => write!(f, "overlay /{dir}: tmpfs + copy"),
             Step::Layer { layer } if layer.present => write!(f, "layer {} ({} entries)", layer.name, layer.files.len()),
             Step::Layer { layer } => write!(f, "layer {} (not present)", layer.name),
-            Step::HostFiles { files, .. } => write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", ")),
+            Step::HostFiles { files, .. } => {
+                write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
+            }
             Step::Report { path } => write!(f, "report /{path}"),
             Step::Handoff { chosen: Some(init), .. } => write!(f, "handoff to {init}"),
-            Step::Handoff { chosen: None, candidates } => write!(f, "handoff: none of {} exists", candidates.join(", ")),
+            Step::Handoff { chosen: None, candidates } => {
+                write!(f, "handoff: none of {} exists", candidates.join(", "))
+            }
         }
     }
 }
@@ -179,7 +203,11 @@ pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts:
         }
         None => None,
     };
-    let found = layers::probe(layer_root_fd.as_ref().map(AsFd::as_fd), layers::candidates(choice.hostname.as_ref(), facts.address), &options.dirs);
+    let found = layers::probe(
+        layer_root_fd.as_ref().map(AsFd::as_fd),
+        layers::candidates(choice.hostname.as_ref(), facts.address),
+        &options.dirs,
+    );
     steps.extend(found.into_iter().map(|layer| Step::Layer { layer }));
     if let Some(h) = &choice.hostname {
         if options.dirs.iter().any(|d| d == "etc") {
@@ -248,11 +276,32 @@ impl Plan {
         for note in &self.facts.notes {
             log::warn!("{note}");
         }
+        for rejected in self.hostname_rejected() {
+            log::warn!("{rejected}");
+        }
+    }
+
+    /// Why hostname candidates were turned down.
+    pub fn hostname_rejected(&self) -> &[String] {
+        self.steps
+            .iter()
+            .find_map(|s| match s {
+                Step::Hostname { rejected, .. } => Some(rejected.as_slice()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     /// The plan that runs before anything is known: the early mounts, with default options.
     pub fn early(root: &Path) -> Plan {
         let options = Options::resolve(&crate::cmdline::Cmdline::default(), None).0;
-        Plan { root: root.to_path_buf(), options, diagnostics: Vec::new(), facts: Facts::default(), hostname: None, steps: early_steps() }
+        Plan {
+            root: root.to_path_buf(),
+            options,
+            diagnostics: Vec::new(),
+            facts: Facts::default(),
+            hostname: None,
+            steps: early_steps(),
+        }
     }
 }

@@ -18,6 +18,8 @@ pub struct Report<'a> {
     pub mode: Mode,
     pub root: &'a Path,
     pub hostname: Option<&'a Hostname>,
+    /// Hostname candidates turned down, and why.
+    pub hostname_rejected: &'a [String],
     pub interface: Option<&'a str>,
     pub address: Option<Ipv4Net>,
     pub dirs: &'a [DirResult],
@@ -44,6 +46,7 @@ pub fn write(executor: &Executor<'_>, plan: &crate::plan::Plan, target: &Path) -
         mode: executor.mode,
         root: &executor.root,
         hostname: plan.hostname.as_ref(),
+        hostname_rejected: plan.hostname_rejected(),
         interface: plan.facts.interface.as_deref(),
         address: plan.facts.address,
         dirs: &executor.dirs,

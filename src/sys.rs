@@ -159,7 +159,8 @@ impl Fake {
 #[cfg(test)]
 impl Sys for Fake {
     fn mount(&mut self, source: &str, target: &Path, fstype: &str, _flags: MountFlags, data: &str) -> io::Result<()> {
-        let call = Call::Mount { source: source.into(), target: target.into(), fstype: fstype.into(), data: data.into() };
+        let call =
+            Call::Mount { source: source.into(), target: target.into(), fstype: fstype.into(), data: data.into() };
         self.record(call)
     }
 

@@ -88,10 +88,7 @@ const OPENAT2_RETRIES: usize = 8;
 const XATTR_RETRIES: usize = 4;
 
 /// Flags to open a directory for reading without following a symlink.
-const DIR_FLAGS: OFlags = OFlags::RDONLY
-    .union(OFlags::DIRECTORY)
-    .union(OFlags::NOFOLLOW)
-    .union(OFlags::CLOEXEC);
+const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// Open `path` (relative, no leading '/') beneath `dir` without ever leaving it.
 ///
@@ -148,9 +145,7 @@ fn split_components(path: &Path) -> io::Result<Vec<&OsStr>> {
         match component {
             Component::Normal(name) => names.push(name),
             Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
-                return Err(Errno::XDEV)
-            }
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return Err(Errno::XDEV),
         }
     }
     Ok(names)
@@ -385,16 +380,9 @@ pub fn walk(src: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Wal
     out
 }
 
-fn walk_dir(
-    src: BorrowedFd<'_>,
-    rel: &Path,
-    depth: usize,
-    filter: &dyn Fn(&Path, Kind) -> Verdict,
-    out: &mut Walk,
-) {
+fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path, Kind) -> Verdict, out: &mut Walk) {
     for name in read_names(src, &mut Errs::new(rel, &mut out.errors)) {
-        let Some((entry, verdict)) = classify(src, &name, rel.join(&name), filter, &mut out.errors)
-        else {
+        let Some((entry, verdict)) = classify(src, &name, rel.join(&name), filter, &mut out.errors) else {
             continue;
         };
         let step = action(entry.kind, verdict, depth + 1);
@@ -420,11 +408,7 @@ fn walk_dir(
 /// Copies the tree under `src` onto the tree under `dst` (both directory fds), merging: what the
 /// source has wins. See the module documentation for the exact semantics. Never panics and never
 /// stops early: every failure is in [`Copied::errors`].
-pub fn copy_tree(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    filter: &dyn Fn(&Path, Kind) -> Verdict,
-) -> Copied {
+pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Copied {
     let mut copier = Copier { filter, proc_fd: proc_fd_usable(), out: Copied::default() };
     copier.copy_dir(src, dst, Path::new(""), 0);
     copier.out
@@ -479,9 +463,7 @@ impl Copier<'_> {
         let mut errs = Errs::new(&entry.path, &mut self.out.errors);
         let written = match entry.kind {
             Kind::File => copy_file(at, &mut errs),
-            Kind::Symlink | Kind::Device | Kind::Fifo => {
-                copy_special(at, entry.kind, proc_fd, &mut errs)
-            }
+            Kind::Symlink | Kind::Device | Kind::Fifo => copy_special(at, entry.kind, proc_fd, &mut errs),
             Kind::Dir | Kind::Socket => false, // never a leaf (see `action`)
         };
         if written {
@@ -646,11 +628,7 @@ fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> b
         return false;
     }
     let opath = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dst = if proc_fd {
-        errs.check("open", fs::openat(at.dst, at.name, opath, Mode::empty()))
-    } else {
-        None
-    };
+    let dst = if proc_fd { errs.check("open", fs::openat(at.dst, at.name, opath, Mode::empty())) } else { None };
     let node = Node::Named { dir: at.dst, name: at.name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
     let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
     set_metadata(&node, source_xattrs.as_ref(), &stat, errs);
@@ -688,9 +666,7 @@ impl Node<'_> {
         let gid = Some(fs::Gid::from_raw(stat.st_gid));
         match self {
             Node::Open(fd) => fs::fchown(fd, uid, gid),
-            Node::Named { dir, name, .. } => {
-                fs::chownat(dir, *name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
-            }
+            Node::Named { dir, name, .. } => fs::chownat(dir, *name, uid, gid, AtFlags::SYMLINK_NOFOLLOW),
         }
     }
 
@@ -699,12 +675,8 @@ impl Node<'_> {
         match self {
             Node::Open(fd) => fs::fchmod(fd, mode),
             // chmod through the magic link reaches the node of the O_PATH fd itself.
-            Node::Named { opath: Some(fd), .. } => {
-                fs::chmodat(fs::CWD, proc_fd_path(*fd), mode, AtFlags::empty())
-            }
-            Node::Named { dir, name, opath: None } => {
-                fs::chmodat(dir, *name, mode, AtFlags::empty())
-            }
+            Node::Named { opath: Some(fd), .. } => fs::chmodat(fs::CWD, proc_fd_path(*fd), mode, AtFlags::empty()),
+            Node::Named { dir, name, opath: None } => fs::chmodat(dir, *name, mode, AtFlags::empty()),
         }
     }
 
@@ -718,9 +690,7 @@ impl Node<'_> {
     fn set_times(&self, times: &Timestamps) -> io::Result<()> {
         match self {
             Node::Open(fd) => fs::futimens(fd, times),
-            Node::Named { dir, name, .. } => {
-                fs::utimensat(dir, *name, times, AtFlags::SYMLINK_NOFOLLOW)
-            }
+            Node::Named { dir, name, .. } => fs::utimensat(dir, *name, times, AtFlags::SYMLINK_NOFOLLOW),
         }
     }
 }
@@ -775,14 +745,8 @@ impl Xattrs<'_> {
 
     fn get(&self, name: &[u8]) -> io::Result<Vec<u8>> {
         match self {
-            Xattrs::Fd(fd) => read_sized(
-                || fs::fgetxattr_query(fd, name),
-                |buf| fs::fgetxattr(fd, name, buf),
-            ),
-            Xattrs::Proc(p) => read_sized(
-                || fs::getxattr_query(p, name),
-                |buf| fs::getxattr(p, name, buf),
-            ),
+            Xattrs::Fd(fd) => read_sized(|| fs::fgetxattr_query(fd, name), |buf| fs::fgetxattr(fd, name, buf)),
+            Xattrs::Proc(p) => read_sized(|| fs::getxattr_query(p, name), |buf| fs::getxattr(p, name, buf)),
         }
     }
 
@@ -909,10 +873,7 @@ mod tests {
         assert_eq!(json, r#"{"path":"etc/fstab","kind":"symlink"}"#);
         let err = TreeError::new(Path::new("x"), "depth", Errno::LOOP);
         let json = serde_json::to_string(&err).unwrap();
-        assert_eq!(
-            json,
-            r#"{"path":"x","op":"depth","errno":"too many levels of symbolic links (os error 40)"}"#
-        );
+        assert_eq!(json, r#"{"path":"x","op":"depth","errno":"too many levels of symbolic links (os error 40)"}"#);
     }
 
     #[test]

@@ -61,7 +61,15 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
         assert!(!read(&etc.join("hosts")).contains("debian"));
         // Provenance: last writer per path.
         let provenance = read(&root.join("run/stateless/provenance"));
-        for line in ["/etc/stateless-level\thosts/10.0.2.15", "/etc/motd\tlabs/lab3", "/etc/fstab\thosts/lab3-12", "/etc/only-network\tnetworks/10.0.2.255", "/etc/suid\tbase", "/var/lib/from-base\tbase", "/etc/hostname\thostname"] {
+        for line in [
+            "/etc/stateless-level\thosts/10.0.2.15",
+            "/etc/motd\tlabs/lab3",
+            "/etc/fstab\thosts/lab3-12",
+            "/etc/only-network\tnetworks/10.0.2.255",
+            "/etc/suid\tbase",
+            "/var/lib/from-base\tbase",
+            "/etc/hostname\thostname",
+        ] {
             assert!(provenance.lines().any(|l| l == line), "{line:?} missing in\n{provenance}");
         }
         assert!(!provenance.contains("evil"));
@@ -70,14 +78,22 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
         assert_eq!(report["hostname"]["short"], "lab3-12");
         assert_eq!(report["hostname"]["source"], "kernel");
         assert_eq!(report["address"], "10.0.2.15/24");
-        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "overlay"}, {"dir": "var", "mode": "overlay"}]));
-        let layers: Vec<&str> = report["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
+        assert_eq!(
+            report["dirs"],
+            serde_json::json!([{"dir": "etc", "mode": "overlay"}, {"dir": "var", "mode": "overlay"}])
+        );
+        let layers: Vec<&str> =
+            report["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
         assert_eq!(layers, ["base", "networks/10.0.2.255", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
         assert_eq!(report["layers"][0]["refused"], 1);
         assert_eq!(report["init"], "/sbin/init");
         assert_eq!(report["degraded"], false);
         assert!(report["diagnostics"].to_string().contains("stateless.bogus"), "{}", report["diagnostics"]);
-        assert!(report["steps"].as_array().unwrap().iter().all(|s| s["ms"].is_u64() && s["status"] != "failed"), "{}", report["steps"]);
+        assert!(
+            report["steps"].as_array().unwrap().iter().all(|s| s["ms"].is_u64() && s["status"] != "failed"),
+            "{}",
+            report["steps"]
+        );
         // The dirs are writable, and writes stay in RAM.
         std::fs::write(etc.join("written-at-runtime"), "x").unwrap();
         std::fs::write(root.join("var/log/syslog"), "x").unwrap();
@@ -142,9 +158,18 @@ fn apply_refuses_the_running_system_and_shared_mounts() {
     let root = tmp.0.join("image");
     image(&root);
     // A new peer group inside a private namespace: nothing reaches the host, but apply must refuse.
-    let out = in_namespace_with(&root, &[], |_| {
-        rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::SHARED | rustix::mount::MountPropagationFlags::REC).unwrap();
-    }, |out| out.clone());
+    let out = in_namespace_with(
+        &root,
+        &[],
+        |_| {
+            rustix::mount::mount_change(
+                "/",
+                rustix::mount::MountPropagationFlags::SHARED | rustix::mount::MountPropagationFlags::REC,
+            )
+            .unwrap();
+        },
+        |out| out.clone(),
+    );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("shared mount"), "{}", stderr(&out));
 }

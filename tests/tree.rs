@@ -297,10 +297,7 @@ fn destination_directory_is_kept_when_the_source_has_a_file() {
         copied.errors.iter().map(|e| (e.path.display().to_string(), e.op, e.errno)).collect();
     assert_eq!(
         errors,
-        [
-            ("etc/conf.d".to_string(), "replace-dir", Errno::ISDIR),
-            ("etc/zz".to_string(), "replace-dir", Errno::ISDIR),
-        ]
+        [("etc/conf.d".to_string(), "replace-dir", Errno::ISDIR), ("etc/zz".to_string(), "replace-dir", Errno::ISDIR),]
     );
     assert_eq!(copied.errors[0].to_string(), "replace-dir etc/conf.d: is a directory (os error 21)");
     assert_eq!(fs::read(tmp.dst("etc/conf.d/net")).unwrap(), b"keep");
@@ -420,14 +417,12 @@ fn trusted_xattrs_are_copied_on_files_dirs_symlinks_and_fifos() {
     rustix::fs::mknodat(CWD, &fifo, FileType::Fifo, Mode::RUSR, 0).unwrap();
     for (rel, value) in [("etc", "d"), ("etc/file", "f"), ("etc/link", "l"), ("etc/fifo", "p")] {
         let path = tmp.src(rel);
-        rustix::fs::lsetxattr(&path, "trusted.test", value.as_bytes(), XattrFlags::empty())
-            .unwrap();
+        rustix::fs::lsetxattr(&path, "trusted.test", value.as_bytes(), XattrFlags::empty()).unwrap();
     }
     let copied = tmp.copy_all();
     assert_no_errors(&copied.errors);
     // Symlink and fifo xattrs are reached through /proc/self/fd; without procfs they are skipped.
-    let procfs = rustix::fs::statfs("/proc/self/fd")
-        .is_ok_and(|st| st.f_type == rustix::fs::PROC_SUPER_MAGIC);
+    let procfs = rustix::fs::statfs("/proc/self/fd").is_ok_and(|st| st.f_type == rustix::fs::PROC_SUPER_MAGIC);
     for (rel, value) in [("etc", "d"), ("etc/file", "f"), ("etc/link", "l"), ("etc/fifo", "p")] {
         if !procfs && (rel == "etc/link" || rel == "etc/fifo") {
             assert_eq!(xattr(&tmp.dst(rel), "trusted.test"), None, "{rel}");
@@ -553,11 +548,8 @@ fn filter_refuse_and_descend() {
         layer_filter(path, kind)
     };
     let copied = tmp.copy(&filter);
-    let expected = [
-        entry("etc/fstab", Kind::File),
-        entry("etc/hosts.d", Kind::Dir),
-        entry("etc/hosts.d/a", Kind::File),
-    ];
+    let expected =
+        [entry("etc/fstab", Kind::File), entry("etc/hosts.d", Kind::Dir), entry("etc/hosts.d/a", Kind::File)];
     assert_eq!(entries(&copied.written), expected);
     let refused = [
         entry("etc/motd", Kind::File),
@@ -568,10 +560,7 @@ fn filter_refuse_and_descend() {
     assert_eq!(entries(&copied.refused), refused);
     let errors: Vec<(String, &str, Errno)> =
         copied.errors.iter().map(|e| (e.path.display().to_string(), e.op, e.errno)).collect();
-    assert_eq!(
-        errors,
-        [("opt".to_string(), "descend", Errno::NOTDIR), ("usr".to_string(), "descend", Errno::NOENT)]
-    );
+    assert_eq!(errors, [("opt".to_string(), "descend", Errno::NOTDIR), ("usr".to_string(), "descend", Errno::NOENT)]);
     // Refused directories are not entered; a descended directory keeps its own metadata.
     assert!(!asked.borrow().iter().any(|p| p.starts_with("etc/ssh/") || p.starts_with("var/")));
     assert_eq!(mode(&tmp.dst("etc")), 0o755);

@@ -23,8 +23,7 @@ use std::time::Duration;
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::sockopt::{set_socket_timeout, Timeout};
 use rustix::net::{
-    bind, getsockname, recvfrom, sendto, socket_with, AddressFamily, RecvFlags, SendFlags,
-    SocketFlags, SocketType,
+    bind, getsockname, recvfrom, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
 };
 use serde::{Serialize, Serializer};
 
@@ -219,10 +218,7 @@ struct Messages<'a> {
 }
 
 fn messages(buf: &[u8]) -> Messages<'_> {
-    Messages {
-        rest: buf,
-        offset: 0,
-    }
+    Messages { rest: buf, offset: 0 }
 }
 
 impl<'a> Iterator for Messages<'a> {
@@ -233,9 +229,7 @@ impl<'a> Iterator for Messages<'a> {
             return None;
         }
         let rest = std::mem::take(&mut self.rest);
-        let bad = ParseError::BadMessage {
-            offset: self.offset,
-        };
+        let bad = ParseError::BadMessage { offset: self.offset };
         let Some(len) = read_u32(rest, 0).and_then(|l| usize::try_from(l).ok()) else {
             return Some(Err(bad));
         };
@@ -245,25 +239,16 @@ impl<'a> Iterator for Messages<'a> {
         let Some((msg, after)) = rest.split_at_checked(len) else {
             return Some(Err(bad));
         };
-        let (Some(ty), Some(flags), Some(seq), Some(pid)) = (
-            read_u16(msg, 4),
-            read_u16(msg, 6),
-            read_u32(msg, 8),
-            read_u32(msg, 12),
-        ) else {
+        let (Some(ty), Some(flags), Some(seq), Some(pid)) =
+            (read_u16(msg, 4), read_u16(msg, 6), read_u32(msg, 8), read_u32(msg, 12))
+        else {
             return Some(Err(bad));
         };
         // The next message starts at the aligned end; a last message may lack its padding.
         let pad = align4(len).saturating_sub(len);
         self.rest = after.get(pad..).unwrap_or_default();
         self.offset = self.offset.saturating_add(align4(len));
-        Some(Ok(Message {
-            ty,
-            flags,
-            seq,
-            pid,
-            body: msg.get(NLMSG_HDRLEN..).unwrap_or_default(),
-        }))
+        Some(Ok(Message { ty, flags, seq, pid, body: msg.get(NLMSG_HDRLEN..).unwrap_or_default() }))
     }
 }
 
@@ -295,10 +280,7 @@ impl<'a> Iterator for Attrs<'a> {
         };
         let pad = align4(len).saturating_sub(len);
         self.rest = after.get(pad..).unwrap_or_default();
-        Some(Ok((
-            ty & NLA_TYPE_MASK,
-            attr.get(RTATTR_HDRLEN..).unwrap_or_default(),
-        )))
+        Some(Ok((ty & NLA_TYPE_MASK, attr.get(RTATTR_HDRLEN..).unwrap_or_default())))
     }
 }
 
@@ -326,11 +308,7 @@ fn feed<T>(
         let msg = msg?;
         if let Some(f) = filter {
             if msg.seq != f.seq || msg.pid != f.pid {
-                log::debug!(
-                    "netlink: skipping message seq {} pid {} (want {f:?})",
-                    msg.seq,
-                    msg.pid
-                );
+                log::debug!("netlink: skipping message seq {} pid {} (want {f:?})", msg.seq, msg.pid);
                 continue;
             }
         }
@@ -374,10 +352,7 @@ fn parse_link(body: &[u8]) -> Result<Option<Interface>, ParseError> {
     let attrs = body.get(IFINFOMSG_LEN..).ok_or(short)?;
     let mut name = None;
     let mut mac = None;
-    for attr in (Attrs {
-        rest: attrs,
-        msg_ty: RTM_NEWLINK,
-    }) {
+    for attr in (Attrs { rest: attrs, msg_ty: RTM_NEWLINK }) {
         match attr? {
             (IFLA_IFNAME, data) => name = Some(data),
             (IFLA_ADDRESS, data) => mac = <[u8; 6]>::try_from(data).ok(),
@@ -388,14 +363,9 @@ fn parse_link(body: &[u8]) -> Result<Option<Interface>, ParseError> {
         log::warn!("netlink: skipping link with index {index}");
         return Ok(None);
     };
-    let name = name
-        .and_then(|n| n.split(|&b| b == 0).next())
-        .unwrap_or_default();
+    let name = name.and_then(|n| n.split(|&b| b == 0).next()).unwrap_or_default();
     if name.is_empty() || name.len() > IFNAME_MAX {
-        log::warn!(
-            "netlink: skipping link {index} with a name of {} bytes",
-            name.len()
-        );
+        log::warn!("netlink: skipping link {index} with a name of {} bytes", name.len());
         return Ok(None);
     }
     Ok(Some(Interface {
@@ -411,18 +381,13 @@ fn parse_link(body: &[u8]) -> Result<Option<Interface>, ParseError> {
 /// Decodes an RTM_NEWADDR body into (interface index, address); non-IPv4 ones are skipped.
 fn parse_addr(body: &[u8]) -> Result<Option<(u32, Ipv4Net)>, ParseError> {
     let short = ParseError::ShortBody { ty: RTM_NEWADDR };
-    let (Some(&family), Some(&prefix), Some(index)) =
-        (body.first(), body.get(1), read_u32(body, 4))
-    else {
+    let (Some(&family), Some(&prefix), Some(index)) = (body.first(), body.get(1), read_u32(body, 4)) else {
         return Err(short);
     };
     let attrs = body.get(IFADDRMSG_LEN..).ok_or(short)?;
     let mut local = None;
     let mut address = None;
-    for attr in (Attrs {
-        rest: attrs,
-        msg_ty: RTM_NEWADDR,
-    }) {
+    for attr in (Attrs { rest: attrs, msg_ty: RTM_NEWADDR }) {
         let (ty, data) = attr?;
         let addr = <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from);
         match ty {
@@ -434,13 +399,8 @@ fn parse_addr(body: &[u8]) -> Result<Option<(u32, Ipv4Net)>, ParseError> {
     if family != AF_INET || index == 0 {
         return Ok(None);
     }
-    let Some(net) = local
-        .or(address)
-        .and_then(|addr| Ipv4Net::new(addr, prefix))
-    else {
-        log::warn!(
-            "netlink: skipping address on link {index} without a usable address or prefix {prefix}"
-        );
+    let Some(net) = local.or(address).and_then(|addr| Ipv4Net::new(addr, prefix)) else {
+        log::warn!("netlink: skipping address on link {index} without a usable address or prefix {prefix}");
         return Ok(None);
     };
     Ok(Some((index, net)))
@@ -504,12 +464,7 @@ fn next_seq() -> u32 {
 /// A bound NETLINK_ROUTE socket and its port id.
 fn open() -> io::Result<(rustix::fd::OwnedFd, u32)> {
     // protocol None is NETLINK_ROUTE (0).
-    let fd = socket_with(
-        AddressFamily::NETLINK,
-        SocketType::RAW,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
+    let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, None)?;
     bind(&fd, &SocketAddrNetlink::new(0, 0))?;
     set_socket_timeout(&fd, Timeout::Recv, Some(RECV_TIMEOUT))?;
     let local = SocketAddrNetlink::try_from(getsockname(&fd)?)?;
@@ -532,10 +487,7 @@ fn dump<Fd: AsFd, T>(
     let req = request(ty, seq, body);
     let sent = sendto(fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))?;
     if sent != req.len() {
-        return Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            "netlink request sent partially",
-        ));
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "netlink request sent partially"));
     }
     let filter = Some(Filter { seq, pid });
     let mut buf = vec![0u8; RECV_BUF_LEN];
@@ -543,14 +495,9 @@ fn dump<Fd: AsFd, T>(
     for _ in 0..MAX_DATAGRAMS {
         let (n, full, from) = recvfrom(fd, buf.as_mut_slice(), RecvFlags::TRUNC)?;
         if full > n {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "netlink datagram larger than the buffer",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "netlink datagram larger than the buffer"));
         }
-        let from_kernel = from
-            .and_then(|a| SocketAddrNetlink::try_from(a).ok())
-            .is_some_and(|a| a.pid() == 0);
+        let from_kernel = from.and_then(|a| SocketAddrNetlink::try_from(a).ok()).is_some_and(|a| a.pid() == 0);
         if !from_kernel {
             log::debug!("netlink: skipping a datagram not from the kernel");
             continue;
@@ -563,10 +510,7 @@ fn dump<Fd: AsFd, T>(
             return Ok(out);
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "netlink dump did not end",
-    ))
+    Err(io::Error::new(io::ErrorKind::InvalidData, "netlink dump did not end"))
 }
 
 /// ifinfomsg for the link dump: all families, all links.
@@ -576,24 +520,8 @@ const ADDR_REQUEST: [u8; IFADDRMSG_LEN] = [AF_INET, 0, 0, 0, 0, 0, 0, 0];
 
 fn query() -> io::Result<Vec<Interface>> {
     let (fd, pid) = open()?;
-    let links = dump(
-        &fd,
-        pid,
-        RTM_GETLINK,
-        &LINK_REQUEST,
-        RTM_NEWLINK,
-        parse_link,
-        None,
-    )?;
-    let addrs = dump(
-        &fd,
-        pid,
-        RTM_GETADDR,
-        &ADDR_REQUEST,
-        RTM_NEWADDR,
-        parse_addr,
-        None,
-    )?;
+    let links = dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, None)?;
+    let addrs = dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, None)?;
     Ok(merge(links, &addrs))
 }
 
@@ -613,12 +541,7 @@ pub fn interfaces() -> io::Result<Vec<Interface>> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
@@ -742,34 +665,17 @@ mod tests {
                     mac: Some(MAC),
                     up: true,
                     loopback: false,
-                    addrs: vec![
-                        net("192.0.2.10/24"),
-                        net("192.0.2.11/32"),
-                        net("192.0.2.12/24")
-                    ],
+                    addrs: vec![net("192.0.2.10/24"), net("192.0.2.11/32"), net("192.0.2.12/24")],
                 },
-                Interface {
-                    index: 3,
-                    name: "ipip0".into(),
-                    mac: None,
-                    up: false,
-                    loopback: false,
-                    addrs: vec![]
-                },
+                Interface { index: 3, name: "ipip0".into(), mac: None, up: false, loopback: false, addrs: vec![] },
             ]
         );
     }
 
     #[test]
     fn serializes_mac_as_string() {
-        assert_eq!(
-            format_mac(&[0xaa, 0xbb, 0xcc, 0x0d, 0xe, 0xff]),
-            "aa:bb:cc:0d:0e:ff"
-        );
-        let ifs = merge(
-            parse_links(&sample_links()).unwrap(),
-            &parse_addrs(&sample_addrs()).unwrap(),
-        );
+        assert_eq!(format_mac(&[0xaa, 0xbb, 0xcc, 0x0d, 0xe, 0xff]), "aa:bb:cc:0d:0e:ff");
+        let ifs = merge(parse_links(&sample_links()).unwrap(), &parse_addrs(&sample_addrs()).unwrap());
         let json = serde_json::to_value(&ifs).unwrap();
         assert_eq!(json[1]["mac"], "02:fc:00:00:00:01");
         assert_eq!(json[1]["addrs"][0], "192.0.2.10/24");
@@ -783,18 +689,9 @@ mod tests {
         buf.extend(link(4, b"a", None, 0));
         buf.extend(link(5, b"b-again", None, 0));
         let links = parse_links(&buf).unwrap();
-        let addrs = [
-            (9, net("192.0.2.1/24")),
-            (4, net("192.0.2.2/24")),
-            (4, net("192.0.2.2/24")),
-        ];
+        let addrs = [(9, net("192.0.2.1/24")), (4, net("192.0.2.2/24")), (4, net("192.0.2.2/24"))];
         let ifs = merge(links, &addrs);
-        assert_eq!(
-            ifs.iter()
-                .map(|i| (i.index, i.name.as_str()))
-                .collect::<Vec<_>>(),
-            [(4, "a"), (5, "b")]
-        );
+        assert_eq!(ifs.iter().map(|i| (i.index, i.name.as_str())).collect::<Vec<_>>(), [(4, "a"), (5, "b")]);
         assert_eq!(ifs[0].addrs, [net("192.0.2.2/24")]);
         assert!(ifs[1].addrs.is_empty());
     }
@@ -813,14 +710,7 @@ mod tests {
         assert!(feed(&buf, None, RTM_NEWLINK, parse_link, &mut out).unwrap());
         // Without DONE the dump is not complete.
         let mut out = Vec::new();
-        assert!(!feed(
-            &link(1, b"lo", None, 0),
-            None,
-            RTM_NEWLINK,
-            parse_link,
-            &mut out
-        )
-        .unwrap());
+        assert!(!feed(&link(1, b"lo", None, 0), None, RTM_NEWLINK, parse_link, &mut out).unwrap());
         assert_eq!(out.len(), 1);
     }
 
@@ -828,14 +718,7 @@ mod tests {
     fn sequence_and_port_are_checked() {
         let buf = sample_links();
         let mut out = Vec::new();
-        let done = feed(
-            &buf,
-            Some(Filter { seq: 7, pid: 99 }),
-            RTM_NEWLINK,
-            parse_link,
-            &mut out,
-        )
-        .unwrap();
+        let done = feed(&buf, Some(Filter { seq: 7, pid: 99 }), RTM_NEWLINK, parse_link, &mut out).unwrap();
         assert!(done);
         assert_eq!(out.len(), 3);
         for filter in [Filter { seq: 8, pid: 99 }, Filter { seq: 7, pid: 100 }] {
@@ -847,49 +730,24 @@ mod tests {
         // An error for another request is not ours either.
         let err = nlmsg(NLMSG_ERROR, 0, 6, 99, &(-1i32).to_ne_bytes());
         let mut out: Vec<Interface> = Vec::new();
-        assert!(!feed(
-            &err,
-            Some(Filter { seq: 7, pid: 99 }),
-            RTM_NEWLINK,
-            parse_link,
-            &mut out
-        )
-        .unwrap());
+        assert!(!feed(&err, Some(Filter { seq: 7, pid: 99 }), RTM_NEWLINK, parse_link, &mut out).unwrap());
     }
 
     #[test]
     fn kernel_errors() {
         let mut body = (-1i32).to_ne_bytes().to_vec(); // -EPERM
-        body.extend(&nlmsg(
-            RTM_GETLINK,
-            NLM_F_REQUEST | NLM_F_DUMP,
-            7,
-            0,
-            &[0; 16],
-        ));
+        body.extend(&nlmsg(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, 7, 0, &[0; 16]));
         let buf = nlmsg(NLMSG_ERROR, 0, 7, 99, &body);
         let err = parse_links(&buf).unwrap_err();
         assert_eq!(err, ParseError::Kernel(1));
         assert_eq!(io::Error::from(err).raw_os_error(), Some(1));
-        assert_eq!(
-            parse_links(&nlmsg(NLMSG_ERROR, 0, 7, 99, &[1, 2])),
-            Err(ParseError::ShortBody { ty: NLMSG_ERROR })
-        );
+        assert_eq!(parse_links(&nlmsg(NLMSG_ERROR, 0, 7, 99, &[1, 2])), Err(ParseError::ShortBody { ty: NLMSG_ERROR }));
         let buf = nlmsg(NLMSG_DONE, NLM_F_MULTI, 7, 99, &(-16i32).to_ne_bytes());
         assert_eq!(parse_addrs(&buf), Err(ParseError::Kernel(16)));
         // A DONE without the int is fine.
         assert_eq!(parse_addrs(&nlmsg(NLMSG_DONE, 0, 7, 99, &[])), Ok(vec![]));
-        assert_eq!(
-            parse_addrs(&nlmsg(NLMSG_OVERRUN, 0, 7, 99, &[])),
-            Err(ParseError::Overrun)
-        );
-        let buf = nlmsg(
-            RTM_NEWLINK,
-            NLM_F_MULTI | NLM_F_DUMP_INTR,
-            7,
-            99,
-            &ifinfo(1, 0),
-        );
+        assert_eq!(parse_addrs(&nlmsg(NLMSG_OVERRUN, 0, 7, 99, &[])), Err(ParseError::Overrun));
+        let buf = nlmsg(RTM_NEWLINK, NLM_F_MULTI | NLM_F_DUMP_INTR, 7, 99, &ifinfo(1, 0));
         let err = parse_links(&buf).unwrap_err();
         assert_eq!(err, ParseError::Interrupted);
         assert_eq!(io::Error::from(err).kind(), io::ErrorKind::Interrupted);
@@ -902,36 +760,22 @@ mod tests {
         // Empty input: nothing.
         assert_eq!(parse_links(&[]), Ok(vec![]));
         // Cut-off header.
-        assert_eq!(
-            parse_links(&good[..10]),
-            Err(ParseError::BadMessage { offset: 0 })
-        );
+        assert_eq!(parse_links(&good[..10]), Err(ParseError::BadMessage { offset: 0 }));
         // Trailing bytes after a good message.
         let mut buf = good.clone();
         buf.extend([1, 2, 3]);
-        assert_eq!(
-            parse_links(&buf),
-            Err(ParseError::BadMessage { offset: good.len() })
-        );
+        assert_eq!(parse_links(&buf), Err(ParseError::BadMessage { offset: good.len() }));
         // Length below the header, including 0 (which would never advance).
         for len in [0u32, 1, 4, 15] {
             let mut buf = good.clone();
             buf[..4].copy_from_slice(&len.to_ne_bytes());
-            assert_eq!(
-                parse_links(&buf),
-                Err(ParseError::BadMessage { offset: 0 }),
-                "len {len}"
-            );
+            assert_eq!(parse_links(&buf), Err(ParseError::BadMessage { offset: 0 }), "len {len}");
         }
         // Length past the end, including u32::MAX.
         for len in [good.len() as u32 + 1, u32::MAX] {
             let mut buf = good.clone();
             buf[..4].copy_from_slice(&len.to_ne_bytes());
-            assert_eq!(
-                parse_links(&buf),
-                Err(ParseError::BadMessage { offset: 0 }),
-                "len {len}"
-            );
+            assert_eq!(parse_links(&buf), Err(ParseError::BadMessage { offset: 0 }), "len {len}");
         }
         // Unaligned length of a last message (no padding after it) is accepted.
         let mut body = ifinfo(1, 0);
@@ -942,15 +786,9 @@ mod tests {
         assert_eq!(parse_links(&buf).unwrap()[0].name, "lo");
         // Body shorter than ifinfomsg / ifaddrmsg.
         let buf = nlmsg(RTM_NEWLINK, 0, 7, 99, &[0; 12]);
-        assert_eq!(
-            parse_links(&buf),
-            Err(ParseError::ShortBody { ty: RTM_NEWLINK })
-        );
+        assert_eq!(parse_links(&buf), Err(ParseError::ShortBody { ty: RTM_NEWLINK }));
         let buf = nlmsg(RTM_NEWADDR, 0, 7, 99, &[AF_INET, 24, 0, 0]);
-        assert_eq!(
-            parse_addrs(&buf),
-            Err(ParseError::ShortBody { ty: RTM_NEWADDR })
-        );
+        assert_eq!(parse_addrs(&buf), Err(ParseError::ShortBody { ty: RTM_NEWADDR }));
     }
 
     #[test]
@@ -978,10 +816,7 @@ mod tests {
     fn odd_links_are_skipped_or_cleaned() {
         let one = |buf: Vec<u8>| parse_links(&buf).unwrap();
         // Names: 15 bytes is the limit; longer, empty or missing names skip the link.
-        assert_eq!(
-            one(link(1, b"abcdefghijklmno", None, 0))[0].name,
-            "abcdefghijklmno"
-        );
+        assert_eq!(one(link(1, b"abcdefghijklmno", None, 0))[0].name, "abcdefghijklmno");
         assert!(one(link(1, b"abcdefghijklmnop", None, 0)).is_empty());
         assert!(one(link(1, b"", None, 0)).is_empty());
         assert!(one(nlmsg(RTM_NEWLINK, 0, 7, 99, &ifinfo(1, 0))).is_empty());
@@ -1018,10 +853,7 @@ mod tests {
         assert!(one(nlmsg(RTM_NEWADDR, 0, 7, 99, &ifaddr(AF_INET, 24, 1))).is_empty());
         // A wrongly sized IFA_LOCAL falls back to IFA_ADDRESS.
         body.extend(rta(IFA_ADDRESS, &[192, 0, 2, 5]));
-        assert_eq!(
-            one(nlmsg(RTM_NEWADDR, 0, 7, 99, &body)),
-            [(1, net("192.0.2.5/24"))]
-        );
+        assert_eq!(one(nlmsg(RTM_NEWADDR, 0, 7, 99, &body)), [(1, net("192.0.2.5/24"))]);
         // Prefix over 32, index 0.
         assert!(one(addr(1, 33, Some([192, 0, 2, 1]), None)).is_empty());
         assert!(one(addr(0, 24, Some([192, 0, 2, 1]), None)).is_empty());
@@ -1030,12 +862,7 @@ mod tests {
     /// Every prefix, and many single-byte corruptions, of valid dumps: errors or results, no panic.
     #[test]
     fn corrupted_dumps_never_panic() {
-        for buf in [
-            sample_links(),
-            sample_addrs(),
-            fixture("link_dump.bin"),
-            fixture("addr_dump.bin"),
-        ] {
+        for buf in [sample_links(), sample_addrs(), fixture("link_dump.bin"), fixture("addr_dump.bin")] {
             for end in 0..=buf.len() {
                 let _ = parse_links(&buf[..end]);
                 let _ = parse_addrs(&buf[..end]);
@@ -1069,12 +896,7 @@ mod tests {
     }
 
     fn fixture(name: &str) -> Vec<u8> {
-        std::fs::read(
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/data/net")
-                .join(name),
-        )
-        .unwrap()
+        std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/net").join(name)).unwrap()
     }
 
     /// Captured from a fresh network namespace (see `capture_fixtures`): `lo` (down), and a veth
@@ -1106,10 +928,7 @@ mod tests {
     #[test]
     fn live_interfaces_have_loopback() {
         let ifs = interfaces().unwrap();
-        let lo = ifs
-            .iter()
-            .find(|i| i.name == "lo")
-            .unwrap_or_else(|| panic!("no lo in {ifs:?}"));
+        let lo = ifs.iter().find(|i| i.name == "lo").unwrap_or_else(|| panic!("no lo in {ifs:?}"));
         assert!(lo.loopback);
         assert!(lo.addrs.contains(&net("127.0.0.1/8")), "{lo:?}");
         assert!(ifs.windows(2).all(|w| w[0].index < w[1].index));
@@ -1124,28 +943,10 @@ mod tests {
         let dir = PathBuf::from(std::env::var_os("STATELESS_NETLINK_CAPTURE").unwrap());
         let (fd, pid) = open().unwrap();
         let mut raw = Vec::new();
-        dump(
-            &fd,
-            pid,
-            RTM_GETLINK,
-            &LINK_REQUEST,
-            RTM_NEWLINK,
-            parse_link,
-            Some(&mut raw),
-        )
-        .unwrap();
+        dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, Some(&mut raw)).unwrap();
         std::fs::write(dir.join("link_dump.bin"), &raw).unwrap();
         let mut raw = Vec::new();
-        dump(
-            &fd,
-            pid,
-            RTM_GETADDR,
-            &ADDR_REQUEST,
-            RTM_NEWADDR,
-            parse_addr,
-            Some(&mut raw),
-        )
-        .unwrap();
+        dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, Some(&mut raw)).unwrap();
         std::fs::write(dir.join("addr_dump.bin"), &raw).unwrap();
     }
 }

@@ -86,20 +86,13 @@ pub fn read(path: &Path) -> std::io::Result<Pnp> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/net")
-            .join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/net").join(name)
     }
 
     #[test]
@@ -122,22 +115,13 @@ mod tests {
     #[test]
     fn manual_without_anything() {
         let pnp = read(&fixture("pnp-manual.txt")).unwrap();
-        assert_eq!(
-            pnp,
-            Pnp {
-                proto: Some("MANUAL".into()),
-                ..Pnp::default()
-            }
-        );
+        assert_eq!(pnp, Pnp { proto: Some("MANUAL".into()), ..Pnp::default() });
     }
 
     #[test]
     fn bootp_and_rarp_headers() {
         assert_eq!(parse("#PROTO: BOOTP\n").proto.as_deref(), Some("BOOTP"));
-        assert_eq!(
-            parse("#PROTO: RARP\nbootserver 192.0.2.1\n").bootserver,
-            Some(Ipv4Addr::new(192, 0, 2, 1))
-        );
+        assert_eq!(parse("#PROTO: RARP\nbootserver 192.0.2.1\n").bootserver, Some(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(parse("#PROTO: MANUAL\n").proto.as_deref(), Some("MANUAL"));
     }
 
@@ -162,30 +146,13 @@ mod tests {
     #[test]
     fn empty_and_odd_inputs() {
         assert_eq!(parse(""), Pnp::default());
-        assert_eq!(
-            parse("\n\n#\n#PROTO:\ndomain\ndomain \nnameserver\nbootserver\n"),
-            Pnp::default()
-        );
-        assert_eq!(
-            parse("nameserver 0.0.0.0\nbootserver 0.0.0.0\n"),
-            Pnp::default()
-        );
-        assert_eq!(
-            parse("#PROTO: DHCP\r\ndomain x.example\r\n")
-                .domain
-                .as_deref(),
-            Some("x.example")
-        );
+        assert_eq!(parse("\n\n#\n#PROTO:\ndomain\ndomain \nnameserver\nbootserver\n"), Pnp::default());
+        assert_eq!(parse("nameserver 0.0.0.0\nbootserver 0.0.0.0\n"), Pnp::default());
+        assert_eq!(parse("#PROTO: DHCP\r\ndomain x.example\r\n").domain.as_deref(), Some("x.example"));
         // No header at all still yields the rest.
-        assert_eq!(
-            parse("nameserver 192.0.2.1").nameservers,
-            vec![Ipv4Addr::new(192, 0, 2, 1)]
-        );
+        assert_eq!(parse("nameserver 192.0.2.1").nameservers, vec![Ipv4Addr::new(192, 0, 2, 1)]);
         // The first header wins.
-        assert_eq!(
-            parse("#PROTO: DHCP\n#MANUAL\n").proto.as_deref(),
-            Some("DHCP")
-        );
+        assert_eq!(parse("#PROTO: DHCP\n#MANUAL\n").proto.as_deref(), Some("DHCP"));
     }
 
     #[test]
@@ -193,11 +160,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stateless-pnp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("pnp");
-        std::fs::write(
-            &path,
-            b"#PROTO: DHCP\ndomain a\xffb\nnameserver 192.0.2.9\n",
-        )
-        .unwrap();
+        std::fs::write(&path, b"#PROTO: DHCP\ndomain a\xffb\nnameserver 192.0.2.9\n").unwrap();
         let pnp = read(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(pnp.domain.as_deref(), Some("a\u{fffd}b"));

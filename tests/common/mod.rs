@@ -27,7 +27,11 @@ pub struct TempDir(pub PathBuf);
 impl TempDir {
     pub fn new(tag: &str) -> Self {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!("stateless-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let path = std::env::temp_dir().join(format!(
+            "stateless-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         Self(path)
@@ -47,8 +51,10 @@ pub fn write(path: &Path, text: &str) {
 
 fn mknod(path: &Path, mode: u32, dev: u64) {
     let c = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let kind = if mode & 0o170000 == 0o020000 { rustix::fs::FileType::CharacterDevice } else { rustix::fs::FileType::Fifo };
-    rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), kind, rustix::fs::Mode::from_raw_mode(mode & 0o7777), dev).unwrap();
+    let kind =
+        if mode & 0o170000 == 0o020000 { rustix::fs::FileType::CharacterDevice } else { rustix::fs::FileType::Fifo };
+    rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), kind, rustix::fs::Mode::from_raw_mode(mode & 0o7777), dev)
+        .unwrap();
 }
 
 /// An image like the one the lab exports: /etc, /var, mount points, an init, and a layer tree
@@ -66,7 +72,13 @@ pub fn image(dir: &Path) {
     write(&dir.join("outside"), "must never be read or written\n");
 
     let l = dir.join("diskless");
-    for (layer, level) in [("base", "base"), ("networks/10.0.2.255", "network"), ("labs/lab3", "lab"), ("hosts/lab3-12", "host"), ("hosts/10.0.2.15", "ip")] {
+    for (layer, level) in [
+        ("base", "base"),
+        ("networks/10.0.2.255", "network"),
+        ("labs/lab3", "lab"),
+        ("hosts/lab3-12", "host"),
+        ("hosts/10.0.2.15", "ip"),
+    ] {
         write(&l.join(layer).join("etc/stateless-level"), &format!("{level}\n"));
         write(&l.join(layer).join(format!("etc/only-{level}")), level);
     }
@@ -97,7 +109,14 @@ pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(path) = stack.pop() {
         let meta = std::fs::symlink_metadata(&path).unwrap();
-        let mut line = format!("{:o} {}:{} {} {}", meta.mode(), meta.uid(), meta.gid(), meta.size(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000);
+        let mut line = format!(
+            "{:o} {}:{} {} {}",
+            meta.mode(),
+            meta.uid(),
+            meta.gid(),
+            meta.size(),
+            meta.mtime_nsec() + meta.mtime() * 1_000_000_000
+        );
         if meta.file_type().is_symlink() {
             line += &format!(" -> {}", std::fs::read_link(&path).unwrap().display());
         } else if meta.is_file() {
@@ -119,13 +138,22 @@ pub fn in_namespace<T: Send>(root: &Path, args: &[&str], check: impl FnOnce(&Out
 }
 
 /// [`in_namespace`], with `setup` run in the namespace before `stateless apply`.
-pub fn in_namespace_with<T: Send>(root: &Path, args: &[&str], setup: impl FnOnce(&Path) + Send, check: impl FnOnce(&Output) -> T + Send) -> T {
+pub fn in_namespace_with<T: Send>(
+    root: &Path,
+    args: &[&str],
+    setup: impl FnOnce(&Path) + Send,
+    check: impl FnOnce(&Output) -> T + Send,
+) -> T {
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: NEWNS only gives this thread (and the processes it spawns) a mount
             // namespace of its own; no file descriptor table is unshared.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
-            rustix::mount::mount_change("/", rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC).unwrap();
+            rustix::mount::mount_change(
+                "/",
+                rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+            )
+            .unwrap();
             setup(root);
             let output = Command::new(BIN).arg("apply").arg("--root").arg(root).args(args).output().unwrap();
             check(&output)

@@ -1,0 +1,145 @@
+//! `stateless` as a real PID 1: an initramfs with it as /init, booted under QEMU (TCG) with the
+//! Debian kernel, whose overlayfs is a module that `stateless` must load itself. The lab in
+//! qemu/ covers NFS roots and real inits; this is the quick check that PID 1 boots, logs to
+//! kmsg, survives hostile input and never panics the kernel.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// A kernel with its modules, if this machine has one (`apt-get install linux-image-amd64`).
+fn kernel() -> Option<(PathBuf, String)> {
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot").ok()?.filter_map(|e| Some(e.ok()?.path())).collect();
+    kernels.sort();
+    kernels.into_iter().rev().find_map(|path| {
+        let release = path.file_name()?.to_str()?.strip_prefix("vmlinuz-")?.to_string();
+        Path::new("/lib/modules")
+            .join(&release)
+            .join("kernel/fs/overlayfs/overlay.ko")
+            .exists()
+            .then_some((path, release))
+    })
+}
+
+fn tools_or_skip(test: &str) -> Option<(PathBuf, String)> {
+    let missing: Vec<&str> = ["qemu-system-x86_64", "busybox", "cpio", "depmod"]
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success()
+        })
+        .collect();
+    let kernel = kernel();
+    if !missing.is_empty() || kernel.is_none() {
+        eprintln!("skipped {test}: needs {missing:?} and a kernel with modules in /boot (see .ci/run)");
+        return None;
+    }
+    kernel
+}
+
+/// Builds the initramfs: busybox, stateless as /init, overlay.ko with its index, two layers,
+/// and an /sbin/init that prints what it finds between markers and powers off.
+fn initramfs(dir: &Path, release: &str) -> PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "sbin", "dev", "proc", "sys", "run", "etc", "var/log", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let busybox =
+        String::from_utf8(Command::new("sh").args(["-c", "command -v busybox"]).output().unwrap().stdout).unwrap();
+    std::fs::copy(busybox.trim(), root.join("bin/busybox")).unwrap();
+    std::fs::copy(BIN, root.join("init")).unwrap();
+    let module = format!("lib/modules/{release}/kernel/fs/overlayfs/overlay.ko");
+    std::fs::create_dir_all(root.join(&module).parent().unwrap()).unwrap();
+    std::fs::copy(Path::new("/").join(&module), root.join(&module)).unwrap();
+    let depmod = Command::new("depmod").arg("-b").arg(&root).arg(release).output().unwrap();
+    assert!(depmod.status.success(), "{depmod:?}");
+    write(&root.join("diskless/base/etc/motd"), "from base\n");
+    write(&root.join("diskless/hosts/lab3-12/etc/motd"), "from lab3-12\n");
+    write(&root.join("diskless/base/usr/evil"), "refused\n");
+    write(
+        &root.join("sbin/init"),
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\n\
+         echo \"INIT pid=$$ hostname=$(hostname) args=$*\"\n\
+         echo REPORT-BEGIN; cat /run/stateless/report.json; echo REPORT-END\n\
+         echo PROVENANCE-BEGIN; cat /run/stateless/provenance; echo PROVENANCE-END\n\
+         echo \"MOTD $(cat /etc/motd)\"; echo \"ETC-FS $(awk '$2==\"/etc\"{print $3}' /proc/mounts)\"\n\
+         echo > /etc/written && echo ETC-WRITABLE\n\
+         dmesg | grep 'stateless:'\npoweroff -f\n",
+    );
+    std::fs::set_permissions(root.join("sbin/init"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let image = dir.join("initramfs.cpio.gz");
+    let cpio = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cd {} && find . | cpio -o -H newc --quiet | gzip -1 > {}", root.display(), image.display()))
+        .status()
+        .unwrap();
+    assert!(cpio.success());
+    image
+}
+
+/// Boots the initramfs with `append` on the kernel command line; returns the serial log.
+fn boot(dir: &Path, kernel: &Path, image: &Path, append: &str) -> String {
+    let log = dir.join("serial.log");
+    let status = Command::new("timeout")
+        .args(["120", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-nographic", "-no-reboot"])
+        .args(["-monitor", "none", "-display", "none", "-serial"])
+        .arg(format!("file:{}", log.display()))
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(image)
+        .args(["-append", &format!("console=ttyS0 panic=-1 {append}")])
+        .status()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(status.success(), "qemu: {status}\n{serial}");
+    serial
+}
+
+fn between<'a>(text: &'a str, begin: &str, end: &str) -> &'a str {
+    let start = text.find(begin).unwrap_or_else(|| panic!("{begin} missing in\n{text}")) + begin.len();
+    &text[start..start + text[start..].find(end).unwrap()]
+}
+
+#[test]
+fn boots_as_pid1_loads_overlayfs_applies_layers_and_hands_over() {
+    let Some((kernel, release)) = tools_or_skip("boots_as_pid1...") else { return };
+    let tmp = TempDir::new("pid1");
+    let image = initramfs(&tmp.0, &release);
+    let serial = boot(&tmp.0, &kernel, &image, "quiet stateless.hostname=lab3-12 stateless.bogus=1 -- single");
+    assert!(serial.contains("INIT pid=1 hostname=lab3-12 args=single"), "{serial}");
+    assert!(serial.contains("MOTD from lab3-12"), "{serial}");
+    assert!(serial.contains("ETC-FS overlay"), "{serial}");
+    assert!(serial.contains("ETC-WRITABLE"), "{serial}");
+    assert!(serial.contains("stateless: loaded module overlay"), "{serial}");
+    assert!(serial.contains("stateless.bogus"), "the unknown key must be reported:\n{serial}");
+    let report: serde_json::Value = serde_json::from_str(between(&serial, "REPORT-BEGIN", "REPORT-END")).unwrap();
+    assert_eq!(report["hostname"]["source"], "cmdline");
+    assert_eq!(report["dirs"][0]["mode"], "overlay");
+    assert_eq!(report["init"], "/sbin/init");
+    assert!(report["elapsed_ms"].as_u64().unwrap() < 10_000);
+    let provenance = between(&serial, "PROVENANCE-BEGIN", "PROVENANCE-END");
+    assert!(provenance.contains("/etc/motd\thosts/lab3-12"), "{provenance}");
+    assert!(!serial.contains("Kernel panic"), "{serial}");
+}
+
+#[test]
+fn hostile_command_line_and_missing_init_still_reach_an_init() {
+    let Some((kernel, release)) = tools_or_skip("hostile_command_line...") else { return };
+    let tmp = TempDir::new("pid1-hostile");
+    let image = initramfs(&tmp.0, &release);
+    let hostile = "stateless.hostname=\"../../x;reboot\" stateless.dirs=../etc,etc stateless.layers=relative \
+                   stateless.tmpfs.size=lots stateless.emergency=sometimes stateless.init=/nonexistent";
+    let serial = boot(&tmp.0, &kernel, &image, hostile);
+    assert!(serial.contains("INIT pid=1"), "{serial}");
+    assert!(serial.contains("exec /nonexistent: No such file or directory"), "{serial}");
+    for key in ["stateless.dirs", "stateless.layers", "stateless.tmpfs.size", "stateless.emergency"] {
+        assert!(serial.contains(key), "{key} not reported:\n{serial}");
+    }
+    assert!(serial.contains("command line hostname \"../../x;reboot\" rejected"), "{serial}");
+    assert!(serial.contains("ETC-FS overlay"), "{serial}");
+    assert!(!serial.contains("Kernel panic"), "{serial}");
+}
