@@ -158,6 +158,7 @@ pub fn apply(
     };
     let copied = tree::copy_tree(fd.as_fd(), root, &|path, kind| verdict(dirs, path, kind));
     for entry in &copied.written {
+        log::debug!("layer {name}: wrote /{}", entry.path.display());
         provenance.record(&entry.path, name);
     }
     for entry in &copied.refused {

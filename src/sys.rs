@@ -85,13 +85,16 @@ impl Sys for Real {
     }
 
     fn shell(&mut self, path: &Path) -> io::Result<()> {
-        let console = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/console").map(Stdio::from);
-        let status = crate::unsafe_ops::with_controlling_tty(Command::new(path).arg("-i"))
-            .stdin(console()?)
-            .stdout(console()?)
-            .stderr(console()?)
-            .status()?;
-        log::info!("emergency shell exited with {status}");
+        let mut command = Command::new(path);
+        command.arg("-i");
+        // The console once /dev is mounted; before that (stateless.break=mounts), the stdio the
+        // kernel gave PID 1.
+        let console = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/console");
+        if let (Ok(stdin), Ok(stdout), Ok(stderr)) = (console(), console(), console()) {
+            command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        }
+        let status = crate::unsafe_ops::with_controlling_tty(&mut command).status()?;
+        log::info!("shell exited with {status}");
         Ok(())
     }
 

@@ -1,0 +1,93 @@
+//! `stateless plan`: the dry run, as an unprivileged user, changes nothing and shows everything.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::*;
+
+/// Runs `stateless plan` as `nobody` when we are root (the dry run must not need privileges).
+fn plan(args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.arg("plan").args(args);
+    if rustix::process::geteuid().is_root() {
+        command.uid(65534).gid(65534);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
+    if !root_or_skip("plan_lists...") {
+        return; // the image has device nodes and foreign owners: it needs root to build
+    }
+    let tmp = TempDir::new("plan");
+    let root = tmp.0.join("image");
+    image(&root);
+    // nobody must be able to traverse the temp dirs.
+    std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let before = fingerprint(&root);
+    let root_arg = root.to_str().unwrap();
+    let out = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--hostname", "lab3-12.lab.example", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["hostname"]["short"], "lab3-12");
+    assert_eq!(json["hostname"]["domain"], "lab.example");
+    let steps = json["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "mount",
+            "mount",
+            "mount",
+            "mount",
+            "hostname",
+            "overlay",
+            "overlay",
+            "layer",
+            "layer",
+            "layer",
+            "layer",
+            "layer",
+            "layer",
+            "host-files",
+            "report",
+            "handoff"
+        ]
+    );
+    let base = &steps[7]["layer"];
+    assert_eq!(base["name"], "base");
+    let files: Vec<&str> = base["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert!(files.contains(&"etc/motd") && files.contains(&"var/lib/from-base"), "{files:?}");
+    assert_eq!(base["refused"][0]["path"], "usr");
+    let escaping = &steps[9]["layer"];
+    assert_eq!((escaping["name"].as_str(), escaping["present"].as_bool()), (Some("networks/10.0.2.0_24"), Some(false)));
+    assert!(escaping["errors"][0].as_str().unwrap().contains("points out of the layer root"));
+    assert_eq!(steps[15]["chosen"], "/sbin/init");
+
+    let text = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--cmdline", "stateless.dirs=etc stateless.nope=1"]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("hostname: Node15 (from fallback)"), "{text}");
+    assert!(text.contains("layer hosts/Node15 (not present)"), "{text}");
+    assert!(text.contains("refused /var: outside the writable dirs"), "{text}");
+    assert!(text.contains("warning: stateless.nope"), "{text}");
+    assert!(!text.contains("overlay /var"), "{text}");
+    assert_eq!(fingerprint(&root), before, "plan changed the image");
+}
+
+#[test]
+fn usage_errors_and_version() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("stateless {}\n", env!("CARGO_PKG_VERSION")));
+    let out = Command::new(BIN).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not PID 1, so a command is needed"));
+    let out = Command::new(BIN).args(["plan", "--root"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(BIN).args(["plan", "--root", "/", "--ip", "300.1.1.1/24"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--ip"), "{out:?}");
+    assert!(Command::new(BIN).arg("--help").output().unwrap().stdout.starts_with(b"usage: stateless plan"));
+}
