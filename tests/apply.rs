@@ -16,12 +16,7 @@ fn stderr(output: &std::process::Output) -> String {
 
 #[test]
 fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
-    if !root_or_skip("apply_overlays_layers...") {
-        return;
-    }
-    let tmp = TempDir::new("apply");
-    let root = tmp.0.join("image");
-    image(&root);
+    let Some((_tmp, root)) = test_image("apply") else { return };
     let before = fingerprint(&root);
     let mut args = LAB3_12.to_vec();
     args.extend(["--cmdline", "quiet stateless.bogus=1 softlevel=unionfs"]);
@@ -104,12 +99,7 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
 
 #[test]
 fn copy_mode_fills_a_tmpfs_with_the_image_dir() {
-    if !root_or_skip("copy_mode...") {
-        return;
-    }
-    let tmp = TempDir::new("copy");
-    let root = tmp.0.join("image");
-    image(&root);
+    let Some((_tmp, root)) = test_image("copy") else { return };
     let before = fingerprint(&root);
     let mut args = LAB3_12.to_vec();
     args.extend(["--cmdline", "stateless.mode=copy stateless.dirs=etc"]);
@@ -129,12 +119,7 @@ fn copy_mode_fills_a_tmpfs_with_the_image_dir() {
 
 #[test]
 fn fallback_hostname_selects_node_layers() {
-    if !root_or_skip("fallback_hostname...") {
-        return;
-    }
-    let tmp = TempDir::new("fallback");
-    let root = tmp.0.join("image");
-    image(&root);
+    let Some((_tmp, root)) = test_image("fallback") else { return };
     write(&root.join("diskless/hosts/Node15/etc/only-node"), "node");
     in_namespace(&root, &["--ip", "10.0.2.15/24", "--hostname", "10.0.2.15"], |out| {
         assert!(out.status.success(), "{}", stderr(out));
@@ -151,12 +136,7 @@ fn apply_refuses_the_running_system_and_shared_mounts() {
     let out = std::process::Command::new(BIN).args(["apply", "--root", "/"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("refuses --root /"), "{}", stderr(&out));
-    if !root_or_skip("apply_refuses shared mounts") {
-        return;
-    }
-    let tmp = TempDir::new("shared");
-    let root = tmp.0.join("image");
-    image(&root);
+    let Some((_tmp, root)) = test_image("shared") else { return };
     // A new peer group inside a private namespace: nothing reaches the host, but apply must refuse.
     let out = in_namespace_with(
         &root,

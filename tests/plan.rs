@@ -20,12 +20,7 @@ fn plan(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
-    if !root_or_skip("plan_lists...") {
-        return; // the image has device nodes and foreign owners: it needs root to build
-    }
-    let tmp = TempDir::new("plan");
-    let root = tmp.0.join("image");
-    image(&root);
+    let Some((tmp, root)) = test_image("plan") else { return };
     // nobody must be able to traverse the temp dirs.
     std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let before = fingerprint(&root);

@@ -102,6 +102,17 @@ pub fn image(dir: &Path) {
     symlink("../../..", l.join("networks/10.0.2.0_24")).unwrap();
 }
 
+/// A temp dir holding an [`image`] at `<dir>/image`, or None (with a "skipped" line) when not root.
+pub fn test_image(test: &str) -> Option<(TempDir, PathBuf)> {
+    if !root_or_skip(test) {
+        return None;
+    }
+    let tmp = TempDir::new(test);
+    let root = tmp.0.join("image");
+    image(&root);
+    Some((tmp, root))
+}
+
 /// Everything about a tree that a write could change: type, mode, owner, size, mtime, content,
 /// link target, per path. Not following symlinks.
 pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
