@@ -1,0 +1,73 @@
+#!/bin/sh
+# stateless QEMU lab: the check that runs inside a booted client (installed as /lab/check.sh).
+# systemd runs it via systemd.run=/lab/check.sh, OpenRC via /etc/rc.local -> /lab/rc.local.
+# It judges nothing: it collects facts and /run/stateless/ and writes them as a tar archive
+# onto the result disk (the virtio disk with serial "stlab-result"); the host extracts it.
+# Few processes on purpose: under TCG every fork+exec costs tens of milliseconds.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+out=/run/lab-result
+rm -rf "$out"
+mkdir -p "$out"
+
+# line FILE: first line of FILE (empty if unreadable), without a process.
+line() { _l=""; read -r _l < "$1" 2>/dev/null; printf '%s' "$_l"; }
+fact() { printf '%s=%s\n' "$1" "$2" >> "$out/facts.txt"; }
+# `true >`, not `: >`: a failed redirection on a special builtin (`:`) makes dash exit.
+writable() { if true 2>/dev/null > "$1/.lab-write-test"; then rm -f "$1/.lab-write-test"; echo yes; else echo no; fi; }
+
+uptime=$(line /proc/uptime)
+fact uptime "${uptime%% *}"
+fact hostname "$(line /proc/sys/kernel/hostname)"
+fact domainname "$(line /proc/sys/kernel/domainname)"
+fact pid1 "$(line /proc/1/comm)"
+fact kernel "$(line /proc/sys/kernel/osrelease)"
+fact level "$(line /etc/stateless-lab/level)"
+layers=""
+for f in /etc/stateless-lab/from-*; do [ -e "$f" ] && layers="$layers${f##*/} "; done
+fact layers "$layers"
+cp /proc/mounts "$out/mounts.txt"
+awk '$2 == "/" { root = $1 " " $3 " " $4 } $2 == "/etc" { etc = $3 } $2 == "/var" { var = $3 }
+     $2 == "/run" { run = $3 } $2 == "/tmp" { tmp = $3 }
+     END { print "root=" root; print "etc=" etc; print "var=" var; print "run=" run; print "tmp=" tmp }' \
+    "$out/mounts.txt" >> "$out/facts.txt"
+fact etc_writable "$(writable /etc)"
+fact var_writable "$(writable /var)"
+fact root_writable "$(writable /)"
+fact report "$([ -f /run/stateless/report.json ] && echo yes || echo no)"
+fact etc_hostname "$(line /etc/hostname)"
+if [ "$(line /proc/1/comm)" = systemd ]; then
+    fact system_state "$(systemctl is-system-running 2>/dev/null)"
+    systemctl --no-pager --failed --no-legend > "$out/failed-units.txt" 2>&1
+elif command -v rc-status > /dev/null; then
+    fact runlevel "$(rc-status -r 2>/dev/null)"
+    rc-status -a > "$out/rc-status.txt" 2>&1
+fi
+
+cp /proc/cmdline "$out/cmdline.txt"
+cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
+dmesg > "$out/dmesg.txt" 2>/dev/null
+for p in /proc/[0-9]*; do echo "${p#/proc/} $(line "$p/comm")"; done > "$out/processes.txt"
+sha256sum /boot/stateless /etc/stateless-lab/* > "$out/checksums.txt" 2>&1
+mkdir -p "$out/etc" "$out/run"
+[ -d /etc/stateless-lab ] && cp -a /etc/stateless-lab "$out/etc/"
+[ -d /run/stateless ] && cp -a /run/stateless "$out/run/"
+uptime=$(line /proc/uptime)
+fact uptime_end "${uptime%% *}"
+fact check "done"
+
+# The result disk: found by its serial, so other disks may come before it.
+dev=""
+for b in /sys/block/vd*; do
+    [ "$(line "$b/serial")" = stlab-result ] && dev=/dev/${b##*/}
+done
+if [ -z "$dev" ]; then
+    echo "lab-check: no result disk (virtio serial stlab-result)" > /dev/console
+    exit 1
+fi
+# If everything does not fit, retry without the overlay upper dirs (journal files are large).
+if ! tar -cf "$dev" -C "$out" . 2>/dev/null; then
+    fact tar_retry "without ./run/stateless/rw"
+    tar -cf "$dev" --exclude=./run/stateless/rw -C "$out" .
+fi
+sync
+echo "lab-check: results written to $dev" > /dev/console

@@ -1,0 +1,234 @@
+# shellcheck shell=bash
+# Booting one diskless client under QEMU (TCG), and `lab clean`.
+#
+# The kernel configures the network itself (ip=dhcp from slirp's DHCP: address 10.0.2.15,
+# hostname option from `hostname=`) and mounts the NFS root read-only, then runs
+# init=/boot/stateless. Results come back on a small raw disk (virtio, serial stlab-result)
+# onto which /lab/check.sh writes a tar archive.
+
+BOOT_MAC=52:54:00:12:34:56
+BOOT_DOMAIN=lab.example
+BOOT_NFS_SERVER=10.0.2.2      # slirp's address for the host side (here: the run's namespace)
+BOOT_RESULT_SIZE=64M       # sparse; the tar stops at its end marker
+
+boot_usage_error() { die "$* (see qemu/lab --help)"; }
+
+# nfsroot= for the image's export at /PSEUDO. NFSv3 only: with vers=4.2 the kernel's nfsroot
+# retried for about 97 s, then "VFS: Unable to mount root fs via NFS" (not investigated).
+boot_nfsroot() {
+    echo "$BOOT_NFS_SERVER:$1,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock"
+}
+
+# How the image's init runs the check and powers off.
+boot_check_args() {
+    case $1 in
+        systemd) echo "systemd.run=/lab/check.sh systemd.run_success_action=poweroff-force systemd.run_failure_action=poweroff-force" ;;
+        openrc) echo "lab.check=1" ;;
+    esac
+}
+
+# boot_pxe_tree DIR KERNEL APPEND: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux -> kernel.
+boot_pxe_tree() {
+    local dir=$1 kernel=$2 append=$3
+    mkdir -p "$dir/pxelinux.cfg"
+    cp /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32 "$dir/"
+    cp "$kernel" "$dir/vmlinuz"
+    cat > "$dir/pxelinux.cfg/default" <<EOF
+DEFAULT diskless
+PROMPT 0
+TIMEOUT 0
+LABEL diskless
+  KERNEL vmlinuz
+  APPEND $append
+EOF
+}
+
+# boot_wait PID TIMEOUT: waits for QEMU to exit; kills it (by PID) after TIMEOUT seconds.
+# Sets BOOT_TIMED_OUT=1 when it had to kill.
+boot_wait() {
+    local pid=$1 timeout=$2 start next=30
+    start=$(now)
+    BOOT_TIMED_OUT=0
+    while pid_alive "$pid"; do
+        if awk -v a="$start" -v b="$(now)" -v t="$timeout" 'BEGIN { exit !(b - a >= t) }'; then
+            warn "QEMU still running after $timeout s: killing it (pid $pid)"
+            BOOT_TIMED_OUT=1
+            kill_wait "$pid" 5
+            break
+        fi
+        if awk -v a="$start" -v b="$(now)" -v n="$next" 'BEGIN { exit !(b - a >= n) }'; then
+            log "  ... guest running for $(elapsed "$start") s: $(tail -n 1 "$BOOT_OUT/serial.log" 2>/dev/null | tr -d '\r' | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g' | cut -c1-90)"
+            next=$((next + 30))
+        fi
+        sleep 0.2
+    done
+}
+
+BOOT_QEMU_PID=""
+# Exit cleanup: QEMU must never outlive the lab.
+boot_kill_qemu() {
+    [[ -n $BOOT_QEMU_PID ]] || return 0
+    kill_wait "$BOOT_QEMU_PID" 5
+    wait "$BOOT_QEMU_PID" 2>/dev/null || true
+    BOOT_QEMU_PID=""
+}
+
+# boot_fact NAME: one value from the extracted facts.txt ("-" if missing).
+boot_fact() {
+    local v
+    v=$(sed -n "s/^$1=//p" "$BOOT_OUT/result/facts.txt" 2>/dev/null | tail -n 1)
+    echo "${v:--}"
+}
+
+cmd_boot() {
+    local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 check=1 timeout=240
+    local variant=default keep=0
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --image) image=${2:?}; shift 2 ;;
+            --shim) shim=${2:?}; shift 2 ;;
+            --out) out=${2:?}; shift 2 ;;
+            --hostname) hostname=${2:?}; shift 2 ;;
+            --no-hostname) hostname=""; shift ;;
+            --append) append+=" ${2?}"; shift 2 ;;
+            --pxe) pxe=1; shift ;;
+            --no-check) check=0; shift ;;
+            --timeout) timeout=${2:?}; shift 2 ;;
+            --kernel-variant) variant=${2:?}; shift 2 ;;
+            --keep) keep=1; shift ;;
+            *) boot_usage_error "unknown boot option: $1" ;;
+        esac
+    done
+    [[ -n $image ]] || boot_usage_error "--image is required"
+    [[ " ${IMAGE_NAMES[*]} " == *" $image "* ]] || boot_usage_error "unknown image '$image' (known: ${IMAGE_NAMES[*]})"
+    [[ -n $shim ]] || boot_usage_error "--shim is required"
+    [[ -f $shim && -x $shim ]] || die "--shim $shim is not an executable file"
+    [[ -n $out ]] || boot_usage_error "--out is required"
+    [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds"
+    [[ $hostname =~ ^[A-Za-z0-9.-]*$ ]] || die "--hostname must be letters, digits, '.' and '-'"
+
+    cache_init
+    local kernel
+    kernel=$(kernel_image "$variant")
+    [[ -f $kernel ]] || die "kernel ($variant) not built: run qemu/lab build"
+    image_check_built "$image"
+
+    local run_id=stlab-$$ run_dir mode start prep_start
+    run_dir=$LAB_CACHE/runs/$run_id
+    mode=$([[ $pxe == 1 ]] && echo pxe || echo direct)
+    mkdir -p "$out"
+    BOOT_OUT=$(cd "$out" && pwd)
+    rm -rf "$BOOT_OUT/result" "$BOOT_OUT/serial.log" "$BOOT_OUT/qemu.log" "$BOOT_OUT/res.img" "$BOOT_OUT/summary.txt"
+    mkdir -p "$run_dir"
+    if [[ $keep == 0 ]]; then on_exit rm -rf "$run_dir"; fi
+
+    prep_start=$(now)
+    image_prepare_run "$image" "$shim" "$run_dir/root"
+    log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
+    truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
+
+    servers_start "$run_dir" "/$image:$run_dir/root"
+
+    local cmdline netdev
+    cmdline="console=ttyS0 ip=dhcp root=/dev/nfs nfsroot=$(boot_nfsroot "/$image") ro init=/boot/stateless panic=-1"
+    if [[ $check == 1 ]]; then cmdline+=" $(boot_check_args "$image")"; fi
+    cmdline+=$append
+    netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
+    # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
+    # ready at once; without it the OpenRC image waited about 35 s for "crng init done".
+    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+    local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 1024 -nographic -no-reboot
+        -serial "file:$BOOT_OUT/serial.log" -monitor none -display none
+        -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
+        -device virtio-blk-pci,drive=result,serial=stlab-result)
+    if [[ $pxe == 1 ]]; then
+        boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline"
+        qemu+=(-netdev "$netdev,tftp=$run_dir/tftp,bootfile=pxelinux.0" -boot n)
+    else
+        qemu+=(-netdev "$netdev" -kernel "$kernel" -append "$cmdline")
+    fi
+    qemu+=(-device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC")
+    printf '%q ' ip netns exec "$NS_NAME" "${qemu[@]}" > "$BOOT_OUT/qemu-command.txt"
+    echo "$cmdline" > "$BOOT_OUT/cmdline.txt"
+
+    log "booting $image ($mode, hostname ${hostname:-none}, timeout $timeout s), serial log: $BOOT_OUT/serial.log"
+    start=$(now)
+    ip netns exec "$NS_NAME" "${qemu[@]}" > "$BOOT_OUT/qemu.log" 2>&1 &
+    BOOT_QEMU_PID=$!
+    local qemu_rc=0 seconds
+    on_exit boot_kill_qemu
+    boot_wait "$BOOT_QEMU_PID" "$timeout"
+    wait "$BOOT_QEMU_PID" || qemu_rc=$?
+    BOOT_QEMU_PID=""
+    seconds=$(elapsed "$start")
+
+    servers_stop
+    local result=no
+    mkdir -p "$BOOT_OUT/result"
+    if tar -xf "$BOOT_OUT/res.img" -C "$BOOT_OUT/result" 2>/dev/null && [[ -f $BOOT_OUT/result/facts.txt ]]; then
+        result=yes
+    fi
+    {
+        echo "image=$image"; echo "mode=$mode"; echo "hostname_offered=$hostname"
+        echo "seconds=$seconds"; echo "qemu_exit=$qemu_rc"; echo "timed_out=$BOOT_TIMED_OUT"
+        echo "result=$result"
+    } > "$BOOT_OUT/summary.txt"
+
+    local panic
+    panic=$(tr -d '\r' < "$BOOT_OUT/serial.log" 2>/dev/null | grep -m1 -o 'Kernel panic - .*' || true)
+    echo "kernel_panic=${panic:-none}" >> "$BOOT_OUT/summary.txt"
+    local how
+    how=$([[ $BOOT_TIMED_OUT == 1 ]] && echo "killed after $timeout s" || echo "exited by itself (rc $qemu_rc)")
+    if [[ $check == 0 ]]; then
+        echo "boot done (--no-check): image=$image mode=$mode ${seconds}s qemu $how; ${panic:+$panic; }see $BOOT_OUT/serial.log"
+        if [[ -n $panic ]]; then return 1; fi
+        return 0
+    fi
+    if [[ $result == yes ]]; then
+        echo "boot ok: image=$image mode=$mode ${seconds}s qemu $how; hostname=$(boot_fact hostname) pid1=$(boot_fact pid1) level=$(boot_fact level) root=\"$(boot_fact root | cut -d' ' -f1,2)\" report=$(boot_fact report) -> $BOOT_OUT"
+        return 0
+    fi
+    echo "boot FAILED: image=$image mode=$mode ${seconds}s qemu $how; ${panic:+$panic; }no results on the result disk; see $BOOT_OUT/serial.log"
+    return 1
+}
+
+cmd_clean() {
+    local only_runs=0 ns pid d
+    case ${1:-} in
+        --runs) only_runs=1 ;;
+        "") ;;
+        *) usage >&2; exit 2 ;;
+    esac
+    # Leftovers of boots that were killed hard: namespaces stlab-PID whose lab process is gone.
+    for ns in $(ip netns list | awk '{print $1}' | grep -E '^stlab-[0-9]+$' || true); do
+        pid=${ns#stlab-}
+        if ! pid_alive "$pid"; then
+            log "deleting leftover network namespace $ns"
+            ip netns del "$ns" || true
+        fi
+    done
+    [[ -d $LAB_CACHE ]] || { log "no cache at $LAB_CACHE"; return 0; }
+    [[ -f $LAB_CACHE/$LAB_CACHE_MARKER ]] || die "$LAB_CACHE has no $LAB_CACHE_MARKER: not deleting it"
+    if awk '{print $2}' /proc/mounts | grep -q "^$LAB_CACHE/"; then
+        die "something is mounted under $LAB_CACHE: $(awk '{print $2}' /proc/mounts | grep "^$LAB_CACHE/" | tr '\n' ' ')"
+    fi
+    for d in "$LAB_CACHE"/runs/stlab-*; do
+        [[ -d $d ]] || continue
+        pid=${d##*/stlab-}
+        if pid_alive "$pid"; then
+            [[ $only_runs == 1 ]] || die "a boot is running (pid $pid, $d): not deleting the cache"
+        fi
+    done
+    if [[ $only_runs == 1 ]]; then
+        for d in "$LAB_CACHE"/runs/stlab-*; do
+            [[ -d $d ]] || continue
+            pid=${d##*/stlab-}
+            pid_alive "$pid" && continue
+            log "deleting leftover run folder $d"
+            rm -rf "$d"
+        done
+        return 0
+    fi
+    log "deleting the lab cache $LAB_CACHE ($(du -sh "$LAB_CACHE" | cut -f1))"
+    rm -rf --one-file-system "$LAB_CACHE"
+}

@@ -1,0 +1,37 @@
+# shellcheck shell=bash
+# Host packages the lab needs, installed with apt-get when missing.
+
+LAB_PACKAGES=(
+    qemu-system-x86 ipxe-qemu pxelinux syslinux-common     # the client machine and its PXE chain
+    linux-image-amd64                                      # kept for reference/fallback kernels
+    busybox-static                                         # small tools for experiments
+    nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
+    dnsmasq-base                                           # DHCP/TFTP on a bridge, for later lab variants
+    debootstrap cpio kmod                                  # client images
+    iproute2 util-linux tar                                # ip netns, unshare/flock, result disks
+    linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel
+)
+
+deps_missing() {
+    local p
+    for p in "${LAB_PACKAGES[@]}"; do
+        [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null) == "install ok installed" ]] || echo "$p"
+    done
+}
+
+deps_ensure() {
+    local missing
+    mapfile -t missing < <(deps_missing)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        log "host packages: all ${#LAB_PACKAGES[@]} installed"
+        return 0
+    fi
+    log "installing missing host packages: ${missing[*]}"
+    mkdir -p "$LAB_CACHE/logs"
+    run_logged "apt-get update" "$LAB_CACHE/logs/apt-update.log" apt-get update
+    # --no-install-recommends keeps host services (nfs-kernel-server, full dnsmasq) out.
+    run_logged "apt-get install ${missing[*]}" "$LAB_CACHE/logs/apt-install.log" \
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+    mapfile -t missing < <(deps_missing)
+    [[ ${#missing[@]} -eq 0 ]] || die "still missing after apt-get install: ${missing[*]}"
+}

@@ -1,0 +1,195 @@
+# shellcheck shell=bash
+# Client images (root filesystems exported read-only over NFS).
+#
+# Built once into the cache, in three stages, each with its own stamp:
+#   images/base     debootstrap --variant=minbase bookworm + udev, empty root password,
+#                   no host-specific files (hostname, resolv.conf, machine-id)
+#   images/systemd  base + systemd-sysv
+#   images/openrc   base + sysvinit-core + openrc, getty on ttyS0, /etc/rc.local hook
+# Per boot (image_prepare_run), a hard-link copy of the image gets the per-run bits:
+# /boot/stateless (the binary under test), the /diskless layer tree and /lab (check scripts).
+# So a new binary never rebuilds an image.
+
+IMAGE_SUITE=bookworm
+IMAGE_NAMES=(systemd openrc)
+
+image_root() { echo "$LAB_CACHE/images/$1/rootfs"; }
+
+# The Debian mirror this machine's apt uses (never a hard-coded host).
+# STATELESS_LAB_MIRROR overrides it.
+apt_mirror() {
+    local uri
+    if [[ -n ${STATELESS_LAB_MIRROR:-} ]]; then echo "$STATELESS_LAB_MIRROR"; return; fi
+    # deb822 files: the first stanza of type deb whose Suites has exactly "bookworm".
+    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$IMAGE_SUITE" '
+        function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uris != "" && !found) { split(uris, u, " "); print u[1]; found = 1 } types = suites = uris = "" }
+        /^[ \t]*$/ { flush(); next }
+        /^[ \t]*#/ { next }
+        tolower($1) == "types:"  { $1 = ""; types = $0 }
+        tolower($1) == "suites:" { $1 = ""; suites = $0 }
+        tolower($1) == "uris:"   { $1 = ""; uris = $0 }
+        END { flush() }' | sed 's/^ *//')
+    if [[ -z $uri && -f /etc/apt/sources.list ]]; then
+        uri=$(awk -v suite="$IMAGE_SUITE" '$1 == "deb" {
+                i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                if ($(i + 1) == suite) { print $i; exit } }' /etc/apt/sources.list)
+    fi
+    [[ -n $uri ]] || die "no '$IMAGE_SUITE' deb source in /etc/apt/sources.list{,.d/*.sources}; set STATELESS_LAB_MIRROR"
+    echo "${uri%/}"
+}
+
+# apt's HTTP proxy as environment words (none if this machine's apt has no proxy):
+# debootstrap and the chroot's apt only see http_proxy.
+apt_proxy_env() {
+    local proxy=""
+    eval "$(apt-config shell proxy Acquire::http::Proxy)"
+    APT_PROXY_ENV=()
+    if [[ -n $proxy ]]; then APT_PROXY_ENV=("http_proxy=$proxy"); fi
+}
+
+# chroot_run ROOT COMMAND...: runs COMMAND in ROOT with /proc mounted, non-interactive apt.
+chroot_run() {
+    local root=$1 rc=0; shift
+    apt_proxy_env
+    mount -t proc proc "$root/proc"
+    env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C DEBIAN_FRONTEND=noninteractive \
+        "${APT_PROXY_ENV[@]}" chroot "$root" "$@" || rc=$?
+    umount "$root/proc" || umount -l "$root/proc"
+    return "$rc"
+}
+
+# chroot_apt_install ROOT LOG PACKAGE...: installs packages without starting any service.
+chroot_apt_install() {
+    local root=$1 logfile=$2; shift 2
+    printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+    chmod 755 "$root/usr/sbin/policy-rc.d"
+    # Name resolution for apt while building (image_scrub empties it again).
+    cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+    run_logged "apt-get install $* (in $root)" "$logfile" \
+        chroot_run "$root" sh -c 'apt-get update -q && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' sh "$@"
+    rm -f "$root/usr/sbin/policy-rc.d"
+}
+
+# Removes what ties a tree to the build host or to one machine.
+image_scrub() {
+    local root=$1
+    rm -f "$root/etc/hostname" "$root/var/lib/dbus/machine-id"
+    : > "$root/etc/resolv.conf"
+    # Empty machine-id: systemd makes a transient one at each boot of the shared image.
+    : > "$root/etc/machine-id"
+    rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin
+}
+
+image_build_base() {
+    local dest=$1 mirror=$2
+    apt_proxy_env
+    run_logged "debootstrap --variant=minbase $IMAGE_SUITE from $mirror (about 1 min)" "${dest%/*}/debootstrap.log" \
+        env "${APT_PROXY_ENV[@]}" nice -n 19 debootstrap --variant=minbase "$IMAGE_SUITE" "$dest" "$mirror"
+    # udev: without it systemd waits 90 s for dev-ttyS0.device and no serial getty starts.
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" udev
+    chroot_run "$dest" passwd -d root > /dev/null
+    image_scrub "$dest"
+}
+
+image_build_systemd() {
+    local dest=$1
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" systemd-sysv
+    image_scrub "$dest"
+}
+
+image_build_openrc() {
+    local dest=$1
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" sysvinit-core openrc
+    # A login prompt on the serial console.
+    sed -i 's|^#\?T0:23:respawn:/sbin/getty -L ttyS0 9600 vt100|T0:2345:respawn:/sbin/getty -L ttyS0 115200 vt100|' \
+        "$dest/etc/inittab"
+    grep -q '^T0:2345:respawn:/sbin/getty -L ttyS0' "$dest/etc/inittab" || die "could not enable the ttyS0 getty in inittab"
+    # The lab's check hook: /lab/rc.local is installed per boot (see image_prepare_run).
+    cat > "$dest/etc/rc.local" <<'EOF'
+#!/bin/sh
+# stateless QEMU lab: run the per-boot hook if the lab installed one.
+[ -x /lab/rc.local ] && /lab/rc.local
+exit 0
+EOF
+    chmod 755 "$dest/etc/rc.local"
+    image_scrub "$dest"
+}
+
+image_base_hash() {
+    inputs_hash "$(declare -f image_build_base chroot_run chroot_apt_install image_scrub)" \
+        "suite=$IMAGE_SUITE" "mirror=$(apt_mirror)" "debootstrap=$(pkg_version debootstrap)"
+}
+
+image_hash() {
+    local name=$1
+    inputs_hash "$(image_base_hash)" "$(declare -f "image_build_$name" chroot_apt_install image_scrub)"
+}
+
+# stage_build NAME HASH BUILDER [FROM]: (re)builds images/NAME/rootfs with BUILDER, starting
+# from a copy of images/FROM/rootfs (or from nothing), unless its stamp matches HASH.
+stage_build() {
+    local name=$1 hash=$2 builder=$3 from=${4:-} dir tmp start
+    dir=$LAB_CACHE/images/$name
+    if stamp_ok "image-$name" "$hash" && [[ -d $dir/rootfs ]]; then
+        log "image stage '$name' is up to date: $dir/rootfs"
+        return 0
+    fi
+    start=$(now)
+    # shellcheck disable=SC2016 # the single quotes are part of the message
+    log "building image stage '$name'${from:+ from '$from'}"
+    mkdir -p "$dir"
+    tmp=$dir/rootfs.tmp
+    rm -rf "$tmp"
+    if [[ -n $from ]]; then
+        cp -a "$(image_root "$from")" "$tmp"
+    fi
+    "$builder" "$tmp" "${@:5}"
+    stamp_clear "image-$name"
+    rm -rf "$dir/rootfs"
+    mv "$tmp" "$dir/rootfs"
+    stamp_write "image-$name" "$hash"
+    log "image stage '$name' ready in $(elapsed "$start") s: $dir/rootfs ($(du -sh "$dir/rootfs" | cut -f1))"
+}
+
+# Unmounts /proc mounts that an interrupted chroot_run left under the image folders.
+images_umount_leftovers() {
+    local m
+    awk '{print $2}' /proc/mounts | grep "^$LAB_CACHE/images/" | sort -r | while read -r m; do
+        umount -l "$m" || true
+    done
+}
+
+# image_ensure systemd|openrc: builds the base and the image unless they are up to date.
+image_ensure() {
+    local name=$1
+    [[ " ${IMAGE_NAMES[*]} " == *" $name "* ]] || die "unknown image '$name' (known: ${IMAGE_NAMES[*]})"
+    on_exit images_umount_leftovers
+    cache_lock image-base
+    stage_build base "$(image_base_hash)" image_build_base "" "$(apt_mirror)"
+    cache_lock "image-$name"
+    stage_build "$name" "$(image_hash "$name")" "image_build_$name" base
+}
+
+# image_check_built NAME: dies if the image was never built, warns if its inputs changed.
+image_check_built() {
+    local name=$1
+    [[ -d $(image_root "$name") ]] || die "image '$name' is not built: run qemu/lab build"
+    stamp_ok "image-$name" "$(image_hash "$name")" ||
+        warn "image '$name' is older than its inputs: run qemu/lab build to refresh it"
+}
+
+# image_prepare_run NAME SHIM DEST: makes DEST a hard-link copy of the image plus the per-run
+# bits. Files from the cache are never written through the links: per-run files are new inodes.
+image_prepare_run() {
+    local name=$1 shim=$2 dest=$3
+    rm -rf "$dest"
+    cp -al "$(image_root "$name")" "$dest"
+    rm -rf "$dest/diskless" "$dest/lab" "$dest/boot/stateless"
+    cp -r --no-preserve=ownership "$LAB_FILES/diskless" "$dest/diskless"
+    mkdir -p "$dest/lab"
+    install -m 0755 "$LAB_FILES/check.sh" "$dest/lab/check.sh"
+    if [[ $name == openrc ]]; then
+        install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local"
+    fi
+    install -m 0755 "$shim" "$dest/boot/stateless"
+}

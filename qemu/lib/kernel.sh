@@ -1,0 +1,95 @@
+# shellcheck shell=bash
+# The client kernel: Debian's linux-source-6.1, x86_64_defconfig plus a fragment from
+# qemu/files/kernel/<variant>.config. The kernel itself configures the network (ip=dhcp)
+# and mounts the NFS root (root=/dev/nfs), so the client needs no initramfs.
+#
+# Output: $LAB_CACHE/kernel/<variant>/bzImage and .../config.
+# The source tree is unpacked once into $LAB_CACHE/kernel/src-<version>; each variant builds
+# out of tree in $LAB_CACHE/kernel/<variant>/build, so a changed fragment rebuilds incrementally.
+
+KERNEL_SOURCE_PKG=linux-source-6.1
+KERNEL_TARBALL=/usr/src/linux-source-6.1.tar.xz
+
+# Options the lab relies on, checked in the final .config (=y, never =m: there is no initramfs).
+KERNEL_REQUIRED=(
+    IP_PNP IP_PNP_DHCP ROOT_NFS NFS_FS NFS_V3 NFS_V4 VIRTIO_PCI VIRTIO_NET VIRTIO_BLK E1000
+    DEVTMPFS DEVTMPFS_MOUNT TMPFS SERIAL_8250_CONSOLE BINFMT_SCRIPT
+)
+
+kernel_dir() { echo "$LAB_CACHE/kernel/$1"; }
+kernel_image() { echo "$(kernel_dir "$1")/bzImage"; }
+
+kernel_fragment() {
+    local f=$LAB_FILES/kernel/$1.config
+    [[ -f $f ]] || die "no kernel config fragment for variant '$1': $f"
+    echo "$f"
+}
+
+kernel_inputs_hash() {
+    local variant=$1
+    inputs_hash "$(declare -f kernel_build kernel_unpack kernel_check_config)" \
+        "${KERNEL_REQUIRED[*]}" "$(cat "$(kernel_fragment "$variant")")" \
+        "$KERNEL_SOURCE_PKG=$(pkg_version "$KERNEL_SOURCE_PKG")" "gcc=$(pkg_version gcc-12)"
+}
+
+# kernel_ensure VARIANT: builds the kernel unless its stamp matches the inputs.
+kernel_ensure() {
+    local variant=${1:-default} hash
+    cache_lock "kernel-$variant"
+    hash=$(kernel_inputs_hash "$variant")
+    if stamp_ok "kernel-$variant" "$hash" && [[ -f $(kernel_image "$variant") ]]; then
+        log "kernel ($variant) is up to date: $(kernel_image "$variant")"
+        return 0
+    fi
+    kernel_build "$variant"
+    stamp_write "kernel-$variant" "$hash"
+}
+
+# Unpacks the source tarball once per source version; prints the source directory.
+kernel_unpack() {
+    local version src
+    version=$(pkg_version "$KERNEL_SOURCE_PKG")
+    src=$LAB_CACHE/kernel/src-$version
+    [[ -f $KERNEL_TARBALL ]] || die "$KERNEL_TARBALL missing (package $KERNEL_SOURCE_PKG)"
+    if [[ ! -f $src/.unpacked ]]; then
+        rm -rf "$src" "$src.tmp"
+        mkdir -p "$src.tmp"
+        run_logged "unpacking $KERNEL_TARBALL" "$LAB_CACHE/kernel/unpack.log" \
+            nice -n 19 tar -xJf "$KERNEL_TARBALL" -C "$src.tmp" --strip-components=1 >&2
+        mv "$src.tmp" "$src"
+        touch "$src/.unpacked"
+    fi
+    echo "$src"
+}
+
+kernel_check_config() {
+    local config=$1 fragment=$2 opt line missing=()
+    for opt in "${KERNEL_REQUIRED[@]}"; do
+        grep -qx "CONFIG_$opt=y" "$config" || missing+=("CONFIG_$opt")
+    done
+    while read -r line; do
+        [[ $line == CONFIG_* ]] || continue
+        grep -qx "$line" "$config" || missing+=("$line (from fragment)")
+    done < "$fragment"
+    [[ ${#missing[@]} -eq 0 ]] || die "kernel config lacks: ${missing[*]}"
+}
+
+kernel_build() {
+    local variant=$1 src dir fragment start
+    start=$(now)
+    src=$(kernel_unpack)
+    dir=$(kernel_dir "$variant")
+    fragment=$(kernel_fragment "$variant")
+    mkdir -p "$dir/build"
+    log "configuring kernel ($variant): x86_64_defconfig + $fragment"
+    nice -n 19 make -s -C "$src" O="$dir/build" x86_64_defconfig > "$dir/config.log" 2>&1
+    (cd "$dir/build" && nice -n 19 "$src/scripts/kconfig/merge_config.sh" -m .config "$fragment") >> "$dir/config.log" 2>&1
+    nice -n 19 make -s -C "$src" O="$dir/build" olddefconfig >> "$dir/config.log" 2>&1
+    kernel_check_config "$dir/build/.config" "$fragment"
+    run_logged "building kernel ($variant) with make -j$(nproc) bzImage, takes about 7-10 min" "$dir/make.log" \
+        nice -n 19 make -C "$src" O="$dir/build" -j"$(nproc)" bzImage
+    cp "$dir/build/arch/x86/boot/bzImage" "$dir/bzImage.tmp"
+    mv "$dir/bzImage.tmp" "$dir/bzImage"
+    cp "$dir/build/.config" "$dir/config"
+    log "kernel ($variant) ready: $dir/bzImage ($(du -h "$dir/bzImage" | cut -f1)) after $(elapsed "$start") s"
+}
