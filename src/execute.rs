@@ -451,7 +451,7 @@ mod tests {
         fn new(tag: &str) -> Self {
             let root = std::env::temp_dir().join(format!("stateless-exec-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
-            for dir in ["etc", "var", "run", "dev", "proc", "sys", "sbin", "diskless/base/etc"] {
+            for dir in ["etc", "var", "run", "tmp", "dev", "proc", "sys", "sbin", "diskless/base/etc"] {
                 std::fs::create_dir_all(root.join(dir)).unwrap();
             }
             std::fs::write(root.join("sbin/init"), "#!/bin/sh\n").unwrap();
@@ -516,6 +516,7 @@ mod tests {
                 ("proc".into(), r.join("proc")),
                 ("sysfs".into(), r.join("sys")),
                 ("tmpfs".into(), r.join("run")),
+                ("tmpfs".into(), r.join("tmp")),
                 ("tmpfs".into(), r.join("run/stateless/rw/etc")),
                 ("overlay".into(), r.join("etc")),
                 ("tmpfs".into(), r.join("run/stateless/rw/var")),
@@ -557,7 +558,7 @@ mod tests {
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "continue is the default policy");
         let m = mounts(&sys.calls);
         assert_eq!(
-            m[4..],
+            m[5..],
             [
                 ("tmpfs".into(), r.join("run/stateless/rw/etc")),
                 ("overlay".into(), r.join("etc")),

@@ -27,8 +27,9 @@ pub const TMPFS_MAGIC: FsWord = 0x0102_1994; // devtmpfs reports it too
 const PROC_SUPER_MAGIC: FsWord = 0x9fa0;
 const SYSFS_MAGIC: FsWord = 0x6265_6572;
 
-/// /dev comes first: the console must work before anything else can fail.
-pub const EARLY_MOUNTS: [EarlyMount; 4] = [
+/// /dev comes first: the console must work before anything else can fail. /tmp is a tmpfs
+/// because the shared root is read-only and inits and services expect to write there.
+pub const EARLY_MOUNTS: [EarlyMount; 5] = [
     EarlyMount {
         target: "dev",
         fstype: "devtmpfs",
@@ -58,6 +59,14 @@ pub const EARLY_MOUNTS: [EarlyMount; 4] = [
         fstype: "tmpfs",
         source: "tmpfs",
         options: "mode=0755",
+        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
+        magic: TMPFS_MAGIC,
+    },
+    EarlyMount {
+        target: "tmp",
+        fstype: "tmpfs",
+        source: "tmpfs",
+        options: "mode=1777",
         flags: MountFlags::NOSUID.union(MountFlags::NODEV),
         magic: TMPFS_MAGIC,
     },

@@ -27,6 +27,7 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
         assert_eq!(fstype_of(&etc).as_deref(), Some("overlay"));
         assert_eq!(fstype_of(&root.join("var")).as_deref(), Some("overlay"));
         assert_eq!(fstype_of(&root.join("run")).as_deref(), Some("tmpfs"));
+        assert_eq!(fstype_of(&root.join("tmp")).as_deref(), Some("tmpfs"));
         // Five layers in order: the IP layer wins, every layer's own file is there.
         assert_eq!(read(&etc.join("stateless-level")), "ip\n");
         for level in ["base", "network", "lab", "host", "ip"] {

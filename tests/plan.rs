@@ -39,6 +39,7 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
             "mount",
             "mount",
             "mount",
+            "mount",
             "hostname",
             "overlay",
             "overlay",
@@ -53,15 +54,15 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
             "handoff"
         ]
     );
-    let base = &steps[7]["layer"];
+    let base = &steps[8]["layer"];
     assert_eq!(base["name"], "base");
     let files: Vec<&str> = base["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(files.contains(&"etc/motd") && files.contains(&"var/lib/from-base"), "{files:?}");
     assert_eq!(base["refused"][0]["path"], "usr");
-    let escaping = &steps[9]["layer"];
+    let escaping = &steps[10]["layer"];
     assert_eq!((escaping["name"].as_str(), escaping["present"].as_bool()), (Some("networks/10.0.2.0_24"), Some(false)));
     assert!(escaping["errors"][0].as_str().unwrap().contains("points out of the layer root"));
-    assert_eq!(steps[15]["chosen"], "/sbin/init");
+    assert_eq!(steps[16]["chosen"], "/sbin/init");
 
     let text = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--cmdline", "stateless.dirs=etc stateless.nope=1"]);
     let text = String::from_utf8(text.stdout).unwrap();

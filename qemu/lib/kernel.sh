@@ -3,7 +3,8 @@
 # qemu/files/kernel/<variant>.config. The kernel itself configures the network (ip=dhcp)
 # and mounts the NFS root (root=/dev/nfs), so the client needs no initramfs.
 #
-# Output: $LAB_CACHE/kernel/<variant>/bzImage and .../config.
+# Output: $LAB_CACHE/kernel/<variant>/bzImage, .../config, and .../modules/lib/modules/<release>/
+# (modules_install output, with modules.dep), installed into each booted image.
 # The source tree is unpacked once into $LAB_CACHE/kernel/src-<version>; each variant builds
 # out of tree in $LAB_CACHE/kernel/<variant>/build, so a changed fragment rebuilds incrementally.
 
@@ -18,6 +19,7 @@ KERNEL_REQUIRED=(
 
 kernel_dir() { echo "$LAB_CACHE/kernel/$1"; }
 kernel_image() { echo "$(kernel_dir "$1")/bzImage"; }
+kernel_modules() { echo "$(kernel_dir "$1")/modules/lib/modules"; }
 
 kernel_fragment() {
     local f=$LAB_FILES/kernel/$1.config
@@ -37,7 +39,7 @@ kernel_ensure() {
     local variant=${1:-default} hash
     cache_lock "kernel-$variant"
     hash=$(kernel_inputs_hash "$variant")
-    if stamp_ok "kernel-$variant" "$hash" && [[ -f $(kernel_image "$variant") ]]; then
+    if stamp_ok "kernel-$variant" "$hash" && [[ -f $(kernel_image "$variant") && -d $(kernel_modules "$variant") ]]; then
         log "kernel ($variant) is up to date: $(kernel_image "$variant")"
         return 0
     fi
@@ -86,8 +88,14 @@ kernel_build() {
     (cd "$dir/build" && nice -n 19 "$src/scripts/kconfig/merge_config.sh" -m .config "$fragment") >> "$dir/config.log" 2>&1
     nice -n 19 make -s -C "$src" O="$dir/build" olddefconfig >> "$dir/config.log" 2>&1
     kernel_check_config "$dir/build/.config" "$fragment"
-    run_logged "building kernel ($variant) with make -j$(nproc) bzImage, takes about 7-10 min" "$dir/make.log" \
-        nice -n 19 make -C "$src" O="$dir/build" -j"$(nproc)" bzImage
+    run_logged "building kernel ($variant) with make -j$(nproc) bzImage modules, takes about 7-20 min" "$dir/make.log" \
+        nice -n 19 make -C "$src" O="$dir/build" -j"$(nproc)" bzImage modules
+    rm -rf "$dir/modules.tmp" "$dir/modules"
+    run_logged "installing modules" "$dir/modules.log" \
+        make -C "$src" O="$dir/build" INSTALL_MOD_PATH="$dir/modules.tmp" INSTALL_MOD_STRIP=1 modules_install
+    # Only what the images need: the .ko files and the module index (no build/source links).
+    find "$dir/modules.tmp" -maxdepth 4 \( -name build -o -name source \) -type l -delete
+    mv "$dir/modules.tmp" "$dir/modules"
     cp "$dir/build/arch/x86/boot/bzImage" "$dir/bzImage.tmp"
     mv "$dir/bzImage.tmp" "$dir/bzImage"
     cp "$dir/build/.config" "$dir/config"
