@@ -1,6 +1,7 @@
 #!/bin/sh
 # stateless QEMU lab: the check that runs inside a booted client (installed as /lab/check.sh).
-# systemd runs it via systemd.run=/lab/check.sh, OpenRC via /etc/rc.local -> /lab/rc.local.
+# systemd runs it via lab-check.service (after multi-user.target), OpenRC via /etc/rc.local ->
+# /lab/rc.local; both only with lab.check=1 on the kernel command line.
 # It judges nothing: it collects facts and /run/stateless/ and writes them as a tar archive
 # onto the result disk (the virtio disk with serial "stlab-result"); the host extracts it.
 # Few processes on purpose: under TCG every fork+exec costs tens of milliseconds.
@@ -35,8 +36,13 @@ fact var_writable "$(writable /var)"
 fact root_writable "$(writable /)"
 fact report "$([ -f /run/stateless/report.json ] && echo yes || echo no)"
 fact etc_hostname "$(line /etc/hostname)"
+fact conf_d_hostname "$(line /etc/conf.d/hostname)"
+hosts_line=""
+while read -r l; do case $l in 127.0.1.1*) hosts_line=$l ;; esac; done < /etc/hosts
+fact hosts_line "$hosts_line"
 if [ "$(line /proc/1/comm)" = systemd ]; then
     fact system_state "$(systemctl is-system-running 2>/dev/null)"
+    fact multi_user "$(systemctl is-active multi-user.target 2>/dev/null)"
     systemctl --no-pager --failed --no-legend > "$out/failed-units.txt" 2>&1
 elif command -v rc-status > /dev/null; then
     fact runlevel "$(rc-status -r 2>/dev/null)"
@@ -48,9 +54,10 @@ cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
 dmesg > "$out/dmesg.txt" 2>/dev/null
 for p in /proc/[0-9]*; do echo "${p#/proc/} $(line "$p/comm")"; done > "$out/processes.txt"
 sha256sum /boot/stateless /etc/stateless-lab/* > "$out/checksums.txt" 2>&1
-mkdir -p "$out/etc" "$out/run"
+mkdir -p "$out/etc" "$out/run/stateless"
 [ -d /etc/stateless-lab ] && cp -a /etc/stateless-lab "$out/etc/"
-[ -d /run/stateless ] && cp -a /run/stateless "$out/run/"
+# The report and provenance, not the overlay upper dirs beside them.
+cp /run/stateless/report.json /run/stateless/provenance "$out/run/stateless/" 2>/dev/null
 uptime=$(line /proc/uptime)
 fact uptime_end "${uptime%% *}"
 fact check "done"
@@ -64,10 +71,6 @@ if [ -z "$dev" ]; then
     echo "lab-check: no result disk (virtio serial stlab-result)" > /dev/console
     exit 1
 fi
-# If everything does not fit, retry without the overlay upper dirs (journal files are large).
-if ! tar -cf "$dev" -C "$out" . 2>/dev/null; then
-    fact tar_retry "without ./run/stateless/rw"
-    tar -cf "$dev" --exclude=./run/stateless/rw -C "$out" .
-fi
+tar -cf "$dev" -C "$out" .
 sync
 echo "lab-check: results written to $dev" > /dev/console

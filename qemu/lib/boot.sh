@@ -19,13 +19,10 @@ boot_nfsroot() {
     echo "$BOOT_NFS_SERVER:$1,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock"
 }
 
-# How the image's init runs the check and powers off.
-boot_check_args() {
-    case $1 in
-        systemd) echo "systemd.run=/lab/check.sh systemd.run_success_action=poweroff-force systemd.run_failure_action=poweroff-force" ;;
-        openrc) echo "lab.check=1" ;;
-    esac
-}
+# With lab.check=1 the image's init runs /lab/check.sh and powers off: systemd through
+# lab-check.service (after multi-user.target), OpenRC through /etc/rc.local at the end of its
+# runlevel.
+BOOT_CHECK_ARG=lab.check=1
 
 # boot_pxe_tree DIR KERNEL APPEND: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux -> kernel.
 boot_pxe_tree() {
@@ -43,13 +40,22 @@ LABEL diskless
 EOF
 }
 
-# boot_wait PID TIMEOUT: waits for QEMU to exit; kills it (by PID) after TIMEOUT seconds.
-# Sets BOOT_TIMED_OUT=1 when it had to kill.
+# boot_wait PID TIMEOUT [UNTIL]: waits for QEMU to exit; kills it (by PID) after TIMEOUT seconds,
+# or as soon as the serial log matches the extended regex UNTIL.
+# Sets BOOT_TIMED_OUT=1 when it had to kill at the timeout, BOOT_REACHED=1 when UNTIL matched.
 boot_wait() {
-    local pid=$1 timeout=$2 start next=30
+    local pid=$1 timeout=$2 until=${3:-} start next=30
     start=$(now)
     BOOT_TIMED_OUT=0
+    BOOT_REACHED=0
     while pid_alive "$pid"; do
+        if [[ -n $until ]] && tr -d '\r' < "$BOOT_OUT/serial.log" 2>/dev/null | grep -qE "$until"; then
+            log "the console shows /$until/ after $(elapsed "$start") s: stopping the client"
+            BOOT_REACHED=1
+            sleep 1
+            kill_wait "$pid" 5
+            break
+        fi
         if awk -v a="$start" -v b="$(now)" -v t="$timeout" 'BEGIN { exit !(b - a >= t) }'; then
             warn "QEMU still running after $timeout s: killing it (pid $pid)"
             BOOT_TIMED_OUT=1
@@ -81,8 +87,8 @@ boot_fact() {
 }
 
 cmd_boot() {
-    local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 check=1 timeout=240
-    local variant=default keep=0
+    local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
+    local variant=default keep=0 # the lab builds one kernel variant
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -92,9 +98,9 @@ cmd_boot() {
             --no-hostname) hostname=""; shift ;;
             --append) append+=" ${2?}"; shift 2 ;;
             --pxe) pxe=1; shift ;;
-            --no-check) check=0; shift ;;
+            --until) until=${2:?}; shift 2 ;;
+            --follow) follow=1; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
-            --kernel-variant) variant=${2:?}; shift 2 ;;
             --keep) keep=1; shift ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -123,7 +129,9 @@ cmd_boot() {
     if [[ $keep == 0 ]]; then on_exit rm -rf "$run_dir"; fi
 
     prep_start=$(now)
-    image_prepare_run "$image" "$shim" "$run_dir/root"
+    image_prepare_run "$image" "$shim" "$(kernel_modules "$variant")" "$run_dir/root"
+    local fingerprint
+    fingerprint=$(image_fingerprint "$run_dir/root")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
     truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
 
@@ -131,7 +139,7 @@ cmd_boot() {
 
     local cmdline netdev
     cmdline="console=ttyS0 ip=dhcp root=/dev/nfs nfsroot=$(boot_nfsroot "/$image") ro init=/boot/stateless panic=-1"
-    if [[ $check == 1 ]]; then cmdline+=" $(boot_check_args "$image")"; fi
+    if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
     cmdline+=$append
     netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
@@ -157,12 +165,21 @@ cmd_boot() {
     BOOT_QEMU_PID=$!
     local qemu_rc=0 seconds
     on_exit boot_kill_qemu
-    boot_wait "$BOOT_QEMU_PID" "$timeout"
+    local follow_pid=""
+    if [[ $follow == 1 ]]; then
+        # The console as it comes; tail ends with QEMU.
+        tail --pid="$BOOT_QEMU_PID" -n +1 -F "$BOOT_OUT/serial.log" 2>/dev/null | tr -d '\r' &
+        follow_pid=$!
+    fi
+    boot_wait "$BOOT_QEMU_PID" "$timeout" "$until"
     wait "$BOOT_QEMU_PID" || qemu_rc=$?
     BOOT_QEMU_PID=""
     seconds=$(elapsed "$start")
+    if [[ -n $follow_pid ]]; then wait "$follow_pid" || true; fi
 
     servers_stop
+    local export_unchanged=no
+    [[ $(image_fingerprint "$run_dir/root") == "$fingerprint" ]] && export_unchanged=yes
     local result=no
     mkdir -p "$BOOT_OUT/result"
     if tar -xf "$BOOT_OUT/res.img" -C "$BOOT_OUT/result" 2>/dev/null && [[ -f $BOOT_OUT/result/facts.txt ]]; then
@@ -171,7 +188,7 @@ cmd_boot() {
     {
         echo "image=$image"; echo "mode=$mode"; echo "hostname_offered=$hostname"
         echo "seconds=$seconds"; echo "qemu_exit=$qemu_rc"; echo "timed_out=$BOOT_TIMED_OUT"
-        echo "result=$result"
+        echo "result=$result"; echo "export_unchanged=$export_unchanged"
     } > "$BOOT_OUT/summary.txt"
 
     local panic
@@ -179,13 +196,16 @@ cmd_boot() {
     echo "kernel_panic=${panic:-none}" >> "$BOOT_OUT/summary.txt"
     local how
     how=$([[ $BOOT_TIMED_OUT == 1 ]] && echo "killed after $timeout s" || echo "exited by itself (rc $qemu_rc)")
-    if [[ $check == 0 ]]; then
-        echo "boot done (--no-check): image=$image mode=$mode ${seconds}s qemu $how; ${panic:+$panic; }see $BOOT_OUT/serial.log"
-        if [[ -n $panic ]]; then return 1; fi
-        return 0
+    if [[ -n $until ]]; then
+        if [[ $BOOT_REACHED == 1 && -z $panic ]]; then
+            echo "boot ok: image=$image mode=$mode ${seconds}s: the console showed /$until/; see $BOOT_OUT/serial.log"
+            return 0
+        fi
+        echo "boot FAILED: image=$image mode=$mode ${seconds}s qemu $how; ${panic:+$panic; }the console never showed /$until/; see $BOOT_OUT/serial.log"
+        return 1
     fi
     if [[ $result == yes ]]; then
-        echo "boot ok: image=$image mode=$mode ${seconds}s qemu $how; hostname=$(boot_fact hostname) pid1=$(boot_fact pid1) level=$(boot_fact level) root=\"$(boot_fact root | cut -d' ' -f1,2)\" report=$(boot_fact report) -> $BOOT_OUT"
+        echo "boot ok: image=$image mode=$mode ${seconds}s qemu $how; hostname=$(boot_fact hostname) pid1=$(boot_fact pid1) level=$(boot_fact level) root=\"$(boot_fact root | cut -d' ' -f1,2)\" report=$(boot_fact report) export_unchanged=$export_unchanged -> $BOOT_OUT"
         return 0
     fi
     echo "boot FAILED: image=$image mode=$mode ${seconds}s qemu $how; ${panic:+$panic; }no results on the result disk; see $BOOT_OUT/serial.log"

@@ -6,7 +6,6 @@ LAB_PACKAGES=(
     linux-image-amd64                                      # kept for reference/fallback kernels
     busybox-static                                         # small tools for experiments
     nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
-    dnsmasq-base                                           # DHCP/TFTP on a bridge, for later lab variants
     debootstrap cpio kmod                                  # client images
     iproute2 util-linux tar                                # ip netns, unshare/flock, result disks
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel

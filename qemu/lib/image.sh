@@ -104,6 +104,12 @@ image_build_openrc() {
     sed -i 's|^#\?T0:23:respawn:/sbin/getty -L ttyS0 9600 vt100|T0:2345:respawn:/sbin/getty -L ttyS0 115200 vt100|' \
         "$dest/etc/inittab"
     grep -q '^T0:2345:respawn:/sbin/getty -L ttyS0' "$dest/etc/inittab" || die "could not enable the ttyS0 getty in inittab"
+    # OpenRC's per-service config dir, as on Gentoo (Debian's package does not create it):
+    # stateless writes /etc/conf.d/hostname when it exists.
+    mkdir -p "$dest/etc/conf.d"
+    # The old setup booted with softlevel=unionfs: a runlevel of that name, stacked on default.
+    mkdir -p "$dest/etc/runlevels/unionfs"
+    ln -sfn ../default "$dest/etc/runlevels/unionfs/default"
     # The lab's check hook: /lab/rc.local is installed per boot (see image_prepare_run).
     cat > "$dest/etc/rc.local" <<'EOF'
 #!/bin/sh
@@ -178,18 +184,39 @@ image_check_built() {
         warn "image '$name' is older than its inputs: run qemu/lab build to refresh it"
 }
 
-# image_prepare_run NAME SHIM DEST: makes DEST a hard-link copy of the image plus the per-run
-# bits. Files from the cache are never written through the links: per-run files are new inodes.
+# image_prepare_run NAME SHIM MODULES DEST: makes DEST a hard-link copy of the image plus the
+# per-run bits: the shim as /boot/stateless, the layer tree, the check, and the kernel's modules
+# (MODULES is a lib/modules folder). Files from the cache are never written through the links:
+# per-run files are new inodes.
 image_prepare_run() {
-    local name=$1 shim=$2 dest=$3
+    local name=$1 shim=$2 modules=$3 dest=$4
     rm -rf "$dest"
     cp -al "$(image_root "$name")" "$dest"
     rm -rf "$dest/diskless" "$dest/lab" "$dest/boot/stateless"
     cp -r --no-preserve=ownership "$LAB_FILES/diskless" "$dest/diskless"
-    mkdir -p "$dest/lab"
+    mkdir -p "$dest/lab" "$dest/usr/lib/modules"
+    cp -r "$modules"/. "$dest/usr/lib/modules/"
     install -m 0755 "$LAB_FILES/check.sh" "$dest/lab/check.sh"
-    if [[ $name == openrc ]]; then
-        install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local"
-    fi
+    case $name in
+        openrc) install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local" ;;
+        systemd)
+            mkdir -p "$dest/etc/systemd/system/multi-user.target.wants"
+            local unit
+            for unit in lab-check.service lab-demo.service; do
+                install -m 0644 "$LAB_FILES/$unit" "$dest/etc/systemd/system/$unit"
+                ln -s "../$unit" "$dest/etc/systemd/system/multi-user.target.wants/$unit"
+            done
+            ;;
+    esac
     install -m 0755 "$shim" "$dest/boot/stateless"
+}
+
+# image_fingerprint ROOT: one hash over every entry's type, mode, owner, size, mtime and link
+# target, and the content of /etc and /var: what a client writing to its root would change.
+image_fingerprint() {
+    local root=$1
+    {
+        find "$root" -xdev -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort
+        (cd "$root" && find etc var -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+    } | sha256sum | cut -d' ' -f1
 }

@@ -1,0 +1,229 @@
+//! The QEMU netboot lab scenarios: real diskless clients booted headlessly from an NFS root
+//! served in a network namespace (qemu/lab), with `stateless` as `init=/boot/stateless`.
+//! Each scenario boots, asserts on the results the guest wrote to its result disk, and prints
+//! one line. They need root, and take minutes (the first run builds the kernel and images), so
+//! they run only with STATELESS_LAB=1 (tests/run sets it). One scenario: `cargo test --test lab
+//! fallback_hostname` with STATELESS_LAB=1. The binary booted is $STATELESS_BIN (tests/run
+//! passes the release build), else the test build.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+
+use serde_json::Value;
+
+const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
+
+fn enabled(test: &str) -> bool {
+    let on = std::env::var("STATELESS_LAB").is_ok_and(|v| v == "1") && rustix::process::geteuid().is_root();
+    if !on {
+        eprintln!("skipped lab scenario {test}: needs root and STATELESS_LAB=1 (tests/run sets it)");
+    }
+    on
+}
+
+/// `qemu/lab build`, once per test process (cached between runs).
+fn build_lab() {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let status = Command::new(Path::new(MANIFEST).join("qemu/lab")).arg("build").status().unwrap();
+        assert!(status.success(), "qemu/lab build failed");
+    });
+}
+
+/// What one boot left behind.
+struct Boot {
+    out: PathBuf,
+    summary: HashMap<String, String>,
+    facts: HashMap<String, String>,
+    report: Value,
+    provenance: String,
+    dmesg: String,
+    serial: String,
+}
+
+impl Boot {
+    fn fact(&self, key: &str) -> &str {
+        self.facts.get(key).map_or("", String::as_str)
+    }
+
+    /// A one-line context for assertion messages.
+    fn logs(&self) -> String {
+        format!("(serial log {}, results {})", self.out.join("serial.log").display(), self.out.join("result").display())
+    }
+
+    /// The layers the report says were applied, in order.
+    fn layers(&self) -> Vec<&str> {
+        self.report["layers"].as_array().map_or(vec![], |l| l.iter().filter_map(|l| l["layer"].as_str()).collect())
+    }
+
+    fn dir_mode(&self, dir: &str) -> &str {
+        let dirs = self.report["dirs"].as_array();
+        dirs.and_then(|d| d.iter().find(|d| d["dir"] == dir)).and_then(|d| d["mode"].as_str()).unwrap_or("none")
+    }
+
+    /// Prints the scenario's one-line result.
+    fn print(&self, scenario: &str, what: &str) {
+        println!(
+            "scenario {scenario}: ok in {} s, shim {} ms from PID 1 start to init; {what}",
+            self.summary.get("seconds").map_or("?", String::as_str),
+            self.report["elapsed_ms"]
+        );
+    }
+}
+
+fn key_values(text: &str) -> HashMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Boots one client: `qemu/lab boot --image IMAGE ARGS...`; results in target/lab/SCENARIO.
+fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
+    build_lab();
+    let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
+    let out = Path::new(MANIFEST).join("target/lab").join(scenario);
+    let status = Command::new(Path::new(MANIFEST).join("qemu/lab"))
+        .args(["boot", "--image", image, "--shim", &bin, "--out"])
+        .arg(&out)
+        .args(args)
+        .status()
+        .unwrap();
+    let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_default();
+    let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).into_owned();
+    assert!(
+        status.success(),
+        "scenario {scenario}: the boot delivered no results; serial log {}",
+        out.join("serial.log").display()
+    );
+    let boot = Boot {
+        summary: key_values(&read("summary.txt")),
+        facts: key_values(&read("result/facts.txt")),
+        report: serde_json::from_str(&read("result/run/stateless/report.json")).unwrap_or(Value::Null),
+        provenance: read("result/run/stateless/provenance"),
+        dmesg: read("result/dmesg.txt"),
+        serial,
+        out,
+    };
+    let logs = boot.logs();
+    assert!(!boot.serial.contains("Kernel panic"), "kernel panic {logs}");
+    assert_eq!(boot.summary.get("export_unchanged").map(String::as_str), Some("yes"), "the NFS export changed {logs}");
+    assert_eq!(boot.fact("root_writable"), "no", "{logs}");
+    assert!(boot.report.is_object(), "no report.json {logs}");
+    boot
+}
+
+const ALL_LAYERS: [&str; 6] =
+    ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"];
+
+#[test]
+fn pxe_systemd() {
+    if !enabled("pxe_systemd") {
+        return;
+    }
+    let b = boot("pxe_systemd", "systemd", &["--pxe"]);
+    let logs = b.logs();
+    assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+    assert_eq!(b.fact("domainname"), "lab.example", "{logs}");
+    assert_eq!(b.report["hostname"]["source"], "kernel", "{logs}");
+    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+    assert_eq!(b.fact("multi_user"), "active", "{logs}");
+    for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
+        assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
+    }
+    assert_eq!((b.fact("etc_writable"), b.fact("var_writable")), ("yes", "yes"), "{logs}");
+    assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+    assert_eq!(b.fact("level"), "ip", "the last layer must win {logs}");
+    for layer in ["base", "network-broadcast", "network-cidr", "lab", "host", "ip"] {
+        assert!(b.fact("layers").contains(&format!("from-{layer}")), "layer {layer} missing {logs}");
+    }
+    assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/level\thosts/10.0.2.15"), "{logs}");
+    assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/from-base\tbase"), "{logs}");
+    assert_eq!(b.fact("etc_hostname"), "lab3-12", "{logs}");
+    assert!(b.fact("hosts_line").contains("lab3-12.lab.example lab3-12"), "{logs}");
+    assert!(b.serial.contains("PXELINUX"), "not a PXE boot {logs}");
+    b.print("pxe_systemd", "PXE, hostname lab3-12 from DHCP, 6 layers, systemd reached multi-user");
+}
+
+#[test]
+fn openrc_unionfs() {
+    if !enabled("openrc_unionfs") {
+        return;
+    }
+    let b = boot("openrc_unionfs", "openrc", &["--append", "softlevel=unionfs"]);
+    let logs = b.logs();
+    assert_eq!(b.fact("pid1"), "init", "{logs}");
+    assert_eq!(b.fact("runlevel"), "unionfs", "OpenRC must boot the softlevel {logs}");
+    assert!(b.serial.contains("OpenRC"), "{logs}");
+    assert_eq!(b.fact("conf_d_hostname"), "hostname=\"lab3-12\"", "{logs}");
+    assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+    assert_eq!((b.fact("etc"), b.fact("var")), ("overlay", "overlay"), "{logs}");
+    assert_eq!(b.fact("level"), "ip", "{logs}");
+    b.print("openrc_unionfs", "OpenRC runlevel unionfs, /etc/conf.d/hostname written");
+}
+
+#[test]
+fn fallback_hostname() {
+    if !enabled("fallback_hostname") {
+        return;
+    }
+    let b = boot("fallback_hostname", "systemd", &["--no-hostname"]);
+    let logs = b.logs();
+    assert_eq!(b.fact("hostname"), "Node15", "{logs}");
+    assert_eq!(b.report["hostname"]["source"], "fallback", "{logs}");
+    assert_eq!(
+        b.layers(),
+        ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/Node15", "hosts/Node15", "hosts/10.0.2.15"],
+        "{logs}"
+    );
+    assert!(b.fact("layers").contains("from-node-lab") && b.fact("layers").contains("from-node-host"), "{logs}");
+    assert!(!b.fact("layers").contains("from-host "), "lab3-12's layer applied {logs}");
+    b.print("fallback_hostname", "no DHCP hostname: Node15, labs/Node15 and hosts/Node15 applied");
+}
+
+#[test]
+fn dirs_forced_hostname_unknown_key() {
+    if !enabled("dirs_forced_hostname_unknown_key") {
+        return;
+    }
+    let append = "stateless.dirs=etc stateless.hostname=forced-7 stateless.frobnicate=1";
+    let b = boot("dirs_forced_hostname_unknown_key", "systemd", &["--append", append]);
+    let logs = b.logs();
+    assert_eq!(b.fact("hostname"), "forced-7", "{logs}");
+    assert_eq!(b.report["hostname"]["source"], "cmdline", "{logs}");
+    assert_eq!(b.fact("etc"), "overlay", "{logs}");
+    assert_eq!(b.fact("var"), "", "/var must stay the NFS dir {logs}");
+    assert_eq!(b.fact("var_writable"), "no", "{logs}");
+    assert!(b.fact("layers").contains("from-forced-host"), "{logs}");
+    assert!(b.dmesg.contains("stateless: kernel command line: stateless.frobnicate"), "unknown key not logged {logs}");
+    assert!(b.report["diagnostics"].to_string().contains("stateless.frobnicate"), "{logs}");
+    b.print("dirs_forced_hostname_unknown_key", "only /etc writable, hostname forced-7, unknown key reported");
+}
+
+#[test]
+fn missing_init() {
+    if !enabled("missing_init") {
+        return;
+    }
+    let b = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]);
+    let logs = b.logs();
+    assert!(b.dmesg.contains("stateless: exec /nonexistent: No such file or directory"), "{logs}");
+    assert!(b.dmesg.contains("stateless: handing over to /sbin/init"), "{logs}");
+    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+    b.print("missing_init", "/nonexistent failed, fell back to /sbin/init (systemd)");
+}
+
+#[test]
+fn no_overlayfs() {
+    if !enabled("no_overlayfs") {
+        return;
+    }
+    let b = boot("no_overlayfs", "systemd", &["--append", "module_blacklist=overlay"]);
+    let logs = b.logs();
+    assert_eq!((b.dir_mode("etc"), b.dir_mode("var")), ("copy", "copy"), "{logs}");
+    assert_eq!((b.fact("etc"), b.fact("var")), ("tmpfs", "tmpfs"), "{logs}");
+    assert!(b.dmesg.contains("overlayfs failed") && b.dmesg.contains("falling back to copy mode"), "{logs}");
+    assert_eq!(b.fact("level"), "ip", "{logs}");
+    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+    b.print("no_overlayfs", "overlay module withheld: /etc and /var in copy mode");
+}
