@@ -392,7 +392,7 @@ impl<'a> Executor<'a> {
         for file in &written {
             self.provenance.record(&Path::new("etc").join(file), "hostname");
         }
-        Ok(Done::ok(written.iter().map(|f| format!("/etc/{f}")).collect::<Vec<_>>().join(", ")))
+        Ok(Done::ok(format!("{short}, {fqdn} in {}", written.join(", "))))
     }
 
     fn report(&mut self, plan: &Plan, path: &str) -> Result<Done, StepError> {
