@@ -192,19 +192,16 @@ pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts:
     for dir in &options.dirs {
         steps.push(Step::Overlay { dir: dir.clone(), mode: options.mode, tmpfs_size: options.tmpfs_size.clone() });
     }
-    let root_fd = open_root(root);
-    let layer_root = root_fd.as_ref().ok().map(|fd| layers::open_root(fd.as_fd(), &options.layers));
-    let mut layer_notes = Vec::new();
-    let layer_root_fd = match layer_root {
-        Some(Ok(fd)) => fd,
-        Some(Err(e)) => {
-            layer_notes.push(e);
+    let mut facts = facts;
+    let layer_root = open_root(root)
+        .map_err(|e| format!("open {}: {e}", root.display()))
+        .and_then(|fd| layers::open_root(fd.as_fd(), &options.layers))
+        .unwrap_or_else(|note| {
+            facts.notes.push(note);
             None
-        }
-        None => None,
-    };
+        });
     let found = layers::probe(
-        layer_root_fd.as_ref().map(AsFd::as_fd),
+        layer_root.as_ref().map(AsFd::as_fd),
         layers::candidates(choice.hostname.as_ref(), facts.address),
         &options.dirs,
     );
@@ -220,8 +217,6 @@ pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts:
     let chosen = handoff::first_present(root, &candidates);
     steps.push(Step::Handoff { candidates, chosen });
 
-    let mut facts = facts;
-    facts.notes.extend(layer_notes);
     Plan { root: root.to_path_buf(), options, diagnostics, facts, hostname: choice.hostname, steps }
 }
 

@@ -16,10 +16,10 @@ use serde_json::Value;
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
-fn enabled(test: &str) -> bool {
+fn enabled(scenario: &str) -> bool {
     let on = std::env::var("STATELESS_LAB").is_ok_and(|v| v == "1") && rustix::process::geteuid().is_root();
     if !on {
-        eprintln!("skipped lab scenario {test}: needs root and STATELESS_LAB=1 (tests/run sets it)");
+        eprintln!("skipped lab scenario {scenario}: needs root and STATELESS_LAB=1 (tests/run sets it)");
     }
     on
 }
@@ -79,7 +79,11 @@ fn key_values(text: &str) -> HashMap<String, String> {
 }
 
 /// Boots one client: `qemu/lab boot --image IMAGE ARGS...`; results in target/lab/SCENARIO.
-fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
+/// None (with a "skipped" line) when the lab scenarios are not enabled.
+fn boot(scenario: &str, image: &str, args: &[&str]) -> Option<Boot> {
+    if !enabled(scenario) {
+        return None;
+    }
     build_lab();
     let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
     let out = Path::new(MANIFEST).join("target/lab").join(scenario);
@@ -110,7 +114,7 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
     assert_eq!(boot.summary.get("export_unchanged").map(String::as_str), Some("yes"), "the NFS export changed {logs}");
     assert_eq!(boot.fact("root_writable"), "no", "{logs}");
     assert!(boot.report.is_object(), "no report.json {logs}");
-    boot
+    Some(boot)
 }
 
 const ALL_LAYERS: [&str; 6] =
@@ -118,10 +122,7 @@ const ALL_LAYERS: [&str; 6] =
 
 #[test]
 fn pxe_systemd() {
-    if !enabled("pxe_systemd") {
-        return;
-    }
-    let b = boot("pxe_systemd", "systemd", &["--pxe"]);
+    let Some(b) = boot("pxe_systemd", "systemd", &["--pxe"]) else { return };
     let logs = b.logs();
     assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
     assert_eq!(b.fact("domainname"), "lab.example", "{logs}");
@@ -147,10 +148,7 @@ fn pxe_systemd() {
 
 #[test]
 fn openrc_unionfs() {
-    if !enabled("openrc_unionfs") {
-        return;
-    }
-    let b = boot("openrc_unionfs", "openrc", &["--append", "softlevel=unionfs"]);
+    let Some(b) = boot("openrc_unionfs", "openrc", &["--append", "softlevel=unionfs"]) else { return };
     let logs = b.logs();
     assert_eq!(b.fact("pid1"), "init", "{logs}");
     assert_eq!(b.fact("runlevel"), "unionfs", "OpenRC must boot the softlevel {logs}");
@@ -164,10 +162,7 @@ fn openrc_unionfs() {
 
 #[test]
 fn fallback_hostname() {
-    if !enabled("fallback_hostname") {
-        return;
-    }
-    let b = boot("fallback_hostname", "systemd", &["--no-hostname"]);
+    let Some(b) = boot("fallback_hostname", "systemd", &["--no-hostname"]) else { return };
     let logs = b.logs();
     assert_eq!(b.fact("hostname"), "Node15", "{logs}");
     assert_eq!(b.report["hostname"]["source"], "fallback", "{logs}");
@@ -183,11 +178,8 @@ fn fallback_hostname() {
 
 #[test]
 fn dirs_forced_hostname_unknown_key() {
-    if !enabled("dirs_forced_hostname_unknown_key") {
-        return;
-    }
     let append = "stateless.dirs=etc stateless.hostname=forced-7 stateless.frobnicate=1";
-    let b = boot("dirs_forced_hostname_unknown_key", "systemd", &["--append", append]);
+    let Some(b) = boot("dirs_forced_hostname_unknown_key", "systemd", &["--append", append]) else { return };
     let logs = b.logs();
     assert_eq!(b.fact("hostname"), "forced-7", "{logs}");
     assert_eq!(b.report["hostname"]["source"], "cmdline", "{logs}");
@@ -202,10 +194,7 @@ fn dirs_forced_hostname_unknown_key() {
 
 #[test]
 fn missing_init() {
-    if !enabled("missing_init") {
-        return;
-    }
-    let b = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]);
+    let Some(b) = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]) else { return };
     let logs = b.logs();
     assert!(b.dmesg.contains("stateless: exec /nonexistent: No such file or directory"), "{logs}");
     assert!(b.dmesg.contains("stateless: handing over to /sbin/init"), "{logs}");
@@ -215,10 +204,7 @@ fn missing_init() {
 
 #[test]
 fn no_overlayfs() {
-    if !enabled("no_overlayfs") {
-        return;
-    }
-    let b = boot("no_overlayfs", "systemd", &["--append", "module_blacklist=overlay"]);
+    let Some(b) = boot("no_overlayfs", "systemd", &["--append", "module_blacklist=overlay"]) else { return };
     let logs = b.logs();
     assert_eq!((b.dir_mode("etc"), b.dir_mode("var")), ("copy", "copy"), "{logs}");
     assert_eq!((b.fact("etc"), b.fact("var")), ("tmpfs", "tmpfs"), "{logs}");
