@@ -328,7 +328,14 @@ impl Resolver {
             ("stateless.hostname", Some(v)) => set(&mut o.hostname, Ok(Some(v.to_owned()))),
             ("stateless.hostname.prefix", Some(v)) => set(&mut o.hostname_prefix, hostname_prefix(v)),
             ("stateless.tmpfs.size", Some(v)) => set(&mut o.tmpfs_size, tmpfs_size(v).map(Some)),
-            ("stateless.break", Some(v)) => set(&mut o.break_at, v.parse::<StepKind>().map(Some)),
+            ("stateless.break", Some(v)) => set(
+                &mut o.break_at,
+                v.parse::<StepKind>().and_then(|step| match step {
+                    // The early mounts run before the command line can be read (it is in /proc).
+                    StepKind::Mounts => Err(format!("{} runs before the command line is read", q(v))),
+                    step => Ok(Some(step)),
+                }),
+            ),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
             ("ip", Some(v)) => match parse_ip(v) {
@@ -881,6 +888,7 @@ mod tests {
         assert_eq!(o.break_at, None);
         assert_eq!(d, format!("stateless.break: {}", "nope".parse::<StepKind>().unwrap_err()));
         assert_eq!(bad("stateless.break").1, "stateless.break: needs a step name");
+        assert_eq!(bad("stateless.break=mounts").1, "stateless.break: \"mounts\" runs before the command line is read");
         for (v, e) in [
             ("continue", Emergency::Continue),
             ("shell", Emergency::Shell),

@@ -87,8 +87,7 @@ impl Sys for Real {
     fn shell(&mut self, path: &Path) -> io::Result<()> {
         let mut command = Command::new(path);
         command.arg("-i");
-        // The console once /dev is mounted; before that (stateless.break=mounts), the stdio the
-        // kernel gave PID 1.
+        // The console when /dev/console can be opened, else the stdio the kernel gave PID 1.
         let console = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/console");
         if let (Ok(stdin), Ok(stdout), Ok(stderr)) = (console(), console(), console()) {
             command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
