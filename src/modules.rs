@@ -33,10 +33,12 @@ pub fn load(sys: &mut dyn Sys, root: &Path, release: &str, name: &str) -> Result
     let dep = std::fs::read_to_string(dir.join("modules.dep"))
         .map_err(|e| format!("{}: {e}", dir.join("modules.dep").display()))?;
     let order = load_order(&dep, name).ok_or_else(|| format!("module {name} not in {}/modules.dep", dir.display()))?;
+    // Checked before loading anything: an absolute entry would make `join` leave the module
+    // dir just as `..` would.
+    if let Some(bad) = order.iter().find(|f| f.starts_with('/') || f.split('/').any(|c| c == "..")) {
+        return Err(format!("modules.dep entry {bad:?} leaves the module dir"));
+    }
     for file in order {
-        if file.split('/').any(|c| c == "..") {
-            return Err(format!("modules.dep entry {file:?} leaves the module dir"));
-        }
         match sys.load_module(&dir.join(&file)) {
             Ok(()) => log::info!("loaded module {}", name_of(&file)),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {}
@@ -81,6 +83,10 @@ mod tests {
         assert_eq!(sys.calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
         assert!(load(&mut sys, &dir, "6.1.0", "nosuch").unwrap_err().contains("not in"));
         assert!(load(&mut sys, &dir, "9.9", "overlay").is_err());
+        std::fs::write(dir.join("lib/modules/6.1.0/modules.dep"), "/tmp/evil/overlay.ko:\nkernel/x.ko: ../../../evil.ko\n").unwrap();
+        assert!(load(&mut sys, &dir, "6.1.0", "overlay").unwrap_err().contains("leaves the module dir"));
+        assert!(load(&mut sys, &dir, "6.1.0", "x").unwrap_err().contains("leaves the module dir"));
+        assert_eq!(sys.calls.len(), 3, "nothing outside the module dir was loaded");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
