@@ -233,7 +233,7 @@ impl fmt::Display for Plan {
             _ => writeln!(f, "address: none")?,
         }
         for d in &self.diagnostics {
-            writeln!(f, "warning: {}: {}", d.key, d.message)?;
+            writeln!(f, "warning: {d}")?;
         }
         for note in &self.facts.notes {
             writeln!(f, "note: {note}")?;

@@ -69,7 +69,7 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
     assert!(text.contains("hostname: Node15 (from fallback)"), "{text}");
     assert!(text.contains("layer hosts/Node15 (not present)"), "{text}");
     assert!(text.contains("refused /var: outside the writable dirs"), "{text}");
-    assert!(text.contains("warning: stateless.nope"), "{text}");
+    assert!(text.contains("warning: kernel command line: stateless.nope: unknown key\n"), "{text}");
     assert!(!text.contains("overlay /var"), "{text}");
     assert_eq!(fingerprint(&root), before, "plan changed the image");
 }
