@@ -92,12 +92,21 @@ impl fmt::Display for StepError {
     }
 }
 
+/// How a dir was made writable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DirMode {
+    Overlay,
+    Copy,
+    /// Both ways failed: the dir stayed the read-only image dir.
+    None,
+}
+
 /// The per-dir result the report shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DirResult {
     pub dir: String,
-    /// `overlay`, `copy`, or `none` when the dir stayed read-only.
-    pub mode: &'static str,
+    pub mode: DirMode,
 }
 
 /// The per-layer result the report shows.
@@ -123,8 +132,6 @@ pub struct Executor<'a> {
     pub provenance: Provenance,
     pub dirs: Vec<DirResult>,
     pub layers: Vec<LayerResult>,
-    /// Dirs known to be tmpfs/overlay now: the only places anything is written to.
-    pub writable: Vec<String>,
     /// True once a fatal step has failed.
     pub degraded: bool,
 }
@@ -143,7 +150,6 @@ impl<'a> Executor<'a> {
             provenance: Provenance::default(),
             dirs: Vec::new(),
             layers: Vec::new(),
-            writable: Vec::new(),
             degraded: false,
         }
     }
@@ -177,7 +183,15 @@ impl<'a> Executor<'a> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
-            Step::Overlay { dir, mode, tmpfs_size } => self.overlay(dir, *mode, tmpfs_size.as_deref()),
+            Step::Overlay { dir, mode, tmpfs_size } => {
+                let result = self.overlay(dir, *mode, tmpfs_size.as_deref());
+                let mode = match &result {
+                    Ok((mode, _)) => *mode,
+                    Err(_) => DirMode::None,
+                };
+                self.dirs.push(DirResult { dir: dir.clone(), mode });
+                result.map(|(_, done)| done)
+            }
             Step::Layer { layer } => Ok(self.layer(plan, layer)),
             Step::HostFiles { fqdn, short, .. } => self.host_files(fqdn, short),
             Step::Report { path } => self.report(plan, path),
@@ -247,7 +261,12 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn overlay(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, StepError> {
+    /// Dirs known to be a tmpfs or overlay now: the only places anything is written to.
+    pub fn writable(&self) -> Vec<String> {
+        self.dirs.iter().filter(|d| d.mode != DirMode::None).map(|d| d.dir.clone()).collect()
+    }
+
+    fn overlay(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<(DirMode, Done), StepError> {
         let fail = |error: String| StepError::Overlay { dir: dir.into(), error };
         let root_fd = crate::plan::open_root(&self.root).map_err(|e| fail(format!("open root: {e}")))?;
         let lower =
@@ -257,9 +276,8 @@ impl<'a> Executor<'a> {
         if mode == OverlayMode::Overlay {
             match self.try_overlay(dir, &st, size) {
                 Ok(()) => {
-                    return Ok(self.writable_now(
-                        dir,
-                        "overlay",
+                    return Ok((
+                        DirMode::Overlay,
                         Done::ok(format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}")),
                     ))
                 }
@@ -271,17 +289,7 @@ impl<'a> Executor<'a> {
         }
         let entries = self.copy_mode(dir, lower, &st, size).map_err(fail)?;
         let status = if why_copy.is_empty() { Status::Ok } else { Status::Degraded };
-        Ok(self.writable_now(
-            dir,
-            "copy",
-            Done { status, detail: format!("tmpfs + copy of {entries} entries{why_copy}") },
-        ))
-    }
-
-    fn writable_now(&mut self, dir: &str, mode: &'static str, done: Done) -> Done {
-        self.writable.push(dir.to_string());
-        self.dirs.push(DirResult { dir: dir.to_string(), mode });
-        done
+        Ok((DirMode::Copy, Done { status, detail: format!("tmpfs + copy of {entries} entries{why_copy}") }))
     }
 
     /// tmpfs at /run/stateless/rw/<dir> holding upper/ and work/, then overlayfs on the dir.
@@ -361,7 +369,7 @@ impl<'a> Executor<'a> {
         });
         let applied = match fds {
             Ok((root, Some(layer_root))) => {
-                layers::apply(layer_root.as_fd(), root.as_fd(), name, &self.writable, &mut self.provenance)
+                layers::apply(layer_root.as_fd(), root.as_fd(), name, &self.writable(), &mut self.provenance)
             }
             Ok((_, None)) => layers::Applied {
                 errors: vec![format!("layer root {} vanished", plan.options.layers)],
@@ -384,7 +392,7 @@ impl<'a> Executor<'a> {
     }
 
     fn host_files(&mut self, fqdn: &str, short: &str) -> Result<Done, StepError> {
-        if !self.writable.iter().any(|d| d == "etc") {
+        if !self.writable().iter().any(|d| d == "etc") {
             return Ok(Done::skipped("/etc is not writable"));
         }
         let written =
@@ -571,6 +579,11 @@ mod tests {
         assert_eq!(overlay.status, Status::Failed);
         assert!(overlay.detail.contains("still the image dir"), "{}", overlay.detail);
         assert!(!r.join("etc/from-base").exists(), "a layer was written into the read-only image");
+        assert!(outcomes.iter().any(|o| o.kind == StepKind::Layers && o.detail.contains("0 written, 1 refused")));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
+        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "none"}]));
+        assert_eq!(report["degraded"], true);
         assert!(!r.join("etc/hostname").exists());
     }
 

@@ -83,7 +83,11 @@ mod tests {
         assert_eq!(sys.calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
         assert!(load(&mut sys, &dir, "6.1.0", "nosuch").unwrap_err().contains("not in"));
         assert!(load(&mut sys, &dir, "9.9", "overlay").is_err());
-        std::fs::write(dir.join("lib/modules/6.1.0/modules.dep"), "/tmp/evil/overlay.ko:\nkernel/x.ko: ../../../evil.ko\n").unwrap();
+        std::fs::write(
+            dir.join("lib/modules/6.1.0/modules.dep"),
+            "/tmp/evil/overlay.ko:\nkernel/x.ko: ../../../evil.ko\n",
+        )
+        .unwrap();
         assert!(load(&mut sys, &dir, "6.1.0", "overlay").unwrap_err().contains("leaves the module dir"));
         assert!(load(&mut sys, &dir, "6.1.0", "x").unwrap_err().contains("leaves the module dir"));
         assert_eq!(sys.calls.len(), 3, "nothing outside the module dir was loaded");
