@@ -82,16 +82,16 @@ pub fn verdict(dirs: &[String], path: &Path, kind: Kind) -> Verdict {
     Verdict::Refuse
 }
 
-/// Opens the layer root inside the image, `None` with a note when it is missing or unusable.
+/// Opens the layer root inside the image: `None` when it does not exist, an error when it cannot
+/// be used (a symlink out of the image, not a directory, ...).
 pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, String> {
     let relative = relative(layers);
-    if relative.as_os_str().is_empty() {
-        return Ok(Some(
-            rustix::fs::openat(root, ".", OFlags::DIRECTORY | OFlags::CLOEXEC, rustix::fs::Mode::empty())
-                .map_err(|e| format!("{layers}: {e}"))?,
-        ));
-    }
-    match tree::open_beneath(root, &relative, OFlags::DIRECTORY | OFlags::CLOEXEC) {
+    let opened = if relative.as_os_str().is_empty() {
+        tree::open_dir_nofollow(root, &relative) // `stateless.layers=/`: the image root itself
+    } else {
+        tree::open_beneath(root, &relative, OFlags::DIRECTORY | OFlags::CLOEXEC)
+    };
+    match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(format!("layer root {layers}: {e}")),
@@ -135,6 +135,14 @@ pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, Str
         .collect()
 }
 
+/// Why an entry of a layer is not copied.
+pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
+    match entry.kind {
+        Kind::Socket => "sockets are not copied".into(),
+        _ => format!("outside the writable dirs ({})", dirs.join(", ")),
+    }
+}
+
 /// What applying one layer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Applied {
@@ -162,7 +170,7 @@ pub fn apply(
         provenance.record(&entry.path, name);
     }
     for entry in &copied.refused {
-        log::warn!("layer {name}: refused /{}: outside the writable dirs ({})", entry.path.display(), dirs.join(", "));
+        log::warn!("layer {name}: refused /{}: {}", entry.path.display(), refusal(entry, dirs));
     }
     Applied {
         written: copied.written.len(),
@@ -244,6 +252,22 @@ mod tests {
         assert_eq!(v("usr/bin/evil", Kind::File), Verdict::Refuse);
         assert_eq!(v("etcetera", Kind::File), Verdict::Refuse);
         assert_eq!(v("var", Kind::File), Verdict::Refuse);
+    }
+
+    #[test]
+    fn layer_root_may_be_the_image_root_but_not_leave_it() {
+        let dir = std::env::temp_dir().join(format!("stateless-layer-root-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("srv/diskless")).unwrap();
+        std::os::unix::fs::symlink("/", dir.join("escape")).unwrap();
+        std::os::unix::fs::symlink("srv/diskless", dir.join("diskless")).unwrap();
+        let root = crate::plan::open_root(&dir).unwrap();
+        assert!(open_root(root.as_fd(), "/").unwrap().is_some());
+        assert!(open_root(root.as_fd(), "/diskless").unwrap().is_some(), "a symlink inside the image is fine");
+        assert!(open_root(root.as_fd(), "/missing").unwrap().is_none());
+        assert!(open_root(root.as_fd(), "/escape").is_err());
+        let socket = Entry { path: "etc/s".into(), kind: Kind::Socket };
+        assert_eq!(refusal(&socket, &dirs()), "sockets are not copied");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -240,13 +240,13 @@ impl fmt::Display for Plan {
         }
         for (i, step) in self.steps.iter().enumerate() {
             writeln!(f, "{:>2}. {step}{}", i + 1, if step.fatal() { " [fatal]" } else { "" })?;
-            write_step_details(f, step)?;
+            write_step_details(f, step, &self.options.dirs)?;
         }
         Ok(())
     }
 }
 
-fn write_step_details(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
+fn write_step_details(f: &mut fmt::Formatter<'_>, step: &Step, dirs: &[String]) -> fmt::Result {
     match step {
         Step::Hostname { rejected, .. } => rejected.iter().try_for_each(|r| writeln!(f, "      {r}")),
         Step::Layer { layer } => {
@@ -254,7 +254,7 @@ fn write_step_details(f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
                 writeln!(f, "      /{}", entry.path.display())?;
             }
             for entry in &layer.refused {
-                writeln!(f, "      refused /{}: outside the writable dirs", entry.path.display())?;
+                writeln!(f, "      refused /{}: {}", entry.path.display(), layers::refusal(entry, dirs))?;
             }
             layer.errors.iter().try_for_each(|e| writeln!(f, "      error: {e}"))
         }
