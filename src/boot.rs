@@ -15,6 +15,9 @@ use crate::plan::{self, Plan};
 use crate::sys::Real;
 use crate::{facts, handoff};
 
+/// The config file in the image; the command line overrides it.
+const CONFIG: &str = "/etc/stateless.conf";
+
 /// The policy the panic hook applies: set once the options are known.
 static POLICY: AtomicU8 = AtomicU8::new(0);
 /// The init candidates the panic hook tries under `continue`.
@@ -76,7 +79,11 @@ pub fn run() -> ! {
     executor.run(&early, &early.steps);
 
     let cmdline = Cmdline::parse(&read_text("/proc/cmdline").unwrap_or_default());
-    let (options, diagnostics) = Options::resolve(&cmdline, read_text("/etc/stateless.conf").as_deref());
+    let config = plan::read_image_file(root, CONFIG).unwrap_or_else(|e| {
+        log::error!("read {CONFIG}: {e}");
+        None
+    });
+    let (options, diagnostics) = Options::resolve(&cmdline, config.as_deref());
     crate::log::configure(options.quiet, options.debug);
     set_policy(options.emergency);
     let _ = INITS.set(handoff::candidates(options.init.as_deref()));

@@ -67,7 +67,8 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> 
 fn build(args: &Args) -> Result<plan::Plan, String> {
     let given = args.root.as_ref().ok_or("--root DIR is required")?;
     let root = std::fs::canonicalize(given).map_err(|e| format!("{}: {e}", given.display()))?;
-    let config = std::fs::read_to_string(root.join("etc/stateless.conf")).ok();
+    let config = plan::read_image_file(&root, "/etc/stateless.conf")
+        .map_err(|e| format!("{}/etc/stateless.conf: {e}", root.display()))?;
     let (options, diagnostics) = Options::resolve(&Cmdline::parse(&args.cmdline), config.as_deref());
     let facts = Facts { address: args.ip, kernel_hostname: args.hostname.clone(), ..Facts::default() };
     Ok(plan::build(&root, options, diagnostics, facts))

@@ -4,7 +4,9 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use std::os::fd::AsFd;
+
+use rustix::fs::OFlags;
 
 use crate::cmdline::Emergency;
 use crate::sys::Sys;
@@ -29,19 +31,9 @@ pub fn candidates(init: Option<&str>) -> Vec<String> {
 /// True when `path` (absolute, inside the image) is an executable regular file, resolving
 /// symlinks as the image would see them (`/sbin/init -> /lib/systemd/systemd`).
 pub fn present(root: &Path, path: &str) -> bool {
-    let relative = crate::layers::relative(path);
     let Ok(root_fd) = crate::plan::open_root(root) else { return false };
-    let how =
-        rustix::fs::openat2(&root_fd, &relative, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::IN_ROOT);
-    let fd = match how {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOSYS) if root == Path::new("/") => {
-            match rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()) {
-                Ok(fd) => fd,
-                Err(_) => return false,
-            }
-        }
-        Err(_) => return false,
+    let Ok(fd) = crate::tree::open_in_root(root_fd.as_fd(), &crate::layers::relative(path), OFlags::PATH) else {
+        return false;
     };
     rustix::fs::fstat(&fd).is_ok_and(|st| {
         rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile && st.st_mode & 0o111 != 0

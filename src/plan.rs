@@ -176,6 +176,29 @@ pub fn open_root(root: &Path) -> std::io::Result<OwnedFd> {
     Ok(rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
 }
 
+/// Reads a small text file of the image (`/etc/stateless.conf`) as the image sees it, never
+/// leaving it; `None` when missing, an error when unreadable or over 64 KiB.
+pub fn read_image_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    const LIMIT: u64 = 64 * 1024;
+    let root_fd = open_root(root)?;
+    let fd =
+        match crate::tree::open_in_root(root_fd.as_fd(), &layers::relative(path), OFlags::RDONLY | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+    if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd).take(LIMIT + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > LIMIT {
+        return Err(std::io::Error::other("larger than 64 KiB"));
+    }
+    Ok(Some(text))
+}
+
 /// Builds the plan. Reads the image under `root` (layers, init candidates) but changes nothing.
 pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
     let mut candidates = Vec::new();

@@ -115,6 +115,22 @@ pub fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Resu
     Err(Errno::AGAIN)
 }
 
+/// Open `path` as the image under `root` sees it: absolute symlinks are resolved against `root`
+/// (`/sbin/init -> /lib/systemd/systemd`), and nothing leads out of it (`RESOLVE_IN_ROOT`).
+/// Without `openat2` (kernel < 5.6) it falls back to [`open_beneath`]'s stricter walk.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    for _ in 0..OPENAT2_RETRIES {
+        match fs::openat2(root, path, flags, create_mode(flags), resolve) {
+            Err(Errno::AGAIN) => continue,
+            Err(Errno::NOSYS) => return open_components(root, path, flags),
+            other => return other,
+        }
+    }
+    Err(Errno::AGAIN)
+}
+
 /// Open a directory relative to `dir` following no symlink at all.
 ///
 /// Walks `path` component by component, each opened `O_RDONLY|O_DIRECTORY|O_NOFOLLOW|O_CLOEXEC`.

@@ -75,6 +75,16 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
 }
 
 #[test]
+fn config_file_symlinks_resolve_inside_the_image() {
+    let Some((_tmp, root)) = test_image("plan-config") else { return };
+    write(&root.join("conf/real.conf"), "# from the image\nstateless.hostname.prefix=Img\n");
+    std::os::unix::fs::symlink("/conf/real.conf", root.join("etc/stateless.conf")).unwrap();
+    let out = plan(&["--root", root.to_str().unwrap(), "--ip", "10.0.2.15/24"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("hostname: Img15 (from fallback)"), "{text}");
+}
+
+#[test]
 fn usage_errors_and_version() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("stateless {}\n", env!("CARGO_PKG_VERSION")));
