@@ -102,29 +102,26 @@ const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::
 /// The errno of the failed open: `EXDEV` for a path leaving `dir`, `ELOOP` for a symlink in the
 /// fallback walk, `ENOENT`, `EACCES`, ...
 pub fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
-    let flags = flags | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    for _ in 0..OPENAT2_RETRIES {
-        match fs::openat2(dir, path, flags, create_mode(flags), resolve) {
-            // openat2 gives EAGAIN when a concurrent rename may have let ".." escape; just retry.
-            Err(Errno::AGAIN) => continue,
-            Err(Errno::NOSYS) => return open_components(dir, path, flags),
-            other => return other,
-        }
-    }
-    Err(Errno::AGAIN)
+    openat2_confined(dir, path, flags, ResolveFlags::BENEATH)
 }
 
 /// Open `path` as the image under `root` sees it: absolute symlinks are resolved against `root`
 /// (`/sbin/init -> /lib/systemd/systemd`), and nothing leads out of it (`RESOLVE_IN_ROOT`).
 /// Without `openat2` (kernel < 5.6) it falls back to [`open_beneath`]'s stricter walk.
 pub fn open_in_root(root: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    openat2_confined(root, path, flags, ResolveFlags::IN_ROOT)
+}
+
+/// `openat2` with `confine` (`BENEATH` or `IN_ROOT`) and no magic links, `O_CLOEXEC` added;
+/// the component-wise no-symlink walk when the kernel has no `openat2`.
+fn openat2_confined(dir: BorrowedFd<'_>, path: &Path, flags: OFlags, confine: ResolveFlags) -> io::Result<OwnedFd> {
     let flags = flags | OFlags::CLOEXEC;
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    let resolve = confine | ResolveFlags::NO_MAGICLINKS;
     for _ in 0..OPENAT2_RETRIES {
-        match fs::openat2(root, path, flags, create_mode(flags), resolve) {
+        match fs::openat2(dir, path, flags, create_mode(flags), resolve) {
+            // openat2 gives EAGAIN when a concurrent rename may have let ".." escape; just retry.
             Err(Errno::AGAIN) => continue,
-            Err(Errno::NOSYS) => return open_components(root, path, flags),
+            Err(Errno::NOSYS) => return open_components(dir, path, flags),
             other => return other,
         }
     }
