@@ -1,24 +1,23 @@
 //! `stateless`: the PID 1 shim of a diskless client. See README.md.
 //!
-//! Pipeline: [`cmdline`] (pure parse) → [`facts`] (what the kernel knows) → [`plan`] (typed
-//! steps) → [`execute`] (thin, through the [`sys`] seam) → [`handoff`] (exec the real init).
+//! Layout, leaf first (no module uses one listed after it, except `boot` and `tools`, which
+//! drive the rest):
+//! - [`model`]: options, facts, steps, outcomes: plain data;
+//! - [`config`]: the kernel command line and `/etc/stateless.conf` into options;
+//! - [`sys`]: the syscall seam (the kernel, or a recording fake);
+//! - [`log`]: `log` records to /dev/kmsg or standard error;
+//! - [`fs`]: the image root, tree copy, mounts and overlays, layers, host files;
+//! - [`net`]: interfaces and addresses from the kernel;
+//! - [`kmod`]: kernel modules;
+//! - [`boot`]: the phases of the boot, planned and carried out, the report, the handoff;
+//! - [`tools`]: `stateless plan` and `stateless apply`.
 
 pub mod boot;
-pub mod cli;
-pub mod cmdline;
-pub mod console;
-pub mod execute;
-pub mod facts;
-pub mod handoff;
-pub mod hostfiles;
-pub mod hostname;
-pub mod layers;
+pub mod config;
+pub mod fs;
+pub mod kmod;
 pub mod log;
-pub mod modules;
-pub mod mounts;
+pub mod model;
 pub mod net;
-pub mod plan;
-pub mod report;
 pub mod sys;
-pub mod tree;
-mod unsafe_ops;
+pub mod tools;

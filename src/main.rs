@@ -4,5 +4,5 @@ fn main() {
     if rustix::process::getpid().is_init() {
         stateless::boot::run();
     }
-    std::process::exit(stateless::cli::main(std::env::args_os()));
+    std::process::exit(stateless::tools::main(std::env::args_os()));
 }

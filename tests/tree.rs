@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags, CWD};
 use rustix::io::Errno;
-use stateless::tree::*;
+use stateless::fs::tree::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -27,7 +27,7 @@ use rustix::net::{
 };
 use serde::{Serialize, Serializer};
 
-use super::Ipv4Net;
+use crate::model::ipv4::Ipv4Net;
 
 // Netlink control message types (linux/netlink.h).
 /// Nothing; to be ignored.

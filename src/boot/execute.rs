@@ -2,52 +2,22 @@
 //! [`StepError`]; the failure policy lives in [`Executor::failed`] alone.
 
 use std::ffi::OsString;
-use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::mount::MountFlags;
-use serde::Serialize;
 
-use crate::cmdline::{Emergency, OverlayMode};
-use crate::layers::{self, Provenance};
-use crate::mounts::{self, EarlyMount, RW_BASE};
-use crate::plan::{Plan, Step, StepKind};
+use crate::boot::plan::Plan;
+use crate::boot::{handoff, report};
+use crate::fs::layers::{self, Provenance};
+use crate::fs::mounts::{self, EarlyMount, RW_BASE};
+use crate::fs::{hostfiles, tree};
+use crate::kmod as modules;
+use crate::model::options::{Emergency, OverlayMode};
+use crate::model::outcome::{DirMode, DirResult, LayerResult, Mode, Outcome, Status, StepError};
+use crate::model::step::{Step, StepKind};
 use crate::sys::Sys;
-use crate::{handoff, hostfiles, modules, report, tree};
-
-/// Whether the executor runs as the client's PID 1 or as `stateless apply`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Sets the kernel hostname and execs init.
-    Boot,
-    /// Everything under the root, nothing else.
-    Apply,
-}
-
-/// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    /// Nothing to do (already mounted, not present, not PID 1).
-    Skipped,
-    /// Done in a lesser way (copy mode instead of overlayfs, some entries failed).
-    Degraded,
-    Failed,
-}
-
-/// The record of one executed step, as the report shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    pub step: String,
-    pub kind: StepKind,
-    pub status: Status,
-    pub detail: String,
-    pub ms: u64,
-}
 
 /// What a step function reports on success.
 struct Done {
@@ -63,59 +33,6 @@ impl Done {
     fn skipped(detail: impl Into<String>) -> Self {
         Self { status: Status::Skipped, detail: detail.into() }
     }
-}
-
-/// A failed step: what it was doing, on which path, and the error.
-#[derive(Debug)]
-pub enum StepError {
-    Mount { target: PathBuf, fstype: String, error: std::io::Error },
-    Hostname { name: String, error: std::io::Error },
-    Overlay { dir: String, error: String },
-    HostFile { path: PathBuf, error: std::io::Error },
-    Report { path: PathBuf, error: std::io::Error },
-    Handoff { tried: Vec<(String, std::io::Error)> },
-}
-
-impl fmt::Display for StepError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StepError::Mount { target, fstype, error } => write!(f, "mount {fstype} on {}: {error}", target.display()),
-            StepError::Hostname { name, error } => write!(f, "set hostname {name}: {error}"),
-            StepError::Overlay { dir, error } => write!(f, "make /{dir} writable: {error}"),
-            StepError::HostFile { path, error } => write!(f, "write {}: {error}", path.display()),
-            StepError::Report { path, error } => write!(f, "write {}: {error}", path.display()),
-            StepError::Handoff { tried } => {
-                let list: Vec<String> = tried.iter().map(|(init, e)| format!("{init}: {e}")).collect();
-                write!(f, "no init could be executed ({})", list.join("; "))
-            }
-        }
-    }
-}
-
-/// How a dir was made writable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DirMode {
-    Overlay,
-    Copy,
-    /// Both ways failed: the dir stayed the read-only image dir.
-    None,
-}
-
-/// The per-dir result the report shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DirResult {
-    pub dir: String,
-    pub mode: DirMode,
-}
-
-/// The per-layer result the report shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LayerResult {
-    pub layer: String,
-    pub files: usize,
-    pub refused: usize,
-    pub errors: usize,
 }
 
 /// Runs steps against a root through a [`Sys`], collecting outcomes for the report.
@@ -240,12 +157,12 @@ impl<'a> Executor<'a> {
             .mount(mount.source, &target, mount.fstype, mount.flags, mount.options)
             .map_err(|error| StepError::Mount { target: target.clone(), fstype: mount.fstype.into(), error })?;
         if mount.target == "dev" && self.mode == Mode::Boot {
-            crate::console::ensure_stdio(&target.join("console"));
+            crate::sys::console::ensure_stdio(&target.join("console"));
         }
         Ok(Done::ok("mounted"))
     }
 
-    fn hostname(&mut self, hostname: Option<&crate::hostname::Hostname>) -> Result<Done, StepError> {
+    fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, StepError> {
         let Some(h) = hostname else { return Ok(Done::skipped("no valid hostname from any source")) };
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: kernel hostname left alone"));
@@ -268,7 +185,7 @@ impl<'a> Executor<'a> {
 
     fn overlay(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<(DirMode, Done), StepError> {
         let fail = |error: String| StepError::Overlay { dir: dir.into(), error };
-        let root_fd = crate::plan::open_root(&self.root).map_err(|e| fail(format!("open root: {e}")))?;
+        let root_fd = crate::boot::plan::open_root(&self.root).map_err(|e| fail(format!("open root: {e}")))?;
         let lower =
             tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| fail(format!("open /{dir}: {e}")))?;
         let st = rustix::fs::fstat(&lower).map_err(|e| fail(format!("stat /{dir}: {e}")))?;
@@ -294,7 +211,7 @@ impl<'a> Executor<'a> {
 
     /// tmpfs at /run/stateless/rw/<dir> holding upper/ and work/, then overlayfs on the dir.
     fn try_overlay(&mut self, dir: &str, lower: &rustix::fs::Stat, size: Option<&str>) -> Result<(), String> {
-        if !self.sys.is_mounted(&self.root.join("run"), crate::mounts::TMPFS_MAGIC) {
+        if !self.sys.is_mounted(&self.root.join("run"), crate::fs::mounts::TMPFS_MAGIC) {
             return Err("/run is not a tmpfs".into());
         }
         self.ensure_overlayfs()?;
@@ -340,7 +257,7 @@ impl<'a> Executor<'a> {
         self.sys
             .mount("tmpfs", &target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options)
             .map_err(|e| format!("mount tmpfs on {}: {e}", target.display()))?;
-        let root_fd = crate::plan::open_root(&self.root).map_err(|e| format!("open root: {e}"))?;
+        let root_fd = crate::boot::plan::open_root(&self.root).map_err(|e| format!("open root: {e}"))?;
         let upper =
             tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| format!("open /{dir}: {e}"))?;
         // Never copy into the image itself: the new tmpfs must be a different filesystem.
@@ -363,7 +280,7 @@ impl<'a> Executor<'a> {
             }
             return Done { status: Status::Degraded, detail: format!("not applied: {}", layer.errors.join("; ")) };
         }
-        let fds = crate::plan::open_root(&self.root).map_err(|e| e.to_string()).and_then(|root| {
+        let fds = crate::boot::plan::open_root(&self.root).map_err(|e| e.to_string()).and_then(|root| {
             let layer_root = layers::open_root(root.as_fd(), &plan.options.layers)?;
             Ok((root, layer_root))
         });
@@ -404,7 +321,7 @@ impl<'a> Executor<'a> {
     }
 
     fn report(&mut self, plan: &Plan, path: &str) -> Result<Done, StepError> {
-        if !self.sys.is_mounted(&self.root.join("run"), crate::mounts::TMPFS_MAGIC) {
+        if !self.sys.is_mounted(&self.root.join("run"), crate::fs::mounts::TMPFS_MAGIC) {
             return Ok(Done::skipped("/run is not a tmpfs: no report written"));
         }
         let target = self.root.join(path);
@@ -449,8 +366,9 @@ mod tests {
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
-    use crate::cmdline::{Cmdline, Options};
-    use crate::facts::Facts;
+    use crate::config::Cmdline;
+    use crate::model::facts::Facts;
+    use crate::model::options::Options;
     use crate::sys::{Call, Fake};
 
     struct Image(PathBuf);
@@ -475,7 +393,7 @@ mod tests {
                 kernel_hostname: Some("lab3-12".into()),
                 ..Facts::default()
             };
-            crate::plan::build(&self.0, options, diagnostics, facts)
+            crate::boot::plan::build(&self.0, options, diagnostics, facts)
         }
     }
 

@@ -1,156 +1,20 @@
 //! The boot as data: a list of typed steps, built from options and facts without side effects.
 
 use std::fmt;
-use std::str::FromStr;
-
-use serde::Serialize;
-
-/// The kinds of step, in boot order. Their names are what `stateless.break=` takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    Mounts,
-    Hostname,
-    Overlay,
-    Layers,
-    HostFiles,
-    Report,
-    Handoff,
-}
-
-impl StepKind {
-    pub const ALL: [StepKind; 7] = [
-        StepKind::Mounts,
-        StepKind::Hostname,
-        StepKind::Overlay,
-        StepKind::Layers,
-        StepKind::HostFiles,
-        StepKind::Report,
-        StepKind::Handoff,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Mounts => "mounts",
-            StepKind::Hostname => "hostname",
-            StepKind::Overlay => "overlay",
-            StepKind::Layers => "layers",
-            StepKind::HostFiles => "host-files",
-            StepKind::Report => "report",
-            StepKind::Handoff => "handoff",
-        }
-    }
-}
-
-impl fmt::Display for StepKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for StepKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StepKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!("unknown step {s:?} (one of: {})", names.join(", "))
-        })
-    }
-}
-
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
+use serde::Serialize;
 
-use crate::cmdline::{Diagnostic, Options, OverlayMode};
-use crate::facts::Facts;
-use crate::handoff;
-use crate::hostname::{self, Candidate, Hostname, Source};
-use crate::layers::{self, Layer};
-use crate::mounts::{EarlyMount, EARLY_MOUNTS};
+use crate::model::step::Step;
 
-/// One thing the boot does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "kebab-case")]
-pub enum Step {
-    /// An early kernel filesystem.
-    Mount {
-        mount: EarlyMount,
-    },
-    /// sethostname/setdomainname (PID 1 only).
-    Hostname {
-        hostname: Option<Hostname>,
-        rejected: Vec<String>,
-    },
-    /// A writable dir: tmpfs + overlayfs, or tmpfs + copy.
-    Overlay {
-        dir: String,
-        mode: OverlayMode,
-        tmpfs_size: Option<String>,
-    },
-    Layer {
-        layer: Layer,
-    },
-    /// /etc/hostname, /etc/conf.d/hostname, /etc/hosts.
-    HostFiles {
-        fqdn: String,
-        short: String,
-        files: Vec<String>,
-    },
-    /// /run/stateless/report.json and provenance.
-    Report {
-        path: String,
-    },
-    /// exec of the first init that exists.
-    Handoff {
-        candidates: Vec<String>,
-        chosen: Option<String>,
-    },
-}
-
-impl Step {
-    pub fn kind(&self) -> StepKind {
-        match self {
-            Step::Mount { .. } => StepKind::Mounts,
-            Step::Hostname { .. } => StepKind::Hostname,
-            Step::Overlay { .. } => StepKind::Overlay,
-            Step::Layer { .. } => StepKind::Layers,
-            Step::HostFiles { .. } => StepKind::HostFiles,
-            Step::Report { .. } => StepKind::Report,
-            Step::Handoff { .. } => StepKind::Handoff,
-        }
-    }
-
-    /// A fatal step's failure goes to the emergency policy; a degradable one is logged and the boot goes on.
-    /// Without a writable dir the client cannot run its services; without an init there is no system.
-    pub fn fatal(&self) -> bool {
-        matches!(self, Step::Overlay { .. } | Step::Handoff { .. })
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
-            Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
-            Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
-            Step::Overlay { dir, mode: OverlayMode::Overlay, .. } => write!(f, "overlay /{dir}: tmpfs + overlayfs"),
-            Step::Overlay { dir, mode: OverlayMode::Copy, .. } => write!(f, "overlay /{dir}: tmpfs + copy"),
-            Step::Layer { layer } if layer.present => write!(f, "layer {} ({} entries)", layer.name, layer.files.len()),
-            Step::Layer { layer } => write!(f, "layer {} (not present)", layer.name),
-            Step::HostFiles { files, .. } => {
-                write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
-            }
-            Step::Report { path } => write!(f, "report /{path}"),
-            Step::Handoff { chosen: Some(init), .. } => write!(f, "handoff to {init}"),
-            Step::Handoff { chosen: None, candidates } => {
-                write!(f, "handoff: none of {} exists", candidates.join(", "))
-            }
-        }
-    }
-}
+use crate::boot::handoff;
+use crate::fs::layers;
+use crate::fs::mounts::EARLY_MOUNTS;
+use crate::model::facts::Facts;
+use crate::model::hostname::{self, Candidate, Hostname, Source};
+use crate::model::options::{Diagnostic, Options};
 
 /// Where the report goes, relative to the root.
 pub const REPORT_DIR: &str = "run/stateless";
@@ -182,12 +46,15 @@ pub fn read_image_file(root: &Path, path: &str) -> std::io::Result<Option<String
     use std::io::Read;
     const LIMIT: u64 = 64 * 1024;
     let root_fd = open_root(root)?;
-    let fd =
-        match crate::tree::open_in_root(root_fd.as_fd(), &layers::relative(path), OFlags::RDONLY | OFlags::NONBLOCK) {
-            Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
+    let fd = match crate::fs::tree::open_in_root(
+        root_fd.as_fd(),
+        &layers::relative(path),
+        OFlags::RDONLY | OFlags::NONBLOCK,
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
     if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != rustix::fs::FileType::RegularFile {
         return Err(std::io::Error::other("not a regular file"));
     }
@@ -231,7 +98,7 @@ pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts:
     steps.extend(found.into_iter().map(|layer| Step::Layer { layer }));
     if let Some(h) = &choice.hostname {
         if options.dirs.iter().any(|d| d == "etc") {
-            let files = crate::hostfiles::planned(root).into_iter().map(|f| format!("etc/{f}")).collect();
+            let files = crate::fs::hostfiles::planned(root).into_iter().map(|f| format!("etc/{f}")).collect();
             steps.push(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files });
         }
     }
@@ -312,7 +179,7 @@ impl Plan {
 
     /// The plan that runs before anything is known: the early mounts, with default options.
     pub fn early(root: &Path) -> Plan {
-        let options = Options::resolve(&crate::cmdline::Cmdline::default(), None).0;
+        let options = Options::resolve(&crate::config::Cmdline::default(), None).0;
         Plan {
             root: root.to_path_buf(),
             options,

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 
 use rustix::fs::OFlags;
 
-use crate::cmdline::Emergency;
+use crate::model::options::Emergency;
 use crate::sys::Sys;
 
 /// The kernel's own fallbacks after `init=` (init/main.c).
@@ -31,8 +31,9 @@ pub fn candidates(init: Option<&str>) -> Vec<String> {
 /// True when `path` (absolute, inside the image) is an executable regular file, resolving
 /// symlinks as the image would see them (`/sbin/init -> /lib/systemd/systemd`).
 pub fn present(root: &Path, path: &str) -> bool {
-    let Ok(root_fd) = crate::plan::open_root(root) else { return false };
-    let Ok(fd) = crate::tree::open_in_root(root_fd.as_fd(), &crate::layers::relative(path), OFlags::PATH) else {
+    let Ok(root_fd) = crate::boot::plan::open_root(root) else { return false };
+    let Ok(fd) = crate::fs::tree::open_in_root(root_fd.as_fd(), &crate::fs::layers::relative(path), OFlags::PATH)
+    else {
         return false;
     };
     rustix::fs::fstat(&fd).is_ok_and(|st| {

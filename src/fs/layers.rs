@@ -20,35 +20,10 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::OFlags;
 use serde::Serialize;
 
-use crate::hostname::Hostname;
-use crate::net::Ipv4Net;
-use crate::tree::{self, Entry, Kind, Verdict};
-
-/// The level a layer sits at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LayerKind {
-    Base,
-    Network,
-    Lab,
-    Host,
-    Ip,
-}
-
-/// One layer looked for, and what it holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Layer {
-    pub kind: LayerKind,
-    /// Path relative to the layer root: `labs/lab3`. Also its name in the provenance file.
-    pub name: String,
-    pub present: bool,
-    /// Entries it would write.
-    pub files: Vec<Entry>,
-    /// Entries outside the writable dirs.
-    pub refused: Vec<Entry>,
-    /// Problems reading it (unreadable entries, a symlink out of the layer root).
-    pub errors: Vec<String>,
-}
+use crate::fs::tree::{self, Entry, Kind, Verdict};
+use crate::model::hostname::Hostname;
+use crate::model::ipv4::Ipv4Net;
+pub use crate::model::layer::{Layer, LayerKind};
 
 /// The layers to look for, in order, given what is known about the client.
 pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<(LayerKind, String)> {
@@ -220,7 +195,7 @@ fn escape(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hostname::Source;
+    use crate::model::hostname::Source;
 
     fn dirs() -> Vec<String> {
         vec!["etc".into(), "var/log".into()]
@@ -260,7 +235,7 @@ mod tests {
         std::fs::create_dir_all(dir.join("srv/diskless")).unwrap();
         std::os::unix::fs::symlink("/", dir.join("escape")).unwrap();
         std::os::unix::fs::symlink("srv/diskless", dir.join("diskless")).unwrap();
-        let root = crate::plan::open_root(&dir).unwrap();
+        let root = crate::boot::plan::open_root(&dir).unwrap();
         assert!(open_root(root.as_fd(), "/").unwrap().is_some());
         assert!(open_root(root.as_fd(), "/diskless").unwrap().is_some(), "a symlink inside the image is fine");
         assert!(open_root(root.as_fd(), "/missing").unwrap().is_none());

@@ -2,26 +2,10 @@
 //! the kernel's hostname and the DHCP domain. Gathered from the kernel at boot
 //! ([`probe`]), or given on the command line of `plan`/`apply`.
 
-use serde::Serialize;
-
-use crate::cmdline::Options;
+use crate::model::facts::Facts;
+use crate::model::options::Options;
 use crate::net::netlink::{self, Interface};
-use crate::net::{pnp, Ipv4Net};
-
-/// The probed (or given) state of the client.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Facts {
-    /// Name of the interface that carries the boot address.
-    pub interface: Option<String>,
-    pub address: Option<Ipv4Net>,
-    /// The kernel's hostname as read, before any judgement.
-    pub kernel_hostname: Option<String>,
-    /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
-    pub domain: Option<String>,
-    /// Problems met while probing, for the log and the report.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
-}
+use crate::net::pnp;
 
 /// Reads the facts from the running kernel (PID 1 boot).
 pub fn probe(options: &Options) -> Facts {
@@ -62,7 +46,7 @@ pub fn boot_interface<'a>(interfaces: &'a [Interface], options: &Options) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cmdline::IpParam;
+    use crate::model::options::IpParam;
 
     fn iface(index: u32, name: &str, mac: u8, addr: Option<&str>, up: bool) -> Interface {
         Interface {

@@ -4,12 +4,10 @@
 //! double quotes group words and are stripped from values, the last occurrence of a key wins,
 //! and everything after a lone `--` belongs to init.
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
-
-use crate::plan::StepKind;
+use crate::model::options::{Diagnostic, Emergency, IpParam, NfsRoot, Options, Origin, OverlayMode};
+use crate::model::step::StepKind;
 
 /// One `key[=value]` word of the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,111 +22,6 @@ pub struct Cmdline {
     pub params: Vec<Param>,
     /// Words after ` -- `: the kernel hands them to init as arguments.
     pub init_args: Vec<String>,
-}
-
-/// What a failed fatal step does (`stateless.emergency=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Emergency {
-    /// Go on degraded where possible; when nothing can go on (no init runs), reboot after a delay.
-    #[default]
-    Continue,
-    /// Start a root shell on the console, then go on as `continue` when it exits.
-    Shell,
-    Reboot,
-    Poweroff,
-}
-
-/// How the per-client writable dirs are made (`stateless.mode=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OverlayMode {
-    /// overlayfs with a tmpfs upper; falls back to `copy` when overlayfs is unavailable or refuses.
-    #[default]
-    Overlay,
-    /// A tmpfs over the dir, filled with a copy of the image's contents.
-    Copy,
-}
-
-/// `ip=` in the kernel's format (Documentation/admin-guide/nfs/nfsroot.rst):
-/// `<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:...`,
-/// or just an autoconf method (`dhcp`, `off`, ...).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct IpParam {
-    pub client: Option<Ipv4Addr>,
-    pub server: Option<Ipv4Addr>,
-    pub gateway: Option<Ipv4Addr>,
-    pub netmask: Option<Ipv4Addr>,
-    pub hostname: Option<String>,
-    pub device: Option<String>,
-    /// `dhcp`, `bootp`, `rarp`, `both`, `any`, `on`, `off`, `none`, `static` (empty when not given).
-    pub autoconf: String,
-}
-
-/// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct NfsRoot {
-    pub server: Option<Ipv4Addr>,
-    pub path: String,
-    pub options: Vec<String>,
-}
-
-/// Everything `stateless` takes from the command line and the config file, validated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Options {
-    /// `softlevel=`, comma separated; passed on untouched to OpenRC.
-    pub softlevel: Option<Vec<String>>,
-    /// `stateless.init=`: tried first; `/sbin/init`, `/etc/init`, `/bin/init`, `/bin/sh` follow.
-    pub init: Option<String>,
-    /// Dirs to make writable, relative to the root, without `..` (`etc`, `var`, `var/log`).
-    /// From `stateless.dirs=`; else `etc,var` unless `softlevel=` is given without `unionfs`.
-    pub dirs: Vec<String>,
-    /// `stateless.layers=`: absolute path of the layer tree inside the image.
-    pub layers: String,
-    /// `stateless.hostname=`: forced hostname, unvalidated here (the hostname rules decide).
-    pub hostname: Option<String>,
-    /// `stateless.hostname.prefix=`: fallback hostname prefix.
-    pub hostname_prefix: String,
-    /// `stateless.tmpfs.size=`: tmpfs `size=` option (`512m`, `25%`).
-    pub tmpfs_size: Option<String>,
-    /// `stateless.break=`: stop for a shell before this step.
-    pub break_at: Option<StepKind>,
-    pub emergency: Emergency,
-    pub mode: OverlayMode,
-    pub quiet: bool,
-    pub debug: bool,
-    pub ip: Option<IpParam>,
-    pub nfsroot: Option<NfsRoot>,
-    pub root: Option<String>,
-    /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux IPAPPEND 2, iPXE): the MAC of the boot NIC.
-    pub bootif: Option<[u8; 6]>,
-}
-
-/// Where an option came from, for diagnostics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    Cmdline,
-    Config { line: usize },
-}
-
-/// A problem with one option: reported in the log and the report, never fatal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Diagnostic {
-    pub origin: Origin,
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.origin {
-            Origin::Cmdline => write!(f, "kernel command line: {}", self.message),
-            Origin::Config { line } => {
-                write!(f, "/etc/stateless.conf line {line}: {}", self.message)
-            }
-        }
-    }
 }
 
 /// The kernel's `isspace()` on ASCII: space, `\t`, `\n`, `\v`, `\f`, `\r`.
@@ -218,29 +111,6 @@ impl Cmdline {
     /// Whether the last occurrence of `key` is a bare word without `=`.
     pub fn has_flag(&self, key: &str) -> bool {
         self.get(key).is_some_and(|p| p.value.is_none())
-    }
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            softlevel: None,
-            init: None,
-            dirs: vec!["etc".into(), "var".into()],
-            layers: "/diskless".into(),
-            hostname: None,
-            hostname_prefix: "Node".into(),
-            tmpfs_size: None,
-            break_at: None,
-            emergency: Emergency::default(),
-            mode: OverlayMode::default(),
-            quiet: false,
-            debug: false,
-            ip: None,
-            nfsroot: None,
-            root: None,
-            bootif: None,
-        }
     }
 }
 

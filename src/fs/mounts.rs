@@ -3,29 +3,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+pub use crate::model::mount::{EarlyMount, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
 use rustix::fs::FsWord;
 use rustix::mount::MountFlags;
-use serde::Serialize;
-
-/// One early kernel filesystem; mounted only when it is not there yet (the kernel or an
-/// initramfs may have done it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct EarlyMount {
-    /// Mount point, relative to the root.
-    pub target: &'static str,
-    pub fstype: &'static str,
-    pub source: &'static str,
-    pub options: &'static str,
-    #[serde(skip)]
-    pub flags: MountFlags,
-    /// statfs f_type of a mounted instance.
-    #[serde(skip)]
-    pub magic: FsWord,
-}
-
-pub const TMPFS_MAGIC: FsWord = 0x0102_1994; // devtmpfs reports it too
-const PROC_SUPER_MAGIC: FsWord = 0x9fa0;
-const SYSFS_MAGIC: FsWord = 0x6265_6572;
 
 /// /dev comes first: the console must work before anything else can fail. /tmp is a tmpfs
 /// because the shared root is read-only and inits and services expect to write there.

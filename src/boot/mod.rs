@@ -1,6 +1,11 @@
 //! PID 1: early mounts, then options, facts and plan, then the plan, then init.
 //! Never returns and never panics out: a panic goes to the emergency policy.
 
+pub mod execute;
+pub mod handoff;
+pub mod plan;
+pub mod report;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -8,12 +13,14 @@ use std::time::Instant;
 
 use log::LevelFilter;
 
-use crate::cmdline::{Cmdline, Emergency, Options};
-use crate::execute::{Executor, Mode};
+use crate::boot::execute::Executor;
+use crate::config::Cmdline;
 use crate::log::Sink;
-use crate::plan::{self, Plan};
+use crate::model::options::{Emergency, Options};
+use crate::model::outcome::Mode;
+use crate::net::probe as facts;
 use crate::sys::Real;
-use crate::{facts, handoff};
+use plan::Plan;
 
 /// The config file in the image; the command line overrides it.
 const CONFIG: &str = "/etc/stateless.conf";

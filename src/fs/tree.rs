@@ -65,15 +65,15 @@
 //! all (`listxattr` gives `EOPNOTSUPP`) simply has none.
 
 use std::ffi::{CString, OsStr, OsString};
-use std::fmt;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
+pub use crate::model::entry::{Entry, Kind, TreeError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
 use rustix::io::{self, Errno};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 /// Maximum number of path components of an entry below the walked root.
 pub const MAX_DEPTH: usize = 64;
@@ -180,34 +180,6 @@ fn open_components(dir: BorrowedFd<'_>, path: &Path, flags: OFlags) -> io::Resul
     fs::openat(base, *last, flags, create_mode(flags))
 }
 
-/// The kind of a tree entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    /// A character or block device node.
-    Device,
-    Fifo,
-    Socket,
-}
-
-impl Kind {
-    /// The kind of a `st_mode`; `None` for a type Linux does not have.
-    fn of_mode(mode: fs::RawMode) -> Option<Kind> {
-        match FileType::from_raw_mode(mode) {
-            FileType::RegularFile => Some(Kind::File),
-            FileType::Directory => Some(Kind::Dir),
-            FileType::Symlink => Some(Kind::Symlink),
-            FileType::CharacterDevice | FileType::BlockDevice => Some(Kind::Device),
-            FileType::Fifo => Some(Kind::Fifo),
-            FileType::Socket => Some(Kind::Socket),
-            FileType::Unknown => None,
-        }
-    }
-}
-
 /// What to do with an entry, decided by the caller from its path relative to the tree root.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -217,57 +189,6 @@ pub enum Verdict {
     Descend,
     /// Leave the entry (and, for a directory, everything below it) alone.
     Refuse,
-}
-
-/// One entry of a tree.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    /// Path relative to the walked root, e.g. `etc/fstab`.
-    #[serde(serialize_with = "serialize_path")]
-    pub path: PathBuf,
-    /// Kind of the source entry.
-    pub kind: Kind,
-}
-
-/// One failed operation on one entry; the copy or walk went on after it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TreeError {
-    /// Path relative to the walked root.
-    #[serde(serialize_with = "serialize_path")]
-    pub path: PathBuf,
-    /// The operation: "open", "mknod", "fchown", "setxattr", "replace-dir", "depth", ...
-    pub op: &'static str,
-    /// The error number; serialized as its lower-case message.
-    #[serde(serialize_with = "serialize_errno")]
-    pub errno: Errno,
-}
-
-impl TreeError {
-    fn new(path: &Path, op: &'static str, errno: Errno) -> Self {
-        TreeError { path: path.to_path_buf(), op, errno }
-    }
-}
-
-impl fmt::Display for TreeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.op, self.path.display(), errno_text(self.errno))
-    }
-}
-
-impl std::error::Error for TreeError {}
-
-/// The lower-case message of an errno, e.g. "is a directory (os error 21)".
-fn errno_text(errno: Errno) -> String {
-    errno.to_string().to_lowercase()
-}
-
-/// Paths are bytes: non-UTF-8 bytes are shown as U+FFFD rather than failing the serialization.
-fn serialize_path<S: Serializer>(path: &Path, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&path.to_string_lossy())
-}
-
-fn serialize_errno<S: Serializer>(errno: &Errno, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&errno_text(*errno))
 }
 
 /// The result of [`walk`]: what a copy would write and refuse.

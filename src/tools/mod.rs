@@ -6,12 +6,14 @@ use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
 
-use crate::cmdline::{Cmdline, Options};
-use crate::execute::{Executor, Mode, Status};
-use crate::facts::Facts;
+use crate::boot::execute::Executor;
+use crate::boot::plan;
+use crate::config::Cmdline;
 use crate::log::Sink;
-use crate::net::Ipv4Net;
-use crate::plan;
+use crate::model::facts::Facts;
+use crate::model::ipv4::Ipv4Net;
+use crate::model::options::Options;
+use crate::model::outcome::{Mode, Status};
 use crate::sys::Real;
 
 pub const USAGE: &str = "\

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::tree;
+use crate::fs::tree;
 
 /// The files [`write`] would write, relative to /etc.
 pub fn planned(root: &Path) -> Vec<String> {
     let mut files = vec!["hostname".to_string(), "hosts".to_string()];
-    let conf_d = crate::plan::open_root(root)
+    let conf_d = crate::boot::plan::open_root(root)
         .ok()
         .and_then(|fd| tree::open_dir_nofollow(fd.as_fd(), Path::new("etc/conf.d")).ok());
     if conf_d.is_some() {
@@ -51,7 +51,7 @@ pub fn hosts_content(existing: &str, fqdn: &str, short: &str) -> String {
 pub fn write(root: &Path, fqdn: &str, short: &str) -> Result<Vec<String>, (PathBuf, io::Error)> {
     let etc_path = root.join("etc");
     let at = |name: &str| etc_path.join(name);
-    let root_fd = crate::plan::open_root(root).map_err(|e| (root.to_path_buf(), e))?;
+    let root_fd = crate::boot::plan::open_root(root).map_err(|e| (root.to_path_buf(), e))?;
     let etc = tree::open_dir_nofollow(root_fd.as_fd(), Path::new("etc")).map_err(|e| (etc_path.clone(), e.into()))?;
     let mut written = Vec::new();
     replace(etc.as_fd(), "hostname", &format!("{short}\n")).map_err(|e| (at("hostname"), e))?;

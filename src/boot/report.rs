@@ -6,10 +6,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cmdline::Diagnostic;
-use crate::execute::{DirResult, Executor, LayerResult, Mode, Outcome};
-use crate::hostname::Hostname;
-use crate::net::Ipv4Net;
+use crate::boot::execute::Executor;
+use crate::model::hostname::Hostname;
+use crate::model::ipv4::Ipv4Net;
+use crate::model::options::Diagnostic;
+use crate::model::outcome::{DirResult, LayerResult, Mode, Outcome};
 
 /// The report, as serialised.
 #[derive(Debug, Serialize)]
@@ -36,9 +37,9 @@ pub struct Report<'a> {
 }
 
 /// Writes report.json at `target` and the provenance file beside it.
-pub fn write(executor: &Executor<'_>, plan: &crate::plan::Plan, target: &Path) -> io::Result<()> {
+pub fn write(executor: &Executor<'_>, plan: &crate::boot::plan::Plan, target: &Path) -> io::Result<()> {
     let init = plan.steps.iter().find_map(|s| match s {
-        crate::plan::Step::Handoff { chosen, .. } => chosen.as_deref(),
+        crate::model::step::Step::Handoff { chosen, .. } => chosen.as_deref(),
         _ => None,
     });
     let report = Report {

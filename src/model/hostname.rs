@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::net::Ipv4Net;
+use crate::model::ipv4::Ipv4Net;
 
 /// Where the chosen hostname came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -3,6 +3,9 @@
 //! `Fake` records every call and can inject errors, so unit tests assert exact sequences.
 //! File copying is not behind this seam: it is tested for real in mount namespaces.
 
+pub mod console;
+pub(crate) mod unsafe_ops;
+
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -53,7 +56,7 @@ impl Sys for Real {
     }
 
     fn is_mounted(&mut self, target: &Path, magic: FsWord) -> bool {
-        crate::mounts::is_mounted(target, magic)
+        crate::fs::mounts::is_mounted(target, magic)
     }
 
     fn filesystems(&mut self) -> io::Result<String> {
@@ -92,7 +95,7 @@ impl Sys for Real {
         if let (Ok(stdin), Ok(stdout), Ok(stderr)) = (console(), console(), console()) {
             command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
         }
-        let status = crate::unsafe_ops::with_controlling_tty(&mut command).status()?;
+        let status = crate::sys::unsafe_ops::with_controlling_tty(&mut command).status()?;
         log::info!("shell exited with {status}");
         Ok(())
     }

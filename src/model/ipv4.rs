@@ -1,0 +1,85 @@
+//! IPv4 addresses with a prefix, as configured on an interface.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// An IPv4 address with its prefix length, as configured on an interface (`10.0.2.15/24`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv4Net {
+    pub addr: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Net {
+    /// Returns `None` when the prefix is longer than 32 bits.
+    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
+        (prefix <= 32).then_some(Self { addr, prefix })
+    }
+
+    fn mask(self) -> u32 {
+        u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0)
+    }
+
+    /// The network address (`10.0.2.0` for `10.0.2.15/24`).
+    pub fn network(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.mask())
+    }
+
+    /// The broadcast address (`10.0.2.255` for `10.0.2.15/24`), the key of the old `networks/` layers.
+    pub fn broadcast(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !self.mask())
+    }
+
+    /// The last octet of the address, used by the `Node<octet>` fallback hostname.
+    pub fn last_octet(self) -> u8 {
+        let [_, _, _, last] = self.addr.octets();
+        last
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+
+    /// Parses `ADDR/PREFIX`; a bare address gets /32.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = s.split_once('/').unwrap_or((s, "32"));
+        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("not an IPv4 address: {addr:?}"))?;
+        let prefix: u8 = prefix.parse().map_err(|_| format!("not a prefix length: {prefix:?}"))?;
+        Self::new(addr, prefix).ok_or_else(|| format!("prefix length over 32: {prefix}"))
+    }
+}
+
+impl Serialize for Ipv4Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_and_broadcast() {
+        let n: Ipv4Net = "192.168.7.12/24".parse().unwrap();
+        assert_eq!(n.network(), Ipv4Addr::new(192, 168, 7, 0));
+        assert_eq!(n.broadcast(), Ipv4Addr::new(192, 168, 7, 255));
+        assert_eq!(n.last_octet(), 12);
+        let n: Ipv4Net = "10.1.2.3/0".parse().unwrap();
+        assert_eq!(n.network(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(n.broadcast(), Ipv4Addr::BROADCAST);
+        let n: Ipv4Net = "10.1.2.3".parse().unwrap();
+        assert_eq!(n.broadcast(), n.addr);
+        assert!("10.1.2.3/33".parse::<Ipv4Net>().is_err());
+        assert!("10.1.2/8".parse::<Ipv4Net>().is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! The vocabulary of the boot: options, facts, steps and their outcomes. Pure data, the leaf
+//! every other part may use; it uses nothing of theirs.
+
+pub mod entry;
+pub mod facts;
+pub mod hostname;
+pub mod ipv4;
+pub mod layer;
+pub mod mount;
+pub mod options;
+pub mod outcome;
+pub mod step;
