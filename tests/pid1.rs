@@ -135,7 +135,7 @@ fn hostile_command_line_and_missing_init_still_reach_an_init() {
                    stateless.tmpfs.size=lots stateless.emergency=sometimes stateless.init=/nonexistent";
     let serial = boot(&tmp.0, &kernel, &image, hostile);
     assert!(serial.contains("INIT pid=1"), "{serial}");
-    assert!(serial.contains("exec /nonexistent: No such file or directory"), "{serial}");
+    assert!(serial.contains("stateless.init=/nonexistent is not an executable file in the image"), "{serial}");
     for key in ["stateless.dirs", "stateless.layers", "stateless.tmpfs.size", "stateless.emergency"] {
         assert!(serial.contains(key), "{key} not reported:\n{serial}");
     }

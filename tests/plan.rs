@@ -28,9 +28,9 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
     let out = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--hostname", "lab3-12.lab.example", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["hostname"]["short"], "lab3-12");
-    assert_eq!(json["hostname"]["domain"], "lab.example");
     let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps[6]["hostname"]["short"], "lab3-12");
+    assert_eq!(steps[6]["hostname"]["domain"], "lab.example");
     let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
@@ -40,9 +40,10 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
             "mount",
             "mount",
             "mount",
+            "module",
             "hostname",
-            "overlay",
-            "overlay",
+            "writable-dir",
+            "writable-dir",
             "layer",
             "layer",
             "layer",
@@ -54,23 +55,24 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
             "handoff"
         ]
     );
-    let base = &steps[8]["layer"];
+    assert_eq!(steps[9]["name"], "base");
+    let base = &json["layers"][0];
     assert_eq!(base["name"], "base");
     let files: Vec<&str> = base["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
     assert!(files.contains(&"etc/motd") && files.contains(&"var/lib/from-base"), "{files:?}");
     assert_eq!(base["refused"][0]["path"], "usr");
-    let escaping = &steps[10]["layer"];
+    let escaping = &json["layers"][2];
     assert_eq!((escaping["name"].as_str(), escaping["present"].as_bool()), (Some("networks/10.0.2.0_24"), Some(false)));
     assert!(escaping["errors"][0].as_str().unwrap().contains("points out of the layer root"));
-    assert_eq!(steps[16]["chosen"], "/sbin/init");
+    assert_eq!(steps[17]["init"], "/sbin/init");
 
     let text = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--cmdline", "stateless.dirs=etc stateless.nope=1"]);
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.contains("hostname: Node15 (from fallback)"), "{text}");
-    assert!(text.contains("layer hosts/Node15 (not present)"), "{text}");
+    assert!(text.contains("layer hosts/Node15\n       (not present)\n"), "{text}");
     assert!(text.contains("refused /var: outside the writable dirs"), "{text}");
     assert!(text.contains("warning: kernel command line: stateless.nope: unknown key\n"), "{text}");
-    assert!(!text.contains("overlay /var"), "{text}");
+    assert!(!text.contains("writable /var"), "{text}");
     assert_eq!(fingerprint(&root), before, "plan changed the image");
 }
 

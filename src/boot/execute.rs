@@ -1,47 +1,59 @@
-//! Carries out a plan: one function per kind of step, each returning what it did or a
-//! [`StepError`]; the failure policy lives in [`Executor::failed`] alone.
+//! Runs the boot phase by phase: probe what the phase needs to know, plan it, carry out each of
+//! its steps (one function per kind of step, each returning what it did or a typed
+//! [`Failure`]), learn from the results. The failure policy lives in [`Executor::failed`] alone.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::Instant;
 
-use rustix::mount::MountFlags;
-
-use crate::boot::plan::Plan;
-use crate::boot::{handoff, report};
+use crate::boot::{handoff, plan, report};
+use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
-use crate::fs::mounts::{self, EarlyMount, RW_BASE};
-use crate::fs::{hostfiles, tree};
-use crate::kmod as modules;
-use crate::model::options::{Emergency, OverlayMode};
-use crate::model::outcome::{DirMode, DirResult, LayerResult, Mode, Outcome, Status, StepError};
-use crate::model::step::{Step, StepKind};
+use crate::fs::mounts::{self, EarlyMount, RW_BASE, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS};
+use crate::fs::root::{ImageDir, ImageRoot};
+use crate::fs::tree;
+use crate::model::facts::Facts;
+use crate::model::layer::LayerKind;
+use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
+use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
+use crate::model::step::{Phase, Step};
 use crate::sys::Sys;
 
-/// What a step function reports on success.
+/// What a step function reports when it did not fail.
 struct Done {
     status: Status,
     detail: String,
+    /// Why a degraded step is degraded.
+    error: Option<Failure>,
 }
 
 impl Done {
     fn ok(detail: impl Into<String>) -> Self {
-        Self { status: Status::Ok, detail: detail.into() }
+        Self { status: Status::Ok, detail: detail.into(), error: None }
     }
 
     fn skipped(detail: impl Into<String>) -> Self {
-        Self { status: Status::Skipped, detail: detail.into() }
+        Self { status: Status::Skipped, detail: detail.into(), error: None }
+    }
+
+    fn degraded(detail: impl Into<String>, error: Failure) -> Self {
+        Self { status: Status::Degraded, detail: detail.into(), error: Some(error) }
     }
 }
 
-/// Runs steps against a root through a [`Sys`], collecting outcomes for the report.
+/// Runs the phases against two roots through a [`Sys`], collecting outcomes for the report.
 pub struct Executor<'a> {
-    pub sys: &'a mut dyn Sys,
-    pub root: PathBuf,
+    pub sys: &'a dyn Sys,
+    /// The root `stateless` runs in: the early mounts, the modules.
+    pub running: ImageRoot,
+    /// The image the client boots: writable dirs, layers, host files, report, init.
+    pub target: ImageRoot,
     pub mode: Mode,
-    pub emergency: Emergency,
-    pub break_at: Option<StepKind>,
+    pub options: Options,
+    pub diagnostics: Vec<Diagnostic>,
+    /// What is known so far; grows as phases run.
+    pub facts: Facts,
     /// Arguments the kernel gave us, passed on to init.
     pub init_args: Vec<OsString>,
     pub started: Instant,
@@ -54,13 +66,15 @@ pub struct Executor<'a> {
 }
 
 impl<'a> Executor<'a> {
-    pub fn new(sys: &'a mut dyn Sys, root: &Path, mode: Mode) -> Self {
+    pub fn new(sys: &'a dyn Sys, running: ImageRoot, target: ImageRoot, mode: Mode) -> Self {
         Self {
             sys,
-            root: root.to_path_buf(),
+            running,
+            target,
             mode,
-            emergency: Emergency::default(),
-            break_at: None,
+            options: Options::default(),
+            diagnostics: Vec::new(),
+            facts: Facts::default(),
             init_args: Vec::new(),
             started: Instant::now(),
             outcomes: Vec::new(),
@@ -71,37 +85,79 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Runs `steps` (a slice of `plan.steps`) in order.
-    pub fn run(&mut self, plan: &Plan, steps: &[Step]) {
-        for step in steps {
-            if self.break_at == Some(step.kind()) && !self.outcomes.iter().any(|o| o.kind == step.kind()) {
-                self.break_to_shell(step.kind());
-            }
-            let started = Instant::now();
-            let result = self.step(plan, step);
-            let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let (status, detail) = match &result {
-                Ok(done) => (done.status, done.detail.clone()),
-                Err(e) => (Status::Failed, e.to_string()),
-            };
-            match status {
-                Status::Failed => log::error!("{step}: {detail}"),
-                Status::Degraded => log::warn!("{step}: {detail}"),
-                _ => log::info!("{step}: {detail}"),
-            }
-            self.outcomes.push(Outcome { step: step.to_string(), kind: step.kind(), status, detail, ms });
-            if let Err(error) = result {
-                self.failed(step, &error);
-            }
+    /// Runs `phases` in order.
+    pub fn run(&mut self, phases: &[Phase]) {
+        for phase in phases {
+            self.run_phase(*phase);
         }
     }
 
-    fn step(&mut self, plan: &Plan, step: &Step) -> Result<Done, StepError> {
+    /// Probes what `phase` needs to know, plans it from the facts known now, runs its steps.
+    pub fn run_phase(&mut self, phase: Phase) {
+        self.probe(phase);
+        if self.options.break_at == Some(phase) {
+            self.break_to_shell(phase);
+        }
+        for step in plan::phase(phase, &self.options, &self.facts, &self.target) {
+            self.run_step(&step);
+        }
+    }
+
+    /// Reads from the kernel what planning `phase` needs: whether overlayfs is registered, and at
+    /// boot the network (`apply` is given the network facts instead).
+    fn probe(&mut self, phase: Phase) {
+        match phase {
+            Phase::Hardware => {
+                let listed = |bytes: Vec<u8>| {
+                    String::from_utf8_lossy(&bytes).lines().any(|l| l.split_whitespace().last() == Some("overlay"))
+                };
+                self.facts.overlayfs = self.sys.proc_file("filesystems").ok().map(listed);
+            }
+            Phase::Network if self.mode == Mode::Boot => {
+                crate::net::probe::probe(self.sys, &self.options, &mut self.facts);
+                for note in &self.facts.notes {
+                    log::warn!("{note}");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn run_step(&mut self, step: &Step) {
+        if let Step::Hostname { rejected, .. } = step {
+            rejected.iter().for_each(|r| log::warn!("{r}"));
+        }
+        let started = Instant::now();
+        let result = self.step(step);
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let (status, detail, error) = match result {
+            Ok(done) => (done.status, done.detail, done.error),
+            Err(failure) => (Status::Failed, String::new(), Some(failure)),
+        };
+        let why = error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
+        match status {
+            Status::Failed => log::error!("{step}: failed{why}"),
+            Status::Degraded => log::warn!("{step}: {detail}{why}"),
+            _ => log::info!("{step}: {detail}"),
+        }
+        // A hostname chosen is the name even when the kernel refused it.
+        if status != Status::Failed || matches!(step, Step::Hostname { .. }) {
+            plan::learn(&mut self.facts, step);
+        }
+        let failure = (status == Status::Failed).then(|| error.clone()).flatten();
+        self.outcomes.push(Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms });
+        if let Some(failure) = failure {
+            self.failed(step, &failure);
+        }
+    }
+
+    fn step(&mut self, step: &Step) -> Result<Done, Failure> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
+            Step::Module { name, .. } => self.module(name),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
-            Step::Overlay { dir, mode, tmpfs_size } => {
-                let result = self.overlay(dir, *mode, tmpfs_size.as_deref());
+            Step::WritableDir { dir, mode, tmpfs_size } => {
+                let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
                 let mode = match &result {
                     Ok((mode, _)) => *mode,
                     Err(_) => DirMode::None,
@@ -109,15 +165,15 @@ impl<'a> Executor<'a> {
                 self.dirs.push(DirResult { dir: dir.clone(), mode });
                 result.map(|(_, done)| done)
             }
-            Step::Layer { layer } => Ok(self.layer(plan, layer)),
-            Step::HostFiles { fqdn, short, .. } => self.host_files(fqdn, short),
-            Step::Report { path } => self.report(plan, path),
-            Step::Handoff { candidates, chosen } => self.handoff(candidates, chosen.as_deref()),
+            Step::Layer { kind, name } => Ok(self.layer(*kind, name)),
+            Step::HostFiles { fqdn, short, files } => self.host_files(fqdn, short, files),
+            Step::Report { path } => self.report(path),
+            Step::Handoff { init, fallbacks } => self.handoff(init.as_deref(), fallbacks),
         }
     }
 
     /// The failure policy: degradable steps are logged only; a fatal one goes by `stateless.emergency`.
-    fn failed(&mut self, step: &Step, error: &StepError) {
+    fn failed(&mut self, step: &Step, error: &Failure) {
         if !step.fatal() {
             return;
         }
@@ -125,7 +181,7 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Apply {
             return;
         }
-        match self.emergency {
+        match self.options.emergency {
             Emergency::Continue => log::error!("fatal step failed, continuing degraded: {error}"),
             Emergency::Shell => {
                 log::error!("fatal step failed: {error}; starting a shell, the boot goes on when it exits");
@@ -133,167 +189,192 @@ impl<'a> Executor<'a> {
                     log::error!("emergency shell /bin/sh: {e}");
                 }
             }
-            Emergency::Reboot | Emergency::Poweroff => handoff::emergency(self.sys, self.emergency, &error.to_string()),
+            Emergency::Reboot | Emergency::Poweroff => {
+                handoff::emergency(self.sys, self.options.emergency, &error.to_string())
+            }
         }
     }
 
-    fn break_to_shell(&mut self, kind: StepKind) {
+    fn break_to_shell(&mut self, phase: Phase) {
         if self.mode == Mode::Apply {
-            log::info!("stateless.break={kind} ignored: not PID 1");
+            log::info!("stateless.break={phase} ignored: not PID 1");
             return;
         }
-        log::warn!("stateless.break={kind}: shell before {kind}; exit it to go on");
+        log::warn!("stateless.break={phase}: shell before the {phase} phase; exit it to go on");
         if let Err(e) = self.sys.shell(Path::new("/bin/sh")) {
             log::error!("break shell /bin/sh: {e}");
         }
     }
 
-    fn early_mount(&mut self, mount: &EarlyMount) -> Result<Done, StepError> {
-        let target = self.root.join(mount.target);
-        if self.sys.is_mounted(&target, mount.magic) {
+    fn early_mount(&mut self, mount: &EarlyMount) -> Result<Done, Failure> {
+        let target = self.running.dir(mount.target).map_err(|e| self.io(Op::Open, &self.running, mount.target, &e))?;
+        if self.sys.is_mounted(&target.path, mount.magic) {
             return Ok(Done::skipped("already mounted"));
         }
         self.sys
-            .mount(mount.source, &target, mount.fstype, mount.flags, mount.options)
-            .map_err(|error| StepError::Mount { target: target.clone(), fstype: mount.fstype.into(), error })?;
+            .mount(mount.source, &target.path, mount.fstype, mount.flags, mount.options)
+            .map_err(|e| Failure::io(Op::Mount, Some(&target.path), &e))?;
         if mount.target == "dev" && self.mode == Mode::Boot {
-            crate::sys::console::ensure_stdio(&target.join("console"));
+            crate::sys::console::ensure_stdio(&target.path.join("console"));
         }
         Ok(Done::ok("mounted"))
     }
 
-    fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, StepError> {
+    fn io(&self, op: Op, root: &ImageRoot, rel: impl AsRef<Path>, error: &std::io::Error) -> Failure {
+        Failure::io(op, Some(&root.host_path(rel)), error)
+    }
+
+    fn module(&mut self, name: &str) -> Result<Done, Failure> {
+        if self.facts.overlayfs == Some(true) && name == "overlay" {
+            return Ok(Done::skipped("overlayfs is registered already"));
+        }
+        if self.mode == Mode::Apply {
+            // Never into the host's kernel: only PID 1 loads modules.
+            return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
+        }
+        let release = self.sys.uname().release;
+        crate::kmod::load(self.sys, &self.running, &release, name)
+            .map_err(|e| Failure::new(Op::LoadModule, Some(Path::new(name)), e))?;
+        Ok(Done::ok(format!("loaded for {release}")))
+    }
+
+    fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
         let Some(h) = hostname else { return Ok(Done::skipped("no valid hostname from any source")) };
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: kernel hostname left alone"));
         }
-        self.sys.sethostname(&h.short).map_err(|error| StepError::Hostname { name: h.short.clone(), error })?;
-        let kernel_domain = rustix::system::uname().domainname().to_string_lossy().into_owned();
+        let name_fail = |op, name: &str, e: &std::io::Error| Failure::io(op, Some(Path::new(name)), e);
+        self.sys.sethostname(&h.short).map_err(|e| name_fail(Op::Sethostname, &h.short, &e))?;
+        let kernel_domain = self.sys.uname().domainname;
         match &h.domain {
             Some(domain) if kernel_domain == "(none)" || kernel_domain.is_empty() => {
-                self.sys.setdomainname(domain).map_err(|error| StepError::Hostname { name: domain.clone(), error })?;
+                self.sys.setdomainname(domain).map_err(|e| name_fail(Op::Setdomainname, domain, &e))?;
                 Ok(Done::ok(format!("set {} (domain {domain})", h.short)))
             }
             _ => Ok(Done::ok(format!("set {}", h.short))),
         }
     }
 
-    /// Dirs known to be a tmpfs or overlay now: the only places anything is written to.
-    pub fn writable(&self) -> Vec<String> {
-        self.dirs.iter().filter(|d| d.mode != DirMode::None).map(|d| d.dir.clone()).collect()
-    }
-
-    fn overlay(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<(DirMode, Done), StepError> {
-        let fail = |error: String| StepError::Overlay { dir: dir.into(), error };
-        let root_fd = crate::boot::plan::open_root(&self.root).map_err(|e| fail(format!("open root: {e}")))?;
-        let lower =
-            tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| fail(format!("open /{dir}: {e}")))?;
-        let st = rustix::fs::fstat(&lower).map_err(|e| fail(format!("stat /{dir}: {e}")))?;
-        let mut why_copy = String::new();
+    fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<(DirMode, Done), Failure> {
+        let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
+        let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
+        let mut why_copy = None;
         if mode == OverlayMode::Overlay {
-            match self.try_overlay(dir, &st, size) {
+            match self.try_overlay(dir, &lower, &st, size) {
                 Ok(()) => {
-                    return Ok((
-                        DirMode::Overlay,
-                        Done::ok(format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}")),
-                    ))
+                    let detail = format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}");
+                    return Ok((DirMode::Overlay, Done::ok(detail)));
                 }
                 Err(e) => {
                     log::warn!("/{dir}: overlayfs failed ({e}); falling back to copy mode");
-                    why_copy = format!(" (overlayfs failed: {e})");
+                    why_copy = Some(e);
                 }
             }
         }
-        let entries = self.copy_mode(dir, lower, &st, size).map_err(fail)?;
-        let status = if why_copy.is_empty() { Status::Ok } else { Status::Degraded };
-        Ok((DirMode::Copy, Done { status, detail: format!("tmpfs + copy of {entries} entries{why_copy}") }))
+        let entries = self.copy_mode(dir, lower, &st, size)?;
+        let detail = format!("tmpfs + copy of {entries} entries");
+        Ok(match why_copy {
+            None => (DirMode::Copy, Done::ok(detail)),
+            Some(e) => (DirMode::Copy, Done::degraded(format!("{detail} (overlayfs failed)"), e)),
+        })
     }
 
     /// tmpfs at /run/stateless/rw/<dir> holding upper/ and work/, then overlayfs on the dir.
-    fn try_overlay(&mut self, dir: &str, lower: &rustix::fs::Stat, size: Option<&str>) -> Result<(), String> {
-        if !self.sys.is_mounted(&self.root.join("run"), crate::fs::mounts::TMPFS_MAGIC) {
-            return Err("/run is not a tmpfs".into());
+    fn try_overlay(
+        &mut self,
+        dir: &str,
+        lower: &ImageDir,
+        st: &rustix::fs::Stat,
+        size: Option<&str>,
+    ) -> Result<(), Failure> {
+        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
+        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
+            return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
         }
-        self.ensure_overlayfs()?;
-        let rw = self.root.join(RW_BASE).join(dir);
-        std::fs::create_dir_all(&rw).map_err(|e| format!("mkdir {}: {e}", rw.display()))?;
+        let rw_rel = Path::new(RW_BASE).join(dir);
+        let rw =
+            self.target.create_dir_all(&rw_rel, 0o755).map_err(|e| self.io(Op::Mkdir, &self.target, &rw_rel, &e))?;
         let options = mounts::tmpfs_options(0o755, 0, 0, size);
         self.sys
-            .mount("tmpfs", &rw, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options)
-            .map_err(|e| format!("mount tmpfs on {}: {e}", rw.display()))?;
-        let (upper, work) = (rw.join("upper"), rw.join("work"));
-        let result = make_upper(&upper, &work, lower).and_then(|()| {
-            let target = self.root.join(dir);
-            let data = mounts::overlay_options(&target, &upper, &work)?;
-            self.sys
-                .mount("overlay", &target, "overlay", MountFlags::empty(), &data)
-                .map_err(|e| format!("mount overlay on {}: {e}", target.display()))
-        });
+            .mount("tmpfs", &rw.path, "tmpfs", UPPER_TMPFS_FLAGS, &options)
+            .map_err(|e| Failure::io(Op::Mount, Some(&rw.path), &e))?;
+        let result = self.mount_overlay(dir, lower, &rw_rel, st);
         if result.is_err() {
-            let _ = self.sys.umount(&rw);
+            let _ = self.sys.umount(&rw.path);
         }
         result
     }
 
-    fn ensure_overlayfs(&mut self) -> Result<(), String> {
-        let listed = |text: &str| text.lines().any(|l| l.split_whitespace().last() == Some("overlay"));
-        if self.sys.filesystems().is_ok_and(|t| listed(&t)) {
-            return Ok(());
-        }
-        let release = rustix::system::uname().release().to_string_lossy().into_owned();
-        modules::load(self.sys, &self.root, &release, "overlay").map_err(|e| format!("overlayfs not available: {e}"))
+    /// upper/ and work/ on the fresh tmpfs (upper/ with the image dir's owner and mode: the
+    /// overlay root shows the upper's), then the overlay, every path checked.
+    fn mount_overlay(&self, dir: &str, lower: &ImageDir, rw: &Path, st: &rustix::fs::Stat) -> Result<(), Failure> {
+        let make = |name: &str| {
+            let rel = rw.join(name);
+            self.target.create_dir_all(&rel, 0o700).map_err(|e| self.io(Op::Mkdir, &self.target, &rel, &e))
+        };
+        let (upper, work) = (make("upper")?, make("work")?);
+        let owner = |e: rustix::io::Errno| Failure::io(Op::Mkdir, Some(&upper.path), &e.into());
+        let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
+        rustix::fs::fchown(&upper.fd, Some(uid), Some(gid)).map_err(owner)?;
+        rustix::fs::fchmod(&upper.fd, rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(owner)?;
+        let data = mounts::overlay_options(&lower.path, &upper.path, &work.path)
+            .map_err(|e| Failure::new(Op::Mount, Some(&lower.path), e))?;
+        self.sys
+            .mount("overlay", &lower.path, "overlay", WRITABLE_DIR_FLAGS, &data)
+            .map_err(|e| Failure::io(Op::Mount, Some(Path::new(&format!("/{dir}"))), &e))
     }
 
     /// tmpfs straight on the dir, filled from a handle on the image dir opened before the mount.
+    /// Anything not copied is a failure of the step: the tmpfs goes again, and the dir stays the
+    /// complete read-only image dir rather than a writable half of it.
     fn copy_mode(
         &mut self,
         dir: &str,
-        lower: OwnedFd,
+        lower: ImageDir,
         st: &rustix::fs::Stat,
         size: Option<&str>,
-    ) -> Result<usize, String> {
-        let target = self.root.join(dir);
+    ) -> Result<usize, Failure> {
         let options = mounts::tmpfs_options(st.st_mode, st.st_uid, st.st_gid, size);
         self.sys
-            .mount("tmpfs", &target, "tmpfs", MountFlags::NOSUID | MountFlags::NODEV, &options)
-            .map_err(|e| format!("mount tmpfs on {}: {e}", target.display()))?;
-        let root_fd = crate::boot::plan::open_root(&self.root).map_err(|e| format!("open root: {e}"))?;
-        let upper =
-            tree::open_dir_nofollow(root_fd.as_fd(), Path::new(dir)).map_err(|e| format!("open /{dir}: {e}"))?;
+            .mount("tmpfs", &lower.path, "tmpfs", WRITABLE_DIR_FLAGS, &options)
+            .map_err(|e| Failure::io(Op::Mount, Some(&lower.path), &e))?;
+        let upper = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         // Never copy into the image itself: the new tmpfs must be a different filesystem.
-        let up = rustix::fs::fstat(&upper).map_err(|e| format!("stat /{dir}: {e}"))?;
+        let up = rustix::fs::fstat(&upper.fd).map_err(|e| Failure::io(Op::Open, Some(&upper.path), &e.into()))?;
         if up.st_dev == st.st_dev {
-            return Err(format!("{} is still the image dir after mounting tmpfs on it", target.display()));
+            let message = "still the image dir after mounting tmpfs on it: nothing copied";
+            return Err(Failure::new(Op::Mount, Some(&upper.path), message));
         }
-        let copied = tree::copy_tree(lower.as_fd(), upper.as_fd(), &|_, _| tree::Verdict::Copy);
+        let copied = tree::copy_tree(lower.fd.as_fd(), upper.fd.as_fd(), &|_, _| tree::Verdict::Copy);
         for error in &copied.errors {
             log::warn!("copy mode /{dir}: {error}");
+        }
+        if let Some(lost) = copied.errors.iter().find(|e| e.is_loss()) {
+            let _ = self.sys.umount(&upper.path);
+            let count = copied.errors.iter().filter(|e| e.is_loss()).count();
+            let message = format!("{count} entries not copied, first {lost}; the tmpfs was taken off again");
+            return Err(Failure {
+                errno: Some(lost.errno.raw_os_error()),
+                ..Failure::new(Op::Copy, Some(&upper.path), message)
+            });
         }
         Ok(copied.written.len())
     }
 
-    fn layer(&mut self, plan: &Plan, layer: &layers::Layer) -> Done {
-        let name = layer.name.as_str();
-        if !layer.present {
-            if layer.errors.is_empty() {
-                return Done::skipped("not present");
+    fn layer(&mut self, kind: LayerKind, name: &str) -> Done {
+        let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
+            Ok(Some(layer_root)) => {
+                layers::apply(layer_root.as_fd(), self.target.fd(), name, &self.facts.writable, &mut self.provenance)
             }
-            return Done { status: Status::Degraded, detail: format!("not applied: {}", layer.errors.join("; ")) };
-        }
-        let fds = crate::boot::plan::open_root(&self.root).map_err(|e| e.to_string()).and_then(|root| {
-            let layer_root = layers::open_root(root.as_fd(), &plan.options.layers)?;
-            Ok((root, layer_root))
-        });
-        let applied = match fds {
-            Ok((root, Some(layer_root))) => {
-                layers::apply(layer_root.as_fd(), root.as_fd(), name, &self.writable(), &mut self.provenance)
-            }
-            Ok((_, None)) => layers::Applied {
-                errors: vec![format!("layer root {} vanished", plan.options.layers)],
-                ..Default::default()
-            },
+            Ok(None) => return Done::skipped(format!("no layer root {}", self.options.layers)),
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
         };
+        if !applied.present {
+            return match applied.errors.first() {
+                None => Done::skipped("not present"),
+                Some(e) => Done::degraded("not applied", Failure::new(Op::Open, Some(Path::new(name)), e.clone())),
+            };
+        }
         for error in &applied.errors {
             log::warn!("{error}");
         }
@@ -303,39 +384,52 @@ impl<'a> Executor<'a> {
             refused: applied.refused,
             errors: applied.errors.len(),
         });
-        let detail =
-            format!("{} written, {} refused, {} errors", applied.written, applied.refused, applied.errors.len());
-        Done { status: if applied.errors.is_empty() { Status::Ok } else { Status::Degraded }, detail }
+        let detail = format!(
+            "{kind:?} layer: {} written, {} refused, {} errors",
+            applied.written,
+            applied.refused,
+            applied.errors.len()
+        )
+        .to_lowercase();
+        match applied.errors.first() {
+            None => Done::ok(detail),
+            Some(first) => Done::degraded(detail, Failure::new(Op::Copy, Some(Path::new(name)), first.clone())),
+        }
     }
 
-    fn host_files(&mut self, fqdn: &str, short: &str) -> Result<Done, StepError> {
-        if !self.writable().iter().any(|d| d == "etc") {
-            return Ok(Done::skipped("/etc is not writable"));
-        }
-        let written =
-            hostfiles::write(&self.root, fqdn, short).map_err(|(path, error)| StepError::HostFile { path, error })?;
+    fn host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
+        let written = hostfiles::write(&self.target, fqdn, short, files)?;
         for file in &written {
-            self.provenance.record(&Path::new("etc").join(file), "hostname");
+            self.provenance.record(Path::new(file), "hostname");
         }
         Ok(Done::ok(format!("{short}, {fqdn} in {}", written.join(", "))))
     }
 
-    fn report(&mut self, plan: &Plan, path: &str) -> Result<Done, StepError> {
-        if !self.sys.is_mounted(&self.root.join("run"), crate::fs::mounts::TMPFS_MAGIC) {
+    fn report(&mut self, path: &str) -> Result<Done, Failure> {
+        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
+        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Ok(Done::skipped("/run is not a tmpfs: no report written"));
         }
-        let target = self.root.join(path);
-        report::write(self, plan, &target).map_err(|error| StepError::Report { path: target.clone(), error })?;
+        report::write(self, Path::new(path))?;
         Ok(Done::ok(format!("written, {} ms since start", self.elapsed_ms())))
     }
 
-    fn handoff(&mut self, candidates: &[String], chosen: Option<&str>) -> Result<Done, StepError> {
+    fn handoff(&mut self, init: Option<&str>, fallbacks: &[String]) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
-            return Ok(Done::skipped(format!("not PID 1: would exec {}", chosen.unwrap_or("nothing"))));
+            return Ok(Done::skipped(format!("not PID 1: would exec {}", init.unwrap_or("nothing"))));
+        }
+        if let Some(wanted) = self.options.init.as_deref().filter(|w| init != Some(*w)) {
+            log::warn!("stateless.init={wanted} is not an executable file in the image; it is not tried");
         }
         log::info!("{} ms from start to handoff", self.elapsed_ms());
-        let tried = handoff::exec_chain(self.sys, candidates, &self.init_args);
-        Err(StepError::Handoff { tried })
+        let chain: Vec<String> = init.map(str::to_string).into_iter().chain(fallbacks.iter().cloned()).collect();
+        let tried = handoff::exec_chain(self.sys, &chain, &self.init_args);
+        let list: Vec<String> = tried.iter().map(|(init, e)| format!("{init}: {e}")).collect();
+        let errno = tried.last().and_then(|(_, e)| e.raw_os_error());
+        Err(Failure {
+            errno,
+            ..Failure::new(Op::Exec, None, format!("no init could be executed ({})", list.join("; ")))
+        })
     }
 
     /// Milliseconds since `started`.
@@ -343,32 +437,16 @@ impl<'a> Executor<'a> {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
-
-/// upper/ gets the owner and mode of the image dir: the overlay root shows the upper's.
-fn make_upper(upper: &Path, work: &Path, lower: &rustix::fs::Stat) -> Result<(), String> {
-    for dir in [upper, work] {
-        std::fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
-    }
-    let fail = |e: rustix::io::Errno| format!("set owner/mode of {}: {e}", upper.display());
-    rustix::fs::chown(
-        upper,
-        Some(rustix::process::Uid::from_raw(lower.st_uid)),
-        Some(rustix::process::Gid::from_raw(lower.st_gid)),
-    )
-    .map_err(fail)?;
-    rustix::fs::chmod(upper, rustix::fs::Mode::from_raw_mode(lower.st_mode & 0o7777)).map_err(fail)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
     use std::panic::{catch_unwind, AssertUnwindSafe};
 
     use super::*;
+    use std::path::PathBuf;
+
     use crate::config::Cmdline;
-    use crate::model::facts::Facts;
-    use crate::model::options::Options;
+    use crate::model::interface::Interface;
     use crate::sys::{Call, Fake};
 
     struct Image(PathBuf);
@@ -386,15 +464,34 @@ mod tests {
             Self(root)
         }
 
-        fn plan(&self, cmdline: &str) -> Plan {
-            let (options, diagnostics) = Options::resolve(&Cmdline::parse(cmdline), None);
-            let facts = Facts {
-                address: "10.0.2.15/24".parse().ok(),
-                kernel_hostname: Some("lab3-12".into()),
-                ..Facts::default()
-            };
-            crate::boot::plan::build(&self.0, options, diagnostics, facts)
+        /// An executor on this image whose options come from `cmdline`; at boot the fake kernel
+        /// says eth0 has 10.0.2.15/24 and the hostname is lab3-12, and apply is given the same.
+        fn executor<'a>(&self, sys: &'a Fake, cmdline: &str, mode: Mode) -> Executor<'a> {
+            let open = || ImageRoot::open(&self.0).unwrap();
+            let mut executor = Executor::new(sys, open(), open(), mode);
+            (executor.options, executor.diagnostics) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None);
+            if mode == Mode::Apply {
+                executor.facts.address = "10.0.2.15/24".parse().ok();
+                executor.facts.kernel_hostname = Some("lab3-12".into());
+            }
+            executor.init_args = vec!["single".into()];
+            executor
         }
+    }
+
+    /// A fake kernel that knows the client as lab3-12 at 10.0.2.15/24 on eth0.
+    fn fake(fail: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static) -> Fake {
+        let mut sys = Fake::failing(fail);
+        sys.uname.nodename = "lab3-12".into();
+        sys.interfaces = vec![Interface {
+            index: 2,
+            name: "eth0".into(),
+            mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            up: true,
+            loopback: false,
+            addrs: vec!["10.0.2.15/24".parse().unwrap()],
+        }];
+        sys
     }
 
     impl Drop for Image {
@@ -405,13 +502,9 @@ mod tests {
 
     /// Runs the plan with the fake kernel; returns the calls and the panic message that ended it
     /// (`fake exec ...`, `fake reboot`), or None when `run` returned.
-    fn boot(image: &Image, cmdline: &str, sys: &mut Fake, mode: Mode) -> (Vec<Outcome>, Option<String>) {
-        let plan = image.plan(cmdline);
-        let mut executor = Executor::new(sys, &image.0, mode);
-        executor.emergency = plan.options.emergency;
-        executor.break_at = plan.options.break_at;
-        executor.init_args = vec!["single".into()];
-        let ended = catch_unwind(AssertUnwindSafe(|| executor.run(&plan, &plan.steps)));
+    fn boot(image: &Image, cmdline: &str, sys: &Fake, mode: Mode) -> (Vec<Outcome>, Option<String>) {
+        let mut executor = image.executor(sys, cmdline, mode);
+        let ended = catch_unwind(AssertUnwindSafe(|| executor.run(&Phase::ALL)));
         let message = ended.err().map(|p| {
             p.downcast_ref::<String>().cloned().unwrap_or_else(|| p.downcast_ref::<&str>().unwrap_or(&"?").to_string())
         });
@@ -432,11 +525,11 @@ mod tests {
     fn boot_mounts_overlays_sets_hostname_and_execs_init() {
         let image = Image::new("boot");
         let r = &image.0;
-        let mut sys = Fake::default();
-        let (outcomes, ended) = boot(&image, "", &mut sys, Mode::Boot);
+        let sys = fake(|_| None);
+        let (outcomes, ended) = boot(&image, "", &sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
         assert_eq!(
-            mounts(&sys.calls),
+            mounts(&sys.calls()),
             [
                 ("devtmpfs".into(), r.join("dev")),
                 ("proc".into(), r.join("proc")),
@@ -456,15 +549,16 @@ mod tests {
             rw.join("upper").display(),
             rw.join("work").display()
         );
-        assert!(sys.calls.contains(&Call::Mount {
+        assert!(sys.calls().contains(&Call::Mount {
             source: "overlay".into(),
             target: r.join("etc"),
             fstype: "overlay".into(),
+            flags: WRITABLE_DIR_FLAGS,
             data
         }));
-        assert!(sys.calls.contains(&Call::Sethostname("lab3-12".into())));
+        assert!(sys.calls().contains(&Call::Sethostname("lab3-12".into())));
         assert_eq!(
-            sys.calls.last(),
+            sys.calls().last(),
             Some(&Call::Exec("/sbin/init".into(), vec!["/sbin/init".into(), "single".into()]))
         );
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
@@ -476,13 +570,10 @@ mod tests {
     fn overlay_failure_falls_back_to_copy_mode_but_never_copies_into_the_image() {
         let image = Image::new("nooverlay");
         let r = image.0.clone();
-        let mut sys = Fake {
-            fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)),
-            ..Fake::default()
-        };
-        let (outcomes, ended) = boot(&image, "stateless.dirs=etc", &mut sys, Mode::Boot);
+        let sys = fake(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19));
+        let (outcomes, ended) = boot(&image, "stateless.dirs=etc", &sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "continue is the default policy");
-        let m = mounts(&sys.calls);
+        let m = mounts(&sys.calls());
         assert_eq!(
             m[5..],
             [
@@ -491,13 +582,15 @@ mod tests {
                 ("tmpfs".into(), r.join("etc"))
             ]
         );
-        assert!(sys.calls.contains(&Call::Umount(r.join("run/stateless/rw/etc"))));
+        assert!(sys.calls().contains(&Call::Umount(r.join("run/stateless/rw/etc"))));
         // The fake tmpfs did not appear, so copy mode must refuse to write into the image dir.
-        let overlay = outcomes.iter().find(|o| o.kind == StepKind::Overlay).unwrap();
+        let overlay = outcomes.iter().find(|o| o.phase == Phase::WritableDirs).unwrap();
         assert_eq!(overlay.status, Status::Failed);
-        assert!(overlay.detail.contains("still the image dir"), "{}", overlay.detail);
+        let error = overlay.error.as_ref().unwrap();
+        assert_eq!(error.op, Op::Mount);
+        assert!(error.message.contains("still the image dir"), "{error}");
         assert!(!r.join("etc/from-base").exists(), "a layer was written into the read-only image");
-        assert!(outcomes.iter().any(|o| o.kind == StepKind::Layers && o.detail.contains("0 written, 1 refused")));
+        assert!(outcomes.iter().any(|o| o.phase == Phase::Layers && o.detail.contains("0 written, 1 refused")));
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
         assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "none"}]));
@@ -508,60 +601,59 @@ mod tests {
     #[test]
     fn reboot_policy_stops_the_boot_at_a_fatal_failure() {
         let image = Image::new("reboot");
-        let mut sys = Fake {
-            fail: Box::new(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19)),
-            ..Fake::default()
-        };
-        let (_, ended) = boot(&image, "stateless.emergency=reboot stateless.mode=overlay", &mut sys, Mode::Boot);
+        let sys = fake(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "overlay").then_some(19));
+        let (_, ended) = boot(&image, "stateless.emergency=reboot stateless.mode=overlay", &sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake reboot"));
-        let n = sys.calls.len();
-        assert_eq!(sys.calls[n - 2..], [Call::Sleep(handoff::EMERGENCY_DELAY), Call::Reboot { poweroff: false }]);
-        assert!(!sys.calls.iter().any(|c| matches!(c, Call::Exec(..))));
+        let n = sys.calls().len();
+        assert_eq!(
+            sys.calls()[n - 3..],
+            [Call::Sleep(handoff::EMERGENCY_DELAY), Call::Sync, Call::Reboot { poweroff: false }]
+        );
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Exec(..))));
     }
 
     #[test]
     fn missing_init_walks_the_fallback_chain() {
         let image = Image::new("fallback");
-        let mut sys = Fake {
-            fail: Box::new(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/nonexistent")).then_some(2)),
-            ..Fake::default()
-        };
-        let (_, ended) = boot(&image, "stateless.init=/nonexistent", &mut sys, Mode::Boot);
+        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/nonexistent")).then_some(2));
+        let (_, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
-        let execs: Vec<&Call> = sys.calls.iter().filter(|c| matches!(c, Call::Exec(..))).collect();
-        assert_eq!(execs.len(), 2);
+        let calls = sys.calls();
+        let execs: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::Exec(..))).collect();
+        assert_eq!(execs.len(), 1, "/nonexistent is not planned: the plan chose /sbin/init");
     }
 
     #[test]
     fn no_init_at_all_fails_the_handoff_and_returns_to_the_caller() {
         let image = Image::new("noinit");
-        let mut sys = Fake { fail: Box::new(|c| matches!(c, Call::Exec(..)).then_some(2)), ..Fake::default() };
-        let (outcomes, ended) = boot(&image, "", &mut sys, Mode::Boot);
+        let sys = fake(|c| matches!(c, Call::Exec(..)).then_some(2));
+        let (outcomes, ended) = boot(&image, "", &sys, Mode::Boot);
         assert_eq!(ended, None);
         let last = outcomes.last().unwrap();
-        assert_eq!((last.kind, last.status), (StepKind::Handoff, Status::Failed));
-        assert!(last.detail.contains("/bin/sh: "), "{}", last.detail);
+        assert_eq!((last.phase, last.status), (Phase::Handoff, Status::Failed));
+        let error = last.error.as_ref().unwrap();
+        assert_eq!((error.op, error.errno), (Op::Exec, Some(2)));
+        assert!(error.message.contains("/bin/sh: "), "{error}");
     }
 
     #[test]
     fn break_starts_a_shell_before_the_named_step() {
         let image = Image::new("break");
-        let mut sys = Fake::default();
-        boot(&image, "stateless.break=overlay", &mut sys, Mode::Boot);
-        let shell = sys.calls.iter().position(|c| matches!(c, Call::Shell(_))).unwrap();
-        assert!(
-            matches!(&sys.calls[shell + 1], Call::Mount { target, .. } if target.ends_with("run/stateless/rw/etc"))
-        );
-        assert_eq!(sys.calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), 1);
+        let sys = fake(|_| None);
+        boot(&image, "stateless.break=writable-dirs", &sys, Mode::Boot);
+        let calls = sys.calls();
+        let shell = calls.iter().position(|c| matches!(c, Call::Shell(_))).unwrap();
+        assert!(matches!(&calls[shell + 1], Call::Mount { target, .. } if target.ends_with("run/stateless/rw/etc")));
+        assert_eq!(calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), 1);
     }
 
     #[test]
     fn apply_mode_neither_sets_the_hostname_nor_execs() {
         let image = Image::new("apply");
-        let mut sys = Fake::default();
-        let (outcomes, ended) = boot(&image, "stateless.break=overlay", &mut sys, Mode::Apply);
+        let sys = fake(|_| None);
+        let (outcomes, ended) = boot(&image, "stateless.break=writable-dirs", &sys, Mode::Apply);
         assert_eq!(ended, None);
-        assert!(!sys.calls.iter().any(|c| matches!(c, Call::Exec(..) | Call::Sethostname(_) | Call::Shell(_))));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Exec(..) | Call::Sethostname(_) | Call::Shell(_))));
         assert_eq!(outcomes.last().unwrap().status, Status::Skipped);
     }
 }

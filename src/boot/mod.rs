@@ -1,108 +1,79 @@
-//! PID 1: early mounts, then options, facts and plan, then the plan, then init.
-//! Never returns and never panics out: a panic goes to the emergency policy.
+//! PID 1: the boot, phase by phase (early mounts → hardware → network → root → writable dirs →
+//! layers → host files → report → handoff), then init. Never returns and never panics out: a
+//! panic goes to the emergency policy ([`panic`]).
 
 pub mod execute;
 pub mod handoff;
+pub mod panic;
 pub mod plan;
 pub mod report;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use log::LevelFilter;
 
 use crate::boot::execute::Executor;
 use crate::config::Cmdline;
+use crate::fs::root::ImageRoot;
 use crate::log::Sink;
-use crate::model::options::{Emergency, Options};
+use crate::model::options::{Diagnostic, Emergency, Options, Origin};
 use crate::model::outcome::Mode;
-use crate::net::probe as facts;
-use crate::sys::Real;
-use plan::Plan;
+use crate::model::step::Phase;
+use crate::sys::{Real, Sys};
 
 /// The config file in the image; the command line overrides it.
-const CONFIG: &str = "/etc/stateless.conf";
+pub const CONFIG: &str = "/etc/stateless.conf";
 
-/// The policy the panic hook applies: set once the options are known.
-static POLICY: AtomicU8 = AtomicU8::new(0);
-/// The init candidates the panic hook tries under `continue`.
-static INITS: OnceLock<Vec<String>> = OnceLock::new();
-
-const POLICIES: [Emergency; 4] = [Emergency::Continue, Emergency::Shell, Emergency::Reboot, Emergency::Poweroff];
-
-fn policy() -> Emergency {
-    POLICIES.get(usize::from(POLICY.load(Ordering::Relaxed))).copied().unwrap_or_default()
-}
-
-fn set_policy(policy: Emergency) {
-    let index = POLICIES.iter().position(|p| *p == policy).unwrap_or(0);
-    POLICY.store(u8::try_from(index).unwrap_or(0), Ordering::Relaxed);
-}
-
-/// On a panic: log it, then under `continue` try to start init anyway (a client with a read-only
-/// /etc is better than a reboot loop), else apply the policy. The hook never returns, so
-/// `panic = "abort"` never kills PID 1.
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        log::error!("panic: {info}");
-        let mut sys = Real;
-        let policy = policy();
-        if policy == Emergency::Continue {
-            let candidates = INITS.get().cloned().unwrap_or_else(|| handoff::candidates(None));
-            let args: Vec<_> = std::env::args_os().skip(1).collect();
-            handoff::exec_chain(&mut sys, &candidates, &args);
-        }
-        handoff::emergency(&mut sys, policy, "panic in stateless")
-    }));
-}
-
-/// Reads a small text file, `None` when missing; other errors are logged.
-fn read_text(path: &str) -> Option<String> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Some(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            log::error!("read {path}: {e}");
-            None
-        }
-    }
-}
+/// Largest /etc/stateless.conf read.
+pub const CONFIG_LIMIT: u64 = 64 * 1024;
 
 /// Boots the client. Called when running as PID 1.
 pub fn run() -> ! {
     let started = Instant::now();
     crate::log::init(Sink::Kmsg, LevelFilter::Info);
-    install_panic_hook();
+    panic::install();
     log::info!("stateless {} starting as PID 1", env!("CARGO_PKG_VERSION"));
-    let root = Path::new("/");
-    let mut sys = Real;
-    let mut executor = Executor::new(&mut sys, root, Mode::Boot);
+    let sys = Real;
+    // On-root mode: the root we run in is the image.
+    let (running, target) = match (ImageRoot::open(Path::new("/")), ImageRoot::open(Path::new("/"))) {
+        (Ok(running), Ok(target)) => (running, target),
+        (Err(e), _) | (_, Err(e)) => handoff::emergency(&sys, Emergency::default(), &format!("open /: {e}")),
+    };
+    let mut executor = Executor::new(&sys, running, target, Mode::Boot);
     executor.started = started;
     executor.init_args = std::env::args_os().skip(1).collect();
 
-    let early = Plan::early(root);
-    executor.run(&early, &early.steps);
-
-    let cmdline = Cmdline::parse(&read_text("/proc/cmdline").unwrap_or_default());
-    let config = plan::read_image_file(root, CONFIG).unwrap_or_else(|e| {
-        log::error!("read {CONFIG}: {e}");
-        None
+    // The command line is in /proc: the early mounts run with the default options.
+    executor.run_phase(Phase::EarlyMounts);
+    let cmdline = sys.proc_file("cmdline").unwrap_or_else(|e| {
+        log::error!("read /proc/cmdline: {e}");
+        Vec::new()
     });
-    let (options, diagnostics) = Options::resolve(&cmdline, config.as_deref());
+    let (options, diagnostics) = options(&cmdline, &executor.target);
     crate::log::configure(options.quiet, options.debug);
-    set_policy(options.emergency);
-    let _ = INITS.set(handoff::candidates(options.init.as_deref()));
-    executor.emergency = options.emergency;
-    executor.break_at = options.break_at;
-
-    let facts = facts::probe(&options);
-    let plan = plan::build(root, options, diagnostics, facts);
-    plan.log_findings();
-    let rest = plan.steps.get(early.steps.len()..).unwrap_or_default();
-    executor.run(&plan, rest);
-    // The handoff step only comes back when no init could be executed.
-    let policy = executor.emergency;
+    for d in &diagnostics {
+        log::warn!("{d}");
+    }
+    panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
+    executor.options = options;
+    executor.diagnostics = diagnostics;
+    executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
+    // The handoff phase only comes back when no init could be executed.
+    let policy = executor.options.emergency;
     handoff::emergency(executor.sys, policy, "no init could be executed")
+}
+
+/// The options from the command line over `/etc/stateless.conf` of `target` (read as the image
+/// sees it, [`CONFIG_LIMIT`] bytes at most); a config file that cannot be read is a diagnostic.
+pub fn options(cmdline: &[u8], target: &ImageRoot) -> (Options, Vec<Diagnostic>) {
+    let (config, problem) = match target.read_file(CONFIG, CONFIG_LIMIT) {
+        Ok(config) => (config, None),
+        Err(e) => (None, Some(format!("read {CONFIG}: {e}; its options are not used"))),
+    };
+    let (options, mut diagnostics) = Options::resolve(&Cmdline::parse(cmdline), config.as_deref());
+    if let Some(message) = problem {
+        diagnostics.insert(0, Diagnostic { origin: Origin::Config { line: 0 }, key: String::new(), message });
+    }
+    (options, diagnostics)
 }

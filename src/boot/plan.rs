@@ -1,119 +1,141 @@
-//! The boot as data: a list of typed steps, built from options and facts without side effects.
+//! Planning: each phase into typed steps, from the options and the facts known when the phase
+//! starts. The boot plans a phase, runs it, learns from it, and plans the next; `stateless plan`
+//! plans them all from the facts it is given, assuming each step does what it says ([`dry_run`]).
 
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use rustix::fs::{Mode, OFlags};
 use serde::Serialize;
 
-use crate::model::step::Step;
-
 use crate::boot::handoff;
-use crate::fs::layers;
-use crate::fs::mounts::EARLY_MOUNTS;
+use crate::fs::hostfiles;
+use crate::fs::layers::{self, Layer};
+use crate::fs::root::ImageRoot;
 use crate::model::facts::Facts;
-use crate::model::hostname::{self, Candidate, Hostname, Source};
-use crate::model::options::{Diagnostic, Options};
+use crate::model::hostname::{self, Candidate, Source};
+use crate::model::mount::EARLY_MOUNTS;
+use crate::model::options::{Diagnostic, Options, OverlayMode};
+use crate::model::step::{Phase, Step};
+use crate::model::text::escape_path;
 
 /// Where the report goes, relative to the root.
 pub const REPORT_DIR: &str = "run/stateless";
 
-/// Everything the boot will do, and what it was decided from.
+/// Plans one phase from what is known now. Reads the target image (whether `/etc/conf.d`
+/// exists, which init exists) but changes nothing.
+pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot) -> Vec<Step> {
+    match phase {
+        Phase::EarlyMounts => EARLY_MOUNTS.iter().map(|m| Step::Mount { mount: *m }).collect(),
+        Phase::Hardware if wants_overlayfs(options) && facts.overlayfs != Some(true) => {
+            let dirs: Vec<String> = options.dirs.iter().map(|d| format!("/{d}")).collect();
+            vec![Step::Module { name: "overlay".into(), needed_for: format!("overlayfs on {}", dirs.join(", ")) }]
+        }
+        Phase::Hardware | Phase::Root => Vec::new(),
+        Phase::Network => {
+            let mut candidates = Vec::new();
+            if let Some(name) = &options.hostname {
+                candidates.push(Candidate { source: Source::Cmdline, name: name.clone() });
+            }
+            if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
+                candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
+            }
+            let choice =
+                hostname::choose(&candidates, &options.hostname_prefix, facts.address, facts.domain.as_deref());
+            vec![Step::Hostname { hostname: choice.hostname, rejected: choice.rejected }]
+        }
+        Phase::WritableDirs => options
+            .dirs
+            .iter()
+            .map(|dir| Step::WritableDir {
+                dir: dir.clone(),
+                mode: options.mode,
+                tmpfs_size: options.tmpfs_size.clone(),
+            })
+            .collect(),
+        Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
+            .into_iter()
+            .map(|(kind, name)| Step::Layer { kind, name })
+            .collect(),
+        Phase::HostFiles => match &facts.hostname {
+            Some(h) if facts.writable.iter().any(|d| d == "etc") => {
+                vec![Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files: hostfiles::planned(target) }]
+            }
+            _ => Vec::new(),
+        },
+        Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/report.json") }],
+        Phase::Handoff => {
+            let mut fallbacks = handoff::candidates(options.init.as_deref());
+            let init = fallbacks.iter().position(|c| target.executable(c)).map(|i| fallbacks.remove(i));
+            vec![Step::Handoff { init, fallbacks }]
+        }
+    }
+}
+
+/// Whether the writable dirs are to be overlays at all.
+fn wants_overlayfs(options: &Options) -> bool {
+    options.mode == OverlayMode::Overlay && !options.dirs.is_empty()
+}
+
+/// What a step that did its work makes known to the phases after it.
+pub fn learn(facts: &mut Facts, step: &Step) {
+    match step {
+        Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
+        Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
+        Step::WritableDir { dir, .. } => facts.writable.push(dir.clone()),
+        _ => {}
+    }
+}
+
+/// The whole boot as `stateless plan` shows it: every phase planned from the given facts, each
+/// step assumed to do its work, and what each present layer would write.
 #[derive(Clone, Debug, Serialize)]
 pub struct Plan {
     pub root: PathBuf,
     pub options: Options,
     pub diagnostics: Vec<Diagnostic>,
+    /// The facts as given.
     pub facts: Facts,
-    pub hostname: Option<Hostname>,
     pub steps: Vec<Step>,
+    /// What each layer of the layers phase holds.
+    pub layers: Vec<Layer>,
 }
 
-/// The first steps of every plan: they run before the command line can be read.
-pub fn early_steps() -> Vec<Step> {
-    EARLY_MOUNTS.iter().map(|m| Step::Mount { mount: *m }).collect()
-}
-
-/// Opens the root directory the plan is about.
-pub fn open_root(root: &Path) -> std::io::Result<OwnedFd> {
-    Ok(rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?)
-}
-
-/// Reads a small text file of the image (`/etc/stateless.conf`) as the image sees it, never
-/// leaving it; `None` when missing, an error when unreadable or over 64 KiB.
-pub fn read_image_file(root: &Path, path: &str) -> std::io::Result<Option<String>> {
-    use std::io::Read;
-    const LIMIT: u64 = 64 * 1024;
-    let root_fd = open_root(root)?;
-    let fd = match crate::fs::tree::open_in_root(
-        root_fd.as_fd(),
-        &layers::relative(path),
-        OFlags::RDONLY | OFlags::NONBLOCK,
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut text = String::new();
-    std::fs::File::from(fd).take(LIMIT + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > LIMIT {
-        return Err(std::io::Error::other("larger than 64 KiB"));
-    }
-    Ok(Some(text))
-}
-
-/// Builds the plan. Reads the image under `root` (layers, init candidates) but changes nothing.
-pub fn build(root: &Path, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
-    let mut candidates = Vec::new();
-    if let Some(name) = &options.hostname {
-        candidates.push(Candidate { source: Source::Cmdline, name: name.clone() });
-    }
-    if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
-        candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
-    }
-    let choice = hostname::choose(&candidates, &options.hostname_prefix, facts.address, facts.domain.as_deref());
-
-    let mut steps = early_steps();
-    steps.push(Step::Hostname { hostname: choice.hostname.clone(), rejected: choice.rejected });
-    for dir in &options.dirs {
-        steps.push(Step::Overlay { dir: dir.clone(), mode: options.mode, tmpfs_size: options.tmpfs_size.clone() });
-    }
-    let mut facts = facts;
-    let layer_root = open_root(root)
-        .map_err(|e| format!("open {}: {e}", root.display()))
-        .and_then(|fd| layers::open_root(fd.as_fd(), &options.layers))
-        .unwrap_or_else(|note| {
-            facts.notes.push(note);
-            None
-        });
-    let found = layers::probe(
-        layer_root.as_ref().map(AsFd::as_fd),
-        layers::candidates(choice.hostname.as_ref(), facts.address),
-        &options.dirs,
-    );
-    steps.extend(found.into_iter().map(|layer| Step::Layer { layer }));
-    if let Some(h) = &choice.hostname {
-        if options.dirs.iter().any(|d| d == "etc") {
-            let files = crate::fs::hostfiles::planned(root).into_iter().map(|f| format!("etc/{f}")).collect();
-            steps.push(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files });
+/// Plans the whole boot against `target` without changing anything.
+pub fn dry_run(target: &ImageRoot, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
+    let mut known = facts.clone();
+    let mut steps = Vec::new();
+    for p in Phase::ALL {
+        for step in phase(p, &options, &known, target) {
+            learn(&mut known, &step);
+            steps.push(step);
         }
     }
-    steps.push(Step::Report { path: format!("{REPORT_DIR}/report.json") });
-    let candidates = handoff::candidates(options.init.as_deref());
-    let chosen = handoff::first_present(root, &candidates);
-    steps.push(Step::Handoff { candidates, chosen });
-
-    Plan { root: root.to_path_buf(), options, diagnostics, facts, hostname: choice.hostname, steps }
+    let mut facts = facts;
+    let layer_root = layers::open_root(target.fd(), &options.layers).unwrap_or_else(|note| {
+        facts.notes.push(note);
+        None
+    });
+    let wanted = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Layer { kind, name } => Some((*kind, name.clone())),
+            _ => None,
+        })
+        .collect();
+    let layers = layers::probe(layer_root.as_ref().map(|fd| fd.as_fd()), wanted, &options.dirs);
+    Plan { root: target.path().to_path_buf(), options, diagnostics, facts, steps, layers }
 }
+
+use std::os::fd::AsFd;
 
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "root: {}", self.root.display())?;
-        match &self.hostname {
+        writeln!(f, "root: {}", escape_path(&self.root))?;
+        let hostname = self.steps.iter().find_map(|s| match s {
+            Step::Hostname { hostname, .. } => hostname.as_ref(),
+            _ => None,
+        });
+        match hostname {
             Some(h) => writeln!(f, "hostname: {} (from {})", h.fqdn(), h.source)?,
             None => writeln!(f, "hostname: none")?,
         }
@@ -128,65 +150,38 @@ impl fmt::Display for Plan {
         for note in &self.facts.notes {
             writeln!(f, "note: {note}")?;
         }
+        let mut phase = None;
         for (i, step) in self.steps.iter().enumerate() {
-            writeln!(f, "{:>2}. {step}{}", i + 1, if step.fatal() { " [fatal]" } else { "" })?;
-            write_step_details(f, step, &self.options.dirs)?;
+            if phase != Some(step.phase()) {
+                phase = Some(step.phase());
+                writeln!(f, "{}:", step.phase())?;
+            }
+            writeln!(f, "{:>3}. {step}{}", i + 1, if step.fatal() { " [fatal]" } else { "" })?;
+            self.write_step_details(f, step)?;
         }
         Ok(())
     }
 }
 
-fn write_step_details(f: &mut fmt::Formatter<'_>, step: &Step, dirs: &[String]) -> fmt::Result {
-    match step {
-        Step::Hostname { rejected, .. } => rejected.iter().try_for_each(|r| writeln!(f, "      {r}")),
-        Step::Layer { layer } => {
-            for entry in &layer.files {
-                writeln!(f, "      /{}", entry.path.display())?;
-            }
-            for entry in &layer.refused {
-                writeln!(f, "      refused /{}: {}", entry.path.display(), layers::refusal(entry, dirs))?;
-            }
-            layer.errors.iter().try_for_each(|e| writeln!(f, "      error: {e}"))
-        }
-        _ => Ok(()),
-    }
-}
-
 impl Plan {
-    /// Logs what planning found wrong: option diagnostics and probing notes.
-    pub fn log_findings(&self) {
-        for d in &self.diagnostics {
-            log::warn!("{d}");
-        }
-        for note in &self.facts.notes {
-            log::warn!("{note}");
-        }
-        for rejected in self.hostname_rejected() {
-            log::warn!("{rejected}");
-        }
-    }
-
-    /// Why hostname candidates were turned down.
-    pub fn hostname_rejected(&self) -> &[String] {
-        self.steps
-            .iter()
-            .find_map(|s| match s {
-                Step::Hostname { rejected, .. } => Some(rejected.as_slice()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
-
-    /// The plan that runs before anything is known: the early mounts, with default options.
-    pub fn early(root: &Path) -> Plan {
-        let options = Options::resolve(&crate::config::Cmdline::default(), None).0;
-        Plan {
-            root: root.to_path_buf(),
-            options,
-            diagnostics: Vec::new(),
-            facts: Facts::default(),
-            hostname: None,
-            steps: early_steps(),
+    fn write_step_details(&self, f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
+        match step {
+            Step::Hostname { rejected, .. } => rejected.iter().try_for_each(|r| writeln!(f, "       {r}")),
+            Step::Layer { name, .. } => {
+                let Some(layer) = self.layers.iter().find(|l| l.name == *name) else { return Ok(()) };
+                if !layer.present {
+                    writeln!(f, "       (not present)")?;
+                }
+                for entry in &layer.files {
+                    writeln!(f, "       /{}", escape_path(&entry.path))?;
+                }
+                for entry in &layer.refused {
+                    let why = layers::refusal(entry, &self.options.dirs);
+                    writeln!(f, "       refused /{}: {why}", escape_path(&entry.path))?;
+                }
+                layer.errors.iter().try_for_each(|e| writeln!(f, "       error: {e}"))
+            }
+            _ => Ok(()),
         }
     }
 }

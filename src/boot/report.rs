@@ -1,67 +1,102 @@
-//! /run/stateless/report.json (what the boot did, for admins and tests) and
-//! /run/stateless/provenance (which layer wrote each file).
+//! /run/stateless/report.json (what the boot did, for admins, tools and tests) and
+//! /run/stateless/provenance (which layer wrote each file). The report format is versioned
+//! ([`FORMAT`]) and documented in docs/report.md; [`Report`] reads it back.
 
-use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::boot::execute::Executor;
+use crate::boot::plan;
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::options::Diagnostic;
-use crate::model::outcome::{DirResult, LayerResult, Mode, Outcome};
+use crate::model::outcome::{DirResult, Failure, LayerResult, Mode, Op, Outcome};
+use crate::model::step::{Phase, Step};
 
-/// The report, as serialised.
-#[derive(Debug, Serialize)]
-pub struct Report<'a> {
-    pub version: &'static str,
+/// The report format's version: raised when a field changes meaning or goes away (adding a
+/// field does not raise it; readers ignore fields they do not know).
+pub const FORMAT: u32 = 1;
+
+/// The report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub format: u32,
+    /// The version of `stateless` that wrote it.
+    pub version: String,
     pub mode: Mode,
-    pub root: &'a Path,
-    pub hostname: Option<&'a Hostname>,
+    /// The target root, as `stateless` saw it.
+    pub root: String,
+    pub hostname: Option<Hostname>,
     /// Hostname candidates turned down, and why.
-    pub hostname_rejected: &'a [String],
-    pub interface: Option<&'a str>,
+    pub hostname_rejected: Vec<String>,
+    pub interface: Option<String>,
     pub address: Option<Ipv4Net>,
-    pub dirs: &'a [DirResult],
-    pub layers: &'a [LayerResult],
-    pub steps: &'a [Outcome],
-    /// The init that will be exec'd (the first present candidate).
-    pub init: Option<&'a str>,
-    pub diagnostics: &'a [Diagnostic],
-    pub notes: &'a [String],
+    pub dirs: Vec<DirResult>,
+    pub layers: Vec<LayerResult>,
+    /// Every step run so far, in order, with its phase and outcome.
+    pub steps: Vec<Outcome>,
+    /// The init the handoff phase execs (the first present candidate).
+    pub init: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub notes: Vec<String>,
     /// True when a fatal step failed and the boot went on anyway.
     pub degraded: bool,
     /// Milliseconds from PID 1 start to writing the report.
     pub elapsed_ms: u64,
 }
 
-/// Writes report.json at `target` and the provenance file beside it.
-pub fn write(executor: &Executor<'_>, plan: &crate::boot::plan::Plan, target: &Path) -> io::Result<()> {
-    let init = plan.steps.iter().find_map(|s| match s {
-        crate::model::step::Step::Handoff { chosen, .. } => chosen.as_deref(),
-        _ => None,
-    });
-    let report = Report {
-        version: env!("CARGO_PKG_VERSION"),
-        mode: executor.mode,
-        root: &executor.root,
-        hostname: plan.hostname.as_ref(),
-        hostname_rejected: plan.hostname_rejected(),
-        interface: plan.facts.interface.as_deref(),
-        address: plan.facts.address,
-        dirs: &executor.dirs,
-        layers: &executor.layers,
-        steps: &executor.outcomes,
-        init,
-        diagnostics: &plan.diagnostics,
-        notes: &plan.facts.notes,
-        degraded: executor.degraded,
-        elapsed_ms: executor.elapsed_ms(),
+impl Report {
+    /// The report of what `executor` did so far.
+    pub fn of(executor: &Executor<'_>) -> Report {
+        let facts = &executor.facts;
+        let handoff = plan::phase(Phase::Handoff, &executor.options, facts, &executor.target);
+        let init = handoff.iter().find_map(|s| match s {
+            Step::Handoff { init, .. } => init.clone(),
+            _ => None,
+        });
+        let hostname_rejected = executor
+            .outcomes
+            .iter()
+            .find_map(|o| match &o.step {
+                Step::Hostname { rejected, .. } => Some(rejected.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Report {
+            format: FORMAT,
+            version: env!("CARGO_PKG_VERSION").into(),
+            mode: executor.mode,
+            root: crate::model::text::escape_path(executor.target.path()),
+            hostname: facts.hostname.clone(),
+            hostname_rejected,
+            interface: facts.interface.clone(),
+            address: facts.address,
+            dirs: executor.dirs.clone(),
+            layers: executor.layers.clone(),
+            steps: executor.outcomes.clone(),
+            init,
+            diagnostics: executor.diagnostics.clone(),
+            notes: facts.notes.clone(),
+            degraded: executor.degraded,
+            elapsed_ms: executor.elapsed_ms(),
+        }
+    }
+}
+
+/// Writes report.json at `path` (relative to the target root) and the provenance file beside
+/// it, each replaced all at once.
+pub fn write(executor: &Executor<'_>, path: &Path) -> Result<(), Failure> {
+    let target = &executor.target;
+    let fail = |rel: &Path, e: &std::io::Error| Failure::io(Op::Write, Some(&target.host_path(rel)), e);
+    let (Some(dir_rel), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Failure::new(Op::Write, Some(path), "not a file path"));
     };
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(dir)?;
-    let json = serde_json::to_string_pretty(&report).map_err(io::Error::other)?;
-    std::fs::write(target, json + "\n")?;
-    std::fs::write(dir.join("provenance"), executor.provenance.render())
+    let dir = target.create_dir_all(dir_rel, 0o755).map_err(|e| fail(dir_rel, &e))?;
+    let json = serde_json::to_string_pretty(&Report::of(executor)).map_err(|e| fail(path, &e.into()))? + "\n";
+    crate::fs::root::replace_file(dir.fd.as_fd(), name, json.as_bytes(), 0o644).map_err(|e| fail(path, &e))?;
+    let provenance = executor.provenance.render();
+    crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.as_bytes(), 0o644)
+        .map_err(|e| fail(&dir_rel.join("provenance"), &e))
 }

@@ -7,7 +7,7 @@
 use std::net::Ipv4Addr;
 
 use crate::model::options::{Diagnostic, Emergency, IpParam, NfsRoot, Options, Origin, OverlayMode};
-use crate::model::step::StepKind;
+use crate::model::step::Phase;
 
 /// One `key[=value]` word of the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,8 @@ pub struct Cmdline {
     pub params: Vec<Param>,
     /// Words after ` -- `: the kernel hands them to init as arguments.
     pub init_args: Vec<String>,
+    /// Words that are not UTF-8, escaped (`\xNN`); left out of `params`.
+    pub invalid: Vec<Param>,
 }
 
 /// The kernel's `isspace()` on ASCII: space, `\t`, `\n`, `\v`, `\f`, `\r`.
@@ -29,18 +31,24 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
-fn skip_spaces(s: &str) -> &str {
-    s.trim_start_matches(|c: char| c.is_ascii() && is_space(c as u8))
+fn skip_spaces(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !is_space(*b)).unwrap_or(s.len());
+    s.get(start..).unwrap_or_default()
+}
+
+/// A word of the command line as it was: bytes, not yet known to be text.
+struct RawParam<'a> {
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
 }
 
 /// One word off the front of `args` (which starts with a non-space), as the kernel's `next_arg()`:
 /// returns the word and what follows it.
-fn next_arg(args: &str) -> (Param, &str) {
-    let bytes = args.as_bytes();
-    let quoted = bytes.first() == Some(&b'"');
+fn next_arg(args: &[u8]) -> (RawParam<'_>, &[u8]) {
+    let quoted = args.first() == Some(&b'"');
     let start = usize::from(quoted);
-    let (mut in_quote, mut end, mut equals) = (quoted, bytes.len(), None);
-    for (i, &b) in bytes.iter().enumerate().skip(start) {
+    let (mut in_quote, mut end, mut equals) = (quoted, args.len(), None);
+    for (i, &b) in args.iter().enumerate().skip(start) {
         if is_space(b) && !in_quote {
             end = i;
             break;
@@ -53,46 +61,64 @@ fn next_arg(args: &str) -> (Param, &str) {
             in_quote = !in_quote;
         }
     }
-    // All split points are ASCII bytes, hence char boundaries: `get` never fails here.
-    let rest = args.get(end..).unwrap_or("");
-    let word = args.get(start..end).unwrap_or("");
+    let rest = args.get(end..).unwrap_or_default();
+    let word = args.get(start..end).unwrap_or_default();
     let (key, value) = match equals {
-        Some(eq) => (args.get(start..eq).unwrap_or(""), args.get(eq + 1..end)),
+        Some(eq) => (args.get(start..eq).unwrap_or_default(), args.get(eq + 1..end)),
         None => (word, None),
     };
-    let strip = |s: &'_ str| s.strip_suffix('"').unwrap_or(s).to_owned();
+    fn strip(s: &[u8]) -> &[u8] {
+        s.strip_suffix(b"\"").unwrap_or(s)
+    }
     let (key, value) = match value {
         // `key="a b"`: the opening quote and a closing one at the end of the word go.
-        Some(v) if v.starts_with('"') => (key.to_owned(), Some(strip(v.get(1..).unwrap_or("")))),
+        Some([b'"', v @ ..]) => (key, Some(strip(v))),
         // `"key=a b"` or `"flag"`: the closing quote at the end of the word goes.
-        Some(v) if quoted => (key.to_owned(), Some(strip(v))),
+        Some(v) if quoted => (key, Some(strip(v))),
         None if quoted => (strip(key), None),
-        _ => (key.to_owned(), value.map(str::to_owned)),
+        _ => (key, value),
     };
-    (Param { key, value }, rest)
+    (RawParam { key, value }, rest)
 }
 
 impl Cmdline {
-    /// Splits a command line (the text of `/proc/cmdline`) into words the way the kernel does.
+    /// Splits a command line (the bytes of `/proc/cmdline`) into words the way the kernel does.
     ///
+    /// The command line is bytes: a word that is not UTF-8 goes to [`Cmdline::invalid`] (the
+    /// resolver reports it when it is one of ours) and every other word is kept.
     /// Words after a lone `--` go to [`Cmdline::init_args`] as `key=value` (quotes stripped);
     /// like the kernel, a second `--` ends them and the words after it are dropped.
-    pub fn parse(text: &str) -> Cmdline {
+    pub fn parse(text: &[u8]) -> Cmdline {
         let mut cmdline = Cmdline::default();
         let mut rest = skip_spaces(text);
         let mut after_dashes = false;
         while !rest.is_empty() {
-            let (param, next) = next_arg(rest);
+            let (raw, next) = next_arg(rest);
             rest = skip_spaces(next);
-            let dashes = param.key == "--" && param.value.is_none();
+            let dashes = raw.key == b"--" && raw.value.is_none();
             match (after_dashes, dashes) {
                 (false, true) => after_dashes = true,
-                (false, false) => cmdline.params.push(param),
                 (true, true) => break,
-                (true, false) => cmdline.init_args.push(match param.value {
-                    Some(v) => format!("{}={v}", param.key),
-                    None => param.key,
-                }),
+                (true, false) => {
+                    let word = match raw.value {
+                        Some(v) => [raw.key, b"=", v].concat(),
+                        None => raw.key.to_vec(),
+                    };
+                    cmdline.init_args.push(String::from_utf8_lossy(&word).into_owned());
+                }
+                (false, false) => {
+                    let key = std::str::from_utf8(raw.key);
+                    let value = raw.value.map(std::str::from_utf8).transpose();
+                    match (key, value) {
+                        (Ok(key), Ok(value)) => {
+                            cmdline.params.push(Param { key: key.to_owned(), value: value.map(str::to_owned) })
+                        }
+                        _ => cmdline.invalid.push(Param {
+                            key: crate::model::text::escape(raw.key),
+                            value: raw.value.map(crate::model::text::escape),
+                        }),
+                    }
+                }
             }
         }
         cmdline
@@ -176,7 +202,7 @@ impl Resolver {
                 o.debug = true;
                 Vec::new()
             }
-            ("stateless.break", None) => vec!["needs a step name".to_owned()],
+            ("stateless.break", None) => vec!["needs a phase name".to_owned()],
             (k, None) if VALUE_KEYS.contains(&k) => vec!["needs a value".to_owned()],
             (k, None) if !k.starts_with("stateless.") => Vec::new(),
             ("softlevel", Some(v)) => {
@@ -200,10 +226,10 @@ impl Resolver {
             ("stateless.tmpfs.size", Some(v)) => set(&mut o.tmpfs_size, tmpfs_size(v).map(Some)),
             ("stateless.break", Some(v)) => set(
                 &mut o.break_at,
-                v.parse::<StepKind>().and_then(|step| match step {
+                v.parse::<Phase>().and_then(|phase| match phase {
                     // The early mounts run before the command line can be read (it is in /proc).
-                    StepKind::Mounts => Err(format!("{} runs before the command line is read", q(v))),
-                    step => Ok(Some(step)),
+                    Phase::EarlyMounts => Err(format!("{} runs before the command line is read", q(v))),
+                    phase => Ok(Some(phase)),
                 }),
             ),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
@@ -234,10 +260,15 @@ impl Options {
     /// Everything is applied in order, config first: a later valid value wins, an invalid one
     /// is reported and leaves the earlier value (or the default). Unknown `stateless.*` keys are
     /// reported; other unknown command line words belong to the kernel or init and are skipped.
-    pub fn resolve(cmdline: &Cmdline, config: Option<&str>) -> (Options, Vec<Diagnostic>) {
+    pub fn resolve(cmdline: &Cmdline, config: Option<&[u8]>) -> (Options, Vec<Diagnostic>) {
         let mut r = Resolver { opts: Options::default(), dirs_given: false, diags: Vec::new() };
-        for (n, line) in config.unwrap_or("").lines().enumerate() {
+        for (n, bytes) in config.unwrap_or_default().split(|b| *b == b'\n').enumerate() {
             let origin = Origin::Config { line: n + 1 };
+            let Ok(line) = std::str::from_utf8(bytes) else {
+                let shown = crate::model::text::escape(bytes);
+                r.diag(&origin, "", format!("{}: not UTF-8, line ignored", q(&shown)));
+                continue;
+            };
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -260,6 +291,13 @@ impl Options {
         for p in &cmdline.params {
             r.apply(&Origin::Cmdline, &p.key, p.value.as_deref());
         }
+        for p in cmdline.invalid.iter().filter(|p| is_ours(&p.key)) {
+            let word = match &p.value {
+                Some(v) => format!("{}={v}", p.key),
+                None => p.key.clone(),
+            };
+            r.diag(&Origin::Cmdline, &p.key, format!("{}: not UTF-8, ignored", q(&word)));
+        }
         // The old stateless.sh only made overlays when softlevel= named unionfs.
         let no_unionfs = r.opts.softlevel.as_ref().is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
         if !r.dirs_given && no_unionfs {
@@ -267,6 +305,12 @@ impl Options {
         }
         (r.opts, r.diags)
     }
+}
+
+/// Whether a command-line key is one `stateless` reads (an invalid word of the kernel's or
+/// init's is theirs to judge).
+fn is_ours(key: &str) -> bool {
+    key.starts_with("stateless.") || VALUE_KEYS.contains(&key) || matches!(key, "quiet" | "debug")
 }
 
 /// Strips one pair of matching `"` or `'` around a config value.
@@ -514,7 +558,7 @@ mod tests {
     }
 
     fn words(text: &str) -> Vec<(String, Option<String>)> {
-        Cmdline::parse(text).params.into_iter().map(|p| (p.key, p.value)).collect()
+        Cmdline::parse(text.as_bytes()).params.into_iter().map(|p| (p.key, p.value)).collect()
     }
 
     fn resolve(text: &str) -> (Options, Vec<String>) {
@@ -522,7 +566,7 @@ mod tests {
     }
 
     fn resolve_with(text: &str, config: Option<&str>) -> (Options, Vec<String>) {
-        let (o, d) = Options::resolve(&Cmdline::parse(text), config);
+        let (o, d) = Options::resolve(&Cmdline::parse(text.as_bytes()), config.map(str::as_bytes));
         (o, d.into_iter().map(|d| d.message).collect())
     }
 
@@ -542,7 +586,7 @@ mod tests {
 
     #[test]
     fn tokenizer_basics() {
-        let c = Cmdline::parse("  ro\tquiet root=/dev/nfs key= =x a=b=c\n");
+        let c = Cmdline::parse("  ro\tquiet root=/dev/nfs key= =x a=b=c\n".as_bytes());
         assert_eq!(
             c.params,
             [
@@ -555,8 +599,8 @@ mod tests {
             ]
         );
         assert!(c.init_args.is_empty());
-        assert_eq!(Cmdline::parse(""), Cmdline::default());
-        assert_eq!(Cmdline::parse(" \n\t\r\x0b\x0c"), Cmdline::default());
+        assert_eq!(Cmdline::parse("".as_bytes()), Cmdline::default());
+        assert_eq!(Cmdline::parse(" \n\t\r\x0b\x0c".as_bytes()), Cmdline::default());
         // `=` at the start does not split, a later one does (kernel: `equals == 0` means none).
         assert_eq!(words("=a=b"), [("=a".into(), Some("b".into()))]);
     }
@@ -580,27 +624,27 @@ mod tests {
 
     #[test]
     fn tokenizer_dashes_and_last_wins() {
-        let c = Cmdline::parse("a=1 b a=2 -- single k=\"x y\" \"q r\" -- dropped\n");
+        let c = Cmdline::parse("a=1 b a=2 -- single k=\"x y\" \"q r\" -- dropped\n".as_bytes());
         assert_eq!(c.params, [p("a", Some("1")), p("b", None), p("a", Some("2"))]);
         assert_eq!(c.init_args, ["single", "k=x y", "q r"]);
         assert_eq!(c.value("a"), Some("2"));
         assert_eq!(c.get("a"), Some(&p("a", Some("2"))));
         assert!(c.has_flag("b") && !c.has_flag("a") && !c.has_flag("c") && c.get("c").is_none());
-        assert!(!Cmdline::parse("q q=1").has_flag("q") && Cmdline::parse("q=1 q").has_flag("q"));
+        assert!(!Cmdline::parse("q q=1".as_bytes()).has_flag("q") && Cmdline::parse("q=1 q".as_bytes()).has_flag("q"));
         // `--=x` is not the separator; a quoted `"--"` is (the kernel strips quotes first).
-        assert_eq!(Cmdline::parse("--=x a").params.len(), 2);
-        assert_eq!(Cmdline::parse("\"--\" a").init_args, ["a"]);
-        assert_eq!(Cmdline::parse("x --").init_args, Vec::<String>::new());
+        assert_eq!(Cmdline::parse("--=x a".as_bytes()).params.len(), 2);
+        assert_eq!(Cmdline::parse("\"--\" a".as_bytes()).init_args, ["a"]);
+        assert_eq!(Cmdline::parse("x --".as_bytes()).init_args, Vec::<String>::new());
     }
 
     #[test]
     fn tokenizer_never_panics() {
         let nasty = ["\0", "\"\0\"", "a=\"\0", "é=\"ü\" \"ñ", "===", "\"=\"", "\"\"\"", "-- --", "\u{a0}x\u{3000}"];
         for s in nasty {
-            let _ = Options::resolve(&Cmdline::parse(s), Some(s));
+            let _ = Options::resolve(&Cmdline::parse(s.as_bytes()), Some(s.as_bytes()));
         }
         let huge = "k=\"v w\" ".repeat(100_000) + "\"";
-        assert_eq!(Cmdline::parse(&huge).params.len(), 100_001);
+        assert_eq!(Cmdline::parse(huge.as_bytes()).params.len(), 100_001);
         // Non-ASCII whitespace is not a separator.
         assert_eq!(words("a\u{a0}b"), [("a\u{a0}b".into(), None)]);
     }
@@ -752,13 +796,16 @@ mod tests {
 
     #[test]
     fn break_emergency_mode() {
-        assert_eq!(ok("stateless.break=host-files").break_at, Some(StepKind::HostFiles));
-        assert_eq!(ok("stateless.break=handoff").break_at, Some(StepKind::Handoff));
+        assert_eq!(ok("stateless.break=host-files").break_at, Some(Phase::HostFiles));
+        assert_eq!(ok("stateless.break=handoff").break_at, Some(Phase::Handoff));
         let (o, d) = bad("stateless.break=nope");
         assert_eq!(o.break_at, None);
-        assert_eq!(d, format!("stateless.break: {}", "nope".parse::<StepKind>().unwrap_err()));
-        assert_eq!(bad("stateless.break").1, "stateless.break: needs a step name");
-        assert_eq!(bad("stateless.break=mounts").1, "stateless.break: \"mounts\" runs before the command line is read");
+        assert_eq!(d, format!("stateless.break: {}", "nope".parse::<Phase>().unwrap_err()));
+        assert_eq!(bad("stateless.break").1, "stateless.break: needs a phase name");
+        assert_eq!(
+            bad("stateless.break=early-mounts").1,
+            "stateless.break: \"early-mounts\" runs before the command line is read"
+        );
         for (v, e) in [
             ("continue", Emergency::Continue),
             ("shell", Emergency::Shell),
@@ -910,7 +957,10 @@ mod tests {
         let config = "# site defaults\n\n  stateless.mode = copy  \nstateless.hostname.prefix='lab'\nstateless.layers=\"/srv/layers/\"\r\n\
                       stateless.emergency=shell\nip=dhcp\nnot a pair\n=x\nstateless.bogus=1\nstateless.tmpfs.size=\"50%\n\
                       stateless.break\nstateless.dirs=etc,var/lib\n";
-        let (o, d) = Options::resolve(&Cmdline::parse("stateless.emergency=reboot stateless.dirs=var"), Some(config));
+        let (o, d) = Options::resolve(
+            &Cmdline::parse("stateless.emergency=reboot stateless.dirs=var".as_bytes()),
+            Some(config.as_bytes()),
+        );
         assert_eq!(o.mode, OverlayMode::Copy);
         assert_eq!(o.hostname_prefix, "lab");
         assert_eq!(o.layers, "/srv/layers");
@@ -943,7 +993,7 @@ mod tests {
         );
         assert_eq!((o.mode, o.dirs, o.hostname.as_deref()), (OverlayMode::Copy, vec!["home".into()], Some("a b")));
         assert_eq!(d.len(), 1);
-        assert_eq!(Options::resolve(&Cmdline::default(), Some("")), (Options::default(), vec![]));
+        assert_eq!(Options::resolve(&Cmdline::default(), Some(b"")), (Options::default(), vec![]));
     }
 
     #[test]
@@ -986,8 +1036,8 @@ mod tests {
 
     /// Checks one fixture against its expectation text; returns the mismatches.
     fn check_fixture(cmdline: &str, config: Option<&str>, expect: &str) -> Vec<String> {
-        let c = Cmdline::parse(cmdline);
-        let (o, d) = Options::resolve(&c, config);
+        let c = Cmdline::parse(cmdline.as_bytes());
+        let (o, d) = Options::resolve(&c, config.map(str::as_bytes));
         let mut flat = flatten(&c, &o);
         flat.insert("diagnostics".into(), d.len().to_string());
         let (mut errors, mut diags, mut has_count) = (Vec::new(), Vec::new(), false);

@@ -2,22 +2,21 @@
 //! (`127.0.1.1 <fqdn> <short>`, as Debian's installer writes it) and OpenRC's /etc/conf.d/hostname.
 //! Written only through directory handles opened without following symlinks.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::fs::tree;
+use crate::fs::root::{replace_file, ImageRoot};
+use crate::model::outcome::{Failure, Op};
 
-/// The files [`write`] would write, relative to /etc.
-pub fn planned(root: &Path) -> Vec<String> {
-    let mut files = vec!["hostname".to_string(), "hosts".to_string()];
-    let conf_d = crate::boot::plan::open_root(root)
-        .ok()
-        .and_then(|fd| tree::open_dir_nofollow(fd.as_fd(), Path::new("etc/conf.d")).ok());
-    if conf_d.is_some() {
-        files.push("conf.d/hostname".into());
+/// The files [`write`] is to write, relative to the root: /etc/hostname, /etc/hosts, and
+/// /etc/conf.d/hostname where the image has an /etc/conf.d (OpenRC).
+pub fn planned(root: &ImageRoot) -> Vec<String> {
+    let mut files = vec!["etc/hostname".to_string(), "etc/hosts".to_string()];
+    if root.dir("etc/conf.d").is_ok() {
+        files.push("etc/conf.d/hostname".into());
     }
     files
 }
@@ -47,22 +46,25 @@ pub fn hosts_content(existing: &str, fqdn: &str, short: &str) -> String {
     out
 }
 
-/// Writes the hostname files under `<root>/etc`; returns the files written, relative to /etc.
-pub fn write(root: &Path, fqdn: &str, short: &str) -> Result<Vec<String>, (PathBuf, io::Error)> {
-    let etc_path = root.join("etc");
-    let at = |name: &str| etc_path.join(name);
-    let root_fd = crate::boot::plan::open_root(root).map_err(|e| (root.to_path_buf(), e))?;
-    let etc = tree::open_dir_nofollow(root_fd.as_fd(), Path::new("etc")).map_err(|e| (etc_path.clone(), e.into()))?;
+/// Writes `files` (as [`planned`] gave them), each replaced all at once: a full tmpfs leaves
+/// the old file as it was, never an empty one. Returns the files written.
+pub fn write(root: &ImageRoot, fqdn: &str, short: &str, files: &[String]) -> Result<Vec<String>, Failure> {
     let mut written = Vec::new();
-    replace(etc.as_fd(), "hostname", &format!("{short}\n")).map_err(|e| (at("hostname"), e))?;
-    written.push("hostname".to_string());
-    let hosts = read(etc.as_fd(), "hosts").map_err(|e| (at("hosts"), e))?;
-    replace(etc.as_fd(), "hosts", &hosts_content(&hosts, fqdn, short)).map_err(|e| (at("hosts"), e))?;
-    written.push("hosts".to_string());
-    if let Ok(conf_d) = tree::open_dir_nofollow(etc.as_fd(), Path::new("conf.d")) {
-        replace(conf_d.as_fd(), "hostname", &format!("hostname=\"{short}\"\n"))
-            .map_err(|e| (at("conf.d/hostname"), e))?;
-        written.push("conf.d/hostname".to_string());
+    for file in files {
+        let path = Path::new(file);
+        let fail = |e: &io::Error| Failure::io(Op::Write, Some(&root.host_path(path)), e);
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(Failure::new(Op::Write, Some(path), "not a file path"));
+        };
+        let dir = root.dir(parent).map_err(|e| fail(&e))?;
+        let content = match file.as_str() {
+            "etc/hostname" => format!("{short}\n"),
+            "etc/hosts" => hosts_content(&read(dir.fd.as_fd(), "hosts").map_err(|e| fail(&e))?, fqdn, short),
+            "etc/conf.d/hostname" => format!("hostname=\"{short}\"\n"),
+            _ => return Err(Failure::new(Op::Write, Some(path), "not a host file")),
+        };
+        replace_file(dir.fd.as_fd(), name, content.as_bytes(), 0o644).map_err(|e| fail(&e))?;
+        written.push(file.clone());
     }
     Ok(written)
 }
@@ -82,21 +84,9 @@ fn read(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
     if rustix::fs::fstat(&fd)?.st_mode & 0o170_000 != 0o100_000 {
         return Ok(String::new());
     }
-    let mut text = String::new();
-    std::fs::File::from(fd).take(1 << 20).read_to_string(&mut text)?;
-    Ok(text)
-}
-
-/// Replaces `name` in `dir` by a new 0644 file with `content`.
-fn replace(dir: BorrowedFd<'_>, name: &str, content: &str) -> io::Result<()> {
-    match rustix::fs::unlinkat(dir, name, rustix::fs::AtFlags::empty()) {
-        Ok(()) | Err(rustix::io::Errno::NOENT) => {}
-        Err(e) => return Err(e.into()),
-    }
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o644))?;
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(0o644))?;
-    std::fs::File::from(fd).write_all(content.as_bytes())
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd).take(1 << 20).read_to_end(&mut bytes)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -125,9 +115,10 @@ mod tests {
         std::fs::write(dir.join("outside"), "keep").unwrap();
         std::os::unix::fs::symlink("../outside", dir.join("etc/hostname")).unwrap();
         std::fs::write(dir.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
-        let written = write(&dir, "lab3-12.lab.example", "lab3-12").unwrap();
-        assert_eq!(written, ["hostname", "hosts", "conf.d/hostname"]);
-        assert_eq!(planned(&dir), written);
+        let root = ImageRoot::open(&dir).unwrap();
+        let files = planned(&root);
+        let written = write(&root, "lab3-12.lab.example", "lab3-12", &files).unwrap();
+        assert_eq!(written, ["etc/hostname", "etc/hosts", "etc/conf.d/hostname"]);
         assert_eq!(std::fs::read_to_string(dir.join("outside")).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(dir.join("etc/hostname")).unwrap(), "lab3-12\n");
         assert_eq!(std::fs::read_to_string(dir.join("etc/conf.d/hostname")).unwrap(), "hostname=\"lab3-12\"\n");

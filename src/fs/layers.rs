@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
 use serde::Serialize;
@@ -60,7 +60,7 @@ pub fn verdict(dirs: &[String], path: &Path, kind: Kind) -> Verdict {
 /// Opens the layer root inside the image: `None` when it does not exist, an error when it cannot
 /// be used (a symlink out of the image, not a directory, ...).
 pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, String> {
-    let relative = relative(layers);
+    let relative = crate::fs::root::relative(layers);
     let opened = if relative.as_os_str().is_empty() {
         tree::open_dir_nofollow(root, &relative) // `stateless.layers=/`: the image root itself
     } else {
@@ -71,11 +71,6 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(e) => Err(format!("layer root {layers}: {e}")),
     }
-}
-
-/// An absolute image path as a path relative to the root.
-pub fn relative(path: &str) -> PathBuf {
-    Path::new(path).components().filter(|c| matches!(c, Component::Normal(_))).collect()
 }
 
 /// Opens one layer dir beneath the layer root.
@@ -121,6 +116,8 @@ pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
 /// What applying one layer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Applied {
+    /// Whether the layer dir exists.
+    pub present: bool,
     pub written: usize,
     pub refused: usize,
     pub errors: Vec<String>,
@@ -141,13 +138,14 @@ pub fn apply(
     };
     let copied = tree::copy_tree(fd.as_fd(), root, &|path, kind| verdict(dirs, path, kind));
     for entry in &copied.written {
-        log::debug!("layer {name}: wrote /{}", entry.path.display());
+        log::debug!("layer {name}: wrote /{}", crate::model::text::escape_path(&entry.path));
         provenance.record(&entry.path, name);
     }
     for entry in &copied.refused {
-        log::warn!("layer {name}: refused /{}: {}", entry.path.display(), refusal(entry, dirs));
+        log::warn!("layer {name}: refused /{}: {}", crate::model::text::escape_path(&entry.path), refusal(entry, dirs));
     }
     Applied {
+        present: true,
         written: copied.written.len(),
         refused: copied.refused.len(),
         errors: copied.errors.iter().map(|e| format!("layer {name}: {e}")).collect(),
@@ -170,26 +168,11 @@ impl Provenance {
     /// One line per path: `/etc/fstab<TAB>hosts/lab3-12`; bytes that would break the line
     /// format (control characters, backslash, non-UTF-8) are written as `\xNN`.
     pub fn render(&self) -> String {
-        self.0.iter().map(|(path, source)| format!("/{}\t{}\n", escape(path), source)).collect()
+        self.0
+            .iter()
+            .map(|(path, source)| format!("/{}\t{}\n", crate::model::text::escape_path(path), source))
+            .collect()
     }
-}
-
-fn escape(path: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = String::new();
-    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                out.extend(format!("\\x{:02x}", u32::from(c)).chars());
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -235,21 +218,15 @@ mod tests {
         std::fs::create_dir_all(dir.join("srv/diskless")).unwrap();
         std::os::unix::fs::symlink("/", dir.join("escape")).unwrap();
         std::os::unix::fs::symlink("srv/diskless", dir.join("diskless")).unwrap();
-        let root = crate::boot::plan::open_root(&dir).unwrap();
-        assert!(open_root(root.as_fd(), "/").unwrap().is_some());
-        assert!(open_root(root.as_fd(), "/diskless").unwrap().is_some(), "a symlink inside the image is fine");
-        assert!(open_root(root.as_fd(), "/missing").unwrap().is_none());
-        assert!(open_root(root.as_fd(), "/escape").is_err());
+        let root = crate::fs::root::ImageRoot::open(&dir).unwrap();
+        let root = root.fd();
+        assert!(open_root(root, "/").unwrap().is_some());
+        assert!(open_root(root, "/diskless").unwrap().is_some(), "a symlink inside the image is fine");
+        assert!(open_root(root, "/missing").unwrap().is_none());
+        assert!(open_root(root, "/escape").is_err());
         let socket = Entry { path: "etc/s".into(), kind: Kind::Socket };
         assert_eq!(refusal(&socket, &dirs()), "sockets are not copied");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn relative_strips_root_and_dots() {
-        assert_eq!(relative("/diskless"), PathBuf::from("diskless"));
-        assert_eq!(relative("/srv//diskless/"), PathBuf::from("srv/diskless"));
-        assert_eq!(relative("/"), PathBuf::new());
     }
 
     #[test]

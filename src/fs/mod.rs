@@ -4,4 +4,5 @@
 pub mod hostfiles;
 pub mod layers;
 pub mod mounts;
+pub mod root;
 pub mod tree;

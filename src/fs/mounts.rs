@@ -3,54 +3,18 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-pub use crate::model::mount::{EarlyMount, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
+pub use crate::model::mount::{EarlyMount, EARLY_MOUNTS, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
 use rustix::fs::FsWord;
 use rustix::mount::MountFlags;
 
-/// /dev comes first: the console must work before anything else can fail. /tmp is a tmpfs
-/// because the shared root is read-only and inits and services expect to write there.
-pub const EARLY_MOUNTS: [EarlyMount; 5] = [
-    EarlyMount {
-        target: "dev",
-        fstype: "devtmpfs",
-        source: "devtmpfs",
-        options: "mode=0755",
-        flags: MountFlags::NOSUID,
-        magic: TMPFS_MAGIC,
-    },
-    EarlyMount {
-        target: "proc",
-        fstype: "proc",
-        source: "proc",
-        options: "",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
-        magic: PROC_SUPER_MAGIC,
-    },
-    EarlyMount {
-        target: "sys",
-        fstype: "sysfs",
-        source: "sysfs",
-        options: "",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV).union(MountFlags::NOEXEC),
-        magic: SYSFS_MAGIC,
-    },
-    EarlyMount {
-        target: "run",
-        fstype: "tmpfs",
-        source: "tmpfs",
-        options: "mode=0755",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
-        magic: TMPFS_MAGIC,
-    },
-    EarlyMount {
-        target: "tmp",
-        fstype: "tmpfs",
-        source: "tmpfs",
-        options: "mode=1777",
-        flags: MountFlags::NOSUID.union(MountFlags::NODEV),
-        magic: TMPFS_MAGIC,
-    },
-];
+/// The writable dirs themselves (the overlay, or the copy-mode tmpfs) get no `nosuid`/`nodev`:
+/// they stand in for the image dirs and behave as those do, in both modes alike (a setuid helper
+/// or a device node a layer puts in /var works either way).
+pub const WRITABLE_DIR_FLAGS: MountFlags = MountFlags::empty();
+
+/// The private tmpfs holding an overlay's upper and work dirs: nothing is run or opened from
+/// there directly.
+pub const UPPER_TMPFS_FLAGS: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
 
 /// Where the per-dir tmpfs (upper and work dirs) lives, relative to the root.
 pub const RW_BASE: &str = "run/stateless/rw";

@@ -88,7 +88,8 @@ const OPENAT2_RETRIES: usize = 8;
 const XATTR_RETRIES: usize = 4;
 
 /// Flags to open a directory for reading without following a symlink.
-const DIR_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
+pub(crate) const DIR_FLAGS: OFlags =
+    OFlags::RDONLY.union(OFlags::DIRECTORY).union(OFlags::NOFOLLOW).union(OFlags::CLOEXEC);
 
 /// Open `path` (relative, no leading '/') beneath `dir` without ever leaving it.
 ///
@@ -533,7 +534,7 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<(), (&'static s
 }
 
 /// Writes all of `data`, resuming after short writes and EINTR.
-fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         let n = io::retry_on_intr(|| io::write(dst, data))?;
         // A zero-length write for a non-empty buffer would loop forever: treat it as ENOSPC.

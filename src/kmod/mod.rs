@@ -1,8 +1,12 @@
 //! Loading a kernel module by name from the image's `modules.dep`, dependencies first,
 //! without modprobe (the image may have none, and the kernel's request_module needs one).
 
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::Path;
 
+use rustix::fs::OFlags;
+
+use crate::fs::root::ImageRoot;
 use crate::sys::Sys;
 
 /// Module names compare with `-` and `_` as the same character.
@@ -27,22 +31,33 @@ pub fn load_order(modules_dep: &str, name: &str) -> Option<Vec<String>> {
     Some(order)
 }
 
-/// Loads `name` and its dependencies from `<root>/lib/modules/<release>/`. Already loaded is fine.
-pub fn load(sys: &mut dyn Sys, root: &Path, release: &str, name: &str) -> Result<(), String> {
-    let dir: PathBuf = root.join("lib/modules").join(release);
-    let dep = std::fs::read_to_string(dir.join("modules.dep"))
-        .map_err(|e| format!("{}: {e}", dir.join("modules.dep").display()))?;
-    let order = load_order(&dep, name).ok_or_else(|| format!("module {name} not in {}/modules.dep", dir.display()))?;
+/// Largest modules.dep read (Debian's is about 400 KiB).
+const MODULES_DEP_LIMIT: u64 = 16 << 20;
+
+/// Loads `name` and its dependencies from `/lib/modules/<release>/` of `root` (the root
+/// `stateless` runs in), every file opened as that root sees it. Already loaded is fine.
+pub fn load(sys: &dyn Sys, root: &ImageRoot, release: &str, name: &str) -> Result<(), String> {
+    let dir = Path::new("/lib/modules").join(release);
+    let dep_path = dir.join("modules.dep");
+    let shown = |p: &Path| root.host_path(p).display().to_string();
+    let dep = match root.read_file(&dep_path.to_string_lossy(), MODULES_DEP_LIMIT) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(None) => return Err(format!("{}: not found", shown(&dep_path))),
+        Err(e) => return Err(format!("{}: {e}", shown(&dep_path))),
+    };
+    let order = load_order(&dep, name).ok_or_else(|| format!("module {name} not in {}", shown(&dep_path)))?;
     // Checked before loading anything: an absolute entry would make `join` leave the module
     // dir just as `..` would.
     if let Some(bad) = order.iter().find(|f| f.starts_with('/') || f.split('/').any(|c| c == "..")) {
         return Err(format!("modules.dep entry {bad:?} leaves the module dir"));
     }
     for file in order {
-        match sys.load_module(&dir.join(&file)) {
+        let path = dir.join(&file);
+        let opened = root.open_file(&path, OFlags::RDONLY).map_err(|e| format!("open {}: {e}", shown(&path)))?;
+        match sys.load_module(opened.as_fd(), &root.host_path(&path)) {
             Ok(()) => log::info!("loaded module {}", name_of(&file)),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {}
-            Err(e) => return Err(format!("load {}: {e}", dir.join(&file).display())),
+            Err(e) => return Err(format!("load {}: {e}", shown(&path))),
         }
     }
     Ok(())
@@ -74,23 +89,29 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stateless-modules-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("lib/modules/6.1.0")).unwrap();
         std::fs::write(dir.join("lib/modules/6.1.0/modules.dep"), DEP).unwrap();
-        let mut sys = Fake {
-            fail: Box::new(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17)),
-            ..Fake::default()
-        };
-        load(&mut sys, &dir, "6.1.0", "virtio_net").unwrap();
-        assert_eq!(sys.calls.len(), 3);
-        assert_eq!(sys.calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
-        assert!(load(&mut sys, &dir, "6.1.0", "nosuch").unwrap_err().contains("not in"));
-        assert!(load(&mut sys, &dir, "9.9", "overlay").is_err());
+        for ko in
+            ["kernel/drivers/net/virtio_net.ko", "kernel/drivers/net/net_failover.ko", "kernel/net/core/failover.ko"]
+        {
+            let path = dir.join("lib/modules/6.1.0").join(ko);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, "").unwrap();
+        }
+        let root = ImageRoot::open(&dir).unwrap();
+        let sys = Fake::failing(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17));
+        load(&sys, &root, "6.1.0", "virtio_net").unwrap();
+        let calls = sys.calls();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
+        assert!(load(&sys, &root, "6.1.0", "nosuch").unwrap_err().contains("not in"));
+        assert!(load(&sys, &root, "9.9", "overlay").is_err());
         std::fs::write(
             dir.join("lib/modules/6.1.0/modules.dep"),
             "/tmp/evil/overlay.ko:\nkernel/x.ko: ../../../evil.ko\n",
         )
         .unwrap();
-        assert!(load(&mut sys, &dir, "6.1.0", "overlay").unwrap_err().contains("leaves the module dir"));
-        assert!(load(&mut sys, &dir, "6.1.0", "x").unwrap_err().contains("leaves the module dir"));
-        assert_eq!(sys.calls.len(), 3, "nothing outside the module dir was loaded");
+        assert!(load(&sys, &root, "6.1.0", "overlay").unwrap_err().contains("leaves the module dir"));
+        assert!(load(&sys, &root, "6.1.0", "x").unwrap_err().contains("leaves the module dir"));
+        assert_eq!(sys.calls().len(), 3, "nothing outside the module dir was loaded");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -64,9 +64,17 @@ impl TreeError {
     }
 }
 
+impl TreeError {
+    /// Whether the entry (or part of its data) is missing from the copy; a failure to set its
+    /// owner, mode, times or an extended attribute leaves the entry there with its data.
+    pub fn is_loss(&self) -> bool {
+        !matches!(self.op, "fchown" | "fchmod" | "listxattr" | "getxattr" | "setxattr" | "utimensat")
+    }
+}
+
 impl fmt::Display for TreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.op, self.path.display(), errno_text(self.errno))
+        write!(f, "{} {}: {}", self.op, super::text::escape_path(&self.path), errno_text(self.errno))
     }
 }
 

@@ -1,13 +1,16 @@
-//! What is known about this client when a phase is planned: the boot interface and its
-//! address, the kernel's hostname and the DHCP domain.
+//! What is known about this client when a phase is planned. Facts grow as phases run: the
+//! address and hostname after the network phase, the writable dirs after theirs.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::hostname::Hostname;
 use super::ipv4::Ipv4Net;
 
-/// The probed (or given) state of the client.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// The probed (or given, or learned) state of the client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
+    /// Whether the kernel has overlayfs registered; `None` when not known (a dry run).
+    pub overlayfs: Option<bool>,
     /// Name of the interface that carries the boot address.
     pub interface: Option<String>,
     pub address: Option<Ipv4Net>,
@@ -15,7 +18,10 @@ pub struct Facts {
     pub kernel_hostname: Option<String>,
     /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
     pub domain: Option<String>,
+    /// The hostname chosen in the network phase.
+    pub hostname: Option<Hostname>,
+    /// Dirs made writable (tmpfs or overlay) so far: the only places anything is written to.
+    pub writable: Vec<String>,
     /// Problems met while probing, for the log and the report.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }

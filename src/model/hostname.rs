@@ -7,12 +7,12 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::ipv4::Ipv4Net;
 
 /// Where the chosen hostname came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     /// `stateless.hostname=` (or `--hostname` of plan/apply, which stands in for the kernel's).
@@ -44,7 +44,7 @@ pub struct Candidate {
 }
 
 /// The chosen, validated hostname.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hostname {
     /// First label: what `sethostname` gets and what the `hosts/` and `labs/` layers are keyed on.
     pub short: String,

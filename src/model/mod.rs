@@ -4,9 +4,11 @@
 pub mod entry;
 pub mod facts;
 pub mod hostname;
+pub mod interface;
 pub mod ipv4;
 pub mod layer;
 pub mod mount;
 pub mod options;
 pub mod outcome;
 pub mod step;
+pub mod text;

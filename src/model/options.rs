@@ -4,12 +4,12 @@
 use std::fmt;
 use std::net::Ipv4Addr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::step::StepKind;
+use super::step::Phase;
 
 /// What a failed fatal step does (`stateless.emergency=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Emergency {
     /// Go on degraded where possible; when nothing can go on (no init runs), reboot after a delay.
@@ -22,7 +22,7 @@ pub enum Emergency {
 }
 
 /// How the per-client writable dirs are made (`stateless.mode=`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OverlayMode {
     /// overlayfs with a tmpfs upper; falls back to `copy` when overlayfs is unavailable or refuses.
@@ -35,7 +35,7 @@ pub enum OverlayMode {
 /// `ip=` in the kernel's format (Documentation/admin-guide/nfs/nfsroot.rst):
 /// `<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:...`,
 /// or just an autoconf method (`dhcp`, `off`, ...).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpParam {
     pub client: Option<Ipv4Addr>,
     pub server: Option<Ipv4Addr>,
@@ -48,7 +48,7 @@ pub struct IpParam {
 }
 
 /// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
     pub server: Option<Ipv4Addr>,
     pub path: String,
@@ -56,7 +56,7 @@ pub struct NfsRoot {
 }
 
 /// Everything `stateless` takes from the command line and the config file, validated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Options {
     /// `softlevel=`, comma separated; passed on untouched to OpenRC.
     pub softlevel: Option<Vec<String>>,
@@ -74,7 +74,7 @@ pub struct Options {
     /// `stateless.tmpfs.size=`: tmpfs `size=` option (`512m`, `25%`).
     pub tmpfs_size: Option<String>,
     /// `stateless.break=`: stop for a shell before this step.
-    pub break_at: Option<StepKind>,
+    pub break_at: Option<Phase>,
     pub emergency: Emergency,
     pub mode: OverlayMode,
     pub quiet: bool,
@@ -87,7 +87,7 @@ pub struct Options {
 }
 
 /// Where an option came from, for diagnostics.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     Cmdline,
@@ -95,7 +95,7 @@ pub enum Origin {
 }
 
 /// A problem with one option: reported in the log and the report, never fatal.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     pub origin: Origin,
     pub key: String,

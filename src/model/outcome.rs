@@ -1,24 +1,25 @@
 //! How steps ended: typed outcomes, as the boot log and the report show them.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::step::StepKind;
+use super::step::{Phase, Step};
 
-/// Whether the executor runs as the client's PID 1 or as `stateless apply`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Whether the steps run as the client's PID 1 or as `stateless apply`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// Sets the kernel hostname and execs init.
+    /// Sets the kernel hostname, loads modules and execs init.
     Boot,
     /// Everything under the root, nothing else.
     Apply,
 }
 
 /// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
@@ -29,45 +30,87 @@ pub enum Status {
     Failed,
 }
 
-/// The record of one executed step, as the report shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Outcome {
-    pub step: String,
-    pub kind: StepKind,
-    pub status: Status,
-    pub detail: String,
-    pub ms: u64,
+/// The operation that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    Open,
+    Mkdir,
+    Mount,
+    Umount,
+    /// Copying a tree into a writable dir (copy mode), some entries failed.
+    Copy,
+    Write,
+    Sethostname,
+    Setdomainname,
+    LoadModule,
+    Exec,
 }
 
-/// A failed step: what it was doing, on which path, and the error.
-#[derive(Debug)]
-pub enum StepError {
-    Mount { target: PathBuf, fstype: String, error: std::io::Error },
-    Hostname { name: String, error: std::io::Error },
-    Overlay { dir: String, error: String },
-    HostFile { path: PathBuf, error: std::io::Error },
-    Report { path: PathBuf, error: std::io::Error },
-    Handoff { tried: Vec<(String, std::io::Error)> },
-}
-
-impl fmt::Display for StepError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Op {
+    pub fn as_str(self) -> &'static str {
         match self {
-            StepError::Mount { target, fstype, error } => write!(f, "mount {fstype} on {}: {error}", target.display()),
-            StepError::Hostname { name, error } => write!(f, "set hostname {name}: {error}"),
-            StepError::Overlay { dir, error } => write!(f, "make /{dir} writable: {error}"),
-            StepError::HostFile { path, error } => write!(f, "write {}: {error}", path.display()),
-            StepError::Report { path, error } => write!(f, "write {}: {error}", path.display()),
-            StepError::Handoff { tried } => {
-                let list: Vec<String> = tried.iter().map(|(init, e)| format!("{init}: {e}")).collect();
-                write!(f, "no init could be executed ({})", list.join("; "))
-            }
+            Op::Open => "open",
+            Op::Mkdir => "mkdir",
+            Op::Mount => "mount",
+            Op::Umount => "umount",
+            Op::Copy => "copy",
+            Op::Write => "write",
+            Op::Sethostname => "sethostname",
+            Op::Setdomainname => "setdomainname",
+            Op::LoadModule => "load module",
+            Op::Exec => "exec",
         }
     }
 }
 
+/// A failed step: the operation, the path it was about, the errno when the kernel gave one,
+/// and the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub op: Op,
+    /// The path (or name) operated on, escaped as [`super::text::escape`] does.
+    pub path: Option<String>,
+    pub errno: Option<i32>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(op: Op, path: Option<&Path>, message: impl Into<String>) -> Self {
+        let path = path.map(super::text::escape_path);
+        Failure { op, path, errno: None, message: message.into() }
+    }
+
+    /// From an I/O error: its errno, and its text in lower case.
+    pub fn io(op: Op, path: Option<&Path>, error: &io::Error) -> Self {
+        Failure { errno: error.raw_os_error(), ..Failure::new(op, path, error.to_string().to_lowercase()) }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{} {path}: {}", self.op.as_str(), self.message),
+            None => write!(f, "{}: {}", self.op.as_str(), self.message),
+        }
+    }
+}
+
+/// The record of one executed step, as the log and the report show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub phase: Phase,
+    pub step: Step,
+    pub status: Status,
+    /// What was done, or why it was skipped or degraded.
+    pub detail: String,
+    /// Why it failed or degraded, when it did.
+    pub error: Option<Failure>,
+    pub ms: u64,
+}
+
 /// How a dir was made writable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirMode {
     Overlay,
@@ -77,14 +120,14 @@ pub enum DirMode {
 }
 
 /// The per-dir result the report shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirResult {
     pub dir: String,
     pub mode: DirMode,
 }
 
 /// The per-layer result the report shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerResult {
     pub layer: String,
     pub files: usize,

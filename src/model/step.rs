@@ -1,125 +1,126 @@
-//! The boot as data: a list of typed steps, built from options and facts without side effects.
+//! The boot as data: phases in order, and the typed steps each is planned into.
 
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::hostname::Hostname;
-use super::layer::Layer;
+use super::layer::LayerKind;
 use super::mount::EarlyMount;
 use super::options::OverlayMode;
 
-/// The kinds of step, in boot order. Their names are what `stateless.break=` takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+/// The phases of the boot, in order. Each is planned from what is known when it starts (a
+/// hostname exists only after the network phase); their names are what `stateless.break=` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum StepKind {
-    Mounts,
-    Hostname,
-    Overlay,
+pub enum Phase {
+    /// devtmpfs, proc, sysfs, /run and /tmp in the root `stateless` runs in.
+    EarlyMounts,
+    /// Kernel modules the later phases need (overlayfs).
+    Hardware,
+    /// The boot interface, its address, the hostname.
+    Network,
+    /// The target root: in on-root mode the kernel mounted it already, so nothing is planned.
+    Root,
+    /// tmpfs + overlayfs (or copy) over /etc and /var of the target.
+    WritableDirs,
+    /// The configuration layers, base → network → lab → host → IP.
     Layers,
+    /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname.
     HostFiles,
+    /// /run/stateless/report.json and provenance.
     Report,
+    /// exec of the real init.
     Handoff,
 }
 
-impl StepKind {
-    pub const ALL: [StepKind; 7] = [
-        StepKind::Mounts,
-        StepKind::Hostname,
-        StepKind::Overlay,
-        StepKind::Layers,
-        StepKind::HostFiles,
-        StepKind::Report,
-        StepKind::Handoff,
+impl Phase {
+    pub const ALL: [Phase; 9] = [
+        Phase::EarlyMounts,
+        Phase::Hardware,
+        Phase::Network,
+        Phase::Root,
+        Phase::WritableDirs,
+        Phase::Layers,
+        Phase::HostFiles,
+        Phase::Report,
+        Phase::Handoff,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            StepKind::Mounts => "mounts",
-            StepKind::Hostname => "hostname",
-            StepKind::Overlay => "overlay",
-            StepKind::Layers => "layers",
-            StepKind::HostFiles => "host-files",
-            StepKind::Report => "report",
-            StepKind::Handoff => "handoff",
+            Phase::EarlyMounts => "early-mounts",
+            Phase::Hardware => "hardware",
+            Phase::Network => "network",
+            Phase::Root => "root",
+            Phase::WritableDirs => "writable-dirs",
+            Phase::Layers => "layers",
+            Phase::HostFiles => "host-files",
+            Phase::Report => "report",
+            Phase::Handoff => "handoff",
         }
     }
 }
 
-impl fmt::Display for StepKind {
+impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for StepKind {
+impl FromStr for Phase {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        StepKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            let names: Vec<&str> = StepKind::ALL.iter().map(|k| k.as_str()).collect();
-            format!("unknown step {s:?} (one of: {})", names.join(", "))
+        Phase::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Phase::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown phase {s:?} (one of: {})", names.join(", "))
         })
     }
 }
 
 /// One thing the boot does.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
-    /// An early kernel filesystem.
-    Mount {
-        mount: EarlyMount,
-    },
-    /// sethostname/setdomainname (PID 1 only).
-    Hostname {
-        hostname: Option<Hostname>,
-        rejected: Vec<String>,
-    },
-    /// A writable dir: tmpfs + overlayfs, or tmpfs + copy.
-    Overlay {
-        dir: String,
-        mode: OverlayMode,
-        tmpfs_size: Option<String>,
-    },
-    Layer {
-        layer: Layer,
-    },
-    /// /etc/hostname, /etc/conf.d/hostname, /etc/hosts.
-    HostFiles {
-        fqdn: String,
-        short: String,
-        files: Vec<String>,
-    },
+    /// An early kernel filesystem, unless already mounted.
+    Mount { mount: EarlyMount },
+    /// A kernel module a later phase needs, unless registered already (PID 1 only).
+    Module { name: String, needed_for: String },
+    /// The chosen hostname: sethostname/setdomainname (PID 1 only).
+    Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
+    /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
+    WritableDir { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
+    /// One configuration layer, walked and copied once.
+    Layer { kind: LayerKind, name: String },
+    /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
+    HostFiles { fqdn: String, short: String, files: Vec<String> },
     /// /run/stateless/report.json and provenance.
-    Report {
-        path: String,
-    },
-    /// exec of the first init that exists.
-    Handoff {
-        candidates: Vec<String>,
-        chosen: Option<String>,
-    },
+    Report { path: String },
+    /// exec of `init`; when that fails, of each of `fallbacks` in turn.
+    Handoff { init: Option<String>, fallbacks: Vec<String> },
 }
 
 impl Step {
-    pub fn kind(&self) -> StepKind {
+    pub fn phase(&self) -> Phase {
         match self {
-            Step::Mount { .. } => StepKind::Mounts,
-            Step::Hostname { .. } => StepKind::Hostname,
-            Step::Overlay { .. } => StepKind::Overlay,
-            Step::Layer { .. } => StepKind::Layers,
-            Step::HostFiles { .. } => StepKind::HostFiles,
-            Step::Report { .. } => StepKind::Report,
-            Step::Handoff { .. } => StepKind::Handoff,
+            Step::Mount { .. } => Phase::EarlyMounts,
+            Step::Module { .. } => Phase::Hardware,
+            Step::Hostname { .. } => Phase::Network,
+            Step::WritableDir { .. } => Phase::WritableDirs,
+            Step::Layer { .. } => Phase::Layers,
+            Step::HostFiles { .. } => Phase::HostFiles,
+            Step::Report { .. } => Phase::Report,
+            Step::Handoff { .. } => Phase::Handoff,
         }
     }
 
-    /// A fatal step's failure goes to the emergency policy; a degradable one is logged and the boot goes on.
-    /// Without a writable dir the client cannot run its services; without an init there is no system.
+    /// A fatal step's failure goes to the emergency policy; a degradable one is logged and the
+    /// boot goes on. Without a writable dir the client cannot run its services; without an init
+    /// there is no system. The whole table is in the README.
     pub fn fatal(&self) -> bool {
-        matches!(self, Step::Overlay { .. } | Step::Handoff { .. })
+        matches!(self, Step::WritableDir { .. } | Step::Handoff { .. })
     }
 }
 
@@ -127,19 +128,24 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
+            Step::Module { name, needed_for } => write!(f, "module {name} (for {needed_for})"),
             Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
-            Step::Overlay { dir, mode: OverlayMode::Overlay, .. } => write!(f, "overlay /{dir}: tmpfs + overlayfs"),
-            Step::Overlay { dir, mode: OverlayMode::Copy, .. } => write!(f, "overlay /{dir}: tmpfs + copy"),
-            Step::Layer { layer } if layer.present => write!(f, "layer {} ({} entries)", layer.name, layer.files.len()),
-            Step::Layer { layer } => write!(f, "layer {} (not present)", layer.name),
+            Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
+                write!(f, "writable /{dir}: tmpfs + overlayfs (copy mode if overlayfs fails)")
+            }
+            Step::WritableDir { dir, mode: OverlayMode::Copy, .. } => write!(f, "writable /{dir}: tmpfs + copy"),
+            Step::Layer { name, .. } => write!(f, "layer {name}"),
             Step::HostFiles { files, .. } => {
                 write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
             }
             Step::Report { path } => write!(f, "report /{path}"),
-            Step::Handoff { chosen: Some(init), .. } => write!(f, "handoff to {init}"),
-            Step::Handoff { chosen: None, candidates } => {
-                write!(f, "handoff: none of {} exists", candidates.join(", "))
+            Step::Handoff { init: Some(init), fallbacks } if fallbacks.is_empty() => write!(f, "handoff to {init}"),
+            Step::Handoff { init: Some(init), fallbacks } => {
+                write!(f, "handoff to {init} (then {})", fallbacks.join(", "))
+            }
+            Step::Handoff { init: None, fallbacks } => {
+                write!(f, "handoff: none of the inits exists; trying {}", fallbacks.join(", "))
             }
         }
     }

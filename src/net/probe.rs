@@ -1,19 +1,17 @@
-//! What was found out about this client before planning: the boot interface and its address,
-//! the kernel's hostname and the DHCP domain. Gathered from the kernel at boot
-//! ([`probe`]), or given on the command line of `plan`/`apply`.
+//! What the network phase finds out: the boot interface and its address, the kernel's hostname
+//! and the DHCP domain. Read from the kernel at boot ([`probe`]); `plan`/`apply` are given them.
 
 use crate::model::facts::Facts;
+use crate::model::interface::Interface;
 use crate::model::options::Options;
-use crate::net::netlink::{self, Interface};
 use crate::net::pnp;
+use crate::sys::Sys;
 
-/// Reads the facts from the running kernel (PID 1 boot).
-pub fn probe(options: &Options) -> Facts {
-    let mut facts = Facts {
-        kernel_hostname: Some(rustix::system::uname().nodename().to_string_lossy().into_owned()),
-        ..Facts::default()
-    };
-    match netlink::interfaces() {
+/// Reads the network facts from the running kernel (the network phase of a boot): the boot
+/// interface and its address, the kernel's hostname, the domain its DHCP client recorded.
+pub fn probe(sys: &dyn Sys, options: &Options, facts: &mut Facts) {
+    facts.kernel_hostname = Some(sys.uname().nodename);
+    match sys.interfaces() {
         Ok(interfaces) => {
             if let Some(interface) = boot_interface(&interfaces, options) {
                 facts.interface = Some(interface.name.clone());
@@ -24,12 +22,11 @@ pub fn probe(options: &Options) -> Facts {
         }
         Err(e) => facts.notes.push(format!("netlink: {e}")),
     }
-    match pnp::read(std::path::Path::new("/proc/net/pnp")) {
-        Ok(found) => facts.domain = found.domain,
+    match sys.proc_file("net/pnp") {
+        Ok(bytes) => facts.domain = pnp::parse(&String::from_utf8_lossy(&bytes)).domain,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => facts.notes.push(format!("/proc/net/pnp: {e}")),
     }
-    facts
 }
 
 /// The interface to take the address from: the one whose MAC is `BOOTIF=`, else the `ip=` device,

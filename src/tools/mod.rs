@@ -8,12 +8,16 @@ use log::LevelFilter;
 
 use crate::boot::execute::Executor;
 use crate::boot::plan;
-use crate::config::Cmdline;
+use std::os::unix::ffi::OsStringExt;
+
+use crate::fs::root::ImageRoot;
 use crate::log::Sink;
 use crate::model::facts::Facts;
 use crate::model::ipv4::Ipv4Net;
+use crate::model::options::Diagnostic;
 use crate::model::options::Options;
 use crate::model::outcome::{Mode, Status};
+use crate::model::step::Phase;
 use crate::sys::Real;
 
 pub const USAGE: &str = "\
@@ -36,7 +40,8 @@ options:
 #[derive(Debug, Default)]
 struct Args {
     root: Option<PathBuf>,
-    cmdline: String,
+    /// The kernel command line to plan for: bytes, as /proc/cmdline holds it.
+    cmdline: Vec<u8>,
     ip: Option<Ipv4Net>,
     hostname: Option<String>,
     json: bool,
@@ -51,10 +56,13 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> 
     while let Some(arg) = args.next() {
         match arg.to_str().unwrap_or("") {
             "--root" => parsed.root = Some(PathBuf::from(value(&mut args, "--root")?)),
-            "--cmdline" => parsed.cmdline = value(&mut args, "--cmdline")?,
+            "--cmdline" => {
+                let text = args.next().ok_or("--cmdline needs a value")?;
+                parsed.cmdline = text.into_vec();
+            }
             "--cmdline-file" => {
                 let file = value(&mut args, "--cmdline-file")?;
-                parsed.cmdline = std::fs::read_to_string(&file).map_err(|e| format!("{file}: {e}"))?;
+                parsed.cmdline = std::fs::read(&file).map_err(|e| format!("{file}: {e}"))?;
             }
             "--ip" => parsed.ip = Some(value(&mut args, "--ip")?.parse().map_err(|e| format!("--ip: {e}"))?),
             "--hostname" => parsed.hostname = Some(value(&mut args, "--hostname")?),
@@ -65,15 +73,25 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Args, String> 
     Ok(parsed)
 }
 
-/// Builds the plan for `args`: options from the given command line and DIR/etc/stateless.conf.
-fn build(args: &Args) -> Result<plan::Plan, String> {
+/// The target root of `args` (canonicalized), and the options from the given command line
+/// over its /etc/stateless.conf.
+fn target_and_options(args: &Args) -> Result<(ImageRoot, Options, Vec<Diagnostic>), String> {
     let given = args.root.as_ref().ok_or("--root DIR is required")?;
     let root = std::fs::canonicalize(given).map_err(|e| format!("{}: {e}", given.display()))?;
-    let config = plan::read_image_file(&root, "/etc/stateless.conf")
-        .map_err(|e| format!("{}/etc/stateless.conf: {e}", root.display()))?;
-    let (options, diagnostics) = Options::resolve(&Cmdline::parse(&args.cmdline), config.as_deref());
-    let facts = Facts { address: args.ip, kernel_hostname: args.hostname.clone(), ..Facts::default() };
-    Ok(plan::build(&root, options, diagnostics, facts))
+    let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let (options, diagnostics) = crate::boot::options(&args.cmdline, &target);
+    Ok((target, options, diagnostics))
+}
+
+/// The network facts `plan`/`apply` are given instead of probing.
+fn given_facts(args: &Args) -> Facts {
+    Facts { address: args.ip, kernel_hostname: args.hostname.clone(), ..Facts::default() }
+}
+
+/// Builds the plan for `args`.
+fn build(args: &Args) -> Result<plan::Plan, String> {
+    let (target, options, diagnostics) = target_and_options(args)?;
+    Ok(plan::dry_run(&target, options, diagnostics, given_facts(args)))
 }
 
 fn plan_command(args: &Args) -> Result<i32, String> {
@@ -116,23 +134,31 @@ fn namespace_problem(root: &Path) -> Option<String> {
 }
 
 fn apply_command(args: &Args) -> Result<i32, String> {
-    let plan = build(args)?;
-    if plan.root == Path::new("/") {
+    let (target, options, diagnostics) = target_and_options(args)?;
+    if target.path() == Path::new("/") {
         return Err("apply refuses --root /: only PID 1 changes the running system".into());
     }
     if !rustix::process::geteuid().is_root() {
         return Err("apply needs root (it mounts tmpfs and overlayfs under the root)".into());
     }
-    if let Some(problem) = namespace_problem(&plan.root) {
+    if let Some(problem) = namespace_problem(target.path()) {
         return Err(problem);
     }
-    plan.log_findings();
-    let mut sys = Real;
-    let mut executor = Executor::new(&mut sys, &plan.root, Mode::Apply);
-    executor.run(&plan, &plan.steps);
+    for d in &diagnostics {
+        log::warn!("{d}");
+    }
+    let sys = Real;
+    // apply stands for on-root mode: the image is also the root the early mounts go into.
+    let running = ImageRoot::open(target.path()).map_err(|e| format!("{}: {e}", target.path().display()))?;
+    let mut executor = Executor::new(&sys, running, target, Mode::Apply);
+    executor.options = options;
+    executor.diagnostics = diagnostics;
+    executor.facts = given_facts(args);
+    executor.run(&Phase::ALL);
     for outcome in &executor.outcomes {
+        let why = outcome.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
         println!(
-            "{:<9} {} ({} ms): {}",
+            "{:<9} {} ({} ms): {}{why}",
             format!("{:?}", outcome.status).to_lowercase(),
             outcome.step,
             outcome.ms,

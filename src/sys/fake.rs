@@ -1,0 +1,145 @@
+//! A recording stand-in for the kernel, for unit tests.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustix::fs::FsWord;
+use rustix::mount::MountFlags;
+
+use super::{Sys, Uname};
+use crate::model::interface::Interface;
+
+/// One recorded call of [`Fake`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Call {
+    Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
+    Umount(PathBuf),
+    LoadModule(PathBuf),
+    Sethostname(String),
+    Setdomainname(String),
+    Exec(PathBuf, Vec<OsString>),
+    Shell(PathBuf),
+    Sleep(Duration),
+    Sync,
+    Reboot { poweroff: bool },
+}
+
+/// Decides which calls fail, with which errno.
+pub type FailWith = Box<dyn Fn(&Call) -> Option<i32> + Send + Sync>;
+
+/// A recording stand-in for the kernel. A successful `exec` or `reboot` ends the process, so the
+/// fake panics with `"fake exec <path>"` / `"fake reboot"`: tests catch that with `catch_unwind`.
+/// `fail` decides which calls return an error (as a raw errno); `/proc/<name>` files come from
+/// `proc`; a target counts as mounted once a mount on it succeeded.
+pub struct Fake {
+    pub calls: Mutex<Vec<Call>>,
+    pub proc: BTreeMap<String, String>,
+    pub interfaces: Vec<Interface>,
+    pub uname: Uname,
+    pub fail: FailWith,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        let proc = BTreeMap::from([("filesystems".to_string(), "nodev\ttmpfs\nnodev\toverlay\n".to_string())]);
+        let uname = Uname { nodename: "(none)".into(), domainname: "(none)".into(), release: "6.1.0".into() };
+        Self { calls: Mutex::default(), proc, interfaces: Vec::new(), uname, fail: Box::new(|_| None) }
+    }
+}
+
+impl Fake {
+    /// A fake whose calls fail where `fail` says.
+    pub fn failing(fail: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static) -> Self {
+        Self { fail: Box::new(fail), ..Self::default() }
+    }
+
+    /// The calls so far.
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn record(&self, call: Call) -> io::Result<()> {
+        let errno = (self.fail)(&call);
+        self.calls.lock().unwrap().push(call);
+        match errno {
+            Some(errno) => Err(io::Error::from_raw_os_error(errno)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Sys for Fake {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
+        let call = Call::Mount {
+            source: source.into(),
+            target: target.into(),
+            fstype: fstype.into(),
+            flags,
+            data: data.into(),
+        };
+        self.record(call)
+    }
+
+    fn umount(&self, target: &Path) -> io::Result<()> {
+        self.record(Call::Umount(target.into()))
+    }
+
+    fn is_mounted(&self, target: &Path, _magic: FsWord) -> bool {
+        let calls = self.calls.lock().unwrap();
+        calls.iter().any(|c| matches!(c, Call::Mount { target: t, .. } if t == target) && (self.fail)(c).is_none())
+    }
+
+    fn proc_file(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.proc.get(name).map(|t| t.as_bytes().to_vec()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+    }
+
+    fn interfaces(&self) -> io::Result<Vec<Interface>> {
+        Ok(self.interfaces.clone())
+    }
+
+    fn uname(&self) -> Uname {
+        self.uname.clone()
+    }
+
+    fn load_module(&self, _file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+        self.record(Call::LoadModule(path.into()))
+    }
+
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        self.record(Call::Sethostname(name.into()))
+    }
+
+    fn setdomainname(&self, name: &str) -> io::Result<()> {
+        self.record(Call::Setdomainname(name.into()))
+    }
+
+    fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {
+        match self.record(Call::Exec(path.into(), argv.to_vec())) {
+            Err(e) => e,
+            Ok(()) => panic!("fake exec {}", path.display()),
+        }
+    }
+
+    fn shell(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Shell(path.into()))
+    }
+
+    fn sleep(&self, duration: Duration) {
+        let _ = self.record(Call::Sleep(duration));
+    }
+
+    fn sync(&self, _bound: Duration) -> bool {
+        self.record(Call::Sync).is_ok()
+    }
+
+    fn reboot(&self, poweroff: bool) -> io::Error {
+        let _ = self.record(Call::Reboot { poweroff });
+        panic!("fake reboot")
+    }
+}

@@ -1,0 +1,109 @@
+//! The kernel behind the seam.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rustix::fs::FsWord;
+use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::system::RebootCommand;
+
+use super::{Sys, Uname};
+use crate::model::interface::Interface;
+
+/// The kernel.
+#[derive(Debug, Default)]
+pub struct Real;
+
+impl Sys for Real {
+    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
+        let data = std::ffi::CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))?)
+    }
+
+    fn umount(&self, target: &Path) -> io::Result<()> {
+        Ok(rustix::mount::unmount(target, UnmountFlags::empty())?)
+    }
+
+    fn is_mounted(&self, target: &Path, magic: FsWord) -> bool {
+        crate::fs::mounts::is_mounted(target, magic)
+    }
+
+    fn proc_file(&self, name: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(Path::new("/proc").join(name))
+    }
+
+    fn interfaces(&self) -> io::Result<Vec<Interface>> {
+        crate::net::netlink::interfaces()
+    }
+
+    fn uname(&self) -> Uname {
+        let uname = rustix::system::uname();
+        let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
+        Uname { nodename: text(uname.nodename()), domainname: text(uname.domainname()), release: text(uname.release()) }
+    }
+
+    fn load_module(&self, file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+        /// Lets the kernel decompress `.ko.xz`/`.ko.zst` itself (Linux 6.4+).
+        const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+        let flags = if path.extension().is_some_and(|e| e == "ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
+        Ok(rustix::system::finit_module(file, c"", flags)?)
+    }
+
+    fn sethostname(&self, name: &str) -> io::Result<()> {
+        Ok(rustix::system::sethostname(name.as_bytes())?)
+    }
+
+    fn setdomainname(&self, name: &str) -> io::Result<()> {
+        Ok(rustix::system::setdomainname(name.as_bytes())?)
+    }
+
+    fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {
+        let mut command = Command::new(path);
+        if let Some((arg0, rest)) = argv.split_first() {
+            command.arg0(arg0).args(rest);
+        }
+        command.exec()
+    }
+
+    fn shell(&self, path: &Path) -> io::Result<()> {
+        let mut command = Command::new(path);
+        command.arg("-i");
+        // The console when /dev/console can be opened, else the stdio the kernel gave PID 1.
+        let console = || std::fs::OpenOptions::new().read(true).write(true).open("/dev/console");
+        if let (Ok(stdin), Ok(stdout), Ok(stderr)) = (console(), console(), console()) {
+            command.stdin(Stdio::from(stdin)).stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+        }
+        let status = super::unsafe_ops::with_controlling_tty(&mut command).status()?;
+        log::info!("shell exited with {status}");
+        Ok(())
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+
+    /// sync(2) on a thread of its own: a sync stuck on a dead NFS server is left behind after
+    /// `bound` (it blocks in the kernel and cannot be cancelled), and the reboot goes on.
+    fn sync(&self, bound: Duration) -> bool {
+        let (done, wait) = mpsc::channel();
+        let spawned = std::thread::Builder::new().name("sync".into()).spawn(move || {
+            rustix::fs::sync();
+            let _ = done.send(());
+        });
+        spawned.is_ok() && wait.recv_timeout(bound).is_ok()
+    }
+
+    fn reboot(&self, poweroff: bool) -> io::Error {
+        let command = if poweroff { RebootCommand::PowerOff } else { RebootCommand::Restart };
+        match rustix::system::reboot(command) {
+            Ok(()) => io::Error::other("reboot returned"),
+            Err(errno) => errno.into(),
+        }
+    }
+}
