@@ -2,9 +2,9 @@
 //! served in a network namespace (qemu/lab), with `stateless` as `init=/boot/stateless`.
 //! Each scenario boots, asserts on the results the guest wrote to its result disk, and prints
 //! one line. They need root, and take minutes (the first run builds the kernel and images), so
-//! they run only with STATELESS_LAB=1 (tests/run sets it). One scenario: `cargo test --test lab
-//! fallback_hostname` with STATELESS_LAB=1. The binary booted is $STATELESS_BIN (tests/run
-//! passes the release build), else the test build.
+//! they are `#[ignore]`d unless asked for: tests/run runs them with `--include-ignored`. One
+//! scenario: `cargo test --test lab -- --include-ignored --nocapture scenario::fallback_hostname`.
+//! The binary booted is $STATELESS_BIN (tests/run passes the release build), else the test build.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
@@ -16,13 +16,8 @@ use serde_json::Value;
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
-fn enabled(scenario: &str) -> bool {
-    let on = std::env::var("STATELESS_LAB").is_ok_and(|v| v == "1") && rustix::process::geteuid().is_root();
-    if !on {
-        eprintln!("skipped lab scenario {scenario}: needs root and STATELESS_LAB=1 (tests/run sets it)");
-    }
-    on
-}
+/// Why the scenarios are `#[ignore]`d outside tests/run.
+const LAB: &str = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)";
 
 /// `qemu/lab build`, once per test process (cached between runs).
 fn build_lab() {
@@ -79,11 +74,9 @@ fn key_values(text: &str) -> HashMap<String, String> {
 }
 
 /// Boots one client: `qemu/lab boot --image IMAGE ARGS...`; results in target/lab/SCENARIO.
-/// None (with a "skipped" line) when the lab scenarios are not enabled.
-fn boot(scenario: &str, image: &str, args: &[&str]) -> Option<Boot> {
-    if !enabled(scenario) {
-        return None;
-    }
+/// Needs root: a missing prerequisite fails the scenario.
+fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
+    assert!(rustix::process::geteuid().is_root(), "missing prerequisite: root ({LAB})");
     build_lab();
     let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
     let out = Path::new(MANIFEST).join("target/lab").join(scenario);
@@ -114,103 +107,117 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Option<Boot> {
     assert_eq!(boot.summary.get("export_unchanged").map(String::as_str), Some("yes"), "the NFS export changed {logs}");
     assert_eq!(boot.fact("root_writable"), "no", "{logs}");
     assert!(boot.report.is_object(), "no report.json {logs}");
-    Some(boot)
+    boot
 }
 
 const ALL_LAYERS: [&str; 6] =
     ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"];
 
-#[test]
-fn pxe_systemd() {
-    let Some(b) = boot("pxe_systemd", "systemd", &["--pxe"]) else { return };
-    let logs = b.logs();
-    assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
-    assert_eq!(b.fact("domainname"), "lab.example", "{logs}");
-    assert_eq!(b.report["hostname"]["source"], "kernel", "{logs}");
-    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
-    assert_eq!(b.fact("multi_user"), "active", "{logs}");
-    for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
-        assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
+/// The scenarios; `--skip scenario::` leaves them out of a run.
+mod scenario {
+    use super::*;
+
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn pxe_systemd() {
+        let b = boot("pxe_systemd", "systemd", &["--pxe"]);
+        let logs = b.logs();
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!(b.fact("domainname"), "lab.example", "{logs}");
+        assert_eq!(b.report["hostname"]["source"], "kernel", "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
+            assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
+        }
+        assert_eq!((b.fact("etc_writable"), b.fact("var_writable")), ("yes", "yes"), "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("level"), "ip", "the last layer must win {logs}");
+        for layer in ["base", "network-broadcast", "network-cidr", "lab", "host", "ip"] {
+            assert!(b.fact("layers").contains(&format!("from-{layer}")), "layer {layer} missing {logs}");
+        }
+        assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/level\thosts/10.0.2.15"), "{logs}");
+        assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/from-base\tbase"), "{logs}");
+        assert_eq!(b.fact("etc_hostname"), "lab3-12", "{logs}");
+        assert!(b.fact("hosts_line").contains("lab3-12.lab.example lab3-12"), "{logs}");
+        assert!(b.serial.contains("PXELINUX"), "not a PXE boot {logs}");
+        b.print("pxe_systemd", "PXE, hostname lab3-12 from DHCP, 6 layers, systemd reached multi-user");
     }
-    assert_eq!((b.fact("etc_writable"), b.fact("var_writable")), ("yes", "yes"), "{logs}");
-    assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
-    assert_eq!(b.fact("level"), "ip", "the last layer must win {logs}");
-    for layer in ["base", "network-broadcast", "network-cidr", "lab", "host", "ip"] {
-        assert!(b.fact("layers").contains(&format!("from-{layer}")), "layer {layer} missing {logs}");
+
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn openrc_unionfs() {
+        let b = boot("openrc_unionfs", "openrc", &["--append", "softlevel=unionfs"]);
+        let logs = b.logs();
+        assert_eq!(b.fact("pid1"), "init", "{logs}");
+        assert_eq!(b.fact("runlevel"), "unionfs", "OpenRC must boot the softlevel {logs}");
+        assert!(b.serial.contains("OpenRC"), "{logs}");
+        assert_eq!(b.fact("conf_d_hostname"), "hostname=\"lab3-12\"", "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!((b.fact("etc"), b.fact("var")), ("overlay", "overlay"), "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        b.print("openrc_unionfs", "OpenRC runlevel unionfs, /etc/conf.d/hostname written");
     }
-    assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/level\thosts/10.0.2.15"), "{logs}");
-    assert!(b.provenance.lines().any(|l| l == "/etc/stateless-lab/from-base\tbase"), "{logs}");
-    assert_eq!(b.fact("etc_hostname"), "lab3-12", "{logs}");
-    assert!(b.fact("hosts_line").contains("lab3-12.lab.example lab3-12"), "{logs}");
-    assert!(b.serial.contains("PXELINUX"), "not a PXE boot {logs}");
-    b.print("pxe_systemd", "PXE, hostname lab3-12 from DHCP, 6 layers, systemd reached multi-user");
-}
 
-#[test]
-fn openrc_unionfs() {
-    let Some(b) = boot("openrc_unionfs", "openrc", &["--append", "softlevel=unionfs"]) else { return };
-    let logs = b.logs();
-    assert_eq!(b.fact("pid1"), "init", "{logs}");
-    assert_eq!(b.fact("runlevel"), "unionfs", "OpenRC must boot the softlevel {logs}");
-    assert!(b.serial.contains("OpenRC"), "{logs}");
-    assert_eq!(b.fact("conf_d_hostname"), "hostname=\"lab3-12\"", "{logs}");
-    assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
-    assert_eq!((b.fact("etc"), b.fact("var")), ("overlay", "overlay"), "{logs}");
-    assert_eq!(b.fact("level"), "ip", "{logs}");
-    b.print("openrc_unionfs", "OpenRC runlevel unionfs, /etc/conf.d/hostname written");
-}
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn fallback_hostname() {
+        let b = boot("fallback_hostname", "systemd", &["--no-hostname"]);
+        let logs = b.logs();
+        assert_eq!(b.fact("hostname"), "Node15", "{logs}");
+        assert_eq!(b.report["hostname"]["source"], "fallback", "{logs}");
+        assert_eq!(
+            b.layers(),
+            ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/Node15", "hosts/Node15", "hosts/10.0.2.15"],
+            "{logs}"
+        );
+        assert!(b.fact("layers").contains("from-node-lab") && b.fact("layers").contains("from-node-host"), "{logs}");
+        assert!(!b.fact("layers").contains("from-host "), "lab3-12's layer applied {logs}");
+        b.print("fallback_hostname", "no DHCP hostname: Node15, labs/Node15 and hosts/Node15 applied");
+    }
 
-#[test]
-fn fallback_hostname() {
-    let Some(b) = boot("fallback_hostname", "systemd", &["--no-hostname"]) else { return };
-    let logs = b.logs();
-    assert_eq!(b.fact("hostname"), "Node15", "{logs}");
-    assert_eq!(b.report["hostname"]["source"], "fallback", "{logs}");
-    assert_eq!(
-        b.layers(),
-        ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/Node15", "hosts/Node15", "hosts/10.0.2.15"],
-        "{logs}"
-    );
-    assert!(b.fact("layers").contains("from-node-lab") && b.fact("layers").contains("from-node-host"), "{logs}");
-    assert!(!b.fact("layers").contains("from-host "), "lab3-12's layer applied {logs}");
-    b.print("fallback_hostname", "no DHCP hostname: Node15, labs/Node15 and hosts/Node15 applied");
-}
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn dirs_forced_hostname_unknown_key() {
+        let append = "stateless.dirs=etc stateless.hostname=forced-7 stateless.frobnicate=1";
+        let b = boot("dirs_forced_hostname_unknown_key", "systemd", &["--append", append]);
+        let logs = b.logs();
+        assert_eq!(b.fact("hostname"), "forced-7", "{logs}");
+        assert_eq!(b.report["hostname"]["source"], "cmdline", "{logs}");
+        assert_eq!(b.fact("etc"), "overlay", "{logs}");
+        assert_eq!(b.fact("var"), "", "/var must stay the NFS dir {logs}");
+        assert_eq!(b.fact("var_writable"), "no", "{logs}");
+        assert!(b.fact("layers").contains("from-forced-host"), "{logs}");
+        assert!(
+            b.dmesg.contains("stateless: kernel command line: stateless.frobnicate"),
+            "unknown key not logged {logs}"
+        );
+        assert!(b.report["diagnostics"].to_string().contains("stateless.frobnicate"), "{logs}");
+        b.print("dirs_forced_hostname_unknown_key", "only /etc writable, hostname forced-7, unknown key reported");
+    }
 
-#[test]
-fn dirs_forced_hostname_unknown_key() {
-    let append = "stateless.dirs=etc stateless.hostname=forced-7 stateless.frobnicate=1";
-    let Some(b) = boot("dirs_forced_hostname_unknown_key", "systemd", &["--append", append]) else { return };
-    let logs = b.logs();
-    assert_eq!(b.fact("hostname"), "forced-7", "{logs}");
-    assert_eq!(b.report["hostname"]["source"], "cmdline", "{logs}");
-    assert_eq!(b.fact("etc"), "overlay", "{logs}");
-    assert_eq!(b.fact("var"), "", "/var must stay the NFS dir {logs}");
-    assert_eq!(b.fact("var_writable"), "no", "{logs}");
-    assert!(b.fact("layers").contains("from-forced-host"), "{logs}");
-    assert!(b.dmesg.contains("stateless: kernel command line: stateless.frobnicate"), "unknown key not logged {logs}");
-    assert!(b.report["diagnostics"].to_string().contains("stateless.frobnicate"), "{logs}");
-    b.print("dirs_forced_hostname_unknown_key", "only /etc writable, hostname forced-7, unknown key reported");
-}
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn missing_init() {
+        let b = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]);
+        let logs = b.logs();
+        let refused = "stateless: stateless.init=/nonexistent is not an executable file in the image";
+        assert!(b.dmesg.contains(refused), "{logs}");
+        assert!(b.dmesg.contains("stateless: handing over to /sbin/init"), "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        b.print("missing_init", "/nonexistent not in the image, /sbin/init (systemd) planned instead");
+    }
 
-#[test]
-fn missing_init() {
-    let Some(b) = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]) else { return };
-    let logs = b.logs();
-    let refused = "stateless: stateless.init=/nonexistent is not an executable file in the image";
-    assert!(b.dmesg.contains(refused), "{logs}");
-    assert!(b.dmesg.contains("stateless: handing over to /sbin/init"), "{logs}");
-    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
-    b.print("missing_init", "/nonexistent not in the image, /sbin/init (systemd) planned instead");
-}
-
-#[test]
-fn no_overlayfs() {
-    let Some(b) = boot("no_overlayfs", "systemd", &["--append", "module_blacklist=overlay"]) else { return };
-    let logs = b.logs();
-    assert_eq!((b.dir_mode("etc"), b.dir_mode("var")), ("copy", "copy"), "{logs}");
-    assert_eq!((b.fact("etc"), b.fact("var")), ("tmpfs", "tmpfs"), "{logs}");
-    assert!(b.dmesg.contains("overlayfs failed") && b.dmesg.contains("falling back to copy mode"), "{logs}");
-    assert_eq!(b.fact("level"), "ip", "{logs}");
-    assert_eq!(b.fact("pid1"), "systemd", "{logs}");
-    b.print("no_overlayfs", "overlay module withheld: /etc and /var in copy mode");
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn no_overlayfs() {
+        let b = boot("no_overlayfs", "systemd", &["--append", "module_blacklist=overlay"]);
+        let logs = b.logs();
+        assert_eq!((b.dir_mode("etc"), b.dir_mode("var")), ("copy", "copy"), "{logs}");
+        assert_eq!((b.fact("etc"), b.fact("var")), ("tmpfs", "tmpfs"), "{logs}");
+        assert!(b.dmesg.contains("overlayfs failed") && b.dmesg.contains("falling back to copy mode"), "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        b.print("no_overlayfs", "overlay module withheld: /etc and /var in copy mode");
+    }
 }

@@ -1,7 +1,7 @@
 //! Real-filesystem tests of `stateless::tree`: layer trees copied between temp directories.
 //!
-//! Tests that need root (device nodes, foreign owners, trusted/security xattrs) print
-//! "skipped: needs root" and return when not run as root.
+//! Tests that need root (device nodes, foreign owners, trusted/security xattrs) are
+//! `#[ignore]`d with the reason; tests/run runs them as root, where a missing prerequisite fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::cell::RefCell;
@@ -63,12 +63,12 @@ fn dir(path: &Path) -> OwnedFd {
     rustix::fs::open(path, flags, Mode::empty()).unwrap()
 }
 
-fn is_root() -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    println!("skipped: needs root");
-    false
+/// Why a test is `#[ignore]`d outside tests/run.
+const ROOT: &str = "needs root (tests/run runs it)";
+
+/// A missing prerequisite fails a test that was asked for (see tests/common).
+fn require(ok: bool, what: &str) {
+    assert!(ok, "missing prerequisite: {what}");
 }
 
 fn write(path: &Path, data: &[u8], mode: u32) {
@@ -326,19 +326,15 @@ fn fifo_is_recreated() {
 }
 
 #[test]
+#[ignore = "needs root (tests/run runs it)"]
 fn character_device_is_recreated() {
-    if !is_root() {
-        return;
-    }
+    require(rustix::process::geteuid().is_root(), ROOT);
     let tmp = Tmp::new();
     let null = tmp.src("dev/null");
     mkdir(null.parent().unwrap(), 0o755);
     let rdev = rustix::fs::makedev(1, 3);
     let made = rustix::fs::mknodat(CWD, &null, FileType::CharacterDevice, Mode::RUSR, rdev);
-    if made == Err(Errno::PERM) {
-        println!("skipped: mknod of devices not permitted here");
-        return;
-    }
+    require(made != Err(Errno::PERM), "mknod of devices permitted");
     made.unwrap();
     fs::set_permissions(&null, fs::Permissions::from_mode(0o666)).unwrap();
 
@@ -352,10 +348,9 @@ fn character_device_is_recreated() {
 }
 
 #[test]
+#[ignore = "needs root (tests/run runs it)"]
 fn setuid_and_foreign_owner_survive() {
-    if !is_root() {
-        return;
-    }
+    require(rustix::process::geteuid().is_root(), ROOT);
     let tmp = Tmp::new();
     let tool = tmp.src("bin/tool");
     write(&tool, b"#!/bin/sh\n", 0o755);
@@ -377,15 +372,13 @@ fn setuid_and_foreign_owner_survive() {
 }
 
 #[test]
+#[ignore = "needs user xattrs on the temp dir (tests/run runs it)"]
 fn user_xattr_is_copied() {
     let tmp = Tmp::new();
     let file = tmp.src("etc/labelled");
     write(&file, b"x", 0o644);
     let set = rustix::fs::setxattr(&file, "user.test", b"value", XattrFlags::empty());
-    if let Err(errno) = set {
-        println!("skipped: user xattrs not supported on the temp dir ({errno})");
-        return;
-    }
+    require(set.is_ok(), "user xattrs on the temp dir");
     let copied = tmp.copy_all();
     let failed: Vec<&TreeError> = copied.errors.iter().filter(|e| e.op == "setxattr").collect();
     if !failed.is_empty() {
@@ -406,10 +399,9 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "needs root (tests/run runs it)"]
 fn trusted_xattrs_are_copied_on_files_dirs_symlinks_and_fifos() {
-    if !is_root() {
-        return;
-    }
+    require(rustix::process::geteuid().is_root(), ROOT);
     let tmp = Tmp::new();
     write(&tmp.src("etc/file"), b"x", 0o644);
     symlink("/etc/shadow", tmp.src("etc/link")).unwrap();
@@ -433,10 +425,9 @@ fn trusted_xattrs_are_copied_on_files_dirs_symlinks_and_fifos() {
 }
 
 #[test]
+#[ignore = "needs root (tests/run runs it)"]
 fn file_capability_survives_chown() {
-    if !is_root() {
-        return;
-    }
+    require(rustix::process::geteuid().is_root(), ROOT);
     let tmp = Tmp::new();
     let ping = tmp.src("bin/ping");
     write(&ping, b"\x7fELF", 0o755);
@@ -444,10 +435,7 @@ fn file_capability_survives_chown() {
     // struct vfs_cap_data, revision 2, effective, permitted = CAP_NET_RAW (13).
     let cap: [u8; 20] = [1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let set = rustix::fs::setxattr(&ping, "security.capability", &cap, XattrFlags::empty());
-    if let Err(errno) = set {
-        println!("skipped: file capabilities not supported here ({errno})");
-        return;
-    }
+    require(set.is_ok(), "file capabilities (security.capability) on the temp dir");
     let expected = xattr(&ping, "security.capability");
     let copied = tmp.copy_all();
     assert_no_errors(&copied.errors);
@@ -687,11 +675,30 @@ fn failures_are_recorded_and_the_copy_goes_on() {
 
 #[test]
 fn unreadable_source_file_is_skipped() {
+    let tmp = Tmp::new();
     if rustix::process::geteuid().is_root() {
-        println!("skipped: root reads files whatever their mode");
+        // Root reads files whatever their mode: drop the capability that lets it, on a thread
+        // of its own (capabilities are per thread).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                drop_dac_override();
+                unreadable_is_skipped(&tmp);
+            });
+        });
         return;
     }
-    let tmp = Tmp::new();
+    unreadable_is_skipped(&tmp);
+}
+
+/// Drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective set.
+fn drop_dac_override() {
+    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
+    let mut caps = capabilities(None).unwrap();
+    caps.effective.remove(CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH);
+    set_capabilities(None, caps).unwrap();
+}
+
+fn unreadable_is_skipped(tmp: &Tmp) {
     write(&tmp.src("a-locked"), b"x", 0o000);
     write(&tmp.src("b-open"), b"y", 0o644);
     let copied = tmp.copy_all();

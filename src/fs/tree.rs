@@ -64,22 +64,19 @@
 //! recorded one by one and the entry is still finished. A source that does not support xattrs at
 //! all (`listxattr` gives `EOPNOTSUPP`) simply has none.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use crate::model::entry::{Entry, Kind, TreeError};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
-use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, Stat, Timespec, Timestamps};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat, Timespec, Timestamps};
 use rustix::io::{self, Errno};
 use serde::Serialize;
 
 /// Maximum number of path components of an entry below the walked root.
 pub const MAX_DEPTH: usize = 64;
-
-/// Size of the buffer used to copy file data.
-const BUF_SIZE: usize = 64 * 1024;
 
 /// How often `openat2` is retried when it reports `EAGAIN`.
 const OPENAT2_RETRIES: usize = 8;
@@ -262,9 +259,10 @@ impl<'a> Errs<'a> {
     }
 }
 
-/// Sorted names of the directory `dir`, without `.` and `..`. A read error is recorded and ends
-/// the listing (the names read so far are kept).
-fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<OsString> {
+/// Sorted names of the directory `dir` with their kind when the directory listing says it
+/// (`d_type`; `None` where the filesystem does not), without `.` and `..`. A read error is
+/// recorded and ends the listing (the names read so far are kept).
+fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<(OsString, Option<Kind>)> {
     // A fresh fd: the caller's fd may be O_PATH, and the directory offset must not be shared.
     let reader = fs::openat(dir, ".", DIR_FLAGS, Mode::empty()).and_then(fs::Dir::new);
     let Some(reader) = errs.check("opendir", reader) else {
@@ -273,31 +271,42 @@ fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<OsString> {
     let mut names = Vec::new();
     for item in reader {
         match item {
-            Ok(entry) => names.push(OsStr::from_bytes(entry.file_name().to_bytes()).to_owned()),
+            Ok(entry) => {
+                let name = entry.file_name().to_bytes();
+                if name != b"." && name != b".." {
+                    names.push((OsStr::from_bytes(name).to_owned(), Kind::of_type(entry.file_type())));
+                }
+            }
             Err(errno) => {
                 errs.push("readdir", errno);
                 break;
             }
         }
     }
-    names.retain(|name| name.as_bytes() != b"." && name.as_bytes() != b"..");
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     names
 }
 
-/// `lstat`s `name` in `dir` and asks the filter; `None` (error recorded) if it cannot be examined.
+/// The kind of `name` in `dir` (from the listing, else `lstat`), and what the filter says of
+/// it; `None` (error recorded) if it cannot be examined.
 fn classify(
     dir: BorrowedFd<'_>,
-    name: &OsStr,
+    (name, listed): &(OsString, Option<Kind>),
     path: PathBuf,
     filter: &dyn Fn(&Path, Kind) -> Verdict,
     errors: &mut Vec<TreeError>,
 ) -> Option<(Entry, Verdict)> {
     let mut errs = Errs::new(&path, errors);
-    let stat = errs.check("stat", fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
-    let Some(kind) = Kind::of_mode(stat.st_mode) else {
-        errs.push("type", Errno::INVAL);
-        return None;
+    let kind = match listed {
+        Some(kind) => *kind,
+        None => {
+            let stat = errs.check("stat", fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
+            let Some(kind) = Kind::of_mode(stat.st_mode) else {
+                errs.push("type", Errno::INVAL);
+                return None;
+            };
+            kind
+        }
     };
     let verdict = filter(&path, kind);
     Some((Entry { path, kind }, verdict))
@@ -316,8 +325,9 @@ pub fn walk(src: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Wal
 }
 
 fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path, Kind) -> Verdict, out: &mut Walk) {
-    for name in read_names(src, &mut Errs::new(rel, &mut out.errors)) {
-        let Some((entry, verdict)) = classify(src, &name, rel.join(&name), filter, &mut out.errors) else {
+    for listed in read_names(src, &mut Errs::new(rel, &mut out.errors)) {
+        let name = &listed.0;
+        let Some((entry, verdict)) = classify(src, &listed, rel.join(name), filter, &mut out.errors) else {
             continue;
         };
         let step = action(entry.kind, verdict, depth + 1);
@@ -326,7 +336,7 @@ fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path
             Action::Leaf => out.copy.push(entry),
             Action::TooDeep => out.errors.push(TreeError::new(&entry.path, "depth", Errno::LOOP)),
             Action::EnterCopy | Action::EnterDescend => {
-                let opened = fs::openat(src, &name, DIR_FLAGS, Mode::empty());
+                let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
                 let Some(dir) = Errs::new(&entry.path, &mut out.errors).check("open", opened) else {
                     continue;
                 };
@@ -344,8 +354,17 @@ fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path
 /// source has wins. See the module documentation for the exact semantics. Never panics and never
 /// stops early: every failure is in [`Copied::errors`].
 pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Copied {
-    let mut copier = Copier { filter, proc_fd: proc_fd_usable(), out: Copied::default() };
-    copier.copy_dir(src, dst, Path::new(""), 0);
+    let umask = fs::Mode::from_raw_mode(0o022);
+    let old = rustix::process::umask(umask);
+    rustix::process::umask(old);
+    let creator = Creator {
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        umask: old.bits(),
+    };
+    let setgid = fs::fstat(dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+    let mut copier = Copier { filter, proc_fd: proc_fd_usable(), creator, xattrs: true, out: Copied::default() };
+    copier.copy_dir(src, dst, setgid, Path::new(""), 0);
     copier.out
 }
 
@@ -360,24 +379,61 @@ struct At<'a> {
     src: BorrowedFd<'a>,
     dst: BorrowedFd<'a>,
     name: &'a OsStr,
+    /// Whether `dst` is a setgid directory (new entries get its group).
+    setgid: bool,
+}
+
+/// Who creates files in this process, and with which umask: a file created with its final mode
+/// and owner needs no chmod or chown.
+#[derive(Clone, Copy)]
+struct Creator {
+    uid: u32,
+    gid: u32,
+    umask: u32,
+}
+
+impl Creator {
+    /// What a new file of `stat` in a directory (`setgid`: the directory passes on its group)
+    /// still needs after `openat(O_CREAT, mode & 0777)`.
+    fn needs(self, stat: &Stat, setgid: bool) -> Needs {
+        let owner = stat.st_uid != self.uid || stat.st_gid != self.gid || setgid;
+        let mode = stat.st_mode & 0o7000 != 0 || stat.st_mode & 0o777 & self.umask != 0;
+        Needs { owner, mode }
+    }
+}
+
+/// The metadata calls an entry needs beyond its extended attributes and times.
+#[derive(Clone, Copy)]
+struct Needs {
+    owner: bool,
+    mode: bool,
+}
+
+impl Needs {
+    const ALL: Needs = Needs { owner: true, mode: true };
 }
 
 struct Copier<'f> {
     filter: &'f dyn Fn(&Path, Kind) -> Verdict,
     /// Whether `/proc/self/fd/<n>` may be used for nodes that cannot be opened for I/O.
     proc_fd: bool,
+    creator: Creator,
+    /// False once the source said it has no extended attributes at all (`EOPNOTSUPP`, NFSv3):
+    /// no more listings are asked for.
+    xattrs: bool,
     out: Copied,
 }
 
 impl Copier<'_> {
-    fn copy_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, rel: &Path, depth: usize) {
-        for name in read_names(src, &mut Errs::new(rel, &mut self.out.errors)) {
-            let path = rel.join(&name);
-            let classified = classify(src, &name, path, self.filter, &mut self.out.errors);
+    /// Copies the entries of `src` into `dst`; `setgid`: `dst` passes its group on to new files.
+    fn copy_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, setgid: bool, rel: &Path, depth: usize) {
+        for listed in read_names(src, &mut Errs::new(rel, &mut self.out.errors)) {
+            let path = rel.join(&listed.0);
+            let classified = classify(src, &listed, path, self.filter, &mut self.out.errors);
             let Some((entry, verdict)) = classified else {
                 continue;
             };
-            let at = At { src, dst, name: &name };
+            let at = At { src, dst, name: &listed.0, setgid };
             match action(entry.kind, verdict, depth + 1) {
                 Action::Refuse => self.out.refused.push(entry),
                 Action::TooDeep => self.error(&entry.path, "depth", Errno::LOOP),
@@ -394,10 +450,10 @@ impl Copier<'_> {
 
     /// Copies one non-directory.
     fn copy_leaf(&mut self, at: At<'_>, entry: Entry) {
-        let proc_fd = self.proc_fd;
+        let (proc_fd, creator) = (self.proc_fd, self.creator);
         let mut errs = Errs::new(&entry.path, &mut self.out.errors);
         let written = match entry.kind {
-            Kind::File => copy_file(at, &mut errs),
+            Kind::File => copy_file(at, creator, &mut self.xattrs, &mut errs),
             Kind::Symlink | Kind::Device | Kind::Fifo => copy_special(at, entry.kind, proc_fd, &mut errs),
             Kind::Dir | Kind::Socket => false, // never a leaf (see `action`)
         };
@@ -412,15 +468,15 @@ impl Copier<'_> {
         let Some((src, stat)) = open_source(at, Kind::Dir, &mut errs) else {
             return;
         };
-        let Some(dst) = make_dir(at, &mut errs) else {
+        let Some((dst, setgid)) = make_dir(at, &mut errs) else {
             return;
         };
         let path = entry.path.clone();
         self.out.written.push(entry);
-        self.copy_dir(src.as_fd(), dst.as_fd(), &path, depth);
+        self.copy_dir(src.as_fd(), dst.as_fd(), setgid, &path, depth);
         let mut errs = Errs::new(&path, &mut self.out.errors);
-        let source_xattrs = Xattrs::Fd(src.as_fd());
-        set_metadata(&Node::Open(dst.as_fd()), Some(&source_xattrs), &stat, &mut errs);
+        let source_xattrs = self.xattrs.then_some(Xattrs::Fd(src.as_fd()));
+        set_metadata(&Node::Open(dst.as_fd()), source_xattrs.as_ref(), &stat, Needs::ALL, &mut errs);
     }
 
     /// Walks into a directory whose destination counterpart must already be a real directory.
@@ -433,7 +489,8 @@ impl Copier<'_> {
         let Some(dst) = errs.check("descend", dst) else {
             return;
         };
-        self.copy_dir(src.as_fd(), dst.as_fd(), path, depth);
+        let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+        self.copy_dir(src.as_fd(), dst.as_fd(), setgid, path, depth);
     }
 }
 
@@ -458,79 +515,174 @@ fn open_source(at: At<'_>, kind: Kind, errs: &mut Errs<'_>) -> Option<(OwnedFd, 
 }
 
 /// Makes `at.name` in the destination a directory and opens it: an existing directory is kept,
-/// a non-directory is replaced (the source wins), a missing one is made with mode 0700.
-fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<OwnedFd> {
-    match fs::statat(at.dst, at.name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {}
-        Ok(_) => {
-            errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()))?;
-            errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?;
+/// a non-directory is replaced (the source wins), a missing one is made with mode 0700 (no
+/// setgid yet: its real mode comes after its children). Also returns whether it is setgid.
+fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
+    match fs::mkdirat(at.dst, at.name, Mode::RWXU) {
+        Ok(()) => {
+            // O_NOFOLLOW|O_DIRECTORY: if the name was swapped for a symlink meanwhile, this fails.
+            let fd = errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
+            return Some((fd, false));
         }
-        Err(Errno::NOENT) => errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?,
+        Err(Errno::EXIST) => {}
         Err(errno) => {
-            errs.push("stat", errno);
+            errs.push("mkdir", errno);
             return None;
         }
     }
-    // O_NOFOLLOW|O_DIRECTORY: if the name was swapped for a symlink meanwhile, this fails.
-    errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))
-}
-
-/// Frees `at.name` in the destination for a new non-directory: a non-directory is unlinked,
-/// a directory is refused ("replace-dir", `EISDIR`) and kept. True if the name is free.
-fn clear_slot(at: At<'_>, errs: &mut Errs<'_>) -> bool {
-    // unlinkat without AT_REMOVEDIR never removes a directory; Linux reports EISDIR for one.
-    match fs::unlinkat(at.dst, at.name, AtFlags::empty()) {
-        Ok(()) | Err(Errno::NOENT) => true,
-        Err(Errno::ISDIR) => {
-            errs.push("replace-dir", Errno::ISDIR);
-            false
+    match fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => {
+            let setgid = fs::fstat(&fd).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+            Some((fd, setgid))
+        }
+        // A file or symlink is in the way: the source's directory takes its place.
+        Err(Errno::NOTDIR | Errno::LOOP) => {
+            errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()))?;
+            errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?;
+            let fd = errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
+            Some((fd, false))
         }
         Err(errno) => {
-            errs.push("unlink", errno);
-            false
+            errs.push("open", errno);
+            None
         }
     }
 }
 
-/// Copies a regular file: open the source, replace the destination, data, then metadata.
-fn copy_file(at: At<'_>, errs: &mut Errs<'_>) -> bool {
+/// Where a new non-directory is made: at its own name when that was free, else beside it, to be
+/// renamed over the old entry once complete, so a copy that fails halfway (a full tmpfs) leaves
+/// what was there.
+enum Slot {
+    Free,
+    Beside(String),
+}
+
+impl Slot {
+    fn name<'a>(&'a self, at: &At<'a>) -> &'a OsStr {
+        match self {
+            Slot::Free => at.name,
+            Slot::Beside(temp) => OsStr::new(temp.as_str()),
+        }
+    }
+
+    /// Puts the complete entry in place (a rename over the old one).
+    fn commit(&self, at: At<'_>, errs: &mut Errs<'_>) -> bool {
+        match self {
+            Slot::Free => true,
+            Slot::Beside(temp) => {
+                let renamed = fs::renameat(at.dst, temp.as_str(), at.dst, at.name);
+                if renamed.is_err() {
+                    let _ = fs::unlinkat(at.dst, temp.as_str(), AtFlags::empty());
+                }
+                errs.check("rename", renamed).is_some()
+            }
+        }
+    }
+
+    /// Removes a half-made entry again: a half-written config file is worse than the old one,
+    /// or than none.
+    fn abandon(&self, at: At<'_>, errs: &mut Errs<'_>) {
+        errs.check("unlink", fs::unlinkat(at.dst, self.name(&at), AtFlags::empty()));
+    }
+}
+
+/// `create` at the entry's own name; when the name is taken, refused for a directory (a
+/// directory tree is never replaced by a file: "replace-dir", `EISDIR`), else at a new temp
+/// name beside it. Returns what `create` made and where.
+fn create_in_slot<T>(
+    at: At<'_>,
+    errs: &mut Errs<'_>,
+    op: &'static str,
+    create: impl Fn(&OsStr) -> io::Result<T>,
+) -> Option<(T, Slot)> {
+    match create(at.name) {
+        Ok(made) => return Some((made, Slot::Free)),
+        Err(Errno::EXIST) => {}
+        Err(errno) => {
+            errs.push(op, errno);
+            return None;
+        }
+    }
+    let existing = errs.check("stat", fs::statat(at.dst, at.name, AtFlags::SYMLINK_NOFOLLOW))?;
+    if FileType::from_raw_mode(existing.st_mode) == FileType::Directory {
+        errs.push("replace-dir", Errno::ISDIR);
+        return None;
+    }
+    loop {
+        let temp = crate::fs::root::temp_name();
+        match create(OsStr::new(temp.as_str())) {
+            Ok(made) => return Some((made, Slot::Beside(temp))),
+            Err(Errno::EXIST) => continue,
+            Err(errno) => {
+                errs.push(op, errno);
+                return None;
+            }
+        }
+    }
+}
+
+/// Copies a regular file: open the source, create the copy (with its final permission bits,
+/// at its name or beside it), data, metadata, then put it in place.
+fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_>) -> bool {
     let Some((src, stat)) = open_source(at, Kind::File, errs) else {
         return false;
     };
-    if !clear_slot(at, errs) {
-        return false;
-    }
     // O_CREAT|O_EXCL never follows a symlink, even one created in between.
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
-    let flags = flags | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let created = fs::openat(at.dst, at.name, flags, Mode::RUSR | Mode::WUSR);
-    let Some(dst) = errs.check("create", created) else {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
+    let Some((dst, slot)) = create_in_slot(at, errs, "create", |name| fs::openat(at.dst, name, flags, mode)) else {
         return false;
     };
-    if let Err((op, errno)) = copy_data(src.as_fd(), dst.as_fd()) {
+    if let Err((op, errno)) = copy_data(src.as_fd(), dst.as_fd(), &stat) {
         errs.push(op, errno);
-        // Best effort: a half-written config file is worse than a missing one.
-        errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()));
+        slot.abandon(at, errs);
         return false;
     }
-    set_metadata(&Node::Open(dst.as_fd()), Some(&Xattrs::Fd(src.as_fd())), &stat, errs);
-    true
+    let source = Xattrs::Fd(src.as_fd());
+    let listed = if *xattrs { Some(&source) } else { None };
+    if !set_metadata(&Node::Open(dst.as_fd()), listed, &stat, creator.needs(&stat, at.setgid), errs) {
+        *xattrs = false;
+    }
+    slot.commit(at, errs)
 }
 
-/// Copies all data from `src` to `dst`; the failing operation ("read" or "write") on error.
-fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) -> Result<(), (&'static str, Errno)> {
-    let mut buf = vec![0u8; BUF_SIZE];
-    loop {
-        let n = io::retry_on_intr(|| io::read(src, &mut buf[..])).map_err(|e| ("read", e))?;
-        let Some(chunk) = buf.get(..n) else {
-            return Err(("read", Errno::IO));
-        };
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        write_all(dst, chunk).map_err(|e| ("write", e))?;
+/// Copies the data of `src` (of `stat`) to the new, empty `dst` in the kernel (sendfile), hole
+/// for hole where the file is sparse; the failing operation on error.
+fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -> Result<(), (&'static str, Errno)> {
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
+    if allocated >= size {
+        return send(src, dst, 0, size);
     }
+    // Sparse: only the data extents are copied, at their offsets; the rest stays a hole.
+    let mut at = 0;
+    while at < size {
+        let data = match fs::seek(src, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            Err(Errno::NXIO) => break, // no data after `at`
+            Err(errno) => return Err(("seek", errno)),
+        };
+        let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| ("seek", e))?.min(size);
+        fs::seek(dst, SeekFrom::Start(data)).map_err(|e| ("seek", e))?;
+        send(src, dst, data, hole - data)?;
+        at = hole;
+    }
+    fs::ftruncate(dst, size).map_err(|e| ("truncate", e))
+}
+
+/// sendfile(2) of `len` bytes from `offset` of `src` to `dst`'s position; stops early when the
+/// source got shorter meanwhile.
+fn send(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mut offset: u64, len: u64) -> Result<(), (&'static str, Errno)> {
+    let end = offset.saturating_add(len);
+    while offset < end {
+        let chunk = usize::try_from(end - offset).unwrap_or(usize::MAX).min(1 << 30);
+        match io::retry_on_intr(|| fs::sendfile(dst, src, Some(&mut offset), chunk)) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(errno) => return Err(("write", errno)),
+        }
+    }
+    Ok(())
 }
 
 /// Writes all of `data`, resuming after short writes and EINTR.
@@ -546,7 +698,8 @@ pub(crate) fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> 
     Ok(())
 }
 
-/// Copies a symlink, device node or fifo: recreated with `symlinkat`/`mknodat`, then metadata.
+/// Copies a symlink, device node or fifo: recreated with `symlinkat`/`mknodat` (at its name or
+/// beside it), metadata, then put in place.
 fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> bool {
     let Some((src, stat)) = open_source(at, kind, errs) else {
         return false;
@@ -559,32 +712,23 @@ fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> b
         },
         _ => None,
     };
-    if !clear_slot(at, errs) || !create_special(at, target.as_ref(), &stat, errs) {
+    // A device node or fifo is made with mode 0600 until its real mode is set.
+    let (file_type, rdev) = (FileType::from_raw_mode(stat.st_mode), stat.st_rdev);
+    let op = if target.is_some() { "symlink" } else { "mknod" };
+    let create = |name: &OsStr| match &target {
+        Some(target) => fs::symlinkat(target.as_c_str(), at.dst, name),
+        None => fs::mknodat(at.dst, name, file_type, Mode::RUSR | Mode::WUSR, rdev),
+    };
+    let Some(((), slot)) = create_in_slot(at, errs, op, create) else {
         return false;
-    }
+    };
+    let name = slot.name(&at);
     let opath = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dst = if proc_fd { errs.check("open", fs::openat(at.dst, at.name, opath, Mode::empty())) } else { None };
-    let node = Node::Named { dir: at.dst, name: at.name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
+    let dst = if proc_fd { errs.check("open", fs::openat(at.dst, name, opath, Mode::empty())) } else { None };
+    let node = Node::Named { dir: at.dst, name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
     let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
-    set_metadata(&node, source_xattrs.as_ref(), &stat, errs);
-    true
-}
-
-/// Creates the symlink (with `target`) or the device node/fifo of `stat` (mode 0600 until the
-/// real mode is set).
-fn create_special(at: At<'_>, target: Option<&CString>, stat: &Stat, errs: &mut Errs<'_>) -> bool {
-    match target {
-        Some(target) => {
-            let made = fs::symlinkat(target.as_c_str(), at.dst, at.name);
-            errs.check("symlink", made).is_some()
-        }
-        None => {
-            let file_type = FileType::from_raw_mode(stat.st_mode);
-            let mode = Mode::RUSR | Mode::WUSR;
-            let made = fs::mknodat(at.dst, at.name, file_type, mode, stat.st_rdev);
-            errs.check("mknod", made).is_some()
-        }
-    }
+    set_metadata(&node, source_xattrs.as_ref(), &stat, Needs::ALL, errs);
+    slot.commit(at, errs)
 }
 
 /// How a destination inode is reached for its metadata.
@@ -636,16 +780,22 @@ fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
 }
 
 /// Applies owner, mode, xattrs and times of `stat` (in that order: chown clears setuid bits and
-/// `security.capability`). Every failure is recorded and the next step still done.
-fn set_metadata(node: &Node<'_>, source: Option<&Xattrs<'_>>, stat: &Stat, errs: &mut Errs<'_>) {
-    errs.check("fchown", node.chown(stat));
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink {
+/// `security.capability`), the owner and mode only where `needs` says. Every failure is
+/// recorded and the next step still done. False when the source has no extended attributes
+/// at all (`EOPNOTSUPP`).
+fn set_metadata(node: &Node<'_>, source: Option<&Xattrs<'_>>, stat: &Stat, needs: Needs, errs: &mut Errs<'_>) -> bool {
+    if needs.owner {
+        errs.check("fchown", node.chown(stat));
+    }
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink && (needs.mode || needs.owner) {
         errs.check("fchmod", node.chmod(Mode::from_raw_mode(stat.st_mode)));
     }
-    if let (Some(source), Some(dest)) = (source, node.xattrs()) {
-        copy_xattrs(source, &dest, errs);
-    }
+    let supported = match (source, node.xattrs()) {
+        (Some(source), Some(dest)) => copy_xattrs(source, &dest, errs),
+        _ => true,
+    };
     errs.check("utimensat", node.set_times(&timestamps(stat)));
+    supported
 }
 
 /// Access and modification times of `stat`.
@@ -720,14 +870,15 @@ fn read_sized(
 }
 
 /// Copies every extended attribute of `source` to `dest`, recording failures one by one.
-fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) {
+/// False when the source filesystem has no extended attributes at all.
+fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) -> bool {
     let names = match source.list() {
         Ok(names) => names,
         // The source filesystem has no xattrs at all (e.g. some NFS): nothing to copy.
-        Err(Errno::OPNOTSUPP) => return,
+        Err(Errno::OPNOTSUPP) => return false,
         Err(errno) => {
             errs.push("listxattr", errno);
-            return;
+            return true;
         }
     };
     for name in xattr_names(&names) {
@@ -742,6 +893,7 @@ fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) {
         };
         errs.check("setxattr", dest.set(name, &value));
     }
+    true
 }
 
 /// The names of a `listxattr` result (NUL-terminated, concatenated).

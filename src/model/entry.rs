@@ -23,7 +23,12 @@ pub enum Kind {
 impl Kind {
     /// The kind of a `st_mode`; `None` for a type Linux does not have.
     pub fn of_mode(mode: fs::RawMode) -> Option<Kind> {
-        match FileType::from_raw_mode(mode) {
+        Kind::of_type(FileType::from_raw_mode(mode))
+    }
+
+    /// The kind of a file type; `None` for `Unknown` (a directory listing without `d_type`).
+    pub fn of_type(file_type: FileType) -> Option<Kind> {
+        match file_type {
             FileType::RegularFile => Some(Kind::File),
             FileType::Directory => Some(Kind::Dir),
             FileType::Symlink => Some(Kind::Symlink),

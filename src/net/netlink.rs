@@ -905,19 +905,21 @@ mod tests {
         assert!(ifs.windows(2).all(|w| w[0].index < w[1].index));
     }
 
-    /// Writes the raw dump replies of the current network namespace to
-    /// `$STATELESS_NETLINK_CAPTURE/{link,addr}_dump.bin`. Run it by hand, e.g.:
-    /// `ip netns exec x cargo test --lib net::netlink::tests::capture_fixtures -- --ignored`.
+    /// The raw dump replies of this network namespace parse back into what the live query
+    /// gives. With `$STATELESS_NETLINK_CAPTURE` set they are also written there as fixtures
+    /// (`{link,addr}_dump.bin`), e.g. `ip netns exec x cargo test --lib captured_dumps`.
     #[test]
-    #[ignore]
-    fn capture_fixtures() {
-        let dir = PathBuf::from(std::env::var_os("STATELESS_NETLINK_CAPTURE").unwrap());
+    fn captured_dumps_parse_back() {
         let (fd, pid) = open().unwrap();
-        let mut raw = Vec::new();
-        dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, Some(&mut raw)).unwrap();
-        std::fs::write(dir.join("link_dump.bin"), &raw).unwrap();
-        let mut raw = Vec::new();
-        dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, Some(&mut raw)).unwrap();
-        std::fs::write(dir.join("addr_dump.bin"), &raw).unwrap();
+        let mut links = Vec::new();
+        dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, Some(&mut links)).unwrap();
+        let mut addrs = Vec::new();
+        dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, Some(&mut addrs)).unwrap();
+        let parsed = merge(parse_links(&links).unwrap(), &parse_addrs(&addrs).unwrap());
+        assert_eq!(parsed, interfaces().unwrap());
+        if let Some(dir) = std::env::var_os("STATELESS_NETLINK_CAPTURE").map(PathBuf::from) {
+            std::fs::write(dir.join("link_dump.bin"), &links).unwrap();
+            std::fs::write(dir.join("addr_dump.bin"), &addrs).unwrap();
+        }
     }
 }

@@ -12,13 +12,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stateless");
 
-/// True when running as root; otherwise prints why the test is skipped.
-pub fn root_or_skip(test: &str) -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root {
-        eprintln!("skipped {test}: needs root (mounts in a private mount namespace)");
-    }
-    root
+/// Why a test is `#[ignore]`d outside tests/run: it mounts in a private mount namespace.
+pub const ROOT: &str = "needs root: mounts in a private mount namespace (tests/run runs it)";
+
+/// A test that needs something runs only when asked for (`#[ignore = "why"]`; tests/run, which
+/// CI runs as root, passes `--include-ignored`): then a missing prerequisite fails it, never
+/// passes it unrun.
+pub fn require(ok: bool, what: &str) {
+    assert!(ok, "missing prerequisite: {what}");
+}
+
+/// [`require`]s root.
+pub fn require_root() {
+    require(rustix::process::geteuid().is_root(), "root (run it through tests/run, as root)");
 }
 
 /// A fresh empty dir under the temp dir, removed on drop.
@@ -102,15 +108,13 @@ pub fn image(dir: &Path) {
     symlink("../../..", l.join("networks/10.0.2.0_24")).unwrap();
 }
 
-/// A temp dir holding an [`image`] at `<dir>/image`, or None (with a "skipped" line) when not root.
-pub fn test_image(test: &str) -> Option<(TempDir, PathBuf)> {
-    if !root_or_skip(test) {
-        return None;
-    }
+/// A temp dir holding an [`image`] at `<dir>/image`. Needs root.
+pub fn test_image(test: &str) -> (TempDir, PathBuf) {
+    require_root();
     let tmp = TempDir::new(test);
     let root = tmp.0.join("image");
     image(&root);
-    Some((tmp, root))
+    (tmp, root)
 }
 
 /// Everything about a tree that a write could change: type, mode, owner, size, mtime, content,
