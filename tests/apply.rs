@@ -158,3 +158,125 @@ fn apply_refuses_the_running_system_and_shared_mounts() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("shared mount"), "{}", stderr(&out));
 }
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn apply_refuses_a_shared_mount_below_the_root_even_with_a_space_in_its_path() {
+    let (tmp, _) = test_image("shared-below");
+    // mountinfo writes the space as \040.
+    std::fs::create_dir(tmp.0.join("my images")).unwrap();
+    let root = tmp.0.join("my images/image");
+    std::fs::rename(tmp.0.join("image"), &root).unwrap();
+    let before = fingerprint(&root);
+    let out = in_namespace_with(
+        &root,
+        &[],
+        |root| {
+            // Only /var below the image root propagates: the root's own mount is private.
+            let var = root.join("var");
+            rustix::mount::mount_bind(&var, &var).unwrap();
+            rustix::mount::mount_change(&var, rustix::mount::MountPropagationFlags::SHARED).unwrap();
+        },
+        |out| out.clone(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{} is a shared mount", root.join("var").display())), "{}", stderr(&out));
+    assert_eq!(fingerprint(&root), before);
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn writable_dirs_get_the_same_mount_flags_in_both_modes() {
+    let (_tmp, root) = test_image("flags");
+    for mode in ["overlay", "copy"] {
+        let cmdline = format!("stateless.mode={mode} stateless.dirs=etc");
+        let options = in_namespace(&root, &["--cmdline", &cmdline], |out| {
+            assert!(out.status.success(), "{}", stderr(out));
+            mount_options_of(&root.join("etc")).unwrap()
+        });
+        assert!(!options.contains("nosuid") && !options.contains("nodev"), "{mode}: {options}");
+    }
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn symlinks_out_of_the_image_are_never_mounted_on_or_written_through() {
+    let (tmp, root) = test_image("escape");
+    let outside = tmp.0.join("outside");
+    for dir in ["run", "tmp", "dev"] {
+        std::fs::create_dir_all(outside.join(dir)).unwrap();
+        std::fs::remove_dir(root.join(dir)).unwrap();
+        std::os::unix::fs::symlink(outside.join(dir), root.join(dir)).unwrap();
+    }
+    let before = (fingerprint(&root), fingerprint(&outside));
+    in_namespace(&root, &LAB3_12, |out| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "the writable dirs fail without /run: {err}");
+        for dir in ["run", "tmp", "dev"] {
+            assert_eq!(fstype_of(&outside.join(dir)), None, "{dir} mounted through the symlink: {err}");
+            assert!(err.contains(&format!("open {}: a symlink", root.join(dir).display())), "{err}");
+        }
+        assert_eq!(fingerprint(&outside), before.1, "written outside the image");
+    });
+    assert_eq!(fingerprint(&root), before.0);
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_layer_file_that_does_not_fit_keeps_the_image_file() {
+    let (_tmp, root) = test_image("full");
+    write(&root.join("diskless/hosts/lab3-12/etc/passwd"), &"x".repeat(256 * 1024));
+    let args = [&LAB3_12[..], &["--cmdline", "stateless.dirs=etc stateless.tmpfs.size=128k"]].concat();
+    in_namespace(&root, &args, |out| {
+        let err = stderr(out);
+        assert_eq!(read(&root.join("etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n", "passwd lost: {err}");
+        assert!(err.contains("etc/passwd: no space left on device"), "{err}");
+        let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
+        let layer = report["steps"].as_array().unwrap().iter().find(|s| s["step"]["name"] == "hosts/lab3-12").unwrap();
+        assert_eq!(layer["status"], "degraded", "{layer}");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn host_files_on_a_full_tmpfs_keep_their_old_content() {
+    use stateless::fs::{hostfiles, root::ImageRoot};
+    let tmp = TempDir::new("full-hostfiles");
+    let etc = tmp.0.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    in_private_namespace(|| {
+        let size = std::ffi::CString::new("size=64k").unwrap();
+        rustix::mount::mount("tmpfs", &etc, "tmpfs", rustix::mount::MountFlags::empty(), Some(size.as_c_str()))
+            .unwrap();
+        write(&etc.join("hostname"), "debian\n");
+        write(&etc.join("hosts"), "127.0.0.1 localhost\n");
+        // Fill what is left.
+        let mut filler = std::fs::File::create(etc.join("filler")).unwrap();
+        while std::io::Write::write_all(&mut filler, &[0u8; 4096]).is_ok() {}
+        let root = ImageRoot::open(&tmp.0).unwrap();
+        let error = hostfiles::write(&root, "lab3-12", "lab3-12", &hostfiles::planned(&root)).unwrap_err();
+        assert_eq!(error.errno, Some(28), "{error}");
+        assert_eq!(read(&etc.join("hostname")), "debian\n");
+        assert_eq!(read(&etc.join("hosts")), "127.0.0.1 localhost\n");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn copy_mode_that_runs_out_of_space_fails_and_leaves_the_image_dir() {
+    let (_tmp, root) = test_image("short");
+    write(&root.join("etc/big"), &"b".repeat(512 * 1024));
+    let cmdline = "stateless.mode=copy stateless.dirs=etc stateless.tmpfs.size=128k";
+    in_namespace(&root, &[&LAB3_12[..], &["--cmdline", cmdline]].concat(), |out| {
+        let err = stderr(out);
+        assert_eq!(out.status.code(), Some(1), "a shortfall is a failed step: {err}");
+        assert_eq!(fstype_of(&root.join("etc")), None, "the half-filled tmpfs stays: {err}");
+        assert_eq!(read(&root.join("etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n");
+        let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
+        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "none"}]));
+        assert_eq!(report["degraded"], true);
+        let step = report["steps"].as_array().unwrap().iter().find(|s| s["phase"] == "writable-dirs").unwrap();
+        assert_eq!((step["status"].as_str(), step["error"]["op"].as_str()), (Some("failed"), Some("copy")), "{step}");
+        assert_eq!(step["error"]["errno"], 28, "{step}");
+    });
+}

@@ -706,3 +706,80 @@ fn unreadable_is_skipped(tmp: &Tmp) {
     assert_eq!((copied.errors[0].op, copied.errors[0].errno), ("open", Errno::ACCESS));
     assert_eq!(fs::read(tmp.dst("b-open")).unwrap(), b"y");
 }
+
+/// Runs `f` on a thread of its own in a new private mount namespace, with a tmpfs of `size`
+/// mounted on `at`.
+fn on_small_tmpfs<T: Send>(at: &Path, size: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: NEWNS only gives this thread a mount namespace of its own.
+            #[allow(unsafe_code)]
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
+            let private = rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC;
+            rustix::mount::mount_change("/", private).unwrap();
+            let options = std::ffi::CString::new(format!("size={size}")).unwrap();
+            rustix::mount::mount("tmpfs", at, "tmpfs", rustix::mount::MountFlags::empty(), Some(options.as_c_str()))
+                .unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+#[ignore = "needs root (tests/run runs it)"]
+fn an_override_that_does_not_fit_leaves_the_old_file() {
+    require(rustix::process::geteuid().is_root(), ROOT);
+    let tmp = Tmp::new();
+    write(&tmp.src("etc/passwd"), &vec![b'x'; 256 * 1024], 0o644);
+    write(&tmp.src("etc/small"), b"fits\n", 0o600);
+    on_small_tmpfs(&tmp.dst(""), "64k", || {
+        write(&tmp.dst("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n", 0o644);
+        write(&tmp.dst("etc/small"), b"old\n", 0o644);
+        let copied = tmp.copy_all();
+        let failed: Vec<String> = copied.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            copied.errors.iter().any(|e| e.path == Path::new("etc/passwd") && e.errno == Errno::NOSPC),
+            "{failed:?}"
+        );
+        assert_eq!(fs::read(tmp.dst("etc/passwd")).unwrap(), b"root:x:0:0::/root:/bin/sh\n", "the old file is gone");
+        assert_eq!(fs::read(tmp.dst("etc/small")).unwrap(), b"fits\n", "a file that fits still replaces");
+        assert_eq!(mode(&tmp.dst("etc/small")), 0o600);
+        let left: Vec<_> = fs::read_dir(tmp.dst("etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "no half-written temp file left: {left:?}");
+    });
+}
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    let tmp = Tmp::new();
+    let path = tmp.src("var/log/lastlog");
+    mkdir(path.parent().unwrap(), 0o755);
+    let file = fs::File::create(&path).unwrap();
+    file.set_len(64 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"data in the middle", 32 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"and at the end", (64 << 20) - 14).unwrap();
+    drop(file);
+    let source_blocks = lstat(&path).blocks();
+    require(source_blocks < 1024, "a temp dir that keeps holes");
+    let copied = tmp.copy_all();
+    assert_no_errors(&copied.errors);
+    let copy = tmp.dst("var/log/lastlog");
+    assert_eq!(lstat(&copy).len(), 64 << 20);
+    assert!(lstat(&copy).blocks() <= source_blocks + 64, "holes filled in: {} blocks", lstat(&copy).blocks());
+    assert!(fs::read(&copy).unwrap() == fs::read(&path).unwrap(), "content differs");
+}
+
+#[test]
+fn a_file_ending_in_a_hole_keeps_its_size() {
+    let tmp = Tmp::new();
+    let path = tmp.src("hole-at-end");
+    let file = fs::File::create(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, b"head", 0).unwrap();
+    file.set_len(8 << 20).unwrap();
+    drop(file);
+    tmp.copy_all();
+    assert_eq!(lstat(&tmp.dst("hole-at-end")).len(), 8 << 20);
+    assert_eq!(&fs::read(tmp.dst("hole-at-end")).unwrap()[..4], b"head");
+}

@@ -350,12 +350,16 @@ impl<'a> Executor<'a> {
             log::warn!("copy mode /{dir}: {error}");
         }
         if let Some(lost) = copied.errors.iter().find(|e| e.is_loss()) {
-            let _ = self.sys.umount(&upper.path);
+            let path = upper.path.clone();
+            drop(upper); // an open fd on the tmpfs would keep it busy
+            if let Err(e) = self.sys.umount(&path) {
+                log::error!("umount {}: {e}; /{dir} stays a half-filled tmpfs", path.display());
+            }
             let count = copied.errors.iter().filter(|e| e.is_loss()).count();
             let message = format!("{count} entries not copied, first {lost}; the tmpfs was taken off again");
             return Err(Failure {
                 errno: Some(lost.errno.raw_os_error()),
-                ..Failure::new(Op::Copy, Some(&upper.path), message)
+                ..Failure::new(Op::Copy, Some(&path), message)
             });
         }
         Ok(copied.written.len())
@@ -655,5 +659,55 @@ mod tests {
         assert_eq!(ended, None);
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::Exec(..) | Call::Sethostname(_) | Call::Shell(_))));
         assert_eq!(outcomes.last().unwrap().status, Status::Skipped);
+    }
+
+    #[test]
+    fn only_pid1_loads_modules() {
+        let image = Image::new("modules");
+        let dir = image.0.join("lib/modules/6.1.0");
+        std::fs::create_dir_all(dir.join("kernel/fs/overlayfs")).unwrap();
+        std::fs::write(dir.join("modules.dep"), "kernel/fs/overlayfs/overlay.ko:\n").unwrap();
+        std::fs::write(dir.join("kernel/fs/overlayfs/overlay.ko"), "").unwrap();
+        for mode in [Mode::Apply, Mode::Boot] {
+            let mut sys = fake(|_| None);
+            sys.proc.insert("filesystems".into(), "nodev\ttmpfs\n".into());
+            let (outcomes, _) = boot(&image, "stateless.dirs=etc", &sys, mode);
+            let module = outcomes.iter().find(|o| o.phase == Phase::Hardware).unwrap();
+            let loads: Vec<Call> = sys.calls().into_iter().filter(|c| matches!(c, Call::LoadModule(_))).collect();
+            match mode {
+                Mode::Apply => {
+                    assert_eq!(module.status, Status::Skipped, "{module:?}");
+                    assert!(loads.is_empty(), "apply loaded {loads:?} into the host's kernel");
+                }
+                Mode::Boot => {
+                    assert_eq!(module.status, Status::Ok, "{module:?}");
+                    assert_eq!(loads, [Call::LoadModule(dir.join("kernel/fs/overlayfs/overlay.ko"))]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_registered_overlayfs_plans_no_module() {
+        let image = Image::new("registered");
+        let sys = fake(|_| None);
+        let (outcomes, _) = boot(&image, "", &sys, Mode::Boot);
+        assert!(!outcomes.iter().any(|o| o.phase == Phase::Hardware), "{outcomes:#?}");
+    }
+
+    #[test]
+    fn the_report_reads_back() {
+        let image = Image::new("report");
+        let sys = fake(|_| None);
+        boot(&image, "stateless.frobnicate=1", &sys, Mode::Boot);
+        let text = std::fs::read_to_string(image.0.join("run/stateless/report.json")).unwrap();
+        let report: crate::boot::report::Report = serde_json::from_str(&text).unwrap();
+        assert_eq!(report.format, crate::boot::report::FORMAT);
+        assert_eq!(report.hostname.unwrap().short, "lab3-12");
+        assert_eq!(report.init.as_deref(), Some("/sbin/init"));
+        assert!(!report.steps.iter().any(|o| o.phase == Phase::Report), "written before its own outcome");
+        let phases: Vec<Phase> = report.steps.iter().map(|o| o.phase).collect();
+        assert!(phases.windows(2).all(|w| w[0] <= w[1]), "phases in order: {phases:?}");
+        assert!(report.diagnostics.iter().any(|d| d.key == "stateless.frobnicate"));
     }
 }

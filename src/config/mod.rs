@@ -211,10 +211,18 @@ impl Resolver {
             }
             ("stateless.init", Some(v)) => set(&mut o.init, abs_path(v).map(|()| Some(v.to_owned()))),
             ("stateless.dirs", Some(v)) => {
-                self.dirs_given = true;
                 let (dirs, errors) = parse_dirs(v);
-                o.dirs = dirs;
-                errors
+                // An invalid value keeps the earlier one: a list whose every item is refused
+                // must not leave the client without a writable dir. Empty means none, on purpose.
+                if dirs.is_empty() && !errors.is_empty() {
+                    let mut errors = errors;
+                    errors.push(format!("no valid dir in {}: keeping {}", q(v), o.dirs.join(",")));
+                    errors
+                } else {
+                    self.dirs_given = true;
+                    o.dirs = dirs;
+                    errors
+                }
             }
             ("stateless.layers", Some(v)) => set(&mut o.layers, abs_path(v).map(|()| normalise_abs(v))),
             ("stateless.hostname", Some("")) => {
@@ -292,11 +300,8 @@ impl Options {
             r.apply(&Origin::Cmdline, &p.key, p.value.as_deref());
         }
         for p in cmdline.invalid.iter().filter(|p| is_ours(&p.key)) {
-            let word = match &p.value {
-                Some(v) => format!("{}={v}", p.key),
-                None => p.key.clone(),
-            };
-            r.diag(&Origin::Cmdline, &p.key, format!("{}: not UTF-8, ignored", q(&word)));
+            let shown = p.value.as_deref().unwrap_or_default();
+            r.diag(&Origin::Cmdline, &p.key, format!("{}: {} is not UTF-8, ignored", p.key, q(shown)));
         }
         // The old stateless.sh only made overlays when softlevel= named unionfs.
         let no_unionfs = r.opts.softlevel.as_ref().is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
@@ -393,7 +398,12 @@ fn hostname_prefix(v: &str) -> Result<String, String> {
     }
 }
 
-/// `512M`, `1g`, `25%` -> lowercase, without leading zeros.
+/// The smallest `stateless.tmpfs.size=` taken.
+const TMPFS_MIN: u64 = 64 << 10;
+/// The largest: beyond it a limit limits nothing.
+const TMPFS_MAX: u64 = 1 << 50;
+
+/// `512M`, `1g`, `25%` -> lowercase, without leading zeros; 64k to 1 PiB, or 1% to 100%.
 fn tmpfs_size(v: &str) -> Result<String, String> {
     let lower = v.to_ascii_lowercase();
     let digits_end = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
@@ -415,8 +425,15 @@ fn tmpfs_size(v: &str) -> Result<String, String> {
     if suffix == "%" && !(1..=100).contains(&n) {
         return Err(format!("{} is not a percentage from 1% to 100%", q(v)));
     }
-    if n.checked_mul(1 << shift).is_none() {
-        return Err(format!("{} is too large", q(v)));
+    if suffix != "%" {
+        // tmpfs takes 0 as "no limit", and a size beyond any machine's memory is no limit either.
+        match n.checked_mul(1 << shift) {
+            Some(bytes) if bytes < TMPFS_MIN => {
+                return Err(format!("{} is below 64k (0 would mean no limit at all)", q(v)))
+            }
+            Some(bytes) if bytes <= TMPFS_MAX => {}
+            _ => return Err(format!("{} is too large (more than 1 PiB is no limit at all)", q(v))),
+        }
     }
     Ok(format!("{n}{suffix}"))
 }
@@ -722,11 +739,20 @@ mod tests {
             ("var/log,var", vec!["var/log"], r#"stateless.dirs: "var" contains "var/log", listed before"#),
             ("a\0", vec![], r#"stateless.dirs: "a\0" contains a NUL byte"#),
         ] {
-            let (o, d) = bad(&format!("stateless.dirs=\"{v}\""));
-            assert_eq!((o.dirs, d.as_str()), (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), msg), "{v}");
+            let (o, d) = resolve(&format!("stateless.dirs=\"{v}\""));
+            assert_eq!(d.first().map(String::as_str), Some(msg), "{v}");
+            if keep.is_empty() {
+                // Every item refused: the default stays, and says so.
+                assert_eq!(o.dirs, ["etc", "var"], "{v}");
+                assert_eq!(d.last().unwrap(), &format!("stateless.dirs: no valid dir in {v:?}: keeping etc,var"));
+            } else {
+                assert_eq!((o.dirs, d.len()), (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 1), "{v}");
+            }
         }
-        // A given-but-all-invalid list is still "given": no fallback to the default.
-        assert_eq!(bad("stateless.dirs=proc").0.dirs, Vec::<String>::new());
+        // An all-invalid list keeps the earlier valid one, also one from the config file.
+        assert_eq!(resolve_with("stateless.dirs=proc,../..,/", Some("stateless.dirs=var")).0.dirs, ["var"]);
+        // ... and softlevel= without unionfs still decides when no valid list was given.
+        assert_eq!(resolve("softlevel=default stateless.dirs=proc").0.dirs, Vec::<String>::new());
         let (o, d) = bad("stateless.dirs");
         assert_eq!((o.dirs.len(), d.as_str()), (2, "stateless.dirs: needs a value"));
     }
@@ -773,8 +799,8 @@ mod tests {
             ("100%", "100%"),
             ("1%", "1%"),
             ("0100k", "100k"),
-            ("4096", "4096"),
-            ("0", "0"),
+            ("65536", "65536"),
+            ("1048576g", "1048576g"),
         ] {
             assert_eq!(ok(&format!("stateless.tmpfs.size={v}")).tmpfs_size.as_deref(), Some(want), "{v}");
         }
@@ -787,7 +813,11 @@ mod tests {
             ("0%", "is not a percentage from 1% to 100%"),
             ("101%", "is not a percentage from 1% to 100%"),
             ("99999999999999999999", "is too large"),
-            ("17179869184g", "is too large"),
+            ("17179869184g", "is too large (more than 1 PiB is no limit at all)"),
+            ("1048577g", "is too large (more than 1 PiB is no limit at all)"),
+            ("0", "is below 64k (0 would mean no limit at all)"),
+            ("0k", "is below 64k (0 would mean no limit at all)"),
+            ("4096", "is below 64k (0 would mean no limit at all)"),
         ] {
             let (o, d) = bad(&format!("stateless.tmpfs.size={v}"));
             assert_eq!((o.tmpfs_size, d), (None, format!("stateless.tmpfs.size: {v:?} {why}")));
@@ -1100,5 +1130,24 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_costs_only_its_word() {
+        let c = Cmdline::parse(b"ro stateless.hostname=lab\xff3 stateless.dirs=etc quiet \xfe=1 -- single\xff");
+        let keys: Vec<&str> = c.params.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["ro", "stateless.dirs", "quiet"]);
+        assert_eq!(c.init_args, ["single\u{fffd}"]);
+        let (o, d) = Options::resolve(&c, None);
+        assert_eq!((o.hostname, o.dirs, o.quiet), (None, vec!["etc".to_string()], true));
+        let d: Vec<String> = d.into_iter().map(|d| d.message).collect();
+        assert_eq!(d, [r#"stateless.hostname: "lab\\xff3" is not UTF-8, ignored"#]);
+
+        let config = b"stateless.dirs=var\nstateless.hostname=a\xffb\nstateless.mode=copy\n";
+        let (o, d) = Options::resolve(&Cmdline::default(), Some(config));
+        assert_eq!((o.dirs, o.mode, o.hostname), (vec!["var".to_string()], OverlayMode::Copy, None));
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].origin, Origin::Config { line: 2 });
+        assert!(d[0].message.contains("not UTF-8, line ignored"), "{}", d[0].message);
     }
 }

@@ -146,6 +146,22 @@ pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
     out
 }
 
+/// Runs `f` on a thread of its own in a new private mount namespace.
+pub fn in_private_namespace<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: NEWNS only gives this thread (and the processes it spawns) a mount
+            // namespace of its own; no file descriptor table is unshared.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
+            let private = rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC;
+            rustix::mount::mount_change("/", private).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// Runs `check` on a thread of its own in a new private mount namespace, after running
 /// `stateless apply --root ROOT ARGS...` there; returns what `check` returns.
 pub fn in_namespace<T: Send>(root: &Path, args: &[&str], check: impl FnOnce(&Output) -> T + Send) -> T {
@@ -159,22 +175,10 @@ pub fn in_namespace_with<T: Send>(
     setup: impl FnOnce(&Path) + Send,
     check: impl FnOnce(&Output) -> T + Send,
 ) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            // SAFETY: NEWNS only gives this thread (and the processes it spawns) a mount
-            // namespace of its own; no file descriptor table is unshared.
-            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.unwrap();
-            rustix::mount::mount_change(
-                "/",
-                rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
-            )
-            .unwrap();
-            setup(root);
-            let output = Command::new(BIN).arg("apply").arg("--root").arg(root).args(args).output().unwrap();
-            check(&output)
-        })
-        .join()
-        .unwrap()
+    in_private_namespace(|| {
+        setup(root);
+        let output = Command::new(BIN).arg("apply").arg("--root").arg(root).args(args).output().unwrap();
+        check(&output)
     })
 }
 
@@ -186,6 +190,16 @@ pub fn fstype_of(path: &Path) -> Option<String> {
         let fields: Vec<&str> = l.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-")?;
         (fields[4] == path).then(|| fields[sep + 1].to_string())
+    })
+}
+
+/// The per-mount options (`rw,nosuid,...`) of the mount on `path` in this thread's namespace.
+pub fn mount_options_of(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+    let path = path.to_str().unwrap();
+    info.lines().rev().find_map(|l| {
+        let fields: Vec<&str> = l.split(' ').collect();
+        (fields[4] == path).then(|| fields[5].to_string())
     })
 }
 

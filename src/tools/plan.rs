@@ -1,0 +1,20 @@
+//! `stateless plan`: the whole boot, planned from the facts given, printed; nothing changed.
+
+use super::{emit, given_facts, target_and_options, Args};
+use crate::boot::plan;
+
+/// Builds the plan for `args`.
+fn build(args: &Args) -> Result<plan::Plan, String> {
+    let (target, options, diagnostics) = target_and_options(args)?;
+    Ok(plan::dry_run(&target, options, diagnostics, given_facts(args)))
+}
+
+pub(super) fn command(args: &Args) -> Result<i32, String> {
+    let plan = build(args)?;
+    if args.json {
+        emit(&(serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())? + "\n"))?;
+    } else {
+        emit(&plan.to_string())?;
+    }
+    Ok(0)
+}
