@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -100,4 +101,42 @@ fn usage_errors_and_version() {
     let out = Command::new(BIN).args(["plan", "--root", "/", "--ip", "300.1.1.1/24"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--ip"), "{out:?}");
     assert!(Command::new(BIN).arg("--help").output().unwrap().stdout.starts_with(b"usage: stateless plan"));
+}
+
+#[test]
+fn plan_help_closed_pipes_and_hostile_names() {
+    for command in ["plan", "apply"] {
+        let out = Command::new(BIN).args([command, "--help"]).output().unwrap();
+        assert!(out.status.success() && out.stdout.starts_with(b"usage: stateless plan"), "{command}: {out:?}");
+    }
+    // An image anyone can make: a layer of 3000 files, one of them named to forge lines.
+    let tmp = TempDir::new("plan-pipe");
+    let layer = tmp.0.join("diskless/base/etc");
+    std::fs::create_dir_all(&layer).unwrap();
+    std::fs::create_dir_all(tmp.0.join("etc")).unwrap();
+    for n in 0..3000 {
+        std::fs::write(layer.join(format!("file-with-a-long-name-{n:04}")), "x").unwrap();
+    }
+    let hostile = std::ffi::OsStr::from_bytes(b"evil\n\x1b[2Jstateless: forged\xff");
+    std::fs::write(layer.join(hostile), "x").unwrap();
+    let root = tmp.0.to_str().unwrap();
+
+    let text = plan(&["--root", root]).stdout;
+    assert!(!text.contains(&0x1b) && !text.contains(&0xff), "raw control bytes reach the terminal");
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.contains("/etc/evil\\x0a\\x1b[2Jstateless: forged\\xff\n"), "{}", &text[..400]);
+
+    // `plan | head`: the reader goes away after one line.
+    let mut child = Command::new(BIN)
+        .args(["plan", "--root", root])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
