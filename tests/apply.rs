@@ -280,3 +280,29 @@ fn copy_mode_that_runs_out_of_space_fails_and_leaves_the_image_dir() {
         assert_eq!(step["error"]["errno"], 28, "{step}");
     });
 }
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn overlayfs_refusing_after_the_layers_falls_back_to_copy_mode_with_the_layers() {
+    let (tmp, _) = test_image("refused");
+    // A ':' in the path cannot go into overlayfs's lowerdir= option: the overlay cannot be mounted.
+    std::fs::create_dir(tmp.0.join("img:1")).unwrap();
+    let root = tmp.0.join("img:1/image");
+    std::fs::rename(tmp.0.join("image"), &root).unwrap();
+    let before = fingerprint(&root);
+    in_namespace(&root, &[&LAB3_12[..], &["--cmdline", "stateless.dirs=etc"]].concat(), |out| {
+        let err = stderr(out);
+        assert!(out.status.success(), "{err}");
+        assert_eq!(fstype_of(&root.join("etc")).as_deref(), Some("tmpfs"), "{err}");
+        assert_eq!(fstype_of(&root.join("run/stateless/rw/etc")), None, "the upper's tmpfs stays: {err}");
+        assert_eq!(read(&root.join("etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(read(&root.join("etc/stateless-level")), "ip\n", "the layers are lost: {err}");
+        assert_eq!(read(&root.join("etc/hostname")), "lab3-12\n");
+        let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
+        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "copy"}]));
+        let step = report["steps"].as_array().unwrap().iter().find(|s| s["step"]["step"] == "overlay").unwrap();
+        assert_eq!(step["status"], "degraded", "{step}");
+        assert_eq!(report["degraded"], false, "copy mode is a lesser way, not a failure");
+    });
+    assert_eq!(fingerprint(&root), before);
+}

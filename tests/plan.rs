@@ -52,6 +52,8 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
             "layer",
             "layer",
             "layer",
+            "overlay",
+            "overlay",
             "host-files",
             "report",
             "handoff"
@@ -66,7 +68,7 @@ fn plan_lists_steps_layers_files_and_refusals_without_changing_anything() {
     let escaping = &json["layers"][2];
     assert_eq!((escaping["name"].as_str(), escaping["present"].as_bool()), (Some("networks/10.0.2.0_24"), Some(false)));
     assert!(escaping["errors"][0].as_str().unwrap().contains("points out of the layer root"));
-    assert_eq!(steps[17]["init"], "/sbin/init");
+    assert_eq!(steps[19]["init"], "/sbin/init");
 
     let text = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--cmdline", "stateless.dirs=etc stateless.nope=1"]);
     let text = String::from_utf8(text.stdout).unwrap();

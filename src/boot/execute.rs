@@ -4,7 +4,8 @@
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::boot::{handoff, plan, report};
@@ -63,6 +64,23 @@ pub struct Executor<'a> {
     pub layers: Vec<LayerResult>,
     /// True once a fatal step has failed.
     pub degraded: bool,
+    /// Overlays prepared, to be mounted after the layers.
+    pending: Vec<Pending>,
+    /// Dirs in copy mode: the tmpfs on each.
+    copied: Vec<(String, ImageDir)>,
+}
+
+/// An overlay the writable-dirs phase prepared: mounted once the layers are in its upper dir.
+struct Pending {
+    dir: String,
+    /// The image dir, opened before anything was mounted.
+    lower: ImageDir,
+    st: rustix::fs::Stat,
+    size: Option<String>,
+    /// The tmpfs holding upper/ and work/.
+    rw: PathBuf,
+    upper: ImageDir,
+    work: PathBuf,
 }
 
 impl<'a> Executor<'a> {
@@ -82,6 +100,8 @@ impl<'a> Executor<'a> {
             dirs: Vec::new(),
             layers: Vec::new(),
             degraded: false,
+            pending: Vec::new(),
+            copied: Vec::new(),
         }
     }
 
@@ -144,6 +164,14 @@ impl<'a> Executor<'a> {
         if status != Status::Failed || matches!(step, Step::Hostname { .. }) {
             plan::learn(&mut self.facts, step);
         }
+        match step {
+            // What the plan assumed, corrected by what happened.
+            Step::WritableDir { dir, .. } if !self.pending.iter().any(|p| p.dir == *dir) => {
+                self.facts.uppers.retain(|d| d != dir);
+            }
+            Step::Overlay { dir } if status == Status::Failed => self.facts.writable.retain(|d| d != dir),
+            _ => {}
+        }
         let failure = (status == Status::Failed).then(|| error.clone()).flatten();
         self.outcomes.push(Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms });
         if let Some(failure) = failure {
@@ -158,13 +186,12 @@ impl<'a> Executor<'a> {
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
-                let mode = match &result {
-                    Ok((mode, _)) => *mode,
-                    Err(_) => DirMode::None,
-                };
-                self.dirs.push(DirResult { dir: dir.clone(), mode });
-                result.map(|(_, done)| done)
+                if result.is_err() && !self.dirs.iter().any(|d| d.dir == *dir) {
+                    self.dirs.push(DirResult { dir: dir.clone(), mode: DirMode::None });
+                }
+                result
             }
+            Step::Overlay { dir } => self.overlay(dir),
             Step::Layer { kind, name } => Ok(self.layer(*kind, name)),
             Step::HostFiles { fqdn, short, files } => self.host_files(fqdn, short, files),
             Step::Report { path } => self.report(path),
@@ -255,38 +282,44 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<(DirMode, Done), Failure> {
+    /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
+    /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
+    /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
+    fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
         let mut why_copy = None;
         if mode == OverlayMode::Overlay {
-            match self.try_overlay(dir, &lower, &st, size) {
-                Ok(()) => {
-                    let detail = format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}");
-                    return Ok((DirMode::Overlay, Done::ok(detail)));
+            match self.prepare_overlay(dir, &st, size) {
+                Ok((rw, upper, work)) => {
+                    let size = size.map(str::to_string);
+                    self.pending.push(Pending { dir: dir.into(), lower, st, size, rw, upper, work });
+                    let detail =
+                        format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers");
+                    return Ok(Done::ok(detail));
                 }
                 Err(e) => {
-                    log::warn!("/{dir}: overlayfs failed ({e}); falling back to copy mode");
+                    log::warn!("/{dir}: no tmpfs for the overlay ({e}); falling back to copy mode");
                     why_copy = Some(e);
                 }
             }
         }
-        let entries = self.copy_mode(dir, lower, &st, size)?;
+        let entries = self.copy_mode(dir, lower, &st, size, None)?;
         let detail = format!("tmpfs + copy of {entries} entries");
         Ok(match why_copy {
-            None => (DirMode::Copy, Done::ok(detail)),
-            Some(e) => (DirMode::Copy, Done::degraded(format!("{detail} (overlayfs failed)"), e)),
+            None => Done::ok(detail),
+            Some(e) => Done::degraded(format!("{detail} (overlayfs failed)"), e),
         })
     }
 
-    /// tmpfs at /run/stateless/rw/<dir> holding upper/ and work/, then overlayfs on the dir.
-    fn try_overlay(
+    /// A tmpfs at /run/stateless/rw/<dir> holding upper/ (with the image dir's owner and mode:
+    /// the overlay root shows the upper's) and work/.
+    fn prepare_overlay(
         &mut self,
         dir: &str,
-        lower: &ImageDir,
         st: &rustix::fs::Stat,
         size: Option<&str>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(PathBuf, ImageDir, PathBuf), Failure> {
         let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
@@ -298,33 +331,66 @@ impl<'a> Executor<'a> {
         self.sys
             .mount("tmpfs", &rw.path, "tmpfs", UPPER_TMPFS_FLAGS, &options)
             .map_err(|e| Failure::io(Op::Mount, Some(&rw.path), &e))?;
-        let result = self.mount_overlay(dir, lower, &rw_rel, st);
-        if result.is_err() {
-            let _ = self.sys.umount(&rw.path);
+        let made = (|| {
+            let make = |name: &str| {
+                let rel = rw_rel.join(name);
+                self.target.create_dir_all(&rel, 0o700).map_err(|e| self.io(Op::Mkdir, &self.target, &rel, &e))
+            };
+            let (upper, work) = (make("upper")?, make("work")?);
+            let owner = |e: rustix::io::Errno| Failure::io(Op::Mkdir, Some(&upper.path), &e.into());
+            let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
+            rustix::fs::fchown(&upper.fd, Some(uid), Some(gid)).map_err(owner)?;
+            rustix::fs::fchmod(&upper.fd, rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(owner)?;
+            Ok((upper, work.path))
+        })();
+        match made {
+            Ok((upper, work)) => Ok((rw.path, upper, work)),
+            Err(e) => {
+                drop(rw);
+                self.umount(&self.target.host_path(&rw_rel));
+                Err(e)
+            }
         }
-        result
     }
 
-    /// upper/ and work/ on the fresh tmpfs (upper/ with the image dir's owner and mode: the
-    /// overlay root shows the upper's), then the overlay, every path checked.
-    fn mount_overlay(&self, dir: &str, lower: &ImageDir, rw: &Path, st: &rustix::fs::Stat) -> Result<(), Failure> {
-        let make = |name: &str| {
-            let rel = rw.join(name);
-            self.target.create_dir_all(&rel, 0o700).map_err(|e| self.io(Op::Mkdir, &self.target, &rel, &e))
+    /// The overlay on `dir`, its upper dir filled by the layers: the image dir below, every path
+    /// checked. When overlayfs refuses, copy mode: a tmpfs on the dir with the image dir's copy
+    /// and the upper dir's on top (a degraded step), the upper's tmpfs taken off again.
+    fn overlay(&mut self, dir: &str) -> Result<Done, Failure> {
+        let Some(i) = self.pending.iter().position(|p| p.dir == dir) else {
+            return Ok(Done::skipped("no upper dir was prepared"));
         };
-        let (upper, work) = (make("upper")?, make("work")?);
-        let owner = |e: rustix::io::Errno| Failure::io(Op::Mkdir, Some(&upper.path), &e.into());
-        let (uid, gid) = (rustix::fs::Uid::from_raw(st.st_uid), rustix::fs::Gid::from_raw(st.st_gid));
-        rustix::fs::fchown(&upper.fd, Some(uid), Some(gid)).map_err(owner)?;
-        rustix::fs::fchmod(&upper.fd, rustix::fs::Mode::from_raw_mode(st.st_mode & 0o7777)).map_err(owner)?;
-        let data = mounts::overlay_options(&lower.path, &upper.path, &work.path)
-            .map_err(|e| Failure::new(Op::Mount, Some(&lower.path), e))?;
-        self.sys
-            .mount("overlay", &lower.path, "overlay", WRITABLE_DIR_FLAGS, &data)
-            .map_err(|e| Failure::io(Op::Mount, Some(Path::new(&format!("/{dir}"))), &e))
+        let p = self.pending.remove(i);
+        let data = mounts::overlay_options(&p.lower.path, &p.upper.path, &p.work)
+            .map_err(|e| Failure::new(Op::Mount, Some(&p.lower.path), e));
+        let mounted = data.and_then(|data| {
+            self.sys
+                .mount("overlay", &p.lower.path, "overlay", WRITABLE_DIR_FLAGS, &data)
+                .map_err(|e| Failure::io(Op::Mount, Some(&p.lower.path), &e))
+        });
+        let why = match mounted {
+            Ok(()) => {
+                self.dirs.push(DirResult { dir: dir.into(), mode: DirMode::Overlay });
+                return Ok(Done::ok("mounted: the image dir below, the layers in the upper dir"));
+            }
+            Err(why) => why,
+        };
+        log::warn!("/{dir}: overlayfs failed ({why}); falling back to copy mode");
+        let copied = self.copy_mode(dir, p.lower, &p.st, p.size.as_deref(), Some(&p.upper));
+        drop(p.upper);
+        self.umount(&p.rw);
+        let entries = copied?;
+        Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
     }
 
-    /// tmpfs straight on the dir, filled from a handle on the image dir opened before the mount.
+    fn umount(&self, path: &Path) {
+        if let Err(e) = self.sys.umount(path) {
+            log::error!("umount {}: {e}", path.display());
+        }
+    }
+
+    /// tmpfs straight on the dir, filled from a handle on the image dir opened before the mount
+    /// (and then from `upper`, when the layers are already in an overlay's upper dir).
     /// Anything not copied is a failure of the step: the tmpfs goes again, and the dir stays the
     /// complete read-only image dir rather than a writable half of it.
     fn copy_mode(
@@ -333,28 +399,45 @@ impl<'a> Executor<'a> {
         lower: ImageDir,
         st: &rustix::fs::Stat,
         size: Option<&str>,
+        upper: Option<&ImageDir>,
+    ) -> Result<usize, Failure> {
+        let result = self.fill_tmpfs(dir, lower, st, size, upper);
+        let mode = if result.is_ok() { DirMode::Copy } else { DirMode::None };
+        self.dirs.push(DirResult { dir: dir.into(), mode });
+        result
+    }
+
+    fn fill_tmpfs(
+        &mut self,
+        dir: &str,
+        lower: ImageDir,
+        st: &rustix::fs::Stat,
+        size: Option<&str>,
+        upper: Option<&ImageDir>,
     ) -> Result<usize, Failure> {
         let options = mounts::tmpfs_options(st.st_mode, st.st_uid, st.st_gid, size);
         self.sys
             .mount("tmpfs", &lower.path, "tmpfs", WRITABLE_DIR_FLAGS, &options)
             .map_err(|e| Failure::io(Op::Mount, Some(&lower.path), &e))?;
-        let upper = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
+        let fresh = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         // Never copy into the image itself: the new tmpfs must be a different filesystem.
-        let up = rustix::fs::fstat(&upper.fd).map_err(|e| Failure::io(Op::Open, Some(&upper.path), &e.into()))?;
+        let up = rustix::fs::fstat(&fresh.fd).map_err(|e| Failure::io(Op::Open, Some(&fresh.path), &e.into()))?;
         if up.st_dev == st.st_dev {
             let message = "still the image dir after mounting tmpfs on it: nothing copied";
-            return Err(Failure::new(Op::Mount, Some(&upper.path), message));
+            return Err(Failure::new(Op::Mount, Some(&fresh.path), message));
         }
-        let copied = tree::copy_tree(lower.fd.as_fd(), upper.fd.as_fd(), &|_, _| tree::Verdict::Copy);
+        let mut copied = tree::copy_tree(lower.fd.as_fd(), fresh.fd.as_fd(), &|_, _| tree::Verdict::Copy);
+        if let Some(upper) = upper {
+            let layers = tree::copy_tree(upper.fd.as_fd(), fresh.fd.as_fd(), &|_, _| tree::Verdict::Copy);
+            copied.errors.extend(layers.errors);
+        }
         for error in &copied.errors {
             log::warn!("copy mode /{dir}: {error}");
         }
         if let Some(lost) = copied.errors.iter().find(|e| e.is_loss()) {
-            let path = upper.path.clone();
-            drop(upper); // an open fd on the tmpfs would keep it busy
-            if let Err(e) = self.sys.umount(&path) {
-                log::error!("umount {}: {e}; /{dir} stays a half-filled tmpfs", path.display());
-            }
+            let path = fresh.path.clone();
+            drop(fresh); // an open fd on the tmpfs would keep it busy
+            self.umount(&path);
             let count = copied.errors.iter().filter(|e| e.is_loss()).count();
             let message = format!("{count} entries not copied, first {lost}; the tmpfs was taken off again");
             return Err(Failure {
@@ -362,13 +445,15 @@ impl<'a> Executor<'a> {
                 ..Failure::new(Op::Copy, Some(&path), message)
             });
         }
+        self.copied.push((dir.to_string(), fresh));
         Ok(copied.written.len())
     }
 
     fn layer(&mut self, kind: LayerKind, name: &str) -> Done {
+        let targets = self.layer_targets();
         let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
             Ok(Some(layer_root)) => {
-                layers::apply(layer_root.as_fd(), self.target.fd(), name, &self.facts.writable, &mut self.provenance)
+                layers::apply(layer_root.as_fd(), &targets, name, &self.facts.writable, &mut self.provenance)
             }
             Ok(None) => return Done::skipped(format!("no layer root {}", self.options.layers)),
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
@@ -399,6 +484,16 @@ impl<'a> Executor<'a> {
             None => Done::ok(detail),
             Some(first) => Done::degraded(detail, Failure::new(Op::Copy, Some(Path::new(name)), first.clone())),
         }
+    }
+
+    /// Where the layers go: the upper dir of each overlay still to be mounted (over its image
+    /// dir), and each dir made writable otherwise.
+    fn layer_targets(&self) -> Vec<(PathBuf, OwnedFd, Option<OwnedFd>)> {
+        let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok();
+        let pending =
+            self.pending.iter().filter_map(|p| Some((p.dir.clone().into(), dup(&p.upper.fd)?, dup(&p.lower.fd))));
+        let copied = self.copied.iter().filter_map(|(dir, fresh)| Some((dir.into(), dup(&fresh.fd)?, None)));
+        pending.chain(copied).collect()
     }
 
     fn host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
@@ -541,8 +636,8 @@ mod tests {
                 ("tmpfs".into(), r.join("run")),
                 ("tmpfs".into(), r.join("tmp")),
                 ("tmpfs".into(), r.join("run/stateless/rw/etc")),
-                ("overlay".into(), r.join("etc")),
                 ("tmpfs".into(), r.join("run/stateless/rw/var")),
+                ("overlay".into(), r.join("etc")),
                 ("overlay".into(), r.join("var")),
             ]
         );
@@ -566,7 +661,10 @@ mod tests {
             Some(&Call::Exec("/sbin/init".into(), vec!["/sbin/init".into(), "single".into()]))
         );
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
-        assert_eq!(std::fs::read_to_string(r.join("etc/from-base")).unwrap(), "base\n");
+        // The layers went into the upper dir before the overlay (here a plain dir: the fake
+        // mounts nothing).
+        assert_eq!(std::fs::read_to_string(r.join("run/stateless/rw/etc/upper/from-base")).unwrap(), "base\n");
+        assert!(!r.join("etc/from-base").exists());
         assert!(r.join("run/stateless/report.json").exists());
     }
 
@@ -588,13 +686,13 @@ mod tests {
         );
         assert!(sys.calls().contains(&Call::Umount(r.join("run/stateless/rw/etc"))));
         // The fake tmpfs did not appear, so copy mode must refuse to write into the image dir.
-        let overlay = outcomes.iter().find(|o| o.phase == Phase::WritableDirs).unwrap();
+        let overlay = outcomes.iter().find(|o| matches!(o.step, Step::Overlay { .. })).unwrap();
         assert_eq!(overlay.status, Status::Failed);
         let error = overlay.error.as_ref().unwrap();
         assert_eq!(error.op, Op::Mount);
         assert!(error.message.contains("still the image dir"), "{error}");
         assert!(!r.join("etc/from-base").exists(), "a layer was written into the read-only image");
-        assert!(outcomes.iter().any(|o| o.phase == Phase::Layers && o.detail.contains("0 written, 1 refused")));
+        assert!(outcomes.iter().any(|o| o.phase == Phase::Layers && o.detail.contains("1 written, 0 refused")));
         let report: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
         assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "none"}]));

@@ -55,6 +55,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
             .into_iter()
             .map(|(kind, name)| Step::Layer { kind, name })
+            .chain(facts.uppers.iter().map(|dir| Step::Overlay { dir: dir.clone() }))
             .collect(),
         Phase::HostFiles => match &facts.hostname {
             Some(h) if facts.writable.iter().any(|d| d == "etc") => {
@@ -81,7 +82,13 @@ pub fn learn(facts: &mut Facts, step: &Step) {
     match step {
         Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
-        Step::WritableDir { dir, .. } => facts.writable.push(dir.clone()),
+        Step::WritableDir { dir, mode, .. } => {
+            facts.writable.push(dir.clone());
+            if *mode == OverlayMode::Overlay {
+                facts.uppers.push(dir.clone());
+            }
+        }
+        Step::Overlay { dir } => facts.uppers.retain(|d| d != dir),
         _ => {}
     }
 }

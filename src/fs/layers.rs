@@ -123,10 +123,11 @@ pub struct Applied {
     pub errors: Vec<String>,
 }
 
-/// Copies one layer onto the root, recording in `provenance` which layer wrote each path.
+/// Copies one layer into `targets` (per writable dir: where it goes, and for an overlay's upper
+/// dir the image dir below it), recording in `provenance` which layer wrote each path.
 pub fn apply(
     layer_root: BorrowedFd<'_>,
-    root: BorrowedFd<'_>,
+    targets: &[(PathBuf, OwnedFd, Option<OwnedFd>)],
     name: &str,
     dirs: &[String],
     provenance: &mut Provenance,
@@ -136,7 +137,11 @@ pub fn apply(
         Ok(None) => return Applied::default(),
         Err(e) => return Applied { errors: vec![e], ..Applied::default() },
     };
-    let copied = tree::copy_tree(fd.as_fd(), root, &|path, kind| verdict(dirs, path, kind));
+    let targets: Vec<tree::Target<'_>> = targets
+        .iter()
+        .map(|(path, dst, lower)| tree::Target { path, dst: dst.as_fd(), lower: lower.as_ref().map(AsFd::as_fd) })
+        .collect();
+    let copied = tree::copy_into(fd.as_fd(), &targets, &|path, kind| verdict(dirs, path, kind));
     for entry in &copied.written {
         log::debug!("layer {name}: wrote /{}", crate::model::text::escape_path(&entry.path));
         provenance.record(&entry.path, name);

@@ -354,6 +354,23 @@ fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path
 /// source has wins. See the module documentation for the exact semantics. Never panics and never
 /// stops early: every failure is in [`Copied::errors`].
 pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Copied {
+    copy_into(src, &[Target { path: Path::new(""), dst, lower: None }], filter)
+}
+
+/// Where one part of a tree is copied to: the entries below `path` (relative to the source root;
+/// empty for the whole tree) go into `dst`. When `dst` is the upper dir of an overlay not mounted
+/// yet, `lower` is the dir it will lie over: there a non-directory never takes the place of one
+/// of its directories (error `replace-dir`, as when writing through the overlay).
+pub struct Target<'a> {
+    pub path: &'a Path,
+    pub dst: BorrowedFd<'a>,
+    pub lower: Option<BorrowedFd<'a>>,
+}
+
+/// Copies the parts of the tree under `src` that `targets` name into their destinations, as
+/// [`copy_tree`] does; a directory that leads to a target (`var` for `var/log`) is walked without
+/// writing anything for it.
+pub fn copy_into(src: BorrowedFd<'_>, targets: &[Target<'_>], filter: &dyn Fn(&Path, Kind) -> Verdict) -> Copied {
     let umask = fs::Mode::from_raw_mode(0o022);
     let old = rustix::process::umask(umask);
     rustix::process::umask(old);
@@ -362,10 +379,55 @@ pub fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, filter: &dyn Fn(&Path
         gid: rustix::process::getegid().as_raw(),
         umask: old.bits(),
     };
-    let setgid = fs::fstat(dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
-    let mut copier = Copier { filter, proc_fd: proc_fd_usable(), creator, xattrs: true, out: Copied::default() };
-    copier.copy_dir(src, dst, setgid, Path::new(""), 0);
+    let mut copier =
+        Copier { filter, targets, proc_fd: proc_fd_usable(), creator, xattrs: true, out: Copied::default() };
+    let root = copier.target_place(Path::new(""));
+    copier.copy_dir(src, root.as_ref(), Path::new(""), 0);
     copier.out
+}
+
+/// A destination directory being filled: its fd, whether it passes its group on to new entries
+/// (setgid), and when it is an upper dir, the names of the directories of the dir below it.
+struct Place {
+    dst: OwnedFd,
+    setgid: bool,
+    lower: Option<Lower>,
+}
+
+/// The counterpart of an upper dir in the dir the overlay will lie over.
+struct Lower {
+    fd: OwnedFd,
+    /// Its subdirectories' names, listed once.
+    dirs: Vec<OsString>,
+}
+
+impl Lower {
+    fn open(fd: OwnedFd, errs: &mut Errs<'_>) -> Lower {
+        let mut dirs: Vec<OsString> = read_names(fd.as_fd(), errs)
+            .into_iter()
+            .filter(|(name, kind)| match kind {
+                Some(kind) => *kind == Kind::Dir,
+                None => fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
+            })
+            .map(|(name, _)| name)
+            .collect();
+        dirs.sort();
+        Lower { fd, dirs }
+    }
+
+    fn has_dir(&self, name: &OsStr) -> bool {
+        self.dirs.binary_search_by(|d| d.as_os_str().cmp(name)).is_ok()
+    }
+
+    /// The lower counterpart of subdirectory `name`, when it has one.
+    fn child(&self, name: &OsStr, errs: &mut Errs<'_>) -> Option<Lower> {
+        if !self.has_dir(name) {
+            return None;
+        }
+        let fd = fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok()?;
+        Some(Lower::open(fd, errs))
+    }
 }
 
 /// Whether `/proc/self/fd` is a procfs, so its magic links reach the nodes of our `O_PATH` fds.
@@ -415,6 +477,7 @@ impl Needs {
 
 struct Copier<'f> {
     filter: &'f dyn Fn(&Path, Kind) -> Verdict,
+    targets: &'f [Target<'f>],
     /// Whether `/proc/self/fd/<n>` may be used for nodes that cannot be opened for I/O.
     proc_fd: bool,
     creator: Creator,
@@ -425,22 +488,78 @@ struct Copier<'f> {
 }
 
 impl Copier<'_> {
-    /// Copies the entries of `src` into `dst`; `setgid`: `dst` passes its group on to new files.
-    fn copy_dir(&mut self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>, setgid: bool, rel: &Path, depth: usize) {
+    /// The destination of the target at `path`, if one is there.
+    fn target_place(&mut self, path: &Path) -> Option<Place> {
+        let target = self.targets.iter().find(|t| t.path == path)?;
+        let mut errs = Errs::new(path, &mut self.out.errors);
+        let dst = errs.check("open", fs::openat(target.dst, ".", DIR_FLAGS, Mode::empty()))?;
+        let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+        let lower = target.lower.and_then(|l| errs.check("open", fs::openat(l, ".", DIR_FLAGS, Mode::empty())));
+        let lower = lower.map(|fd| Lower::open(fd, &mut errs));
+        Some(Place { dst, setgid, lower })
+    }
+
+    /// Copies the entries of `src` into `place` (none: a directory on the way to a target).
+    fn copy_dir(&mut self, src: BorrowedFd<'_>, place: Option<&Place>, rel: &Path, depth: usize) {
         for listed in read_names(src, &mut Errs::new(rel, &mut self.out.errors)) {
             let path = rel.join(&listed.0);
             let classified = classify(src, &listed, path, self.filter, &mut self.out.errors);
             let Some((entry, verdict)) = classified else {
                 continue;
             };
-            let at = At { src, dst, name: &listed.0, setgid };
-            match action(entry.kind, verdict, depth + 1) {
+            let step = action(entry.kind, verdict, depth + 1);
+            if step == Action::EnterDescend && self.targets.iter().any(|t| t.path == entry.path) {
+                self.enter_target(src, &listed.0, &entry.path, depth + 1);
+                continue;
+            }
+            let Some(place) = place else {
+                if step == Action::EnterDescend {
+                    self.enter_on_the_way(src, &listed.0, &entry.path, depth + 1);
+                } else {
+                    self.out.refused.push(entry);
+                }
+                continue;
+            };
+            let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid: place.setgid };
+            let under_lower_dir = place.lower.as_ref().is_some_and(|l| l.has_dir(at.name));
+            match step {
                 Action::Refuse => self.out.refused.push(entry),
                 Action::TooDeep => self.error(&entry.path, "depth", Errno::LOOP),
+                // A file in the upper dir would hide the image's directory below it.
+                Action::Leaf if under_lower_dir => self.error(&entry.path, "replace-dir", Errno::ISDIR),
                 Action::Leaf => self.copy_leaf(at, entry),
-                Action::EnterCopy => self.copy_subdir(at, entry, depth + 1),
-                Action::EnterDescend => self.descend(at, &entry.path, depth + 1),
+                Action::EnterCopy => {
+                    let mut errs = Errs::new(&entry.path, &mut self.out.errors);
+                    let lower = place.lower.as_ref().and_then(|l| l.child(at.name, &mut errs));
+                    self.copy_subdir(at, entry, lower, depth + 1);
+                }
+                Action::EnterDescend => {
+                    let mut errs = Errs::new(&entry.path, &mut self.out.errors);
+                    let lower = place.lower.as_ref().and_then(|l| l.child(at.name, &mut errs));
+                    self.descend(at, &entry.path, lower, depth + 1);
+                }
             }
+        }
+    }
+
+    /// Walks into `name`, a target's source dir.
+    fn enter_target(&mut self, src: BorrowedFd<'_>, name: &OsStr, path: &Path, depth: usize) {
+        let mut errs = Errs::new(path, &mut self.out.errors);
+        let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
+        let Some(dir) = errs.check("open", opened) else {
+            return;
+        };
+        let place = self.target_place(path);
+        if place.is_some() {
+            self.copy_dir(dir.as_fd(), place.as_ref(), path, depth);
+        }
+    }
+
+    /// Walks into `name`, a dir that leads to a target, writing nothing for it.
+    fn enter_on_the_way(&mut self, src: BorrowedFd<'_>, name: &OsStr, path: &Path, depth: usize) {
+        let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
+        if let Some(dir) = Errs::new(path, &mut self.out.errors).check("open", opened) {
+            self.copy_dir(dir.as_fd(), None, path, depth);
         }
     }
 
@@ -463,7 +582,7 @@ impl Copier<'_> {
     }
 
     /// Copies a directory: makes its counterpart, copies the children, then the metadata.
-    fn copy_subdir(&mut self, at: At<'_>, entry: Entry, depth: usize) {
+    fn copy_subdir(&mut self, at: At<'_>, entry: Entry, lower: Option<Lower>, depth: usize) {
         let mut errs = Errs::new(&entry.path, &mut self.out.errors);
         let Some((src, stat)) = open_source(at, Kind::Dir, &mut errs) else {
             return;
@@ -473,14 +592,15 @@ impl Copier<'_> {
         };
         let path = entry.path.clone();
         self.out.written.push(entry);
-        self.copy_dir(src.as_fd(), dst.as_fd(), setgid, &path, depth);
+        let place = Place { dst, setgid, lower };
+        self.copy_dir(src.as_fd(), Some(&place), &path, depth);
         let mut errs = Errs::new(&path, &mut self.out.errors);
         let source_xattrs = self.xattrs.then_some(Xattrs::Fd(src.as_fd()));
-        set_metadata(&Node::Open(dst.as_fd()), source_xattrs.as_ref(), &stat, Needs::ALL, &mut errs);
+        set_metadata(&Node::Open(place.dst.as_fd()), source_xattrs.as_ref(), &stat, Needs::ALL, &mut errs);
     }
 
     /// Walks into a directory whose destination counterpart must already be a real directory.
-    fn descend(&mut self, at: At<'_>, path: &Path, depth: usize) {
+    fn descend(&mut self, at: At<'_>, path: &Path, lower: Option<Lower>, depth: usize) {
         let mut errs = Errs::new(path, &mut self.out.errors);
         let Some((src, _)) = open_source(at, Kind::Dir, &mut errs) else {
             return;
@@ -490,7 +610,7 @@ impl Copier<'_> {
             return;
         };
         let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
-        self.copy_dir(src.as_fd(), dst.as_fd(), setgid, path, depth);
+        self.copy_dir(src.as_fd(), Some(&Place { dst, setgid, lower }), path, depth);
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Facts {
     pub hostname: Option<Hostname>,
     /// Dirs made writable (tmpfs or overlay) so far: the only places anything is written to.
     pub writable: Vec<String>,
+    /// Writable dirs whose overlay is still to be mounted on top of its filled upper dir.
+    pub uppers: Vec<String>,
     /// Problems met while probing, for the log and the report.
     pub notes: Vec<String>,
 }

@@ -25,7 +25,8 @@ pub enum Phase {
     Root,
     /// tmpfs + overlayfs (or copy) over /etc and /var of the target.
     WritableDirs,
-    /// The configuration layers, base → network → lab → host → IP.
+    /// The configuration layers, base → network → lab → host → IP, written into the overlays'
+    /// upper dirs; then the overlays are mounted.
     Layers,
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname.
     HostFiles,
@@ -94,6 +95,9 @@ pub enum Step {
     WritableDir { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
     /// One configuration layer, walked and copied once.
     Layer { kind: LayerKind, name: String },
+    /// The overlay on a writable dir, mounted once the layers are in its upper dir (copy mode
+    /// when overlayfs refuses).
+    Overlay { dir: String },
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
     HostFiles { fqdn: String, short: String, files: Vec<String> },
     /// /run/stateless/report.json and provenance.
@@ -109,7 +113,7 @@ impl Step {
             Step::Module { .. } => Phase::Hardware,
             Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
-            Step::Layer { .. } => Phase::Layers,
+            Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } => Phase::HostFiles,
             Step::Report { .. } => Phase::Report,
             Step::Handoff { .. } => Phase::Handoff,
@@ -120,7 +124,7 @@ impl Step {
     /// boot goes on. Without a writable dir the client cannot run its services; without an init
     /// there is no system. The whole table is in the README.
     pub fn fatal(&self) -> bool {
-        matches!(self, Step::WritableDir { .. } | Step::Handoff { .. })
+        matches!(self, Step::WritableDir { .. } | Step::Overlay { .. } | Step::Handoff { .. })
     }
 }
 
@@ -132,10 +136,11 @@ impl fmt::Display for Step {
             Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
-                write!(f, "writable /{dir}: tmpfs + overlayfs (copy mode if overlayfs fails)")
+                write!(f, "writable /{dir}: tmpfs for the overlay's upper dir")
             }
             Step::WritableDir { dir, mode: OverlayMode::Copy, .. } => write!(f, "writable /{dir}: tmpfs + copy"),
             Step::Layer { name, .. } => write!(f, "layer {name}"),
+            Step::Overlay { dir } => write!(f, "overlay on /{dir} (copy mode if overlayfs fails)"),
             Step::HostFiles { files, .. } => {
                 write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
             }
