@@ -34,6 +34,7 @@ pub fn run() -> ! {
     crate::log::init(Sink::Kmsg, LevelFilter::Info);
     panic::install();
     log::info!("stateless {} starting as PID 1", env!("CARGO_PKG_VERSION"));
+    prefetch_self();
     let sys = Real;
     // On-root mode: the root we run in is the image.
     let (running, target) = match (ImageRoot::open(Path::new("/")), ImageRoot::open(Path::new("/"))) {
@@ -62,6 +63,18 @@ pub fn run() -> ! {
     // The handoff phase only comes back when no init could be executed.
     let policy = executor.options.emergency;
     handoff::emergency(executor.sys, policy, "no init could be executed")
+}
+
+/// Asks the kernel to read the rest of this binary now, in the background: on an NFS root each
+/// first use of a code page would otherwise wait for its own 4 KiB read. The kernel gives init
+/// its path as argv[0]; /proc is not mounted yet.
+fn prefetch_self() {
+    let Some(path) = std::env::args_os().next() else { return };
+    if let Ok(file) =
+        rustix::fs::open(&path, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty())
+    {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+    }
 }
 
 /// The options from the command line over `/etc/stateless.conf` of `target` (read as the image

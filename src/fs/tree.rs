@@ -394,39 +394,21 @@ struct Place {
     lower: Option<Lower>,
 }
 
-/// The counterpart of an upper dir in the dir the overlay will lie over.
+/// The counterpart of an upper dir in the dir the overlay will lie over. Names are looked up
+/// in it one by one (a layer writes a few files into a large /etc on NFS).
 struct Lower {
     fd: OwnedFd,
-    /// Its subdirectories' names, listed once.
-    dirs: Vec<OsString>,
 }
 
 impl Lower {
-    fn open(fd: OwnedFd, errs: &mut Errs<'_>) -> Lower {
-        let mut dirs: Vec<OsString> = read_names(fd.as_fd(), errs)
-            .into_iter()
-            .filter(|(name, kind)| match kind {
-                Some(kind) => *kind == Kind::Dir,
-                None => fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory),
-            })
-            .map(|(name, _)| name)
-            .collect();
-        dirs.sort();
-        Lower { fd, dirs }
-    }
-
     fn has_dir(&self, name: &OsStr) -> bool {
-        self.dirs.binary_search_by(|d| d.as_os_str().cmp(name)).is_ok()
+        fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
     }
 
     /// The lower counterpart of subdirectory `name`, when it has one.
-    fn child(&self, name: &OsStr, errs: &mut Errs<'_>) -> Option<Lower> {
-        if !self.has_dir(name) {
-            return None;
-        }
-        let fd = fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok()?;
-        Some(Lower::open(fd, errs))
+    fn child(&self, name: &OsStr) -> Option<Lower> {
+        fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok().map(|fd| Lower { fd })
     }
 }
 
@@ -495,7 +477,7 @@ impl Copier<'_> {
         let dst = errs.check("open", fs::openat(target.dst, ".", DIR_FLAGS, Mode::empty()))?;
         let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
         let lower = target.lower.and_then(|l| errs.check("open", fs::openat(l, ".", DIR_FLAGS, Mode::empty())));
-        let lower = lower.map(|fd| Lower::open(fd, &mut errs));
+        let lower = lower.map(|fd| Lower { fd });
         Some(Place { dst, setgid, lower })
     }
 
@@ -521,23 +503,17 @@ impl Copier<'_> {
                 continue;
             };
             let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid: place.setgid };
-            let under_lower_dir = place.lower.as_ref().is_some_and(|l| l.has_dir(at.name));
+            let lower = place.lower.as_ref();
             match step {
                 Action::Refuse => self.out.refused.push(entry),
                 Action::TooDeep => self.error(&entry.path, "depth", Errno::LOOP),
                 // A file in the upper dir would hide the image's directory below it.
-                Action::Leaf if under_lower_dir => self.error(&entry.path, "replace-dir", Errno::ISDIR),
+                Action::Leaf if lower.is_some_and(|l| l.has_dir(at.name)) => {
+                    self.error(&entry.path, "replace-dir", Errno::ISDIR);
+                }
                 Action::Leaf => self.copy_leaf(at, entry),
-                Action::EnterCopy => {
-                    let mut errs = Errs::new(&entry.path, &mut self.out.errors);
-                    let lower = place.lower.as_ref().and_then(|l| l.child(at.name, &mut errs));
-                    self.copy_subdir(at, entry, lower, depth + 1);
-                }
-                Action::EnterDescend => {
-                    let mut errs = Errs::new(&entry.path, &mut self.out.errors);
-                    let lower = place.lower.as_ref().and_then(|l| l.child(at.name, &mut errs));
-                    self.descend(at, &entry.path, lower, depth + 1);
-                }
+                Action::EnterCopy => self.copy_subdir(at, entry, lower.and_then(|l| l.child(at.name)), depth + 1),
+                Action::EnterDescend => self.descend(at, &entry.path, lower.and_then(|l| l.child(at.name)), depth + 1),
             }
         }
     }
