@@ -70,13 +70,18 @@ pub struct Executor<'a> {
     copied: Vec<(String, ImageDir)>,
 }
 
-/// An overlay the writable-dirs phase prepared: mounted once the layers are in its upper dir.
-struct Pending {
+/// A dir being made writable: the image dir, opened before anything was mounted on it, and
+/// the size of its tmpfs.
+struct Writable {
     dir: String,
-    /// The image dir, opened before anything was mounted.
     lower: ImageDir,
     st: rustix::fs::Stat,
     size: Option<String>,
+}
+
+/// An overlay the writable-dirs phase prepared: mounted once the layers are in its upper dir.
+struct Pending {
+    writable: Writable,
     /// The tmpfs holding upper/ and work/.
     rw: PathBuf,
     upper: ImageDir,
@@ -166,7 +171,7 @@ impl<'a> Executor<'a> {
         }
         match step {
             // What the plan assumed, corrected by what happened.
-            Step::WritableDir { dir, .. } if !self.pending.iter().any(|p| p.dir == *dir) => {
+            Step::WritableDir { dir, .. } if !self.pending.iter().any(|p| p.writable.dir == *dir) => {
                 self.facts.uppers.retain(|d| d != dir);
             }
             Step::Overlay { dir } if status == Status::Failed => self.facts.writable.retain(|d| d != dir),
@@ -288,12 +293,12 @@ impl<'a> Executor<'a> {
     fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
+        let writable = Writable { dir: dir.into(), lower, st, size: size.map(str::to_string) };
         let mut why_copy = None;
         if mode == OverlayMode::Overlay {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
-                    let size = size.map(str::to_string);
-                    self.pending.push(Pending { dir: dir.into(), lower, st, size, rw, upper, work });
+                    self.pending.push(Pending { writable, rw, upper, work });
                     let detail =
                         format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers");
                     return Ok(Done::ok(detail));
@@ -304,7 +309,7 @@ impl<'a> Executor<'a> {
                 }
             }
         }
-        let entries = self.copy_mode(dir, lower, &st, size, None)?;
+        let entries = self.copy_mode(&writable, None)?;
         let detail = format!("tmpfs + copy of {entries} entries");
         Ok(match why_copy {
             None => Done::ok(detail),
@@ -357,16 +362,17 @@ impl<'a> Executor<'a> {
     /// checked. When overlayfs refuses, copy mode: a tmpfs on the dir with the image dir's copy
     /// and the upper dir's on top (a degraded step), the upper's tmpfs taken off again.
     fn overlay(&mut self, dir: &str) -> Result<Done, Failure> {
-        let Some(i) = self.pending.iter().position(|p| p.dir == dir) else {
+        let Some(i) = self.pending.iter().position(|p| p.writable.dir == dir) else {
             return Ok(Done::skipped("no upper dir was prepared"));
         };
         let p = self.pending.remove(i);
-        let data = mounts::overlay_options(&p.lower.path, &p.upper.path, &p.work)
-            .map_err(|e| Failure::new(Op::Mount, Some(&p.lower.path), e));
+        let lower = &p.writable.lower.path;
+        let data =
+            mounts::overlay_options(lower, &p.upper.path, &p.work).map_err(|e| Failure::new(Op::Mount, Some(lower), e));
         let mounted = data.and_then(|data| {
             self.sys
-                .mount("overlay", &p.lower.path, "overlay", WRITABLE_DIR_FLAGS, &data)
-                .map_err(|e| Failure::io(Op::Mount, Some(&p.lower.path), &e))
+                .mount("overlay", lower, "overlay", WRITABLE_DIR_FLAGS, &data)
+                .map_err(|e| Failure::io(Op::Mount, Some(lower), &e))
         });
         let why = match mounted {
             Ok(()) => {
@@ -376,7 +382,7 @@ impl<'a> Executor<'a> {
             Err(why) => why,
         };
         log::warn!("/{dir}: overlayfs failed ({why}); falling back to copy mode");
-        let copied = self.copy_mode(dir, p.lower, &p.st, p.size.as_deref(), Some(&p.upper));
+        let copied = self.copy_mode(&p.writable, Some(&p.upper));
         drop(p.upper);
         self.umount(&p.rw);
         let entries = copied?;
@@ -393,29 +399,16 @@ impl<'a> Executor<'a> {
     /// (and then from `upper`, when the layers are already in an overlay's upper dir).
     /// Anything not copied is a failure of the step: the tmpfs goes again, and the dir stays the
     /// complete read-only image dir rather than a writable half of it.
-    fn copy_mode(
-        &mut self,
-        dir: &str,
-        lower: ImageDir,
-        st: &rustix::fs::Stat,
-        size: Option<&str>,
-        upper: Option<&ImageDir>,
-    ) -> Result<usize, Failure> {
-        let result = self.fill_tmpfs(dir, lower, st, size, upper);
+    fn copy_mode(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
+        let result = self.fill_tmpfs(writable, upper);
         let mode = if result.is_ok() { DirMode::Copy } else { DirMode::None };
-        self.dirs.push(DirResult { dir: dir.into(), mode });
+        self.dirs.push(DirResult { dir: writable.dir.clone(), mode });
         result
     }
 
-    fn fill_tmpfs(
-        &mut self,
-        dir: &str,
-        lower: ImageDir,
-        st: &rustix::fs::Stat,
-        size: Option<&str>,
-        upper: Option<&ImageDir>,
-    ) -> Result<usize, Failure> {
-        let options = mounts::tmpfs_options(st.st_mode, st.st_uid, st.st_gid, size);
+    fn fill_tmpfs(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
+        let Writable { dir, lower, st, size } = writable;
+        let options = mounts::tmpfs_options(st.st_mode, st.st_uid, st.st_gid, size.as_deref());
         self.sys
             .mount("tmpfs", &lower.path, "tmpfs", WRITABLE_DIR_FLAGS, &options)
             .map_err(|e| Failure::io(Op::Mount, Some(&lower.path), &e))?;
@@ -445,7 +438,7 @@ impl<'a> Executor<'a> {
                 ..Failure::new(Op::Copy, Some(&path), message)
             });
         }
-        self.copied.push((dir.to_string(), fresh));
+        self.copied.push((dir.clone(), fresh));
         Ok(copied.written.len())
     }
 
@@ -490,8 +483,10 @@ impl<'a> Executor<'a> {
     /// dir), and each dir made writable otherwise.
     fn layer_targets(&self) -> Vec<(PathBuf, OwnedFd, Option<OwnedFd>)> {
         let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok();
-        let pending =
-            self.pending.iter().filter_map(|p| Some((p.dir.clone().into(), dup(&p.upper.fd)?, dup(&p.lower.fd))));
+        let pending = self
+            .pending
+            .iter()
+            .filter_map(|p| Some((p.writable.dir.clone().into(), dup(&p.upper.fd)?, dup(&p.writable.lower.fd))));
         let copied = self.copied.iter().filter_map(|(dir, fresh)| Some((dir.into(), dup(&fresh.fd)?, None)));
         pending.chain(copied).collect()
     }
