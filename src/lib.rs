@@ -1,13 +1,12 @@
 //! `stateless`: the PID 1 shim of a diskless client. See README.md.
 //!
-//! Layout, leaf first (no module uses one listed after it, except `boot` and `tools`, which
-//! drive the rest):
+//! Layout, leaf first (no module uses one listed after it: no import cycles):
 //! - [`model`]: options, facts, steps, outcomes: plain data;
 //! - [`config`]: the kernel command line and `/etc/stateless.conf` into options;
-//! - [`sys`]: the syscall seam (the kernel, or a recording fake);
 //! - [`log`]: `log` records to /dev/kmsg or standard error;
 //! - [`fs`]: the image root, tree copy, mounts and overlays, layers, host files;
-//! - [`net`]: interfaces and addresses from the kernel;
+//! - [`net`]: rtnetlink and /proc/net/pnp;
+//! - [`sys`]: the syscall seam (the kernel, or a recording fake);
 //! - [`kmod`]: kernel modules;
 //! - [`boot`]: the phases of the boot, planned and carried out, the report, the handoff;
 //! - [`tools`]: `stateless plan` and `stateless apply`.

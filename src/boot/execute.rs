@@ -139,7 +139,7 @@ impl<'a> Executor<'a> {
                 self.facts.overlayfs = self.sys.proc_file("filesystems").ok().map(listed);
             }
             Phase::Network if self.mode == Mode::Boot => {
-                crate::net::probe::probe(self.sys, &self.options, &mut self.facts);
+                crate::boot::network::probe(self.sys, &self.options, &mut self.facts);
                 for note in &self.facts.notes {
                     log::warn!("{note}");
                 }

@@ -4,6 +4,7 @@
 
 pub mod execute;
 pub mod handoff;
+pub mod network;
 pub mod panic;
 pub mod plan;
 pub mod report;

@@ -3,5 +3,3 @@
 
 pub mod netlink;
 pub mod pnp;
-
-pub mod probe;

@@ -1,4 +1,4 @@
-//! What the network phase finds out: the boot interface and its address, the kernel's hostname
+//! The network phase's probe: what it finds out: the boot interface and its address, the kernel's hostname
 //! and the DHCP domain. Read from the kernel at boot ([`probe`]); `plan`/`apply` are given them.
 
 use crate::model::facts::Facts;
