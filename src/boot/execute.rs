@@ -2,6 +2,7 @@
 //! its steps (one function per kind of step, each returning what it did or a typed
 //! [`Failure`]), learn from the results. The failure policy lives in [`Executor::failed`] alone.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
@@ -64,6 +65,8 @@ pub struct Executor<'a> {
     pub layers: Vec<LayerResult>,
     /// True once a fatal step has failed.
     pub degraded: bool,
+    /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
+    pub nfs_before: Option<BTreeMap<String, u64>>,
     /// Overlays prepared, to be mounted after the layers.
     pending: Vec<Pending>,
     /// Dirs in copy mode: the tmpfs on each.
@@ -105,6 +108,7 @@ impl<'a> Executor<'a> {
             dirs: Vec::new(),
             layers: Vec::new(),
             degraded: false,
+            nfs_before: None,
             pending: Vec::new(),
             copied: Vec::new(),
         }
@@ -126,6 +130,15 @@ impl<'a> Executor<'a> {
         for step in plan::phase(phase, &self.options, &self.facts, &self.target) {
             self.run_step(&step);
         }
+        if phase == Phase::EarlyMounts {
+            self.nfs_before = self.nfs_rpcs();
+        }
+    }
+
+    /// RPCs per operation so far on the target root's NFS mount, `None` when it is not NFS.
+    pub fn nfs_rpcs(&self) -> Option<BTreeMap<String, u64>> {
+        let stats = self.sys.proc_file("self/mountstats").ok()?;
+        crate::fs::nfs::rpc_counts(&String::from_utf8_lossy(&stats), &self.target.path().to_string_lossy())
     }
 
     /// Reads from the kernel what planning `phase` needs: whether overlayfs is registered, and at

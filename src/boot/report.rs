@@ -2,6 +2,7 @@
 //! /run/stateless/provenance (which layer wrote each file). The report format is versioned
 //! ([`FORMAT`]) and documented in docs/report.md; [`Report`] reads it back.
 
+use std::collections::BTreeMap;
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -45,6 +46,10 @@ pub struct Report {
     pub degraded: bool,
     /// Milliseconds from PID 1 start to writing the report.
     pub elapsed_ms: u64,
+    /// RPCs per operation this boot made on the NFS root, from the early mounts to the report
+    /// (empty when the root is not NFS).
+    #[serde(default)]
+    pub nfs_rpcs: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -81,6 +86,10 @@ impl Report {
             notes: facts.notes.clone(),
             degraded: executor.degraded,
             elapsed_ms: executor.elapsed_ms(),
+            nfs_rpcs: match (&executor.nfs_before, executor.nfs_rpcs()) {
+                (Some(before), Some(now)) => crate::fs::nfs::since(before, &now),
+                _ => BTreeMap::new(),
+            },
         }
     }
 }

@@ -4,5 +4,6 @@
 pub mod hostfiles;
 pub mod layers;
 pub mod mounts;
+pub mod nfs;
 pub mod root;
 pub mod tree;

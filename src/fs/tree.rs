@@ -263,8 +263,17 @@ impl<'a> Errs<'a> {
 /// (`d_type`; `None` where the filesystem does not), without `.` and `..`. A read error is
 /// recorded and ends the listing (the names read so far are kept).
 fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<(OsString, Option<Kind>)> {
-    // A fresh fd: the caller's fd may be O_PATH, and the directory offset must not be shared.
-    let reader = fs::openat(dir, ".", DIR_FLAGS, Mode::empty()).and_then(fs::Dir::new);
+    // A duplicate read from the start: no second open (on NFS each open of a directory costs a
+    // GETATTR). An O_PATH fd cannot be read: that one is opened again.
+    let reader = match fs::fcntl_getfl(dir) {
+        Ok(flags) if !flags.contains(OFlags::PATH) => {
+            io::fcntl_dupfd_cloexec(dir, 0).and_then(fs::Dir::new).map(|mut d| {
+                d.rewind();
+                d
+            })
+        }
+        _ => fs::openat(dir, ".", DIR_FLAGS, Mode::empty()).and_then(fs::Dir::new),
+    };
     let Some(reader) = errs.check("opendir", reader) else {
         return Vec::new();
     };
