@@ -61,8 +61,10 @@ impl Boot {
 
     /// Prints the scenario's one-line result.
     fn print(&self, scenario: &str, what: &str) {
+        let rpcs: u64 =
+            self.report["nfs_rpcs"].as_object().map_or(0, |ops| ops.values().filter_map(Value::as_u64).sum());
         println!(
-            "scenario {scenario}: ok in {} s, shim {} ms from PID 1 start to init; {what}",
+            "scenario {scenario}: ok in {} s, shim {} ms from PID 1 start to init, {rpcs} NFS RPCs; {what}",
             self.summary.get("seconds").map_or("?", String::as_str),
             self.report["elapsed_ms"]
         );
