@@ -61,3 +61,22 @@ pub trait Sys: Send + Sync {
     /// reboot(2): returns only on failure.
     fn reboot(&self, poweroff: bool) -> io::Error;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seam_serves_several_threads() {
+        fn shared<T: Sys + Send + Sync>(_: &T) {}
+        shared(&Real);
+        let fake = Fake::default();
+        std::thread::scope(|s| {
+            for n in 0..4 {
+                let fake = &fake;
+                s.spawn(move || fake.sethostname(&format!("t{n}")).unwrap());
+            }
+        });
+        assert_eq!(fake.calls().len(), 4, "every thread's call recorded");
+    }
+}
