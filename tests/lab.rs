@@ -203,7 +203,8 @@ mod scenario {
     fn missing_init() {
         let b = boot("missing_init", "systemd", &["--append", "stateless.init=/nonexistent"]);
         let logs = b.logs();
-        let refused = "stateless: stateless.init=/nonexistent is not an executable file in the image";
+        let refused =
+            "stateless: stateless.init=/nonexistent is not an executable file in the image; /sbin/init goes first";
         assert!(b.dmesg.contains(refused), "{logs}");
         assert!(b.dmesg.contains("stateless: handing over to /sbin/init"), "{logs}");
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");

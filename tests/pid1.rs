@@ -138,7 +138,10 @@ fn hostile_command_line_and_missing_init_still_reach_an_init() {
                    stateless.tmpfs.size=lots stateless.emergency=sometimes stateless.init=/nonexistent";
     let serial = boot(&tmp.0, &kernel, &image, hostile);
     assert!(serial.contains("INIT pid=1"), "{serial}");
-    assert!(serial.contains("stateless.init=/nonexistent is not an executable file in the image"), "{serial}");
+    assert!(
+        serial.contains("stateless.init=/nonexistent is not an executable file in the image; /sbin/init goes first"),
+        "{serial}"
+    );
     for key in ["stateless.dirs", "stateless.layers", "stateless.tmpfs.size", "stateless.emergency"] {
         assert!(serial.contains(key), "{key} not reported:\n{serial}");
     }

@@ -12,7 +12,9 @@ use std::time::Instant;
 use crate::boot::{handoff, plan, report};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
-use crate::fs::mounts::{self, EarlyMount, RW_BASE, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS};
+use crate::fs::mounts::{
+    self, EarlyMount, OVERLAYFS_MAGIC, RW_BASE, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS,
+};
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::model::facts::Facts;
@@ -226,6 +228,10 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Apply {
             return;
         }
+        if matches!(step, Step::Handoff { .. }) {
+            // Nothing is left to go on to: every policy ends in a reboot or power-off.
+            handoff::emergency(self.sys, self.options.emergency, &error.to_string());
+        }
         match self.options.emergency {
             Emergency::Continue => log::error!("fatal step failed, continuing degraded: {error}"),
             Emergency::Shell => {
@@ -365,7 +371,7 @@ impl<'a> Executor<'a> {
             Ok((upper, work)) => Ok((rw.path, upper, work)),
             Err(e) => {
                 drop(rw);
-                self.umount(&self.target.host_path(&rw_rel));
+                self.take_off(&self.target.host_path(&rw_rel));
                 Err(e)
             }
         }
@@ -385,7 +391,12 @@ impl<'a> Executor<'a> {
         let mounted = data.and_then(|data| {
             self.sys
                 .mount("overlay", lower, "overlay", WRITABLE_DIR_FLAGS, &data)
-                .map_err(|e| Failure::io(Op::Mount, Some(lower), &e))
+                .map_err(|e| Failure::io(Op::Mount, Some(lower), &e))?;
+            // Only a verified overlay is written to later (the host files).
+            match self.sys.is_mounted(lower, OVERLAYFS_MAGIC) {
+                true => Ok(()),
+                false => Err(Failure::new(Op::Mount, Some(lower), "mounted, but no overlay is there")),
+            }
         });
         let why = match mounted {
             Ok(()) => {
@@ -397,14 +408,19 @@ impl<'a> Executor<'a> {
         log::warn!("/{dir}: overlayfs failed ({why}); falling back to copy mode");
         let copied = self.copy_mode(&p.writable, Some(&p.upper));
         drop(p.upper);
-        self.umount(&p.rw);
+        self.take_off(&p.rw);
         let entries = copied?;
         Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
     }
 
-    fn umount(&self, path: &Path) {
-        if let Err(e) = self.sys.umount(path) {
-            log::error!("umount {}: {e}", path.display());
+    /// Unmounts what was mounted on `path`; false (logged) when it stays.
+    fn take_off(&self, path: &Path) -> bool {
+        match self.sys.umount(path) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("umount {}: {e}", path.display());
+                false
+            }
         }
     }
 
@@ -425,13 +441,24 @@ impl<'a> Executor<'a> {
         self.sys
             .mount("tmpfs", &lower.path, "tmpfs", WRITABLE_DIR_FLAGS, &options)
             .map_err(|e| Failure::io(Op::Mount, Some(&lower.path), &e))?;
-        let fresh = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
-        // Never copy into the image itself: the new tmpfs must be a different filesystem.
-        let up = rustix::fs::fstat(&fresh.fd).map_err(|e| Failure::io(Op::Open, Some(&fresh.path), &e.into()))?;
-        if up.st_dev == st.st_dev {
-            let message = "still the image dir after mounting tmpfs on it: nothing copied";
-            return Err(Failure::new(Op::Mount, Some(&fresh.path), message));
-        }
+        // From here on, a failure takes the tmpfs off again: an empty /etc is worse than the
+        // image's read-only one.
+        let opened = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e)).and_then(|fresh| {
+            let up = rustix::fs::fstat(&fresh.fd).map_err(|e| Failure::io(Op::Open, Some(&fresh.path), &e.into()))?;
+            // Never copy into the image itself: the new tmpfs must be a different filesystem.
+            if up.st_dev == st.st_dev {
+                let message = "still the image dir after mounting tmpfs on it: nothing copied";
+                return Err(Failure::new(Op::Mount, Some(&fresh.path), message));
+            }
+            Ok(fresh)
+        });
+        let fresh = match opened {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                self.take_off(&lower.path);
+                return Err(e);
+            }
+        };
         let mut copied = tree::copy_tree(lower.fd.as_fd(), fresh.fd.as_fd(), &|_, _| tree::Verdict::Copy);
         if let Some(upper) = upper {
             let layers = tree::copy_tree(upper.fd.as_fd(), fresh.fd.as_fd(), &|_, _| tree::Verdict::Copy);
@@ -443,9 +470,9 @@ impl<'a> Executor<'a> {
         if let Some(lost) = copied.errors.iter().find(|e| e.is_loss()) {
             let path = fresh.path.clone();
             drop(fresh); // an open fd on the tmpfs would keep it busy
-            self.umount(&path);
+            let off = if self.take_off(&path) { "taken off again" } else { "left mounted: it could not be taken off" };
             let count = copied.errors.iter().filter(|e| e.is_loss()).count();
-            let message = format!("{count} entries not copied, first {lost}; the tmpfs was taken off again");
+            let message = format!("{count} entries not copied, first {lost}; the tmpfs was {off}");
             return Err(Failure {
                 errno: Some(lost.errno.raw_os_error()),
                 ..Failure::new(Op::Copy, Some(&path), message)
@@ -526,7 +553,8 @@ impl<'a> Executor<'a> {
             return Ok(Done::skipped(format!("not PID 1: would exec {}", init.unwrap_or("nothing"))));
         }
         if let Some(wanted) = self.options.init.as_deref().filter(|w| init != Some(*w)) {
-            log::warn!("stateless.init={wanted} is not an executable file in the image; it is not tried");
+            let first = init.unwrap_or("the fallbacks");
+            log::warn!("stateless.init={wanted} is not an executable file in the image; {first} goes first");
         }
         log::info!("{} ms from start to handoff", self.elapsed_ms());
         let chain: Vec<String> = init.map(str::to_string).into_iter().chain(fallbacks.iter().cloned()).collect();
@@ -693,6 +721,7 @@ mod tests {
             ]
         );
         assert!(sys.calls().contains(&Call::Umount(r.join("run/stateless/rw/etc"))));
+        assert!(sys.calls().contains(&Call::Umount(r.join("etc"))), "the copy-mode tmpfs is taken off again");
         // The fake tmpfs did not appear, so copy mode must refuse to write into the image dir.
         let overlay = outcomes.iter().find(|o| matches!(o.step, Step::Overlay { .. })).unwrap();
         assert_eq!(overlay.status, Status::Failed);
@@ -723,27 +752,42 @@ mod tests {
     }
 
     #[test]
-    fn missing_init_walks_the_fallback_chain() {
+    fn the_chosen_init_first_then_the_fallback_chain() {
         let image = Image::new("fallback");
-        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/nonexistent")).then_some(2));
-        let (_, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
-        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
-        let calls = sys.calls();
-        let execs: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::Exec(..))).collect();
-        assert_eq!(execs.len(), 1, "/nonexistent is not planned: the plan chose /sbin/init");
+        // /sbin/init is the only executable: the plan chooses it; when its exec fails (ENOEXEC)
+        // the others follow in order, /bin/sh last, which here runs.
+        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p != Path::new("/bin/sh")).then_some(8));
+        let (outcomes, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /bin/sh"));
+        let execs: Vec<PathBuf> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Exec(path, _) => Some(path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(execs, ["/sbin/init", "/nonexistent", "/etc/init", "/bin/init", "/bin/sh"].map(PathBuf::from));
+        assert!(outcomes.iter().any(|o| o.phase == Phase::Report), "the report comes before the handoff");
     }
 
     #[test]
-    fn no_init_at_all_fails_the_handoff_and_returns_to_the_caller() {
-        let image = Image::new("noinit");
-        let sys = fake(|c| matches!(c, Call::Exec(..)).then_some(2));
-        let (outcomes, ended) = boot(&image, "", &sys, Mode::Boot);
-        assert_eq!(ended, None);
-        let last = outcomes.last().unwrap();
-        assert_eq!((last.phase, last.status), (Phase::Handoff, Status::Failed));
-        let error = last.error.as_ref().unwrap();
-        assert_eq!((error.op, error.errno), (Op::Exec, Some(2)));
-        assert!(error.message.contains("/bin/sh: "), "{error}");
+    fn no_init_at_all_goes_to_the_policy_once() {
+        for (policy, shells) in [("continue", 0), ("shell", 1), ("reboot", 0)] {
+            let image = Image::new("noinit");
+            let sys = fake(|c| matches!(c, Call::Exec(..)).then_some(2));
+            let (outcomes, ended) = boot(&image, &format!("stateless.emergency={policy}"), &sys, Mode::Boot);
+            assert_eq!(ended.as_deref(), Some("fake reboot"), "{policy}");
+            let last = outcomes.last().unwrap();
+            assert_eq!((last.phase, last.status), (Phase::Handoff, Status::Failed));
+            let error = last.error.as_ref().unwrap();
+            assert_eq!((error.op, error.errno), (Op::Exec, Some(2)));
+            assert!(error.message.contains("/bin/sh: "), "{error}");
+            let calls = sys.calls();
+            assert_eq!(calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), shells, "{policy}: {calls:?}");
+            let end: Vec<&Call> = calls.iter().rev().take(3).collect();
+            assert_eq!(end, [&Call::Reboot { poweroff: false }, &Call::Sync, &Call::Sleep(handoff::EMERGENCY_DELAY)]);
+        }
     }
 
     #[test]

@@ -61,9 +61,10 @@ pub fn run() -> ! {
     executor.options = options;
     executor.diagnostics = diagnostics;
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
-    // The handoff phase only comes back when no init could be executed.
+    // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
+    // never returns. PID 1 must not return all the same.
     let policy = executor.options.emergency;
-    handoff::emergency(executor.sys, policy, "no init could be executed")
+    handoff::emergency(executor.sys, policy, "the boot ended without a handoff")
 }
 
 /// Asks the kernel to read the rest of this binary now, in the background: on an NFS root each

@@ -3,7 +3,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-pub use crate::model::mount::{EarlyMount, EARLY_MOUNTS, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
+pub use crate::model::mount::{EarlyMount, EARLY_MOUNTS, OVERLAYFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
 use rustix::fs::FsWord;
 use rustix::mount::MountFlags;
 

@@ -23,6 +23,7 @@ pub struct EarlyMount {
 pub const TMPFS_MAGIC: FsWord = 0x0102_1994; // devtmpfs reports it too
 pub const PROC_SUPER_MAGIC: FsWord = 0x9fa0;
 pub const SYSFS_MAGIC: FsWord = 0x6265_6572;
+pub const OVERLAYFS_MAGIC: FsWord = 0x794c_7630;
 
 /// /dev comes first: the console must work before anything else can fail. /tmp is a tmpfs
 /// because the shared root is read-only and inits and services expect to write there.
