@@ -306,3 +306,26 @@ fn overlayfs_refusing_after_the_layers_falls_back_to_copy_mode_with_the_layers()
     });
     assert_eq!(fingerprint(&root), before);
 }
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_layer_cannot_delete_or_hide_image_files_through_the_upper_dir() {
+    let (_tmp, root) = test_image("whiteout");
+    let layer = root.join("diskless/base/etc");
+    // A 0:0 character device is a whiteout in an upper dir, trusted.overlay.opaque hides a dir.
+    let c = std::ffi::CString::new(layer.join("passwd").as_os_str().as_encoded_bytes()).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, c.as_c_str(), rustix::fs::FileType::CharacterDevice, 0o600.into(), 0).unwrap();
+    write(&root.join("etc/sub/keep"), "image\n");
+    write(&layer.join("sub/added"), "layer\n");
+    rustix::fs::setxattr(layer.join("sub"), "trusted.overlay.opaque", b"y", rustix::fs::XattrFlags::empty()).unwrap();
+    let before = fingerprint(&root);
+    in_namespace(&root, &[&LAB3_12[..], &["--cmdline", "stateless.dirs=etc"]].concat(), |out| {
+        let err = stderr(out);
+        assert_eq!(read(&root.join("etc/passwd")), "root:x:0:0:root:/root:/bin/sh\n", "deleted: {err}");
+        assert_eq!(read(&root.join("etc/sub/keep")), "image\n", "hidden: {err}");
+        assert_eq!(read(&root.join("etc/sub/added")), "layer\n");
+        assert!(err.contains("whiteout etc/passwd: operation not permitted"), "{err}");
+        assert!(err.contains("setxattr etc/sub: operation not permitted"), "{err}");
+    });
+    assert_eq!(fingerprint(&root), before);
+}

@@ -18,6 +18,27 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
     }
 }
 
+/// The top-level modules `code` names as `crate::x` or in `crate::{x, y::z}`.
+fn used_modules(code: &str) -> Vec<String> {
+    let ident = |s: &str| s.trim().chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>();
+    let mut names = Vec::new();
+    for used in code.split("crate::").skip(1) {
+        match used.strip_prefix('{') {
+            Some(group) => {
+                let inner = group.split('}').next().unwrap_or("");
+                names.extend(inner.split(',').map(ident));
+            }
+            None => names.push(ident(used)),
+        }
+    }
+    names
+}
+
+#[test]
+fn grouped_imports_count_too() {
+    assert_eq!(used_modules("use crate::{boot::x, fs};\nlet a = crate::net::f();"), ["boot", "fs", "net"]);
+}
+
 #[test]
 fn modules_use_only_the_modules_before_them() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
@@ -28,8 +49,7 @@ fn modules_use_only_the_modules_before_them() {
         for (file, text) in files {
             // Code only: doc comments may link anywhere.
             let code = text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
-            for used in code.split("crate::").skip(1) {
-                let name: String = used.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            for name in used_modules(&code) {
                 let Some(used_rank) = ORDER.iter().position(|m| *m == name) else { continue };
                 assert!(
                     used_rank <= rank,

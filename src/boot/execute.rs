@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -276,9 +275,6 @@ impl<'a> Executor<'a> {
     }
 
     fn module(&mut self, name: &str) -> Result<Done, Failure> {
-        if self.facts.overlayfs == Some(true) && name == "overlay" {
-            return Ok(Done::skipped("overlayfs is registered already"));
-        }
         if self.mode == Mode::Apply {
             // Never into the host's kernel: only PID 1 loads modules.
             return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
@@ -313,7 +309,8 @@ impl<'a> Executor<'a> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
         let writable = Writable { dir: dir.into(), lower, st, size: size.map(str::to_string) };
-        let mut why_copy = None;
+        let mut why_copy = (mode == OverlayMode::Copy && self.options.mode == OverlayMode::Overlay)
+            .then(|| Failure::new(Op::Mount, None, "overlayfs is not available"));
         if mode == OverlayMode::Overlay {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
@@ -483,7 +480,19 @@ impl<'a> Executor<'a> {
     }
 
     fn layer(&mut self, kind: LayerKind, name: &str) -> Done {
-        let targets = self.layer_targets();
+        // Where the layers go: the upper dir of each overlay still to be mounted (over its image
+        // dir), and each dir made writable otherwise.
+        let pending = self.pending.iter().map(|p| tree::Target {
+            path: Path::new(&p.writable.dir),
+            dst: p.upper.fd.as_fd(),
+            lower: Some(p.writable.lower.fd.as_fd()),
+        });
+        let copied = self.copied.iter().map(|(dir, fresh)| tree::Target {
+            path: Path::new(dir),
+            dst: fresh.fd.as_fd(),
+            lower: None,
+        });
+        let targets: Vec<tree::Target<'_>> = pending.chain(copied).collect();
         let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
             Ok(Some(layer_root)) => {
                 layers::apply(layer_root.as_fd(), &targets, name, &self.facts.writable, &mut self.provenance)
@@ -517,18 +526,6 @@ impl<'a> Executor<'a> {
             None => Done::ok(detail),
             Some(first) => Done::degraded(detail, Failure::new(Op::Copy, Some(Path::new(name)), first.clone())),
         }
-    }
-
-    /// Where the layers go: the upper dir of each overlay still to be mounted (over its image
-    /// dir), and each dir made writable otherwise.
-    fn layer_targets(&self) -> Vec<(PathBuf, OwnedFd, Option<OwnedFd>)> {
-        let dup = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 0).ok();
-        let pending = self
-            .pending
-            .iter()
-            .filter_map(|p| Some((p.writable.dir.clone().into(), dup(&p.upper.fd)?, dup(&p.writable.lower.fd))));
-        let copied = self.copied.iter().filter_map(|(dir, fresh)| Some((dir.into(), dup(&fresh.fd)?, None)));
-        pending.chain(copied).collect()
     }
 
     fn host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {

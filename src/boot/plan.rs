@@ -43,15 +43,16 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
                 hostname::choose(&candidates, &options.hostname_prefix, facts.address, facts.domain.as_deref());
             vec![Step::Hostname { hostname: choice.hostname, rejected: choice.rejected }]
         }
-        Phase::WritableDirs => options
-            .dirs
-            .iter()
-            .map(|dir| Step::WritableDir {
-                dir: dir.clone(),
-                mode: options.mode,
-                tmpfs_size: options.tmpfs_size.clone(),
-            })
-            .collect(),
+        Phase::WritableDirs => {
+            // Without overlayfs (not registered, and the hardware phase could not load it), copy mode.
+            let mode = if facts.overlayfs == Some(false) { OverlayMode::Copy } else { options.mode };
+            let size = &options.tmpfs_size;
+            options
+                .dirs
+                .iter()
+                .map(|dir| Step::WritableDir { dir: dir.clone(), mode, tmpfs_size: size.clone() })
+                .collect()
+        }
         Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
             .into_iter()
             .map(|(kind, name)| Step::Layer { kind, name })

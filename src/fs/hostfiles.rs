@@ -2,11 +2,9 @@
 //! (`127.0.1.1 <fqdn> <short>`, as Debian's installer writes it) and OpenRC's /etc/conf.d/hostname.
 //! Written only through directory handles opened without following symlinks.
 
-use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::io;
+use std::os::fd::AsFd;
 use std::path::Path;
-
-use rustix::fs::{Mode, OFlags};
 
 use crate::fs::root::{replace_file, ImageRoot};
 use crate::model::outcome::{Failure, Op};
@@ -21,30 +19,33 @@ pub fn planned(root: &ImageRoot) -> Vec<String> {
     files
 }
 
-/// /etc/hosts with the `127.0.1.1` line replaced (or added) for this host.
-pub fn hosts_content(existing: &str, fqdn: &str, short: &str) -> String {
+/// /etc/hosts with the `127.0.1.1` line replaced (or added) for this host; every other line
+/// kept byte for byte.
+pub fn hosts_content(existing: &[u8], fqdn: &str, short: &str) -> Vec<u8> {
     let names = if fqdn == short { short.to_string() } else { format!("{fqdn} {short}") };
-    let ours = format!("127.0.1.1\t{names}");
+    let ours = format!("127.0.1.1\t{names}\n");
     let mut replaced = false;
-    let mut out = String::new();
-    for line in existing.lines() {
-        if line.split_whitespace().next() == Some("127.0.1.1") {
+    let mut out = Vec::with_capacity(existing.len() + ours.len());
+    let text = existing.strip_suffix(b"\n").unwrap_or(existing);
+    for line in text.split(|b| *b == b'\n').filter(|_| !existing.is_empty()) {
+        if line.split(|b| b.is_ascii_whitespace()).find(|w| !w.is_empty()) == Some(b"127.0.1.1") {
             if !replaced {
-                out.push_str(&ours);
-                out.push('\n');
+                out.extend_from_slice(ours.as_bytes());
             }
             replaced = true;
         } else {
-            out.push_str(line);
-            out.push('\n');
+            out.extend_from_slice(line);
+            out.push(b'\n');
         }
     }
     if !replaced {
-        out.push_str(&ours);
-        out.push('\n');
+        out.extend_from_slice(ours.as_bytes());
     }
     out
 }
+
+/// Largest /etc/hosts read; a larger one is an error, never cut short.
+const HOSTS_LIMIT: u64 = 1 << 20;
 
 /// Writes `files` (as [`planned`] gave them), each replaced all at once: a full tmpfs leaves
 /// the old file as it was, never an empty one. Returns the files written.
@@ -58,35 +59,19 @@ pub fn write(root: &ImageRoot, fqdn: &str, short: &str, files: &[String]) -> Res
         };
         let dir = root.dir(parent).map_err(|e| fail(&e))?;
         let content = match file.as_str() {
-            "etc/hostname" => format!("{short}\n"),
-            "etc/hosts" => hosts_content(&read(dir.fd.as_fd(), "hosts").map_err(|e| fail(&e))?, fqdn, short),
-            "etc/conf.d/hostname" => format!("hostname=\"{short}\"\n"),
+            "etc/hostname" => format!("{short}\n").into_bytes(),
+            // As the image sees it: a symlink to /run/hosts is read there.
+            "etc/hosts" => {
+                let existing = root.read_file("/etc/hosts", HOSTS_LIMIT).map_err(|e| fail(&e))?;
+                hosts_content(&existing.unwrap_or_default(), fqdn, short)
+            }
+            "etc/conf.d/hostname" => format!("hostname=\"{short}\"\n").into_bytes(),
             _ => return Err(Failure::new(Op::Write, Some(path), "not a host file")),
         };
-        replace_file(dir.fd.as_fd(), name, content.as_bytes(), 0o644).map_err(|e| fail(&e))?;
+        replace_file(dir.fd.as_fd(), name, &content, 0o644).map_err(|e| fail(&e))?;
         written.push(file.clone());
     }
     Ok(written)
-}
-
-/// The text of a file in `dir`; empty when missing or not a regular file (a symlink is not followed).
-fn read(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
-    let fd: OwnedFd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP) => return Ok(String::new()),
-        Err(e) => return Err(e.into()),
-    };
-    if rustix::fs::fstat(&fd)?.st_mode & 0o170_000 != 0o100_000 {
-        return Ok(String::new());
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd).take(1 << 20).read_to_end(&mut bytes)?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 #[cfg(test)]
@@ -96,16 +81,31 @@ mod tests {
     #[test]
     fn hosts_line_is_replaced_once_or_appended() {
         let debian = "127.0.0.1\tlocalhost\n127.0.1.1\tdebian\n::1 localhost\n";
+        let hosts =
+            |existing: &str, fqdn, short| String::from_utf8(hosts_content(existing.as_bytes(), fqdn, short)).unwrap();
         assert_eq!(
-            hosts_content(debian, "lab3-12.lab.example", "lab3-12"),
+            hosts(debian, "lab3-12.lab.example", "lab3-12"),
             "127.0.0.1\tlocalhost\n127.0.1.1\tlab3-12.lab.example lab3-12\n::1 localhost\n"
         );
-        assert_eq!(
-            hosts_content("127.0.0.1 localhost", "Node12", "Node12"),
-            "127.0.0.1 localhost\n127.0.1.1\tNode12\n"
-        );
-        assert_eq!(hosts_content("127.0.1.1 a\n127.0.1.1 b\n", "x", "x"), "127.0.1.1\tx\n");
-        assert_eq!(hosts_content("", "x", "x"), "127.0.1.1\tx\n");
+        assert_eq!(hosts("127.0.0.1 localhost", "Node12", "Node12"), "127.0.0.1 localhost\n127.0.1.1\tNode12\n");
+        assert_eq!(hosts("127.0.1.1 a\n127.0.1.1 b\n", "x", "x"), "127.0.1.1\tx\n");
+        assert_eq!(hosts("", "x", "x"), "127.0.1.1\tx\n");
+        assert_eq!(hosts("\n\n  127.0.1.1 old\n", "x", "x"), "\n\n127.0.1.1\tx\n");
+        assert_eq!(hosts_content(b"10.0.0.1 caf\xe9\n", "x", "x"), b"10.0.0.1 caf\xe9\n127.0.1.1\tx\n");
+    }
+
+    #[test]
+    fn a_symlinked_hosts_is_read_where_the_image_points_it() {
+        let dir = std::env::temp_dir().join(format!("stateless-hostfiles-link-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        std::fs::create_dir_all(dir.join("run")).unwrap();
+        std::fs::write(dir.join("run/hosts"), "127.0.0.1\tlocalhost\n").unwrap();
+        std::os::unix::fs::symlink("/run/hosts", dir.join("etc/hosts")).unwrap();
+        let root = ImageRoot::open(&dir).unwrap();
+        write(&root, "x", "x", &["etc/hosts".to_string()]).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("etc/hosts")).unwrap(), "127.0.0.1\tlocalhost\n127.0.1.1\tx\n");
+        assert_eq!(std::fs::read_to_string(dir.join("run/hosts")).unwrap(), "127.0.0.1\tlocalhost\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub struct Applied {
 /// dir the image dir below it), recording in `provenance` which layer wrote each path.
 pub fn apply(
     layer_root: BorrowedFd<'_>,
-    targets: &[(PathBuf, OwnedFd, Option<OwnedFd>)],
+    targets: &[tree::Target<'_>],
     name: &str,
     dirs: &[String],
     provenance: &mut Provenance,
@@ -137,11 +137,7 @@ pub fn apply(
         Ok(None) => return Applied::default(),
         Err(e) => return Applied { errors: vec![e], ..Applied::default() },
     };
-    let targets: Vec<tree::Target<'_>> = targets
-        .iter()
-        .map(|(path, dst, lower)| tree::Target { path, dst: dst.as_fd(), lower: lower.as_ref().map(AsFd::as_fd) })
-        .collect();
-    let copied = tree::copy_into(fd.as_fd(), &targets, &|path, kind| verdict(dirs, path, kind));
+    let copied = tree::copy_into(fd.as_fd(), targets, &|path, kind| verdict(dirs, path, kind));
     for entry in &copied.written {
         log::debug!("layer {name}: wrote /{}", crate::model::text::escape_path(&entry.path));
         provenance.record(&entry.path, name);

@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 /// no NFS filesystem is mounted there.
 pub fn rpc_counts(mountstats: &str, mount_point: &str) -> Option<BTreeMap<String, u64>> {
     let mut lines = mountstats.lines();
-    let header = format!(" mounted on {mount_point} with fstype nfs");
-    lines.find(|l| l.starts_with("device ") && (l.contains(&format!("{header} ")) || l.ends_with(&header)))?;
+    let header = format!(" mounted on {mount_point} with fstype ");
+    lines.find(|l| {
+        let fstype = l.strip_prefix("device ").and_then(|l| l.split_once(&header)).map(|(_, rest)| rest);
+        fstype.and_then(|f| f.split_whitespace().next()).is_some_and(|f| f == "nfs" || f == "nfs4")
+    })?;
     let mut counts = BTreeMap::new();
     for line in lines.take_while(|l| !l.starts_with("device ")) {
         let Some((op, numbers)) = line.trim().split_once(": ") else { continue };
@@ -60,6 +63,9 @@ device 10.0.2.2:/home mounted on /home with fstype nfs statvers=1.1
         assert!(rpc_counts(STATS, "/proc").is_none(), "not nfs");
         assert!(rpc_counts(STATS, "/srv").is_none());
         assert!(rpc_counts("garbage\n\n:::\n", "/").is_none());
+        let v4 = "device 10.0.2.2:/ mounted on / with fstype nfs4 statvers=1.1\n\tper-op statistics\n\t READ: 5 5 0\n";
+        assert_eq!(rpc_counts(v4, "/").unwrap().get("READ"), Some(&5));
+        assert!(rpc_counts("device x mounted on / with fstype nfsd\n", "/").is_none());
     }
 
     #[test]

@@ -400,6 +400,8 @@ pub fn copy_into(src: BorrowedFd<'_>, targets: &[Target<'_>], filter: &dyn Fn(&P
 struct Place {
     dst: OwnedFd,
     setgid: bool,
+    /// Whether `dst` lies in an overlay's upper dir.
+    upper: bool,
     lower: Option<Lower>,
 }
 
@@ -434,6 +436,8 @@ struct At<'a> {
     name: &'a OsStr,
     /// Whether `dst` is a setgid directory (new entries get its group).
     setgid: bool,
+    /// Whether `dst` lies in an overlay's upper dir, not mounted yet.
+    upper: bool,
 }
 
 /// Who creates files in this process, and with which umask: a file created with its final mode
@@ -448,10 +452,10 @@ struct Creator {
 impl Creator {
     /// What a new file of `stat` in a directory (`setgid`: the directory passes on its group)
     /// still needs after `openat(O_CREAT, mode & 0777)`.
-    fn needs(self, stat: &Stat, setgid: bool) -> Needs {
-        let owner = stat.st_uid != self.uid || stat.st_gid != self.gid || setgid;
+    fn needs(self, stat: &Stat, at: &At<'_>) -> Needs {
+        let owner = stat.st_uid != self.uid || stat.st_gid != self.gid || at.setgid;
         let mode = stat.st_mode & 0o7000 != 0 || stat.st_mode & 0o777 & self.umask != 0;
-        Needs { owner, mode }
+        Needs { owner, mode, upper: at.upper }
     }
 }
 
@@ -460,10 +464,17 @@ impl Creator {
 struct Needs {
     owner: bool,
     mode: bool,
+    /// The entry lies in an overlay's upper dir: overlayfs's own attributes (`trusted.overlay.*`,
+    /// `user.overlay.*`: opaque dirs, redirects) are refused there, as the mounted overlay
+    /// refuses them.
+    upper: bool,
 }
 
 impl Needs {
-    const ALL: Needs = Needs { owner: true, mode: true };
+    /// Owner and mode set whatever creation did.
+    fn all(at: &At<'_>) -> Needs {
+        Needs { owner: true, mode: true, upper: at.upper }
+    }
 }
 
 struct Copier<'f> {
@@ -483,11 +494,14 @@ impl Copier<'_> {
     fn target_place(&mut self, path: &Path) -> Option<Place> {
         let target = self.targets.iter().find(|t| t.path == path)?;
         let mut errs = Errs::new(path, &mut self.out.errors);
-        let dst = errs.check("open", fs::openat(target.dst, ".", DIR_FLAGS, Mode::empty()))?;
+        // Duplicates, not new opens: opening a directory on NFS costs a GETATTR.
+        let dst = errs.check("dup", io::fcntl_dupfd_cloexec(target.dst, 0))?;
         let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
-        let lower = target.lower.and_then(|l| errs.check("open", fs::openat(l, ".", DIR_FLAGS, Mode::empty())));
-        let lower = lower.map(|fd| Lower { fd });
-        Some(Place { dst, setgid, lower })
+        let lower = match target.lower {
+            Some(lower) => Some(Lower { fd: errs.check("dup", io::fcntl_dupfd_cloexec(lower, 0))? }),
+            None => None,
+        };
+        Some(Place { dst, setgid, upper: lower.is_some(), lower })
     }
 
     /// Copies the entries of `src` into `place` (none: a directory on the way to a target).
@@ -511,7 +525,7 @@ impl Copier<'_> {
                 }
                 continue;
             };
-            let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid: place.setgid };
+            let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid: place.setgid, upper: place.upper };
             let lower = place.lower.as_ref();
             match step {
                 Action::Refuse => self.out.refused.push(entry),
@@ -577,11 +591,11 @@ impl Copier<'_> {
         };
         let path = entry.path.clone();
         self.out.written.push(entry);
-        let place = Place { dst, setgid, lower };
+        let place = Place { dst, setgid, upper: at.upper, lower };
         self.copy_dir(src.as_fd(), Some(&place), &path, depth);
         let mut errs = Errs::new(&path, &mut self.out.errors);
         let source_xattrs = self.xattrs.then_some(Xattrs::Fd(src.as_fd()));
-        set_metadata(&Node::Open(place.dst.as_fd()), source_xattrs.as_ref(), &stat, Needs::ALL, &mut errs);
+        set_metadata(&Node::Open(place.dst.as_fd()), source_xattrs.as_ref(), &stat, Needs::all(&at), &mut errs);
     }
 
     /// Walks into a directory whose destination counterpart must already be a real directory.
@@ -595,7 +609,7 @@ impl Copier<'_> {
             return;
         };
         let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
-        self.copy_dir(src.as_fd(), Some(&Place { dst, setgid, lower }), path, depth);
+        self.copy_dir(src.as_fd(), Some(&Place { dst, setgid, upper: at.upper, lower }), path, depth);
     }
 }
 
@@ -640,10 +654,17 @@ fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
             let setgid = fs::fstat(&fd).is_ok_and(|st| st.st_mode & 0o2000 != 0);
             Some((fd, setgid))
         }
-        // A file or symlink is in the way: the source's directory takes its place.
+        // A file or symlink is in the way: the source's directory takes its place, made beside
+        // it and swapped in, so a mkdir that fails (a full tmpfs) leaves the file.
         Err(Errno::NOTDIR | Errno::LOOP) => {
-            errs.check("unlink", fs::unlinkat(at.dst, at.name, AtFlags::empty()))?;
-            errs.check("mkdir", fs::mkdirat(at.dst, at.name, Mode::RWXU))?;
+            let temp = crate::fs::root::temp_name();
+            errs.check("mkdir", fs::mkdirat(at.dst, temp.as_str(), Mode::RWXU))?;
+            let swapped = fs::renameat_with(at.dst, temp.as_str(), at.dst, at.name, fs::RenameFlags::EXCHANGE);
+            if errs.check("rename", swapped).is_none() {
+                let _ = fs::unlinkat(at.dst, temp.as_str(), AtFlags::REMOVEDIR);
+                return None;
+            }
+            errs.check("unlink", fs::unlinkat(at.dst, temp.as_str(), AtFlags::empty()));
             let fd = errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
             Some((fd, false))
         }
@@ -745,7 +766,7 @@ fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_
     }
     let source = Xattrs::Fd(src.as_fd());
     let listed = if *xattrs { Some(&source) } else { None };
-    if !set_metadata(&Node::Open(dst.as_fd()), listed, &stat, creator.needs(&stat, at.setgid), errs) {
+    if !set_metadata(&Node::Open(dst.as_fd()), listed, &stat, creator.needs(&stat, &at), errs) {
         *xattrs = false;
     }
     slot.commit(at, errs)
@@ -767,10 +788,13 @@ fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -> Result<()
             Err(Errno::NXIO) => break, // no data after `at`
             Err(errno) => return Err(("seek", errno)),
         };
+        if data >= size {
+            break; // the file grew since its fstat: its size then is what is copied
+        }
         let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| ("seek", e))?.min(size);
         fs::seek(dst, SeekFrom::Start(data)).map_err(|e| ("seek", e))?;
-        send(src, dst, data, hole - data)?;
-        at = hole;
+        send(src, dst, data, hole.saturating_sub(data))?;
+        at = hole.max(data + 1);
     }
     fs::ftruncate(dst, size).map_err(|e| ("truncate", e))
 }
@@ -819,6 +843,12 @@ fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> b
     };
     // A device node or fifo is made with mode 0600 until its real mode is set.
     let (file_type, rdev) = (FileType::from_raw_mode(stat.st_mode), stat.st_rdev);
+    if at.upper && file_type == FileType::CharacterDevice && rdev == 0 {
+        // In an upper dir a 0:0 character device is a whiteout: it would delete the image's
+        // entry below it. The mounted overlay refuses to make one; so does this.
+        errs.push("whiteout", Errno::PERM);
+        return false;
+    }
     let op = if target.is_some() { "symlink" } else { "mknod" };
     let create = |name: &OsStr| match &target {
         Some(target) => fs::symlinkat(target.as_c_str(), at.dst, name),
@@ -832,7 +862,7 @@ fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> b
     let dst = if proc_fd { errs.check("open", fs::openat(at.dst, name, opath, Mode::empty())) } else { None };
     let node = Node::Named { dir: at.dst, name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
     let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
-    set_metadata(&node, source_xattrs.as_ref(), &stat, Needs::ALL, errs);
+    set_metadata(&node, source_xattrs.as_ref(), &stat, Needs::all(&at), errs);
     slot.commit(at, errs)
 }
 
@@ -896,7 +926,7 @@ fn set_metadata(node: &Node<'_>, source: Option<&Xattrs<'_>>, stat: &Stat, needs
         errs.check("fchmod", node.chmod(Mode::from_raw_mode(stat.st_mode)));
     }
     let supported = match (source, node.xattrs()) {
-        (Some(source), Some(dest)) => copy_xattrs(source, &dest, errs),
+        (Some(source), Some(dest)) => copy_xattrs(source, &dest, needs.upper, errs),
         _ => true,
     };
     errs.check("utimensat", node.set_times(&timestamps(stat)));
@@ -974,9 +1004,10 @@ fn read_sized(
     Err(Errno::RANGE)
 }
 
-/// Copies every extended attribute of `source` to `dest`, recording failures one by one.
-/// False when the source filesystem has no extended attributes at all.
-fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) -> bool {
+/// Copies every extended attribute of `source` to `dest`, recording failures one by one; into
+/// an overlay's `upper` dir none of overlayfs's own. False when the source filesystem has no
+/// extended attributes at all.
+fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, upper: bool, errs: &mut Errs<'_>) -> bool {
     let names = match source.list() {
         Ok(names) => names,
         // The source filesystem has no xattrs at all (e.g. some NFS): nothing to copy.
@@ -987,6 +1018,10 @@ fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, errs: &mut Errs<'_>) -> b
         }
     };
     for name in xattr_names(&names) {
+        if upper && (name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")) {
+            errs.push("setxattr", Errno::PERM);
+            continue;
+        }
         let value = match source.get(name) {
             Ok(value) => value,
             // Removed since the listing: nothing to copy.
