@@ -150,15 +150,15 @@ pub fn temp_name() -> String {
     format!(".stateless-new-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Creates a new file in `dir` beside `name` (`O_EXCL`, mode 0600), for writing before it is
-/// renamed over `name`: `(fd, temp name)`. Retries when a stray temp name exists.
-pub fn create_beside(dir: BorrowedFd<'_>) -> rustix::io::Result<(OwnedFd, String)> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+/// Makes a new entry under a fresh temp name with `create` (which must fail with `EEXIST` when
+/// the name is taken), to be renamed over its final name once complete: what `create` made and
+/// the temp name. Retries when a stray temp name exists.
+pub fn create_beside<T>(create: impl Fn(&OsStr) -> rustix::io::Result<T>) -> rustix::io::Result<(T, String)> {
     loop {
         let temp = temp_name();
-        match rustix::fs::openat(dir, temp.as_str(), flags, Mode::RUSR | Mode::WUSR) {
+        match create(OsStr::new(temp.as_str())) {
             Err(Errno::EXIST) => continue,
-            other => return other.map(|fd| (fd, temp)),
+            other => return other.map(|made| (made, temp)),
         }
     }
 }
@@ -167,7 +167,8 @@ pub fn create_beside(dir: BorrowedFd<'_>) -> rustix::io::Result<(OwnedFd, String
 /// beside it, then renamed over it. On any failure (a full tmpfs) the old file stays as it was.
 /// An existing symlink at `name` is replaced, never followed.
 pub fn replace_file(dir: BorrowedFd<'_>, name: &OsStr, content: &[u8], mode: u32) -> io::Result<()> {
-    let (fd, temp) = create_beside(dir)?;
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let (fd, temp) = create_beside(|temp| rustix::fs::openat(dir, temp, flags, Mode::RUSR | Mode::WUSR))?;
     let written = tree::write_all(fd.as_fd(), content)
         .and_then(|()| rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)))
         .and_then(|()| rustix::fs::renameat(dir, temp.as_str(), dir, name));

@@ -496,7 +496,7 @@ impl Copier<'_> {
         let mut errs = Errs::new(path, &mut self.out.errors);
         // Duplicates, not new opens: opening a directory on NFS costs a GETATTR.
         let dst = errs.check("dup", io::fcntl_dupfd_cloexec(target.dst, 0))?;
-        let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+        let setgid = passes_group(&dst);
         let lower = match target.lower {
             Some(lower) => Some(Lower { fd: errs.check("dup", io::fcntl_dupfd_cloexec(lower, 0))? }),
             None => None,
@@ -608,7 +608,7 @@ impl Copier<'_> {
         let Some(dst) = errs.check("descend", dst) else {
             return;
         };
-        let setgid = fs::fstat(&dst).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+        let setgid = passes_group(&dst);
         self.copy_dir(src.as_fd(), Some(&Place { dst, setgid, upper: at.upper, lower }), path, depth);
     }
 }
@@ -651,14 +651,14 @@ fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
     }
     match fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()) {
         Ok(fd) => {
-            let setgid = fs::fstat(&fd).is_ok_and(|st| st.st_mode & 0o2000 != 0);
+            let setgid = passes_group(&fd);
             Some((fd, setgid))
         }
         // A file or symlink is in the way: the source's directory takes its place, made beside
         // it and swapped in, so a mkdir that fails (a full tmpfs) leaves the file.
         Err(Errno::NOTDIR | Errno::LOOP) => {
-            let temp = crate::fs::root::temp_name();
-            errs.check("mkdir", fs::mkdirat(at.dst, temp.as_str(), Mode::RWXU))?;
+            let made = crate::fs::root::create_beside(|temp| fs::mkdirat(at.dst, temp, Mode::RWXU));
+            let ((), temp) = errs.check("mkdir", made)?;
             let swapped = fs::renameat_with(at.dst, temp.as_str(), at.dst, at.name, fs::RenameFlags::EXCHANGE);
             if errs.check("rename", swapped).is_none() {
                 let _ = fs::unlinkat(at.dst, temp.as_str(), AtFlags::REMOVEDIR);
@@ -673,6 +673,11 @@ fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
             None
         }
     }
+}
+
+/// Whether the directory `dir` is setgid: new entries in it get its group, not the creator's.
+fn passes_group(dir: &OwnedFd) -> bool {
+    fs::fstat(dir).is_ok_and(|st| st.st_mode & 0o2000 != 0)
 }
 
 /// Where a new non-directory is made: at its own name when that was free, else beside it, to be
@@ -734,17 +739,8 @@ fn create_in_slot<T>(
         errs.push("replace-dir", Errno::ISDIR);
         return None;
     }
-    loop {
-        let temp = crate::fs::root::temp_name();
-        match create(OsStr::new(temp.as_str())) {
-            Ok(made) => return Some((made, Slot::Beside(temp))),
-            Err(Errno::EXIST) => continue,
-            Err(errno) => {
-                errs.push(op, errno);
-                return None;
-            }
-        }
-    }
+    let (made, temp) = errs.check(op, crate::fs::root::create_beside(create))?;
+    Some((made, Slot::Beside(temp)))
 }
 
 /// Copies a regular file: open the source, create the copy (with its final permission bits,
