@@ -15,8 +15,10 @@ boot_usage_error() { die "$* (see qemu/lab --help)"; }
 
 # nfsroot= for the image's export at /PSEUDO. NFSv3 only: with vers=4.2 the kernel's nfsroot
 # retried for about 97 s, then "VFS: Unable to mount root fs via NFS" (not investigated).
+# rsize/wsize: the kernel's nfsroot defaults to 4096 (fs/nfs/nfsroot.c), which makes reading
+# /boot/stateless alone take ~50 READs; 1 MiB (ganesha's maximum) is what an admin sets.
 boot_nfsroot() {
-    echo "$BOOT_NFS_SERVER:$1,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock"
+    echo "$BOOT_NFS_SERVER:$1,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock,rsize=1048576,wsize=1048576"
 }
 
 # With lab.check=1 the image's init runs /lab/check.sh and powers off: systemd through

@@ -86,10 +86,10 @@ impl Report {
             notes: facts.notes.clone(),
             degraded: executor.degraded,
             elapsed_ms: executor.elapsed_ms(),
-            nfs_rpcs: match (&executor.nfs_before, executor.nfs_rpcs()) {
-                (Some(before), Some(now)) => crate::fs::nfs::since(before, &now),
-                _ => BTreeMap::new(),
-            },
+            nfs_rpcs: executor
+                .nfs_rpcs()
+                .map(|now| crate::fs::nfs::since(executor.nfs_before.as_ref().unwrap_or(&BTreeMap::new()), &now))
+                .unwrap_or_default(),
         }
     }
 }
