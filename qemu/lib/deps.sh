@@ -8,6 +8,7 @@ LAB_PACKAGES=(
     nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
     debootstrap cpio kmod                                  # client images
     iproute2 util-linux tar                                # ip netns, unshare/flock, result disks
+    dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel
 )
 

@@ -7,6 +7,7 @@ pub mod hostname;
 pub mod interface;
 pub mod ipv4;
 pub mod layer;
+pub mod lease;
 pub mod mount;
 pub mod options;
 pub mod outcome;
