@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::boot::{handoff, plan, report};
+use crate::boot::{handoff, network, plan, report};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
 use crate::fs::mounts::{
@@ -17,12 +17,21 @@ use crate::fs::mounts::{
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::model::facts::Facts;
+use crate::model::interface::Interface;
 use crate::model::layer::LayerKind;
+use crate::model::lease::{Dhcp, Exchange};
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Phase, Step};
 use crate::sys::Sys;
 
+/// The DHCP client waits a random time below this before its first message, so a room of
+/// clients powered on together does not reach the server in the same instant.
+const DHCP_START_DELAY: Duration = Duration::from_millis(500);
+
+/// INFORM only asks for a host name on a link that already works (the root came over it), and
+/// some servers never answer it (QEMU's user-mode network): it is given this long at most.
+const INFORM_BOUND: Duration = Duration::from_secs(10);
 /// What a step function reports when it did not fail.
 struct Done {
     status: Status,
@@ -128,8 +137,14 @@ impl<'a> Executor<'a> {
         if self.options.break_at == Some(phase) {
             self.break_to_shell(phase);
         }
-        for step in plan::phase(phase, &self.options, &self.facts, &self.target) {
-            self.run_step(&step);
+        let mut ran = Vec::new();
+        for _ in 0..plan::ROUNDS {
+            let fresh = plan::next_steps(phase, &self.options, &self.facts, &self.target, &ran);
+            if fresh.is_empty() {
+                break;
+            }
+            fresh.iter().for_each(|step| self.run_step(step));
+            ran.extend(fresh);
         }
         // At boot every RPC on the root is the boot's: counting from its mount saves reading
         // mountstats twice (8 ms under TCG). `apply` runs on a live system: count from here.
@@ -204,6 +219,7 @@ impl<'a> Executor<'a> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
+            Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
@@ -285,6 +301,51 @@ impl<'a> Executor<'a> {
         crate::kmod::load(self.sys, &self.running, &release, name)
             .map_err(|e| Failure::new(Op::LoadModule, Some(Path::new(name)), e))?;
         Ok(Done::ok(format!("loaded for {release}")))
+    }
+
+    /// Brings the boot interface up and gets a lease (DISCOVER: the address and default route
+    /// too) or, for an interface with an address, asks for its configuration (INFORM).
+    fn dhcp(&mut self, interface: Option<&str>, exchange: Exchange) -> Result<Done, Failure> {
+        self.facts.dhcp_done = true;
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped("not PID 1: no DHCP"));
+        }
+        let started = Instant::now();
+        let mut bound = Duration::from_secs(self.options.dhcp_timeout.into());
+        if exchange == Exchange::Inform {
+            bound = bound.min(INFORM_BOUND);
+        }
+        let bootif = self.options.bootif;
+        let wanted = |i: &Interface| match (interface, bootif) {
+            (Some(name), _) => i.name == name,
+            (None, Some(mac)) => i.mac == Some(mac),
+            (None, None) => true,
+        };
+        let fail = |message: String| Failure::new(Op::Dhcp, interface.map(Path::new), message);
+        let link = network::wait_for_carrier(self.sys, &wanted, bound).map_err(fail)?;
+        let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
+        let left = bound.saturating_sub(started.elapsed());
+        let acquired = network::lease(self.sys, &link, left, DHCP_START_DELAY).map_err(|e| fail(e.to_string()))?;
+        let lease = acquired.lease;
+        if exchange == Exchange::Discover {
+            network::configure(self.sys, &link, &lease).map_err(fail)?;
+            self.facts.address = lease.address;
+            self.facts.interface = Some(link.name.clone());
+        }
+        let stats = &acquired.stats;
+        let detail = format!(
+            "{} from {} on {}{}; {} sent in {} ms",
+            lease.address.map_or("configuration".to_string(), |a| a.to_string()),
+            lease.server.map_or("?".to_string(), |s| s.to_string()),
+            link.name,
+            lease.hostname.as_ref().map(|h| format!(", host name {h}")).unwrap_or_default(),
+            stats.sent,
+            stats.ms,
+        );
+        lease.rejected.iter().for_each(|r| log::warn!("dhcp: {r}"));
+        let (sent, ignored, naks, ms) = (stats.sent, stats.ignored, stats.naks, stats.ms);
+        self.facts.dhcp = Some(Dhcp { interface: link.name, exchange, lease, sent, ignored, naks, ms });
+        Ok(Done::ok(detail))
     }
 
     fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
@@ -622,6 +683,7 @@ mod tests {
             name: "eth0".into(),
             mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
             up: true,
+            carrier: true,
             loopback: false,
             addrs: vec!["10.0.2.15/24".parse().unwrap()],
         }];

@@ -1,9 +1,15 @@
 //! The network phase's probe: what it finds out: the boot interface and its address, the kernel's hostname
 //! and the DHCP domain. Read from the kernel at boot ([`probe`]); `plan`/`apply` are given them.
 
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
+use crate::model::ipv4::Ipv4Net;
+use crate::model::lease::Lease;
 use crate::model::options::Options;
+use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng};
 use crate::net::pnp;
 use crate::sys::Sys;
 
@@ -40,6 +46,77 @@ pub fn boot_interface<'a>(interfaces: &'a [Interface], options: &Options) -> Opt
     by_mac.or(by_name).or_else(|| interfaces.iter().filter(usable).find(|i| i.up))
 }
 
+/// How often carrier is looked for.
+const CARRIER_POLL: Duration = Duration::from_millis(50);
+
+/// Sets the links `wanted` accepts up, then waits until one of them has carrier, for `bound`
+/// at most; the first to get it (the lowest index among those that got it at once).
+pub fn wait_for_carrier(
+    sys: &dyn Sys,
+    wanted: &dyn Fn(&Interface) -> bool,
+    bound: Duration,
+) -> Result<Interface, String> {
+    let polls = bound.as_millis() / CARRIER_POLL.as_millis();
+    let mut raised = Vec::new();
+    for poll in 0..=polls {
+        let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
+        let mut candidates = interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some() && wanted(i)).peekable();
+        if poll == 0 && candidates.peek().is_none() {
+            return Err("no such network interface".into());
+        }
+        for interface in candidates {
+            if interface.carrier {
+                return Ok(interface);
+            }
+            if !interface.up && !raised.contains(&interface.index) {
+                sys.link_up(interface.index).map_err(|e| format!("set {} up: {e}", interface.name))?;
+                raised.push(interface.index);
+            }
+        }
+        if poll < polls {
+            sys.sleep(CARRIER_POLL);
+        }
+    }
+    Err(format!("no carrier after {} s", bound.as_secs()))
+}
+
+/// Runs the DHCP client on `interface`: INFORM when it has an address (kept as it is), else
+/// DISCOVER. `max_start_delay` spreads clients powered on together.
+pub fn lease(
+    sys: &dyn Sys,
+    interface: &Interface,
+    bound: Duration,
+    max_start_delay: Duration,
+) -> Result<Acquired, Failure> {
+    let mac = interface
+        .mac
+        .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
+    let address = interface.addrs.first().copied();
+    let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
+    let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
+    let request = Request { mac, address, timeout: bound, max_start_delay };
+    client::run(transport.as_mut(), &request, &mut Rng::new(sys.random()))
+}
+
+/// Gives the interface the leased address and the default route through the first router
+/// (`onlink` when it is outside the prefix). What is there already is left as it is.
+pub fn configure(sys: &dyn Sys, interface: &Interface, lease: &Lease) -> Result<(), String> {
+    let Some(address) = lease.address else { return Err("the lease has no address".into()) };
+    let exists = |e: &std::io::Error| e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error());
+    match sys.add_address(interface.index, address) {
+        Err(e) if !exists(&e) => return Err(format!("add {address} to {}: {e}", interface.name)),
+        _ => {}
+    }
+    if let Some(&gateway) = lease.routers.first() {
+        let onlink = Ipv4Net::new(gateway, address.prefix).map(Ipv4Net::network) != Some(address.network());
+        match sys.add_default_route(interface.index, gateway, onlink) {
+            Err(e) if !exists(&e) => return Err(format!("default route via {gateway}: {e}")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +128,7 @@ mod tests {
             name: name.into(),
             mac: Some([0x52, 0x54, 0, 0, 0, mac]),
             up,
+            carrier: up,
             loopback: name == "lo",
             addrs: addr.map(|a| a.parse().unwrap()).into_iter().collect(),
         }

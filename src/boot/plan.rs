@@ -13,6 +13,7 @@ use crate::fs::layers::{self, Layer};
 use crate::fs::root::ImageRoot;
 use crate::model::facts::Facts;
 use crate::model::hostname::{self, Candidate, Source};
+use crate::model::lease::Exchange;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::options::{Diagnostic, Options, OverlayMode};
 use crate::model::step::{Phase, Step};
@@ -31,18 +32,10 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             vec![Step::Module { name: "overlay".into(), needed_for: format!("overlayfs on {}", dirs.join(", ")) }]
         }
         Phase::Hardware | Phase::Root => Vec::new(),
-        Phase::Network => {
-            let mut candidates = Vec::new();
-            if let Some(name) = &options.hostname {
-                candidates.push(Candidate { source: Source::Cmdline, name: name.clone() });
-            }
-            if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
-                candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
-            }
-            let choice =
-                hostname::choose(&candidates, &options.hostname_prefix, facts.address, facts.domain.as_deref());
-            vec![Step::Hostname { hostname: choice.hostname, rejected: choice.rejected }]
-        }
+        Phase::Network => match dhcp(options, facts) {
+            Some(step) => vec![step],
+            None => vec![hostname_step(options, facts)],
+        },
         Phase::WritableDirs => {
             // Without overlayfs (not registered, and the hardware phase could not load it), copy mode.
             let mode = if facts.overlayfs == Some(false) { OverlayMode::Copy } else { options.mode };
@@ -73,6 +66,53 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
     }
 }
 
+/// The DHCP step, when one is due: never twice, never when `ip=` configured the network
+/// statically (a bootloader that did DHCP can hand its result over that way), INFORM when the
+/// boot interface has an address but no host name is known, else DISCOVER.
+fn dhcp(options: &Options, facts: &Facts) -> Option<Step> {
+    let ip = options.ip.as_ref();
+    let static_ip =
+        ip.is_some_and(|ip| matches!(ip.autoconf.as_str(), "off" | "none" | "static") || ip.client.is_some());
+    if facts.dhcp_done || static_ip {
+        return None;
+    }
+    match facts.address {
+        Some(_) => {
+            let named = options.hostname.is_some()
+                || facts.kernel_hostname.as_deref().is_some_and(|n| !hostname::kernel_name_is_unset(n));
+            (!named).then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
+        }
+        None => Some(Step::Dhcp { interface: ip.and_then(|ip| ip.device.clone()), exchange: Exchange::Discover }),
+    }
+}
+
+/// The hostname: `stateless.hostname=`, the kernel's, our DHCP client's, else the fallback.
+fn hostname_step(options: &Options, facts: &Facts) -> Step {
+    let mut candidates = Vec::new();
+    if let Some(name) = &options.hostname {
+        candidates.push(Candidate { source: Source::Cmdline, name: name.clone() });
+    }
+    if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
+        candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
+    }
+    let lease = facts.dhcp.as_ref().map(|d| &d.lease);
+    if let Some(name) = lease.and_then(|l| l.hostname.clone()) {
+        candidates.push(Candidate { source: Source::Dhcp, name });
+    }
+    let domain = facts.domain.as_deref().or(lease.and_then(|l| l.domain.as_deref()));
+    let choice = hostname::choose(&candidates, &options.hostname_prefix, facts.address, domain);
+    Step::Hostname { hostname: choice.hostname, rejected: choice.rejected }
+}
+
+/// A phase is planned at most this often: planning again after its steps ran picks up what
+/// they made known (the network phase: the host name is chosen once DHCP has run).
+pub const ROUNDS: usize = 4;
+
+/// The steps of `phase` planned from the facts now, without those in `ran` (run already).
+pub fn next_steps(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot, ran: &[Step]) -> Vec<Step> {
+    self::phase(phase, options, facts, target).into_iter().filter(|s| !ran.contains(s)).collect()
+}
+
 /// Whether the writable dirs are to be overlays at all.
 fn wants_overlayfs(options: &Options) -> bool {
     options.mode == OverlayMode::Overlay && !options.dirs.is_empty()
@@ -83,6 +123,7 @@ pub fn learn(facts: &mut Facts, step: &Step) {
     match step {
         Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
+        Step::Dhcp { .. } => facts.dhcp_done = true,
         Step::WritableDir { dir, mode, .. } => {
             facts.writable.push(dir.clone());
             if *mode == OverlayMode::Overlay {
@@ -113,10 +154,16 @@ pub fn dry_run(target: &ImageRoot, options: Options, diagnostics: Vec<Diagnostic
     let mut known = facts.clone();
     let mut steps = Vec::new();
     for p in Phase::ALL {
-        for step in phase(p, &options, &known, target) {
-            learn(&mut known, &step);
-            steps.push(step);
+        let mut ran = Vec::new();
+        for _ in 0..ROUNDS {
+            let fresh = next_steps(p, &options, &known, target, &ran);
+            if fresh.is_empty() {
+                break;
+            }
+            fresh.iter().for_each(|step| learn(&mut known, step));
+            ran.extend(fresh);
         }
+        steps.extend(ran);
     }
     let mut facts = facts;
     let layer_root = layers::open_root(target.fd(), &options.layers).unwrap_or_else(|note| {

@@ -42,6 +42,9 @@ pub struct Report {
     pub init: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
     pub notes: Vec<String>,
+    /// What our DHCP client got, when it ran and got an answer.
+    #[serde(default)]
+    pub dhcp: Option<crate::model::lease::Dhcp>,
     /// True when a fatal step failed and the boot went on anyway.
     pub degraded: bool,
     /// Milliseconds from PID 1 start to writing the report.
@@ -84,6 +87,7 @@ impl Report {
             init,
             diagnostics: executor.diagnostics.clone(),
             notes: facts.notes.clone(),
+            dhcp: facts.dhcp.clone(),
             degraded: executor.degraded,
             elapsed_ms: executor.elapsed_ms(),
             nfs_rpcs: executor

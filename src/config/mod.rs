@@ -141,7 +141,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 13] = [
+const VALUE_KEYS: [&str; 14] = [
     "softlevel",
     "ip",
     "nfsroot",
@@ -155,6 +155,7 @@ const VALUE_KEYS: [&str; 13] = [
     "stateless.tmpfs.size",
     "stateless.emergency",
     "stateless.mode",
+    "stateless.dhcp.timeout",
 ];
 
 /// The autoconf words `ip=` takes, alone or in its 7th field.
@@ -242,6 +243,7 @@ impl Resolver {
             ),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
+            ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, dhcp_timeout(v)),
             ("ip", Some(v)) => match parse_ip(v) {
                 Ok((ip, errors)) => {
                     o.ip = Some(ip);
@@ -395,6 +397,14 @@ fn hostname_prefix(v: &str) -> Result<String, String> {
         Ok(v.to_owned())
     } else {
         Err(format!("{} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit", q(v)))
+    }
+}
+
+/// `stateless.dhcp.timeout=` in seconds: 1 to 3600.
+fn dhcp_timeout(v: &str) -> Result<u32, String> {
+    match v.parse::<u32>() {
+        Ok(secs @ 1..=3600) => Ok(secs),
+        _ => Err(format!("{}: not a number of seconds from 1 to 3600", q(v))),
     }
 }
 
@@ -599,6 +609,18 @@ mod tests {
         let (o, mut d) = resolve(text);
         assert_eq!(d.len(), 1, "{text}: {d:?}");
         (o, d.remove(0))
+    }
+
+    #[test]
+    fn dhcp_timeout_bounds() {
+        assert_eq!(Options::default().dhcp_timeout, 60);
+        assert_eq!(ok("stateless.dhcp.timeout=5").dhcp_timeout, 5);
+        assert_eq!(ok("stateless.dhcp.timeout=3600").dhcp_timeout, 3600);
+        for v in ["0", "3601", "-1", "ten", "1.5", ""] {
+            let (o, d) = bad(&format!("stateless.dhcp.timeout=30 stateless.dhcp.timeout={v}"));
+            assert_eq!(o.dhcp_timeout, 30, "{v}: the earlier value stays");
+            assert!(d.contains("stateless.dhcp.timeout"), "{d}");
+        }
     }
 
     #[test]

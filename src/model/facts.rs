@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hostname::Hostname;
 use super::ipv4::Ipv4Net;
+use super::lease::Dhcp;
 
 /// The probed (or given, or learned) state of the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,10 @@ pub struct Facts {
     pub kernel_hostname: Option<String>,
     /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
     pub domain: Option<String>,
+    /// What our DHCP client got (the network phase).
+    pub dhcp: Option<Dhcp>,
+    /// Whether the DHCP client has run (with or without a lease): it runs once.
+    pub dhcp_done: bool,
     /// The hostname chosen in the network phase.
     pub hostname: Option<Hostname>,
     /// Dirs made writable (tmpfs or overlay) so far: the only places anything is written to.

@@ -14,6 +14,8 @@ pub struct Interface {
     pub mac: Option<[u8; 6]>,
     /// IFF_UP: administratively up.
     pub up: bool,
+    /// IFF_LOWER_UP: the link has carrier.
+    pub carrier: bool,
     /// IFF_LOOPBACK.
     pub loopback: bool,
     /// IPv4 addresses in the kernel's order (the primary address of a subnet comes first).

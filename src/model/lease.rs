@@ -54,3 +54,18 @@ pub struct Lease {
     /// Options that were present but refused, and why (one line each, printable).
     pub rejected: Vec<String>,
 }
+
+/// One run of the DHCP client, as the boot report shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dhcp {
+    pub interface: String,
+    pub exchange: Exchange,
+    pub lease: Lease,
+    /// Messages sent: the first of each kind and every retransmission.
+    pub sent: u32,
+    /// Replies for this client that were not the awaited answer or did not parse.
+    pub ignored: u32,
+    pub naks: u32,
+    /// From the start of the client (random start delay included) to the lease.
+    pub ms: u64,
+}

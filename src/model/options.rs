@@ -84,7 +84,13 @@ pub struct Options {
     pub root: Option<String>,
     /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux IPAPPEND 2, iPXE): the MAC of the boot NIC.
     pub bootif: Option<[u8; 6]>,
+    /// `stateless.dhcp.timeout=`: seconds the network phase may take for carrier and a lease.
+    pub dhcp_timeout: u32,
 }
+
+/// The default `stateless.dhcp.timeout=`: a switch port running classic spanning tree forwards
+/// only after listening and learning (2 × 15 s), and a lease takes a few more seconds.
+pub const DHCP_TIMEOUT_SECS: u32 = 60;
 
 /// Where an option came from, for diagnostics.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +138,7 @@ impl Default for Options {
             nfsroot: None,
             root: None,
             bootif: None,
+            dhcp_timeout: DHCP_TIMEOUT_SECS,
         }
     }
 }

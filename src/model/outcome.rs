@@ -44,6 +44,8 @@ pub enum Op {
     Sethostname,
     Setdomainname,
     LoadModule,
+    /// Bringing the link up, waiting for carrier, the DHCP exchange, the address and route.
+    Dhcp,
     Exec,
 }
 
@@ -59,6 +61,7 @@ impl Op {
             Op::Sethostname => "sethostname",
             Op::Setdomainname => "setdomainname",
             Op::LoadModule => "load module",
+            Op::Dhcp => "dhcp",
             Op::Exec => "exec",
         }
     }

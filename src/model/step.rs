@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::hostname::Hostname;
 use super::layer::LayerKind;
+use super::lease::Exchange;
 use super::mount::EarlyMount;
 use super::options::OverlayMode;
 
@@ -86,24 +87,56 @@ impl FromStr for Phase {
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
     /// An early kernel filesystem, unless already mounted.
-    Mount { mount: EarlyMount },
+    Mount {
+        mount: EarlyMount,
+    },
     /// A kernel module a later phase needs, unless registered already (PID 1 only).
-    Module { name: String, needed_for: String },
+    Module {
+        name: String,
+        needed_for: String,
+    },
     /// The chosen hostname: sethostname/setdomainname (PID 1 only).
-    Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
+    /// DHCP on `interface` (`None`: the first to get carrier, or the one `BOOTIF=` names);
+    /// DISCOVER also gives the interface the leased address and the default route.
+    Dhcp {
+        interface: Option<String>,
+        exchange: Exchange,
+    },
+    Hostname {
+        hostname: Option<Hostname>,
+        rejected: Vec<String>,
+    },
     /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
-    WritableDir { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
+    WritableDir {
+        dir: String,
+        mode: OverlayMode,
+        tmpfs_size: Option<String>,
+    },
     /// One configuration layer, walked and copied once.
-    Layer { kind: LayerKind, name: String },
+    Layer {
+        kind: LayerKind,
+        name: String,
+    },
     /// The overlay on a writable dir, mounted once the layers are in its upper dir (copy mode
     /// when overlayfs refuses).
-    Overlay { dir: String },
+    Overlay {
+        dir: String,
+    },
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
-    HostFiles { fqdn: String, short: String, files: Vec<String> },
+    HostFiles {
+        fqdn: String,
+        short: String,
+        files: Vec<String>,
+    },
     /// /run/stateless/report.json and provenance.
-    Report { path: String },
+    Report {
+        path: String,
+    },
     /// exec of `init`; when that fails, of each of `fallbacks` in turn.
-    Handoff { init: Option<String>, fallbacks: Vec<String> },
+    Handoff {
+        init: Option<String>,
+        fallbacks: Vec<String>,
+    },
 }
 
 impl Step {
@@ -111,7 +144,7 @@ impl Step {
         match self {
             Step::Mount { .. } => Phase::EarlyMounts,
             Step::Module { .. } => Phase::Hardware,
-            Step::Hostname { .. } => Phase::Network,
+            Step::Dhcp { .. } | Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } => Phase::HostFiles,
@@ -124,7 +157,14 @@ impl Step {
     /// boot goes on. Without a writable dir the client cannot run its services; without an init
     /// there is no system. The whole table is in the README.
     pub fn fatal(&self) -> bool {
-        matches!(self, Step::WritableDir { .. } | Step::Overlay { .. } | Step::Handoff { .. })
+        // Without an address nothing after can work; INFORM only asks for a name.
+        matches!(
+            self,
+            Step::Dhcp { exchange: Exchange::Discover, .. }
+                | Step::WritableDir { .. }
+                | Step::Overlay { .. }
+                | Step::Handoff { .. }
+        )
     }
 }
 
@@ -133,6 +173,16 @@ impl fmt::Display for Step {
         match self {
             Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
             Step::Module { name, needed_for } => write!(f, "module {name} (for {needed_for})"),
+            Step::Dhcp { interface, exchange } => match (exchange, interface.as_deref()) {
+                (Exchange::Discover, on) => {
+                    let on = on.unwrap_or("the first interface with carrier");
+                    write!(f, "dhcp on {on}: lease, address and default route")
+                }
+                (Exchange::Inform, on) => {
+                    let on = on.unwrap_or("the boot interface");
+                    write!(f, "dhcp on {on}: ask for the host name (INFORM), address kept")
+                }
+            },
             Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {

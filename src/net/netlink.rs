@@ -48,10 +48,18 @@ const RTM_GETLINK: u16 = 18;
 const RTM_NEWADDR: u16 = 20;
 /// Request: addresses.
 const RTM_GETADDR: u16 = 22;
+/// Request: a route.
+const RTM_NEWROUTE: u16 = 24;
 
 // nlmsghdr flags (linux/netlink.h).
 /// Every request carries it.
 const NLM_F_REQUEST: u16 = 0x1;
+/// Asks for an acknowledgement (NLMSG_ERROR with errno 0) of a change.
+const NLM_F_ACK: u16 = 0x4;
+/// With NLM_F_CREATE: fail with EEXIST instead of replacing.
+const NLM_F_EXCL: u16 = 0x200;
+/// Create the object when it does not exist.
+const NLM_F_CREATE: u16 = 0x400;
 /// Part of a multi-part reply, ended by NLMSG_DONE. Informational only: replies are read until DONE.
 #[cfg_attr(not(test), allow(dead_code))]
 const NLM_F_MULTI: u16 = 0x2;
@@ -69,6 +77,19 @@ const AF_INET: u8 = 2;
 const IFLA_ADDRESS: u16 = 1;
 /// The interface name, NUL-terminated.
 const IFLA_IFNAME: u16 = 3;
+/// The broadcast address of an interface address.
+const IFA_BROADCAST: u16 = 4;
+// Route attributes (linux/rtnetlink.h).
+const RTA_OIF: u16 = 4;
+const RTA_GATEWAY: u16 = 5;
+// rtmsg values (linux/rtnetlink.h).
+const RT_TABLE_MAIN: u8 = 254;
+/// The route was installed during boot (as the kernel's own ip=dhcp marks its routes).
+const RTPROT_BOOT: u8 = 3;
+const RT_SCOPE_UNIVERSE: u8 = 0;
+const RTN_UNICAST: u8 = 1;
+/// The gateway is on the link even when outside the prefix.
+const RTNH_F_ONLINK: u32 = 4;
 
 // Address attributes (linux/if_addr.h).
 /// The prefix address: the peer's on point-to-point links, else the same as IFA_LOCAL.
@@ -79,6 +100,8 @@ const IFA_LOCAL: u16 = 2;
 // Interface flags (linux/if.h).
 const IFF_UP: u32 = 0x1;
 const IFF_LOOPBACK: u32 = 0x8;
+/// The driver reports carrier (RFC 2863 operational state "up" below the interface).
+const IFF_LOWER_UP: u32 = 0x10000;
 
 /// The attribute type without NLA_F_NESTED (0x8000) and NLA_F_NET_BYTEORDER (0x4000).
 const NLA_TYPE_MASK: u16 = 0x3fff;
@@ -344,6 +367,7 @@ fn parse_link(body: &[u8]) -> Result<Option<Interface>, ParseError> {
         name: String::from_utf8_lossy(name).into_owned(),
         mac,
         up: flags & IFF_UP != 0,
+        carrier: flags & IFF_LOWER_UP != 0,
         loopback: flags & IFF_LOOPBACK != 0,
         addrs: Vec::new(),
     }))
@@ -410,13 +434,13 @@ pub fn merge(mut links: Vec<Interface>, addrs: &[(u32, Ipv4Net)]) -> Vec<Interfa
     links
 }
 
-/// A dump request: nlmsghdr, then `body` (ifinfomsg or ifaddrmsg).
-fn request(ty: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+/// A request: nlmsghdr with `flags`, then `body` (ifinfomsg, ifaddrmsg or rtmsg, and attributes).
+fn request(ty: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDRLEN.saturating_add(body.len());
     let mut msg = Vec::with_capacity(len);
     msg.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
     msg.extend_from_slice(&ty.to_ne_bytes());
-    msg.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    msg.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
     msg.extend_from_slice(&seq.to_ne_bytes());
     msg.extend_from_slice(&0u32.to_ne_bytes());
     msg.extend_from_slice(body);
@@ -455,7 +479,7 @@ fn dump<Fd: AsFd, T>(
 ) -> io::Result<Vec<T>> {
     let fd = fd.as_fd();
     let seq = next_seq();
-    let req = request(ty, seq, body);
+    let req = request(ty, NLM_F_DUMP, seq, body);
     let sent = sendto(fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))?;
     if sent != req.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "netlink request sent partially"));
@@ -494,6 +518,72 @@ fn query() -> io::Result<Vec<Interface>> {
     let links = dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, None)?;
     let addrs = dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, None)?;
     Ok(merge(links, &addrs))
+}
+
+/// Appends one attribute (header, data, padding to 4 bytes).
+fn attr(msg: &mut Vec<u8>, ty: u16, data: &[u8]) {
+    let len = u16::try_from(RTATTR_HDRLEN + data.len()).unwrap_or(u16::MAX);
+    msg.extend_from_slice(&len.to_ne_bytes());
+    msg.extend_from_slice(&ty.to_ne_bytes());
+    msg.extend_from_slice(data);
+    msg.resize(align4(msg.len()), 0);
+}
+
+/// Sends one change request and waits for its acknowledgement; the kernel's errno on refusal.
+fn change(ty: u16, flags: u16, body: &[u8]) -> io::Result<()> {
+    let (fd, pid) = open()?;
+    let seq = next_seq();
+    let req = request(ty, flags | NLM_F_ACK, seq, body);
+    sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))?;
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    for _ in 0..MAX_DATAGRAMS {
+        let (n, _, _) = recvfrom(&fd, buf.as_mut_slice(), RecvFlags::empty())?;
+        for msg in messages(buf.get(..n).unwrap_or_default()) {
+            let msg = msg?;
+            if msg.seq != seq || msg.pid != pid || msg.ty != NLMSG_ERROR {
+                continue;
+            }
+            return match read_i32(msg.body, 0) {
+                Some(0) => Ok(()),
+                Some(err) => Err(io::Error::from_raw_os_error(err.saturating_abs())),
+                None => Err(ParseError::ShortBody { ty: NLMSG_ERROR }.into()),
+            };
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::InvalidData, "netlink: no acknowledgement"))
+}
+
+/// Sets the link administratively up (IFF_UP), as `ip link set DEV up`.
+pub fn set_up(index: u32) -> io::Result<()> {
+    let mut body = vec![AF_UNSPEC, 0, 0, 0];
+    body.extend_from_slice(&index.to_ne_bytes());
+    body.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
+    body.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask: only IFF_UP
+    change(RTM_NEWLINK, 0, &body)
+}
+
+/// Adds an IPv4 address with its prefix and broadcast, as `ip addr add A/P brd + dev DEV`.
+/// Fails with EEXIST when the interface has it already.
+pub fn add_address(index: u32, net: Ipv4Net) -> io::Result<()> {
+    let mut body = vec![AF_INET, net.prefix, 0, RT_SCOPE_UNIVERSE];
+    body.extend_from_slice(&index.to_ne_bytes());
+    attr(&mut body, IFA_LOCAL, &net.addr.octets());
+    attr(&mut body, IFA_ADDRESS, &net.addr.octets());
+    if net.prefix < 31 {
+        attr(&mut body, IFA_BROADCAST, &net.broadcast().octets());
+    }
+    change(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, &body)
+}
+
+/// Adds the default route through `gateway` on the interface, as `ip route add default via G
+/// dev DEV proto boot [onlink]`; `onlink` when the gateway is outside the interface's prefix.
+pub fn add_default_route(index: u32, gateway: Ipv4Addr, onlink: bool) -> io::Result<()> {
+    // rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags (u32).
+    let mut body = vec![AF_INET, 0, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST];
+    body.extend_from_slice(&(if onlink { RTNH_F_ONLINK } else { 0 }).to_ne_bytes());
+    attr(&mut body, RTA_GATEWAY, &gateway.octets());
+    attr(&mut body, RTA_OIF, &index.to_ne_bytes());
+    change(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, &body)
 }
 
 /// All network interfaces with their IPv4 addresses, sorted by index.
@@ -588,8 +678,8 @@ mod tests {
     const MAC: [u8; 6] = [0x02, 0xfc, 0, 0, 0, 0x01];
 
     fn sample_links() -> Vec<u8> {
-        let mut buf = link(2, b"eth0", Some(&MAC), IFF_UP | 0x1000);
-        buf.extend(link(1, b"lo", Some(&[0; 6]), IFF_UP | IFF_LOOPBACK));
+        let mut buf = link(2, b"eth0", Some(&MAC), IFF_UP | IFF_LOWER_UP | 0x1000);
+        buf.extend(link(1, b"lo", Some(&[0; 6]), IFF_UP | IFF_LOWER_UP | IFF_LOOPBACK));
         buf.extend(link(3, b"ipip0", Some(&[0; 4]), 0));
         buf.extend(done());
         buf
@@ -627,6 +717,7 @@ mod tests {
                     name: "lo".into(),
                     mac: Some([0; 6]),
                     up: true,
+                    carrier: true,
                     loopback: true,
                     addrs: vec![net("127.0.0.1/8")],
                 },
@@ -635,10 +726,19 @@ mod tests {
                     name: "eth0".into(),
                     mac: Some(MAC),
                     up: true,
+                    carrier: true,
                     loopback: false,
                     addrs: vec![net("192.0.2.10/24"), net("192.0.2.11/32"), net("192.0.2.12/24")],
                 },
-                Interface { index: 3, name: "ipip0".into(), mac: None, up: false, loopback: false, addrs: vec![] },
+                Interface {
+                    index: 3,
+                    name: "ipip0".into(),
+                    mac: None,
+                    up: false,
+                    carrier: false,
+                    loopback: false,
+                    addrs: vec![]
+                },
             ]
         );
     }

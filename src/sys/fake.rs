@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustix::fs::FsWord;
@@ -14,6 +15,9 @@ use rustix::mount::MountFlags;
 
 use super::{Sys, Uname};
 use crate::model::interface::Interface;
+use crate::model::ipv4::Ipv4Net;
+use crate::net::dhcp::client::testing::{Scripted, Server};
+use crate::net::dhcp::client::Transport;
 
 /// One recorded call of [`Fake`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +25,10 @@ pub enum Call {
     Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
     Umount(PathBuf),
     LoadModule(PathBuf),
+    LinkUp(u32),
+    AddAddress(u32, Ipv4Net),
+    AddDefaultRoute(u32, Ipv4Addr, bool),
+    DhcpTransport(u32, Ipv4Addr),
     Sethostname(String),
     Setdomainname(String),
     Exec(PathBuf, Vec<OsString>),
@@ -36,20 +44,22 @@ pub type FailWith = Box<dyn Fn(&Call) -> Option<i32> + Send + Sync>;
 /// A recording stand-in for the kernel. A successful `exec` or `reboot` ends the process, so the
 /// fake panics with `"fake exec <path>"` / `"fake reboot"`: tests catch that with `catch_unwind`.
 /// `fail` decides which calls return an error (as a raw errno); `/proc/<name>` files come from
-/// `proc`; a target counts as mounted once a mount on it succeeded.
+/// `proc`; a target counts as mounted once a mount on it succeeded. DHCP messages go to `dhcp`,
+/// a scripted server, over a transport with its own virtual clock.
 pub struct Fake {
     pub calls: Mutex<Vec<Call>>,
     pub proc: BTreeMap<String, String>,
     pub interfaces: Vec<Interface>,
     pub uname: Uname,
     pub fail: FailWith,
+    pub dhcp: Option<Arc<Mutex<Server>>>,
 }
 
 impl Default for Fake {
     fn default() -> Self {
         let proc = BTreeMap::from([("filesystems".to_string(), "nodev\ttmpfs\nnodev\toverlay\n".to_string())]);
         let uname = Uname { nodename: "(none)".into(), domainname: "(none)".into(), release: "6.1.0".into() };
-        Self { calls: Mutex::default(), proc, interfaces: Vec::new(), uname, fail: Box::new(|_| None) }
+        Self { calls: Mutex::default(), proc, interfaces: Vec::new(), uname, fail: Box::new(|_| None), dhcp: None }
     }
 }
 
@@ -105,6 +115,28 @@ impl Sys for Fake {
 
     fn uname(&self) -> Uname {
         self.uname.clone()
+    }
+
+    fn link_up(&self, index: u32) -> io::Result<()> {
+        self.record(Call::LinkUp(index))
+    }
+
+    fn add_address(&self, index: u32, net: Ipv4Net) -> io::Result<()> {
+        self.record(Call::AddAddress(index, net))
+    }
+
+    fn add_default_route(&self, index: u32, gateway: Ipv4Addr, onlink: bool) -> io::Result<()> {
+        self.record(Call::AddDefaultRoute(index, gateway, onlink))
+    }
+
+    fn dhcp_transport(&self, index: u32, source: Ipv4Addr) -> io::Result<Box<dyn Transport>> {
+        self.record(Call::DhcpTransport(index, source))?;
+        let server = self.dhcp.clone().ok_or_else(|| io::Error::from(rustix::io::Errno::NETDOWN))?;
+        Ok(Box::new(Scripted::new(server)))
+    }
+
+    fn random(&self) -> u64 {
+        42
     }
 
     fn load_module(&self, _file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {

@@ -8,11 +8,13 @@
 pub mod console;
 #[cfg(test)]
 pub mod fake;
+pub mod packet;
 mod real;
 pub(crate) mod unsafe_ops;
 
 use std::ffi::OsString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +23,8 @@ use rustix::fs::FsWord;
 use rustix::mount::MountFlags;
 
 use crate::model::interface::Interface;
+use crate::model::ipv4::Ipv4Net;
+use crate::net::dhcp::client::Transport;
 
 #[cfg(test)]
 pub use fake::{Call, Fake};
@@ -47,6 +51,17 @@ pub trait Sys: Send + Sync {
     /// Network interfaces and their IPv4 addresses (rtnetlink).
     fn interfaces(&self) -> io::Result<Vec<Interface>>;
     fn uname(&self) -> Uname;
+    /// Sets a network link administratively up.
+    fn link_up(&self, index: u32) -> io::Result<()>;
+    /// Adds an IPv4 address, with its prefix and broadcast, to an interface.
+    fn add_address(&self, index: u32, net: Ipv4Net) -> io::Result<()>;
+    /// Adds the default route through `gateway` on an interface (`onlink`: the gateway is
+    /// outside the interface's prefix).
+    fn add_default_route(&self, index: u32, gateway: Ipv4Addr, onlink: bool) -> io::Result<()>;
+    /// The way to the DHCP servers on an interface, sending from `source` (0.0.0.0 without an address).
+    fn dhcp_transport(&self, index: u32, source: Ipv4Addr) -> io::Result<Box<dyn Transport>>;
+    /// 64 random bits, without waiting for the kernel's pool (transaction ids, jitter).
+    fn random(&self) -> u64;
     /// Loads a kernel module from an open file (finit_module); `path` names it in messages.
     fn load_module(&self, file: BorrowedFd<'_>, path: &Path) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;

@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -15,6 +16,8 @@ use rustix::system::RebootCommand;
 
 use super::{Sys, Uname};
 use crate::model::interface::Interface;
+use crate::model::ipv4::Ipv4Net;
+use crate::net::dhcp::client::Transport;
 
 /// The kernel.
 #[derive(Debug, Default)]
@@ -46,6 +49,38 @@ impl Sys for Real {
         let uname = rustix::system::uname();
         let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();
         Uname { nodename: text(uname.nodename()), domainname: text(uname.domainname()), release: text(uname.release()) }
+    }
+
+    fn link_up(&self, index: u32) -> io::Result<()> {
+        crate::net::netlink::set_up(index)
+    }
+
+    fn add_address(&self, index: u32, net: Ipv4Net) -> io::Result<()> {
+        crate::net::netlink::add_address(index, net)
+    }
+
+    fn add_default_route(&self, index: u32, gateway: Ipv4Addr, onlink: bool) -> io::Result<()> {
+        crate::net::netlink::add_default_route(index, gateway, onlink)
+    }
+
+    fn dhcp_transport(&self, index: u32, source: Ipv4Addr) -> io::Result<Box<dyn Transport>> {
+        Ok(Box::new(super::packet::PacketTransport::open(index, source)?))
+    }
+
+    fn random(&self) -> u64 {
+        use rustix::rand::{getrandom, GetRandomFlags};
+        let mut bytes = [0u8; 8];
+        // GRND_INSECURE (Linux 5.6+) never blocks; before it, fall back to a non-blocking read,
+        // then to the clock: transaction ids need to differ, not to be secret.
+        let filled = [GetRandomFlags::INSECURE, GetRandomFlags::NONBLOCK]
+            .into_iter()
+            .any(|flags| getrandom(&mut bytes, flags).is_ok_and(|n| n == bytes.len()));
+        if filled {
+            u64::from_ne_bytes(bytes)
+        } else {
+            let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            (now.tv_sec as u64).wrapping_mul(1_000_000_007) ^ now.tv_nsec as u64
+        }
     }
 
     fn load_module(&self, file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {

@@ -18,3 +18,46 @@ pub fn with_controlling_tty(command: &mut Command) -> &mut Command {
         })
     }
 }
+
+/// `struct sockaddr_ll` (linux/if_packet.h): a link-layer address for packet sockets, which
+/// rustix has no type for.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LinkAddr {
+    family: u16,
+    /// An ETH_P_* protocol in network byte order.
+    protocol: u16,
+    ifindex: i32,
+    hatype: u16,
+    pkttype: u8,
+    halen: u8,
+    addr: [u8; 8],
+}
+
+impl LinkAddr {
+    /// The address of interface `ifindex` for `protocol` (host byte order) and hardware
+    /// destination `mac` (the broadcast address for DHCP).
+    pub fn new(ifindex: i32, protocol: u16, mac: [u8; 6]) -> Self {
+        let [a, b, c, d, e, f] = mac;
+        LinkAddr {
+            family: rustix::net::AddressFamily::PACKET.as_raw(),
+            protocol: protocol.to_be(),
+            ifindex,
+            hatype: 0,
+            pkttype: 0,
+            halen: 6,
+            addr: [a, b, c, d, e, f, 0, 0],
+        }
+    }
+}
+
+// SAFETY: `with_sockaddr` passes a pointer to `self`, a `repr(C)` struct laid out exactly as the
+// kernel's `struct sockaddr_ll`, and its size, valid for the duration of the call.
+unsafe impl rustix::net::addr::SocketAddrArg for LinkAddr {
+    unsafe fn with_sockaddr<R>(
+        &self,
+        f: impl FnOnce(*const rustix::net::addr::SocketAddrOpaque, rustix::net::addr::SocketAddrLen) -> R,
+    ) -> R {
+        f((self as *const Self).cast(), std::mem::size_of::<Self>() as rustix::net::addr::SocketAddrLen)
+    }
+}

@@ -2,6 +2,7 @@
 //! or carried out against a directory, with facts given on the command line instead of probed.
 
 mod apply;
+mod dhcp;
 mod plan;
 
 use std::ffi::OsString;
@@ -21,6 +22,8 @@ use crate::model::options::Options;
 pub const USAGE: &str = "\
 usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image at DIR (no changes)
        stateless apply --root DIR [OPTIONS]   carry it out under DIR (as root, in `unshare -m`)
+       stateless dhcp IFACE [--no-configure] [--timeout S] [--json]
+                                              run the DHCP client once and print the lease
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -114,6 +117,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
                 }
                 Err(e) => Err(e),
             }
+        }
+        "dhcp" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Info);
+            dhcp::command(args)
         }
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),
