@@ -354,3 +354,158 @@ pub mod testing {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use dhcproto::v4;
+    use dhcproto::{Decodable, Decoder, Encodable};
+
+    use super::testing::{Scripted, Server};
+    use super::*;
+
+    const MAC: [u8; 6] = [2, 0, 0, 0, 0, 7];
+    const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+    const OFFERED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
+
+    fn request(address: Option<Ipv4Net>) -> Request {
+        Request { mac: MAC, address, timeout: Duration::from_secs(60), max_start_delay: Duration::from_millis(500) }
+    }
+
+    /// A reply to `to` (parsed by dhcproto) of `kind`, with `name` as host name.
+    fn reply(to: &v4::Message, kind: v4::MessageType, name: &str) -> Vec<u8> {
+        let mut m =
+            v4::Message::new_with_id(to.xid(), Ipv4Addr::UNSPECIFIED, OFFERED, SERVER, Ipv4Addr::UNSPECIFIED, &MAC);
+        m.set_opcode(v4::Opcode::BootReply).set_flags(v4::Flags::default().set_broadcast());
+        for option in [
+            v4::DhcpOption::MessageType(kind),
+            v4::DhcpOption::ServerIdentifier(SERVER),
+            v4::DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 255, 0)),
+            v4::DhcpOption::Hostname(name.into()),
+        ] {
+            m.opts_mut().insert(option);
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn kind(m: &v4::Message) -> v4::MessageType {
+        match m.opts().get(v4::OptionCode::MessageType) {
+            Some(v4::DhcpOption::MessageType(k)) => *k,
+            other => panic!("no message type: {other:?}"),
+        }
+    }
+
+    /// Runs the client against `server`; the messages it sent (parsed) and when, and the result.
+    fn run_with(
+        address: Option<Ipv4Net>,
+        server: impl FnMut(&v4::Message, Duration) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> (Vec<(Duration, v4::Message)>, Result<Acquired, Failure>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let seen = log.clone();
+        let mut server = server;
+        let script: Server = Box::new(move |bytes: &[u8], now: Duration| {
+            let m = v4::Message::decode(&mut Decoder::new(bytes)).unwrap();
+            let replies = server(&m, now);
+            seen.lock().unwrap().push((now, m));
+            replies
+        });
+        let mut transport = Scripted::new(Arc::new(Mutex::new(script)));
+        let result = run(&mut transport, &request(address), &mut Rng::new(7));
+        let sent = log.lock().unwrap().clone();
+        (sent, result)
+    }
+
+    #[test]
+    fn discover_request_ack() {
+        let (sent, result) = run_with(None, |m, _| match kind(m) {
+            v4::MessageType::Discover => vec![reply(m, v4::MessageType::Offer, "lab3-12")],
+            v4::MessageType::Request => vec![reply(m, v4::MessageType::Ack, "lab3-12")],
+            _ => vec![],
+        });
+        let acquired = result.unwrap();
+        assert_eq!(acquired.exchange, Exchange::Discover);
+        assert_eq!(acquired.lease.address, Ipv4Net::new(OFFERED, 24));
+        assert_eq!(acquired.lease.hostname.as_deref(), Some("lab3-12"));
+        assert_eq!((acquired.stats.sent, acquired.stats.offers, acquired.stats.naks), (2, 1, 0));
+        let (discover, request) = (&sent[0].1, &sent[1].1);
+        assert_eq!(discover.xid(), request.xid(), "one transaction");
+        assert!(discover.flags().broadcast() && discover.chaddr()[..6] == MAC);
+        assert_eq!(
+            request.opts().get(v4::OptionCode::RequestedIpAddress),
+            Some(&v4::DhcpOption::RequestedIpAddress(OFFERED))
+        );
+        assert_eq!(
+            request.opts().get(v4::OptionCode::ServerIdentifier),
+            Some(&v4::DhcpOption::ServerIdentifier(SERVER))
+        );
+        assert!(sent[0].0 < Duration::from_millis(500), "the start delay is below its bound: {:?}", sent[0].0);
+    }
+
+    #[test]
+    fn retransmits_with_backoff_and_stops_at_the_bound() {
+        let (sent, result) = run_with(None, |_, _| vec![]);
+        let Err(Failure::NoLease(stats)) = result else { panic!("{result:?}") };
+        let times: Vec<Duration> = sent.iter().map(|(t, _)| *t).collect();
+        // 4, 8, 16, 32 s apart, each ±1 s, inside 60 s: five DISCOVERs.
+        assert_eq!(times.len(), 4.max(stats.sent as usize));
+        for (gap, base) in times.windows(2).map(|w| w[1] - w[0]).zip([4u64, 8, 16, 32]) {
+            let base = Duration::from_secs(base);
+            assert!(
+                gap >= base - Duration::from_secs(1) && gap < base + Duration::from_secs(1),
+                "{gap:?} for {base:?}"
+            );
+        }
+        assert!(*times.last().unwrap() < Duration::from_secs(60));
+        assert_eq!(stats.ms, 60_000, "the bound, not more");
+        assert!(sent.iter().all(|(_, m)| kind(m) == v4::MessageType::Discover));
+    }
+
+    #[test]
+    fn backoff_doubles_to_64_s_with_jitter() {
+        let mut rng = Rng::new(1);
+        for attempt in 0..10 {
+            let base = 4u64 << attempt.min(4);
+            for _ in 0..50 {
+                let d = backoff(attempt, &mut rng);
+                assert!(d >= Duration::from_secs(base - 1) && d < Duration::from_secs(base + 1), "{attempt}: {d:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn nak_starts_over_and_other_transactions_are_ignored() {
+        let mut naks = 0;
+        let (sent, result) = run_with(None, move |m, _| {
+            let mut other = reply(m, v4::MessageType::Offer, "other");
+            other[4] ^= 0xff; // another transaction
+            match kind(m) {
+                v4::MessageType::Discover => vec![other, reply(m, v4::MessageType::Offer, "lab3-12")],
+                v4::MessageType::Request if naks == 0 => {
+                    naks += 1;
+                    vec![reply(m, v4::MessageType::Nak, "")]
+                }
+                v4::MessageType::Request => vec![reply(m, v4::MessageType::Ack, "lab3-12")],
+                _ => vec![],
+            }
+        });
+        let acquired = result.unwrap();
+        assert_eq!(acquired.stats.naks, 1);
+        let kinds: Vec<_> = sent.iter().map(|(_, m)| kind(m)).collect();
+        use v4::MessageType::{Discover, Request};
+        assert_eq!(kinds, [Discover, Request, Discover, Request]);
+        assert_ne!(sent[0].1.xid(), sent[2].1.xid(), "a new transaction after the NAK");
+    }
+
+    #[test]
+    fn inform_keeps_the_address_and_sends_from_it() {
+        let ours = Ipv4Net::new(Ipv4Addr::new(10, 0, 2, 15), 24);
+        let (sent, result) = run_with(ours, |m, _| vec![reply(m, v4::MessageType::Ack, "lab3-12")]);
+        let acquired = result.unwrap();
+        assert_eq!(acquired.exchange, Exchange::Inform);
+        assert_eq!(acquired.lease.address, ours, "never the server's yiaddr");
+        assert_eq!(kind(&sent[0].1), v4::MessageType::Inform);
+        assert_eq!(sent[0].1.ciaddr(), Ipv4Addr::new(10, 0, 2, 15));
+    }
+}
