@@ -28,6 +28,11 @@ impl Ipv4Net {
         Ipv4Addr::from(u32::from(self.addr) & self.mask())
     }
 
+    /// The netmask (`255.255.255.0` for `/24`).
+    pub fn netmask(self) -> Ipv4Addr {
+        Ipv4Addr::from(self.mask())
+    }
+
     /// The broadcast address (`10.0.2.255` for `10.0.2.15/24`), the key of the old `networks/` layers.
     pub fn broadcast(self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) | !self.mask())
@@ -80,9 +85,11 @@ mod tests {
         let n: Ipv4Net = "192.168.7.12/24".parse().unwrap();
         assert_eq!(n.network(), Ipv4Addr::new(192, 168, 7, 0));
         assert_eq!(n.broadcast(), Ipv4Addr::new(192, 168, 7, 255));
+        assert_eq!(n.netmask(), Ipv4Addr::new(255, 255, 255, 0));
         assert_eq!(n.last_octet(), 12);
         let n: Ipv4Net = "10.1.2.3/0".parse().unwrap();
         assert_eq!(n.network(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(n.netmask(), Ipv4Addr::UNSPECIFIED);
         assert_eq!(n.broadcast(), Ipv4Addr::BROADCAST);
         let n: Ipv4Net = "10.1.2.3".parse().unwrap();
         assert_eq!(n.broadcast(), n.addr);
