@@ -35,6 +35,7 @@ fn handed_on_files_land_on_the_run_tmpfs_and_a_link_out_of_run_is_not_followed()
         name: "eth0".into(),
         mac: Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
         up: true,
+        carrier: true,
         loopback: false,
         addrs: Vec::new(),
     };

@@ -298,7 +298,7 @@ mod tests {
     }
 
     fn eth0(mac: Option<[u8; 6]>) -> Interface {
-        Interface { index: 2, name: "eth0".into(), mac, up: true, loopback: false, addrs: Vec::new() }
+        Interface { index: 2, name: "eth0".into(), mac, up: true, carrier: true, loopback: false, addrs: Vec::new() }
     }
 
     const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
