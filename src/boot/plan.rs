@@ -66,22 +66,28 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
     }
 }
 
-/// The DHCP step, when one is due: never twice, never when `ip=` configured the network
-/// statically (a bootloader that did DHCP can hand its result over that way), INFORM when the
-/// boot interface has an address but no host name is known, else DISCOVER.
+/// The DHCP step, when one is due (at most one exchange per boot):
+/// - the interface has an address: INFORM for the host name, unless one is known or the
+///   kernel's own DHCP ran (it asked for the name already: the server has none to give);
+/// - no address: DISCOVER, unless `ip=` configured the network statically (a bootloader that
+///   did DHCP hands its result over that way).
 fn dhcp(options: &Options, facts: &Facts) -> Option<Step> {
     let ip = options.ip.as_ref();
     let static_ip =
         ip.is_some_and(|ip| matches!(ip.autoconf.as_str(), "off" | "none" | "static") || ip.client.is_some());
-    if facts.dhcp_done || static_ip {
+    let kernel_dhcp = ip.is_some() && !static_ip;
+    if facts.dhcp_done {
         return None;
     }
     match facts.address {
         Some(_) => {
             let named = options.hostname.is_some()
+                || ip.is_some_and(|ip| ip.hostname.is_some())
                 || facts.kernel_hostname.as_deref().is_some_and(|n| !hostname::kernel_name_is_unset(n));
-            (!named).then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
+            (!named && !kernel_dhcp)
+                .then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
         }
+        None if static_ip => None,
         None => Some(Step::Dhcp { interface: ip.and_then(|ip| ip.device.clone()), exchange: Exchange::Discover }),
     }
 }
@@ -238,5 +244,48 @@ impl Plan {
             }
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::Cmdline;
+
+    fn options(cmdline: &str) -> Options {
+        Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None).0
+    }
+
+    fn facts(address: Option<&str>, kernel_hostname: &str) -> Facts {
+        Facts {
+            address: address.map(|a| a.parse().unwrap()),
+            interface: address.map(|_| "eth0".to_string()),
+            kernel_hostname: Some(kernel_hostname.into()),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn dhcp_only_when_it_can_tell_something() {
+        let on = Some("10.0.2.15/24");
+        let inform = Some(Step::Dhcp { interface: Some("eth0".into()), exchange: Exchange::Inform });
+        let static_ip = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
+        // The kernel's DHCP asked for a name and got none: asking again would get none either.
+        assert_eq!(dhcp(&options("ip=dhcp"), &facts(on, "(none)")), None);
+        assert_eq!(dhcp(&options("ip=dhcp"), &facts(on, "lab3-12")), None);
+        // A static ip= line without a name: ask for it, keep the address.
+        assert_eq!(dhcp(&options(static_ip), &facts(on, "(none)")), inform);
+        assert_eq!(dhcp(&options("ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12:eth0:off"), &facts(on, "(none)")), None);
+        assert_eq!(dhcp(&options(&format!("{static_ip} stateless.hostname=x")), &facts(on, "(none)")), None);
+        // No address: DISCOVER on the ip= device, or the first with carrier; never after a static line.
+        let discover =
+            |on: Option<&str>| Some(Step::Dhcp { interface: on.map(Into::into), exchange: Exchange::Discover });
+        assert_eq!(dhcp(&options("ip=eth1:dhcp"), &facts(None, "(none)")), discover(Some("eth1")));
+        assert_eq!(dhcp(&options(""), &facts(None, "(none)")), discover(None));
+        assert_eq!(dhcp(&options(static_ip), &facts(None, "(none)")), None);
+        // Once per boot.
+        let done = Facts { dhcp_done: true, ..facts(None, "(none)") };
+        assert_eq!(dhcp(&options(""), &done), None);
     }
 }

@@ -486,6 +486,13 @@ fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
         let autoconf = if word.is_empty() { "off".to_owned() } else { word };
         return Ok((IpParam { autoconf, ..IpParam::default() }, Vec::new()));
     }
+    // dracut's `ip=<interface>:<method>[:<mtu>[:<macaddr>]]`.
+    let mut fields = v.split(':');
+    if let (Some(dev), Some(method)) = (fields.next(), fields.next().map(str::to_ascii_lowercase)) {
+        if !dev.is_empty() && dev.parse::<Ipv4Addr>().is_err() && AUTOCONF.contains(&method.as_str()) {
+            return Ok((IpParam { device: Some(dev.to_owned()), autoconf: method, ..IpParam::default() }, Vec::new()));
+        }
+    }
     if !v.contains(':') && v.parse::<Ipv4Addr>().is_err() {
         let methods = AUTOCONF.join(", ");
         return Err(format!("{} is neither an autoconf method ({methods}) nor an IPv4 address", q(v)));

@@ -21,7 +21,7 @@ pub enum Exchange {
 /// A lease (or, for [`Exchange::Inform`], the configuration the server gave for our address).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
-    /// The server that answered (option 54, else the reply's source address).
+    /// The server that answered (option 54).
     pub server: Option<Ipv4Addr>,
     /// Our address and prefix (yiaddr with option 1; for INFORM, the address we already had).
     pub address: Option<Ipv4Net>,

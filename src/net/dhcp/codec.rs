@@ -496,7 +496,7 @@ fn seconds(value: &[u8]) -> Result<u32, String> {
 }
 
 fn addresses(value: &[u8]) -> Result<Vec<Ipv4Addr>, String> {
-    if value.is_empty() || value.len() % 4 != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(4) {
         return Err(wrong_length(value, "a multiple of 4"));
     }
     Ok(value.chunks_exact(4).filter_map(|a| <[u8; 4]>::try_from(a).ok()).map(Ipv4Addr::from).collect())
