@@ -482,14 +482,14 @@ fn sockets_are_refused() {
 #[test]
 fn too_deep_trees_are_an_error_not_a_panic() {
     let tmp = Tmp::new();
-    let deep: PathBuf = std::iter::repeat("d").take(70).collect();
+    let deep: PathBuf = std::iter::repeat_n("d", 70).collect();
     let deepest = tmp.src("").join(&deep);
     fs::create_dir_all(&deepest).unwrap();
     write(&deepest.join("file"), b"deep", 0o644);
 
     let listed = tmp.walk(&|_, _| Verdict::Copy);
     let copied = tmp.copy_all();
-    let limit: PathBuf = std::iter::repeat("d").take(MAX_DEPTH).collect();
+    let limit: PathBuf = std::iter::repeat_n("d", MAX_DEPTH).collect();
     for errors in [&listed.errors, &copied.errors] {
         assert_eq!(errors.len(), 1);
         assert_eq!((errors[0].path.as_path(), errors[0].op), (limit.as_path(), "depth"));
@@ -497,7 +497,7 @@ fn too_deep_trees_are_an_error_not_a_panic() {
     }
     assert_eq!(entries(&listed.copy), entries(&copied.written));
     assert_eq!(copied.written.len(), MAX_DEPTH - 1);
-    let last: PathBuf = std::iter::repeat("d").take(MAX_DEPTH - 1).collect();
+    let last: PathBuf = std::iter::repeat_n("d", MAX_DEPTH - 1).collect();
     assert!(lstat(&tmp.dst("").join(&last)).is_dir());
     assert!(fs::symlink_metadata(tmp.dst("").join(&limit)).is_err());
 }
