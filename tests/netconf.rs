@@ -49,7 +49,7 @@ fn handed_on_files_land_on_the_run_tmpfs_and_a_link_out_of_run_is_not_followed()
         let run = image.join("run");
         rustix::mount::mount("tmpfs", &run, "tmpfs", rustix::mount::MountFlags::empty(), c"mode=755").unwrap();
         let root = ImageRoot::open(&image).unwrap();
-        let written = netconf::write(&root, &interface, &lease, 7, true).unwrap();
+        let written = netconf::write(&root, &interface, &lease, 7, netconf::Resolver::Etc).unwrap();
         assert_eq!(
             written,
             [

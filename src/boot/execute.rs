@@ -14,12 +14,13 @@ use crate::fs::layers::{self, Provenance};
 use crate::fs::mounts::{
     self, EarlyMount, OVERLAYFS_MAGIC, RW_BASE, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS,
 };
+use crate::fs::netconf::{self, Resolver};
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
 use crate::model::layer::LayerKind;
-use crate::model::lease::{Dhcp, Exchange};
+use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Phase, Step};
@@ -231,6 +232,7 @@ impl<'a> Executor<'a> {
             Step::Overlay { dir } => self.overlay(dir),
             Step::Layer { kind, name } => Ok(self.layer(*kind, name)),
             Step::HostFiles { fqdn, short, files } => self.host_files(fqdn, short, files),
+            Step::NetworkFiles { interface } => self.network_files(interface),
             Step::Report { path } => self.report(path),
             Step::Handoff { init, fallbacks } => self.handoff(init.as_deref(), fallbacks),
         }
@@ -331,6 +333,7 @@ impl<'a> Executor<'a> {
             network::configure(self.sys, &link, &lease).map_err(fail)?;
             self.facts.address = lease.address;
             self.facts.interface = Some(link.name.clone());
+            self.facts.mac = link.mac;
         }
         let stats = &acquired.stats;
         let detail = format!(
@@ -599,6 +602,52 @@ impl<'a> Executor<'a> {
         Ok(Done::ok(format!("{short}, {fqdn} in {}", written.join(", "))))
     }
 
+    /// The files that keep the boot interface under the image's network manager, and tell
+    /// later stages the lease: our DHCP client's, else what the kernel's configuration gave.
+    fn network_files(&mut self, name: &str) -> Result<Done, Failure> {
+        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
+        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
+            return Ok(Done::skipped("/run is not a tmpfs: nothing written"));
+        }
+        let facts = &self.facts;
+        // Name and MAC as probed: the files match on them.
+        let interface = Interface {
+            name: name.to_string(),
+            mac: facts.mac,
+            index: 0,
+            up: true,
+            carrier: true,
+            loopback: false,
+            addrs: facts.address.into_iter().collect(),
+        };
+        let mut lease = match &facts.dhcp {
+            Some(dhcp) => dhcp.lease.clone(),
+            None => Lease {
+                address: facts.address,
+                dns: facts.nameservers.clone(),
+                domain: facts.domain.as_deref().and_then(|d| crate::model::hostname::validate(d).ok()),
+                ..Lease::default()
+            },
+        };
+        // The name the client got is the one to hand on, whichever source it came from.
+        if let Some(h) = &facts.hostname {
+            lease.hostname = Some(h.short.clone());
+            lease.domain = lease.domain.take().or_else(|| h.domain.clone());
+        }
+        let from_layer = self.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|s| s != "hostname");
+        let resolver = match (from_layer, facts.writable.iter().any(|d| d == "etc")) {
+            (true, _) => Resolver::Layer,
+            (false, true) => Resolver::Etc,
+            (false, false) => Resolver::RunOnly,
+        };
+        let uptime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime).tv_sec;
+        let written = netconf::write(&self.target, &interface, &lease, u64::try_from(uptime).unwrap_or(0), resolver)?;
+        for file in &written {
+            self.provenance.record(Path::new(file), "network");
+        }
+        Ok(Done::ok(written.join(", ")))
+    }
+
     fn report(&mut self, path: &str) -> Result<Done, Failure> {
         let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
@@ -763,6 +812,89 @@ mod tests {
         assert_eq!(std::fs::read_to_string(r.join("run/stateless/rw/etc/upper/from-base")).unwrap(), "base\n");
         assert!(!r.join("etc/from-base").exists());
         assert!(r.join("run/stateless/report.json").exists());
+    }
+
+    /// A scripted DHCP server that gives eth0's MAC 10.0.2.15/24 as lab3-12.lab.example.
+    fn dhcp_server() -> crate::net::dhcp::client::testing::Server {
+        use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
+        use dhcproto::{Decodable, Decoder, Encodable};
+        Box::new(|bytes: &[u8], _| {
+            let m = Message::decode(&mut Decoder::new(bytes)).unwrap();
+            let kind = match m.opts().get(OptionCode::MessageType) {
+                Some(DhcpOption::MessageType(MessageType::Discover)) => MessageType::Offer,
+                Some(DhcpOption::MessageType(MessageType::Request)) => MessageType::Ack,
+                _ => return vec![],
+            };
+            let ip = |d| std::net::Ipv4Addr::new(10, 0, 2, d);
+            let mut r = Message::new_with_id(m.xid(), ip(0), ip(15), ip(2), ip(0), &m.chaddr()[..6]);
+            r.set_opcode(Opcode::BootReply).set_flags(Flags::default().set_broadcast());
+            for option in [
+                DhcpOption::MessageType(kind),
+                DhcpOption::ServerIdentifier(ip(2)),
+                DhcpOption::SubnetMask(std::net::Ipv4Addr::new(255, 255, 255, 0)),
+                DhcpOption::Router(vec![ip(2)]),
+                DhcpOption::DomainNameServer(vec![ip(3)]),
+                DhcpOption::Hostname("lab3-12".into()),
+                DhcpOption::DomainName("lab.example".into()),
+            ] {
+                r.opts_mut().insert(option);
+            }
+            vec![r.to_vec().unwrap()]
+        })
+    }
+
+    #[test]
+    fn dhcp_discover_configures_names_and_hands_the_network_on() {
+        let image = Image::new("dhcp");
+        let r = &image.0;
+        let mut sys = fake(|_| None);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        let (outcomes, ended) = boot(&image, "", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let calls = sys.calls();
+        let at =
+            |call: &Call| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call:?}: {calls:#?}"));
+        let net = "10.0.2.15/24".parse().unwrap();
+        let gateway = std::net::Ipv4Addr::new(10, 0, 2, 2);
+        // Address and route before the name, the name from DHCP.
+        assert!(at(&Call::DhcpTransport(2, std::net::Ipv4Addr::UNSPECIFIED)) < at(&Call::AddAddress(2, net)));
+        assert!(at(&Call::AddAddress(2, net)) < at(&Call::AddDefaultRoute(2, gateway, false)));
+        assert!(at(&Call::AddDefaultRoute(2, gateway, false)) < at(&Call::Sethostname("lab3-12".into())));
+        assert!(calls.contains(&Call::Setdomainname("lab.example".into())));
+        let hostname = outcomes.iter().find_map(|o| match &o.step {
+            Step::Hostname { hostname, .. } => hostname.clone(),
+            _ => None,
+        });
+        assert_eq!(hostname.map(|h| h.source), Some(crate::model::hostname::Source::Dhcp));
+        // The layers keyed on the address and name were planned from the lease.
+        assert!(outcomes.iter().any(|o| matches!(&o.step, Step::Layer { name, .. } if name == "hosts/10.0.2.15")));
+        // Handed on: klibc's file with the lease, networkd told to keep eth0, the resolver.
+        let klibc = std::fs::read_to_string(r.join("run/net-eth0.conf")).unwrap();
+        assert!(klibc.contains("IPV4ADDR='10.0.2.15'") && klibc.contains("HOSTNAME='lab3-12'"), "{klibc}");
+        let networkd = std::fs::read_to_string(r.join("run/systemd/network/10-stateless-eth0.network")).unwrap();
+        assert!(networkd.contains("KeepConfiguration=yes"), "{networkd}");
+        assert!(networkd.contains("MACAddress=52:54:00:12:34:56"), "matched on the probed MAC: {networkd}");
+        assert!(std::fs::read_to_string(r.join("etc/resolv.conf")).unwrap().contains("nameserver 10.0.2.3"));
+        let report = std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap();
+        let report: crate::boot::report::Report = serde_json::from_str(&report).unwrap();
+        let dhcp = report.dhcp.unwrap();
+        assert_eq!((dhcp.interface.as_str(), dhcp.exchange, dhcp.sent), ("eth0", Exchange::Discover, 2));
+    }
+
+    #[test]
+    fn no_lease_is_a_fatal_step_the_policy_decides() {
+        let image = Image::new("nolease");
+        let mut sys = fake(|_| None);
+        sys.interfaces[0].addrs.clear();
+        let (outcomes, ended) = boot(&image, "stateless.emergency=reboot", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake reboot"));
+        let dhcp = outcomes.iter().find(|o| matches!(o.step, Step::Dhcp { .. })).unwrap();
+        assert_eq!(dhcp.status, Status::Failed);
+        assert_eq!(dhcp.error.as_ref().map(|e| e.op), Some(Op::Dhcp));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::AddAddress(..))));
     }
 
     #[test]

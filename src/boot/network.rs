@@ -21,6 +21,7 @@ pub fn probe(sys: &dyn Sys, options: &Options, facts: &mut Facts) {
         Ok(interfaces) => {
             if let Some(interface) = boot_interface(&interfaces, options) {
                 facts.interface = Some(interface.name.clone());
+                facts.mac = interface.mac;
                 facts.address = interface.addrs.first().copied();
             } else {
                 facts.notes.push("no network interface with an IPv4 address".into());
@@ -29,7 +30,10 @@ pub fn probe(sys: &dyn Sys, options: &Options, facts: &mut Facts) {
         Err(e) => facts.notes.push(format!("netlink: {e}")),
     }
     match sys.proc_file("net/pnp") {
-        Ok(bytes) => facts.domain = pnp::parse(&String::from_utf8_lossy(&bytes)).domain,
+        Ok(bytes) => {
+            let pnp = pnp::parse(&String::from_utf8_lossy(&bytes));
+            (facts.domain, facts.nameservers) = (pnp.domain, pnp.nameservers);
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => facts.notes.push(format!("/proc/net/pnp: {e}")),
     }

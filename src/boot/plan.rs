@@ -51,12 +51,20 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             .map(|(kind, name)| Step::Layer { kind, name })
             .chain(facts.uppers.iter().map(|dir| Step::Overlay { dir: dir.clone() }))
             .collect(),
-        Phase::HostFiles => match &facts.hostname {
-            Some(h) if facts.writable.iter().any(|d| d == "etc") => {
-                vec![Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files: hostfiles::planned(target) }]
-            }
-            _ => Vec::new(),
-        },
+        Phase::HostFiles => {
+            let host = match &facts.hostname {
+                Some(h) if facts.writable.iter().any(|d| d == "etc") => {
+                    Some(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files: hostfiles::planned(target) })
+                }
+                _ => None,
+            };
+            // The root came over this interface: the real init must keep it.
+            let network = match (&facts.interface, facts.address) {
+                (Some(interface), Some(_)) => Some(Step::NetworkFiles { interface: interface.clone() }),
+                _ => None,
+            };
+            host.into_iter().chain(network).collect()
+        }
         Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/report.json") }],
         Phase::Handoff => {
             let mut fallbacks = handoff::candidates(options.init.as_deref());

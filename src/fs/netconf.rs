@@ -207,8 +207,19 @@ impl ResolvConf {
     }
 }
 
+/// Where the resolver's files may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolver {
+    /// /etc is writable and no layer wrote /etc/resolv.conf: where it leads (see [`ResolvConf`]).
+    Etc,
+    /// Only where /etc/resolv.conf leads under /run (/etc is read-only).
+    RunOnly,
+    /// Nowhere: a layer supplied /etc/resolv.conf, and the admin's file wins.
+    Layer,
+}
+
 /// Writes the [`run_files`] for `interface` and `lease`, then the resolver's (see
-/// [`ResolvConf`]; in /etc only when `etc_writable`), each replaced whole: written beside and
+/// [`ResolvConf`] and [`Resolver`]), each replaced whole: written beside and
 /// renamed over, directories made as needed, no symlink followed on the way. The caller makes
 /// sure /run is a tmpfs, as nothing may land on the shared root. Returns the files written,
 /// relative to the root; stops at the first that fails. An interface name that is not plain
@@ -219,14 +230,14 @@ pub fn write(
     interface: &Interface,
     lease: &Lease,
     uptime_secs: u64,
-    etc_writable: bool,
+    resolver: Resolver,
 ) -> Result<Vec<String>, Failure> {
     if !plain_interface_name(&interface.name) {
         let name = Path::new(&interface.name);
         return Err(Failure::new(Op::Write, Some(name), "not a plain interface name: no file is named after it"));
     }
     let mut files = run_files(interface, lease, uptime_secs);
-    files.extend(resolver_files(root, lease, etc_writable)?);
+    files.extend(resolver_files(root, lease, resolver)?);
     let mut written = Vec::new();
     for (file, content) in files {
         write_file(root, &file, &content)?;
@@ -243,12 +254,16 @@ fn plain_interface_name(name: &str) -> bool {
 }
 
 /// The resolver's files, where /etc/resolv.conf leads; for systemd-resolved's, its drop-in too.
-fn resolver_files(root: &ImageRoot, lease: &Lease, etc_writable: bool) -> Result<Vec<(String, String)>, Failure> {
+fn resolver_files(root: &ImageRoot, lease: &Lease, resolver: Resolver) -> Result<Vec<(String, String)>, Failure> {
     let (Some(content), Some(dropin)) = (resolv_conf(lease), resolved_dropin(lease)) else {
         return Ok(Vec::new());
     };
+    if resolver == Resolver::Layer {
+        log::info!("/etc/resolv.conf comes from a layer: kept, the lease's DNS servers not written");
+        return Ok(Vec::new());
+    }
     Ok(match ResolvConf::from_link(resolv_conf_link(root)?.as_deref()) {
-        ResolvConf::File if etc_writable => vec![("etc/resolv.conf".to_string(), content)],
+        ResolvConf::File if resolver == Resolver::Etc => vec![("etc/resolv.conf".to_string(), content)],
         ResolvConf::File => {
             log::warn!("/etc is not writable: /etc/resolv.conf left as it is");
             Vec::new()
@@ -535,7 +550,7 @@ mod tests {
         let image = t.0.join("image");
         std::fs::write(image.join("etc/resolv.conf"), "nameserver 192.0.2.1\n").unwrap();
         let root = ImageRoot::open(&image).unwrap();
-        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, true).unwrap();
+        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, Resolver::Etc).unwrap();
         assert_eq!(written.len(), 6, "{written:?}");
         assert_eq!(written[5], "etc/resolv.conf");
         for (file, content) in run_files(&eth0(Some(MAC)), &lab_lease(), 3) {
@@ -543,11 +558,16 @@ mod tests {
         }
         assert_eq!(read(image.join("etc/resolv.conf")), resolv_conf(&lab_lease()).unwrap());
         // With /etc read-only, everything but resolv.conf.
-        let written = write(&root, &eth0(None), &lab_lease(), 3, false).unwrap();
+        let written = write(&root, &eth0(None), &lab_lease(), 3, Resolver::RunOnly).unwrap();
         assert_eq!(written.len(), 5, "{written:?}");
+        // A layer's /etc/resolv.conf is the admin's: kept.
+        std::fs::write(image.join("etc/resolv.conf"), "from a layer\n").unwrap();
+        let written = write(&root, &eth0(None), &lab_lease(), 3, Resolver::Layer).unwrap();
+        assert_eq!(written.len(), 5, "{written:?}");
+        assert_eq!(read(image.join("etc/resolv.conf")), "from a layer\n");
         // A name that would lead out of /run is refused before anything is written.
         let evil = Interface { name: "../../outside".into(), ..eth0(None) };
-        assert!(write(&root, &evil, &lab_lease(), 3, true).is_err());
+        assert!(write(&root, &evil, &lab_lease(), 3, Resolver::Etc).is_err());
         assert_eq!(read(t.0.join("outside")), "keep\n");
     }
 
@@ -556,7 +576,7 @@ mod tests {
         let t = image("stub", Some("../run/systemd/resolve/stub-resolv.conf"));
         let image = t.0.join("image");
         let root = ImageRoot::open(&image).unwrap();
-        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, true).unwrap();
+        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, Resolver::Etc).unwrap();
         assert_eq!(
             written[5..],
             ["run/systemd/resolve/stub-resolv.conf", "run/systemd/resolved.conf.d/stateless.conf"]
@@ -574,7 +594,7 @@ mod tests {
         let t = image("out", Some("../../outside"));
         let image = t.0.join("image");
         let root = ImageRoot::open(&image).unwrap();
-        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, true).unwrap();
+        let written = write(&root, &eth0(Some(MAC)), &lab_lease(), 3, Resolver::Etc).unwrap();
         assert!(written.iter().all(|f| f.starts_with("run/")), "{written:?}");
         assert_eq!(read(t.0.join("outside")), "keep\n");
         assert_eq!(std::fs::read_link(image.join("etc/resolv.conf")).unwrap(), Path::new("../../outside"));
@@ -582,7 +602,7 @@ mod tests {
         std::fs::remove_file(image.join("etc/resolv.conf")).unwrap();
         std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", image.join("etc/resolv.conf")).unwrap();
         std::os::unix::fs::symlink(&t.0, image.join("run/resolvconf")).unwrap();
-        assert!(write(&root, &eth0(Some(MAC)), &lab_lease(), 3, true).is_err());
+        assert!(write(&root, &eth0(Some(MAC)), &lab_lease(), 3, Resolver::Etc).is_err());
         assert!(!t.0.join("resolv.conf").exists());
     }
 }

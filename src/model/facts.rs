@@ -14,11 +14,17 @@ pub struct Facts {
     pub overlayfs: Option<bool>,
     /// Name of the interface that carries the boot address.
     pub interface: Option<String>,
+    /// Its hardware address, when it has one (the network files match on it).
+    #[serde(default)]
+    pub mac: Option<[u8; 6]>,
     pub address: Option<Ipv4Net>,
     /// The kernel's hostname as read, before any judgement.
     pub kernel_hostname: Option<String>,
     /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
     pub domain: Option<String>,
+    /// DNS servers from the kernel's DHCP (/proc/net/pnp).
+    #[serde(default)]
+    pub nameservers: Vec<std::net::Ipv4Addr>,
     /// What our DHCP client got (the network phase).
     pub dhcp: Option<Dhcp>,
     /// Whether the DHCP client has run (with or without a lease): it runs once.

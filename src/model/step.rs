@@ -128,6 +128,11 @@ pub enum Step {
         short: String,
         files: Vec<String>,
     },
+    /// What the real init needs to keep the boot interface and to know the lease
+    /// (docs/network.md).
+    NetworkFiles {
+        interface: String,
+    },
     /// /run/stateless/report.json and provenance.
     Report {
         path: String,
@@ -147,7 +152,7 @@ impl Step {
             Step::Dhcp { .. } | Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
-            Step::HostFiles { .. } => Phase::HostFiles,
+            Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
             Step::Report { .. } => Phase::Report,
             Step::Handoff { .. } => Phase::Handoff,
         }
@@ -194,6 +199,7 @@ impl fmt::Display for Step {
             Step::HostFiles { files, .. } => {
                 write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
             }
+            Step::NetworkFiles { interface } => write!(f, "network files for {interface} (kept up; lease, resolver)"),
             Step::Report { path } => write!(f, "report /{path}"),
             Step::Handoff { init: Some(init), fallbacks } if fallbacks.is_empty() => write!(f, "handoff to {init}"),
             Step::Handoff { init: Some(init), fallbacks } => {
