@@ -238,4 +238,62 @@ mod scenario {
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");
         b.print("no_overlayfs", "overlay module withheld: its load fails, /etc and /var planned in copy mode");
     }
+
+    /// The kernel configures eth0 from a static `ip=` line that carries no name; `stateless`
+    /// asks dnsmasq for it (INFORM) and keeps the address.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn inform_hostname_from_dnsmasq() {
+        let ip = "198.51.100.15:198.51.100.1:198.51.100.1:255.255.255.0::eth0:off";
+        let b = boot("inform_hostname_from_dnsmasq", "systemd", &["--net", "tap", "--ip", ip]);
+        let logs = b.logs();
+        assert_eq!(b.report["hostname"]["source"], "dhcp", "{logs}");
+        assert_eq!(b.report["hostname"]["short"], "lab3-12", "{logs}");
+        let dhcp = &b.report["dhcp"];
+        assert_eq!(dhcp["exchange"], "inform", "{logs}");
+        assert_eq!(dhcp["lease"]["address"], "198.51.100.15/24", "the address the kernel set: {logs}");
+        assert_eq!(dhcp["sent"], 1, "{logs}");
+        assert!(b.layers().contains(&"hosts/lab3-12"), "{:?} {logs}", b.layers());
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        let klibc = std::fs::read_to_string(b.out.join("result/run/net-eth0.conf")).unwrap_or_default();
+        assert!(klibc.contains("HOSTNAME='lab3-12'") && klibc.contains("IPV4ADDR='198.51.100.15'"), "{klibc} {logs}");
+        b.print("inform_hostname_from_dnsmasq", "static ip= without a name: INFORM to dnsmasq named it lab3-12");
+    }
+
+    /// systemd-networkd runs, with the generator's catch-all for the kernel's `ip=dhcp` and the
+    /// host layer of `takeover-1`, whose file gives every Ethernet link another address with
+    /// `KeepConfiguration=no` (a shim without the network files hangs here: the NFS root's
+    /// address is dropped). The file `stateless` wrote is chosen first and keeps eth0 as the
+    /// kernel set it, through the boot and a clean shutdown. `net.ifnames=0`, as diskless
+    /// clients use: udev cannot rename an interface that is up, and networkd would wait for it.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn networkd_keeps_the_root_interface() {
+        let append =
+            "net.ifnames=0 systemd.wants=systemd-networkd.service systemd.wants=systemd-network-generator.service";
+        let args = ["--net", "tap", "--hostname", "takeover-1", "--clean-shutdown", "--append", append];
+        let b = boot("networkd_keeps_the_root_interface", "systemd", &args);
+        let logs = b.logs();
+        assert!(b.layers().contains(&"hosts/takeover-1"), "the takeover file is in /etc: {:?} {logs}", b.layers());
+        assert_eq!(b.fact("networkd"), "active", "{logs}");
+        let read = |f: &str| std::fs::read_to_string(b.out.join("result").join(f)).unwrap_or_default();
+        let eth0 = read("networkd-links.txt")
+            .split("# /run/systemd/netif/links/")
+            .find(|l| l.starts_with("2\n"))
+            .map(str::to_string);
+        assert!(eth0.as_deref().is_some_and(|l| l.contains("ADMIN_STATE=configured")), "{eth0:?} {logs}");
+        let ours = read("run/systemd-network/10-stateless-eth0.network");
+        assert!(ours.contains("KeepConfiguration=yes"), "{logs}");
+        let addresses = read("fib_trie.txt");
+        assert!(addresses.contains("198.51.100.15") && !addresses.contains("198.51.100.99"), "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert!(b.serial.contains("systemd-shutdown[1]: All filesystems unmounted."), "clean shutdown {logs}");
+        assert!(b.serial.contains("reboot: Power down"), "{logs}");
+        assert!(!b.serial.contains("not responding"), "the NFS server was lost: {logs}");
+        b.print(
+            "networkd_keeps_the_root_interface",
+            "networkd with a takeover file kept eth0 as the kernel set it; clean poweroff",
+        );
+    }
 }

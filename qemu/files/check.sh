@@ -44,6 +44,25 @@ if [ "$(line /proc/1/comm)" = systemd ]; then
     fact system_state "$(systemctl is-system-running 2>/dev/null)"
     fact multi_user "$(systemctl is-active multi-user.target 2>/dev/null)"
     systemctl --no-pager --failed --no-legend > "$out/failed-units.txt" 2>&1
+    fact networkd "$(systemctl is-active systemd-networkd 2>/dev/null)"
+    # With networkd running, wait (60 s at most) until it has dealt with every link: a link
+    # stays "pending" until udev has seen it, and the point is what networkd then does to the
+    # interface the root hangs on.
+    settled() {
+        for f in /run/systemd/netif/links/*; do
+            while read -r l; do
+                case $l in ADMIN_STATE=pending|ADMIN_STATE=initialized|ADMIN_STATE=configuring) return 1 ;; esac
+            done < "$f"
+        done
+        return 0
+    }
+    if [ "$(systemctl is-active systemd-networkd 2>/dev/null)" = active ]; then
+        i=0
+        while [ $i -lt 300 ] && ! settled; do sleep 0.2; i=$((i + 1)); done
+        fact networkd_settled_after "$((i / 5)) s"
+    fi
+    # networkd's own record of each link: the .network file it chose, its state.
+    for f in /run/systemd/netif/links/*; do [ -f "$f" ] && { echo "# $f"; cat "$f"; }; done > "$out/networkd-links.txt" 2>/dev/null
 elif command -v rc-status > /dev/null; then
     fact runlevel "$(rc-status -r 2>/dev/null)"
     rc-status -a > "$out/rc-status.txt" 2>&1
@@ -51,6 +70,7 @@ fi
 
 cp /proc/cmdline "$out/cmdline.txt"
 cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
+cp /proc/net/fib_trie "$out/fib_trie.txt" 2>/dev/null
 dmesg > "$out/dmesg.txt" 2>/dev/null
 for p in /proc/[0-9]*; do echo "${p#/proc/} $(line "$p/comm")"; done > "$out/processes.txt"
 sha256sum /boot/stateless /etc/stateless-lab/* > "$out/checksums.txt" 2>&1
@@ -58,6 +78,10 @@ mkdir -p "$out/etc" "$out/run/stateless"
 [ -d /etc/stateless-lab ] && cp -a /etc/stateless-lab "$out/etc/"
 # The report and provenance, not the overlay upper dirs beside them.
 cp /run/stateless/report.json /run/stateless/provenance "$out/run/stateless/" 2>/dev/null
+# What hands the network on (docs/network.md), and what networkd was given.
+cp /run/net-*.conf "$out/run/" 2>/dev/null
+cp -L /etc/resolv.conf "$out/etc/resolv.conf" 2>/dev/null
+[ -d /run/systemd/network ] && cp -a /run/systemd/network "$out/run/systemd-network"
 uptime=$(line /proc/uptime)
 fact uptime_end "${uptime%% *}"
 fact check "done"

@@ -13,12 +13,13 @@ BOOT_RESULT_SIZE=64M       # sparse; the tar stops at its end marker
 
 boot_usage_error() { die "$* (see qemu/lab --help)"; }
 
-# nfsroot= for the image's export at /PSEUDO. NFSv3 only: with vers=4.2 the kernel's nfsroot
+# nfsroot= for the image's export at /PSEUDO on SERVER: boot_nfsroot SERVER /PSEUDO.
+# NFSv3 only: with vers=4.2 the kernel's nfsroot
 # retried for about 97 s, then "VFS: Unable to mount root fs via NFS" (not investigated).
 # rsize/wsize: the kernel's nfsroot defaults to 4096 (fs/nfs/nfsroot.c), which makes reading
 # /boot/stateless alone take ~50 READs; 1 MiB (ganesha's maximum) is what an admin sets.
 boot_nfsroot() {
-    echo "$BOOT_NFS_SERVER:$1,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock,rsize=1048576,wsize=1048576"
+    echo "$1:$2,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp,nolock,rsize=1048576,wsize=1048576"
 }
 
 # With lab.check=1 the image's init runs /lab/check.sh and powers off: systemd through
@@ -90,6 +91,7 @@ boot_fact() {
 
 cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
+    local net=user ip=dhcp clean_shutdown=0
     local variant=default keep=0 # the lab builds one kernel variant
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -100,6 +102,9 @@ cmd_boot() {
             --no-hostname) hostname=""; shift ;;
             --append) append+=" ${2?}"; shift 2 ;;
             --pxe) pxe=1; shift ;;
+            --net) net=${2:?}; shift 2 ;;
+            --ip) ip=${2:?}; shift 2 ;;
+            --clean-shutdown) clean_shutdown=1; shift ;;
             --until) until=${2:?}; shift 2 ;;
             --follow) follow=1; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
@@ -114,6 +119,9 @@ cmd_boot() {
     [[ -n $out ]] || boot_usage_error "--out is required"
     [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds"
     [[ $hostname =~ ^[A-Za-z0-9.-]*$ ]] || die "--hostname must be letters, digits, '.' and '-'"
+    [[ $net == user || $net == tap ]] || boot_usage_error "--net is user or tap"
+    [[ $net == user || $pxe == 0 ]] || boot_usage_error "--pxe goes with --net user only"
+    [[ $ip =~ ^[A-Za-z0-9.:]*$ ]] || die "--ip must be an ip= value (letters, digits, '.', ':')"
 
     cache_init
     local kernel
@@ -131,19 +139,24 @@ cmd_boot() {
     if [[ $keep == 0 ]]; then on_exit rm -rf "$run_dir"; fi
 
     prep_start=$(now)
-    image_prepare_run "$image" "$shim" "$(kernel_modules "$variant")" "$run_dir/root"
+    image_prepare_run "$image" "$shim" "$(kernel_modules "$variant")" "$run_dir/root" "$clean_shutdown"
     local fingerprint
     fingerprint=$(image_fingerprint "$run_dir/root")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
     truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
 
     servers_start "$run_dir" "/$image:$run_dir/root"
-
-    local cmdline netdev
-    cmdline="console=ttyS0 ip=dhcp root=/dev/nfs nfsroot=$(boot_nfsroot "/$image") ro init=/boot/stateless panic=-1"
+    local cmdline netdev server=$BOOT_NFS_SERVER
+    if [[ $net == tap ]]; then
+        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname"
+        server=$LAB_TAP_NET.1
+        netdev="tap,id=n0,ifname=stlabtap,script=no,downscript=no"
+    else
+        netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
+    fi
+    cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
     if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
     cmdline+=$append
-    netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
     # ready at once; without it the OpenRC image waited about 35 s for "crng init done".
     # shellcheck disable=SC2054 # commas belong to QEMU's option syntax

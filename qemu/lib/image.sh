@@ -184,12 +184,13 @@ image_check_built() {
         warn "image '$name' is older than its inputs: run qemu/lab build to refresh it"
 }
 
-# image_prepare_run NAME SHIM MODULES DEST: makes DEST a hard-link copy of the image plus the
+# image_prepare_run NAME SHIM MODULES DEST CLEAN: makes DEST a hard-link copy of the image plus the
 # per-run bits: the shim as /boot/stateless, the layer tree, the check, and the kernel's modules
-# (MODULES is a lib/modules folder). Files from the cache are never written through the links:
+# (MODULES is a lib/modules folder). CLEAN=1: systemd powers off cleanly after the check
+# (stopping every unit) instead of forcing it. Files from the cache are never written through the links:
 # per-run files are new inodes.
 image_prepare_run() {
-    local name=$1 shim=$2 modules=$3 dest=$4
+    local name=$1 shim=$2 modules=$3 dest=$4 clean=${5:-0}
     rm -rf "$dest"
     cp -al "$(image_root "$name")" "$dest"
     rm -rf "$dest/diskless" "$dest/lab" "$dest/boot/stateless"
@@ -206,6 +207,10 @@ image_prepare_run() {
                 install -m 0644 "$LAB_FILES/$unit" "$dest/etc/systemd/system/$unit"
                 ln -s "../$unit" "$dest/etc/systemd/system/multi-user.target.wants/$unit"
             done
+            if [[ $clean == 1 ]]; then
+                sed -i 's/^\(SuccessAction\|FailureAction\)=poweroff-force$/\1=poweroff/' \
+                    "$dest/etc/systemd/system/lab-check.service"
+            fi
             ;;
     esac
     install -m 0755 "$shim" "$dest/boot/stateless"

@@ -8,8 +8,12 @@
 # this to a real private or public range.
 
 LAB_VETH_ADDR=192.0.2.1/24
+# The client's network with --net tap: a bridge in the namespace with a tap for QEMU, and
+# dnsmasq as the DHCP server. TEST-NET-2 (RFC 5737), again never a real range.
+LAB_TAP_NET=198.51.100
 NS_NAME=""
 NS_SERVICES_PID=""
+DNSMASQ_PID=""
 
 # netns_create NAME: creates the namespace (deleted on exit) with lo and the veth pair up.
 netns_create() {
@@ -79,4 +83,32 @@ servers_stop() {
     wait "$NS_SERVICES_PID" 2>/dev/null || true
     NS_SERVICES_PID=""
     netns_delete "$NS_NAME"
+}
+
+# tap_network_start RUN_DIR MAC HOSTNAME: the bridge (.1, where ganesha also answers) and the
+# tap QEMU attaches to, and dnsmasq giving MAC the address .15 and HOSTNAME (none when empty),
+# the domain, a router and a DNS server. No ping check: the offer comes at once.
+tap_network_start() {
+    local run_dir=$1 mac=$2 hostname=$3
+    ip -n "$NS_NAME" link add stlabbr type bridge
+    ip -n "$NS_NAME" addr add "$LAB_TAP_NET.1/24" dev stlabbr
+    ip -n "$NS_NAME" link set stlabbr up
+    ip -n "$NS_NAME" tuntap add dev stlabtap mode tap
+    ip -n "$NS_NAME" link set stlabtap master stlabbr
+    ip -n "$NS_NAME" link set stlabtap up
+    ip netns exec "$NS_NAME" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
+        --interface=stlabbr --bind-interfaces --no-ping --log-dhcp --log-facility="$run_dir/dnsmasq.log" \
+        --dhcp-leasefile="$run_dir/dnsmasq.leases" \
+        --dhcp-range="$LAB_TAP_NET.100,$LAB_TAP_NET.150,255.255.255.0,1h" \
+        --dhcp-host="$mac,$LAB_TAP_NET.15${hostname:+,$hostname}" --domain="$BOOT_DOMAIN" \
+        --dhcp-option="option:router,$LAB_TAP_NET.1" --dhcp-option="option:dns-server,$LAB_TAP_NET.1" &
+    DNSMASQ_PID=$!
+    on_exit tap_network_stop
+}
+
+tap_network_stop() {
+    [[ -n $DNSMASQ_PID ]] || return 0
+    kill_wait "$DNSMASQ_PID" 5
+    wait "$DNSMASQ_PID" 2>/dev/null || true
+    DNSMASQ_PID=""
 }
