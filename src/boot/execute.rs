@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
+use crate::model::ipv4::Ipv4Net;
 use crate::model::layer::LayerKind;
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
@@ -221,6 +223,7 @@ impl<'a> Executor<'a> {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
             Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
+            Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
@@ -317,23 +320,17 @@ impl<'a> Executor<'a> {
         if exchange == Exchange::Inform {
             bound = bound.min(INFORM_BOUND);
         }
-        let bootif = self.options.bootif;
-        let wanted = |i: &Interface| match (interface, bootif) {
-            (Some(name), _) => i.name == name,
-            (None, Some(mac)) => i.mac == Some(mac),
-            (None, None) => true,
-        };
-        let fail = |message: String| Failure::new(Op::Dhcp, interface.map(Path::new), message);
-        let link = network::wait_for_carrier(self.sys, &wanted, bound).map_err(fail)?;
+        let link = self.link(interface, exchange == Exchange::Discover, bound)?;
+        // INFORM from the address the interface has (the probe's, or the static ip= one).
+        let address = if exchange == Exchange::Inform { self.facts.address } else { None };
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let left = bound.saturating_sub(started.elapsed());
-        let acquired = network::lease(self.sys, &link, left, DHCP_START_DELAY).map_err(|e| fail(e.to_string()))?;
+        let acquired =
+            network::lease(self.sys, &link, address, left, DHCP_START_DELAY).map_err(|e| fail(e.to_string()))?;
         let lease = acquired.lease;
         if exchange == Exchange::Discover {
             network::configure(self.sys, &link, &lease).map_err(fail)?;
-            self.facts.address = lease.address;
-            self.facts.interface = Some(link.name.clone());
-            self.facts.mac = link.mac;
+            self.configured(&link, lease.address);
         }
         let stats = &acquired.stats;
         let detail = format!(
@@ -349,6 +346,48 @@ impl<'a> Executor<'a> {
         let (sent, ignored, naks, ms) = (stats.sent, stats.ignored, stats.naks, stats.ms);
         self.facts.dhcp = Some(Dhcp { interface: link.name, exchange, lease, sent, ignored, naks, ms });
         Ok(Done::ok(detail))
+    }
+
+    /// The boot interface, once it has carrier: the `ip=` device, else the `BOOTIF=` MAC, else
+    /// the first to get carrier. `configuring`: it gets an address, so loopback is set up too.
+    fn link(&self, interface: Option<&str>, configuring: bool, bound: Duration) -> Result<Interface, Failure> {
+        let fail = |message: String| Failure::new(Op::Dhcp, interface.map(Path::new), message);
+        if configuring {
+            network::loopback_up(self.sys).map_err(fail)?;
+        }
+        let bootif = self.options.bootif;
+        let wanted = |i: &Interface| match (interface, bootif) {
+            (Some(name), _) => i.name == name,
+            (None, Some(mac)) => i.mac == Some(mac),
+            (None, None) => true,
+        };
+        network::wait_for_carrier(self.sys, &wanted, bound).map_err(fail)
+    }
+
+    /// What the phases after know once `link` has its address.
+    fn configured(&mut self, link: &Interface, address: Option<Ipv4Net>) {
+        self.facts.address = address;
+        self.facts.interface = Some(link.name.clone());
+        self.facts.mac = link.mac;
+    }
+
+    /// The static configuration of an `ip=` line on an interface without an address.
+    fn address(
+        &mut self,
+        interface: Option<&str>,
+        address: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<Done, Failure> {
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped("not PID 1: no interface is configured"));
+        }
+        let link = self.link(interface, true, Duration::from_secs(self.options.dhcp_timeout.into()))?;
+        let lease = Lease { address: Some(address), routers: gateway.into_iter().collect(), ..Lease::default() };
+        network::configure(self.sys, &link, &lease)
+            .map_err(|message| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message))?;
+        self.configured(&link, Some(address));
+        let via = gateway.map(|g| format!(", default route via {g}")).unwrap_or_default();
+        Ok(Done::ok(format!("{address} on {}{via}", link.name)))
     }
 
     fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
@@ -814,7 +853,8 @@ mod tests {
         assert!(r.join("run/stateless/report.json").exists());
     }
 
-    /// A scripted DHCP server that gives eth0's MAC 10.0.2.15/24 as lab3-12.lab.example.
+    /// A scripted DHCP server that gives eth0's MAC 10.0.2.15/24 as lab3-12.lab.example (and
+    /// answers INFORM with the same).
     fn dhcp_server() -> crate::net::dhcp::client::testing::Server {
         use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode, OptionCode};
         use dhcproto::{Decodable, Decoder, Encodable};
@@ -822,7 +862,7 @@ mod tests {
             let m = Message::decode(&mut Decoder::new(bytes)).unwrap();
             let kind = match m.opts().get(OptionCode::MessageType) {
                 Some(DhcpOption::MessageType(MessageType::Discover)) => MessageType::Offer,
-                Some(DhcpOption::MessageType(MessageType::Request)) => MessageType::Ack,
+                Some(DhcpOption::MessageType(MessageType::Request | MessageType::Inform)) => MessageType::Ack,
                 _ => return vec![],
             };
             let ip = |d| std::net::Ipv4Addr::new(10, 0, 2, d);
@@ -882,6 +922,52 @@ mod tests {
         let report: crate::boot::report::Report = serde_json::from_str(&report).unwrap();
         let dhcp = report.dhcp.unwrap();
         assert_eq!((dhcp.interface.as_str(), dhcp.exchange, dhcp.sent), ("eth0", Exchange::Discover, 2));
+    }
+
+    #[test]
+    fn static_ip_line_configures_without_dhcp_then_informs_for_a_name() {
+        let image = Image::new("static");
+        let lo = Interface {
+            index: 1,
+            name: "lo".into(),
+            mac: Some([0; 6]),
+            up: false,
+            carrier: false,
+            loopback: true,
+            addrs: vec![],
+        };
+        let net: Ipv4Net = "10.0.2.15/24".parse().unwrap();
+        let gateway = Ipv4Addr::new(10, 0, 2, 2);
+        let static_ip = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
+
+        // With a name in the line: no DHCP at all, the name from ip=.
+        let mut sys = fake(|_| None);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.interfaces.insert(0, lo.clone());
+        let (outcomes, _) = boot(&image, "ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12:eth0:off", &sys, Mode::Boot);
+        let calls = sys.calls();
+        assert!(calls.contains(&Call::LinkUp(1)), "loopback up: {calls:#?}");
+        assert!(calls.contains(&Call::AddAddress(2, net)) && calls.contains(&Call::AddDefaultRoute(2, gateway, false)));
+        assert!(!calls.iter().any(|c| matches!(c, Call::DhcpTransport(..))), "nothing sent: {calls:#?}");
+        let source = |outcomes: &[Outcome]| {
+            outcomes.iter().find_map(|o| match &o.step {
+                Step::Hostname { hostname: Some(h), .. } => Some((h.short.clone(), h.source)),
+                _ => None,
+            })
+        };
+        assert_eq!(source(&outcomes), Some(("lab3-12".to_string(), crate::model::hostname::Source::Ip)));
+
+        // Without one: INFORM from the static address (never DISCOVER), the name from DHCP.
+        let mut sys = fake(|_| None);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        let (outcomes, _) = boot(&image, static_ip, &sys, Mode::Boot);
+        let calls = sys.calls();
+        assert!(calls.contains(&Call::DhcpTransport(2, net.addr)), "{calls:#?}");
+        assert_eq!(calls.iter().filter(|c| matches!(c, Call::AddAddress(..))).count(), 1, "the static one only");
+        assert_eq!(source(&outcomes), Some(("lab3-12".to_string(), crate::model::hostname::Source::Dhcp)));
     }
 
     #[test]

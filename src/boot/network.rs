@@ -84,18 +84,28 @@ pub fn wait_for_carrier(
     Err(format!("no carrier after {} s", bound.as_secs()))
 }
 
-/// Runs the DHCP client on `interface`: INFORM when it has an address (kept as it is), else
+/// Sets the loopback interface up when it is down (the kernel then gives it 127.0.0.1/8):
+/// before the real init nothing else does, and in initramfs mode it starts down.
+pub fn loopback_up(sys: &dyn Sys) -> Result<(), String> {
+    let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
+    for lo in interfaces.iter().filter(|i| i.loopback && !i.up) {
+        sys.link_up(lo.index).map_err(|e| format!("set {} up: {e}", lo.name))?;
+    }
+    Ok(())
+}
+
+/// Runs the DHCP client on `interface`: INFORM when it has `address` (kept as it is), else
 /// DISCOVER. `max_start_delay` spreads clients powered on together.
 pub fn lease(
     sys: &dyn Sys,
     interface: &Interface,
+    address: Option<Ipv4Net>,
     bound: Duration,
     max_start_delay: Duration,
 ) -> Result<Acquired, Failure> {
     let mac = interface
         .mac
         .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
-    let address = interface.addrs.first().copied();
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
     let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
     let request = Request { mac, address, timeout: bound, max_start_delay };

@@ -13,6 +13,7 @@ use crate::fs::layers::{self, Layer};
 use crate::fs::root::ImageRoot;
 use crate::model::facts::Facts;
 use crate::model::hostname::{self, Candidate, Source};
+use crate::model::ipv4::{self, Ipv4Net};
 use crate::model::lease::Exchange;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::options::{Diagnostic, Options, OverlayMode};
@@ -32,7 +33,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             vec![Step::Module { name: "overlay".into(), needed_for: format!("overlayfs on {}", dirs.join(", ")) }]
         }
         Phase::Hardware | Phase::Root => Vec::new(),
-        Phase::Network => match dhcp(options, facts) {
+        Phase::Network => match network_step(options, facts) {
             Some(step) => vec![step],
             None => vec![hostname_step(options, facts)],
         },
@@ -74,12 +75,13 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
     }
 }
 
-/// The DHCP step, when one is due (at most one exchange per boot):
+/// The network step due, if any (at most one DHCP exchange per boot):
 /// - the interface has an address: INFORM for the host name, unless one is known or the
 ///   kernel's own DHCP ran (it asked for the name already: the server has none to give);
-/// - no address: DISCOVER, unless `ip=` configured the network statically (a bootloader that
-///   did DHCP hands its result over that way).
-fn dhcp(options: &Options, facts: &Facts) -> Option<Step> {
+/// - no address and a static `ip=` line (a bootloader that did DHCP hands its result over that
+///   way): that address, no DHCP;
+/// - no address otherwise: DISCOVER.
+fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
     let ip = options.ip.as_ref();
     let static_ip =
         ip.is_some_and(|ip| matches!(ip.autoconf.as_str(), "off" | "none" | "static") || ip.client.is_some());
@@ -95,7 +97,13 @@ fn dhcp(options: &Options, facts: &Facts) -> Option<Step> {
             (!named && !kernel_dhcp)
                 .then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
         }
-        None if static_ip => None,
+        None if static_ip => {
+            let ip = ip?;
+            let client = ip.client?;
+            let prefix = ip.netmask.and_then(|m| ipv4::prefix_of_mask(m).ok()).or(ipv4::classful_prefix(client))?;
+            let address = Ipv4Net::new(client, prefix)?;
+            Some(Step::Address { interface: ip.device.clone(), address, gateway: ip.gateway })
+        }
         None => Some(Step::Dhcp { interface: ip.and_then(|ip| ip.device.clone()), exchange: Exchange::Discover }),
     }
 }
@@ -108,6 +116,9 @@ fn hostname_step(options: &Options, facts: &Facts) -> Step {
     }
     if let Some(name) = facts.kernel_hostname.as_ref().filter(|n| !hostname::kernel_name_is_unset(n)) {
         candidates.push(Candidate { source: Source::Kernel, name: name.trim().to_string() });
+    }
+    if let Some(name) = options.ip.as_ref().and_then(|ip| ip.hostname.clone()) {
+        candidates.push(Candidate { source: Source::Ip, name });
     }
     let lease = facts.dhcp.as_ref().map(|d| &d.lease);
     if let Some(name) = lease.and_then(|l| l.hostname.clone()) {
@@ -280,20 +291,31 @@ mod tests {
         let inform = Some(Step::Dhcp { interface: Some("eth0".into()), exchange: Exchange::Inform });
         let static_ip = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
         // The kernel's DHCP asked for a name and got none: asking again would get none either.
-        assert_eq!(dhcp(&options("ip=dhcp"), &facts(on, "(none)")), None);
-        assert_eq!(dhcp(&options("ip=dhcp"), &facts(on, "lab3-12")), None);
+        assert_eq!(network_step(&options("ip=dhcp"), &facts(on, "(none)")), None);
+        assert_eq!(network_step(&options("ip=dhcp"), &facts(on, "lab3-12")), None);
         // A static ip= line without a name: ask for it, keep the address.
-        assert_eq!(dhcp(&options(static_ip), &facts(on, "(none)")), inform);
-        assert_eq!(dhcp(&options("ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12:eth0:off"), &facts(on, "(none)")), None);
-        assert_eq!(dhcp(&options(&format!("{static_ip} stateless.hostname=x")), &facts(on, "(none)")), None);
+        assert_eq!(network_step(&options(static_ip), &facts(on, "(none)")), inform);
+        assert_eq!(
+            network_step(&options("ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12:eth0:off"), &facts(on, "(none)")),
+            None
+        );
+        assert_eq!(network_step(&options(&format!("{static_ip} stateless.hostname=x")), &facts(on, "(none)")), None);
         // No address: DISCOVER on the ip= device, or the first with carrier; never after a static line.
         let discover =
             |on: Option<&str>| Some(Step::Dhcp { interface: on.map(Into::into), exchange: Exchange::Discover });
-        assert_eq!(dhcp(&options("ip=eth1:dhcp"), &facts(None, "(none)")), discover(Some("eth1")));
-        assert_eq!(dhcp(&options(""), &facts(None, "(none)")), discover(None));
-        assert_eq!(dhcp(&options(static_ip), &facts(None, "(none)")), None);
+        assert_eq!(network_step(&options("ip=eth1:dhcp"), &facts(None, "(none)")), discover(Some("eth1")));
+        assert_eq!(network_step(&options(""), &facts(None, "(none)")), discover(None));
+        // No address and a static line: that address, no DHCP; a prefix from the mask, else the class.
+        let address = |a: &str| Step::Address {
+            interface: Some("eth0".into()),
+            address: a.parse().unwrap(),
+            gateway: Some("10.0.2.2".parse().unwrap()),
+        };
+        assert_eq!(network_step(&options(static_ip), &facts(None, "(none)")), Some(address("10.0.2.15/24")));
+        let classful = "ip=10.0.2.15::10.0.2.2:::eth0:off";
+        assert_eq!(network_step(&options(classful), &facts(None, "(none)")), Some(address("10.0.2.15/8")));
         // Once per boot.
         let done = Facts { dhcp_done: true, ..facts(None, "(none)") };
-        assert_eq!(dhcp(&options(""), &done), None);
+        assert_eq!(network_step(&options(""), &done), None);
     }
 }

@@ -19,6 +19,9 @@ pub enum Source {
     Cmdline,
     /// The kernel already had one (kernel DHCP, `ip=` static config).
     Kernel,
+    /// The `<hostname>` field of `ip=`, when no kernel autoconfiguration set it (initramfs
+    /// mode, or a kernel without it).
+    Ip,
     /// Our DHCP client.
     Dhcp,
     /// `<prefix><last octet of the address>`.
@@ -30,6 +33,7 @@ impl fmt::Display for Source {
         f.write_str(match self {
             Source::Cmdline => "command line",
             Source::Kernel => "kernel",
+            Source::Ip => "ip=",
             Source::Dhcp => "dhcp",
             Source::Fallback => "fallback",
         })

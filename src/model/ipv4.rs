@@ -45,6 +45,30 @@ impl Ipv4Net {
     }
 }
 
+/// The prefix length of a subnet mask: its ones must be contiguous, and 0.0.0.0 is no mask
+/// (klibc's ipconfig takes it as "none given").
+pub fn prefix_of_mask(mask: Ipv4Addr) -> Result<u8, String> {
+    let ones = u32::from(mask).leading_ones();
+    if u32::from(mask).checked_shl(ones).unwrap_or(0) != 0 {
+        return Err(format!("{mask} is not a contiguous mask"));
+    }
+    if ones == 0 {
+        return Err(format!("{mask} is no mask"));
+    }
+    u8::try_from(ones).map_err(|_| format!("{mask}: prefix out of range"))
+}
+
+/// The classful default prefix (A /8, B /16, C /24) used when no mask is given, as the kernel's
+/// and klibc's ipconfig guess it; `None` for class D and E.
+pub fn classful_prefix(addr: Ipv4Addr) -> Option<u8> {
+    match addr.octets() {
+        [0..=127, ..] => Some(8),
+        [128..=191, ..] => Some(16),
+        [192..=223, ..] => Some(24),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Ipv4Net {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.addr, self.prefix)

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::hostname::Hostname;
+use super::ipv4::Ipv4Net;
 use super::layer::LayerKind;
 use super::lease::Exchange;
 use super::mount::EarlyMount;
@@ -102,6 +103,13 @@ pub enum Step {
         interface: Option<String>,
         exchange: Exchange,
     },
+    /// The static configuration of `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:off` on an
+    /// interface that has no address yet (a bootloader's DHCP handed over): no DHCP is sent.
+    Address {
+        interface: Option<String>,
+        address: Ipv4Net,
+        gateway: Option<std::net::Ipv4Addr>,
+    },
     Hostname {
         hostname: Option<Hostname>,
         rejected: Vec<String>,
@@ -149,7 +157,7 @@ impl Step {
         match self {
             Step::Mount { .. } => Phase::EarlyMounts,
             Step::Module { .. } => Phase::Hardware,
-            Step::Dhcp { .. } | Step::Hostname { .. } => Phase::Network,
+            Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
@@ -166,6 +174,7 @@ impl Step {
         matches!(
             self,
             Step::Dhcp { exchange: Exchange::Discover, .. }
+                | Step::Address { .. }
                 | Step::WritableDir { .. }
                 | Step::Overlay { .. }
                 | Step::Handoff { .. }
@@ -188,6 +197,11 @@ impl fmt::Display for Step {
                     write!(f, "dhcp on {on}: ask for the host name (INFORM), address kept")
                 }
             },
+            Step::Address { interface, address, gateway } => {
+                let on = interface.as_deref().unwrap_or("the first interface with carrier");
+                write!(f, "address {address} on {on} from ip=")?;
+                gateway.map_or(Ok(()), |g| write!(f, ", default route via {g}"))
+            }
             Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {

@@ -505,15 +505,7 @@ fn addresses(value: &[u8]) -> Result<Vec<Ipv4Addr>, String> {
 /// The prefix length of a subnet mask. A mask whose ones are not contiguous is refused, and so is
 /// 0.0.0.0, which klibc's ipconfig takes as "no mask" (it then guesses one, as we do).
 fn prefix(value: &[u8]) -> Result<u8, String> {
-    let mask = address(value)?;
-    let ones = u32::from(mask).leading_ones();
-    if u32::from(mask).checked_shl(ones).unwrap_or(0) != 0 {
-        return Err(format!("{mask} is not a contiguous mask"));
-    }
-    if ones == 0 {
-        return Err(format!("{mask} is no mask"));
-    }
-    Ok(ones as u8) // at most 32
+    crate::model::ipv4::prefix_of_mask(address(value)?)
 }
 
 fn mtu(value: &[u8]) -> Result<u16, String> {
@@ -587,13 +579,7 @@ fn your_address(yiaddr: Ipv4Addr, prefix: Option<u8>, rejected: &mut Vec<String>
     if yiaddr.is_unspecified() {
         return None;
     }
-    let [first, ..] = yiaddr.octets();
-    let prefix = prefix.or(match first {
-        0..=127 => Some(8),
-        128..=191 => Some(16),
-        192..=223 => Some(24),
-        _ => None,
-    });
+    let prefix = prefix.or(crate::model::ipv4::classful_prefix(yiaddr));
     if prefix.is_none() {
         rejected.push(format!("yiaddr {yiaddr}: no subnet mask, and no address class to guess one from"));
     }
