@@ -1,6 +1,10 @@
 //! Loading a kernel module by name from the image's `modules.dep`, dependencies first,
 //! without modprobe (the image may have none, and the kernel's request_module needs one).
 
+pub mod fnmatch;
+pub mod index;
+pub mod resolve;
+
 use std::os::fd::AsFd;
 use std::path::Path;
 

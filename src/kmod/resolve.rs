@@ -1,0 +1,154 @@
+//! From names and modaliases to the modules to load, as kmod resolves them: a name is looked up
+//! as a module (`modules.dep`), then as a built-in module, then as an alias (`modules.alias`
+//! patterns, else the built-in modules' aliases); the probe list of a module is kmod's:
+//! for each dependency (farthest first) its softdeps `pre:`, the dependency, its `post:`; then
+//! the module's own `pre:`, the module, its `post:`. Each module appears once.
+
+use std::collections::BTreeSet;
+
+use super::fnmatch;
+use super::index::{normalize, normalize_alias, Index};
+
+/// What a name or modalias resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The module (normalised name).
+    pub module: String,
+    /// The alias pattern that matched, when it was an alias.
+    pub pattern: Option<String>,
+    pub builtin: bool,
+}
+
+/// Resolves `name` as `modprobe -R` does; an empty list when nothing matches.
+pub fn lookup(index: &Index, name: &str) -> Vec<Found> {
+    let module = normalize(name);
+    if index.modules.contains_key(&module) {
+        return vec![Found { module, pattern: None, builtin: false }];
+    }
+    if index.builtin.contains(&module) {
+        return vec![Found { module, pattern: None, builtin: true }];
+    }
+    let Some(alias) = normalize_alias(name) else { return Vec::new() };
+    for (aliases, builtin) in [(&index.aliases, false), (&index.builtin_aliases, true)] {
+        let mut found: Vec<Found> = Vec::new();
+        for (pattern, module) in aliases {
+            if fnmatch::matches(pattern, alias.as_bytes()) && !found.iter().any(|f| f.module == *module) {
+                let pattern = Some(String::from_utf8_lossy(pattern).into_owned());
+                found.push(Found { module: module.clone(), pattern, builtin });
+            }
+        }
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    Vec::new()
+}
+
+/// One entry of a probe list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub module: String,
+    /// Its file relative to the module dir; `None` for a built-in module.
+    pub path: Option<String>,
+}
+
+/// The probe list of `module` (normalised name), dependencies and softdeps first, each module
+/// once, `ordered` continuing a list built by earlier calls (modules already in it are not
+/// added again). Names a softdep gives that resolve to nothing are skipped, as kmod does.
+pub fn probe_list(index: &Index, module: &str, ordered: &mut Vec<Step>) {
+    let mut visited = BTreeSet::new();
+    visit(index, module, &mut visited, ordered);
+}
+
+fn visit(index: &Index, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+    // Bounded: each module is visited once per list, and there are finitely many.
+    if !visited.insert(module.to_string()) {
+        return;
+    }
+    if let Some(entry) = index.modules.get(module) {
+        for dep in entry.deps.iter().rev() {
+            with_softdeps(index, dep, visited, out);
+        }
+    }
+    with_softdeps(index, module, visited, out);
+}
+
+fn with_softdeps(index: &Index, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+    let softdep = index.softdep(module);
+    for pre in softdep.map(|s| s.pre.as_slice()).unwrap_or_default() {
+        for found in lookup(index, pre) {
+            visit(index, &found.module, visited, out);
+        }
+    }
+    if !out.iter().any(|s| s.module == module) {
+        let path = index.modules.get(module).map(|m| m.path.clone());
+        out.push(Step { module: module.to_string(), path });
+    }
+    for post in softdep.map(|s| s.post.as_slice()).unwrap_or_default() {
+        for found in lookup(index, post) {
+            visit(index, &found.module, visited, out);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn index() -> Index {
+        let dep = b"kernel/fs/btrfs/btrfs.ko: kernel/crypto/xor.ko kernel/lib/raid6/raid6_pq.ko kernel/lib/libcrc32c.ko\n\
+            kernel/crypto/xor.ko:\nkernel/lib/raid6/raid6_pq.ko:\nkernel/lib/libcrc32c.ko:\n\
+            kernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/crypto/crc32c_generic.ko:\nkernel/crypto/blake2b_generic.ko:\n\
+            kernel/drivers/net/e1000/e1000.ko:\n";
+        let alias = b"alias crypto-crc32c crc32c_intel\nalias crc32c crc32c_intel\nalias crypto-crc32c crc32c_generic\n\
+            alias crc32c crc32c_generic\nalias blake2b-256 blake2b_generic\nalias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000\n";
+        let softdep = b"softdep btrfs pre: crypto-crc32c blake2b-256\nsoftdep libcrc32c pre: crc32c\n";
+        Index::parse(
+            dep,
+            alias,
+            softdep,
+            b"kernel/drivers/virtio/virtio_pci.ko\n",
+            b"virtio_pci.alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0",
+        )
+    }
+
+    #[test]
+    fn lookup_as_modprobe_resolves() {
+        let index = index();
+        let names = |name: &str| lookup(&index, name).into_iter().map(|f| (f.module, f.builtin)).collect::<Vec<_>>();
+        assert_eq!(names("crc32c-intel"), [("crc32c_intel".into(), false)], "a module name, - as _");
+        assert_eq!(names("crc32c"), [("crc32c_intel".into(), false), ("crc32c_generic".into(), false)]);
+        assert_eq!(names("pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"), [("e1000".into(), false)]);
+        assert_eq!(names("pci:v00001AF4d00001041sv00001AF4sd00001041bc02sc00i00"), [("virtio_pci".into(), true)]);
+        assert_eq!(names("virtio_pci"), [("virtio_pci".into(), true)]);
+        assert!(names("acpi:PNP0303:").is_empty());
+    }
+
+    #[test]
+    fn probe_list_is_kmods() {
+        let index = index();
+        let mut list = Vec::new();
+        probe_list(&index, "btrfs", &mut list);
+        let names: Vec<&str> = list.iter().map(|s| s.module.as_str()).collect();
+        // What `modprobe --show-depends btrfs` prints for these files.
+        assert_eq!(
+            names,
+            ["crc32c_intel", "crc32c_generic", "libcrc32c", "raid6_pq", "xor", "blake2b_generic", "btrfs"]
+        );
+        assert_eq!(list[2].path.as_deref(), Some("kernel/lib/libcrc32c.ko"));
+        // A second list continues the first: nothing twice.
+        probe_list(&index, "libcrc32c", &mut list);
+        assert_eq!(list.len(), 7);
+    }
+
+    #[test]
+    fn softdep_cycles_end() {
+        let dep = b"kernel/a.ko:\nkernel/b.ko:\n";
+        let index = Index::parse(dep, b"", b"softdep a pre: b\nsoftdep b pre: a post: a\n", b"", b"");
+        let mut list = Vec::new();
+        probe_list(&index, "a", &mut list);
+        let names: Vec<&str> = list.iter().map(|s| s.module.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+}
