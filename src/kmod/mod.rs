@@ -1,6 +1,7 @@
 //! Loading a kernel module by name from the image's `modules.dep`, dependencies first,
 //! without modprobe (the image may have none, and the kernel's request_module needs one).
 
+pub mod coldplug;
 pub mod fnmatch;
 pub mod index;
 pub mod resolve;
@@ -35,8 +36,30 @@ pub fn load_order(modules_dep: &str, name: &str) -> Option<Vec<String>> {
     Some(order)
 }
 
-/// Largest modules.dep read (Debian's is about 400 KiB).
+/// Largest index file read (Debian's modules.alias is about 1.3 MiB, modules.dep 400 KiB).
 const MODULES_DEP_LIMIT: u64 = 16 << 20;
+
+/// The index of the module dir `dir` (absolute, as `root` sees it): the files depmod writes,
+/// each read as `root` sees it; a missing one is empty, except modules.dep.
+pub fn read_index(root: &ImageRoot, dir: &Path) -> Result<index::Index, String> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        match root.read_file(&path.to_string_lossy(), MODULES_DEP_LIMIT) {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(format!("{}: {e}", root.host_path(&path).display())),
+        }
+    };
+    let dep = read("modules.dep")?
+        .ok_or_else(|| format!("{}: not found", root.host_path(&dir.join("modules.dep")).display()))?;
+    let optional = |name: &str| read(name).map(Option::unwrap_or_default);
+    Ok(index::Index::parse(
+        &dep,
+        &optional("modules.alias")?,
+        &optional("modules.softdep")?,
+        &optional("modules.builtin")?,
+        &optional("modules.builtin.modinfo")?,
+    ))
+}
 
 /// Loads `name` and its dependencies from `/lib/modules/<release>/` of `root` (the root
 /// `stateless` runs in), every file opened as that root sees it. Already loaded is fine.

@@ -10,7 +10,7 @@ use super::fnmatch;
 use super::index::{normalize, normalize_alias, Index};
 
 /// What a name or modalias resolved to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Found {
     /// The module (normalised name).
     pub module: String,

@@ -3,6 +3,7 @@
 
 mod apply;
 mod dhcp;
+mod modules;
 mod plan;
 
 use std::ffi::OsString;
@@ -24,6 +25,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
        stateless apply --root DIR [OPTIONS]   carry it out under DIR (as root, in `unshare -m`)
        stateless dhcp IFACE [--no-configure] [--timeout S] [--json]
                                               run the DHCP client once and print the lease
+       stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
+                                              the modules coldplug would load, and why
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -121,6 +124,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "dhcp" => {
             crate::log::init(Sink::Stderr, LevelFilter::Info);
             dhcp::command(args)
+        }
+        "modules" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Warn);
+            modules::command(args)
         }
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),

@@ -1,0 +1,198 @@
+//! Coldplug without udev: every device under `<sysfs>/devices` that has a `modalias`, and the
+//! modules those resolve to, in kmod's load order. The walk follows no symlink (sysfs links
+//! back up the tree), is bounded in depth and entries, and takes only printable modaliases.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::index::Index;
+use super::resolve::{lookup, probe_list, Found, Step};
+
+/// Deepest directory the walk enters below `devices` (real trees stay under 20).
+const MAX_DEPTH: usize = 48;
+/// Most directory entries the walk looks at.
+const MAX_ENTRIES: usize = 500_000;
+/// Longest modalias read (the kernel's are under 4 KiB).
+const MODALIAS_LIMIT: usize = 4096;
+
+/// A device and its modalias.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// Its path below the sysfs root (`devices/pci0000:00/0000:00:03.0`).
+    pub path: String,
+    pub modalias: String,
+}
+
+/// The devices under `<sysfs>/devices` with a modalias, in walk order (sorted per directory).
+pub fn devices(sysfs: &Path) -> io::Result<Vec<Device>> {
+    let mut found = Vec::new();
+    let mut seen = 0usize;
+    let mut stack = vec![(sysfs.join("devices"), String::from("devices"), 0usize)];
+    while let Some((dir, rel, depth)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if depth == 0 => return Err(e),
+            Err(_) => continue, // a device that went away, a dir we may not read
+        };
+        let mut names: Vec<(String, bool)> = Vec::new();
+        for entry in entries.filter_map(Result::ok) {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return Err(io::Error::other(format!("more than {MAX_ENTRIES} entries under {}", dir.display())));
+            }
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            names.push((name, is_dir));
+        }
+        names.sort();
+        if names.iter().any(|(n, d)| n == "modalias" && !d) {
+            if let Some(modalias) = read_modalias(&dir.join("modalias")) {
+                found.push(Device { path: rel.clone(), modalias });
+            }
+        }
+        if depth < MAX_DEPTH {
+            // Reversed onto the stack: visited in name order.
+            for (name, _) in names.into_iter().rev().filter(|(_, is_dir)| *is_dir) {
+                stack.push((dir.join(&name), format!("{rel}/{name}"), depth + 1));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn read_modalias(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let text = std::str::from_utf8(bytes.get(..bytes.len().min(MODALIAS_LIMIT + 1))?).ok()?.trim_end();
+    (!text.is_empty() && text.len() <= MODALIAS_LIMIT && text.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| text.to_string())
+}
+
+/// What coldplug does with one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Match {
+    pub device: Device,
+    /// What its modalias resolved to (empty: no driver module for it, or built in).
+    pub modules: Vec<Found>,
+}
+
+/// One module of the load plan.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub module: String,
+    /// Relative to the module dir; `None` when built in.
+    pub path: Option<String>,
+    pub state: State,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// To be loaded.
+    Load,
+    /// Part of the kernel image.
+    BuiltIn,
+    /// Already in the running kernel (/proc/modules).
+    Loaded,
+}
+
+/// The coldplug plan: each device's modules, and every module to load in kmod's order (each
+/// once), those built in or already loaded marked so.
+pub fn plan(index: &Index, devices: Vec<Device>, loaded: &BTreeSet<String>) -> (Vec<Match>, Vec<Planned>) {
+    let mut order: Vec<Step> = Vec::new();
+    let mut matches = Vec::new();
+    for device in devices {
+        let modules = lookup(index, &device.modalias);
+        for found in &modules {
+            probe_list(index, &found.module, &mut order);
+        }
+        matches.push(Match { device, modules });
+    }
+    let planned = order
+        .into_iter()
+        .map(|step| {
+            let state = match &step.path {
+                None => State::BuiltIn,
+                Some(_) if loaded.contains(&step.module) => State::Loaded,
+                Some(_) => State::Load,
+            };
+            Planned { module: step.module, path: step.path, state }
+        })
+        .collect();
+    (matches, planned)
+}
+
+/// The names in `/proc/modules` (normalised).
+pub fn loaded(proc_modules: &str) -> BTreeSet<String> {
+    proc_modules.lines().filter_map(|l| l.split_whitespace().next()).map(super::index::normalize).collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_a_sysfs_tree_without_following_links() {
+        let root = std::env::temp_dir().join(format!("stateless-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let dev = root.join("devices/pci0000:00/0000:00:03.0");
+        std::fs::create_dir_all(dev.join("virtio0")).unwrap();
+        std::fs::write(dev.join("modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n").unwrap();
+        std::fs::write(dev.join("virtio0/modalias"), "virtio:d00000001v00001AF4\n").unwrap();
+        std::fs::create_dir_all(root.join("devices/platform/bad")).unwrap();
+        std::fs::write(root.join("devices/platform/bad/modalias"), "a b\x01\n").unwrap();
+        std::os::unix::fs::symlink(root.join("devices"), dev.join("loop")).unwrap();
+        let found = devices(&root).unwrap();
+        assert_eq!(
+            found.iter().map(|d| (d.path.as_str(), d.modalias.as_str())).collect::<Vec<_>>(),
+            [
+                ("devices/pci0000:00/0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
+                ("devices/pci0000:00/0000:00:03.0/virtio0", "virtio:d00000001v00001AF4"),
+            ]
+        );
+        assert!(devices(&root.join("nowhere")).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn plans_each_module_once_in_order() {
+        let dep = b"kernel/drivers/virtio/virtio_ring.ko:\nkernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n\
+            kernel/drivers/net/virtio_net.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n\
+            kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n";
+        let alias = b"alias virtio:d00000001v* virtio_net\nalias virtio:d00000002v* virtio_blk\n";
+        let index = Index::parse(
+            dep,
+            alias,
+            b"",
+            b"kernel/drivers/virtio/virtio_pci.ko\n",
+            b"virtio_pci.alias=pci:v00001AF4d*sv*sd*bc*sc*i*\0",
+        );
+        let device = |path: &str, modalias: &str| Device { path: path.into(), modalias: modalias.into() };
+        let devices = vec![
+            device("devices/a", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
+            device("devices/a/virtio0", "virtio:d00000001v00001AF4"),
+            device("devices/b/virtio1", "virtio:d00000002v00001AF4"),
+            device("devices/c", "acpi:PNP0303:"),
+        ];
+        let (matches, planned) = plan(&index, devices, &BTreeSet::from(["virtio_ring".to_string()]));
+        assert!(matches[3].modules.is_empty());
+        let states: Vec<(&str, State)> = planned.iter().map(|p| (p.module.as_str(), p.state)).collect();
+        assert_eq!(
+            states,
+            [
+                ("virtio_pci", State::BuiltIn),
+                ("virtio_ring", State::Loaded),
+                ("virtio", State::Load),
+                ("virtio_net", State::Load),
+                ("virtio_blk", State::Load),
+            ]
+        );
+        assert_eq!(
+            loaded("virtio_net 61440 0 - Live 0x0\ncrc32c-intel 1 0 - Live 0x0\n"),
+            BTreeSet::from(["virtio_net".into(), "crc32c_intel".into()])
+        );
+    }
+}

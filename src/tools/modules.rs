@@ -1,0 +1,117 @@
+//! `stateless modules`: which modules coldplug chooses for this machine (or for a saved sysfs
+//! tree), which device and alias each comes from, and the load order, resolved as kmod does
+//! from a kernel's module dir. Changes nothing.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::fs::root::ImageRoot;
+use crate::kmod::coldplug::{self, Match, Planned, State};
+
+pub const USAGE: &str = "\
+usage: stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
+
+Shows which kernel modules the boot's coldplug chooses for the devices under DIR/devices (default
+/sys): for each device with a modalias, the modules it resolves to and the alias that matched;
+then every module in load order (dependencies and softdeps first), each marked load, built-in or
+loaded (already in the running kernel). Resolved as kmod does, from /lib/modules/V (V defaults to
+the running kernel's release) or --modules-dir. Changes nothing.
+";
+
+#[derive(Debug, Default)]
+struct Args {
+    release: Option<String>,
+    modules_dir: Option<PathBuf>,
+    sysfs: Option<PathBuf>,
+    json: bool,
+}
+
+fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
+    let mut parsed = Args::default();
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.to_str().unwrap_or("") {
+            "--help" | "-h" => return Ok(None),
+            "--kernel-version" => {
+                let v = value("--kernel-version")?.into_string().map_err(|_| "--kernel-version: not UTF-8")?;
+                if v.is_empty() || v.contains('/') || v == ".." {
+                    return Err(format!("--kernel-version {v:?}: not a release name"));
+                }
+                parsed.release = Some(v);
+            }
+            "--modules-dir" => parsed.modules_dir = Some(PathBuf::from(value("--modules-dir")?)),
+            "--sysfs" => parsed.sysfs = Some(PathBuf::from(value("--sysfs")?)),
+            "--json" => parsed.json = true,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+#[derive(Serialize)]
+struct Output {
+    modules_dir: String,
+    devices: Vec<Match>,
+    load: Vec<Planned>,
+    problems: Vec<String>,
+}
+
+pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let Some(args) = parse(args)? else {
+        crate::tools::emit(USAGE)?;
+        return Ok(0);
+    };
+    let running = rustix::system::uname().release().to_string_lossy().into_owned();
+    let release = args.release.clone().unwrap_or_else(|| running.clone());
+    let dir = match &args.modules_dir {
+        Some(dir) => std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?,
+        None => Path::new("/lib/modules").join(&release),
+    };
+    let root = ImageRoot::open(Path::new("/")).map_err(|e| format!("/: {e}"))?;
+    let index = crate::kmod::read_index(&root, &dir)?;
+    let sysfs = args.sysfs.clone().unwrap_or_else(|| PathBuf::from("/sys"));
+    let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/devices: {e}", sysfs.display()))?;
+    // What runs now is only known for the running kernel's own modules.
+    let loaded = if release == running && args.sysfs.is_none() {
+        coldplug::loaded(&std::fs::read_to_string("/proc/modules").unwrap_or_default())
+    } else {
+        Default::default()
+    };
+    let (devices, load) = coldplug::plan(&index, devices, &loaded);
+    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems: index.problems };
+    let text =
+        if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
+    crate::tools::emit(&text)?;
+    Ok(0)
+}
+
+fn human(out: &Output) -> String {
+    use crate::model::text::escape;
+    let mut text = format!("modules: {}\n", out.modules_dir);
+    for problem in &out.problems {
+        text.push_str(&format!("warning: {}\n", escape(problem.as_bytes())));
+    }
+    text.push_str(&format!("devices with a modalias: {}\n", out.devices.len()));
+    for m in out.devices.iter().filter(|m| !m.modules.is_empty()) {
+        let modules: Vec<String> =
+            m.modules.iter().map(|f| format!("{}{}", f.module, if f.builtin { " (built in)" } else { "" })).collect();
+        text.push_str(&format!(
+            "  {}\n    {} -> {}\n",
+            m.device.path,
+            escape(m.device.modalias.as_bytes()),
+            modules.join(", ")
+        ));
+    }
+    text.push_str("load order:\n");
+    for (n, p) in out.load.iter().enumerate() {
+        let state = match p.state {
+            State::Load => p.path.clone().unwrap_or_default(),
+            State::BuiltIn => "built in".to_string(),
+            State::Loaded => "already loaded".to_string(),
+        };
+        text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, p.module));
+    }
+    text
+}
