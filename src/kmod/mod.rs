@@ -50,7 +50,7 @@ pub fn read_index(root: &ImageRoot, dir: &Path) -> Result<index::Index, String> 
         }
     };
     let dep = read("modules.dep")?
-        .ok_or_else(|| format!("{}: not found", root.host_path(&dir.join("modules.dep")).display()))?;
+        .ok_or_else(|| format!("{}: not found", root.host_path(dir.join("modules.dep")).display()))?;
     let optional = |name: &str| read(name).map(Option::unwrap_or_default);
     Ok(index::Index::parse(
         &dep,
