@@ -8,8 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::index::Index;
-use super::resolve::{lookup, probe_list, Found, Step};
+use super::resolve::{Found, Rules, Step};
 
 /// Deepest directory the walk enters below `devices` (real trees stay under 20).
 const MAX_DEPTH: usize = 48;
@@ -74,8 +73,10 @@ fn read_modalias(path: &Path) -> Option<String> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Match {
     pub device: Device,
-    /// What its modalias resolved to (empty: no driver module for it, or built in).
+    /// What its modalias resolved to (empty: no driver module for it).
     pub modules: Vec<Found>,
+    /// What it resolved to but the blacklist holds back.
+    pub blacklisted: Vec<Found>,
 }
 
 /// One module of the load plan.
@@ -99,16 +100,19 @@ pub enum State {
 }
 
 /// The coldplug plan: each device's modules, and every module to load in kmod's order (each
-/// once), those built in or already loaded marked so.
-pub fn plan(index: &Index, devices: Vec<Device>, loaded: &BTreeSet<String>) -> (Vec<Match>, Vec<Planned>) {
+/// once), those built in or already loaded marked so. A blacklisted module is not loaded for a
+/// device (`modprobe -b`, as udev runs it), though it may still come in as another's
+/// dependency; the device lists it under `blacklisted`.
+pub fn plan(rules: Rules<'_>, devices: Vec<Device>, loaded: &BTreeSet<String>) -> (Vec<Match>, Vec<Planned>) {
     let mut order: Vec<Step> = Vec::new();
     let mut matches = Vec::new();
     for device in devices {
-        let modules = lookup(index, &device.modalias);
+        let (blacklisted, modules): (Vec<Found>, Vec<Found>) =
+            rules.lookup(&device.modalias).into_iter().partition(|f| rules.config.blacklist.contains(&f.module));
         for found in &modules {
-            probe_list(index, &found.module, &mut order);
+            rules.probe_list(&found.module, &mut order);
         }
-        matches.push(Match { device, modules });
+        matches.push(Match { device, modules, blacklisted });
     }
     let planned = order
         .into_iter()
@@ -133,6 +137,8 @@ pub fn loaded(proc_modules: &str) -> BTreeSet<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::kmod::config::Config;
+    use crate::kmod::index::Index;
 
     #[test]
     fn walks_a_sysfs_tree_without_following_links() {
@@ -177,8 +183,12 @@ mod tests {
             device("devices/b/virtio1", "virtio:d00000002v00001AF4"),
             device("devices/c", "acpi:PNP0303:"),
         ];
-        let (matches, planned) = plan(&index, devices, &BTreeSet::from(["virtio_ring".to_string()]));
+        let mut config = Config::default();
+        config.blacklist.insert("virtio_blk".into());
+        let rules = Rules { index: &index, config: &config };
+        let (matches, planned) = plan(rules, devices, &BTreeSet::from(["virtio_ring".to_string()]));
         assert!(matches[3].modules.is_empty());
+        assert_eq!(matches[2].blacklisted.iter().map(|f| f.module.as_str()).collect::<Vec<_>>(), ["virtio_blk"]);
         let states: Vec<(&str, State)> = planned.iter().map(|p| (p.module.as_str(), p.state)).collect();
         assert_eq!(
             states,
@@ -187,7 +197,6 @@ mod tests {
                 ("virtio_ring", State::Loaded),
                 ("virtio", State::Load),
                 ("virtio_net", State::Load),
-                ("virtio_blk", State::Load),
             ]
         );
         assert_eq!(

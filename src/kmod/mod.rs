@@ -2,6 +2,7 @@
 //! without modprobe (the image may have none, and the kernel's request_module needs one).
 
 pub mod coldplug;
+pub mod config;
 pub mod fnmatch;
 pub mod index;
 pub mod resolve;

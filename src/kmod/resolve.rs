@@ -6,8 +6,9 @@
 
 use std::collections::BTreeSet;
 
+use super::config::Config;
 use super::fnmatch;
-use super::index::{normalize, normalize_alias, Index};
+use super::index::{normalize, normalize_alias, Index, Softdep};
 
 /// What a name or modalias resolved to.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -19,29 +20,11 @@ pub struct Found {
     pub builtin: bool,
 }
 
-/// Resolves `name` as `modprobe -R` does; an empty list when nothing matches.
-pub fn lookup(index: &Index, name: &str) -> Vec<Found> {
-    let module = normalize(name);
-    if index.modules.contains_key(&module) {
-        return vec![Found { module, pattern: None, builtin: false }];
-    }
-    if index.builtin.contains(&module) {
-        return vec![Found { module, pattern: None, builtin: true }];
-    }
-    let Some(alias) = normalize_alias(name) else { return Vec::new() };
-    for (aliases, builtin) in [(&index.aliases, false), (&index.builtin_aliases, true)] {
-        let mut found: Vec<Found> = Vec::new();
-        for (pattern, module) in aliases {
-            if fnmatch::matches(pattern, alias.as_bytes()) && !found.iter().any(|f| f.module == *module) {
-                let pattern = Some(String::from_utf8_lossy(pattern).into_owned());
-                found.push(Found { module: module.clone(), pattern, builtin });
-            }
-        }
-        if !found.is_empty() {
-            return found;
-        }
-    }
-    Vec::new()
+/// The index of a kernel and the configuration over it: everything resolution reads.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules<'a> {
+    pub index: &'a Index,
+    pub config: &'a Config,
 }
 
 /// One entry of a probe list.
@@ -52,41 +35,89 @@ pub struct Step {
     pub path: Option<String>,
 }
 
-/// The probe list of `module` (normalised name), dependencies and softdeps first, each module
-/// once, `ordered` continuing a list built by earlier calls (modules already in it are not
-/// added again). Names a softdep gives that resolve to nothing are skipped, as kmod does.
-pub fn probe_list(index: &Index, module: &str, ordered: &mut Vec<Step>) {
-    let mut visited = BTreeSet::new();
-    visit(index, module, &mut visited, ordered);
-}
-
-fn visit(index: &Index, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
-    // Bounded: each module is visited once per list, and there are finitely many.
-    if !visited.insert(module.to_string()) {
-        return;
-    }
-    if let Some(entry) = index.modules.get(module) {
-        for dep in entry.deps.iter().rev() {
-            with_softdeps(index, dep, visited, out);
+impl Rules<'_> {
+    /// Resolves `name` as `modprobe -R` does, the sources in kmod's order, the first that
+    /// gives anything winning: configuration aliases, a module of that name, `modules.alias`,
+    /// a built-in module of that name, the built-in modules' aliases. Empty when nothing matches.
+    pub fn lookup(&self, name: &str) -> Vec<Found> {
+        let Some(alias) = normalize_alias(name) else { return Vec::new() };
+        let by_pattern = |aliases: &[(Vec<u8>, String)], builtin: bool| {
+            let mut found: Vec<Found> = Vec::new();
+            for (pattern, module) in aliases {
+                if fnmatch::matches(pattern, alias.as_bytes()) && !found.iter().any(|f| f.module == *module) {
+                    let pattern = Some(String::from_utf8_lossy(pattern).into_owned());
+                    found.push(Found { module: module.clone(), pattern, builtin });
+                }
+            }
+            found
+        };
+        let module = normalize(name);
+        let config = by_pattern(&self.config.aliases, false);
+        if !config.is_empty() {
+            // A configuration alias names a module, which may be built in.
+            return config
+                .into_iter()
+                .map(|f| Found { builtin: !self.index.modules.contains_key(&f.module), ..f })
+                .collect();
         }
-    }
-    with_softdeps(index, module, visited, out);
-}
-
-fn with_softdeps(index: &Index, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
-    let softdep = index.softdep(module);
-    for pre in softdep.map(|s| s.pre.as_slice()).unwrap_or_default() {
-        for found in lookup(index, pre) {
-            visit(index, &found.module, visited, out);
+        if self.index.modules.contains_key(&module) {
+            return vec![Found { module, pattern: None, builtin: false }];
         }
+        let aliases = by_pattern(&self.index.aliases, false);
+        if !aliases.is_empty() {
+            return aliases;
+        }
+        if self.index.builtin.contains(&module) {
+            return vec![Found { module, pattern: None, builtin: true }];
+        }
+        by_pattern(&self.index.builtin_aliases, true)
     }
-    if !out.iter().any(|s| s.module == module) {
-        let path = index.modules.get(module).map(|m| m.path.clone());
-        out.push(Step { module: module.to_string(), path });
+
+    /// The softdep of `module`: the first entry whose pattern matches it, in kmod's order.
+    pub fn softdep(&self, module: &str) -> Option<&Softdep> {
+        let matching = |(pattern, _): &&(String, Softdep)| fnmatch::matches(pattern.as_bytes(), module.as_bytes());
+        let config = &self.config;
+        config.softdeps_before.iter().find(matching).map(|(_, s)| s).or_else(|| {
+            self.index.softdep(module).or_else(|| config.softdeps_after.iter().find(matching).map(|(_, s)| s))
+        })
     }
-    for post in softdep.map(|s| s.post.as_slice()).unwrap_or_default() {
-        for found in lookup(index, post) {
-            visit(index, &found.module, visited, out);
+
+    /// The probe list of `module` (normalised name), dependencies and softdeps first, each
+    /// module once, continuing `ordered` (modules already in it are not added again). Names a
+    /// softdep gives that resolve to nothing are skipped, as kmod does.
+    pub fn probe_list(&self, module: &str, ordered: &mut Vec<Step>) {
+        let mut visited = BTreeSet::new();
+        self.visit(module, &mut visited, ordered);
+    }
+
+    fn visit(&self, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+        // Bounded: each module is visited once per list, and there are finitely many.
+        if !visited.insert(module.to_string()) {
+            return;
+        }
+        if let Some(entry) = self.index.modules.get(module) {
+            for dep in entry.deps.iter().rev() {
+                self.with_softdeps(dep, visited, out);
+            }
+        }
+        self.with_softdeps(module, visited, out);
+    }
+
+    fn with_softdeps(&self, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+        let softdep = self.softdep(module);
+        for pre in softdep.map(|s| s.pre.as_slice()).unwrap_or_default() {
+            for found in self.lookup(pre) {
+                self.visit(&found.module, visited, out);
+            }
+        }
+        if !out.iter().any(|s| s.module == module) {
+            let path = self.index.modules.get(module).map(|m| m.path.clone());
+            out.push(Step { module: module.to_string(), path });
+        }
+        for post in softdep.map(|s| s.post.as_slice()).unwrap_or_default() {
+            for found in self.lookup(post) {
+                self.visit(&found.module, visited, out);
+            }
         }
     }
 }
@@ -116,7 +147,9 @@ mod tests {
     #[test]
     fn lookup_as_modprobe_resolves() {
         let index = index();
-        let names = |name: &str| lookup(&index, name).into_iter().map(|f| (f.module, f.builtin)).collect::<Vec<_>>();
+        let config = Config::default();
+        let rules = Rules { index: &index, config: &config };
+        let names = |name: &str| rules.lookup(name).into_iter().map(|f| (f.module, f.builtin)).collect::<Vec<_>>();
         assert_eq!(names("crc32c-intel"), [("crc32c_intel".into(), false)], "a module name, - as _");
         assert_eq!(names("crc32c"), [("crc32c_intel".into(), false), ("crc32c_generic".into(), false)]);
         assert_eq!(names("pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00"), [("e1000".into(), false)]);
@@ -128,8 +161,10 @@ mod tests {
     #[test]
     fn probe_list_is_kmods() {
         let index = index();
+        let config = Config::default();
+        let rules = Rules { index: &index, config: &config };
         let mut list = Vec::new();
-        probe_list(&index, "btrfs", &mut list);
+        rules.probe_list("btrfs", &mut list);
         let names: Vec<&str> = list.iter().map(|s| s.module.as_str()).collect();
         // What `modprobe --show-depends btrfs` prints for these files.
         assert_eq!(
@@ -138,7 +173,7 @@ mod tests {
         );
         assert_eq!(list[2].path.as_deref(), Some("kernel/lib/libcrc32c.ko"));
         // A second list continues the first: nothing twice.
-        probe_list(&index, "libcrc32c", &mut list);
+        rules.probe_list("libcrc32c", &mut list);
         assert_eq!(list.len(), 7);
     }
 
@@ -147,7 +182,7 @@ mod tests {
         let dep = b"kernel/a.ko:\nkernel/b.ko:\n";
         let index = Index::parse(dep, b"", b"softdep a pre: b\nsoftdep b pre: a post: a\n", b"", b"");
         let mut list = Vec::new();
-        probe_list(&index, "a", &mut list);
+        Rules { index: &index, config: &Config::default() }.probe_list("a", &mut list);
         let names: Vec<&str> = list.iter().map(|s| s.module.as_str()).collect();
         assert_eq!(names, ["b", "a"]);
     }

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
+use crate::kmod::config::Config;
+use crate::kmod::resolve::Rules;
 
 pub const USAGE: &str = "\
 usage: stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
@@ -79,7 +81,8 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     } else {
         Default::default()
     };
-    let (devices, load) = coldplug::plan(&index, devices, &loaded);
+    let config = Config::default();
+    let (devices, load) = coldplug::plan(Rules { index: &index, config: &config }, devices, &loaded);
     let out = Output { modules_dir: dir.display().to_string(), devices, load, problems: index.problems };
     let text =
         if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };

@@ -1,0 +1,200 @@
+//! modprobe.d configuration as kmod reads it: `blacklist`, `options`, `softdep` and `alias`
+//! lines (`install`/`remove` commands are not run: PID 1 runs no shell commands from a config,
+//! and they are reported), from `*.conf` files of the configuration dirs in kmod's order, and
+//! the module options and blacklist of the kernel command line.
+//!
+//! Files are taken by name across the dirs, sorted; a name in an earlier dir hides the same
+//! name in a later one (`/etc/modprobe.d/x.conf` over `/lib/modprobe.d/x.conf`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::index::{normalize, normalize_alias, parse_softdep_line, Softdep, LINE_LIMIT};
+
+/// kmod's configuration dirs, highest priority first.
+pub const DIRS: [&str; 5] =
+    ["etc/modprobe.d", "run/modprobe.d", "usr/local/lib/modprobe.d", "usr/lib/modprobe.d", "lib/modprobe.d"];
+
+/// The module policy: what the configuration files and the command line say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Modules never loaded for an alias (coldplug); a module asked for by name still loads.
+    pub blacklist: BTreeSet<String>,
+    /// Parameters per module, in the order given (`options` lines, then `module.param=value`
+    /// of the command line).
+    pub options: BTreeMap<String, Vec<String>>,
+    /// Softdeps from configuration files (pattern, softdep), in order: kmod reads the files and
+    /// the index's `modules.softdep` sorted by file name together, so those of files named
+    /// before it come before the index's, the others after.
+    pub softdeps_before: Vec<(String, Softdep)>,
+    pub softdeps_after: Vec<(String, Softdep)>,
+    /// `alias PATTERN MODULE` lines (pattern normalised).
+    pub aliases: Vec<(Vec<u8>, String)>,
+    /// Lines refused or not acted on, one message each.
+    pub problems: Vec<String>,
+}
+
+/// Which files to read: `(dir, file name)` in kmod's order, from the `*.conf` names found in
+/// each of [`DIRS`] (given in that order).
+pub fn files(listings: &[Vec<String>]) -> Vec<(usize, String)> {
+    let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
+    for (dir, names) in listings.iter().enumerate() {
+        for name in names.iter().filter(|n| n.ends_with(".conf") && !n.starts_with('.')) {
+            chosen.entry(name.clone()).or_insert(dir);
+        }
+    }
+    chosen.into_iter().map(|(name, dir)| (dir, name)).collect()
+}
+
+impl Config {
+    /// Adds the lines of one configuration file (`file` names it in problems).
+    pub fn add_file(&mut self, file: &str, text: &[u8]) {
+        for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let line = n + 1;
+            let Some(text) = std::str::from_utf8(raw).ok().filter(|_| raw.len() <= LINE_LIMIT) else {
+                self.problems.push(format!("{file} line {line}: not UTF-8, or too long"));
+                continue;
+            };
+            let text = text.trim();
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            if let Err(why) = self.add_line(text, file < "modules.softdep") {
+                self.problems.push(format!("{file} line {line}: {why}"));
+            }
+        }
+    }
+
+    fn add_line(&mut self, text: &str, before_index: bool) -> Result<(), String> {
+        let mut words = text.split_whitespace();
+        let (Some(command), Some(name)) = (words.next(), words.next()) else {
+            return Err("a command and a module name are needed".into());
+        };
+        let module = || {
+            super::index::valid_name(name)
+                .then(|| normalize(name))
+                .ok_or_else(|| format!("{name:?} is not a module name"))
+        };
+        match command {
+            "blacklist" => {
+                self.blacklist.insert(module()?);
+            }
+            "options" => {
+                let params: Vec<String> = words.map(str::to_string).collect();
+                if params.iter().any(|p| !p.bytes().all(|b| b.is_ascii_graphic())) {
+                    return Err("a parameter is not printable".into());
+                }
+                self.options.entry(module()?).or_default().extend(params);
+            }
+            "softdep" => {
+                let entry = parse_softdep_line(text).ok_or("not `softdep MODULE pre: ... post: ...`")?;
+                if before_index { &mut self.softdeps_before } else { &mut self.softdeps_after }.push(entry);
+            }
+            "alias" => {
+                let target =
+                    words.next().filter(|t| super::index::valid_name(t)).ok_or("not `alias PATTERN MODULE`")?;
+                let pattern = normalize_alias(name).ok_or("unbalanced brackets in the pattern")?;
+                self.aliases.push((pattern.into_bytes(), normalize(target)));
+            }
+            "install" | "remove" => return Err(format!("`{command}` commands are not run at boot (module {name})")),
+            other => return Err(format!("unknown command {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// Adds what the kernel command line says: `modprobe.blacklist=a,b` and
+    /// `stateless.modules.blacklist=a,b`, and `module.param=value` for the modules loaded later
+    /// (the kernel keeps those only for built-in modules; modprobe passes them on).
+    pub fn add_cmdline(&mut self, params: &[(String, Option<String>)]) {
+        for (key, value) in params {
+            match (key.as_str(), value) {
+                ("modprobe.blacklist" | "stateless.modules.blacklist", Some(list)) => {
+                    for name in list.split(',').filter(|n| !n.is_empty()) {
+                        if super::index::valid_name(name) {
+                            self.blacklist.insert(normalize(name));
+                        } else {
+                            self.problems.push(format!("{key}: {name:?} is not a module name"));
+                        }
+                    }
+                }
+                (key, value) => {
+                    let Some((module, param)) = key.split_once('.') else { continue };
+                    // Our own keys and the kernel's dotted ones that are no module's.
+                    if module == "stateless"
+                        || module == "modprobe"
+                        || !super::index::valid_name(module)
+                        || param.is_empty()
+                    {
+                        continue;
+                    }
+                    let param = match value {
+                        Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+                        Some(v) => format!("{param}={v}"),
+                        None => param.to_string(),
+                    };
+                    self.options.entry(normalize(module)).or_default().push(param);
+                }
+            }
+        }
+    }
+
+    /// The parameter string for `finit_module` (space-separated, as modprobe joins them).
+    pub fn params(&self, module: &str) -> String {
+        self.options.get(module).map(|p| p.join(" ")).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kmods_file_order() {
+        let listings = vec![
+            vec!["b.conf".to_string(), "x.conf".to_string(), "notes.txt".to_string()],
+            vec![],
+            vec![],
+            vec!["a.conf".to_string(), "b.conf".to_string()],
+            vec![".hidden.conf".to_string(), "c.conf".to_string()],
+        ];
+        assert_eq!(
+            files(&listings),
+            [(3, "a.conf".into()), (0, "b.conf".into()), (4, "c.conf".into()), (0, "x.conf".into())]
+        );
+    }
+
+    #[test]
+    fn lines_and_command_line() {
+        let mut config = Config::default();
+        config.add_file(
+            "lab.conf",
+            b"# a lab's odd card\nblacklist snd-hda-intel\noptions e1000 InterruptThrottleRate=3000 debug=1\n\
+              softdep virtio_net pre: crc32c\nalias net-pf-99 virtio_net\ninstall evil /bin/sh -c reboot\n\
+              blacklist ../x\noptions e1000 \x01\nfrobnicate x\n",
+        );
+        assert!(config.blacklist.contains("snd_hda_intel"));
+        assert_eq!(config.params("e1000"), "InterruptThrottleRate=3000 debug=1");
+        assert_eq!((config.softdeps_before.len(), config.softdeps_after.len()), (1, 0), "lab.conf < modules.softdep");
+        assert_eq!(config.aliases, [(b"net_pf_99".to_vec(), "virtio_net".to_string())]);
+        assert_eq!(config.problems.len(), 4, "{:#?}", config.problems);
+        assert!(config.problems[0].contains("not run at boot"));
+
+        let p = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
+        config.add_cmdline(&[
+            p("modprobe.blacklist", Some("pcspkr,floppy")),
+            p("stateless.modules.blacklist", Some("bad/name,i915")),
+            p("e1000.debug", Some("2")),
+            p("nfs.callback_tcpport", Some("4048")),
+            p("stateless.dirs", Some("etc")),
+            p("usbcore.quirks", Some("a b")),
+            p("ro", None),
+            p("i915.modeset", None),
+        ]);
+        assert!(["pcspkr", "floppy", "i915", "snd_hda_intel"].iter().all(|m| config.blacklist.contains(*m)));
+        assert_eq!(config.params("e1000"), "InterruptThrottleRate=3000 debug=1 debug=2", "the command line last");
+        assert_eq!(config.params("nfs"), "callback_tcpport=4048");
+        assert_eq!(config.params("usbcore"), "quirks=\"a b\"");
+        assert_eq!(config.params("i915"), "modeset");
+        assert!(!config.options.contains_key("stateless"));
+        assert_eq!(config.problems.len(), 5);
+    }
+}
