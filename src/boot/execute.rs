@@ -328,8 +328,9 @@ impl<'a> Executor<'a> {
         let acquired =
             network::lease(self.sys, &link, address, left, DHCP_START_DELAY).map_err(|e| fail(e.to_string()))?;
         let lease = acquired.lease;
+        let mut warning = None;
         if exchange == Exchange::Discover {
-            network::configure(self.sys, &link, &lease).map_err(fail)?;
+            warning = network::configure(self.sys, &link, &lease).map_err(fail)?;
             self.configured(&link, lease.address);
         }
         let stats = &acquired.stats;
@@ -344,8 +345,12 @@ impl<'a> Executor<'a> {
         );
         lease.rejected.iter().for_each(|r| log::warn!("dhcp: {r}"));
         let (sent, ignored, naks, ms) = (stats.sent, stats.ignored, stats.naks, stats.ms);
+        let failure = warning.map(|w| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), w));
         self.facts.dhcp = Some(Dhcp { interface: link.name, exchange, lease, sent, ignored, naks, ms });
-        Ok(Done::ok(detail))
+        Ok(match failure {
+            Some(failure) => Done::degraded(detail, failure),
+            None => Done::ok(detail),
+        })
     }
 
     /// The boot interface, once it has carrier: the `ip=` device, else the `BOOTIF=` MAC, else
@@ -356,11 +361,7 @@ impl<'a> Executor<'a> {
             network::loopback_up(self.sys).map_err(fail)?;
         }
         let bootif = self.options.bootif;
-        let wanted = |i: &Interface| match (interface, bootif) {
-            (Some(name), _) => i.name == name,
-            (None, Some(mac)) => i.mac == Some(mac),
-            (None, None) => true,
-        };
+        let wanted = |i: &Interface| network::is_boot_interface(i, bootif, interface);
         network::wait_for_carrier(self.sys, &wanted, bound).map_err(fail)
     }
 
@@ -378,16 +379,21 @@ impl<'a> Executor<'a> {
         address: Ipv4Net,
         gateway: Option<Ipv4Addr>,
     ) -> Result<Done, Failure> {
+        self.facts.address_done = true;
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: no interface is configured"));
         }
         let link = self.link(interface, true, Duration::from_secs(self.options.dhcp_timeout.into()))?;
         let lease = Lease { address: Some(address), routers: gateway.into_iter().collect(), ..Lease::default() };
-        network::configure(self.sys, &link, &lease)
-            .map_err(|message| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message))?;
+        let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
+        let warning = network::configure(self.sys, &link, &lease).map_err(fail)?;
         self.configured(&link, Some(address));
         let via = gateway.map(|g| format!(", default route via {g}")).unwrap_or_default();
-        Ok(Done::ok(format!("{address} on {}{via}", link.name)))
+        let detail = format!("{address} on {}{via}", link.name);
+        Ok(match warning {
+            Some(w) => Done::degraded(detail, fail(w)),
+            None => Done::ok(detail),
+        })
     }
 
     fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
@@ -662,6 +668,7 @@ impl<'a> Executor<'a> {
         let mut lease = match &facts.dhcp {
             Some(dhcp) => dhcp.lease.clone(),
             None => Lease {
+                server: facts.kernel_dhcp_server,
                 address: facts.address,
                 dns: facts.nameservers.clone(),
                 domain: facts.domain.as_deref().and_then(|d| crate::model::hostname::validate(d).ok()),
@@ -968,6 +975,13 @@ mod tests {
         assert!(calls.contains(&Call::DhcpTransport(2, net.addr)), "{calls:#?}");
         assert_eq!(calls.iter().filter(|c| matches!(c, Call::AddAddress(..))).count(), 1, "the static one only");
         assert_eq!(source(&outcomes), Some(("lab3-12".to_string(), crate::model::hostname::Source::Dhcp)));
+
+        // The address refused (a fatal step, `continue`): the hostname is still chosen.
+        let mut sys = fake(|c| matches!(c, Call::AddAddress(..)).then_some(1));
+        sys.interfaces[0].addrs.clear();
+        let (outcomes, _) = boot(&image, &format!("{static_ip} stateless.hostname=forced-7"), &sys, Mode::Boot);
+        assert!(outcomes.iter().any(|o| matches!(o.step, Step::Address { .. }) && o.status == Status::Failed));
+        assert_eq!(source(&outcomes), Some(("forced-7".to_string(), crate::model::hostname::Source::Cmdline)));
     }
 
     #[test]

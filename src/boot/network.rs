@@ -2,7 +2,7 @@
 //! and the DHCP domain. Read from the kernel at boot ([`probe`]); `plan`/`apply` are given them.
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
@@ -32,6 +32,9 @@ pub fn probe(sys: &dyn Sys, options: &Options, facts: &mut Facts) {
     match sys.proc_file("net/pnp") {
         Ok(bytes) => {
             let pnp = pnp::parse(&String::from_utf8_lossy(&bytes));
+            let dhcp =
+                pnp.proto.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("dhcp") || p.eq_ignore_ascii_case("bootp"));
+            facts.kernel_dhcp_server = pnp.bootserver.filter(|_| dhcp);
             (facts.domain, facts.nameservers) = (pnp.domain, pnp.nameservers);
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -54,21 +57,22 @@ pub fn boot_interface<'a>(interfaces: &'a [Interface], options: &Options) -> Opt
 const CARRIER_POLL: Duration = Duration::from_millis(50);
 
 /// Sets the links `wanted` accepts up, then waits until one of them has carrier, for `bound`
-/// at most; the first to get it (the lowest index among those that got it at once).
+/// at most (by the clock, and by the number of polls the bound allows); the first to get it
+/// (the lowest index among those that got it at once). A NIC that appears late (a driver still
+/// probing, firmware loading) is waited for within the same bound.
 pub fn wait_for_carrier(
     sys: &dyn Sys,
     wanted: &dyn Fn(&Interface) -> bool,
     bound: Duration,
 ) -> Result<Interface, String> {
+    let deadline = Instant::now() + bound;
     let polls = bound.as_millis() / CARRIER_POLL.as_millis();
     let mut raised = Vec::new();
+    let mut seen = false;
     for poll in 0..=polls {
         let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
-        let mut candidates = interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some() && wanted(i)).peekable();
-        if poll == 0 && candidates.peek().is_none() {
-            return Err("no such network interface".into());
-        }
-        for interface in candidates {
+        for interface in interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some() && wanted(i)) {
+            seen = true;
             if interface.carrier {
                 return Ok(interface);
             }
@@ -77,11 +81,24 @@ pub fn wait_for_carrier(
                 raised.push(interface.index);
             }
         }
-        if poll < polls {
-            sys.sleep(CARRIER_POLL);
+        if poll == polls || Instant::now() >= deadline {
+            break;
         }
+        sys.sleep(CARRIER_POLL);
     }
-    Err(format!("no carrier after {} s", bound.as_secs()))
+    let secs = bound.as_secs();
+    Err(if seen { format!("no carrier within {secs} s") } else { format!("no such network interface within {secs} s") })
+}
+
+/// Which interface is the boot interface: the `BOOTIF=` MAC, else the `ip=` device (or the
+/// one the probe found), else any (then the first to get carrier). The MAC comes first as the
+/// reliable key: names follow driver load order.
+pub fn is_boot_interface(interface: &Interface, bootif: Option<[u8; 6]>, device: Option<&str>) -> bool {
+    match (bootif, device) {
+        (Some(mac), _) => interface.mac == Some(mac),
+        (None, Some(name)) => interface.name == name,
+        (None, None) => true,
+    }
 }
 
 /// Sets the loopback interface up when it is down (the kernel then gives it 127.0.0.1/8):
@@ -113,22 +130,28 @@ pub fn lease(
 }
 
 /// Gives the interface the leased address and the default route through the first router
-/// (`onlink` when it is outside the prefix). What is there already is left as it is.
-pub fn configure(sys: &dyn Sys, interface: &Interface, lease: &Lease) -> Result<(), String> {
+/// that is a usable unicast address (`onlink` when outside the prefix). What is there already
+/// is left as it is. A route the kernel refuses does not undo the address: it comes back as a
+/// warning (the client still reaches its subnet, where its root is).
+pub fn configure(sys: &dyn Sys, interface: &Interface, lease: &Lease) -> Result<Option<String>, String> {
     let Some(address) = lease.address else { return Err("the lease has no address".into()) };
+    if !client::usable_unicast(address.addr) {
+        return Err(format!("{address} is not a usable unicast address"));
+    }
     let exists = |e: &std::io::Error| e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error());
     match sys.add_address(interface.index, address) {
         Err(e) if !exists(&e) => return Err(format!("add {address} to {}: {e}", interface.name)),
         _ => {}
     }
-    if let Some(&gateway) = lease.routers.first() {
-        let onlink = Ipv4Net::new(gateway, address.prefix).map(Ipv4Net::network) != Some(address.network());
-        match sys.add_default_route(interface.index, gateway, onlink) {
-            Err(e) if !exists(&e) => return Err(format!("default route via {gateway}: {e}")),
-            _ => {}
-        }
+    let usable = |g: &&Ipv4Addr| client::usable_unicast(**g) && **g != address.addr && **g != address.broadcast();
+    let Some(&gateway) = lease.routers.iter().find(usable) else {
+        return Ok((!lease.routers.is_empty()).then(|| "no usable router: no default route".to_string()));
+    };
+    let onlink = Ipv4Net::new(gateway, address.prefix).map(Ipv4Net::network) != Some(address.network());
+    match sys.add_default_route(interface.index, gateway, onlink) {
+        Err(e) if !exists(&e) => Ok(Some(format!("default route via {gateway}: {e}"))),
+        _ => Ok(None),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
             (!named && !kernel_dhcp)
                 .then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
         }
+        None if static_ip && facts.address_done => None,
         None if static_ip => {
             let ip = ip?;
             let client = ip.client?;
@@ -149,6 +150,10 @@ pub fn learn(facts: &mut Facts, step: &Step) {
         Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
         Step::Dhcp { .. } => facts.dhcp_done = true,
+        Step::Address { address, .. } => {
+            facts.address_done = true;
+            facts.address = Some(*address);
+        }
         Step::WritableDir { dir, mode, .. } => {
             facts.writable.push(dir.clone());
             if *mode == OverlayMode::Overlay {
@@ -314,6 +319,9 @@ mod tests {
         assert_eq!(network_step(&options(static_ip), &facts(None, "(none)")), Some(address("10.0.2.15/24")));
         let classful = "ip=10.0.2.15::10.0.2.2:::eth0:off";
         assert_eq!(network_step(&options(classful), &facts(None, "(none)")), Some(address("10.0.2.15/8")));
+        // A static address tried (and failed): not again, and the hostname comes next.
+        let tried = Facts { address_done: true, ..facts(None, "(none)") };
+        assert_eq!(network_step(&options(static_ip), &tried), None);
         // Once per boot.
         let done = Facts { dhcp_done: true, ..facts(None, "(none)") };
         assert_eq!(network_step(&options(""), &done), None);

@@ -40,6 +40,8 @@ const HEADER: &str = "# Written by stateless at boot";
 /// `/run/net-<device>.conf` byte for byte as klibc's ipconfig writes it after a DHCP ACK
 /// (`dump_device_config`): every variable, what is unknown as `0.0.0.0` or `''`.
 /// `uptime_secs` is the time since boot when the lease came (klibc's `sysinfo` uptime).
+/// `PROTO` is `dhcp` when a DHCP server answered (the lease names one), else `none`, as klibc
+/// writes for a static configuration.
 pub fn klibc_conf(device: &str, lease: &Lease, uptime_secs: u64) -> String {
     let unset = Ipv4Addr::UNSPECIFIED;
     let addr = |a: Option<Ipv4Addr>| a.unwrap_or(unset).to_string();
@@ -47,7 +49,7 @@ pub fn klibc_conf(device: &str, lease: &Lease, uptime_secs: u64) -> String {
     let net = lease.address;
     let vars = [
         ("DEVICE", device.to_string()),
-        ("PROTO", "dhcp".to_string()),
+        ("PROTO", if lease.server.is_some() { "dhcp" } else { "none" }.to_string()),
         ("IPV4ADDR", addr(net.map(|n| n.addr))),
         ("IPV4BROADCAST", addr(lease.broadcast.or(net.map(|n| n.broadcast())))),
         ("IPV4NETMASK", addr(net.map(|n| n.netmask()))),
@@ -352,7 +354,7 @@ mod tests {
         // Nothing known: every variable still there, as 0.0.0.0 or ''.
         assert_eq!(
             klibc_conf("eth1", &Lease::default(), 0),
-            "DEVICE='eth1'\nPROTO='dhcp'\nIPV4ADDR='0.0.0.0'\nIPV4BROADCAST='0.0.0.0'\n\
+            "DEVICE='eth1'\nPROTO='none'\nIPV4ADDR='0.0.0.0'\nIPV4BROADCAST='0.0.0.0'\n\
              IPV4NETMASK='0.0.0.0'\nIPV4GATEWAY='0.0.0.0'\nIPV4DNS0='0.0.0.0'\nIPV4DNS1='0.0.0.0'\n\
              HOSTNAME=''\nDNSDOMAIN=''\nNISDOMAIN=''\nROOTSERVER='0.0.0.0'\nROOTPATH=''\nfilename=''\n\
              UPTIME='0'\nDHCPLEASETIME='0'\nDOMAINSEARCH=''\n"

@@ -22,6 +22,9 @@ pub struct Facts {
     pub kernel_hostname: Option<String>,
     /// DNS domain from the kernel's DHCP (/proc/net/pnp), unvalidated.
     pub domain: Option<String>,
+    /// The server of the kernel's own DHCP or BOOTP (/proc/net/pnp), when it ran.
+    #[serde(default)]
+    pub kernel_dhcp_server: Option<std::net::Ipv4Addr>,
     /// DNS servers from the kernel's DHCP (/proc/net/pnp).
     #[serde(default)]
     pub nameservers: Vec<std::net::Ipv4Addr>,
@@ -29,6 +32,9 @@ pub struct Facts {
     pub dhcp: Option<Dhcp>,
     /// Whether the DHCP client has run (with or without a lease): it runs once.
     pub dhcp_done: bool,
+    /// Whether the static `ip=` address step has run (done or failed): it runs once.
+    #[serde(default)]
+    pub address_done: bool,
     /// The hostname chosen in the network phase.
     pub hostname: Option<Hostname>,
     /// Dirs made writable (tmpfs or overlay) so far: the only places anything is written to.

@@ -466,6 +466,11 @@ fn open() -> io::Result<(rustix::fd::OwnedFd, u32)> {
     Ok((fd, local.pid()))
 }
 
+/// Whether a datagram came from the kernel (port id 0), not another process.
+fn from_kernel(from: Option<rustix::net::SocketAddrAny>) -> bool {
+    from.and_then(|a| SocketAddrNetlink::try_from(a).ok()).is_some_and(|a| a.pid() == 0)
+}
+
 /// Sends a dump request and reads the reply up to NLMSG_DONE. When `raw` is given, the datagrams
 /// received from the kernel are appended to it as they came (for capturing test fixtures).
 fn dump<Fd: AsFd, T>(
@@ -492,8 +497,7 @@ fn dump<Fd: AsFd, T>(
         if full > n {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "netlink datagram larger than the buffer"));
         }
-        let from_kernel = from.and_then(|a| SocketAddrNetlink::try_from(a).ok()).is_some_and(|a| a.pid() == 0);
-        if !from_kernel {
+        if !from_kernel(from) {
             log::debug!("netlink: skipping a datagram not from the kernel");
             continue;
         }
@@ -534,10 +538,15 @@ fn change(ty: u16, flags: u16, body: &[u8]) -> io::Result<()> {
     let (fd, pid) = open()?;
     let seq = next_seq();
     let req = request(ty, flags | NLM_F_ACK, seq, body);
-    sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))?;
+    if sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))? != req.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "netlink request sent partially"));
+    }
     let mut buf = vec![0u8; RECV_BUF_LEN];
     for _ in 0..MAX_DATAGRAMS {
-        let (n, _, _) = recvfrom(&fd, buf.as_mut_slice(), RecvFlags::empty())?;
+        let (n, _, from) = recvfrom(&fd, buf.as_mut_slice(), RecvFlags::empty())?;
+        if !from_kernel(from) {
+            continue;
+        }
         for msg in messages(buf.get(..n).unwrap_or_default()) {
             let msg = msg?;
             if msg.seq != seq || msg.pid != pid || msg.ty != NLMSG_ERROR {

@@ -108,7 +108,9 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
             })?;
         stats = acquired.stats.clone();
         if args.configure && acquired.exchange == Exchange::Discover {
-            network::configure(&sys, &interface, &acquired.lease)?;
+            if let Some(warning) = network::configure(&sys, &interface, &acquired.lease)? {
+                log::warn!("{warning}");
+            }
             out.configured = true;
         }
         Ok(acquired)

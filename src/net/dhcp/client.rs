@@ -155,9 +155,19 @@ struct Client<'a> {
 struct Message {
     kind: MessageType,
     xid: u32,
+    /// Seconds since the client began this transaction: the REQUEST repeats the DISCOVER's
+    /// (RFC 2131 §4.4.1).
+    secs: u16,
     ciaddr: Ipv4Addr,
     requested: Option<Ipv4Addr>,
     server_id: Option<Ipv4Addr>,
+}
+
+/// An address a server may give a client: unicast, not 0.0.0.0/8, loopback, multicast,
+/// broadcast or reserved.
+pub fn usable_unicast(addr: Ipv4Addr) -> bool {
+    let [first, ..] = addr.octets();
+    first != 0 && !addr.is_loopback() && !addr.is_multicast() && !addr.is_broadcast() && first < 240
 }
 
 impl Client<'_> {
@@ -167,10 +177,16 @@ impl Client<'_> {
         Ok(())
     }
 
+    /// Seconds since the client started, for the `secs` field.
+    fn secs(&self) -> u16 {
+        u16::try_from(self.transport.now().saturating_sub(self.start).as_secs()).unwrap_or(u16::MAX)
+    }
+
     fn inform(&mut self, address: Ipv4Net, rng: &mut Rng) -> io::Result<Option<(Exchange, Lease)>> {
         let message = Message {
             kind: MessageType::Inform,
             xid: rng.next_u32(),
+            secs: self.secs(),
             ciaddr: address.addr,
             requested: None,
             server_id: None,
@@ -184,17 +200,30 @@ impl Client<'_> {
     }
 
     fn discover(&mut self, rng: &mut Rng) -> io::Result<Option<(Exchange, Lease)>> {
+        let mut restarts = 0;
         while self.transport.now() < self.deadline {
+            if restarts > 0 {
+                // A server that NAKs every REQUEST must not get them back to back: wait as
+                // for a retransmission before starting over.
+                let until = self.transport.now() + backoff(restarts - 1, rng);
+                self.wait(until)?;
+                if self.transport.now() >= self.deadline {
+                    break;
+                }
+            }
+            restarts += 1;
             let xid = rng.next_u32();
+            let secs = self.secs();
             let discover = Message {
                 kind: MessageType::Discover,
                 xid,
+                secs,
                 ciaddr: Ipv4Addr::UNSPECIFIED,
                 requested: None,
                 server_id: None,
             };
             let offer = self.exchange(&discover, u32::MAX, rng, |r| {
-                r.kind == Some(MessageType::Offer) && !r.yiaddr.is_unspecified() && r.server_id.is_some()
+                r.kind == Some(MessageType::Offer) && usable_unicast(r.yiaddr) && r.server_id.is_some()
             })?;
             let Some(offer) = offer else { return Ok(None) };
             self.stats.offers += 1;
@@ -202,6 +231,7 @@ impl Client<'_> {
             let request = Message {
                 kind: MessageType::Request,
                 xid,
+                secs,
                 ciaddr: Ipv4Addr::UNSPECIFIED,
                 requested: Some(offer.yiaddr),
                 server_id: offer.server_id,
@@ -210,7 +240,11 @@ impl Client<'_> {
                 matches!(r.kind, Some(MessageType::Ack | MessageType::Nak)) && r.server_id == offer.server_id
             })?;
             match answer {
-                Some(ack) if ack.kind == Some(MessageType::Ack) && ack.lease.address.is_some() => {
+                Some(ack)
+                    if ack.kind == Some(MessageType::Ack)
+                        && ack.yiaddr == offer.yiaddr
+                        && ack.lease.address.is_some() =>
+                {
                     return Ok(Some((Exchange::Discover, ack.lease)));
                 }
                 Some(reply) => {
@@ -240,12 +274,13 @@ impl Client<'_> {
     ) -> io::Result<Option<Reply>> {
         let mut attempt = 0;
         while attempt < tries && self.transport.now() < self.deadline {
-            let elapsed = self.transport.now().saturating_sub(self.start).as_secs();
             let bytes = codec::encode(&Outgoing {
                 kind: message.kind,
                 xid: message.xid,
-                secs: u16::try_from(elapsed).unwrap_or(u16::MAX),
-                broadcast: true,
+                secs: message.secs,
+                // Replies by broadcast while we have no address; INFORM comes from one
+                // (RFC 2131 §4.4.3: the flag stays clear).
+                broadcast: message.ciaddr.is_unspecified(),
                 ciaddr: message.ciaddr,
                 mac: self.request.mac,
                 requested: message.requested,
@@ -449,7 +484,7 @@ mod tests {
         let Err(Failure::NoLease(stats)) = result else { panic!("{result:?}") };
         let times: Vec<Duration> = sent.iter().map(|(t, _)| *t).collect();
         // 4, 8, 16, 32 s apart, each ±1 s, inside 60 s: five DISCOVERs.
-        assert_eq!(times.len(), 4.max(stats.sent as usize));
+        assert_eq!((times.len(), stats.sent), (5, 5), "{times:?}");
         for (gap, base) in times.windows(2).map(|w| w[1] - w[0]).zip([4u64, 8, 16, 32]) {
             let base = Duration::from_secs(base);
             assert!(
@@ -496,6 +531,47 @@ mod tests {
         use v4::MessageType::{Discover, Request};
         assert_eq!(kinds, [Discover, Request, Discover, Request]);
         assert_ne!(sent[0].1.xid(), sent[2].1.xid(), "a new transaction after the NAK");
+    }
+
+    #[test]
+    fn a_server_that_always_naks_is_not_flooded() {
+        let (sent, result) = run_with(None, |m, _| match kind(m) {
+            v4::MessageType::Discover => vec![reply(m, v4::MessageType::Offer, "x")],
+            _ => vec![reply(m, v4::MessageType::Nak, "")],
+        });
+        let Err(Failure::NoLease(stats)) = result else { panic!("{result:?}") };
+        // Each restart waits as a retransmission would (4, 8, 16, 32 s): a handful in 60 s.
+        assert!(stats.naks >= 3 && stats.naks <= 6, "{stats:?}");
+        assert_eq!(sent.len() as u32, 2 * stats.naks, "one DISCOVER and one REQUEST per round");
+    }
+
+    #[test]
+    fn unusable_or_changed_addresses_are_not_taken() {
+        let mut round = 0;
+        let (sent, result) = run_with(None, move |m, _| {
+            round += 1;
+            let with_yiaddr = |kind, yiaddr: Ipv4Addr| {
+                let mut bytes = reply(m, kind, "lab3-12");
+                bytes[16..20].copy_from_slice(&yiaddr.octets());
+                bytes
+            };
+            match (kind(m), round) {
+                // A multicast address offered: ignored; then a good one, acked as another.
+                (v4::MessageType::Discover, 1) => {
+                    vec![with_yiaddr(v4::MessageType::Offer, Ipv4Addr::new(224, 0, 0, 1))]
+                }
+                (v4::MessageType::Discover, _) => vec![reply(m, v4::MessageType::Offer, "lab3-12")],
+                (v4::MessageType::Request, 3) => vec![with_yiaddr(v4::MessageType::Ack, Ipv4Addr::new(192, 0, 2, 99))],
+                (v4::MessageType::Request, _) => vec![reply(m, v4::MessageType::Ack, "lab3-12")],
+                _ => vec![],
+            }
+        });
+        let acquired = result.unwrap();
+        assert_eq!(acquired.lease.address, Ipv4Net::new(OFFERED, 24));
+        assert_eq!(acquired.stats.offers, 2, "the multicast offer was not taken");
+        assert!(sent.len() >= 5, "{}", sent.len());
+        assert!(!usable_unicast(Ipv4Addr::new(127, 0, 0, 1)) && !usable_unicast(Ipv4Addr::BROADCAST));
+        assert!(!usable_unicast(Ipv4Addr::new(0, 1, 2, 3)) && usable_unicast(OFFERED));
     }
 
     #[test]
