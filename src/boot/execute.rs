@@ -1116,7 +1116,7 @@ mod tests {
             sys.proc.insert("filesystems".into(), "nodev\ttmpfs\n".into());
             let (outcomes, _) = boot(&image, "stateless.dirs=etc", &sys, mode);
             let module = outcomes.iter().find(|o| o.phase == Phase::Hardware).unwrap();
-            let loads: Vec<Call> = sys.calls().into_iter().filter(|c| matches!(c, Call::LoadModule(_))).collect();
+            let loads: Vec<Call> = sys.calls().into_iter().filter(|c| matches!(c, Call::LoadModule(..))).collect();
             match mode {
                 Mode::Apply => {
                     assert_eq!(module.status, Status::Skipped, "{module:?}");
@@ -1124,7 +1124,7 @@ mod tests {
                 }
                 Mode::Boot => {
                     assert_eq!(module.status, Status::Ok, "{module:?}");
-                    assert_eq!(loads, [Call::LoadModule(dir.join("kernel/fs/overlayfs/overlay.ko"))]);
+                    assert_eq!(loads, [Call::LoadModule(dir.join("kernel/fs/overlayfs/overlay.ko"), String::new())]);
                 }
             }
         }

@@ -5,6 +5,7 @@ pub mod coldplug;
 pub mod config;
 pub mod fnmatch;
 pub mod index;
+pub mod load;
 pub mod resolve;
 
 use std::os::fd::AsFd;
@@ -82,7 +83,7 @@ pub fn load(sys: &dyn Sys, root: &ImageRoot, release: &str, name: &str) -> Resul
     for file in order {
         let path = dir.join(&file);
         let opened = root.open_file(&path, OFlags::RDONLY).map_err(|e| format!("open {}: {e}", shown(&path)))?;
-        match sys.load_module(opened.as_fd(), &root.host_path(&path)) {
+        match sys.load_module(opened.as_fd(), &root.host_path(&path), "") {
             Ok(()) => log::info!("loaded module {}", name_of(&file)),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {}
             Err(e) => return Err(format!("load {}: {e}", shown(&path))),
@@ -125,11 +126,14 @@ mod tests {
             std::fs::write(path, "").unwrap();
         }
         let root = ImageRoot::open(&dir).unwrap();
-        let sys = Fake::failing(|c| matches!(c, Call::LoadModule(p) if p.ends_with("failover.ko")).then_some(17));
+        let sys = Fake::failing(|c| matches!(c, Call::LoadModule(p, _) if p.ends_with("failover.ko")).then_some(17));
         load(&sys, &root, "6.1.0", "virtio_net").unwrap();
         let calls = sys.calls();
         assert_eq!(calls.len(), 3);
-        assert_eq!(calls[2], Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko")));
+        assert_eq!(
+            calls[2],
+            Call::LoadModule(dir.join("lib/modules/6.1.0/kernel/drivers/net/virtio_net.ko"), String::new())
+        );
         assert!(load(&sys, &root, "6.1.0", "nosuch").unwrap_err().contains("not in"));
         assert!(load(&sys, &root, "9.9", "overlay").is_err());
         std::fs::write(

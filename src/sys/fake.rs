@@ -22,9 +22,16 @@ use crate::net::dhcp::client::Transport;
 /// One recorded call of [`Fake`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
-    Mount { source: String, target: PathBuf, fstype: String, flags: MountFlags, data: String },
+    Mount {
+        source: String,
+        target: PathBuf,
+        fstype: String,
+        flags: MountFlags,
+        data: String,
+    },
     Umount(PathBuf),
-    LoadModule(PathBuf),
+    /// The module file and its parameters.
+    LoadModule(PathBuf, String),
     LinkUp(u32),
     AddAddress(u32, Ipv4Net),
     AddDefaultRoute(u32, Ipv4Addr, bool),
@@ -35,7 +42,9 @@ pub enum Call {
     Shell(PathBuf),
     Sleep(Duration),
     Sync,
-    Reboot { poweroff: bool },
+    Reboot {
+        poweroff: bool,
+    },
 }
 
 /// Decides which calls fail, with which errno.
@@ -139,8 +148,8 @@ impl Sys for Fake {
         42
     }
 
-    fn load_module(&self, _file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-        self.record(Call::LoadModule(path.into()))
+    fn load_module(&self, _file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()> {
+        self.record(Call::LoadModule(path.into(), params.into()))
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {

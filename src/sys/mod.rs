@@ -62,8 +62,9 @@ pub trait Sys: Send + Sync {
     fn dhcp_transport(&self, index: u32, source: Ipv4Addr) -> io::Result<Box<dyn Transport>>;
     /// 64 random bits, without waiting for the kernel's pool (transaction ids, jitter).
     fn random(&self) -> u64;
-    /// Loads a kernel module from an open file (finit_module); `path` names it in messages.
-    fn load_module(&self, file: BorrowedFd<'_>, path: &Path) -> io::Result<()>;
+    /// Loads a kernel module from an open file (finit_module) with its parameters
+    /// (`a=1 b=2`); `path` names it in messages and tells a compressed file by its suffix.
+    fn load_module(&self, file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
     fn setdomainname(&self, name: &str) -> io::Result<()>;
     /// execve: returns only on failure.

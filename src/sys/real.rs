@@ -83,11 +83,12 @@ impl Sys for Real {
         }
     }
 
-    fn load_module(&self, file: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    fn load_module(&self, file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()> {
         /// Lets the kernel decompress `.ko.xz`/`.ko.zst` itself (Linux 6.4+).
         const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
         let flags = if path.extension().is_some_and(|e| e == "ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
-        Ok(rustix::system::finit_module(file, c"", flags)?)
+        let params = std::ffi::CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(rustix::system::finit_module(file, &params, flags)?)
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
