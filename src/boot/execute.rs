@@ -2,7 +2,7 @@
 //! its steps (one function per kind of step, each returning what it did or a typed
 //! [`Failure`]), learn from the results. The failure policy lives in [`Executor::failed`] alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
@@ -18,6 +18,9 @@ use crate::fs::mounts::{
 use crate::fs::netconf::{self, Resolver};
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
+use crate::kmod::coldplug::{self, Planned, State};
+use crate::kmod::load::{self, load_plan, Loaded, MAX_THREADS};
+use crate::kmod::Kernel;
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
@@ -80,6 +83,10 @@ pub struct Executor<'a> {
     pub degraded: bool,
     /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
     pub nfs_before: Option<BTreeMap<String, u64>>,
+    /// The running kernel's modules (index and configuration), read once when first needed.
+    kernel: Option<Result<Kernel, String>>,
+    /// What the hardware phase did with each module, in order.
+    pub modules: Vec<Loaded>,
     /// Overlays prepared, to be mounted after the layers.
     pending: Vec<Pending>,
     /// Dirs in copy mode: the tmpfs on each.
@@ -122,6 +129,8 @@ impl<'a> Executor<'a> {
             layers: Vec::new(),
             degraded: false,
             nfs_before: None,
+            kernel: None,
+            modules: Vec::new(),
             pending: Vec::new(),
             copied: Vec::new(),
         }
@@ -171,6 +180,16 @@ impl<'a> Executor<'a> {
                     String::from_utf8_lossy(&bytes).lines().any(|l| l.split_whitespace().last() == Some("overlay"))
                 };
                 self.facts.overlayfs = self.sys.proc_file("filesystems").ok().map(listed);
+                if self.mode == Mode::Boot && !self.options.modules.no_coldplug {
+                    match self.coldplug_round(&BTreeSet::new()) {
+                        Ok((devices, plan)) => {
+                            self.facts.devices = Some(devices);
+                            self.facts.coldplug =
+                                plan.into_iter().filter(|p| p.state == State::Load).map(|p| p.module).collect();
+                        }
+                        Err(e) => self.facts.notes.push(format!("coldplug: {e}")),
+                    }
+                }
             }
             Phase::Network if self.mode == Mode::Boot => {
                 crate::boot::network::probe(self.sys, &self.options, &mut self.facts);
@@ -222,6 +241,7 @@ impl<'a> Executor<'a> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
+            Step::Coldplug { .. } => self.coldplug(),
             Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
             Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
@@ -297,15 +317,118 @@ impl<'a> Executor<'a> {
         Failure::io(op, Some(&root.host_path(rel)), error)
     }
 
+    /// The running kernel's modules, read on first use.
+    fn kernel(&mut self) -> Result<&Kernel, String> {
+        if self.kernel.is_none() {
+            let release = self.sys.uname().release;
+            let kernel = Kernel::open(&self.running, &release, &self.options.modules);
+            if let Ok(kernel) = &kernel {
+                kernel.index.problems.iter().chain(&kernel.config.problems).for_each(|p| log::warn!("modules: {p}"));
+            }
+            self.kernel = Some(kernel);
+        }
+        match &self.kernel {
+            Some(Ok(kernel)) => Ok(kernel),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no module index".into()),
+        }
+    }
+
+    /// The modules in the running kernel (/proc/modules).
+    fn loaded_modules(&self) -> BTreeSet<String> {
+        coldplug::loaded(&String::from_utf8_lossy(&self.sys.proc_file("modules").unwrap_or_default()))
+    }
+
+    /// One coldplug round: the devices under /sys now, and the plan for them (modules in
+    /// `attempted` left out).
+    fn coldplug_round(&mut self, attempted: &BTreeSet<String>) -> Result<(usize, Vec<Planned>), String> {
+        let sysfs = self.running.host_path("sys");
+        let loaded = self.loaded_modules();
+        let kernel = self.kernel()?;
+        let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}: {e}", sysfs.display()))?;
+        let count = devices.len();
+        let (_, plan) = coldplug::plan(kernel.rules(), devices, &loaded);
+        Ok((count, plan.into_iter().filter(|p| !attempted.contains(&p.module)).collect()))
+    }
+
+    /// Loads `plan` in parallel and records each module's result; the names that did not load.
+    fn load(&mut self, plan: &[Planned]) -> Result<Vec<Loaded>, String> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(2, MAX_THREADS);
+        self.kernel()?;
+        let Some(Ok(kernel)) = &self.kernel else { return Err("no module index".into()) };
+        let results = load_plan(self.sys, &self.running, &kernel.dir, kernel.rules(), plan, threads);
+        for r in &results {
+            match &r.outcome {
+                load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
+                load::Outcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
+                load::Outcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
+                load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn => {}
+            }
+        }
+        self.modules.extend(results.iter().cloned());
+        Ok(results)
+    }
+
+    /// A module by name (or alias) and what it needs.
     fn module(&mut self, name: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             // Never into the host's kernel: only PID 1 loads modules.
             return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
         }
+        let fail = |message: String| Failure::new(Op::LoadModule, Some(Path::new(name)), message);
+        let loaded = self.loaded_modules();
+        let plan = self.kernel().and_then(|k| k.plan_names(&[name.to_string()], &loaded)).map_err(fail)?;
+        let results = self.load(&plan).map_err(fail)?;
         let release = self.sys.uname().release;
-        crate::kmod::load(self.sys, &self.running, &release, name)
-            .map_err(|e| Failure::new(Op::LoadModule, Some(Path::new(name)), e))?;
-        Ok(Done::ok(format!("loaded for {release}")))
+        match results.iter().find(|r| {
+            !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
+        }) {
+            Some(Loaded { outcome: load::Outcome::Failed { errno, message }, .. }) => {
+                Err(Failure { errno: *errno, ..fail(message.clone()) })
+            }
+            Some(other) => Err(fail(format!("{}: {:?}", other.module, other.outcome))),
+            None => Ok(Done::ok(format!("loaded for {release}"))),
+        }
+    }
+
+    /// Coldplug: the planned drivers, then, as long as loading them made new devices appear
+    /// (a bus driver creates the devices of the next), theirs; bounded in rounds and time.
+    fn coldplug(&mut self) -> Result<Done, Failure> {
+        const ROUNDS: usize = 8;
+        const BOUND: Duration = Duration::from_secs(30);
+        let started = Instant::now();
+        let fail = |message: String| Failure::new(Op::LoadModule, None, message);
+        let mut attempted = BTreeSet::new();
+        let mut failed = Vec::new();
+        let mut rounds = 0;
+        while rounds < ROUNDS && started.elapsed() < BOUND {
+            let (_, plan) = self.coldplug_round(&attempted).map_err(fail)?;
+            let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
+            if plan.is_empty() {
+                break;
+            }
+            rounds += 1;
+            attempted.extend(plan.iter().map(|p| p.module.clone()));
+            let results = self.load(&plan).map_err(fail)?;
+            failed.extend(
+                results
+                    .into_iter()
+                    .filter(|r| !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded)),
+            );
+        }
+        let detail = format!("{} modules in {rounds} rounds", attempted.len());
+        match failed.first() {
+            Some(first) => {
+                let errno = match &first.outcome {
+                    load::Outcome::Failed { errno, .. } => *errno,
+                    _ => None,
+                };
+                let names: Vec<&str> = failed.iter().map(|r| r.module.as_str()).collect();
+                let message = format!("not loaded: {}", names.join(", "));
+                Ok(Done::degraded(detail, Failure { errno, ..fail(message) }))
+            }
+            None => Ok(Done::ok(detail)),
+        }
     }
 
     /// Brings the boot interface up and gets a lease (DISCOVER: the address and default route

@@ -28,11 +28,22 @@ pub const REPORT_DIR: &str = "run/stateless";
 pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot) -> Vec<Step> {
     match phase {
         Phase::EarlyMounts => EARLY_MOUNTS.iter().map(|m| Step::Mount { mount: *m }).collect(),
-        Phase::Hardware if wants_overlayfs(options) && facts.overlayfs != Some(true) => {
-            let dirs: Vec<String> = options.dirs.iter().map(|d| format!("/{d}")).collect();
-            vec![Step::Module { name: "overlay".into(), needed_for: format!("overlayfs on {}", dirs.join(", ")) }]
+        Phase::Hardware => {
+            let mut steps = Vec::new();
+            if let (Some(devices), false) = (facts.devices, facts.coldplug.is_empty()) {
+                steps.push(Step::Coldplug { devices, modules: facts.coldplug.clone() });
+            }
+            for name in &options.modules.extra {
+                steps.push(Step::Module { name: name.clone(), needed_for: "stateless.modules=".into() });
+            }
+            if wants_overlayfs(options) && facts.overlayfs != Some(true) {
+                let dirs: Vec<String> = options.dirs.iter().map(|d| format!("/{d}")).collect();
+                let needed_for = format!("overlayfs on {}", dirs.join(", "));
+                steps.push(Step::Module { name: "overlay".into(), needed_for });
+            }
+            steps
         }
-        Phase::Hardware | Phase::Root => Vec::new(),
+        Phase::Root => Vec::new(),
         Phase::Network => match network_step(options, facts) {
             Some(step) => vec![step],
             None => vec![hostname_step(options, facts)],

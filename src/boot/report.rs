@@ -42,6 +42,9 @@ pub struct Report {
     pub init: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
     pub notes: Vec<String>,
+    /// What the hardware phase did with each module, in order.
+    #[serde(default)]
+    pub modules: Vec<crate::kmod::load::Loaded>,
     /// What our DHCP client got, when it ran and got an answer.
     #[serde(default)]
     pub dhcp: Option<crate::model::lease::Dhcp>,
@@ -88,6 +91,7 @@ impl Report {
             diagnostics: executor.diagnostics.clone(),
             notes: facts.notes.clone(),
             dhcp: facts.dhcp.clone(),
+            modules: executor.modules.clone(),
             degraded: executor.degraded,
             elapsed_ms: executor.elapsed_ms(),
             nfs_rpcs: executor

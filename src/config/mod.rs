@@ -141,7 +141,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 14] = [
+const VALUE_KEYS: [&str; 16] = [
     "softlevel",
     "ip",
     "nfsroot",
@@ -156,6 +156,8 @@ const VALUE_KEYS: [&str; 14] = [
     "stateless.emergency",
     "stateless.mode",
     "stateless.dhcp.timeout",
+    "stateless.modules",
+    "stateless.modules.blacklist",
 ];
 
 /// The autoconf words `ip=` takes, alone or in its 7th field.
@@ -205,6 +207,10 @@ impl Resolver {
             }
             ("stateless.break", None) => vec!["needs a phase name".to_owned()],
             (k, None) if VALUE_KEYS.contains(&k) => vec!["needs a value".to_owned()],
+            (k, None) if k.split_once('.').is_some_and(|(m, p)| !m.is_empty() && !p.is_empty() && m != "stateless") => {
+                o.modules.params.push((k.to_owned(), None));
+                Vec::new()
+            }
             (k, None) if !k.starts_with("stateless.") => Vec::new(),
             ("softlevel", Some(v)) => {
                 o.softlevel = Some(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect());
@@ -244,6 +250,12 @@ impl Resolver {
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
             ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, dhcp_timeout(v)),
+            ("stateless.modules", Some("none")) => {
+                o.modules.no_coldplug = true;
+                Vec::new()
+            }
+            ("stateless.modules", Some(v)) => module_list(v, &mut o.modules.extra),
+            ("stateless.modules.blacklist" | "modprobe.blacklist", Some(v)) => module_list(v, &mut o.modules.blacklist),
             ("ip", Some(v)) => match parse_ip(v) {
                 Ok((ip, errors)) => {
                     o.ip = Some(ip);
@@ -255,6 +267,12 @@ impl Resolver {
             ("root", Some(v)) => set(&mut o.root, Ok((!v.is_empty()).then(|| v.to_owned()))),
             ("BOOTIF", Some(v)) => set(&mut o.bootif, parse_mac(v).map(Some)),
             (k, _) if k.starts_with("stateless.") => vec!["unknown key".to_owned()],
+            (k, v) if k.split_once('.').is_some_and(|(m, p)| !m.is_empty() && !p.is_empty()) => {
+                // `module.param=value` for a module loaded later (the kernel keeps it only for
+                // built-in ones); checked when the module is.
+                o.modules.params.push((k.to_owned(), v.map(str::to_owned)));
+                Vec::new()
+            }
             _ => Vec::new(),
         };
         for e in errors {
@@ -398,6 +416,22 @@ fn hostname_prefix(v: &str) -> Result<String, String> {
     } else {
         Err(format!("{} is not 1 to 32 ascii letters, digits or \"-\" starting with a letter or digit", q(v)))
     }
+}
+
+/// A comma-separated list of module names into `into`; a bad name is reported and skipped.
+fn module_list(v: &str, into: &mut Vec<String>) -> Vec<String> {
+    let mut errors = Vec::new();
+    for name in v.split(',').filter(|n| !n.is_empty()) {
+        if !name.is_empty()
+            && name.len() <= 55
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            into.push(name.to_owned());
+        } else {
+            errors.push(format!("{}: not a module name", q(name)));
+        }
+    }
+    errors
 }
 
 /// `stateless.dhcp.timeout=` in seconds: 1 to 3600.
@@ -704,8 +738,24 @@ mod tests {
             (vec!["etc".into(), "var".into()], "/diskless", "Node")
         );
         assert_eq!((o.emergency, o.mode, o.quiet, o.debug), (Emergency::Continue, OverlayMode::Overlay, false, false));
-        // Unknown non-stateless words are the kernel's or init's business.
-        assert_eq!(ok("console=ttyS0 rd.break single 3 init=/sbin/init"), Options::default());
+        // Unknown non-stateless words are the kernel's or init's business; a dotted one may be
+        // a module's parameter (kept for when that module loads, as modprobe keeps it).
+        let o = ok("console=ttyS0 rd.break single 3 init=/sbin/init e1000.debug=2");
+        assert_eq!(
+            o.modules.params,
+            [("rd.break".to_string(), None), ("e1000.debug".to_string(), Some("2".to_string()))]
+        );
+        assert_eq!(Options { modules: Default::default(), ..o }, Options::default());
+        let o = ok(
+            "stateless.modules=e1000,virtio-net modprobe.blacklist=pcspkr stateless.modules.blacklist=snd_hda_intel",
+        );
+        assert_eq!(
+            (o.modules.extra, o.modules.blacklist),
+            (vec!["e1000".into(), "virtio-net".into()], vec!["pcspkr".into(), "snd_hda_intel".into()])
+        );
+        assert!(ok("stateless.modules=none").modules.no_coldplug);
+        let (o, d) = bad("stateless.modules=../x,ok");
+        assert_eq!((o.modules.extra, d.contains("not a module name")), (vec!["ok".to_string()], true));
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! Coldplug without udev: every device under `<sysfs>/devices` that has a `modalias`, and the
-//! modules those resolve to, in kmod's load order. The walk follows no symlink (sysfs links
-//! back up the tree), is bounded in depth and entries, and takes only printable modaliases.
+//! Coldplug without udev: every device with a `modalias`, and the modules those resolve to, in
+//! kmod's load order. The devices are listed bus by bus (no recursive walk, so sysfs's links
+//! back up the tree cannot loop it), bounded in number; only printable modaliases are taken.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -10,56 +10,51 @@ use serde::Serialize;
 
 use super::resolve::{Found, Rules, Step};
 
-/// Deepest directory the walk enters below `devices` (real trees stay under 20).
-const MAX_DEPTH: usize = 48;
-/// Most directory entries the walk looks at.
-const MAX_ENTRIES: usize = 500_000;
+/// Most devices looked at.
+const MAX_ENTRIES: usize = 100_000;
 /// Longest modalias read (the kernel's are under 4 KiB).
 const MODALIAS_LIMIT: usize = 4096;
 
 /// A device and its modalias.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Device {
-    /// Its path below the sysfs root (`devices/pci0000:00/0000:00:03.0`).
+    /// Where it was found below the sysfs root (`bus/pci/devices/0000:00:03.0`).
     pub path: String,
     pub modalias: String,
 }
 
-/// The devices under `<sysfs>/devices` with a modalias, in walk order (sorted per directory).
+/// The devices with a modalias: those of every bus (`<sysfs>/bus/*/devices/*`, sorted), as
+/// udev's coldplug enumerates them, and the CPU's feature modalias
+/// (`<sysfs>/devices/system/cpu`, which belongs to no bus device). One directory listing per
+/// bus: under emulation a walk of all of `/sys/devices` costs a hundred milliseconds and more.
 pub fn devices(sysfs: &Path) -> io::Result<Vec<Device>> {
     let mut found = Vec::new();
     let mut seen = 0usize;
-    let mut stack = vec![(sysfs.join("devices"), String::from("devices"), 0usize)];
-    while let Some((dir, rel, depth)) = stack.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if depth == 0 => return Err(e),
-            Err(_) => continue, // a device that went away, a dir we may not read
-        };
-        let mut names: Vec<(String, bool)> = Vec::new();
-        for entry in entries.filter_map(Result::ok) {
+    let buses = sorted_names(&sysfs.join("bus"))?;
+    for bus in buses {
+        let dir = sysfs.join("bus").join(&bus).join("devices");
+        for name in sorted_names(&dir).unwrap_or_default() {
             seen += 1;
             if seen > MAX_ENTRIES {
-                return Err(io::Error::other(format!("more than {MAX_ENTRIES} entries under {}", dir.display())));
+                return Err(io::Error::other(format!("more than {MAX_ENTRIES} devices under {}", sysfs.display())));
             }
-            let Ok(name) = entry.file_name().into_string() else { continue };
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            names.push((name, is_dir));
-        }
-        names.sort();
-        if names.iter().any(|(n, d)| n == "modalias" && !d) {
-            if let Some(modalias) = read_modalias(&dir.join("modalias")) {
-                found.push(Device { path: rel.clone(), modalias });
-            }
-        }
-        if depth < MAX_DEPTH {
-            // Reversed onto the stack: visited in name order.
-            for (name, _) in names.into_iter().rev().filter(|(_, is_dir)| *is_dir) {
-                stack.push((dir.join(&name), format!("{rel}/{name}"), depth + 1));
+            // The entry is sysfs's link to the device: its modalias is read through it.
+            if let Some(modalias) = read_modalias(&dir.join(&name).join("modalias")) {
+                found.push(Device { path: format!("bus/{bus}/devices/{name}"), modalias });
             }
         }
     }
+    if let Some(modalias) = read_modalias(&sysfs.join("devices/system/cpu/modalias")) {
+        found.push(Device { path: "devices/system/cpu".into(), modalias });
+    }
     Ok(found)
+}
+
+fn sorted_names(dir: &Path) -> io::Result<Vec<String>> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir)?.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect();
+    names.sort();
+    Ok(names)
 }
 
 fn read_modalias(path: &Path) -> Option<String> {
@@ -114,7 +109,12 @@ pub fn plan(rules: Rules<'_>, devices: Vec<Device>, loaded: &BTreeSet<String>) -
         }
         matches.push(Match { device, modules, blacklisted });
     }
-    let planned = order
+    (matches, planned(order, loaded))
+}
+
+/// A probe list as a plan: built-in modules and those in `loaded` marked so.
+pub fn planned(order: Vec<Step>, loaded: &BTreeSet<String>) -> Vec<Planned> {
+    order
         .into_iter()
         .map(|step| {
             let state = match &step.path {
@@ -124,8 +124,7 @@ pub fn plan(rules: Rules<'_>, devices: Vec<Device>, loaded: &BTreeSet<String>) -
             };
             Planned { module: step.module, path: step.path, state }
         })
-        .collect();
-    (matches, planned)
+        .collect()
 }
 
 /// The names in `/proc/modules` (normalised).
@@ -141,22 +140,34 @@ mod tests {
     use crate::kmod::index::Index;
 
     #[test]
-    fn walks_a_sysfs_tree_without_following_links() {
+    fn lists_the_devices_of_every_bus() {
         let root = std::env::temp_dir().join(format!("stateless-sysfs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
-        let dev = root.join("devices/pci0000:00/0000:00:03.0");
-        std::fs::create_dir_all(dev.join("virtio0")).unwrap();
-        std::fs::write(dev.join("modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n").unwrap();
-        std::fs::write(dev.join("virtio0/modalias"), "virtio:d00000001v00001AF4\n").unwrap();
+        let pci = root.join("devices/pci0000:00/0000:00:03.0");
+        std::fs::create_dir_all(pci.join("virtio0")).unwrap();
+        std::fs::write(pci.join("modalias"), "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n").unwrap();
+        std::fs::write(pci.join("virtio0/modalias"), "virtio:d00000001v00001AF4\n").unwrap();
         std::fs::create_dir_all(root.join("devices/platform/bad")).unwrap();
         std::fs::write(root.join("devices/platform/bad/modalias"), "a b\x01\n").unwrap();
-        std::os::unix::fs::symlink(root.join("devices"), dev.join("loop")).unwrap();
+        std::fs::create_dir_all(root.join("devices/system/cpu")).unwrap();
+        std::fs::write(root.join("devices/system/cpu/modalias"), "cpu:type:x86,ven0000fam0006mod003F:feature:,0000\n")
+            .unwrap();
+        for (bus, name, target) in [
+            ("pci", "0000:00:03.0", pci.clone()),
+            ("virtio", "virtio0", pci.join("virtio0")),
+            ("platform", "bad", root.join("devices/platform/bad")),
+            ("platform", "gone", root.join("devices/platform/gone")),
+        ] {
+            std::fs::create_dir_all(root.join("bus").join(bus).join("devices")).unwrap();
+            std::os::unix::fs::symlink(target, root.join("bus").join(bus).join("devices").join(name)).unwrap();
+        }
         let found = devices(&root).unwrap();
         assert_eq!(
             found.iter().map(|d| (d.path.as_str(), d.modalias.as_str())).collect::<Vec<_>>(),
             [
-                ("devices/pci0000:00/0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
-                ("devices/pci0000:00/0000:00:03.0/virtio0", "virtio:d00000001v00001AF4"),
+                ("bus/pci/devices/0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00"),
+                ("bus/virtio/devices/virtio0", "virtio:d00000001v00001AF4"),
+                ("devices/system/cpu", "cpu:type:x86,ven0000fam0006mod003F:feature:,0000"),
             ]
         );
         assert!(devices(&root.join("nowhere")).is_err());

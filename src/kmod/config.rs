@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::{normalize, normalize_alias, parse_softdep_line, Softdep, LINE_LIMIT};
+use crate::model::options::ModuleOptions;
 
 /// kmod's configuration dirs, highest priority first.
 pub const DIRS: [&str; 5] =
@@ -101,39 +102,22 @@ impl Config {
         Ok(())
     }
 
-    /// Adds what the kernel command line says: `modprobe.blacklist=a,b` and
-    /// `stateless.modules.blacklist=a,b`, and `module.param=value` for the modules loaded later
-    /// (the kernel keeps those only for built-in modules; modprobe passes them on).
-    pub fn add_cmdline(&mut self, params: &[(String, Option<String>)]) {
-        for (key, value) in params {
-            match (key.as_str(), value) {
-                ("modprobe.blacklist" | "stateless.modules.blacklist", Some(list)) => {
-                    for name in list.split(',').filter(|n| !n.is_empty()) {
-                        if super::index::valid_name(name) {
-                            self.blacklist.insert(normalize(name));
-                        } else {
-                            self.problems.push(format!("{key}: {name:?} is not a module name"));
-                        }
-                    }
-                }
-                (key, value) => {
-                    let Some((module, param)) = key.split_once('.') else { continue };
-                    // Our own keys and the kernel's dotted ones that are no module's.
-                    if module == "stateless"
-                        || module == "modprobe"
-                        || !super::index::valid_name(module)
-                        || param.is_empty()
-                    {
-                        continue;
-                    }
-                    let param = match value {
-                        Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
-                        Some(v) => format!("{param}={v}"),
-                        None => param.to_string(),
-                    };
-                    self.options.entry(normalize(module)).or_default().push(param);
-                }
+    /// Adds what the kernel command line says: the blacklists (`modprobe.blacklist=`,
+    /// `stateless.modules.blacklist=`) and `module.param=value` for the modules loaded later
+    /// (the kernel keeps those only for built-in modules; modprobe passes them on, and so do we).
+    pub fn add_cmdline(&mut self, options: &ModuleOptions) {
+        self.blacklist.extend(options.blacklist.iter().map(|m| normalize(m)));
+        for (key, value) in &options.params {
+            let Some((module, param)) = key.split_once('.') else { continue };
+            if !super::index::valid_name(module) || param.is_empty() || !param.bytes().all(|b| b.is_ascii_graphic()) {
+                continue; // the kernel's own dotted words (`rd.break`) name no module: unused
             }
+            let param = match value {
+                Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+                Some(v) => format!("{param}={v}"),
+                None => param.to_string(),
+            };
+            self.options.entry(normalize(module)).or_default().push(param);
         }
     }
 
@@ -179,22 +163,24 @@ mod tests {
         assert!(config.problems[0].contains("not run at boot"));
 
         let p = |k: &str, v: Option<&str>| (k.to_string(), v.map(str::to_string));
-        config.add_cmdline(&[
-            p("modprobe.blacklist", Some("pcspkr,floppy")),
-            p("stateless.modules.blacklist", Some("bad/name,i915")),
-            p("e1000.debug", Some("2")),
-            p("nfs.callback_tcpport", Some("4048")),
-            p("stateless.dirs", Some("etc")),
-            p("usbcore.quirks", Some("a b")),
-            p("ro", None),
-            p("i915.modeset", None),
-        ]);
+        config.add_cmdline(&ModuleOptions {
+            blacklist: vec!["pcspkr".into(), "floppy".into(), "i915".into()],
+            params: vec![
+                p("e1000.debug", Some("2")),
+                p("nfs.callback_tcpport", Some("4048")),
+                p("usbcore.quirks", Some("a b")),
+                p("rd.break", None),
+                p("i915.modeset", None),
+                p("bad/name.x", Some("1")),
+            ],
+            ..ModuleOptions::default()
+        });
         assert!(["pcspkr", "floppy", "i915", "snd_hda_intel"].iter().all(|m| config.blacklist.contains(*m)));
         assert_eq!(config.params("e1000"), "InterruptThrottleRate=3000 debug=1 debug=2", "the command line last");
         assert_eq!(config.params("nfs"), "callback_tcpport=4048");
         assert_eq!(config.params("usbcore"), "quirks=\"a b\"");
         assert_eq!(config.params("i915"), "modeset");
-        assert!(!config.options.contains_key("stateless"));
-        assert_eq!(config.problems.len(), 5);
+        assert!(config.options.contains_key("rd"), "kept, as modprobe keeps it: no module is named so");
+        assert_eq!(config.problems.len(), 4, "the command line was checked when parsed");
     }
 }

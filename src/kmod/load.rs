@@ -10,7 +10,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use rustix::fs::OFlags;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::coldplug::{Planned, State};
 use super::resolve::Rules;
@@ -22,7 +22,7 @@ use crate::sys::Sys;
 pub const MAX_THREADS: usize = 8;
 
 /// What happened to one module.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
 pub enum Outcome {
     Loaded,
@@ -40,7 +40,7 @@ pub enum Outcome {
 }
 
 /// One module's result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loaded {
     pub module: String,
     #[serde(flatten)]

@@ -12,6 +12,12 @@ use super::lease::Dhcp;
 pub struct Facts {
     /// Whether the kernel has overlayfs registered; `None` when not known (a dry run).
     pub overlayfs: Option<bool>,
+    /// Devices under /sys with a modalias, and the modules coldplug plans for them (to load,
+    /// in order), when coldplug was probed (at boot, unless `stateless.modules=none`).
+    #[serde(default)]
+    pub devices: Option<usize>,
+    #[serde(default)]
+    pub coldplug: Vec<String>,
     /// Name of the interface that carries the boot address.
     pub interface: Option<String>,
     /// Its hardware address, when it has one (the network files match on it).

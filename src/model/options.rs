@@ -86,6 +86,21 @@ pub struct Options {
     pub bootif: Option<[u8; 6]>,
     /// `stateless.dhcp.timeout=`: seconds the network phase may take for carrier and a lease.
     pub dhcp_timeout: u32,
+    /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
+    pub modules: ModuleOptions,
+}
+
+/// What the command line says about kernel modules.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleOptions {
+    /// `stateless.modules=none`: no coldplug (modules named elsewhere still load).
+    pub no_coldplug: bool,
+    /// `stateless.modules=a,b`: loaded besides what coldplug finds.
+    pub extra: Vec<String>,
+    /// `modprobe.blacklist=` and `stateless.modules.blacklist=` (comma-separated, as given).
+    pub blacklist: Vec<String>,
+    /// Every other `module.param[=value]` word, for the modules loaded later.
+    pub params: Vec<(String, Option<String>)>,
 }
 
 /// The default `stateless.dhcp.timeout=`: a switch port running classic spanning tree forwards
@@ -139,6 +154,7 @@ impl Default for Options {
             root: None,
             bootif: None,
             dhcp_timeout: DHCP_TIMEOUT_SECS,
+            modules: ModuleOptions::default(),
         }
     }
 }

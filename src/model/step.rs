@@ -96,6 +96,12 @@ pub enum Step {
         name: String,
         needed_for: String,
     },
+    /// The drivers for the devices found under /sys: `modules` as first planned; the step
+    /// walks /sys again after loading them and loads what new devices need, until none appear.
+    Coldplug {
+        devices: usize,
+        modules: Vec<String>,
+    },
     /// The chosen hostname: sethostname/setdomainname (PID 1 only).
     /// DHCP on `interface` (`None`: the first to get carrier, or the one `BOOTIF=` names);
     /// DISCOVER also gives the interface the leased address and the default route.
@@ -156,7 +162,7 @@ impl Step {
     pub fn phase(&self) -> Phase {
         match self {
             Step::Mount { .. } => Phase::EarlyMounts,
-            Step::Module { .. } => Phase::Hardware,
+            Step::Module { .. } | Step::Coldplug { .. } => Phase::Hardware,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
@@ -187,6 +193,9 @@ impl fmt::Display for Step {
         match self {
             Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
             Step::Module { name, needed_for } => write!(f, "module {name} (for {needed_for})"),
+            Step::Coldplug { devices, modules } => {
+                write!(f, "coldplug: {devices} devices with a modalias; load {}", modules.join(", "))
+            }
             Step::Dhcp { interface, exchange } => match (exchange, interface.as_deref()) {
                 (Exchange::Discover, on) => {
                     let on = on.unwrap_or("the first interface with carrier");

@@ -15,8 +15,8 @@ use crate::kmod::resolve::Rules;
 pub const USAGE: &str = "\
 usage: stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
 
-Shows which kernel modules the boot's coldplug chooses for the devices under DIR/devices (default
-/sys): for each device with a modalias, the modules it resolves to and the alias that matched;
+Shows which kernel modules the boot's coldplug chooses for the devices of every bus under
+DIR/bus (default /sys): for each device with a modalias, the modules it resolves to and the alias that matched;
 then every module in load order (dependencies and softdeps first), each marked load, built-in or
 loaded (already in the running kernel). Resolved as kmod does, from /lib/modules/V (V defaults to
 the running kernel's release) or --modules-dir. Changes nothing.
@@ -74,7 +74,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let root = ImageRoot::open(Path::new("/")).map_err(|e| format!("/: {e}"))?;
     let index = crate::kmod::read_index(&root, &dir)?;
     let sysfs = args.sysfs.clone().unwrap_or_else(|| PathBuf::from("/sys"));
-    let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/devices: {e}", sysfs.display()))?;
+    let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/bus: {e}", sysfs.display()))?;
     // What runs now is only known for the running kernel's own modules.
     let loaded = if release == running && args.sysfs.is_none() {
         coldplug::loaded(&std::fs::read_to_string("/proc/modules").unwrap_or_default())
