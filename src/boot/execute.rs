@@ -1254,6 +1254,64 @@ mod tests {
     }
 
     #[test]
+    fn coldplug_loads_drivers_until_no_new_devices_appear() {
+        let image = Image::new("coldplug");
+        let r = image.0.clone();
+        let dir = r.join("lib/modules/6.1.0");
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        std::fs::write(
+            dir.join("modules.dep"),
+            "kernel/virtio_pci.ko:\nkernel/virtio_net.ko: kernel/failover.ko\nkernel/failover.ko:\nkernel/pcspkr.ko:\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("modules.alias"),
+            "alias pci:v00001AF4d*sv*sd*bc*sc*i* virtio_pci\nalias virtio:d00000001v* virtio_net\nalias platform:pcspkr pcspkr\n",
+        )
+        .unwrap();
+        for m in ["virtio_pci", "virtio_net", "failover", "pcspkr"] {
+            std::fs::write(dir.join(format!("kernel/{m}.ko")), "").unwrap();
+        }
+        let root = r.clone();
+        let device = move |bus: &str, name: &str, modalias: &str| {
+            let r = &root;
+            let path = r.join("sys/devices").join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("modalias"), modalias).unwrap();
+            std::fs::create_dir_all(r.join("sys/bus").join(bus).join("devices")).unwrap();
+            std::os::unix::fs::symlink(&path, r.join("sys/bus").join(bus).join("devices").join(name)).unwrap();
+        };
+        device("pci", "0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n");
+        device("platform", "pcspkr", "platform:pcspkr\n");
+        // Loading the bus driver makes the virtio device appear, as the kernel would.
+        let sys = fake(move |c| {
+            if matches!(c, Call::LoadModule(p, _) if p.ends_with("virtio_pci.ko")) {
+                device("virtio", "virtio0", "virtio:d00000001v00001AF4\n");
+            }
+            None
+        });
+        let (outcomes, _) = boot(&image, "modprobe.blacklist=pcspkr failover.debug=1", &sys, Mode::Boot);
+        let coldplug = outcomes.iter().find(|o| matches!(o.step, Step::Coldplug { .. })).unwrap();
+        assert_eq!(coldplug.status, Status::Ok, "{coldplug:?}");
+        assert!(matches!(&coldplug.step, Step::Coldplug { devices: 2, modules } if modules == &["virtio_pci"]));
+        assert!(coldplug.detail.contains("in 2 rounds"), "{}", coldplug.detail);
+        let loads: Vec<(String, String)> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::LoadModule(p, params) => Some((p.file_name().unwrap().to_string_lossy().into_owned(), params)),
+                _ => None,
+            })
+            .collect();
+        let expected = [("virtio_pci.ko", ""), ("failover.ko", "debug=1"), ("virtio_net.ko", "")];
+        assert_eq!(loads, expected.map(|(a, b)| (a.to_string(), b.to_string())), "pcspkr is blacklisted");
+        let report: crate::boot::report::Report =
+            serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
+        assert_eq!(report.modules.len(), 3);
+        assert!(report.modules.iter().all(|m| m.outcome == crate::kmod::load::Outcome::Loaded));
+    }
+
+    #[test]
     fn a_registered_overlayfs_plans_no_module() {
         let image = Image::new("registered");
         let sys = fake(|_| None);
