@@ -351,12 +351,21 @@ impl<'a> Executor<'a> {
         Ok((count, plan.into_iter().filter(|p| !attempted.contains(&p.module)).collect()))
     }
 
-    /// Loads `plan` in parallel and records each module's result; the names that did not load.
-    fn load(&mut self, plan: &[Planned]) -> Result<Vec<Loaded>, String> {
+    /// Loads `plan` in parallel (and, with `coldplug`, the drivers of devices that appear
+    /// meanwhile) and records each module's result.
+    fn load(&mut self, plan: Vec<Planned>, coldplug: bool) -> Result<Vec<Loaded>, String> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(2, MAX_THREADS);
         self.kernel()?;
+        let loaded = self.loaded_modules();
+        let sysfs = self.running.host_path("sys");
         let Some(Ok(kernel)) = &self.kernel else { return Err("no module index".into()) };
-        let results = load_plan(self.sys, &self.running, &kernel.dir, kernel.rules(), plan, threads);
+        let new_devices = |planned: &BTreeSet<String>| {
+            let Ok(devices) = coldplug::devices(&sysfs) else { return Vec::new() };
+            let (_, plan) = coldplug::plan(kernel.rules(), devices, &loaded);
+            plan.into_iter().filter(|p| p.state == State::Load && !planned.contains(&p.module)).collect()
+        };
+        let more: load::More<'_> = if coldplug { &new_devices } else { &load::no_more };
+        let results = load_plan(self.sys, &self.running, &kernel.dir, kernel.rules(), plan, threads, more);
         for r in &results {
             match &r.outcome {
                 load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
@@ -378,7 +387,7 @@ impl<'a> Executor<'a> {
         let fail = |message: String| Failure::new(Op::LoadModule, Some(Path::new(name)), message);
         let loaded = self.loaded_modules();
         let plan = self.kernel().and_then(|k| k.plan_names(&[name.to_string()], &loaded)).map_err(fail)?;
-        let results = self.load(&plan).map_err(fail)?;
+        let results = self.load(plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
         match results.iter().find(|r| {
             !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
@@ -394,29 +403,18 @@ impl<'a> Executor<'a> {
     /// Coldplug: the planned drivers, then, as long as loading them made new devices appear
     /// (a bus driver creates the devices of the next), theirs; bounded in rounds and time.
     fn coldplug(&mut self) -> Result<Done, Failure> {
-        const ROUNDS: usize = 8;
-        const BOUND: Duration = Duration::from_secs(30);
-        let started = Instant::now();
         let fail = |message: String| Failure::new(Op::LoadModule, None, message);
-        let mut attempted = BTreeSet::new();
-        let mut failed = Vec::new();
-        let mut rounds = 0;
-        while rounds < ROUNDS && started.elapsed() < BOUND {
-            let (_, plan) = self.coldplug_round(&attempted).map_err(fail)?;
-            let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
-            if plan.is_empty() {
-                break;
-            }
-            rounds += 1;
-            attempted.extend(plan.iter().map(|p| p.module.clone()));
-            let results = self.load(&plan).map_err(fail)?;
-            failed.extend(
-                results
-                    .into_iter()
-                    .filter(|r| !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded)),
-            );
-        }
-        let detail = format!("{} modules in {rounds} rounds", attempted.len());
+        let (_, plan) = self.coldplug_round(&BTreeSet::new()).map_err(fail)?;
+        let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
+        let first = plan.len();
+        let results = self.load(plan, true).map_err(fail)?;
+        let failed: Vec<Loaded> = results
+            .iter()
+            .filter(|r| !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded))
+            .cloned()
+            .collect();
+        let later = results.len().saturating_sub(first);
+        let detail = format!("{} modules ({first} planned, {later} for devices that appeared)", results.len());
         match failed.first() {
             Some(first) => {
                 let errno = match &first.outcome {
@@ -1294,7 +1292,7 @@ mod tests {
         let coldplug = outcomes.iter().find(|o| matches!(o.step, Step::Coldplug { .. })).unwrap();
         assert_eq!(coldplug.status, Status::Ok, "{coldplug:?}");
         assert!(matches!(&coldplug.step, Step::Coldplug { devices: 2, modules } if modules == &["virtio_pci"]));
-        assert!(coldplug.detail.contains("in 2 rounds"), "{}", coldplug.detail);
+        assert!(coldplug.detail.contains("1 planned, 2 for devices that appeared"), "{}", coldplug.detail);
         let loads: Vec<(String, String)> = sys
             .calls()
             .into_iter()

@@ -3,11 +3,11 @@
 //! failed, it is not tried) and its softdep `pre:` modules tried (their failure does not stop
 //! it, as in kmod). Every result is reported with the time it took.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::fs::OFlags;
 use serde::{Deserialize, Serialize};
@@ -49,13 +49,15 @@ pub struct Loaded {
     pub ms: u64,
 }
 
-/// A module to load and what it waits for (indices into the plan).
-struct Job<'a> {
-    planned: &'a Planned,
+/// A module to load and what it waits for (indices into the job list).
+struct Job {
+    planned: Planned,
     /// `modules.dep` dependencies: a failure among them skips this module.
     hard: Vec<usize>,
     /// softdep `pre:` modules: tried first, their failure ignored.
     soft: Vec<usize>,
+    progress: Progress,
+    result: Option<Loaded>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,126 +67,189 @@ enum Progress {
     Done(bool),
 }
 
+/// Where more modules come from while loading: given the modules planned so far, those newly
+/// needed (coldplug: the drivers of devices that appeared). Called by an idle thread.
+pub type More<'a> = &'a (dyn Fn(&BTreeSet<String>) -> Vec<Planned> + Sync);
+
+/// No more modules than planned.
+pub fn no_more(_: &BTreeSet<String>) -> Vec<Planned> {
+    Vec::new()
+}
+
+/// How long an idle thread waits for a change before it looks again, and how long in all new
+/// modules are looked for.
+const RESCAN: Duration = Duration::from_millis(50);
+const RESCAN_BOUND: Duration = Duration::from_secs(30);
+
+struct Queue {
+    jobs: Vec<Job>,
+    planned: BTreeSet<String>,
+    /// A thread is asking `more` (outside the lock).
+    scanning: bool,
+    /// Modules finished since `more` was last asked: only a loaded driver makes devices appear,
+    /// so asking again before one finished would only cost time.
+    finished_since_scan: usize,
+    /// Nothing left to run, nothing running, nothing new: every thread stops.
+    done: bool,
+}
+
+impl Queue {
+    /// Appends `plan`, each module's prerequisites found among the jobs before it.
+    fn add(&mut self, rules: Rules<'_>, plan: Vec<Planned>) {
+        for planned in plan {
+            if !self.planned.insert(planned.module.clone()) {
+                continue;
+            }
+            let index_of = |name: &str| self.jobs.iter().position(|j| j.planned.module == name);
+            let deps = rules.index.modules.get(&planned.module).map(|m| m.deps.as_slice()).unwrap_or_default();
+            let hard = deps.iter().filter_map(|d| index_of(d)).collect();
+            let pre = rules.softdep(&planned.module).map(|s| s.pre.clone()).unwrap_or_default();
+            let soft = pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| index_of(&f.module)).collect();
+            let done =
+                |outcome| (Progress::Done(true), Some(Loaded { module: planned.module.clone(), outcome, ms: 0 }));
+            let (progress, result) = match planned.state {
+                State::BuiltIn => done(Outcome::BuiltIn),
+                State::Loaded => done(Outcome::AlreadyLoaded),
+                State::Load => (Progress::Waiting, None),
+            };
+            self.jobs.push(Job { planned, hard, soft, progress, result });
+        }
+    }
+
+    fn finished(&self, i: usize) -> bool {
+        self.jobs.get(i).is_some_and(|j| matches!(j.progress, Progress::Done(_)))
+    }
+
+    fn succeeded(&self, i: usize) -> bool {
+        self.jobs.get(i).is_some_and(|j| j.progress == Progress::Done(true))
+    }
+
+    /// The next job to run, or one to skip (a hard dependency failed) with that dependency.
+    fn next(&self) -> Option<(usize, Option<String>)> {
+        for (i, job) in self.jobs.iter().enumerate().filter(|(_, j)| j.progress == Progress::Waiting) {
+            if let Some(failed) = job.hard.iter().find(|&&d| self.finished(d) && !self.succeeded(d)) {
+                return Some((i, self.jobs.get(*failed).map(|j| j.planned.module.clone())));
+            }
+            if job.hard.iter().chain(&job.soft).all(|&d| self.finished(d)) {
+                return Some((i, None));
+            }
+        }
+        None
+    }
+}
+
 /// Loads `plan` (from [`super::coldplug::plan`]) from the module dir `dir` as `root` sees it,
-/// with `threads` threads (1 to [`MAX_THREADS`]), parameters from `rules.config`. The results
-/// come in plan order.
+/// with `threads` threads (1 to [`MAX_THREADS`]), parameters from `rules.config`, and what
+/// `more` adds while they run (each module once). The results come in the order planned.
 pub fn load_plan(
     sys: &dyn Sys,
     root: &ImageRoot,
     dir: &Path,
     rules: Rules<'_>,
-    plan: &[Planned],
+    plan: Vec<Planned>,
     threads: usize,
+    more: More<'_>,
 ) -> Vec<Loaded> {
-    let position: BTreeMap<&str, usize> = plan.iter().enumerate().map(|(i, p)| (p.module.as_str(), i)).collect();
-    let before = |name: &str, i: usize| position.get(name).copied().filter(|&j| j < i);
-    let jobs: Vec<Job<'_>> = plan
-        .iter()
-        .enumerate()
-        .map(|(i, planned)| {
-            let deps = rules.index.modules.get(&planned.module).map(|m| m.deps.as_slice()).unwrap_or_default();
-            let hard = deps.iter().filter_map(|d| before(d, i)).collect();
-            let pre = rules.softdep(&planned.module).map(|s| s.pre.clone()).unwrap_or_default();
-            let soft = pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| before(&f.module, i)).collect();
-            Job { planned, hard, soft }
-        })
-        .collect();
-    let initial: Vec<(Progress, Option<Loaded>)> = jobs
-        .iter()
-        .map(|job| {
-            let done = |outcome| {
-                let loaded = Loaded { module: job.planned.module.clone(), outcome, ms: 0 };
-                (Progress::Done(true), Some(loaded))
-            };
-            match job.planned.state {
-                State::BuiltIn => done(Outcome::BuiltIn),
-                State::Loaded => done(Outcome::AlreadyLoaded),
-                State::Load => (Progress::Waiting, None),
-            }
-        })
-        .collect();
-    let state = Mutex::new(initial);
+    let mut queue =
+        Queue { jobs: Vec::new(), planned: BTreeSet::new(), scanning: false, finished_since_scan: 0, done: false };
+    queue.add(rules, plan);
+    let state = Mutex::new(queue);
     let changed = Condvar::new();
+    let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..threads.clamp(1, MAX_THREADS) {
-            scope.spawn(|| worker(sys, root, dir, rules, &jobs, &state, &changed));
+            scope.spawn(|| worker(sys, root, dir, rules, more, started, &state, &changed));
         }
     });
-    let results = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-    results.into_iter().filter_map(|(_, loaded)| loaded).collect()
+    let queue = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    queue.jobs.into_iter().filter_map(|j| j.result).collect()
 }
 
-type Shared = Mutex<Vec<(Progress, Option<Loaded>)>>;
-
+#[allow(clippy::too_many_arguments)]
 fn worker(
     sys: &dyn Sys,
     root: &ImageRoot,
     dir: &Path,
     rules: Rules<'_>,
-    jobs: &[Job<'_>],
-    state: &Shared,
+    more: More<'_>,
+    started: Instant,
+    state: &Mutex<Queue>,
     changed: &Condvar,
 ) {
-    let Ok(mut guard) = state.lock() else { return };
+    let Ok(mut queue) = state.lock() else { return };
     loop {
-        let ready = |i: &usize| guard.get(*i).is_some_and(|(p, _)| matches!(p, Progress::Done(_)));
-        let ok = |i: &usize| guard.get(*i).is_some_and(|(p, _)| *p == Progress::Done(true));
-        let mut next = None;
-        let mut skip = None;
-        for (i, job) in jobs.iter().enumerate() {
-            if guard.get(i).map(|(p, _)| p) != Some(&Progress::Waiting) {
-                continue;
-            }
-            if let Some(failed) = job.hard.iter().find(|d| ready(d) && !ok(d)) {
-                skip = Some((i, jobs.get(*failed).map(|j| j.planned.module.clone()).unwrap_or_default()));
-                break;
-            }
-            if job.hard.iter().all(ready) && job.soft.iter().all(ready) {
-                next = Some(i);
-                break;
-            }
+        if queue.done {
+            return;
         }
-        if let Some((i, dep)) = skip {
-            if let Some(slot) = guard.get_mut(i) {
-                let module = jobs.get(i).map(|j| j.planned.module.clone()).unwrap_or_default();
-                let because = format!("dependency {dep} failed");
-                *slot = (Progress::Done(false), Some(Loaded { module, outcome: Outcome::Skipped { because }, ms: 0 }));
-            }
-            changed.notify_all();
-            continue;
-        }
-        let Some(i) = next else {
-            if guard.iter().all(|(p, _)| matches!(p, Progress::Done(_)))
-                || !guard.iter().any(|(p, _)| *p == Progress::Running)
-            {
-                // All done, or nothing running that could unblock the rest (cannot happen with
-                // dependencies earlier in the plan, but never wait for nothing).
+        match queue.next() {
+            Some((i, Some(dep))) => {
+                if let Some(job) = queue.jobs.get_mut(i) {
+                    let because = format!("dependency {dep} failed");
+                    let module = job.planned.module.clone();
+                    job.progress = Progress::Done(false);
+                    job.result = Some(Loaded { module, outcome: Outcome::Skipped { because }, ms: 0 });
+                }
                 changed.notify_all();
-                return;
             }
-            guard = match changed.wait(guard) {
-                Ok(guard) => guard,
-                Err(_) => return,
-            };
-            continue;
-        };
-        if let Some(slot) = guard.get_mut(i) {
-            slot.0 = Progress::Running;
+            Some((i, None)) => {
+                let Some(job) = queue.jobs.get_mut(i) else { return };
+                job.progress = Progress::Running;
+                let planned = job.planned.clone();
+                drop(queue);
+                let began = Instant::now();
+                let outcome = load_one(sys, root, dir, rules, &planned);
+                let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+                let ok = matches!(outcome, Outcome::Loaded | Outcome::AlreadyLoaded);
+                queue = match state.lock() {
+                    Ok(queue) => queue,
+                    Err(_) => return,
+                };
+                if let Some(job) = queue.jobs.get_mut(i) {
+                    job.progress = Progress::Done(ok);
+                    job.result = Some(Loaded { module: planned.module, outcome, ms });
+                }
+                queue.finished_since_scan += 1;
+                changed.notify_all();
+            }
+            None => {
+                let running = queue.jobs.iter().any(|j| j.progress == Progress::Running);
+                let due = queue.finished_since_scan > 0 || !running;
+                if !queue.scanning && due && started.elapsed() < RESCAN_BOUND {
+                    // Look for new devices' drivers while the others load, not after.
+                    queue.scanning = true;
+                    queue.finished_since_scan = 0;
+                    let planned = queue.planned.clone();
+                    drop(queue);
+                    let found = more(&planned);
+                    queue = match state.lock() {
+                        Ok(queue) => queue,
+                        Err(_) => return,
+                    };
+                    queue.scanning = false;
+                    let before = queue.jobs.len();
+                    queue.add(rules, found);
+                    if queue.jobs.len() > before {
+                        changed.notify_all();
+                        continue;
+                    }
+                    if !running && !queue.jobs.iter().any(|j| j.progress == Progress::Running) {
+                        // Nothing to run, nothing running, nothing new: done.
+                        queue.done = true;
+                        changed.notify_all();
+                        return;
+                    }
+                }
+                if !running && !queue.scanning && queue.next().is_none() && started.elapsed() >= RESCAN_BOUND {
+                    queue.done = true;
+                    changed.notify_all();
+                    return;
+                }
+                queue = match changed.wait_timeout(queue, RESCAN) {
+                    Ok((queue, _)) => queue,
+                    Err(_) => return,
+                };
+            }
         }
-        drop(guard);
-        let Some(job) = jobs.get(i) else { return };
-        let started = Instant::now();
-        let outcome = load_one(sys, root, dir, rules, job.planned);
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let ok = matches!(outcome, Outcome::Loaded | Outcome::AlreadyLoaded);
-        guard = match state.lock() {
-            Ok(guard) => guard,
-            Err(_) => return,
-        };
-        if let Some(slot) = guard.get_mut(i) {
-            *slot = (Progress::Done(ok), Some(Loaded { module: job.planned.module.clone(), outcome, ms }));
-        }
-        changed.notify_all();
     }
 }
 
@@ -269,8 +334,15 @@ mod tests {
         config.options.insert("e1000".into(), vec!["debug=2".into()]);
         let plan = planned(&index, &config, &["virtio_net", "virtio_blk", "e1000"]);
         let sys = Fake::default();
-        let results =
-            load_plan(&sys, &root, Path::new("/lib/modules/6.1.0"), Rules { index: &index, config: &config }, &plan, 4);
+        let results = load_plan(
+            &sys,
+            &root,
+            Path::new("/lib/modules/6.1.0"),
+            Rules { index: &index, config: &config },
+            plan.clone(),
+            4,
+            &no_more,
+        );
         assert!(results.iter().all(|r| r.outcome == Outcome::Loaded), "{results:#?}");
         assert_eq!(results.len(), plan.len());
         let calls = sys.calls();
@@ -300,8 +372,15 @@ mod tests {
             Call::LoadModule(p, _) if p.ends_with("crc32c_generic.ko") => Some(22),
             _ => None,
         });
-        let results =
-            load_plan(&sys, &root, Path::new("/lib/modules/6.1.0"), Rules { index: &index, config: &config }, &plan, 3);
+        let results = load_plan(
+            &sys,
+            &root,
+            Path::new("/lib/modules/6.1.0"),
+            Rules { index: &index, config: &config },
+            plan.clone(),
+            3,
+            &no_more,
+        );
         let outcome = |m: &str| results.iter().find(|r| r.module == m).unwrap().outcome.clone();
         assert!(matches!(outcome("virtio"), Outcome::Failed { errno: Some(8), .. }));
         assert_eq!(outcome("virtio_net"), Outcome::Skipped { because: "dependency virtio failed".into() });
@@ -321,8 +400,15 @@ mod tests {
         let sys = Fake::failing(|c| {
             matches!(c, Call::LoadModule(p, _) if p.extension().is_some_and(|e| e == "xz")).then_some(22)
         });
-        let results =
-            load_plan(&sys, &root, Path::new("/lib/modules/6.1.0"), Rules { index: &index, config: &config }, &plan, 2);
+        let results = load_plan(
+            &sys,
+            &root,
+            Path::new("/lib/modules/6.1.0"),
+            Rules { index: &index, config: &config },
+            plan.clone(),
+            2,
+            &no_more,
+        );
         assert_eq!(results[0].outcome, Outcome::BuiltIn);
         assert_eq!(results[1].outcome, Outcome::AlreadyLoaded);
         let Outcome::Failed { message, .. } = &results.last().unwrap().outcome else { panic!("{results:#?}") };
