@@ -321,7 +321,8 @@ impl<'a> Executor<'a> {
     fn kernel(&mut self) -> Result<&Kernel, String> {
         if self.kernel.is_none() {
             let release = self.sys.uname().release;
-            let kernel = Kernel::open(&self.running, &release, &self.options.modules);
+            let base = format!("{}/base", self.options.layers);
+            let kernel = Kernel::open(&self.running, &release, &self.options.modules, Some((&self.target, &base)));
             if let Ok(kernel) = &kernel {
                 kernel.index.problems.iter().chain(&kernel.config.problems).for_each(|p| log::warn!("modules: {p}"));
             }
@@ -1288,7 +1289,11 @@ mod tests {
             }
             None
         });
-        let (outcomes, _) = boot(&image, "modprobe.blacklist=pcspkr failover.debug=1", &sys, Mode::Boot);
+        // The base layer's modprobe.d counts (every client gets it); the command line's too.
+        std::fs::create_dir_all(r.join("diskless/base/etc/modprobe.d")).unwrap();
+        std::fs::write(r.join("diskless/base/etc/modprobe.d/lab.conf"), "blacklist pcspkr\noptions failover a=1\n")
+            .unwrap();
+        let (outcomes, _) = boot(&image, "failover.debug=1", &sys, Mode::Boot);
         let coldplug = outcomes.iter().find(|o| matches!(o.step, Step::Coldplug { .. })).unwrap();
         assert_eq!(coldplug.status, Status::Ok, "{coldplug:?}");
         assert!(matches!(&coldplug.step, Step::Coldplug { devices: 2, modules } if modules == &["virtio_pci"]));
@@ -1301,7 +1306,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        let expected = [("virtio_pci.ko", ""), ("failover.ko", "debug=1"), ("virtio_net.ko", "")];
+        let expected = [("virtio_pci.ko", ""), ("failover.ko", "a=1 debug=1"), ("virtio_net.ko", "")];
         assert_eq!(loads, expected.map(|(a, b)| (a.to_string(), b.to_string())), "pcspkr is blacklisted");
         let report: crate::boot::report::Report =
             serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();

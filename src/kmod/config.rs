@@ -35,7 +35,7 @@ pub struct Config {
 }
 
 /// Which files to read: `(dir, file name)` in kmod's order, from the `*.conf` names found in
-/// each of [`DIRS`] (given in that order).
+/// each dir (given highest priority first, as [`DIRS`] are).
 pub fn files(listings: &[Vec<String>]) -> Vec<(usize, String)> {
     let mut chosen: BTreeMap<String, usize> = BTreeMap::new();
     for (dir, names) in listings.iter().enumerate() {
@@ -49,6 +49,7 @@ pub fn files(listings: &[Vec<String>]) -> Vec<(usize, String)> {
 impl Config {
     /// Adds the lines of one configuration file (`file` names it in problems).
     pub fn add_file(&mut self, file: &str, text: &[u8]) {
+        let name = file.rsplit('/').next().unwrap_or(file);
         for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
             let line = n + 1;
             let Some(text) = std::str::from_utf8(raw).ok().filter(|_| raw.len() <= LINE_LIMIT) else {
@@ -59,7 +60,7 @@ impl Config {
             if text.is_empty() || text.starts_with('#') {
                 continue;
             }
-            if let Err(why) = self.add_line(text, file < "modules.softdep") {
+            if let Err(why) = self.add_line(text, name < "modules.softdep") {
                 self.problems.push(format!("{file} line {line}: {why}"));
             }
         }

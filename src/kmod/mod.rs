@@ -51,26 +51,27 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Reads the index of `/lib/modules/<release>` and the modprobe.d files of `root`.
-    pub fn open(root: &ImageRoot, release: &str, options: &ModuleOptions) -> Result<Kernel, String> {
+    /// Reads the index of `/lib/modules/<release>` and the modprobe.d files of `root`; `base`
+    /// (a root and the base layer's dir in it) adds the base layer's `etc/modprobe.d` above
+    /// them, as the copy of it in /etc would be: the layer every client gets is known before
+    /// the hardware phase, the others only after the network phase.
+    pub fn open(
+        root: &ImageRoot,
+        release: &str,
+        options: &ModuleOptions,
+        base: Option<(&ImageRoot, &str)>,
+    ) -> Result<Kernel, String> {
         if release.is_empty() || release.contains('/') || release == ".." || release == "." {
             return Err(format!("kernel release {release:?} names no module dir"));
         }
         let dir = Path::new("/lib/modules").join(release);
         let index = read_index(root, &dir)?;
-        let mut config = config::Config::default();
-        let listings: Vec<Vec<String>> = config::DIRS.iter().map(|d| list(root, d)).collect();
-        for (dir_index, name) in config::files(&listings) {
-            let Some(dir) = config::DIRS.get(dir_index) else { continue };
-            let file = format!("/{dir}/{name}");
-            match root.read_file(&file, CONFIG_LIMIT) {
-                Ok(Some(text)) => config.add_file(&file, &text),
-                Ok(None) => {}
-                Err(e) => config.problems.push(format!("{file}: {e}")),
-            }
+        let mut sources: Vec<(&ImageRoot, String)> = Vec::new();
+        if let Some((layers_root, layer)) = base {
+            sources.push((layers_root, format!("{}/etc/modprobe.d", layer.trim_matches('/'))));
         }
-        config.add_cmdline(options);
-        Ok(Kernel { dir, index, config })
+        sources.extend(config::DIRS.iter().map(|d| (root, d.to_string())));
+        Ok(Kernel { dir, index, config: read_config(&sources, options) })
     }
 
     pub fn rules(&self) -> resolve::Rules<'_> {
@@ -93,6 +94,24 @@ impl Kernel {
         }
         Ok(coldplug::planned(order, loaded))
     }
+}
+
+/// The configuration from the `*.conf` files of `sources` (a root and a dir in it, highest
+/// priority first) in kmod's order, then the command line's.
+pub fn read_config(sources: &[(&ImageRoot, String)], options: &ModuleOptions) -> config::Config {
+    let mut config = config::Config::default();
+    let listings: Vec<Vec<String>> = sources.iter().map(|(r, d)| list(r, d)).collect();
+    for (source, name) in config::files(&listings) {
+        let Some((from, dir)) = sources.get(source) else { continue };
+        let file = format!("/{dir}/{name}");
+        match from.read_file(&file, CONFIG_LIMIT) {
+            Ok(Some(text)) => config.add_file(&file, &text),
+            Ok(None) => {}
+            Err(e) => config.problems.push(format!("{file}: {e}")),
+        }
+    }
+    config.add_cmdline(options);
+    config
 }
 
 /// Largest modprobe.d file read.

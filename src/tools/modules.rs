@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
-use crate::kmod::config::Config;
+use crate::kmod::config;
 use crate::kmod::resolve::Rules;
 
 pub const USAGE: &str = "\
@@ -19,7 +19,8 @@ Shows which kernel modules the boot's coldplug chooses for the devices of every 
 DIR/bus (default /sys): for each device with a modalias, the modules it resolves to and the alias that matched;
 then every module in load order (dependencies and softdeps first), each marked load, built-in or
 loaded (already in the running kernel). Resolved as kmod does, from /lib/modules/V (V defaults to
-the running kernel's release) or --modules-dir. Changes nothing.
+the running kernel's release) or --modules-dir, with this machine's modprobe.d (blacklist,
+options, softdep, alias). Changes nothing.
 ";
 
 #[derive(Debug, Default)]
@@ -81,9 +82,12 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     } else {
         Default::default()
     };
-    let config = Config::default();
+    // This machine's modprobe.d, as modprobe here reads it.
+    let sources: Vec<(&ImageRoot, String)> = config::DIRS.iter().map(|d| (&root, d.to_string())).collect();
+    let config = crate::kmod::read_config(&sources, &Default::default());
     let (devices, load) = coldplug::plan(Rules { index: &index, config: &config }, devices, &loaded);
-    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems: index.problems };
+    let problems = index.problems.into_iter().chain(config.problems).collect();
+    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems };
     let text =
         if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
     crate::tools::emit(&text)?;
