@@ -21,7 +21,12 @@ const MODULES_DEP_LIMIT: u64 = 16 << 20;
 
 /// The index of the module dir `dir` (absolute, as `root` sees it): the files depmod writes,
 /// each read as `root` sees it; a missing one is empty, except modules.dep.
-pub fn read_index(root: &ImageRoot, dir: &Path) -> Result<index::Index, String> {
+///
+/// `builtin_aliases`: also the built-in modules' aliases (`modules.builtin.modinfo`, 100 KB and
+/// more). They only tell that a device's driver is built in, never change what is loaded: the
+/// boot leaves them out (under emulation, over NFS, that file costs tens of milliseconds);
+/// `stateless modules` reads them to say so.
+pub fn read_index(root: &ImageRoot, dir: &Path, builtin_aliases: bool) -> Result<index::Index, String> {
     let read = |name: &str| {
         let path = dir.join(name);
         match root.read_file(&path.to_string_lossy(), MODULES_DEP_LIMIT) {
@@ -37,7 +42,7 @@ pub fn read_index(root: &ImageRoot, dir: &Path) -> Result<index::Index, String> 
         &optional("modules.alias")?,
         &optional("modules.softdep")?,
         &optional("modules.builtin")?,
-        &optional("modules.builtin.modinfo")?,
+        &if builtin_aliases { optional("modules.builtin.modinfo")? } else { Vec::new() },
     ))
 }
 
@@ -65,7 +70,7 @@ impl Kernel {
             return Err(format!("kernel release {release:?} names no module dir"));
         }
         let dir = Path::new("/lib/modules").join(release);
-        let index = read_index(root, &dir)?;
+        let index = read_index(root, &dir, false)?;
         let mut sources: Vec<(&ImageRoot, String)> = Vec::new();
         if let Some((layers_root, layer)) = base {
             sources.push((layers_root, format!("{}/etc/modprobe.d", layer.trim_matches('/'))));

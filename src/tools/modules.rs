@@ -73,7 +73,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         None => Path::new("/lib/modules").join(&release),
     };
     let root = ImageRoot::open(Path::new("/")).map_err(|e| format!("/: {e}"))?;
-    let index = crate::kmod::read_index(&root, &dir)?;
+    let index = crate::kmod::read_index(&root, &dir, true)?;
     let sysfs = args.sysfs.clone().unwrap_or_else(|| PathBuf::from("/sys"));
     let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/bus: {e}", sysfs.display()))?;
     // What runs now is only known for the running kernel's own modules.
