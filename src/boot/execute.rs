@@ -181,7 +181,7 @@ impl<'a> Executor<'a> {
                 };
                 self.facts.overlayfs = self.sys.proc_file("filesystems").ok().map(listed);
                 if self.mode == Mode::Boot && !self.options.modules.no_coldplug {
-                    match self.coldplug_round(&BTreeSet::new()) {
+                    match self.coldplug_round() {
                         Ok((devices, plan)) => {
                             self.facts.devices = Some(devices);
                             self.facts.coldplug =
@@ -340,16 +340,15 @@ impl<'a> Executor<'a> {
         coldplug::loaded(&String::from_utf8_lossy(&self.sys.proc_file("modules").unwrap_or_default()))
     }
 
-    /// One coldplug round: the devices under /sys now, and the plan for them (modules in
-    /// `attempted` left out).
-    fn coldplug_round(&mut self, attempted: &BTreeSet<String>) -> Result<(usize, Vec<Planned>), String> {
+    /// The devices under /sys now, and the coldplug plan for them.
+    fn coldplug_round(&mut self) -> Result<(usize, Vec<Planned>), String> {
         let sysfs = self.running.host_path("sys");
         let loaded = self.loaded_modules();
         let kernel = self.kernel()?;
         let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}: {e}", sysfs.display()))?;
         let count = devices.len();
         let (_, plan) = coldplug::plan(kernel.rules(), devices, &loaded);
-        Ok((count, plan.into_iter().filter(|p| !attempted.contains(&p.module)).collect()))
+        Ok((count, plan))
     }
 
     /// Loads `plan` in parallel (and, with `coldplug`, the drivers of devices that appear
@@ -387,10 +386,22 @@ impl<'a> Executor<'a> {
         }
         let fail = |message: String| Failure::new(Op::LoadModule, Some(Path::new(name)), message);
         let loaded = self.loaded_modules();
-        let plan = self.kernel().and_then(|k| k.plan_names(&[name.to_string()], &loaded)).map_err(fail)?;
+        let (plan, required) = self
+            .kernel()
+            .and_then(|k| {
+                // What must load for the step to succeed: the module and its modules.dep
+                // dependencies; a softdep that fails does not count (as in kmod).
+                let mut required: BTreeSet<String> = BTreeSet::new();
+                for found in k.rules().lookup(name) {
+                    required.extend(k.index.modules.get(&found.module).into_iter().flat_map(|m| m.deps.clone()));
+                    required.insert(found.module);
+                }
+                Ok((k.plan_names(&[name.to_string()], &loaded)?, required))
+            })
+            .map_err(fail)?;
         let results = self.load(plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
-        match results.iter().find(|r| {
+        match results.iter().filter(|r| required.contains(&r.module)).find(|r| {
             !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
         }) {
             Some(Loaded { outcome: load::Outcome::Failed { errno, message }, .. }) => {
@@ -401,11 +412,11 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Coldplug: the planned drivers, then, as long as loading them made new devices appear
-    /// (a bus driver creates the devices of the next), theirs; bounded in rounds and time.
+    /// Coldplug: the planned drivers, and meanwhile those of the devices that loading them made
+    /// appear (a bus driver creates the devices of the next); bounded in plan size and time.
     fn coldplug(&mut self) -> Result<Done, Failure> {
         let fail = |message: String| Failure::new(Op::LoadModule, None, message);
-        let (_, plan) = self.coldplug_round(&BTreeSet::new()).map_err(fail)?;
+        let (_, plan) = self.coldplug_round().map_err(fail)?;
         let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
         let first = plan.len();
         let results = self.load(plan, true).map_err(fail)?;

@@ -110,10 +110,18 @@ impl Config {
         self.blacklist.extend(options.blacklist.iter().map(|m| normalize(m)));
         for (key, value) in &options.params {
             let Some((module, param)) = key.split_once('.') else { continue };
-            if !super::index::valid_name(module) || param.is_empty() || !param.bytes().all(|b| b.is_ascii_graphic()) {
-                continue; // the kernel's own dotted words (`rd.break`) name no module: unused
+            let plain =
+                |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !super::index::valid_name(module) || !plain(param) {
+                continue; // the kernel's own dotted words (`rd.break`, `a.b.c`) name no parameter
             }
-            let param = match value {
+            // One parameter, never more: a quote or a control byte in the value could end it and
+            // start another, so such a value is refused; any blank gets it quoted.
+            let param = match value.as_deref() {
+                Some(v) if v.bytes().any(|b| b == b'"' || b.is_ascii_control()) => {
+                    self.problems.push(format!("{key}: a value with a quote or a control byte is not passed on"));
+                    continue;
+                }
                 Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
                 Some(v) => format!("{param}={v}"),
                 None => param.to_string(),
@@ -173,6 +181,9 @@ mod tests {
                 p("rd.break", None),
                 p("i915.modeset", None),
                 p("bad/name.x", Some("1")),
+                p("e1000.p", Some("a\" evil=1 \"")),
+                p("e1000.q", Some("x\ty=2")),
+                p("a.b.c", Some("1")),
             ],
             ..ModuleOptions::default()
         });
@@ -182,6 +193,8 @@ mod tests {
         assert_eq!(config.params("usbcore"), "quirks=\"a b\"");
         assert_eq!(config.params("i915"), "modeset");
         assert!(config.options.contains_key("rd"), "kept, as modprobe keeps it: no module is named so");
-        assert_eq!(config.problems.len(), 4, "the command line was checked when parsed");
+        assert_eq!(config.problems.len(), 6, "{:#?}", config.problems);
+        assert!(!config.params("e1000").contains("evil") && !config.params("e1000").contains("y=2"));
+        assert!(!config.options.contains_key("a"), "a.b.c names no parameter");
     }
 }

@@ -54,7 +54,7 @@ fn single(pattern: &[u8], p: usize, byte: Option<u8>) -> Option<usize> {
         },
         b'\\' => match pattern.get(p + 1) {
             Some(&quoted) => (quoted == byte).then_some(p + 2),
-            None => (byte == b'\\').then_some(p + 1),
+            None => None, // a trailing `\` matches nothing, as in glibc
         },
         &literal => (literal == byte).then_some(p + 1),
     }
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn escapes() {
         assert!(m("a\\*b", "a*b") && !m("a\\*b", "axb"));
-        assert!(m("a\\", "a\\"));
+        assert!(!m("a\\", "a\\"), "a trailing backslash loses, as in glibc");
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct Index {
     /// `modules.softdep` (module pattern, softdep), in file order: the first line whose pattern
     /// matches a module is its softdep, as in kmod.
     pub softdeps: Vec<(String, Softdep)>,
+    /// The first `softdeps` entry of each plain (pattern-free) name, and the entries that are
+    /// patterns: a lookup is a map access and a scan of the patterns only, not of every line.
+    softdep_names: BTreeMap<String, usize>,
+    softdep_patterns: Vec<usize>,
     /// Lines refused, one message each (file, line number, why).
     pub problems: Vec<String>,
 }
@@ -162,7 +166,15 @@ impl Index {
     fn parse_softdep(&mut self, text: &[u8]) {
         for (line, text) in self.lines("modules.softdep", text) {
             match parse_softdep_line(text) {
-                Some(entry) => self.softdeps.push(entry),
+                Some(entry) => {
+                    let at = self.softdeps.len();
+                    if entry.0.contains(['*', '?', '[', '\\']) {
+                        self.softdep_patterns.push(at);
+                    } else {
+                        self.softdep_names.entry(entry.0.clone()).or_insert(at);
+                    }
+                    self.softdeps.push(entry);
+                }
                 None => self.problem("modules.softdep", line, "not `softdep MODULE pre: ... post: ...`"),
             }
         }
@@ -231,10 +243,15 @@ pub fn parse_softdep_line(text: &str) -> Option<(String, Softdep)> {
 impl Index {
     /// The softdep of `module`: the first entry whose pattern matches it.
     pub fn softdep(&self, module: &str) -> Option<&Softdep> {
-        self.softdeps
-            .iter()
-            .find(|(pattern, _)| super::fnmatch::matches(pattern.as_bytes(), module.as_bytes()))
-            .map(|(_, s)| s)
+        let named = self.softdep_names.get(module).copied();
+        let pattern = self.softdep_patterns.iter().copied().find(|&i| {
+            self.softdeps.get(i).is_some_and(|(p, _)| super::fnmatch::matches(p.as_bytes(), module.as_bytes()))
+        });
+        let first = match (named, pattern) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.softdeps.get(first?).map(|(_, s)| s)
     }
 }
 

@@ -83,6 +83,8 @@ const RESCAN_BOUND: Duration = Duration::from_secs(30);
 
 struct Queue {
     jobs: Vec<Job>,
+    /// For a module, the jobs whose softdep `post:` names it: it loads after them.
+    post_of: std::collections::BTreeMap<String, Vec<usize>>,
     planned: BTreeSet<String>,
     /// A thread is asking `more` (outside the lock).
     scanning: bool,
@@ -104,12 +106,23 @@ impl Queue {
             let deps = rules.index.modules.get(&planned.module).map(|m| m.deps.as_slice()).unwrap_or_default();
             let hard = deps.iter().filter_map(|d| index_of(d)).collect();
             let pre = rules.softdep(&planned.module).map(|s| s.pre.clone()).unwrap_or_default();
-            let soft = pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| index_of(&f.module)).collect();
+            let mut soft: Vec<usize> =
+                pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| index_of(&f.module)).collect();
+            soft.extend(self.post_of.get(&planned.module).into_iter().flatten());
+            let post = rules.softdep(&planned.module).map(|s| s.post.clone()).unwrap_or_default();
+            for found in post.iter().flat_map(|p| rules.lookup(p)) {
+                self.post_of.entry(found.module).or_default().push(self.jobs.len());
+            }
             let done =
                 |outcome| (Progress::Done(true), Some(Loaded { module: planned.module.clone(), outcome, ms: 0 }));
             let (progress, result) = match planned.state {
                 State::BuiltIn => done(Outcome::BuiltIn),
                 State::Loaded => done(Outcome::AlreadyLoaded),
+                State::Missing => {
+                    let message = format!("{}: not in modules.dep", planned.module);
+                    let outcome = Outcome::Failed { errno: Some(rustix::io::Errno::NOENT.raw_os_error()), message };
+                    (Progress::Done(false), Some(Loaded { module: planned.module.clone(), outcome, ms: 0 }))
+                }
                 State::Load => (Progress::Waiting, None),
             };
             self.jobs.push(Job { planned, hard, soft, progress, result });
@@ -150,15 +163,26 @@ pub fn load_plan(
     threads: usize,
     more: More<'_>,
 ) -> Vec<Loaded> {
-    let mut queue =
-        Queue { jobs: Vec::new(), planned: BTreeSet::new(), scanning: false, finished_since_scan: 0, done: false };
+    let mut queue = Queue {
+        jobs: Vec::new(),
+        post_of: Default::default(),
+        planned: BTreeSet::new(),
+        scanning: false,
+        finished_since_scan: 0,
+        done: false,
+    };
     queue.add(rules, plan);
     let state = Mutex::new(queue);
     let changed = Condvar::new();
     let started = Instant::now();
     std::thread::scope(|scope| {
-        for _ in 0..threads.clamp(1, MAX_THREADS) {
-            scope.spawn(|| worker(sys, root, dir, rules, more, started, &state, &changed));
+        let work = || worker(sys, root, dir, rules, more, started, &state, &changed);
+        let spawned = (0..threads.clamp(1, MAX_THREADS))
+            .filter(|_| std::thread::Builder::new().spawn_scoped(scope, work).is_ok())
+            .count();
+        if spawned == 0 {
+            // No thread could be made (memory, limits): load here, one by one.
+            work();
         }
     });
     let queue = state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -253,22 +277,36 @@ fn worker(
     }
 }
 
+/// Opens a module file: beneath the module dir (no symlink out of it, no magic link), without
+/// blocking on a FIFO or taking a terminal, and only a regular file.
+fn open_module(root: &ImageRoot, dir: &Path, file: &str) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{openat2, FileType, Mode, ResolveFlags};
+    let dir = root.open_file(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = openat2(&dir, file, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)?;
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(rustix::io::Errno::INVAL);
+    }
+    Ok(fd)
+}
+
 fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, planned: &Planned) -> Outcome {
     let Some(file) = &planned.path else { return Outcome::BuiltIn };
-    let path = dir.join(file);
-    let shown = root.host_path(&path);
-    let opened = match root.open_file(&path, OFlags::RDONLY) {
+    let shown = root.host_path(dir.join(file));
+    let opened = match open_module(root, dir, file) {
         Ok(fd) => fd,
         Err(e) => {
-            return Outcome::Failed { errno: Some(e.raw_os_error()), message: format!("open {}: {e}", shown.display()) }
+            let message =
+                format!("open {}: {e} (a module file is a regular file inside the module dir)", shown.display());
+            return Outcome::Failed { errno: Some(e.raw_os_error()), message };
         }
     };
     match sys.load_module(opened.as_fd(), &shown, &rules.config.params(&planned.module)) {
         Ok(()) => Outcome::Loaded,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => Outcome::AlreadyLoaded,
         Err(e) => {
-            let compressed = !file.ends_with(".ko");
-            let hint = if compressed && e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+            let refused = [rustix::io::Errno::INVAL, rustix::io::Errno::OPNOTSUPP].map(|e| Some(e.raw_os_error()));
+            let hint = if !file.ends_with(".ko") && refused.contains(&e.raw_os_error()) {
                 " (a compressed module: the kernel decompresses it itself only from Linux 6.4, with CONFIG_MODULE_DECOMPRESS)"
             } else {
                 ""
@@ -387,6 +425,65 @@ mod tests {
         assert_eq!(outcome("failover"), Outcome::Loaded);
         assert_eq!(outcome("e1000"), Outcome::Loaded, "a failed softdep does not stop it");
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::LoadModule(p, _) if p.ends_with("virtio_net.ko"))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn module_files_must_be_regular_files_inside_the_module_dir() {
+        let (dir, root, index) = tree("files");
+        let kernel = dir.join("lib/modules/6.1.0/kernel");
+        std::fs::remove_file(kernel.join("e1000.ko")).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, kernel.join("e1000.ko"), rustix::fs::FileType::Fifo, 0o644.into(), 0)
+            .unwrap();
+        std::fs::write(dir.join("evil.ko"), "").unwrap();
+        std::fs::remove_file(kernel.join("failover.ko")).unwrap();
+        std::os::unix::fs::symlink("../../../../evil.ko", kernel.join("failover.ko")).unwrap();
+        let config = Config::default();
+        let plan = planned(&index, &config, &["e1000", "failover"]);
+        let sys = Fake::default();
+        let started = Instant::now();
+        let results = load_plan(
+            &sys,
+            &root,
+            Path::new("/lib/modules/6.1.0"),
+            Rules { index: &index, config: &config },
+            plan,
+            2,
+            &no_more,
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "a FIFO must not block");
+        for module in ["e1000", "failover"] {
+            let r = results.iter().find(|r| r.module == module).unwrap();
+            assert!(
+                matches!(&r.outcome, Outcome::Failed { message, .. } if message.contains("regular file inside the module dir")),
+                "{r:?}"
+            );
+        }
+        let loaded_from =
+            |name: &str| sys.calls().iter().any(|c| matches!(c, Call::LoadModule(p, _) if p.ends_with(name)));
+        assert!(!loaded_from("e1000.ko") && !loaded_from("failover.ko") && !loaded_from("evil.ko"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn post_softdeps_load_after_their_module() {
+        let (dir, root, _) = tree("post");
+        let index = Index::parse(DEP.as_bytes(), b"", b"softdep e1000 post: crc32c_generic\n", b"", b"");
+        let config = Config::default();
+        let plan = planned(&index, &config, &["e1000"]);
+        assert_eq!(plan.iter().map(|p| p.module.as_str()).collect::<Vec<_>>(), ["e1000", "crc32c_generic"]);
+        let sys = Fake::default();
+        load_plan(
+            &sys,
+            &root,
+            Path::new("/lib/modules/6.1.0"),
+            Rules { index: &index, config: &config },
+            plan,
+            4,
+            &no_more,
+        );
+        let calls = sys.calls();
+        assert!(position(&calls, "e1000") < position(&calls, "crc32c_generic"), "{calls:#?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

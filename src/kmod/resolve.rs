@@ -31,9 +31,17 @@ pub struct Rules<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Step {
     pub module: String,
-    /// Its file relative to the module dir; `None` for a built-in module.
+    /// Its file relative to the module dir; `None` for a built-in module, or one the index
+    /// names but does not list (a broken index: loading it fails).
     pub path: Option<String>,
+    pub builtin: bool,
 }
+
+/// Deepest softdep chain followed (kmod recurses without a bound; a hostile index must not
+/// overflow PID 1's stack).
+const MAX_SOFTDEP_DEPTH: usize = 64;
+/// Longest probe list (Debian's kernel has about 4,000 modules).
+pub const MAX_PLAN: usize = 8192;
 
 impl Rules<'_> {
     /// Resolves `name` as `modprobe -R` does, the sources in kmod's order, the first that
@@ -87,36 +95,38 @@ impl Rules<'_> {
     /// softdep gives that resolve to nothing are skipped, as kmod does.
     pub fn probe_list(&self, module: &str, ordered: &mut Vec<Step>) {
         let mut visited = BTreeSet::new();
-        self.visit(module, &mut visited, ordered);
+        self.visit(module, 0, &mut visited, ordered);
     }
 
-    fn visit(&self, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
-        // Bounded: each module is visited once per list, and there are finitely many.
-        if !visited.insert(module.to_string()) {
+    fn visit(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+        // Bounded: each module is visited once per list, softdep chains only so deep (PID 1's
+        // stack, against a hostile index), and a list only so long.
+        if depth > MAX_SOFTDEP_DEPTH || out.len() >= MAX_PLAN || !visited.insert(module.to_string()) {
             return;
         }
         if let Some(entry) = self.index.modules.get(module) {
             for dep in entry.deps.iter().rev() {
-                self.with_softdeps(dep, visited, out);
+                self.with_softdeps(dep, depth, visited, out);
             }
         }
-        self.with_softdeps(module, visited, out);
+        self.with_softdeps(module, depth, visited, out);
     }
 
-    fn with_softdeps(&self, module: &str, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+    fn with_softdeps(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
         let softdep = self.softdep(module);
         for pre in softdep.map(|s| s.pre.as_slice()).unwrap_or_default() {
             for found in self.lookup(pre) {
-                self.visit(&found.module, visited, out);
+                self.visit(&found.module, depth + 1, visited, out);
             }
         }
-        if !out.iter().any(|s| s.module == module) {
+        if !out.iter().any(|s| s.module == module) && out.len() < MAX_PLAN {
             let path = self.index.modules.get(module).map(|m| m.path.clone());
-            out.push(Step { module: module.to_string(), path });
+            let builtin = path.is_none() && self.index.builtin.contains(module);
+            out.push(Step { module: module.to_string(), path, builtin });
         }
         for post in softdep.map(|s| s.post.as_slice()).unwrap_or_default() {
             for found in self.lookup(post) {
-                self.visit(&found.module, visited, out);
+                self.visit(&found.module, depth + 1, visited, out);
             }
         }
     }
@@ -175,6 +185,26 @@ mod tests {
         // A second list continues the first: nothing twice.
         rules.probe_list("libcrc32c", &mut list);
         assert_eq!(list.len(), 7);
+    }
+
+    #[test]
+    fn a_hostile_softdep_chain_cannot_overflow_the_stack() {
+        let n = 20_000;
+        let dep: String = (0..n).map(|i| format!("kernel/m{i}.ko:\n")).collect();
+        let softdep: String = (0..n).map(|i| format!("softdep m{i} pre: m{}\n", i + 1)).collect();
+        let index = Index::parse(dep.as_bytes(), b"", softdep.as_bytes(), b"", b"");
+        // As a loader thread would: a 2 MiB stack.
+        let list = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let mut list = Vec::new();
+                Rules { index: &index, config: &Config::default() }.probe_list("m0", &mut list);
+                list.len()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(list <= MAX_SOFTDEP_DEPTH + 2, "{list}");
     }
 
     #[test]

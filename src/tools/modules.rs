@@ -117,6 +117,7 @@ fn human(out: &Output) -> String {
             State::Load => p.path.clone().unwrap_or_default(),
             State::BuiltIn => "built in".to_string(),
             State::Loaded => "already loaded".to_string(),
+            State::Missing => "not in modules.dep: cannot be loaded".to_string(),
         };
         text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, p.module));
     }
