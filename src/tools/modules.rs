@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
 use crate::kmod::config;
+use crate::kmod::load::{Loaded, Outcome};
 use crate::kmod::resolve::Rules;
 
 pub const USAGE: &str = "\
@@ -18,7 +19,8 @@ usage: stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] 
 Shows which kernel modules the boot's coldplug chooses for the devices of every bus under
 DIR/bus (default /sys): for each device with a modalias, the modules it resolves to and the alias that matched;
 then every module in load order (dependencies and softdeps first), each marked load, built-in or
-loaded (already in the running kernel). Resolved as kmod does, from /lib/modules/V (V defaults to
+loaded (already in the running kernel); on a client, what its boot loaded and how each went
+(from /run/stateless/report.json). Resolved as kmod does, from /lib/modules/V (V defaults to
 the running kernel's release) or --modules-dir, with this machine's modprobe.d (blacklist,
 options, softdep, alias). Changes nothing.
 ";
@@ -59,7 +61,12 @@ struct Output {
     devices: Vec<Match>,
     load: Vec<Planned>,
     problems: Vec<String>,
+    /// What the last boot did, from its report (on a client running the kernel shown).
+    booted: Option<Vec<Loaded>>,
 }
+
+/// Where the boot leaves its report.
+const REPORT: &str = "/run/stateless/report.json";
 
 pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let Some(args) = parse(args)? else {
@@ -87,7 +94,13 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let config = crate::kmod::read_config(&sources, &Default::default());
     let (devices, load) = coldplug::plan(Rules { index: &index, config: &config }, devices, &loaded);
     let problems = index.problems.into_iter().chain(config.problems).collect();
-    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems };
+    // On a client, for the kernel it runs: what its boot loaded, and how each went.
+    let booted = (release == running && args.sysfs.is_none())
+        .then(|| std::fs::read_to_string(REPORT).ok())
+        .flatten()
+        .and_then(|text| serde_json::from_str::<crate::boot::report::Report>(&text).ok())
+        .map(|report| report.modules);
+    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems, booted };
     let text =
         if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
     crate::tools::emit(&text)?;
@@ -121,5 +134,44 @@ fn human(out: &Output) -> String {
         };
         text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, p.module));
     }
+    if let Some(booted) = &out.booted {
+        text.push_str(&format!("at boot ({REPORT}):\n"));
+        for m in booted {
+            let result = match &m.outcome {
+                Outcome::Loaded => format!("loaded in {} ms", m.ms),
+                Outcome::AlreadyLoaded => "already loaded".into(),
+                Outcome::BuiltIn => "built in".into(),
+                Outcome::Failed { message, .. } => format!("failed: {}", escape(message.as_bytes())),
+                Outcome::Skipped { because } => format!("not loaded: {because}"),
+            };
+            text.push_str(&format!("       {:<24} {result}\n", m.module));
+        }
+    }
     text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_s_results_are_shown_escaped() {
+        let loaded = |module: &str, outcome| Loaded { module: module.into(), outcome, ms: 12 };
+        let out = Output {
+            modules_dir: "/lib/modules/6.1.0".into(),
+            devices: Vec::new(),
+            load: Vec::new(),
+            problems: Vec::new(),
+            booted: Some(vec![
+                loaded("e1000", Outcome::Loaded),
+                loaded("snd", Outcome::Failed { errno: Some(2), message: "open x\n: gone".into() }),
+                loaded("virtio_net", Outcome::Skipped { because: "dependency virtio failed".into() }),
+            ]),
+        };
+        let text = human(&out);
+        assert!(text.contains("e1000                    loaded in 12 ms"), "{text}");
+        assert!(text.contains("failed: open x\\x0a: gone"), "no line can be forged: {text}");
+        assert!(text.contains("not loaded: dependency virtio failed"));
+    }
 }
