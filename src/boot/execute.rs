@@ -241,7 +241,7 @@ impl<'a> Executor<'a> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
-            Step::Coldplug { .. } => self.coldplug(),
+            Step::Coldplug { modules, .. } => self.coldplug(modules),
             Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
             Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
@@ -414,9 +414,11 @@ impl<'a> Executor<'a> {
 
     /// Coldplug: the planned drivers, and meanwhile those of the devices that loading them made
     /// appear (a bus driver creates the devices of the next); bounded in plan size and time.
-    fn coldplug(&mut self) -> Result<Done, Failure> {
+    fn coldplug(&mut self, modules: &[String]) -> Result<Done, Failure> {
         let fail = |message: String| Failure::new(Op::LoadModule, None, message);
-        let (_, plan) = self.coldplug_round().map_err(fail)?;
+        // What the probe planned runs, without walking /sys and resolving again.
+        let loaded = self.loaded_modules();
+        let plan = self.kernel().and_then(|k| k.plan_names(modules, &loaded)).map_err(fail)?;
         let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
         let first = plan.len();
         let results = self.load(plan, true).map_err(fail)?;

@@ -422,10 +422,7 @@ fn hostname_prefix(v: &str) -> Result<String, String> {
 fn module_list(v: &str, into: &mut Vec<String>) -> Vec<String> {
     let mut errors = Vec::new();
     for name in v.split(',').filter(|n| !n.is_empty()) {
-        if !name.is_empty()
-            && name.len() <= 55
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if crate::model::options::valid_module_name(name) {
             into.push(name.to_owned());
         } else {
             errors.push(format!("{}: not a module name", q(name)));

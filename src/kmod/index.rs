@@ -75,11 +75,7 @@ pub fn normalize_alias(alias: &str) -> Option<String> {
     (!in_class).then_some(out)
 }
 
-/// A module name as the index may hold it: 1 to 64 bytes (`MODULE_NAME_LEN` less the NUL) of
-/// letters, digits, `_` and `-`.
-pub fn valid_name(name: &str) -> bool {
-    (1..=55).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+pub use crate::model::options::valid_module_name as valid_name;
 
 /// The module name of a file in the index (`kernel/fs/overlayfs/overlay.ko.xz` → `overlay`).
 pub fn name_of(path: &str) -> Option<&str> {

@@ -105,12 +105,11 @@ impl Queue {
             let index_of = |name: &str| self.jobs.iter().position(|j| j.planned.module == name);
             let deps = rules.index.modules.get(&planned.module).map(|m| m.deps.as_slice()).unwrap_or_default();
             let hard = deps.iter().filter_map(|d| index_of(d)).collect();
-            let pre = rules.softdep(&planned.module).map(|s| s.pre.clone()).unwrap_or_default();
+            let softdep = rules.softdep(&planned.module).cloned().unwrap_or_default();
             let mut soft: Vec<usize> =
-                pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| index_of(&f.module)).collect();
+                softdep.pre.iter().flat_map(|p| rules.lookup(p)).filter_map(|f| index_of(&f.module)).collect();
             soft.extend(self.post_of.get(&planned.module).into_iter().flatten());
-            let post = rules.softdep(&planned.module).map(|s| s.post.clone()).unwrap_or_default();
-            for found in post.iter().flat_map(|p| rules.lookup(p)) {
+            for found in softdep.post.iter().flat_map(|p| rules.lookup(p)) {
                 self.post_of.entry(found.module).or_default().push(self.jobs.len());
             }
             let done =
@@ -360,6 +359,18 @@ mod tests {
         order.into_iter().map(|s| Planned { module: s.module, path: s.path, state: State::Load }).collect()
     }
 
+    /// `load_plan` on the test tree's module dir, with nothing more to find.
+    fn load(
+        sys: &Fake,
+        root: &ImageRoot,
+        index: &Index,
+        config: &Config,
+        plan: Vec<Planned>,
+        threads: usize,
+    ) -> Vec<Loaded> {
+        load_plan(sys, root, Path::new("/lib/modules/6.1.0"), Rules { index, config }, plan, threads, &no_more)
+    }
+
     /// Where each module was loaded in the recorded calls.
     fn position(calls: &[Call], name: &str) -> usize {
         calls.iter().position(|c| matches!(c, Call::LoadModule(p, _) if p.file_name().unwrap().to_string_lossy().starts_with(&format!("{name}.")))).unwrap()
@@ -372,15 +383,7 @@ mod tests {
         config.options.insert("e1000".into(), vec!["debug=2".into()]);
         let plan = planned(&index, &config, &["virtio_net", "virtio_blk", "e1000"]);
         let sys = Fake::default();
-        let results = load_plan(
-            &sys,
-            &root,
-            Path::new("/lib/modules/6.1.0"),
-            Rules { index: &index, config: &config },
-            plan.clone(),
-            4,
-            &no_more,
-        );
+        let results = load(&sys, &root, &index, &config, plan.clone(), 4);
         assert!(results.iter().all(|r| r.outcome == Outcome::Loaded), "{results:#?}");
         assert_eq!(results.len(), plan.len());
         let calls = sys.calls();
@@ -410,15 +413,7 @@ mod tests {
             Call::LoadModule(p, _) if p.ends_with("crc32c_generic.ko") => Some(22),
             _ => None,
         });
-        let results = load_plan(
-            &sys,
-            &root,
-            Path::new("/lib/modules/6.1.0"),
-            Rules { index: &index, config: &config },
-            plan.clone(),
-            3,
-            &no_more,
-        );
+        let results = load(&sys, &root, &index, &config, plan.clone(), 3);
         let outcome = |m: &str| results.iter().find(|r| r.module == m).unwrap().outcome.clone();
         assert!(matches!(outcome("virtio"), Outcome::Failed { errno: Some(8), .. }));
         assert_eq!(outcome("virtio_net"), Outcome::Skipped { because: "dependency virtio failed".into() });
@@ -442,15 +437,7 @@ mod tests {
         let plan = planned(&index, &config, &["e1000", "failover"]);
         let sys = Fake::default();
         let started = Instant::now();
-        let results = load_plan(
-            &sys,
-            &root,
-            Path::new("/lib/modules/6.1.0"),
-            Rules { index: &index, config: &config },
-            plan,
-            2,
-            &no_more,
-        );
+        let results = load(&sys, &root, &index, &config, plan, 2);
         assert!(started.elapsed() < Duration::from_secs(5), "a FIFO must not block");
         for module in ["e1000", "failover"] {
             let r = results.iter().find(|r| r.module == module).unwrap();
@@ -473,15 +460,7 @@ mod tests {
         let plan = planned(&index, &config, &["e1000"]);
         assert_eq!(plan.iter().map(|p| p.module.as_str()).collect::<Vec<_>>(), ["e1000", "crc32c_generic"]);
         let sys = Fake::default();
-        load_plan(
-            &sys,
-            &root,
-            Path::new("/lib/modules/6.1.0"),
-            Rules { index: &index, config: &config },
-            plan,
-            4,
-            &no_more,
-        );
+        load(&sys, &root, &index, &config, plan, 4);
         let calls = sys.calls();
         assert!(position(&calls, "e1000") < position(&calls, "crc32c_generic"), "{calls:#?}");
         std::fs::remove_dir_all(&dir).unwrap();
@@ -497,15 +476,7 @@ mod tests {
         let sys = Fake::failing(|c| {
             matches!(c, Call::LoadModule(p, _) if p.extension().is_some_and(|e| e == "xz")).then_some(22)
         });
-        let results = load_plan(
-            &sys,
-            &root,
-            Path::new("/lib/modules/6.1.0"),
-            Rules { index: &index, config: &config },
-            plan.clone(),
-            2,
-            &no_more,
-        );
+        let results = load(&sys, &root, &index, &config, plan.clone(), 2);
         assert_eq!(results[0].outcome, Outcome::BuiltIn);
         assert_eq!(results[1].outcome, Outcome::AlreadyLoaded);
         let Outcome::Failed { message, .. } = &results.last().unwrap().outcome else { panic!("{results:#?}") };

@@ -90,6 +90,13 @@ pub struct Options {
     pub modules: ModuleOptions,
 }
 
+/// A module name as the kernel takes it: 1 to 55 bytes (`MODULE_NAME_LEN`, 56, less the NUL)
+/// of letters, digits, `_` and `-`. Module names from the command line and from the module
+/// index are held to it alike.
+pub fn valid_module_name(name: &str) -> bool {
+    (1..=55).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// What the command line says about kernel modules.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleOptions {
