@@ -488,8 +488,8 @@ impl<'a> Executor<'a> {
         })
     }
 
-    /// The boot interface, once it has carrier: the `ip=` device, else the `BOOTIF=` MAC, else
-    /// the first to get carrier. `configuring`: it gets an address, so loopback is set up too.
+    /// The boot interface, once it has carrier: the `BOOTIF=` MAC's, else `interface` (the `ip=`
+    /// device, or the one the probe found), else the first to get carrier. `configuring`: it gets an address, so loopback is set up too.
     fn link(&self, interface: Option<&str>, configuring: bool, bound: Duration) -> Result<Interface, Failure> {
         let fail = |message: String| Failure::new(Op::Dhcp, interface.map(Path::new), message);
         if configuring {
