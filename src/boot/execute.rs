@@ -28,7 +28,7 @@ use crate::model::layer::LayerKind;
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
-use crate::model::step::{Phase, Step};
+use crate::model::step::{Pass, Phase, Step};
 use crate::sys::Sys;
 
 /// The DHCP client waits a random time below this before its first message, so a room of
@@ -83,9 +83,10 @@ pub struct Executor<'a> {
     pub degraded: bool,
     /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
     pub nfs_before: Option<BTreeMap<String, u64>>,
-    /// The running kernel's modules (index and configuration), read once when first needed.
-    kernel: Option<Result<Kernel, String>>,
-    /// What the hardware phase did with each module, in order.
+    /// The running kernel's modules (index and configuration) for each coldplug pass
+    /// ([`Pass::Early`] first), read once when first needed.
+    kernels: [Option<Result<Kernel, String>>; 2],
+    /// What the hardware and devices phases did with each module, in order.
     pub modules: Vec<Loaded>,
     /// Overlays prepared, to be mounted after the layers.
     pending: Vec<Pending>,
@@ -129,7 +130,7 @@ impl<'a> Executor<'a> {
             layers: Vec::new(),
             degraded: false,
             nfs_before: None,
-            kernel: None,
+            kernels: [None, None],
             modules: Vec::new(),
             pending: Vec::new(),
             copied: Vec::new(),
@@ -180,16 +181,16 @@ impl<'a> Executor<'a> {
                     String::from_utf8_lossy(&bytes).lines().any(|l| l.split_whitespace().last() == Some("overlay"))
                 };
                 self.facts.overlayfs = self.sys.proc_file("filesystems").ok().map(listed);
-                if self.mode == Mode::Boot && !self.options.modules.no_coldplug {
-                    match self.coldplug_round() {
-                        Ok((devices, plan)) => {
-                            self.facts.devices = Some(devices);
-                            self.facts.coldplug =
-                                plan.into_iter().filter(|p| p.state == State::Load).map(|p| p.module).collect();
-                        }
-                        Err(e) => self.facts.notes.push(format!("coldplug: {e}")),
+                if self.mode == Mode::Boot {
+                    self.facts.address = crate::boot::network::address(self.sys, &self.options);
+                    if plan::early_coldplug(&self.options, &self.facts) {
+                        self.probe_coldplug(Pass::Early);
                     }
                 }
+            }
+            Phase::Devices if self.mode == Mode::Boot => {
+                self.probe_coldplug(Pass::Late);
+                self.too_late_for_layers();
             }
             Phase::Network if self.mode == Mode::Boot => {
                 crate::boot::network::probe(self.sys, &self.options, &mut self.facts);
@@ -199,6 +200,41 @@ impl<'a> Executor<'a> {
             }
             _ => {}
         }
+    }
+
+    /// The devices and the modules a coldplug pass would load for them now.
+    fn probe_coldplug(&mut self, pass: Pass) {
+        (self.facts.devices, self.facts.coldplug) = (None, Vec::new());
+        if self.options.modules.no_coldplug {
+            return;
+        }
+        match self.coldplug_round(pass) {
+            Ok((devices, plan)) => {
+                self.facts.devices = Some(devices);
+                self.facts.coldplug = plan.into_iter().filter(|p| p.state == State::Load).map(|p| p.module).collect();
+            }
+            Err(e) => self.facts.notes.push(format!("coldplug: {e}")),
+        }
+    }
+
+    /// Modules loaded before the network, which the layers' modprobe.d would have blacklisted or
+    /// given other options: too late for this boot, said in the log and the report's notes.
+    fn too_late_for_layers(&mut self) {
+        let (Some(Ok(early)), Some(Ok(late))) = (&self.kernels[0], &self.kernels[1]) else { return };
+        let mut notes = Vec::new();
+        for m in self.modules.iter().filter(|m| m.outcome == load::Outcome::Loaded) {
+            let (before, after) = (early.config.params(&m.module), late.config.params(&m.module));
+            if late.config.blacklist.contains(&m.module) && !early.config.blacklist.contains(&m.module) {
+                notes.push(format!("module {}: blacklisted by the layers, but loaded before the network", m.module));
+            } else if before != after {
+                notes.push(format!(
+                    "module {}: the layers set options {after:?}, but it was loaded before the network with {before:?}",
+                    m.module
+                ));
+            }
+        }
+        notes.iter().for_each(|n| log::warn!("{n}"));
+        self.facts.notes.extend(notes);
     }
 
     fn run_step(&mut self, step: &Step) {
@@ -241,7 +277,7 @@ impl<'a> Executor<'a> {
         match step {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
-            Step::Coldplug { modules, .. } => self.coldplug(modules),
+            Step::Coldplug { pass, modules, .. } => self.coldplug(*pass, modules),
             Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
             Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
@@ -317,18 +353,28 @@ impl<'a> Executor<'a> {
         Failure::io(op, Some(&root.host_path(rel)), error)
     }
 
-    /// The running kernel's modules, read on first use.
-    fn kernel(&mut self) -> Result<&Kernel, String> {
-        if self.kernel.is_none() {
+    /// The running kernel's modules as `pass` sees them, read on first use: before the network
+    /// the running root's tree with its modprobe.d and the base layer's; after the layers the
+    /// target's, with its /etc as the layers made it.
+    fn kernel(&mut self, pass: Pass) -> Result<&Kernel, String> {
+        let slot = pass as usize;
+        if self.kernels.get(slot).is_some_and(Option::is_none) {
             let release = self.sys.uname().release;
             let base = format!("{}/base", self.options.layers);
-            let kernel = Kernel::open(&self.running, &release, &self.options.modules, Some((&self.target, &base)));
+            let kernel = match pass {
+                Pass::Early => {
+                    Kernel::open(&self.running, &release, &self.options.modules, Some((&self.target, &base)))
+                }
+                Pass::Late => Kernel::open(&self.target, &release, &self.options.modules, None),
+            };
             if let Ok(kernel) = &kernel {
                 kernel.index.problems.iter().chain(&kernel.config.problems).for_each(|p| log::warn!("modules: {p}"));
             }
-            self.kernel = Some(kernel);
+            if let Some(cached) = self.kernels.get_mut(slot) {
+                *cached = Some(kernel);
+            }
         }
-        match &self.kernel {
+        match self.kernels.get(slot).and_then(Option::as_ref) {
             Some(Ok(kernel)) => Ok(kernel),
             Some(Err(e)) => Err(e.clone()),
             None => Err("no module index".into()),
@@ -341,10 +387,10 @@ impl<'a> Executor<'a> {
     }
 
     /// The devices under /sys now, and the coldplug plan for them.
-    fn coldplug_round(&mut self) -> Result<(usize, Vec<Planned>), String> {
+    fn coldplug_round(&mut self, pass: Pass) -> Result<(usize, Vec<Planned>), String> {
         let sysfs = self.running.host_path("sys");
         let loaded = self.loaded_modules();
-        let kernel = self.kernel()?;
+        let kernel = self.kernel(pass)?;
         let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}: {e}", sysfs.display()))?;
         let count = devices.len();
         let (_, plan) = coldplug::plan(kernel.rules(), devices, &loaded);
@@ -353,19 +399,23 @@ impl<'a> Executor<'a> {
 
     /// Loads `plan` in parallel (and, with `coldplug`, the drivers of devices that appear
     /// meanwhile) and records each module's result.
-    fn load(&mut self, plan: Vec<Planned>, coldplug: bool) -> Result<Vec<Loaded>, String> {
+    fn load(&mut self, pass: Pass, plan: Vec<Planned>, coldplug: bool) -> Result<Vec<Loaded>, String> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(2, MAX_THREADS);
-        self.kernel()?;
+        self.kernel(pass)?;
         let loaded = self.loaded_modules();
         let sysfs = self.running.host_path("sys");
-        let Some(Ok(kernel)) = &self.kernel else { return Err("no module index".into()) };
+        let Some(Some(Ok(kernel))) = self.kernels.get(pass as usize) else { return Err("no module index".into()) };
         let new_devices = |planned: &BTreeSet<String>| {
             let Ok(devices) = coldplug::devices(&sysfs) else { return Vec::new() };
             let (_, plan) = coldplug::plan(kernel.rules(), devices, &loaded);
             plan.into_iter().filter(|p| p.state == State::Load && !planned.contains(&p.module)).collect()
         };
         let more: load::More<'_> = if coldplug { &new_devices } else { &load::no_more };
-        let results = load_plan(self.sys, &self.running, &kernel.dir, kernel.rules(), plan, threads, more);
+        let root = match pass {
+            Pass::Early => &self.running,
+            Pass::Late => &self.target,
+        };
+        let results = load_plan(self.sys, root, &kernel.dir, kernel.rules(), plan, threads, more);
         for r in &results {
             match &r.outcome {
                 load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
@@ -387,7 +437,7 @@ impl<'a> Executor<'a> {
         let fail = |message: String| Failure::new(Op::LoadModule, Some(Path::new(name)), message);
         let loaded = self.loaded_modules();
         let (plan, required) = self
-            .kernel()
+            .kernel(Pass::Early)
             .and_then(|k| {
                 // What must load for the step to succeed: the module and its modules.dep
                 // dependencies; a softdep that fails does not count (as in kmod).
@@ -399,7 +449,7 @@ impl<'a> Executor<'a> {
                 Ok((k.plan_names(&[name.to_string()], &loaded)?, required))
             })
             .map_err(fail)?;
-        let results = self.load(plan, false).map_err(fail)?;
+        let results = self.load(Pass::Early, plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
         match results.iter().filter(|r| required.contains(&r.module)).find(|r| {
             !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
@@ -414,14 +464,14 @@ impl<'a> Executor<'a> {
 
     /// Coldplug: the planned drivers, and meanwhile those of the devices that loading them made
     /// appear (a bus driver creates the devices of the next); bounded in plan size and time.
-    fn coldplug(&mut self, modules: &[String]) -> Result<Done, Failure> {
+    fn coldplug(&mut self, pass: Pass, modules: &[String]) -> Result<Done, Failure> {
         let fail = |message: String| Failure::new(Op::LoadModule, None, message);
         // What the probe planned runs, without walking /sys and resolving again.
         let loaded = self.loaded_modules();
-        let plan = self.kernel().and_then(|k| k.plan_names(modules, &loaded)).map_err(fail)?;
+        let plan = self.kernel(pass).and_then(|k| k.plan_names(modules, &loaded)).map_err(fail)?;
         let plan: Vec<Planned> = plan.into_iter().filter(|p| p.state == State::Load).collect();
         let first = plan.len();
-        let results = self.load(plan, true).map_err(fail)?;
+        let results = self.load(pass, plan, true).map_err(fail)?;
         let failed: Vec<Loaded> = results
             .iter()
             .filter(|r| !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded))
@@ -1265,9 +1315,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn coldplug_loads_drivers_until_no_new_devices_appear() {
-        let image = Image::new("coldplug");
+    /// An image with four modules and two devices (a virtio PCI NIC, the PC speaker), and a
+    /// fake kernel on which loading virtio_pci makes the virtio NIC appear.
+    /// `host_conf`: a modprobe.d file the host layer brings, which appears in /etc when its
+    /// overlay is mounted.
+    fn coldplug_fixture(tag: &str, host_conf: Option<&'static str>) -> (Image, Fake) {
+        let image = Image::new(tag);
         let r = image.0.clone();
         let dir = r.join("lib/modules/6.1.0");
         std::fs::create_dir_all(dir.join("kernel")).unwrap();
@@ -1296,35 +1349,89 @@ mod tests {
         device("pci", "0000:00:03.0", "pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00\n");
         device("platform", "pcspkr", "platform:pcspkr\n");
         // Loading the bus driver makes the virtio device appear, as the kernel would.
+        let etc = r.join("etc/modprobe.d");
         let sys = fake(move |c| {
-            if matches!(c, Call::LoadModule(p, _) if p.ends_with("virtio_pci.ko")) {
-                device("virtio", "virtio0", "virtio:d00000001v00001AF4\n");
+            match c {
+                Call::LoadModule(p, _) if p.ends_with("virtio_pci.ko") => {
+                    device("virtio", "virtio0", "virtio:d00000001v00001AF4\n")
+                }
+                Call::Mount { fstype, target, .. } if fstype == "overlay" && target.ends_with("etc") => {
+                    if let Some(text) = host_conf {
+                        std::fs::create_dir_all(&etc).unwrap();
+                        std::fs::write(etc.join("host.conf"), text).unwrap();
+                    }
+                }
+                _ => {}
             }
             None
         });
-        // The base layer's modprobe.d counts (every client gets it); the command line's too.
-        std::fs::create_dir_all(r.join("diskless/base/etc/modprobe.d")).unwrap();
-        std::fs::write(r.join("diskless/base/etc/modprobe.d/lab.conf"), "blacklist pcspkr\noptions failover a=1\n")
-            .unwrap();
-        let (outcomes, _) = boot(&image, "failover.debug=1", &sys, Mode::Boot);
-        let coldplug = outcomes.iter().find(|o| matches!(o.step, Step::Coldplug { .. })).unwrap();
-        assert_eq!(coldplug.status, Status::Ok, "{coldplug:?}");
-        assert!(matches!(&coldplug.step, Step::Coldplug { devices: 2, modules } if modules == &["virtio_pci"]));
-        assert!(coldplug.detail.contains("1 planned, 2 for devices that appeared"), "{}", coldplug.detail);
-        let loads: Vec<(String, String)> = sys
-            .calls()
+        (image, sys)
+    }
+
+    /// The modules loaded, by file name, with their parameters.
+    fn loads(sys: &Fake) -> Vec<(String, String)> {
+        let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+        sys.calls()
             .into_iter()
             .filter_map(|c| match c {
-                Call::LoadModule(p, params) => Some((p.file_name().unwrap().to_string_lossy().into_owned(), params)),
+                Call::LoadModule(p, params) => Some((name(&p), params)),
                 _ => None,
             })
-            .collect();
-        let expected = [("virtio_pci.ko", ""), ("failover.ko", "a=1 debug=1"), ("virtio_net.ko", "")];
-        assert_eq!(loads, expected.map(|(a, b)| (a.to_string(), b.to_string())), "pcspkr is blacklisted");
+            .collect()
+    }
+
+    fn pairs<const N: usize>(expected: [(&str, &str); N]) -> Vec<(String, String)> {
+        expected.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn coldplug_after_the_layers_loads_drivers_until_no_new_devices_appear() {
+        // On-root mode: the network is up, so coldplug waits for the layers and reads /etc as
+        // they made it (written straight into the image here: the fake mounts no overlay).
+        let (image, sys) = coldplug_fixture("coldplug", None);
+        let r = &image.0;
+        std::fs::create_dir_all(r.join("etc/modprobe.d")).unwrap();
+        std::fs::write(r.join("etc/modprobe.d/lab.conf"), "blacklist pcspkr\noptions failover a=1\n").unwrap();
+        let (outcomes, _) = boot(&image, "failover.debug=1", &sys, Mode::Boot);
+        let coldplug = outcomes.iter().find(|o| matches!(o.step, Step::Coldplug { .. })).unwrap();
+        assert_eq!((coldplug.phase, coldplug.status), (Phase::Devices, Status::Ok), "{coldplug:?}");
+        let pass = Pass::Late;
+        assert!(
+            matches!(&coldplug.step, Step::Coldplug { pass: p, devices: 2, modules } if *p == pass && modules == &["virtio_pci"])
+        );
+        assert!(coldplug.detail.contains("1 planned, 2 for devices that appeared"), "{}", coldplug.detail);
+        let expected = pairs([("virtio_pci.ko", ""), ("failover.ko", "a=1 debug=1"), ("virtio_net.ko", "")]);
+        assert_eq!(loads(&sys), expected, "pcspkr is blacklisted");
         let report: crate::boot::report::Report =
             serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
         assert_eq!(report.modules.len(), 3);
         assert!(report.modules.iter().all(|m| m.outcome == crate::kmod::load::Outcome::Loaded));
+    }
+
+    #[test]
+    fn coldplug_before_the_network_when_it_must_come_up_and_the_rest_after_the_layers() {
+        let (image, mut sys) = coldplug_fixture("coldplug-early", Some("options virtio_net napi_tx=1\n"));
+        let r = &image.0;
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        // Before the network: the image's modprobe.d and the base layer's; after the layers,
+        // /etc as they made it, which here sets an option too late for a module loaded early.
+        std::fs::create_dir_all(r.join("diskless/base/etc/modprobe.d")).unwrap();
+        std::fs::write(r.join("diskless/base/etc/modprobe.d/lab.conf"), "blacklist pcspkr\noptions failover a=1\n")
+            .unwrap();
+        let (outcomes, _) = boot(&image, "", &sys, Mode::Boot);
+        let phases: Vec<Phase> =
+            outcomes.iter().filter(|o| matches!(o.step, Step::Coldplug { .. })).map(|o| o.phase).collect();
+        assert_eq!(phases, [Phase::Hardware, Phase::Devices], "{outcomes:#?}");
+        let expected = pairs([("virtio_pci.ko", ""), ("failover.ko", "a=1"), ("virtio_net.ko", ""), ("pcspkr.ko", "")]);
+        assert_eq!(loads(&sys), expected, "pcspkr: blacklisted by the base layer only");
+        let report: crate::boot::report::Report =
+            serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
+        let note =
+            "module virtio_net: the layers set options \"napi_tx=1\", but it was loaded before the network with \"\"";
+        assert!(report.notes.iter().any(|n| n == note), "{:?}", report.notes);
+        let dhcp = outcomes.iter().position(|o| matches!(o.step, Step::Dhcp { .. })).unwrap();
+        assert!(outcomes.iter().position(|o| o.phase == Phase::Hardware).unwrap() < dhcp);
     }
 
     #[test]

@@ -42,6 +42,12 @@ pub fn probe(sys: &dyn Sys, options: &Options, facts: &mut Facts) {
     }
 }
 
+/// The boot interface's address now, if it has one (no notes: the network phase probes again).
+pub fn address(sys: &dyn Sys, options: &Options) -> Option<Ipv4Net> {
+    let interfaces = sys.interfaces().ok()?;
+    boot_interface(&interfaces, options)?.addrs.first().copied()
+}
+
 /// The interface to take the address from: the one whose MAC is `BOOTIF=`, else the `ip=` device,
 /// else the first interface that is up, not loopback and has an IPv4 address. Names follow driver
 /// load order, not PCI order, so the MAC is the reliable key.

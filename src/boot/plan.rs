@@ -17,7 +17,7 @@ use crate::model::ipv4::{self, Ipv4Net};
 use crate::model::lease::Exchange;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::options::{Diagnostic, Options, OverlayMode};
-use crate::model::step::{Phase, Step};
+use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
 
 /// Where the report goes, relative to the root.
@@ -29,10 +29,8 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
     match phase {
         Phase::EarlyMounts => EARLY_MOUNTS.iter().map(|m| Step::Mount { mount: *m }).collect(),
         Phase::Hardware => {
-            let mut steps = Vec::new();
-            if let (Some(devices), false) = (facts.devices, facts.coldplug.is_empty()) {
-                steps.push(Step::Coldplug { devices, modules: facts.coldplug.clone() });
-            }
+            let mut steps: Vec<Step> =
+                coldplug(Pass::Early, facts).into_iter().filter(|_| early_coldplug(options, facts)).collect();
             for name in &options.modules.extra {
                 steps.push(Step::Module { name: name.clone(), needed_for: "stateless.modules=".into() });
             }
@@ -63,6 +61,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             .map(|(kind, name)| Step::Layer { kind, name })
             .chain(facts.uppers.iter().map(|dir| Step::Overlay { dir: dir.clone() }))
             .collect(),
+        Phase::Devices => coldplug(Pass::Late, facts).into_iter().collect(),
         Phase::HostFiles => {
             let host = match &facts.hostname {
                 Some(h) if facts.writable.iter().any(|d| d == "etc") => {
@@ -118,6 +117,20 @@ fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
         }
         None => Some(Step::Dhcp { interface: ip.and_then(|ip| ip.device.clone()), exchange: Exchange::Discover }),
     }
+}
+
+/// The coldplug probed, when it has modules to load.
+fn coldplug(pass: Pass, facts: &Facts) -> Option<Step> {
+    let devices = facts.devices?;
+    (!facts.coldplug.is_empty()).then(|| Step::Coldplug { pass, devices, modules: facts.coldplug.clone() })
+}
+
+/// Whether the drivers come before the network: when the network phase is to configure an
+/// interface (none has an address yet), its driver must be there. Otherwise (on-root mode: the
+/// kernel mounted the root over the network) coldplug waits for the layers, whose modprobe.d
+/// can then blacklist a lab's odd sound card or set a NIC option.
+pub fn early_coldplug(options: &Options, facts: &Facts) -> bool {
+    matches!(network_step(options, facts), Some(Step::Dhcp { exchange: Exchange::Discover, .. } | Step::Address { .. }))
 }
 
 /// The hostname: `stateless.hostname=`, the kernel's, our DHCP client's, else the fallback.

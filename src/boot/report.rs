@@ -42,7 +42,7 @@ pub struct Report {
     pub init: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
     pub notes: Vec<String>,
-    /// What the hardware phase did with each module, in order.
+    /// What the hardware and devices phases did with each module, in order.
     #[serde(default)]
     pub modules: Vec<crate::kmod::load::Loaded>,
     /// What our DHCP client got, when it ran and got an answer.

@@ -326,7 +326,7 @@ mod tests {
     const DEP: &str = "kernel/virtio_ring.ko:\nkernel/virtio.ko: kernel/virtio_ring.ko\n\
         kernel/virtio_net.ko: kernel/net_failover.ko kernel/failover.ko kernel/virtio.ko kernel/virtio_ring.ko\n\
         kernel/failover.ko:\nkernel/net_failover.ko: kernel/failover.ko\nkernel/virtio_blk.ko.xz: kernel/virtio.ko kernel/virtio_ring.ko\n\
-        kernel/crc32c_generic.ko:\nkernel/e1000.ko:\n";
+        kernel/crc32c_generic.ko:\nkernel/e1000.ko:\nkernel/zstd_m.ko.zst:\nkernel/gzip_m.ko.gz:\n";
 
     fn tree(tag: &str) -> (std::path::PathBuf, ImageRoot, Index) {
         let dir = std::env::temp_dir().join(format!("stateless-load-{tag}-{}", std::process::id()));
@@ -341,6 +341,8 @@ mod tests {
             "virtio_blk.ko.xz",
             "crc32c_generic.ko",
             "e1000.ko",
+            "zstd_m.ko.zst",
+            "gzip_m.ko.gz",
         ] {
             std::fs::write(dir.join("lib/modules/6.1.0/kernel").join(m), "").unwrap();
         }
@@ -463,6 +465,28 @@ mod tests {
         load(&sys, &root, &index, &config, plan, 4);
         let calls = sys.calls();
         assert!(position(&calls, "e1000") < position(&calls, "crc32c_generic"), "{calls:#?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_form_distributions_ship_is_handed_to_the_kernel() {
+        let (dir, root, index) = tree("forms");
+        let config = Config::default();
+        let plan = planned(&index, &config, &["e1000", "virtio_blk", "zstd_m", "gzip_m"]);
+        let sys = Fake::default();
+        let results = load(&sys, &root, &index, &config, plan, 1);
+        assert!(results.iter().all(|r| r.outcome == Outcome::Loaded), "{results:#?}");
+        let files: Vec<String> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::LoadModule(p, _) => Some(p.file_name().unwrap().to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        for form in ["e1000.ko", "virtio_blk.ko.xz", "zstd_m.ko.zst", "gzip_m.ko.gz"] {
+            assert!(files.iter().any(|f| f == form), "{form}: {files:?}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

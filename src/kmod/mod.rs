@@ -58,8 +58,8 @@ pub struct Kernel {
 impl Kernel {
     /// Reads the index of `/lib/modules/<release>` and the modprobe.d files of `root`; `base`
     /// (a root and the base layer's dir in it) adds the base layer's `etc/modprobe.d` above
-    /// them, as the copy of it in /etc would be: the layer every client gets is known before
-    /// the hardware phase, the others only after the network phase.
+    /// them, as the copy of it in /etc would be: a coldplug before the network knows the layer
+    /// every client gets, not yet the others (chosen by the network phase).
     pub fn open(
         root: &ImageRoot,
         release: &str,

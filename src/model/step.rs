@@ -19,7 +19,8 @@ use super::options::OverlayMode;
 pub enum Phase {
     /// devtmpfs, proc, sysfs, /run and /tmp in the root `stateless` runs in.
     EarlyMounts,
-    /// Kernel modules the later phases need (overlayfs).
+    /// Kernel modules the later phases need: the NIC's driver when the network must be brought
+    /// up (coldplug before the network), overlayfs, `stateless.modules=`.
     Hardware,
     /// The boot interface, its address, the hostname.
     Network,
@@ -30,6 +31,9 @@ pub enum Phase {
     /// The configuration layers, base → network → lab → host → IP, written into the overlays'
     /// upper dirs; then the overlays are mounted.
     Layers,
+    /// Coldplug of the machine's devices with the target's module tree and its modprobe.d as the
+    /// layers made it (a lab's blacklist or NIC option applies).
+    Devices,
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname.
     HostFiles,
     /// /run/stateless/report.json and provenance.
@@ -39,13 +43,14 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::EarlyMounts,
         Phase::Hardware,
         Phase::Network,
         Phase::Root,
         Phase::WritableDirs,
         Phase::Layers,
+        Phase::Devices,
         Phase::HostFiles,
         Phase::Report,
         Phase::Handoff,
@@ -59,6 +64,7 @@ impl Phase {
             Phase::Root => "root",
             Phase::WritableDirs => "writable-dirs",
             Phase::Layers => "layers",
+            Phase::Devices => "devices",
             Phase::HostFiles => "host-files",
             Phase::Report => "report",
             Phase::Handoff => "handoff",
@@ -83,6 +89,18 @@ impl FromStr for Phase {
     }
 }
 
+/// Which coldplug: the two differ in the module tree and the modprobe.d they read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pass {
+    /// Before the network, when it must be brought up (no interface has an address): the
+    /// running root's modules, its modprobe.d and the base layer's (the others are chosen by
+    /// the network phase).
+    Early,
+    /// After the layers: the target's modules and its /etc as the layers made it.
+    Late,
+}
+
 /// One thing the boot does.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "step", rename_all = "kebab-case")]
@@ -99,6 +117,7 @@ pub enum Step {
     /// The drivers for the devices found under /sys: `modules` as first planned; the step
     /// walks /sys again after loading them and loads what new devices need, until none appear.
     Coldplug {
+        pass: Pass,
         devices: usize,
         modules: Vec<String>,
     },
@@ -162,7 +181,8 @@ impl Step {
     pub fn phase(&self) -> Phase {
         match self {
             Step::Mount { .. } => Phase::EarlyMounts,
-            Step::Module { .. } | Step::Coldplug { .. } => Phase::Hardware,
+            Step::Module { .. } | Step::Coldplug { pass: Pass::Early, .. } => Phase::Hardware,
+            Step::Coldplug { pass: Pass::Late, .. } => Phase::Devices,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
@@ -193,8 +213,12 @@ impl fmt::Display for Step {
         match self {
             Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
             Step::Module { name, needed_for } => write!(f, "module {name} (for {needed_for})"),
-            Step::Coldplug { devices, modules } => {
-                write!(f, "coldplug: {devices} devices with a modalias; load {}", modules.join(", "))
+            Step::Coldplug { pass, devices, modules } => {
+                let when = match pass {
+                    Pass::Early => " before the network",
+                    Pass::Late => "",
+                };
+                write!(f, "coldplug{when}: {devices} devices with a modalias; load {}", modules.join(", "))
             }
             Step::Dhcp { interface, exchange } => match (exchange, interface.as_deref()) {
                 (Exchange::Discover, on) => {

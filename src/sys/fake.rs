@@ -62,13 +62,23 @@ pub struct Fake {
     pub uname: Uname,
     pub fail: FailWith,
     pub dhcp: Option<Arc<Mutex<Server>>>,
+    /// Modules loaded through the fake, by name.
+    loaded: Mutex<Vec<String>>,
 }
 
 impl Default for Fake {
     fn default() -> Self {
         let proc = BTreeMap::from([("filesystems".to_string(), "nodev\ttmpfs\nnodev\toverlay\n".to_string())]);
         let uname = Uname { nodename: "(none)".into(), domainname: "(none)".into(), release: "6.1.0".into() };
-        Self { calls: Mutex::default(), proc, interfaces: Vec::new(), uname, fail: Box::new(|_| None), dhcp: None }
+        Self {
+            calls: Mutex::default(),
+            proc,
+            interfaces: Vec::new(),
+            uname,
+            fail: Box::new(|_| None),
+            dhcp: None,
+            loaded: Mutex::default(),
+        }
     }
 }
 
@@ -114,8 +124,15 @@ impl Sys for Fake {
         calls.iter().any(|c| matches!(c, Call::Mount { target: t, .. } if t == target) && (self.fail)(c).is_none())
     }
 
+    /// `modules` lists, after what was set, each module loaded through the fake, as the kernel would.
     fn proc_file(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.proc.get(name).map(|t| t.as_bytes().to_vec()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        let mut text = self.proc.get(name).cloned();
+        if name == "modules" {
+            let loaded = self.loaded.lock().unwrap();
+            let lines: String = loaded.iter().map(|m| format!("{m} 16384 0 - Live 0x0000000000000000\n")).collect();
+            text = Some(text.unwrap_or_default() + &lines);
+        }
+        text.map(String::into_bytes).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
     fn interfaces(&self) -> io::Result<Vec<Interface>> {
@@ -149,7 +166,10 @@ impl Sys for Fake {
     }
 
     fn load_module(&self, _file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()> {
-        self.record(Call::LoadModule(path.into(), params.into()))
+        self.record(Call::LoadModule(path.into(), params.into()))?;
+        let name = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.split('.').next()).unwrap_or_default();
+        self.loaded.lock().unwrap().push(name.to_string());
+        Ok(())
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {

@@ -84,11 +84,8 @@ impl Sys for Real {
     }
 
     fn load_module(&self, file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()> {
-        /// Lets the kernel decompress `.ko.xz`/`.ko.zst` itself (Linux 6.4+).
-        const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
-        let flags = if path.extension().is_some_and(|e| e == "ko") { 0 } else { MODULE_INIT_COMPRESSED_FILE };
         let params = std::ffi::CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        Ok(rustix::system::finit_module(file, &params, flags)?)
+        Ok(rustix::system::finit_module(file, &params, init_flags(path))?)
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
@@ -140,6 +137,27 @@ impl Sys for Real {
         match rustix::system::reboot(command) {
             Ok(()) => io::Error::other("reboot returned"),
             Err(errno) => errno.into(),
+        }
+    }
+}
+
+/// finit_module's flags for a module file: a compressed one (`.ko.xz`, `.ko.zst`, `.ko.gz`) the
+/// kernel is asked to decompress itself (`MODULE_INIT_COMPRESSED_FILE`, Linux 6.4+).
+fn init_flags(path: &Path) -> i32 {
+    const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
+    if path.extension().is_some_and(|e| e == "ko") {
+        0
+    } else {
+        MODULE_INIT_COMPRESSED_FILE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn compressed_modules_are_left_to_the_kernel_to_decompress() {
+        for (file, flags) in [("a.ko", 0), ("a.ko.xz", 4), ("a.ko.zst", 4), ("a.ko.gz", 4)] {
+            assert_eq!(super::init_flags(std::path::Path::new(file)), flags, "{file}");
         }
     }
 }
