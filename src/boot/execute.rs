@@ -9,6 +9,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::boot::plan::NEW_ROOT;
 use crate::boot::{handoff, network, plan, report};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
@@ -26,10 +27,13 @@ use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::layer::LayerKind;
 use crate::model::lease::{Dhcp, Exchange, Lease};
+use crate::model::mount::EARLY_MOUNTS;
+use crate::model::nfsroot::NfsMount;
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
 use crate::sys::Sys;
+use rustix::mount::MountFlags;
 
 /// The DHCP client waits a random time below this before its first message, so a room of
 /// clients powered on together does not reach the server in the same instant.
@@ -72,6 +76,9 @@ pub struct Executor<'a> {
     pub diagnostics: Vec<Diagnostic>,
     /// What is known so far; grows as phases run.
     pub facts: Facts,
+    /// The kernel command line, read again with the image's /etc/stateless.conf after a
+    /// switch out of the initramfs.
+    pub cmdline: Vec<u8>,
     /// Arguments the kernel gave us, passed on to init.
     pub init_args: Vec<OsString>,
     pub started: Instant,
@@ -122,6 +129,7 @@ impl<'a> Executor<'a> {
             options: Options::default(),
             diagnostics: Vec::new(),
             facts: Facts::default(),
+            cmdline: Vec::new(),
             init_args: Vec::new(),
             started: Instant::now(),
             outcomes: Vec::new(),
@@ -281,6 +289,8 @@ impl<'a> Executor<'a> {
             Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
             Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
+            Step::NfsRoot { root } => self.nfs_root(root),
+            Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
                 if result.is_err() && !self.dirs.iter().any(|d| d.dir == *dir) {
@@ -306,8 +316,9 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Apply {
             return;
         }
-        if matches!(step, Step::Handoff { .. }) {
-            // Nothing is left to go on to: every policy ends in a reboot or power-off.
+        if matches!(step, Step::Handoff { .. } | Step::NfsRoot { .. } | Step::SwitchRoot { .. }) {
+            // Nothing is left to go on to (no init, or no root to find one in): every policy
+            // ends in a reboot or power-off.
             handoff::emergency(self.sys, self.options.emergency, &error.to_string());
         }
         match self.options.emergency {
@@ -601,6 +612,95 @@ impl<'a> Executor<'a> {
     /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
     /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
     /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
+    /// Mounts the NFS root on /root of the initramfs: the version's module first (the kernel's
+    /// request_module would need a modprobe), then mount(2) with text options, NFSv4 minor
+    /// versions newest first, all again with backoff (1 s doubling to 8 s, plus up to 1 s of
+    /// jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`.
+    fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
+        let mount = root.as_ref().map_err(|why| Failure::new(Op::Mount, None, why.clone()))?;
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped(format!("not PID 1: would mount {mount}")));
+        }
+        if let Err(e) = self.module(mount.module()) {
+            log::warn!("{} for the NFS root: {e}; mounting all the same (built in?)", mount.module());
+        }
+        let dir = self
+            .running
+            .create_dir_all(NEW_ROOT, 0o755)
+            .map_err(|e| self.io(Op::Mkdir, &self.running, NEW_ROOT, &e))?;
+        let flags = if mount.read_only { MountFlags::RDONLY } else { MountFlags::empty() };
+        let client = self.facts.address.map(|a| a.addr);
+        let attempts = mount.attempts(client);
+        let bound = Duration::from_secs(u64::from(self.options.nfs_timeout));
+        let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
+        loop {
+            let mut last = None;
+            for (fstype, data) in &attempts {
+                tries += 1;
+                match self.sys.mount(&mount.source(), &dir.path, fstype, flags, data) {
+                    Ok(()) => {
+                        let ms = started.elapsed().as_millis();
+                        return Ok(Done::ok(format!("mounted as {fstype} {data} ({tries} tries, {ms} ms)")));
+                    }
+                    Err(e) => {
+                        log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
+                        last = Some(e);
+                    }
+                }
+            }
+            let waited = started.elapsed().max(slept);
+            let jitter = Duration::from_millis(self.sys.random() % 1000);
+            if waited + delay + jitter > bound {
+                let e = last.unwrap_or_else(|| std::io::Error::other("no mount attempt"));
+                let message = format!(
+                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}",
+                    waited.as_secs(),
+                    self.options.nfs_timeout
+                );
+                return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
+            }
+            log::warn!("nfs root {}: again in {} ms", mount.source(), (delay + jitter).as_millis());
+            self.sys.sleep(delay + jitter);
+            slept += delay + jitter;
+            delay = (delay * 2).min(Duration::from_secs(8));
+        }
+    }
+
+    /// Leaves the initramfs for the NFS root: the early mounts (/dev, /proc, /sys, /run, /tmp)
+    /// move into it, the initramfs is emptied, the new root becomes / and both roots are it:
+    /// the rest of the boot is that of on-root mode, with the image's /etc/stateless.conf.
+    fn switch_root(&mut self, new_root: &str) -> Result<Done, Failure> {
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped("not PID 1"));
+        }
+        let root = self.running.dir(new_root).map_err(|e| self.io(Op::Open, &self.running, new_root, &e))?;
+        let mut moved = Vec::new();
+        for m in EARLY_MOUNTS {
+            let from = self.running.host_path(m.target);
+            if !self.sys.is_mounted(&from, m.magic) {
+                continue;
+            }
+            match self.sys.move_mount(&from, &root.path.join(m.target)) {
+                Ok(()) => moved.push(format!("/{}", m.target)),
+                Err(e) => log::warn!("move /{} into the new root: {e}; it stays behind", m.target),
+            }
+        }
+        let (now_at, cleared) =
+            self.sys.switch_root(&root.path).map_err(|e| Failure::io(Op::SwitchRoot, Some(&root.path), &e))?;
+        cleared.failed.iter().for_each(|f| log::warn!("initramfs not emptied: {f}"));
+        let reopen = |path: &Path| ImageRoot::open(path).map_err(|e| Failure::io(Op::Open, Some(path), &e));
+        (self.running, self.target) = (reopen(&now_at)?, reopen(&now_at)?);
+        let (options, diagnostics) = crate::boot::options(&self.cmdline, &self.target);
+        diagnostics.iter().for_each(|d| log::warn!("{d}"));
+        (self.options, self.diagnostics) = (options, diagnostics);
+        Ok(Done::ok(format!(
+            "moved {}; initramfs emptied ({} entries removed, {} not)",
+            moved.join(", "),
+            cleared.removed,
+            cleared.failed.len()
+        )))
+    }
+
     fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
@@ -930,13 +1030,18 @@ mod tests {
         fn new(tag: &str) -> Self {
             let root = std::env::temp_dir().join(format!("stateless-exec-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
+            Self::populate(&root);
+            Self(root)
+        }
+
+        /// A minimal image at `root`: the writable dirs, an init, a base layer.
+        fn populate(root: &Path) {
             for dir in ["etc", "var", "run", "tmp", "dev", "proc", "sys", "sbin", "diskless/base/etc"] {
                 std::fs::create_dir_all(root.join(dir)).unwrap();
             }
             std::fs::write(root.join("sbin/init"), "#!/bin/sh\n").unwrap();
             std::fs::set_permissions(root.join("sbin/init"), std::fs::Permissions::from_mode(0o755)).unwrap();
             std::fs::write(root.join("diskless/base/etc/from-base"), "base\n").unwrap();
-            Self(root)
         }
 
         /// An executor on this image whose options come from `cmdline`; at boot the fake kernel
@@ -979,7 +1084,20 @@ mod tests {
     /// Runs the plan with the fake kernel; returns the calls and the panic message that ended it
     /// (`fake exec ...`, `fake reboot`), or None when `run` returned.
     fn boot(image: &Image, cmdline: &str, sys: &Fake, mode: Mode) -> (Vec<Outcome>, Option<String>) {
+        boot_from(image, cmdline, sys, mode, false)
+    }
+
+    /// The same, from an initramfs (`initramfs`) or on the root.
+    fn boot_from(
+        image: &Image,
+        cmdline: &str,
+        sys: &Fake,
+        mode: Mode,
+        initramfs: bool,
+    ) -> (Vec<Outcome>, Option<String>) {
         let mut executor = image.executor(sys, cmdline, mode);
+        executor.facts.initramfs = initramfs;
+        executor.cmdline = cmdline.as_bytes().to_vec();
         let ended = catch_unwind(AssertUnwindSafe(|| executor.run(&Phase::ALL)));
         let message = ended.err().map(|p| {
             p.downcast_ref::<String>().cloned().unwrap_or_else(|| p.downcast_ref::<&str>().unwrap_or(&"?").to_string())
@@ -1432,6 +1550,101 @@ mod tests {
         assert!(report.notes.iter().any(|n| n == note), "{:?}", report.notes);
         let dhcp = outcomes.iter().position(|o| matches!(o.step, Step::Dhcp { .. })).unwrap();
         assert!(outcomes.iter().position(|o| o.phase == Phase::Hardware).unwrap() < dhcp);
+    }
+
+    /// An initramfs (holding only stateless) whose NFS root, once "mounted" by the fake, is a
+    /// small image at /root; a client without an address, and a DHCP server.
+    fn initramfs(tag: &str, fail: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static) -> (Image, Fake) {
+        let image = Image::new(tag);
+        std::fs::remove_file(image.0.join("sbin/init")).unwrap();
+        Image::populate(&image.0.join("root"));
+        let mut sys = fake(fail);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        (image, sys)
+    }
+
+    #[test]
+    fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
+        let (image, sys) = initramfs("initramfs", |_| None);
+        let new_root = image.0.join("root");
+        let (outcomes, ended) = boot_from(&image, "nfsroot=/srv/img,port=2049", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let calls = sys.calls();
+        let nfs = Call::Mount {
+            source: "10.0.2.2:/srv/img".into(),
+            target: new_root.clone(),
+            fstype: "nfs".into(),
+            flags: MountFlags::RDONLY,
+            data: "vers=3,addr=10.0.2.2,nolock,port=2049".into(),
+        };
+        let at =
+            |call: &Call| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call:?}: {calls:#?}"));
+        // DHCP first (the server comes from the lease), then the root, the early mounts into it, the switch.
+        assert!(at(&Call::AddAddress(2, "10.0.2.15/24".parse().unwrap())) < at(&nfs));
+        let moved: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::MoveMount(..))).collect();
+        assert_eq!(moved.len(), 5, "{moved:?}");
+        assert_eq!(moved[0], &Call::MoveMount(image.0.join("dev"), new_root.join("dev")));
+        assert!(at(&nfs) < at(moved[0]) && at(moved[4]) < at(&Call::SwitchRoot(new_root.clone())));
+        // After the switch everything happens in the new root, as in on-root mode.
+        let etc = calls.iter().position(|c| matches!(c, Call::Mount { target, .. } if *target == new_root.join("etc")));
+        assert!(etc.is_some_and(|e| e > at(&Call::SwitchRoot(new_root.clone()))), "{calls:#?}");
+        let report = std::fs::read_to_string(new_root.join("run/stateless/report.json")).unwrap();
+        assert!(report.contains("\"step\": \"switch-root\""), "{report}");
+        assert!(!image.0.join("run/stateless").exists(), "nothing written into the initramfs after the switch");
+    }
+
+    #[test]
+    fn an_nfs_server_that_never_answers_ends_in_the_policy_within_the_bound() {
+        let (image, sys) = initramfs("nfs-down", |c| {
+            matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs")).then_some(libc_etimedout())
+        });
+        let cmdline = "root=nfs4:10.0.2.9:/img stateless.nfs.timeout=20 stateless.emergency=continue";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "no root: every policy ends in a reboot");
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        let error = root.error.as_ref().unwrap();
+        assert_eq!(error.errno, Some(libc_etimedout()));
+        assert!(error.message.contains("gave up after") && error.message.contains("10.0.2.9:/img"), "{error}");
+        let calls = sys.calls();
+        let slept: Duration = calls
+            .iter()
+            .take_while(|c| !matches!(c, Call::Reboot { .. }))
+            .filter_map(|c| match c {
+                Call::Sleep(d) if *d < handoff::EMERGENCY_DELAY => Some(*d),
+                _ => None,
+            })
+            .sum();
+        assert!(slept <= Duration::from_secs(20) && slept >= Duration::from_secs(7), "{slept:?}");
+        // NFSv4 minor versions newest first, each round.
+        let tried: Vec<String> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { data, .. } if data.starts_with("vers=4") => Some(data[..8].to_string()),
+                _ => None,
+            })
+            .take(3)
+            .collect();
+        assert_eq!(tried, ["vers=4.2", "vers=4.1", "vers=4.0"]);
+        assert!(!calls.iter().any(|c| matches!(c, Call::SwitchRoot(_))));
+    }
+
+    fn libc_etimedout() -> i32 {
+        rustix::io::Errno::TIMEDOUT.raw_os_error()
+    }
+
+    #[test]
+    fn an_initramfs_without_a_root_to_find_says_why() {
+        let (image, sys) = initramfs("no-root", |_| None);
+        let (outcomes, ended) = boot_from(&image, "stateless.emergency=poweroff", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"));
+        assert!(sys.calls().contains(&Call::Reboot { poweroff: true }));
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        assert_eq!(root.status, Status::Failed);
+        let message = &root.error.as_ref().unwrap().message;
+        assert!(message.contains("no root-path from DHCP"), "{message}");
     }
 
     #[test]

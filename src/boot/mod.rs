@@ -1,5 +1,7 @@
 //! PID 1: the boot, phase by phase (early mounts → hardware → network → root → writable dirs →
-//! layers → host files → report → handoff), then init. Never returns and never panics out: a
+//! layers → devices → host files → report → handoff), then init. In on-root mode the kernel
+//! mounted the image as /; in initramfs mode (/ is the kernel's ramfs or tmpfs) the root phase
+//! mounts the NFS root and switches into it. Never returns and never panics out: a
 //! panic goes to the emergency policy ([`panic`]).
 
 pub mod execute;
@@ -37,7 +39,8 @@ pub fn run() -> ! {
     log::info!("stateless {} starting as PID 1", env!("CARGO_PKG_VERSION"));
     prefetch_self();
     let sys = Real;
-    // On-root mode: the root we run in is the image.
+    // Both roots are /: the image in on-root mode; in initramfs mode the initramfs until the
+    // root phase switches into the image.
     let (running, target) = match (ImageRoot::open(Path::new("/")), ImageRoot::open(Path::new("/"))) {
         (Ok(running), Ok(target)) => (running, target),
         (Err(e), _) | (_, Err(e)) => handoff::emergency(&sys, Emergency::default(), &format!("open /: {e}")),
@@ -60,11 +63,22 @@ pub fn run() -> ! {
     panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
     executor.options = options;
     executor.diagnostics = diagnostics;
+    executor.facts.initramfs = initramfs_mode(&executor.target, executor.options.init.as_deref());
+    log::info!("{} mode", if executor.facts.initramfs { "initramfs" } else { "on-root" });
+    executor.cmdline = cmdline;
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
     // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
     // never returns. PID 1 must not return all the same.
     let policy = executor.options.emergency;
     handoff::emergency(executor.sys, policy, "the boot ended without a handoff")
+}
+
+/// Initramfs mode: / is the kernel's initramfs (a ramfs or tmpfs) and holds no init to hand
+/// over to (`stateless.init=`, /sbin/init, /etc/init, /bin/init), so the image is to be found
+/// on NFS. An initramfs that holds a whole system is booted as it is, as an on-root image.
+fn initramfs_mode(root: &ImageRoot, init: Option<&str>) -> bool {
+    let system = handoff::candidates(init).into_iter().filter(|c| c != "/bin/sh").any(|c| root.executable(&c));
+    crate::fs::initramfs::is_initramfs(root.path()) && !system
 }
 
 /// Asks the kernel to read the rest of this binary now, in the background: on an NFS root each

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::boot::handoff;
+use crate::config::nfsroot;
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Layer};
 use crate::fs::root::ImageRoot;
@@ -19,6 +20,9 @@ use crate::model::mount::EARLY_MOUNTS;
 use crate::model::options::{Diagnostic, Options, OverlayMode};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
+
+/// Where initramfs mode mounts the NFS root, relative to the initramfs.
+pub const NEW_ROOT: &str = "root";
 
 /// Where the report goes, relative to the root.
 pub const REPORT_DIR: &str = "run/stateless";
@@ -40,6 +44,12 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
                 steps.push(Step::Module { name: "overlay".into(), needed_for });
             }
             steps
+        }
+        // On-root mode: the kernel mounted the root. Initramfs mode: the NFS root, then into it.
+        Phase::Root if facts.initramfs => {
+            let lease = facts.dhcp.as_ref().map(|d| &d.lease);
+            let root = nfsroot::resolve(options, lease, facts.address.map(|a| a.addr));
+            vec![Step::NfsRoot { root }, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
         }
         Phase::Root => Vec::new(),
         Phase::Network => match network_step(options, facts) {
@@ -185,6 +195,7 @@ pub fn learn(facts: &mut Facts, step: &Step) {
             }
         }
         Step::Overlay { dir } => facts.uppers.retain(|d| d != dir),
+        Step::SwitchRoot { .. } => facts.initramfs = false,
         _ => {}
     }
 }

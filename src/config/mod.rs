@@ -4,6 +4,8 @@
 //! double quotes group words and are stripped from values, the last occurrence of a key wins,
 //! and everything after a lone `--` belongs to init.
 
+pub mod nfsroot;
+
 use std::net::Ipv4Addr;
 
 use crate::model::options::{Diagnostic, Emergency, IpParam, NfsRoot, Options, Origin, OverlayMode};
@@ -141,7 +143,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 16] = [
+const VALUE_KEYS: [&str; 17] = [
     "softlevel",
     "ip",
     "nfsroot",
@@ -156,6 +158,7 @@ const VALUE_KEYS: [&str; 16] = [
     "stateless.emergency",
     "stateless.mode",
     "stateless.dhcp.timeout",
+    "stateless.nfs.timeout",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -249,7 +252,8 @@ impl Resolver {
             ),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
-            ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, dhcp_timeout(v)),
+            ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, timeout(v)),
+            ("stateless.nfs.timeout", Some(v)) => set(&mut o.nfs_timeout, timeout(v)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -431,8 +435,8 @@ fn module_list(v: &str, into: &mut Vec<String>) -> Vec<String> {
     errors
 }
 
-/// `stateless.dhcp.timeout=` in seconds: 1 to 3600.
-fn dhcp_timeout(v: &str) -> Result<u32, String> {
+/// `stateless.dhcp.timeout=`, `stateless.nfs.timeout=` in seconds: 1 to 3600.
+fn timeout(v: &str) -> Result<u32, String> {
     match v.parse::<u32>() {
         Ok(secs @ 1..=3600) => Ok(secs),
         _ => Err(format!("{}: not a number of seconds from 1 to 3600", q(v))),

@@ -10,6 +10,10 @@ use super::lease::Dhcp;
 /// The probed (or given, or learned) state of the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Facts {
+    /// Initramfs mode: `stateless` runs in an initramfs (its root is a ramfs or tmpfs) and
+    /// the root phase mounts the NFS root and switches into it.
+    #[serde(default)]
+    pub initramfs: bool,
     /// Whether the kernel has overlayfs registered; `None` when not known (a dry run).
     pub overlayfs: Option<bool>,
     /// Devices under /sys with a modalias, and the modules coldplug plans for them (to load,

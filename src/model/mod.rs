@@ -9,6 +9,7 @@ pub mod ipv4;
 pub mod layer;
 pub mod lease;
 pub mod mount;
+pub mod nfsroot;
 pub mod options;
 pub mod outcome;
 pub mod step;

@@ -86,6 +86,8 @@ pub struct Options {
     pub bootif: Option<[u8; 6]>,
     /// `stateless.dhcp.timeout=`: seconds the network phase may take for carrier and a lease.
     pub dhcp_timeout: u32,
+    /// `stateless.nfs.timeout=`: bound on mounting the NFS root in initramfs mode, retries included.
+    pub nfs_timeout: u32,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -109,6 +111,9 @@ pub struct ModuleOptions {
     /// Every other `module.param[=value]` word, for the modules loaded later.
     pub params: Vec<(String, Option<String>)>,
 }
+
+/// The default `stateless.nfs.timeout=`: a server that reboots with its clients needs a minute.
+pub const NFS_TIMEOUT_SECS: u32 = 90;
 
 /// The default `stateless.dhcp.timeout=`: a switch port running classic spanning tree forwards
 /// only after listening and learning (2 × 15 s), and a lease takes a few more seconds.
@@ -161,6 +166,7 @@ impl Default for Options {
             root: None,
             bootif: None,
             dhcp_timeout: DHCP_TIMEOUT_SECS,
+            nfs_timeout: NFS_TIMEOUT_SECS,
             modules: ModuleOptions::default(),
         }
     }

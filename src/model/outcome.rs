@@ -47,6 +47,7 @@ pub enum Op {
     /// Bringing the link up, waiting for carrier, the DHCP exchange, the address and route.
     Dhcp,
     Exec,
+    SwitchRoot,
 }
 
 impl Op {
@@ -63,6 +64,7 @@ impl Op {
             Op::LoadModule => "load module",
             Op::Dhcp => "dhcp",
             Op::Exec => "exec",
+            Op::SwitchRoot => "switch root",
         }
     }
 }

@@ -10,6 +10,7 @@ use super::ipv4::Ipv4Net;
 use super::layer::LayerKind;
 use super::lease::Exchange;
 use super::mount::EarlyMount;
+use super::nfsroot::NfsMount;
 use super::options::OverlayMode;
 
 /// The phases of the boot, in order. Each is planned from what is known when it starts (a
@@ -24,7 +25,8 @@ pub enum Phase {
     Hardware,
     /// The boot interface, its address, the hostname.
     Network,
-    /// The target root: in on-root mode the kernel mounted it already, so nothing is planned.
+    /// The target root: in on-root mode the kernel mounted it already, so nothing is planned;
+    /// in initramfs mode the NFS root is mounted and the boot switches into it.
     Root,
     /// tmpfs + overlayfs (or copy) over /etc and /var of the target.
     WritableDirs,
@@ -139,6 +141,17 @@ pub enum Step {
         hostname: Option<Hostname>,
         rejected: Vec<String>,
     },
+    /// Initramfs mode: the NFS root mounted on /root (retried with backoff under
+    /// `stateless.nfs.timeout=`), or why there is none.
+    NfsRoot {
+        root: Result<NfsMount, String>,
+    },
+    /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
+    /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
+    /// the boot is that of on-root mode.
+    SwitchRoot {
+        new_root: String,
+    },
     /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
     WritableDir {
         dir: String,
@@ -184,6 +197,7 @@ impl Step {
             Step::Module { .. } | Step::Coldplug { pass: Pass::Early, .. } => Phase::Hardware,
             Step::Coldplug { pass: Pass::Late, .. } => Phase::Devices,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
+            Step::NfsRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
             Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
@@ -201,6 +215,8 @@ impl Step {
             self,
             Step::Dhcp { exchange: Exchange::Discover, .. }
                 | Step::Address { .. }
+                | Step::NfsRoot { .. }
+                | Step::SwitchRoot { .. }
                 | Step::WritableDir { .. }
                 | Step::Overlay { .. }
                 | Step::Handoff { .. }
@@ -237,6 +253,9 @@ impl fmt::Display for Step {
             }
             Step::Hostname { hostname: Some(h), .. } => write!(f, "hostname {} ({})", h.fqdn(), h.source),
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
+            Step::NfsRoot { root: Ok(mount) } => write!(f, "nfs root {mount} on /root"),
+            Step::NfsRoot { root: Err(why) } => write!(f, "nfs root: {why}"),
+            Step::SwitchRoot { new_root } => write!(f, "switch root to /{new_root}"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
                 write!(f, "writable /{dir}: tmpfs for the overlay's upper dir")
             }

@@ -30,6 +30,8 @@ pub enum Call {
         data: String,
     },
     Umount(PathBuf),
+    MoveMount(PathBuf, PathBuf),
+    SwitchRoot(PathBuf),
     /// The module file and its parameters.
     LoadModule(PathBuf, String),
     LinkUp(u32),
@@ -64,6 +66,8 @@ pub struct Fake {
     pub dhcp: Option<Arc<Mutex<Server>>>,
     /// Modules loaded through the fake, by name.
     loaded: Mutex<Vec<String>>,
+    /// Whether each call in `calls` failed.
+    failed: Mutex<Vec<bool>>,
 }
 
 impl Default for Fake {
@@ -78,6 +82,7 @@ impl Default for Fake {
             fail: Box::new(|_| None),
             dhcp: None,
             loaded: Mutex::default(),
+            failed: Mutex::default(),
         }
     }
 }
@@ -96,6 +101,7 @@ impl Fake {
     fn record(&self, call: Call) -> io::Result<()> {
         let errno = (self.fail)(&call);
         self.calls.lock().unwrap().push(call);
+        self.failed.lock().unwrap().push(errno.is_some());
         match errno {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
             None => Ok(()),
@@ -119,9 +125,19 @@ impl Sys for Fake {
         self.record(Call::Umount(target.into()))
     }
 
+    /// Mounted by a call that did not fail, and not moved away since.
     fn is_mounted(&self, target: &Path, _magic: FsWord) -> bool {
         let calls = self.calls.lock().unwrap();
-        calls.iter().any(|c| matches!(c, Call::Mount { target: t, .. } if t == target) && (self.fail)(c).is_none())
+        let failed = self.failed.lock().unwrap();
+        let mut mounted = false;
+        for (c, _) in calls.iter().zip(failed.iter()).filter(|(_, failed)| !**failed) {
+            match c {
+                Call::Mount { target: t, .. } | Call::MoveMount(_, t) if t == target => mounted = true,
+                Call::MoveMount(from, _) if from == target => mounted = false,
+                _ => {}
+            }
+        }
+        mounted
     }
 
     /// `modules` lists, after what was set, each module loaded through the fake, as the kernel would.
@@ -202,5 +218,15 @@ impl Sys for Fake {
     fn reboot(&self, poweroff: bool) -> io::Error {
         let _ = self.record(Call::Reboot { poweroff });
         panic!("fake reboot")
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record(Call::MoveMount(from.into(), to.into()))
+    }
+
+    /// Nothing is deleted or moved: the new root stays where it is, and the boot goes on there.
+    fn switch_root(&self, new_root: &Path) -> io::Result<(PathBuf, crate::fs::initramfs::Cleared)> {
+        self.record(Call::SwitchRoot(new_root.into()))?;
+        Ok((new_root.into(), crate::fs::initramfs::Cleared::default()))
     }
 }

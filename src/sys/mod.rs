@@ -76,6 +76,13 @@ pub trait Sys: Send + Sync {
     fn sync(&self, bound: Duration) -> bool;
     /// reboot(2): returns only on failure.
     fn reboot(&self, poweroff: bool) -> io::Error;
+    /// Moves the mount at `from` to `to` (MS_MOVE).
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Leaves the initramfs for the root mounted at `new_root`: empties the initramfs (only its
+    /// own filesystem), moves `new_root` onto / and chroots into it. Returns where the new
+    /// root is now seen (`/`) and what emptying it did. Refuses unless / is a ramfs or tmpfs
+    /// and `new_root` another mount.
+    fn switch_root(&self, new_root: &Path) -> io::Result<(std::path::PathBuf, crate::fs::initramfs::Cleared)>;
 }
 
 #[cfg(test)]

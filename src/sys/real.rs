@@ -3,9 +3,9 @@
 use std::ffi::OsString;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::system::RebootCommand;
 
 use super::{Sys, Uname};
+use crate::fs::initramfs::{self, Cleared};
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::net::dhcp::client::Transport;
@@ -138,6 +139,29 @@ impl Sys for Real {
             Ok(()) => io::Error::other("reboot returned"),
             Err(errno) => errno.into(),
         }
+    }
+
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
+        Ok(rustix::mount::mount_move(from, to)?)
+    }
+
+    fn switch_root(&self, new_root: &Path) -> io::Result<(PathBuf, Cleared)> {
+        use rustix::fs::{fstat, open, Mode, OFlags};
+        let dir = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let root = open("/", dir, Mode::empty())?;
+        let new = open(new_root, dir | OFlags::NOFOLLOW, Mode::empty())?;
+        if !initramfs::is_initramfs(Path::new("/")) {
+            return Err(io::Error::other("/ is not an initramfs (ramfs or tmpfs): nothing is deleted"));
+        }
+        if fstat(&new)?.st_dev == fstat(&root)?.st_dev {
+            return Err(io::Error::other(format!("{} is not a mount point", new_root.display())));
+        }
+        rustix::process::fchdir(&new)?;
+        let cleared = initramfs::clear(root.as_fd())?;
+        rustix::mount::mount_move(".", "/")?;
+        rustix::process::chroot(".")?;
+        rustix::process::chdir("/")?;
+        Ok((PathBuf::from("/"), cleared))
     }
 }
 

@@ -1,0 +1,81 @@
+//! The NFS root of initramfs mode, resolved (`config::nfsroot`), and the text options
+//! mount(2) gets from it, with no mount.nfs helper.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// NFS protocol versions tried, in order, when none is named: as mount.nfs, the newest first.
+pub const V4_MINORS: [&str; 3] = ["4.2", "4.1", "4.0"];
+
+/// What the root phase mounts: `server:path`, type `nfs` (v2/v3) or `nfs4`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NfsMount {
+    pub server: Ipv4Addr,
+    pub path: String,
+    /// `3`, `4` (negotiated: 4.2, 4.1, then 4.0), or as given (`4.1`, `2`).
+    pub version: String,
+    /// The admin's options without `ro`/`rw` and the version, as given.
+    pub options: Vec<String>,
+    pub read_only: bool,
+    /// Where the spec came from: `root=`, `nfsroot=`, `dhcp root-path`.
+    pub from: String,
+}
+
+impl NfsMount {
+    /// The mount(2) attempts in order: (fstype, data). Added unless the admin set them:
+    /// `addr=` (the kernel's text mount needs the address), `nolock` for v2/v3 (no statd in an
+    /// initramfs; the root is read-only anyway), `clientaddr=` for v4 when the client's
+    /// address is known. No rsize/wsize: client and server settle on their largest.
+    pub fn attempts(&self, client: Option<Ipv4Addr>) -> Vec<(&'static str, String)> {
+        let versions: Vec<&str> = if self.version == "4" { V4_MINORS.to_vec() } else { vec![self.version.as_str()] };
+        versions
+            .into_iter()
+            .map(|version| {
+                let v4 = version.starts_with('4');
+                let mut data = vec![format!("vers={version}")];
+                let has = |key: &str| self.options.iter().any(|o| o.split('=').next() == Some(key));
+                if !has("addr") {
+                    data.push(format!("addr={}", self.server));
+                }
+                if !v4 && !has("lock") && !has("nolock") {
+                    data.push("nolock".into());
+                }
+                if let (true, false, Some(client)) = (v4, has("clientaddr"), client) {
+                    data.push(format!("clientaddr={client}"));
+                }
+                data.extend(self.options.iter().cloned());
+                (if v4 { "nfs4" } else { "nfs" }, data.join(","))
+            })
+            .collect()
+    }
+
+    /// The kernel module the version needs (nfs asks for it with request_module, which needs a
+    /// modprobe an initramfs does not have).
+    pub fn module(&self) -> &'static str {
+        if self.version.starts_with('4') {
+            "nfsv4"
+        } else if self.version == "2" {
+            "nfsv2"
+        } else {
+            "nfsv3"
+        }
+    }
+
+    /// `server:path` as mount(2) takes it.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.server, self.path)
+    }
+}
+
+impl fmt::Display for NfsMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = if self.version == "4" { "4.x" } else { &self.version };
+        write!(f, "{} (NFSv{version}, from {}", self.source(), self.from)?;
+        if !self.options.is_empty() {
+            write!(f, ", options {}", self.options.join(","))?;
+        }
+        f.write_str(if self.read_only { ", read-only)" } else { ", read-write)" })
+    }
+}
