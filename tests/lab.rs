@@ -126,6 +126,39 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
     boot
 }
 
+/// Boots one client that is to end without results (a failure the policy handles): `qemu/lab
+/// boot ... --until UNTIL`; returns the serial log. The console must show UNTIL, with no panic.
+fn boot_until(scenario: &str, image: &str, args: &[&str], until: &str) -> String {
+    assert!(rustix::process::geteuid().is_root(), "missing prerequisite: root ({LAB})");
+    build_lab();
+    let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
+    let out = Path::new(MANIFEST).join("target/lab").join(scenario);
+    let status = Command::new(Path::new(MANIFEST).join("qemu/lab"))
+        .args(["boot", "--image", image, "--shim", &bin, "--out"])
+        .arg(&out)
+        .args(args)
+        .args(["--until", until])
+        .status()
+        .unwrap();
+    let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).replace('\r', "");
+    assert!(
+        status.success(),
+        "scenario {scenario}: the console never showed /{until}/: {}",
+        out.join("serial.log").display()
+    );
+    assert!(!serial.contains("Kernel panic"), "kernel panic: {}", out.join("serial.log").display());
+    serial
+}
+
+/// Seconds between the kernel log lines holding `from` and `to`, by the kernel's clock.
+fn kernel_seconds(log: &str, from: &str, to: &str) -> Option<f64> {
+    let stamp = |needle: &str| {
+        let line = log.lines().find(|l| l.contains(needle))?;
+        line.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse::<f64>().ok()
+    };
+    Some(stamp(to)? - stamp(from)?)
+}
+
 const ALL_LAYERS: [&str; 6] =
     ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"];
 
@@ -295,5 +328,98 @@ mod scenario {
             "networkd_keeps_the_root_interface",
             "networkd with a takeover file kept eth0 as the kernel set it; clean poweroff",
         );
+    }
+
+    /// Initramfs mode on Debian's own kernel: PXE → pxelinux → vmlinuz + the initramfs
+    /// `stateless initramfs` built → coldplug loads virtio-net → own DHCP (the host name) →
+    /// NFSv3 root with the sizes client and server settle on → switch_root → systemd.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_nfsv3_systemd() {
+        let b = boot("initramfs_nfsv3_systemd", "systemd", &["--stock", "--pxe"]);
+        let logs = b.logs();
+        assert!(b.serial.contains("PXELINUX") && b.serial.contains("Run /init as init process"), "{logs}");
+        assert!(b.dmesg.contains("stateless: initramfs mode"), "{logs}");
+        assert!(b.fact("kernel").ends_with("-amd64"), "the stock kernel: {} {logs}", b.fact("kernel"));
+        assert_eq!(b.report["hostname"]["source"], "dhcp", "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/systemd nfs ro,") && root.contains("vers=3"), "{root} {logs}");
+        assert!(root.contains("rsize=1048576"), "sizes negotiated to the server's largest: {root} {logs}");
+        let steps = b.report["steps"].as_array().unwrap();
+        let switched = steps.iter().find(|s| s["step"]["step"] == "switch-root").unwrap();
+        assert_eq!(switched["status"], "ok", "{switched} {logs}");
+        let loaded = |m: &str| {
+            b.report["modules"].as_array().unwrap().iter().any(|x| x["module"] == m && x["result"] == "loaded")
+        };
+        assert!(loaded("virtio_net") && loaded("nfsv3") && loaded("overlay"), "{}", b.report["modules"]);
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        b.print(
+            "initramfs_nfsv3_systemd",
+            "stock kernel, PXE + stateless initramfs, own DHCP, NFSv3 rsize 1 MiB, systemd",
+        );
+    }
+
+    /// The same with an e1000 NIC, an NFSv4.2 root and OpenRC.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_nfsv4_openrc_e1000() {
+        let args = ["--stock", "--nic", "e1000", "--nfs", "4.2"];
+        let b = boot("initramfs_nfsv4_openrc_e1000", "openrc", &args);
+        let logs = b.logs();
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/openrc nfs4 ro,") && root.contains("vers=4.2"), "{root} {logs}");
+        let loaded = |m: &str| {
+            b.report["modules"].as_array().unwrap().iter().any(|x| x["module"] == m && x["result"] == "loaded")
+        };
+        assert!(loaded("e1000") && loaded("nfsv4"), "{}", b.report["modules"]);
+        assert!(!loaded("virtio_net"), "no virtio NIC here");
+        assert_eq!(b.fact("pid1"), "init", "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        b.print("initramfs_nfsv4_openrc_e1000", "stock kernel, e1000, NFSv4.2 root, OpenRC");
+    }
+
+    /// No NFS server where the command line points: retries within stateless.nfs.timeout, then
+    /// the policy (power off); never a panic, never a hang.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_nfs_server_absent() {
+        let append = "nfsroot=10.0.2.2:/systemd,vers=3,tcp,port=2050,mountport=20050,mountproto=tcp \
+                      stateless.nfs.timeout=15 stateless.emergency=poweroff";
+        let serial = boot_until(
+            "initramfs_nfs_server_absent",
+            "systemd",
+            &["--stock", "--append", append],
+            "reboot: Power down",
+        );
+        assert!(serial.contains("gave up after") && serial.contains("stateless.nfs.timeout=15"), "{serial}");
+        assert!(serial.contains("mount -t nfs -o vers=3,addr=10.0.2.2"), "each try is logged: {serial}");
+        let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
+        // DHCP, 15 s of tries, 15 s showing the error, the sync.
+        assert!(took < 45.0, "{took} s");
+        println!("scenario initramfs_nfs_server_absent: ok; no NFS server: gave up within the bound, powered off {took:.1} s after /init");
+    }
+
+    /// No DHCP server: the bounded wait, then the policy.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_dhcp_absent() {
+        let args = [
+            "--stock",
+            "--net",
+            "tap",
+            "--no-dhcp",
+            "--append",
+            "stateless.dhcp.timeout=10 stateless.emergency=poweroff",
+        ];
+        let serial = boot_until("initramfs_dhcp_absent", "systemd", &args, "reboot: Power down");
+        assert!(serial.contains("stateless: dhcp on the first interface with carrier"), "{serial}");
+        assert!(serial.contains("emergency ("), "{serial}");
+        let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
+        assert!(took < 40.0, "{took} s");
+        println!("scenario initramfs_dhcp_absent: ok; no DHCP server: gave up after 10 s, powered off {took:.1} s after /init");
     }
 }

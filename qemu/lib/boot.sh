@@ -27,12 +27,17 @@ boot_nfsroot() {
 # runlevel.
 BOOT_CHECK_ARG=lab.check=1
 
-# boot_pxe_tree DIR KERNEL APPEND: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux -> kernel.
+# boot_pxe_tree DIR KERNEL APPEND [INITRD]: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux ->
+# kernel (and initramfs).
 boot_pxe_tree() {
-    local dir=$1 kernel=$2 append=$3
+    local dir=$1 kernel=$2 append=$3 initrd=${4:-}
     mkdir -p "$dir/pxelinux.cfg"
     cp /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32 "$dir/"
     cp "$kernel" "$dir/vmlinuz"
+    if [[ -n $initrd ]]; then
+        cp "$initrd" "$dir/initrd.img"
+        append="initrd=initrd.img $append"
+    fi
     cat > "$dir/pxelinux.cfg/default" <<EOF
 DEFAULT diskless
 PROMPT 0
@@ -52,7 +57,7 @@ boot_wait() {
     BOOT_TIMED_OUT=0
     BOOT_REACHED=0
     while pid_alive "$pid"; do
-        if [[ -n $until ]] && tr -d '\r' < "$BOOT_OUT/serial.log" 2>/dev/null | grep -qE "$until"; then
+        if [[ -n $until && -f $BOOT_OUT/serial.log ]] && tr -d '\r' < "$BOOT_OUT/serial.log" 2>/dev/null | grep -qE "$until"; then
             log "the console shows /$until/ after $(elapsed "$start") s: stopping the client"
             BOOT_REACHED=1
             sleep 1
@@ -71,6 +76,10 @@ boot_wait() {
         fi
         sleep 0.2
     done
+    # QEMU may have exited (a power-off) right after printing UNTIL.
+    if [[ -n $until && $BOOT_REACHED == 0 && -f $BOOT_OUT/serial.log ]] && tr -d '\r' < "$BOOT_OUT/serial.log" | grep -qE "$until"; then
+        BOOT_REACHED=1
+    fi
 }
 
 BOOT_QEMU_PID=""
@@ -91,7 +100,7 @@ boot_fact() {
 
 cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
-    local net=user ip=dhcp clean_shutdown=0
+    local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1
     local variant=default keep=0 # the lab builds one kernel variant
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -105,6 +114,10 @@ cmd_boot() {
             --net) net=${2:?}; shift 2 ;;
             --ip) ip=${2:?}; shift 2 ;;
             --clean-shutdown) clean_shutdown=1; shift ;;
+            --stock) stock=1; shift ;;
+            --nic) nic=${2:?}; shift 2 ;;
+            --nfs) nfs=${2:?}; shift 2 ;;
+            --no-dhcp) dhcp=0; shift ;;
             --until) until=${2:?}; shift 2 ;;
             --follow) follow=1; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
@@ -121,12 +134,23 @@ cmd_boot() {
     [[ $hostname =~ ^[A-Za-z0-9.-]*$ ]] || die "--hostname must be letters, digits, '.' and '-'"
     [[ $net == user || $net == tap ]] || boot_usage_error "--net is user or tap"
     [[ $net == user || $pxe == 0 ]] || boot_usage_error "--pxe goes with --net user only"
+    [[ $net == tap || $dhcp == 1 ]] || boot_usage_error "--no-dhcp goes with --net tap only"
     [[ $ip =~ ^[A-Za-z0-9.:]*$ ]] || die "--ip must be an ip= value (letters, digits, '.', ':')"
+    [[ $nic == virtio-net-pci || $nic == e1000 ]] || boot_usage_error "--nic is virtio-net-pci or e1000"
+    [[ $nfs == 3 || $nfs == 4.2 ]] || boot_usage_error "--nfs is 3 or 4.2"
+    [[ $stock == 1 || $nfs == 3 ]] || boot_usage_error "--nfs 4.2 goes with --stock (the kernel's own nfsroot: v3)"
 
     cache_init
-    local kernel
-    kernel=$(kernel_image "$variant")
-    [[ -f $kernel ]] || die "kernel ($variant) not built: run qemu/lab build"
+    local kernel modules release=""
+    if [[ $stock == 1 ]]; then
+        release=$(stock_release)
+        kernel=/boot/vmlinuz-$release
+        modules=/lib/modules
+    else
+        kernel=$(kernel_image "$variant")
+        modules=$(kernel_modules "$variant")
+        [[ -f $kernel ]] || die "kernel ($variant) not built: run qemu/lab build"
+    fi
     image_check_built "$image"
 
     local run_id=stlab-$$ run_dir mode start prep_start
@@ -139,7 +163,14 @@ cmd_boot() {
     if [[ $keep == 0 ]]; then on_exit rm -rf "$run_dir"; fi
 
     prep_start=$(now)
-    image_prepare_run "$image" "$shim" "$(kernel_modules "$variant")" "$run_dir/root" "$clean_shutdown"
+    image_prepare_run "$image" "$shim" "$modules" "$run_dir/root" "$clean_shutdown"
+    local initrd=""
+    if [[ $stock == 1 ]]; then
+        initrd=$run_dir/initrd.img
+        "$shim" initramfs --kernel-version "$release" --nic virtio_net,e1000 -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
+            || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
+        log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic virtio_net,e1000)"
+    fi
     local fingerprint
     fingerprint=$(image_fingerprint "$run_dir/root")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
@@ -148,13 +179,21 @@ cmd_boot() {
     servers_start "$run_dir" "/$image:$run_dir/root"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then
-        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname"
+        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp"
         server=$LAB_TAP_NET.1
         netdev="tap,id=n0,ifname=stlabtap,script=no,downscript=no"
     else
         netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
     fi
-    cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
+    if [[ $stock == 1 ]]; then
+        # Initramfs mode: stateless as /init brings the NIC up with its own DHCP and mounts the
+        # root itself; no rsize/wsize, so client and server settle on their largest.
+        local nfsroot="$server:/$image,vers=$nfs,tcp,port=2049"
+        [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
+        cmdline="console=ttyS0 root=/dev/nfs nfsroot=$nfsroot panic=-1"
+    else
+        cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
+    fi
     if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
     cmdline+=$append
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
@@ -165,12 +204,13 @@ cmd_boot() {
         -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
     if [[ $pxe == 1 ]]; then
-        boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline"
+        boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline" "$initrd"
         qemu+=(-netdev "$netdev,tftp=$run_dir/tftp,bootfile=pxelinux.0" -boot n)
     else
         qemu+=(-netdev "$netdev" -kernel "$kernel" -append "$cmdline")
+        [[ -z $initrd ]] || qemu+=(-initrd "$initrd")
     fi
-    qemu+=(-device "virtio-net-pci,netdev=n0,mac=$BOOT_MAC")
+    qemu+=(-device "$nic,netdev=n0,mac=$BOOT_MAC")
     printf '%q ' ip netns exec "$NS_NAME" "${qemu[@]}" > "$BOOT_OUT/qemu-command.txt"
     echo "$cmdline" > "$BOOT_OUT/cmdline.txt"
 

@@ -6,7 +6,7 @@ LAB_PACKAGES=(
     linux-image-amd64                                      # kept for reference/fallback kernels
     busybox-static                                         # small tools for experiments
     nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
-    debootstrap cpio kmod                                  # client images
+    debootstrap cpio kmod zstd                             # client images, initramfs checks
     iproute2 util-linux tar                                # ip netns, unshare/flock, result disks
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel

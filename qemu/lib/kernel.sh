@@ -18,6 +18,15 @@ KERNEL_REQUIRED=(
 )
 
 kernel_dir() { echo "$LAB_CACHE/kernel/$1"; }
+
+# The stock Debian kernel (linux-image-amd64 on this host), for initramfs mode: its release,
+# newest first. Its image is /boot/vmlinuz-<release>, its modules /lib/modules/<release>.
+stock_release() {
+    local release
+    release=$(find /boot -maxdepth 1 -name 'vmlinuz-*-amd64' -printf '%f\n' | sed 's/^vmlinuz-//' | sort -V | tail -n 1)
+    [[ -n $release && -d /lib/modules/$release ]] || die "no stock kernel in /boot with modules in /lib/modules (linux-image-amd64)"
+    echo "$release"
+}
 kernel_image() { echo "$(kernel_dir "$1")/bzImage"; }
 kernel_modules() { echo "$(kernel_dir "$1")/modules/lib/modules"; }
 

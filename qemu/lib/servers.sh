@@ -85,17 +85,19 @@ servers_stop() {
     netns_delete "$NS_NAME"
 }
 
-# tap_network_start RUN_DIR MAC HOSTNAME: the bridge (.1, where ganesha also answers) and the
-# tap QEMU attaches to, and dnsmasq giving MAC the address .15 and HOSTNAME (none when empty),
-# the domain, a router and a DNS server. No ping check: the offer comes at once.
+# tap_network_start RUN_DIR MAC HOSTNAME [DHCP]: the bridge (.1, where ganesha also answers) and
+# the tap QEMU attaches to, and (unless DHCP is 0) dnsmasq giving MAC the address .15 and
+# HOSTNAME (none when empty), the domain, a router and a DNS server. No ping check: the offer
+# comes at once.
 tap_network_start() {
-    local run_dir=$1 mac=$2 hostname=$3
+    local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1}
     ip -n "$NS_NAME" link add stlabbr type bridge
     ip -n "$NS_NAME" addr add "$LAB_TAP_NET.1/24" dev stlabbr
     ip -n "$NS_NAME" link set stlabbr up
     ip -n "$NS_NAME" tuntap add dev stlabtap mode tap
     ip -n "$NS_NAME" link set stlabtap master stlabbr
     ip -n "$NS_NAME" link set stlabtap up
+    [[ $dhcp == 1 ]] || return 0
     ip netns exec "$NS_NAME" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
         --interface=stlabbr --bind-interfaces --no-ping --log-dhcp --log-facility="$run_dir/dnsmasq.log" \
         --dhcp-leasefile="$run_dir/dnsmasq.leases" \

@@ -64,6 +64,10 @@ impl Done {
     }
 }
 
+/// The udev daemons of systemd and eudev: an image with one coldplugs its devices itself.
+pub const UDEV_DAEMONS: [&str; 4] =
+    ["/lib/systemd/systemd-udevd", "/usr/lib/systemd/systemd-udevd", "/sbin/udevd", "/usr/sbin/udevd"];
+
 /// Runs the phases against two roots through a [`Sys`], collecting outcomes for the report.
 pub struct Executor<'a> {
     pub sys: &'a dyn Sys,
@@ -197,7 +201,13 @@ impl<'a> Executor<'a> {
                 }
             }
             Phase::Devices if self.mode == Mode::Boot => {
-                self.probe_coldplug(Pass::Late);
+                (self.facts.devices, self.facts.coldplug) = (None, Vec::new());
+                match UDEV_DAEMONS.iter().find(|d| self.target.executable(d)) {
+                    // It coldplugs with the same modprobe.d, in parallel with the rest of the
+                    // real init's start, and handles what appears later.
+                    Some(udev) => self.facts.notes.push(format!("devices: left to the image's udev ({udev})")),
+                    None => self.probe_coldplug(Pass::Late),
+                }
                 self.too_late_for_layers();
             }
             Phase::Network if self.mode == Mode::Boot => {
@@ -649,8 +659,7 @@ impl<'a> Executor<'a> {
                 }
             }
             let waited = started.elapsed().max(slept);
-            let jitter = Duration::from_millis(self.sys.random() % 1000);
-            if waited + delay + jitter > bound {
+            if waited >= bound {
                 let e = last.unwrap_or_else(|| std::io::Error::other("no mount attempt"));
                 let message = format!(
                     "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}",
@@ -659,9 +668,12 @@ impl<'a> Executor<'a> {
                 );
                 return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
             }
-            log::warn!("nfs root {}: again in {} ms", mount.source(), (delay + jitter).as_millis());
-            self.sys.sleep(delay + jitter);
-            slept += delay + jitter;
+            // The last try comes at the bound.
+            let jitter = Duration::from_millis(self.sys.random() % 1000);
+            let pause = (delay + jitter).min(bound - waited);
+            log::warn!("nfs root {}: again in {} ms", mount.source(), pause.as_millis());
+            self.sys.sleep(pause);
+            slept += pause;
             delay = (delay * 2).min(Duration::from_secs(8));
         }
     }
@@ -1527,6 +1539,20 @@ mod tests {
     }
 
     #[test]
+    fn an_image_with_udev_coldplugs_its_devices_itself() {
+        let (image, sys) = coldplug_fixture("coldplug-udev", None);
+        let udevd = image.0.join("lib/systemd/systemd-udevd");
+        std::fs::create_dir_all(udevd.parent().unwrap()).unwrap();
+        std::fs::write(&udevd, "").unwrap();
+        std::fs::set_permissions(&udevd, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (outcomes, _) = boot(&image, "", &sys, Mode::Boot);
+        assert!(!outcomes.iter().any(|o| matches!(o.step, Step::Coldplug { .. })), "{outcomes:#?}");
+        assert!(loads(&sys).is_empty());
+        let report = std::fs::read_to_string(image.0.join("run/stateless/report.json")).unwrap();
+        assert!(report.contains("devices: left to the image's udev (/lib/systemd/systemd-udevd)"), "{report}");
+    }
+
+    #[test]
     fn coldplug_before_the_network_when_it_must_come_up_and_the_rest_after_the_layers() {
         let (image, mut sys) = coldplug_fixture("coldplug-early", Some("options virtio_net napi_tx=1\n"));
         let r = &image.0;
@@ -1617,7 +1643,7 @@ mod tests {
                 _ => None,
             })
             .sum();
-        assert!(slept <= Duration::from_secs(20) && slept >= Duration::from_secs(7), "{slept:?}");
+        assert_eq!(slept, Duration::from_secs(20), "tries until the bound, the last one at it");
         // NFSv4 minor versions newest first, each round.
         let tried: Vec<String> = calls
             .iter()

@@ -1,6 +1,7 @@
 //! Everything on files: the image root and the one way into it, the tree copy, mounts and
 //! overlays, the configuration layers, the host files and the network handed on to init.
 
+pub mod cpio;
 pub mod hostfiles;
 pub mod initramfs;
 pub mod layers;

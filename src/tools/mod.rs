@@ -1,8 +1,10 @@
 //! The commands besides booting: `stateless plan` and `stateless apply`, the boot's plan shown
-//! or carried out against a directory, with facts given on the command line instead of probed.
+//! or carried out against a directory, with facts given on the command line instead of probed;
+//! `dhcp`, `modules` and the initramfs builder.
 
 mod apply;
 mod dhcp;
+mod initramfs;
 mod modules;
 mod plan;
 
@@ -27,6 +29,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               run the DHCP client once and print the lease
        stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
                                               the modules coldplug would load, and why
+       stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
+                                              the initramfs of initramfs mode (--help: all options)
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -128,6 +132,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "modules" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);
             modules::command(args)
+        }
+        "initramfs" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Warn);
+            initramfs::command(args)
         }
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),

@@ -1,0 +1,403 @@
+//! `stateless initramfs`: the initramfs of initramfs mode. This binary as /init, the modules a
+//! network boot needs with their dependencies (as modprobe would load them), index files cut
+//! down to them, and the firmware they declare; nothing else. Reproducible: the same inputs give
+//! the same bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::fs::cpio::{Archive, Kind};
+use crate::fs::root::ImageRoot;
+use crate::kmod::config::Config;
+use crate::kmod::index::{self, Index};
+use crate::kmod::resolve::Rules;
+
+pub const USAGE: &str = "\
+usage: stateless initramfs --kernel-version V [--modules-dir DIR] [--nic M[,M...]]
+                           [--add-module M ...] [--firmware DIR] [--compress zstd|gzip|none]
+                           -o FILE
+
+Writes the initramfs of initramfs mode to FILE: this binary as /init; the NIC drivers (by
+default every Ethernet, USB and virtual NIC driver of the kernel tree, one image for a lab of
+mixed machines; with --nic only those named), the bus drivers they sit on (virtio_pci, USB
+host controllers), nfsv3, nfsv4, overlay, af_packet and --add-module's, each with what it needs
+as modprobe loads it (modules.dep, softdeps); modules.dep, modules.alias, modules.softdep and
+modules.order cut down to them; the firmware they declare, from --firmware DIR (default
+/lib/firmware) where present. Modules come from /lib/modules/V or --modules-dir DIR.
+Compression runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by root
+and dated SOURCE_DATE_EPOCH (default 0): the same inputs give the same bytes. Prints what went
+in and the size.
+";
+
+/// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
+/// and the packet socket the DHCP client sends from.
+const ALWAYS: [&str; 4] = ["nfsv3", "nfsv4", "overlay", "af_packet"];
+
+/// Where a kernel tree keeps NIC drivers: Ethernet, USB NICs, hypervisors' NICs.
+const NIC_DIRS: [&str; 5] = [
+    "kernel/drivers/net/ethernet/",
+    "kernel/drivers/net/usb/",
+    "kernel/drivers/net/hyperv/",
+    "kernel/drivers/net/vmxnet3/",
+    "kernel/drivers/net/xen-netback/",
+];
+
+/// NIC drivers directly in drivers/net.
+const NIC_MODULES: [&str; 2] = ["virtio_net", "xen_netfront"];
+
+/// Bus drivers a NIC appears on only once they are loaded: (path part of a NIC driver, buses).
+const BUSES: [(&str, &[&str]); 2] =
+    [("/virtio", &["virtio_pci"]), ("kernel/drivers/net/usb/", &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd"])];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compress {
+    Zstd,
+    Gzip,
+    None,
+}
+
+#[derive(Debug)]
+struct Args {
+    release: String,
+    modules_dir: PathBuf,
+    nics: Option<Vec<String>>,
+    extra: Vec<String>,
+    firmware: PathBuf,
+    compress: Compress,
+    output: PathBuf,
+}
+
+fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
+    let (mut release, mut modules_dir, mut nics, mut extra, mut output) = (None, None, None, Vec::new(), None);
+    let (mut firmware, mut compress) = (PathBuf::from("/lib/firmware"), Compress::Zstd);
+    while let Some(arg) = args.next() {
+        let mut value =
+            |flag: &str| args.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{flag} needs a value"));
+        let names = |v: String| -> Result<Vec<String>, String> {
+            let list: Vec<String> = v.split(',').filter(|m| !m.is_empty()).map(index::normalize).collect();
+            match list.iter().find(|m| !index::valid_name(m)) {
+                Some(bad) => Err(format!("{bad:?} is not a module name")),
+                None => Ok(list),
+            }
+        };
+        match arg.to_str().unwrap_or("") {
+            "--help" | "-h" => return Ok(None),
+            "--kernel-version" => {
+                let v = value("--kernel-version")?;
+                if v.is_empty() || v.contains('/') || v == ".." || v == "." {
+                    return Err(format!("--kernel-version {v:?}: not a release name"));
+                }
+                release = Some(v);
+            }
+            "--modules-dir" => modules_dir = Some(PathBuf::from(value("--modules-dir")?)),
+            "--nic" => nics.get_or_insert_with(Vec::new).extend(names(value("--nic")?)?),
+            "--add-module" => extra.extend(names(value("--add-module")?)?),
+            "--firmware" => firmware = PathBuf::from(value("--firmware")?),
+            "--compress" => {
+                compress = match value("--compress")?.as_str() {
+                    "zstd" => Compress::Zstd,
+                    "gzip" => Compress::Gzip,
+                    "none" => Compress::None,
+                    other => return Err(format!("--compress {other:?}: zstd, gzip or none")),
+                }
+            }
+            "-o" | "--output" => output = Some(PathBuf::from(value("-o")?)),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let release = release.ok_or("--kernel-version is needed (the kernel the clients boot)")?;
+    let modules_dir = modules_dir.unwrap_or_else(|| Path::new("/lib/modules").join(&release));
+    let output = output.ok_or("-o FILE is needed")?;
+    Ok(Some(Args { release, modules_dir, nics, extra, firmware, compress, output }))
+}
+
+/// The modules chosen, by name, with their file (relative to the module dir).
+struct Selection {
+    modules: BTreeMap<String, String>,
+    nics: Vec<String>,
+    /// Names asked for that are built into the kernel (nothing to add).
+    builtin: Vec<String>,
+    /// ALWAYS names this kernel has neither as module nor built in.
+    absent: Vec<String>,
+}
+
+fn select(index: &Index, args: &Args) -> Result<Selection, String> {
+    let config = Config::default();
+    let rules = Rules { index, config: &config };
+    let nics: Vec<String> = match &args.nics {
+        Some(nics) => nics.clone(),
+        None => index
+            .modules
+            .iter()
+            .filter(|(name, m)| NIC_DIRS.iter().any(|d| m.path.starts_with(d)) || NIC_MODULES.contains(&name.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
+    let mut wanted: Vec<(String, bool)> = nics.iter().chain(&args.extra).map(|n| (n.clone(), true)).collect();
+    let nic_paths: Vec<&str> = nics.iter().filter_map(|n| index.modules.get(n)).map(|m| m.path.as_str()).collect();
+    for (part, buses) in BUSES {
+        if nic_paths.iter().any(|p| p.contains(part)) {
+            wanted.extend(buses.iter().map(|b| (b.to_string(), false)));
+        }
+    }
+    wanted.extend(ALWAYS.iter().map(|m| (m.to_string(), false)));
+    let mut selection = Selection { modules: BTreeMap::new(), nics, builtin: Vec::new(), absent: Vec::new() };
+    for (name, required) in wanted {
+        let found = rules.lookup(&name);
+        if found.is_empty() {
+            if required {
+                return Err(format!("module {name} is not in {}", args.modules_dir.display()));
+            }
+            selection.absent.push(name);
+            continue;
+        }
+        let mut order = Vec::new();
+        for f in &found {
+            rules.probe_list(&f.module, &mut order);
+        }
+        if found.iter().all(|f| f.builtin) {
+            selection.builtin.push(name);
+        }
+        for step in order {
+            if let Some(path) = step.path {
+                selection.modules.insert(step.module, path);
+            }
+        }
+    }
+    Ok(selection)
+}
+
+/// The lines of an index file about the chosen modules: `key_of` names a line's module.
+fn cut(text: &[u8], key_of: impl Fn(&str) -> Option<String>, keep: &BTreeSet<String>) -> Vec<u8> {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(text).lines() {
+        if key_of(line).is_some_and(|k| keep.contains(&k)) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.into_bytes()
+}
+
+/// The `firmware=` entries of a module's .modinfo (uncompressed modules only).
+fn firmware_of(module: &[u8]) -> Vec<String> {
+    let mut names = Vec::new();
+    for chunk in module.split(|b| *b == 0) {
+        if let Some(name) = chunk.strip_prefix(b"firmware=") {
+            let Ok(name) = std::str::from_utf8(name) else { continue };
+            let safe = !name.is_empty()
+                && !name.starts_with('/')
+                && !name.split('/').any(|c| c == ".." || c.is_empty())
+                && name.bytes().all(|b| b.is_ascii_graphic());
+            if safe && !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
+}
+
+/// Largest file read into the image (a module or a firmware file).
+const FILE_LIMIT: u64 = 256 << 20;
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() || meta.len() > FILE_LIMIT {
+        return Err(format!("{}: not a regular file under {FILE_LIMIT} bytes", path.display()));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let Some(args) = parse(args)? else {
+        crate::tools::emit(USAGE)?;
+        return Ok(0);
+    };
+    let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", args.modules_dir.display()))?;
+    let root = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let index = crate::kmod::read_index(&root, Path::new("/"), false)?;
+    for problem in &index.problems {
+        eprintln!("warning: {}: {problem}", dir.display());
+    }
+    let selection = select(&index, &args)?;
+    let base = format!("lib/modules/{}", args.release);
+    let mut archive = Archive::default();
+    let init = std::env::current_exe().map_err(|e| format!("this binary: {e}"))?;
+    archive.add("init", Kind::File(read(&init)?), 0o755);
+    for d in ["dev", "proc", "sys", "run", "tmp", crate::boot::plan::NEW_ROOT] {
+        archive.add(d, Kind::Dir, 0o755);
+    }
+    // The kernel opens /dev/console for /init before anything is mounted.
+    archive.add("dev/console", Kind::CharDev(5, 1), 0o600);
+    let mut firmware = BTreeSet::new();
+    let mut module_bytes = 0;
+    for path in selection.modules.values() {
+        let data = read(&dir.join(path))?;
+        module_bytes += data.len();
+        firmware.extend(firmware_of(&data));
+        archive.add(&format!("{base}/{path}"), Kind::File(data), 0o644);
+    }
+    let names: BTreeSet<String> = selection.modules.keys().cloned().collect();
+    let paths: BTreeSet<String> = selection.modules.values().cloned().collect();
+    let source = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{}/{name}: {e}", dir.display()));
+    let first_word = |line: &str, keyword: &str| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(keyword)).then(|| words.next().map(index::normalize)).flatten()
+    };
+    let alias_module = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["alias", _, module] => Some(index::normalize(module)),
+            _ => None,
+        }
+    };
+    let dep_path = |line: &str| line.split_once(':').map(|(p, _)| p.to_string());
+    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&source("modules.dep")?, dep_path, &paths)), 0o644);
+    let optional = |name: &str| source(name).unwrap_or_default();
+    archive.add(
+        &format!("{base}/modules.alias"),
+        Kind::File(cut(&optional("modules.alias"), alias_module, &names)),
+        0o644,
+    );
+    let softdep = |line: &str| first_word(line, "softdep");
+    archive.add(
+        &format!("{base}/modules.softdep"),
+        Kind::File(cut(&optional("modules.softdep"), softdep, &names)),
+        0o644,
+    );
+    let order = |line: &str| Some(line.trim().to_string());
+    archive.add(&format!("{base}/modules.order"), Kind::File(cut(&optional("modules.order"), order, &paths)), 0o644);
+    archive.add(&format!("{base}/modules.builtin"), Kind::File(optional("modules.builtin")), 0o644);
+    let mut missing_firmware = Vec::new();
+    for name in &firmware {
+        let found = ["", ".zst", ".xz"].iter().find_map(|suffix| {
+            let file = format!("{name}{suffix}");
+            read(&args.firmware.join(&file)).ok().map(|data| (file, data))
+        });
+        match found {
+            Some((file, data)) => archive.add(&format!("lib/firmware/{file}"), Kind::File(data), 0o644),
+            None => missing_firmware.push(name.clone()),
+        }
+    }
+    let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let cpio = archive.write(mtime);
+    let written = write_compressed(&cpio, args.compress, &args.output)?;
+
+    let mut text = format!("initramfs for {} from {}: {}\n", args.release, dir.display(), args.output.display());
+    let nic_list = if args.nics.is_some() {
+        selection.nics.join(", ")
+    } else {
+        format!("{} (every Ethernet, USB and virtual NIC driver)", selection.nics.len())
+    };
+    text.push_str(&format!(
+        "  /init: {} ({} bytes)\n",
+        init.display(),
+        std::fs::metadata(&init).map_or(0, |m| m.len())
+    ));
+    text.push_str(&format!("  NIC drivers: {nic_list}\n"));
+    text.push_str(&format!("  modules: {} files, {module_bytes} bytes\n", selection.modules.len()));
+    if args.nics.is_some() || selection.modules.len() <= 64 {
+        for (name, path) in &selection.modules {
+            text.push_str(&format!("    {name:<20} {path}\n"));
+        }
+    }
+    if !selection.builtin.is_empty() {
+        text.push_str(&format!("  built into the kernel: {}\n", selection.builtin.join(", ")));
+    }
+    if !selection.absent.is_empty() {
+        text.push_str(&format!("  not in this kernel: {}\n", selection.absent.join(", ")));
+    }
+    let listed: Vec<&String> = firmware.iter().filter(|f| !missing_firmware.contains(f)).collect();
+    text.push_str(&format!("  firmware: {} files\n", listed.len()));
+    if !missing_firmware.is_empty() {
+        text.push_str(&format!(
+            "  firmware declared but not in {} (drivers that need it will not start): {}\n",
+            args.firmware.display(),
+            missing_firmware.len()
+        ));
+    }
+    let how = match args.compress {
+        Compress::Zstd => "zstd -19",
+        Compress::Gzip => "gzip -9",
+        Compress::None => "uncompressed",
+    };
+    text.push_str(&format!("  size: {written} bytes ({how}; the cpio archive is {} bytes)\n", cpio.len()));
+    crate::tools::emit(&text)?;
+    Ok(0)
+}
+
+/// Writes `cpio` to `output` (beside it first, then renamed), through the compressor's command.
+fn write_compressed(cpio: &[u8], compress: Compress, output: &Path) -> Result<u64, String> {
+    let file_name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
+    let temp = output.with_file_name(format!(".{}.{}", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
+        let command: Option<(&str, &[&str])> = match compress {
+            Compress::Zstd => Some(("zstd", &["-19", "-T1", "-q", "-c"])),
+            Compress::Gzip => Some(("gzip", &["-9", "-n", "-c"])),
+            Compress::None => None,
+        };
+        match command {
+            None => (&file).write_all(cpio).map_err(|e| format!("{}: {e}", temp.display()))?,
+            Some((program, flags)) => {
+                let mut child = Command::new(program)
+                    .args(flags)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
+                    .spawn()
+                    .map_err(|e| format!("{program}: {e} (install it, or use --compress none)"))?;
+                let fed = child.stdin.take().map(|mut stdin| stdin.write_all(cpio));
+                let status = child.wait().map_err(|e| format!("{program}: {e}"))?;
+                if let Some(Err(e)) = fed {
+                    return Err(format!("{program}: {e}"));
+                }
+                if !status.success() {
+                    return Err(format!("{program}: {status}"));
+                }
+            }
+        }
+        file.sync_all().map_err(|e| format!("{}: {e}", temp.display()))?;
+        std::fs::rename(&temp, output).map_err(|e| format!("{}: {e}", output.display()))?;
+        std::fs::metadata(output).map(|m| m.len()).map_err(|e| format!("{}: {e}", output.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_names_are_taken_only_when_they_stay_in_the_firmware_dir() {
+        let modinfo = b"\0license=GPL\0firmware=rtl_nic/rtl8168h-2.fw\0firmware=../../etc/shadow\0firmware=/abs\0\
+                        firmware=e100/d101m_ucode.bin\0firmware=rtl_nic/rtl8168h-2.fw\0";
+        assert_eq!(firmware_of(modinfo), ["rtl_nic/rtl8168h-2.fw", "e100/d101m_ucode.bin"]);
+    }
+
+    #[test]
+    fn index_lines_are_cut_down_to_the_chosen_modules() {
+        let keep: BTreeSet<String> = ["kernel/a.ko".to_string()].into();
+        let dep = b"kernel/a.ko: kernel/b.ko\nkernel/c.ko:\n";
+        assert_eq!(cut(dep, |l| l.split_once(':').map(|(p, _)| p.to_string()), &keep), b"kernel/a.ko: kernel/b.ko\n");
+    }
+
+    #[test]
+    fn arguments() {
+        let parse = |a: &[&str]| parse(a.iter().map(OsString::from));
+        let args = parse(&["--kernel-version", "6.1.0", "--nic", "virtio-net,e1000", "-o", "x"]).unwrap().unwrap();
+        assert_eq!(args.nics.unwrap(), ["virtio_net", "e1000"]);
+        assert_eq!(args.modules_dir, Path::new("/lib/modules/6.1.0"));
+        assert_eq!(args.compress, Compress::Zstd);
+        assert!(parse(&["--kernel-version", "../x", "-o", "x"]).is_err());
+        assert!(parse(&["--kernel-version", "6.1.0", "--nic", "a/b", "-o", "x"]).is_err());
+        assert!(parse(&["--kernel-version", "6.1.0"]).unwrap_err().contains("-o FILE"));
+        assert!(parse(&["--kernel-version", "6.1.0", "-o", "x", "--compress", "lz4"]).is_err());
+    }
+}
