@@ -77,9 +77,10 @@ impl Boot {
         let rpcs: u64 =
             self.report["nfs_rpcs"].as_object().map_or(0, |ops| ops.values().filter_map(Value::as_u64).sum());
         println!(
-            "scenario {scenario}: ok in {} s, shim {} ms from main to init ({} ms from the kernel's exec), {rpcs} NFS RPCs; {what}",
+            "scenario {scenario}: ok in {} s, shim {} ms from main to init (own {} ms; {} ms from the kernel's exec), {rpcs} NFS RPCs; {what}",
             self.summary.get("seconds").map_or("?", String::as_str),
             self.report["elapsed_ms"],
+            self.report["own_ms"],
             self.kernel_ms().map_or("?".to_string(), |ms| ms.to_string()),
         );
     }

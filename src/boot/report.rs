@@ -15,6 +15,7 @@ use crate::model::ipv4::Ipv4Net;
 use crate::model::options::Diagnostic;
 use crate::model::outcome::{DirResult, Failure, LayerResult, Mode, Op, Outcome};
 use crate::model::step::{Phase, Step};
+use crate::sys::blocked::Blocked;
 
 /// The report format's version: raised when a field changes meaning or goes away (adding a
 /// field does not raise it; readers ignore fields they do not know).
@@ -52,6 +53,13 @@ pub struct Report {
     pub degraded: bool,
     /// Milliseconds from PID 1 start to writing the report.
     pub elapsed_ms: u64,
+    /// Of those, the wall time spent waiting: in finit_module, mount(2), on the network (DHCP
+    /// replies, carrier, retry pauses), and while any of them was in progress.
+    #[serde(default)]
+    pub blocked: Blocked,
+    /// `elapsed_ms` less `blocked.any_ms`: `stateless`'s own time.
+    #[serde(default)]
+    pub own_ms: u64,
     /// RPCs per operation this boot made on the NFS root, from the early mounts to the report
     /// (empty when the root is not NFS).
     #[serde(default)]
@@ -75,6 +83,7 @@ impl Report {
                 _ => None,
             })
             .unwrap_or_default();
+        let (elapsed_ms, blocked) = (executor.elapsed_ms(), crate::sys::blocked::totals());
         Report {
             format: FORMAT,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -93,7 +102,9 @@ impl Report {
             dhcp: facts.dhcp.clone(),
             modules: executor.modules.clone(),
             degraded: executor.degraded,
-            elapsed_ms: executor.elapsed_ms(),
+            elapsed_ms,
+            own_ms: elapsed_ms.saturating_sub(blocked.any_ms),
+            blocked,
             nfs_rpcs: executor
                 .nfs_rpcs()
                 .map(|now| crate::fs::nfs::since(executor.nfs_before.as_ref().unwrap_or(&BTreeMap::new()), &now))

@@ -5,6 +5,7 @@
 //! with `&self` methods, so threads (parallel module loading) can share it.
 //! File copying is not behind this seam: it is tested for real in mount namespaces.
 
+pub mod blocked;
 pub mod console;
 #[cfg(test)]
 pub mod fake;

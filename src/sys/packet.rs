@@ -13,6 +13,7 @@ use rustix::io::Errno;
 use rustix::net::sockopt::{set_socket_reuseaddr, set_socket_timeout, Timeout};
 use rustix::net::{bind, recv, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 
+use super::blocked::{self, Wait};
 use super::unsafe_ops::LinkAddr;
 use crate::net::dhcp::client::Transport;
 use crate::net::dhcp::codec::{CLIENT_PORT, SERVER_PORT};
@@ -73,7 +74,9 @@ impl Transport for PacketTransport {
             }
             // A zero timeout would mean "forever".
             set_socket_timeout(&self.socket, Timeout::Recv, Some(left.max(Duration::from_millis(1))))?;
-            match recv(&self.socket, self.buf.as_mut_slice(), RecvFlags::empty()) {
+            let received =
+                blocked::during(Wait::Network, || recv(&self.socket, self.buf.as_mut_slice(), RecvFlags::empty()));
+            match received {
                 Ok((n, _)) => {
                     let datagram = self.buf.get(..n).and_then(wire::decode);
                     if let Some(d) = datagram.filter(|d| d.src_port == SERVER_PORT && d.dst_port == CLIENT_PORT) {

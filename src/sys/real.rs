@@ -14,6 +14,7 @@ use rustix::fs::FsWord;
 use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::system::RebootCommand;
 
+use super::blocked::{self, Wait};
 use super::{Sys, Uname};
 use crate::fs::initramfs::{self, Cleared};
 use crate::model::interface::Interface;
@@ -27,7 +28,7 @@ pub struct Real;
 impl Sys for Real {
     fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()> {
         let data = std::ffi::CString::new(data).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        Ok(rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))?)
+        blocked::during(Wait::Mount, || Ok(rustix::mount::mount(source, target, fstype, flags, Some(data.as_c_str()))?))
     }
 
     fn umount(&self, target: &Path) -> io::Result<()> {
@@ -86,7 +87,7 @@ impl Sys for Real {
 
     fn load_module(&self, file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()> {
         let params = std::ffi::CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        Ok(rustix::system::finit_module(file, &params, init_flags(path))?)
+        blocked::during(Wait::ModuleInit, || Ok(rustix::system::finit_module(file, &params, init_flags(path))?))
     }
 
     fn sethostname(&self, name: &str) -> io::Result<()> {
@@ -119,7 +120,7 @@ impl Sys for Real {
     }
 
     fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
+        blocked::during(Wait::Network, || std::thread::sleep(duration));
     }
 
     /// sync(2) on a thread of its own: a sync stuck on a dead NFS server is left behind after
@@ -142,7 +143,7 @@ impl Sys for Real {
     }
 
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
-        Ok(rustix::mount::mount_move(from, to)?)
+        blocked::during(Wait::Mount, || Ok(rustix::mount::mount_move(from, to)?))
     }
 
     fn switch_root(&self, new_root: &Path) -> io::Result<(PathBuf, Cleared)> {
