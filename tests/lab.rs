@@ -54,6 +54,12 @@ impl Boot {
         self.report["layers"].as_array().map_or(vec![], |l| l.iter().filter_map(|l| l["layer"].as_str()).collect())
     }
 
+    /// Whether the report says `stateless` loaded `module`.
+    fn loaded(&self, module: &str) -> bool {
+        let modules = self.report["modules"].as_array();
+        modules.is_some_and(|ms| ms.iter().any(|m| m["module"] == module && m["result"] == "loaded"))
+    }
+
     fn dir_mode(&self, dir: &str) -> &str {
         let dirs = self.report["dirs"].as_array();
         dirs.and_then(|d| d.iter().find(|d| d["dir"] == dir)).and_then(|d| d["mode"].as_str()).unwrap_or("none")
@@ -90,9 +96,9 @@ fn key_values(text: &str) -> HashMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-/// Boots one client: `qemu/lab boot --image IMAGE ARGS...`; results in target/lab/SCENARIO.
-/// Needs root: a missing prerequisite fails the scenario.
-fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
+/// `qemu/lab boot --image IMAGE --shim $STATELESS_BIN ARGS...` with its results in
+/// target/lab/SCENARIO; whether it succeeded, and that folder. Needs root.
+fn lab_boot(scenario: &str, image: &str, args: &[&str]) -> (std::process::ExitStatus, PathBuf) {
     assert!(rustix::process::geteuid().is_root(), "missing prerequisite: root ({LAB})");
     build_lab();
     let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
@@ -103,6 +109,13 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
         .args(args)
         .status()
         .unwrap();
+    (status, out)
+}
+
+/// Boots one client: `qemu/lab boot --image IMAGE ARGS...`; results in target/lab/SCENARIO.
+/// Needs root: a missing prerequisite fails the scenario.
+fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
+    let (status, out) = lab_boot(scenario, image, args);
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_default();
     let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).into_owned();
     assert!(
@@ -130,17 +143,8 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
 /// Boots one client that is to end without results (a failure the policy handles): `qemu/lab
 /// boot ... --until UNTIL`; returns the serial log. The console must show UNTIL, with no panic.
 fn boot_until(scenario: &str, image: &str, args: &[&str], until: &str) -> String {
-    assert!(rustix::process::geteuid().is_root(), "missing prerequisite: root ({LAB})");
-    build_lab();
-    let bin = std::env::var("STATELESS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_stateless").to_string());
-    let out = Path::new(MANIFEST).join("target/lab").join(scenario);
-    let status = Command::new(Path::new(MANIFEST).join("qemu/lab"))
-        .args(["boot", "--image", image, "--shim", &bin, "--out"])
-        .arg(&out)
-        .args(args)
-        .args(["--until", until])
-        .status()
-        .unwrap();
+    let args: Vec<&str> = args.iter().copied().chain(["--until", until]).collect();
+    let (status, out) = lab_boot(scenario, image, &args);
     let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).replace('\r', "");
     assert!(
         status.success(),
@@ -350,10 +354,7 @@ mod scenario {
         let steps = b.report["steps"].as_array().unwrap();
         let switched = steps.iter().find(|s| s["step"]["step"] == "switch-root").unwrap();
         assert_eq!(switched["status"], "ok", "{switched} {logs}");
-        let loaded = |m: &str| {
-            b.report["modules"].as_array().unwrap().iter().any(|x| x["module"] == m && x["result"] == "loaded")
-        };
-        assert!(loaded("virtio_net") && loaded("nfsv3") && loaded("overlay"), "{}", b.report["modules"]);
+        assert!(b.loaded("virtio_net") && b.loaded("nfsv3") && b.loaded("overlay"), "{}", b.report["modules"]);
         assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");
         assert_eq!(b.fact("multi_user"), "active", "{logs}");
@@ -378,11 +379,8 @@ mod scenario {
         let nfs = steps.iter().find(|s| s["step"]["step"] == "nfs-root").unwrap();
         assert_eq!(nfs["step"]["root"]["Ok"]["read_only"], true, "{nfs}");
         assert!(nfs["detail"].as_str().unwrap().starts_with("mounted as nfs4 vers=4.2,"), "{nfs}");
-        let loaded = |m: &str| {
-            b.report["modules"].as_array().unwrap().iter().any(|x| x["module"] == m && x["result"] == "loaded")
-        };
-        assert!(loaded("e1000") && loaded("nfsv4"), "{}", b.report["modules"]);
-        assert!(!loaded("virtio_net"), "no virtio NIC here");
+        assert!(b.loaded("e1000") && b.loaded("nfsv4"), "{}", b.report["modules"]);
+        assert!(!b.loaded("virtio_net"), "no virtio NIC here");
         assert_eq!(b.fact("pid1"), "init", "{logs}");
         assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
         assert_eq!(b.fact("level"), "ip", "{logs}");

@@ -69,6 +69,7 @@ elif command -v rc-status > /dev/null; then
 fi
 
 cp /proc/cmdline "$out/cmdline.txt"
+cp /proc/self/mountstats "$out/mountstats.txt" 2>/dev/null
 cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
 cp /proc/net/fib_trie "$out/fib_trie.txt" 2>/dev/null
 dmesg > "$out/dmesg.txt" 2>/dev/null

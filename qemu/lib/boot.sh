@@ -56,7 +56,11 @@ boot_wait() {
     start=$(now)
     BOOT_TIMED_OUT=0
     BOOT_REACHED=0
+    BOOT_LOGIN_AFTER=""
     while pid_alive "$pid"; do
+        if [[ -z $BOOT_LOGIN_AFTER && -f $BOOT_OUT/serial.log ]] && grep -qa ' login: ' "$BOOT_OUT/serial.log"; then
+            BOOT_LOGIN_AFTER=$(elapsed "$start")
+        fi
         if [[ -n $until && -f $BOOT_OUT/serial.log ]] && tr -d '\r' < "$BOOT_OUT/serial.log" 2>/dev/null | grep -qE "$until"; then
             log "the console shows /$until/ after $(elapsed "$start") s: stopping the client"
             BOOT_REACHED=1
@@ -100,7 +104,7 @@ boot_fact() {
 
 cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
-    local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1
+    local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     while [[ $# -gt 0 ]]; do
         case $1 in
@@ -118,6 +122,8 @@ cmd_boot() {
             --nic) nic=${2:?}; shift 2 ;;
             --nfs) nfs=${2:?}; shift 2 ;;
             --no-dhcp) dhcp=0; shift ;;
+            --initrd) initrd_given=${2:?}; shift 2 ;;
+            --kernel-args) kernel_args=${2:?}; shift 2 ;;
             --until) until=${2:?}; shift 2 ;;
             --follow) follow=1; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
@@ -139,6 +145,8 @@ cmd_boot() {
     [[ $nic == virtio-net-pci || $nic == e1000 ]] || boot_usage_error "--nic is virtio-net-pci or e1000"
     [[ $nfs == 3 || $nfs == 4.2 ]] || boot_usage_error "--nfs is 3 or 4.2"
     [[ $stock == 1 || $nfs == 3 ]] || boot_usage_error "--nfs 4.2 goes with --stock (the kernel's own nfsroot: v3)"
+    [[ $stock == 1 || -z $initrd_given$kernel_args ]] || boot_usage_error "--initrd and --kernel-args go with --stock"
+    [[ -z $initrd_given || -f $initrd_given ]] || die "--initrd $initrd_given: no such file"
 
     cache_init
     local kernel modules release=""
@@ -165,7 +173,9 @@ cmd_boot() {
     prep_start=$(now)
     image_prepare_run "$image" "$shim" "$modules" "$run_dir/root" "$clean_shutdown"
     local initrd=""
-    if [[ $stock == 1 ]]; then
+    if [[ -n $initrd_given ]]; then
+        initrd=$initrd_given
+    elif [[ $stock == 1 ]]; then
         initrd=$run_dir/initrd.img
         "$shim" initramfs --kernel-version "$release" --nic virtio_net,e1000 -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
             || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
@@ -190,7 +200,7 @@ cmd_boot() {
         # root itself; no rsize/wsize, so client and server settle on their largest.
         local nfsroot="$server:/$image,vers=$nfs,tcp,port=2049"
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
-        cmdline="console=ttyS0 root=/dev/nfs nfsroot=$nfsroot panic=-1"
+        cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
     fi
@@ -244,6 +254,7 @@ cmd_boot() {
         echo "image=$image"; echo "mode=$mode"; echo "hostname_offered=$hostname"
         echo "seconds=$seconds"; echo "qemu_exit=$qemu_rc"; echo "timed_out=$BOOT_TIMED_OUT"
         echo "result=$result"; echo "export_unchanged=$export_unchanged"
+        echo "login_after=${BOOT_LOGIN_AFTER:--}"
     } > "$BOOT_OUT/summary.txt"
 
     local panic

@@ -97,7 +97,7 @@ kernel_build() {
     (cd "$dir/build" && nice -n 19 "$src/scripts/kconfig/merge_config.sh" -m .config "$fragment") >> "$dir/config.log" 2>&1
     nice -n 19 make -s -C "$src" O="$dir/build" olddefconfig >> "$dir/config.log" 2>&1
     kernel_check_config "$dir/build/.config" "$fragment"
-    run_logged "building kernel ($variant) with make -j$(nproc) bzImage modules, takes about 7-20 min" "$dir/make.log" \
+    run_logged "building kernel ($variant) with make -j$(nproc) bzImage modules, takes about 5 min" "$dir/make.log" \
         nice -n 19 make -C "$src" O="$dir/build" -j"$(nproc)" bzImage modules
     rm -rf "$dir/modules.tmp" "$dir/modules"
     run_logged "installing modules" "$dir/modules.log" \

@@ -704,6 +704,11 @@ impl<'a> Executor<'a> {
         (self.running, self.target) = (reopen(&now_at)?, reopen(&now_at)?);
         let (options, diagnostics) = crate::boot::options(&self.cmdline, &self.target);
         diagnostics.iter().for_each(|d| log::warn!("{d}"));
+        if self.mode == Mode::Boot && self.options != options {
+            log::info!("options now with the image's {}", crate::boot::CONFIG);
+            crate::log::configure(options.quiet, options.debug);
+            crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
+        }
         (self.options, self.diagnostics) = (options, diagnostics);
         Ok(Done::ok(format!(
             "moved {}; initramfs emptied ({} entries removed, {} not)",
@@ -1595,6 +1600,8 @@ mod tests {
     fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
         let (image, sys) = initramfs("initramfs", |_| None);
         let new_root = image.0.join("root");
+        // The image's own stateless.conf counts from the switch on.
+        std::fs::write(new_root.join("etc/stateless.conf"), "stateless.dirs=etc\n").unwrap();
         let (outcomes, ended) = boot_from(&image, "nfsroot=/srv/img,port=2049", &sys, Mode::Boot, true);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
@@ -1617,6 +1624,7 @@ mod tests {
         // After the switch everything happens in the new root, as in on-root mode.
         let etc = calls.iter().position(|c| matches!(c, Call::Mount { target, .. } if *target == new_root.join("etc")));
         assert!(etc.is_some_and(|e| e > at(&Call::SwitchRoot(new_root.clone()))), "{calls:#?}");
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mount { target, .. } if *target == new_root.join("var"))));
         let report = std::fs::read_to_string(new_root.join("run/stateless/report.json")).unwrap();
         assert!(report.contains("\"step\": \"switch-root\""), "{report}");
         assert!(!image.0.join("run/stateless").exists(), "nothing written into the initramfs after the switch");
