@@ -32,7 +32,7 @@ use crate::model::nfsroot::NfsMount;
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
-use crate::sys::Sys;
+use crate::sys::{MountCall, Sys};
 use rustix::mount::MountFlags;
 
 /// The DHCP client waits a random time below this before its first message, so a room of
@@ -238,11 +238,22 @@ impl<'a> Executor<'a> {
     /// Modules loaded before the network, which the layers' modprobe.d would have blacklisted or
     /// given other options: too late for this boot, said in the log and the report's notes.
     fn too_late_for_layers(&mut self) {
-        let (Some(Ok(early)), Some(Ok(late))) = (&self.kernels[0], &self.kernels[1]) else { return };
+        let Some(Some(Ok(early))) = self.kernels.first() else { return };
+        // The image's modprobe.d as the layers made it, also when udev does the coldplug.
+        let read;
+        let late = match self.kernels.get(1) {
+            Some(Some(Ok(late))) => &late.config,
+            _ => {
+                let sources: Vec<(&ImageRoot, String)> =
+                    crate::kmod::config::DIRS.iter().map(|d| (&self.target, d.to_string())).collect();
+                read = crate::kmod::read_config(&sources, &self.options.modules);
+                &read
+            }
+        };
         let mut notes = Vec::new();
         for m in self.modules.iter().filter(|m| m.outcome == load::Outcome::Loaded) {
-            let (before, after) = (early.config.params(&m.module), late.config.params(&m.module));
-            if late.config.blacklist.contains(&m.module) && !early.config.blacklist.contains(&m.module) {
+            let (before, after) = (early.config.params(&m.module), late.params(&m.module));
+            if late.blacklist.contains(&m.module) && !early.config.blacklist.contains(&m.module) {
                 notes.push(format!("module {}: blacklisted by the layers, but loaded before the network", m.module));
             } else if before != after {
                 notes.push(format!(
@@ -643,22 +654,33 @@ impl<'a> Executor<'a> {
         let attempts = mount.attempts(client);
         let bound = Duration::from_secs(u64::from(self.options.nfs_timeout));
         let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
+        let waited = |slept: Duration| started.elapsed().max(slept);
+        let mut last = None;
         loop {
-            let mut last = None;
+            // Each try gets what is left of the bound: a server that drops packets can hold a
+            // mount(2) for minutes.
             for (fstype, data) in &attempts {
+                let Some(left) = bound.checked_sub(waited(slept)).filter(|l| !l.is_zero()) else { break };
                 tries += 1;
-                match self.sys.mount(&mount.source(), &dir.path, fstype, flags, data) {
+                let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data };
+                match self.sys.mount_bounded(&call, left) {
                     Ok(()) => {
                         let ms = started.elapsed().as_millis();
                         return Ok(Done::ok(format!("mounted as {fstype} {data} ({tries} tries, {ms} ms)")));
                     }
                     Err(e) => {
                         log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
+                        // An older NFSv4 minor version only when the server refuses this one
+                        // (as mount.nfs): a server still starting gets the newest again.
+                        let refused = e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error());
                         last = Some(e);
+                        if !refused {
+                            break;
+                        }
                     }
                 }
             }
-            let waited = started.elapsed().max(slept);
+            let waited = waited(slept);
             if waited >= bound {
                 let e = last.unwrap_or_else(|| std::io::Error::other("no mount attempt"));
                 let message = format!(
@@ -670,7 +692,7 @@ impl<'a> Executor<'a> {
             }
             // The last try comes at the bound.
             let jitter = Duration::from_millis(self.sys.random() % 1000);
-            let pause = (delay + jitter).min(bound - waited);
+            let pause = (delay + jitter).min(bound.saturating_sub(waited));
             log::warn!("nfs root {}: again in {} ms", mount.source(), pause.as_millis());
             self.sys.sleep(pause);
             slept += pause;
@@ -686,15 +708,20 @@ impl<'a> Executor<'a> {
             return Ok(Done::skipped("not PID 1"));
         }
         let root = self.running.dir(new_root).map_err(|e| self.io(Op::Open, &self.running, new_root, &e))?;
-        let mut moved = Vec::new();
+        let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
+        let (mut moved, mut again) = (Vec::new(), Vec::new());
         for m in EARLY_MOUNTS {
             let from = self.running.host_path(m.target);
             if !self.sys.is_mounted(&from, m.magic) {
                 continue;
             }
-            match self.sys.move_mount(&from, &root.path.join(m.target)) {
+            // Into the image's own dir, never through a symlink of the image's.
+            match image.dir(m.target).and_then(|to| self.sys.move_mount(&from, &to.path)) {
                 Ok(()) => moved.push(format!("/{}", m.target)),
-                Err(e) => log::warn!("move /{} into the new root: {e}; it stays behind", m.target),
+                Err(e) => {
+                    log::warn!("move /{} into the new root: {e}; mounted afresh there after the switch", m.target);
+                    again.push(m);
+                }
             }
         }
         let (now_at, cleared) =
@@ -702,10 +729,18 @@ impl<'a> Executor<'a> {
         cleared.failed.iter().for_each(|f| log::warn!("initramfs not emptied: {f}"));
         let reopen = |path: &Path| ImageRoot::open(path).map_err(|e| Failure::io(Op::Open, Some(path), &e));
         (self.running, self.target) = (reopen(&now_at)?, reopen(&now_at)?);
+        for m in again {
+            if let Err(e) = self.early_mount(&m) {
+                log::error!("/{} in the new root: {e}", m.target);
+            }
+        }
         let (options, diagnostics) = crate::boot::options(&self.cmdline, &self.target);
         diagnostics.iter().for_each(|d| log::warn!("{d}"));
         if self.mode == Mode::Boot && self.options != options {
-            log::info!("options now with the image's {}", crate::boot::CONFIG);
+            log::warn!(
+                "the image's {} applies from here on; what it says for the hardware, network and root phases came too late for this boot",
+                crate::boot::CONFIG
+            );
             crate::log::configure(options.quiet, options.debug);
             crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
         }
@@ -1632,8 +1667,13 @@ mod tests {
 
     #[test]
     fn an_nfs_server_that_never_answers_ends_in_the_policy_within_the_bound() {
-        let (image, sys) = initramfs("nfs-down", |c| {
-            matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs")).then_some(libc_etimedout())
+        // The server refuses NFSv4.2 and never answers 4.1.
+        let (image, sys) = initramfs("nfs-down", |c| match c {
+            Call::Mount { data, .. } if data.starts_with("vers=4.2") => {
+                Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error())
+            }
+            Call::Mount { fstype, .. } if fstype.starts_with("nfs") => Some(libc_etimedout()),
+            _ => None,
         });
         let cmdline = "root=nfs4:10.0.2.9:/img stateless.nfs.timeout=20 stateless.emergency=continue";
         let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
@@ -1652,16 +1692,17 @@ mod tests {
             })
             .sum();
         assert_eq!(slept, Duration::from_secs(20), "tries until the bound, the last one at it");
-        // NFSv4 minor versions newest first, each round.
+        // NFSv4 minor versions newest first, an older one only when the server refuses the
+        // newer: 4.1 times out, so each round starts again at 4.2 and 4.0 is never tried.
         let tried: Vec<String> = calls
             .iter()
             .filter_map(|c| match c {
                 Call::Mount { data, .. } if data.starts_with("vers=4") => Some(data[..8].to_string()),
                 _ => None,
             })
-            .take(3)
+            .take(4)
             .collect();
-        assert_eq!(tried, ["vers=4.2", "vers=4.1", "vers=4.0"]);
+        assert_eq!(tried, ["vers=4.2", "vers=4.1", "vers=4.2", "vers=4.1"]);
         assert!(!calls.iter().any(|c| matches!(c, Call::SwitchRoot(_))));
     }
 

@@ -56,10 +56,16 @@ pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr
     let mut version = if spec.v4 { "4".to_string() } else { "3".to_string() };
     let mut read_only = true;
     let mut rest = Vec::new();
+    let mut minor = None;
     for option in spec.options {
         match option.split_once('=') {
             _ if option == "ro" => read_only = true,
             _ if option == "rw" => read_only = false,
+            // mount.nfs's other ways to say the version.
+            None if matches!(option.as_str(), "v2" | "v3" | "v4" | "v4.0" | "v4.1" | "v4.2") => {
+                version = option.trim_start_matches('v').to_string()
+            }
+            Some(("minorversion", m)) if matches!(m, "0" | "1" | "2") => minor = Some(m.to_string()),
             Some(("vers" | "nfsvers", v)) if matches!(v, "2" | "3" | "4" | "4.0" | "4.1" | "4.2") => {
                 version = v.to_string()
             }
@@ -67,6 +73,12 @@ pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr
             _ if valid_option(&option) => rest.push(option),
             _ => return Err(format!("{from}: option {option:?} is not key or key=value in printable ASCII")),
         }
+    }
+    if let Some(minor) = minor {
+        if !version.starts_with('4') {
+            return Err(format!("{from}: minorversion={minor} with NFSv{version}"));
+        }
+        version = format!("4.{minor}");
     }
     if spec.v4 && !version.starts_with('4') {
         return Err(format!("{from}: nfs4: with vers={version}"));
@@ -163,6 +175,11 @@ mod tests {
             V4_MINORS.iter().map(|m| ("nfs4", format!("vers={m},addr=10.0.2.9,clientaddr=10.0.2.15"))).collect();
         assert_eq!(v4, expected, "4.x negotiated, newest first");
         assert_eq!(attempts("", Some("nfs4:10.0.2.9:/img:vers=4.1")).unwrap().len(), 1);
+        // mount.nfs's other spellings name the version too, never reach the options.
+        let v41 = Ok(vec![("nfs4", "vers=4.1,addr=10.0.2.9,clientaddr=10.0.2.15".to_string())]);
+        assert_eq!(attempts("nfsroot=10.0.2.9:/img,v4.1", None), v41);
+        assert_eq!(attempts("nfsroot=10.0.2.9:/img,vers=4,minorversion=1", None), v41);
+        assert!(attempts("nfsroot=10.0.2.9:/img,minorversion=1", None).unwrap_err().contains("with NFSv3"));
         let m = resolve(&options("nfsroot=10.0.2.9:/img,rw"), None, CLIENT).unwrap();
         assert!(!m.read_only);
         assert_eq!(m.to_string(), "10.0.2.9:/img (NFSv3, from nfsroot=, read-write)");

@@ -92,12 +92,17 @@ fn with_clock<T>(f: impl FnOnce(&mut Clock) -> T) -> T {
     f(&mut clock)
 }
 
-/// Runs `f`, counting its wall time as waiting for `wait`.
+/// Runs `f`, counting its wall time as waiting for `wait` (also when it unwinds).
 pub fn during<T>(wait: Wait, f: impl FnOnce() -> T) -> T {
+    struct Leave(Wait);
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            with_clock(|c| c.leave(self.0, Instant::now()));
+        }
+    }
     with_clock(|c| c.enter(wait, Instant::now()));
-    let result = f();
-    with_clock(|c| c.leave(wait, Instant::now()));
-    result
+    let _leave = Leave(wait);
+    f()
 }
 
 /// The waits so far.

@@ -220,6 +220,10 @@ impl Sys for Fake {
         panic!("fake reboot")
     }
 
+    fn mount_bounded(&self, m: &super::MountCall<'_>, _bound: Duration) -> io::Result<()> {
+        self.mount(m.source, m.target, m.fstype, m.flags, m.data)
+    }
+
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.record(Call::MoveMount(from.into(), to.into()))
     }

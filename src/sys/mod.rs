@@ -31,6 +31,16 @@ use crate::net::dhcp::client::Transport;
 pub use fake::{Call, Fake};
 pub use real::Real;
 
+/// The arguments of one mount(2).
+#[derive(Clone, Copy, Debug)]
+pub struct MountCall<'a> {
+    pub source: &'a str,
+    pub target: &'a Path,
+    pub fstype: &'a str,
+    pub flags: MountFlags,
+    pub data: &'a str,
+}
+
 /// The kernel's names for this machine (uname).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Uname {
@@ -77,6 +87,8 @@ pub trait Sys: Send + Sync {
     fn sync(&self, bound: Duration) -> bool;
     /// reboot(2): returns only on failure.
     fn reboot(&self, poweroff: bool) -> io::Error;
+    /// [`Sys::mount`], given up after `bound` (the call itself may go on in the kernel).
+    fn mount_bounded(&self, m: &MountCall<'_>, bound: Duration) -> io::Result<()>;
     /// Moves the mount at `from` to `to` (MS_MOVE).
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Leaves the initramfs for the root mounted at `new_root`: empties the initramfs (only its

@@ -15,7 +15,7 @@ use rustix::mount::{MountFlags, UnmountFlags};
 use rustix::system::RebootCommand;
 
 use super::blocked::{self, Wait};
-use super::{Sys, Uname};
+use super::{MountCall, Sys, Uname};
 use crate::fs::initramfs::{self, Cleared};
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
@@ -142,6 +142,25 @@ impl Sys for Real {
         }
     }
 
+    /// mount(2) on a thread of its own: an NFS server that drops packets can hold the call for
+    /// minutes; past `bound` the boot goes on without it (the thread stays blocked).
+    fn mount_bounded(&self, m: &MountCall<'_>, bound: Duration) -> io::Result<()> {
+        let (source, target, fstype, data) =
+            (m.source.to_string(), m.target.to_path_buf(), m.fstype.to_string(), m.data.to_string());
+        let flags = m.flags;
+        let (done, wait) = mpsc::channel();
+        let work = move || {
+            let _ = done.send(Real.mount(&source, &target, &fstype, flags, &data));
+        };
+        std::thread::Builder::new().name("mount".into()).spawn(work)?;
+        blocked::during(Wait::Mount, || match wait.recv_timeout(bound) {
+            Ok(result) => result,
+            Err(_) => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, format!("no answer within {} ms", bound.as_millis())))
+            }
+        })
+    }
+
     fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()> {
         blocked::during(Wait::Mount, || Ok(rustix::mount::mount_move(from, to)?))
     }
@@ -157,11 +176,13 @@ impl Sys for Real {
         if fstat(&new)?.st_dev == fstat(&root)?.st_dev {
             return Err(io::Error::other(format!("{} is not a mount point", new_root.display())));
         }
+        // As util-linux's switch_root: into the new root first, then empty the old one through
+        // its fd; a failed move leaves the initramfs as it was.
         rustix::process::fchdir(&new)?;
-        let cleared = initramfs::clear(root.as_fd())?;
         rustix::mount::mount_move(".", "/")?;
         rustix::process::chroot(".")?;
         rustix::process::chdir("/")?;
+        let cleared = initramfs::clear(root.as_fd())?;
         Ok((PathBuf::from("/"), cleared))
     }
 }

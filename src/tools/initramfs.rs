@@ -48,6 +48,10 @@ const NIC_DIRS: [&str; 5] = [
 /// NIC drivers directly in drivers/net.
 const NIC_MODULES: [&str; 2] = ["virtio_net", "xen_netfront"];
 
+/// PHY and MDIO drivers: a NIC built on libphy finds its PHY's driver by the PHY's id, not
+/// through modules.dep, so all of them come along with such a NIC.
+const PHY_DIRS: [&str; 2] = ["kernel/drivers/net/phy/", "kernel/drivers/net/mdio/"];
+
 /// Bus drivers a NIC appears on only once they are loaded: (path part of a NIC driver, buses).
 const BUSES: [(&str, &[&str]); 2] =
     [("/virtio", &["virtio_pci"]), ("kernel/drivers/net/usb/", &["xhci_pci", "ehci_pci", "ohci_pci", "uhci_hcd"])];
@@ -143,6 +147,11 @@ fn select(index: &Index, args: &Args) -> Result<Selection, String> {
             wanted.extend(buses.iter().map(|b| (b.to_string(), false)));
         }
     }
+    let on_libphy = nics.iter().filter_map(|n| index.modules.get(n)).any(|m| m.deps.iter().any(|d| d == "libphy"));
+    if on_libphy {
+        let phys = index.modules.iter().filter(|(_, m)| PHY_DIRS.iter().any(|d| m.path.starts_with(d)));
+        wanted.extend(phys.map(|(name, _)| (name.clone(), false)));
+    }
     wanted.extend(ALWAYS.iter().map(|m| (m.to_string(), false)));
     let mut selection = Selection { modules: BTreeMap::new(), nics, builtin: Vec::new(), absent: Vec::new() };
     for (name, required) in wanted {
@@ -233,11 +242,15 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     // The kernel opens /dev/console for /init before anything is mounted.
     archive.add("dev/console", Kind::CharDev(5, 1), 0o600);
     let mut firmware = BTreeSet::new();
-    let mut module_bytes = 0;
+    let (mut module_bytes, mut compressed) = (0, Vec::new());
     for path in selection.modules.values() {
         let data = read(&dir.join(path))?;
         module_bytes += data.len();
-        firmware.extend(firmware_of(&data));
+        if path.ends_with(".ko") {
+            firmware.extend(firmware_of(&data));
+        } else {
+            compressed.push(path.clone());
+        }
         archive.add(&format!("{base}/{path}"), Kind::File(data), 0o644);
     }
     let names: BTreeSet<String> = selection.modules.keys().cloned().collect();
@@ -310,6 +323,12 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     if !selection.absent.is_empty() {
         text.push_str(&format!("  not in this kernel: {}\n", selection.absent.join(", ")));
     }
+    if !compressed.is_empty() {
+        text.push_str(&format!(
+            "  warning: the firmware of {} compressed modules is not known (their .modinfo is not read): add it with the distribution's initramfs hooks or unpacked modules\n",
+            compressed.len()
+        ));
+    }
     let listed: Vec<&String> = firmware.iter().filter(|f| !missing_firmware.contains(f)).collect();
     text.push_str(&format!("  firmware: {} files\n", listed.len()));
     if !missing_firmware.is_empty() {
@@ -332,9 +351,15 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
 /// Writes `cpio` to `output` (beside it first, then renamed), through the compressor's command.
 fn write_compressed(cpio: &[u8], compress: Compress, output: &Path) -> Result<u64, String> {
     let file_name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
-    let temp = output.with_file_name(format!(".{}.{}", file_name.to_string_lossy(), std::process::id()));
+    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let temp = output.with_file_name(format!(".{}.{}.{suffix:08x}", file_name.to_string_lossy(), std::process::id()));
+    // A new file only: never through a symlink someone placed there (and never removed unless ours).
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .map_err(|e| format!("{}: {e}", temp.display()))?;
     let result = (|| {
-        let file = std::fs::File::create(&temp).map_err(|e| format!("{}: {e}", temp.display()))?;
         let command: Option<(&str, &[&str])> = match compress {
             Compress::Zstd => Some(("zstd", &["-19", "-T1", "-q", "-c"])),
             Compress::Gzip => Some(("gzip", &["-9", "-n", "-c"])),
