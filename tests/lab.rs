@@ -92,6 +92,24 @@ impl Boot {
     }
 }
 
+/// The console log without carriage returns and terminal escape sequences (pxelinux moves the
+/// cursor in the middle of its own banner).
+fn console(out: &Path) -> String {
+    let raw = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).replace('\r', "");
+    let mut text = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters, then one final letter.
+            while chars.next().is_some_and(|p| p.is_ascii_digit() || p == ';' || p == '?') {}
+            continue;
+        }
+        text.push(c);
+    }
+    text
+}
+
 fn key_values(text: &str) -> HashMap<String, String> {
     text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -117,7 +135,7 @@ fn lab_boot(scenario: &str, image: &str, args: &[&str]) -> (std::process::ExitSt
 fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
     let (status, out) = lab_boot(scenario, image, args);
     let read = |p: &str| std::fs::read_to_string(out.join(p)).unwrap_or_default();
-    let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).into_owned();
+    let serial = console(&out);
     assert!(
         status.success(),
         "scenario {scenario}: the boot delivered no results; serial log {}",
@@ -145,7 +163,7 @@ fn boot(scenario: &str, image: &str, args: &[&str]) -> Boot {
 fn boot_until(scenario: &str, image: &str, args: &[&str], until: &str) -> String {
     let args: Vec<&str> = args.iter().copied().chain(["--until", until]).collect();
     let (status, out) = lab_boot(scenario, image, &args);
-    let serial = String::from_utf8_lossy(&std::fs::read(out.join("serial.log")).unwrap_or_default()).replace('\r', "");
+    let serial = console(&out);
     assert!(
         status.success(),
         "scenario {scenario}: the console never showed /{until}/: {}",

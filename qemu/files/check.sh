@@ -18,11 +18,14 @@ writable() { if true 2>/dev/null > "$1/.lab-write-test"; then rm -f "$1/.lab-wri
 
 uptime=$(line /proc/uptime)
 fact uptime "${uptime%% *}"
-# The serial console's login prompt shows before the power-off (benches/initramfs times it from
-# the console): wait, 10 s at most, for a getty on ttyS0, then a moment for its prompt.
-i=0
-while [ $i -lt 50 ] && ! grep -qs ttyS0 /proc/[0-9]*/cmdline; do sleep 0.2; i=$((i + 1)); done
-sleep 0.5
+# With lab.login=1 (benches/initramfs, which times the login prompt from the console): wait,
+# 10 s at most, for a getty on ttyS0, then a moment for its prompt, before the power-off.
+case " $(line /proc/cmdline) " in
+*" lab.login=1 "*)
+    i=0
+    while [ $i -lt 50 ] && ! grep -qs ttyS0 /proc/[0-9]*/cmdline; do sleep 0.2; i=$((i + 1)); done
+    sleep 0.5 ;;
+esac
 fact hostname "$(line /proc/sys/kernel/hostname)"
 fact domainname "$(line /proc/sys/kernel/domainname)"
 fact pid1 "$(line /proc/1/comm)"
