@@ -307,7 +307,7 @@ impl<'a> Executor<'a> {
             Step::Mount { mount } => self.early_mount(mount),
             Step::Module { name, .. } => self.module(name),
             Step::Coldplug { pass, modules, .. } => self.coldplug(*pass, modules),
-            Step::Dhcp { interface, exchange } => self.dhcp(interface.as_deref(), *exchange),
+            Step::Dhcp { interface, exchange, meanwhile } => self.dhcp(interface.as_deref(), *exchange, meanwhile),
             Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
             Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
             Step::NfsRoot { root } => self.nfs_root(root),
@@ -448,7 +448,13 @@ impl<'a> Executor<'a> {
             Pass::Late => &self.target,
         };
         let results = load_plan(self.sys, root, &kernel.dir, kernel.rules(), plan, threads, more);
-        for r in &results {
+        self.record(&results);
+        Ok(results)
+    }
+
+    /// Logs each module's result and keeps it for the report.
+    fn record(&mut self, results: &[Loaded]) {
+        for r in results {
             match &r.outcome {
                 load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
                 load::Outcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
@@ -457,7 +463,6 @@ impl<'a> Executor<'a> {
             }
         }
         self.modules.extend(results.iter().cloned());
-        Ok(results)
     }
 
     /// A module by name (or alias) and what it needs.
@@ -527,7 +532,7 @@ impl<'a> Executor<'a> {
 
     /// Brings the boot interface up and gets a lease (DISCOVER: the address and default route
     /// too) or, for an interface with an address, asks for its configuration (INFORM).
-    fn dhcp(&mut self, interface: Option<&str>, exchange: Exchange) -> Result<Done, Failure> {
+    fn dhcp(&mut self, interface: Option<&str>, exchange: Exchange, meanwhile: &[String]) -> Result<Done, Failure> {
         self.facts.dhcp_done = true;
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: no DHCP"));
@@ -537,13 +542,43 @@ impl<'a> Executor<'a> {
         if exchange == Exchange::Inform {
             bound = bound.min(INFORM_BOUND);
         }
-        let link = self.link(interface, exchange == Exchange::Discover, bound)?;
+        // What loads while the exchange waits on the network, planned first.
+        let background: Vec<Planned> = match meanwhile.is_empty() {
+            true => Vec::new(),
+            false => {
+                let loaded = self.loaded_modules();
+                match self.kernel(Pass::Early).and_then(|k| k.plan_names(meanwhile, &loaded)) {
+                    Ok(plan) => plan.into_iter().filter(|p| p.state == State::Load).collect(),
+                    Err(e) => {
+                        log::warn!("dhcp: not loading {} meanwhile: {e}", meanwhile.join(", "));
+                        Vec::new()
+                    }
+                }
+            }
+        };
         // INFORM from the address the interface has (the probe's, or the static ip= one).
         let address = if exchange == Exchange::Inform { self.facts.address } else { None };
+        let (sys, running) = (self.sys, &self.running);
+        let kernel = match self.kernels.first() {
+            Some(Some(Ok(kernel))) if !background.is_empty() => Some(kernel),
+            _ => None,
+        };
+        let (exchanged, loaded) = std::thread::scope(|scope| {
+            let loader = kernel.map(|k| {
+                scope.spawn(move || load_plan(sys, running, &k.dir, k.rules(), background, 1, &load::no_more))
+            });
+            let exchanged = self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
+                let left = bound.saturating_sub(started.elapsed());
+                match network::lease(sys, &link, address, left, DHCP_START_DELAY) {
+                    Ok(acquired) => Ok((link, acquired)),
+                    Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
+                }
+            });
+            (exchanged, loader.and_then(|l| l.join().ok()).unwrap_or_default())
+        });
+        self.record(&loaded);
+        let (link, acquired) = exchanged?;
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
-        let left = bound.saturating_sub(started.elapsed());
-        let acquired =
-            network::lease(self.sys, &link, address, left, DHCP_START_DELAY).map_err(|e| fail(e.to_string()))?;
         let lease = acquired.lease;
         let mut warning = None;
         if exchange == Exchange::Discover {
@@ -1652,6 +1687,8 @@ mod tests {
             |call: &Call| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call:?}: {calls:#?}"));
         // DHCP first (the server comes from the lease), then the root, the early mounts into it, the switch.
         assert!(at(&Call::AddAddress(2, "10.0.2.15/24".parse().unwrap())) < at(&nfs));
+        // The NFS client is loaded while DHCP waits on the network.
+        assert!(outcomes.iter().any(|o| matches!(&o.step, Step::Dhcp { meanwhile, .. } if meanwhile == &["nfsv3"])));
         let moved: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::MoveMount(..))).collect();
         assert_eq!(moved.len(), 5, "{moved:?}");
         assert_eq!(moved[0], &Call::MoveMount(image.0.join("dev"), new_root.join("dev")));

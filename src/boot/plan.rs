@@ -114,8 +114,11 @@ fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
             let named = options.hostname.is_some()
                 || ip.is_some_and(|ip| ip.hostname.is_some())
                 || facts.kernel_hostname.as_deref().is_some_and(|n| !hostname::kernel_name_is_unset(n));
-            (!named && !kernel_dhcp)
-                .then(|| Step::Dhcp { interface: facts.interface.clone(), exchange: Exchange::Inform })
+            (!named && !kernel_dhcp).then(|| Step::Dhcp {
+                interface: facts.interface.clone(),
+                exchange: Exchange::Inform,
+                meanwhile: vec![],
+            })
         }
         None if static_ip && facts.address_done => None,
         None if static_ip => {
@@ -125,7 +128,12 @@ fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
             let address = Ipv4Net::new(client, prefix)?;
             Some(Step::Address { interface: ip.device.clone(), address, gateway: ip.gateway })
         }
-        None => Some(Step::Dhcp { interface: ip.and_then(|ip| ip.device.clone()), exchange: Exchange::Discover }),
+        None => Some(Step::Dhcp {
+            interface: ip.and_then(|ip| ip.device.clone()),
+            exchange: Exchange::Discover,
+            // The NFS client loads while the exchange waits on the network.
+            meanwhile: facts.initramfs.then(|| nfsroot::module_hint(options).to_string()).into_iter().collect(),
+        }),
     }
 }
 
@@ -328,7 +336,7 @@ mod tests {
     #[test]
     fn dhcp_only_when_it_can_tell_something() {
         let on = Some("10.0.2.15/24");
-        let inform = Some(Step::Dhcp { interface: Some("eth0".into()), exchange: Exchange::Inform });
+        let inform = Some(Step::Dhcp { interface: Some("eth0".into()), exchange: Exchange::Inform, meanwhile: vec![] });
         let static_ip = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off";
         // The kernel's DHCP asked for a name and got none: asking again would get none either.
         assert_eq!(network_step(&options("ip=dhcp"), &facts(on, "(none)")), None);
@@ -341,8 +349,9 @@ mod tests {
         );
         assert_eq!(network_step(&options(&format!("{static_ip} stateless.hostname=x")), &facts(on, "(none)")), None);
         // No address: DISCOVER on the ip= device, or the first with carrier; never after a static line.
-        let discover =
-            |on: Option<&str>| Some(Step::Dhcp { interface: on.map(Into::into), exchange: Exchange::Discover });
+        let discover = |on: Option<&str>| {
+            Some(Step::Dhcp { interface: on.map(Into::into), exchange: Exchange::Discover, meanwhile: vec![] })
+        };
         assert_eq!(network_step(&options("ip=eth1:dhcp"), &facts(None, "(none)")), discover(Some("eth1")));
         assert_eq!(network_step(&options(""), &facts(None, "(none)")), discover(None));
         // No address and a static line: that address, no DHCP; a prefix from the mask, else the class.

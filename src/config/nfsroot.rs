@@ -86,6 +86,30 @@ pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr
     Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string() })
 }
 
+/// The NFS client module the root will most likely need, known before the lease: `nfsv4` when
+/// the command line says NFSv4 (`root=nfs4:`, `vers=4…`, `v4…`, `minorversion=`), else `nfsv3`.
+/// The root phase loads another when the lease says otherwise.
+pub fn module_hint(options: &Options) -> &'static str {
+    let v4 = |opts: &[String]| {
+        opts.iter().any(|o| {
+            o.starts_with("vers=4")
+                || o.starts_with("nfsvers=4")
+                || o.starts_with("v4")
+                || o.starts_with("minorversion=")
+        })
+    };
+    let v4 = match options.root.as_deref() {
+        Some(r) if r.starts_with("nfs4:") => true,
+        Some(r) if r.starts_with("nfs:") => dracut(r).is_ok_and(|spec| v4(&spec.options)),
+        _ => options.nfsroot.as_ref().is_some_and(|n| v4(&n.options)),
+    };
+    if v4 {
+        "nfsv4"
+    } else {
+        "nfsv3"
+    }
+}
+
 /// One option as mount(2) takes it: printable ASCII, no comma, space or quote.
 fn valid_option(option: &str) -> bool {
     !option.is_empty()
@@ -213,5 +237,19 @@ mod tests {
         assert!(e.contains("needs the client's address"), "{e}");
         let e = resolve(&options("nfsroot=/srv/img"), None, None).unwrap_err();
         assert!(e.contains("no server given"), "{e}");
+    }
+
+    #[test]
+    fn the_module_is_guessed_from_the_command_line() {
+        for (cmdline, module) in [
+            ("", "nfsv3"),
+            ("root=nfs4:10.0.2.9:/img", "nfsv4"),
+            ("root=nfs:10.0.2.9:/img:vers=4.2", "nfsv4"),
+            ("root=nfs:10.0.2.9:/img", "nfsv3"),
+            ("nfsroot=10.0.2.9:/img,v4.1", "nfsv4"),
+            ("nfsroot=10.0.2.9:/img,tcp", "nfsv3"),
+        ] {
+            assert_eq!(module_hint(&options(cmdline)), module, "{cmdline}");
+        }
     }
 }

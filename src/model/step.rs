@@ -129,6 +129,10 @@ pub enum Step {
     Dhcp {
         interface: Option<String>,
         exchange: Exchange,
+        /// Modules loaded while the exchange waits on the network (initramfs mode: the NFS
+        /// client, which the root phase needs next).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        meanwhile: Vec<String>,
     },
     /// The static configuration of `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:off` on an
     /// interface that has no address yet (a bootloader's DHCP handed over): no DHCP is sent.
@@ -236,10 +240,14 @@ impl fmt::Display for Step {
                 };
                 write!(f, "coldplug{when}: {devices} devices with a modalias; load {}", modules.join(", "))
             }
-            Step::Dhcp { interface, exchange } => match (exchange, interface.as_deref()) {
+            Step::Dhcp { interface, exchange, meanwhile } => match (exchange, interface.as_deref()) {
                 (Exchange::Discover, on) => {
                     let on = on.unwrap_or("the first interface with carrier");
-                    write!(f, "dhcp on {on}: lease, address and default route")
+                    write!(f, "dhcp on {on}: lease, address and default route")?;
+                    match meanwhile.is_empty() {
+                        true => Ok(()),
+                        false => write!(f, "; meanwhile load {}", meanwhile.join(", ")),
+                    }
                 }
                 (Exchange::Inform, on) => {
                     let on = on.unwrap_or("the boot interface");
