@@ -244,9 +244,7 @@ impl<'a> Executor<'a> {
         let late = match self.kernels.get(1) {
             Some(Some(Ok(late))) => &late.config,
             _ => {
-                let sources: Vec<(&ImageRoot, String)> =
-                    crate::kmod::config::DIRS.iter().map(|d| (&self.target, d.to_string())).collect();
-                read = crate::kmod::read_config(&sources, &self.options.modules);
+                read = crate::kmod::root_config(&self.target, None, &self.options.modules);
                 &read
             }
         };

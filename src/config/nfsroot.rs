@@ -11,7 +11,7 @@
 use std::net::Ipv4Addr;
 
 use crate::model::lease::Lease;
-use crate::model::nfsroot::NfsMount;
+use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
 
 /// A root spec before the defaults: server, path, options, and a version its syntax implies.
@@ -24,25 +24,7 @@ struct Spec {
 
 /// The NFS root from the options and the lease, or why there is none.
 pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr>) -> Result<NfsMount, String> {
-    let root = options.root.as_deref();
-    let (spec, from) = match root {
-        Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => (dracut(r)?, "root="),
-        Some("/dev/nfs") | None if options.nfsroot.is_some() => {
-            let n = options.nfsroot.as_ref().ok_or("no nfsroot=")?;
-            let spec = Spec { server: n.server, path: n.path.clone(), options: n.options.clone(), v4: false };
-            (spec, "nfsroot=")
-        }
-        Some("/dev/nfs" | "dhcp") | None => {
-            let path = lease.and_then(|l| l.root_path.as_deref()).ok_or_else(|| match root {
-                None => "no root= or nfsroot= on the command line, and no root-path from DHCP".to_string(),
-                Some(r) => format!("root={r}: no nfsroot= on the command line, and no root-path from DHCP"),
-            })?;
-            let spec =
-                if path.starts_with("nfs:") || path.starts_with("nfs4:") { dracut(path)? } else { kernel(path)? };
-            (spec, "dhcp root-path")
-        }
-        Some(other) => return Err(format!("root={other} is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…)")),
-    };
+    let (spec, from) = spec(options, lease)?;
     let server = spec
         .server
         .or(options.ip.as_ref().and_then(|ip| ip.server))
@@ -53,11 +35,49 @@ pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr
         (true, Some(client)) => spec.path.replace("%s", &client.to_string()),
         (true, None) => return Err(format!("{from}: {} needs the client's address for %s", spec.path)),
     };
-    let mut version = if spec.v4 { "4".to_string() } else { "3".to_string() };
+    let (version, read_only, rest) = settings(spec.options, spec.v4, from)?;
+    Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string() })
+}
+
+/// The NFS client module the root will most likely need, known before the lease: the one its
+/// version needs when the command line names the root (`root=nfs4:`, `vers=4…`, `v4…`,
+/// `minorversion=`), else `nfsv3`. The root phase loads another when the lease says otherwise.
+pub fn module_hint(options: &Options) -> &'static str {
+    spec(options, None)
+        .and_then(|(spec, from)| settings(spec.options, spec.v4, from))
+        .map_or("nfsv3", |(version, ..)| nfsroot::module_for(&version))
+}
+
+/// The root spec the options name, or the lease's root-path; and where it came from.
+fn spec(options: &Options, lease: Option<&Lease>) -> Result<(Spec, &'static str), String> {
+    let root = options.root.as_deref();
+    match root {
+        Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => Ok((dracut(r)?, "root=")),
+        Some("/dev/nfs") | None if options.nfsroot.is_some() => {
+            let n = options.nfsroot.as_ref().ok_or("no nfsroot=")?;
+            Ok((Spec { server: n.server, path: n.path.clone(), options: n.options.clone(), v4: false }, "nfsroot="))
+        }
+        Some("/dev/nfs" | "dhcp") | None => {
+            let path = lease.and_then(|l| l.root_path.as_deref()).ok_or_else(|| match root {
+                None => "no root= or nfsroot= on the command line, and no root-path from DHCP".to_string(),
+                Some(r) => format!("root={r}: no nfsroot= on the command line, and no root-path from DHCP"),
+            })?;
+            let spec =
+                if path.starts_with("nfs:") || path.starts_with("nfs4:") { dracut(path)? } else { kernel(path)? };
+            Ok((spec, "dhcp root-path"))
+        }
+        Some(other) => Err(format!("root={other} is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…)")),
+    }
+}
+
+/// From a spec's options: the NFS version (`v4`: its syntax said NFSv4), read-only, and the
+/// options mount(2) gets as they are.
+fn settings(options: Vec<String>, v4: bool, from: &str) -> Result<(String, bool, Vec<String>), String> {
+    let mut version = if v4 { "4".to_string() } else { "3".to_string() };
     let mut read_only = true;
     let mut rest = Vec::new();
     let mut minor = None;
-    for option in spec.options {
+    for option in options {
         match option.split_once('=') {
             _ if option == "ro" => read_only = true,
             _ if option == "rw" => read_only = false,
@@ -80,34 +100,10 @@ pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr
         }
         version = format!("4.{minor}");
     }
-    if spec.v4 && !version.starts_with('4') {
+    if v4 && !version.starts_with('4') {
         return Err(format!("{from}: nfs4: with vers={version}"));
     }
-    Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string() })
-}
-
-/// The NFS client module the root will most likely need, known before the lease: `nfsv4` when
-/// the command line says NFSv4 (`root=nfs4:`, `vers=4…`, `v4…`, `minorversion=`), else `nfsv3`.
-/// The root phase loads another when the lease says otherwise.
-pub fn module_hint(options: &Options) -> &'static str {
-    let v4 = |opts: &[String]| {
-        opts.iter().any(|o| {
-            o.starts_with("vers=4")
-                || o.starts_with("nfsvers=4")
-                || o.starts_with("v4")
-                || o.starts_with("minorversion=")
-        })
-    };
-    let v4 = match options.root.as_deref() {
-        Some(r) if r.starts_with("nfs4:") => true,
-        Some(r) if r.starts_with("nfs:") => dracut(r).is_ok_and(|spec| v4(&spec.options)),
-        _ => options.nfsroot.as_ref().is_some_and(|n| v4(&n.options)),
-    };
-    if v4 {
-        "nfsv4"
-    } else {
-        "nfsv3"
-    }
+    Ok((version, read_only, rest))
 }
 
 /// One option as mount(2) takes it: printable ASCII, no comma, space or quote.

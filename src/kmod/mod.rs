@@ -71,12 +71,7 @@ impl Kernel {
         }
         let dir = Path::new("/lib/modules").join(release);
         let index = read_index(root, &dir, false)?;
-        let mut sources: Vec<(&ImageRoot, String)> = Vec::new();
-        if let Some((layers_root, layer)) = base {
-            sources.push((layers_root, format!("{}/etc/modprobe.d", layer.trim_matches('/'))));
-        }
-        sources.extend(config::DIRS.iter().map(|d| (root, d.to_string())));
-        Ok(Kernel { dir, index, config: read_config(&sources, options) })
+        Ok(Kernel { dir, index, config: root_config(root, base, options) })
     }
 
     pub fn rules(&self) -> resolve::Rules<'_> {
@@ -101,9 +96,20 @@ impl Kernel {
     }
 }
 
+/// The configuration of `root`: its modprobe.d dirs, below the base layer's `etc/modprobe.d`
+/// when `base` (a root and the layer's dir in it) is given, then the command line's.
+pub fn root_config(root: &ImageRoot, base: Option<(&ImageRoot, &str)>, options: &ModuleOptions) -> config::Config {
+    let mut sources: Vec<(&ImageRoot, String)> = Vec::new();
+    if let Some((layers_root, layer)) = base {
+        sources.push((layers_root, format!("{}/etc/modprobe.d", layer.trim_matches('/'))));
+    }
+    sources.extend(config::DIRS.iter().map(|d| (root, d.to_string())));
+    read_config(&sources, options)
+}
+
 /// The configuration from the `*.conf` files of `sources` (a root and a dir in it, highest
 /// priority first) in kmod's order, then the command line's.
-pub fn read_config(sources: &[(&ImageRoot, String)], options: &ModuleOptions) -> config::Config {
+fn read_config(sources: &[(&ImageRoot, String)], options: &ModuleOptions) -> config::Config {
     let mut config = config::Config::default();
     let listings: Vec<Vec<String>> = sources.iter().map(|(r, d)| list(r, d)).collect();
     for (source, name) in config::files(&listings) {

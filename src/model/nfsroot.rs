@@ -9,6 +9,17 @@ use serde::{Deserialize, Serialize};
 /// NFS protocol versions tried, in order, when none is named: as mount.nfs, the newest first.
 pub const V4_MINORS: [&str; 3] = ["4.2", "4.1", "4.0"];
 
+/// The kernel module an NFS version needs: `nfsv4` for 4.x, `nfsv2`, else `nfsv3`.
+pub fn module_for(version: &str) -> &'static str {
+    if version.starts_with('4') {
+        "nfsv4"
+    } else if version == "2" {
+        "nfsv2"
+    } else {
+        "nfsv3"
+    }
+}
+
 /// What the root phase mounts: `server:path`, type `nfs` (v2/v3) or `nfs4`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsMount {
@@ -54,13 +65,7 @@ impl NfsMount {
     /// The kernel module the version needs (nfs asks for it with request_module, which needs a
     /// modprobe an initramfs does not have).
     pub fn module(&self) -> &'static str {
-        if self.version.starts_with('4') {
-            "nfsv4"
-        } else if self.version == "2" {
-            "nfsv2"
-        } else {
-            "nfsv3"
-        }
+        module_for(&self.version)
     }
 
     /// `server:path` as mount(2) takes it.

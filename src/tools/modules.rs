@@ -9,7 +9,6 @@ use serde::Serialize;
 
 use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
-use crate::kmod::config;
 use crate::kmod::load::{Loaded, Outcome};
 use crate::kmod::resolve::Rules;
 
@@ -90,8 +89,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         Default::default()
     };
     // This machine's modprobe.d, as modprobe here reads it.
-    let sources: Vec<(&ImageRoot, String)> = config::DIRS.iter().map(|d| (&root, d.to_string())).collect();
-    let config = crate::kmod::read_config(&sources, &Default::default());
+    let config = crate::kmod::root_config(&root, None, &Default::default());
     let (devices, load) = coldplug::plan(Rules { index: &index, config: &config }, devices, &loaded);
     let problems = index.problems.into_iter().chain(config.problems).collect();
     // On a client, for the kernel it runs: what its boot loaded, and how each went.
