@@ -484,6 +484,13 @@ impl<'a> Executor<'a> {
                 Ok((k.plan_names(&[name.to_string()], &loaded)?, required))
             })
             .map_err(fail)?;
+        // What is in the kernel already (built in, or loaded earlier: the NFS client during
+        // DHCP) is neither loaded nor reported again.
+        let plan: Vec<Planned> =
+            plan.into_iter().filter(|p| !matches!(p.state, State::Loaded | State::BuiltIn)).collect();
+        if plan.is_empty() {
+            return Ok(Done::ok("already in the kernel"));
+        }
         let results = self.load(Pass::Early, plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
         match results.iter().filter(|r| required.contains(&r.module)).find(|r| {

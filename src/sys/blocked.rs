@@ -36,6 +36,8 @@ struct Union {
 }
 
 impl Union {
+    const IDLE: Union = Union { active: 0, since: None, total: Duration::ZERO };
+
     fn enter(&mut self, now: Instant) {
         if self.active == 0 {
             self.since = Some(now);
@@ -81,10 +83,7 @@ impl Clock {
     }
 }
 
-static CLOCK: Mutex<Clock> = Mutex::new(Clock {
-    kinds: [Union { active: 0, since: None, total: Duration::ZERO }; 3],
-    any: Union { active: 0, since: None, total: Duration::ZERO },
-});
+static CLOCK: Mutex<Clock> = Mutex::new(Clock { kinds: [Union::IDLE; 3], any: Union::IDLE });
 
 fn with_clock<T>(f: impl FnOnce(&mut Clock) -> T) -> T {
     // A panic elsewhere must not take the accounting (or PID 1) down with it.
