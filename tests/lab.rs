@@ -376,6 +376,15 @@ mod scenario {
         assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");
         assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        // The time accounted: waits on the NFS root's lookups counted from the switch, and the
+        // own time is what is left, per step and in all.
+        let (elapsed, any) =
+            (b.report["elapsed_ms"].as_u64().unwrap(), b.report["blocked"]["any_ms"].as_u64().unwrap());
+        let nfs = b.report["blocked"]["nfs_ms"].as_u64().unwrap();
+        assert!(nfs > 0 && nfs < elapsed - any, "nfs_ms {nfs} of {elapsed} - {any} ms: {}", b.report["blocked"]);
+        assert_eq!(b.report["own_ms"].as_u64().unwrap(), elapsed - any - nfs, "{}", b.report);
+        let dhcp = steps.iter().find(|s| s["step"]["step"] == "dhcp").unwrap();
+        assert!(dhcp["own_ms"].as_u64().unwrap() < dhcp["ms"].as_u64().unwrap() / 2, "DHCP mostly waits: {dhcp}");
         b.print(
             "initramfs_nfsv3_systemd",
             "stock kernel, PXE + stateless initramfs, own DHCP, NFSv3 rsize 1 MiB, systemd",

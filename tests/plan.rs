@@ -92,6 +92,33 @@ fn config_file_symlinks_resolve_inside_the_image() {
 }
 
 #[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn initramfs_mode_plans_dhcp_the_nfs_root_and_the_switch_then_layers_for_the_lease() {
+    let (_tmp, root) = test_image("plan-initramfs");
+    let root_arg = root.to_str().unwrap();
+    let cmdline = "root=/dev/nfs nfsroot=10.0.2.2:/systemd,vers=3";
+    let out = plan(&["--root", root_arg, "--initramfs", "--ip", "10.0.2.15/24", "--cmdline", cmdline]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{text}");
+    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{text}"));
+    // DHCP before the root, the NFS client loading meanwhile; the layers of the lease's address.
+    assert!(
+        at("dhcp on the first interface")
+            < at("nfs root 10.0.2.2:/systemd (NFSv3, from nfsroot=, read-only) on /root [fatal]")
+    );
+    assert!(at("meanwhile load nfsv3") < at("switch root to /root [fatal]"));
+    assert!(at("switch root to /root") < at("writable /etc") && at("layer hosts/10.0.2.15") > at("writable /etc"));
+    // Without --initramfs the same image and address plan on-root mode: no DHCP, no switch.
+    let out = plan(&["--root", root_arg, "--ip", "10.0.2.15/24", "--cmdline", cmdline]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("switch root") && !text.contains("nfs root") && !text.contains("lease, address"), "{text}");
+    // A root given by name is refused in the plan already, with the reason.
+    let out = plan(&["--root", root_arg, "--initramfs", "--cmdline", "root=nfs:server.lab:/systemd"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("nfs root") && text.contains("server.lab"), "{text}");
+}
+
+#[test]
 fn usage_errors_and_version() {
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("stateless {}\n", env!("CARGO_PKG_VERSION")));

@@ -65,6 +65,11 @@ pub fn run() -> ! {
     executor.diagnostics = diagnostics;
     executor.facts.initramfs = initramfs_mode(&executor.target, executor.options.init.as_deref());
     log::info!("{} mode", if executor.facts.initramfs { "initramfs" } else { "on-root" });
+    // On-root mode: the kernel mounted the root and read this binary from it; the boot's own
+    // waits on it count from here. Initramfs mode counts from the switch into the NFS root.
+    if !executor.facts.initramfs {
+        executor.count_nfs_waits();
+    }
     executor.cmdline = cmdline;
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
     // Not reached: the handoff execs init, or its failure goes to the emergency policy, which

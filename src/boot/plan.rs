@@ -223,8 +223,12 @@ pub struct Plan {
 }
 
 /// Plans the whole boot against `target` without changing anything.
+///
+/// In initramfs mode (`facts.initramfs`) the client has no address until its DHCP exchange:
+/// the address given is the one the lease brings.
 pub fn dry_run(target: &ImageRoot, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
     let mut known = facts.clone();
+    let leased = if known.initramfs { known.address.take() } else { None };
     let mut steps = Vec::new();
     for p in Phase::ALL {
         let mut ran = Vec::new();
@@ -233,7 +237,12 @@ pub fn dry_run(target: &ImageRoot, options: Options, diagnostics: Vec<Diagnostic
             if fresh.is_empty() {
                 break;
             }
-            fresh.iter().for_each(|step| learn(&mut known, step));
+            for step in &fresh {
+                learn(&mut known, step);
+                if matches!(step, Step::Dhcp { .. }) && leased.is_some() {
+                    known.address = leased;
+                }
+            }
             ran.extend(fresh);
         }
         steps.extend(ran);

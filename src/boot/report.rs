@@ -57,7 +57,7 @@ pub struct Report {
     /// replies, carrier, retry pauses), and while any of them was in progress.
     #[serde(default)]
     pub blocked: Blocked,
-    /// `elapsed_ms` less `blocked.any_ms`: `stateless`'s own time.
+    /// `elapsed_ms` less `blocked.any_ms` and `blocked.nfs_ms`: `stateless`'s own time.
     #[serde(default)]
     pub own_ms: u64,
     /// RPCs per operation this boot made on the NFS root, from the early mounts to the report
@@ -83,7 +83,11 @@ impl Report {
                 _ => None,
             })
             .unwrap_or_default();
-        let (elapsed_ms, blocked) = (executor.elapsed_ms(), crate::sys::blocked::totals());
+        let (elapsed_ms, mut blocked, nfs) =
+            (executor.elapsed_ms(), crate::sys::blocked::totals(), executor.nfs_rpcs());
+        if let (Some(from), Some(now)) = (executor.nfs_waited_from, &nfs) {
+            blocked.nfs_ms = crate::fs::nfs::waited_ms(now).saturating_sub(from);
+        }
         Report {
             format: FORMAT,
             version: env!("CARGO_PKG_VERSION").into(),
@@ -103,10 +107,9 @@ impl Report {
             modules: executor.modules.clone(),
             degraded: executor.degraded,
             elapsed_ms,
-            own_ms: elapsed_ms.saturating_sub(blocked.any_ms),
+            own_ms: elapsed_ms.saturating_sub(blocked.any_ms).saturating_sub(blocked.nfs_ms),
             blocked,
-            nfs_rpcs: executor
-                .nfs_rpcs()
+            nfs_rpcs: nfs
                 .map(|now| crate::fs::nfs::since(executor.nfs_before.as_ref().unwrap_or(&BTreeMap::new()), &now))
                 .unwrap_or_default(),
         }

@@ -112,6 +112,9 @@ pub struct Outcome {
     /// Why it failed or degraded, when it did.
     pub error: Option<Failure>,
     pub ms: u64,
+    /// `ms` less the time blocked in finit_module, mount(2) and network waits during the step
+    /// (NFS waits are counted for the whole boot only: each reading costs milliseconds).
+    pub own_ms: u64,
 }
 
 /// How a dir was made writable.

@@ -25,6 +25,10 @@ pub struct Blocked {
     pub network_ms: u64,
     /// While any of them was in progress.
     pub any_ms: u64,
+    /// Waiting on the server of an NFS root for lookups, attributes and listings (the kernel's
+    /// execute time of those RPCs, from /proc/self/mountstats; see `fs::nfs::waited_ms`).
+    #[serde(default)]
+    pub nfs_ms: u64,
 }
 
 /// Union of intervals, for one kind or for all: calls in progress, since when, the sum so far.
@@ -79,7 +83,13 @@ impl Clock {
     fn totals(&self) -> Blocked {
         let ms = |u: &Union| u64::try_from(u.total.as_millis()).unwrap_or(u64::MAX);
         let [module_init, mount, network] = &self.kinds;
-        Blocked { module_init_ms: ms(module_init), mount_ms: ms(mount), network_ms: ms(network), any_ms: ms(&self.any) }
+        Blocked {
+            module_init_ms: ms(module_init),
+            mount_ms: ms(mount),
+            network_ms: ms(network),
+            any_ms: ms(&self.any),
+            nfs_ms: 0,
+        }
     }
 }
 
@@ -102,6 +112,12 @@ pub fn during<T>(wait: Wait, f: impl FnOnce() -> T) -> T {
     with_clock(|c| c.enter(wait, Instant::now()));
     let _leave = Leave(wait);
     f()
+}
+
+/// The time during which any wait was in progress, so far (those still in progress until now).
+pub fn any() -> Duration {
+    let now = Instant::now();
+    with_clock(|c| c.any.total + c.any.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s)))
 }
 
 /// The waits so far.
@@ -128,7 +144,7 @@ mod tests {
         c.leave(Wait::ModuleInit, at(150));
         c.enter(Wait::Network, at(200));
         c.leave(Wait::Network, at(260));
-        assert_eq!(c.totals(), Blocked { module_init_ms: 150, mount_ms: 10, network_ms: 60, any_ms: 210 });
+        assert_eq!(c.totals(), Blocked { module_init_ms: 150, mount_ms: 10, network_ms: 60, any_ms: 210, nfs_ms: 0 });
         // An unbalanced leave changes nothing.
         c.leave(Wait::Mount, at(300));
         assert_eq!(c.totals().any_ms, 210);

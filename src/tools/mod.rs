@@ -41,6 +41,8 @@ options:
   --cmdline-file FILE   read it from FILE (e.g. a saved /proc/cmdline)
   --ip ADDR/PREFIX      the client's address (default: none)
   --hostname NAME       the hostname the kernel or DHCP would have given (default: none)
+  --initramfs           plan initramfs mode: DHCP, the NFS root from the command line (or
+                        the lease), the switch into it; --ip is then the lease's address
   --json                print the plan as JSON (plan only)
 ";
 
@@ -52,6 +54,7 @@ pub(crate) struct Args {
     cmdline: Vec<u8>,
     ip: Option<Ipv4Net>,
     hostname: Option<String>,
+    initramfs: bool,
     pub json: bool,
 }
 
@@ -77,6 +80,7 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
             "--ip" => parsed.ip = Some(value(&mut args, "--ip")?.parse().map_err(|e| format!("--ip: {e}"))?),
             "--hostname" => parsed.hostname = Some(value(&mut args, "--hostname")?),
             "--json" => parsed.json = true,
+            "--initramfs" => parsed.initramfs = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -105,7 +109,7 @@ pub(crate) fn target_and_options(args: &Args) -> Result<(ImageRoot, Options, Vec
 
 /// The network facts `plan`/`apply` are given instead of probing.
 pub(crate) fn given_facts(args: &Args) -> Facts {
-    Facts { address: args.ip, kernel_hostname: args.hostname.clone(), ..Facts::default() }
+    Facts { address: args.ip, kernel_hostname: args.hostname.clone(), initramfs: args.initramfs, ..Facts::default() }
 }
 
 /// The command-line entry point; returns the exit code.
