@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# The client kernel: Debian's linux-source-6.1, x86_64_defconfig plus a fragment from
-# qemu/files/kernel/<variant>.config. The kernel itself configures the network (ip=dhcp)
-# and mounts the NFS root (root=/dev/nfs), so the client needs no initramfs.
+# The client kernel: Debian's linux-source-6.1, `make tinyconfig` (everything off) plus a
+# fragment from qemu/files/kernel/<variant>.config that turns on what the clients use. The
+# kernel itself configures the network (ip=dhcp) and mounts the NFS root (root=/dev/nfs), so
+# the client needs no initramfs.
 #
 # Output: $LAB_CACHE/kernel/<variant>/bzImage, .../config, and .../modules/lib/modules/<release>/
 # (modules_install output, with modules.dep), installed into each booted image.
@@ -13,7 +14,7 @@ KERNEL_TARBALL=/usr/src/linux-source-6.1.tar.xz
 
 # Options the lab relies on, checked in the final .config (=y, never =m: there is no initramfs).
 KERNEL_REQUIRED=(
-    IP_PNP IP_PNP_DHCP ROOT_NFS NFS_FS NFS_V3 NFS_V4 VIRTIO_PCI VIRTIO_NET VIRTIO_BLK E1000
+    IP_PNP IP_PNP_DHCP ROOT_NFS NFS_FS NFS_V3 VIRTIO_PCI VIRTIO_NET VIRTIO_BLK E1000
     DEVTMPFS DEVTMPFS_MOUNT TMPFS SERIAL_8250_CONSOLE BINFMT_SCRIPT
 )
 
@@ -73,14 +74,21 @@ kernel_unpack() {
     echo "$src"
 }
 
+# Every KERNEL_REQUIRED option =y, every CONFIG_ line of the fragment as written, and every
+# "# CONFIG_X is not set" line of it neither y nor m (Kconfig drops a value whose dependencies
+# are off, or turns an option back on that another one selects, without an error).
 kernel_check_config() {
     local config=$1 fragment=$2 opt line missing=()
     for opt in "${KERNEL_REQUIRED[@]}"; do
         grep -qx "CONFIG_$opt=y" "$config" || missing+=("CONFIG_$opt")
     done
     while read -r line; do
-        [[ $line == CONFIG_* ]] || continue
-        grep -qx "$line" "$config" || missing+=("$line (from fragment)")
+        if [[ $line == CONFIG_* ]]; then
+            grep -qx "$line" "$config" || missing+=("$line (from fragment)")
+        elif [[ $line =~ ^"# "(CONFIG_[A-Za-z0-9_]+)" is not set"$ ]]; then
+            opt=${BASH_REMATCH[1]}
+            ! grep -q "^$opt=" "$config" || missing+=("$line (from fragment, but $(grep "^$opt=" "$config"))")
+        fi
     done < "$fragment"
     [[ ${#missing[@]} -eq 0 ]] || die "kernel config lacks: ${missing[*]}"
 }
@@ -92,8 +100,8 @@ kernel_build() {
     dir=$(kernel_dir "$variant")
     fragment=$(kernel_fragment "$variant")
     mkdir -p "$dir/build"
-    log "configuring kernel ($variant): x86_64_defconfig + $fragment"
-    nice -n 19 make -s -C "$src" O="$dir/build" x86_64_defconfig > "$dir/config.log" 2>&1
+    log "configuring kernel ($variant): tinyconfig + $fragment"
+    nice -n 19 make -s -C "$src" O="$dir/build" tinyconfig > "$dir/config.log" 2>&1
     (cd "$dir/build" && nice -n 19 "$src/scripts/kconfig/merge_config.sh" -m .config "$fragment") >> "$dir/config.log" 2>&1
     nice -n 19 make -s -C "$src" O="$dir/build" olddefconfig >> "$dir/config.log" 2>&1
     kernel_check_config "$dir/build/.config" "$fragment"
