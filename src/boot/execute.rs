@@ -1835,5 +1835,14 @@ mod tests {
         let phases: Vec<Phase> = report.steps.iter().map(|o| o.phase).collect();
         assert!(phases.windows(2).all(|w| w[0] <= w[1]), "phases in order: {phases:?}");
         assert!(report.diagnostics.iter().any(|d| d.key == "stateless.frobnicate"));
+        assert!(report.steps.iter().all(|o| o.own_ms <= o.ms), "{:?}", report.steps);
+        // A report from before the steps' own time and the NFS waits were counted still reads.
+        let mut older: serde_json::Value = serde_json::from_str(&text).unwrap();
+        older["steps"].as_array_mut().unwrap().iter_mut().for_each(|o| {
+            o.as_object_mut().unwrap().remove("own_ms");
+        });
+        older["blocked"].as_object_mut().unwrap().remove("nfs_ms");
+        let read: crate::boot::report::Report = serde_json::from_value(older).unwrap();
+        assert!(read.steps.iter().all(|o| o.own_ms == 0) && read.blocked.nfs_ms == 0);
     }
 }

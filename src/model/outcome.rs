@@ -114,6 +114,8 @@ pub struct Outcome {
     pub ms: u64,
     /// `ms` less the time blocked in finit_module, mount(2) and network waits during the step
     /// (NFS waits are counted for the whole boot only: each reading costs milliseconds).
+    /// Absent from reports written before it existed: read back as 0.
+    #[serde(default)]
     pub own_ms: u64,
 }
 
