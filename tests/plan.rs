@@ -115,7 +115,14 @@ fn initramfs_mode_plans_dhcp_the_nfs_root_and_the_switch_then_layers_for_the_lea
     // A root given by name is refused in the plan already, with the reason.
     let out = plan(&["--root", root_arg, "--initramfs", "--cmdline", "root=nfs:server.lab:/systemd"]);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("nfs root") && text.contains("server.lab"), "{text}");
+    assert!(text.contains("nfs root: server \"server.lab\" is not an IPv4 address"), "{text}");
+    // Before the switch only the command line counts: the image's stateless.conf comes too late
+    // for the hardware phase. After it, the DHCP interface is the one the root came over.
+    write(&root.join("etc/stateless.conf"), "stateless.modules=e1000\n");
+    let out = plan(&["--root", root_arg, "--initramfs", "--ip", "10.0.2.15/24", "--cmdline", cmdline]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("module e1000"), "{text}");
+    assert!(text.contains("network files for (the DHCP interface)"), "{text}");
 }
 
 #[test]

@@ -225,22 +225,32 @@ pub struct Plan {
 /// Plans the whole boot against `target` without changing anything.
 ///
 /// In initramfs mode (`facts.initramfs`) the client has no address until its DHCP exchange:
-/// the address given is the one the lease brings.
-pub fn dry_run(target: &ImageRoot, options: Options, diagnostics: Vec<Diagnostic>, facts: Facts) -> Plan {
+/// the address given is the one the lease brings, on the exchange's interface; and until the
+/// switch into the image only `before_switch` holds (the command line's options: the image's
+/// /etc/stateless.conf is read after the switch).
+pub fn dry_run(
+    target: &ImageRoot,
+    options: Options,
+    diagnostics: Vec<Diagnostic>,
+    facts: Facts,
+    before_switch: Options,
+) -> Plan {
     let mut known = facts.clone();
     let leased = if known.initramfs { known.address.take() } else { None };
     let mut steps = Vec::new();
     for p in Phase::ALL {
         let mut ran = Vec::new();
         for _ in 0..ROUNDS {
-            let fresh = next_steps(p, &options, &known, target, &ran);
+            let now = if known.initramfs { &before_switch } else { &options };
+            let fresh = next_steps(p, now, &known, target, &ran);
             if fresh.is_empty() {
                 break;
             }
             for step in &fresh {
                 learn(&mut known, step);
-                if matches!(step, Step::Dhcp { .. }) && leased.is_some() {
-                    known.address = leased;
+                if let (Step::Dhcp { interface, .. }, Some(address)) = (step, leased) {
+                    known.address = Some(address);
+                    known.interface = Some(interface.clone().unwrap_or_else(|| "(the DHCP interface)".into()));
                 }
             }
             ran.extend(fresh);

@@ -13,6 +13,9 @@ use crate::model::step::Phase;
 use crate::sys::Real;
 
 pub(super) fn command(args: &Args) -> Result<i32, String> {
+    if args.initramfs {
+        return Err("--initramfs is for plan only: apply carries out on-root mode".into());
+    }
     let (target, options, diagnostics) = target_and_options(args)?;
     if target.path() == Path::new("/") {
         return Err("apply refuses --root /: only PID 1 changes the running system".into());

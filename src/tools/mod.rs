@@ -41,7 +41,7 @@ options:
   --cmdline-file FILE   read it from FILE (e.g. a saved /proc/cmdline)
   --ip ADDR/PREFIX      the client's address (default: none)
   --hostname NAME       the hostname the kernel or DHCP would have given (default: none)
-  --initramfs           plan initramfs mode: DHCP, the NFS root from the command line (or
+  --initramfs           (plan only) plan initramfs mode: DHCP, the NFS root from the command line (or
                         the lease), the switch into it; --ip is then the lease's address
   --json                print the plan as JSON (plan only)
 ";
@@ -54,7 +54,7 @@ pub(crate) struct Args {
     cmdline: Vec<u8>,
     ip: Option<Ipv4Net>,
     hostname: Option<String>,
-    initramfs: bool,
+    pub initramfs: bool,
     pub json: bool,
 }
 

@@ -2,11 +2,15 @@
 
 use super::{emit, given_facts, target_and_options, Args};
 use crate::boot::plan;
+use crate::config::Cmdline;
+use crate::model::options::Options;
 
 /// Builds the plan for `args`.
 fn build(args: &Args) -> Result<plan::Plan, String> {
     let (target, options, diagnostics) = target_and_options(args)?;
-    Ok(plan::dry_run(&target, options, diagnostics, given_facts(args)))
+    // Initramfs mode: the command line alone until the switch into the image.
+    let (before_switch, _) = Options::resolve(&Cmdline::parse(&args.cmdline), None);
+    Ok(plan::dry_run(&target, options, diagnostics, given_facts(args), before_switch))
 }
 
 pub(super) fn command(args: &Args) -> Result<i32, String> {
