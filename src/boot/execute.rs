@@ -96,8 +96,8 @@ pub struct Executor<'a> {
     /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
     pub nfs_before: Option<BTreeMap<String, RpcStat>>,
     /// The time waited on the server of an NFS target root when counting started
-    /// ([`crate::fs::nfs::waited_ms`]), plus what module-loading steps waited since (theirs,
-    /// not counted again); `None`: not NFS, or not counted.
+    /// ([`crate::fs::nfs::waited_ms`]), plus what coldplug steps waited since (theirs, not
+    /// counted again); `None`: not NFS, or not counted.
     pub nfs_waited_from: Option<u64>,
     /// The running kernel's modules (index and configuration) for each coldplug pass
     /// ([`Pass::Early`] first), read once when first needed.
@@ -285,10 +285,11 @@ impl<'a> Executor<'a> {
         if let Step::Hostname { rejected, .. } = step {
             rejected.iter().for_each(|r| log::warn!("{r}"));
         }
-        // Modules load in parallel threads, reading their files inside finit_module: NFS calls
-        // there overlap the module waits, so a step that loads them keeps its NFS time out of
-        // the count (two readings of mountstats, only when the count runs: on an NFS root).
-        let loads = matches!(step, Step::Module { .. } | Step::Coldplug { .. }) && self.nfs_waited_from.is_some();
+        // Coldplug loads modules in parallel threads: one thread's lookups on the NFS root
+        // overlap another's finit_module, so its NFS time stays out of the count (two readings
+        // of mountstats, only when the count runs). A single module's step waits on one thing
+        // at a time: its file's lookups, then finit_module (whose READs are not counted).
+        let loads = matches!(step, Step::Coldplug { .. }) && self.nfs_waited_from.is_some();
         let nfs_before = if loads { self.nfs_rpcs().as_ref().map(crate::fs::nfs::waited_ms) } else { None };
         let (started, waited) = (Instant::now(), crate::sys::blocked::any());
         let result = self.step(step);
