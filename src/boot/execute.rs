@@ -195,10 +195,16 @@ impl<'a> Executor<'a> {
         crate::fs::nfs::rpc_stats(&String::from_utf8_lossy(&stats), &self.target.path().to_string_lossy())
     }
 
+    /// The time waited on the server of an NFS target so far ([`crate::fs::nfs::waited_ms`]),
+    /// `None` when it is not NFS. A reading of mountstats costs about 8 ms under TCG: one when
+    /// the count starts, two per coldplug step while it runs, one for the report.
+    fn nfs_waited_now(&self) -> Option<u64> {
+        self.nfs_rpcs().as_ref().map(crate::fs::nfs::waited_ms)
+    }
+
     /// Starts counting the time waited on the server of an NFS target (not NFS: nothing to count).
-    /// A reading of mountstats costs about 8 ms under TCG: once at the start, once for the report.
     pub fn count_nfs_waits(&mut self) {
-        self.nfs_waited_from = self.nfs_rpcs().as_ref().map(crate::fs::nfs::waited_ms);
+        self.nfs_waited_from = self.nfs_waited_now();
     }
 
     /// Reads from the kernel what planning `phase` needs: whether overlayfs is registered, and at
@@ -290,12 +296,12 @@ impl<'a> Executor<'a> {
         // of mountstats, only when the count runs). A single module's step waits on one thing
         // at a time: its file's lookups, then finit_module (whose READs are not counted).
         let loads = matches!(step, Step::Coldplug { .. }) && self.nfs_waited_from.is_some();
-        let nfs_before = if loads { self.nfs_rpcs().as_ref().map(crate::fs::nfs::waited_ms) } else { None };
+        let nfs_before = if loads { self.nfs_waited_now() } else { None };
         let (started, waited) = (Instant::now(), crate::sys::blocked::any());
         let result = self.step(step);
         let (elapsed, waited) = (started.elapsed(), crate::sys::blocked::any().saturating_sub(waited));
         if let Some(before) = nfs_before {
-            let after = self.nfs_rpcs().as_ref().map_or(before, crate::fs::nfs::waited_ms);
+            let after = self.nfs_waited_now().unwrap_or(before);
             self.nfs_waited_from = self.nfs_waited_from.map(|from| from.saturating_add(after.saturating_sub(before)));
         }
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);

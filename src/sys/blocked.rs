@@ -52,10 +52,14 @@ impl Union {
     fn leave(&mut self, now: Instant) {
         self.active = self.active.saturating_sub(1);
         if self.active == 0 {
-            if let Some(since) = self.since.take() {
-                self.total += now.saturating_duration_since(since);
-            }
+            self.total = self.so_far(now);
+            self.since = None;
         }
+    }
+
+    /// The total with a wait still in progress counted up to `now`.
+    fn so_far(&self, now: Instant) -> Duration {
+        self.total + self.since.map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 }
 
@@ -117,7 +121,7 @@ pub fn during<T>(wait: Wait, f: impl FnOnce() -> T) -> T {
 /// The time during which any wait was in progress, so far (those still in progress until now).
 pub fn any() -> Duration {
     let now = Instant::now();
-    with_clock(|c| c.any.total + c.any.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s)))
+    with_clock(|c| c.any.so_far(now))
 }
 
 /// The waits so far.
@@ -147,6 +151,10 @@ mod tests {
         assert_eq!(c.totals(), Blocked { module_init_ms: 150, mount_ms: 10, network_ms: 60, any_ms: 210, nfs_ms: 0 });
         // An unbalanced leave changes nothing.
         c.leave(Wait::Mount, at(300));
+        assert_eq!(c.totals().any_ms, 210);
+        // A wait in progress counts up to now, and only once it ends in the totals.
+        c.enter(Wait::Network, at(300));
+        assert_eq!(c.any.so_far(at(350)), Duration::from_millis(260));
         assert_eq!(c.totals().any_ms, 210);
     }
 }
