@@ -225,7 +225,9 @@ fn symlinks_out_of_the_image_are_never_mounted_on_or_written_through() {
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn a_layer_file_that_does_not_fit_keeps_the_image_file() {
     let (_tmp, root) = test_image("full");
-    write(&root.join("diskless/hosts/lab3-12/etc/passwd"), &"x".repeat(256 * 1024));
+    // Each within the tmpfs's size (a bigger file is refused unread), together more than it holds.
+    write(&root.join("diskless/hosts/lab3-12/etc/a-filler"), &"f".repeat(100 * 1024));
+    write(&root.join("diskless/hosts/lab3-12/etc/passwd"), &"x".repeat(100 * 1024));
     let args = [&LAB3_12[..], &["--cmdline", "stateless.dirs=etc stateless.tmpfs.size=128k"]].concat();
     in_namespace(&root, &args, |out| {
         let err = stderr(out);
@@ -265,7 +267,9 @@ fn host_files_on_a_full_tmpfs_keep_their_old_content() {
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn copy_mode_that_runs_out_of_space_fails_and_leaves_the_image_dir() {
     let (_tmp, root) = test_image("short");
-    write(&root.join("etc/big"), &"b".repeat(512 * 1024));
+    // Each within the tmpfs's size, together more than it holds.
+    write(&root.join("etc/big1"), &"b".repeat(100 * 1024));
+    write(&root.join("etc/big2"), &"b".repeat(100 * 1024));
     let cmdline = "stateless.mode=copy stateless.dirs=etc stateless.tmpfs.size=128k";
     in_namespace(&root, &[&LAB3_12[..], &["--cmdline", cmdline]].concat(), |out| {
         let err = stderr(out);

@@ -732,7 +732,8 @@ fn on_small_tmpfs<T: Send>(at: &Path, size: &str, f: impl FnOnce() -> T + Send) 
 fn an_override_that_does_not_fit_leaves_the_old_file() {
     require(rustix::process::geteuid().is_root(), ROOT);
     let tmp = Tmp::new();
-    write(&tmp.src("etc/passwd"), &vec![b'x'; 256 * 1024], 0o644);
+    // Within the tmpfs's size (a bigger one is refused unread), but more than is free.
+    write(&tmp.src("etc/passwd"), &vec![b'x'; 60 * 1024], 0o644);
     write(&tmp.src("etc/small"), b"fits\n", 0o600);
     on_small_tmpfs(&tmp.dst(""), "64k", || {
         write(&tmp.dst("etc/passwd"), b"root:x:0:0::/root:/bin/sh\n", 0o644);
@@ -748,6 +749,27 @@ fn an_override_that_does_not_fit_leaves_the_old_file() {
         assert_eq!(mode(&tmp.dst("etc/small")), 0o600);
         let left: Vec<_> = fs::read_dir(tmp.dst("etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 2, "no half-written temp file left: {left:?}");
+    });
+}
+
+/// A file larger than the whole destination filesystem (here a 10 GB sparse file for a 1 MiB
+/// tmpfs) is refused before a byte is read; an older copy stays.
+#[test]
+#[ignore = "needs root (tests/run runs it)"]
+fn a_file_larger_than_the_destination_is_refused_unread() {
+    require(rustix::process::geteuid().is_root(), ROOT);
+    let tmp = Tmp::new();
+    let path = tmp.src("var/lib/huge");
+    mkdir(path.parent().unwrap(), 0o755);
+    fs::File::create(&path).unwrap().set_len(10 << 30).unwrap();
+    write(&tmp.src("var/lib/small"), b"fits\n", 0o644);
+    on_small_tmpfs(&tmp.dst(""), "1m", || {
+        write(&tmp.dst("var/lib/huge"), b"old\n", 0o644);
+        let copied = tmp.copy_all();
+        let errors: Vec<_> = copied.errors.iter().map(|e| (e.path.clone(), e.op, e.errno)).collect();
+        assert_eq!(errors, [(PathBuf::from("var/lib/huge"), "too-big", Errno::FBIG)]);
+        assert_eq!(fs::read(tmp.dst("var/lib/huge")).unwrap(), b"old\n");
+        assert_eq!(fs::read(tmp.dst("var/lib/small")).unwrap(), b"fits\n");
     });
 }
 

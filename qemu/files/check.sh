@@ -82,9 +82,16 @@ cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
 cp /proc/net/fib_trie "$out/fib_trie.txt" 2>/dev/null
 dmesg > "$out/dmesg.txt" 2>/dev/null
 for p in /proc/[0-9]*; do echo "${p#/proc/} $(line "$p/comm")"; done > "$out/processes.txt"
-sha256sum /boot/stateless /etc/stateless-lab/* > "$out/checksums.txt" 2>&1
+# Regular files only: a layer may have put a FIFO here (the fault matrix), which would block.
+find /boot/stateless /etc/stateless-lab -maxdepth 1 -type f -exec sha256sum {} + > "$out/checksums.txt" 2>&1
+# What the layers made of these dirs: path, type, links, size, blocks, symlink target.
+find /etc/stateless-lab /var/lib/stateless-lab -xdev -printf '%p %y %n %s %b %l\n' > "$out/lab-files.txt" 2>/dev/null
+fact evil "$([ -e /usr/bin/stateless-lab-evil ] && echo present || echo absent)"
 mkdir -p "$out/etc" "$out/run/stateless"
-[ -d /etc/stateless-lab ] && cp -a /etc/stateless-lab "$out/etc/"
+if [ -d /etc/stateless-lab ]; then
+    cp -a /etc/stateless-lab "$out/etc/"
+    find "$out/etc/stateless-lab" \( -type p -o -type c -o -type b \) -delete
+fi
 # The report and provenance, not the overlay upper dirs beside them.
 cp /run/stateless/report.json /run/stateless/provenance "$out/run/stateless/" 2>/dev/null
 # What hands the network on (docs/network.md), and what networkd was given.

@@ -13,11 +13,34 @@ rpcbind -f -w > "$run/rpcbind.log" 2>&1 &
 rpcbind_pid=$!
 echo "$rpcbind_pid" > "$run/rpcbind.pid"
 for _ in $(seq 50); do [[ -S /run/rpcbind.sock ]] && break; sleep 0.1; done
-/usr/bin/ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" -N NIV_EVENT &
-ganesha_pid=$!
-echo "$ganesha_pid" > "$run/ganesha.pid.host"
-stop() { kill -TERM "$ganesha_pid" "$rpcbind_pid" 2>/dev/null; }
+start_ganesha() {
+    /usr/bin/ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" -N NIV_EVENT &
+    ganesha_pid=$!
+    echo "$ganesha_pid" > "$run/ganesha.pid.host"
+}
+# SIGUSR1: an outage (qemu/lab --fault nfs-outage): ganesha is killed hard, as a crashed server
+# would be, and started again after the seconds in $run/outage-secs.
+outage=0
+nfs_outage() {
+    outage=1
+    echo "outage: ganesha killed at $(cut -d' ' -f1 /proc/uptime)"
+    kill -KILL "$ganesha_pid" 2>/dev/null
+    wait "$ganesha_pid" 2>/dev/null
+    sleep "$(cat "$run/outage-secs")"
+    start_ganesha
+    echo "outage: ganesha started again at $(cut -d' ' -f1 /proc/uptime)"
+    outage=0
+}
+stopping=0
+stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" 2>/dev/null; }
+trap nfs_outage USR1
 trap stop TERM INT
-wait -n                      # returns when one server exits or a signal arrives
+start_ganesha
+# Until a signal stops the run, or a server exits by itself (not during an outage).
+while [[ $stopping == 0 ]]; do
+    wait -n
+    [[ $outage == 0 ]] || continue
+    if ! kill -0 "$ganesha_pid" 2>/dev/null || ! kill -0 "$rpcbind_pid" 2>/dev/null; then break; fi
+done
 stop
 wait

@@ -57,7 +57,11 @@ boot_wait() {
     BOOT_TIMED_OUT=0
     BOOT_REACHED=0
     BOOT_LOGIN_AFTER=""
+    BOOT_OUTAGE=none
+    BOOT_BREAKS_ANSWERED=0
+    BOOT_ANSWERED_AT=0
     while pid_alive "$pid"; do
+        boot_faults_on_console
         if [[ -z $BOOT_LOGIN_AFTER && -f $BOOT_OUT/serial.log ]] && grep -qa ' login: ' "$BOOT_OUT/serial.log"; then
             BOOT_LOGIN_AFTER=$(elapsed "$start")
         fi
@@ -86,6 +90,47 @@ boot_wait() {
     fi
 }
 
+# What the console starts while the guest runs: the NFS outage (--fault nfs-outage) once the
+# console shows $FAULT_OUTAGE_AT; with --answer-breaks, a command and `exit` typed into each
+# shell that waits on it (stateless.break=, stateless.emergency=shell).
+boot_faults_on_console() {
+    [[ -f $BOOT_OUT/serial.log ]] || return 0
+    if [[ $BOOT_FAULTS == *" nfs-outage "* && $BOOT_OUTAGE == none ]] &&
+        grep -qaF "$FAULT_OUTAGE_AT" "$BOOT_OUT/serial.log"; then
+        log "the console shows '$FAULT_OUTAGE_AT': killing the NFS server for $FAULT_OUTAGE_SECS s"
+        kill -USR1 "$NS_SERVICES_PID"
+        BOOT_OUTAGE=started
+    fi
+    # A shell waits for input when the console ends in its prompt ("# ", root's) and has grown
+    # since the last answer.
+    if [[ $BOOT_ANSWER_BREAKS == 1 ]]; then
+        local size
+        size=$(stat -c %s "$BOOT_OUT/serial.log")
+        if ((size > BOOT_ANSWERED_AT)) && [[ $(tail -c 2 "$BOOT_OUT/serial.log") == "# " ]]; then
+            BOOT_BREAKS_ANSWERED=$((BOOT_BREAKS_ANSWERED + 1))
+            BOOT_ANSWERED_AT=$size
+            log "answering shell $BOOT_BREAKS_ANSWERED on the console"
+            printf 'echo lab-typed-in-break-shell-%s; exit\n' "$BOOT_BREAKS_ANSWERED" >&"$BOOT_SERIAL_IN"
+        fi
+    fi
+}
+
+# boot_leftovers RUN_DIR: what this boot left on the host (processes of the run, mounts under
+# its folder, its network namespace), as one line; empty when nothing.
+boot_leftovers() {
+    local run_dir=$1 p args found=()
+    for p in /proc/[0-9]*; do
+        # Read without a process of its own, which would hold the names in its command line.
+        mapfile -d '' args < "$p/cmdline" 2>/dev/null || continue
+        if [[ "${args[*]}" == *"$run_dir"* || "${args[*]}" == *"$BOOT_OUT/serial.log"* ]]; then
+            found+=("process ${p#/proc/} (${args[0]:-?})")
+        fi
+    done
+    if awk '{print $2}' /proc/mounts | grep -qF "$run_dir"; then found+=("mounts under $run_dir"); fi
+    if ip netns list | awk '{print $1}' | grep -qxF "$NS_NAME"; then found+=("network namespace $NS_NAME"); fi
+    echo "${found[*]}"
+}
+
 BOOT_QEMU_PID=""
 # Exit cleanup: QEMU must never outlive the lab.
 boot_kill_qemu() {
@@ -106,6 +151,7 @@ cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
+    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -128,6 +174,10 @@ cmd_boot() {
             --follow) follow=1; shift ;;
             --timeout) timeout=${2:?}; shift 2 ;;
             --keep) keep=1; shift ;;
+            --check-init) check_init=1; shift ;;
+            --hostile-dhcp) hostile_dhcp=${2:?}; shift 2 ;;
+            --fault) faults+=("${2:?}"); shift 2 ;;
+            --answer-breaks) answer_breaks=1; shift ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -147,6 +197,11 @@ cmd_boot() {
     [[ $stock == 1 || $nfs == 3 ]] || boot_usage_error "--nfs 4.2 goes with --stock (the kernel's own nfsroot: v3)"
     [[ $stock == 1 || -z $initrd_given$kernel_args ]] || boot_usage_error "--initrd and --kernel-args go with --stock"
     [[ -z $initrd_given || -f $initrd_given ]] || die "--initrd $initrd_given: no such file"
+    [[ -z $hostile_dhcp || ($net == tap && $dhcp == 1) ]] || boot_usage_error "--hostile-dhcp goes with --net tap (and DHCP)"
+    [[ -z $hostile_dhcp || $hostile_dhcp =~ ^names-[123]$ ]] || boot_usage_error "--hostile-dhcp is names-1, names-2 or names-3"
+    for fault in "${faults[@]}"; do
+        fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
+    done
 
     cache_init
     local kernel modules release=""
@@ -177,10 +232,15 @@ cmd_boot() {
         initrd=$initrd_given
     elif [[ $stock == 1 ]]; then
         initrd=$run_dir/initrd.img
-        "$shim" initramfs --kernel-version "$release" --nic virtio_net,e1000 -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
+        local nics=virtio_net,e1000 extra=()
+        [[ " ${faults[*]} " != *" no-nic-driver "* ]] || nics=e1000
+        # /lab/check-init has no udev to load the result disk's driver: stateless loads it.
+        [[ $check_init == 0 ]] || extra=(--add-module virtio_blk)
+        "$shim" initramfs --kernel-version "$release" --nic "$nics" "${extra[@]}" -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
             || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
-        log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic virtio_net,e1000)"
+        log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic $nics)"
     fi
+    for fault in "${faults[@]}"; do fault_apply "$run_dir/root" "$fault"; done
     local fingerprint
     fingerprint=$(image_fingerprint "$run_dir/root")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
@@ -189,7 +249,7 @@ cmd_boot() {
     servers_start "$run_dir" "/$image:$run_dir/root"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then
-        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp"
+        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp" "$hostile_dhcp"
         server=$LAB_TAP_NET.1
         netdev="tap,id=n0,ifname=stlabtap,script=no,downscript=no"
     else
@@ -205,12 +265,28 @@ cmd_boot() {
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
     fi
     if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
+    if [[ $check_init == 1 ]]; then
+        cmdline+=" stateless.init=/lab/check-init"
+        [[ $stock == 0 ]] || cmdline+=" stateless.modules=virtio_blk"
+    fi
     cmdline+=$append
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
     # ready at once; without it the OpenRC image waited about 35 s for "crng init done".
     # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+    # The console goes to serial.log; with --answer-breaks it is QEMU's stdio instead (written
+    # to serial.log all the same), so the lab can also type on it through a FIFO on its stdin,
+    # held open here (opening it for reading would wait for a writer).
+    local serial=(-serial "file:$BOOT_OUT/serial.log") stdin=/dev/null stdout=$BOOT_OUT/qemu.log
+    if [[ $answer_breaks == 1 ]]; then
+        rm -f "$BOOT_OUT/serial.in"
+        mkfifo "$BOOT_OUT/serial.in"
+        exec {BOOT_SERIAL_IN}<>"$BOOT_OUT/serial.in"
+        serial=(-serial stdio)
+        stdin=$BOOT_OUT/serial.in
+        stdout=$BOOT_OUT/serial.log
+    fi
     local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 1024 -nographic -no-reboot
-        -serial "file:$BOOT_OUT/serial.log" -monitor none -display none
+        "${serial[@]}" -monitor none -display none
         -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
     if [[ $pxe == 1 ]]; then
@@ -226,7 +302,7 @@ cmd_boot() {
 
     log "booting $image ($mode, hostname ${hostname:-none}, timeout $timeout s), serial log: $BOOT_OUT/serial.log"
     start=$(now)
-    ip netns exec "$NS_NAME" "${qemu[@]}" > "$BOOT_OUT/qemu.log" 2>&1 &
+    ip netns exec "$NS_NAME" "${qemu[@]}" < "$stdin" > "$stdout" 2>> "$BOOT_OUT/qemu.log" &
     BOOT_QEMU_PID=$!
     local qemu_rc=0 seconds
     on_exit boot_kill_qemu
@@ -236,6 +312,9 @@ cmd_boot() {
         tail --pid="$BOOT_QEMU_PID" -n +1 -F "$BOOT_OUT/serial.log" 2>/dev/null | tr -d '\r' &
         follow_pid=$!
     fi
+    BOOT_FAULTS=" ${faults[*]} "
+    BOOT_ANSWER_BREAKS=$answer_breaks
+    echo "$FAULT_OUTAGE_SECS" > "$run_dir/outage-secs"
     boot_wait "$BOOT_QEMU_PID" "$timeout" "$until"
     wait "$BOOT_QEMU_PID" || qemu_rc=$?
     BOOT_QEMU_PID=""
@@ -243,6 +322,12 @@ cmd_boot() {
     if [[ -n $follow_pid ]]; then wait "$follow_pid" || true; fi
 
     servers_stop
+    tap_network_stop
+    mkdir -p "$BOOT_OUT/servers"
+    cp "$run_dir"/*.log "$BOOT_OUT/servers/" 2>/dev/null || true
+    local leftovers
+    leftovers=$(boot_leftovers "$run_dir")
+    [[ -z $leftovers ]] || warn "left behind on the host: $leftovers"
     local export_unchanged=no
     [[ $(image_fingerprint "$run_dir/root") == "$fingerprint" ]] && export_unchanged=yes
     local result=no
@@ -254,7 +339,8 @@ cmd_boot() {
         echo "image=$image"; echo "mode=$mode"; echo "hostname_offered=$hostname"
         echo "seconds=$seconds"; echo "qemu_exit=$qemu_rc"; echo "timed_out=$BOOT_TIMED_OUT"
         echo "result=$result"; echo "export_unchanged=$export_unchanged"
-        echo "login_after=${BOOT_LOGIN_AFTER:--}"
+        echo "login_after=${BOOT_LOGIN_AFTER:--}"; echo "leftovers=${leftovers:-none}"
+        echo "outage=$BOOT_OUTAGE"; echo "breaks_answered=$BOOT_BREAKS_ANSWERED"
     } > "$BOOT_OUT/summary.txt"
 
     local panic

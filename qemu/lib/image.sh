@@ -199,6 +199,7 @@ image_prepare_run() {
     # Hard links where they can be (the stock kernel's tree is 400 MB); never written through.
     cp -al "$modules"/. "$dest/usr/lib/modules/" 2>/dev/null || cp -r "$modules"/. "$dest/usr/lib/modules/"
     install -m 0755 "$LAB_FILES/check.sh" "$dest/lab/check.sh"
+    install -m 0755 "$LAB_FILES/check-init" "$dest/lab/check-init"
     case $name in
         openrc) install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local" ;;
         systemd)
@@ -218,11 +219,13 @@ image_prepare_run() {
 }
 
 # image_fingerprint ROOT: one hash over every entry's type, mode, owner, size, mtime and link
-# target, and the content of /etc and /var: what a client writing to its root would change.
+# target, and the content of every regular file under 1 GiB (a larger one, such as a fault's
+# 10 GB sparse file, by its metadata: a write changes its mtime): what a client writing to its
+# root would change.
 image_fingerprint() {
     local root=$1
     {
         find "$root" -xdev -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort
-        (cd "$root" && find etc var -xdev -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+        (cd "$root" && find . -xdev -type f -size -1G -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
     } | sha256sum | cut -d' ' -f1
 }

@@ -85,12 +85,12 @@ servers_stop() {
     netns_delete "$NS_NAME"
 }
 
-# tap_network_start RUN_DIR MAC HOSTNAME [DHCP]: the bridge (.1, where ganesha also answers) and
-# the tap QEMU attaches to, and (unless DHCP is 0) dnsmasq giving MAC the address .15 and
-# HOSTNAME (none when empty), the domain, a router and a DNS server. No ping check: the offer
-# comes at once.
+# tap_network_start RUN_DIR MAC HOSTNAME [DHCP [HOSTILE]]: the bridge (.1, where ganesha also
+# answers) and the tap QEMU attaches to, and (unless DHCP is 0) dnsmasq giving MAC the address
+# .15 and HOSTNAME (none when empty), the domain, a router and a DNS server; with HOSTILE (a set
+# of qemu/files/hostile-dhcp.py) that server instead. No ping check: the offer comes at once.
 tap_network_start() {
-    local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1}
+    local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1} hostile=${5:-}
     ip -n "$NS_NAME" link add stlabbr type bridge
     ip -n "$NS_NAME" addr add "$LAB_TAP_NET.1/24" dev stlabbr
     ip -n "$NS_NAME" link set stlabbr up
@@ -98,6 +98,13 @@ tap_network_start() {
     ip -n "$NS_NAME" link set stlabtap master stlabbr
     ip -n "$NS_NAME" link set stlabtap up
     [[ $dhcp == 1 ]] || return 0
+    if [[ -n $hostile ]]; then
+        ip netns exec "$NS_NAME" python3 "$LAB_FILES/hostile-dhcp.py" stlabbr "$run_dir/hostile-dhcp.log" "$hostile" \
+            2> "$run_dir/hostile-dhcp-stderr.log" &
+        DNSMASQ_PID=$!
+        on_exit tap_network_stop
+        return 0
+    fi
     ip netns exec "$NS_NAME" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 \
         --interface=stlabbr --bind-interfaces --no-ping --log-dhcp --log-facility="$run_dir/dnsmasq.log" \
         --dhcp-leasefile="$run_dir/dnsmasq.leases" \

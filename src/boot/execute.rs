@@ -165,8 +165,12 @@ impl<'a> Executor<'a> {
     /// Probes what `phase` needs to know, plans it from the facts known now, runs its steps.
     pub fn run_phase(&mut self, phase: Phase) {
         self.probe(phase);
-        if self.options.break_at == Some(phase) {
+        if self.options.break_at.contains(&phase) {
             self.break_to_shell(phase);
+        }
+        #[cfg(feature = "panic-test")]
+        if self.mode == Mode::Boot {
+            crate::boot::panic::forced(phase);
         }
         let mut ran = Vec::new();
         for _ in 0..plan::ROUNDS {
@@ -817,7 +821,10 @@ impl<'a> Executor<'a> {
                 crate::boot::CONFIG
             );
             crate::log::configure(options.quiet, options.debug);
-            crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
+            crate::boot::panic::configure(
+                options.emergency,
+                handoff::candidates(options.init.as_deref(), options.emergency),
+            );
         }
         (self.options, self.diagnostics) = (options, diagnostics);
         Ok(Done::ok(format!(
@@ -1478,9 +1485,9 @@ mod tests {
     fn the_chosen_init_first_then_the_fallback_chain() {
         let image = Image::new("fallback");
         // /sbin/init is the only executable: the plan chooses it; when its exec fails (ENOEXEC)
-        // the others follow in order, /bin/sh last, which here runs.
+        // the others follow in order, /bin/sh last (the shell policy only), which here runs.
         let sys = fake(|c| matches!(c, Call::Exec(p, _) if p != Path::new("/bin/sh")).then_some(8));
-        let (outcomes, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
+        let (outcomes, ended) = boot(&image, "stateless.init=/nonexistent stateless.emergency=shell", &sys, Mode::Boot);
         assert_eq!(ended.as_deref(), Some("fake exec /bin/sh"));
         let execs: Vec<PathBuf> = sys
             .calls()
@@ -1492,6 +1499,11 @@ mod tests {
             .collect();
         assert_eq!(execs, ["/sbin/init", "/nonexistent", "/etc/init", "/bin/init", "/bin/sh"].map(PathBuf::from));
         assert!(outcomes.iter().any(|o| o.phase == Phase::Report), "the report comes before the handoff");
+        // Under any other policy /bin/sh is no init: the chain ends before it, in the reboot.
+        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p != Path::new("/bin/sh")).then_some(8));
+        let (_, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake reboot"));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/bin/sh"))));
     }
 
     #[test]
@@ -1505,7 +1517,8 @@ mod tests {
             assert_eq!((last.phase, last.status), (Phase::Handoff, Status::Failed));
             let error = last.error.as_ref().unwrap();
             assert_eq!((error.op, error.errno), (Op::Exec, Some(2)));
-            assert!(error.message.contains("/bin/sh: "), "{error}");
+            // /bin/sh is tried as an init under the shell policy only.
+            assert_eq!(error.message.contains("/bin/sh: "), policy == "shell", "{error}");
             let calls = sys.calls();
             assert_eq!(calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), shells, "{policy}: {calls:?}");
             let end: Vec<&Call> = calls.iter().rev().take(3).collect();

@@ -28,9 +28,11 @@ pub struct Cmdline {
     pub invalid: Vec<Param>,
 }
 
-/// The kernel's `isspace()` on ASCII: space, `\t`, `\n`, `\v`, `\f`, `\r`.
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+/// The kernel's `isspace()` (its `_ctype` table, lib/ctype.c): space, `\t`, `\n`, `\v`, `\f`,
+/// `\r`, and 0xA0 (Latin-1's no-break space), so the byte 0xA0 inside a UTF-8 character (U+00A0,
+/// U+0520, ...) ends a word there as it does for the kernel.
+pub fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r' | 0xa0)
 }
 
 fn skip_spaces(s: &[u8]) -> &[u8] {
@@ -174,6 +176,20 @@ fn q(s: &str) -> String {
     }
 }
 
+/// `stateless.break=`: phase names, comma-separated; one that is not a phase refuses the value.
+fn break_phases(v: &str) -> Result<Vec<Phase>, String> {
+    let mut phases = Vec::new();
+    for name in v.split(',') {
+        match name.parse::<Phase>()? {
+            // The early mounts run before the command line can be read (it is in /proc).
+            Phase::EarlyMounts => return Err(format!("{} runs before the command line is read", q(name))),
+            phase if !phases.contains(&phase) => phases.push(phase),
+            _ => {}
+        }
+    }
+    Ok(phases)
+}
+
 /// Stores `r` in `slot` when it is `Ok`; returns the error otherwise.
 fn set<T>(slot: &mut T, r: Result<T, String>) -> Vec<String> {
     match r {
@@ -242,14 +258,7 @@ impl Resolver {
             ("stateless.hostname", Some(v)) => set(&mut o.hostname, Ok(Some(v.to_owned()))),
             ("stateless.hostname.prefix", Some(v)) => set(&mut o.hostname_prefix, hostname_prefix(v)),
             ("stateless.tmpfs.size", Some(v)) => set(&mut o.tmpfs_size, tmpfs_size(v).map(Some)),
-            ("stateless.break", Some(v)) => set(
-                &mut o.break_at,
-                v.parse::<Phase>().and_then(|phase| match phase {
-                    // The early mounts run before the command line can be read (it is in /proc).
-                    Phase::EarlyMounts => Err(format!("{} runs before the command line is read", q(v))),
-                    phase => Ok(Some(phase)),
-                }),
-            ),
+            ("stateless.break", Some(v)) => set(&mut o.break_at, break_phases(v)),
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
             ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, timeout(v)),
@@ -484,13 +493,8 @@ fn tmpfs_size(v: &str) -> Result<String, String> {
 }
 
 fn emergency(v: &str) -> Result<Emergency, String> {
-    match v {
-        "continue" => Ok(Emergency::Continue),
-        "shell" => Ok(Emergency::Shell),
-        "reboot" => Ok(Emergency::Reboot),
-        "poweroff" => Ok(Emergency::Poweroff),
-        _ => Err(format!("{} is not one of continue, shell, reboot, poweroff", q(v))),
-    }
+    let policy = Emergency::ALL.into_iter().find(|p| p.as_str() == v);
+    policy.ok_or_else(|| format!("{} is not one of continue, shell, reboot, poweroff", q(v)))
 }
 
 fn mode(v: &str) -> Result<OverlayMode, String> {
@@ -726,8 +730,10 @@ mod tests {
         }
         let huge = "k=\"v w\" ".repeat(100_000) + "\"";
         assert_eq!(Cmdline::parse(huge.as_bytes()).params.len(), 100_001);
-        // Non-ASCII whitespace is not a separator.
-        assert_eq!(words("a\u{a0}b"), [("a\u{a0}b".into(), None)]);
+        // Bytes, as the kernel's isspace() sees them: 0xA0 (Latin-1's no-break space) is a
+        // blank wherever it is, so U+00A0 (c2 a0) splits its word; U+3000 (e3 80 80) does not.
+        assert_eq!(words("a\u{a0}b"), [("b".into(), None)]);
+        assert_eq!(words("a\u{3000}b"), [("a\u{3000}b".into(), None)]);
     }
 
     #[test]
@@ -906,10 +912,15 @@ mod tests {
 
     #[test]
     fn break_emergency_mode() {
-        assert_eq!(ok("stateless.break=host-files").break_at, Some(Phase::HostFiles));
-        assert_eq!(ok("stateless.break=handoff").break_at, Some(Phase::Handoff));
+        assert_eq!(ok("stateless.break=host-files").break_at, [Phase::HostFiles]);
+        assert_eq!(ok("stateless.break=handoff").break_at, [Phase::Handoff]);
+        let each = ok("stateless.break=layers,hardware,layers,handoff").break_at;
+        assert_eq!(each, [Phase::Layers, Phase::Hardware, Phase::Handoff]);
+        let (o, d) = bad("stateless.break=layers,nope");
+        assert_eq!(o.break_at, []);
+        assert_eq!(d, format!("stateless.break: {}", "nope".parse::<Phase>().unwrap_err()));
         let (o, d) = bad("stateless.break=nope");
-        assert_eq!(o.break_at, None);
+        assert_eq!(o.break_at, []);
         assert_eq!(d, format!("stateless.break: {}", "nope".parse::<Phase>().unwrap_err()));
         assert_eq!(bad("stateless.break").1, "stateless.break: needs a phase name");
         assert_eq!(
@@ -1229,5 +1240,19 @@ mod tests {
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].origin, Origin::Config { line: 2 });
         assert!(d[0].message.contains("not UTF-8, line ignored"), "{}", d[0].message);
+    }
+
+    /// Found by the `cmdline` fuzz target: the kernel's isspace() takes the byte 0xA0 for a
+    /// blank, so a word holding U+00A0 (`c2 a0`) or U+0520 (`d4 a0`) is two words for the
+    /// kernel and for init; it was one word here.
+    #[test]
+    fn byte_a0_ends_a_word_as_in_the_kernel() {
+        let c = Cmdline::parse("stateless.hostname=lab\u{a0}quiet stateless.dirs=etc\u{520}var".as_bytes());
+        assert_eq!(c.params, [p("quiet", None), p("var", None)]);
+        let invalid: Vec<(&str, Option<&str>)> =
+            c.invalid.iter().map(|p| (p.key.as_str(), p.value.as_deref())).collect();
+        assert_eq!(invalid, [("stateless.hostname", Some("lab\\xc2")), ("stateless.dirs", Some("etc\\xd4"))]);
+        // Inside quotes it stays, as the kernel keeps it.
+        assert_eq!(words("x=\"a\u{a0}b\""), [("x".into(), Some("a\u{a0}b".into()))]);
     }
 }

@@ -239,4 +239,86 @@ mod tests {
         assert_eq!(p.get(Path::new("etc/fstab")), Some("hosts/lab3-12"));
         assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\n");
     }
+
+    mod properties {
+        use super::*;
+        use crate::model::hostname::{choose, Candidate};
+        use proptest::prelude::*;
+        use std::net::Ipv4Addr;
+        use std::path::Component;
+
+        fn net() -> impl Strategy<Value = Ipv4Net> {
+            (any::<u32>(), 0..=32u8).prop_map(|(addr, prefix)| Ipv4Net { addr: Ipv4Addr::from(addr), prefix })
+        }
+
+        /// Host names as a DHCP server or the command line could give them, good and bad.
+        fn name() -> impl Strategy<Value = String> {
+            prop_oneof!["[a-zA-Z0-9-]{1,20}(\\.[a-z0-9-]{1,10}){0,2}", "[a-z0-9./-]{0,30}", any::<String>()]
+        }
+
+        /// The hostname the boot would choose from `name` (only a valid one is kept).
+        fn hostname(name: &str, addr: Option<Ipv4Net>) -> Option<Hostname> {
+            choose(&[Candidate { source: Source::Dhcp, name: name.to_owned() }], "Node", addr, None).hostname
+        }
+
+        /// The name of the one layer of `kind`, when there is exactly one.
+        fn layer(layers: &[(LayerKind, String)], kind: LayerKind) -> Option<&str> {
+            let mut of_kind = layers.iter().filter(|(k, _)| *k == kind);
+            of_kind.next().filter(|_| of_kind.next().is_none()).map(|(_, name)| name.as_str())
+        }
+
+        proptest! {
+            /// Every layer name is one relative path of plain components (`base`, or a dir and
+            /// a key: no `..`, no leading `/`, no empty component), the names are distinct and
+            /// in the documented order.
+            #[test]
+            fn layer_names_are_plain_relative_paths(name in name(), addr in proptest::option::of(net())) {
+                let host = hostname(&name, addr);
+                let layers = candidates(host.as_ref(), addr);
+                for (kind, layer) in &layers {
+                    let parts: Vec<&str> = layer.split('/').collect();
+                    prop_assert!(parts.iter().all(|p| !p.is_empty() && *p != "." && *p != ".."), "{:?}", layer);
+                    prop_assert!(Path::new(layer).components().all(|c| matches!(c, Component::Normal(_))));
+                    prop_assert!(layer.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b)), "{:?}", layer);
+                    let top = match kind {
+                        LayerKind::Base => "base",
+                        LayerKind::Network => "networks",
+                        LayerKind::Lab => "labs",
+                        LayerKind::Host | LayerKind::Ip => "hosts",
+                    };
+                    prop_assert_eq!(parts.first(), Some(&top));
+                    prop_assert_eq!(parts.len(), if *kind == LayerKind::Base { 1 } else { 2 });
+                }
+                let names: std::collections::BTreeSet<&String> = layers.iter().map(|(_, n)| n).collect();
+                prop_assert_eq!(names.len(), layers.len());
+                let kinds: Vec<LayerKind> = layers.iter().map(|(k, _)| *k).collect();
+                let mut want = vec![LayerKind::Base];
+                if addr.is_some() { want.extend([LayerKind::Network, LayerKind::Network]) }
+                if host.is_some() { want.extend([LayerKind::Lab, LayerKind::Host]) }
+                if addr.is_some() { want.push(LayerKind::Ip) }
+                prop_assert_eq!(kinds, want);
+            }
+
+            /// Two clients share a layer exactly as documented: `hosts/<IP>` for the same address,
+            /// `networks/<broadcast>` and `networks/<network>_<prefix>` for the same broadcast
+            /// address and the same subnet, `hosts/<short name>` for the same first label,
+            /// `labs/<lab>` for the same part before the first `-`; a name never lands on an
+            /// address's layer.
+            #[test]
+            fn distinct_inputs_map_as_documented(a in net(), b in net(), name_a in name(), name_b in name()) {
+                let (host_a, host_b) = (hostname(&name_a, Some(a)), hostname(&name_b, Some(b)));
+                let la = candidates(host_a.as_ref(), Some(a));
+                let lb = candidates(host_b.as_ref(), Some(b));
+                let (Some(ha), Some(hb)) = (host_a, host_b) else {
+                    return Err(TestCaseError::fail("the fallback name always passes"));
+                };
+                prop_assert_eq!(layer(&la, LayerKind::Ip) == layer(&lb, LayerKind::Ip), a.addr == b.addr);
+                prop_assert_eq!(layer(&la, LayerKind::Host) == layer(&lb, LayerKind::Host), ha.short == hb.short);
+                prop_assert_eq!(layer(&la, LayerKind::Lab) == layer(&lb, LayerKind::Lab), ha.lab() == hb.lab());
+                prop_assert_eq!(la.get(1) == lb.get(1), a.broadcast() == b.broadcast());
+                prop_assert_eq!(la.get(2) == lb.get(2), (a.network(), a.prefix) == (b.network(), b.prefix));
+                prop_assert_ne!(layer(&la, LayerKind::Host), layer(&lb, LayerKind::Ip));
+            }
+        }
+    }
 }

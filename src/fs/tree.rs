@@ -7,7 +7,8 @@
 //!
 //! # How the tree is walked
 //! - Only directory fds: every entry is reached relative to its parent's fd, never by a full path.
-//!   Every source entry is first `lstat`ed (`fstatat` with `AT_SYMLINK_NOFOLLOW`), then opened with
+//!   Every source entry's kind is first taken from the directory listing (`d_type`), or where the
+//!   filesystem gives none from `fstatat` with `AT_SYMLINK_NOFOLLOW`; then it is opened with
 //!   `O_NOFOLLOW`: regular files `O_RDONLY|O_NOCTTY|O_NONBLOCK`, directories `O_DIRECTORY`,
 //!   everything else `O_PATH` (a fifo or a device is never opened for I/O). After the open, `fstat`
 //!   checks the kind is still the one seen; an entry that changed kind is skipped
@@ -40,6 +41,8 @@
 //! - Existing destination directories are merged: entries the source does not have are kept, and
 //!   extended attributes the source does not have are kept.
 //! - A regular file whose data copy fails is removed again (no half-written config file is left).
+//!   One larger than the destination filesystem's whole size is refused unread: error
+//!   `too-big`, `EFBIG`.
 //! - Hard links in a layer are copied as independent files.
 //!
 //! # Metadata order
@@ -149,8 +152,12 @@ fn create_mode(flags: OFlags) -> Mode {
     }
 }
 
-/// Splits a relative path into its names; `.` is dropped, `..` and a root give `EXDEV`.
-fn split_components(path: &Path) -> io::Result<Vec<&OsStr>> {
+/// Splits a relative path into its names, the check that keeps the component-wise walk inside
+/// its tree: `.` is dropped, `..` and a root give `EXDEV`. Public for the fuzz targets.
+///
+/// # Errors
+/// `EXDEV` when `path` has a `..` component or is absolute.
+pub fn split_components(path: &Path) -> io::Result<Vec<&OsStr>> {
     let mut names = Vec::new();
     for component in path.components() {
         match component {
@@ -749,6 +756,17 @@ fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_
     let Some((src, stat)) = open_source(at, Kind::File, errs) else {
         return false;
     };
+    // A file larger than the whole destination filesystem (a 10 GB sparse file for a tmpfs of
+    // half the RAM) is refused before a byte is read: where the source cannot tell its holes
+    // (NFSv3 has no SEEK_DATA), copying it would read all of it over the network, and fill the
+    // tmpfs, to fail at the end all the same.
+    if let Ok(fs) = fs::fstatvfs(at.dst) {
+        let capacity = fs.f_blocks.saturating_mul(fs.f_frsize);
+        if capacity > 0 && u64::try_from(stat.st_size).unwrap_or(u64::MAX) > capacity {
+            errs.push("too-big", Errno::FBIG);
+            return false;
+        }
+    }
     // O_CREAT|O_EXCL never follows a symlink, even one created in between.
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
     let mode = Mode::from_raw_mode(stat.st_mode & 0o777);

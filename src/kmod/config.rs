@@ -53,7 +53,7 @@ impl Config {
         for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
             let line = n + 1;
             let Some(text) = std::str::from_utf8(raw).ok().filter(|_| raw.len() <= LINE_LIMIT) else {
-                self.problems.push(format!("{file} line {line}: not UTF-8, or too long"));
+                super::note_problem(&mut self.problems, || format!("{file} line {line}: not UTF-8, or too long"));
                 continue;
             };
             let text = text.trim();
@@ -61,7 +61,7 @@ impl Config {
                 continue;
             }
             if let Err(why) = self.add_line(text, name < "modules.softdep") {
-                self.problems.push(format!("{file} line {line}: {why}"));
+                super::note_problem(&mut self.problems, || format!("{file} line {line}: {why}"));
             }
         }
     }
@@ -116,13 +116,16 @@ impl Config {
                 continue; // the kernel's own dotted words (`rd.break`, `a.b.c`) name no parameter
             }
             // One parameter, never more: a quote or a control byte in the value could end it and
-            // start another, so such a value is refused; any blank gets it quoted.
+            // start another, so such a value is refused; any blank the kernel splits on (a space,
+            // or the byte 0xA0 of a quoted command-line word) gets it quoted.
             let param = match value.as_deref() {
                 Some(v) if v.bytes().any(|b| b == b'"' || b.is_ascii_control()) => {
-                    self.problems.push(format!("{key}: a value with a quote or a control byte is not passed on"));
+                    super::note_problem(&mut self.problems, || {
+                        format!("{key}: a value with a quote or a control byte is not passed on")
+                    });
                     continue;
                 }
-                Some(v) if v.contains(' ') => format!("{param}=\"{v}\""),
+                Some(v) if v.bytes().any(crate::config::is_space) => format!("{param}=\"{v}\""),
                 Some(v) => format!("{param}={v}"),
                 None => param.to_string(),
             };
@@ -196,5 +199,17 @@ mod tests {
         assert_eq!(config.problems.len(), 6, "{:#?}", config.problems);
         assert!(!config.params("e1000").contains("evil") && !config.params("e1000").contains("y=2"));
         assert!(!config.options.contains_key("a"), "a.b.c names no parameter");
+    }
+
+    /// Found with the `cmdline` fuzz target's finding (the kernel splits words at the byte 0xA0):
+    /// `e1000.x="a\u{a0}debug=1"` (one quoted word of the command line) reached finit_module as
+    /// `x=a\u{a0}debug=1`, which the kernel's parse_args() splits into `x=a\xc2` and a second
+    /// parameter `debug=1`. The `modprobe_d` corpus keeps a seed of it.
+    #[test]
+    fn a_value_the_kernel_would_split_is_quoted() {
+        let mut config = Config::default();
+        let params = vec![("e1000.x".to_string(), Some("a\u{a0}debug=1".to_string()))];
+        config.add_cmdline(&ModuleOptions { params, ..ModuleOptions::default() });
+        assert_eq!(config.params("e1000"), "x=\"a\u{a0}debug=1\"");
     }
 }

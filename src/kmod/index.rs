@@ -104,7 +104,7 @@ impl Index {
     }
 
     fn problem(&mut self, file: &str, line: usize, why: &str) {
-        self.problems.push(format!("{file} line {line}: {why}"));
+        super::note_problem(&mut self.problems, || format!("{file} line {line}: {why}"));
     }
 
     /// The lines of `text` that are not blank or comments, with their numbers; too long or
@@ -255,6 +255,14 @@ impl Index {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_of_bad_lines_keeps_a_bounded_list() {
+        let dep = "no colon here\n".repeat(100_000);
+        let index = Index::parse(dep.as_bytes(), b"", b"", b"", b"");
+        assert_eq!(index.problems.len(), crate::kmod::MAX_PROBLEMS + 1);
+        assert!(index.problems.last().is_some_and(|p| p.contains("the rest are not listed")));
+    }
 
     #[test]
     fn parses_what_depmod_writes() {

@@ -10,6 +10,20 @@ pub mod index;
 pub mod load;
 pub mod resolve;
 
+/// At most this many problems of an index or configuration are kept (and logged, one line
+/// each): a hostile index of millions of bad lines must not fill PID 1's memory and the log.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Adds a problem to `problems` unless it holds [`MAX_PROBLEMS`] already; the first one left
+/// out adds a last line saying so.
+pub fn note_problem(problems: &mut Vec<String>, problem: impl FnOnce() -> String) {
+    match problems.len() {
+        n if n < MAX_PROBLEMS => problems.push(problem()),
+        MAX_PROBLEMS => problems.push(format!("more problems than {MAX_PROBLEMS}: the rest are not listed")),
+        _ => {}
+    }
+}
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -118,7 +132,7 @@ fn read_config(sources: &[(&ImageRoot, String)], options: &ModuleOptions) -> con
         match from.read_file(&file, CONFIG_LIMIT) {
             Ok(Some(text)) => config.add_file(&file, &text),
             Ok(None) => {}
-            Err(e) => config.problems.push(format!("{file}: {e}")),
+            Err(e) => note_problem(&mut config.problems, || format!("{file}: {e}")),
         }
     }
     config.add_cmdline(options);

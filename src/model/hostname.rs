@@ -124,7 +124,12 @@ pub fn kernel_name_is_unset(name: &str) -> bool {
 fn split(name: &str, source: Source, domain_hint: Option<&str>) -> Result<Hostname, String> {
     let (short, domain) = match name.split_once('.') {
         Some((short, domain)) => (short.to_string(), Some(domain.to_string())),
-        None => (name.to_string(), domain_hint.and_then(|d| validate(d).ok())),
+        // The hint lengthens the full name (/etc/hosts): it is kept only when that stays valid.
+        None => {
+            let domain =
+                domain_hint.and_then(|d| validate(d).ok()).filter(|d| validate(&format!("{name}.{d}")).is_ok());
+            (name.to_string(), domain)
+        }
     };
     if short.len() >= UTS_LEN {
         return Err(format!("short name of {} characters, more than {}", short.len(), UTS_LEN - 1));
@@ -237,8 +242,97 @@ mod tests {
         assert_eq!(c.hostname.unwrap().domain, None);
     }
 
+    /// Found by the property test `chosen_names_are_single_labels`: a DHCP domain of up to 253
+    /// characters passed on its own, and `Node42.<domain>` in /etc/hosts was longer than 253.
+    #[test]
+    fn a_domain_hint_that_makes_the_name_too_long_is_left_out() {
+        let addr = "10.0.0.42/24".parse().ok();
+        let long = vec!["a".repeat(62); 4].join(".");
+        assert_eq!(long.len(), 251);
+        assert_eq!(choose(&[], "Node", addr, Some(&long)).hostname.unwrap().domain, None);
+        let fits = &long[..253 - "Node42.".len()];
+        let h = choose(&[], "Node", addr, Some(fits)).hostname.unwrap();
+        assert_eq!((h.domain.as_deref(), h.fqdn().len()), (Some(fits), 253));
+    }
+
     #[test]
     fn nothing_without_candidates_or_address() {
         assert_eq!(choose(&[cand(Source::Kernel, "a b")], "Node", None, None).hostname, None);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// One RFC 1123 label: 1 to 63 letters, digits and `-`, not at either end.
+        fn label() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+        }
+
+        /// An RFC 1123 name: labels joined by dots, 253 bytes at most.
+        fn rfc1123() -> impl Strategy<Value = String> {
+            prop::collection::vec(label(), 1..6).prop_map(|l| l.join(".")).prop_filter("253 bytes", |n| n.len() <= 253)
+        }
+
+        /// Any text, mostly close to a name, with what a hostile source would slip in: paths,
+        /// shell metacharacters, control bytes, blanks, non-ASCII, over-long labels and names.
+        fn hostile() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-z0-9.-]{0,300}",
+                "[a-zA-Z0-9.\\-/;$`&|<>()'\" \\\\*?~!#%=\\x00-\\x1f\\x7fé]{0,80}",
+                (rfc1123(), "[^a-zA-Z0-9]", rfc1123()).prop_map(|(a, bad, b)| format!("{a}{bad}{b}")),
+                (label(), label(), 0..6usize).prop_map(|(a, b, n)| format!("{a}.{b}").repeat(n)),
+            ]
+        }
+
+        proptest! {
+            /// What passes is RFC 1123 (so holds no `/`, `..`, control byte, blank or shell
+            /// metacharacter), is the input less one trailing dot, and passes again unchanged.
+            #[test]
+            fn accepted_names_are_rfc1123_and_idempotent(name in hostile()) {
+                let Ok(valid) = validate(&name) else {
+                    prop_assert!(validate(&name).is_err(), "deterministic");
+                    return Ok(());
+                };
+                prop_assert_eq!(valid.as_str(), name.strip_suffix('.').unwrap_or(&name));
+                prop_assert!(valid.len() <= 253);
+                prop_assert!(valid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+                prop_assert!(!valid.contains('/') && !valid.contains("..") && !valid.starts_with('.'));
+                for label in valid.split('.') {
+                    prop_assert!((1..=63).contains(&label.len()), "{:?}", label);
+                    prop_assert!(!label.starts_with('-') && !label.ends_with('-'), "{:?}", label);
+                }
+                prop_assert_eq!(validate(&valid), Ok(valid.clone()));
+            }
+
+            /// Any bytes, taken as text where they are UTF-8: validated or refused, never a panic,
+            /// and nothing outside letters, digits, `-` and `.` gets through.
+            #[test]
+            fn any_bytes_validate_or_are_refused(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+                if let Ok(valid) = std::str::from_utf8(&bytes).map_err(|e| e.to_string()).and_then(validate) {
+                    prop_assert!(valid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'));
+                }
+            }
+
+            /// Every RFC 1123 name passes, with or without one trailing dot.
+            #[test]
+            fn every_rfc1123_name_passes(name in rfc1123(), dot in any::<bool>()) {
+                let given = if dot { format!("{name}.") } else { name.clone() };
+                prop_assert_eq!(validate(&given), Ok(name));
+            }
+
+            /// The chosen short name is one label (what sethostname and the `hosts/` layer get),
+            /// its lab key a non-empty prefix of it, and the full name valid.
+            #[test]
+            fn chosen_names_are_single_labels(name in hostile(), domain in hostile(), octet in any::<u8>()) {
+                let addr = Ipv4Net::new(Ipv4Addr::new(10, 0, 0, octet), 24);
+                let hostname = choose(&[cand(Source::Dhcp, &name)], "Node", addr, Some(&domain)).hostname;
+                let hostname = hostname.ok_or_else(|| TestCaseError::fail("the fallback always passes"))?;
+                prop_assert!(!hostname.short.contains('.') && validate(&hostname.short).is_ok());
+                prop_assert!(!hostname.lab().is_empty() && hostname.short.starts_with(hostname.lab()));
+                prop_assert_eq!(validate(&hostname.fqdn()), Ok(hostname.fqdn()));
+            }
+        }
     }
 }

@@ -45,6 +45,13 @@ impl Ipv4Net {
     }
 }
 
+/// An address a server may give a client, as its own or as a router or server to use:
+/// unicast, not 0.0.0.0/8, loopback, multicast, broadcast or reserved.
+pub fn usable_unicast(addr: Ipv4Addr) -> bool {
+    let [first, ..] = addr.octets();
+    first != 0 && !addr.is_loopback() && !addr.is_multicast() && !addr.is_broadcast() && first < 240
+}
+
 /// The prefix length of a subnet mask: its ones must be contiguous, and 0.0.0.0 is no mask
 /// (klibc's ipconfig takes it as "none given").
 pub fn prefix_of_mask(mask: Ipv4Addr) -> Result<u8, String> {

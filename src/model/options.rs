@@ -21,6 +21,21 @@ pub enum Emergency {
     Poweroff,
 }
 
+impl Emergency {
+    /// Every policy, in the order the README's table gives them.
+    pub const ALL: [Emergency; 4] = [Emergency::Continue, Emergency::Shell, Emergency::Reboot, Emergency::Poweroff];
+
+    /// The value of `stateless.emergency=` that names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Emergency::Continue => "continue",
+            Emergency::Shell => "shell",
+            Emergency::Reboot => "reboot",
+            Emergency::Poweroff => "poweroff",
+        }
+    }
+}
+
 /// How the per-client writable dirs are made (`stateless.mode=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -73,8 +88,8 @@ pub struct Options {
     pub hostname_prefix: String,
     /// `stateless.tmpfs.size=`: tmpfs `size=` option (`512m`, `25%`).
     pub tmpfs_size: Option<String>,
-    /// `stateless.break=`: stop for a shell before this step.
-    pub break_at: Option<Phase>,
+    /// `stateless.break=`: stop for a shell before each of these phases.
+    pub break_at: Vec<Phase>,
     pub emergency: Emergency,
     pub mode: OverlayMode,
     pub quiet: bool,
@@ -156,7 +171,7 @@ impl Default for Options {
             hostname: None,
             hostname_prefix: "Node".into(),
             tmpfs_size: None,
-            break_at: None,
+            break_at: Vec::new(),
             emergency: Emergency::default(),
             mode: OverlayMode::default(),
             quiet: false,

@@ -163,12 +163,7 @@ struct Message {
     server_id: Option<Ipv4Addr>,
 }
 
-/// An address a server may give a client: unicast, not 0.0.0.0/8, loopback, multicast,
-/// broadcast or reserved.
-pub fn usable_unicast(addr: Ipv4Addr) -> bool {
-    let [first, ..] = addr.octets();
-    first != 0 && !addr.is_loopback() && !addr.is_multicast() && !addr.is_broadcast() && first < 240
-}
+pub use crate::model::ipv4::usable_unicast;
 
 impl Client<'_> {
     /// Receives and drops everything until `until` (the start delay).
@@ -223,7 +218,10 @@ impl Client<'_> {
                 server_id: None,
             };
             let offer = self.exchange(&discover, u32::MAX, rng, |r| {
-                r.kind == Some(MessageType::Offer) && usable_unicast(r.yiaddr) && r.server_id.is_some()
+                r.kind == Some(MessageType::Offer)
+                    && usable_unicast(r.yiaddr)
+                    && r.lease.address.is_some()
+                    && r.server_id.is_some()
             })?;
             let Some(offer) = offer else { return Ok(None) };
             self.stats.offers += 1;
@@ -236,15 +234,18 @@ impl Client<'_> {
                 requested: Some(offer.yiaddr),
                 server_id: offer.server_id,
             };
+            // An ACK counts only for the address offered (one for another address, or for an
+            // address no host can have, is ignored like a stray reply); a NAK starts over.
             let answer = self.exchange(&request, REQUEST_TRIES, rng, |r| {
-                matches!(r.kind, Some(MessageType::Ack | MessageType::Nak)) && r.server_id == offer.server_id
+                r.server_id == offer.server_id
+                    && match r.kind {
+                        Some(MessageType::Ack) => r.yiaddr == offer.yiaddr && r.lease.address.is_some(),
+                        Some(MessageType::Nak) => true,
+                        _ => false,
+                    }
             })?;
             match answer {
-                Some(ack)
-                    if ack.kind == Some(MessageType::Ack)
-                        && ack.yiaddr == offer.yiaddr
-                        && ack.lease.address.is_some() =>
-                {
+                Some(ack) if ack.kind == Some(MessageType::Ack) => {
                     return Ok(Some((Exchange::Discover, ack.lease)));
                 }
                 Some(reply) => {
@@ -561,15 +562,28 @@ mod tests {
                     vec![with_yiaddr(v4::MessageType::Offer, Ipv4Addr::new(224, 0, 0, 1))]
                 }
                 (v4::MessageType::Discover, _) => vec![reply(m, v4::MessageType::Offer, "lab3-12")],
-                (v4::MessageType::Request, 3) => vec![with_yiaddr(v4::MessageType::Ack, Ipv4Addr::new(192, 0, 2, 99))],
+                // The REQUEST acked for another address, then for the subnet's broadcast
+                // address: both ignored, the retransmission gets the right one.
+                (v4::MessageType::Request, 3) => vec![
+                    with_yiaddr(v4::MessageType::Ack, Ipv4Addr::new(192, 0, 2, 99)),
+                    with_yiaddr(v4::MessageType::Ack, Ipv4Addr::new(192, 0, 2, 255)),
+                ],
                 (v4::MessageType::Request, _) => vec![reply(m, v4::MessageType::Ack, "lab3-12")],
                 _ => vec![],
             }
         });
         let acquired = result.unwrap();
         assert_eq!(acquired.lease.address, Ipv4Net::new(OFFERED, 24));
-        assert_eq!(acquired.stats.offers, 2, "the multicast offer was not taken");
-        assert!(sent.len() >= 5, "{}", sent.len());
+        assert_eq!(acquired.stats.offers, 1, "the multicast offer was not taken");
+        assert_eq!(
+            (acquired.stats.naks, acquired.stats.ignored),
+            (0, 3),
+            "the three bad replies: {:?}",
+            acquired.stats
+        );
+        use v4::MessageType::{Discover, Request};
+        let kinds: Vec<_> = sent.iter().map(|(_, m)| kind(m)).collect();
+        assert_eq!(kinds, [Discover, Discover, Request, Request], "no restart for a wrong ACK");
         assert!(!usable_unicast(Ipv4Addr::new(127, 0, 0, 1)) && !usable_unicast(Ipv4Addr::BROADCAST));
         assert!(!usable_unicast(Ipv4Addr::new(0, 1, 2, 3)) && usable_unicast(OFFERED));
     }

@@ -224,8 +224,8 @@ impl std::error::Error for DecodeError {}
 ///
 /// Options are read from the options field, then from `file` and `sname` when option 52 says
 /// they carry options (RFC 2131 §4.1); the pieces of a repeated option are joined before they are
-/// interpreted (RFC 3396). The lease gets `server` (option 54), `address` (yiaddr unless 0.0.0.0,
-/// with the prefix of option 1 or, without a valid one, the class A/B/C default as klibc's
+/// interpreted (RFC 3396). The lease gets `server` (option 54), `address` (yiaddr unless 0.0.0.0
+/// or the network or broadcast address of its subnet, with the prefix of option 1 or, without a valid one, the class A/B/C default as klibc's
 /// ipconfig guesses it), `routers` (3), `dns` (6), `hostname` (12) and `domain` (15) as RFC 1123
 /// names, `root_path` (17), `mtu` (26), `broadcast` (28), `ntp` (42), `lease_secs` (51),
 /// `tftp_server` (66), `bootfile` (67, else the `file` field when it holds no options), and
@@ -245,14 +245,17 @@ pub fn decode(bytes: &[u8]) -> Result<Reply, DecodeError> {
     let server_id = options.take(SERVER_ID, address);
     let message = options.take(MESSAGE, |v| Ok(escape(strip_nuls(v))));
     let prefix = options.take(SUBNET_MASK, prefix);
+    let routers = unicast(ROUTER, options.take(ROUTER, addresses), &mut options.rejected);
+    let dns = unicast(DNS, options.take(DNS, addresses), &mut options.rejected);
+    let ntp = unicast(NTP, options.take(NTP, addresses), &mut options.rejected);
     let mut lease = Lease {
         server: server_id,
-        routers: options.take(ROUTER, addresses).unwrap_or_default(),
-        dns: options.take(DNS, addresses).unwrap_or_default(),
+        routers,
+        dns,
         domain: options.take(DOMAIN_NAME, host_name),
         hostname: options.take(HOST_NAME, host_name),
         broadcast: options.take(BROADCAST, address),
-        ntp: options.take(NTP, addresses).unwrap_or_default(),
+        ntp,
         root_path: options.take(ROOT_PATH, root_path),
         lease_secs: options.take(LEASE_TIME, seconds),
         tftp_server: options.take(TFTP_SERVER, token),
@@ -502,6 +505,17 @@ fn addresses(value: &[u8]) -> Result<Vec<Ipv4Addr>, String> {
     Ok(value.chunks_exact(4).filter_map(|a| <[u8; 4]>::try_from(a).ok()).map(Ipv4Addr::from).collect())
 }
 
+/// The usable unicast addresses of an address list (routers, DNS and NTP servers); each other
+/// one (0.0.0.0, broadcast, multicast, loopback, reserved) is named in `rejected`.
+fn unicast(code: u8, list: Option<Vec<Ipv4Addr>>, rejected: &mut Vec<String>) -> Vec<Ipv4Addr> {
+    let (usable, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) =
+        list.unwrap_or_default().into_iter().partition(|a| crate::model::ipv4::usable_unicast(*a));
+    for a in unusable {
+        rejected.push(format!("{}: {a} is no unicast address a host can have", label(code)));
+    }
+    usable
+}
+
 /// The prefix length of a subnet mask. A mask whose ones are not contiguous is refused, and so is
 /// 0.0.0.0, which klibc's ipconfig takes as "no mask" (it then guesses one, as we do).
 fn prefix(value: &[u8]) -> Result<u8, String> {
@@ -583,7 +597,14 @@ fn your_address(yiaddr: Ipv4Addr, prefix: Option<u8>, rejected: &mut Vec<String>
     if prefix.is_none() {
         rejected.push(format!("yiaddr {yiaddr}: no subnet mask, and no address class to guess one from"));
     }
-    Ipv4Net::new(yiaddr, prefix?)
+    let net = Ipv4Net::new(yiaddr, prefix?)?;
+    // A /31 has no network or broadcast address (RFC 3021); a /32 is one host.
+    if net.prefix < 31 && (yiaddr == net.network() || yiaddr == net.broadcast()) {
+        let which = if yiaddr == net.network() { "network" } else { "broadcast" };
+        rejected.push(format!("yiaddr {yiaddr}: the {which} address of {}/{}", net.network(), net.prefix));
+        return None;
+    }
+    Some(net)
 }
 
 #[cfg(test)]
@@ -618,6 +639,29 @@ mod tests {
     fn with(mut packet: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
         packet[at..at + bytes.len()].copy_from_slice(bytes);
         packet
+    }
+
+    #[test]
+    fn a_network_or_broadcast_address_is_no_lease() {
+        let with_yiaddr = |yiaddr: [u8; 4], options: &[u8]| {
+            let mut packet = reply(options);
+            packet[16..20].copy_from_slice(&yiaddr);
+            decode(&packet).unwrap().lease
+        };
+        let mask24: &[u8] = &[1, 4, 255, 255, 255, 0, END];
+        for (yiaddr, why) in [
+            ([198, 51, 100, 255], "yiaddr 198.51.100.255: the broadcast address of 198.51.100.0/24"),
+            ([198, 51, 100, 0], "yiaddr 198.51.100.0: the network address of 198.51.100.0/24"),
+        ] {
+            let l = with_yiaddr(yiaddr, mask24);
+            assert_eq!((l.address, l.rejected), (None, vec![why.to_string()]));
+        }
+        // Without a mask the class decides; a /31 and a /32 have no such addresses.
+        assert_eq!(with_yiaddr([10, 255, 255, 255], &[END]).address, None);
+        let l = with_yiaddr([198, 51, 100, 255], &[1, 4, 255, 255, 255, 254, END]);
+        assert_eq!(l.address.map(|a| a.prefix), Some(31));
+        let l = with_yiaddr([198, 51, 100, 255], &[1, 4, 255, 255, 255, 255, END]);
+        assert_eq!(l.address.map(|a| a.prefix), Some(32));
     }
 
     fn lease(options: &[u8]) -> Lease {
@@ -847,7 +891,10 @@ mod tests {
             let (p, why) = prefix(class_d_or_e, &[255]);
             assert_eq!(p, None);
             assert!(why.len() == 1 && why[0].starts_with("yiaddr "), "{why:?}");
-            assert_eq!(prefix(class_d_or_e, &[1, 4, 255, 255, 255, 0, 255]).0, Some(24), "a mask is taken as given");
+            let given = prefix(class_d_or_e, &[1, 4, 255, 255, 255, 0, 255]).0;
+            // A mask is taken as given (the client judges the address), unless it makes the
+            // address its subnet's broadcast address.
+            assert_eq!(given, (class_d_or_e[3] == 1).then_some(24), "{class_d_or_e:?}");
         }
         assert_eq!(prefix([0, 0, 0, 0], &[1, 4, 255, 255, 255, 0, 255]), (None, none));
     }
@@ -986,6 +1033,20 @@ mod tests {
             let l = one(code, &[1, 2, 3, 4, 5, 6, 7, 8]);
             let list = [Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)];
             assert_eq!([l.routers, l.dns, l.ntp].concat(), list);
+        }
+    }
+
+    #[test]
+    fn address_lists_keep_only_unicast_addresses() {
+        for code in [ROUTER, DNS, NTP] {
+            let l = one(code, &[255, 255, 255, 255, 0, 0, 0, 0, 192, 0, 2, 1, 224, 0, 0, 1, 127, 0, 0, 1]);
+            assert_eq!([l.routers, l.dns, l.ntp].concat(), [Ipv4Addr::new(192, 0, 2, 1)]);
+            assert_eq!(l.rejected.len(), 4, "{:?}", l.rejected);
+            assert!(
+                l.rejected[0].ends_with("255.255.255.255 is no unicast address a host can have"),
+                "{:?}",
+                l.rejected
+            );
         }
     }
 
