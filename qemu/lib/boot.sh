@@ -101,12 +101,14 @@ boot_faults_on_console() {
         kill -USR1 "$NS_SERVICES_PID"
         BOOT_OUTAGE=started
     fi
-    # A shell waits for input when the console ends in its prompt ("# ", root's) and has grown
-    # since the last answer.
+    # A shell waits for input once its prompt ("# ", root's) starts a line of the console after
+    # the last answer (the kernel may print on after it); the echo of what was typed is no prompt.
     if [[ $BOOT_ANSWER_BREAKS == 1 ]]; then
-        local size
+        local size prompts
         size=$(stat -c %s "$BOOT_OUT/serial.log")
-        if ((size > BOOT_ANSWERED_AT)) && [[ $(tail -c 2 "$BOOT_OUT/serial.log") == "# " ]]; then
+        # Whole reads (no grep -q inside a pipeline: under pipefail its early exit fails it).
+        prompts=$(tail -c +$((BOOT_ANSWERED_AT + 1)) "$BOOT_OUT/serial.log" | tr -d '\r' | grep -a '^# ' || true)
+        if ((size > BOOT_ANSWERED_AT)) && [[ -n $prompts ]] && grep -qv '^# echo lab-typed-in-break-shell-' <<< "$prompts"; then
             BOOT_BREAKS_ANSWERED=$((BOOT_BREAKS_ANSWERED + 1))
             BOOT_ANSWERED_AT=$size
             log "answering shell $BOOT_BREAKS_ANSWERED on the console"

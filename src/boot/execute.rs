@@ -701,6 +701,13 @@ impl<'a> Executor<'a> {
         self.sys.sethostname(&h.short).map_err(|e| name_fail(Op::Sethostname, &h.short, &e))?;
         let kernel_domain = self.sys.uname().domainname;
         match &h.domain {
+            // The kernel keeps 64 bytes of a domain name (__NEW_UTS_LEN); a longer one is still
+            // a valid name for /etc/hosts.
+            Some(domain) if (kernel_domain == "(none)" || kernel_domain.is_empty()) && domain.len() > 64 => {
+                let why = "longer than the kernel's 64 bytes: the kernel's domain name is left unset";
+                let error = Failure::new(Op::Setdomainname, Some(Path::new(domain)), why.to_string());
+                Ok(Done::degraded(format!("set {} (not the domain {domain})", h.short), error))
+            }
             Some(domain) if kernel_domain == "(none)" || kernel_domain.is_empty() => {
                 self.sys.setdomainname(domain).map_err(|e| name_fail(Op::Setdomainname, domain, &e))?;
                 Ok(Done::ok(format!("set {} (domain {domain})", h.short)))
@@ -1524,6 +1531,19 @@ mod tests {
             let end: Vec<&Call> = calls.iter().rev().take(3).collect();
             assert_eq!(end, [&Call::Reboot { poweroff: false }, &Call::Sync, &Call::Sleep(handoff::EMERGENCY_DELAY)]);
         }
+    }
+
+    #[test]
+    fn a_domain_longer_than_the_kernel_keeps_is_not_set() {
+        let image = Image::new("longdomain");
+        let sys = fake(|_| None);
+        let domain = format!("{}.{}", "d".repeat(60), "example");
+        let (outcomes, _) = boot(&image, &format!("stateless.hostname=lab3-12.{domain}"), &sys, Mode::Boot);
+        let calls = sys.calls();
+        assert!(calls.contains(&Call::Sethostname("lab3-12".into())));
+        assert!(!calls.iter().any(|c| matches!(c, Call::Setdomainname(_))), "{calls:#?}");
+        let step = outcomes.iter().find(|o| matches!(o.step, Step::Hostname { .. })).unwrap();
+        assert_eq!(step.status, Status::Degraded, "{step:?}");
     }
 
     #[test]
