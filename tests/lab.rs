@@ -258,6 +258,21 @@ fn kernel_seconds(log: &str, from: &str, to: &str) -> Option<f64> {
 const ALL_LAYERS: [&str; 6] =
     ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"];
 
+/// What `stateless status` showed inside the client (check.sh runs it): the host name line,
+/// the mode, one bar per step in the timeline, and the JSON agreeing with the report.
+fn assert_status(b: &Boot, hostname: &str, mode: &str) {
+    let logs = b.logs();
+    let read = |f: &str| std::fs::read_to_string(b.out.join("result").join(f)).unwrap_or_default();
+    let text = read("status.txt");
+    assert!(text.contains(&format!("host name: {hostname}")), "{text} {logs}");
+    assert!(text.contains(&format!("root: {mode} mode")), "{text} {logs}");
+    let json: Value = serde_json::from_str(&read("status.json")).unwrap_or(Value::Null);
+    assert_eq!(json["elapsed_ms"], b.report["elapsed_ms"], "{json}");
+    let steps = b.report["steps"].as_array().map_or(0, Vec::len);
+    assert_eq!(json["steps"].as_array().map_or(0, Vec::len), steps, "{json}");
+    assert_eq!(read("timeline.svg").matches("<rect x=").count(), steps, "one bar per step {logs}");
+}
+
 /// The scenarios; `--skip scenario::` leaves them out of a run.
 mod scenario {
     use super::*;
@@ -286,6 +301,7 @@ mod scenario {
         assert_eq!(b.fact("etc_hostname"), "lab3-12", "{logs}");
         assert!(b.fact("hosts_line").contains("lab3-12.lab.example lab3-12"), "{logs}");
         assert!(b.serial.contains("PXELINUX"), "not a PXE boot {logs}");
+        assert_status(&b, "lab3-12.lab.example (from kernel)", "on-root");
         b.print("pxe_systemd", "PXE, hostname lab3-12 from DHCP, 6 layers, systemd reached multi-user");
     }
 
@@ -449,6 +465,7 @@ mod scenario {
         assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");
         assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert_status(&b, "lab3-12.lab.example (from dhcp)", "initramfs");
         // The time accounted: waits on the NFS root's lookups counted from the switch, and the
         // own time is what is left, per step and in all.
         let (elapsed, any) =

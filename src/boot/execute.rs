@@ -301,7 +301,7 @@ impl<'a> Executor<'a> {
         // at a time: its file's lookups, then finit_module (whose READs are not counted).
         let loads = matches!(step, Step::Coldplug { .. }) && self.nfs_waited_from.is_some();
         let nfs_before = if loads { self.nfs_waited_now() } else { None };
-        let (started, waited) = (Instant::now(), crate::sys::blocked::any());
+        let (started, waited, at_ms) = (Instant::now(), crate::sys::blocked::any(), self.elapsed_ms());
         let result = self.step(step);
         let (elapsed, waited) = (started.elapsed(), crate::sys::blocked::any().saturating_sub(waited));
         if let Some(before) = nfs_before {
@@ -333,7 +333,8 @@ impl<'a> Executor<'a> {
             _ => {}
         }
         let failure = (status == Status::Failed).then(|| error.clone()).flatten();
-        self.outcomes.push(Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms, own_ms });
+        let outcome = Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms, at_ms, own_ms };
+        self.outcomes.push(outcome);
         if let Some(failure) = failure {
             self.failed(step, &failure);
         }

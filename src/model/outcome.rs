@@ -112,6 +112,10 @@ pub struct Outcome {
     /// Why it failed or degraded, when it did.
     pub error: Option<Failure>,
     pub ms: u64,
+    /// When the step began, in milliseconds from PID 1's start (the report's clock). Absent
+    /// from reports written before it existed: read back as 0.
+    #[serde(default)]
+    pub at_ms: u64,
     /// `ms` less the time blocked in finit_module, mount(2) and network waits during the step
     /// (NFS waits are counted for the whole boot only: each reading costs milliseconds).
     /// Absent from reports written before it existed: read back as 0.

@@ -7,6 +7,7 @@ mod dhcp;
 mod initramfs;
 mod modules;
 mod plan;
+mod status;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               run the DHCP client once and print the lease
        stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
                                               the modules coldplug would load, and why
+       stateless status [--report FILE] [--json] [--svg FILE]
+                                              what this client's boot did, from its report
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
        stateless --help | --version
@@ -136,6 +139,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "modules" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);
             modules::command(args)
+        }
+        "status" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Warn);
+            status::command(args)
         }
         "initramfs" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);

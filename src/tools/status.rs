@@ -1,0 +1,393 @@
+//! `stateless status`: what the boot of this client did, from its report
+//! (/run/stateless/report.json): host name and its source, address and lease, root and mode,
+//! writable dirs, layers, modules, where the time went, and every warning. `--json` gives the
+//! same as one object, `--svg FILE` draws the boot as a timeline, one bar per step.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::boot::report::{Report, FORMAT};
+use crate::kmod::load::Outcome as LoadOutcome;
+use crate::model::outcome::Status;
+use crate::model::step::{Phase, Step};
+use crate::model::text::escape;
+
+pub const USAGE: &str = "\
+usage: stateless status [--report FILE] [--json] [--svg FILE]
+What this client's boot did, from /run/stateless/report.json (or FILE, e.g. one copied from a
+client): host name, address and lease, root and mode, writable dirs, layers, modules, the time
+of each phase and step, and every warning. --json: one JSON object; --svg FILE: the boot as a
+timeline, one bar per step, written to FILE.
+";
+
+/// Where the boot leaves its report.
+pub const REPORT: &str = "/run/stateless/report.json";
+
+struct Args {
+    report: PathBuf,
+    json: bool,
+    svg: Option<PathBuf>,
+}
+
+fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
+    let mut parsed = Args { report: PathBuf::from(REPORT), json: false, svg: None };
+    while let Some(arg) = args.next() {
+        let mut path = |flag: &str| args.next().map(PathBuf::from).ok_or_else(|| format!("{flag} needs a file"));
+        match arg.to_str().unwrap_or("") {
+            "--help" | "-h" => return Ok(None),
+            "--report" => parsed.report = path("--report")?,
+            "--svg" => parsed.svg = Some(path("--svg")?),
+            "--json" => parsed.json = true,
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
+pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let Some(args) = parse(args)? else {
+        crate::tools::emit(USAGE)?;
+        return Ok(0);
+    };
+    let shown = args.report.display();
+    let text = std::fs::read_to_string(&args.report)
+        .map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
+    let report: Report = serde_json::from_str(&text).map_err(|e| format!("{shown}: not a stateless report: {e}"))?;
+    if report.format > FORMAT {
+        eprintln!(
+            "stateless: {shown}: report format {} (this build reads {FORMAT}): some of it is not shown",
+            report.format
+        );
+    }
+    let status = Summary::of(&report);
+    if let Some(svg) = &args.svg {
+        std::fs::write(svg, timeline(&report)).map_err(|e| format!("{}: {e}", svg.display()))?;
+    }
+    let out = if args.json {
+        serde_json::to_string_pretty(&status).map_err(|e| e.to_string())? + "\n"
+    } else {
+        human(&status)
+    };
+    crate::tools::emit(&out)?;
+    Ok(0)
+}
+
+/// What `status` shows, as `--json` prints it.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub version: String,
+    /// `initramfs` (stateless mounted the NFS root and switched into it) or `on-root`.
+    pub mode: &'static str,
+    pub hostname: Option<String>,
+    /// `cmdline`, `kernel`, `ip`, `dhcp` or `fallback`.
+    pub hostname_source: Option<String>,
+    pub interface: Option<String>,
+    pub address: Option<String>,
+    /// Our DHCP client's lease, when it ran: server, lease time, exchange, messages sent.
+    pub lease: Option<String>,
+    /// The NFS root as stateless mounted it (initramfs mode).
+    pub root: Option<String>,
+    /// Each writable dir and how it was made: `etc overlay`.
+    pub dirs: Vec<String>,
+    /// Each layer applied: name, files written, refused, errors.
+    pub layers: Vec<String>,
+    pub modules_loaded: Vec<String>,
+    pub modules_failed: Vec<String>,
+    pub init: Option<String>,
+    pub elapsed_ms: u64,
+    pub own_ms: u64,
+    /// Milliseconds per phase (its steps summed), in boot order.
+    pub phases: Vec<(String, u64)>,
+    /// Every step: when it began, how long it took, its status.
+    pub steps: Vec<StepLine>,
+    /// Failed and degraded steps, rejected host names and DHCP options, command-line and
+    /// configuration problems.
+    pub warnings: Vec<String>,
+    /// What the boot noted on the way (an interface without address, devices left to udev).
+    pub notes: Vec<String>,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepLine {
+    pub phase: Phase,
+    pub step: String,
+    pub status: Status,
+    pub at_ms: u64,
+    pub ms: u64,
+}
+
+impl Summary {
+    pub fn of(report: &Report) -> Summary {
+        let initramfs = report.steps.iter().any(|o| matches!(o.step, Step::SwitchRoot { .. }));
+        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).map(|o| o.detail.clone());
+        let lease = report.dhcp.as_ref().map(|d| {
+            let server = d.lease.server.map_or("an unnamed server".to_string(), |s| s.to_string());
+            let time = d.lease.lease_secs.map_or(String::new(), |s| format!(", {s} s lease"));
+            let exchange = format!("{:?}", d.exchange).to_lowercase();
+            format!("{exchange} from {server}{time}: {} sent, {} ignored, {} ms", d.sent, d.ignored, d.ms)
+        });
+        let loaded = |wanted: bool| {
+            let modules = report.modules.iter().filter(|m| matches!(m.outcome, LoadOutcome::Loaded) == wanted);
+            modules.map(|m| if wanted { format!("{} ({} ms)", m.module, m.ms) } else { m.module.clone() }).collect()
+        };
+        let mut phases: Vec<(String, u64)> = Vec::new();
+        for o in &report.steps {
+            match phases.last_mut() {
+                Some((phase, ms)) if *phase == o.phase.as_str() => *ms += o.ms,
+                _ => phases.push((o.phase.as_str().to_string(), o.ms)),
+            }
+        }
+        let mut warnings = Vec::new();
+        for o in report.steps.iter().filter(|o| matches!(o.status, Status::Failed | Status::Degraded)) {
+            let why = o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            warnings.push(
+                format!("{} {:?}{why}", o.step, o.status)
+                    .replace(" Failed", " failed")
+                    .replace(" Degraded", " degraded"),
+            );
+        }
+        warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {r}")));
+        if let Some(d) = &report.dhcp {
+            warnings.extend(d.lease.rejected.iter().map(|r| format!("dhcp: {r}")));
+        }
+        warnings.extend(report.diagnostics.iter().map(|d| format!("option: {}", d.message)));
+        Summary {
+            version: report.version.clone(),
+            mode: if initramfs { "initramfs" } else { "on-root" },
+            hostname: report
+                .hostname
+                .as_ref()
+                .map(|h| h.domain.as_ref().map_or(h.short.clone(), |d| format!("{}.{d}", h.short))),
+            hostname_source: report.hostname.as_ref().map(|h| format!("{:?}", h.source).to_lowercase()),
+            interface: report.interface.clone(),
+            address: report.address.map(|a| a.to_string()),
+            lease,
+            root,
+            dirs: report.dirs.iter().map(|d| format!("{} {:?}", d.dir, d.mode).to_lowercase()).collect(),
+            layers: report
+                .layers
+                .iter()
+                .map(|l| format!("{}: {} written, {} refused, {} errors", l.layer, l.files, l.refused, l.errors))
+                .collect(),
+            modules_loaded: loaded(true),
+            modules_failed: loaded(false),
+            init: report.init.clone(),
+            elapsed_ms: report.elapsed_ms,
+            own_ms: report.own_ms,
+            phases,
+            steps: report
+                .steps
+                .iter()
+                .map(|o| StepLine {
+                    phase: o.phase,
+                    step: o.step.to_string(),
+                    status: o.status,
+                    at_ms: o.at_ms,
+                    ms: o.ms,
+                })
+                .collect(),
+            warnings,
+            notes: report.notes.clone(),
+            degraded: report.degraded,
+        }
+    }
+}
+
+/// The human form: one `key: value` line per fact, lists indented below their key. Every
+/// string from the report is escaped (a layer or DHCP value cannot forge a line).
+fn human(s: &Summary) -> String {
+    let e = |text: &str| escape(text.as_bytes());
+    let or_none = |v: &Option<String>| v.as_deref().map_or("(none)".to_string(), e);
+    let mut out = String::new();
+    let source = s.hostname_source.as_deref().map(|src| format!(" (from {src})")).unwrap_or_default();
+    let _ = writeln!(out, "host name: {}{source}", or_none(&s.hostname));
+    let on = s.interface.as_deref().map(|i| format!(" on {}", e(i))).unwrap_or_default();
+    let _ = writeln!(out, "address: {}{on}", or_none(&s.address));
+    if let Some(lease) = &s.lease {
+        let _ = writeln!(out, "lease: {}", e(lease));
+    }
+    let root = s.root.as_deref().map_or("mounted by the kernel".to_string(), e);
+    let _ = writeln!(out, "root: {} mode, {root}", s.mode);
+    let _ =
+        writeln!(out, "writable dirs: {}", if s.dirs.is_empty() { "none".to_string() } else { e(&s.dirs.join(", ")) });
+    let _ = writeln!(out, "layers: {}", s.layers.len());
+    s.layers.iter().for_each(|l| {
+        let _ = writeln!(out, "  {}", e(l));
+    });
+    let _ = writeln!(out, "modules: {} loaded, {} failed", s.modules_loaded.len(), s.modules_failed.len());
+    for (what, list) in [("loaded", &s.modules_loaded), ("failed", &s.modules_failed)] {
+        if !list.is_empty() {
+            let _ = writeln!(out, "  {what}: {}", e(&list.join(", ")));
+        }
+    }
+    let _ = writeln!(out, "init: {}", or_none(&s.init));
+    let _ = writeln!(out, "time: {} ms from start to the report, {} ms of it stateless's own", s.elapsed_ms, s.own_ms);
+    for (phase, ms) in &s.phases {
+        let _ = writeln!(out, "  {phase:<14} {ms:>6} ms");
+    }
+    let _ = writeln!(out, "steps:");
+    for step in &s.steps {
+        let status = format!("{:?}", step.status).to_lowercase();
+        let _ = writeln!(out, "  {:>6} ms {:>6} ms  {status:<8} {}", step.at_ms, step.ms, e(&step.step));
+    }
+    let _ =
+        writeln!(out, "warnings: {}{}", s.warnings.len(), if s.degraded { " (the boot went on degraded)" } else { "" });
+    s.warnings.iter().for_each(|w| {
+        let _ = writeln!(out, "  {}", e(w));
+    });
+    if !s.notes.is_empty() {
+        let _ = writeln!(out, "notes:");
+        s.notes.iter().for_each(|n| {
+            let _ = writeln!(out, "  {}", e(n));
+        });
+    }
+    if s.version != env!("CARGO_PKG_VERSION") {
+        let _ = writeln!(
+            out,
+            "(the report was written by stateless {}, this is {})",
+            e(&s.version),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    out
+}
+
+/// The boot as an SVG timeline, in the spirit of `systemd-analyze plot`: one row per step, its
+/// bar from when it began for as long as it took, coloured by its status, a tick every 100 ms.
+pub fn timeline(report: &Report) -> String {
+    const ROW: u64 = 18;
+    const LEFT: u64 = 10;
+    const TOP: u64 = 30;
+    let end = report.steps.iter().map(|o| o.at_ms + o.ms).max().unwrap_or(0).max(report.elapsed_ms).max(1);
+    // At most 1,600 px for the bars: 1 px per ms up to there.
+    let scale = 1600.0_f64.min(end as f64) / end as f64;
+    let x = |ms: u64| LEFT as f64 + ms as f64 * scale;
+    let label = |o: &crate::model::outcome::Outcome| format!("{} {}: {} ms", o.phase.as_str(), o.step, o.ms);
+    // Room for the longest label after its bar (about 7 px a character at 12 px).
+    let right =
+        report.steps.iter().map(|o| x(o.at_ms + o.ms) + 7.0 * label(o).chars().count() as f64).fold(0.0, f64::max);
+    let width = (x(end).max(right) + 20.0) as u64;
+    let height = TOP + ROW * (report.steps.len() as u64 + 1) + 20;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{LEFT}\" y=\"16\" font-size=\"14\">{} — {} ms to the report, {} ms own (stateless {})</text>\n",
+        xml(report.hostname.as_ref().map_or("(no host name)", |h| h.short.as_str())),
+        report.elapsed_ms,
+        report.own_ms,
+        xml(&report.version),
+    );
+    let mut tick = 0;
+    while tick <= end {
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#ddd\"/><text x=\"{0:.1}\" y=\"{2}\" fill=\"#888\" font-size=\"10\">{tick} ms</text>",
+            x(tick),
+            height - 20,
+            height - 8,
+        );
+        tick += if end > 5000 { 1000 } else { 100 };
+    }
+    for (row, o) in report.steps.iter().enumerate() {
+        let y = TOP + ROW * row as u64;
+        let colour = match o.status {
+            Status::Ok => "#4c9a2a",
+            Status::Skipped => "#aaaaaa",
+            Status::Degraded => "#e69500",
+            Status::Failed => "#d0312d",
+        };
+        let (x0, w) = (x(o.at_ms), (o.ms as f64 * scale).max(1.0));
+        let label = label(o);
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{x0:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\"><title>{}</title></rect><text x=\"{:.1}\" y=\"{}\">{}</text>",
+            y + 2,
+            ROW - 4,
+            xml(&format!("{label} ({:?})", o.status)),
+            x0 + w + 4.0,
+            y + ROW - 5,
+            xml(&label),
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// Text for SVG: the XML specials escaped, control characters and bytes that are not UTF-8 as
+/// `\xNN` first.
+fn xml(text: &str) -> String {
+    escape(text.as_bytes()).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn fixture(name: &str) -> Report {
+        let path = format!("{}/tests/data/report/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn an_initramfs_boot_in_a_few_lines() {
+        let report = fixture("initramfs");
+        let s = Summary::of(&report);
+        assert_eq!(s.mode, "initramfs");
+        assert_eq!((s.hostname.as_deref(), s.hostname_source.as_deref()), (Some("lab3-12.lab.example"), Some("dhcp")));
+        assert!(s.lease.as_deref().unwrap().starts_with("discover from 10.0.2.2"), "{:?}", s.lease);
+        assert!(s.root.as_deref().unwrap().contains("vers=3"), "{:?}", s.root);
+        assert_eq!(s.dirs, ["etc overlay", "var overlay"]);
+        assert_eq!(s.layers.len(), 6);
+        assert!(s.modules_loaded.iter().any(|m| m.starts_with("virtio_net (")));
+        assert_eq!(s.phases.first().map(|p| p.0.as_str()), Some("early-mounts"));
+        assert_eq!(s.steps.len(), report.steps.len());
+        assert!(s.steps.windows(2).all(|w| w[0].at_ms <= w[1].at_ms), "steps in time order");
+        let text = human(&s);
+        for line in ["host name: lab3-12.lab.example (from dhcp)", "root: initramfs mode, mounted as nfs", "layers: 6"]
+        {
+            assert!(text.contains(line), "{line:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_on_root_boot_and_its_warnings() {
+        let mut report = fixture("onroot");
+        let s = Summary::of(&report);
+        assert_eq!((s.mode, s.root.as_deref(), s.lease.as_deref()), ("on-root", None, None));
+        assert!(human(&s).contains("root: on-root mode, mounted by the kernel"));
+        // A degraded step and a hostile value become warnings, escaped on their line.
+        let step = report.steps.iter_mut().find(|o| matches!(o.step, Step::Layer { .. })).unwrap();
+        step.status = Status::Degraded;
+        report.hostname_rejected.push("dhcp name \"a\nb\": control byte".into());
+        let text = human(&Summary::of(&report));
+        assert!(text.contains("warnings: 2"), "{text}");
+        assert!(text.contains("a\\x0ab"), "{text}");
+        assert!(!text.contains("a\nb"), "{text}");
+    }
+
+    #[test]
+    fn the_timeline_has_a_bar_per_step_and_escapes_its_text() {
+        let mut report = fixture("initramfs");
+        let svg = timeline(&report);
+        assert_eq!(svg.matches("<rect x=").count(), report.steps.len());
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>\n"));
+        report.version = "<script>&\"".into();
+        let svg = timeline(&report);
+        assert!(svg.contains("&lt;script&gt;&amp;&quot;") && !svg.contains("<script>"), "{svg}");
+    }
+
+    #[test]
+    fn arguments() {
+        let args = |a: &[&str]| parse(a.iter().map(OsString::from));
+        let parsed = args(&["--json", "--svg", "/tmp/t.svg", "--report", "r.json"]).unwrap().unwrap();
+        assert!(parsed.json && parsed.svg.is_some() && parsed.report == Path::new("r.json"));
+        assert!(args(&["--svg"]).is_err() && args(&["--frob"]).is_err());
+        assert!(args(&["--help"]).unwrap().is_none());
+    }
+}
