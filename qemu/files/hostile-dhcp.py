@@ -6,8 +6,8 @@ byte by byte here, independent of the codec under test. To each DISCOVER, REQUES
 the client it first sends replies the client must ignore as a whole (malformed, not for it, an
 address no host can have), then one reply it can use, which carries the hostile values of SET:
 options that must each be refused and named in the report's `rejected`, the lease still taken.
-The first REQUEST is answered with an ACK for another address than the one offered (the client
-must start over). Every reply sent is logged as `sent <kind> <message>` to LOG.
+The first REQUEST is answered with an ACK for another address than the one offered only (the
+client must ignore it and send the REQUEST again). Every reply sent is logged as `sent <kind> <message>` to LOG.
 
     hostile-dhcp.py IFACE LOG SET        SET: names-1, names-2 or names-3
 """

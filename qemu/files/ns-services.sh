@@ -27,6 +27,7 @@ nfs_outage() {
     kill -KILL "$ganesha_pid" 2>/dev/null
     wait "$ganesha_pid" 2>/dev/null
     sleep "$(cat "$run/outage-secs")"
+    [[ $stopping == 0 ]] || return 0
     start_ganesha
     echo "outage: ganesha started again at $(cut -d' ' -f1 /proc/uptime)"
     outage=0

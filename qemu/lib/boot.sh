@@ -107,7 +107,9 @@ boot_faults_on_console() {
         local size prompts
         size=$(stat -c %s "$BOOT_OUT/serial.log")
         # Whole reads (no grep -q inside a pipeline: under pipefail its early exit fails it).
-        prompts=$(tail -c +$((BOOT_ANSWERED_AT + 1)) "$BOOT_OUT/serial.log" | tr -d '\r' | grep -a '^# ' || true)
+        # Exactly the bytes up to $size: the next look starts where this one ended.
+        prompts=$(head -c "$size" "$BOOT_OUT/serial.log" | tail -c +$((BOOT_ANSWERED_AT + 1)) | tr -d '\r' |
+            grep -a '^# ' || true)
         if ((size > BOOT_ANSWERED_AT)) && [[ -n $prompts ]] && grep -qv '^# echo lab-typed-in-break-shell-' <<< "$prompts"; then
             BOOT_BREAKS_ANSWERED=$((BOOT_BREAKS_ANSWERED + 1))
             BOOT_ANSWERED_AT=$size
@@ -124,11 +126,14 @@ boot_leftovers() {
     for p in /proc/[0-9]*; do
         # Read without a process of its own, which would hold the names in its command line.
         mapfile -d '' args < "$p/cmdline" 2>/dev/null || continue
-        if [[ "${args[*]}" == *"$run_dir"* || "${args[*]}" == *"$BOOT_OUT/serial.log"* ]]; then
+        # "$run_dir/": another run's folder may start with this one's name (stlab-2345, stlab-23456).
+        if [[ "${args[*]}" == *"$run_dir/"* || "${args[*]}" == *"$BOOT_OUT/serial.log"* ]]; then
             found+=("process ${p#/proc/} (${args[0]:-?})")
         fi
     done
-    if awk '{print $2}' /proc/mounts | grep -qF "$run_dir"; then found+=("mounts under $run_dir"); fi
+    if awk -v d="$run_dir/" 'index($2, d) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+        found+=("mounts under $run_dir")
+    fi
     if ip netns list | awk '{print $1}' | grep -qxF "$NS_NAME"; then found+=("network namespace $NS_NAME"); fi
     echo "${found[*]}"
 }

@@ -219,13 +219,14 @@ image_prepare_run() {
 }
 
 # image_fingerprint ROOT: one hash over every entry's type, mode, owner, size, mtime and link
-# target, and the content of every regular file under 1 GiB (a larger one, such as a fault's
+# target, and the content of every regular file under 1 GiB (`-size -1G` would mean empty: find
+# rounds up to whole units; a larger one, such as a fault's
 # 10 GB sparse file, by its metadata: a write changes its mtime): what a client writing to its
 # root would change.
 image_fingerprint() {
     local root=$1
     {
         find "$root" -xdev -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort
-        (cd "$root" && find . -xdev -type f -size -1G -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+        (cd "$root" && find . -xdev -type f -size -1073741824c -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
     } | sha256sum | cut -d' ' -f1
 }

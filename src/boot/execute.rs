@@ -829,10 +829,7 @@ impl<'a> Executor<'a> {
                 crate::boot::CONFIG
             );
             crate::log::configure(options.quiet, options.debug);
-            crate::boot::panic::configure(
-                options.emergency,
-                handoff::candidates(options.init.as_deref(), options.emergency),
-            );
+            crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
         }
         (self.options, self.diagnostics) = (options, diagnostics);
         Ok(Done::ok(format!(
@@ -1493,25 +1490,27 @@ mod tests {
     fn the_chosen_init_first_then_the_fallback_chain() {
         let image = Image::new("fallback");
         // /sbin/init is the only executable: the plan chooses it; when its exec fails (ENOEXEC)
-        // the others follow in order, /bin/sh last (the shell policy only), which here runs.
-        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p != Path::new("/bin/sh")).then_some(8));
-        let (outcomes, ended) = boot(&image, "stateless.init=/nonexistent stateless.emergency=shell", &sys, Mode::Boot);
-        assert_eq!(ended.as_deref(), Some("fake exec /bin/sh"));
-        let execs: Vec<PathBuf> = sys
-            .calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Exec(path, _) => Some(path),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(execs, ["/sbin/init", "/nonexistent", "/etc/init", "/bin/init", "/bin/sh"].map(PathBuf::from));
-        assert!(outcomes.iter().any(|o| o.phase == Phase::Report), "the report comes before the handoff");
-        // Under any other policy /bin/sh is no init: the chain ends before it, in the reboot.
-        let sys = fake(|c| matches!(c, Call::Exec(p, _) if p != Path::new("/bin/sh")).then_some(8));
-        let (_, ended) = boot(&image, "stateless.init=/nonexistent", &sys, Mode::Boot);
-        assert_eq!(ended.as_deref(), Some("fake reboot"));
-        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Exec(p, _) if p == Path::new("/bin/sh"))));
+        // the others follow in order, /bin/init last. /bin/sh is never executed as init, not
+        // even under the shell policy (a shell as PID 1 panics the kernel when it exits): the
+        // emergency runs it as a child, then reboots.
+        for (policy, shells) in [("continue", 0), ("shell", 1)] {
+            let sys = fake(|c| matches!(c, Call::Exec(..)).then_some(8));
+            let cmdline = format!("stateless.init=/nonexistent stateless.emergency={policy}");
+            let (outcomes, ended) = boot(&image, &cmdline, &sys, Mode::Boot);
+            assert_eq!(ended.as_deref(), Some("fake reboot"), "{policy}");
+            let execs: Vec<PathBuf> = sys
+                .calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Exec(path, _) => Some(path),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(execs, ["/sbin/init", "/nonexistent", "/etc/init", "/bin/init"].map(PathBuf::from));
+            let ran = sys.calls().iter().filter(|c| matches!(c, Call::Shell(_))).count();
+            assert_eq!(ran, shells, "{policy}");
+            assert!(outcomes.iter().any(|o| o.phase == Phase::Report), "the report comes before the handoff");
+        }
     }
 
     #[test]
@@ -1525,8 +1524,7 @@ mod tests {
             assert_eq!((last.phase, last.status), (Phase::Handoff, Status::Failed));
             let error = last.error.as_ref().unwrap();
             assert_eq!((error.op, error.errno), (Op::Exec, Some(2)));
-            // /bin/sh is tried as an init under the shell policy only.
-            assert_eq!(error.message.contains("/bin/sh: "), policy == "shell", "{error}");
+            assert!(!error.message.contains("/bin/sh"), "never an init: {error}");
             let calls = sys.calls();
             assert_eq!(calls.iter().filter(|c| matches!(c, Call::Shell(_))).count(), shells, "{policy}: {calls:?}");
             let end: Vec<&Call> = calls.iter().rev().take(3).collect();

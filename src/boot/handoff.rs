@@ -9,12 +9,10 @@ use crate::sys::Sys;
 
 /// The kernel's own fallbacks after `init=` (init/main.c), but its last one, `/bin/sh`: that is
 /// an unauthenticated root shell on the console of a client whose image lost its init (dracut's
-/// and cryptsetup's CVE-2016-4484 was such a shell); `stateless` adds it only under
-/// `stateless.emergency=shell`, where the admin asked for one.
+/// and cryptsetup's CVE-2016-4484 was such a shell), and a shell as PID 1 panics the kernel when
+/// it exits. `stateless` never executes it as init; under `stateless.emergency=shell` the
+/// emergency runs it as a child instead, then reboots ([`emergency`]).
 pub const FALLBACK_INITS: [&str; 3] = ["/sbin/init", "/etc/init", "/bin/init"];
-
-/// The shell the kernel would fall back to last.
-pub const SHELL: &str = "/bin/sh";
 
 /// How long to show the error before rebooting or powering off.
 pub const EMERGENCY_DELAY: Duration = Duration::from_secs(15);
@@ -22,12 +20,10 @@ pub const EMERGENCY_DELAY: Duration = Duration::from_secs(15);
 /// How long a sync before a reboot or power-off may take.
 pub const SYNC_BOUND: Duration = Duration::from_secs(10);
 
-/// `stateless.init=` (when given) followed by the kernel's fallbacks, without repeats; `/bin/sh`
-/// last only under the `shell` policy.
-pub fn candidates(init: Option<&str>, emergency: Emergency) -> Vec<String> {
+/// `stateless.init=` (when given) followed by the kernel's fallbacks, without repeats.
+pub fn candidates(init: Option<&str>) -> Vec<String> {
     let mut list: Vec<String> = init.into_iter().map(str::to_string).collect();
-    let shell = (emergency == Emergency::Shell).then_some(SHELL);
-    for fallback in FALLBACK_INITS.into_iter().chain(shell) {
+    for fallback in FALLBACK_INITS {
         if !list.iter().any(|i| i == fallback) {
             list.push(fallback.to_string());
         }
@@ -78,28 +74,21 @@ mod tests {
 
     #[test]
     fn candidates_start_with_the_given_init_without_repeats() {
-        assert_eq!(candidates(None, Emergency::Continue), FALLBACK_INITS);
-        assert_eq!(candidates(Some("/usr/lib/systemd/systemd"), Emergency::Reboot)[0], "/usr/lib/systemd/systemd");
-        let given = candidates(Some("/bin/sh"), Emergency::Continue);
+        assert_eq!(candidates(None), FALLBACK_INITS);
+        assert_eq!(candidates(Some("/usr/lib/systemd/systemd"))[0], "/usr/lib/systemd/systemd");
+        let given = candidates(Some("/bin/sh"));
         assert_eq!(given, ["/bin/sh", "/sbin/init", "/etc/init", "/bin/init"], "named, it is the admin's choice");
-    }
-
-    #[test]
-    fn the_shell_is_a_fallback_only_under_the_shell_policy() {
-        for policy in [Emergency::Continue, Emergency::Reboot, Emergency::Poweroff] {
-            assert!(!candidates(None, policy).iter().any(|c| c == SHELL), "{policy:?}");
-        }
-        assert_eq!(candidates(None, Emergency::Shell), ["/sbin/init", "/etc/init", "/bin/init", "/bin/sh"]);
+        assert!(!candidates(None).iter().any(|c| c == "/bin/sh"), "never a fallback");
     }
 
     #[test]
     fn exec_chain_tries_every_candidate_in_order_with_kernel_args() {
         let sys = Fake::failing(|_| Some(2));
-        let failures = exec_chain(&sys, &candidates(Some("/nonexistent"), Emergency::Shell), &["single".into()]);
-        assert_eq!(failures.len(), 5);
+        let failures = exec_chain(&sys, &candidates(Some("/nonexistent")), &["single".into()]);
+        assert_eq!(failures.len(), 4);
         let execs: Vec<Call> = sys.calls();
         assert_eq!(execs[0], Call::Exec("/nonexistent".into(), vec!["/nonexistent".into(), "single".into()]));
-        assert_eq!(execs[4], Call::Exec("/bin/sh".into(), vec!["/bin/sh".into(), "single".into()]));
+        assert_eq!(execs[3], Call::Exec("/bin/init".into(), vec!["/bin/init".into(), "single".into()]));
     }
 }
 

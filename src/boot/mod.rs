@@ -60,7 +60,7 @@ pub fn run() -> ! {
     for d in &diagnostics {
         log::warn!("{d}");
     }
-    panic::configure(options.emergency, handoff::candidates(options.init.as_deref(), options.emergency));
+    panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
     executor.options = options;
     executor.diagnostics = diagnostics;
     executor.facts.initramfs = initramfs_mode(&executor.target, executor.options.init.as_deref());
@@ -82,7 +82,7 @@ pub fn run() -> ! {
 /// over to (`stateless.init=`, /sbin/init, /etc/init, /bin/init), so the image is to be found
 /// on NFS. An initramfs that holds a whole system is booted as it is, as an on-root image.
 fn initramfs_mode(root: &ImageRoot, init: Option<&str>) -> bool {
-    let system = handoff::candidates(init, Emergency::Continue).into_iter().any(|c| root.executable(&c));
+    let system = handoff::candidates(init).into_iter().any(|c| root.executable(&c));
     crate::fs::initramfs::is_initramfs(root.path()) && !system
 }
 

@@ -36,7 +36,7 @@ pub fn install() {
         let sys = Real;
         let policy = policy();
         if policy == Emergency::Continue {
-            let candidates = INITS.get().cloned().unwrap_or_else(|| handoff::candidates(None, policy));
+            let candidates = INITS.get().cloned().unwrap_or_else(|| handoff::candidates(None));
             let args: Vec<_> = std::env::args_os().skip(1).collect();
             handoff::exec_chain(&sys, &candidates, &args);
         }

@@ -88,7 +88,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         }
         Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/report.json") }],
         Phase::Handoff => {
-            let mut fallbacks = handoff::candidates(options.init.as_deref(), options.emergency);
+            let mut fallbacks = handoff::candidates(options.init.as_deref());
             let init = fallbacks.iter().position(|c| target.executable(c)).map(|i| fallbacks.remove(i));
             vec![Step::Handoff { init, fallbacks }]
         }

@@ -41,8 +41,8 @@
 //! - Existing destination directories are merged: entries the source does not have are kept, and
 //!   extended attributes the source does not have are kept.
 //! - A regular file whose data copy fails is removed again (no half-written config file is left).
-//!   One larger than the destination filesystem's whole size is refused unread: error
-//!   `too-big`, `EFBIG`.
+//!   One that needs more than the destination filesystem's whole size (its size, or its data
+//!   when the source can tell its holes) is refused unread: error `too-big`, `EFBIG`.
 //! - Hard links in a layer are copied as independent files.
 //!
 //! # Metadata order
@@ -756,13 +756,18 @@ fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_
     let Some((src, stat)) = open_source(at, Kind::File, errs) else {
         return false;
     };
-    // A file larger than the whole destination filesystem (a 10 GB sparse file for a tmpfs of
-    // half the RAM) is refused before a byte is read: where the source cannot tell its holes
-    // (NFSv3 has no SEEK_DATA), copying it would read all of it over the network, and fill the
-    // tmpfs, to fail at the end all the same.
+    // A file that needs more than the whole destination filesystem is refused before a byte is
+    // read: its size, or for a sparse file whose holes the source can tell (SEEK_HOLE finds one
+    // before the end) its data. Where the source cannot tell them (NFSv3 has no SEEK_DATA), a
+    // 10 GB sparse file would otherwise be read in full over the network, filling the tmpfs,
+    // to fail at the end all the same.
     if let Ok(fs) = fs::fstatvfs(at.dst) {
         let capacity = fs.f_blocks.saturating_mul(fs.f_frsize);
-        if capacity > 0 && u64::try_from(stat.st_size).unwrap_or(u64::MAX) > capacity {
+        let size = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
+        let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
+        let holes_known = allocated < size && fs::seek(&src, SeekFrom::Hole(0)).is_ok_and(|hole| hole < size);
+        let needed = if holes_known { allocated } else { size };
+        if capacity > 0 && needed > capacity {
             errs.push("too-big", Errno::FBIG);
             return false;
         }

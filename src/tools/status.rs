@@ -26,6 +26,9 @@ timeline, one bar per step, written to FILE.
 /// Where the boot leaves its report.
 pub const REPORT: &str = "/run/stateless/report.json";
 
+/// The most of a report file that is read (a boot's is tens of KiB).
+const MAX_REPORT: u64 = 16 << 20;
+
 struct Args {
     report: PathBuf,
     json: bool,
@@ -53,7 +56,10 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         return Ok(0);
     };
     let shown = args.report.display();
-    let text = std::fs::read_to_string(&args.report)
+    // A report is some KiB; a bigger file is no report (and must not fill the memory).
+    let mut text = String::new();
+    std::fs::File::open(&args.report)
+        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_REPORT), &mut text))
         .map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
     let report: Report = serde_json::from_str(&text).map_err(|e| format!("{shown}: not a stateless report: {e}"))?;
     if report.format > FORMAT {
@@ -137,7 +143,7 @@ impl Summary {
         let mut phases: Vec<(String, u64)> = Vec::new();
         for o in &report.steps {
             match phases.last_mut() {
-                Some((phase, ms)) if *phase == o.phase.as_str() => *ms += o.ms,
+                Some((phase, ms)) if *phase == o.phase.as_str() => *ms = ms.saturating_add(o.ms),
                 _ => phases.push((o.phase.as_str().to_string(), o.ms)),
             }
         }
@@ -257,19 +263,24 @@ fn human(s: &Summary) -> String {
 }
 
 /// The boot as an SVG timeline, in the spirit of `systemd-analyze plot`: one row per step, its
-/// bar from when it began for as long as it took, coloured by its status, a tick every 100 ms.
+/// bar from when it began for as long as it took, coloured by its status, at most 21 ticks.
 pub fn timeline(report: &Report) -> String {
     const ROW: u64 = 18;
     const LEFT: u64 = 10;
     const TOP: u64 = 30;
-    let end = report.steps.iter().map(|o| o.at_ms + o.ms).max().unwrap_or(0).max(report.elapsed_ms).max(1);
+    // The report is read, not trusted: its numbers saturate, and the ticks are at most 20.
+    let end =
+        report.steps.iter().map(|o| o.at_ms.saturating_add(o.ms)).max().unwrap_or(0).max(report.elapsed_ms).max(1);
     // At most 1,600 px for the bars: 1 px per ms up to there.
     let scale = 1600.0_f64.min(end as f64) / end as f64;
     let x = |ms: u64| LEFT as f64 + ms as f64 * scale;
     let label = |o: &crate::model::outcome::Outcome| format!("{} {}: {} ms", o.phase.as_str(), o.step, o.ms);
     // Room for the longest label after its bar (about 7 px a character at 12 px).
-    let right =
-        report.steps.iter().map(|o| x(o.at_ms + o.ms) + 7.0 * label(o).chars().count() as f64).fold(0.0, f64::max);
+    let right = report
+        .steps
+        .iter()
+        .map(|o| x(o.at_ms.saturating_add(o.ms)) + 7.0 * label(o).chars().count() as f64)
+        .fold(0.0, f64::max);
     let width = (x(end).max(right) + 20.0) as u64;
     let height = TOP + ROW * (report.steps.len() as u64 + 1) + 20;
     let mut svg = format!(
@@ -281,8 +292,9 @@ pub fn timeline(report: &Report) -> String {
         report.own_ms,
         xml(&report.version),
     );
-    let mut tick = 0;
-    while tick <= end {
+    let step = [100, 200, 500, 1_000, 2_000, 5_000, 10_000, 60_000].into_iter().find(|s| end / s <= 20);
+    let step = step.unwrap_or_else(|| (end / 20).max(1));
+    for tick in (0..=20).map(|n| step.saturating_mul(n)).take_while(|t| *t <= end) {
         let _ = writeln!(
             svg,
             "<line x1=\"{0:.1}\" y1=\"{TOP}\" x2=\"{0:.1}\" y2=\"{1}\" stroke=\"#ddd\"/><text x=\"{0:.1}\" y=\"{2}\" fill=\"#888\" font-size=\"10\">{tick} ms</text>",
@@ -290,7 +302,6 @@ pub fn timeline(report: &Report) -> String {
             height - 20,
             height - 8,
         );
-        tick += if end > 5000 { 1000 } else { 100 };
     }
     for (row, o) in report.steps.iter().enumerate() {
         let y = TOP + ROW * row as u64;
@@ -320,7 +331,13 @@ pub fn timeline(report: &Report) -> String {
 /// Text for SVG: the XML specials escaped, control characters and bytes that are not UTF-8 as
 /// `\xNN` first.
 fn xml(text: &str) -> String {
-    escape(text.as_bytes()).replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    // U+FFFE and U+FFFF are not XML characters either.
+    escape(text.as_bytes())
+        .replace(['\u{fffe}', '\u{ffff}'], "?")
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -380,6 +397,18 @@ mod tests {
         report.version = "<script>&\"".into();
         let svg = timeline(&report);
         assert!(svg.contains("&lt;script&gt;&amp;&quot;") && !svg.contains("<script>"), "{svg}");
+    }
+
+    #[test]
+    fn a_report_with_absurd_numbers_is_drawn_all_the_same() {
+        let mut report = fixture("onroot");
+        report.elapsed_ms = u64::MAX;
+        for o in &mut report.steps {
+            (o.at_ms, o.ms) = (u64::MAX - 1, u64::MAX);
+        }
+        let svg = timeline(&report);
+        assert!(svg.matches("<line ").count() <= 21, "bounded ticks");
+        assert!(human(&Summary::of(&report)).contains("early-mounts"));
     }
 
     #[test]
