@@ -409,6 +409,9 @@ struct Place {
     setgid: bool,
     /// Whether `dst` lies in an overlay's upper dir.
     upper: bool,
+    /// The whole size of the target's filesystem in bytes (0: unknown), read once per target:
+    /// nothing is mounted below a target's destination, a fresh tmpfs or upper dir.
+    capacity: u64,
     lower: Option<Lower>,
 }
 
@@ -445,6 +448,8 @@ struct At<'a> {
     setgid: bool,
     /// Whether `dst` lies in an overlay's upper dir, not mounted yet.
     upper: bool,
+    /// The whole size of the destination filesystem in bytes (0: unknown).
+    capacity: u64,
 }
 
 /// Who creates files in this process, and with which umask: a file created with its final mode
@@ -508,7 +513,8 @@ impl Copier<'_> {
             Some(lower) => Some(Lower { fd: errs.check("dup", io::fcntl_dupfd_cloexec(lower, 0))? }),
             None => None,
         };
-        Some(Place { dst, setgid, upper: lower.is_some(), lower })
+        let capacity = fs::fstatvfs(&dst).map_or(0, |fs| fs.f_blocks.saturating_mul(fs.f_frsize));
+        Some(Place { dst, setgid, upper: lower.is_some(), capacity, lower })
     }
 
     /// Copies the entries of `src` into `place` (none: a directory on the way to a target).
@@ -532,7 +538,8 @@ impl Copier<'_> {
                 }
                 continue;
             };
-            let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid: place.setgid, upper: place.upper };
+            let (setgid, upper, capacity) = (place.setgid, place.upper, place.capacity);
+            let at = At { src, dst: place.dst.as_fd(), name: &listed.0, setgid, upper, capacity };
             let lower = place.lower.as_ref();
             match step {
                 Action::Refuse => self.out.refused.push(entry),
@@ -598,7 +605,7 @@ impl Copier<'_> {
         };
         let path = entry.path.clone();
         self.out.written.push(entry);
-        let place = Place { dst, setgid, upper: at.upper, lower };
+        let place = Place { dst, setgid, upper: at.upper, capacity: at.capacity, lower };
         self.copy_dir(src.as_fd(), Some(&place), &path, depth);
         let mut errs = Errs::new(&path, &mut self.out.errors);
         let source_xattrs = self.xattrs.then_some(Xattrs::Fd(src.as_fd()));
@@ -616,7 +623,8 @@ impl Copier<'_> {
             return;
         };
         let setgid = passes_group(&dst);
-        self.copy_dir(src.as_fd(), Some(&Place { dst, setgid, upper: at.upper, lower }), path, depth);
+        let place = Place { dst, setgid, upper: at.upper, capacity: at.capacity, lower };
+        self.copy_dir(src.as_fd(), Some(&place), path, depth);
     }
 }
 
@@ -761,13 +769,12 @@ fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_
     // before the end) its data. Where the source cannot tell them (NFSv3 has no SEEK_DATA), a
     // 10 GB sparse file would otherwise be read in full over the network, filling the tmpfs,
     // to fail at the end all the same.
-    if let Ok(fs) = fs::fstatvfs(at.dst) {
-        let capacity = fs.f_blocks.saturating_mul(fs.f_frsize);
+    if at.capacity > 0 {
         let size = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
         let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
         let holes_known = allocated < size && fs::seek(&src, SeekFrom::Hole(0)).is_ok_and(|hole| hole < size);
         let needed = if holes_known { allocated } else { size };
-        if capacity > 0 && needed > capacity {
+        if needed > at.capacity {
             errs.push("too-big", Errno::FBIG);
             return false;
         }
