@@ -702,14 +702,14 @@ impl<'a> Executor<'a> {
         self.sys.sethostname(&h.short).map_err(|e| name_fail(Op::Sethostname, &h.short, &e))?;
         let kernel_domain = self.sys.uname().domainname;
         match &h.domain {
-            // The kernel keeps 64 bytes of a domain name (__NEW_UTS_LEN); a longer one is still
-            // a valid name for /etc/hosts.
-            Some(domain) if (kernel_domain == "(none)" || kernel_domain.is_empty()) && domain.len() > 64 => {
-                let why = "longer than the kernel's 64 bytes: the kernel's domain name is left unset";
-                let error = Failure::new(Op::Setdomainname, Some(Path::new(domain)), why.to_string());
-                Ok(Done::degraded(format!("set {} (not the domain {domain})", h.short), error))
-            }
             Some(domain) if kernel_domain == "(none)" || kernel_domain.is_empty() => {
+                // The kernel keeps 64 bytes of a domain name; a longer one is still a valid name
+                // for /etc/hosts.
+                if domain.len() > crate::model::hostname::UTS_LEN {
+                    let why = "longer than the kernel's 64 bytes: the kernel's domain name is left unset";
+                    let error = Failure::new(Op::Setdomainname, Some(Path::new(domain)), why.to_string());
+                    return Ok(Done::degraded(format!("set {} (not the domain {domain})", h.short), error));
+                }
                 self.sys.setdomainname(domain).map_err(|e| name_fail(Op::Setdomainname, domain, &e))?;
                 Ok(Done::ok(format!("set {} (domain {domain})", h.short)))
             }

@@ -17,6 +17,10 @@ use crate::model::outcome::{DirResult, Failure, LayerResult, Mode, Op, Outcome};
 use crate::model::step::{Phase, Step};
 use crate::sys::blocked::Blocked;
 
+/// Where a running client's report is (`REPORT_DIR` of the plan, under the root it runs in):
+/// what `stateless status` and `stateless modules` read.
+pub const LIVE_PATH: &str = "/run/stateless/report.json";
+
 /// The report format's version: raised when a field changes meaning or goes away (adding a
 /// field does not raise it; readers ignore fields they do not know).
 pub const FORMAT: u32 = 1;

@@ -73,8 +73,8 @@ impl Hostname {
     }
 }
 
-/// Longest name `sethostname` takes (`__NEW_UTS_LEN`).
-const UTS_LEN: usize = 64;
+/// Longest name `sethostname` and `setdomainname` take (`__NEW_UTS_LEN`).
+pub const UTS_LEN: usize = 64;
 
 /// Checks a hostname against RFC 1123: dot-separated labels of 1–63 letters, digits and `-`,
 /// not starting or ending with `-`, 253 characters at most. One trailing dot is allowed and removed.

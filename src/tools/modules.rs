@@ -64,9 +64,6 @@ struct Output {
     booted: Option<Vec<Loaded>>,
 }
 
-/// Where the boot leaves its report.
-const REPORT: &str = "/run/stateless/report.json";
-
 pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let Some(args) = parse(args)? else {
         crate::tools::emit(USAGE)?;
@@ -94,7 +91,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let problems = index.problems.into_iter().chain(config.problems).collect();
     // On a client, for the kernel it runs: what its boot loaded, and how each went.
     let booted = (release == running && args.sysfs.is_none())
-        .then(|| std::fs::read_to_string(REPORT).ok())
+        .then(|| std::fs::read_to_string(crate::boot::report::LIVE_PATH).ok())
         .flatten()
         .and_then(|text| serde_json::from_str::<crate::boot::report::Report>(&text).ok())
         .map(|report| report.modules);
@@ -133,7 +130,7 @@ fn human(out: &Output) -> String {
         text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, p.module));
     }
     if let Some(booted) = &out.booted {
-        text.push_str(&format!("at boot ({REPORT}):\n"));
+        text.push_str(&format!("at boot ({}):\n", crate::boot::report::LIVE_PATH));
         for m in booted {
             let result = match &m.outcome {
                 Outcome::Loaded => format!("loaded in {} ms", m.ms),

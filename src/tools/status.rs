@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::boot::report::{Report, FORMAT};
+use crate::boot::report::{Report, FORMAT, LIVE_PATH};
 use crate::kmod::load::Outcome as LoadOutcome;
 use crate::model::outcome::Status;
 use crate::model::step::{Phase, Step};
@@ -23,9 +23,6 @@ of each phase and step, and every warning. --json: one JSON object; --svg FILE: 
 timeline, one bar per step, written to FILE.
 ";
 
-/// Where the boot leaves its report.
-pub const REPORT: &str = "/run/stateless/report.json";
-
 /// The most of a report file that is read (a boot's is tens of KiB).
 const MAX_REPORT: u64 = 16 << 20;
 
@@ -36,7 +33,7 @@ struct Args {
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
-    let mut parsed = Args { report: PathBuf::from(REPORT), json: false, svg: None };
+    let mut parsed = Args { report: PathBuf::from(LIVE_PATH), json: false, svg: None };
     while let Some(arg) = args.next() {
         let mut path = |flag: &str| args.next().map(PathBuf::from).ok_or_else(|| format!("{flag} needs a file"));
         match arg.to_str().unwrap_or("") {
