@@ -130,7 +130,7 @@ impl Summary {
         let lease = report.dhcp.as_ref().map(|d| {
             let server = d.lease.server.map_or("an unnamed server".to_string(), |s| s.to_string());
             let time = d.lease.lease_secs.map_or(String::new(), |s| format!(", {s} s lease"));
-            let exchange = format!("{:?}", d.exchange).to_lowercase();
+            let exchange = spelled(&d.exchange);
             format!("{exchange} from {server}{time}: {} sent, {} ignored, {} ms", d.sent, d.ignored, d.ms)
         });
         let loaded = |wanted: bool| {
@@ -147,11 +147,7 @@ impl Summary {
         let mut warnings = Vec::new();
         for o in report.steps.iter().filter(|o| matches!(o.status, Status::Failed | Status::Degraded)) {
             let why = o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
-            warnings.push(
-                format!("{} {:?}{why}", o.step, o.status)
-                    .replace(" Failed", " failed")
-                    .replace(" Degraded", " degraded"),
-            );
+            warnings.push(format!("{} {}{why}", o.step, spelled(&o.status)));
         }
         warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {r}")));
         if let Some(d) = &report.dhcp {
@@ -161,16 +157,13 @@ impl Summary {
         Summary {
             version: report.version.clone(),
             mode: if initramfs { "initramfs" } else { "on-root" },
-            hostname: report
-                .hostname
-                .as_ref()
-                .map(|h| h.domain.as_ref().map_or(h.short.clone(), |d| format!("{}.{d}", h.short))),
-            hostname_source: report.hostname.as_ref().map(|h| format!("{:?}", h.source).to_lowercase()),
+            hostname: report.hostname.as_ref().map(|h| h.fqdn()),
+            hostname_source: report.hostname.as_ref().map(|h| spelled(&h.source)),
             interface: report.interface.clone(),
             address: report.address.map(|a| a.to_string()),
             lease,
             root,
-            dirs: report.dirs.iter().map(|d| format!("{} {:?}", d.dir, d.mode).to_lowercase()).collect(),
+            dirs: report.dirs.iter().map(|d| format!("{} {}", d.dir, spelled(&d.mode))).collect(),
             layers: report
                 .layers
                 .iter()
@@ -198,6 +191,11 @@ impl Summary {
             degraded: report.degraded,
         }
     }
+}
+
+/// A value as the report spells it (`degraded`, `overlay`, `inform`, `cmdline`): its serde name.
+fn spelled<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// The human form: one `key: value` line per fact, lists indented below their key. Every
@@ -234,7 +232,7 @@ fn human(s: &Summary) -> String {
     }
     let _ = writeln!(out, "steps:");
     for step in &s.steps {
-        let status = format!("{:?}", step.status).to_lowercase();
+        let status = spelled(&step.status);
         let _ = writeln!(out, "  {:>6} ms {:>6} ms  {status:<8} {}", step.at_ms, step.ms, e(&step.step));
     }
     let _ =
@@ -315,7 +313,7 @@ pub fn timeline(report: &Report) -> String {
             "<rect x=\"{x0:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"{colour}\"><title>{}</title></rect><text x=\"{:.1}\" y=\"{}\">{}</text>",
             y + 2,
             ROW - 4,
-            xml(&format!("{label} ({:?})", o.status)),
+            xml(&format!("{label} ({})", spelled(&o.status))),
             x0 + w + 4.0,
             y + ROW - 5,
             xml(&label),
