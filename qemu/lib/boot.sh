@@ -279,7 +279,6 @@ cmd_boot() {
     cmdline+=$append
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
     # ready at once; without it the OpenRC image waited about 35 s for "crng init done".
-    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
     # The console goes to serial.log; with --answer-breaks it is QEMU's stdio instead (written
     # to serial.log all the same), so the lab can also type on it through a FIFO on its stdin,
     # held open here (opening it for reading would wait for a writer).
@@ -292,6 +291,7 @@ cmd_boot() {
         stdin=$BOOT_OUT/serial.in
         stdout=$BOOT_OUT/serial.log
     fi
+    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
     local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 1024 -nographic -no-reboot
         "${serial[@]}" -monitor none -display none
         -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
