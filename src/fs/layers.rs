@@ -73,12 +73,13 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
     }
 }
 
-/// Opens one layer dir beneath the layer root.
-fn open_layer(layer_root: BorrowedFd<'_>, name: &str) -> Result<Option<OwnedFd>, String> {
+/// Opens one layer dir beneath the layer root: `None` when it does not exist.
+pub(crate) fn open_layer(layer_root: BorrowedFd<'_>, name: &str) -> Result<Option<OwnedFd>, String> {
     match tree::open_beneath(layer_root, Path::new(name), OFlags::DIRECTORY | OFlags::CLOEXEC) {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
         Err(rustix::io::Errno::XDEV) => Err(format!("{name}: a symlink points out of the layer root")),
+        Err(rustix::io::Errno::NOTDIR) => Err(format!("{name}: not a directory")),
         Err(e) => Err(format!("{name}: {e}")),
     }
 }

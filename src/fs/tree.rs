@@ -335,32 +335,53 @@ fn classify(
 /// listed once and not entered; a `Descend`ed directory is entered but not itself listed.
 /// Directories are opened (to be listed), files never are.
 pub fn walk(src: BorrowedFd<'_>, filter: &dyn Fn(&Path, Kind) -> Verdict) -> Walk {
+    walk_visiting(src, filter, &mut |_, _, _| {})
+}
+
+/// [`walk`], calling `visit(parent dir, name, entry)` for every entry a copy would write, as it
+/// is listed: the parent's fd lets the caller look at the entry itself (`stateless check`)
+/// without resolving its path again.
+pub fn walk_visiting(
+    src: BorrowedFd<'_>,
+    filter: &dyn Fn(&Path, Kind) -> Verdict,
+    visit: &mut dyn FnMut(BorrowedFd<'_>, &OsStr, &Entry),
+) -> Walk {
     let mut out = Walk::default();
-    walk_dir(src, Path::new(""), 0, filter, &mut out);
+    walk_dir(src, Path::new(""), 0, &mut Walker { filter, visit, out: &mut out });
     out
 }
 
-fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, filter: &dyn Fn(&Path, Kind) -> Verdict, out: &mut Walk) {
-    for listed in read_names(src, &mut Errs::new(rel, &mut out.errors)) {
+/// What [`walk_dir`] carries down the tree.
+struct Walker<'w> {
+    filter: &'w dyn Fn(&Path, Kind) -> Verdict,
+    visit: &'w mut dyn FnMut(BorrowedFd<'_>, &OsStr, &Entry),
+    out: &'w mut Walk,
+}
+
+fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, w: &mut Walker<'_>) {
+    for listed in read_names(src, &mut Errs::new(rel, &mut w.out.errors)) {
         let name = &listed.0;
-        let Some((entry, verdict)) = classify(src, &listed, rel.join(name), filter, &mut out.errors) else {
+        let Some((entry, verdict)) = classify(src, &listed, rel.join(name), w.filter, &mut w.out.errors) else {
             continue;
         };
         let step = action(entry.kind, verdict, depth + 1);
+        if matches!(step, Action::Leaf | Action::EnterCopy) {
+            (w.visit)(src, name, &entry);
+        }
         match step {
-            Action::Refuse => out.refused.push(entry),
-            Action::Leaf => out.copy.push(entry),
-            Action::TooDeep => out.errors.push(TreeError::new(&entry.path, "depth", Errno::LOOP)),
+            Action::Refuse => w.out.refused.push(entry),
+            Action::Leaf => w.out.copy.push(entry),
+            Action::TooDeep => w.out.errors.push(TreeError::new(&entry.path, "depth", Errno::LOOP)),
             Action::EnterCopy | Action::EnterDescend => {
                 let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
-                let Some(dir) = Errs::new(&entry.path, &mut out.errors).check("open", opened) else {
+                let Some(dir) = Errs::new(&entry.path, &mut w.out.errors).check("open", opened) else {
                     continue;
                 };
                 let path = entry.path.clone();
                 if step == Action::EnterCopy {
-                    out.copy.push(entry);
+                    w.out.copy.push(entry);
                 }
-                walk_dir(dir.as_fd(), &path, depth + 1, filter, out);
+                walk_dir(dir.as_fd(), &path, depth + 1, w);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! `dhcp`, `modules` and the initramfs builder.
 
 mod apply;
+mod check;
 mod dhcp;
 mod initramfs;
 mod modules;
@@ -32,6 +33,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               the modules coldplug would load, and why
        stateless status [--report FILE] [--json] [--svg FILE]
                                               what this client's boot did, from its report
+       stateless check ROOT [--cmdline TEXT] [--host NAME[,ADDR/PREFIX]]... [--json]
+                                              check a layer tree before serving it (--help: more)
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
        stateless --help | --version
@@ -65,6 +68,15 @@ fn value(args: &mut impl Iterator<Item = OsString>, flag: &str) -> Result<String
     args.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{flag} needs a value"))
 }
 
+/// The command line given by `--cmdline TEXT` (bytes as given) or `--cmdline-file FILE`.
+fn cmdline_arg(flag: &str, args: &mut impl Iterator<Item = OsString>) -> Result<Vec<u8>, String> {
+    if flag == "--cmdline" {
+        return args.next().map(OsString::into_vec).ok_or_else(|| "--cmdline needs a value".to_owned());
+    }
+    let file = value(args, flag)?;
+    std::fs::read(&file).map_err(|e| format!("{file}: {e}"))
+}
+
 /// The arguments; `None` for `--help`.
 fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
     let mut parsed = Args::default();
@@ -72,14 +84,7 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
         match arg.to_str().unwrap_or("") {
             "--help" | "-h" => return Ok(None),
             "--root" => parsed.root = Some(PathBuf::from(value(&mut args, "--root")?)),
-            "--cmdline" => {
-                let text = args.next().ok_or("--cmdline needs a value")?;
-                parsed.cmdline = text.into_vec();
-            }
-            "--cmdline-file" => {
-                let file = value(&mut args, "--cmdline-file")?;
-                parsed.cmdline = std::fs::read(&file).map_err(|e| format!("{file}: {e}"))?;
-            }
+            flag @ ("--cmdline" | "--cmdline-file") => parsed.cmdline = cmdline_arg(flag, &mut args)?,
             "--ip" => parsed.ip = Some(value(&mut args, "--ip")?.parse().map_err(|e| format!("--ip: {e}"))?),
             "--hostname" => parsed.hostname = Some(value(&mut args, "--hostname")?),
             "--json" => parsed.json = true,
@@ -143,6 +148,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "status" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);
             status::command(args)
+        }
+        "check" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Warn);
+            check::command(args)
         }
         "initramfs" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);

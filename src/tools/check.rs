@@ -1,0 +1,685 @@
+//! `stateless check ROOT`: a layer tree checked before it is served, on the server, read-only.
+//!
+//! It finds what would make a client boot differently from what the admin meant:
+//! - layer dirs whose name can never match a client (`hosts/lab3-12.example.edu`, `labs/lab3-x`,
+//!   `networks/10.0.2.5_24`), a layer dir that is a file, a symlinked layer out of the layer root;
+//! - entries outside the writable dirs (never copied), sockets, trees deeper than the copy goes;
+//! - files the client cannot read, a file where the image (or an earlier layer) has a directory;
+//! - ownership surprises (an owner or group no passwd/group file of the image or its layers
+//!   names: the build machine's uid 1000), setuid/setgid files, entries anyone may write;
+//! - symlinks in a layer that climb above `/`, or point into the layer tree itself.
+//!
+//! Then, for every host it knows (the `hosts/` layers and `--host`), what it would receive:
+//! the layers in order and which layer supplies each file. Exit 1 when there is an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::{OsStr, OsString};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use serde::Serialize;
+
+use super::{emit, target_and_options, Args};
+use crate::fs::layers::{self, LayerKind};
+use crate::fs::root::ImageRoot;
+use crate::fs::tree::{self, Entry, Kind};
+use crate::model::hostname::{self, Hostname, Source};
+use crate::model::ipv4::{usable_unicast, Ipv4Net};
+use crate::model::text::escape_path;
+
+pub const USAGE: &str = "\
+usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]... [--json]
+
+Checks the layer tree of the image at ROOT (read-only) and shows what each known host would
+receive: the hosts/ layers, and every --host (a name, an address, or both: lab3-12,10.0.2.15/24).
+An address without a prefix takes it from the networks/ layers it falls in. --cmdline gives the
+command line the clients boot with (stateless.dirs=, stateless.layers=). Exit 1 on an error.
+";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem: where (a path below the layer root, or an option) and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+struct Finding {
+    severity: Severity,
+    at: String,
+    problem: String,
+}
+
+/// What a layer dir is keyed on: which clients it applies to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Key {
+    Base,
+    Broadcast(Ipv4Addr),
+    Network(Ipv4Net),
+    Lab(String),
+    Host(String),
+    Ip(Ipv4Addr),
+}
+
+/// A layer dir found in the tree, and what it holds.
+struct LayerDir {
+    /// Below the layer root: `hosts/lab3-12`.
+    name: String,
+    key: Option<Key>,
+    /// The dir it is (a symlinked layer is the same dir as its target).
+    id: (u64, u64),
+    /// Whether the name is a symlink to another layer dir: its findings are named by its target.
+    link: bool,
+    files: Vec<Entry>,
+}
+
+/// A host the check knows, and what it would receive.
+#[derive(Debug, Serialize)]
+struct Host {
+    name: Option<String>,
+    address: Option<Ipv4Addr>,
+    /// Given, or from the `networks/` layers the address falls in; without one, no `networks/`
+    /// layer is looked for.
+    prefix: Option<u8>,
+    /// The layers found for it, in order, with the entries each writes.
+    layers: Vec<(String, usize)>,
+    /// Every path it receives (`/etc/fstab`) and the layer that supplies it: the last one wins.
+    files: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Check {
+    image: String,
+    layer_root: String,
+    dirs: Vec<String>,
+    findings: Vec<Finding>,
+    hosts: Vec<Host>,
+}
+
+/// A host given with `--host`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Given {
+    name: Option<String>,
+    addr: Option<Ipv4Addr>,
+    prefix: Option<u8>,
+}
+
+fn parse_host(text: &str) -> Result<Given, String> {
+    let mut given = Given::default();
+    for part in text.split(',') {
+        let (addr, prefix) = part.split_once('/').map_or((part, None), |(a, p)| (a, Some(p)));
+        if let Ok(addr) = addr.parse::<Ipv4Addr>() {
+            given.addr = Some(addr);
+            given.prefix =
+                prefix.map(|p| p.parse().ok().filter(|p| *p <= 32).ok_or(format!("bad prefix {p:?}"))).transpose()?;
+        } else {
+            let name = hostname::validate(part).map_err(|e| format!("host name {part:?}: {e}"))?;
+            given.name = name.split('.').next().map(str::to_owned);
+        }
+    }
+    Ok(given)
+}
+
+pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let mut base = Args::default();
+    let mut given = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.to_str().unwrap_or("") {
+            "--help" | "-h" => return emit(USAGE).map(|()| 0),
+            "--host" => given.push(parse_host(&super::value(&mut args, "--host")?)?),
+            "--json" => base.json = true,
+            flag @ ("--cmdline" | "--cmdline-file") => base.cmdline = super::cmdline_arg(flag, &mut args)?,
+            other if !other.starts_with('-') && base.root.is_none() => base.root = Some(PathBuf::from(&arg)),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    if base.root.is_none() {
+        return Err(format!("the image root is missing\n{USAGE}"));
+    }
+    let (target, options, diagnostics) = target_and_options(&base)?;
+    let mut check = Check {
+        image: target.path().display().to_string(),
+        layer_root: options.layers.clone(),
+        dirs: options.dirs.clone(),
+        findings: diagnostics
+            .iter()
+            .map(|d| Finding { severity: Severity::Warning, at: d.key.clone(), problem: d.to_string() })
+            .collect(),
+        hosts: Vec::new(),
+    };
+    run(&target, &given, &mut check);
+    check.findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
+    if base.json {
+        emit(&(serde_json::to_string_pretty(&check).map_err(|e| e.to_string())? + "\n"))?;
+    } else {
+        emit(&render(&check))?;
+    }
+    Ok(i32::from(check.findings.iter().any(|f| f.severity == Severity::Error)))
+}
+
+/// Checks the layer tree of `target` into `check`.
+fn run(target: &ImageRoot, given: &[Given], check: &mut Check) {
+    let mut found = Findings(&mut check.findings);
+    let layer_root = match layers::open_root(target.fd(), &check.layer_root) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => {
+            found.error(&check.layer_root, "no layer root here: the clients get no layers");
+            return;
+        }
+        Err(e) => {
+            found.error(&check.layer_root, &format!("{e}: the clients get no layers"));
+            return;
+        }
+    };
+    let mut dirs = discover(layer_root.as_fd(), &mut found);
+    let ids = Ids::read(target, &dirs, layer_root.as_fd());
+    let image = Image { root: target, layer_root: Path::new(&check.layer_root), dirs: &check.dirs, ids };
+    let mut walked: BTreeMap<(u64, u64), Vec<Entry>> = BTreeMap::new();
+    // The real dirs first: a symlinked layer gets its target's entries, whose findings are listed once.
+    dirs.sort_by_key(|d| d.link);
+    for dir in &mut dirs {
+        if let Some(files) = walked.get(&dir.id) {
+            dir.files = files.clone();
+            continue;
+        }
+        if let Ok(Some(fd)) = layers::open_layer(layer_root.as_fd(), &dir.name) {
+            dir.files = image.walk_layer(&dir.name, fd.as_fd(), &mut found);
+            walked.insert(dir.id, dir.files.clone());
+        }
+    }
+    check.hosts = hosts(&dirs, given).into_iter().map(|host| receive(&dirs, host, &mut found)).collect();
+}
+
+/// The list findings are added to.
+struct Findings<'a>(&'a mut Vec<Finding>);
+
+impl Findings<'_> {
+    fn push(&mut self, severity: Severity, at: &str, problem: &str) {
+        self.0.push(Finding { severity, at: at.to_owned(), problem: problem.to_owned() });
+    }
+    fn error(&mut self, at: &str, problem: &str) {
+        self.push(Severity::Error, at, problem);
+    }
+    fn warning(&mut self, at: &str, problem: &str) {
+        self.push(Severity::Warning, at, problem);
+    }
+}
+
+/// The names in `dir`, sorted; `.` and `..` left out.
+fn names(dir: BorrowedFd<'_>) -> Result<Vec<OsString>, Errno> {
+    let mut names: Vec<OsString> = rustix::fs::Dir::read_from(dir)?
+        .filter_map(Result::ok)
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// The layer dirs under the layer root: `base`, and every entry of `networks/`, `labs/` and
+/// `hosts/`, each with the key it matches on (none when no client can match it).
+fn discover(layer_root: BorrowedFd<'_>, found: &mut Findings<'_>) -> Vec<LayerDir> {
+    let top = match names(layer_root) {
+        Ok(top) => top,
+        Err(e) => {
+            found.error(".", &format!("cannot list the layer root: {e}"));
+            return Vec::new();
+        }
+    };
+    let mut dirs = Vec::new();
+    for name in top {
+        let shown = escape_path(Path::new(&name));
+        let category = match name.to_str() {
+            Some("base") => {
+                dirs.extend(layer_dir(layer_root, "base".into(), Ok(Key::Base), found));
+                continue;
+            }
+            Some(category @ ("networks" | "labs" | "hosts")) => category,
+            _ => {
+                found.warning(&shown, "not a layer: only base, networks, labs and hosts are looked at");
+                continue;
+            }
+        };
+        let listed = tree::open_beneath(layer_root, Path::new(category), OFlags::DIRECTORY | OFlags::RDONLY)
+            .and_then(|fd| names(fd.as_fd()));
+        match listed {
+            Ok(entries) => {
+                for entry in entries {
+                    let layer = format!("{category}/{}", escape_path(Path::new(&entry)));
+                    let key =
+                        entry.to_str().ok_or_else(|| "the name is not UTF-8".to_owned()).and_then(|n| key(category, n));
+                    dirs.extend(layer_dir(layer_root, layer, key, found));
+                }
+            }
+            Err(e) => found.error(category, &format!("cannot be listed ({e}): none of its layers is applied")),
+        }
+    }
+    dirs
+}
+
+/// One layer dir, when it can be opened; a finding when it cannot or its name never matches.
+fn layer_dir(
+    layer_root: BorrowedFd<'_>,
+    name: String,
+    key: Result<Key, String>,
+    found: &mut Findings<'_>,
+) -> Option<LayerDir> {
+    let fd = match layers::open_layer(layer_root, &name) {
+        Ok(Some(fd)) => fd,
+        Ok(None) => return None, // a dangling symlink: named by the boot as missing, as here
+        Err(e) => {
+            found.error(&name, &format!("{}: never applied", e.strip_prefix(&format!("{name}: ")).unwrap_or(&e)));
+            return None;
+        }
+    };
+    let stat = rustix::fs::fstat(&fd).ok()?;
+    let link = rustix::fs::statat(layer_root, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Symlink));
+    let key = key.map_err(|why| found.error(&name, &format!("never matches a client: {why}"))).ok();
+    Some(LayerDir { name, key, id: (stat.st_dev, stat.st_ino), link, files: Vec::new() })
+}
+
+/// What a layer dir named `name` in `category` matches, or why it never matches.
+fn key(category: &str, name: &str) -> Result<Key, String> {
+    match category {
+        "networks" => network_key(name),
+        "labs" => {
+            let label = valid_label(name)?;
+            match label.split_once('-') {
+                Some((lab, _)) => Err(format!("a lab is the part of a host name before its first '-': labs/{lab}")),
+                None => Ok(Key::Lab(label)),
+            }
+        }
+        _ => match name.parse::<Ipv4Addr>() {
+            Ok(addr) if usable_unicast(addr) => Ok(Key::Ip(addr)),
+            Ok(addr) => Err(format!("{addr} is no address a client is given")),
+            Err(_) => valid_label(name).map(Key::Host),
+        },
+    }
+}
+
+/// `name` as a host name's first label, or why it cannot be one.
+fn valid_label(name: &str) -> Result<String, String> {
+    let valid = hostname::validate(name).map_err(|e| format!("not a host name ({e})"))?;
+    match valid.split_once('.') {
+        Some((short, _)) => {
+            Err(format!("layers are named by the short host name, the part before the first '.': {short}"))
+        }
+        None if valid.len() >= hostname::UTS_LEN => {
+            Err(format!("longer than the {} bytes of a host name", hostname::UTS_LEN - 1))
+        }
+        None => Ok(valid),
+    }
+}
+
+/// `networks/<broadcast>` or `networks/<network>_<prefix>`.
+fn network_key(name: &str) -> Result<Key, String> {
+    if let Ok(addr) = name.parse::<Ipv4Addr>() {
+        return Ok(Key::Broadcast(addr));
+    }
+    let form = "neither a broadcast address (10.0.2.255) nor a network and prefix (10.0.2.0_24)";
+    let (net, prefix) = name.split_once('_').ok_or(form)?;
+    let (Ok(addr), Ok(prefix)) = (net.parse::<Ipv4Addr>(), prefix.parse::<u8>()) else {
+        return Err(form.into());
+    };
+    let net = Ipv4Net::new(addr, prefix).ok_or(format!("a prefix of {prefix} bits is more than 32"))?;
+    if net.network() != addr {
+        return Err(format!("{addr} is not the network address of a /{prefix}: {}_{prefix} is", net.network()));
+    }
+    Ok(Key::Network(net))
+}
+
+/// The user and group ids the image names: its /etc/passwd and /etc/group, and those of its
+/// layers (a layer may bring its own). Empty when there is none at all: then ownership is not checked.
+#[derive(Default)]
+struct Ids {
+    users: BTreeSet<u32>,
+    groups: BTreeSet<u32>,
+}
+
+impl Ids {
+    const LIMIT: u64 = 4 << 20;
+
+    fn read(target: &ImageRoot, dirs: &[LayerDir], layer_root: BorrowedFd<'_>) -> Ids {
+        let mut ids = Ids::default();
+        let mut add =
+            |file: &str, data: Option<Vec<u8>>| {
+                let set = if file.ends_with("passwd") { &mut ids.users } else { &mut ids.groups };
+                let text = data.unwrap_or_default();
+                set.extend(text.split(|&b| b == b'\n').filter_map(|line| {
+                    std::str::from_utf8(line.split(|&b| b == b':').nth(2)?).ok()?.parse::<u32>().ok()
+                }));
+            };
+        for file in ["etc/passwd", "etc/group"] {
+            add(file, target.read_file(file, Self::LIMIT).ok().flatten());
+            for dir in dirs {
+                let path = Path::new(&dir.name).join(file);
+                add(
+                    file,
+                    tree::open_beneath(layer_root, &path, OFlags::RDONLY | OFlags::NONBLOCK).ok().and_then(read_small),
+                );
+            }
+        }
+        ids
+    }
+}
+
+/// A small regular file's content.
+fn read_small(fd: OwnedFd) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    rustix::fs::fstat(&fd).ok().filter(|st| Kind::of_mode(st.st_mode) == Some(Kind::File))?;
+    std::fs::File::from(fd).take(Ids::LIMIT).read_to_end(&mut data).ok()?;
+    Some(data)
+}
+
+/// What the entries of a layer are checked against.
+struct Image<'a> {
+    root: &'a ImageRoot,
+    /// The layer root's path in the image: a symlink into it points at the shared tree.
+    layer_root: &'a Path,
+    dirs: &'a [String],
+    ids: Ids,
+}
+
+impl Image<'_> {
+    /// Walks one layer as the boot would, with a finding for each entry the copy would refuse or
+    /// fail on, or that looks wrong; the entries it writes.
+    fn walk_layer(&self, layer: &str, fd: BorrowedFd<'_>, found: &mut Findings<'_>) -> Vec<Entry> {
+        let at = |path: &Path| format!("{layer}/{}", escape_path(path));
+        let mut not_copied = BTreeSet::new();
+        let walk =
+            tree::walk_visiting(fd, &|path, kind| layers::verdict(self.dirs, path, kind), &mut |dir, name, entry| {
+                for (severity, problem) in self.look_at(dir, name, entry) {
+                    if severity == Severity::Error {
+                        not_copied.insert(entry.path.clone());
+                    }
+                    found.push(severity, &at(&entry.path), &problem);
+                }
+            });
+        for entry in &walk.refused {
+            found.error(&at(&entry.path), &format!("{}: never copied", layers::refusal(entry, self.dirs)));
+        }
+        for error in &walk.errors {
+            let problem = match error.op {
+                "depth" => format!("deeper than {} levels: not copied", tree::MAX_DEPTH),
+                _ => format!("cannot be read ({error}): not copied"),
+            };
+            found.error(&at(&error.path), &problem);
+        }
+        walk.copy.into_iter().filter(|e| !not_copied.contains(&e.path)).collect()
+    }
+
+    /// The problems of one entry the copy would write; an error means it is not copied.
+    fn look_at(&self, dir: BorrowedFd<'_>, name: &OsStr, entry: &Entry) -> Vec<(Severity, String)> {
+        let mut problems = Vec::new();
+        let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(e) => return vec![(Severity::Error, format!("cannot be examined: {e}"))],
+        };
+        if !self.ids.users.is_empty() && !self.ids.users.contains(&stat.st_uid) {
+            problems.push((Severity::Warning, format!("owner {} is no user of the image's /etc/passwd", stat.st_uid)));
+        }
+        if !self.ids.groups.is_empty() && !self.ids.groups.contains(&stat.st_gid) {
+            problems.push((Severity::Warning, format!("group {} is no group of the image's /etc/group", stat.st_gid)));
+        }
+        let mode = stat.st_mode & 0o7777;
+        if entry.kind == Kind::File && mode & 0o6000 != 0 {
+            problems.push((Severity::Warning, format!("setuid or setgid (mode {mode:04o})")));
+        }
+        if entry.kind != Kind::Symlink && mode & 0o002 != 0 && !(entry.kind == Kind::Dir && mode & 0o1000 != 0) {
+            problems.push((Severity::Warning, format!("anyone may write it (mode {mode:04o})")));
+        }
+        match entry.kind {
+            Kind::File => {
+                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+                if let Err(e) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
+                    problems.push((Severity::Error, format!("cannot be read ({e}): not copied")));
+                }
+                if self.image_has_dir(&entry.path) {
+                    let image_path = escape_path(&entry.path);
+                    problems.push((Severity::Error, format!("the image has a directory at /{image_path}: not copied")));
+                }
+            }
+            Kind::Symlink => {
+                if let Ok(target) = rustix::fs::readlinkat(dir, name, Vec::new()) {
+                    problems.extend(self.symlink_problem(&entry.path, Path::new(OsStr::from_bytes(target.as_bytes()))));
+                }
+            }
+            _ => {}
+        }
+        problems
+    }
+
+    /// A symlink at `path` (in the client's root) that climbs above `/`, or points into the
+    /// layer tree: on the client that is the shared image's copy, not what the layer wrote.
+    fn symlink_problem(&self, path: &Path, target: &Path) -> Option<(Severity, String)> {
+        let shown = escape_path(target);
+        if target.is_absolute() {
+            let inside = target.starts_with(self.layer_root) && self.layer_root != Path::new("/");
+            return inside.then(|| (Severity::Warning, format!("points into the layer tree ({shown})")));
+        }
+        let mut depth = path.components().count().saturating_sub(1);
+        for component in target.components() {
+            match component {
+                Component::ParentDir if depth == 0 => {
+                    return Some((Severity::Warning, format!("climbs above / ({shown})")));
+                }
+                Component::ParentDir => depth -= 1,
+                Component::Normal(_) => depth += 1,
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Whether the image has a real directory at `path` (no symlink followed).
+    fn image_has_dir(&self, path: &Path) -> bool {
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return false;
+        };
+        tree::open_dir_nofollow(self.root.fd(), parent)
+            .and_then(|dir| rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW))
+            .is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir))
+    }
+}
+
+/// The known hosts: every `hosts/` name and address layer (an address layer that is a symlink to
+/// a name layer is that host's), and every `--host`. An address without a prefix takes the
+/// longest one of the `networks/` layers it falls in.
+fn hosts(dirs: &[LayerDir], given: &[Given]) -> Vec<Given> {
+    let mut known: Vec<Given> = given.to_vec();
+    for dir in dirs {
+        let (name, addr) = match &dir.key {
+            Some(Key::Host(name)) => (Some(name.clone()), None),
+            Some(Key::Ip(addr)) => {
+                let alias = dirs.iter().find_map(|d| match &d.key {
+                    Some(Key::Host(name)) if d.id == dir.id => Some(name.clone()),
+                    _ => None,
+                });
+                (alias, Some(*addr))
+            }
+            _ => continue,
+        };
+        // The same host: the same name and address, or one of them the same and the other unknown.
+        let agree = |a: bool, b: bool, same: bool| same || !a || !b;
+        let same = known.iter_mut().find(|k| {
+            let (names, addrs) = (k.name == name, k.addr == addr);
+            let names_agree = agree(k.name.is_some(), name.is_some(), names);
+            let addrs_agree = agree(k.addr.is_some(), addr.is_some(), addrs);
+            names_agree && addrs_agree && ((names && name.is_some()) || (addrs && addr.is_some()))
+        });
+        match same {
+            Some(host) => {
+                host.name = host.name.take().or(name);
+                host.addr = host.addr.or(addr);
+            }
+            None => known.push(Given { name, addr, prefix: None }),
+        }
+    }
+    for host in &mut known {
+        host.prefix = host.prefix.or_else(|| host.addr.and_then(|addr| longest_prefix(dirs, addr)));
+    }
+    known
+}
+
+/// The longest prefix of a `networks/` layer that `addr` falls in.
+fn longest_prefix(dirs: &[LayerDir], addr: Ipv4Addr) -> Option<u8> {
+    dirs.iter()
+        .filter_map(|d| match d.key {
+            Some(Key::Network(net)) => {
+                (Ipv4Net { addr, prefix: net.prefix }.network() == net.addr).then_some(net.prefix)
+            }
+            Some(Key::Broadcast(b)) => (0..=31).rev().find(|&p| Ipv4Net { addr, prefix: p }.broadcast() == b),
+            _ => None,
+        })
+        .max()
+}
+
+/// What a host would receive: the layers the boot would apply, in order, merged.
+fn receive(dirs: &[LayerDir], given: Given, found: &mut Findings<'_>) -> Host {
+    let hostname = given.name.clone().map(|short| Hostname { short, domain: None, source: Source::Kernel });
+    let net = given.addr.map(|addr| Ipv4Net { addr, prefix: given.prefix.unwrap_or(32) });
+    let mut host = Host {
+        name: given.name,
+        address: given.addr,
+        prefix: given.prefix,
+        layers: Vec::new(),
+        files: BTreeMap::new(),
+    };
+    let mut kinds: BTreeMap<&Path, (Kind, &str)> = BTreeMap::new();
+    for (kind, layer) in layers::candidates(hostname.as_ref(), net) {
+        let Some(dir) = dirs.iter().find(|d| d.name == layer && d.key.is_some()) else {
+            continue;
+        };
+        if kind == LayerKind::Network && given.prefix.is_none() {
+            continue;
+        }
+        host.layers.push((layer.clone(), dir.files.len()));
+        for entry in &dir.files {
+            if let Some((Kind::Dir, earlier)) = kinds.get(entry.path.as_path()) {
+                if entry.kind != Kind::Dir {
+                    let problem = format!("{earlier} has a directory there: not copied for {}", shown_host(&host));
+                    found.error(&format!("{layer}/{}", escape_path(&entry.path)), &problem);
+                    continue;
+                }
+            }
+            kinds.insert(&entry.path, (entry.kind, &dir.name));
+            if entry.kind != Kind::Dir {
+                host.files.insert(format!("/{}", escape_path(&entry.path)), layer.clone());
+            }
+        }
+    }
+    host
+}
+
+/// `lab3-12 10.0.2.15/24`, as far as known.
+fn shown_host(host: &Host) -> String {
+    let address = host.address.map(|a| match host.prefix {
+        Some(prefix) => format!("{a}/{prefix}"),
+        None => format!("{a} (prefix unknown: no networks/ layer)"),
+    });
+    [host.name.clone(), address].into_iter().flatten().collect::<Vec<_>>().join(" ")
+}
+
+/// The readable list: errors, warnings, then what each host receives beyond `base`.
+fn render(check: &Check) -> String {
+    let mut out = format!(
+        "stateless check {}: layer root {}, writable dirs {}\n",
+        check.image,
+        check.layer_root,
+        check.dirs.join(", ")
+    );
+    for (severity, title) in [(Severity::Error, "errors"), (Severity::Warning, "warnings")] {
+        let list: Vec<&Finding> = check.findings.iter().filter(|f| f.severity == severity).collect();
+        if !list.is_empty() {
+            out += &format!("{title}:\n");
+            for finding in list {
+                out += &format!("  {}: {}\n", finding.at, finding.problem);
+            }
+        }
+    }
+    out += "hosts:\n";
+    if check.hosts.is_empty() {
+        out += "  none known (no hosts/ layers, no --host)\n";
+    }
+    for host in &check.hosts {
+        let layers: Vec<String> = host.layers.iter().map(|(name, n)| format!("{name} ({n})")).collect();
+        let layers = if layers.is_empty() { "no layers".into() } else { layers.join(", ") };
+        out += &format!("  {}: {layers}\n", shown_host(host));
+        for (path, layer) in host.files.iter().filter(|(_, layer)| *layer != "base") {
+            out += &format!("    {path}  from {layer}\n");
+        }
+    }
+    let count = |s: Severity, word: &str| match check.findings.iter().filter(|f| f.severity == s).count() {
+        1 => format!("1 {word}"),
+        n => format!("{n} {word}s"),
+    };
+    out += &format!("{}, {}\n", count(Severity::Error, "error"), count(Severity::Warning, "warning"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_names_that_match_and_why_others_never_do() {
+        let net = |s: &str| Key::Network(s.parse().unwrap());
+        assert_eq!(key("networks", "10.0.2.255"), Ok(Key::Broadcast(Ipv4Addr::new(10, 0, 2, 255))));
+        assert_eq!(key("networks", "10.0.2.0_24"), Ok(net("10.0.2.0/24")));
+        assert_eq!(key("networks", "0.0.0.0_0"), Ok(net("0.0.0.0/0")));
+        assert!(key("networks", "10.0.2.1_24").unwrap_err().ends_with("10.0.2.0_24 is"));
+        assert!(key("networks", "10.0.2.0_33").unwrap_err().contains("more than 32"));
+        for never in ["10.0.2.0-24", "10.0.2.0_", "_24", "lab", "10.0.2.0/24", "10.0.2.0_024x"] {
+            assert!(key("networks", never).unwrap_err().starts_with("neither"), "{never}");
+        }
+        assert_eq!(key("labs", "lab3"), Ok(Key::Lab("lab3".into())));
+        assert!(key("labs", "lab3-x").unwrap_err().ends_with("labs/lab3"));
+        assert!(key("labs", "a_b").unwrap_err().starts_with("not a host name"));
+        assert_eq!(key("hosts", "lab3-12"), Ok(Key::Host("lab3-12".into())));
+        assert_eq!(key("hosts", "10.0.2.15"), Ok(Key::Ip(Ipv4Addr::new(10, 0, 2, 15))));
+        assert!(key("hosts", "lab3-12.example.edu").unwrap_err().ends_with(": lab3-12"));
+        assert!(key("hosts", "255.255.255.255").unwrap_err().contains("no address a client is given"));
+        assert!(key("hosts", &"a".repeat(64)).is_err(), "sethostname takes 63 bytes");
+        assert!(key("hosts", "..").is_err() && key("hosts", "-a").is_err());
+    }
+
+    #[test]
+    fn hosts_given_on_the_command_line() {
+        let given = |name: Option<&str>, addr: Option<[u8; 4]>, prefix| Given {
+            name: name.map(str::to_owned),
+            addr: addr.map(Ipv4Addr::from),
+            prefix,
+        };
+        assert_eq!(parse_host("lab3-12"), Ok(given(Some("lab3-12"), None, None)));
+        assert_eq!(
+            parse_host("lab3-12.x.org,10.0.2.15/24"),
+            Ok(given(Some("lab3-12"), Some([10, 0, 2, 15]), Some(24)))
+        );
+        assert_eq!(parse_host("10.0.2.15"), Ok(given(None, Some([10, 0, 2, 15]), None)));
+        for bad in ["a_b", "10.0.2.15/33", "10.0.2.15/x", "", "a,"] {
+            assert!(parse_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_address_takes_the_longest_prefix_of_its_network_layers() {
+        let dir =
+            |name: &str, key| LayerDir { name: name.into(), key: Some(key), id: (0, 0), link: false, files: vec![] };
+        let dirs = [
+            dir("networks/10.0.0.0_8", Key::Network("10.0.0.0/8".parse().unwrap())),
+            dir("networks/10.0.2.255", Key::Broadcast(Ipv4Addr::new(10, 0, 2, 255))),
+            dir("networks/10.0.3.0_24", Key::Network("10.0.3.0/24".parse().unwrap())),
+        ];
+        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 0, 2, 15)), Some(24));
+        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 0, 3, 1)), Some(24));
+        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 9, 0, 1)), Some(8));
+        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(192, 0, 2, 1)), None);
+    }
+}

@@ -1,0 +1,178 @@
+//! `stateless check`: the problems of a layer tree found before it is served, and what each host
+//! would receive; the tree is never changed.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+
+fn check(root: &Path, args: &[&str], as_nobody: bool) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("check").arg(root).args(args);
+    if as_nobody {
+        command.uid(65534).gid(65534);
+    }
+    command.output().unwrap()
+}
+
+fn parsed(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// `(severity, at)` of every finding.
+fn findings(json: &serde_json::Value) -> BTreeSet<(String, String)> {
+    json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["severity"].as_str().unwrap().to_owned(), f["at"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn finds_every_kind_of_problem_and_changes_nothing() {
+    let (tmp, root) = test_image("check");
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let l = root.join("diskless");
+    // Names no client can match, a layer dir that is a file, a symlinked layer.
+    for name in
+        ["hosts/lab3-12.example.edu", "labs/lab3-x", "networks/10.0.2.5_24", "networks/10.0.2.0_33", "hosts/224.0.0.1"]
+    {
+        write(&l.join(name).join("etc/x"), "never\n");
+    }
+    write(&l.join("hosts/10.0.2.16"), "a file, not a layer dir\n");
+    write(&l.join("notes.txt"), "not a layer\n");
+    symlink("lab3-12", l.join("hosts/10.0.2.17")).unwrap();
+    // A file where the image has a directory; one where an earlier layer has one.
+    write(&l.join("hosts/lab3-12/etc/conf.d"), "a file\n");
+    write(&l.join("base/etc/ssh/sshd_config"), "base\n");
+    write(&l.join("labs/lab3/etc/ssh"), "a file over base's dir\n");
+    // Unreadable for everyone but root; anyone may write; a symlink into the layer tree.
+    write(&l.join("base/etc/secret"), "root only\n");
+    std::fs::set_permissions(l.join("base/etc/secret"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(&l.join("base/etc/open"), "anyone\n");
+    std::fs::set_permissions(l.join("base/etc/open"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    symlink("/diskless/base/etc/motd", l.join("labs/lab3/etc/motd-link")).unwrap();
+    let before = fingerprint(&root);
+
+    let out = check(&root, &["--json", "--host", "pc1,10.0.2.40", "--host", "lab3-12,10.0.2.15/24"], false);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let json = parsed(&out);
+    let e = |at: &str| ("error".to_owned(), at.to_owned());
+    let w = |at: &str| ("warning".to_owned(), at.to_owned());
+    let want: BTreeSet<_> = [
+        e("base/usr"),
+        e("hosts/10.0.2.16"),
+        e("hosts/224.0.0.1"),
+        e("hosts/lab3-12.example.edu"),
+        e("hosts/lab3-12/etc/conf.d"),
+        e("labs/lab3-x"),
+        e("labs/lab3/etc/ssh"),
+        e("networks/10.0.2.0_24"),
+        e("networks/10.0.2.0_33"),
+        e("networks/10.0.2.5_24"),
+        w("notes.txt"),
+        w("base/etc/open"),
+        w("base/etc/rel-link"),
+        w("base/etc/suid"),
+        w("labs/lab3/etc/motd-link"),
+    ]
+    .into();
+    assert_eq!(findings(&json), want, "{json:#}");
+    let problem = |at: &str| -> Vec<String> {
+        let list = json["findings"].as_array().unwrap().iter().filter(|f| f["at"] == at);
+        list.map(|f| f["problem"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(
+        problem("base/etc/suid"),
+        ["owner 1234 is no user of the image's /etc/passwd", "setuid or setgid (mode 4755)"]
+    );
+    assert!(problem("hosts/lab3-12.example.edu")[0].ends_with("the part before the first '.': lab3-12"));
+    assert!(problem("networks/10.0.2.5_24")[0].ends_with("10.0.2.0_24 is"));
+    assert!(problem("labs/lab3-x")[0].ends_with("labs/lab3"));
+    assert_eq!(problem("hosts/10.0.2.16"), ["not a directory: never applied"]);
+    assert_eq!(problem("networks/10.0.2.0_24"), ["a symlink points out of the layer root: never applied"]);
+    assert_eq!(problem("hosts/lab3-12/etc/conf.d"), ["the image has a directory at /etc/conf.d: not copied"]);
+    assert_eq!(
+        problem("labs/lab3/etc/ssh"),
+        [
+            "base has a directory there: not copied for lab3-12 10.0.2.15/24",
+            "base has a directory there: not copied for lab3-12 10.0.2.17/24"
+        ]
+    );
+    assert_eq!(problem("base/etc/rel-link"), ["climbs above / (../../../../outside)"]);
+
+    // The hosts: lab3-12 as given (its address layer hosts/10.0.2.15), lab3-12 at 10.0.2.17 (a
+    // symlink to its name layer), pc1 given.
+    let hosts = json["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3, "{hosts:#?}");
+    let host = |addr: &str| hosts.iter().find(|h| h["address"] == addr).unwrap_or_else(|| panic!("{addr}: {hosts:#?}"));
+    let lab = host("10.0.2.15");
+    assert_eq!(lab["name"], "lab3-12");
+    assert_eq!((lab["address"].as_str(), lab["prefix"].as_u64()), (Some("10.0.2.15"), Some(24)));
+    let layers: Vec<&str> = lab["layers"].as_array().unwrap().iter().map(|l| l[0].as_str().unwrap()).collect();
+    assert_eq!(layers, ["base", "networks/10.0.2.255", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
+    assert_eq!(lab["files"]["/etc/fstab"], "hosts/lab3-12");
+    assert_eq!(lab["files"]["/etc/motd"], "labs/lab3");
+    assert_eq!(lab["files"]["/etc/stateless-level"], "hosts/10.0.2.15");
+    assert_eq!(lab["files"]["/etc/ssh/sshd_config"], "base");
+    assert!(lab["files"].get("/etc/ssh").is_none() && lab["files"].get("/usr/bin/evil").is_none());
+    assert!(lab["files"].get("/etc/conf.d").is_none(), "not copied, so not received");
+    assert_eq!(host("10.0.2.17")["name"], "lab3-12");
+    assert_eq!(host("10.0.2.17")["files"]["/etc/fstab"], "hosts/10.0.2.17");
+    assert_eq!(host("10.0.2.17")["files"]["/etc/stateless-level"], "hosts/10.0.2.17");
+    let pc1 = host("10.0.2.40");
+    assert_eq!(pc1["prefix"], 24, "from networks/10.0.2.255");
+    assert_eq!(pc1["files"]["/etc/stateless-level"], "networks/10.0.2.255");
+
+    // As the user a root-squashing export maps clients to: the root-only file cannot be read.
+    let out = check(&root, &["--json"], true);
+    assert_eq!(out.status.code(), Some(1));
+    let nobody = findings(&parsed(&out));
+    assert!(nobody.contains(&e("base/etc/secret")), "{nobody:?}");
+
+    // The readable list names every problem and the host's own files.
+    let out = check(&root, &[], false);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("errors:\n  base/usr: outside the writable dirs (etc, var): never copied\n"), "{text}");
+    assert!(text.contains("  lab3-12 10.0.2.17/24: base ("), "{text}");
+    assert!(text.contains("    /etc/fstab  from hosts/10.0.2.17\n"), "{text}");
+    assert!(text.ends_with("10 errors, 6 warnings\n"), "{text}");
+    assert_eq!(fingerprint(&root), before, "check wrote to the image");
+}
+
+#[test]
+fn a_clean_tree_passes() {
+    let tmp = TempDir::new("check-clean");
+    let root = &tmp.0;
+    write(
+        &root.join("etc/passwd"),
+        &format!("root:x:0:0::/root:/bin/sh\nme:x:{}:0::/:/bin/sh\n", rustix::process::geteuid().as_raw()),
+    );
+    write(&root.join("etc/group"), &format!("root:x:0:\nme:x:{}:\n", rustix::process::getegid().as_raw()));
+    write(&root.join("srv/layers/base/etc/motd"), "hello\n");
+    write(&root.join("srv/layers/hosts/pc7/etc/hostname"), "pc7\n");
+    symlink("/usr/share/zoneinfo/UTC", root.join("srv/layers/base/etc/localtime")).unwrap();
+    let out = check(root, &["--cmdline", "stateless.layers=/srv/layers stateless.dirs=etc"], false);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains(": layer root /srv/layers, writable dirs etc\nhosts:\n  pc7: base (2), hosts/pc7 (1)\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("0 errors, 0 warnings\n"), "{text}");
+    // No layer root at all is an error: the clients would get nothing.
+    let out = check(root, &[], false);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("  /diskless: no layer root here"));
+    // Usage errors are 2.
+    assert_eq!(check(root, &["--host", "a_b"], false).status.code(), Some(2));
+    assert_eq!(Command::new(BIN).arg("check").output().unwrap().status.code(), Some(2));
+}
