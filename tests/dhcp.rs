@@ -1,6 +1,7 @@
-//! `stateless dhcp` against real servers: dnsmasq, none at all, a late one and a hostile one,
-//! each in a pair of network namespaces of its own joined by a veth pair (192.0.2.0/24,
-//! TEST-NET-1: no traffic leaves them). Needs root, `ip` and dnsmasq (tests/run installs them).
+//! `stateless dhcp` against real servers: dnsmasq, none at all, a late one and a hostile one;
+//! and the boot's log and report sent to a syslog receiver (`stateless.log=`). Each test has a
+//! pair of network namespaces of its own joined by a veth pair (192.0.2.0/24, TEST-NET-1: no
+//! traffic leaves them). Needs root, `ip` and dnsmasq (tests/run installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -49,7 +50,7 @@ impl Net {
         net
     }
 
-    /// dnsmasq as the server: a name for [`MAC`], a domain, DNS, router, NTP and root path.
+    /// dnsmasq as the server: a name for [`MAC`], a domain, DNS, router, NTP, log server and root path.
     fn dnsmasq(&mut self, extra: &[&str]) {
         common::require(Command::new("dnsmasq").arg("--version").output().is_ok(), "dnsmasq (dnsmasq-base)");
         let leases = std::env::temp_dir().join(format!("{}.leases", self.server));
@@ -71,6 +72,7 @@ impl Net {
             "--dhcp-option=option:router,192.0.2.1".into(),
             "--dhcp-option=option:dns-server,192.0.2.53,192.0.2.54".into(),
             "--dhcp-option=option:ntp-server,192.0.2.123".into(),
+            "--dhcp-option=option:log-server,192.0.2.14".into(),
             "--dhcp-option=17,192.0.2.1:/srv/diskless/image".into(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
@@ -97,9 +99,13 @@ impl Net {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Runs `serve` on a UDP socket on port 67 in the server namespace, in a thread, until the
+    /// Runs `serve` on a UDP socket on `port` in the server namespace, in a thread, until the
     /// test ends.
-    fn server_thread(&self, serve: impl FnOnce(UdpSocket, Arc<AtomicBool>) + Send + 'static) -> Arc<AtomicBool> {
+    fn server_thread(
+        &self,
+        port: u16,
+        serve: impl FnOnce(UdpSocket, Arc<AtomicBool>) + Send + 'static,
+    ) -> Arc<AtomicBool> {
         let path = format!("/var/run/netns/{}", self.server);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -107,7 +113,7 @@ impl Net {
             let ns = std::fs::File::open(path).unwrap();
             rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
                 .unwrap();
-            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 67)).unwrap();
+            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
             socket.set_broadcast(true).unwrap();
             socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
             serve(socket, flag);
@@ -195,6 +201,7 @@ fn lease_from_dnsmasq_configures_the_interface() {
     assert_eq!(lease["dns"], serde_json::json!(["192.0.2.53", "192.0.2.54"]));
     assert_eq!(lease["routers"], serde_json::json!(["192.0.2.1"]));
     assert_eq!(lease["ntp"], serde_json::json!(["192.0.2.123"]));
+    assert_eq!(lease["log_servers"], serde_json::json!(["192.0.2.14"]));
     assert_eq!(lease["root_path"], "192.0.2.1:/srv/diskless/image");
     assert_eq!(lease["server"], "192.0.2.1");
     assert_eq!(lease["lease_secs"], 3600);
@@ -247,7 +254,7 @@ fn late_server_answers_the_retransmission() {
     let net = Net::new();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
-    let stop = net.server_thread(move |socket, stop| {
+    let stop = net.server_thread(67, move |socket, stop| {
         let mut buf = [0u8; 1500];
         while !stop.load(Ordering::Relaxed) {
             let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
@@ -276,7 +283,7 @@ fn late_server_answers_the_retransmission() {
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn hostile_server_gets_no_bad_name_through() {
     let net = Net::new();
-    let stop = net.server_thread(move |socket, stop| {
+    let stop = net.server_thread(67, move |socket, stop| {
         let mut buf = [0u8; 1500];
         while !stop.load(Ordering::Relaxed) {
             let Ok((n, _)) = socket.recv_from(&mut buf) else { continue };
@@ -344,4 +351,96 @@ fn hostile_server_gets_no_bad_name_through() {
     }
     assert!(json["ignored"].as_u64().unwrap() >= 2, "garbage and the bad cookie: {json}");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
+
+/// One RFC 5424 message, read with a parser of this test's own: `<PRI>1 TIMESTAMP HOST APP
+/// PROCID MSGID SD MSG`, SD one element here.
+#[derive(Debug)]
+struct Syslog {
+    pri: u32,
+    host: String,
+    app: String,
+    msgid: String,
+    sd: String,
+    msg: String,
+}
+
+fn parse_syslog(datagram: &[u8]) -> Syslog {
+    let text = std::str::from_utf8(datagram).unwrap();
+    let (pri, rest) = text.strip_prefix('<').unwrap().split_once(">1 ").unwrap();
+    let fields: Vec<&str> = rest.splitn(6, ' ').collect();
+    let (sd, msg) = fields[5].split_once("] ").unwrap();
+    assert!(fields[0] == "-" || fields[0].ends_with('Z') && fields[0].len() == 27, "{text}");
+    Syslog {
+        pri: pri.parse().unwrap(),
+        host: fields[1].into(),
+        app: fields[2].into(),
+        msgid: fields[4].into(),
+        sd: format!("{sd}]"),
+        msg: msg.into(),
+    }
+}
+
+/// `stateless apply` in the client namespace with `stateless.log=` sends every log line and the
+/// report to a receiver in the server namespace: the messages parse, carry the host name once
+/// it is chosen, and the report's parts join into the report.
+#[test]
+#[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
+fn the_log_and_the_report_reach_a_syslog_receiver() {
+    let net = Net::new();
+    ip(&["-n", &net.client, "addr", "add", "192.0.2.10/24", "dev", "vc0"]);
+    ip(&["-n", &net.client, "link", "set", "vc0", "up"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stop = net.server_thread(5514, move |socket, stop| {
+        let mut buf = [0u8; 65536];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let _ = tx.send(buf[..n].to_vec());
+            }
+        }
+    });
+    let (_tmp, root) = common::test_image("logserver");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.client, "unshare", "-m", "--propagation", "private", common::BIN, "apply"])
+        .arg("--root")
+        .arg(&root)
+        .args(["--ip", "192.0.2.10/24", "--hostname", "lab3-12", "--cmdline", "stateless.log=192.0.2.1:5514"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut messages = Vec::new();
+    // apply has ended: what it sent is on its way or here.
+    while let Ok(datagram) = rx.recv_timeout(Duration::from_secs(2)) {
+        messages.push(parse_syslog(&datagram));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let lines: Vec<&Syslog> = messages.iter().filter(|m| m.msgid == "log").collect();
+    assert!(lines.len() >= 10, "{messages:#?}\n{stderr}");
+    assert!(messages.iter().all(|m| m.app == "stateless"), "{messages:#?}");
+    // Every line stderr shows went to the server too, in order.
+    let shown: Vec<&str> = stderr.lines().filter_map(|l| l.split_once(": ").map(|(_, rest)| rest)).collect();
+    let first = lines.first().unwrap();
+    assert!(first.msg.starts_with("log: every line and the report also go to 192.0.2.1:5514"), "{first:?}");
+    assert_eq!(first.sd, "[meta sequenceId=\"1\"]");
+    for (n, line) in lines.iter().enumerate() {
+        assert_eq!(line.sd, format!("[meta sequenceId=\"{}\"]", n + 1));
+    }
+    let texts: Vec<&str> = lines.iter().map(|l| l.msg.as_str()).collect();
+    for line in shown.iter().filter(|l| l.starts_with("info: ") || l.starts_with("warn: ")) {
+        let text = line.split_once(": ").unwrap().1;
+        assert!(texts.contains(&text), "{text:?} not sent: {texts:#?}");
+    }
+    // Severity from the level (daemon facility), the host name once chosen.
+    let layer = lines.iter().find(|l| l.msg.starts_with("layer base: base layer:")).unwrap();
+    assert_eq!((layer.pri, layer.host.as_str()), (3 * 8 + 6, "lab3-12"), "{layer:?}");
+    let refused = lines.iter().find(|l| l.msg.contains("refused /usr:")).unwrap();
+    assert_eq!(refused.pri, 3 * 8 + 4, "a warning: {refused:?}");
+    // The report, joined from its parts.
+    let parts: Vec<&Syslog> = messages.iter().filter(|m| m.msgid == "report").collect();
+    let json: String = parts.iter().map(|p| p.msg.as_str()).collect();
+    let report: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    assert_eq!(report["hostname"]["short"], "lab3-12");
+    assert_eq!(report["mode"], "apply");
+    assert!(report["steps"].as_array().unwrap().len() > 10);
+    assert_eq!(parts[0].sd, format!("[stateless@32473 part=\"1\" parts=\"{}\"]", parts.len()));
 }

@@ -273,6 +273,33 @@ fn assert_status(b: &Boot, hostname: &str, mode: &str) {
     assert_eq!(read("timeline.svg").matches("<rect x=").count(), steps, "one bar per step {logs}");
 }
 
+/// The host name of a report, as the messages to the log server carry it: `short.domain`.
+fn fqdn(report: &Value) -> String {
+    let name = &report["hostname"];
+    let short = name["short"].as_str().unwrap_or("");
+    name["domain"].as_str().map_or(short.to_owned(), |domain| format!("{short}.{domain}"))
+}
+
+/// What the run's syslog receiver got (servers/syslog.log, one datagram a line): the text of
+/// each `log` message with its host, and the report joined from its `report` parts.
+fn server_log(scenario: &str) -> (Vec<(String, String)>, Value) {
+    let path = Path::new(MANIFEST).join("target/lab").join(scenario).join("servers/syslog.log");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let (mut lines, mut report) = (Vec::new(), String::new());
+    for datagram in text.lines() {
+        // <PRI>1 TIMESTAMP HOST stateless 1 MSGID [SD] MSG
+        let fields: Vec<&str> = datagram.splitn(7, ' ').collect();
+        let (Some(host), Some(msgid), Some(rest)) = (fields.get(2), fields.get(5), fields.get(6)) else { continue };
+        let msg = rest.split_once("] ").map_or("", |(_, m)| m);
+        match *msgid {
+            "log" => lines.push((host.to_string(), msg.to_string())),
+            "report" => report.push_str(msg),
+            _ => {}
+        }
+    }
+    (lines, serde_json::from_str(&report).unwrap_or(Value::Null))
+}
+
 /// The scenarios; `--skip scenario::` leaves them out of a run.
 mod scenario {
     use super::*;
@@ -525,6 +552,41 @@ mod scenario {
         println!("scenario initramfs_nfs_server_absent: ok; no NFS server: gave up within the bound, powered off {took:.1} s after /init");
     }
 
+    /// Initramfs mode, the NFS root missing on the server, the log to the lab's syslog receiver
+    /// (`stateless.log=10.0.2.2`): the client gives up and powers off, and its log and report
+    /// are on the server.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_missing_root_reported_to_the_log_server() {
+        let scenario = "initramfs_missing_root_reported_to_the_log_server";
+        let append = "nfsroot=10.0.2.2:/missing,vers=3,tcp,port=2049,mountport=20048,mountproto=tcp \
+                      stateless.nfs.timeout=10 stateless.emergency=poweroff stateless.log=10.0.2.2";
+        let serial = boot_until(scenario, "systemd", &["--stock", "--append", append], "reboot: Power down");
+        let (lines, report) = server_log(scenario);
+        let shown = format!("{lines:#?}\n{serial}");
+        assert!(
+            lines.iter().any(|(_, l)| l.starts_with("stateless ") && l.ends_with("starting as PID 1")),
+            "the backlog from the start: {shown}"
+        );
+        assert!(lines.iter().any(|(_, l)| l.contains("/missing") && l.contains("gave up after")), "{shown}");
+        assert!(lines.iter().any(|(_, l)| l.starts_with("emergency (")), "{shown}");
+        let steps = report["steps"].as_array().unwrap_or_else(|| panic!("no report on the server: {shown}"));
+        let fqdn = fqdn(&report);
+        assert!(
+            lines.iter().all(|(host, _)| host == "10.0.2.15" || *host == fqdn),
+            "the address, then the name: {shown}"
+        );
+        assert!(lines.last().is_some_and(|(host, _)| *host == fqdn), "{fqdn}: {shown}");
+        let root = steps.iter().find(|s| s["step"]["step"] == "nfs-root").unwrap_or_else(|| panic!("{report:#}"));
+        assert_eq!(root["status"], "failed", "{root}");
+        assert_eq!(report["dhcp"]["lease"]["address"], "10.0.2.15/24", "{report:#}");
+        println!(
+            "scenario {scenario}: ok; no root: {} log lines and the report ({} steps) on the server, then power-off",
+            lines.len(),
+            steps.len()
+        );
+    }
+
     /// No DHCP server: the bounded wait, then the policy.
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
@@ -713,7 +775,18 @@ mod scenario {
         assert_eq!(b.report["hostname"]["source"], "fallback", "{logs}");
         assert_eq!(b.fact("hostname"), "Node15", "{logs}");
         assert!(b.layers().contains(&"hosts/Node15"), "{logs}");
-        b.print("fault_dhcp_without_hostname_initramfs", "a lease without a host name: Node15");
+        // dnsmasq names the lab's syslog receiver as the log server (option 7).
+        let (lines, report) = server_log("fault_dhcp_without_hostname_initramfs");
+        assert_eq!(b.report["dhcp"]["lease"]["log_servers"], serde_json::json!(["198.51.100.1"]), "{logs}");
+        let name = fqdn(&b.report);
+        assert!(name.starts_with("Node15."), "{name}");
+        assert!(lines.iter().all(|(host, _)| *host == name), "the name known when sent: {lines:#?}");
+        assert!(lines.iter().any(|(_, l)| l.starts_with("layer base")), "{lines:#?}");
+        assert_eq!(report["hostname"], b.report["hostname"], "the report on the server: {report:#}");
+        b.print(
+            "fault_dhcp_without_hostname_initramfs",
+            "a lease without a host name: Node15; its log server got the log",
+        );
     }
 
     /// The layer tree holds symlinks to /etc/shadow and out of the tree, hard links, a FIFO, a

@@ -16,13 +16,13 @@ use stateless::kmod::index::{normalize, Index};
 use stateless::kmod::resolve::Rules;
 use stateless::model::hostname::{self, Candidate, Source};
 use stateless::model::ipv4::Ipv4Net;
-use stateless::model::options::{valid_module_name, Emergency, Options, Origin, OverlayMode};
+use stateless::model::options::{valid_module_name, Emergency, LogServer, Options, Origin, OverlayMode};
 use stateless::model::step::Phase;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::netlink::{merge, parse_addrs, parse_links};
 
 /// The `stateless.*` keys the README documents; any other is reported.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "stateless.init",
     "stateless.dirs",
     "stateless.layers",
@@ -36,6 +36,7 @@ const KEYS: [&str; 13] = [
     "stateless.nfs.timeout",
     "stateless.dhcp.timeout",
     "stateless.emergency",
+    "stateless.log",
 ];
 
 /// The kernel's `isspace()` (lib/ctype.c): ASCII blanks, and 0xA0 (Latin-1's no-break space).
@@ -130,6 +131,10 @@ fn options_are_valid(o: &Options) {
     }
     assert!(o.root.as_deref() != Some("") && o.hostname.as_deref() != Some(""));
     assert!(o.softlevel.iter().flatten().all(|l| !l.is_empty()));
+    if let LogServer::At(server) = o.log {
+        let [first, ..] = server.ip().octets();
+        assert!(server.port() != 0 && first != 0 && first < 224 && !server.ip().is_loopback(), "{server}");
+    }
 }
 
 /// Every `stateless.*` value the resolver kept reads back the same from /etc/stateless.conf,
@@ -153,6 +158,11 @@ fn reads_back(o: &Options) {
         Emergency::Poweroff => "poweroff",
     };
     let mode = if o.mode == OverlayMode::Copy { "copy" } else { "overlay" };
+    let log = match o.log {
+        LogServer::FromDhcp => "dhcp".to_owned(),
+        LogServer::Off => "off".to_owned(),
+        LogServer::At(server) => server.to_string(),
+    };
     let mut lines = vec![
         ("stateless.dirs", dirs.clone()),
         ("stateless.layers", o.layers.clone()),
@@ -161,6 +171,7 @@ fn reads_back(o: &Options) {
         ("stateless.mode", mode.to_owned()),
         ("stateless.dhcp.timeout", o.dhcp_timeout.to_string()),
         ("stateless.nfs.timeout", o.nfs_timeout.to_string()),
+        ("stateless.log", log),
         ("stateless.modules.blacklist", join(&o.modules.blacklist)),
     ];
     lines.extend(o.init.clone().map(|v| ("stateless.init", v)));
@@ -182,6 +193,7 @@ fn reads_back(o: &Options) {
     let same = (&again.hostname_prefix, again.emergency, again.mode, again.dhcp_timeout, again.nfs_timeout);
     assert_eq!(same, (&o.hostname_prefix, o.emergency, o.mode, o.dhcp_timeout, o.nfs_timeout));
     assert_eq!(again.break_at, o.break_at);
+    assert_eq!(again.log, o.log);
     assert!(!fits(&join(&o.modules.extra)) || again.modules.extra == o.modules.extra, "{conf:?}");
     assert!(!fits(&join(&o.modules.blacklist)) || again.modules.blacklist == o.modules.blacklist, "{conf:?}");
     assert_eq!(again.modules.no_coldplug, o.modules.no_coldplug);

@@ -33,10 +33,13 @@ nfs_outage() {
     outage=0
 }
 stopping=0
-stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" 2>/dev/null; }
+stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" "$syslog_pid" 2>/dev/null; }
 trap nfs_outage USR1
 trap stop TERM INT
 start_ganesha
+# The run's syslog server: what clients send with stateless.log= or DHCP option 7.
+python3 "$(dirname "$0")/syslog-receiver.py" "$run/syslog.log" 2> "$run/syslog-receiver-stderr.log" &
+syslog_pid=$!
 # Until a signal stops the run, or a server exits by itself (not during an outage).
 while [[ $stopping == 0 ]]; do
     wait -n

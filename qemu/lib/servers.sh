@@ -87,7 +87,8 @@ servers_stop() {
 
 # tap_network_start RUN_DIR MAC HOSTNAME [DHCP [HOSTILE]]: the bridge (.1, where ganesha also
 # answers) and the tap QEMU attaches to, and (unless DHCP is 0) dnsmasq giving MAC the address
-# .15 and HOSTNAME (none when empty), the domain, a router and a DNS server; with HOSTILE (a set
+# .15 and HOSTNAME (none when empty), the domain, a router, a DNS server and the log server (the
+# run's syslog receiver, ns-services.sh; DHCP option 7); with HOSTILE (a set
 # of qemu/files/hostile-dhcp.py) that server instead. No ping check: the offer comes at once.
 tap_network_start() {
     local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1} hostile=${5:-}
@@ -110,7 +111,8 @@ tap_network_start() {
         --dhcp-leasefile="$run_dir/dnsmasq.leases" \
         --dhcp-range="$LAB_TAP_NET.100,$LAB_TAP_NET.150,255.255.255.0,1h" \
         --dhcp-host="$mac,$LAB_TAP_NET.15${hostname:+,$hostname}" --domain="$BOOT_DOMAIN" \
-        --dhcp-option="option:router,$LAB_TAP_NET.1" --dhcp-option="option:dns-server,$LAB_TAP_NET.1" &
+        --dhcp-option="option:router,$LAB_TAP_NET.1" --dhcp-option="option:dns-server,$LAB_TAP_NET.1" \
+        --dhcp-option="option:log-server,$LAB_TAP_NET.1" &
     DNSMASQ_PID=$!
     on_exit tap_network_stop
 }

@@ -181,6 +181,9 @@ impl<'a> Executor<'a> {
             fresh.iter().for_each(|step| self.run_step(step));
             ran.extend(fresh);
         }
+        if phase == Phase::Network {
+            self.start_log_server(true);
+        }
         // The time waited on the server of an NFS root counts from its switch into it.
         if ran.iter().any(|s| matches!(s, Step::SwitchRoot { .. })) {
             self.count_nfs_waits();
@@ -324,6 +327,9 @@ impl<'a> Executor<'a> {
         if status != Status::Failed || matches!(step, Step::Hostname { .. }) {
             plan::learn(&mut self.facts, step);
         }
+        if matches!(step, Step::Hostname { .. }) {
+            self.tell_log_server_who();
+        }
         match step {
             // What the plan assumed, corrected by what happened.
             Step::WritableDir { dir, .. } if !self.pending.iter().any(|p| p.writable.dir == *dir) => {
@@ -378,6 +384,7 @@ impl<'a> Executor<'a> {
         if matches!(step, Step::Handoff { .. } | Step::NfsRoot { .. } | Step::SwitchRoot { .. }) {
             // Nothing is left to go on to (no init, or no root to find one in): every policy
             // ends in a reboot or power-off.
+            self.send_report();
             handoff::emergency(self.sys, self.options.emergency, &error.to_string());
         }
         match self.options.emergency {
@@ -389,6 +396,7 @@ impl<'a> Executor<'a> {
                 }
             }
             Emergency::Reboot | Emergency::Poweroff => {
+                self.send_report();
                 handoff::emergency(self.sys, self.options.emergency, &error.to_string())
             }
         }
@@ -832,6 +840,7 @@ impl<'a> Executor<'a> {
             crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
         }
         (self.options, self.diagnostics) = (options, diagnostics);
+        self.start_log_server(true); // the image's stateless.conf may name one
         Ok(Done::ok(format!(
             "moved {}; initramfs emptied ({} entries removed, {} not)",
             moved.join(", "),
@@ -1119,6 +1128,7 @@ impl<'a> Executor<'a> {
     }
 
     fn report(&mut self, path: &str) -> Result<Done, Failure> {
+        self.send_report();
         let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Ok(Done::skipped("/run is not a tmpfs: no report written"));

@@ -6,6 +6,7 @@
 
 pub mod execute;
 pub mod handoff;
+mod logserver;
 pub mod network;
 pub mod panic;
 pub mod plan;
@@ -35,6 +36,7 @@ pub const CONFIG_LIMIT: u64 = 64 * 1024;
 pub fn run() -> ! {
     let started = Instant::now();
     crate::log::init(Sink::Kmsg, LevelFilter::Info);
+    crate::log::remote::keep_backlog();
     panic::install();
     log::info!("stateless {} starting as PID 1", env!("CARGO_PKG_VERSION"));
     prefetch_self();
@@ -71,6 +73,7 @@ pub fn run() -> ! {
         executor.count_nfs_waits();
     }
     executor.cmdline = cmdline;
+    executor.start_log_server(false);
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
     // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
     // never returns. PID 1 must not return all the same.

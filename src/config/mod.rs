@@ -8,7 +8,7 @@ pub mod nfsroot;
 
 use std::net::Ipv4Addr;
 
-use crate::model::options::{Diagnostic, Emergency, IpParam, NfsRoot, Options, Origin, OverlayMode};
+use crate::model::options::{Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode};
 use crate::model::step::Phase;
 
 /// One `key[=value]` word of the command line.
@@ -145,7 +145,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 17] = [
+const VALUE_KEYS: [&str; 18] = [
     "softlevel",
     "ip",
     "nfsroot",
@@ -161,6 +161,7 @@ const VALUE_KEYS: [&str; 17] = [
     "stateless.mode",
     "stateless.dhcp.timeout",
     "stateless.nfs.timeout",
+    "stateless.log",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -263,6 +264,7 @@ impl Resolver {
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
             ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, timeout(v)),
             ("stateless.nfs.timeout", Some(v)) => set(&mut o.nfs_timeout, timeout(v)),
+            ("stateless.log", Some(v)) => set(&mut o.log, log_server(v)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -492,6 +494,30 @@ fn tmpfs_size(v: &str) -> Result<String, String> {
     Ok(format!("{n}{suffix}"))
 }
 
+/// The syslog port when `stateless.log=` names none.
+pub const SYSLOG_PORT: u16 = 514;
+
+/// `off`, `dhcp`, or `<address>[:<port>]`: a unicast IPv4 address (no name: there is no DNS
+/// before the real init), a port from 1.
+fn log_server(v: &str) -> Result<LogServer, String> {
+    match v {
+        "off" => return Ok(LogServer::Off),
+        "dhcp" => return Ok(LogServer::FromDhcp),
+        _ => {}
+    }
+    let (addr, port) = v.split_once(':').map_or((v, None), |(a, p)| (a, Some(p)));
+    let bad = || format!("{} is not off, dhcp, or an IPv4 address with an optional :port", q(v));
+    let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
+    let port = match port {
+        None => SYSLOG_PORT,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad)?,
+    };
+    if !crate::model::ipv4::usable_unicast(addr) {
+        return Err(format!("{addr} is not a unicast address"));
+    }
+    Ok(LogServer::At(std::net::SocketAddrV4::new(addr, port)))
+}
+
 fn emergency(v: &str) -> Result<Emergency, String> {
     let policy = Emergency::ALL.into_iter().find(|p| p.as_str() == v);
     policy.ok_or_else(|| format!("{} is not one of continue, shell, reboot, poweroff", q(v)))
@@ -666,6 +692,23 @@ mod tests {
             let (o, d) = bad(&format!("stateless.dhcp.timeout=30 stateless.dhcp.timeout={v}"));
             assert_eq!(o.dhcp_timeout, 30, "{v}: the earlier value stays");
             assert!(d.contains("stateless.dhcp.timeout"), "{d}");
+        }
+    }
+
+    #[test]
+    fn log_server_forms() {
+        let at = |s: &str| LogServer::At(s.parse().unwrap());
+        assert_eq!(Options::default().log, LogServer::FromDhcp);
+        assert_eq!(ok("stateless.log=10.0.2.2").log, at("10.0.2.2:514"));
+        assert_eq!(ok("stateless.log=10.0.2.2:5140").log, at("10.0.2.2:5140"));
+        assert_eq!(ok("stateless.log=10.0.2.2 stateless.log=off").log, LogServer::Off);
+        assert_eq!(ok("stateless.log=off stateless.log=dhcp").log, LogServer::FromDhcp);
+        for v in
+            ["loghost", "10.0.2.2:0", "10.0.2.2:65536", "10.0.2.2:", "255.255.255.255", "127.0.0.1", "", "[::1]:514"]
+        {
+            let (o, d) = bad(&format!("stateless.log=10.0.2.9 stateless.log={v}"));
+            assert_eq!(o.log, at("10.0.2.9:514"), "{v}: the earlier value stays");
+            assert!(d.starts_with("stateless.log: "), "{d}");
         }
     }
 

@@ -4,6 +4,9 @@
 //! /dev/kmsg is opened for every line: the kernel rate-limits writes per open file
 //! (10 lines per 5 s unless `printk.devkmsg=on`), and a boot logs more than that.
 //! Before /dev is mounted, or when /dev/kmsg cannot be opened, lines go to the console (fd 2).
+//! Every line also goes to the log server when there is one ([`remote`]).
+
+pub mod remote;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -56,6 +59,7 @@ impl Log for Logger {
             return;
         }
         let message = record.args().to_string();
+        remote::record(record.level(), &message);
         match self.sink {
             Sink::Kmsg => {
                 let line = kmsg_line(record.level(), &message);

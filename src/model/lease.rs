@@ -37,6 +37,9 @@ pub struct Lease {
     pub broadcast: Option<Ipv4Addr>,
     /// Option 42.
     pub ntp: Vec<Ipv4Addr>,
+    /// Option 7: syslog servers, where the boot log goes unless `stateless.log=` says otherwise.
+    #[serde(default)]
+    pub log_servers: Vec<Ipv4Addr>,
     /// Option 17: printable ASCII only.
     pub root_path: Option<String>,
     /// Option 51 in seconds (`u32::MAX` is infinite).

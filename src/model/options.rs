@@ -62,6 +62,19 @@ pub struct IpParam {
     pub autoconf: String,
 }
 
+/// Where the boot's log and report go (`stateless.log=`), as syslog over UDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogServer {
+    /// Not given (or `dhcp`): the DHCP lease's log server (option 7), when there is one.
+    #[default]
+    FromDhcp,
+    /// `off`: none, whatever DHCP says.
+    Off,
+    /// `<address>[:<port>]`, port 514 when not given.
+    At(std::net::SocketAddrV4),
+}
+
 /// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
@@ -103,6 +116,9 @@ pub struct Options {
     pub dhcp_timeout: u32,
     /// `stateless.nfs.timeout=`: bound on mounting the NFS root in initramfs mode, retries included.
     pub nfs_timeout: u32,
+    /// `stateless.log=`: the syslog server the boot's log and report go to.
+    #[serde(default)]
+    pub log: LogServer,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -182,6 +198,7 @@ impl Default for Options {
             bootif: None,
             dhcp_timeout: DHCP_TIMEOUT_SECS,
             nfs_timeout: NFS_TIMEOUT_SECS,
+            log: LogServer::FromDhcp,
             modules: ModuleOptions::default(),
         }
     }

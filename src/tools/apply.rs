@@ -36,6 +36,7 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     executor.options = options;
     executor.diagnostics = diagnostics;
     executor.facts = given_facts(args);
+    executor.start_log_server(false);
     executor.run(&Phase::ALL);
     for outcome in &executor.outcomes {
         let why = outcome.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();

@@ -22,9 +22,10 @@ pub const SERVER_PORT: u16 = 67;
 /// The UDP port clients listen on.
 pub const CLIENT_PORT: u16 = 68;
 
-/// Parameter request list (option 55) the client sends: subnet mask, router, DNS, host name,
-/// domain, root path, MTU, broadcast, NTP, lease time, server id, T1, T2, TFTP server, boot file.
-pub const PARAMETERS: &[u8] = &[1, 3, 6, 12, 15, 17, 26, 28, 42, 51, 54, 58, 59, 66, 67];
+/// Parameter request list (option 55) the client sends: subnet mask, router, DNS, log server,
+/// host name, domain, root path, MTU, broadcast, NTP, lease time, server id, T1, T2, TFTP server,
+/// boot file.
+pub const PARAMETERS: &[u8] = &[1, 3, 6, 7, 12, 15, 17, 26, 28, 42, 51, 54, 58, 59, 66, 67];
 
 const BOOTREQUEST: u8 = 1;
 const BOOTREPLY: u8 = 2;
@@ -50,6 +51,7 @@ const PAD: u8 = 0;
 const SUBNET_MASK: u8 = 1;
 const ROUTER: u8 = 3;
 const DNS: u8 = 6;
+const LOG_SERVER: u8 = 7;
 const HOST_NAME: u8 = 12;
 const DOMAIN_NAME: u8 = 15;
 const ROOT_PATH: u8 = 17;
@@ -227,7 +229,7 @@ impl std::error::Error for DecodeError {}
 /// interpreted (RFC 3396). The lease gets `server` (option 54), `address` (yiaddr unless 0.0.0.0
 /// or the network or broadcast address of its subnet, with the prefix of option 1 or, without a valid one, the class A/B/C default as klibc's
 /// ipconfig guesses it), `routers` (3), `dns` (6), `hostname` (12) and `domain` (15) as RFC 1123
-/// names, `root_path` (17), `mtu` (26), `broadcast` (28), `ntp` (42), `lease_secs` (51),
+/// names, `root_path` (17), `mtu` (26), `broadcast` (28), `ntp` (42), `log_servers` (7), `lease_secs` (51),
 /// `tftp_server` (66), `bootfile` (67, else the `file` field when it holds no options), and
 /// `next_server` (siaddr unless 0.0.0.0); root path, TFTP server and boot file must be printable
 /// ASCII without spaces. `options` lists the codes present; a value that is refused is left out
@@ -248,6 +250,7 @@ pub fn decode(bytes: &[u8]) -> Result<Reply, DecodeError> {
     let routers = unicast(ROUTER, options.take(ROUTER, addresses), &mut options.rejected);
     let dns = unicast(DNS, options.take(DNS, addresses), &mut options.rejected);
     let ntp = unicast(NTP, options.take(NTP, addresses), &mut options.rejected);
+    let log_servers = unicast(LOG_SERVER, options.take(LOG_SERVER, addresses), &mut options.rejected);
     let mut lease = Lease {
         server: server_id,
         routers,
@@ -256,6 +259,7 @@ pub fn decode(bytes: &[u8]) -> Result<Reply, DecodeError> {
         hostname: options.take(HOST_NAME, host_name),
         broadcast: options.take(BROADCAST, address),
         ntp,
+        log_servers,
         root_path: options.take(ROOT_PATH, root_path),
         lease_secs: options.take(LEASE_TIME, seconds),
         tftp_server: options.take(TFTP_SERVER, token),
@@ -453,6 +457,7 @@ fn label(code: u8) -> String {
         SUBNET_MASK => "subnet mask",
         ROUTER => "router",
         DNS => "domain name server",
+        LOG_SERVER => "log server",
         HOST_NAME => "host name",
         DOMAIN_NAME => "domain name",
         ROOT_PATH => "root path",
@@ -505,7 +510,7 @@ fn addresses(value: &[u8]) -> Result<Vec<Ipv4Addr>, String> {
     Ok(value.chunks_exact(4).filter_map(|a| <[u8; 4]>::try_from(a).ok()).map(Ipv4Addr::from).collect())
 }
 
-/// The usable unicast addresses of an address list (routers, DNS and NTP servers); each other
+/// The usable unicast addresses of an address list (routers, DNS, NTP and log servers); each other
 /// one (0.0.0.0, broadcast, multicast, loopback, reserved) is named in `rejected`.
 fn unicast(code: u8, list: Option<Vec<Ipv4Addr>>, rejected: &mut Vec<String>) -> Vec<Ipv4Addr> {
     let (usable, unusable): (Vec<Ipv4Addr>, Vec<Ipv4Addr>) =
@@ -732,7 +737,7 @@ mod tests {
             &[60, 9],
             b"stateless",
             &[57, 2, 0x05, 0xdc],
-            &[55, 15],
+            &[55, 16],
             PARAMETERS,
             &[255],
         ]
@@ -755,7 +760,7 @@ mod tests {
         let b = encode(&msg);
         assert_eq!(&b[10..16], &[0, 0, 192, 0, 2, 7], "no broadcast flag; ciaddr");
         let options =
-            [&[53, 1, 3, 57, 2, 5, 220, 55, 15][..], PARAMETERS, &[50, 4, 192, 0, 2, 10, 54, 4, 192, 0, 2, 1, 255]]
+            [&[53, 1, 3, 57, 2, 5, 220, 55, 16][..], PARAMETERS, &[50, 4, 192, 0, 2, 10, 54, 4, 192, 0, 2, 1, 255]]
                 .concat();
         assert_eq!(&b[240..240 + options.len()], &options[..]);
     }
@@ -825,7 +830,7 @@ mod tests {
     fn every_option_of_a_full_ack() {
         let options = [
             &[53, 1, 5, 54, 4, 192, 0, 2, 1, 1, 4, 255, 255, 255, 128][..],
-            &[3, 8, 192, 0, 2, 1, 192, 0, 2, 2, 6, 8, 192, 0, 2, 53, 192, 0, 2, 54],
+            &[3, 8, 192, 0, 2, 1, 192, 0, 2, 2, 6, 8, 192, 0, 2, 53, 192, 0, 2, 54, 7, 4, 192, 0, 2, 14],
             &[12, 7],
             b"lab3-12",
             &[15, 12],
@@ -854,13 +859,14 @@ mod tests {
             hostname: Some("lab3-12".into()),
             broadcast: Some(ip(127)),
             ntp: vec![ip(123)],
+            log_servers: vec![ip(14)],
             root_path: Some("192.0.2.1:/srv/diskless/image".into()),
             lease_secs: Some(3600),
             tftp_server: Some("boothost".into()),
             bootfile: Some("pxelinux.0".into()),
             next_server: Some(SIADDR),
             mtu: Some(1500),
-            options: vec![53, 54, 1, 3, 6, 12, 15, 17, 26, 28, 42, 51, 56, 66, 67, 200],
+            options: vec![53, 54, 1, 3, 6, 7, 12, 15, 17, 26, 28, 42, 51, 56, 66, 67, 200],
             rejected: vec![],
         };
         assert_eq!(r.lease, expected);
@@ -1019,10 +1025,10 @@ mod tests {
 
     #[test]
     fn address_lists_need_a_nonzero_multiple_of_4() {
-        for code in [ROUTER, DNS, NTP] {
+        for code in [ROUTER, DNS, NTP, LOG_SERVER] {
             for len in [0, 3, 5, 7, 9] {
                 let l = one(code, &vec![1; len]);
-                assert!(l.routers.is_empty() && l.dns.is_empty() && l.ntp.is_empty());
+                assert!(l.routers.is_empty() && l.dns.is_empty() && l.ntp.is_empty() && l.log_servers.is_empty());
                 assert_eq!(l.rejected.len(), 1, "{code} {len}");
                 assert!(
                     l.rejected[0].ends_with(&format!("length {len}, expected a multiple of 4")),
@@ -1032,15 +1038,15 @@ mod tests {
             }
             let l = one(code, &[1, 2, 3, 4, 5, 6, 7, 8]);
             let list = [Ipv4Addr::new(1, 2, 3, 4), Ipv4Addr::new(5, 6, 7, 8)];
-            assert_eq!([l.routers, l.dns, l.ntp].concat(), list);
+            assert_eq!([l.routers, l.dns, l.ntp, l.log_servers].concat(), list);
         }
     }
 
     #[test]
     fn address_lists_keep_only_unicast_addresses() {
-        for code in [ROUTER, DNS, NTP] {
+        for code in [ROUTER, DNS, NTP, LOG_SERVER] {
             let l = one(code, &[255, 255, 255, 255, 0, 0, 0, 0, 192, 0, 2, 1, 224, 0, 0, 1, 127, 0, 0, 1]);
-            assert_eq!([l.routers, l.dns, l.ntp].concat(), [Ipv4Addr::new(192, 0, 2, 1)]);
+            assert_eq!([l.routers, l.dns, l.ntp, l.log_servers].concat(), [Ipv4Addr::new(192, 0, 2, 1)]);
             assert_eq!(l.rejected.len(), 4, "{:?}", l.rejected);
             assert!(
                 l.rejected[0].ends_with("255.255.255.255 is no unicast address a host can have"),
@@ -1235,6 +1241,7 @@ mod tests {
                 hostname: Some("lab3-12".into()),
                 broadcast: Some(ip(255)),
                 ntp: vec![ip(123)],
+                log_servers: vec![],
                 root_path: Some("192.0.2.1:/srv/diskless/image".into()),
                 lease_secs: Some(12 * 3600),
                 // dnsmasq NUL-terminates both.
@@ -1431,6 +1438,7 @@ mod tests {
                 O::InterfaceMtu(9000),
                 O::BroadcastAddr(ip(255)),
                 O::NtpServers(vec![ip(123)]),
+                O::LogServer(vec![ip(14)]),
                 O::AddressLeaseTime(86400),
                 O::Renewal(43200),
                 O::Message("so long".into()),
@@ -1457,6 +1465,7 @@ mod tests {
                 hostname: Some("lab3-12".into()),
                 broadcast: Some(ip(255)),
                 ntp: vec![ip(123)],
+                log_servers: vec![ip(14)],
                 root_path: Some("192.0.2.1:/srv/diskless/image,vers=3".into()),
                 lease_secs: Some(86400),
                 tftp_server: Some("boothost".into()),
@@ -1464,7 +1473,7 @@ mod tests {
                 next_server: Some(SIADDR),
                 mtu: Some(9000),
                 // dhcproto writes options in code order.
-                options: vec![1, 3, 6, 12, 15, 17, 26, 28, 42, 51, 53, 54, 56, 58, 66, 67, 224],
+                options: vec![1, 3, 6, 7, 12, 15, 17, 26, 28, 42, 51, 53, 54, 56, 58, 66, 67, 224],
                 rejected: vec![],
             };
             assert_eq!(r.lease, expected);
