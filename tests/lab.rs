@@ -259,7 +259,8 @@ const ALL_LAYERS: [&str; 6] =
     ["base", "networks/10.0.2.255", "networks/10.0.2.0_24", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"];
 
 /// What `stateless status` showed inside the client (check.sh runs it): the host name line,
-/// the mode, one bar per step in the timeline, and the JSON agreeing with the report.
+/// the mode, one bar per step in the timeline, and the JSON agreeing with the report; and
+/// `stateless relayer --dry-run` finding nothing to do on a client just booted.
 fn assert_status(b: &Boot, hostname: &str, mode: &str) {
     let logs = b.logs();
     let read = |f: &str| std::fs::read_to_string(b.out.join("result").join(f)).unwrap_or_default();
@@ -271,6 +272,8 @@ fn assert_status(b: &Boot, hostname: &str, mode: &str) {
     let steps = b.report["steps"].as_array().map_or(0, Vec::len);
     assert_eq!(json["steps"].as_array().map_or(0, Vec::len), steps, "{json}");
     assert_eq!(read("timeline.svg").matches("<rect x=").count(), steps, "one bar per step {logs}");
+    let relayer = read("relayer.txt");
+    assert!(relayer.ends_with("nothing to do: the client has what the layers provide\n"), "{relayer} {logs}");
 }
 
 /// The host name of a report, as the messages to the log server carry it: `short.domain`.

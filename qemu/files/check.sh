@@ -79,6 +79,8 @@ fi
 # What an admin sees: `stateless status`, its JSON and its timeline.
 /boot/stateless status > "$out/status.txt" 2>&1
 /boot/stateless status --json --svg "$out/timeline.svg" > "$out/status.json" 2>&1
+# The layers applied again, as a dry run: a client just booted has all they provide.
+/boot/stateless relayer --dry-run > "$out/relayer.txt" 2>&1
 cp /proc/cmdline "$out/cmdline.txt"
 cp /proc/self/mountstats "$out/mountstats.txt" 2>/dev/null
 cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null

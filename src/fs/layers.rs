@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::OFlags;
@@ -167,6 +168,27 @@ impl Provenance {
         self.0.get(path).map(String::as_str)
     }
 
+    /// Reads back what [`Provenance::render`] wrote; lines that are not `/<path><TAB><source>`
+    /// are skipped.
+    pub fn parse(text: &str) -> Provenance {
+        let lines = text.lines().filter_map(|line| line.strip_prefix('/')?.rsplit_once('\t'));
+        let paths = lines.map(|(path, source)| {
+            let path = PathBuf::from(std::ffi::OsString::from_vec(crate::model::text::unescape(path)));
+            (path, source.to_owned())
+        });
+        Provenance(paths.collect())
+    }
+
+    /// The paths and who wrote each.
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.0.iter().map(|(path, source)| (path.as_path(), source.as_str()))
+    }
+
+    /// Forgets `path` (it was removed).
+    pub fn remove(&mut self, path: &Path) {
+        self.0.remove(path);
+    }
+
     /// One line per path: `/etc/fstab<TAB>hosts/lab3-12`; bytes that would break the line
     /// format (control characters, backslash, non-UTF-8) are written as `\xNN`.
     pub fn render(&self) -> String {
@@ -239,6 +261,8 @@ mod tests {
         p.record(Path::new("etc/a\tb\n"), "base");
         assert_eq!(p.get(Path::new("etc/fstab")), Some("hosts/lab3-12"));
         assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\n");
+        assert_eq!(Provenance::parse(&p.render()), p, "reads back");
+        assert_eq!(Provenance::parse("etc/x\tbase\n/no-tab\n\n"), Provenance::default());
     }
 
     mod properties {

@@ -8,6 +8,7 @@ mod dhcp;
 mod initramfs;
 mod modules;
 mod plan;
+mod relayer;
 mod status;
 
 use std::ffi::OsString;
@@ -33,6 +34,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               the modules coldplug would load, and why
        stateless status [--report FILE] [--json] [--svg FILE]
                                               what this client's boot did, from its report
+       stateless relayer [--dry-run] [--prune] [--json]
+                                              apply the layers again to this running client
        stateless check ROOT [--cmdline TEXT] [--host NAME[,ADDR/PREFIX]]... [--json]
                                               check a layer tree before serving it (--help: more)
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
@@ -148,6 +151,10 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "status" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);
             status::command(args)
+        }
+        "relayer" => {
+            crate::log::init(Sink::Stderr, LevelFilter::Warn);
+            relayer::command(args)
         }
         "check" => {
             crate::log::init(Sink::Stderr, LevelFilter::Warn);

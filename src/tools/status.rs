@@ -47,15 +47,12 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
     Ok(Some(parsed))
 }
 
-pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
-    let Some(args) = parse(args)? else {
-        crate::tools::emit(USAGE)?;
-        return Ok(0);
-    };
-    let shown = args.report.display();
+/// Reads a report (at most [`MAX_REPORT`] bytes); a newer format than this build's is said.
+pub(crate) fn read_report(path: &std::path::Path) -> Result<Report, String> {
+    let shown = path.display();
     // A report is some KiB; a bigger file is no report (and must not fill the memory).
     let mut text = String::new();
-    std::fs::File::open(&args.report)
+    std::fs::File::open(path)
         .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_REPORT), &mut text))
         .map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
     let report: Report = serde_json::from_str(&text).map_err(|e| format!("{shown}: not a stateless report: {e}"))?;
@@ -65,6 +62,15 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
             report.format
         );
     }
+    Ok(report)
+}
+
+pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let Some(args) = parse(args)? else {
+        crate::tools::emit(USAGE)?;
+        return Ok(0);
+    };
+    let report = read_report(&args.report)?;
     let status = Summary::of(&report);
     if let Some(svg) = &args.svg {
         std::fs::write(svg, timeline(&report)).map_err(|e| format!("{}: {e}", svg.display()))?;
