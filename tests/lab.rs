@@ -768,6 +768,54 @@ mod scenario {
         b.print("fault_no_dhcp_server_onroot", "INFORM unanswered: given up after 10 s, Node15, the boot went on");
     }
 
+    /// Local disks on the stock kernel (`qemu/lab --disks`): `stateless.swap=lab-swap` turns on
+    /// the swap area labelled so and not the unlabelled one; `stateless.scratch=lab-scratch` puts
+    /// the overlays' upper dirs and /tmp on the ext4 filesystem labelled so, after emptying its
+    /// `stateless/` of a last boot's files (the admin's file beside it stays). The unlabelled
+    /// swap and a disk of random bytes come back byte for byte.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn local_disks_swap_and_scratch_initramfs() {
+        let scenario = "local_disks_swap_and_scratch_initramfs";
+        let append = "stateless.swap=lab-swap stateless.scratch=lab-scratch";
+        let b = fast(scenario, &["--stock", "--disks", "--append", append]);
+        let logs = b.logs();
+        assert_eq!(b.summary.get("disks_untouched").map(String::as_str), Some("yes"), "{logs}");
+        let read = |f: &str| std::fs::read_to_string(b.out.join("result").join(f)).unwrap_or_default();
+        // Disks in QEMU's order: vda the result disk, then swap, other-swap, scratch, random.
+        let swaps: Vec<String> =
+            read("swaps.txt").lines().skip(1).map(|l| l.split_whitespace().next().unwrap_or("").to_owned()).collect();
+        assert_eq!(swaps, ["/dev/vdb"], "only the labelled swap area {logs}");
+        let mounts = read("mounts.txt");
+        // The last mount on a path is the one seen there.
+        let on =
+            |target: &str| mounts.lines().rev().find(|l| l.split(' ').nth(1) == Some(target)).unwrap_or("").to_owned();
+        assert!(
+            on("/run/stateless/scratch").starts_with("/dev/vdd /run/stateless/scratch ext4 rw,nosuid,nodev"),
+            "{mounts}"
+        );
+        assert!(on("/tmp").starts_with("/dev/vdd /tmp ext4 "), "{mounts}");
+        for dir in ["etc", "var"] {
+            let overlay = on(&format!("/{dir}"));
+            assert!(
+                overlay.contains(&format!("upperdir=/run/stateless/scratch/stateless/{dir}/upper")),
+                "{overlay} {mounts}"
+            );
+        }
+        let step = |kind: &str| b.steps(kind).first().map(|s| s.to_string()).unwrap_or_default();
+        assert!(
+            step("scratch").contains("\"status\":\"ok\"") && step("scratch").contains("vdd (label lab-scratch) (ext4)"),
+            "{}",
+            step("scratch")
+        );
+        assert!(step("swap").contains("on vdb (label lab-swap)"), "{}", step("swap"));
+        assert_eq!(b.fact("level"), "ip", "the layers went into the upper dirs on the disk: {logs}");
+        b.print(
+            scenario,
+            "swap on the labelled area only; upper dirs and /tmp on the scratch disk; other disks untouched",
+        );
+    }
+
     /// Initramfs mode: dnsmasq gives a lease without a host name: the fallback name.
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]

@@ -16,13 +16,15 @@ use stateless::kmod::index::{normalize, Index};
 use stateless::kmod::resolve::Rules;
 use stateless::model::hostname::{self, Candidate, Source};
 use stateless::model::ipv4::Ipv4Net;
-use stateless::model::options::{valid_module_name, Emergency, LogServer, Options, Origin, OverlayMode};
+use stateless::model::options::{
+    valid_disk_label, valid_module_name, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
+};
 use stateless::model::step::Phase;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::netlink::{merge, parse_addrs, parse_links};
 
 /// The `stateless.*` keys the README documents; any other is reported.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 16] = [
     "stateless.init",
     "stateless.dirs",
     "stateless.layers",
@@ -37,6 +39,8 @@ const KEYS: [&str; 14] = [
     "stateless.dhcp.timeout",
     "stateless.emergency",
     "stateless.log",
+    "stateless.swap",
+    "stateless.scratch",
 ];
 
 /// The kernel's `isspace()` (lib/ctype.c): ASCII blanks, and 0xA0 (Latin-1's no-break space).
@@ -131,6 +135,10 @@ fn options_are_valid(o: &Options) {
     }
     assert!(o.root.as_deref() != Some("") && o.hostname.as_deref() != Some(""));
     assert!(o.softlevel.iter().flatten().all(|l| !l.is_empty()));
+    if let Some(Swap::Label(label)) = &o.swap {
+        assert!(valid_disk_label(label) && label != "auto", "{label:?}");
+    }
+    assert!(o.scratch.as_deref().is_none_or(valid_disk_label), "{:?}", o.scratch);
     if let LogServer::At(server) = o.log {
         let [first, ..] = server.ip().octets();
         assert!(server.port() != 0 && first != 0 && first < 224 && !server.ip().is_loopback(), "{server}");
@@ -177,6 +185,11 @@ fn reads_back(o: &Options) {
     lines.extend(o.init.clone().map(|v| ("stateless.init", v)));
     lines.extend(o.hostname.clone().map(|v| ("stateless.hostname", v)));
     lines.extend(o.tmpfs_size.clone().map(|v| ("stateless.tmpfs.size", v)));
+    lines.extend(o.scratch.clone().map(|v| ("stateless.scratch", v)));
+    lines.extend(o.swap.clone().map(|v| match v {
+        Swap::Auto => ("stateless.swap", "auto".to_owned()),
+        Swap::Label(label) => ("stateless.swap", label),
+    }));
     lines.extend((!phases.is_empty()).then(|| ("stateless.break", phases.join(","))));
     lines.extend(o.modules.no_coldplug.then(|| ("stateless.modules", "none".to_owned())));
     // A trailing comma keeps a list that is just `none` a list.
@@ -194,6 +207,7 @@ fn reads_back(o: &Options) {
     assert_eq!(same, (&o.hostname_prefix, o.emergency, o.mode, o.dhcp_timeout, o.nfs_timeout));
     assert_eq!(again.break_at, o.break_at);
     assert_eq!(again.log, o.log);
+    assert_eq!((&again.swap, &again.scratch), (&o.swap, &o.scratch));
     assert!(!fits(&join(&o.modules.extra)) || again.modules.extra == o.modules.extra, "{conf:?}");
     assert!(!fits(&join(&o.modules.blacklist)) || again.modules.blacklist == o.modules.blacklist, "{conf:?}");
     assert_eq!(again.modules.no_coldplug, o.modules.no_coldplug);

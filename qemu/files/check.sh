@@ -35,6 +35,7 @@ layers=""
 for f in /etc/stateless-lab/from-*; do [ -e "$f" ] && layers="$layers${f##*/} "; done
 fact layers "$layers"
 cp /proc/mounts "$out/mounts.txt"
+cp /proc/swaps "$out/swaps.txt"
 awk '$2 == "/" { root = $1 " " $3 " " $4 } $2 == "/etc" { etc = $3 } $2 == "/var" { var = $3 }
      $2 == "/run" { run = $3 } $2 == "/tmp" { tmp = $3 }
      END { print "root=" root; print "etc=" etc; print "var=" var; print "run=" run; print "tmp=" tmp }' \

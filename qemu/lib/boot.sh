@@ -154,11 +154,43 @@ boot_fact() {
     echo "${v:--}"
 }
 
+# The local disks of --disks (boot_disks): a swap area labelled lab-swap, an unlabelled one, an
+# ext4 filesystem labelled lab-scratch (with a last boot's files), and 16 MiB of random bytes (no
+# signature); each a virtio
+# disk with serial stlab-<name>. The unlabelled swap and the random disk must come back byte for
+# byte (boot_disks_untouched).
+BOOT_DISKS=(swap other-swap scratch random)
+
+# boot_disks DIR: makes the disks' images in DIR.
+boot_disks() {
+    local dir=$1
+    mkdir -p "$dir"
+    truncate -s 32M "$dir/swap.img" "$dir/other-swap.img"
+    truncate -s 128M "$dir/scratch.img"
+    mkswap -q -L lab-swap "$dir/swap.img" > /dev/null
+    mkswap -q "$dir/other-swap.img" > /dev/null
+    # As a disk a client used before: the last boot's files in stateless/ (to go), and a
+    # file of the admin's beside it (to stay).
+    mkdir -p "$dir/scratch-tree/stateless/etc/upper" "$dir/scratch-tree/keep"
+    echo "the last boot's" > "$dir/scratch-tree/stateless/etc/upper/stale"
+    echo "the admin's" > "$dir/scratch-tree/keep/notes.txt"
+    mkfs.ext4 -q -L lab-scratch -d "$dir/scratch-tree" "$dir/scratch.img"
+    head -c 16M /dev/urandom > "$dir/random.img"
+    sha256sum "$dir/other-swap.img" "$dir/random.img" > "$dir/untouched.sha256"
+}
+
+# boot_disks_untouched DIR: yes when the disks no label named came back byte for byte, and the
+# admin's file beside stateless/ on the scratch disk is still there.
+boot_disks_untouched() {
+    sha256sum --quiet -c "$1/untouched.sha256" > /dev/null 2>&1 &&
+        [[ $(debugfs -R "cat /keep/notes.txt" "$1/scratch.img" 2>/dev/null) == "the admin's" ]] && echo yes || echo no
+}
+
 cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
-    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault
+    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -185,6 +217,7 @@ cmd_boot() {
             --hostile-dhcp) hostile_dhcp=${2:?}; shift 2 ;;
             --fault) faults+=("${2:?}"); shift 2 ;;
             --answer-breaks) answer_breaks=1; shift ;;
+            --disks) disks=1; shift ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -206,6 +239,7 @@ cmd_boot() {
     [[ -z $initrd_given || -f $initrd_given ]] || die "--initrd $initrd_given: no such file"
     [[ -z $hostile_dhcp || ($net == tap && $dhcp == 1) ]] || boot_usage_error "--hostile-dhcp goes with --net tap (and DHCP)"
     [[ -z $hostile_dhcp || $hostile_dhcp =~ ^names-[123]$ ]] || boot_usage_error "--hostile-dhcp is names-1, names-2 or names-3"
+    [[ $disks == 0 || ($stock == 1 && $check_init == 1) ]] || boot_usage_error "--disks goes with --stock --check-init (the lab kernel has no ext4 or swap)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -243,6 +277,7 @@ cmd_boot() {
         [[ " ${faults[*]} " != *" no-nic-driver "* ]] || nics=e1000
         # /lab/check-init has no udev to load the result disk's driver: stateless loads it.
         [[ $check_init == 0 ]] || extra=(--add-module virtio_blk)
+        [[ $disks == 0 ]] || extra+=(--add-module ext4)
         "$shim" initramfs --kernel-version "$release" --nic "$nics" "${extra[@]}" -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
             || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
         log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic $nics)"
@@ -274,7 +309,7 @@ cmd_boot() {
     if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
     if [[ $check_init == 1 ]]; then
         cmdline+=" stateless.init=/lab/check-init"
-        [[ $stock == 0 ]] || cmdline+=" stateless.modules=virtio_blk"
+        [[ $stock == 0 ]] || cmdline+=" stateless.modules=virtio_blk$([[ $disks == 0 ]] || echo ,ext4)"
     fi
     cmdline+=$append
     # +rdrand: the guest kernel trusts the CPU's RNG (RANDOM_TRUST_CPU), so its random pool is
@@ -296,6 +331,15 @@ cmd_boot() {
         "${serial[@]}" -monitor none -display none
         -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
+    if [[ $disks == 1 ]]; then
+        boot_disks "$run_dir/disks"
+        local disk
+        for disk in "${BOOT_DISKS[@]}"; do
+            # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+            qemu+=(-drive "file=$run_dir/disks/$disk.img,format=raw,if=none,id=$disk"
+                -device "virtio-blk-pci,drive=$disk,serial=stlab-$disk")
+        done
+    fi
     if [[ $pxe == 1 ]]; then
         boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline" "$initrd"
         qemu+=(-netdev "$netdev,tftp=$run_dir/tftp,bootfile=pxelinux.0" -boot n)
@@ -348,6 +392,7 @@ cmd_boot() {
         echo "result=$result"; echo "export_unchanged=$export_unchanged"
         echo "login_after=${BOOT_LOGIN_AFTER:--}"; echo "leftovers=${leftovers:-none}"
         echo "outage=$BOOT_OUTAGE"; echo "breaks_answered=$BOOT_BREAKS_ANSWERED"
+        [[ $disks == 0 ]] || echo "disks_untouched=$(boot_disks_untouched "$run_dir/disks")"
     } > "$BOOT_OUT/summary.txt"
 
     local panic

@@ -7,7 +7,7 @@ LAB_PACKAGES=(
     busybox-static                                         # small tools for experiments
     nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
     debootstrap cpio kmod zstd                             # client images, initramfs checks
-    iproute2 util-linux tar                                # ip netns, unshare/flock, result disks
+    iproute2 util-linux tar e2fsprogs                      # ip netns, unshare/flock, result and --disks disks
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel
 )

@@ -44,7 +44,7 @@ const DHCP_START_DELAY: Duration = Duration::from_millis(500);
 /// some servers never answer it (QEMU's user-mode network): it is given this long at most.
 const INFORM_BOUND: Duration = Duration::from_secs(10);
 /// What a step function reports when it did not fail.
-struct Done {
+pub(crate) struct Done {
     status: Status,
     detail: String,
     /// Why a degraded step is degraded.
@@ -52,15 +52,15 @@ struct Done {
 }
 
 impl Done {
-    fn ok(detail: impl Into<String>) -> Self {
+    pub(crate) fn ok(detail: impl Into<String>) -> Self {
         Self { status: Status::Ok, detail: detail.into(), error: None }
     }
 
-    fn skipped(detail: impl Into<String>) -> Self {
+    pub(crate) fn skipped(detail: impl Into<String>) -> Self {
         Self { status: Status::Skipped, detail: detail.into(), error: None }
     }
 
-    fn degraded(detail: impl Into<String>, error: Failure) -> Self {
+    pub(crate) fn degraded(detail: impl Into<String>, error: Failure) -> Self {
         Self { status: Status::Degraded, detail: detail.into(), error: Some(error) }
     }
 }
@@ -122,8 +122,8 @@ struct Writable {
 /// An overlay the writable-dirs phase prepared: mounted once the layers are in its upper dir.
 struct Pending {
     writable: Writable,
-    /// The tmpfs holding upper/ and work/.
-    rw: PathBuf,
+    /// The tmpfs holding upper/ and work/ (none when they are on the scratch filesystem).
+    rw: Option<PathBuf>,
     upper: ImageDir,
     work: PathBuf,
 }
@@ -364,6 +364,8 @@ impl<'a> Executor<'a> {
                 result
             }
             Step::Overlay { dir } => self.overlay(dir),
+            Step::Scratch { label } => self.scratch(label),
+            Step::Swap { wanted } => self.swap(wanted),
             Step::Layer { kind, name } => Ok(self.layer(*kind, name)),
             Step::HostFiles { fqdn, short, files } => self.host_files(fqdn, short, files),
             Step::NetworkFiles { interface } => self.network_files(interface),
@@ -427,7 +429,7 @@ impl<'a> Executor<'a> {
         Ok(Done::ok("mounted"))
     }
 
-    fn io(&self, op: Op, root: &ImageRoot, rel: impl AsRef<Path>, error: &std::io::Error) -> Failure {
+    pub(crate) fn io(&self, op: Op, root: &ImageRoot, rel: impl AsRef<Path>, error: &std::io::Error) -> Failure {
         Failure::io(op, Some(&root.host_path(rel)), error)
     }
 
@@ -512,7 +514,7 @@ impl<'a> Executor<'a> {
     }
 
     /// A module by name (or alias) and what it needs.
-    fn module(&mut self, name: &str) -> Result<Done, Failure> {
+    pub(crate) fn module(&mut self, name: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             // Never into the host's kernel: only PID 1 loads modules.
             return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
@@ -859,8 +861,12 @@ impl<'a> Executor<'a> {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
                     self.pending.push(Pending { writable, rw, upper, work });
-                    let detail =
-                        format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers");
+                    let detail = match &self.facts.scratch {
+                        Some(scratch) => format!("upper and work dirs at /{scratch}/{dir}, overlay after the layers"),
+                        None => {
+                            format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers")
+                        }
+                    };
                     return Ok(Done::ok(detail));
                 }
                 Err(e) => {
@@ -878,24 +884,28 @@ impl<'a> Executor<'a> {
     }
 
     /// A tmpfs at /run/stateless/rw/<dir> holding upper/ (with the image dir's owner and mode:
-    /// the overlay root shows the upper's) and work/.
+    /// the overlay root shows the upper's) and work/; with a scratch filesystem, a dir on it
+    /// instead (`None` for the tmpfs).
     fn prepare_overlay(
         &mut self,
         dir: &str,
         st: &rustix::fs::Stat,
         size: Option<&str>,
-    ) -> Result<(PathBuf, ImageDir, PathBuf), Failure> {
+    ) -> Result<(Option<PathBuf>, ImageDir, PathBuf), Failure> {
         let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
         }
-        let rw_rel = Path::new(RW_BASE).join(dir);
+        let on_scratch = self.facts.scratch.clone();
+        let rw_rel = on_scratch.as_ref().map_or_else(|| Path::new(RW_BASE).join(dir), |s| Path::new(s).join(dir));
         let rw =
             self.target.create_dir_all(&rw_rel, 0o755).map_err(|e| self.io(Op::Mkdir, &self.target, &rw_rel, &e))?;
-        let options = mounts::tmpfs_options(0o755, 0, 0, size);
-        self.sys
-            .mount("tmpfs", &rw.path, "tmpfs", UPPER_TMPFS_FLAGS, &options)
-            .map_err(|e| Failure::io(Op::Mount, Some(&rw.path), &e))?;
+        if on_scratch.is_none() {
+            let options = mounts::tmpfs_options(0o755, 0, 0, size);
+            self.sys
+                .mount("tmpfs", &rw.path, "tmpfs", UPPER_TMPFS_FLAGS, &options)
+                .map_err(|e| Failure::io(Op::Mount, Some(&rw.path), &e))?;
+        }
         let made = (|| {
             let make = |name: &str| {
                 let rel = rw_rel.join(name);
@@ -909,10 +919,12 @@ impl<'a> Executor<'a> {
             Ok((upper, work.path))
         })();
         match made {
-            Ok((upper, work)) => Ok((rw.path, upper, work)),
+            Ok((upper, work)) => Ok((on_scratch.is_none().then_some(rw.path), upper, work)),
             Err(e) => {
                 drop(rw);
-                self.take_off(&self.target.host_path(&rw_rel));
+                if on_scratch.is_none() {
+                    self.take_off(&self.target.host_path(&rw_rel));
+                }
                 Err(e)
             }
         }
@@ -949,7 +961,9 @@ impl<'a> Executor<'a> {
         log::warn!("/{dir}: overlayfs failed ({why}); falling back to copy mode");
         let copied = self.copy_mode(&p.writable, Some(&p.upper));
         drop(p.upper);
-        self.take_off(&p.rw);
+        if let Some(rw) = &p.rw {
+            self.take_off(rw);
+        }
         let entries = copied?;
         Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
     }
@@ -1447,6 +1461,24 @@ mod tests {
         assert_eq!(dhcp.status, Status::Failed);
         assert_eq!(dhcp.error.as_ref().map(|e| e.op), Some(Op::Dhcp));
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::AddAddress(..))));
+    }
+
+    #[test]
+    fn a_scratch_disk_that_is_not_there_leaves_the_upper_dirs_in_memory() {
+        let image = Image::new("noscratch");
+        let sys = fake(|_| None);
+        let (outcomes, ended) = boot(&image, "stateless.scratch=lab-scratch stateless.swap=lab-swap", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "degradable: the boot goes on");
+        let of = |f: &dyn Fn(&Step) -> bool| outcomes.iter().find(|o| f(&o.step)).unwrap();
+        let scratch = of(&|s| matches!(s, Step::Scratch { .. }));
+        assert_eq!(scratch.status, Status::Failed);
+        let why = scratch.error.as_ref().unwrap().to_string();
+        assert!(why.contains("no filesystem labelled lab-scratch on the 0 block devices"), "{why}");
+        let etc = of(&|s| matches!(s, Step::WritableDir { dir, .. } if dir == "etc"));
+        assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
+        let swap = of(&|s| matches!(s, Step::Swap { .. }));
+        assert_eq!((swap.status, swap.detail.as_str()), (Status::Skipped, "none on the 0 block devices"));
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Swapon(_))));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! mounts the NFS root and switches into it. Never returns and never panics out: a
 //! panic goes to the emergency policy ([`panic`]).
 
+mod disks;
 pub mod execute;
 pub mod handoff;
 mod logserver;

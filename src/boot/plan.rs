@@ -27,6 +27,12 @@ pub const NEW_ROOT: &str = "root";
 /// Where the report goes, relative to the root.
 pub const REPORT_DIR: &str = "run/stateless";
 
+/// Where the scratch filesystem (`stateless.scratch=`) is mounted, relative to the target root.
+pub const SCRATCH: &str = "run/stateless/scratch";
+/// The boot's own dir on it: the upper dirs (`<dir>/upper`, `<dir>/work`) and `tmp`, emptied at
+/// each boot. Nothing else on the filesystem is touched.
+pub const SCRATCH_UPPERS: &str = "run/stateless/scratch/stateless";
+
 /// Plans one phase from what is known now. Reads the target image (whether `/etc/conf.d`
 /// exists, which init exists) but changes nothing.
 pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot) -> Vec<Step> {
@@ -60,10 +66,16 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             // Without overlayfs (not registered, and the hardware phase could not load it), copy mode.
             let mode = if facts.overlayfs == Some(false) { OverlayMode::Copy } else { options.mode };
             let size = &options.tmpfs_size;
-            options
-                .dirs
-                .iter()
-                .map(|dir| Step::WritableDir { dir: dir.clone(), mode, tmpfs_size: size.clone() })
+            // The scratch filesystem first: the overlays' upper dirs go on it.
+            let scratch = options.scratch.clone().filter(|_| !options.dirs.is_empty());
+            let scratch = scratch.map(|label| Step::Scratch { label });
+            scratch
+                .into_iter()
+                .chain(options.dirs.iter().map(|dir| Step::WritableDir {
+                    dir: dir.clone(),
+                    mode,
+                    tmpfs_size: size.clone(),
+                }))
                 .collect()
         }
         Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
@@ -71,7 +83,10 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             .map(|(kind, name)| Step::Layer { kind, name })
             .chain(facts.uppers.iter().map(|dir| Step::Overlay { dir: dir.clone() }))
             .collect(),
-        Phase::Devices => coldplug(Pass::Late, facts).into_iter().collect(),
+        Phase::Devices => {
+            let swap = options.swap.clone().map(|wanted| Step::Swap { wanted });
+            coldplug(Pass::Late, facts).into_iter().chain(swap).collect()
+        }
         Phase::HostFiles => {
             let host = match &facts.hostname {
                 Some(h) if facts.writable.iter().any(|d| d == "etc") => {
@@ -144,11 +159,16 @@ fn coldplug(pass: Pass, facts: &Facts) -> Option<Step> {
 }
 
 /// Whether the drivers come before the network: when the network phase is to configure an
-/// interface (none has an address yet), its driver must be there. Otherwise (on-root mode: the
-/// kernel mounted the root over the network) coldplug waits for the layers, whose modprobe.d
-/// can then blacklist a lab's odd sound card or set a NIC option.
+/// interface (none has an address yet), its driver must be there; and for `stateless.scratch=`,
+/// the disk's, before the writable dirs. Otherwise (on-root mode: the kernel mounted the root
+/// over the network) coldplug waits for the layers, whose modprobe.d can then blacklist a lab's
+/// odd sound card or set a NIC option.
 pub fn early_coldplug(options: &Options, facts: &Facts) -> bool {
-    matches!(network_step(options, facts), Some(Step::Dhcp { exchange: Exchange::Discover, .. } | Step::Address { .. }))
+    options.scratch.is_some()
+        || matches!(
+            network_step(options, facts),
+            Some(Step::Dhcp { exchange: Exchange::Discover, .. } | Step::Address { .. })
+        )
 }
 
 /// The hostname: `stateless.hostname=`, the kernel's, our DHCP client's, else the fallback.
@@ -192,6 +212,7 @@ pub fn learn(facts: &mut Facts, step: &Step) {
         Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
         Step::Dhcp { .. } => facts.dhcp_done = true,
+        Step::Scratch { .. } => facts.scratch = Some(SCRATCH_UPPERS.into()),
         Step::Address { address, .. } => {
             facts.address_done = true;
             facts.address = Some(*address);
@@ -350,6 +371,36 @@ mod tests {
             kernel_hostname: Some(kernel_hostname.into()),
             ..Facts::default()
         }
+    }
+
+    #[test]
+    fn local_disks_are_planned_where_they_are_needed() {
+        let on = Some("10.0.2.15/24");
+        let dir = std::env::temp_dir().join(format!("stateless-plan-disks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = ImageRoot::open(&dir).unwrap();
+        let o = options("stateless.scratch=lab-scratch stateless.swap=auto");
+        let f = Facts { devices: Some(3), coldplug: vec!["virtio_blk".into()], ..facts(on, "lab3-12") };
+        // The scratch disk's driver before the writable dirs, even when the network is up.
+        assert!(early_coldplug(&o, &f) && !early_coldplug(&options(""), &f));
+        let writable = phase(Phase::WritableDirs, &o, &f, &target);
+        assert_eq!(writable.first(), Some(&Step::Scratch { label: "lab-scratch".into() }));
+        assert_eq!(writable.len(), 3, "then /etc and /var: {writable:?}");
+        let no_dirs = options("stateless.scratch=lab-scratch stateless.dirs=");
+        assert_eq!(phase(Phase::WritableDirs, &no_dirs, &f, &target), [], "no writable dir: no scratch");
+        let devices = phase(Phase::Devices, &o, &f, &target);
+        assert!(
+            matches!(
+                devices.as_slice(),
+                [Step::Coldplug { .. }, Step::Swap { wanted: crate::model::options::Swap::Auto }]
+            ),
+            "{devices:?}"
+        );
+        assert_eq!(phase(Phase::Devices, &options(""), &f, &target).len(), 1);
+        let mut learned = Facts::default();
+        learn(&mut learned, &Step::Scratch { label: "x".into() });
+        assert_eq!(learned.scratch.as_deref(), Some(SCRATCH_UPPERS));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

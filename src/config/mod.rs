@@ -8,7 +8,7 @@ pub mod nfsroot;
 
 use std::net::Ipv4Addr;
 
-use crate::model::options::{Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode};
+use crate::model::options::{Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap};
 use crate::model::step::Phase;
 
 /// One `key[=value]` word of the command line.
@@ -145,7 +145,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 18] = [
+const VALUE_KEYS: [&str; 20] = [
     "softlevel",
     "ip",
     "nfsroot",
@@ -162,6 +162,8 @@ const VALUE_KEYS: [&str; 18] = [
     "stateless.dhcp.timeout",
     "stateless.nfs.timeout",
     "stateless.log",
+    "stateless.swap",
+    "stateless.scratch",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -265,6 +267,9 @@ impl Resolver {
             ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, timeout(v)),
             ("stateless.nfs.timeout", Some(v)) => set(&mut o.nfs_timeout, timeout(v)),
             ("stateless.log", Some(v)) => set(&mut o.log, log_server(v)),
+            ("stateless.swap", Some("auto")) => set(&mut o.swap, Ok(Some(Swap::Auto))),
+            ("stateless.swap", Some(v)) => set(&mut o.swap, disk_label(v).map(|l| Some(Swap::Label(l)))),
+            ("stateless.scratch", Some(v)) => set(&mut o.scratch, disk_label(v).map(Some)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -494,6 +499,14 @@ fn tmpfs_size(v: &str) -> Result<String, String> {
     Ok(format!("{n}{suffix}"))
 }
 
+/// A filesystem or swap label to look for.
+fn disk_label(v: &str) -> Result<String, String> {
+    match crate::model::options::valid_disk_label(v) {
+        true => Ok(v.to_owned()),
+        false => Err(format!("{} is not a label of 1 to 64 letters, digits, '.', '_', '-'", q(v))),
+    }
+}
+
 /// The syslog port when `stateless.log=` names none.
 pub const SYSLOG_PORT: u16 = 514;
 
@@ -692,6 +705,19 @@ mod tests {
             let (o, d) = bad(&format!("stateless.dhcp.timeout=30 stateless.dhcp.timeout={v}"));
             assert_eq!(o.dhcp_timeout, 30, "{v}: the earlier value stays");
             assert!(d.contains("stateless.dhcp.timeout"), "{d}");
+        }
+    }
+
+    #[test]
+    fn local_disk_labels() {
+        assert_eq!((Options::default().swap, Options::default().scratch), (None, None));
+        assert_eq!(ok("stateless.swap=auto").swap, Some(Swap::Auto));
+        assert_eq!(ok("stateless.swap=lab-swap").swap, Some(Swap::Label("lab-swap".into())));
+        assert_eq!(ok("stateless.scratch=scratch").scratch.as_deref(), Some("scratch"));
+        for v in ["", "a,b", "../x", "a/b", &"x".repeat(65)] {
+            let (o, d) = bad(&format!("stateless.scratch=ok stateless.scratch={v}"));
+            assert_eq!(o.scratch.as_deref(), Some("ok"), "{v}: the earlier value stays");
+            assert!(d.starts_with("stateless.scratch: "), "{d}");
         }
     }
 

@@ -2,6 +2,7 @@
 //! overlays, the configuration layers, the host files and the network handed on to init.
 
 pub mod cpio;
+pub mod disks;
 pub mod hostfiles;
 pub mod initramfs;
 pub mod layers;

@@ -51,6 +51,10 @@ pub struct Facts {
     pub writable: Vec<String>,
     /// Writable dirs whose overlay is still to be mounted on top of its filled upper dir.
     pub uppers: Vec<String>,
+    /// Where the upper dirs go when a scratch filesystem is mounted (`stateless.scratch=`):
+    /// a dir on it, relative to the target root.
+    #[serde(default)]
+    pub scratch: Option<String>,
     /// Problems met while probing, for the log and the report.
     pub notes: Vec<String>,
 }

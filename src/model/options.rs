@@ -75,6 +75,16 @@ pub enum LogServer {
     At(std::net::SocketAddrV4),
 }
 
+/// Which swap areas of the local disks to use (`stateless.swap=`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Swap {
+    /// `auto`: every swap area found.
+    Auto,
+    /// Only those with this label.
+    Label(String),
+}
+
 /// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
@@ -119,6 +129,13 @@ pub struct Options {
     /// `stateless.log=`: the syslog server the boot's log and report go to.
     #[serde(default)]
     pub log: LogServer,
+    /// `stateless.swap=`: swap areas of the local disks to use.
+    #[serde(default)]
+    pub swap: Option<Swap>,
+    /// `stateless.scratch=`: the label of the local filesystem for the writable dirs' upper
+    /// dirs and /tmp.
+    #[serde(default)]
+    pub scratch: Option<String>,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -128,6 +145,12 @@ pub struct Options {
 /// index are held to it alike.
 pub fn valid_module_name(name: &str) -> bool {
     (1..=55).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A label `stateless.swap=` and `stateless.scratch=` can name: 1 to 64 letters, digits, `.`,
+/// `_`, `-` (what a disk's label is compared with, byte for byte).
+pub fn valid_disk_label(text: &str) -> bool {
+    (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// What the command line says about kernel modules.
@@ -199,6 +222,8 @@ impl Default for Options {
             dhcp_timeout: DHCP_TIMEOUT_SECS,
             nfs_timeout: NFS_TIMEOUT_SECS,
             log: LogServer::FromDhcp,
+            swap: None,
+            scratch: None,
             modules: ModuleOptions::default(),
         }
     }

@@ -48,6 +48,7 @@ pub enum Op {
     Dhcp,
     Exec,
     SwitchRoot,
+    Swapon,
 }
 
 impl Op {
@@ -65,6 +66,7 @@ impl Op {
             Op::Dhcp => "dhcp",
             Op::Exec => "exec",
             Op::SwitchRoot => "switch root",
+            Op::Swapon => "swapon",
         }
     }
 }

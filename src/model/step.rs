@@ -11,7 +11,7 @@ use super::layer::LayerKind;
 use super::lease::Exchange;
 use super::mount::EarlyMount;
 use super::nfsroot::NfsMount;
-use super::options::OverlayMode;
+use super::options::{OverlayMode, Swap};
 
 /// The phases of the boot, in order. Each is planned from what is known when it starts (a
 /// hostname exists only after the network phase); their names are what `stateless.break=` takes.
@@ -156,6 +156,12 @@ pub enum Step {
     SwitchRoot {
         new_root: String,
     },
+    /// The local filesystem labelled `label` (`stateless.scratch=`) mounted on
+    /// /run/stateless/scratch, emptied of the last boot's files: the writable dirs' upper
+    /// dirs and /tmp go on it instead of into memory.
+    Scratch {
+        label: String,
+    },
     /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
     WritableDir {
         dir: String,
@@ -178,6 +184,10 @@ pub enum Step {
         short: String,
         files: Vec<String>,
     },
+    /// Swap areas of the local disks (`stateless.swap=`), found by their signature.
+    Swap {
+        wanted: Swap,
+    },
     /// What the real init needs to keep the boot interface and to know the lease
     /// (docs/network.md).
     NetworkFiles {
@@ -199,10 +209,10 @@ impl Step {
         match self {
             Step::Mount { .. } => Phase::EarlyMounts,
             Step::Module { .. } | Step::Coldplug { pass: Pass::Early, .. } => Phase::Hardware,
-            Step::Coldplug { pass: Pass::Late, .. } => Phase::Devices,
+            Step::Coldplug { pass: Pass::Late, .. } | Step::Swap { .. } => Phase::Devices,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
             Step::NfsRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
-            Step::WritableDir { .. } => Phase::WritableDirs,
+            Step::Scratch { .. } | Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
             Step::Report { .. } => Phase::Report,
@@ -265,9 +275,14 @@ impl fmt::Display for Step {
             Step::NfsRoot { root: Err(why) } => write!(f, "nfs root: {why}"),
             Step::SwitchRoot { new_root } => write!(f, "switch root to /{new_root}"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
-                write!(f, "writable /{dir}: tmpfs for the overlay's upper dir")
+                write!(f, "writable /{dir}: the overlay's upper dir")
             }
             Step::WritableDir { dir, mode: OverlayMode::Copy, .. } => write!(f, "writable /{dir}: tmpfs + copy"),
+            Step::Scratch { label } => {
+                write!(f, "scratch: the local filesystem labelled {label} for the upper dirs and /tmp")
+            }
+            Step::Swap { wanted: Swap::Auto } => write!(f, "swap: every swap area of the local disks"),
+            Step::Swap { wanted: Swap::Label(label) } => write!(f, "swap: the swap areas labelled {label}"),
             Step::Layer { name, .. } => write!(f, "layer {name}"),
             Step::Overlay { dir } => write!(f, "overlay on /{dir} (copy mode if overlayfs fails)"),
             Step::HostFiles { files, .. } => {

@@ -40,6 +40,7 @@ pub enum Call {
     DhcpTransport(u32, Ipv4Addr),
     Sethostname(String),
     Setdomainname(String),
+    Swapon(PathBuf),
     Exec(PathBuf, Vec<OsString>),
     Shell(PathBuf),
     Sleep(Duration),
@@ -194,6 +195,10 @@ impl Sys for Fake {
 
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         self.record(Call::Setdomainname(name.into()))
+    }
+
+    fn swapon(&self, path: &Path) -> io::Result<()> {
+        self.record(Call::Swapon(path.into()))
     }
 
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {

@@ -77,6 +77,8 @@ pub trait Sys: Send + Sync {
     /// (`a=1 b=2`); `path` names it in messages and tells a compressed file by its suffix.
     fn load_module(&self, file: BorrowedFd<'_>, path: &Path, params: &str) -> io::Result<()>;
     fn sethostname(&self, name: &str) -> io::Result<()>;
+    /// swapon(2): the swap area on the block device `path`.
+    fn swapon(&self, path: &Path) -> io::Result<()>;
     fn setdomainname(&self, name: &str) -> io::Result<()>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;

@@ -94,6 +94,10 @@ impl Sys for Real {
         Ok(rustix::system::sethostname(name.as_bytes())?)
     }
 
+    fn swapon(&self, path: &Path) -> io::Result<()> {
+        super::unsafe_ops::swapon(path)
+    }
+
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         Ok(rustix::system::setdomainname(name.as_bytes())?)
     }

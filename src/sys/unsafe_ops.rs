@@ -19,6 +19,17 @@ pub fn with_controlling_tty(command: &mut Command) -> &mut Command {
     }
 }
 
+/// swapon(2) on the block device `path` with no flags (rustix has no swapon). The kernel reads
+/// and checks the swap header; nothing is written to the device.
+pub fn swapon(path: &std::path::Path) -> std::io::Result<()> {
+    let path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))?;
+    // SAFETY: `path` is a NUL-terminated string that lives across the call; swapon only reads it.
+    match unsafe { libc::swapon(path.as_ptr(), 0) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
 /// `struct sockaddr_ll` (linux/if_packet.h): a link-layer address for packet sockets, which
 /// rustix has no type for.
 #[repr(C)]

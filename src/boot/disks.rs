@@ -1,0 +1,135 @@
+//! The local disks, opt-in as the old `findlocal`/`uselocal` did: swap areas
+//! (`stateless.swap=`) and a scratch filesystem (`stateless.scratch=`) for the writable dirs'
+//! upper dirs and /tmp. Disks are found by their signatures ([`crate::fs::disks`]); nothing is
+//! written to a disk but the filesystem that carries the scratch label, and there only below
+//! its `stateless` dir.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::mount::MountFlags;
+
+use crate::boot::execute::{Done, Executor};
+use crate::boot::plan::{SCRATCH, SCRATCH_UPPERS};
+use crate::fs::disks::{self, Disk};
+use crate::fs::mounts::TMPFS_MAGIC;
+use crate::model::options::Swap;
+use crate::model::outcome::{Failure, Mode, Op};
+
+/// `vdb1 (label lab-swap)`.
+fn named(disk: &Disk) -> String {
+    match disk.signature.as_ref().and_then(|s| s.label.as_deref()) {
+        Some(label) => format!("{} (label {label})", disk.name),
+        None => disk.name.clone(),
+    }
+}
+
+impl Executor<'_> {
+    /// swapon on every swap area `wanted` names; a failed one is named, the others still used.
+    pub(crate) fn swap(&mut self, wanted: &Swap) -> Result<Done, Failure> {
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped("not PID 1: the host's swap is left alone"));
+        }
+        let found = disks::scan(&self.running);
+        let areas: Vec<&Disk> = found
+            .iter()
+            .filter(|d| {
+                d.signature.as_ref().is_some_and(|s| {
+                    s.kind == "swap"
+                        && match wanted {
+                            Swap::Auto => true,
+                            Swap::Label(label) => s.label.as_ref() == Some(label),
+                        }
+                })
+            })
+            .collect();
+        if areas.is_empty() {
+            return Ok(Done::skipped(format!("none on the {} block devices", found.len())));
+        }
+        let (mut on, mut failed) = (Vec::new(), None);
+        for area in areas {
+            match self.sys.swapon(&area.node) {
+                Ok(()) => on.push(named(area)),
+                Err(e) => {
+                    log::warn!("swapon {}: {e}", area.node.display());
+                    failed = Some(Failure::io(Op::Swapon, Some(&area.node), &e));
+                }
+            }
+        }
+        match failed {
+            None => Ok(Done::ok(format!("on {}", on.join(", ")))),
+            Some(e) if on.is_empty() => Err(e),
+            Some(e) => Ok(Done::degraded(format!("on {}", on.join(", ")), e)),
+        }
+    }
+
+    /// Mounts the filesystem labelled `label` on /run/stateless/scratch (`nosuid,nodev`), empties
+    /// its `stateless` dir of the last boot's files, and puts /tmp there (a bind mount); the
+    /// writable dirs' upper dirs follow ([`crate::boot::plan::SCRATCH_UPPERS`]). No such
+    /// filesystem, or two: failed (degradable), the upper dirs stay in memory.
+    pub(crate) fn scratch(&mut self, label: &str) -> Result<Done, Failure> {
+        if self.mode == Mode::Apply {
+            return Ok(Done::skipped("not PID 1: no disk is mounted"));
+        }
+        let found = disks::scan(&self.running);
+        let labelled: Vec<&Disk> = found
+            .iter()
+            .filter(|d| d.signature.as_ref().is_some_and(|s| s.kind != "swap" && s.label.as_deref() == Some(label)))
+            .collect();
+        let disk = match labelled.as_slice() {
+            [one] => *one,
+            [] => {
+                let why = format!("no filesystem labelled {label} on the {} block devices", found.len());
+                return Err(Failure::new(Op::Mount, None, why));
+            }
+            many => {
+                let names: Vec<String> = many.iter().map(|d| d.name.clone()).collect();
+                let why = format!("{} filesystems labelled {label} ({}): none used", many.len(), names.join(", "));
+                return Err(Failure::new(Op::Mount, None, why));
+            }
+        };
+        let fstype = disk.signature.as_ref().map_or("", |s| s.kind.as_str());
+        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
+        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
+            return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
+        }
+        let at =
+            self.target.create_dir_all(SCRATCH, 0o755).map_err(|e| self.io(Op::Mkdir, &self.target, SCRATCH, &e))?;
+        let source = disk.node.to_string_lossy().into_owned();
+        let flags = MountFlags::NOSUID | MountFlags::NODEV;
+        self.sys.mount(&source, &at.path, fstype, flags, "").map_err(|e| {
+            let mut failure = Failure::io(Op::Mount, Some(&disk.node), &e);
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                // Loaded before the writable dirs, from the root stateless runs in: the
+                // initramfs in initramfs mode (`stateless initramfs --add-module`).
+                failure.message += &format!(": the kernel has no {fstype} driver: name it in stateless.modules=");
+            }
+            failure
+        })?;
+        let own = self
+            .target
+            .create_dir_all(SCRATCH_UPPERS, 0o700)
+            .map_err(|e| self.io(Op::Mkdir, &self.target, SCRATCH_UPPERS, &e))?;
+        let cleared =
+            crate::fs::initramfs::clear(own.fd.as_fd()).map_err(|e| Failure::io(Op::Write, Some(&own.path), &e))?;
+        cleared.failed.iter().for_each(|f| log::warn!("scratch: last boot's {f}"));
+        let tmp_rel = Path::new(SCRATCH_UPPERS).join("tmp");
+        let tmp =
+            self.target.create_dir_all(&tmp_rel, 0o700).map_err(|e| self.io(Op::Mkdir, &self.target, &tmp_rel, &e))?;
+        rustix::fs::fchmod(&tmp.fd, rustix::fs::Mode::from_raw_mode(0o1777))
+            .map_err(|e| Failure::io(Op::Mkdir, Some(&tmp.path), &e.into()))?;
+        let detail =
+            format!("{} ({fstype}) on /{SCRATCH}; {} entries of the last boot removed", named(disk), cleared.removed);
+        match self
+            .target
+            .dir("tmp")
+            .and_then(|t| self.sys.mount(&tmp.path.to_string_lossy(), &t.path, "", MountFlags::BIND, "").map(|()| t))
+        {
+            Ok(_) => Ok(Done::ok(format!("{detail}; /tmp on it"))),
+            Err(e) => Ok(Done::degraded(
+                format!("{detail}; /tmp stays in memory"),
+                Failure::io(Op::Mount, Some(Path::new("/tmp")), &e),
+            )),
+        }
+    }
+}
