@@ -127,43 +127,22 @@ pub(crate) fn given_facts(args: &Args) -> Facts {
 pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
     let mut args = args.skip(1);
     let command = args.next().and_then(|a| a.into_string().ok()).unwrap_or_default();
+    // Warnings and errors to standard error; what `dhcp` and `apply` do, too.
+    let level = if matches!(command.as_str(), "dhcp" | "apply") { LevelFilter::Info } else { LevelFilter::Warn };
+    crate::log::init(Sink::Stderr, level);
     let run = match command.as_str() {
-        "plan" | "apply" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            match parse_args(args) {
-                Ok(None) => emit(USAGE).map(|()| 0),
-                Ok(Some(parsed)) if command == "plan" => plan::command(&parsed),
-                Ok(Some(parsed)) => {
-                    log::set_max_level(LevelFilter::Info);
-                    apply::command(&parsed)
-                }
-                Err(e) => Err(e),
-            }
-        }
-        "dhcp" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Info);
-            dhcp::command(args)
-        }
-        "modules" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            modules::command(args)
-        }
-        "status" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            status::command(args)
-        }
-        "relayer" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            relayer::command(args)
-        }
-        "check" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            check::command(args)
-        }
-        "initramfs" => {
-            crate::log::init(Sink::Stderr, LevelFilter::Warn);
-            initramfs::command(args)
-        }
+        "plan" | "apply" => match parse_args(args) {
+            Ok(None) => emit(USAGE).map(|()| 0),
+            Ok(Some(parsed)) if command == "plan" => plan::command(&parsed),
+            Ok(Some(parsed)) => apply::command(&parsed),
+            Err(e) => Err(e),
+        },
+        "dhcp" => dhcp::command(args),
+        "modules" => modules::command(args),
+        "status" => status::command(args),
+        "relayer" => relayer::command(args),
+        "check" => check::command(args),
+        "initramfs" => initramfs::command(args),
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),
         _ => Err(format!("not PID 1, so a command is needed\n{USAGE}")),
