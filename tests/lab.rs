@@ -303,6 +303,18 @@ fn server_log(scenario: &str) -> (Vec<(String, String)>, Value) {
     (lines, serde_json::from_str(&report).unwrap_or(Value::Null))
 }
 
+/// What `stateless check` found in the layer tree as exported for the boot (qemu/lib/boot.sh
+/// runs it with `--host lab3-12,10.0.2.15/24`): `(severity, at)` of each finding, and the JSON.
+fn layer_check(b: &Boot) -> (Vec<(String, String)>, Value) {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(b.out.join("check.json")).unwrap_or_default())
+        .unwrap_or(Value::Null);
+    let findings = json["findings"].as_array().map_or(vec![], |list| {
+        let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+        list.iter().map(|f| (text(&f["severity"]), text(&f["at"]))).collect()
+    });
+    (findings, json)
+}
+
 /// The scenarios; `--skip scenario::` leaves them out of a run.
 mod scenario {
     use super::*;
@@ -332,6 +344,24 @@ mod scenario {
         assert!(b.fact("hosts_line").contains("lab3-12.lab.example lab3-12"), "{logs}");
         assert!(b.serial.contains("PXELINUX"), "not a PXE boot {logs}");
         assert_status(&b, "lab3-12.lab.example (from kernel)", "on-root");
+        // The lab's tree passes `stateless check` (its README is no layer: a warning), and
+        // what check says lab3-12 receives is what it got.
+        let (findings, check) = layer_check(&b);
+        assert_eq!(findings, [("warning".to_owned(), "README".to_owned())], "{check:#}");
+        let host = check["hosts"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["name"] == "lab3-12"))
+            .cloned()
+            .unwrap_or_default();
+        let layers: Vec<&str> =
+            host["layers"].as_array().map_or(vec![], |l| l.iter().filter_map(|l| l[0].as_str()).collect());
+        assert_eq!(layers, ALL_LAYERS, "{check:#}");
+        let files = host["files"].as_object().cloned().unwrap_or_default();
+        assert_eq!(files.len(), 7, "level and the six from-* files: {check:#}");
+        for (path, layer) in &files {
+            let line = format!("{path}\t{}", layer.as_str().unwrap_or(""));
+            assert!(b.provenance.lines().any(|l| l == line), "{line} not in the provenance {logs}");
+        }
         b.print("pxe_systemd", "PXE, hostname lab3-12 from DHCP, 6 layers, systemd reached multi-user");
     }
 
@@ -873,6 +903,10 @@ mod scenario {
     fn fault_hostile_layer_tree_onroot() {
         let b = fast("fault_hostile_layer_tree_onroot", &["--fault", "hostile-layers"]);
         assert_hostile_layers(&b);
+        // `stateless check` finds it before the boot: the lab layer out of the tree, /usr.
+        let (findings, check) = layer_check(&b);
+        let error = |at: &str| findings.contains(&("error".to_owned(), at.to_owned()));
+        assert!(error("labs/lab3") && error("hosts/lab3-12/usr"), "{check:#}");
         b.print("fault_hostile_layer_tree_onroot", "links copied as links, FIFO and device recreated, 10 GB sparse file and /usr refused, lab layer out of the tree refused");
     }
 

@@ -262,7 +262,8 @@ cmd_boot() {
     mode=$([[ $pxe == 1 ]] && echo pxe || echo direct)
     mkdir -p "$out"
     BOOT_OUT=$(cd "$out" && pwd)
-    rm -rf "$BOOT_OUT/result" "$BOOT_OUT/serial.log" "$BOOT_OUT/qemu.log" "$BOOT_OUT/res.img" "$BOOT_OUT/summary.txt"
+    rm -rf "$BOOT_OUT/result" "$BOOT_OUT/serial.log" "$BOOT_OUT/qemu.log" "$BOOT_OUT/res.img" "$BOOT_OUT/summary.txt" \
+        "$BOOT_OUT/check.json"
     mkdir -p "$run_dir"
     if [[ $keep == 0 ]]; then on_exit rm -rf "$run_dir"; fi
 
@@ -283,6 +284,8 @@ cmd_boot() {
         log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic $nics)"
     fi
     for fault in "${faults[@]}"; do fault_apply "$run_dir/root" "$fault"; done
+    # What an admin runs before serving: the layer tree as exported, checked (read-only).
+    "$shim" check "$run_dir/root" --host lab3-12,10.0.2.15/24 --json > "$BOOT_OUT/check.json" 2> "$BOOT_OUT/check.stderr" || true
     local fingerprint
     fingerprint=$(image_fingerprint "$run_dir/root")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
