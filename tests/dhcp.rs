@@ -7,12 +7,12 @@
 mod common;
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::os::fd::AsFd;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::net::{ip, Net};
 use serde_json::Value;
 
 const NETNS: &str = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)";
@@ -20,36 +20,7 @@ const MAC: &str = "02:00:00:00:00:07";
 const MAC_BYTES: [u8; 6] = [2, 0, 0, 0, 0, 7];
 const SERVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("ip (iproute2)");
-    assert!(status.success(), "ip {args:?}");
-}
-
-/// A server namespace and a client namespace; the client's end of the veth is `vc0` (down, no
-/// address, MAC [`MAC`]), the server's `vs0` (192.0.2.1/24). Both go away on drop.
-struct Net {
-    server: String,
-    client: String,
-    children: Vec<Child>,
-}
-
 impl Net {
-    fn new() -> Net {
-        common::require_root();
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let tag = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
-        let net = Net { server: format!("sl-s-{tag}"), client: format!("sl-c-{tag}"), children: Vec::new() };
-        ip(&["netns", "add", &net.server]);
-        ip(&["netns", "add", &net.client]);
-        // Created inside the namespaces, so parallel tests never see each other's names.
-        ip(&["-n", &net.server, "link", "add", "vs0", "type", "veth", "peer", "name", "vc0", "netns", &net.client]);
-        ip(&["-n", &net.client, "link", "set", "vc0", "address", MAC]);
-        ip(&["-n", &net.server, "addr", "add", "192.0.2.1/24", "dev", "vs0"]);
-        ip(&["-n", &net.server, "link", "set", "vs0", "up"]);
-        ip(&["-n", &net.server, "route", "add", "255.255.255.255", "dev", "vs0"]);
-        net
-    }
-
     /// dnsmasq as the server: a name for [`MAC`], a domain, DNS, router, NTP, log server and root path.
     fn dnsmasq(&mut self, extra: &[&str]) {
         common::require(Command::new("dnsmasq").arg("--version").output().is_ok(), "dnsmasq (dnsmasq-base)");
@@ -79,58 +50,6 @@ impl Net {
         let child = Command::new("ip").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         self.children.push(child);
         std::thread::sleep(Duration::from_millis(300));
-    }
-
-    /// `stateless dhcp vc0 ARGS --json` in the client namespace: exit code and the JSON.
-    fn client(&self, args: &[&str]) -> (Output, Value) {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.client, common::BIN, "dhcp", "vc0", "--json"])
-            .args(args)
-            .output()
-            .unwrap();
-        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-        });
-        (out, json)
-    }
-
-    fn client_ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip").args(["-n", &self.client]).args(args).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `serve` on a UDP socket on `port` in the server namespace, in a thread, until the
-    /// test ends.
-    fn server_thread(
-        &self,
-        port: u16,
-        serve: impl FnOnce(UdpSocket, Arc<AtomicBool>) + Send + 'static,
-    ) -> Arc<AtomicBool> {
-        let path = format!("/var/run/netns/{}", self.server);
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        std::thread::spawn(move || {
-            let ns = std::fs::File::open(path).unwrap();
-            rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
-                .unwrap();
-            let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
-            socket.set_broadcast(true).unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-            serve(socket, flag);
-        });
-        stop
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for ns in [&self.server, &self.client] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
     }
 }
 
@@ -190,7 +109,7 @@ const LEASE: &[u8] = &[0, 0, 14, 16];
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn lease_from_dnsmasq_configures_the_interface() {
     let _ = NETNS;
-    let mut net = Net::new();
+    let mut net = Net::new(MAC);
     net.dnsmasq(&[]);
     let (out, json) = net.client(&["--timeout", "20"]);
     assert!(out.status.success(), "{json}");
@@ -226,7 +145,7 @@ fn lease_from_dnsmasq_configures_the_interface() {
 #[test]
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn no_configure_leaves_the_interface_bare() {
-    let mut net = Net::new();
+    let mut net = Net::new(MAC);
     net.dnsmasq(&[]);
     let (out, json) = net.client(&["--no-configure", "--timeout", "20"]);
     assert!(out.status.success(), "{json}");
@@ -237,7 +156,7 @@ fn no_configure_leaves_the_interface_bare() {
 #[test]
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn no_server_the_bound_holds() {
-    let net = Net::new();
+    let net = Net::new(MAC);
     let started = Instant::now();
     let (out, json) = net.client(&["--timeout", "6"]);
     let took = started.elapsed();
@@ -251,7 +170,7 @@ fn no_server_the_bound_holds() {
 #[test]
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn late_server_answers_the_retransmission() {
-    let net = Net::new();
+    let net = Net::new(MAC);
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     let stop = net.server_thread(67, move |socket, stop| {
@@ -282,7 +201,7 @@ fn late_server_answers_the_retransmission() {
 #[test]
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn hostile_server_gets_no_bad_name_through() {
-    let net = Net::new();
+    let net = Net::new(MAC);
     let stop = net.server_thread(67, move |socket, stop| {
         let mut buf = [0u8; 1500];
         while !stop.load(Ordering::Relaxed) {
@@ -387,7 +306,7 @@ fn parse_syslog(datagram: &[u8]) -> Syslog {
 #[test]
 #[ignore = "needs root: network namespaces, a veth pair and dnsmasq (tests/run runs it)"]
 fn the_log_and_the_report_reach_a_syslog_receiver() {
-    let net = Net::new();
+    let net = Net::new(MAC);
     ip(&["-n", &net.client, "addr", "add", "192.0.2.10/24", "dev", "vc0"]);
     ip(&["-n", &net.client, "link", "set", "vc0", "up"]);
     let (tx, rx) = std::sync::mpsc::channel();

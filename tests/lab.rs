@@ -315,6 +315,32 @@ fn layer_check(b: &Boot) -> (Vec<(String, String)>, Value) {
     (findings, json)
 }
 
+/// A boot entry of docs/examples (docs/serving.md) as the lab serves it, written to
+/// target/lab/SCENARIO.entry for `--pxe-config`: the docs' NFS server, export and file names
+/// replaced by the lab's, nothing else (the lab adds its console and check words to the kernel line).
+fn docs_entry(scenario: &str, example: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(MANIFEST).join("docs/examples").join(example)).unwrap();
+    let lab = [
+        ("/srv/diskless/image", "/systemd"),
+        ("vmlinuz-6.1.0-28-amd64", "vmlinuz"),
+        ("vmlinuz-diskless", "vmlinuz"),
+        ("stateless-6.1.0-28-amd64.img", "initrd.img"),
+    ];
+    let text = lab.iter().fold(text, |text, (docs, lab)| text.replace(docs, lab));
+    // The server's address, not the addresses it is the start of (192.0.2.15).
+    let mut parts = text.split("192.0.2.1");
+    let mut entry = parts.next().unwrap_or_default().to_owned();
+    for part in parts {
+        let server = !part.starts_with(|c: char| c.is_ascii_digit());
+        entry.push_str(if server { "10.0.2.2" } else { "192.0.2.1" });
+        entry.push_str(part);
+    }
+    let path = Path::new(MANIFEST).join("target/lab").join(format!("{scenario}.entry"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, entry).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 /// The scenarios; `--skip scenario::` leaves them out of a run.
 mod scenario {
     use super::*;
@@ -638,6 +664,77 @@ mod scenario {
         let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
         assert!(took < 40.0, "{took} s");
         println!("scenario initramfs_dhcp_absent: ok; no DHCP server: gave up after 10 s, powered off {took:.1} s after /init");
+    }
+
+    // docs/serving.md's boot entries (docs/examples), booted as written but for the lab's
+    // addresses and file names (docs_entry).
+
+    /// On-root mode from the docs' pxelinux entry: the lab's kernel runs DHCP and mounts the root
+    /// with the entry's options (no ports given: rpcbind tells them), stateless is its init.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn docs_pxelinux_onroot() {
+        let entry = docs_entry("docs_pxelinux_onroot", "pxelinux-onroot.cfg");
+        let b = fast("docs_pxelinux_onroot", &["--pxe", "--pxe-config", &entry]);
+        let logs = b.logs();
+        assert!(b.serial.contains("PXELINUX") && b.serial.contains("init=/boot/stateless"), "{logs}");
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/systemd nfs ro,") && root.contains("rsize=1048576"), "{root} {logs}");
+        assert_eq!(b.report["hostname"]["source"], "kernel", "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        let (lines, report) = server_log("docs_pxelinux_onroot");
+        assert!(!lines.is_empty() && report["steps"].is_array(), "stateless.log=: the log and report on the server");
+        b.print("docs_pxelinux_onroot", "docs/examples/pxelinux-onroot.cfg booted");
+    }
+
+    /// Initramfs mode from the docs' pxelinux entry: IPAPPEND 2's BOOTIF=, stateless's own DHCP,
+    /// the root from nfsroot=.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn docs_pxelinux_initramfs() {
+        let entry = docs_entry("docs_pxelinux_initramfs", "pxelinux-initramfs.cfg");
+        let b = fast("docs_pxelinux_initramfs", &["--stock", "--pxe", "--pxe-config", &entry]);
+        let logs = b.logs();
+        assert!(b.dmesg.contains("stateless: initramfs mode"), "{logs}");
+        let cmdline = std::fs::read_to_string(b.out.join("result/cmdline.txt")).unwrap_or_default();
+        assert!(cmdline.contains(" BOOTIF=01-52-54-00-12-34-56"), "IPAPPEND 2: {cmdline} {logs}");
+        assert_eq!(b.steps("dhcp").len(), 1, "{logs}");
+        assert_eq!(b.steps("dhcp")[0]["status"], "ok", "{logs}");
+        assert_eq!(b.report["hostname"]["source"], "dhcp", "{logs}");
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/systemd nfs ro,") && root.contains("vers=3"), "{root} {logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        b.print("docs_pxelinux_initramfs", "docs/examples/pxelinux-initramfs.cfg booted");
+    }
+
+    /// Initramfs mode from the docs' iPXE script: iPXE's lease handed over as ip= is configured
+    /// as it is (no DHCP exchange), the host name and domain from it, the NFS server from its
+    /// server field (the script names none).
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn docs_ipxe_lease_handed_over_initramfs() {
+        let scenario = "docs_ipxe_lease_handed_over_initramfs";
+        let entry = docs_entry(scenario, "stateless.ipxe");
+        let b = fast(scenario, &["--stock", "--pxe", "--pxe-config", &entry]);
+        let logs = b.logs();
+        assert!(b.serial.contains("boot.ipxe : ") && b.serial.contains("[script]"), "{logs}");
+        assert!(b.dmesg.contains("stateless: initramfs mode"), "{logs}");
+        assert!(b.steps("dhcp").is_empty() && b.report["dhcp"].is_null(), "no DHCP exchange: {logs}");
+        let address = b.steps("address");
+        assert_eq!(address.len(), 1, "{logs}");
+        assert_eq!(address[0]["status"], "ok", "{}", address[0]);
+        assert_eq!(address[0]["detail"], "10.0.2.15/24 on eth0, default route via 10.0.2.2", "{}", address[0]);
+        let name = serde_json::json!({"short": "lab3-12", "domain": "lab.example", "source": "ip"});
+        assert_eq!(b.report["hostname"], name, "{logs}");
+        assert_eq!(b.fact("domainname"), "lab.example", "{logs}");
+        let nfs = &b.steps("nfs-root")[0]["step"]["root"]["Ok"];
+        assert_eq!((&nfs["server"], &nfs["path"]), (&"10.0.2.2".into(), &"/systemd".into()), "{nfs}");
+        assert!(b.fact("root").starts_with("10.0.2.2:/systemd nfs ro,"), "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        let (lines, report) = server_log(scenario);
+        assert!(!lines.is_empty() && report["steps"].is_array(), "stateless.log= from iPXE: the log on the server");
+        b.print(scenario, "docs/examples/stateless.ipxe booted: ip= from iPXE's lease, no DHCP");
     }
 
     // The fault matrix (issue 10): each scenario gives the client one fault and asserts the

@@ -27,15 +27,21 @@ boot_nfsroot() {
 # runlevel.
 BOOT_CHECK_ARG=lab.check=1
 
-# boot_pxe_tree DIR KERNEL APPEND [INITRD]: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux ->
-# kernel (and initramfs).
+# boot_pxe_tree DIR KERNEL APPEND [INITRD [ENTRY]]: TFTP root for iPXE (QEMU's NIC ROM) -> pxelinux ->
+# kernel (and initramfs). ENTRY (--pxe-config): an admin's pxelinux.cfg or iPXE script instead of
+# the lab's entry, APPEND added to its APPEND or kernel lines (boot_pxe_bootfile names the file).
 boot_pxe_tree() {
-    local dir=$1 kernel=$2 append=$3 initrd=${4:-}
+    local dir=$1 kernel=$2 append=$3 initrd=${4:-} entry=${5:-}
     mkdir -p "$dir/pxelinux.cfg"
     cp /usr/lib/PXELINUX/pxelinux.0 /usr/lib/syslinux/modules/bios/ldlinux.c32 "$dir/"
     cp "$kernel" "$dir/vmlinuz"
+    [[ -z $initrd ]] || cp "$initrd" "$dir/initrd.img"
+    if [[ -n $entry ]]; then
+        awk -v words="$append" '/^[[:space:]]*(APPEND|kernel)[[:space:]]/ { $0 = $0 " " words } { print }' "$entry" \
+            > "$dir/$([[ $(boot_pxe_bootfile "$entry") == pxelinux.0 ]] && echo pxelinux.cfg/default || echo boot.ipxe)"
+        return 0
+    fi
     if [[ -n $initrd ]]; then
-        cp "$initrd" "$dir/initrd.img"
         append="initrd=initrd.img $append"
     fi
     cat > "$dir/pxelinux.cfg/default" <<EOF
@@ -46,6 +52,11 @@ LABEL diskless
   KERNEL vmlinuz
   APPEND $append
 EOF
+}
+
+# boot_pxe_bootfile [ENTRY]: the bootfile QEMU's iPXE gets: boot.ipxe for an iPXE script.
+boot_pxe_bootfile() {
+    [[ -n ${1:-} ]] && head -n 1 "$1" | grep -q '^#!ipxe' && echo boot.ipxe || echo pxelinux.0
 }
 
 # boot_wait PID TIMEOUT [UNTIL]: waits for QEMU to exit; kills it (by PID) after TIMEOUT seconds,
@@ -190,7 +201,7 @@ cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
-    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0
+    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -200,6 +211,7 @@ cmd_boot() {
             --no-hostname) hostname=""; shift ;;
             --append) append+=" ${2?}"; shift 2 ;;
             --pxe) pxe=1; shift ;;
+            --pxe-config) pxe_config=${2:?}; shift 2 ;;
             --net) net=${2:?}; shift 2 ;;
             --ip) ip=${2:?}; shift 2 ;;
             --clean-shutdown) clean_shutdown=1; shift ;;
@@ -230,6 +242,8 @@ cmd_boot() {
     [[ $hostname =~ ^[A-Za-z0-9.-]*$ ]] || die "--hostname must be letters, digits, '.' and '-'"
     [[ $net == user || $net == tap ]] || boot_usage_error "--net is user or tap"
     [[ $net == user || $pxe == 0 ]] || boot_usage_error "--pxe goes with --net user only"
+    [[ -z $pxe_config || $pxe == 1 ]] || boot_usage_error "--pxe-config goes with --pxe"
+    [[ -z $pxe_config || -f $pxe_config ]] || die "--pxe-config $pxe_config: no such file"
     [[ $net == tap || $dhcp == 1 ]] || boot_usage_error "--no-dhcp goes with --net tap only"
     [[ $ip =~ ^[A-Za-z0-9.:]*$ ]] || die "--ip must be an ip= value (letters, digits, '.', ':')"
     [[ $nic == virtio-net-pci || $nic == e1000 ]] || boot_usage_error "--nic is virtio-net-pci or e1000"
@@ -309,6 +323,8 @@ cmd_boot() {
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
     fi
+    # An admin's entry (--pxe-config) names the network and the root itself.
+    [[ -z $pxe_config ]] || cmdline="console=ttyS0 panic=-1"
     if [[ -z $until ]]; then cmdline+=" $BOOT_CHECK_ARG"; fi
     if [[ $check_init == 1 ]]; then
         cmdline+=" stateless.init=/lab/check-init"
@@ -344,8 +360,8 @@ cmd_boot() {
         done
     fi
     if [[ $pxe == 1 ]]; then
-        boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline" "$initrd"
-        qemu+=(-netdev "$netdev,tftp=$run_dir/tftp,bootfile=pxelinux.0" -boot n)
+        boot_pxe_tree "$run_dir/tftp" "$kernel" "$cmdline" "$initrd" "$pxe_config"
+        qemu+=(-netdev "$netdev,tftp=$run_dir/tftp,bootfile=$(boot_pxe_bootfile "$pxe_config")" -boot n)
     else
         qemu+=(-netdev "$netdev" -kernel "$kernel" -append "$cmdline")
         [[ -z $initrd ]] || qemu+=(-initrd "$initrd")

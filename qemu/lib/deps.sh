@@ -9,6 +9,7 @@ LAB_PACKAGES=(
     debootstrap cpio kmod zstd                             # client images, initramfs checks
     iproute2 util-linux tar e2fsprogs                      # ip netns, unshare/flock, result and --disks disks
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
+    isc-dhcp-server nfs-kernel-server curl                 # tests/docs.rs: dhcpd, exportfs (parsing only), TFTP
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel
 )
 
@@ -29,9 +30,24 @@ deps_ensure() {
     log "installing missing host packages: ${missing[*]}"
     mkdir -p "$LAB_CACHE/logs"
     run_logged "apt-get update" "$LAB_CACHE/logs/apt-update.log" apt-get update
-    # --no-install-recommends keeps host services (nfs-kernel-server, full dnsmasq) out.
+    # --no-install-recommends keeps other host services (full dnsmasq) out. isc-dhcp-server and
+    # nfs-kernel-server are here for dhcpd and exportfs, which tests/docs.rs runs in namespaces:
+    # their services must not run on the host (a DHCP server there could answer a real network),
+    # so no service starts while installing (policy-rc.d, unless the host has its own), and
+    # theirs are disabled after.
+    local policy=/usr/sbin/policy-rc.d ours=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && ours=1
+    fi
     run_logged "apt-get install ${missing[*]}" "$LAB_CACHE/logs/apt-install.log" \
-        env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+        env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" || {
+        [[ $ours == 0 ]] || rm -f "$policy"
+        die "apt-get install failed: $LAB_CACHE/logs/apt-install.log"
+    }
+    [[ $ours == 0 ]] || rm -f "$policy"
+    if command -v systemctl > /dev/null; then
+        systemctl disable --now isc-dhcp-server isc-dhcp-server6 nfs-server > /dev/null 2>&1 || true
+    fi
     mapfile -t missing < <(deps_missing)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after apt-get install: ${missing[*]}"
 }

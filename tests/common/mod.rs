@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub mod net;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_stateless");
 
 /// Why a test is `#[ignore]`d outside tests/run: it mounts in a private mount namespace.
