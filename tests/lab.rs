@@ -925,7 +925,7 @@ mod scenario {
         for dir in ["etc", "var"] {
             let overlay = on(&format!("/{dir}"));
             assert!(
-                overlay.contains(&format!("upperdir=/run/stateless/scratch/stateless/{dir}/upper")),
+                overlay.contains(&format!("upperdir=/run/stateless/scratch/stateless/boot/dirs/{dir}/upper")),
                 "{overlay} {mounts}"
             );
         }
@@ -936,6 +936,9 @@ mod scenario {
             step("scratch")
         );
         assert!(step("swap").contains("on vdb (label lab-swap)"), "{}", step("swap"));
+        // The last boot's boot/dirs/etc/upper/stateless-lab/stale, renamed away and removed: 6 entries.
+        assert!(step("scratch").contains("; 6 entries of earlier boots removed; /tmp on it"), "{}", step("scratch"));
+        assert_eq!(b.lab_file("/etc/stateless-lab/stale"), None, "the last boot's file is not in /etc {logs}");
         assert_eq!(b.fact("level"), "ip", "the layers went into the upper dirs on the disk: {logs}");
         b.print(
             scenario,

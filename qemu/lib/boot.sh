@@ -182,8 +182,8 @@ boot_disks() {
     mkswap -q "$dir/other-swap.img" > /dev/null
     # As a disk a client used before: the last boot's files in stateless/ (to go), and a
     # file of the admin's beside it (to stay).
-    mkdir -p "$dir/scratch-tree/stateless/etc/upper" "$dir/scratch-tree/keep"
-    echo "the last boot's" > "$dir/scratch-tree/stateless/etc/upper/stale"
+    mkdir -p "$dir/scratch-tree/stateless/boot/dirs/etc/upper/stateless-lab" "$dir/scratch-tree/keep"
+    echo "the last boot's" > "$dir/scratch-tree/stateless/boot/dirs/etc/upper/stateless-lab/stale"
     echo "the admin's" > "$dir/scratch-tree/keep/notes.txt"
     mkfs.ext4 -q -L lab-scratch -d "$dir/scratch-tree" "$dir/scratch.img"
     head -c 16M /dev/urandom > "$dir/random.img"

@@ -4,14 +4,17 @@
 //! written to a disk but the filesystem that carries the scratch label, and there only below
 //! its `stateless` dir.
 
+use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Instant;
 
 use rustix::mount::MountFlags;
 
 use crate::boot::execute::{Done, Executor};
-use crate::boot::plan::{SCRATCH, SCRATCH_UPPERS};
-use crate::fs::disks::{self, Disk};
+use crate::boot::plan::{SCRATCH, SCRATCH_CLEAN_BOUND, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
+use crate::fs::disks::{self, Disk, Removal};
 use crate::fs::mounts::TMPFS_MAGIC;
 use crate::model::options::Swap;
 use crate::model::outcome::{Failure, Mode, Op};
@@ -44,7 +47,15 @@ impl Executor<'_> {
             })
             .collect();
         if areas.is_empty() {
-            return Ok(Done::skipped(format!("none on the {} block devices", found.len())));
+            let none = format!("none on the {} block devices", found.len());
+            return Ok(match wanted {
+                Swap::Auto => Done::skipped(none),
+                // Asked for by name: a missing driver or label is worth a warning.
+                Swap::Label(label) => {
+                    let why = format!("no swap area labelled {label}");
+                    Done::degraded(none, Failure::new(Op::Swapon, None, why))
+                }
+            });
         }
         let (mut on, mut failed) = (Vec::new(), None);
         for area in areas {
@@ -63,10 +74,11 @@ impl Executor<'_> {
         }
     }
 
-    /// Mounts the filesystem labelled `label` on /run/stateless/scratch (`nosuid,nodev`), empties
-    /// its `stateless` dir of the last boot's files, and puts /tmp there (a bind mount); the
-    /// writable dirs' upper dirs follow ([`crate::boot::plan::SCRATCH_UPPERS`]). No such
-    /// filesystem, or two: failed (degradable), the upper dirs stay in memory.
+    /// Mounts the filesystem labelled `label` on /run/stateless/scratch (`nosuid,nodev`), makes
+    /// this boot's dir on it afresh ([`crate::boot::plan::SCRATCH_OWN`]) and puts /tmp there (a
+    /// bind mount); the writable dirs' upper dirs follow. No such filesystem, or two, or a
+    /// failure after the mount (then it is taken off again): failed (degradable), the upper
+    /// dirs stay in memory.
     pub(crate) fn scratch(&mut self, label: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: no disk is mounted"));
@@ -106,30 +118,68 @@ impl Executor<'_> {
             }
             failure
         })?;
-        let own = self
-            .target
-            .create_dir_all(SCRATCH_UPPERS, 0o700)
-            .map_err(|e| self.io(Op::Mkdir, &self.target, SCRATCH_UPPERS, &e))?;
-        let cleared =
-            crate::fs::initramfs::clear(own.fd.as_fd()).map_err(|e| Failure::io(Op::Write, Some(&own.path), &e))?;
-        cleared.failed.iter().for_each(|f| log::warn!("scratch: last boot's {f}"));
-        let tmp_rel = Path::new(SCRATCH_UPPERS).join("tmp");
-        let tmp =
-            self.target.create_dir_all(&tmp_rel, 0o700).map_err(|e| self.io(Op::Mkdir, &self.target, &tmp_rel, &e))?;
+        match self.fill_scratch() {
+            Ok((removal, tmp)) => {
+                let mut detail = format!(
+                    "{} ({fstype}) on /{SCRATCH}; {} entries of earlier boots removed",
+                    named(disk),
+                    removal.removed
+                );
+                if removal.left {
+                    detail += " (some left, never used again: the time bound, another filesystem or a deep tree)";
+                }
+                Ok(match tmp {
+                    Ok(()) => Done::ok(format!("{detail}; /tmp on it")),
+                    Err(e) => Done::degraded(format!("{detail}; /tmp stays in memory"), e),
+                })
+            }
+            Err(e) => {
+                self.take_off(&at.path);
+                Err(e)
+            }
+        }
+    }
+
+    /// On the mounted scratch filesystem: its `stateless/` dir (root's, 0700), the last boot's
+    /// `boot/` renamed away and the earlier ones removed within the bound, a fresh `boot/` with
+    /// `dirs/` and `tmp/` (1777), bound onto /tmp (the result of that apart: a failure leaves
+    /// /tmp in memory, the rest still used).
+    fn fill_scratch(&self) -> Result<(Removal, Result<(), Failure>), Failure> {
+        let mkdir = |rel: &str, mode| {
+            self.target.create_dir_all(rel, mode).map_err(|e| self.io(Op::Mkdir, &self.target, rel, &e))
+        };
+        let own = mkdir(SCRATCH_OWN, 0o700)?;
+        let fail = |e: rustix::io::Errno| Failure::io(Op::Write, Some(&own.path), &e.into());
+        rustix::fs::fchown(&own.fd, Some(rustix::fs::Uid::ROOT), Some(rustix::fs::Gid::ROOT)).map_err(fail)?;
+        rustix::fs::fchmod(&own.fd, rustix::fs::Mode::from_raw_mode(0o700)).map_err(fail)?;
+        let old = format!("old-{:016x}", self.sys.random());
+        match rustix::fs::renameat(&own.fd, "boot", &own.fd, old.as_str()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(fail(e)),
+        }
+        let deadline = Instant::now() + SCRATCH_CLEAN_BOUND;
+        let mut removal = Removal::default();
+        // Only `boot` and `old-*` are ever made here, in a dir only root may write.
+        let names = rustix::fs::Dir::read_from(&own.fd).map_err(fail)?;
+        let olds: Vec<OsString> = names
+            .filter_map(Result::ok)
+            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
+            .filter(|n| n.as_bytes().starts_with(b"old-"))
+            .collect();
+        for name in olds {
+            let done = disks::remove_bounded(own.fd.as_fd(), &name, deadline);
+            removal.removed = removal.removed.saturating_add(done.removed);
+            removal.left |= done.left;
+        }
+        mkdir(SCRATCH_UPPERS, 0o700)?;
+        let tmp = mkdir(SCRATCH_TMP, 0o700)?;
         rustix::fs::fchmod(&tmp.fd, rustix::fs::Mode::from_raw_mode(0o1777))
             .map_err(|e| Failure::io(Op::Mkdir, Some(&tmp.path), &e.into()))?;
-        let detail =
-            format!("{} ({fstype}) on /{SCRATCH}; {} entries of the last boot removed", named(disk), cleared.removed);
-        match self
+        let bound = self
             .target
             .dir("tmp")
-            .and_then(|t| self.sys.mount(&tmp.path.to_string_lossy(), &t.path, "", MountFlags::BIND, "").map(|()| t))
-        {
-            Ok(_) => Ok(Done::ok(format!("{detail}; /tmp on it"))),
-            Err(e) => Ok(Done::degraded(
-                format!("{detail}; /tmp stays in memory"),
-                Failure::io(Op::Mount, Some(Path::new("/tmp")), &e),
-            )),
-        }
+            .and_then(|t| self.sys.mount(&tmp.path.to_string_lossy(), &t.path, "", MountFlags::BIND, ""))
+            .map_err(|e| Failure::io(Op::Mount, Some(Path::new("/tmp")), &e));
+        Ok((removal, bound))
     }
 }

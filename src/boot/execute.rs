@@ -324,7 +324,13 @@ impl<'a> Executor<'a> {
             _ => log::info!("{step}: {detail}"),
         }
         // A hostname chosen is the name even when the kernel refused it.
-        if status != Status::Failed || matches!(step, Step::Hostname { .. }) {
+        let learned = match step {
+            Step::Hostname { .. } => true,
+            // Skipped (`apply`): there is no scratch disk to put the upper dirs on.
+            Step::Scratch { .. } => matches!(status, Status::Ok | Status::Degraded),
+            _ => status != Status::Failed,
+        };
+        if learned {
             plan::learn(&mut self.facts, step);
         }
         if matches!(step, Step::Hostname { .. }) {
@@ -969,7 +975,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Unmounts what was mounted on `path`; false (logged) when it stays.
-    fn take_off(&self, path: &Path) -> bool {
+    pub(crate) fn take_off(&self, path: &Path) -> bool {
         match self.sys.umount(path) {
             Ok(()) => true,
             Err(e) => {
@@ -1477,8 +1483,13 @@ mod tests {
         let etc = of(&|s| matches!(s, Step::WritableDir { dir, .. } if dir == "etc"));
         assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
         let swap = of(&|s| matches!(s, Step::Swap { .. }));
-        assert_eq!((swap.status, swap.detail.as_str()), (Status::Skipped, "none on the 0 block devices"));
+        assert_eq!((swap.status, swap.detail.as_str()), (Status::Degraded, "none on the 0 block devices"));
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::Swapon(_))));
+        // `apply` mounts no disk: its upper dirs stay on their tmpfs too.
+        let sys = fake(|_| None);
+        let (outcomes, _) = boot(&image, "stateless.scratch=lab-scratch", &sys, Mode::Apply);
+        let etc = outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if dir == "etc")).unwrap();
+        assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
     }
 
     #[test]

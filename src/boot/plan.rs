@@ -29,9 +29,16 @@ pub const REPORT_DIR: &str = "run/stateless";
 
 /// Where the scratch filesystem (`stateless.scratch=`) is mounted, relative to the target root.
 pub const SCRATCH: &str = "run/stateless/scratch";
-/// The boot's own dir on it: the upper dirs (`<dir>/upper`, `<dir>/work`) and `tmp`, emptied at
-/// each boot. Nothing else on the filesystem is touched.
-pub const SCRATCH_UPPERS: &str = "run/stateless/scratch/stateless";
+/// The boot's own dir on it (root's, mode 0700). Each boot makes `boot/` afresh there, after
+/// renaming the last one's away (`old-<random>`, removed within [`SCRATCH_CLEAN_BOUND`]: what is
+/// left then is never used again, and goes at a later boot). Nothing else on it is touched.
+pub const SCRATCH_OWN: &str = "run/stateless/scratch/stateless";
+/// The upper and work dirs of each writable dir (`<dir>/upper`, `<dir>/work`).
+pub const SCRATCH_UPPERS: &str = "run/stateless/scratch/stateless/boot/dirs";
+/// What is bound onto /tmp.
+pub const SCRATCH_TMP: &str = "run/stateless/scratch/stateless/boot/tmp";
+/// How long removing earlier boots' files from the scratch disk may take.
+pub const SCRATCH_CLEAN_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Plans one phase from what is known now. Reads the target image (whether `/etc/conf.d`
 /// exists, which init exists) but changes nothing.
@@ -159,12 +166,14 @@ fn coldplug(pass: Pass, facts: &Facts) -> Option<Step> {
 }
 
 /// Whether the drivers come before the network: when the network phase is to configure an
-/// interface (none has an address yet), its driver must be there; and for `stateless.scratch=`,
-/// the disk's, before the writable dirs. Otherwise (on-root mode: the kernel mounted the root
-/// over the network) coldplug waits for the layers, whose modprobe.d can then blacklist a lab's
-/// odd sound card or set a NIC option.
+/// interface (none has an address yet), its driver must be there; and for the local disks, the
+/// disks' (`stateless.scratch=` needs them before the writable dirs, `stateless.swap=` where
+/// udev would load them only after the handoff). Otherwise (on-root mode: the kernel mounted
+/// the root over the network) coldplug waits for the layers, whose modprobe.d can then
+/// blacklist a lab's odd sound card or set a NIC option.
 pub fn early_coldplug(options: &Options, facts: &Facts) -> bool {
-    options.scratch.is_some()
+    (options.scratch.is_some() && !options.dirs.is_empty())
+        || options.swap.is_some()
         || matches!(
             network_step(options, facts),
             Some(Step::Dhcp { exchange: Exchange::Discover, .. } | Step::Address { .. })
@@ -383,6 +392,8 @@ mod tests {
         let f = Facts { devices: Some(3), coldplug: vec!["virtio_blk".into()], ..facts(on, "lab3-12") };
         // The scratch disk's driver before the writable dirs, even when the network is up.
         assert!(early_coldplug(&o, &f) && !early_coldplug(&options(""), &f));
+        assert!(early_coldplug(&options("stateless.swap=auto"), &f));
+        assert!(!early_coldplug(&options("stateless.scratch=x stateless.dirs="), &f), "no dirs: no scratch");
         let writable = phase(Phase::WritableDirs, &o, &f, &target);
         assert_eq!(writable.first(), Some(&Step::Scratch { label: "lab-scratch".into() }));
         assert_eq!(writable.len(), 3, "then /etc and /var: {writable:?}");

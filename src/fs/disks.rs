@@ -11,8 +11,14 @@
 //!
 //! Labels are NUL-padded; a label that is not printable ASCII is taken as none.
 
+use std::ffi::OsStr;
 use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +74,8 @@ pub fn signature(head: &[u8]) -> Option<Signature> {
 }
 
 /// Kernel names of devices not looked at: loop and RAM disks (no disk), CD and floppy drives (a
-/// read may wait for a medium or a motor).
+/// read may wait for a medium or a motor). Removable ones (USB sticks, card readers) are left
+/// out by [`scan`] too: a stick carrying the label must not become a client's scratch disk.
 fn skipped(name: &str) -> bool {
     ["loop", "ram", "zram", "sr", "fd"]
         .iter()
@@ -84,7 +91,7 @@ pub fn scan(running: &ImageRoot) -> Vec<Disk> {
     names.sort();
     names
         .into_iter()
-        .filter(|name| !skipped(name))
+        .filter(|name| !skipped(name) && !removable(running, name))
         .map(|name| {
             // sysfs writes the '/' of a name as '!' (cciss!c0d0 is /dev/cciss/c0d0).
             let node = Path::new("dev").join(name.replace('!', "/"));
@@ -92,6 +99,106 @@ pub fn scan(running: &ImageRoot) -> Vec<Disk> {
             Disk { name, node: running.host_path(&node), signature }
         })
         .collect()
+}
+
+/// Whether sysfs says the device (or, for a partition, its disk) has removable media.
+fn removable(running: &ImageRoot, name: &str) -> bool {
+    let class = running.host_path("sys/class/block").join(name);
+    // A partition has no `removable` of its own: its disk is the dir above it in sysfs (the
+    // kernel follows the class link before the `..`).
+    std::fs::read_to_string(class.join("removable"))
+        .or_else(|_| std::fs::read_to_string(class.join("../removable")))
+        .is_ok_and(|v| v.trim() == "1")
+}
+
+/// What [`remove_bounded`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removal {
+    /// Entries removed.
+    pub removed: u64,
+    /// Whether some are left: the deadline, another filesystem, deeper than [`crate::fs::tree::MAX_DEPTH`], an error.
+    pub left: bool,
+}
+
+/// Removes the tree `name` in `parent`, each entry as it is read (no list of names is kept, so a
+/// dir of millions of entries costs no memory), never following a symlink nor entering another
+/// filesystem, until `deadline`: what is left then stays.
+pub fn remove_bounded(parent: BorrowedFd<'_>, name: &OsStr, deadline: Instant) -> Removal {
+    let mut out = Removal::default();
+    match rustix::fs::fstat(parent) {
+        Ok(st) => {
+            remove_entry(parent, name, st.st_dev, 0, deadline, &mut out);
+        }
+        Err(_) => out.left = true,
+    }
+    out
+}
+
+/// Removes one entry (a dir with everything in it); whether it is gone.
+fn remove_entry(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    depth: usize,
+    deadline: Instant,
+    out: &mut Removal,
+) -> bool {
+    let gone = remove_inner(parent, name, dev, depth, deadline, out);
+    out.left |= !gone;
+    gone
+}
+
+fn remove_inner(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    dev: u64,
+    depth: usize,
+    deadline: Instant,
+    out: &mut Removal,
+) -> bool {
+    if Instant::now() >= deadline {
+        return false;
+    }
+    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else { return false };
+    if st.st_dev != dev {
+        return false;
+    }
+    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        if depth >= crate::fs::tree::MAX_DEPTH {
+            return false;
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let Ok(dir) = rustix::fs::openat(parent, name, flags, Mode::empty()) else { return false };
+        if rustix::fs::fstat(&dir).map(|s| s.st_dev) != Ok(dev) {
+            return false;
+        }
+        // Removing entries while reading the dir may make the listing skip some: again, until a
+        // pass removes nothing.
+        loop {
+            let Ok(entries) = Dir::read_from(&dir) else { break };
+            let mut progress = false;
+            for entry in entries.filter_map(Result::ok) {
+                let child = OsStr::from_bytes(entry.file_name().to_bytes());
+                if child == "." || child == ".." {
+                    continue;
+                }
+                progress |= remove_entry(dir.as_fd(), child, dev, depth + 1, deadline, out);
+                if Instant::now() >= deadline {
+                    return false;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_err() {
+            return false;
+        }
+    } else if rustix::fs::unlinkat(parent, name, AtFlags::empty()).is_err() {
+        return false;
+    }
+    out.removed = out.removed.saturating_add(1);
+    true
 }
 
 /// The first [`HEAD`] bytes of the device node `node` (relative to the running root).
@@ -137,6 +244,34 @@ mod tests {
         assert_eq!(signature(&[0; 100]), None);
         assert_eq!(signature(&[]), None);
         assert_eq!(signature(&with(4090, &[(4086, b"SWAP")])), None, "a short device");
+    }
+
+    #[test]
+    fn removal_stops_at_symlinks_depth_and_the_deadline() {
+        let dir = std::env::temp_dir().join(format!("stateless-remove-{}", std::process::id()));
+        let outside = dir.join("outside");
+        std::fs::create_dir_all(outside.join("keep")).unwrap();
+        let old = dir.join("old");
+        std::fs::create_dir_all(old.join("a/b")).unwrap();
+        for n in 0..300 {
+            std::fs::write(old.join(format!("a/f{n}")), "x").unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, old.join("a/b/link")).unwrap();
+        let mut deep = old.join("deep");
+        for _ in 0..70 {
+            deep = deep.join("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let parent = rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let past = remove_bounded(parent.as_fd(), OsStr::new("old"), Instant::now());
+        assert_eq!(past, Removal { removed: 0, left: true }, "a deadline gone: nothing");
+        let later = Instant::now() + std::time::Duration::from_secs(30);
+        let done = remove_bounded(parent.as_fd(), OsStr::new("old"), later);
+        assert!(done.left, "deeper than 64: left");
+        assert!(done.removed >= 303, "{done:?}");
+        assert!(!old.join("a").exists() && old.join("deep").exists());
+        assert!(outside.join("keep").exists(), "the symlink removed, not followed");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
