@@ -31,6 +31,8 @@ fn relayer_writes_what_changed_and_prunes_only_when_asked() {
     std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap(); // a symlink out: a failure each time
     write(&root.join("etc/issue"), "image issue\n");
     write(&l.join("base/etc/issue"), "layer issue\n");
+    // The host-files step writes /etc/hosts after the layers: relayer leaves it to that step.
+    write(&l.join("base/etc/hosts"), "127.0.0.1 localhost\n");
     let image_etc = fingerprint(&root.join("etc"));
     in_private_namespace(|| {
         let out = Command::new(BIN)
@@ -105,6 +107,18 @@ fn relayer_writes_what_changed_and_prunes_only_when_asked() {
         assert!(
             text(&relayer(&root, &["--prune"])).ends_with("nothing to do: the client has what the layers provide\n")
         );
+        assert!(read(&etc.join("hosts")).contains("lab3-12"), "the host files step's /etc/hosts stays");
+
+        // A layer that cannot be read: its files look stale, but nothing is pruned.
+        std::fs::remove_dir_all(l.join("networks/10.0.2.255")).unwrap();
+        std::os::unix::fs::symlink("../../..", l.join("networks/10.0.2.255")).unwrap();
+        let out = relayer(&root, &["--prune"]);
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{listed}");
+        assert!(listed.contains("failed    networks/10.0.2.255 (networks/10.0.2.255): "), "{listed}");
+        let kept = "stale     /etc/only-network (networks/10.0.2.255): left alone: a layer could not be read, so nothing is pruned";
+        assert!(listed.contains(kept), "{listed}");
+        assert_eq!(read(&etc.join("only-network")), "network");
     });
     assert_eq!(fingerprint(&root.join("etc")), image_etc, "the image's /etc was never written");
 }

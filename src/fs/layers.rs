@@ -168,13 +168,14 @@ impl Provenance {
         self.0.get(path).map(String::as_str)
     }
 
-    /// Reads back what [`Provenance::render`] wrote; lines that are not `/<path><TAB><source>`
-    /// are skipped.
+    /// Reads back what [`Provenance::render`] wrote; lines that are not `/<path><TAB><source>`,
+    /// and paths with a component other than a plain name (`..`, `.`, an empty one), are skipped.
     pub fn parse(text: &str) -> Provenance {
         let lines = text.lines().filter_map(|line| line.strip_prefix('/')?.rsplit_once('\t'));
-        let paths = lines.map(|(path, source)| {
-            let path = PathBuf::from(std::ffi::OsString::from_vec(crate::model::text::unescape(path)));
-            (path, source.to_owned())
+        let paths = lines.filter_map(|(path, source)| {
+            let bytes = crate::model::text::unescape(path);
+            let plain = bytes.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..");
+            plain.then(|| (PathBuf::from(std::ffi::OsString::from_vec(bytes)), source.to_owned()))
         });
         Provenance(paths.collect())
     }
@@ -263,6 +264,8 @@ mod tests {
         assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\n");
         assert_eq!(Provenance::parse(&p.render()), p, "reads back");
         assert_eq!(Provenance::parse("etc/x\tbase\n/no-tab\n\n"), Provenance::default());
+        let odd = "/etc/../x\tbase\n/etc//x\tbase\n/./x\tbase\n/\tbase\n";
+        assert_eq!(Provenance::parse(odd), Provenance::default(), "no path but plain names");
     }
 
     mod properties {

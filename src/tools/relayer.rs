@@ -111,21 +111,33 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     // What each layer holds, and which layer wins each path.
     let mut held = Vec::new();
     let mut winner: BTreeMap<PathBuf, usize> = BTreeMap::new();
+    // A layer (or part of one) that could not be read: what it holds is unknown, so nothing is
+    // pruned (it would look stale).
+    let mut unread = false;
     for (_, name) in candidates {
         let fd = match layers::open_layer(layer_root.as_fd(), &name) {
             Ok(Some(fd)) => fd,
             Ok(None) => continue,
             Err(e) => {
+                unread = true;
                 done.changes.push(failed(&name, &name, e));
                 continue;
             }
         };
         let walk = tree::walk(fd.as_fd(), &|path, kind| layers::verdict(&dirs, path, kind));
-        for entry in &walk.copy {
+        for error in &walk.errors {
+            unread = true;
+            done.changes.push(failed(&shown(&error.path), &name, error.to_string()));
+        }
+        // The host and network files are the boot's own, written after the layers: a layer's
+        // /etc/hosts does not take the place of the one with the host's name.
+        let own = |e: &Entry| matches!(provenance.get(&e.path), Some("hostname" | "network"));
+        let copy: Vec<Entry> = walk.copy.into_iter().filter(|e| !own(e)).collect();
+        for entry in &copy {
             winner.insert(entry.path.clone(), held.len());
         }
         done.layers.push(name.clone());
-        held.push((name, fd, walk.copy));
+        held.push((name, fd, copy));
     }
     // Each layer writes the paths it wins that differ from what the client has.
     for (index, (name, fd, entries)) in held.iter().enumerate() {
@@ -148,11 +160,14 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         .filter(|(path, source)| !winner.contains_key(*path) && is_layer(source))
         .map(|(path, source)| (path.to_path_buf(), source.to_owned()))
         .collect();
-    let image = (args.prune && !args.dry_run).then(|| image_below(target)).transpose()?;
+    let image = (args.prune && !args.dry_run && !unread).then(|| image_below(target)).transpose()?;
     // Deepest first: a dir is pruned after what was in it.
     for (path, source) in stale.into_iter().rev() {
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
         match &image {
+            None if args.prune && unread => {
+                done.changes.push(change("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
+            }
             None if args.prune => done.changes.push(change("pruned", "(dry run)".into())),
             None => done.changes.push(change("stale", "left alone (--prune takes it away)".into())),
             Some(image) => match prune(target, image.as_fd(), &dirs, &path) {
@@ -165,8 +180,10 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         }
     }
     if !args.dry_run {
-        std::fs::write(&provenance_path, provenance.render())
-            .map_err(|e| format!("{}: {e}", provenance_path.display()))?;
+        let shown = |e: std::io::Error| format!("{}: {e}", provenance_path.display());
+        let dir = target.dir(crate::boot::plan::REPORT_DIR).map_err(shown)?;
+        crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.render().as_bytes(), 0o644)
+            .map_err(shown)?;
     }
     Ok(done)
 }
@@ -266,9 +283,19 @@ fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Option<usize> {
     Some(filled)
 }
 
-/// The writable dirs of the client, each opened as the copy's target.
+/// The writable dirs of the client, each opened as the copy's target: each must still be the
+/// overlay or tmpfs the boot mounted there (never the image below).
 fn targets(target: &ImageRoot, dirs: &[String]) -> Result<Vec<(String, OwnedFd)>, String> {
-    dirs.iter().map(|dir| target.dir(dir).map(|d| (dir.clone(), d.fd)).map_err(|e| format!("/{dir}: {e}"))).collect()
+    use crate::fs::mounts::{is_mounted, OVERLAYFS_MAGIC, TMPFS_MAGIC};
+    dirs.iter()
+        .map(|dir| {
+            let opened = target.dir(dir).map_err(|e| format!("/{dir}: {e}"))?;
+            if !is_mounted(&opened.path, OVERLAYFS_MAGIC) && !is_mounted(&opened.path, TMPFS_MAGIC) {
+                return Err(format!("/{dir} is not the overlay or tmpfs the boot made: not written"));
+            }
+            Ok((dir.clone(), opened.fd))
+        })
+        .collect()
 }
 
 /// Copies the entries `writes` of one layer into the client, with the boot's copy: a dir on the
