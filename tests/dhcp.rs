@@ -338,9 +338,11 @@ fn the_log_and_the_report_reach_a_syslog_receiver() {
     assert!(messages.iter().all(|m| m.app == "stateless"), "{messages:#?}");
     // Every line stderr shows went to the server too, in order.
     let shown: Vec<&str> = stderr.lines().filter_map(|l| l.split_once(": ").map(|(_, rest)| rest)).collect();
+    // From the first line on (kept until the server was known), numbered without a gap; named
+    // by the address until the host name is chosen.
     let first = lines.first().unwrap();
-    assert!(first.msg.starts_with("log: every line and the report also go to 192.0.2.1:5514"), "{first:?}");
-    assert_eq!(first.sd, "[meta sequenceId=\"1\"]");
+    assert_eq!((first.msg.as_str(), first.host.as_str()), ("mount devtmpfs on /dev: mounted", "192.0.2.10"));
+    assert!(lines.iter().any(|l| l.msg.starts_with("log: every line and the report also go to 192.0.2.1:5514")));
     for (n, line) in lines.iter().enumerate() {
         assert_eq!(line.sd, format!("[meta sequenceId=\"{}\"]", n + 1));
     }

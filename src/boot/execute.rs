@@ -181,8 +181,8 @@ impl<'a> Executor<'a> {
             fresh.iter().for_each(|step| self.run_step(step));
             ran.extend(fresh);
         }
-        if phase == Phase::Network {
-            self.start_log_server(true);
+        if matches!(phase, Phase::Hardware | Phase::Network) {
+            self.start_log_server(phase == Phase::Network);
         }
         // The time waited on the server of an NFS root counts from its switch into it.
         if ran.iter().any(|s| matches!(s, Step::SwitchRoot { .. })) {

@@ -23,10 +23,15 @@ impl Executor<'_> {
     }
 
     /// Starts sending the log once the server is known and the network is up: after the
-    /// command line is read (on-root mode: the kernel brought the network up), and again after
-    /// the network phase (`network_done`: with no server by then, there is none, and the lines
-    /// kept for it are let go).
+    /// hardware phase (on-root mode: the kernel brought the network up, and the address is known
+    /// by then), and again after the network phase (`network_done`: with no server by then,
+    /// there is none, and the lines kept for it are let go) and the switch into the image.
+    /// `stateless.log=off` stops it at any of these.
     pub fn start_log_server(&mut self, network_done: bool) {
+        if self.options.log == LogServer::Off {
+            remote::off();
+            return;
+        }
         if remote::sending() || (self.facts.initramfs && !network_done) {
             return;
         }
@@ -36,7 +41,7 @@ impl Executor<'_> {
                 Ok(()) => log::info!("log: every line and the report also go to {server} (syslog over UDP)"),
                 Err(e) => log::warn!("log server {server}: no UDP socket ({e}); the log stays local"),
             },
-            None if network_done || self.options.log == LogServer::Off => remote::stop(),
+            None if network_done => remote::stop(),
             None => {}
         }
     }
@@ -56,7 +61,10 @@ impl Executor<'_> {
             return;
         }
         match serde_json::to_string(&Report::of(self)) {
-            Ok(json) => remote::send_report(&json),
+            Ok(json) => match remote::send_report(&json) {
+                (sent, parts) if sent < parts => log::warn!("log server: {sent} of the report's {parts} parts sent"),
+                _ => {}
+            },
             Err(e) => log::warn!("log server: the report did not serialize: {e}"),
         }
     }

@@ -74,7 +74,6 @@ pub fn run() -> ! {
         executor.count_nfs_waits();
     }
     executor.cmdline = cmdline;
-    executor.start_log_server(false);
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
     // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
     // never returns. PID 1 must not return all the same.

@@ -17,13 +17,15 @@
 //!   TIMESTAMP is `-` while the clock is before 2001 (no RTC). MSGID `log` for log lines;
 //!   `report` for the report's compact JSON, in parts of at most [`PART_MAX`] bytes, each with
 //!   `[stateless@32473 part="N" parts="M"]`, to be joined in order by the receiver.
-//! - The logger calls in with a lock it only tries to take: a line logged while the lock is
-//!   held (a panic inside) is not sent rather than waited for.
+//! - Lines from every thread go out in order (one lock); a line logged on a thread while that
+//!   thread is inside this module (a panic here) is not sent, rather than deadlock. A line
+//!   dropped from a full backlog is counted, and the next message sent says how many.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
 use std::os::fd::OwnedFd;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, PoisonError};
 
 use log::Level;
 use rustix::net::{AddressFamily, SendFlags, SocketFlags, SocketType};
@@ -75,13 +77,20 @@ struct Remote {
 
 static REMOTE: Mutex<Remote> = Mutex::new(Remote::new());
 
-/// Runs `f` on the state, unless someone else holds it (then `None`).
+thread_local! {
+    /// Whether this thread is inside [`with`] already.
+    static INSIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` on the state (waiting for another thread's send, which never blocks); `None` when
+/// this thread is inside already (a line logged from in here, a panic here).
 fn with<T>(f: impl FnOnce(&mut Remote) -> T) -> Option<T> {
-    match REMOTE.try_lock() {
-        Ok(mut remote) => Some(f(&mut remote)),
-        Err(TryLockError::Poisoned(poisoned)) => Some(f(&mut poisoned.into_inner())),
-        Err(TryLockError::WouldBlock) => None,
+    if INSIDE.with(|inside| inside.replace(true)) {
+        return None;
     }
+    let out = f(&mut REMOTE.lock().unwrap_or_else(PoisonError::into_inner));
+    INSIDE.with(|inside| inside.set(false));
+    Some(out)
 }
 
 /// PID 1 keeps its lines from the start, until it knows whether there is a server.
@@ -107,6 +116,14 @@ pub fn stop() {
     with(Remote::stop);
 }
 
+/// `stateless.log=off` after all (the image's stateless.conf): nothing more is sent or kept.
+pub fn off() {
+    with(|r| {
+        r.state = State::Off;
+        r.backlog = VecDeque::new();
+    });
+}
+
 /// The name the messages carry from now on (an address until the host name is known).
 pub fn set_host(name: &str) {
     with(|r| r.host = name.to_owned());
@@ -117,9 +134,10 @@ pub fn sending() -> bool {
     with(|r| matches!(r.state, State::Sending { .. })).unwrap_or(false)
 }
 
-/// Sends what is left of the backlog, then the report's JSON in parts.
-pub fn send_report(json: &str) {
-    with(|r| r.send_report(json));
+/// Sends what is left of the backlog, then the report's JSON in parts: how many of how many
+/// parts the socket took.
+pub fn send_report(json: &str) -> (usize, usize) {
+    with(|r| r.send_report(json)).unwrap_or((0, 0))
 }
 
 impl Remote {
@@ -159,12 +177,6 @@ impl Remote {
             }
         };
         self.state = State::Sending { socket, to };
-        if self.dropped > 0 {
-            let note =
-                format!("{} earlier lines of this boot were dropped (more than {BACKLOG} waiting)", self.dropped);
-            self.backlog.push_front(Line { severity: 4, time: now(), text: note });
-            self.dropped = 0;
-        }
         self.drain(BURST);
         Ok(())
     }
@@ -177,15 +189,21 @@ impl Remote {
         }
     }
 
-    fn send_report(&mut self, json: &str) {
+    fn send_report(&mut self, json: &str) -> (usize, usize) {
         self.drain(BACKLOG);
         let parts = split(json, PART_MAX);
         let count = parts.len();
+        let mut sent = 0;
         for (n, part) in parts.into_iter().take(PARTS_MAX).enumerate() {
             let sd = format!("[{SD_ID} part=\"{}\" parts=\"{count}\"]", n.saturating_add(1));
             let message = self.message(6, &now(), "report", &sd, part);
-            let _ = self.send(message.as_bytes());
+            match self.send(message.as_bytes()) {
+                Ok(_) => sent += 1,
+                // The rest would go the same way: the receiver sees fewer parts than `parts`.
+                Err(_) => break,
+            }
         }
+        (sent, count)
     }
 
     /// Sends up to `most` backlog lines, in order, while the socket takes them (none before
@@ -193,6 +211,13 @@ impl Remote {
     fn drain(&mut self, most: usize) {
         if !matches!(self.state, State::Sending { .. }) {
             return;
+        }
+        if self.dropped > 0 {
+            let dropped = self.dropped;
+            let note =
+                format!("{dropped} lines of this boot were dropped before this one (more than {BACKLOG} waiting)");
+            self.backlog.push_front(Line { severity: 4, time: now(), text: note });
+            self.dropped = 0;
         }
         for _ in 0..most {
             let Some(line) = self.backlog.pop_front() else { return };
@@ -333,7 +358,7 @@ mod tests {
         let note = &got[0];
         assert!(
             note.starts_with("<28>1 ")
-                && note.contains(" lab3-12 stateless 1 log [meta sequenceId=\"1\"] 3 earlier lines"),
+                && note.contains(" lab3-12 stateless 1 log [meta sequenceId=\"1\"] 3 lines of this boot were dropped"),
             "{note}"
         );
         assert!(got[1].ends_with("[meta sequenceId=\"2\"] line 3"), "{}", got[1]);
@@ -352,7 +377,7 @@ mod tests {
             got[BACKLOG + 1]
         );
         let json = format!("{{\"x\":\"{}\"}}", "é".repeat(PART_MAX));
-        r.send_report(&json);
+        assert_eq!(r.send_report(&json), (3, 3));
         r.stop();
         r.record(Level::Info, "sent: stop lets go of a backlog only before a server is known");
         let rest = waiting(&receiver);

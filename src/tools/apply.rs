@@ -32,11 +32,12 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     let sys = Real;
     // apply stands for on-root mode: the image is also the root the early mounts go into.
     let running = ImageRoot::open(target.path()).map_err(|e| format!("{}: {e}", target.path().display()))?;
+    // Every line for the log server, as at boot (let go when there is none).
+    crate::log::remote::keep_backlog();
     let mut executor = Executor::new(&sys, running, target, Mode::Apply);
     executor.options = options;
     executor.diagnostics = diagnostics;
     executor.facts = given_facts(args);
-    executor.start_log_server(false);
     executor.run(&Phase::ALL);
     for outcome in &executor.outcomes {
         let why = outcome.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
