@@ -60,6 +60,9 @@ fn finds_every_kind_of_problem_and_changes_nothing() {
     write(&l.join("base/etc/open"), "anyone\n");
     std::fs::set_permissions(l.join("base/etc/open"), std::fs::Permissions::from_mode(0o666)).unwrap();
     symlink("/diskless/base/etc/motd", l.join("labs/lab3/etc/motd-link")).unwrap();
+    // A symlink where the image has a dir; a layer name that needs escaping.
+    symlink("/etc/ssh", l.join("base/etc/conf.d")).unwrap();
+    std::fs::create_dir_all(l.join("hosts/pc\n")).unwrap();
     let before = fingerprint(&root);
 
     let out = check(&root, &["--json", "--host", "pc1,10.0.2.40", "--host", "lab3-12,10.0.2.15/24"], false);
@@ -69,6 +72,8 @@ fn finds_every_kind_of_problem_and_changes_nothing() {
     let w = |at: &str| ("warning".to_owned(), at.to_owned());
     let want: BTreeSet<_> = [
         e("base/usr"),
+        e("base/etc/conf.d"),
+        e("hosts/pc\\x0a"),
         e("hosts/10.0.2.16"),
         e("hosts/224.0.0.1"),
         e("hosts/lab3-12.example.edu"),
@@ -141,10 +146,10 @@ fn finds_every_kind_of_problem_and_changes_nothing() {
     // The readable list names every problem and the host's own files.
     let out = check(&root, &[], false);
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("errors:\n  base/usr: outside the writable dirs (etc, var): never copied\n"), "{text}");
+    assert!(text.contains("errors:\n  base/etc/conf.d: the image has a directory at /etc/conf.d: not copied\n  base/usr: outside the writable dirs (etc, var): never copied\n"), "{text}");
     assert!(text.contains("  lab3-12 10.0.2.17/24: base ("), "{text}");
     assert!(text.contains("    /etc/fstab  from hosts/10.0.2.17\n"), "{text}");
-    assert!(text.ends_with("10 errors, 6 warnings\n"), "{text}");
+    assert!(text.ends_with("12 errors, 6 warnings\n"), "{text}");
     assert_eq!(fingerprint(&root), before, "check wrote to the image");
 }
 

@@ -269,9 +269,11 @@ fn layer_dir(
     key: Result<Key, String>,
     found: &mut Findings<'_>,
 ) -> Option<LayerDir> {
+    // Named before anything else: a name that needs escaping (`\xNN`) is not opened by it.
+    let key = key.map_err(|why| found.error(&name, &format!("never matches a client: {why}"))).ok();
     let fd = match layers::open_layer(layer_root, &name) {
         Ok(Some(fd)) => fd,
-        Ok(None) => return None, // a dangling symlink: named by the boot as missing, as here
+        Ok(None) => return None, // a dangling symlink (or the escaped name): missing, as at boot
         Err(e) => {
             found.error(&name, &format!("{}: never applied", e.strip_prefix(&format!("{name}: ")).unwrap_or(&e)));
             return None;
@@ -280,7 +282,6 @@ fn layer_dir(
     let stat = rustix::fs::fstat(&fd).ok()?;
     let link = rustix::fs::statat(layer_root, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Symlink));
-    let key = key.map_err(|why| found.error(&name, &format!("never matches a client: {why}"))).ok();
     Some(LayerDir { name, key, id: (stat.st_dev, stat.st_ino), link, files: Vec::new() })
 }
 
@@ -441,10 +442,6 @@ impl Image<'_> {
                 if let Err(e) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
                     problems.push((Severity::Error, format!("cannot be read ({e}): not copied")));
                 }
-                if self.image_has_dir(&entry.path) {
-                    let image_path = escape_path(&entry.path);
-                    problems.push((Severity::Error, format!("the image has a directory at /{image_path}: not copied")));
-                }
             }
             Kind::Symlink => {
                 if let Ok(target) = rustix::fs::readlinkat(dir, name, Vec::new()) {
@@ -453,6 +450,11 @@ impl Image<'_> {
             }
             _ => {}
         }
+        // No entry but a dir takes the place of one of the image's dirs.
+        if entry.kind != Kind::Dir && self.image_has_dir(&entry.path) {
+            let image_path = escape_path(&entry.path);
+            problems.push((Severity::Error, format!("the image has a directory at /{image_path}: not copied")));
+        }
         problems
     }
 
@@ -460,22 +462,26 @@ impl Image<'_> {
     /// layer tree: on the client that is the shared image's copy, not what the layer wrote.
     fn symlink_problem(&self, path: &Path, target: &Path) -> Option<(Severity, String)> {
         let shown = escape_path(target);
-        if target.is_absolute() {
-            let inside = target.starts_with(self.layer_root) && self.layer_root != Path::new("/");
-            return inside.then(|| (Severity::Warning, format!("points into the layer tree ({shown})")));
-        }
-        let mut depth = path.components().count().saturating_sub(1);
+        // Where it leads on the client, by its names alone (from its dir, or from / when absolute).
+        let mut at: Vec<Component<'_>> = match target.is_absolute() {
+            true => Vec::new(),
+            false => path.parent().map_or(Vec::new(), |p| p.components().collect()),
+        };
         for component in target.components() {
             match component {
-                Component::ParentDir if depth == 0 => {
+                Component::ParentDir if at.is_empty() && !target.is_absolute() => {
                     return Some((Severity::Warning, format!("climbs above / ({shown})")));
                 }
-                Component::ParentDir => depth -= 1,
-                Component::Normal(_) => depth += 1,
+                Component::ParentDir => {
+                    at.pop();
+                }
+                Component::Normal(_) => at.push(component),
                 _ => {}
             }
         }
-        None
+        let leads: PathBuf = std::iter::once(Component::RootDir).chain(at).collect();
+        let inside = leads.starts_with(self.layer_root) && self.layer_root != Path::new("/");
+        inside.then(|| (Severity::Warning, format!("points into the layer tree ({shown})")))
     }
 
     /// Whether the image has a real directory at `path` (no symlink followed).
@@ -648,6 +654,25 @@ mod tests {
         assert!(key("hosts", "255.255.255.255").unwrap_err().contains("no address a client is given"));
         assert!(key("hosts", &"a".repeat(64)).is_err(), "sethostname takes 63 bytes");
         assert!(key("hosts", "..").is_err() && key("hosts", "-a").is_err());
+    }
+
+    #[test]
+    fn symlinks_that_climb_above_the_root_or_lead_into_the_layer_tree() {
+        let dir = std::env::temp_dir().join(format!("stateless-check-links-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = ImageRoot::open(&dir).unwrap();
+        let image = Image { root: &root, layer_root: Path::new("/diskless"), dirs: &[], ids: Ids::default() };
+        let problem = |target: &str| image.symlink_problem(Path::new("etc/link"), Path::new(target)).map(|(_, p)| p);
+        assert_eq!(
+            problem("/diskless/base/etc/motd").as_deref(),
+            Some("points into the layer tree (/diskless/base/etc/motd)")
+        );
+        assert_eq!(problem("../diskless/base/x").as_deref(), Some("points into the layer tree (../diskless/base/x)"));
+        assert_eq!(problem("../../x").as_deref(), Some("climbs above / (../../x)"));
+        for fine in ["/etc/shadow", "../usr/share/zoneinfo/UTC", "motd", "/diskless-old/x", "/../diskless-x"] {
+            assert_eq!(problem(fine), None, "{fine}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
