@@ -124,81 +124,76 @@ pub struct Removal {
 /// dir of millions of entries costs no memory), never following a symlink nor entering another
 /// filesystem, until `deadline`: what is left then stays.
 pub fn remove_bounded(parent: BorrowedFd<'_>, name: &OsStr, deadline: Instant) -> Removal {
-    let mut out = Removal::default();
     match rustix::fs::fstat(parent) {
         Ok(st) => {
-            remove_entry(parent, name, st.st_dev, 0, deadline, &mut out);
+            let mut remover = Remover { dev: st.st_dev, deadline, out: Removal::default() };
+            remover.entry(parent, name, 0);
+            remover.out
         }
-        Err(_) => out.left = true,
+        Err(_) => Removal { removed: 0, left: true },
     }
-    out
 }
 
-/// Removes one entry (a dir with everything in it); whether it is gone.
-fn remove_entry(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
+/// The filesystem [`remove_bounded`] stays on, its deadline, and what it did so far.
+struct Remover {
     dev: u64,
-    depth: usize,
     deadline: Instant,
-    out: &mut Removal,
-) -> bool {
-    let gone = remove_inner(parent, name, dev, depth, deadline, out);
-    out.left |= !gone;
-    gone
+    out: Removal,
 }
 
-fn remove_inner(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    dev: u64,
-    depth: usize,
-    deadline: Instant,
-    out: &mut Removal,
-) -> bool {
-    if Instant::now() >= deadline {
-        return false;
+impl Remover {
+    /// Removes one entry (a dir with everything in it); whether it is gone.
+    fn entry(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
+        let gone = self.remove(parent, name, depth);
+        self.out.left |= !gone;
+        gone
     }
-    let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else { return false };
-    if st.st_dev != dev {
-        return false;
-    }
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-        if depth >= crate::fs::tree::MAX_DEPTH {
+
+    fn remove(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
+        if Instant::now() >= self.deadline {
             return false;
         }
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let Ok(dir) = rustix::fs::openat(parent, name, flags, Mode::empty()) else { return false };
-        if rustix::fs::fstat(&dir).map(|s| s.st_dev) != Ok(dev) {
+        let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else { return false };
+        if st.st_dev != self.dev {
             return false;
         }
-        // Removing entries while reading the dir may make the listing skip some: again, until a
-        // pass removes nothing.
-        loop {
-            let Ok(entries) = Dir::read_from(&dir) else { break };
-            let mut progress = false;
-            for entry in entries.filter_map(Result::ok) {
-                let child = OsStr::from_bytes(entry.file_name().to_bytes());
-                if child == "." || child == ".." {
-                    continue;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            if depth >= crate::fs::tree::MAX_DEPTH {
+                return false;
+            }
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            let Ok(dir) = rustix::fs::openat(parent, name, flags, Mode::empty()) else { return false };
+            if rustix::fs::fstat(&dir).map(|s| s.st_dev) != Ok(self.dev) {
+                return false;
+            }
+            // Removing entries while reading the dir may make the listing skip some: again,
+            // until a pass removes nothing.
+            loop {
+                let Ok(entries) = Dir::read_from(&dir) else { break };
+                let mut progress = false;
+                for entry in entries.filter_map(Result::ok) {
+                    let child = OsStr::from_bytes(entry.file_name().to_bytes());
+                    if child == "." || child == ".." {
+                        continue;
+                    }
+                    progress |= self.entry(dir.as_fd(), child, depth + 1);
+                    if Instant::now() >= self.deadline {
+                        return false;
+                    }
                 }
-                progress |= remove_entry(dir.as_fd(), child, dev, depth + 1, deadline, out);
-                if Instant::now() >= deadline {
-                    return false;
+                if !progress {
+                    break;
                 }
             }
-            if !progress {
-                break;
+            if rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_err() {
+                return false;
             }
-        }
-        if rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_err() {
+        } else if rustix::fs::unlinkat(parent, name, AtFlags::empty()).is_err() {
             return false;
         }
-    } else if rustix::fs::unlinkat(parent, name, AtFlags::empty()).is_err() {
-        return false;
+        self.out.removed = self.out.removed.saturating_add(1);
+        true
     }
-    out.removed = out.removed.saturating_add(1);
-    true
 }
 
 /// The first [`HEAD`] bytes of the device node `node` (relative to the running root).
