@@ -141,6 +141,27 @@ pub fn open_dir_nofollow(dir: BorrowedFd<'_>, path: &Path) -> io::Result<OwnedFd
     open_components(dir, path, DIR_FLAGS)
 }
 
+/// The parent dir of `path` below `dir`, reached following no symlink, and the last name of
+/// `path` in it: what the `*at` calls on one entry take.
+///
+/// # Errors
+/// `EINVAL` for a path without a last name (empty, `..`); else as [`open_dir_nofollow`].
+pub fn open_parent<'p>(dir: BorrowedFd<'_>, path: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Errno::INVAL);
+    };
+    Ok((open_dir_nofollow(dir, parent)?, name))
+}
+
+/// `lstat` of `path` below `dir`, its parents reached following no symlink.
+///
+/// # Errors
+/// As [`open_parent`], or the `fstatat` error.
+pub fn lstat_beneath(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Stat> {
+    let (parent, name) = open_parent(dir, path)?;
+    fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
+}
+
 /// The mode `openat`/`openat2` needs: 0600 when a file may be created, else none
 /// (`openat2` rejects a mode without `O_CREAT`/`O_TMPFILE`).
 fn create_mode(flags: OFlags) -> Mode {

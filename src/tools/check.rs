@@ -486,12 +486,7 @@ impl Image<'_> {
 
     /// Whether the image has a real directory at `path` (no symlink followed).
     fn image_has_dir(&self, path: &Path) -> bool {
-        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-            return false;
-        };
-        tree::open_dir_nofollow(self.root.fd(), parent)
-            .and_then(|dir| rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW))
-            .is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir))
+        tree::lstat_beneath(self.root.fd(), path).is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir))
     }
 }
 

@@ -143,9 +143,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     for (index, (name, fd, entries)) in held.iter().enumerate() {
         let mut writes = BTreeSet::new();
         for entry in entries.iter().filter(|e| winner.get(&e.path) == Some(&index)) {
-            if let Some(detail) = differs(fd.as_fd(), target.fd(), entry) {
-                let what = if detail == "new" { "new" } else { "changed" };
-                let detail = if detail == "new" { String::new() } else { detail };
+            if let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) {
                 done.changes.push(Change { path: shown(&entry.path), what, layer: name.clone(), detail });
                 writes.insert(entry.path.clone());
             }
@@ -202,15 +200,15 @@ fn failed(path: &str, layer: &str, why: String) -> Change {
     Change { path: path.to_owned(), what: "failed", layer: layer.to_owned(), detail: why }
 }
 
-/// What differs between a layer's entry and the client's (`None`: the same), or `new`.
-fn differs(layer: BorrowedFd<'_>, client: BorrowedFd<'_>, entry: &Entry) -> Option<String> {
-    let mine = stat_beneath(layer, &entry.path).ok()?;
-    let theirs = match stat_beneath(client, &entry.path) {
-        Ok(st) => st,
-        Err(_) => return Some("new".into()),
+/// Whether the client lacks a layer's entry (`new`) or has it otherwise (`changed`, and what
+/// differs); `None`: the same.
+fn differs(layer: BorrowedFd<'_>, client: BorrowedFd<'_>, entry: &Entry) -> Option<(&'static str, String)> {
+    let mine = tree::lstat_beneath(layer, &entry.path).ok()?;
+    let Ok(theirs) = tree::lstat_beneath(client, &entry.path) else {
+        return Some(("new", String::new()));
     };
     if Kind::of_mode(mine.st_mode) != Kind::of_mode(theirs.st_mode) {
-        return Some("kind".into());
+        return Some(("changed", "kind".into()));
     }
     let mut what = Vec::new();
     if entry.kind != Kind::Symlink && mine.st_mode & 0o7777 != theirs.st_mode & 0o7777 {
@@ -227,34 +225,18 @@ fn differs(layer: BorrowedFd<'_>, client: BorrowedFd<'_>, entry: &Entry) -> Opti
         Kind::Device if mine.st_rdev != theirs.st_rdev => what.push("device"),
         _ => {}
     }
-    (!what.is_empty()).then(|| what.join(", "))
-}
-
-/// `lstat` of `path` below `dir`, its parents reached following no symlink.
-fn stat_beneath(dir: BorrowedFd<'_>, path: &Path) -> rustix::io::Result<rustix::fs::Stat> {
-    let (parent, name) = split(path)?;
-    let parent = tree::open_dir_nofollow(dir, parent)?;
-    rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW)
-}
-
-fn split(path: &Path) -> rustix::io::Result<(&Path, &std::ffi::OsStr)> {
-    match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) => Ok((parent, name)),
-        _ => Err(rustix::io::Errno::INVAL),
-    }
+    (!what.is_empty()).then(|| ("changed", what.join(", ")))
 }
 
 fn read_link(dir: BorrowedFd<'_>, path: &Path) -> Option<Vec<u8>> {
-    let (parent, name) = split(path).ok()?;
-    let parent = tree::open_dir_nofollow(dir, parent).ok()?;
+    let (parent, name) = tree::open_parent(dir, path).ok()?;
     rustix::fs::readlinkat(&parent, name, Vec::new()).ok().map(|link| link.into_bytes())
 }
 
 /// Whether two regular files hold the same bytes (read in pieces; an unreadable one differs).
 fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>, path: &Path) -> bool {
     let open = |dir| -> Option<std::fs::File> {
-        let (parent, name) = split(path).ok()?;
-        let parent = tree::open_dir_nofollow(dir, parent).ok()?;
+        let (parent, name) = tree::open_parent(dir, path).ok()?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
         rustix::fs::openat(&parent, name, flags, Mode::empty()).ok().map(std::fs::File::from)
     };
@@ -324,7 +306,7 @@ fn write(
             Verdict::Descend if on_the_way => Verdict::Descend,
             Verdict::Copy if on_the_way && kind == Kind::Dir => {
                 // Walked through when the client has it, made (with the layer's metadata) when not.
-                if stat_beneath(target.fd(), path).is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
+                if tree::lstat_beneath(target.fd(), path).is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
                     Verdict::Descend
                 } else {
                     Verdict::Copy
@@ -359,11 +341,11 @@ fn prune(target: &ImageRoot, image: BorrowedFd<'_>, dirs: &[String], path: &Path
     if layers::verdict(dirs, path, Kind::File) != Verdict::Copy {
         return Err("not inside a writable dir".into());
     }
-    let (parent, name) = split(path).map_err(|e| e.to_string())?;
-    let client =
-        tree::open_dir_nofollow(target.fd(), parent).map_err(|e| format!("open /{}: {e}", escape_path(parent)))?;
+    let parent = path.parent().unwrap_or(Path::new(""));
+    let (client, name) =
+        tree::open_parent(target.fd(), path).map_err(|e| format!("open /{}: {e}", escape_path(parent)))?;
     let here = rustix::fs::statat(&client, name, AtFlags::SYMLINK_NOFOLLOW);
-    let in_image = stat_beneath(image, path).ok();
+    let in_image = tree::lstat_beneath(image, path).ok();
     match here {
         Ok(st) if Kind::of_mode(st.st_mode) == Some(Kind::Dir) => {
             if in_image.is_some() {
