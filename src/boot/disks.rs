@@ -34,18 +34,11 @@ impl Executor<'_> {
             return Ok(Done::skipped("not PID 1: the host's swap is left alone"));
         }
         let found = disks::scan(&self.running);
-        let areas: Vec<&Disk> = found
-            .iter()
-            .filter(|d| {
-                d.signature.as_ref().is_some_and(|s| {
-                    s.kind == "swap"
-                        && match wanted {
-                            Swap::Auto => true,
-                            Swap::Label(label) => s.label.as_ref() == Some(label),
-                        }
-                })
-            })
-            .collect();
+        let label = match wanted {
+            Swap::Auto => None,
+            Swap::Label(label) => Some(label.as_str()),
+        };
+        let areas: Vec<&Disk> = found.iter().filter(|d| d.holds(true, label)).collect();
         if areas.is_empty() {
             let none = format!("none on the {} block devices", found.len());
             return Ok(match wanted {
@@ -84,10 +77,7 @@ impl Executor<'_> {
             return Ok(Done::skipped("not PID 1: no disk is mounted"));
         }
         let found = disks::scan(&self.running);
-        let labelled: Vec<&Disk> = found
-            .iter()
-            .filter(|d| d.signature.as_ref().is_some_and(|s| s.kind != "swap" && s.label.as_deref() == Some(label)))
-            .collect();
+        let labelled: Vec<&Disk> = found.iter().filter(|d| d.holds(false, Some(label))).collect();
         let disk = match labelled.as_slice() {
             [one] => *one,
             [] => {

@@ -45,6 +45,16 @@ pub struct Disk {
     pub signature: Option<Signature>,
 }
 
+impl Disk {
+    /// Whether it is a swap area (`swap`) or else a filesystem, with the label `label` (any with
+    /// `None`).
+    pub fn holds(&self, swap: bool, label: Option<&str>) -> bool {
+        self.signature
+            .as_ref()
+            .is_some_and(|s| (s.kind == "swap") == swap && label.is_none_or(|label| s.label.as_deref() == Some(label)))
+    }
+}
+
 /// The label field at `at`, `len` bytes, NUL-padded: `None` when empty or not printable.
 fn label(head: &[u8], at: usize, len: usize) -> Option<String> {
     let field = head.get(at..at.checked_add(len)?)?;
@@ -267,6 +277,19 @@ mod tests {
         assert!(!old.join("a").exists() && old.join("deep").exists());
         assert!(outside.join("keep").exists(), "the symlink removed, not followed");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn what_a_disk_holds() {
+        let disk = |kind: &str, label: Option<&str>| Disk {
+            name: "vdb".into(),
+            node: PathBuf::from("/dev/vdb"),
+            signature: Some(Signature { kind: kind.into(), label: label.map(str::to_owned) }),
+        };
+        assert!(disk("swap", None).holds(true, None) && !disk("swap", None).holds(true, Some("x")));
+        assert!(disk("swap", Some("x")).holds(true, Some("x")) && !disk("swap", Some("x")).holds(false, Some("x")));
+        assert!(disk("ext4", Some("x")).holds(false, Some("x")) && !disk("ext4", Some("x")).holds(true, None));
+        assert!(!Disk { signature: None, ..disk("ext4", None) }.holds(false, None));
     }
 
     #[test]
