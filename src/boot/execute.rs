@@ -520,7 +520,7 @@ impl<'a> Executor<'a> {
     }
 
     /// A module by name (or alias) and what it needs.
-    pub(crate) fn module(&mut self, name: &str) -> Result<Done, Failure> {
+    fn module(&mut self, name: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             // Never into the host's kernel: only PID 1 loads modules.
             return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));

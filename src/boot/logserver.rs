@@ -27,7 +27,7 @@ impl Executor<'_> {
     /// by then), and again after the network phase (`network_done`: with no server by then,
     /// there is none, and the lines kept for it are let go) and the switch into the image.
     /// `stateless.log=off` stops it at any of these.
-    pub fn start_log_server(&mut self, network_done: bool) {
+    pub fn start_log_server(&self, network_done: bool) {
         if self.options.log == LogServer::Off {
             remote::off();
             return;

@@ -118,10 +118,7 @@ pub fn stop() {
 
 /// `stateless.log=off` after all (the image's stateless.conf): nothing more is sent or kept.
 pub fn off() {
-    with(|r| {
-        r.state = State::Off;
-        r.backlog = VecDeque::new();
-    });
+    with(Remote::off);
 }
 
 /// The name the messages carry from now on (an address until the host name is known).
@@ -184,9 +181,14 @@ impl Remote {
     /// Lets the backlog go when no server came; once sending, it goes on.
     fn stop(&mut self) {
         if matches!(self.state, State::Buffering) {
-            self.state = State::Off;
-            self.backlog = VecDeque::new();
+            self.off();
         }
+    }
+
+    /// Nothing more is sent or kept.
+    fn off(&mut self) {
+        self.state = State::Off;
+        self.backlog = VecDeque::new();
     }
 
     fn send_report(&mut self, json: &str) -> (usize, usize) {
@@ -230,7 +232,7 @@ impl Remote {
                     self.backlog.push_front(line);
                     return;
                 }
-                // Sent, or lost for good (no route yet, ...): either way it is done with.
+                // Sent, or lost for good (the host unreachable, ...): either way it is done with.
                 _ => self.sequence = self.sequence.saturating_add(1),
             }
         }
