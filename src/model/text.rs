@@ -3,15 +3,20 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// Bytes as text for messages and the report: control characters, backslashes and bytes that
-/// are not UTF-8 are written `\xNN`, so a file name can never forge a log line or move the
-/// terminal's cursor.
+/// Bytes as text for messages, the report and every file `stateless` reads back: control
+/// characters (C0, DEL and C1), the characters that reorder or break a line on a terminal
+/// ([`hidden`]), backslashes and bytes that are not UTF-8 are written `\xNN`, one escape per
+/// byte (a C1 character is its two UTF-8 bytes, `\xc2\x85`), so a file name can never forge a
+/// log line, move the terminal's cursor or show other text than it holds, and [`unescape`]
+/// gives back exactly the bytes. This is the one rule for anything `stateless` prints.
 pub fn escape(bytes: &[u8]) -> String {
     let mut out = String::new();
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
-            if c.is_control() || c == '\\' {
-                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            if c.is_control() || c == '\\' || hidden(c) {
+                for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
             } else {
                 out.push(c);
             }
@@ -23,13 +28,19 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// Characters a terminal does not show as themselves: zero-width marks, the bidirectional
+/// embeddings, overrides and isolates (which make `evil\u{202e}txt.sh` read backwards), the
+/// line and paragraph separators, and the byte order mark.
+fn hidden(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
 /// [`escape`] for a path.
 pub fn escape_path(path: &Path) -> String {
     escape(path.as_os_str().as_bytes())
 }
 
-/// The bytes [`escape`] wrote: each `\xNN` is the byte NN (a C1 control character, escaped by
-/// its code point, comes back as one byte: the one case that does not round-trip).
+/// The bytes [`escape`] wrote: each `\xNN` is the byte NN.
 pub fn unescape(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut rest = text.as_bytes();
@@ -58,11 +69,15 @@ mod tests {
         assert_eq!(escape(b"etc/a\tb\n"), "etc/a\\x09b\\x0a");
         assert_eq!(escape(b"x\\y\xff\x1b[2J"), "x\\x5cy\\xff\\x1b[2J");
         assert_eq!(escape("é".as_bytes()), "é");
+        assert_eq!(escape("a\u{85}b".as_bytes()), "a\\xc2\\x85b", "a C1 character, byte by byte");
+        assert_eq!(escape(b"a\x85b"), "a\\x85b", "the raw byte is another name");
+        assert_eq!(escape("x\u{202e}hs.txt".as_bytes()), "x\\xe2\\x80\\xaehs.txt", "no reordering");
     }
 
     #[test]
     fn unescape_reverses_escape() {
-        for bytes in [&b"etc/a\tb\n"[..], b"x\\y\xff\x1b[2J", "é".as_bytes(), b"\\x4", b"\\xzz", b""] {
+        let c1 = "etc/a\u{85}b\u{9b}".as_bytes();
+        for bytes in [&b"etc/a\tb\n"[..], b"x\\y\xff\x1b[2J", "é".as_bytes(), b"\\x4", b"\\xzz", b"", c1, b"\x85"] {
             assert_eq!(unescape(&escape(bytes)), bytes, "{bytes:?}");
         }
         assert_eq!(unescape("a\\x"), b"a\\x", "a short escape is text");
