@@ -56,8 +56,12 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
         assert_eq!(read(&etc.join("conf.d/hostname")), "hostname=\"lab3-12\"\n");
         assert!(read(&etc.join("hosts")).contains("127.0.1.1\tlab3-12.lab.example lab3-12\n"));
         assert!(!read(&etc.join("hosts")).contains("debian"));
-        // Provenance: last writer per path.
+        // Provenance: last writer per path; a layer's non-dirs with what it left there (size
+        // and change time), the host files without.
         let provenance = read(&root.join("run/stateless/provenance"));
+        let motd = std::fs::symlink_metadata(etc.join("motd")).unwrap();
+        let stamp = format!("/etc/motd\tlabs/lab3\t{}:{}.{:09}", motd.len(), motd.ctime(), motd.ctime_nsec());
+        assert!(provenance.lines().any(|l| l == stamp), "{stamp:?} missing in\n{provenance}");
         for line in [
             "/etc/stateless-level\thosts/10.0.2.15",
             "/etc/motd\tlabs/lab3",
@@ -67,12 +71,14 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
             "/var/lib/from-base\tbase",
             "/etc/hostname\thostname",
         ] {
-            assert!(provenance.lines().any(|l| l == line), "{line:?} missing in\n{provenance}");
+            let stamped = |l: &str| l.strip_prefix(line).is_some_and(|stamp| stamp.starts_with('\t'));
+            assert!(provenance.lines().any(|l| l == line || stamped(l)), "{line:?} missing in\n{provenance}");
         }
         assert!(!provenance.contains("evil"));
         // Report.
         let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
         assert_eq!(report["hostname"]["short"], "lab3-12");
+        assert_eq!(report["layer_root"], "/diskless", "what relayer reads the layers from again");
         assert_eq!(report["hostname"]["source"], "kernel");
         assert_eq!(report["address"], "10.0.2.15/24");
         assert_eq!(

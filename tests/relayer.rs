@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -90,7 +91,7 @@ fn relayer_writes_what_changed_and_prunes_only_when_asked() {
         assert_eq!(read(&etc.join("issue")), "layer issue\n", "stale, left alone");
         let provenance = read(&root.join("run/stateless/provenance"));
         assert!(
-            provenance.contains("/etc/new-file\tlabs/lab3\n") && provenance.contains("/etc/motd\tbase\n"),
+            provenance.contains("/etc/new-file\tlabs/lab3\t") && provenance.contains("/etc/motd\tbase\t"),
             "{provenance}"
         );
 
@@ -130,4 +131,305 @@ fn relayer_needs_a_report_and_root() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("report.json"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(relayer(&tmp.0, &["--bogus"]).status.code(), Some(2));
+}
+
+/// `stateless apply` as the boot of lab3-12 at 10.0.2.15/24 (in the caller's namespace).
+fn boot(root: &Path) {
+    let out = Command::new(BIN)
+        .args(["apply", "--root"])
+        .arg(root)
+        .args(["--ip", "10.0.2.15/24", "--hostname", "lab3-12"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// What relayer printed and its exit code, whatever it is.
+fn listed(out: &Output) -> (Option<i32>, String, String) {
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+const NOTHING: &str = "nothing to do: the client has what the layers provide\n";
+
+fn edit_report(root: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = root.join("run/stateless/report.json");
+    let mut report: serde_json::Value = serde_json::from_str(&read(&path)).unwrap();
+    edit(&mut report);
+    std::fs::write(&path, serde_json::to_string(&report).unwrap()).unwrap();
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn prune_removes_and_restores_only_inside_dirs_still_the_boots() {
+    let (_tmp, root) = test_image("relayer-prune-dirs");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("var/lib/from-base"), "the image's\n");
+    write(&root.join("srv/from-base"), "the image's\n");
+    let (image_var, image_srv) = (fingerprint(&root.join("var")), fingerprint(&root.join("srv")));
+    in_private_namespace(|| {
+        boot(&root);
+        std::fs::remove_file(l.join("base/var/lib/from-base")).unwrap(); // stale in /var
+        std::fs::remove_file(l.join("base/etc/only-base")).unwrap(); // stale in /etc
+                                                                     // An admin takes /var's overlay off; the report names a dir the boot never mounted,
+                                                                     // and the provenance a file in it.
+        assert!(Command::new("umount").arg(root.join("var")).status().unwrap().success());
+        edit_report(&root, |r| {
+            r["dirs"].as_array_mut().unwrap().push(serde_json::json!({"dir": "srv", "mode": "overlay"}))
+        });
+        let provenance = root.join("run/stateless/provenance");
+        std::fs::write(&provenance, read(&provenance) + "/srv/from-base\tbase\n").unwrap();
+        for args in [&["--prune", "--dry-run"][..], &["--prune"]] {
+            let (code, out, err) = listed(&relayer(&root, args));
+            assert_eq!(code, Some(1), "{out}{err}");
+            for line in [
+                "failed    /var/lib/from-base (base): /var is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there\n",
+                "failed    /srv/from-base (base): /srv is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there\n",
+                "pruned    /etc/only-base (base)\n",
+            ] {
+                assert!(out.contains(line), "{args:?} {line:?} in {out}");
+            }
+            assert!(!out.contains("restored"), "{out}");
+        }
+        assert!(!root.join("etc/only-base").exists(), "pruned where the dir is still the boot's");
+        assert_eq!(read(&root.join("var/lib/from-base")), "the image's\n");
+        let kept = read(&provenance);
+        assert!(kept.contains("/var/lib/from-base\tbase") && kept.contains("/srv/from-base\tbase"), "{kept}");
+    });
+    assert_eq!(fingerprint(&root.join("var")), image_var, "the image's /var was never written");
+    assert_eq!(fingerprint(&root.join("srv")), image_srv, "the image's /srv was never written");
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn what_the_boot_left_in_run_is_held_to_the_boots_rules_again() {
+    let (_tmp, root) = test_image("relayer-untrusted");
+    std::fs::remove_file(root.join("diskless/networks/10.0.2.0_24")).unwrap();
+    let image = fingerprint(&root);
+    in_private_namespace(|| {
+        boot(&root);
+        let report = read(&root.join("run/stateless/report.json"));
+        type Edit = fn(&mut serde_json::Value);
+        let refused: [(&str, Edit, &str); 6] = [
+            ("dirs", |r| r["dirs"][0]["dir"] = "../../etc".into(), r#"dirs: "../../etc" has a ".." component"#),
+            ("dirs", |r| r["dirs"][0]["dir"] = "proc".into(), "is under /proc"),
+            (
+                "hostname",
+                |r| r["hostname"]["short"] = "lab3_12/../x".into(),
+                "lab3_12/../x is not a valid RFC 1123 host name",
+            ),
+            ("address", |r| r["address"] = "224.0.0.1/24".into(), "224.0.0.1/24 is not a usable unicast address"),
+            ("layer_root", |r| r["layer_root"] = "diskless".into(), "is not an absolute path"),
+            (
+                "old",
+                |r| drop(r.as_object_mut().unwrap().remove("layer_root")),
+                "does not name the layer root the boot used",
+            ),
+        ];
+        for (what, edit, why) in refused {
+            std::fs::write(root.join("run/stateless/report.json"), &report).unwrap();
+            edit_report(&root, edit);
+            let (code, out, err) = listed(&relayer(&root, &["--prune"]));
+            assert_eq!((code, out.as_str()), (Some(2), ""), "{what}: {err}");
+            assert!(err.contains(why), "{what}: {why:?} in {err}");
+        }
+        std::fs::write(root.join("run/stateless/report.json"), &report).unwrap();
+        // Provenance lines that are not what the boot writes are skipped, said escaped.
+        let provenance = root.join("run/stateless/provenance");
+        let lines = "/etc/../outside\tbase\n/etc/passwd\t\x1b[31mevil\n/etc/hosts\tbase\tjunk\n";
+        std::fs::write(&provenance, read(&provenance) + lines).unwrap();
+        let (code, out, err) = listed(&relayer(&root, &["--prune"]));
+        assert_eq!(code, Some(0), "{out}{err}");
+        for line in [
+            "skipped   /run/stateless/provenance: /etc/../outside\\x09base: not a plain relative path\n",
+            "skipped   /run/stateless/provenance: /etc/hosts\\x09base\\x09junk: not a stamp\n",
+            "skipped   /run/stateless/provenance: /etc/passwd: written by \\x1b[31mevil, no layer of this client\n",
+        ] {
+            assert!(out.contains(line), "{line:?} in {out}");
+        }
+        assert!(!out.contains('\x1b'), "{out}");
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(root.join("etc/passwd").exists() && root.join("etc/hosts").exists());
+    });
+    assert_eq!(fingerprint(&root), image, "the image was never written");
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn any_name_round_trips_through_the_provenance() {
+    let (_tmp, root) = test_image("relayer-c1");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&l.join("base/etc/c1-\u{85}-name"), "a layer's\n");
+    in_private_namespace(|| {
+        boot(&root);
+        assert!(text(&relayer(&root, &["--dry-run"])).ends_with(&format!("\n{NOTHING}")));
+        // The raw byte 0x85 is another name, the client's own.
+        let raw = root.join(std::ffi::OsStr::from_bytes(b"etc/c1-\x85-name"));
+        std::fs::write(&raw, "the client's\n").unwrap();
+        assert!(text(&relayer(&root, &["--prune"])).ends_with(&format!("\n{NOTHING}")));
+        assert_eq!(read(&raw), "the client's\n");
+        assert_eq!(read(&root.join("etc/c1-\u{85}-name")), "a layer's\n");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_layer_shipping_stateless_conf_changes_nothing_for_relayer() {
+    let (_tmp, root) = test_image("relayer-conf");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&l.join("base/etc/stateless.conf"), "stateless.layers=/elsewhere\nstateless.dirs=var\n");
+    write(&root.join("elsewhere/base/etc/other"), "another tree\n");
+    in_private_namespace(|| {
+        boot(&root);
+        assert!(read(&root.join("etc/stateless.conf")).contains("/elsewhere"), "the live /etc has the layer's");
+        for args in [&["--dry-run"][..], &["--prune"]] {
+            let out = text(&relayer(&root, args));
+            assert!(out.contains("layers: base, ") && out.ends_with(NOTHING), "{args:?}: {out}");
+        }
+        assert!(!root.join("etc/other").exists() && root.join("etc/only-base").exists());
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn what_the_client_changed_since_a_layer_wrote_it_is_never_replaced_or_pruned() {
+    let (_tmp, root) = test_image("relayer-edited");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("etc/issue"), "image issue\n");
+    write(&l.join("base/etc/issue"), "layer issue\n");
+    in_private_namespace(|| {
+        boot(&root);
+        let etc = root.join("etc");
+        // The client edits three files layers wrote, in place, by a new file and by chmod.
+        std::fs::write(etc.join("only-base"), "base, and the client's edit").unwrap();
+        write(&etc.join("issue.new"), "layer issue, edited\n");
+        std::fs::rename(etc.join("issue.new"), etc.join("issue")).unwrap();
+        std::fs::set_permissions(etc.join("fstab"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::fs::remove_file(l.join("base/etc/only-base")).unwrap();
+        std::fs::remove_file(l.join("base/etc/issue")).unwrap();
+        std::fs::remove_file(l.join("base/etc/only-lab")).ok();
+        std::fs::remove_file(l.join("labs/lab3/etc/only-lab")).unwrap(); // stale, not edited
+        write(&l.join("hosts/lab3-12/etc/fstab"), "# lab3-12, new\n");
+        let why = ": changed on this client since base wrote it: left alone, also by --prune\n";
+        let want = [
+            "edited    /etc/fstab (hosts/lab3-12): mode, content; changed on this client since hosts/lab3-12 wrote it: left alone\n".to_owned(),
+            format!("stale     /etc/only-base (base){why}"),
+            format!("stale     /etc/issue (base){why}"),
+            "stale     /etc/only-lab (labs/lab3): left alone (--prune takes it away)\n".to_owned(),
+        ];
+        let plain = text(&relayer(&root, &["--dry-run"]));
+        for line in &want {
+            assert!(plain.contains(line.as_str()), "{line:?} in {plain}");
+        }
+        let pruning: Vec<String> = want.iter().map(|l| l.replacen("stale    ", "edited   ", 1)).collect();
+        let pruning = [&pruning[..3], &["pruned    /etc/only-lab (labs/lab3)\n".to_owned()]].concat();
+        let dry = text(&relayer(&root, &["--dry-run", "--prune"]));
+        let done = text(&relayer(&root, &["--prune"]));
+        for line in &pruning {
+            assert!(dry.contains(line.as_str()) && done.contains(line.as_str()), "{line:?} in {dry} and {done}");
+        }
+        assert_eq!(dry.lines().count(), 5, "{dry}");
+        assert_eq!(done.replace("dry run (nothing written); ", ""), dry.replace("dry run (nothing written); ", ""));
+        let json: serde_json::Value = serde_json::from_slice(&relayer(&root, &["--prune", "--json"]).stdout).unwrap();
+        let edited: Vec<&str> = json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["what"] == "edited")
+            .map(|c| c["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(edited, ["/etc/fstab", "/etc/only-base", "/etc/issue"]);
+        assert_eq!(read(&etc.join("only-base")), "base, and the client's edit");
+        assert_eq!(read(&etc.join("issue")), "layer issue, edited\n");
+        assert_eq!(read(&etc.join("fstab")), "# lab3-12\n");
+        assert!(!etc.join("only-lab").exists());
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_provenance_that_cannot_be_written_comes_after_what_was_written() {
+    let (_tmp, root) = test_image("relayer-full");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    in_private_namespace(|| {
+        boot(&root);
+        write(&l.join("hosts/lab3-12/etc/fstab"), "# lab3-12, new\n");
+        // /run/stateless on a tmpfs with no room left.
+        let dir = root.join("run/stateless");
+        let (report, provenance) = (read(&dir.join("report.json")), read(&dir.join("provenance")));
+        let tiny = Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&dir).status().unwrap();
+        assert!(tiny.success());
+        std::fs::write(dir.join("report.json"), report).unwrap();
+        std::fs::write(dir.join("provenance"), &provenance).unwrap();
+        let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+        while std::io::Write::write_all(&mut filler, &[0; 4096]).is_ok() {}
+        let (code, out, err) = listed(&relayer(&root, &[]));
+        assert_eq!(code, Some(1), "{out}{err}");
+        let lines: Vec<&str> = out.lines().skip(1).collect();
+        assert_eq!(lines.len(), 2, "{out}");
+        assert_eq!(lines[0], "changed   /etc/fstab (hosts/lab3-12): content");
+        assert!(lines[1].starts_with("failed    /run/stateless/provenance: not brought up to date ("), "{out}");
+        assert!(
+            lines[1].contains("No space left on device")
+                && lines[1].ends_with("the next run lists what was written above as edited"),
+            "{out}"
+        );
+        assert_eq!(read(&root.join("etc/fstab")), "# lab3-12, new\n");
+        assert_eq!(read(&dir.join("provenance")), provenance, "the old provenance whole");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_layer_root_leading_out_of_the_image_is_named() {
+    let (tmp, root) = test_image("relayer-root-out");
+    std::fs::remove_file(root.join("diskless/networks/10.0.2.0_24")).unwrap();
+    in_private_namespace(|| {
+        boot(&root);
+        std::fs::create_dir_all(tmp.0.join("elsewhere/base")).unwrap();
+        std::fs::rename(root.join("diskless"), root.join("diskless.old")).unwrap();
+        std::os::unix::fs::symlink(tmp.0.join("elsewhere"), root.join("diskless")).unwrap();
+        let (code, out, err) = listed(&relayer(&root, &["--dry-run"]));
+        assert_eq!((code, out.as_str()), (Some(2), ""), "{err}");
+        assert_eq!(err, "stateless: layer root /diskless: a symlink leads out of the image\n");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
+    let (_tmp, root) = test_image("relayer-kinds");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    in_private_namespace(|| {
+        boot(&root);
+        // The client has a dir where a layer now has a file, and a file of its own where a
+        // layer now has a dir.
+        write(&root.join("etc/was-dir/kept"), "the client's\n");
+        write(&l.join("base/etc/was-dir"), "a layer's file\n");
+        write(&root.join("etc/was-file"), "the client's\n");
+        write(&l.join("base/etc/was-file/inner"), "a layer's\n");
+        let dry = relayer(&root, &["--dry-run"]);
+        let done = relayer(&root, &[]);
+        let (code, dry, _) = listed(&dry);
+        assert_eq!(code, Some(1), "{dry}");
+        let (code, done, err) = listed(&done);
+        assert_eq!(code, Some(1), "{done}{err}");
+        assert_eq!(done, dry.replace("dry run (nothing written); ", ""));
+        let failed = "failed    /etc/was-dir (base): a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)\n";
+        assert!(done.contains(failed), "{done}");
+        assert!(
+            done.contains("changed   /etc/was-file (base): kind\n")
+                && done.contains("new       /etc/was-file/inner (base)\n"),
+            "{done}"
+        );
+        assert_eq!(done.lines().count(), 4, "{done}");
+        assert_eq!(read(&root.join("etc/was-dir/kept")), "the client's\n");
+        assert_eq!(read(&root.join("etc/was-file/inner")), "a layer's\n");
+    });
 }

@@ -1095,7 +1095,7 @@ impl<'a> Executor<'a> {
     fn host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
         let written = hostfiles::write(&self.target, fqdn, short, files)?;
         for file in &written {
-            self.provenance.record(Path::new(file), "hostname");
+            self.provenance.record(Path::new(file), "hostname", None);
         }
         Ok(Done::ok(format!("{short}, {fqdn} in {}", written.join(", "))))
     }
@@ -1133,7 +1133,7 @@ impl<'a> Executor<'a> {
             lease.hostname = Some(h.short.clone());
             lease.domain = lease.domain.take().or_else(|| h.domain.clone());
         }
-        let from_layer = self.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|s| s != "hostname");
+        let from_layer = self.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|w| w.source != "hostname");
         let resolver = match (from_layer, facts.writable.iter().any(|d| d == "etc")) {
             (true, _) => Resolver::Layer,
             (false, true) => Resolver::Etc,
@@ -1142,7 +1142,7 @@ impl<'a> Executor<'a> {
         let uptime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime).tv_sec;
         let written = netconf::write(&self.target, &interface, &lease, u64::try_from(uptime).unwrap_or(0), resolver)?;
         for file in &written {
-            self.provenance.record(Path::new(file), "network");
+            self.provenance.record(Path::new(file), "network", None);
         }
         Ok(Done::ok(written.join(", ")))
     }

@@ -40,6 +40,11 @@ pub struct Report {
     pub interface: Option<String>,
     pub address: Option<Ipv4Net>,
     pub dirs: Vec<DirResult>,
+    /// The layer root the boot used (`stateless.layers=`, from the image's stateless.conf or the
+    /// command line): what `stateless relayer` reads the layers from again. `None` in reports
+    /// written before it existed.
+    #[serde(default)]
+    pub layer_root: Option<String>,
     pub layers: Vec<LayerResult>,
     /// Every step run so far, in order, with its phase and outcome.
     pub steps: Vec<Outcome>,
@@ -102,6 +107,7 @@ impl Report {
             interface: facts.interface.clone(),
             address: facts.address,
             dirs: executor.dirs.clone(),
+            layer_root: Some(executor.options.layers.clone()),
             layers: executor.layers.clone(),
             steps: executor.outcomes.clone(),
             init,

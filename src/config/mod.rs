@@ -253,7 +253,7 @@ impl Resolver {
                     errors
                 }
             }
-            ("stateless.layers", Some(v)) => set(&mut o.layers, abs_path(v).map(|()| normalise_abs(v))),
+            ("stateless.layers", Some(v)) => set(&mut o.layers, layer_root(v)),
             ("stateless.hostname", Some("")) => {
                 o.hostname = None;
                 vec!["empty value (leave it out to use dhcp or the fallback)".to_owned()]
@@ -376,6 +376,12 @@ fn abs_path(v: &str) -> Result<(), String> {
     }
 }
 
+/// `stateless.layers=` as the config takes it, normalised: also what the layer root read back
+/// from a boot's report must pass again.
+pub(crate) fn layer_root(v: &str) -> Result<String, String> {
+    abs_path(v).map(|()| normalise_abs(v))
+}
+
 /// `v` without empty and `.` components: `//a/./b/` -> `/a/b`, `/` stays `/`.
 fn normalise_abs(v: &str) -> String {
     let parts: Vec<&str> = v.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
@@ -397,7 +403,9 @@ fn parse_dirs(v: &str) -> (Vec<String>, Vec<String>) {
     (dirs, errors)
 }
 
-fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
+/// One writable dir as `stateless.dirs=` takes it (`dirs`: those taken before), normalised:
+/// also what a dir read back from a boot's report must pass again.
+pub(crate) fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
     let parts: Vec<&str> = item.split('/').filter(|c| !c.is_empty()).collect();
     if item.contains('\0') {
         return Err(format!("{} contains a NUL byte", q(item)));

@@ -67,10 +67,15 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
     } else {
         tree::open_beneath(root, &relative, OFlags::DIRECTORY | OFlags::CLOEXEC)
     };
+    let shown = crate::model::text::escape(layers.as_bytes());
     match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(format!("layer root {layers}: {e}")),
+        Err(rustix::io::Errno::XDEV) => Err(format!("layer root {shown}: a symlink leads out of the image")),
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            Err(format!("layer root {shown}: not a directory (or a symlink to none)"))
+        }
+        Err(e) => Err(format!("layer root {shown}: {e}")),
     }
 }
 
@@ -142,8 +147,8 @@ pub fn apply(
     let copied = tree::copy_into(fd.as_fd(), targets, &|path, kind| verdict(dirs, path, kind));
     for entry in &copied.written {
         log::debug!("layer {name}: wrote /{}", crate::model::text::escape_path(&entry.path));
-        provenance.record(&entry.path, name);
     }
+    provenance.record_written(targets, &copied.written, name);
     for entry in &copied.refused {
         log::warn!("layer {name}: refused /{}: {}", crate::model::text::escape_path(&entry.path), refusal(entry, dirs));
     }
@@ -155,34 +160,112 @@ pub fn apply(
     }
 }
 
+/// What a writer left at a path, to tell later whether the client changed it since: the size
+/// and the inode's change time (which no one can set back) of a non-directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// The stamp of what `stat` describes; `None` for a dir (its change time moves with its
+    /// entries).
+    pub fn of(stat: &rustix::fs::Stat) -> Option<Stamp> {
+        (Kind::of_mode(stat.st_mode) != Some(Kind::Dir)).then(|| Stamp {
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            ctime: (stat.st_ctime, i64::try_from(stat.st_ctime_nsec).unwrap_or(0)),
+        })
+    }
+
+    /// `<size>:<ctime seconds>.<nanoseconds>`.
+    fn render(self) -> String {
+        format!("{}:{}.{:09}", self.size, self.ctime.0, self.ctime.1)
+    }
+
+    fn parse(text: &str) -> Option<Stamp> {
+        let (size, ctime) = text.split_once(':')?;
+        let (secs, nsecs) = ctime.split_once('.')?;
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        (digits(size) && digits(nsecs) && digits(secs.strip_prefix('-').unwrap_or(secs))).then_some(())?;
+        Some(Stamp { size: size.parse().ok()?, ctime: (secs.parse().ok()?, nsecs.parse().ok()?) })
+    }
+}
+
+/// One provenance line: who wrote the path, and what it left there (`None`: a dir, a file
+/// of the host files steps, or a line written before stamps were).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub source: String,
+    pub stamp: Option<Stamp>,
+}
+
 /// Which layer (or other writer) supplied each written path; the last writer wins.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Provenance(BTreeMap<PathBuf, String>);
+pub struct Provenance(BTreeMap<PathBuf, Written>);
 
 impl Provenance {
-    pub fn record(&mut self, path: &Path, source: &str) {
-        self.0.insert(path.to_path_buf(), source.to_string());
+    pub fn record(&mut self, path: &Path, source: &str, stamp: Option<Stamp>) {
+        self.0.insert(path.to_path_buf(), Written { source: source.to_string(), stamp });
     }
 
-    pub fn get(&self, path: &Path) -> Option<&str> {
-        self.0.get(path).map(String::as_str)
+    /// Records what a copy into `targets` wrote for `source`, each non-dir with its stamp as
+    /// written.
+    pub fn record_written(&mut self, targets: &[tree::Target<'_>], written: &[Entry], source: &str) {
+        for entry in written {
+            let stamp = targets.iter().find_map(|t| {
+                let below = entry.path.strip_prefix(t.path).ok()?;
+                Stamp::of(&tree::lstat_beneath(t.dst, below).ok()?)
+            });
+            self.record(&entry.path, source, stamp);
+        }
     }
 
-    /// Reads back what [`Provenance::render`] wrote; lines that are not `/<path><TAB><source>`,
-    /// and paths with a component other than a plain name (`..`, `.`, an empty one), are skipped.
-    pub fn parse(text: &str) -> Provenance {
-        let lines = text.lines().filter_map(|line| line.strip_prefix('/')?.rsplit_once('\t'));
-        let paths = lines.filter_map(|(path, source)| {
-            let bytes = crate::model::text::unescape(path);
-            let plain = bytes.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..");
-            plain.then(|| (PathBuf::from(std::ffi::OsString::from_vec(bytes)), source.to_owned()))
-        });
-        Provenance(paths.collect())
+    pub fn get(&self, path: &Path) -> Option<&Written> {
+        self.0.get(path)
+    }
+
+    /// Reads back exactly what [`Provenance::render`] wrote (and the two-field lines of before
+    /// stamps): `/<path><TAB><source>[<TAB><stamp>]`, each field escaped. Other lines, and
+    /// paths with a component other than a plain name (`..`, `.`, an empty one), are skipped:
+    /// each is in the second list, escaped, with why.
+    pub fn parse(bytes: &[u8]) -> (Provenance, Vec<String>) {
+        let (mut read, mut skipped) = (BTreeMap::new(), Vec::new());
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            match Self::line(line) {
+                Ok((path, written)) => {
+                    read.insert(path, written);
+                }
+                Err(why) => skipped.push(format!("{}: {why}", crate::model::text::escape(line))),
+            }
+        }
+        (Provenance(read), skipped)
+    }
+
+    fn line(line: &[u8]) -> Result<(PathBuf, Written), &'static str> {
+        let text = std::str::from_utf8(line).map_err(|_| "not UTF-8")?;
+        let mut fields = text.strip_prefix('/').ok_or("not an absolute path")?.split('\t');
+        let (Some(path), Some(source)) = (fields.next(), fields.next()) else {
+            return Err("no source");
+        };
+        let stamp = match fields.next() {
+            None => None,
+            Some(stamp) => Some(Stamp::parse(stamp).ok_or("not a stamp")?),
+        };
+        if fields.next().is_some() {
+            return Err("more than three fields");
+        }
+        let bytes = crate::model::text::unescape(path);
+        if !bytes.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..") {
+            return Err("not a plain relative path");
+        }
+        let source = String::from_utf8(crate::model::text::unescape(source)).map_err(|_| "source not UTF-8")?;
+        Ok((PathBuf::from(std::ffi::OsString::from_vec(bytes)), Written { source, stamp }))
     }
 
     /// The paths and who wrote each.
-    pub fn iter(&self) -> impl Iterator<Item = (&Path, &str)> {
-        self.0.iter().map(|(path, source)| (path.as_path(), source.as_str()))
+    pub fn iter(&self) -> impl Iterator<Item = (&Path, &Written)> {
+        self.0.iter().map(|(path, written)| (path.as_path(), written))
     }
 
     /// Forgets `path` (it was removed).
@@ -190,13 +273,21 @@ impl Provenance {
         self.0.remove(path);
     }
 
-    /// One line per path: `/etc/fstab<TAB>hosts/lab3-12`; bytes that would break the line
-    /// format (control characters, backslash, non-UTF-8) are written as `\xNN`.
+    /// Keeps only the paths `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Path, &Written) -> bool) {
+        self.0.retain(|path, written| keep(path, written));
+    }
+
+    /// One line per path: `/etc/fstab<TAB>hosts/lab3-12<TAB>1234:1733450000.123456789` (the
+    /// stamp only where there is one); path and source [`escape`](crate::model::text::escape)d,
+    /// so any bytes read back exactly.
     pub fn render(&self) -> String {
-        self.0
-            .iter()
-            .map(|(path, source)| format!("/{}\t{}\n", crate::model::text::escape_path(path), source))
-            .collect()
+        use crate::model::text::{escape, escape_path};
+        let line = |(path, w): (&PathBuf, &Written)| {
+            let stamp = w.stamp.map(|s| format!("\t{}", s.render())).unwrap_or_default();
+            format!("/{}\t{}{stamp}\n", escape_path(path), escape(w.source.as_bytes()))
+        };
+        self.0.iter().map(line).collect()
     }
 }
 
@@ -204,6 +295,7 @@ impl Provenance {
 mod tests {
     use super::*;
     use crate::model::hostname::Source;
+    use std::os::unix::ffi::OsStrExt;
 
     fn dirs() -> Vec<String> {
         vec!["etc".into(), "var/log".into()]
@@ -257,15 +349,43 @@ mod tests {
     #[test]
     fn provenance_last_writer_wins_and_escapes() {
         let mut p = Provenance::default();
-        p.record(Path::new("etc/fstab"), "base");
-        p.record(Path::new("etc/fstab"), "hosts/lab3-12");
-        p.record(Path::new("etc/a\tb\n"), "base");
-        assert_eq!(p.get(Path::new("etc/fstab")), Some("hosts/lab3-12"));
-        assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\n");
-        assert_eq!(Provenance::parse(&p.render()), p, "reads back");
-        assert_eq!(Provenance::parse("etc/x\tbase\n/no-tab\n\n"), Provenance::default());
-        let odd = "/etc/../x\tbase\n/etc//x\tbase\n/./x\tbase\n/\tbase\n";
-        assert_eq!(Provenance::parse(odd), Provenance::default(), "no path but plain names");
+        let stamp = Stamp { size: 12, ctime: (1_733_450_000, 5) };
+        p.record(Path::new("etc/fstab"), "base", None);
+        p.record(Path::new("etc/fstab"), "hosts/lab3-12", Some(stamp));
+        p.record(Path::new("etc/a\tb\n"), "base", None);
+        assert_eq!(
+            p.get(Path::new("etc/fstab")),
+            Some(&Written { source: "hosts/lab3-12".into(), stamp: Some(stamp) })
+        );
+        assert_eq!(p.render(), "/etc/a\\x09b\\x0a\tbase\n/etc/fstab\thosts/lab3-12\t12:1733450000.000000005\n");
+        assert_eq!(Provenance::parse(p.render().as_bytes()), (p, vec![]), "reads back");
+        let (read, skipped) = Provenance::parse(b"etc/x\tbase\n/no-tab\n\n/x\tbase\tjunk\n/\xff\tbase\n");
+        assert_eq!(read, Provenance::default());
+        assert_eq!(
+            skipped,
+            [
+                "etc/x\\x09base: not an absolute path",
+                "/no-tab: no source",
+                "/x\\x09base\\x09junk: not a stamp",
+                "/\\xff\\x09base: not UTF-8"
+            ]
+        );
+        let odd = b"/etc/../x\tbase\n/etc//x\tbase\n/./x\tbase\n/\tbase\n";
+        let (read, skipped) = Provenance::parse(odd);
+        assert_eq!((read, skipped.len()), (Provenance::default(), 4), "no path but plain names");
+    }
+
+    #[test]
+    fn provenance_keeps_any_name_exactly() {
+        let mut p = Provenance::default();
+        let names: [&[u8]; 5] =
+            [b"etc/a\x85b", "etc/a\u{85}b".as_bytes(), "etc/\u{9b}\u{202e}".as_bytes(), b"etc/\\x41", b"etc/\xff\xfe"];
+        for name in names {
+            p.record(Path::new(std::ffi::OsStr::from_bytes(name)), "base", None);
+        }
+        let (read, skipped) = Provenance::parse(p.render().as_bytes());
+        assert_eq!((read.iter().count(), skipped), (names.len(), vec![]));
+        assert_eq!(read, p);
     }
 
     mod properties {

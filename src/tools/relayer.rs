@@ -1,31 +1,37 @@
 //! `stateless relayer`: the layers applied again to a running client, to take a change of the
 //! layer tree without a reboot.
 //!
-//! The layers are the boot's (its report names the host name and address that chose them); the
-//! writable dirs those the boot made writable. Each path the layers provide is compared with what
-//! the client has (kind, content, mode, owner, link target): only what differs is written, by
-//! the boot's own copy, from the layer that wins (the last). A path the boot's provenance says a
-//! layer wrote that no layer provides any more is left alone unless `--prune`: then it goes back
-//! to what the image has there (read from the image mount itself, below the writable dirs), or
-//! is removed when the image has nothing. The provenance file is brought up to date.
+//! The layers are the boot's (its report names the layer root, host name and address that chose
+//! them, each held again to the rules the boot held it to); the writable dirs those the boot made
+//! writable, each written or pruned only while it is still the overlay or tmpfs the boot mounted.
+//! Each path the layers provide is compared with what the client has (kind, content, mode,
+//! owner, link target): only what differs is written, by the boot's own copy, from the layer
+//! that wins (the last). A path the boot's provenance says a layer wrote that no layer provides
+//! any more is left alone unless `--prune`: then it goes back to what the image has there (read
+//! from the image mount itself, below the writable dirs), or is removed when the image has
+//! nothing. What the client changed since a layer wrote it (the provenance's stamp) is neither
+//! replaced nor pruned. The provenance file is brought up to date.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
 use rustix::mount::OpenTreeFlags;
 use serde::Serialize;
 
 use super::emit;
-use crate::boot::report::LIVE_PATH;
-use crate::fs::layers::{self, Provenance};
+use crate::boot::report::{Report, LIVE_PATH};
+use crate::fs::layers::{self, Provenance, Stamp, Written};
 use crate::fs::root::{relative, ImageRoot};
 use crate::fs::tree::{self, Entry, Kind, Verdict};
+use crate::model::hostname::{self, Hostname};
+use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::outcome::DirMode;
-use crate::model::text::escape_path;
+use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless relayer [--dry-run] [--prune] [--json] [--root DIR]
@@ -33,8 +39,10 @@ usage: stateless relayer [--dry-run] [--prune] [--json] [--root DIR]
 Applies the layers again to this running client (as root): what the layers provide now and the
 client does not have, or has otherwise, is written, and listed. Paths a layer wrote at boot that
 no layer provides any more are listed and left alone; with --prune they go back to the image's
-version, or away when the image has none. --dry-run lists without writing. --root DIR: a client
-root other than / (its /run/stateless/report.json says what the boot chose).
+version, or away when the image has none. What the client changed since a layer wrote it is
+listed as edited and never replaced or pruned. --dry-run lists without writing (with --prune, as
+root: it reads the image below the writable dirs). --root DIR: a client root other than / (its
+/run/stateless/report.json says what the boot chose).
 ";
 
 /// What happens, or would happen, to one path.
@@ -43,7 +51,9 @@ struct Change {
     /// `/etc/fstab`.
     path: String,
     /// `new`, `changed`, `pruned`, `restored` (pruned, the image's version back), `stale` (not
-    /// provided any more, left alone), `failed`.
+    /// provided any more, left alone), `edited` (changed on the client since a layer wrote it:
+    /// left alone), `kept` (a stale dir that stays), `skipped` (a provenance line not trusted),
+    /// `failed`.
     what: &'static str,
     /// The layer that provides it (for `stale`/`pruned`: the one that wrote it at boot).
     layer: String,
@@ -77,8 +87,12 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    if !args.dry_run && !rustix::process::geteuid().is_root() {
+    let root = rustix::process::geteuid().is_root();
+    if !args.dry_run && !root {
         return Err("relayer writes the client's /etc and /var: run it as root (or with --dry-run)".into());
+    }
+    if args.prune && !root {
+        return Err("--prune reads the image below the writable dirs (open_tree): run it as root".into());
     }
     let root = std::fs::canonicalize(&args.root).map_err(|e| format!("{}: {e}", args.root.display()))?;
     let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
@@ -91,23 +105,76 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
     Ok(i32::from(done.changes.iter().any(|c| c.what == "failed")))
 }
 
-fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
-    let report = super::status::read_report(&target.host_path(LIVE_PATH))?;
-    let cmdline = std::fs::read(target.host_path("proc/cmdline")).unwrap_or_default();
-    let (options, _) = crate::boot::options(&cmdline, target);
-    // The dirs the boot made writable; the others are the read-only image.
-    let dirs: Vec<String> = report.dirs.iter().filter(|d| d.mode != DirMode::None).map(|d| d.dir.clone()).collect();
-    if dirs.is_empty() {
-        return Err("the boot made no dir writable: there is nowhere to apply layers".into());
+/// What the boot chose, read back from its report and held again to the rules the boot held
+/// it to: /run/stateless is trusted no more than the command line was.
+struct Boot {
+    /// The dirs made writable, as `stateless.dirs=` takes them.
+    dirs: Vec<String>,
+    layer_root: String,
+    hostname: Option<Hostname>,
+    address: Option<Ipv4Net>,
+}
+
+impl Boot {
+    fn of(report: &Report) -> Result<Boot, String> {
+        let bad = |what: &str, why: String| format!("{LIVE_PATH}: {what}: {why}: not trusted, nothing done");
+        let mut dirs = Vec::new();
+        for dir in report.dirs.iter().filter(|d| d.mode != DirMode::None) {
+            let checked = crate::config::check_dir(&dir.dir, &dirs).map_err(|e| bad("dirs", e))?;
+            dirs.push(checked);
+        }
+        if dirs.is_empty() {
+            return Err("the boot made no dir writable: there is nowhere to apply layers".into());
+        }
+        let layer_root = report.layer_root.as_deref().ok_or_else(|| {
+            format!("{LIVE_PATH} does not name the layer root the boot used (an older stateless wrote it): reboot the client once to use relayer")
+        })?;
+        let layer_root = crate::config::layer_root(layer_root).map_err(|e| bad("layer_root", e))?;
+        if let Some(name) = &report.hostname {
+            let short = hostname::validate(&name.short).ok().filter(|s| *s == name.short && !s.contains('.'));
+            let domain = name.domain.as_deref().map_or(Ok(String::new()), hostname::validate);
+            if short.is_none() || domain.is_err() || name.short.len() >= hostname::UTS_LEN {
+                return Err(bad(
+                    "hostname",
+                    format!("{} is not a valid RFC 1123 host name", escape(name.fqdn().as_bytes())),
+                ));
+            }
+        }
+        if let Some(net) = report.address.filter(|net| !usable_unicast(net.addr)) {
+            return Err(bad("address", format!("{net} is not a usable unicast address")));
+        }
+        Ok(Boot { dirs, layer_root, hostname: report.hostname.clone(), address: report.address })
     }
-    let layer_root = layers::open_root(target.fd(), &options.layers)?
-        .ok_or_else(|| format!("no layer root {} in {}", options.layers, target.path().display()))?;
+}
+
+fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
+    let boot = Boot::of(&super::status::read_report(&target.host_path(LIVE_PATH))?)?;
+    let dirs = &boot.dirs;
+    let layer_root = layers::open_root(target.fd(), &boot.layer_root)?.ok_or_else(|| {
+        format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), target.path().display())
+    })?;
+    let live = targets(target, dirs);
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
-    let mut provenance = std::fs::read(&provenance_path)
-        .map(|bytes| Provenance::parse(&String::from_utf8_lossy(&bytes)))
+    let (mut provenance, skipped) = std::fs::read(&provenance_path)
+        .map(|bytes| Provenance::parse(&bytes))
         .map_err(|e| format!("{}: {e}", provenance_path.display()))?;
-    let candidates = layers::candidates(report.hostname.as_ref(), report.address);
+    let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
+    let shown_provenance = format!("/{}/provenance", crate::boot::plan::REPORT_DIR);
+    let skip =
+        |why: String| Change { path: shown_provenance.clone(), what: "skipped", layer: String::new(), detail: why };
+    done.changes.extend(skipped.into_iter().map(skip));
+    // Sources are the layers the boot looked for and the host and network files steps.
+    let known: BTreeSet<&str> = candidates.iter().map(|(_, n)| n.as_str()).chain(["hostname", "network"]).collect();
+    provenance.retain(|path, written| {
+        let ok = known.contains(written.source.as_str());
+        if !ok {
+            let why =
+                format!("{}: written by {}, no layer of this client", shown(path), escape(written.source.as_bytes()));
+            done.changes.push(skip(why));
+        }
+        ok
+    });
     // What each layer holds, and which layer wins each path.
     let mut held = Vec::new();
     let mut winner: BTreeMap<PathBuf, usize> = BTreeMap::new();
@@ -124,14 +191,14 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
                 continue;
             }
         };
-        let walk = tree::walk(fd.as_fd(), &|path, kind| layers::verdict(&dirs, path, kind));
+        let walk = tree::walk(fd.as_fd(), &|path, kind| layers::verdict(dirs, path, kind));
         for error in &walk.errors {
             unread = true;
             done.changes.push(failed(&shown(&error.path), &name, error.to_string()));
         }
         // The host and network files are the boot's own, written after the layers: a layer's
         // /etc/hosts does not take the place of the one with the host's name.
-        let own = |e: &Entry| matches!(provenance.get(&e.path), Some("hostname" | "network"));
+        let own = |e: &Entry| provenance.get(&e.path).is_some_and(|w| !is_layer(&w.source));
         let copy: Vec<Entry> = walk.copy.into_iter().filter(|e| !own(e)).collect();
         for entry in &copy {
             winner.insert(entry.path.clone(), held.len());
@@ -139,49 +206,84 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         done.layers.push(name.clone());
         held.push((name, fd, copy));
     }
-    // Each layer writes the paths it wins that differ from what the client has.
+    // Each layer writes the paths it wins that differ from what the client has, unless the
+    // client changed them since a layer wrote them.
     for (index, (name, fd, entries)) in held.iter().enumerate() {
         let mut writes = BTreeSet::new();
         for entry in entries.iter().filter(|e| winner.get(&e.path) == Some(&index)) {
-            if let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) {
-                done.changes.push(Change { path: shown(&entry.path), what, layer: name.clone(), detail });
+            let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) else { continue };
+            let change = |what, detail| Change { path: shown(&entry.path), what, layer: name.clone(), detail };
+            let theirs = tree::lstat_beneath(target.fd(), &entry.path).ok();
+            if let Err(e) = inside(&live, &entry.path) {
+                done.changes.push(change("failed", e));
+            } else if entry.kind != Kind::Dir && theirs.is_some_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
+                let why = "a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)";
+                done.changes.push(change("failed", why.into()));
+            } else if let Some(by) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
+                done.changes.push(change(
+                    "edited",
+                    format!("{detail}; changed on this client since {by} wrote it: left alone"),
+                ));
+            } else {
+                done.changes.push(change(what, detail));
                 writes.insert(entry.path.clone());
             }
         }
         if !args.dry_run && !writes.is_empty() {
-            write(target, fd.as_fd(), &dirs, &writes, name, &mut provenance, &mut done.changes);
+            write(&live, fd.as_fd(), dirs, &writes, name, &mut provenance, &mut done.changes);
         }
     }
     // Paths a layer wrote at boot that no layer provides now.
-    let stale: Vec<(PathBuf, String)> = provenance
+    let stale: Vec<(PathBuf, Written)> = provenance
         .iter()
-        .filter(|(path, source)| !winner.contains_key(*path) && is_layer(source))
-        .map(|(path, source)| (path.to_path_buf(), source.to_owned()))
+        .filter(|(path, written)| !winner.contains_key(*path) && is_layer(&written.source))
+        .map(|(path, written)| (path.to_path_buf(), written.clone()))
         .collect();
-    let image = (args.prune && !args.dry_run && !unread).then(|| image_below(target)).transpose()?;
-    // Deepest first: a dir is pruned after what was in it.
-    for (path, source) in stale.into_iter().rev() {
+    let image = (args.prune && !unread).then(|| image_below(target)).transpose()?;
+    // What a prune takes away, deepest first: a dir is pruned after what was in it.
+    let mut gone = BTreeSet::new();
+    for (path, written) in stale.into_iter().rev() {
+        let source = escape(written.source.as_bytes());
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
-        match &image {
-            None if args.prune && unread => {
-                done.changes.push(change("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
-            }
-            None if args.prune => done.changes.push(change("pruned", "(dry run)".into())),
-            None => done.changes.push(change("stale", "left alone (--prune takes it away)".into())),
-            Some(image) => match prune(target, image.as_fd(), &dirs, &path) {
-                Ok(restored) => {
-                    provenance.remove(&path);
-                    done.changes.push(change(if restored { "restored" } else { "pruned" }, String::new()));
+        let pruned = inside(&live, &path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
+            let edit = |also| format!("changed on this client since {source} wrote it: left alone{also}");
+            match (&image, edited(target.fd(), &path, Some(&written))) {
+                (_, Some(_)) if args.prune => Err(("edited", edit(", also by --prune"))),
+                (_, Some(_)) => Err(("stale", edit(", also by --prune"))),
+                (None, None) if args.prune => {
+                    Err(("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
                 }
-                Err(e) => done.changes.push(change("failed", e)),
-            },
+                (None, None) => Err(("stale", "left alone (--prune takes it away)".into())),
+                (Some(image), None) => {
+                    prune(dir, &below, image.as_fd(), &path, &gone, args.dry_run).map_err(|e| ("failed", e))
+                }
+            }
+        });
+        match pruned {
+            Ok(Pruned::Kept(why)) => done.changes.push(change("kept", why)),
+            Ok(pruned) => {
+                if !args.dry_run {
+                    provenance.remove(&path);
+                }
+                if pruned == Pruned::Removed {
+                    gone.insert(path.clone());
+                }
+                done.changes
+                    .push(change(if pruned == Pruned::Restored { "restored" } else { "pruned" }, String::new()));
+            }
+            Err((what, why)) => done.changes.push(change(what, why)),
         }
     }
     if !args.dry_run {
-        let shown = |e: std::io::Error| format!("{}: {e}", provenance_path.display());
-        let dir = target.dir(crate::boot::plan::REPORT_DIR).map_err(shown)?;
-        crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.render().as_bytes(), 0o644)
-            .map_err(shown)?;
+        // What was written stays listed: the provenance failing only makes the next run see
+        // those paths as changed by the client (left alone), never lose them.
+        let saved = target.dir(crate::boot::plan::REPORT_DIR).and_then(|dir| {
+            crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.render().as_bytes(), 0o644)
+        });
+        if let Err(e) = saved {
+            let why = format!("not brought up to date ({e}): the next run lists what was written above as edited");
+            done.changes.push(Change { path: shown_provenance, what: "failed", layer: String::new(), detail: why });
+        }
     }
     Ok(done)
 }
@@ -197,7 +299,20 @@ fn shown(path: &Path) -> String {
 }
 
 fn failed(path: &str, layer: &str, why: String) -> Change {
-    Change { path: path.to_owned(), what: "failed", layer: layer.to_owned(), detail: why }
+    Change { path: path.to_owned(), what: "failed", layer: escape(layer.as_bytes()), detail: why }
+}
+
+/// Who wrote `path` when the client changed it since (its stamp differs, or there is none for
+/// a non-dir: whether it changed is unknown); `None` when unchanged, gone, or written by no
+/// layer.
+fn edited(client: BorrowedFd<'_>, path: &Path, written: Option<&Written>) -> Option<String> {
+    let written = written.filter(|w| is_layer(&w.source))?;
+    let now = tree::lstat_beneath(client, path).ok()?;
+    let unchanged = match written.stamp {
+        Some(stamp) => Stamp::of(&now) == Some(stamp),
+        None => Kind::of_mode(now.st_mode) == Some(Kind::Dir),
+    };
+    (!unchanged).then(|| escape(written.source.as_bytes()))
 }
 
 /// Whether the client lacks a layer's entry (`new`) or has it otherwise (`changed`, and what
@@ -218,9 +333,7 @@ fn differs(layer: BorrowedFd<'_>, client: BorrowedFd<'_>, entry: &Entry) -> Opti
         what.push("owner");
     }
     match entry.kind {
-        Kind::File if mine.st_size != theirs.st_size || !same_content(layer, client, &entry.path) => {
-            what.push("content")
-        }
+        Kind::File if !same_content(layer, client, &entry.path) => what.push("content"),
         Kind::Symlink if read_link(layer, &entry.path) != read_link(client, &entry.path) => what.push("target"),
         Kind::Device if mine.st_rdev != theirs.st_rdev => what.push("device"),
         _ => {}
@@ -233,57 +346,119 @@ fn read_link(dir: BorrowedFd<'_>, path: &Path) -> Option<Vec<u8>> {
     rustix::fs::readlinkat(&parent, name, Vec::new()).ok().map(|link| link.into_bytes())
 }
 
-/// Whether two regular files hold the same bytes (read in pieces; an unreadable one differs).
+/// Whether two regular files hold the same bytes: the sizes first, then only the ranges where
+/// either has data (`SEEK_DATA`/`SEEK_HOLE`), read in pieces. A hole reads as zeros, so a hole
+/// and the same range of written zeros are the same content (as a copy gives either). An
+/// unreadable file, or one that changes while read, differs.
 fn same_content(a: BorrowedFd<'_>, b: BorrowedFd<'_>, path: &Path) -> bool {
-    let open = |dir| -> Option<std::fs::File> {
+    let open = |dir| -> Option<OwnedFd> {
         let (parent, name) = tree::open_parent(dir, path).ok()?;
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-        rustix::fs::openat(&parent, name, flags, Mode::empty()).ok().map(std::fs::File::from)
+        rustix::fs::openat(&parent, name, flags, Mode::empty()).ok()
     };
-    let (Some(mut a), Some(mut b)) = (open(a), open(b)) else { return false };
+    let (Some(a), Some(b)) = (open(a), open(b)) else { return false };
+    let (Ok(sa), Ok(sb)) = (rustix::fs::fstat(&a), rustix::fs::fstat(&b)) else { return false };
+    if sa.st_size != sb.st_size {
+        return false;
+    }
+    let size = u64::try_from(sa.st_size).unwrap_or(0);
     let (mut x, mut y) = (vec![0; 64 << 10], vec![0; 64 << 10]);
-    loop {
-        match (read_full(&mut a, &mut x), read_full(&mut b, &mut y)) {
-            (Some(0), Some(0)) => return true,
-            (Some(n), Some(m)) if n == m && x.get(..n) == y.get(..m) => {}
-            _ => return false,
+    let mut at = 0;
+    while at < size {
+        let (Some((data_a, end_a)), Some((data_b, end_b))) = (segment(&a, at, size), segment(&b, at, size)) else {
+            return false;
+        };
+        let end = end_a.min(end_b);
+        if end <= at {
+            return false;
         }
+        // Both holes: nothing to read.
+        if data_a || data_b {
+            while at < end {
+                let n = usize::try_from(end - at).unwrap_or(usize::MAX).min(x.len());
+                let (Some(x), Some(y)) = (x.get_mut(..n), y.get_mut(..n)) else { return false };
+                let read_a = !data_a || pread_full(&a, x, at);
+                let read_b = !data_b || pread_full(&b, y, at);
+                let same = match (data_a, data_b) {
+                    (true, true) => x == y,
+                    (true, false) => x.iter().all(|&byte| byte == 0),
+                    _ => y.iter().all(|&byte| byte == 0),
+                };
+                if !(read_a && read_b && same) {
+                    return false;
+                }
+                at += n as u64;
+            }
+        }
+        at = end;
+    }
+    true
+}
+
+/// Whether `file` has data at `at`, and where that data (or hole) ends: `SEEK_DATA`, then
+/// `SEEK_HOLE`. A filesystem that cannot tell is all data; `None` on another error.
+fn segment(file: &OwnedFd, at: u64, size: u64) -> Option<(bool, u64)> {
+    let data = match rustix::fs::seek(file, SeekFrom::Data(at)) {
+        Ok(data) => data,
+        Err(Errno::NXIO) => size, // a hole to the end
+        Err(Errno::INVAL | Errno::OPNOTSUPP) => return Some((true, size)),
+        Err(_) => return None,
+    };
+    if data > at {
+        return Some((false, data.min(size)));
+    }
+    match rustix::fs::seek(file, SeekFrom::Hole(at)) {
+        Ok(hole) => Some((true, hole.min(size))),
+        Err(Errno::INVAL | Errno::OPNOTSUPP) => Some((true, size)),
+        Err(_) => None,
     }
 }
 
-/// Fills `buf` as far as the file goes; the bytes read, `None` on an error.
-fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> Option<usize> {
+/// Fills `buf` from `file` at `offset`; false on an error or a short file.
+fn pread_full(file: &OwnedFd, buf: &mut [u8], offset: u64) -> bool {
     let mut filled = 0;
     while let Some(rest) = buf.get_mut(filled..).filter(|r| !r.is_empty()) {
-        match file.read(rest) {
-            Ok(0) => break,
+        match rustix::io::pread(file, rest, offset + filled as u64) {
+            Ok(0) => return false,
             Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(Errno::INTR) => {}
+            Err(_) => return false,
         }
     }
-    Some(filled)
+    true
 }
 
-/// The writable dirs of the client, each opened as the copy's target: each must still be the
-/// overlay or tmpfs the boot mounted there (never the image below).
-fn targets(target: &ImageRoot, dirs: &[String]) -> Result<Vec<(String, OwnedFd)>, String> {
+/// The writable dirs of the client, each opened as the copy's target when it is still the
+/// overlay or tmpfs the boot mounted there (never the image below); why not, else.
+fn targets(target: &ImageRoot, dirs: &[String]) -> Vec<(String, Result<OwnedFd, String>)> {
     use crate::fs::mounts::{is_mounted, OVERLAYFS_MAGIC, TMPFS_MAGIC};
-    dirs.iter()
-        .map(|dir| {
-            let opened = target.dir(dir).map_err(|e| format!("/{dir}: {e}"))?;
-            if !is_mounted(&opened.path, OVERLAYFS_MAGIC) && !is_mounted(&opened.path, TMPFS_MAGIC) {
-                return Err(format!("/{dir} is not the overlay or tmpfs the boot made: not written"));
-            }
-            Ok((dir.clone(), opened.fd))
-        })
-        .collect()
+    let open = |dir: &String| {
+        let opened = target.dir(dir).map_err(|e| format!("/{}: {e}", escape(dir.as_bytes())))?;
+        if !is_mounted(&opened.path, OVERLAYFS_MAGIC) && !is_mounted(&opened.path, TMPFS_MAGIC) {
+            return Err(format!(
+                "/{} is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there",
+                escape(dir.as_bytes())
+            ));
+        }
+        Ok(opened.fd)
+    };
+    dirs.iter().map(|dir| (dir.clone(), open(dir))).collect()
 }
 
-/// Copies the entries `writes` of one layer into the client, with the boot's copy: a dir on the
-/// way that the client has is walked through, one it lacks is made.
+/// The writable dir `path` lies in, when it is still the boot's, and `path` below it.
+fn inside<'t>(live: &'t [(String, Result<OwnedFd, String>)], path: &Path) -> Result<(BorrowedFd<'t>, PathBuf), String> {
+    let (dir, fd) = live
+        .iter()
+        .find(|(dir, _)| path.starts_with(dir) && path != Path::new(dir))
+        .ok_or_else(|| "not inside a writable dir".to_owned())?;
+    let fd = fd.as_ref().map_err(Clone::clone)?;
+    Ok((fd.as_fd(), path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_default()))
+}
+
+/// Copies the entries `writes` of one layer into the client's live writable dirs, with the
+/// boot's copy: a dir on the way that the client has is walked through, one it lacks is made.
 fn write(
-    target: &ImageRoot,
+    live: &[(String, Result<OwnedFd, String>)],
     layer: BorrowedFd<'_>,
     dirs: &[String],
     writes: &BTreeSet<PathBuf>,
@@ -291,12 +466,16 @@ fn write(
     provenance: &mut Provenance,
     changes: &mut Vec<Change>,
 ) {
-    let opened = match targets(target, dirs) {
-        Ok(opened) => opened,
-        Err(e) => return changes.push(failed("/", name, e)),
+    let list: Vec<tree::Target<'_>> = live
+        .iter()
+        .filter_map(|(dir, fd)| {
+            Some(tree::Target { path: Path::new(dir), dst: fd.as_ref().ok()?.as_fd(), lower: None })
+        })
+        .collect();
+    let client_dir = |path: &Path| {
+        let (dir, below) = inside(live, path).ok()?;
+        Some(tree::lstat_beneath(dir, &below).ok()?.st_mode)
     };
-    let list: Vec<tree::Target<'_>> =
-        opened.iter().map(|(dir, fd)| tree::Target { path: Path::new(dir), dst: fd.as_fd(), lower: None }).collect();
     let filter = |path: &Path, kind: Kind| {
         if writes.contains(path) {
             return layers::verdict(dirs, path, kind);
@@ -306,7 +485,7 @@ fn write(
             Verdict::Descend if on_the_way => Verdict::Descend,
             Verdict::Copy if on_the_way && kind == Kind::Dir => {
                 // Walked through when the client has it, made (with the layer's metadata) when not.
-                if tree::lstat_beneath(target.fd(), path).is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
+                if client_dir(path).is_some_and(|mode| Kind::of_mode(mode) == Some(Kind::Dir)) {
                     Verdict::Descend
                 } else {
                     Verdict::Copy
@@ -316,9 +495,8 @@ fn write(
         }
     };
     let copied = tree::copy_into(layer, &list, &filter);
-    for entry in copied.written.iter().filter(|e| writes.contains(&e.path)) {
-        provenance.record(&entry.path, name);
-    }
+    let written: Vec<Entry> = copied.written.into_iter().filter(|e| writes.contains(&e.path)).collect();
+    provenance.record_written(&list, &written, name);
     for error in &copied.errors {
         changes.push(failed(&shown(&error.path), name, error.to_string()));
     }
@@ -335,43 +513,95 @@ fn image_below(target: &ImageRoot) -> Result<OwnedFd, String> {
     .map_err(|e| format!("the image below the writable dirs (open_tree {}): {e}", target.path().display()))
 }
 
-/// Takes away what a layer wrote at `path`: the image's version back when the image has one
-/// (`true`), else removed (a dir only when empty). Only inside the writable dirs.
-fn prune(target: &ImageRoot, image: BorrowedFd<'_>, dirs: &[String], path: &Path) -> Result<bool, String> {
-    if layers::verdict(dirs, path, Kind::File) != Verdict::Copy {
-        return Err("not inside a writable dir".into());
-    }
+/// What pruning one path did (or, in a dry run, will do).
+#[derive(Debug, PartialEq, Eq)]
+enum Pruned {
+    Removed,
+    /// The image's version is back.
+    Restored,
+    /// A dir that stays, and why.
+    Kept(String),
+}
+
+/// Takes away what a layer wrote at `path` (`below` in the live writable dir `dir`): the
+/// image's version back when the image has one, else removed; a dir only when nothing but
+/// what is `gone` (pruned before it) was in it. In a dry run, what it would do.
+fn prune(
+    dir: BorrowedFd<'_>,
+    below: &Path,
+    image: BorrowedFd<'_>,
+    path: &Path,
+    gone: &BTreeSet<PathBuf>,
+    dry_run: bool,
+) -> Result<Pruned, String> {
     let parent = path.parent().unwrap_or(Path::new(""));
-    let (client, name) =
-        tree::open_parent(target.fd(), path).map_err(|e| format!("open /{}: {e}", escape_path(parent)))?;
-    let here = rustix::fs::statat(&client, name, AtFlags::SYMLINK_NOFOLLOW);
-    let in_image = tree::lstat_beneath(image, path).ok();
-    match here {
-        Ok(st) if Kind::of_mode(st.st_mode) == Some(Kind::Dir) => {
-            if in_image.is_some() {
-                return Ok(true); // the image has it too: a dir stays
-            }
-            return match rustix::fs::unlinkat(&client, name, AtFlags::REMOVEDIR) {
-                Ok(()) => Ok(false),
-                Err(e) => Err(format!("a dir, not removed: {e}")),
-            };
+    let (client, name) = tree::open_parent(dir, below).map_err(|e| format!("open /{}: {e}", escape_path(parent)))?;
+    let here = match rustix::fs::statat(&client, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Kind::of_mode(st.st_mode),
+        Err(Errno::NOENT) => None,
+        Err(e) => return Err(format!("stat: {e}")),
+    };
+    let in_image = tree::lstat_beneath(image, path).is_ok();
+    if here == Some(Kind::Dir) {
+        if in_image {
+            return Ok(Pruned::Kept("a dir the image has too: stays".into()));
         }
-        Ok(_) => rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?,
-        Err(_) => {}
+        let empty = if dry_run {
+            holds_only(&client, name, path, gone)
+        } else {
+            match rustix::fs::unlinkat(&client, name, AtFlags::REMOVEDIR) {
+                Ok(()) => Ok(true),
+                Err(Errno::NOTEMPTY | Errno::EXIST) => Ok(false),
+                Err(e) => Err(format!("a dir, not removed: {e}")),
+            }
+        };
+        return match empty? {
+            true => Ok(Pruned::Removed),
+            false => Ok(Pruned::Kept("a dir that holds what no layer wrote: stays".into())),
+        };
     }
-    if in_image.is_none() {
-        return Ok(false);
+    if here.is_some() && !dry_run {
+        rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?;
+    }
+    if !in_image {
+        return Ok(Pruned::Removed);
+    }
+    if dry_run {
+        return Ok(Pruned::Restored);
     }
     // The image's entry, copied as the boot copies a layer's, from the image's own dir.
-    let dir = relative(parent);
-    let source =
-        tree::open_dir_nofollow(image, &dir).map_err(|e| format!("the image's /{}: {e}", escape_path(parent)))?;
+    let lost = |why: String| match here {
+        Some(_) => format!("removed, but the image's version is not back: {why}"),
+        None => format!("the image's version is not back: {why}"),
+    };
+    let source = tree::open_dir_nofollow(image, &relative(parent))
+        .map_err(|e| lost(format!("the image's /{}: {e}", escape_path(parent))))?;
     let only = |p: &Path, _: Kind| if p == Path::new(name) { Verdict::Copy } else { Verdict::Refuse };
     let copied = tree::copy_tree(source.as_fd(), client.as_fd(), &only);
-    match copied.errors.first() {
-        Some(e) if copied.errors.iter().any(tree::TreeError::is_loss) => Err(format!("the image's version: {e}")),
-        _ => Ok(true),
+    if let Some(e) = copied.errors.iter().find(|e| e.is_loss()) {
+        return Err(lost(e.to_string()));
     }
+    match copied.written.iter().any(|e| e.path == Path::new(name)) {
+        true => Ok(Pruned::Restored),
+        false => Err(lost("nothing copied".into())),
+    }
+}
+
+/// Whether the dir `name` in `parent` (at `path`) holds nothing but entries in `gone`.
+fn holds_only(parent: &OwnedFd, name: &std::ffi::OsStr, path: &Path, gone: &BTreeSet<PathBuf>) -> Result<bool, String> {
+    let fd = rustix::fs::openat(parent, name, tree::DIR_FLAGS, Mode::empty()).map_err(|e| format!("open: {e}"))?;
+    let dir = rustix::fs::Dir::new(fd).map_err(|e| format!("open: {e}"))?;
+    for entry in dir {
+        let entry = entry.map_err(|e| format!("read: {e}"))?;
+        let entry_name = entry.file_name().to_bytes();
+        if entry_name != b"."
+            && entry_name != b".."
+            && !gone.contains(&path.join(std::ffi::OsStr::from_bytes(entry_name)))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn render(done: &Relayered) -> String {
@@ -385,7 +615,8 @@ fn render(done: &Relayered) -> String {
     }
     for c in &done.changes {
         let detail = if c.detail.is_empty() { String::new() } else { format!(": {}", c.detail) };
-        out += &format!("{:<9} {} ({}){detail}\n", c.what, c.path, c.layer);
+        let layer = if c.layer.is_empty() { String::new() } else { format!(" ({})", c.layer) };
+        out += &format!("{:<9} {}{layer}{detail}\n", c.what, c.path);
     }
     out
 }
