@@ -620,3 +620,54 @@ fn render(done: &Relayered) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    /// Two dirs `a` and `b`, each with a file `f` of `size` bytes holding `data` at its offsets
+    /// (the rest holes); whether relayer takes them for the same content.
+    fn same(size: u64, a: &[(u64, &[u8])], b: &[(u64, &[u8])]) -> bool {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("stateless-sparse-{}-{n}", std::process::id()));
+        for (side, data) in [("a", a), ("b", b)] {
+            std::fs::create_dir_all(dir.join(side)).unwrap();
+            let file = std::fs::File::create(dir.join(side).join("f")).unwrap();
+            file.set_len(size).unwrap();
+            for (at, bytes) in data {
+                file.write_all_at(bytes, *at).unwrap();
+            }
+        }
+        let open = |side| rustix::fs::open(dir.join(side), OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let (a, b) = (open("a"), open("b"));
+        let same = same_content(a.as_fd(), b.as_fd(), Path::new("f"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        same
+    }
+
+    #[test]
+    fn sparse_files_compare_by_their_data() {
+        const G: u64 = 1 << 30;
+        let data: &[u8] = &[7; 100_000];
+        let mut other = data.to_vec();
+        if let Some(byte) = other.get_mut(77_777) {
+            *byte = 8;
+        }
+        let zeros = vec![0; 1 << 20];
+        assert!(same(4 * G, &[(0, data), (2 * G, data)], &[(0, data), (2 * G, data)]), "the same sparse files");
+        assert!(!same(4 * G, &[(0, data), (2 * G, data)], &[(0, data), (2 * G, &other)]), "a byte inside data");
+        assert!(!same(4 * G, &[(4 * G - 1, b"x")], &[(4 * G - 1, b"y")]), "the last byte");
+        assert!(!same(4 * G, &[(2 * G, data)], &[]), "data against a hole");
+        assert!(!same(4 * G, &[], &[(3 * G, b"\x01")]), "a hole against data");
+        assert!(same(4 * G, &[(G, &zeros)], &[]), "written zeros are a hole's content");
+        assert!(
+            same(4 * G, &[(G, &zeros), (2 * G, data)], &[(G + 4096, &zeros), (2 * G, data)]),
+            "maps differ, bytes not"
+        );
+        assert!(!same(100, &[(0, b"a")], &[(0, b"b")]) && same(0, &[], &[]));
+        assert!(!same(100, &[], &[(100, b"\0")]), "one zero longer");
+    }
+}
