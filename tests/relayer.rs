@@ -135,10 +135,15 @@ fn relayer_needs_a_report_and_root() {
 
 /// `stateless apply` as the boot of lab3-12 at 10.0.2.15/24 (in the caller's namespace).
 fn boot(root: &Path) {
+    boot_with(root, "");
+}
+
+/// [`boot`] with a kernel command line.
+fn boot_with(root: &Path, cmdline: &str) {
     let out = Command::new(BIN)
         .args(["apply", "--root"])
         .arg(root)
-        .args(["--ip", "10.0.2.15/24", "--hostname", "lab3-12"])
+        .args(["--ip", "10.0.2.15/24", "--hostname", "lab3-12", "--cmdline", cmdline])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -414,6 +419,15 @@ fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
         write(&l.join("base/etc/was-dir"), "a layer's file\n");
         write(&root.join("etc/was-file"), "the client's\n");
         write(&l.join("base/etc/was-file/inner"), "a layer's\n");
+        // A file a layer wrote becomes a dir, its entries from two layers: once as the client
+        // has it, once after the client changed it.
+        std::fs::remove_file(l.join("labs/lab3/etc/only-lab")).unwrap();
+        write(&l.join("base/etc/only-lab/x"), "base's\n");
+        write(&l.join("hosts/lab3-12/etc/only-lab/y"), "the host's\n");
+        std::fs::remove_file(l.join("base/etc/only-base")).unwrap();
+        std::fs::write(root.join("etc/only-base"), "base, and the client's edit").unwrap();
+        write(&l.join("base/etc/only-base/x"), "base's\n");
+        write(&l.join("hosts/lab3-12/etc/only-base/y"), "the host's\n");
         let dry = relayer(&root, &["--dry-run"]);
         let done = relayer(&root, &[]);
         let (code, dry, _) = listed(&dry);
@@ -421,15 +435,47 @@ fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
         let (code, done, err) = listed(&done);
         assert_eq!(code, Some(1), "{done}{err}");
         assert_eq!(done, dry.replace("dry run (nothing written); ", ""));
-        let failed = "failed    /etc/was-dir (base): a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)\n";
-        assert!(done.contains(failed), "{done}");
-        assert!(
-            done.contains("changed   /etc/was-file (base): kind\n")
-                && done.contains("new       /etc/was-file/inner (base)\n"),
-            "{done}"
-        );
-        assert_eq!(done.lines().count(), 4, "{done}");
+        for line in [
+            "failed    /etc/was-dir (base): a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)\n",
+            "changed   /etc/was-file (base): kind\n",
+            "new       /etc/was-file/inner (base)\n",
+            "new       /etc/only-lab/x (base)\n",
+            "changed   /etc/only-lab (hosts/lab3-12): kind\n",
+            "new       /etc/only-lab/y (hosts/lab3-12)\n",
+            "failed    /etc/only-base/x (base): inside /etc/only-base, left alone\n",
+            "edited    /etc/only-base (hosts/lab3-12): kind; changed on this client since base wrote it: left alone\n",
+            "failed    /etc/only-base/y (hosts/lab3-12): inside /etc/only-base, left alone\n",
+        ] {
+            assert!(done.contains(line), "{line:?} in {done}");
+        }
+        assert_eq!(done.lines().count(), 10, "{done}");
+        assert_eq!(read(&root.join("etc/only-lab/x")), "base's\n");
+        assert_eq!(read(&root.join("etc/only-lab/y")), "the host's\n");
+        assert_eq!(read(&root.join("etc/only-base")), "base, and the client's edit");
         assert_eq!(read(&root.join("etc/was-dir/kept")), "the client's\n");
         assert_eq!(read(&root.join("etc/was-file/inner")), "a layer's\n");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn in_copy_mode_what_a_layer_wrote_is_pruned_and_an_edit_kept() {
+    let (_tmp, root) = test_image("relayer-copy-mode");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    in_private_namespace(|| {
+        boot_with(&root, "stateless.mode=copy");
+        assert_eq!(fstype_of(&root.join("etc")).as_deref(), Some("tmpfs"));
+        std::fs::write(root.join("etc/only-lab"), "lab, and the client's edit").unwrap();
+        std::fs::remove_file(l.join("labs/lab3/etc/only-lab")).unwrap();
+        std::fs::remove_file(l.join("base/etc/only-base")).unwrap();
+        let done = text(&relayer(&root, &["--prune"]));
+        let want = [
+            "edited    /etc/only-lab (labs/lab3): changed on this client since labs/lab3 wrote it: left alone, also by --prune",
+            "pruned    /etc/only-base (base)",
+        ];
+        assert_eq!(done.lines().skip(1).collect::<Vec<_>>(), want, "{done}");
+        assert!(!root.join("etc/only-base").exists());
+        assert_eq!(read(&root.join("etc/only-lab")), "lab, and the client's edit");
     });
 }

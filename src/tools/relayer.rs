@@ -207,30 +207,48 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         held.push((name, fd, copy));
     }
     // Each layer writes the paths it wins that differ from what the client has, unless the
-    // client changed them since a layer wrote them.
+    // client changed them since a layer wrote them; decided for every layer before any writes,
+    // so that nothing goes below a path left alone, whichever layer provides it.
+    let mut planned = Vec::new();
+    let mut left = BTreeSet::new();
     for (index, (name, fd, entries)) in held.iter().enumerate() {
-        let mut writes = BTreeSet::new();
         for entry in entries.iter().filter(|e| winner.get(&e.path) == Some(&index)) {
             let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) else { continue };
             let change = |what, detail| Change { path: shown(&entry.path), what, layer: name.clone(), detail };
             let theirs = tree::lstat_beneath(target.fd(), &entry.path).ok();
-            if let Err(e) = inside(&live, &entry.path) {
-                done.changes.push(change("failed", e));
+            let change = if let Err(e) = inside(&live, &entry.path) {
+                change("failed", e)
             } else if entry.kind != Kind::Dir && theirs.is_some_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
                 let why = "a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)";
-                done.changes.push(change("failed", why.into()));
+                change("failed", why.into())
             } else if let Some(by) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
-                done.changes.push(change(
-                    "edited",
-                    format!("{detail}; changed on this client since {by} wrote it: left alone"),
-                ));
+                change("edited", format!("{detail}; changed on this client since {by} wrote it: left alone"))
             } else {
-                done.changes.push(change(what, detail));
-                writes.insert(entry.path.clone());
+                change(what, detail)
+            };
+            if matches!(change.what, "failed" | "edited") {
+                left.insert(entry.path.clone());
             }
+            planned.push((index, entry.path.clone(), change));
         }
+    }
+    let mut writes = vec![BTreeSet::new(); held.len()];
+    for (index, path, change) in planned {
+        let change = match path.ancestors().skip(1).find(|above| left.contains(*above)) {
+            Some(above) => Change { what: "failed", detail: format!("inside {}, left alone", shown(above)), ..change },
+            None => change,
+        };
+        if matches!(change.what, "new" | "changed") {
+            writes.get_mut(index).map(|w| w.insert(path));
+        }
+        done.changes.push(change);
+    }
+    // What may take the place of what the client has on the way to a write: a dir a layer
+    // provides where the client has none, or a non-dir it may replace.
+    let approved: BTreeSet<PathBuf> = writes.iter().flatten().cloned().collect();
+    for ((name, fd, _), writes) in held.iter().zip(&writes) {
         if !args.dry_run && !writes.is_empty() {
-            write(&live, fd.as_fd(), dirs, &writes, name, &mut provenance, &mut done.changes);
+            write(&live, fd.as_fd(), dirs, (writes, &approved), name, &mut provenance, &mut done.changes);
         }
     }
     // Paths a layer wrote at boot that no layer provides now.
@@ -265,11 +283,14 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
                 if !args.dry_run {
                     provenance.remove(&path);
                 }
-                if pruned == Pruned::Removed {
+                if pruned != Pruned::Restored {
                     gone.insert(path.clone());
                 }
-                done.changes
-                    .push(change(if pruned == Pruned::Restored { "restored" } else { "pruned" }, String::new()));
+                done.changes.push(match pruned {
+                    Pruned::Restored => change("restored", String::new()),
+                    Pruned::Gone => change("pruned", "already gone from the client".into()),
+                    _ => change("pruned", String::new()),
+                });
             }
             Err((what, why)) => done.changes.push(change(what, why)),
         }
@@ -461,7 +482,7 @@ fn write(
     live: &[(String, Result<OwnedFd, String>)],
     layer: BorrowedFd<'_>,
     dirs: &[String],
-    writes: &BTreeSet<PathBuf>,
+    (writes, approved): (&BTreeSet<PathBuf>, &BTreeSet<PathBuf>),
     name: &str,
     provenance: &mut Provenance,
     changes: &mut Vec<Change>,
@@ -484,11 +505,14 @@ fn write(
         match layers::verdict(dirs, path, kind) {
             Verdict::Descend if on_the_way => Verdict::Descend,
             Verdict::Copy if on_the_way && kind == Kind::Dir => {
-                // Walked through when the client has it, made (with the layer's metadata) when not.
+                // Walked through when the client has it, made (with the layer's metadata) when
+                // another layer may make it; else nothing takes the place of what the client has.
                 if client_dir(path).is_some_and(|mode| Kind::of_mode(mode) == Some(Kind::Dir)) {
                     Verdict::Descend
-                } else {
+                } else if approved.contains(path) {
                     Verdict::Copy
+                } else {
+                    Verdict::Refuse
                 }
             }
             _ => Verdict::Refuse,
@@ -517,6 +541,8 @@ fn image_below(target: &ImageRoot) -> Result<OwnedFd, String> {
 #[derive(Debug, PartialEq, Eq)]
 enum Pruned {
     Removed,
+    /// Nothing was there any more (nor is there in the image).
+    Gone,
     /// The image's version is back.
     Restored,
     /// A dir that stays, and why.
@@ -557,14 +583,14 @@ fn prune(
         };
         return match empty? {
             true => Ok(Pruned::Removed),
-            false => Ok(Pruned::Kept("a dir that holds what no layer wrote: stays".into())),
+            false => Ok(Pruned::Kept("a dir not empty once pruned: stays".into())),
         };
     }
     if here.is_some() && !dry_run {
         rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?;
     }
     if !in_image {
-        return Ok(Pruned::Removed);
+        return Ok(if here.is_some() { Pruned::Removed } else { Pruned::Gone });
     }
     if dry_run {
         return Ok(Pruned::Restored);
