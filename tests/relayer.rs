@@ -479,3 +479,37 @@ fn in_copy_mode_what_a_layer_wrote_is_pruned_and_an_edit_kept() {
         assert_eq!(read(&root.join("etc/only-lab")), "lab, and the client's edit");
     });
 }
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn relayer_on_an_image_nothing_is_mounted_on_writes_nothing() {
+    let (_tmp, root) = test_image("relayer-server");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    // A boot's report and provenance left in an image on the server, and a layer changed since.
+    let dir = root.join("run/stateless");
+    let (report, provenance) = in_private_namespace(|| {
+        boot(&root);
+        (read(&dir.join("report.json")), read(&dir.join("provenance")))
+    });
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("report.json"), report).unwrap();
+    let provenance = provenance + "/etc/x\tbase\tjunk\n";
+    std::fs::write(dir.join("provenance"), &provenance).unwrap();
+    std::fs::remove_file(l.join("base/etc/only-base")).unwrap();
+    write(&l.join("base/etc/new-file"), "new\n");
+    write(&root.join("etc/only-base"), "the image's own\n");
+    let image = fingerprint(&root);
+    let (code, out, err) = listed(&relayer(&root, &["--prune"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    let never = "is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there";
+    for line in [
+        format!("failed    /etc/new-file (base): /etc {never}\n"),
+        format!("failed    /etc/only-base (base): /etc {never}\n"),
+        "failed    /run/stateless/provenance: not brought up to date (/run is not a tmpfs)\n".to_owned(),
+    ] {
+        assert!(out.contains(&line), "{line:?} in {out}");
+    }
+    assert!(!out.contains("pruned") && !out.contains("restored") && !out.contains("new  "), "{out}");
+    assert_eq!(fingerprint(&root), image, "the image was never written");
+}

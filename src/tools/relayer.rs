@@ -155,9 +155,8 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     })?;
     let live = targets(target, dirs);
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
-    let (mut provenance, skipped) = std::fs::read(&provenance_path)
-        .map(|bytes| Provenance::parse(&bytes))
-        .map_err(|e| format!("{}: {e}", provenance_path.display()))?;
+    let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", provenance_path.display()))?;
+    let (mut provenance, skipped) = Provenance::parse(&read);
     let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
     let shown_provenance = format!("/{}/provenance", crate::boot::plan::REPORT_DIR);
@@ -295,14 +294,25 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
             Err((what, why)) => done.changes.push(change(what, why)),
         }
     }
-    if !args.dry_run {
+    let rendered = provenance.render();
+    if !args.dry_run && rendered.as_bytes() != read {
         // What was written stays listed: the provenance failing only makes the next run see
-        // those paths as changed by the client (left alone), never lose them.
-        let saved = target.dir(crate::boot::plan::REPORT_DIR).and_then(|dir| {
-            crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.render().as_bytes(), 0o644)
-        });
+        // those paths as changed by the client (left alone), never lose them. Written only in
+        // the boot's tmpfs on /run, as the boot writes it (never in an image).
+        let run = target.dir("run").map_err(|e| e.to_string());
+        let saved = run
+            .and_then(|run| match crate::fs::mounts::is_mounted(&run.path, crate::fs::mounts::TMPFS_MAGIC) {
+                true => target.dir(crate::boot::plan::REPORT_DIR).map_err(|e| e.to_string()),
+                false => Err("/run is not a tmpfs".into()),
+            })
+            .and_then(|dir| {
+                crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), rendered.as_bytes(), 0o644)
+                    .map_err(|e| e.to_string())
+            });
         if let Err(e) = saved {
-            let why = format!("not brought up to date ({e}): the next run lists what was written above as edited");
+            let wrote = done.changes.iter().any(|c| matches!(c.what, "new" | "changed" | "pruned" | "restored"));
+            let then = if wrote { ": the next run lists what was written above as edited" } else { "" };
+            let why = format!("not brought up to date ({e}){then}");
             done.changes.push(Change { path: shown_provenance, what: "failed", layer: String::new(), detail: why });
         }
     }
