@@ -131,6 +131,13 @@ fn relayer_needs_a_report_and_root() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("report.json"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(relayer(&tmp.0, &["--bogus"]).status.code(), Some(2));
+    // What is printed is escaped: an argument, the root.
+    let (code, _, err) = listed(&relayer(&tmp.0, &["--bogus\x1b[2J\u{202e}"]));
+    assert_eq!(code, Some(2));
+    assert!(err.starts_with("stateless: unknown argument \"--bogus\\x1b[2J\\xe2\\x80\\xae\"\n"), "{err}");
+    let (code, _, err) = listed(&relayer(&tmp.0.join("gone\x1b[2J"), &["--dry-run"]));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("gone\\x1b[2J: No such file") && !err.contains('\x1b'), "{err}");
 }
 
 /// `stateless apply` as the boot of lab3-12 at 10.0.2.15/24 (in the caller's namespace).

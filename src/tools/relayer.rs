@@ -84,7 +84,7 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
             "--prune" => args.prune = true,
             "--json" => args.json = true,
             "--root" => args.root = PathBuf::from(super::value(&mut argv, "--root")?),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            _ => return Err(format!("unknown argument \"{}\"\n{USAGE}", escape(arg.as_encoded_bytes()))),
         }
     }
     let root = rustix::process::geteuid().is_root();
@@ -94,8 +94,8 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
     if args.prune && !root {
         return Err("--prune reads the image below the writable dirs (open_tree): run it as root".into());
     }
-    let root = std::fs::canonicalize(&args.root).map_err(|e| format!("{}: {e}", args.root.display()))?;
-    let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let root = std::fs::canonicalize(&args.root).map_err(|e| format!("{}: {e}", escape_path(&args.root)))?;
+    let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
     let done = relayer(&target, &args)?;
     if args.json {
         emit(&(serde_json::to_string_pretty(&done).map_err(|e| e.to_string())? + "\n"))?;
@@ -151,11 +151,11 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     let boot = Boot::of(&super::status::read_report(&target.host_path(LIVE_PATH))?)?;
     let dirs = &boot.dirs;
     let layer_root = layers::open_root(target.fd(), &boot.layer_root)?.ok_or_else(|| {
-        format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), target.path().display())
+        format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = targets(target, dirs);
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
-    let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", provenance_path.display()))?;
+    let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", escape_path(&provenance_path)))?;
     let (mut provenance, skipped) = Provenance::parse(&read);
     let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
@@ -544,7 +544,7 @@ fn image_below(target: &ImageRoot) -> Result<OwnedFd, String> {
         target.path(),
         OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )
-    .map_err(|e| format!("the image below the writable dirs (open_tree {}): {e}", target.path().display()))
+    .map_err(|e| format!("the image below the writable dirs (open_tree {}): {e}", escape_path(target.path())))
 }
 
 /// What pruning one path did (or, in a dry run, will do).
