@@ -534,6 +534,12 @@ fn write(
     for error in &copied.errors {
         changes.push(failed(&shown(&error.path), name, error.to_string()));
     }
+    // Listed as written, then neither written nor failed (not reached): said, never silent.
+    let told: BTreeSet<&Path> =
+        written.iter().map(|e| e.path.as_path()).chain(copied.errors.iter().map(|e| e.path.as_path())).collect();
+    for path in writes.iter().filter(|p| !told.contains(p.as_path())) {
+        changes.push(failed(&shown(path), name, "not written: not reached through what the client has".into()));
+    }
 }
 
 /// The image as mounted, without the writable dirs over it: a detached copy of the root's mount
