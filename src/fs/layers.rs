@@ -25,6 +25,7 @@ use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 pub use crate::model::layer::{Layer, LayerKind};
+use crate::model::text::escape;
 
 /// The layers to look for, in order, given what is known about the client.
 pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<(LayerKind, String)> {
@@ -70,7 +71,7 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
     match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(format!("layer root {layers}: {e}")),
+        Err(e) => Err(format!("layer root {}: {e}", escape(layers.as_bytes()))),
     }
 }
 
@@ -111,7 +112,10 @@ pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, Str
 pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
     match entry.kind {
         Kind::Socket => "sockets are not copied".into(),
-        _ => format!("outside the writable dirs ({})", dirs.join(", ")),
+        _ => {
+            let dirs: Vec<String> = dirs.iter().map(|d| escape(d.as_bytes())).collect();
+            format!("outside the writable dirs ({})", dirs.join(", "))
+        }
     }
 }
 
