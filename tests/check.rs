@@ -290,6 +290,17 @@ fn what_it_shows_from_the_configuration_is_escaped() {
     assert!(findings(&json).contains(&("warning".into(), "stateless.\\x1b]0;x\\x07".into())), "{json:#}");
 }
 
+#[test]
+fn a_layer_root_leading_out_of_the_image_is_named() {
+    let tmp = TempDir::new("check-out");
+    let root = small_image(&tmp, "");
+    write(&tmp.0.join("elsewhere/base/etc/motd"), "not in the image\n");
+    symlink(tmp.0.join("elsewhere"), root.join("diskless")).unwrap();
+    let text = String::from_utf8(check(&root, &[], false).stdout).unwrap();
+    let said = "  /diskless: layer root /diskless: a symlink leads out of the image: the clients get no layers\n";
+    assert!(text.contains(said), "{text}");
+}
+
 /// Peak RSS in KB and what `stateless check ARGS` printed.
 fn measured(root: &Path, args: &[&str]) -> (u64, Vec<u8>) {
     require(Path::new("/usr/bin/time").exists(), "/usr/bin/time (GNU time)");

@@ -25,7 +25,6 @@ use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 pub use crate::model::layer::{Layer, LayerKind};
-use crate::model::text::escape;
 
 /// The layers to look for, in order, given what is known about the client.
 pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<(LayerKind, String)> {
@@ -71,7 +70,11 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
     match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(format!("layer root {}: {e}", escape(layers.as_bytes()))),
+        Err(rustix::io::Errno::XDEV) => Err(format!(
+            "layer root {}: a symlink leads out of the image",
+            crate::model::text::escape(layers.as_bytes())
+        )),
+        Err(e) => Err(format!("layer root {}: {e}", crate::model::text::escape(layers.as_bytes()))),
     }
 }
 
@@ -113,7 +116,7 @@ pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
     match entry.kind {
         Kind::Socket => "sockets are not copied".into(),
         _ => {
-            let dirs: Vec<String> = dirs.iter().map(|d| escape(d.as_bytes())).collect();
+            let dirs: Vec<String> = dirs.iter().map(|d| crate::model::text::escape(d.as_bytes())).collect();
             format!("outside the writable dirs ({})", dirs.join(", "))
         }
     }

@@ -1147,6 +1147,17 @@ pub(crate) fn read_xattrs(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<(
     values.collect()
 }
 
+/// The regular file of `node` (an `O_PATH` fd: nothing was opened for I/O) opened for reading,
+/// through `/proc/self/fd`: the same inode, and never a device, whose mere open may act (a
+/// watchdog starts, a tape rewinds) or a fifo. `EINVAL` for anything but a regular file.
+pub(crate) fn open_regular(node: &OwnedFd) -> io::Result<OwnedFd> {
+    if FileType::from_raw_mode(fs::fstat(node)?.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    fs::open(proc_fd_path(node.as_fd()), flags, Mode::empty())
+}
+
 /// The names of a `listxattr` result (NUL-terminated, concatenated).
 fn xattr_names(list: &[u8]) -> impl Iterator<Item = &[u8]> {
     list.split(|&b| b == 0).filter(|name| !name.is_empty())
@@ -1220,6 +1231,18 @@ mod tests {
         let entry = Entry { path, kind: Kind::File };
         let json = serde_json::to_string(&entry).unwrap();
         assert_eq!(json, "{\"path\":\"etc/\u{fffd}name\",\"kind\":\"file\"}");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened_for_reading() {
+        let base = std::env::temp_dir().join(format!("stateless-tree-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("f"), b"x").unwrap();
+        let node = |path: &Path| fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert!(open_regular(&node(&base.join("f"))).is_ok());
+        assert_eq!(open_regular(&node(Path::new("/dev/null"))).err(), Some(Errno::INVAL), "a device is never opened");
+        assert_eq!(open_regular(&node(&base)).err(), Some(Errno::INVAL));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

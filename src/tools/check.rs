@@ -466,22 +466,18 @@ impl Ids {
             add(file, target.read_file(file, Self::LIMIT).ok().flatten());
             for dir in dirs {
                 let path = Path::new(&dir.name).join(file);
-                add(
-                    file,
-                    tree::open_beneath(layer_root, &path, OFlags::RDONLY | OFlags::NONBLOCK).ok().and_then(read_small),
-                );
+                add(file, tree::open_beneath(layer_root, &path, OFlags::PATH).ok().and_then(read_small));
             }
         }
         ids
     }
 }
 
-/// A small regular file's content.
-fn read_small(fd: OwnedFd) -> Option<Vec<u8>> {
+/// The content of a small regular file, `node` an `O_PATH` fd: anything else is never opened.
+fn read_small(node: OwnedFd) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut data = Vec::new();
-    rustix::fs::fstat(&fd).ok().filter(|st| Kind::of_mode(st.st_mode) == Some(Kind::File))?;
-    std::fs::File::from(fd).take(Ids::LIMIT).read_to_end(&mut data).ok()?;
+    std::fs::File::from(tree::open_regular(&node).ok()?).take(Ids::LIMIT).read_to_end(&mut data).ok()?;
     Some(data)
 }
 
@@ -632,8 +628,8 @@ impl Image<'_> {
     /// the same file is only a warning.
     fn config_problem(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Problem {
         let text = "never read by the boot, which reads the image's /etc/stateless.conf before any layer";
-        let flags = tree::source_flags(Kind::File);
-        let same = rustix::fs::openat(dir, name, flags, Mode::empty()).ok().and_then(read_small);
+        let node = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+        let same = node.ok().and_then(read_small);
         match same.is_some() && same == self.config {
             true => Problem::warning(format!("{text} (the same as the image's)")),
             false => Problem::error(format!("{text}: its options do not apply")),
