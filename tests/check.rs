@@ -216,6 +216,19 @@ fn a_layers_stateless_conf_is_named_as_never_read_by_the_boot() {
     assert_eq!(json["hosts"][0]["files"]["/etc/stateless.conf"], "hosts/pc1", "{json:#}");
 }
 
+#[test]
+fn a_dir_over_an_earlier_layers_file_takes_its_place() {
+    let tmp = TempDir::new("check-dir-over-file");
+    let root = small_image(&tmp, "");
+    let l = root.join("diskless");
+    write(&l.join("base/etc/motd"), "a file\n");
+    write(&l.join("hosts/pc1/etc/motd/part"), "a dir now\n");
+    let json = parsed(&check(&root, &["--json"], false));
+    let files = &json["hosts"][0]["files"];
+    assert_eq!(files["/etc/motd/part"], "hosts/pc1");
+    assert!(files.get("/etc/motd").is_none(), "the client has a dir there: {files:#}");
+}
+
 /// Sets the extended attribute `name` of `path` (not followed).
 fn set_xattr(path: &Path, name: &str, value: &[u8]) {
     let set = rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty());

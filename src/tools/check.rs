@@ -580,7 +580,7 @@ impl Image<'_> {
             Kind::Symlink => {
                 if let Ok(target) = rustix::fs::readlinkat(dir, name, Vec::new()) {
                     let target = Path::new(OsStr::from_bytes(target.as_bytes()));
-                    problems.extend(self.symlink_problem(&entry.path, target).map(|(_, text)| Problem::warning(text)));
+                    problems.extend(self.symlink_problem(&entry.path, target).map(Problem::warning));
                 }
             }
             _ => {}
@@ -638,7 +638,7 @@ impl Image<'_> {
 
     /// A symlink at `path` (in the client's root) that climbs above `/`, or points into the
     /// layer tree: on the client that is the shared image's copy, not what the layer wrote.
-    fn symlink_problem(&self, path: &Path, target: &Path) -> Option<(Severity, String)> {
+    fn symlink_problem(&self, path: &Path, target: &Path) -> Option<String> {
         let shown = escape_path(target);
         // Where it leads on the client, by its names alone (from its dir, or from / when absolute).
         let mut at: Vec<Component<'_>> = match target.is_absolute() {
@@ -648,7 +648,7 @@ impl Image<'_> {
         for component in target.components() {
             match component {
                 Component::ParentDir if at.is_empty() && !target.is_absolute() => {
-                    return Some((Severity::Warning, format!("climbs above / ({shown})")));
+                    return Some(format!("climbs above / ({shown})"));
                 }
                 Component::ParentDir => {
                     at.pop();
@@ -659,7 +659,7 @@ impl Image<'_> {
         }
         let leads: PathBuf = std::iter::once(Component::RootDir).chain(at).collect();
         let inside = leads.starts_with(self.layer_root) && self.layer_root != Path::new("/");
-        inside.then(|| (Severity::Warning, format!("points into the layer tree ({shown})")))
+        inside.then(|| format!("points into the layer tree ({shown})"))
     }
 
     /// Whether the image has a real directory at `path` (no symlink followed).
@@ -935,7 +935,7 @@ mod tests {
             config: None,
             ids: Ids::default(),
         };
-        let problem = |target: &str| image.symlink_problem(Path::new("etc/link"), Path::new(target)).map(|(_, p)| p);
+        let problem = |target: &str| image.symlink_problem(Path::new("etc/link"), Path::new(target));
         assert_eq!(
             problem("/diskless/base/etc/motd").as_deref(),
             Some("points into the layer tree (/diskless/base/etc/motd)")
