@@ -116,7 +116,10 @@ pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, Str
 pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
     match entry.kind {
         Kind::Socket => "sockets are not copied".into(),
-        _ => format!("outside the writable dirs ({})", dirs.join(", ")),
+        _ => {
+            let dirs: Vec<String> = dirs.iter().map(|d| crate::model::text::escape(d.as_bytes())).collect();
+            format!("outside the writable dirs ({})", dirs.join(", "))
+        }
     }
 }
 

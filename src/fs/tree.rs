@@ -465,14 +465,20 @@ struct Lower {
 
 impl Lower {
     fn has_dir(&self, name: &OsStr) -> bool {
-        fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+        dir_below(self.fd.as_fd(), name)
     }
 
     /// The lower counterpart of subdirectory `name`, when it has one.
     fn child(&self, name: &OsStr) -> Option<Lower> {
         fs::openat(&self.fd, name, DIR_FLAGS, Mode::empty()).ok().map(|fd| Lower { fd })
     }
+}
+
+/// Whether `name` in `dir` is a real directory (not followed): a file from a layer never takes
+/// the place of one of the image's.
+pub(crate) fn dir_below(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
+    fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
 }
 
 /// Whether `/proc/self/fd` is a procfs, so its magic links reach the nodes of our `O_PATH` fds.
@@ -674,13 +680,7 @@ impl Copier<'_> {
 /// still is of that kind. Regular files are opened for reading (non-blocking, no controlling
 /// tty), directories as directories, anything else `O_PATH` (never opened for I/O).
 fn open_source(at: At<'_>, kind: Kind, errs: &mut Errs<'_>) -> Option<(OwnedFd, Stat)> {
-    let flags = match kind {
-        Kind::File => OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Kind::Dir => DIR_FLAGS,
-        _ => OFlags::PATH,
-    };
-    let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = errs.check("open", fs::openat(at.src, at.name, flags, Mode::empty()))?;
+    let fd = errs.check("open", fs::openat(at.src, at.name, source_flags(kind), Mode::empty()))?;
     let stat = errs.check("fstat", fs::fstat(&fd))?;
     if Kind::of_mode(stat.st_mode) != Some(kind) {
         // Replaced between lstat and open (the NFS server changed the layer): skip it.
@@ -688,6 +688,17 @@ fn open_source(at: At<'_>, kind: Kind, errs: &mut Errs<'_>) -> Option<(OwnedFd, 
         return None;
     }
     Some((fd, stat))
+}
+
+/// How a source entry of `kind` is opened: regular files for reading (non-blocking, no
+/// controlling tty), directories as directories, anything else `O_PATH`; never followed.
+pub(crate) fn source_flags(kind: Kind) -> OFlags {
+    let flags = match kind {
+        Kind::File => OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Kind::Dir => DIR_FLAGS,
+        _ => OFlags::PATH,
+    };
+    flags | OFlags::NOFOLLOW | OFlags::CLOEXEC
 }
 
 /// Makes `at.name` in the destination a directory and opens it: an existing directory is kept,
@@ -911,9 +922,7 @@ fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> b
     };
     // A device node or fifo is made with mode 0600 until its real mode is set.
     let (file_type, rdev) = (FileType::from_raw_mode(stat.st_mode), stat.st_rdev);
-    if at.upper && file_type == FileType::CharacterDevice && rdev == 0 {
-        // In an upper dir a 0:0 character device is a whiteout: it would delete the image's
-        // entry below it. The mounted overlay refuses to make one; so does this.
+    if at.upper && whiteout(&stat) {
         errs.push("whiteout", Errno::PERM);
         return false;
     }
@@ -1086,7 +1095,7 @@ fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, upper: bool, errs: &mut E
         }
     };
     for name in xattr_names(&names) {
-        if upper && (name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")) {
+        if upper && overlay_own(name) {
             errs.push("setxattr", Errno::PERM);
             continue;
         }
@@ -1102,6 +1111,51 @@ fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, upper: bool, errs: &mut E
         errs.check("setxattr", dest.set(name, &value));
     }
     true
+}
+
+/// Whether an extended attribute is overlayfs's own (`trusted.overlay.*`, `user.overlay.*`:
+/// opaque dirs, redirects), never copied into an upper dir: it would hide or redirect the
+/// image's entries below. The mounted overlay refuses them too.
+pub(crate) fn overlay_own(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+}
+
+/// Whether an entry of `stat` is a whiteout in an upper dir (a 0:0 character device): it would
+/// delete the image's entry below it. Never copied into one; the mounted overlay refuses to
+/// make one too.
+pub(crate) fn whiteout(stat: &Stat) -> bool {
+    FileType::from_raw_mode(stat.st_mode) == FileType::CharacterDevice && stat.st_rdev == 0
+}
+
+/// The extended attributes of `name` in `dir` (never followed), names and values, as the copy
+/// reads those of a node it cannot open: through `/proc/self/fd` of an `O_PATH` fd. None when
+/// that is no procfs, or the filesystem has none.
+pub(crate) fn read_xattrs(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    if !proc_fd_usable() {
+        return Ok(Vec::new());
+    }
+    let fd = fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+    let node = Xattrs::proc(fd.as_fd());
+    let names = match node.list() {
+        Err(Errno::OPNOTSUPP) => return Ok(Vec::new()),
+        names => names?,
+    };
+    let values = xattr_names(&names).filter_map(|n| match node.get(n) {
+        Err(Errno::NODATA) => None, // removed since the listing
+        value => Some(value.map(|v| (n.to_vec(), v))),
+    });
+    values.collect()
+}
+
+/// The regular file of `node` (an `O_PATH` fd: nothing was opened for I/O) opened for reading,
+/// through `/proc/self/fd`: the same inode, and never a device, whose mere open may act (a
+/// watchdog starts, a tape rewinds) or a fifo. `EINVAL` for anything but a regular file.
+pub(crate) fn open_regular(node: &OwnedFd) -> io::Result<OwnedFd> {
+    if FileType::from_raw_mode(fs::fstat(node)?.st_mode) != FileType::RegularFile {
+        return Err(Errno::INVAL);
+    }
+    let flags = OFlags::RDONLY | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    fs::open(proc_fd_path(node.as_fd()), flags, Mode::empty())
 }
 
 /// The names of a `listxattr` result (NUL-terminated, concatenated).
@@ -1177,6 +1231,18 @@ mod tests {
         let entry = Entry { path, kind: Kind::File };
         let json = serde_json::to_string(&entry).unwrap();
         assert_eq!(json, "{\"path\":\"etc/\u{fffd}name\",\"kind\":\"file\"}");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened_for_reading() {
+        let base = std::env::temp_dir().join(format!("stateless-tree-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::write(base.join("f"), b"x").unwrap();
+        let node = |path: &Path| fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        assert!(open_regular(&node(&base.join("f"))).is_ok());
+        assert_eq!(open_regular(&node(Path::new("/dev/null"))).err(), Some(Errno::INVAL), "a device is never opened");
+        assert_eq!(open_regular(&node(&base)).err(), Some(Errno::INVAL));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

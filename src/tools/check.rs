@@ -5,31 +5,41 @@
 //!   `networks/10.0.2.5_24`), a layer dir that is a file, a symlinked layer out of the layer root;
 //! - entries outside the writable dirs (never copied), sockets, trees deeper than the copy goes;
 //! - files the client cannot read, a file where the image (or an earlier layer) has a directory;
+//! - what the copy refuses into an overlay (a whiteout, overlayfs's own extended attributes), by
+//!   the copy's own rules;
+//! - a layer's `etc/stateless.conf`: the boot reads the image's, never a layer's;
 //! - ownership surprises (an owner or group no passwd/group file of the image or its layers
-//!   names: the build machine's uid 1000), setuid/setgid files, entries anyone may write;
+//!   names: the build machine's uid 1000), setuid/setgid files and file capabilities, entries
+//!   anyone may write;
 //! - symlinks in a layer that climb above `/`, or point into the layer tree itself.
 //!
 //! Then, for every host it knows (the `hosts/` layers and `--host`), what it would receive:
 //! the layers in order and which layer supplies each file. Exit 1 when there is an error.
+//! Each host is worked out, written out and dropped in turn: memory holds the tree and one
+//! host, whatever the number of hosts.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
+use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use super::{emit, target_and_options, Args};
+use super::{emit, emit_with, target_and_options, Args};
+use crate::boot::{CONFIG, CONFIG_LIMIT};
 use crate::fs::layers::{self, LayerKind};
 use crate::fs::root::ImageRoot;
 use crate::fs::tree::{self, Entry, Kind};
 use crate::model::hostname::{self, Hostname, Source};
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
-use crate::model::text::escape_path;
+use crate::model::options::OverlayMode;
+use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]... [--json]
@@ -75,12 +85,34 @@ struct LayerDir {
     id: (u64, u64),
     /// Whether the name is a symlink to another layer dir: its findings are named by its target.
     link: bool,
-    files: Vec<Entry>,
+    /// Shared with the layers that are symlinks to it.
+    files: Rc<Written>,
+}
+
+/// What a layer writes, as the copy would: each entry's path (`/etc/fstab`, escaped: as shown)
+/// and kind, in copy order; the dirs among them, for the layers after it.
+#[derive(Default)]
+struct Written {
+    entries: Vec<(String, Kind)>,
+    dirs: HashSet<String>,
+}
+
+/// The layer tree as the boot would apply it.
+struct Tree {
+    dirs: Vec<LayerDir>,
+    /// The layer dirs a client can match, by name.
+    by_name: HashMap<String, usize>,
+}
+
+impl Tree {
+    fn layer(&self, name: &str) -> Option<&LayerDir> {
+        self.by_name.get(name).and_then(|&i| self.dirs.get(i))
+    }
 }
 
 /// A host the check knows, and what it would receive.
-#[derive(Debug, Serialize)]
-struct Host {
+#[derive(Serialize)]
+struct Host<'t> {
     name: Option<String>,
     address: Option<Ipv4Addr>,
     /// Given, or from the `networks/` layers the address falls in; without one, no `networks/`
@@ -88,17 +120,69 @@ struct Host {
     prefix: Option<u8>,
     /// The layers found for it, in order, with the entries each writes.
     layers: Vec<(String, usize)>,
-    /// Every path it receives (`/etc/fstab`) and the layer that supplies it: the last one wins.
-    files: BTreeMap<String, String>,
+    files: Files<'t>,
 }
 
-#[derive(Debug, Serialize)]
-struct Check {
+/// Every path a host receives (`/etc/fstab`) and the layer that supplies it: the last one wins.
+/// Held as `base`'s entries (shared by every host) and what the layers after it change: a
+/// host's own memory is only what is its own; the whole map is made only to be written out.
+struct Files<'t> {
+    base: Option<(&'t str, &'t Written)>,
+    /// What the later layers write: the layer, or none where a dir took the place of a file.
+    later: BTreeMap<&'t str, Option<&'t str>>,
+}
+
+impl Serialize for Files<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut all: BTreeMap<&str, &str> = BTreeMap::new();
+        if let Some((name, base)) = self.base {
+            all.extend(
+                base.entries.iter().filter(|(_, kind)| *kind != Kind::Dir).map(|(path, _)| (path.as_str(), name)),
+            );
+        }
+        for (path, layer) in &self.later {
+            match layer {
+                Some(layer) => all.insert(path, layer),
+                None => all.remove(path),
+            };
+        }
+        all.serialize(serializer)
+    }
+}
+
+#[derive(Serialize)]
+struct Check<'t> {
     image: String,
     layer_root: String,
     dirs: Vec<String>,
     findings: Vec<Finding>,
-    hosts: Vec<Host>,
+    hosts: Hosts<'t>,
+}
+
+/// The known hosts, each worked out as it is written out.
+struct Hosts<'t> {
+    tree: &'t Tree,
+    known: Vec<Given>,
+}
+
+impl Hosts<'_> {
+    /// Each host's files, in turn; what it finds was found before ([`Hosts::findings`]).
+    fn each(&self) -> impl Iterator<Item = Host<'_>> {
+        self.known.iter().map(|given| receive(self.tree, given, &mut Findings(&mut Vec::new())))
+    }
+
+    /// What working the hosts out finds (a file over an earlier layer's directory).
+    fn findings(&self, found: &mut Findings<'_>) {
+        for given in &self.known {
+            receive(self.tree, given, found);
+        }
+    }
+}
+
+impl Serialize for Hosts<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.each())
+    }
 }
 
 /// A host given with `--host`.
@@ -142,57 +226,79 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
         return Err(format!("the image root is missing\n{USAGE}"));
     }
     let (target, options, diagnostics) = target_and_options(&base)?;
-    let mut check = Check {
-        image: target.path().display().to_string(),
-        layer_root: options.layers.clone(),
-        dirs: options.dirs.clone(),
-        findings: diagnostics
-            .iter()
-            .map(|d| Finding { severity: Severity::Warning, at: d.key.clone(), problem: d.to_string() })
-            .collect(),
-        hosts: Vec::new(),
+    // Everything shown from the configuration escaped, as everything from the tree is.
+    let mut findings: Vec<Finding> = diagnostics
+        .iter()
+        .map(|d| Finding { severity: Severity::Warning, at: escape(d.key.as_bytes()), problem: d.to_string() })
+        .collect();
+    let mut found = Findings(&mut findings);
+    let tree = run(&target, &options, &mut found);
+    let hosts = Hosts { known: hosts(&tree.dirs, &given), tree: &tree };
+    hosts.findings(&mut found);
+    findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
+    let check = Check {
+        image: escape_path(target.path()),
+        layer_root: escape(options.layers.as_bytes()),
+        dirs: options.dirs.iter().map(|d| escape(d.as_bytes())).collect(),
+        findings,
+        hosts,
     };
-    run(&target, &given, &mut check);
-    check.findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
     if base.json {
-        emit(&(serde_json::to_string_pretty(&check).map_err(|e| e.to_string())? + "\n"))?;
+        emit_with(|out| {
+            serde_json::to_writer_pretty(&mut *out, &check)?;
+            out.write_all(b"\n")
+        })?;
     } else {
-        emit(&render(&check))?;
+        emit_with(|out| render(&check, out))?;
     }
     Ok(i32::from(check.findings.iter().any(|f| f.severity == Severity::Error)))
 }
 
-/// Checks the layer tree of `target` into `check`.
-fn run(target: &ImageRoot, given: &[Given], check: &mut Check) {
-    let mut found = Findings(&mut check.findings);
-    let layer_root = match layers::open_root(target.fd(), &check.layer_root) {
+/// Checks the layer tree of `target`: what each layer dir writes, and its findings.
+fn run(target: &ImageRoot, options: &crate::model::options::Options, found: &mut Findings<'_>) -> Tree {
+    let mut tree = Tree { dirs: Vec::new(), by_name: HashMap::new() };
+    let shown_root = escape(options.layers.as_bytes());
+    let layer_root = match layers::open_root(target.fd(), &options.layers) {
         Ok(Some(fd)) => fd,
         Ok(None) => {
-            found.error(&check.layer_root, "no layer root here: the clients get no layers");
-            return;
+            found.error(&shown_root, "no layer root here: the clients get no layers");
+            return tree;
         }
         Err(e) => {
-            found.error(&check.layer_root, &format!("{e}: the clients get no layers"));
-            return;
+            found.error(&shown_root, &format!("{e}: the clients get no layers"));
+            return tree;
         }
     };
-    let mut dirs = discover(layer_root.as_fd(), &mut found);
+    let mut dirs = discover(layer_root.as_fd(), found);
     let ids = Ids::read(target, &dirs, layer_root.as_fd());
-    let image = Image { root: target, layer_root: Path::new(&check.layer_root), dirs: &check.dirs, ids };
-    let mut walked: BTreeMap<(u64, u64), Vec<Entry>> = BTreeMap::new();
+    let image = Image {
+        root: target,
+        layer_root: Path::new(&options.layers),
+        dirs: &options.dirs,
+        upper: options.mode == OverlayMode::Overlay,
+        config: target.read_file(CONFIG, CONFIG_LIMIT).ok().flatten(),
+        ids,
+    };
+    let mut walked: HashMap<(u64, u64), Rc<Written>> = HashMap::new();
     // The real dirs first: a symlinked layer gets its target's entries, whose findings are listed once.
     dirs.sort_by_key(|d| d.link);
     for dir in &mut dirs {
         if let Some(files) = walked.get(&dir.id) {
-            dir.files = files.clone();
+            dir.files = Rc::clone(files);
             continue;
         }
         if let Ok(Some(fd)) = layers::open_layer(layer_root.as_fd(), &dir.name) {
-            dir.files = image.walk_layer(&dir.name, fd.as_fd(), &mut found);
-            walked.insert(dir.id, dir.files.clone());
+            dir.files = Rc::new(image.walk_layer(&dir.name, fd.as_fd(), found));
+            walked.insert(dir.id, Rc::clone(&dir.files));
         }
     }
-    check.hosts = hosts(&dirs, given).into_iter().map(|host| receive(&dirs, host, &mut found)).collect();
+    for (i, dir) in dirs.iter().enumerate() {
+        if dir.key.is_some() {
+            tree.by_name.entry(dir.name.clone()).or_insert(i);
+        }
+    }
+    tree.dirs = dirs;
+    tree
 }
 
 /// The list findings are added to.
@@ -282,7 +388,7 @@ fn layer_dir(
     let stat = rustix::fs::fstat(&fd).ok()?;
     let link = rustix::fs::statat(layer_root, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
         .is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Symlink));
-    Some(LayerDir { name, key, id: (stat.st_dev, stat.st_ino), link, files: Vec::new() })
+    Some(LayerDir { name, key, id: (stat.st_dev, stat.st_ino), link, files: Rc::default() })
 }
 
 /// What a layer dir named `name` in `category` matches, or why it never matches.
@@ -360,22 +466,18 @@ impl Ids {
             add(file, target.read_file(file, Self::LIMIT).ok().flatten());
             for dir in dirs {
                 let path = Path::new(&dir.name).join(file);
-                add(
-                    file,
-                    tree::open_beneath(layer_root, &path, OFlags::RDONLY | OFlags::NONBLOCK).ok().and_then(read_small),
-                );
+                add(file, tree::open_beneath(layer_root, &path, OFlags::PATH).ok().and_then(read_small));
             }
         }
         ids
     }
 }
 
-/// A small regular file's content.
-fn read_small(fd: OwnedFd) -> Option<Vec<u8>> {
+/// The content of a small regular file, `node` an `O_PATH` fd: anything else is never opened.
+fn read_small(node: OwnedFd) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut data = Vec::new();
-    rustix::fs::fstat(&fd).ok().filter(|st| Kind::of_mode(st.st_mode) == Some(Kind::File))?;
-    std::fs::File::from(fd).take(Ids::LIMIT).read_to_end(&mut data).ok()?;
+    std::fs::File::from(tree::open_regular(&node).ok()?).take(Ids::LIMIT).read_to_end(&mut data).ok()?;
     Some(data)
 }
 
@@ -385,22 +487,47 @@ struct Image<'a> {
     /// The layer root's path in the image: a symlink into it points at the shared tree.
     layer_root: &'a Path,
     dirs: &'a [String],
+    /// Whether the layers go into an overlay's upper dir (`stateless.mode=overlay`), where the
+    /// copy refuses whiteouts and overlayfs's own attributes.
+    upper: bool,
+    /// The image's `/etc/stateless.conf`: the one the boot reads.
+    config: Option<Vec<u8>>,
     ids: Ids,
+}
+
+/// One problem of an entry: how bad, what, and whether the copy refuses the entry for it.
+struct Problem {
+    severity: Severity,
+    text: String,
+    refused: bool,
+}
+
+impl Problem {
+    fn warning(text: String) -> Problem {
+        Problem { severity: Severity::Warning, text, refused: false }
+    }
+    fn error(text: String) -> Problem {
+        Problem { severity: Severity::Error, text, refused: false }
+    }
+    /// An error for which the entry is not copied.
+    fn refused(text: String) -> Problem {
+        Problem { severity: Severity::Error, text, refused: true }
+    }
 }
 
 impl Image<'_> {
     /// Walks one layer as the boot would, with a finding for each entry the copy would refuse or
     /// fail on, or that looks wrong; the entries it writes.
-    fn walk_layer(&self, layer: &str, fd: BorrowedFd<'_>, found: &mut Findings<'_>) -> Vec<Entry> {
+    fn walk_layer(&self, layer: &str, fd: BorrowedFd<'_>, found: &mut Findings<'_>) -> Written {
         let at = |path: &Path| format!("{layer}/{}", escape_path(path));
         let mut not_copied = BTreeSet::new();
         let walk =
             tree::walk_visiting(fd, &|path, kind| layers::verdict(self.dirs, path, kind), &mut |dir, name, entry| {
-                for (severity, problem) in self.look_at(dir, name, entry) {
-                    if severity == Severity::Error {
+                for problem in self.look_at(dir, name, entry) {
+                    if problem.refused {
                         not_copied.insert(entry.path.clone());
                     }
-                    found.push(severity, &at(&entry.path), &problem);
+                    found.push(problem.severity, &at(&entry.path), &problem.text);
                 }
             });
         for entry in &walk.refused {
@@ -413,54 +540,105 @@ impl Image<'_> {
             };
             found.error(&at(&error.path), &problem);
         }
-        walk.copy.into_iter().filter(|e| !not_copied.contains(&e.path)).collect()
+        let mut written = Written::default();
+        for entry in walk.copy.into_iter().filter(|e| !not_copied.contains(&e.path)) {
+            let shown = format!("/{}", escape_path(&entry.path));
+            if entry.kind == Kind::Dir {
+                written.dirs.insert(shown.clone());
+            }
+            written.entries.push((shown, entry.kind));
+        }
+        written
     }
 
-    /// The problems of one entry the copy would write; an error means it is not copied.
-    fn look_at(&self, dir: BorrowedFd<'_>, name: &OsStr, entry: &Entry) -> Vec<(Severity, String)> {
+    /// The problems of one entry the copy would write.
+    fn look_at(&self, dir: BorrowedFd<'_>, name: &OsStr, entry: &Entry) -> Vec<Problem> {
         let mut problems = Vec::new();
         let stat = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) => stat,
-            Err(e) => return vec![(Severity::Error, format!("cannot be examined: {e}"))],
+            Err(e) => return vec![Problem::refused(format!("cannot be examined: {e}"))],
         };
         if !self.ids.users.is_empty() && !self.ids.users.contains(&stat.st_uid) {
-            problems.push((Severity::Warning, format!("owner {} is no user of the image's /etc/passwd", stat.st_uid)));
+            problems.push(Problem::warning(format!("owner {} is no user of the image's /etc/passwd", stat.st_uid)));
         }
         if !self.ids.groups.is_empty() && !self.ids.groups.contains(&stat.st_gid) {
-            problems.push((Severity::Warning, format!("group {} is no group of the image's /etc/group", stat.st_gid)));
+            problems.push(Problem::warning(format!("group {} is no group of the image's /etc/group", stat.st_gid)));
         }
         let mode = stat.st_mode & 0o7777;
         if entry.kind == Kind::File && mode & 0o6000 != 0 {
-            problems.push((Severity::Warning, format!("setuid or setgid (mode {mode:04o})")));
+            problems.push(Problem::warning(format!("setuid or setgid (mode {mode:04o})")));
         }
         if entry.kind != Kind::Symlink && mode & 0o002 != 0 && !(entry.kind == Kind::Dir && mode & 0o1000 != 0) {
-            problems.push((Severity::Warning, format!("anyone may write it (mode {mode:04o})")));
+            problems.push(Problem::warning(format!("anyone may write it (mode {mode:04o})")));
         }
         match entry.kind {
             Kind::File => {
-                let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-                if let Err(e) = rustix::fs::openat(dir, name, flags, Mode::empty()) {
-                    problems.push((Severity::Error, format!("cannot be read ({e}): not copied")));
+                if let Err(e) = rustix::fs::openat(dir, name, tree::source_flags(Kind::File), Mode::empty()) {
+                    problems.push(Problem::refused(format!("cannot be read ({e}): not copied")));
                 }
             }
             Kind::Symlink => {
                 if let Ok(target) = rustix::fs::readlinkat(dir, name, Vec::new()) {
-                    problems.extend(self.symlink_problem(&entry.path, Path::new(OsStr::from_bytes(target.as_bytes()))));
+                    let target = Path::new(OsStr::from_bytes(target.as_bytes()));
+                    problems.extend(self.symlink_problem(&entry.path, target).map(Problem::warning));
                 }
             }
             _ => {}
         }
+        if self.upper && tree::whiteout(&stat) {
+            let text = "a whiteout (a 0:0 character device), which would delete the image's entry: not copied";
+            problems.push(Problem::refused(text.into()));
+        }
+        problems.extend(self.xattr_problems(dir, name, entry.kind));
         // No entry but a dir takes the place of one of the image's dirs.
         if entry.kind != Kind::Dir && self.image_has_dir(&entry.path) {
             let image_path = escape_path(&entry.path);
-            problems.push((Severity::Error, format!("the image has a directory at /{image_path}: not copied")));
+            problems.push(Problem::refused(format!("the image has a directory at /{image_path}: not copied")));
+        }
+        if entry.kind != Kind::Dir && entry.path == crate::fs::root::relative(CONFIG) {
+            problems.push(self.config_problem(dir, name));
         }
         problems
     }
 
+    /// Extended attributes the copy refuses into an overlay (by its own rule), and file
+    /// capabilities (a privilege like setuid's).
+    fn xattr_problems(&self, dir: BorrowedFd<'_>, name: &OsStr, kind: Kind) -> Vec<Problem> {
+        let xattrs = match tree::read_xattrs(dir, name) {
+            Ok(xattrs) => xattrs,
+            Err(e) => {
+                return vec![Problem::warning(format!("its extended attributes cannot be read ({e}): not checked"))]
+            }
+        };
+        let mut problems = Vec::new();
+        for (xattr, value) in xattrs {
+            if self.upper && tree::overlay_own(&xattr) {
+                let text = "overlayfs's own attribute, which would hide or redirect the image's entries: not copied";
+                problems.push(Problem::error(format!("extended attribute {}: {text}", escape(&xattr))));
+            } else if xattr == b"security.capability" && kind == Kind::File {
+                problems.push(Problem::warning(format!("file capabilities ({})", capabilities(&value))));
+            }
+        }
+        problems
+    }
+
+    /// A layer's `etc/stateless.conf`: copied, but never read by the boot, which reads the
+    /// image's before any layer is applied. An error when it differs from the image's (the
+    /// options it sets never take effect, and on the client it does not say how it booted);
+    /// the same file is only a warning.
+    fn config_problem(&self, dir: BorrowedFd<'_>, name: &OsStr) -> Problem {
+        let text = "never read by the boot, which reads the image's /etc/stateless.conf before any layer";
+        let node = rustix::fs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+        let same = node.ok().and_then(read_small);
+        match same.is_some() && same == self.config {
+            true => Problem::warning(format!("{text} (the same as the image's)")),
+            false => Problem::error(format!("{text}: its options do not apply")),
+        }
+    }
+
     /// A symlink at `path` (in the client's root) that climbs above `/`, or points into the
     /// layer tree: on the client that is the shared image's copy, not what the layer wrote.
-    fn symlink_problem(&self, path: &Path, target: &Path) -> Option<(Severity, String)> {
+    fn symlink_problem(&self, path: &Path, target: &Path) -> Option<String> {
         let shown = escape_path(target);
         // Where it leads on the client, by its names alone (from its dir, or from / when absolute).
         let mut at: Vec<Component<'_>> = match target.is_absolute() {
@@ -470,7 +648,7 @@ impl Image<'_> {
         for component in target.components() {
             match component {
                 Component::ParentDir if at.is_empty() && !target.is_absolute() => {
-                    return Some((Severity::Warning, format!("climbs above / ({shown})")));
+                    return Some(format!("climbs above / ({shown})"));
                 }
                 Component::ParentDir => {
                     at.pop();
@@ -481,106 +659,198 @@ impl Image<'_> {
         }
         let leads: PathBuf = std::iter::once(Component::RootDir).chain(at).collect();
         let inside = leads.starts_with(self.layer_root) && self.layer_root != Path::new("/");
-        inside.then(|| (Severity::Warning, format!("points into the layer tree ({shown})")))
+        inside.then(|| format!("points into the layer tree ({shown})"))
     }
 
     /// Whether the image has a real directory at `path` (no symlink followed).
     fn image_has_dir(&self, path: &Path) -> bool {
-        tree::lstat_beneath(self.root.fd(), path).is_ok_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir))
+        tree::open_parent(self.root.fd(), path).is_ok_and(|(parent, name)| tree::dir_below(parent.as_fd(), name))
     }
+}
+
+/// The capabilities a `security.capability` value grants (`struct vfs_cap_data`: a word with
+/// the revision, then a permitted and an inheritable word per 32 capabilities: one pair in
+/// revision 1, two in 2 and 3), as `cap_setuid, cap_net_raw`.
+fn capabilities(value: &[u8]) -> String {
+    let words: Vec<u32> = value.chunks_exact(4).filter_map(|w| w.try_into().ok()).map(u32::from_le_bytes).collect();
+    let pairs = match words.first().map(|magic| magic & 0xff00_0000) {
+        Some(0x0100_0000) => 1,
+        Some(0x0200_0000 | 0x0300_0000) => 2,
+        _ => return "a revision not known".into(),
+    };
+    let bits = (0..pairs).fold(0u64, |bits, i| {
+        let word = |at: usize| words.get(at).copied().unwrap_or(0);
+        bits | u64::from(word(1 + 2 * i) | word(2 + 2 * i)) << (32 * i)
+    });
+    let set = rustix::thread::CapabilitySet::from_bits_retain(bits);
+    let mut names: Vec<String> = set.iter_names().map(|(name, _)| format!("cap_{}", name.to_lowercase())).collect();
+    let unknown = bits & !rustix::thread::CapabilitySet::all().bits();
+    if unknown != 0 {
+        names.push(format!("unknown bits {unknown:#x}"));
+    }
+    if names.is_empty() {
+        return "none".into();
+    }
+    names.join(", ")
 }
 
 /// The known hosts: every `hosts/` name and address layer (an address layer that is a symlink to
 /// a name layer is that host's), and every `--host`. An address without a prefix takes the
-/// longest one of the `networks/` layers it falls in.
+/// longest one of the `networks/` layers it falls in. Hosts are looked up by name and address
+/// (not compared with each other): 20,000 host dirs take no longer than their listing.
 fn hosts(dirs: &[LayerDir], given: &[Given]) -> Vec<Given> {
-    let mut known: Vec<Given> = given.to_vec();
+    let mut known = Known::default();
+    for host in given {
+        known.add(host.clone());
+    }
+    // The name layer each dir is (the first, as listed), for the address layers linked to one.
+    let mut names_of: HashMap<(u64, u64), &String> = HashMap::new();
+    for dir in dirs {
+        if let Some(Key::Host(name)) = &dir.key {
+            names_of.entry(dir.id).or_insert(name);
+        }
+    }
     for dir in dirs {
         let (name, addr) = match &dir.key {
             Some(Key::Host(name)) => (Some(name.clone()), None),
-            Some(Key::Ip(addr)) => {
-                let alias = dirs.iter().find_map(|d| match &d.key {
-                    Some(Key::Host(name)) if d.id == dir.id => Some(name.clone()),
-                    _ => None,
-                });
-                (alias, Some(*addr))
-            }
+            Some(Key::Ip(addr)) => (names_of.get(&dir.id).map(|name| (*name).clone()), Some(*addr)),
             _ => continue,
         };
-        // The same host: the same name and address, or one of them the same and the other unknown.
-        let agree = |a: bool, b: bool, same: bool| same || !a || !b;
-        let same = known.iter_mut().find(|k| {
-            let (names, addrs) = (k.name == name, k.addr == addr);
-            let names_agree = agree(k.name.is_some(), name.is_some(), names);
-            let addrs_agree = agree(k.addr.is_some(), addr.is_some(), addrs);
-            names_agree && addrs_agree && ((names && name.is_some()) || (addrs && addr.is_some()))
-        });
-        match same {
-            Some(host) => {
-                host.name = host.name.take().or(name);
-                host.addr = host.addr.or(addr);
-            }
-            None => known.push(Given { name, addr, prefix: None }),
-        }
+        known.merge(Given { name, addr, prefix: None });
     }
+    let networks = Networks::of(dirs);
+    let mut known = known.hosts;
     for host in &mut known {
-        host.prefix = host.prefix.or_else(|| host.addr.and_then(|addr| longest_prefix(dirs, addr)));
+        host.prefix = host.prefix.or_else(|| host.addr.and_then(|addr| networks.longest_prefix(addr)));
     }
     known
 }
 
-/// The longest prefix of a `networks/` layer that `addr` falls in.
-fn longest_prefix(dirs: &[LayerDir], addr: Ipv4Addr) -> Option<u8> {
-    dirs.iter()
-        .filter_map(|d| match d.key {
-            Some(Key::Network(net)) => {
-                (Ipv4Net { addr, prefix: net.prefix }.network() == net.addr).then_some(net.prefix)
-            }
-            Some(Key::Broadcast(b)) => (0..=31).rev().find(|&p| Ipv4Net { addr, prefix: p }.broadcast() == b),
-            _ => None,
-        })
-        .max()
+/// The hosts known so far, indexed by name and address.
+#[derive(Default)]
+struct Known {
+    hosts: Vec<Given>,
+    by_name: HashMap<String, Vec<usize>>,
+    by_addr: HashMap<Ipv4Addr, Vec<usize>>,
 }
 
-/// What a host would receive: the layers the boot would apply, in order, merged.
-fn receive(dirs: &[LayerDir], given: Given, found: &mut Findings<'_>) -> Host {
+impl Known {
+    fn add(&mut self, host: Given) {
+        self.index(self.hosts.len(), host.name.as_ref(), host.addr);
+        self.hosts.push(host);
+    }
+
+    fn index(&mut self, i: usize, name: Option<&String>, addr: Option<Ipv4Addr>) {
+        if let Some(name) = name {
+            self.by_name.entry(name.clone()).or_default().push(i);
+        }
+        if let Some(addr) = addr {
+            self.by_addr.entry(addr).or_default().push(i);
+        }
+    }
+
+    /// Adds `host`, or what it adds to the same host known already: the same name and address,
+    /// or one of them the same and the other unknown (the first such).
+    fn merge(&mut self, host: Given) {
+        fn agree<T: PartialEq>(a: Option<&T>, b: Option<&T>) -> bool {
+            a.is_none() || b.is_none() || a == b
+        }
+        let same_name = host.name.as_ref().and_then(|n| self.by_name.get(n)).into_iter().flatten();
+        let same_addr = host.addr.and_then(|a| self.by_addr.get(&a)).into_iter().flatten();
+        let same = same_name.chain(same_addr).copied().filter(|&i| {
+            self.hosts.get(i).is_some_and(|k| {
+                agree(k.name.as_ref(), host.name.as_ref()) && agree(k.addr.as_ref(), host.addr.as_ref())
+            })
+        });
+        let Some((i, known)) = same.min().and_then(|i| Some((i, self.hosts.get_mut(i)?))) else {
+            return self.add(host);
+        };
+        let name = host.name.filter(|_| known.name.is_none());
+        let addr = host.addr.filter(|_| known.addr.is_none());
+        known.name = known.name.take().or(name.clone());
+        known.addr = known.addr.or(addr);
+        self.index(i, name.as_ref(), addr);
+    }
+}
+
+/// The `networks/` layers: by network and prefix, and by broadcast address.
+struct Networks {
+    nets: HashSet<(Ipv4Addr, u8)>,
+    broadcasts: HashSet<Ipv4Addr>,
+}
+
+impl Networks {
+    fn of(dirs: &[LayerDir]) -> Networks {
+        let mut networks = Networks { nets: HashSet::new(), broadcasts: HashSet::new() };
+        for dir in dirs {
+            match dir.key {
+                Some(Key::Network(net)) => {
+                    networks.nets.insert((net.addr, net.prefix));
+                }
+                Some(Key::Broadcast(b)) => {
+                    networks.broadcasts.insert(b);
+                }
+                _ => {}
+            }
+        }
+        networks
+    }
+
+    /// The longest prefix of a `networks/` layer that `addr` falls in.
+    fn longest_prefix(&self, addr: Ipv4Addr) -> Option<u8> {
+        (0..=32u8).rev().find(|&prefix| {
+            let net = Ipv4Net { addr, prefix };
+            self.nets.contains(&(net.network(), prefix)) || (prefix < 32 && self.broadcasts.contains(&net.broadcast()))
+        })
+    }
+}
+
+/// What a host would receive: the layers the boot would apply, in order, merged; a finding for
+/// each file a layer has where an earlier one has a directory (not copied). `base`'s entries
+/// are not gone through: they are the same for every host.
+fn receive<'t>(tree: &'t Tree, given: &Given, found: &mut Findings<'_>) -> Host<'t> {
     let hostname = given.name.clone().map(|short| Hostname { short, domain: None, source: Source::Kernel });
     let net = given.addr.map(|addr| Ipv4Net { addr, prefix: given.prefix.unwrap_or(32) });
     let mut host = Host {
-        name: given.name,
+        name: given.name.clone(),
         address: given.addr,
         prefix: given.prefix,
         layers: Vec::new(),
-        files: BTreeMap::new(),
+        files: Files { base: None, later: BTreeMap::new() },
     };
-    let mut kinds: BTreeMap<&Path, (Kind, &str)> = BTreeMap::new();
+    let mut applied: Vec<&LayerDir> = Vec::new();
     for (kind, layer) in layers::candidates(hostname.as_ref(), net) {
-        let Some(dir) = dirs.iter().find(|d| d.name == layer && d.key.is_some()) else {
+        let Some(dir) = tree.layer(&layer) else {
             continue;
         };
         if kind == LayerKind::Network && given.prefix.is_none() {
             continue;
         }
-        host.layers.push((layer.clone(), dir.files.len()));
-        for entry in &dir.files {
-            if let Some((Kind::Dir, earlier)) = kinds.get(entry.path.as_path()) {
-                if entry.kind != Kind::Dir {
-                    let problem = format!("{earlier} has a directory there: not copied for {}", shown_host(&host));
-                    found.error(&format!("{layer}/{}", escape_path(&entry.path)), &problem);
+        host.layers.push((layer.clone(), dir.files.entries.len()));
+        if kind == LayerKind::Base {
+            host.files.base = Some((&dir.name, &dir.files));
+            applied.push(dir);
+            continue;
+        }
+        for (path, kind) in &dir.files.entries {
+            if *kind != Kind::Dir {
+                // Named by the last earlier layer that has a directory there.
+                if let Some(earlier) = applied.iter().rev().find(|d| d.files.dirs.contains(path)) {
+                    let problem =
+                        format!("{} has a directory there: not copied for {}", earlier.name, shown_host(&host));
+                    found.error(&format!("{layer}{path}"), &problem);
                     continue;
                 }
             }
-            kinds.insert(&entry.path, (entry.kind, &dir.name));
-            if entry.kind != Kind::Dir {
-                host.files.insert(format!("/{}", escape_path(&entry.path)), layer.clone());
-            }
+            host.files.later.insert(path, (*kind != Kind::Dir).then_some(dir.name.as_str()));
         }
+        applied.push(dir);
     }
     host
 }
 
 /// `lab3-12 10.0.2.15/24`, as far as known.
-fn shown_host(host: &Host) -> String {
+fn shown_host(host: &Host<'_>) -> String {
     let address = host.address.map(|a| match host.prefix {
         Some(prefix) => format!("{a}/{prefix}"),
         None => format!("{a} (prefix unknown: no networks/ layer)"),
@@ -588,41 +858,42 @@ fn shown_host(host: &Host) -> String {
     [host.name.clone(), address].into_iter().flatten().collect::<Vec<_>>().join(" ")
 }
 
-/// The readable list: errors, warnings, then what each host receives beyond `base`.
-fn render(check: &Check) -> String {
-    let mut out = format!(
-        "stateless check {}: layer root {}, writable dirs {}\n",
+/// The readable list: errors, warnings, then what each host receives beyond `base`, each host
+/// written out as it is worked out.
+fn render(check: &Check<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "stateless check {}: layer root {}, writable dirs {}",
         check.image,
         check.layer_root,
         check.dirs.join(", ")
-    );
+    )?;
     for (severity, title) in [(Severity::Error, "errors"), (Severity::Warning, "warnings")] {
-        let list: Vec<&Finding> = check.findings.iter().filter(|f| f.severity == severity).collect();
-        if !list.is_empty() {
-            out += &format!("{title}:\n");
+        let mut list = check.findings.iter().filter(|f| f.severity == severity).peekable();
+        if list.peek().is_some() {
+            writeln!(out, "{title}:")?;
             for finding in list {
-                out += &format!("  {}: {}\n", finding.at, finding.problem);
+                writeln!(out, "  {}: {}", finding.at, finding.problem)?;
             }
         }
     }
-    out += "hosts:\n";
-    if check.hosts.is_empty() {
-        out += "  none known (no hosts/ layers, no --host)\n";
+    writeln!(out, "hosts:")?;
+    if check.hosts.known.is_empty() {
+        writeln!(out, "  none known (no hosts/ layers, no --host)")?;
     }
-    for host in &check.hosts {
+    for host in check.hosts.each() {
         let layers: Vec<String> = host.layers.iter().map(|(name, n)| format!("{name} ({n})")).collect();
         let layers = if layers.is_empty() { "no layers".into() } else { layers.join(", ") };
-        out += &format!("  {}: {layers}\n", shown_host(host));
-        for (path, layer) in host.files.iter().filter(|(_, layer)| *layer != "base") {
-            out += &format!("    {path}  from {layer}\n");
+        writeln!(out, "  {}: {layers}", shown_host(&host))?;
+        for (path, layer) in host.files.later.iter().filter_map(|(path, layer)| Some((path, (*layer)?))) {
+            writeln!(out, "    {path}  from {layer}")?;
         }
     }
     let count = |s: Severity, word: &str| match check.findings.iter().filter(|f| f.severity == s).count() {
         1 => format!("1 {word}"),
         n => format!("{n} {word}s"),
     };
-    out += &format!("{}, {}\n", count(Severity::Error, "error"), count(Severity::Warning, "warning"));
-    out
+    writeln!(out, "{}, {}", count(Severity::Error, "error"), count(Severity::Warning, "warning"))
 }
 
 #[cfg(test)]
@@ -656,8 +927,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("stateless-check-links-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let root = ImageRoot::open(&dir).unwrap();
-        let image = Image { root: &root, layer_root: Path::new("/diskless"), dirs: &[], ids: Ids::default() };
-        let problem = |target: &str| image.symlink_problem(Path::new("etc/link"), Path::new(target)).map(|(_, p)| p);
+        let image = Image {
+            root: &root,
+            layer_root: Path::new("/diskless"),
+            dirs: &[],
+            upper: true,
+            config: None,
+            ids: Ids::default(),
+        };
+        let problem = |target: &str| image.symlink_problem(Path::new("etc/link"), Path::new(target));
         assert_eq!(
             problem("/diskless/base/etc/motd").as_deref(),
             Some("points into the layer tree (/diskless/base/etc/motd)")
@@ -690,16 +968,22 @@ mod tests {
 
     #[test]
     fn an_address_takes_the_longest_prefix_of_its_network_layers() {
-        let dir =
-            |name: &str, key| LayerDir { name: name.into(), key: Some(key), id: (0, 0), link: false, files: vec![] };
+        let dir = |name: &str, key| LayerDir {
+            name: name.into(),
+            key: Some(key),
+            id: (0, 0),
+            link: false,
+            files: Rc::default(),
+        };
         let dirs = [
             dir("networks/10.0.0.0_8", Key::Network("10.0.0.0/8".parse().unwrap())),
             dir("networks/10.0.2.255", Key::Broadcast(Ipv4Addr::new(10, 0, 2, 255))),
             dir("networks/10.0.3.0_24", Key::Network("10.0.3.0/24".parse().unwrap())),
         ];
-        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 0, 2, 15)), Some(24));
-        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 0, 3, 1)), Some(24));
-        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(10, 9, 0, 1)), Some(8));
-        assert_eq!(longest_prefix(&dirs, Ipv4Addr::new(192, 0, 2, 1)), None);
+        let networks = Networks::of(&dirs);
+        assert_eq!(networks.longest_prefix(Ipv4Addr::new(10, 0, 2, 15)), Some(24));
+        assert_eq!(networks.longest_prefix(Ipv4Addr::new(10, 0, 3, 1)), Some(24));
+        assert_eq!(networks.longest_prefix(Ipv4Addr::new(10, 9, 0, 1)), Some(8));
+        assert_eq!(networks.longest_prefix(Ipv4Addr::new(192, 0, 2, 1)), None);
     }
 }

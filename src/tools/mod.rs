@@ -101,8 +101,15 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
 /// Writes to standard output; a reader that went away (`stateless plan | head`) ends the
 /// output quietly instead of failing.
 pub(crate) fn emit(text: &str) -> Result<(), String> {
+    emit_with(|out| out.write_all(text.as_bytes()))
+}
+
+/// Output written by `write` as it goes (buffered), for output too large to hold; a reader that
+/// went away (a closed pipe) ends it quietly.
+pub(crate) fn emit_with(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> Result<(), String> {
     use std::io::Write;
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match write(&mut out).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("standard output: {e}")),
         _ => Ok(()),
     }
