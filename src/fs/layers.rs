@@ -70,7 +70,7 @@ pub fn open_root(root: BorrowedFd<'_>, layers: &str) -> Result<Option<OwnedFd>, 
     match opened {
         Ok(fd) => Ok(Some(fd)),
         Err(rustix::io::Errno::NOENT) => Ok(None),
-        Err(e) => Err(format!("layer root {layers}: {e}")),
+        Err(e) => Err(format!("layer root {}: {e}", crate::model::text::escape(layers.as_bytes()))),
     }
 }
 

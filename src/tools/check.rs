@@ -115,10 +115,11 @@ fn parse_host(text: &str) -> Result<Given, String> {
         let (addr, prefix) = part.split_once('/').map_or((part, None), |(a, p)| (a, Some(p)));
         if let Ok(addr) = addr.parse::<Ipv4Addr>() {
             given.addr = Some(addr);
-            given.prefix =
-                prefix.map(|p| p.parse().ok().filter(|p| *p <= 32).ok_or(format!("bad prefix {p:?}"))).transpose()?;
+            given.prefix = prefix
+                .map(|p| p.parse().ok().filter(|p| *p <= 32).ok_or(format!("bad prefix {}", super::quote(p))))
+                .transpose()?;
         } else {
-            let name = hostname::validate(part).map_err(|e| format!("host name {part:?}: {e}"))?;
+            let name = hostname::validate(part).map_err(|e| format!("host name {}: {e}", super::quote(part)))?;
             given.name = name.split('.').next().map(str::to_owned);
         }
     }
@@ -135,7 +136,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
             "--json" => base.json = true,
             flag @ ("--cmdline" | "--cmdline-file") => base.cmdline = super::cmdline_arg(flag, &mut args)?,
             other if !other.starts_with('-') && base.root.is_none() => base.root = Some(PathBuf::from(&arg)),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(arg))),
         }
     }
     if base.root.is_none() {
@@ -143,7 +144,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     }
     let (target, options, diagnostics) = target_and_options(&base)?;
     let mut check = Check {
-        image: target.path().display().to_string(),
+        image: escape_path(target.path()),
         layer_root: options.layers.clone(),
         dirs: options.dirs.clone(),
         findings: diagnostics
@@ -155,7 +156,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     run(&target, &given, &mut check);
     check.findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
     if base.json {
-        emit(&(serde_json::to_string_pretty(&check).map_err(|e| e.to_string())? + "\n"))?;
+        super::emit_json(&check)?;
     } else {
         emit(&render(&check))?;
     }
@@ -168,11 +169,11 @@ fn run(target: &ImageRoot, given: &[Given], check: &mut Check) {
     let layer_root = match layers::open_root(target.fd(), &check.layer_root) {
         Ok(Some(fd)) => fd,
         Ok(None) => {
-            found.error(&check.layer_root, "no layer root here: the clients get no layers");
+            found.error(&escape_path(Path::new(&check.layer_root)), "no layer root here: the clients get no layers");
             return;
         }
         Err(e) => {
-            found.error(&check.layer_root, &format!("{e}: the clients get no layers"));
+            found.error(&escape_path(Path::new(&check.layer_root)), &format!("{e}: the clients get no layers"));
             return;
         }
     };
@@ -593,7 +594,7 @@ fn render(check: &Check) -> String {
     let mut out = format!(
         "stateless check {}: layer root {}, writable dirs {}\n",
         check.image,
-        check.layer_root,
+        escape_path(Path::new(&check.layer_root)),
         check.dirs.join(", ")
     );
     for (severity, title) in [(Severity::Error, "errors"), (Severity::Warning, "warnings")] {
