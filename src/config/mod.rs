@@ -672,6 +672,7 @@ fn parse_mac(v: &str) -> Result<[u8; 6], String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::model::text::hidden;
     use std::collections::BTreeMap;
 
     fn p(key: &str, value: Option<&str>) -> Param {
@@ -931,6 +932,20 @@ mod tests {
         assert_eq!(resolve("softlevel=default stateless.dirs=proc").0.dirs, Vec::<String>::new());
         let (o, d) = bad("stateless.dirs");
         assert_eq!((o.dirs.len(), d.as_str()), (2, "stateless.dirs: needs a value"));
+    }
+
+    #[test]
+    fn diagnostics_show_hostile_keys_and_values_escaped() {
+        let h = "\u{1b}[2J\u{9b}\u{7f}\u{202e}";
+        let words = VALUE_KEYS.iter().map(|k| format!("{k}=x{h}")).chain([format!("stateless.{h}=1")]);
+        let cmdline = words.collect::<Vec<_>>().join(" ");
+        let config = format!("stateless.{h}=1\nfoo{h}=1\n{h}\nstateless.dirs=a{h}\nstateless.break={h}\n");
+        let (_, d) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), Some(config.as_bytes()));
+        assert!(d.len() > 15, "{d:?}");
+        for text in d.iter().flat_map(|d| [&d.key, &d.message]) {
+            assert!(!text.chars().any(|c| c.is_control() || hidden(c)), "{text:?}");
+        }
+        assert!(d.iter().any(|d| d.message == "stateless.\\x1b[2J\\xc2\\x9b\\x7f\\xe2\\x80\\xae: unknown key"));
     }
 
     #[test]

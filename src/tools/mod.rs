@@ -136,19 +136,19 @@ pub(crate) fn write_output(
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
     let dir = rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    // What `write` says when it fails (its message, not an io::Error's).
     let (mut failed, mut size) = (None, 0);
     let replaced = crate::fs::root::replace_with(dir.as_fd(), name, 0o644, |fd| {
         let file = std::fs::File::from(fd.try_clone()?);
-        write(&file).map_err(|e| failed.insert(e).clone()).map_err(std::io::Error::other)?;
+        write(&file).map_err(|e| std::io::Error::other(failed.insert(e).clone()))?;
         file.sync_all()?;
         size = file.metadata()?.len();
         Ok(())
     });
-    match (replaced, failed) {
-        (_, Some(e)) => Err(format!("{shown}: {e}")),
-        (Err(e), None) => Err(format!("{shown}: {e}")),
-        (Ok(()), None) => Ok(size),
-    }
+    replaced.map_err(|e| format!("{shown}: {}", failed.unwrap_or_else(|| e.to_string())))?;
+    // The rename on disk too before saying it is done.
+    rustix::fs::fsync(&dir).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    Ok(size)
 }
 
 /// The target root of `args` (canonicalized), and the options from the given command line
