@@ -197,3 +197,22 @@ fn status_svg_is_written_beside_and_renamed_never_through_a_symlink() {
     after.retain(|n| n != "a-dir.svg");
     assert_eq!(after.len(), before.len(), "a temp file left behind: {after:?}");
 }
+
+#[test]
+fn initramfs_shows_hostile_names_escaped() {
+    let tmp = TempDir::new("printing-initramfs");
+    // The module dir, the image and a module file named with the hostile bytes; an index line
+    // that is refused quotes them.
+    let modules = tmp.0.join(HOSTILE);
+    write(&modules.join(format!("kernel/drivers/net/ethernet/nic{HOSTILE}.ko")), "\0NIC\0");
+    let dep = format!("kernel/drivers/net/ethernet/nic{HOSTILE}.ko:\n../{HOSTILE}.ko:\n");
+    write(&modules.join("modules.dep"), &dep);
+    let out = tmp.0.join(format!("{HOSTILE}.img"));
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.1.0-test", "--compress", "none", "--modules-dir"]);
+    let run = command.arg(&modules).arg("--firmware").arg(&tmp.0).arg("-o").arg(&out).output().unwrap();
+    assert!(run.status.success(), "{run:?}");
+    assert_escaped("initramfs", &run);
+    let run = Command::new(BIN).args(["initramfs", "--kernel-version", HOSTILE, "-o", "x"]).output().unwrap();
+    assert_escaped("initramfs --kernel-version", &run);
+}

@@ -99,7 +99,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
             "--help" | "-h" => return Ok(None),
             "--kernel-version" => {
                 let v = value("--kernel-version")?;
-                if v.is_empty() || v.contains('/') || v == ".." || v == "." {
+                if v.is_empty() || v.contains('/') || v == ".." || v == "." || escape(v.as_bytes()) != v {
                     return Err(format!("--kernel-version {}: not a release name", quote(v)));
                 }
                 release = Some(v);
@@ -438,6 +438,7 @@ mod tests {
         assert_eq!(args.modules_dir, Path::new("/lib/modules/6.1.0"));
         assert_eq!(args.compress, Compress::Zstd);
         assert!(parse(&["--kernel-version", "../x", "-o", "x"]).is_err());
+        assert!(parse(&["--kernel-version", "6.1\u{1b}[2J", "-o", "x"]).unwrap_err().contains("\"6.1\\x1b[2J\""));
         assert!(parse(&["--kernel-version", "6.1.0", "--nic", "a/b", "-o", "x"]).is_err());
         assert!(parse(&["--kernel-version", "6.1.0"]).unwrap_err().contains("-o FILE"));
         assert!(parse(&["--kernel-version", "6.1.0", "-o", "x", "--compress", "lz4"]).is_err());
