@@ -335,9 +335,11 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let written = super::write_output(&args.output, |file| write_compressed(&cpio, args.compress, file))?;
 
     let (from, to) = (escape_path(&dir), escape_path(&args.output));
-    let mut text = format!("initramfs for {} from {from}: {to}\n", escape(args.release.as_bytes()));
+    // Module names (letters, digits, `_`, `-`) and the release are checked to show as they are;
+    // module paths are not.
+    let mut text = format!("initramfs for {} from {from}: {to}\n", args.release);
     let nic_list = if args.nics.is_some() {
-        escape(selection.nics.join(", ").as_bytes())
+        selection.nics.join(", ")
     } else {
         format!("{} (every Ethernet, USB and virtual NIC driver)", selection.nics.len())
     };
@@ -350,11 +352,11 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     text.push_str(&format!("  modules: {} files, {module_bytes} bytes\n", selection.modules.len()));
     if args.nics.is_some() || selection.modules.len() <= 64 {
         for (name, path) in &selection.modules {
-            text.push_str(&format!("    {:<20} {}\n", escape(name.as_bytes()), escape(path.as_bytes())));
+            text.push_str(&format!("    {name:<20} {}\n", escape(path.as_bytes())));
         }
     }
     if !selection.builtin.is_empty() {
-        text.push_str(&format!("  built into the kernel: {}\n", escape(selection.builtin.join(", ").as_bytes())));
+        text.push_str(&format!("  built into the kernel: {}\n", selection.builtin.join(", ")));
     }
     if !selection.absent.is_empty() {
         text.push_str(&format!("  not in this kernel: {}\n", selection.absent.join(", ")));
