@@ -6,7 +6,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::*;
@@ -100,4 +100,151 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
     let alias = read(&unpacked.join(&base).join("modules.alias"));
     assert!(alias.lines().any(|l| l.ends_with(" virtio_net")) && alias.lines().any(|l| l.ends_with(" e1000")));
     assert!(!alias.lines().any(|l| l.ends_with(" e1000e")), "e1000e was not asked for");
+}
+
+/// A module tree of its own (one NIC driver declaring a firmware file) and a firmware dir,
+/// under `dir`; and a secret beside them that nothing may read.
+fn small_tree(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (modules, firmware, secret) = (dir.join("modules"), dir.join("firmware"), dir.join("secret"));
+    write(&modules.join("kernel/drivers/net/ethernet/nic.ko"), "\0firmware=nic/fw.bin\0NIC-MODULE\0");
+    write(&modules.join("modules.dep"), "kernel/drivers/net/ethernet/nic.ko:\n");
+    write(&modules.join("modules.alias"), "alias pci:v00008086d* nic\n");
+    write(&modules.join("modules.builtin"), "kernel/drivers/base/firmware.ko\n");
+    write(&firmware.join("nic/fw.bin"), "NIC-FIRMWARE");
+    write(&secret, "ROOT-ONLY-SECRET");
+    (modules, firmware, secret)
+}
+
+/// `stateless initramfs` of the NIC driver in `modules`, uncompressed, to `out`.
+fn build(modules: &Path, firmware: &Path, out: &Path, epoch: Option<&str>) -> std::process::Output {
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.1.0-test", "--nic", "nic", "--compress", "none"]);
+    command.arg("--modules-dir").arg(modules).arg("--firmware").arg(firmware).arg("-o").arg(out);
+    match epoch {
+        Some(value) => command.env("SOURCE_DATE_EPOCH", value),
+        None => command.env_remove("SOURCE_DATE_EPOCH"),
+    };
+    command.output().unwrap()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// The names in `dir`.
+fn names(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn nothing_is_read_through_a_symlink_out_of_the_module_or_firmware_dir() {
+    let tmp = TempDir::new("initramfs-symlinks");
+    let (modules, firmware, secret) = small_tree(&tmp.0);
+    let out = tmp.0.join("out/initrd.img");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let run = build(&modules, &firmware, &out, None);
+    assert!(run.status.success(), "{run:?}");
+    let image = std::fs::read(&out).unwrap();
+    assert!(contains(&image, "NIC-MODULE") && contains(&image, "NIC-FIRMWARE"));
+    std::fs::remove_file(&out).unwrap();
+
+    // Symlinks that stay inside their tree are followed (linux-firmware's links are such).
+    let moved = modules.join("kernel/drivers/net/ethernet/real-nic.ko");
+    std::fs::rename(modules.join("kernel/drivers/net/ethernet/nic.ko"), &moved).unwrap();
+    std::os::unix::fs::symlink("real-nic.ko", modules.join("kernel/drivers/net/ethernet/nic.ko")).unwrap();
+    std::fs::rename(firmware.join("nic/fw.bin"), firmware.join("fw-real.bin")).unwrap();
+    std::os::unix::fs::symlink("../fw-real.bin", firmware.join("nic/fw.bin")).unwrap();
+    let run = build(&modules, &firmware, &out, None);
+    assert!(run.status.success(), "{run:?}");
+    let image = std::fs::read(&out).unwrap();
+    assert!(contains(&image, "NIC-MODULE") && contains(&image, "NIC-FIRMWARE"));
+    let old = std::fs::read(&out).unwrap();
+
+    // Each file read from either tree, made a symlink out of it (absolute, or up and out):
+    // refused, the build fails, the last image stays as it was and nothing is left beside it.
+    let up = |from: &Path| {
+        let depth = from.strip_prefix(&tmp.0).unwrap().components().count() - 1;
+        Path::new(&"../".repeat(depth)).join("secret")
+    };
+    let cases = [
+        modules.join("kernel/drivers/net/ethernet/nic.ko"),
+        modules.join("modules.dep"),
+        modules.join("modules.alias"),
+        modules.join("modules.builtin"),
+        modules.join("modules.softdep"),
+        firmware.join("nic/fw.bin"),
+    ];
+    for file in &cases {
+        let kept = tmp.0.join("kept");
+        let existed = std::fs::rename(file, &kept).is_ok();
+        for target in [secret.clone(), up(file)] {
+            std::os::unix::fs::symlink(&target, file).unwrap();
+            assert_eq!(std::fs::read(file).unwrap(), b"ROOT-ONLY-SECRET", "the test's symlink leads to the secret");
+            let run = build(&modules, &firmware, &out, None);
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{}: {run:?}", file.display());
+            assert!(stderr.contains("leads out of") && stderr.contains("refused"), "{}: {stderr}", file.display());
+            assert_eq!(std::fs::read(&out).unwrap(), old, "{}: the image was changed", file.display());
+            assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into());
+            std::fs::remove_file(file).unwrap();
+        }
+        if existed {
+            std::fs::rename(&kept, file).unwrap();
+        }
+    }
+    let run = build(&modules, &firmware, &out, None);
+    assert!(run.status.success(), "{run:?}");
+}
+
+#[test]
+fn the_image_is_written_beside_and_renamed_never_through_a_symlink() {
+    let tmp = TempDir::new("initramfs-output");
+    let (modules, firmware, secret) = small_tree(&tmp.0);
+    let out = tmp.0.join("out/initrd.img");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&secret, &out).unwrap();
+    let run = build(&modules, &firmware, &out, None);
+    assert!(run.status.success(), "{run:?}");
+    assert_eq!(read(&secret), "ROOT-ONLY-SECRET", "written through the symlink");
+    assert!(std::fs::symlink_metadata(&out).unwrap().is_file(), "the symlink is replaced by the image");
+    let old = std::fs::read(&out).unwrap();
+
+    // A compressor that fails: the old image stays, nothing is left beside it.
+    let bin = tmp.0.join("bin");
+    write(&bin.join("zstd"), "#!/bin/sh\n/bin/cat >/dev/null; echo half; exit 3\n");
+    std::fs::set_permissions(bin.join("zstd"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.1.0-test", "--nic", "nic", "--compress", "zstd"]);
+    command.arg("--modules-dir").arg(&modules).arg("--firmware").arg(&firmware).arg("-o").arg(&out);
+    let run = command.env("PATH", &bin).output().unwrap();
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("zstd: exit status: 3"), "{run:?}");
+    assert_eq!(std::fs::read(&out).unwrap(), old);
+    assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into());
+}
+
+#[test]
+fn source_date_epoch_is_a_number_of_seconds_or_an_error() {
+    let tmp = TempDir::new("initramfs-epoch");
+    let (modules, firmware, _) = small_tree(&tmp.0);
+    let out = tmp.0.join("initrd.img");
+    // newc: the first header's c_mtime, after c_magic and five 8-digit fields.
+    let mtime = |epoch: Option<&str>| {
+        let run = build(&modules, &firmware, &out, epoch);
+        assert!(run.status.success(), "{epoch:?}: {run:?}");
+        String::from_utf8(std::fs::read(&out).unwrap()[46..54].to_vec()).unwrap()
+    };
+    assert_eq!(mtime(None), "00000000");
+    assert_eq!(mtime(Some("")), "00000000", "empty is unset");
+    assert_eq!(mtime(Some("1700000000")), "6553F100");
+    assert_eq!(mtime(Some("4294967295")), "FFFFFFFF");
+    std::fs::remove_file(&out).unwrap();
+    for garbage in ["abc", "-1", "+5", " 5", "4294967296", "99999999999999999999", "1e9", "1.5", "\u{1b}[2J"] {
+        let run = build(&modules, &firmware, &out, Some(garbage));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{garbage:?}: {run:?}");
+        assert!(stderr.contains("SOURCE_DATE_EPOCH=") && stderr.contains("not a number of seconds"), "{stderr}");
+        assert!(!stderr.contains('\u{1b}'), "{stderr}");
+        assert!(!out.exists(), "{garbage:?}: an image was written");
+    }
 }

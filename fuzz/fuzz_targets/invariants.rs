@@ -74,7 +74,7 @@ pub fn cmdline(data: &[u8]) {
     options_are_valid(&options);
     let reported = |key: &str| diagnostics.iter().any(|d| d.key == key);
     for p in cmdline.params.iter().filter(|p| p.key.starts_with("stateless.") && !KEYS.contains(&p.key.as_str())) {
-        assert!(reported(&p.key), "unknown key {:?} not reported", p.key);
+        assert!(reported(&stateless::model::text::escape(p.key.as_bytes())), "unknown key {:?} not reported", p.key);
     }
     for p in cmdline.invalid.iter().filter(|p| p.key.starts_with("stateless.")) {
         assert!(reported(&p.key), "word {:?} that is not UTF-8 not reported", p.key);

@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 
 use crate::model::options::{Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap};
 use crate::model::step::Phase;
+use crate::model::text::escape;
 
 /// One `key[=value]` word of the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,11 +172,12 @@ const VALUE_KEYS: [&str; 20] = [
 /// The autoconf words `ip=` takes, alone or in its 7th field.
 const AUTOCONF: [&str; 9] = ["dhcp", "on", "any", "off", "none", "bootp", "rarp", "both", "static"];
 
-/// `s` quoted and escaped for a message, cut at 64 chars.
+/// `s` quoted and escaped for a message ([`escape`], the one rule for what is printed), cut
+/// at 64 chars.
 fn q(s: &str) -> String {
     match s.char_indices().nth(64) {
-        Some((cut, _)) => format!("{:?}...", s.get(..cut).unwrap_or("")),
-        None => format!("{s:?}"),
+        Some((cut, _)) => format!("\"{}\"...", escape(s.get(..cut).unwrap_or("").as_bytes())),
+        None => format!("\"{}\"", escape(s.as_bytes())),
     }
 }
 
@@ -211,8 +213,9 @@ struct Resolver {
 }
 
 impl Resolver {
+    /// A problem with `key` (untrusted: escaped here); `message` must be escaped already.
     fn diag(&mut self, origin: &Origin, key: &str, message: String) {
-        self.diags.push(Diagnostic { origin: origin.clone(), key: key.to_owned(), message });
+        self.diags.push(Diagnostic { origin: origin.clone(), key: escape(key.as_bytes()), message });
     }
 
     /// Applies one `key[=value]`; an invalid value is reported and leaves the earlier value.
@@ -295,8 +298,9 @@ impl Resolver {
             }
             _ => Vec::new(),
         };
+        let shown = escape(key.as_bytes());
         for e in errors {
-            self.diag(origin, key, format!("{key}: {e}"));
+            self.diag(origin, key, format!("{shown}: {e}"));
         }
     }
 }
@@ -313,7 +317,7 @@ impl Options {
         for (n, bytes) in config.unwrap_or_default().split(|b| *b == b'\n').enumerate() {
             let origin = Origin::Config { line: n + 1 };
             let Ok(line) = std::str::from_utf8(bytes) else {
-                let shown = crate::model::text::escape(bytes);
+                let shown = escape(bytes);
                 r.diag(&origin, "", format!("{}: not UTF-8, line ignored", q(&shown)));
                 continue;
             };
@@ -330,7 +334,8 @@ impl Options {
                     } else if key.is_empty() {
                         r.diag(&origin, key, format!("{}: line has no key", q(line)));
                     } else {
-                        let msg = format!("{key}: only stateless.* keys belong in the config file");
+                        let msg =
+                            format!("{}: only stateless.* keys belong in the config file", escape(key.as_bytes()));
                         r.diag(&origin, key, msg);
                     }
                 }
@@ -340,8 +345,10 @@ impl Options {
             r.apply(&Origin::Cmdline, &p.key, p.value.as_deref());
         }
         for p in cmdline.invalid.iter().filter(|p| is_ours(&p.key)) {
-            let shown = p.value.as_deref().unwrap_or_default();
-            r.diag(&Origin::Cmdline, &p.key, format!("{}: {} is not UTF-8, ignored", p.key, q(shown)));
+            // Both escaped already by the tokenizer.
+            let (key, shown) = (p.key.clone(), p.value.as_deref().unwrap_or_default());
+            let message = format!("{key}: \"{shown}\" is not UTF-8, ignored");
+            r.diags.push(Diagnostic { origin: Origin::Cmdline, key, message });
         }
         // The old stateless.sh only made overlays when softlevel= named unionfs.
         let no_unionfs = r.opts.softlevel.as_ref().is_some_and(|s| !s.iter().any(|l| l == "unionfs"));
@@ -407,8 +414,10 @@ fn parse_dirs(v: &str) -> (Vec<String>, Vec<String>) {
 /// also what a dir read back from a boot's report must pass again.
 pub(crate) fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
     let parts: Vec<&str> = item.split('/').filter(|c| !c.is_empty()).collect();
-    if item.contains('\0') {
-        return Err(format!("{} contains a NUL byte", q(item)));
+    // A dir is named in every message, the report and the provenance file: only as itself.
+    if escape(item.as_bytes()) != item {
+        let what = "a control, bidi or zero-width character, or a backslash";
+        return Err(format!("{} has a character that is only shown escaped ({what}): refused", q(item)));
     }
     let Some(&first) = parts.first() else {
         return Err(match item {
@@ -671,6 +680,7 @@ fn parse_mac(v: &str) -> Result<[u8; 6], String> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::model::text::hidden;
     use std::collections::BTreeMap;
 
     fn p(key: &str, value: Option<&str>) -> Param {
@@ -866,7 +876,7 @@ mod tests {
             ("sbin/init", r#"stateless.init: "sbin/init" is not an absolute path"#),
             ("", r#"stateless.init: "" is not an absolute path"#),
             ("/sbin/../x", r#"stateless.init: "/sbin/../x" has a ".." component"#),
-            ("/a\0b", r#"stateless.init: "/a\0b" contains a NUL byte"#),
+            ("/a\0b", r#"stateless.init: "/a\x00b" contains a NUL byte"#),
         ] {
             let (o, d) = bad(&format!("stateless.init=\"{v}\""));
             assert_eq!((o.init, d.as_str()), (None, msg));
@@ -900,24 +910,50 @@ mod tests {
             ("etc,/etc/", vec!["etc"], r#"stateless.dirs: "/etc/" is listed twice"#),
             ("var,var/log", vec!["var"], r#"stateless.dirs: "var/log" is inside "var", listed before"#),
             ("var/log,var", vec!["var/log"], r#"stateless.dirs: "var" contains "var/log", listed before"#),
-            ("a\0", vec![], r#"stateless.dirs: "a\0" contains a NUL byte"#),
+            (
+                "a\0",
+                vec![],
+                r#"stateless.dirs: "a\x00" has a character that is only shown escaped (a control, bidi or zero-width character, or a backslash): refused"#,
+            ),
         ] {
             let (o, d) = resolve(&format!("stateless.dirs=\"{v}\""));
             assert_eq!(d.first().map(String::as_str), Some(msg), "{v}");
             if keep.is_empty() {
                 // Every item refused: the default stays, and says so.
                 assert_eq!(o.dirs, ["etc", "var"], "{v}");
-                assert_eq!(d.last().unwrap(), &format!("stateless.dirs: no valid dir in {v:?}: keeping etc,var"));
+                let shown = escape(v.as_bytes());
+                assert_eq!(d.last().unwrap(), &format!("stateless.dirs: no valid dir in \"{shown}\": keeping etc,var"));
             } else {
                 assert_eq!((o.dirs, d.len()), (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 1), "{v}");
             }
         }
+        // A dir is shown as itself everywhere, or refused: control (C0, C1), bidi, backslash.
+        let hostile = "etc/\u{1b}[2J,var/\u{9b}1m,var/a\u{202e}b,var/a\\b,var/\u{7f},var";
+        let (o, d) = resolve_with("", Some(&format!("stateless.dirs={hostile}")));
+        assert_eq!(o.dirs, ["var"]);
+        let shown: Vec<&str> = d.iter().map(|m| m.split('"').nth(1).unwrap()).collect();
+        assert_eq!(shown, ["etc/\\x1b[2J", "var/\\xc2\\x9b1m", "var/a\\xe2\\x80\\xaeb", "var/a\\x5cb", "var/\\x7f"]);
+        assert!(d.iter().all(|m| m.ends_with("(a control, bidi or zero-width character, or a backslash): refused")));
         // An all-invalid list keeps the earlier valid one, also one from the config file.
         assert_eq!(resolve_with("stateless.dirs=proc,../..,/", Some("stateless.dirs=var")).0.dirs, ["var"]);
         // ... and softlevel= without unionfs still decides when no valid list was given.
         assert_eq!(resolve("softlevel=default stateless.dirs=proc").0.dirs, Vec::<String>::new());
         let (o, d) = bad("stateless.dirs");
         assert_eq!((o.dirs.len(), d.as_str()), (2, "stateless.dirs: needs a value"));
+    }
+
+    #[test]
+    fn diagnostics_show_hostile_keys_and_values_escaped() {
+        let h = "\u{1b}[2J\u{9b}\u{7f}\u{202e}";
+        let words = VALUE_KEYS.iter().map(|k| format!("{k}=x{h}")).chain([format!("stateless.{h}=1")]);
+        let cmdline = words.collect::<Vec<_>>().join(" ");
+        let config = format!("stateless.{h}=1\nfoo{h}=1\n{h}\nstateless.dirs=a{h}\nstateless.break={h}\n");
+        let (_, d) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), Some(config.as_bytes()));
+        assert!(d.len() > 15, "{d:?}");
+        for text in d.iter().flat_map(|d| [&d.key, &d.message]) {
+            assert!(!text.chars().any(|c| c.is_control() || hidden(c)), "{text:?}");
+        }
+        assert!(d.iter().any(|d| d.message == "stateless.\\x1b[2J\\xc2\\x9b\\x7f\\xe2\\x80\\xae: unknown key"));
     }
 
     #[test]
@@ -1178,7 +1214,7 @@ mod tests {
                 (
                     cfg(11),
                     "stateless.tmpfs.size",
-                    r#"stateless.tmpfs.size: "\"50%" is not a size (digits, then optionally k, m, g or %)"#
+                    r#"stateless.tmpfs.size: ""50%" is not a size (digits, then optionally k, m, g or %)"#
                 ),
                 (cfg(12), "stateless.break", r#""stateless.break": not a key=value line"#),
             ]
@@ -1309,7 +1345,7 @@ mod tests {
         let (o, d) = Options::resolve(&c, None);
         assert_eq!((o.hostname, o.dirs, o.quiet), (None, vec!["etc".to_string()], true));
         let d: Vec<String> = d.into_iter().map(|d| d.message).collect();
-        assert_eq!(d, [r#"stateless.hostname: "lab\\xff3" is not UTF-8, ignored"#]);
+        assert_eq!(d, [r#"stateless.hostname: "lab\xff3" is not UTF-8, ignored"#]);
 
         let config = b"stateless.dirs=var\nstateless.hostname=a\xffb\nstateless.mode=copy\n";
         let (o, d) = Options::resolve(&Cmdline::default(), Some(config));

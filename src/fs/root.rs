@@ -108,20 +108,7 @@ impl ImageRoot {
     /// Reads a small regular file as the image sees it: `None` when missing, an error when it is
     /// not a regular file or larger than `limit` bytes.
     pub fn read_file(&self, path: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
-        let fd = match self.open_file(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
-            return Err(io::Error::other("not a regular file"));
-        }
-        let mut data = Vec::new();
-        std::fs::File::from(fd).take(limit + 1).read_to_end(&mut data)?;
-        if data.len() as u64 > limit {
-            return Err(io::Error::other(format!("larger than {limit} bytes")));
-        }
-        Ok(Some(data))
+        read_regular(self.open_file(path, READ_FLAGS), limit)
     }
 
     /// True when `path` is an executable regular file as the image sees it
@@ -131,6 +118,35 @@ impl ImageRoot {
             .and_then(|fd| rustix::fs::fstat(&fd))
             .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_mode & 0o111 != 0)
     }
+}
+
+/// How a file to read is opened: never as a controlling terminal, a fifo never blocks.
+const READ_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags::NOCTTY);
+
+/// Reads a small regular file `path` below `dir` as [`ImageRoot::read_file`] does, but
+/// [`tree::open_beneath`]: a symlink inside `dir` is followed, one leading out of it (absolute,
+/// or `..` above `dir`) is an error (`EXDEV`).
+pub fn read_beneath(dir: BorrowedFd<'_>, path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    read_regular(tree::open_beneath(dir, path, READ_FLAGS), limit)
+}
+
+/// The content of the file `opened`: `None` when it is missing, an error when it is not a
+/// regular file or larger than `limit` bytes.
+fn read_regular(opened: rustix::io::Result<OwnedFd>, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
+        return Err(io::Error::other("not a regular file"));
+    }
+    let mut data = Vec::new();
+    std::fs::File::from(fd).take(limit + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(io::Error::other(format!("larger than {limit} bytes")));
+    }
+    Ok(Some(data))
 }
 
 /// ELOOP/ENOTDIR from a no-follow walk mean a symlink (or a file) stood where a dir must be.
@@ -167,16 +183,27 @@ pub fn create_beside<T>(create: impl Fn(&OsStr) -> rustix::io::Result<T>) -> rus
 /// beside it, then renamed over it. On any failure (a full tmpfs) the old file stays as it was.
 /// An existing symlink at `name` is replaced, never followed.
 pub fn replace_file(dir: BorrowedFd<'_>, name: &OsStr, content: &[u8], mode: u32) -> io::Result<()> {
+    replace_with(dir, name, mode, |fd| tree::write_all(fd.as_fd(), content).map_err(io::Error::from))
+}
+
+/// [`replace_file`] with the content written by `write` into the new file's fd (a file of any
+/// size, a child process's output). Whatever fails, `write` included, the temp file is removed
+/// and `name` left as it was.
+pub fn replace_with(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mode: u32,
+    write: impl FnOnce(&OwnedFd) -> io::Result<()>,
+) -> io::Result<()> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
     let (fd, temp) = create_beside(|temp| rustix::fs::openat(dir, temp, flags, Mode::RUSR | Mode::WUSR))?;
-    let written = tree::write_all(fd.as_fd(), content)
-        .and_then(|()| rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)))
-        .and_then(|()| rustix::fs::renameat(dir, temp.as_str(), dir, name));
-    if let Err(e) = written {
+    let written = write(&fd)
+        .and_then(|()| rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io::Error::from))
+        .and_then(|()| rustix::fs::renameat(dir, temp.as_str(), dir, name).map_err(io::Error::from));
+    if written.is_err() {
         let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
-        return Err(io::Error::from(e));
     }
-    Ok(())
+    written
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ impl Index {
             let deps: Vec<&str> = deps.split_whitespace().collect();
             if let Some(bad) = std::iter::once(path).chain(deps.iter().copied()).find(|p| !valid_path(p)) {
                 let shown = crate::model::text::escape(bad.as_bytes());
-                self.problem("modules.dep", line, &format!("{shown:?} is not a module file inside the module dir"));
+                self.problem("modules.dep", line, &format!("\"{shown}\" is not a module file inside the module dir"));
                 continue;
             }
             let name = name_of(path).map(normalize).unwrap_or_default();

@@ -100,7 +100,10 @@ fn validate_label(label: &str) -> Result<(), String> {
         return Err(format!("label of {} characters, more than 63", label.len()));
     }
     if let Some(bad) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-        return Err(format!("character {bad:?} not allowed"));
+        return Err(format!(
+            "character '{}' not allowed",
+            super::text::escape(bad.encode_utf8(&mut [0; 4]).as_bytes())
+        ));
     }
     if label.starts_with('-') || label.ends_with('-') {
         return Err(format!("label {label:?} starts or ends with '-'"));
@@ -156,7 +159,8 @@ pub fn choose(candidates: &[Candidate], prefix: &str, addr: Option<Ipv4Net>, dom
                 break;
             }
             Err(why) => {
-                choice.rejected.push(format!("{} hostname {:?} rejected: {why}", candidate.source, candidate.name))
+                let shown = super::text::escape(candidate.name.as_bytes());
+                choice.rejected.push(format!("{} hostname \"{shown}\" rejected: {why}", candidate.source))
             }
         }
     }

@@ -185,6 +185,7 @@ pub enum Origin {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Diagnostic {
     pub origin: Origin,
+    /// The key, and the message naming it and its value: escaped ([`super::text::escape`]).
     pub key: String,
     pub message: String,
 }

@@ -86,7 +86,7 @@ impl FromStr for Phase {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Phase::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
             let names: Vec<&str> = Phase::ALL.iter().map(|k| k.as_str()).collect();
-            format!("unknown phase {s:?} (one of: {})", names.join(", "))
+            format!("unknown phase \"{}\" (one of: {})", crate::model::text::escape(s.as_bytes()), names.join(", "))
         })
     }
 }
@@ -238,9 +238,20 @@ impl Step {
     }
 }
 
+/// A step as one line of text, its values (init paths, interface and module names, the NFS
+/// root: untrusted) escaped as everything printed is ([`crate::model::text::escape`]).
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
+        f.write_str(&crate::model::text::escape(Unescaped(self).to_string().as_bytes()))
+    }
+}
+
+/// A step's text as its values hold it.
+struct Unescaped<'a>(&'a Step);
+
+impl fmt::Display for Unescaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
             Step::Mount { mount } => write!(f, "mount {} on /{}", mount.fstype, mount.target),
             Step::Module { name, needed_for } => write!(f, "module {name} (for {needed_for})"),
             Step::Coldplug { pass, devices, modules } => {

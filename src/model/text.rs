@@ -31,8 +31,73 @@ pub fn escape(bytes: &[u8]) -> String {
 /// Characters a terminal does not show as themselves: zero-width marks, the bidirectional
 /// embeddings, overrides and isolates (which make `evil\u{202e}txt.sh` read backwards), the
 /// line and paragraph separators, and the byte order mark.
-fn hidden(c: char) -> bool {
+pub fn hidden(c: char) -> bool {
     matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `value` as pretty JSON that is as safe to print as [`escape`]'s text: the characters
+/// [`escape`] writes as `\xNN` (control, C1, [`hidden`]) are written `\uXXXX` (JSON itself only
+/// escapes C0), so a JSON reader gets the same string and a terminal shows it as it is.
+///
+/// # Errors
+/// As [`serde_json::to_string_pretty`].
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    write_json(&mut out, value)?;
+    // The serializer writes only UTF-8.
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// [`to_json`] written to `out` as it goes, for output too large to hold.
+///
+/// # Errors
+/// As [`serde_json::to_writer_pretty`].
+pub fn write_json<T: serde::Serialize + ?Sized>(out: &mut dyn std::io::Write, value: &T) -> serde_json::Result<()> {
+    value.serialize(&mut serde_json::Serializer::with_formatter(out, Shown::default()))
+}
+
+/// serde_json's pretty formatter, with [`to_json`]'s escapes.
+#[derive(Default)]
+struct Shown(serde_json::ser::PrettyFormatter<'static>);
+
+impl serde_json::ser::Formatter for Shown {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        for c in fragment.chars() {
+            if c.is_control() || hidden(c) {
+                write!(w, "\\u{:04x}", u32::from(c))?;
+            } else {
+                w.write_all(c.encode_utf8(&mut [0; 4]).as_bytes())?;
+            }
+        }
+        Ok(())
+    }
+    fn begin_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(w)
+    }
+    fn end_array<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array(w)
+    }
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+    fn end_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(w)
+    }
+    fn begin_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(w)
+    }
+    fn end_object<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object(w)
+    }
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(w)
+    }
+    fn end_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(w)
+    }
 }
 
 /// [`escape`] for a path.
@@ -72,6 +137,14 @@ mod tests {
         assert_eq!(escape("a\u{85}b".as_bytes()), "a\\xc2\\x85b", "a C1 character, byte by byte");
         assert_eq!(escape(b"a\x85b"), "a\\x85b", "the raw byte is another name");
         assert_eq!(escape("x\u{202e}hs.txt".as_bytes()), "x\\xe2\\x80\\xaehs.txt", "no reordering");
+    }
+
+    #[test]
+    fn json_shows_every_character_as_itself() {
+        let text = "a\u{1b}[2J\u{9b}\u{7f}\u{202e}é\"\\\n";
+        let json = to_json(&[text]).unwrap();
+        assert_eq!(json, "[\n  \"a\\u001b[2J\\u009b\\u007f\\u202eé\\\"\\\\\\n\"\n]");
+        assert_eq!(serde_json::from_str::<Vec<String>>(&json).unwrap(), [text]);
     }
 
     #[test]

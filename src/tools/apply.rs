@@ -10,6 +10,7 @@ use crate::boot::execute::Executor;
 use crate::fs::root::ImageRoot;
 use crate::model::outcome::{Mode, Status};
 use crate::model::step::Phase;
+use crate::model::text::escape_path;
 use crate::sys::Real;
 
 pub(super) fn command(args: &Args) -> Result<i32, String> {
@@ -31,7 +32,7 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     }
     let sys = Real;
     // apply stands for on-root mode: the image is also the root the early mounts go into.
-    let running = ImageRoot::open(target.path()).map_err(|e| format!("{}: {e}", target.path().display()))?;
+    let running = ImageRoot::open(target.path()).map_err(|e| format!("{}: {e}", escape_path(target.path())))?;
     // Every line for the log server, as at boot (let go when there is none).
     crate::log::remote::keep_backlog();
     let mut executor = Executor::new(&sys, running, target, Mode::Apply);
@@ -85,8 +86,8 @@ fn namespace_problem(root: &Path) -> Option<String> {
     shared.first().map(|point| {
         format!(
             "{} is a shared mount at or around {}, so mounts would propagate out; {fix}",
-            point.display(),
-            root.display()
+            escape_path(point),
+            escape_path(root)
         )
     })
 }

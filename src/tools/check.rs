@@ -199,10 +199,11 @@ fn parse_host(text: &str) -> Result<Given, String> {
         let (addr, prefix) = part.split_once('/').map_or((part, None), |(a, p)| (a, Some(p)));
         if let Ok(addr) = addr.parse::<Ipv4Addr>() {
             given.addr = Some(addr);
-            given.prefix =
-                prefix.map(|p| p.parse().ok().filter(|p| *p <= 32).ok_or(format!("bad prefix {p:?}"))).transpose()?;
+            given.prefix = prefix
+                .map(|p| p.parse().ok().filter(|p| *p <= 32).ok_or(format!("bad prefix {}", super::quote(p))))
+                .transpose()?;
         } else {
-            let name = hostname::validate(part).map_err(|e| format!("host name {part:?}: {e}"))?;
+            let name = hostname::validate(part).map_err(|e| format!("host name {}: {e}", super::quote(part)))?;
             given.name = name.split('.').next().map(str::to_owned);
         }
     }
@@ -219,7 +220,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
             "--json" => base.json = true,
             flag @ ("--cmdline" | "--cmdline-file") => base.cmdline = super::cmdline_arg(flag, &mut args)?,
             other if !other.starts_with('-') && base.root.is_none() => base.root = Some(PathBuf::from(&arg)),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(arg))),
         }
     }
     if base.root.is_none() {
@@ -229,7 +230,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     // Everything shown from the configuration escaped, as everything from the tree is.
     let mut findings: Vec<Finding> = diagnostics
         .iter()
-        .map(|d| Finding { severity: Severity::Warning, at: escape(d.key.as_bytes()), problem: d.to_string() })
+        .map(|d| Finding { severity: Severity::Warning, at: d.key.clone(), problem: d.to_string() })
         .collect();
     let mut found = Findings(&mut findings);
     let tree = run(&target, &options, &mut found);
@@ -245,7 +246,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     };
     if base.json {
         emit_with(|out| {
-            serde_json::to_writer_pretty(&mut *out, &check)?;
+            crate::model::text::write_json(&mut *out, &check)?;
             out.write_all(b"\n")
         })?;
     } else {

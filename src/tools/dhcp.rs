@@ -49,9 +49,9 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
                     v.parse().ok().filter(|s| (1..=3600).contains(s)).ok_or("--timeout: 1 to 3600 seconds")?;
                 parsed.timeout = Duration::from_secs(secs);
             }
-            flag if flag.starts_with('-') => return Err(format!("unknown argument {flag:?}")),
+            flag if flag.starts_with('-') => return Err(format!("unknown argument {}", super::quote(flag))),
             name if parsed.interface.is_empty() => parsed.interface = name.to_string(),
-            extra => return Err(format!("one interface only ({extra:?})")),
+            extra => return Err(format!("one interface only ({})", super::quote(extra))),
         }
     }
     if parsed.interface.is_empty() {
@@ -125,7 +125,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         Err(e) => out.error = Some(e.clone()),
     }
     let text =
-        if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
+        if args.json { crate::model::text::to_json(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
     crate::tools::emit(&text)?;
     Ok(if out.error.is_some() { 1 } else { 0 })
 }

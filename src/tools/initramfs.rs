@@ -9,11 +9,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use rustix::io::Errno;
+
+use super::quote;
 use crate::fs::cpio::{Archive, Kind};
 use crate::fs::root::ImageRoot;
 use crate::kmod::config::Config;
 use crate::kmod::index::{self, Index};
 use crate::kmod::resolve::Rules;
+use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless initramfs --kernel-version V [--modules-dir DIR] [--nic M[,M...]]
@@ -27,9 +31,13 @@ host controllers), nfsv3, nfsv4, overlay, af_packet and --add-module's, each wit
 as modprobe loads it (modules.dep, softdeps); modules.dep, modules.alias, modules.softdep and
 modules.order cut down to them; the firmware they declare, from --firmware DIR (default
 /lib/firmware) where present. Modules come from /lib/modules/V or --modules-dir DIR.
-Compression runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by root
-and dated SOURCE_DATE_EPOCH (default 0): the same inputs give the same bytes. Prints what went
-in and the size.
+Nothing is read through a symlink that leads out of the module dir or the firmware dir
+(absolute, or up out of it): such a file is an error and no image is written; symlinks that stay
+inside are followed. Compression runs the zstd (-19, default) or gzip (-9) command. Entries are
+sorted, owned by root and dated SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else
+not a number of seconds is an error): the same inputs give the same bytes. FILE is written
+beside and renamed over (a symlink there is replaced, not followed). Prints what went in and
+the size.
 ";
 
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
@@ -83,16 +91,16 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
         let names = |v: String| -> Result<Vec<String>, String> {
             let list: Vec<String> = v.split(',').filter(|m| !m.is_empty()).map(index::normalize).collect();
             match list.iter().find(|m| !index::valid_name(m)) {
-                Some(bad) => Err(format!("{bad:?} is not a module name")),
+                Some(bad) => Err(format!("{} is not a module name", quote(bad))),
                 None => Ok(list),
             }
         };
-        match arg.to_str().unwrap_or("") {
+        match arg.to_str().unwrap_or_default() {
             "--help" | "-h" => return Ok(None),
             "--kernel-version" => {
                 let v = value("--kernel-version")?;
-                if v.is_empty() || v.contains('/') || v == ".." || v == "." {
-                    return Err(format!("--kernel-version {v:?}: not a release name"));
+                if v.is_empty() || v.contains('/') || v == ".." || v == "." || escape(v.as_bytes()) != v {
+                    return Err(format!("--kernel-version {}: not a release name", quote(v)));
                 }
                 release = Some(v);
             }
@@ -105,11 +113,11 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
                     "zstd" => Compress::Zstd,
                     "gzip" => Compress::Gzip,
                     "none" => Compress::None,
-                    other => return Err(format!("--compress {other:?}: zstd, gzip or none")),
+                    other => return Err(format!("--compress {}: zstd, gzip or none", quote(other))),
                 }
             }
             "-o" | "--output" => output = Some(PathBuf::from(value("-o")?)),
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Err(format!("unknown argument {}", quote(arg))),
         }
     }
     let release = release.ok_or("--kernel-version is needed (the kernel the clients boot)")?;
@@ -158,7 +166,7 @@ fn select(index: &Index, args: &Args) -> Result<Selection, String> {
         let found = rules.lookup(&name);
         if found.is_empty() {
             if required {
-                return Err(format!("module {name} is not in {}", args.modules_dir.display()));
+                return Err(format!("module {name} is not in {}", escape_path(&args.modules_dir)));
             }
             selection.absent.push(name);
             continue;
@@ -212,12 +220,33 @@ fn firmware_of(module: &[u8]) -> Vec<String> {
 /// Largest file read into the image (a module or a firmware file).
 const FILE_LIMIT: u64 = 256 << 20;
 
-fn read(path: &Path) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() || meta.len() > FILE_LIMIT {
-        return Err(format!("{}: not a regular file under {FILE_LIMIT} bytes", path.display()));
-    }
-    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+/// Largest index file read (a distribution kernel's modules.alias is about 1.3 MiB).
+const INDEX_LIMIT: u64 = 16 << 20;
+
+/// The file `path` of the tree `dir` (the module dir or the firmware dir), as the boot reads a
+/// module tree: never through a symlink that leads out of it. `None` when missing; an error
+/// when it is not a regular file of at most `limit` bytes, or a symlink leads out.
+fn read_in(dir: &ImageRoot, path: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+    crate::fs::root::read_beneath(dir.fd(), Path::new(path), limit).map_err(|e| {
+        let (shown, tree) = (escape_path(&dir.path().join(path)), escape_path(dir.path()));
+        match e.raw_os_error() {
+            Some(errno) if errno == Errno::XDEV.raw_os_error() => {
+                format!("{shown}: leads out of {tree} (an absolute symlink, or one up out of it): refused")
+            }
+            _ => format!("{shown}: {e}"),
+        }
+    })
+}
+
+/// The date of every entry: `SOURCE_DATE_EPOCH`, 0 when unset or empty, an error when it is
+/// not a number of seconds a cpio archive holds (never a silent 0).
+fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(0) };
+    let seconds = value.to_str().filter(|v| v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse().ok());
+    seconds.ok_or_else(|| {
+        let shown = quote(value);
+        format!("SOURCE_DATE_EPOCH={shown}: not a number of seconds from 0 to {}", u32::MAX)
+    })
 }
 
 pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
@@ -225,17 +254,24 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         crate::tools::emit(USAGE)?;
         return Ok(0);
     };
-    let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", args.modules_dir.display()))?;
-    let root = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let index = crate::kmod::read_index(&root, Path::new("/"), false)?;
+    let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
+    let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", escape_path(&args.modules_dir)))?;
+    let tree = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", escape_path(&dir)))?;
+    let index_file = |name: &str| read_in(&tree, name, INDEX_LIMIT).map(Option::unwrap_or_default);
+    let dep = read_in(&tree, "modules.dep", INDEX_LIMIT)?
+        .ok_or_else(|| format!("{}: not found", escape_path(&dir.join("modules.dep"))))?;
+    let (alias, softdep) = (index_file("modules.alias")?, index_file("modules.softdep")?);
+    let (builtin, order) = (index_file("modules.builtin")?, index_file("modules.order")?);
+    let index = Index::parse(&dep, &alias, &softdep, &builtin, &[]);
     for problem in &index.problems {
-        eprintln!("warning: {}: {problem}", dir.display());
+        eprintln!("warning: {}: {problem}", escape_path(&dir));
     }
     let selection = select(&index, &args)?;
     let base = format!("lib/modules/{}", args.release);
     let mut archive = Archive::default();
     let init = std::env::current_exe().map_err(|e| format!("this binary: {e}"))?;
-    archive.add("init", Kind::File(read(&init)?), 0o755);
+    let init_bytes = std::fs::read(&init).map_err(|e| format!("{}: {e}", escape_path(&init)))?;
+    archive.add("init", Kind::File(init_bytes), 0o755);
     for d in ["dev", "proc", "sys", "run", "tmp", crate::boot::plan::NEW_ROOT] {
         archive.add(d, Kind::Dir, 0o755);
     }
@@ -244,7 +280,8 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let mut firmware = BTreeSet::new();
     let (mut module_bytes, mut compressed) = (0, Vec::new());
     for path in selection.modules.values() {
-        let data = read(&dir.join(path))?;
+        let data =
+            read_in(&tree, path, FILE_LIMIT)?.ok_or_else(|| format!("{}: not found", escape_path(&dir.join(path))))?;
         module_bytes += data.len();
         if path.ends_with(".ko") {
             firmware.extend(firmware_of(&data));
@@ -255,7 +292,6 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     }
     let names: BTreeSet<String> = selection.modules.keys().cloned().collect();
     let paths: BTreeSet<String> = selection.modules.values().cloned().collect();
-    let source = |name: &str| std::fs::read(dir.join(name)).map_err(|e| format!("{}/{name}: {e}", dir.display()));
     let first_word = |line: &str, keyword: &str| {
         let mut words = line.split_whitespace();
         (words.next() == Some(keyword)).then(|| words.next().map(index::normalize)).flatten()
@@ -268,38 +304,40 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         }
     };
     let dep_path = |line: &str| line.split_once(':').map(|(p, _)| p.to_string());
-    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&source("modules.dep")?, dep_path, &paths)), 0o644);
-    let optional = |name: &str| source(name).unwrap_or_default();
-    archive.add(
-        &format!("{base}/modules.alias"),
-        Kind::File(cut(&optional("modules.alias"), alias_module, &names)),
-        0o644,
-    );
-    let softdep = |line: &str| first_word(line, "softdep");
-    archive.add(
-        &format!("{base}/modules.softdep"),
-        Kind::File(cut(&optional("modules.softdep"), softdep, &names)),
-        0o644,
-    );
-    let order = |line: &str| Some(line.trim().to_string());
-    archive.add(&format!("{base}/modules.order"), Kind::File(cut(&optional("modules.order"), order, &paths)), 0o644);
-    archive.add(&format!("{base}/modules.builtin"), Kind::File(optional("modules.builtin")), 0o644);
+    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&dep, dep_path, &paths)), 0o644);
+    archive.add(&format!("{base}/modules.alias"), Kind::File(cut(&alias, alias_module, &names)), 0o644);
+    let softdep_module = |line: &str| first_word(line, "softdep");
+    archive.add(&format!("{base}/modules.softdep"), Kind::File(cut(&softdep, softdep_module, &names)), 0o644);
+    let order_path = |line: &str| Some(line.trim().to_string());
+    archive.add(&format!("{base}/modules.order"), Kind::File(cut(&order, order_path, &paths)), 0o644);
+    archive.add(&format!("{base}/modules.builtin"), Kind::File(builtin), 0o644);
     let mut missing_firmware = Vec::new();
+    // No firmware dir: every firmware file is missing (said below), as a file missing in it.
+    let firmware_dir = match ImageRoot::open(&args.firmware) {
+        Ok(opened) => Some(opened),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("{}: {e}", escape_path(&args.firmware))),
+    };
     for name in &firmware {
-        let found = ["", ".zst", ".xz"].iter().find_map(|suffix| {
-            let file = format!("{name}{suffix}");
-            read(&args.firmware.join(&file)).ok().map(|data| (file, data))
-        });
+        let mut found = None;
+        for file in ["", ".zst", ".xz"].map(|suffix| format!("{name}{suffix}")) {
+            if let Some(data) = firmware_dir.as_ref().map(|d| read_in(d, &file, FILE_LIMIT)).transpose()?.flatten() {
+                found = Some((file, data));
+                break;
+            }
+        }
         match found {
             Some((file, data)) => archive.add(&format!("lib/firmware/{file}"), Kind::File(data), 0o644),
             None => missing_firmware.push(name.clone()),
         }
     }
-    let mtime = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let cpio = archive.write(mtime);
-    let written = write_compressed(&cpio, args.compress, &args.output)?;
+    let written = super::write_output(&args.output, |file| write_compressed(&cpio, args.compress, file))?;
 
-    let mut text = format!("initramfs for {} from {}: {}\n", args.release, dir.display(), args.output.display());
+    let (from, to) = (escape_path(&dir), escape_path(&args.output));
+    // Module names (letters, digits, `_`, `-`) and the release are checked to show as they are;
+    // module paths are not.
+    let mut text = format!("initramfs for {} from {from}: {to}\n", args.release);
     let nic_list = if args.nics.is_some() {
         selection.nics.join(", ")
     } else {
@@ -307,14 +345,14 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     };
     text.push_str(&format!(
         "  /init: {} ({} bytes)\n",
-        init.display(),
+        escape_path(&init),
         std::fs::metadata(&init).map_or(0, |m| m.len())
     ));
     text.push_str(&format!("  NIC drivers: {nic_list}\n"));
     text.push_str(&format!("  modules: {} files, {module_bytes} bytes\n", selection.modules.len()));
     if args.nics.is_some() || selection.modules.len() <= 64 {
         for (name, path) in &selection.modules {
-            text.push_str(&format!("    {name:<20} {path}\n"));
+            text.push_str(&format!("    {name:<20} {}\n", escape(path.as_bytes())));
         }
     }
     if !selection.builtin.is_empty() {
@@ -334,7 +372,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     if !missing_firmware.is_empty() {
         text.push_str(&format!(
             "  firmware declared but not in {} (drivers that need it will not start): {}\n",
-            args.firmware.display(),
+            escape_path(&args.firmware),
             missing_firmware.len()
         ));
     }
@@ -348,50 +386,31 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     Ok(0)
 }
 
-/// Writes `cpio` to `output` (beside it first, then renamed), through the compressor's command.
-fn write_compressed(cpio: &[u8], compress: Compress, output: &Path) -> Result<u64, String> {
-    let file_name = output.file_name().ok_or_else(|| format!("{}: not a file name", output.display()))?;
-    let suffix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    let temp = output.with_file_name(format!(".{}.{}.{suffix:08x}", file_name.to_string_lossy(), std::process::id()));
-    // A new file only: never through a symlink someone placed there (and never removed unless ours).
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| format!("{}: {e}", temp.display()))?;
-    let result = (|| {
-        let command: Option<(&str, &[&str])> = match compress {
-            Compress::Zstd => Some(("zstd", &["-19", "-T1", "-q", "-c"])),
-            Compress::Gzip => Some(("gzip", &["-9", "-n", "-c"])),
-            Compress::None => None,
-        };
-        match command {
-            None => (&file).write_all(cpio).map_err(|e| format!("{}: {e}", temp.display()))?,
-            Some((program, flags)) => {
-                let mut child = Command::new(program)
-                    .args(flags)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
-                    .spawn()
-                    .map_err(|e| format!("{program}: {e} (install it, or use --compress none)"))?;
-                let fed = child.stdin.take().map(|mut stdin| stdin.write_all(cpio));
-                let status = child.wait().map_err(|e| format!("{program}: {e}"))?;
-                if let Some(Err(e)) = fed {
-                    return Err(format!("{program}: {e}"));
-                }
-                if !status.success() {
-                    return Err(format!("{program}: {status}"));
-                }
-            }
-        }
-        file.sync_all().map_err(|e| format!("{}: {e}", temp.display()))?;
-        std::fs::rename(&temp, output).map_err(|e| format!("{}: {e}", output.display()))?;
-        std::fs::metadata(output).map(|m| m.len()).map_err(|e| format!("{}: {e}", output.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+/// Writes `cpio` into `file`, through the compressor's command.
+fn write_compressed(cpio: &[u8], compress: Compress, mut file: &std::fs::File) -> Result<(), String> {
+    let command: Option<(&str, &[&str])> = match compress {
+        Compress::Zstd => Some(("zstd", &["-19", "-T1", "-q", "-c"])),
+        Compress::Gzip => Some(("gzip", &["-9", "-n", "-c"])),
+        Compress::None => None,
+    };
+    let Some((program, flags)) = command else {
+        return file.write_all(cpio).map_err(|e| e.to_string());
+    };
+    let mut child = Command::new(program)
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
+        .spawn()
+        .map_err(|e| format!("{program}: {e} (install it, or use --compress none)"))?;
+    let fed = child.stdin.take().map(|mut stdin| stdin.write_all(cpio));
+    let status = child.wait().map_err(|e| format!("{program}: {e}"))?;
+    if let Some(Err(e)) = fed {
+        return Err(format!("{program}: {e}"));
     }
-    result
+    if !status.success() {
+        return Err(format!("{program}: {status}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -421,6 +440,7 @@ mod tests {
         assert_eq!(args.modules_dir, Path::new("/lib/modules/6.1.0"));
         assert_eq!(args.compress, Compress::Zstd);
         assert!(parse(&["--kernel-version", "../x", "-o", "x"]).is_err());
+        assert!(parse(&["--kernel-version", "6.1\u{1b}[2J", "-o", "x"]).unwrap_err().contains("\"6.1\\x1b[2J\""));
         assert!(parse(&["--kernel-version", "6.1.0", "--nic", "a/b", "-o", "x"]).is_err());
         assert!(parse(&["--kernel-version", "6.1.0"]).unwrap_err().contains("-o FILE"));
         assert!(parse(&["--kernel-version", "6.1.0", "-o", "x", "--compress", "lz4"]).is_err());

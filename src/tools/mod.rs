@@ -12,11 +12,13 @@ mod relayer;
 mod status;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
+use rustix::fs::{Mode, OFlags};
 
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use crate::fs::root::ImageRoot;
 use crate::log::Sink;
@@ -24,6 +26,7 @@ use crate::model::facts::Facts;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::options::Diagnostic;
 use crate::model::options::Options;
+use crate::model::text::escape_path;
 
 pub const USAGE: &str = "\
 usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image at DIR (no changes)
@@ -77,14 +80,14 @@ fn cmdline_arg(flag: &str, args: &mut impl Iterator<Item = OsString>) -> Result<
         return args.next().map(OsString::into_vec).ok_or_else(|| "--cmdline needs a value".to_owned());
     }
     let file = value(args, flag)?;
-    std::fs::read(&file).map_err(|e| format!("{file}: {e}"))
+    std::fs::read(&file).map_err(|e| format!("{}: {e}", quote(file)))
 }
 
 /// The arguments; `None` for `--help`.
 fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
     let mut parsed = Args::default();
     while let Some(arg) = args.next() {
-        match arg.to_str().unwrap_or("") {
+        match arg.to_str().unwrap_or_default() {
             "--help" | "-h" => return Ok(None),
             "--root" => parsed.root = Some(PathBuf::from(value(&mut args, "--root")?)),
             flag @ ("--cmdline" | "--cmdline-file") => parsed.cmdline = cmdline_arg(flag, &mut args)?,
@@ -92,10 +95,22 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
             "--hostname" => parsed.hostname = Some(value(&mut args, "--hostname")?),
             "--json" => parsed.json = true,
             "--initramfs" => parsed.initramfs = true,
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Err(format!("unknown argument {}", quote(arg))),
         }
     }
     Ok(Some(parsed))
+}
+
+/// `value` as pretty JSON on standard output, as safe to print as escaped text
+/// ([`crate::model::text::to_json`]).
+pub(crate) fn emit_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<(), String> {
+    emit(&(crate::model::text::to_json(value).map_err(|e| e.to_string())? + "\n"))
+}
+
+/// Untrusted bytes for a message: in double quotes, escaped by the one rule
+/// ([`crate::model::text::escape`]).
+pub(crate) fn quote(text: impl AsRef<std::ffi::OsStr>) -> String {
+    format!("\"{}\"", crate::model::text::escape(text.as_ref().as_bytes()))
 }
 
 /// Writes to standard output; a reader that went away (`stateless plan | head`) ends the
@@ -115,12 +130,40 @@ pub(crate) fn emit_with(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::
     }
 }
 
+/// Writes a file the admin named (`-o`, `--svg`) all or nothing, as every file `stateless`
+/// writes: beside it, flushed to disk, then renamed over it (mode 0644). A symlink at `path` is
+/// replaced, never followed; on any failure, `write`'s included, the old file stays and nothing
+/// is left beside it. Returns the new file's size.
+pub(crate) fn write_output(
+    path: &Path,
+    write: impl FnOnce(&std::fs::File) -> Result<(), String>,
+) -> Result<u64, String> {
+    let shown = escape_path(path);
+    let name = path.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    // What `write` says when it fails (its message, not an io::Error's).
+    let (mut failed, mut size) = (None, 0);
+    let replaced = crate::fs::root::replace_with(dir.as_fd(), name, 0o644, |fd| {
+        let file = std::fs::File::from(fd.try_clone()?);
+        write(&file).map_err(|e| std::io::Error::other(failed.insert(e).clone()))?;
+        file.sync_all()?;
+        size = file.metadata()?.len();
+        Ok(())
+    });
+    replaced.map_err(|e| format!("{shown}: {}", failed.unwrap_or_else(|| e.to_string())))?;
+    // The rename on disk too before saying it is done.
+    rustix::fs::fsync(&dir).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    Ok(size)
+}
+
 /// The target root of `args` (canonicalized), and the options from the given command line
 /// over its /etc/stateless.conf.
 pub(crate) fn target_and_options(args: &Args) -> Result<(ImageRoot, Options, Vec<Diagnostic>), String> {
     let given = args.root.as_ref().ok_or("--root DIR is required")?;
-    let root = std::fs::canonicalize(given).map_err(|e| format!("{}: {e}", given.display()))?;
-    let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let root = std::fs::canonicalize(given).map_err(|e| format!("{}: {e}", escape_path(given)))?;
+    let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
     let (options, diagnostics) = crate::boot::options(&args.cmdline, &target);
     Ok((target, options, diagnostics))
 }

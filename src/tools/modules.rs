@@ -11,6 +11,7 @@ use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
 use crate::kmod::load::{Loaded, Outcome};
 use crate::kmod::resolve::Rules;
+use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless modules [--kernel-version V] [--modules-dir DIR] [--sysfs DIR] [--json]
@@ -36,19 +37,19 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
     let mut parsed = Args::default();
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match arg.to_str().unwrap_or("") {
+        match arg.to_str().unwrap_or_default() {
             "--help" | "-h" => return Ok(None),
             "--kernel-version" => {
                 let v = value("--kernel-version")?.into_string().map_err(|_| "--kernel-version: not UTF-8")?;
                 if v.is_empty() || v.contains('/') || v == ".." {
-                    return Err(format!("--kernel-version {v:?}: not a release name"));
+                    return Err(format!("--kernel-version {}: not a release name", super::quote(v)));
                 }
                 parsed.release = Some(v);
             }
             "--modules-dir" => parsed.modules_dir = Some(PathBuf::from(value("--modules-dir")?)),
             "--sysfs" => parsed.sysfs = Some(PathBuf::from(value("--sysfs")?)),
             "--json" => parsed.json = true,
-            other => return Err(format!("unknown argument {other:?}")),
+            _ => return Err(format!("unknown argument {}", super::quote(arg))),
         }
     }
     Ok(Some(parsed))
@@ -72,13 +73,13 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let running = rustix::system::uname().release().to_string_lossy().into_owned();
     let release = args.release.clone().unwrap_or_else(|| running.clone());
     let dir = match &args.modules_dir {
-        Some(dir) => std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?,
+        Some(dir) => std::path::absolute(dir).map_err(|e| format!("{}: {e}", escape_path(dir)))?,
         None => Path::new("/lib/modules").join(&release),
     };
     let root = ImageRoot::open(Path::new("/")).map_err(|e| format!("/: {e}"))?;
     let index = crate::kmod::read_index(&root, &dir, true)?;
     let sysfs = args.sysfs.clone().unwrap_or_else(|| PathBuf::from("/sys"));
-    let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/bus: {e}", sysfs.display()))?;
+    let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/bus: {e}", escape_path(&sysfs)))?;
     // What runs now is only known for the running kernel's own modules.
     let loaded = if release == running && args.sysfs.is_none() {
         coldplug::loaded(&std::fs::read_to_string("/proc/modules").unwrap_or_default())
@@ -95,39 +96,39 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         .flatten()
         .and_then(|text| serde_json::from_str::<crate::boot::report::Report>(&text).ok())
         .map(|report| report.modules);
-    let out = Output { modules_dir: dir.display().to_string(), devices, load, problems, booted };
+    let out = Output { modules_dir: escape_path(&dir), devices, load, problems, booted };
     let text =
-        if args.json { serde_json::to_string_pretty(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
+        if args.json { crate::model::text::to_json(&out).map_err(|e| e.to_string())? + "\n" } else { human(&out) };
     crate::tools::emit(&text)?;
     Ok(0)
 }
 
+/// The human form; the names in it come from the module tree, sysfs and the report, all
+/// escaped.
 fn human(out: &Output) -> String {
-    use crate::model::text::escape;
+    let e = |text: &str| escape(text.as_bytes());
     let mut text = format!("modules: {}\n", out.modules_dir);
     for problem in &out.problems {
         text.push_str(&format!("warning: {}\n", escape(problem.as_bytes())));
     }
     text.push_str(&format!("devices with a modalias: {}\n", out.devices.len()));
     for m in out.devices.iter().filter(|m| !m.modules.is_empty()) {
-        let modules: Vec<String> =
-            m.modules.iter().map(|f| format!("{}{}", f.module, if f.builtin { " (built in)" } else { "" })).collect();
-        text.push_str(&format!(
-            "  {}\n    {} -> {}\n",
-            m.device.path,
-            escape(m.device.modalias.as_bytes()),
-            modules.join(", ")
-        ));
+        let modules: Vec<String> = m
+            .modules
+            .iter()
+            .map(|f| format!("{}{}", e(&f.module), if f.builtin { " (built in)" } else { "" }))
+            .collect();
+        text.push_str(&format!("  {}\n    {} -> {}\n", e(&m.device.path), e(&m.device.modalias), modules.join(", ")));
     }
     text.push_str("load order:\n");
     for (n, p) in out.load.iter().enumerate() {
         let state = match p.state {
-            State::Load => p.path.clone().unwrap_or_default(),
+            State::Load => e(p.path.as_deref().unwrap_or_default()),
             State::BuiltIn => "built in".to_string(),
             State::Loaded => "already loaded".to_string(),
             State::Missing => "not in modules.dep: cannot be loaded".to_string(),
         };
-        text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, p.module));
+        text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, e(&p.module)));
     }
     if let Some(booted) = &out.booted {
         text.push_str(&format!("at boot ({}):\n", crate::boot::report::LIVE_PATH));
@@ -136,10 +137,10 @@ fn human(out: &Output) -> String {
                 Outcome::Loaded => format!("loaded in {} ms", m.ms),
                 Outcome::AlreadyLoaded => "already loaded".into(),
                 Outcome::BuiltIn => "built in".into(),
-                Outcome::Failed { message, .. } => format!("failed: {}", escape(message.as_bytes())),
-                Outcome::Skipped { because } => format!("not loaded: {because}"),
+                Outcome::Failed { message, .. } => format!("failed: {}", e(message)),
+                Outcome::Skipped { because } => format!("not loaded: {}", e(because)),
             };
-            text.push_str(&format!("       {:<24} {result}\n", m.module));
+            text.push_str(&format!("       {:<24} {result}\n", e(&m.module)));
         }
     }
     text

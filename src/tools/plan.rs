@@ -16,7 +16,7 @@ fn build(args: &Args) -> Result<plan::Plan, String> {
 pub(super) fn command(args: &Args) -> Result<i32, String> {
     let plan = build(args)?;
     if args.json {
-        emit(&(serde_json::to_string_pretty(&plan).map_err(|e| e.to_string())? + "\n"))?;
+        super::emit_json(&plan)?;
     } else {
         emit(&plan.to_string())?;
     }

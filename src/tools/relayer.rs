@@ -84,7 +84,7 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
             "--prune" => args.prune = true,
             "--json" => args.json = true,
             "--root" => args.root = PathBuf::from(super::value(&mut argv, "--root")?),
-            _ => return Err(format!("unknown argument \"{}\"\n{USAGE}", escape(arg.as_encoded_bytes()))),
+            _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(&arg))),
         }
     }
     let root = rustix::process::geteuid().is_root();
@@ -98,7 +98,7 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
     let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
     let done = relayer(&target, &args)?;
     if args.json {
-        emit(&(serde_json::to_string_pretty(&done).map_err(|e| e.to_string())? + "\n"))?;
+        super::emit_json(&done)?;
     } else {
         emit(&render(&done))?;
     }

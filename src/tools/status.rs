@@ -13,14 +13,15 @@ use crate::boot::report::{Report, FORMAT, LIVE_PATH};
 use crate::kmod::load::Outcome as LoadOutcome;
 use crate::model::outcome::Status;
 use crate::model::step::{Phase, Step};
-use crate::model::text::escape;
+use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless status [--report FILE] [--json] [--svg FILE]
 What this client's boot did, from /run/stateless/report.json (or FILE, e.g. one copied from a
 client): host name, address and lease, root and mode, writable dirs, layers, modules, the time
 of each phase and step, and every warning. --json: one JSON object; --svg FILE: the boot as a
-timeline, one bar per step, written to FILE.
+timeline, one bar per step, written to FILE (beside it, then renamed over it: a symlink at FILE
+is replaced, never followed).
 ";
 
 /// The most of a report file that is read (a boot's is tens of KiB).
@@ -36,26 +37,28 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
     let mut parsed = Args { report: PathBuf::from(LIVE_PATH), json: false, svg: None };
     while let Some(arg) = args.next() {
         let mut path = |flag: &str| args.next().map(PathBuf::from).ok_or_else(|| format!("{flag} needs a file"));
-        match arg.to_str().unwrap_or("") {
+        match arg.to_str().unwrap_or_default() {
             "--help" | "-h" => return Ok(None),
             "--report" => parsed.report = path("--report")?,
             "--svg" => parsed.svg = Some(path("--svg")?),
             "--json" => parsed.json = true,
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+            _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(arg))),
         }
     }
     Ok(Some(parsed))
 }
 
 /// Reads a report (at most [`MAX_REPORT`] bytes); a newer format than this build's is said.
+/// The report is untrusted: what serde says of it quotes its text, so that is escaped too.
 pub(crate) fn read_report(path: &std::path::Path) -> Result<Report, String> {
-    let shown = path.display();
+    let shown = escape_path(path);
     // A report is some KiB; a bigger file is no report (and must not fill the memory).
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_REPORT), &mut text))
         .map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
-    let report: Report = serde_json::from_str(&text).map_err(|e| format!("{shown}: not a stateless report: {e}"))?;
+    let report: Report = serde_json::from_str(&text)
+        .map_err(|e| format!("{shown}: not a stateless report: {}", escape(e.to_string().as_bytes())))?;
     if report.format > FORMAT {
         eprintln!(
             "stateless: {shown}: report format {} (this build reads {FORMAT}): some of it is not shown",
@@ -73,10 +76,13 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let report = read_report(&args.report)?;
     let status = Summary::of(&report);
     if let Some(svg) = &args.svg {
-        std::fs::write(svg, timeline(&report)).map_err(|e| format!("{}: {e}", svg.display()))?;
+        let drawn = timeline(&report);
+        super::write_output(svg, |mut file| {
+            std::io::Write::write_all(&mut file, drawn.as_bytes()).map_err(|e| e.to_string())
+        })?;
     }
     let out = if args.json {
-        serde_json::to_string_pretty(&status).map_err(|e| e.to_string())? + "\n"
+        crate::model::text::to_json(&status).map_err(|e| e.to_string())? + "\n"
     } else {
         human(&status)
     };
@@ -84,7 +90,8 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     Ok(0)
 }
 
-/// What `status` shows, as `--json` prints it.
+/// What `status` shows, as `--json` prints it: every string from the report escaped
+/// ([`escape`]), once, here (the report is read, not trusted).
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub version: String,
@@ -131,8 +138,9 @@ pub struct StepLine {
 
 impl Summary {
     pub fn of(report: &Report) -> Summary {
+        let e = |text: &str| escape(text.as_bytes());
         let initramfs = report.steps.iter().any(|o| matches!(o.step, Step::SwitchRoot { .. }));
-        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).map(|o| o.detail.clone());
+        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).map(|o| e(&o.detail));
         let lease = report.dhcp.as_ref().map(|d| {
             let server = d.lease.server.map_or("an unnamed server".to_string(), |s| s.to_string());
             let time = d.lease.lease_secs.map_or(String::new(), |s| format!(", {s} s lease"));
@@ -141,7 +149,7 @@ impl Summary {
         });
         let loaded = |wanted: bool| {
             let modules = report.modules.iter().filter(|m| matches!(m.outcome, LoadOutcome::Loaded) == wanted);
-            modules.map(|m| if wanted { format!("{} ({} ms)", m.module, m.ms) } else { m.module.clone() }).collect()
+            modules.map(|m| if wanted { format!("{} ({} ms)", e(&m.module), m.ms) } else { e(&m.module) }).collect()
         };
         let mut phases: Vec<(String, u64)> = Vec::new();
         for o in &report.steps {
@@ -152,32 +160,32 @@ impl Summary {
         }
         let mut warnings = Vec::new();
         for o in report.steps.iter().filter(|o| matches!(o.status, Status::Failed | Status::Degraded)) {
-            let why = o.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            let why = o.error.as_ref().map(|failure| format!(": {}", e(&failure.to_string()))).unwrap_or_default();
             warnings.push(format!("{} {}{why}", o.step, spelled(&o.status)));
         }
-        warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {r}")));
+        warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {}", e(r))));
         if let Some(d) = &report.dhcp {
-            warnings.extend(d.lease.rejected.iter().map(|r| format!("dhcp: {r}")));
+            warnings.extend(d.lease.rejected.iter().map(|r| format!("dhcp: {}", e(r))));
         }
-        warnings.extend(report.diagnostics.iter().map(|d| format!("option: {}", d.message)));
+        warnings.extend(report.diagnostics.iter().map(|d| format!("option: {}", e(&d.message))));
         Summary {
-            version: report.version.clone(),
+            version: e(&report.version),
             mode: if initramfs { "initramfs" } else { "on-root" },
-            hostname: report.hostname.as_ref().map(|h| h.fqdn()),
+            hostname: report.hostname.as_ref().map(|h| e(&h.fqdn())),
             hostname_source: report.hostname.as_ref().map(|h| spelled(&h.source)),
-            interface: report.interface.clone(),
+            interface: report.interface.as_deref().map(e),
             address: report.address.map(|a| a.to_string()),
             lease,
             root,
-            dirs: report.dirs.iter().map(|d| format!("{} {}", d.dir, spelled(&d.mode))).collect(),
+            dirs: report.dirs.iter().map(|d| format!("{} {}", e(&d.dir), spelled(&d.mode))).collect(),
             layers: report
                 .layers
                 .iter()
-                .map(|l| format!("{}: {} written, {} refused, {} errors", l.layer, l.files, l.refused, l.errors))
+                .map(|l| format!("{}: {} written, {} refused, {} errors", e(&l.layer), l.files, l.refused, l.errors))
                 .collect(),
             modules_loaded: loaded(true),
             modules_failed: loaded(false),
-            init: report.init.clone(),
+            init: report.init.as_deref().map(e),
             elapsed_ms: report.elapsed_ms,
             own_ms: report.own_ms,
             phases,
@@ -193,7 +201,7 @@ impl Summary {
                 })
                 .collect(),
             warnings,
-            notes: report.notes.clone(),
+            notes: report.notes.iter().map(|n| e(n)).collect(),
             degraded: report.degraded,
         }
     }
@@ -204,31 +212,29 @@ fn spelled<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// The human form: one `key: value` line per fact, lists indented below their key. Every
-/// string from the report is escaped (a layer or DHCP value cannot forge a line).
+/// The human form: one `key: value` line per fact, lists indented below their key (every
+/// string escaped by [`Summary::of`]: a layer or DHCP value cannot forge a line).
 fn human(s: &Summary) -> String {
-    let e = |text: &str| escape(text.as_bytes());
-    let or_none = |v: &Option<String>| v.as_deref().map_or("(none)".to_string(), e);
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_string());
     let mut out = String::new();
     let source = s.hostname_source.as_deref().map(|src| format!(" (from {src})")).unwrap_or_default();
     let _ = writeln!(out, "host name: {}{source}", or_none(&s.hostname));
-    let on = s.interface.as_deref().map(|i| format!(" on {}", e(i))).unwrap_or_default();
+    let on = s.interface.as_deref().map(|i| format!(" on {i}")).unwrap_or_default();
     let _ = writeln!(out, "address: {}{on}", or_none(&s.address));
     if let Some(lease) = &s.lease {
-        let _ = writeln!(out, "lease: {}", e(lease));
+        let _ = writeln!(out, "lease: {}", lease);
     }
-    let root = s.root.as_deref().map_or("mounted by the kernel".to_string(), e);
+    let root = s.root.as_deref().unwrap_or("mounted by the kernel");
     let _ = writeln!(out, "root: {} mode, {root}", s.mode);
-    let _ =
-        writeln!(out, "writable dirs: {}", if s.dirs.is_empty() { "none".to_string() } else { e(&s.dirs.join(", ")) });
+    let _ = writeln!(out, "writable dirs: {}", if s.dirs.is_empty() { "none".to_string() } else { s.dirs.join(", ") });
     let _ = writeln!(out, "layers: {}", s.layers.len());
     s.layers.iter().for_each(|l| {
-        let _ = writeln!(out, "  {}", e(l));
+        let _ = writeln!(out, "  {}", l);
     });
     let _ = writeln!(out, "modules: {} loaded, {} failed", s.modules_loaded.len(), s.modules_failed.len());
     for (what, list) in [("loaded", &s.modules_loaded), ("failed", &s.modules_failed)] {
         if !list.is_empty() {
-            let _ = writeln!(out, "  {what}: {}", e(&list.join(", ")));
+            let _ = writeln!(out, "  {what}: {}", list.join(", "));
         }
     }
     let _ = writeln!(out, "init: {}", or_none(&s.init));
@@ -239,26 +245,22 @@ fn human(s: &Summary) -> String {
     let _ = writeln!(out, "steps:");
     for step in &s.steps {
         let status = spelled(&step.status);
-        let _ = writeln!(out, "  {:>6} ms {:>6} ms  {status:<8} {}", step.at_ms, step.ms, e(&step.step));
+        let _ = writeln!(out, "  {:>6} ms {:>6} ms  {status:<8} {}", step.at_ms, step.ms, step.step);
     }
     let _ =
         writeln!(out, "warnings: {}{}", s.warnings.len(), if s.degraded { " (the boot went on degraded)" } else { "" });
     s.warnings.iter().for_each(|w| {
-        let _ = writeln!(out, "  {}", e(w));
+        let _ = writeln!(out, "  {}", w);
     });
     if !s.notes.is_empty() {
         let _ = writeln!(out, "notes:");
         s.notes.iter().for_each(|n| {
-            let _ = writeln!(out, "  {}", e(n));
+            let _ = writeln!(out, "  {}", n);
         });
     }
     if s.version != env!("CARGO_PKG_VERSION") {
-        let _ = writeln!(
-            out,
-            "(the report was written by stateless {}, this is {})",
-            e(&s.version),
-            env!("CARGO_PKG_VERSION")
-        );
+        let _ =
+            writeln!(out, "(the report was written by stateless {}, this is {})", s.version, env!("CARGO_PKG_VERSION"));
     }
     out
 }
@@ -288,10 +290,10 @@ pub fn timeline(report: &Report) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
          <text x=\"{LEFT}\" y=\"16\" font-size=\"14\">{} — {} ms to the report, {} ms own (stateless {})</text>\n",
-        xml(report.hostname.as_ref().map_or("(no host name)", |h| h.short.as_str())),
+        xml(&report.hostname.as_ref().map_or("(no host name)".into(), |h| escape(h.short.as_bytes()))),
         report.elapsed_ms,
         report.own_ms,
-        xml(&report.version),
+        xml(&escape(report.version.as_bytes())),
     );
     let step = [100, 200, 500, 1_000, 2_000, 5_000, 10_000, 60_000].into_iter().find(|s| end / s <= 20);
     let step = step.unwrap_or_else(|| (end / 20).max(1));
@@ -329,12 +331,10 @@ pub fn timeline(report: &Report) -> String {
     svg
 }
 
-/// Text for SVG: the XML specials escaped, control characters and bytes that are not UTF-8 as
-/// `\xNN` first.
+/// Text for SVG, escaped ([`escape`]) already: the XML specials escaped.
 fn xml(text: &str) -> String {
     // U+FFFE and U+FFFF are not XML characters either.
-    escape(text.as_bytes())
-        .replace(['\u{fffe}', '\u{ffff}'], "?")
+    text.replace(['\u{fffe}', '\u{ffff}'], "?")
         .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
