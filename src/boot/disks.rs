@@ -4,9 +4,7 @@
 //! written to a disk but the filesystem that carries the scratch label, and there only below
 //! its `stateless` dir.
 
-use std::ffi::{OsStr, OsString};
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -115,8 +113,11 @@ impl Executor<'_> {
                     named(disk),
                     removal.removed
                 );
-                if removal.left {
-                    detail += " (some left, never used again: the time bound, another filesystem or a deep tree)";
+                if removal.timed_out {
+                    detail += " (the rest at the next boot: the time bound)";
+                }
+                if removal.kept {
+                    detail += " (some kept: a mount point below, or an error)";
                 }
                 Ok(match tmp {
                     Ok(()) => Done::ok(format!("{detail}; /tmp on it")),
@@ -147,20 +148,8 @@ impl Executor<'_> {
             Ok(()) | Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(fail(e)),
         }
-        let deadline = Instant::now() + SCRATCH_CLEAN_BOUND;
-        let mut removal = Removal::default();
         // Only `boot` and `old-*` are ever made here, in a dir only root may write.
-        let names = rustix::fs::Dir::read_from(&own.fd).map_err(fail)?;
-        let olds: Vec<OsString> = names
-            .filter_map(Result::ok)
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_owned())
-            .filter(|n| n.as_bytes().starts_with(b"old-"))
-            .collect();
-        for name in olds {
-            let done = disks::remove_bounded(own.fd.as_fd(), &name, deadline);
-            removal.removed = removal.removed.saturating_add(done.removed);
-            removal.left |= done.left;
-        }
+        let removal = disks::remove_trees(own.fd.as_fd(), "old-", Instant::now() + SCRATCH_CLEAN_BOUND);
         mkdir(SCRATCH_UPPERS, 0o700)?;
         let tmp = mkdir(SCRATCH_TMP, 0o700)?;
         rustix::fs::fchmod(&tmp.fd, rustix::fs::Mode::from_raw_mode(0o1777))

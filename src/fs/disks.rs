@@ -11,14 +11,14 @@
 //!
 //! Labels are NUL-padded; a label that is not printable ASCII is taken as none.
 
-use std::ffi::OsStr;
+use std::ffi::{CStr, CString};
 use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, RenameFlags, StatxFlags};
+use rustix::io::Errno;
 
 use serde::{Deserialize, Serialize};
 
@@ -121,88 +121,236 @@ fn removable(running: &ImageRoot, name: &str) -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
-/// What [`remove_bounded`] did.
+/// Dirs held open at once by [`remove_trees`]: a dir deeper than that is moved up beside the
+/// trees being removed and removed from there, so any depth costs a bounded number of open
+/// files and of memory (each open dir holds a read buffer of at most some 24 KiB).
+const OPEN_DIRS: usize = 16;
+
+/// What [`remove_trees`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Removal {
     /// Entries removed.
     pub removed: u64,
-    /// Whether some are left: the deadline, another filesystem, deeper than [`crate::fs::tree::MAX_DEPTH`], an error.
-    pub left: bool,
+    /// Whether the deadline came first: the rest goes at a later call.
+    pub timed_out: bool,
+    /// Whether some entry stays for another reason: a mount point below (left alone, as the
+    /// dirs above it), or an error.
+    pub kept: bool,
 }
 
-/// Removes the tree `name` in `parent`, each entry as it is read (no list of names is kept, so a
-/// dir of millions of entries costs no memory), never following a symlink nor entering another
-/// filesystem, until `deadline`: what is left then stays.
-pub fn remove_bounded(parent: BorrowedFd<'_>, name: &OsStr, deadline: Instant) -> Removal {
-    match rustix::fs::fstat(parent) {
-        Ok(st) => {
-            let mut remover = Remover { dev: st.st_dev, deadline, out: Removal::default() };
-            remover.entry(parent, name, 0);
-            remover.out
+/// Removes every entry of `dir` whose name starts with `prefix`, whole trees, until `deadline`:
+/// each entry as it is read (no list of names is kept, so a dir of millions of entries costs no
+/// memory), at any depth (a dir [`OPEN_DIRS`] levels down is renamed into `dir` as
+/// `<prefix>i<inode>` and removed from there, now or at a later call), never following a
+/// symlink (a link is removed, not what it leads to) nor entering another mount (a mount point
+/// is left, with the dirs above it). What the deadline leaves stays for a later call.
+pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant) -> Removal {
+    let mut remover = Remover { top: dir, prefix, mount: 0, deadline, out: Removal::default(), moved: 0 };
+    match place(dir, c"", AtFlags::EMPTY_PATH) {
+        Ok(top) => remover.mount = top.mount,
+        Err(_) => {
+            remover.out.kept = true;
+            return remover.out;
         }
-        Err(_) => Removal { removed: 0, left: true },
+    }
+    // Removing while reading may make a listing skip names, and dirs moved up land in `dir`:
+    // passes until one does nothing.
+    loop {
+        let done = (remover.out.removed, remover.moved);
+        let Ok(mut listing) = Dir::read_from(dir) else {
+            remover.out.kept = true;
+            return remover.out;
+        };
+        while let Some(entry) = listing.read() {
+            let Ok(entry) = entry else {
+                remover.out.kept = true;
+                break;
+            };
+            if entry.file_name().to_bytes().starts_with(prefix.as_bytes()) {
+                remover.tree(entry.file_name());
+            }
+            if remover.expired() {
+                return remover.out;
+            }
+        }
+        if (remover.out.removed, remover.moved) == done {
+            return remover.out;
+        }
     }
 }
 
-/// The filesystem [`remove_bounded`] stays on, its deadline, and what it did so far.
-struct Remover {
-    dev: u64,
+/// Where an entry is: its kind and inode, and its mount (its mount id, or its device on a
+/// kernel without one, before 5.8).
+struct Place {
+    dir: bool,
+    ino: u64,
+    mount: u64,
+}
+
+/// The [`Place`] of `name` in `dir` (with `EMPTY_PATH`, of `dir` itself), not following a symlink.
+fn place(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> rustix::io::Result<Place> {
+    let flags = flags | AtFlags::SYMLINK_NOFOLLOW;
+    match rustix::fs::statx(dir, name, flags, StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID) {
+        Ok(st) => Ok(Place {
+            dir: FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory,
+            ino: st.stx_ino,
+            mount: if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
+                st.stx_mnt_id
+            } else {
+                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)
+            },
+        }),
+        // Before 4.11.
+        Err(Errno::NOSYS) => rustix::fs::statat(dir, name, flags).map(|st| Place {
+            dir: FileType::from_raw_mode(st.st_mode) == FileType::Directory,
+            ino: st.st_ino,
+            mount: st.st_dev,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of [`remove_trees`]: the dir it empties, the mount it stays on, its deadline, what
+/// it did so far.
+struct Remover<'a> {
+    top: BorrowedFd<'a>,
+    prefix: &'a str,
+    mount: u64,
     deadline: Instant,
     out: Removal,
+    /// Dirs moved up into `top`.
+    moved: u64,
 }
 
-impl Remover {
-    /// Removes one entry (a dir with everything in it); whether it is gone.
-    fn entry(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
-        let gone = self.remove(parent, name, depth);
-        self.out.left |= !gone;
-        gone
+/// A dir being emptied: its listing (which holds its fd), its name in the dir above, and whether
+/// this pass over it removed or moved anything (then it is read again: see [`remove_trees`]).
+struct Level {
+    listing: Dir,
+    name: CString,
+    progress: bool,
+}
+
+/// What became of one entry: done with (whether it was removed or moved), or a dir to empty.
+enum Step {
+    Done(bool),
+    Enter(Level),
+}
+
+impl Remover<'_> {
+    fn expired(&mut self) -> bool {
+        self.out.timed_out |= Instant::now() >= self.deadline;
+        self.out.timed_out
     }
 
-    fn remove(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
-        if Instant::now() >= self.deadline {
-            return false;
-        }
-        let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else { return false };
-        if st.st_dev != self.dev {
-            return false;
-        }
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if depth >= crate::fs::tree::MAX_DEPTH {
-                return false;
-            }
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let Ok(dir) = rustix::fs::openat(parent, name, flags, Mode::empty()) else { return false };
-            if rustix::fs::fstat(&dir).map(|s| s.st_dev) != Ok(self.dev) {
-                return false;
-            }
-            // Removing entries while reading the dir may make the listing skip some: again,
-            // until a pass removes nothing.
-            loop {
-                let Ok(entries) = Dir::read_from(&dir) else { break };
-                let mut progress = false;
-                for entry in entries.filter_map(Result::ok) {
-                    let child = OsStr::from_bytes(entry.file_name().to_bytes());
-                    if child == "." || child == ".." {
-                        continue;
-                    }
-                    progress |= self.entry(dir.as_fd(), child, depth + 1);
-                    if Instant::now() >= self.deadline {
-                        return false;
+    /// Removes the entry `name` of `top`, a whole tree: depth first, with at most
+    /// [`OPEN_DIRS`] dirs open.
+    fn tree(&mut self, name: &CStr) {
+        let Step::Enter(first) = self.entry(self.top, name, FileType::Unknown, 0) else { return };
+        let mut stack = vec![first];
+        while !self.expired() {
+            let depth = stack.len();
+            let Some(level) = stack.last_mut() else { return };
+            match level.listing.read() {
+                Some(Ok(entry)) => {
+                    let Ok(fd) = level.listing.fd() else { return };
+                    match self.entry(fd, entry.file_name(), entry.file_type(), depth) {
+                        Step::Enter(below) => stack.push(below),
+                        Step::Done(progress) => level.progress |= progress,
                     }
                 }
-                if !progress {
-                    break;
+                Some(Err(_)) | None if level.progress => {
+                    level.progress = false;
+                    level.listing.rewind();
+                }
+                Some(Err(_)) | None => {
+                    let Some(done) = stack.pop() else { return };
+                    let parent = stack.last().map_or(Ok(self.top), |above| above.listing.fd());
+                    let removed = parent.is_ok_and(|p| self.unlink(p, &done.name, AtFlags::REMOVEDIR));
+                    if let Some(above) = stack.last_mut() {
+                        above.progress |= removed;
+                    }
                 }
             }
-            if rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_err() {
-                return false;
-            }
-        } else if rustix::fs::unlinkat(parent, name, AtFlags::empty()).is_err() {
-            return false;
         }
-        self.out.removed = self.out.removed.saturating_add(1);
-        true
+    }
+
+    /// One entry of `dir`, `depth` dirs below `top`, of the kind its listing gives: a non-dir
+    /// is removed, a dir on this mount entered (or moved up, [`OPEN_DIRS`] down), anything on
+    /// another mount left.
+    fn entry(&mut self, dir: BorrowedFd<'_>, name: &CStr, listed: FileType, depth: usize) -> Step {
+        if name == c"." || name == c".." {
+            return Step::Done(false);
+        }
+        // Unlinked at once when the listing tells (a dir after all refuses it).
+        if listed != FileType::Directory && listed != FileType::Unknown {
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) => {
+                    self.out.removed += 1;
+                    return Step::Done(true);
+                }
+                Err(Errno::ISDIR) => {}
+                Err(Errno::NOENT) => return Step::Done(false),
+                Err(_) => {
+                    self.out.kept = true;
+                    return Step::Done(false);
+                }
+            }
+        }
+        let at = match place(dir, name, AtFlags::empty()) {
+            Ok(at) => at,
+            Err(Errno::NOENT) => return Step::Done(false),
+            Err(_) => {
+                self.out.kept = true;
+                return Step::Done(false);
+            }
+        };
+        if at.mount != self.mount {
+            self.out.kept = true;
+            return Step::Done(false);
+        }
+        if !at.dir {
+            return Step::Done(self.unlink(dir, name, AtFlags::empty()));
+        }
+        if depth >= OPEN_DIRS {
+            let moved = format!("{}i{}", self.prefix, at.ino);
+            return match rustix::fs::renameat_with(dir, name, self.top, moved.as_str(), RenameFlags::NOREPLACE) {
+                Ok(()) => {
+                    self.moved += 1;
+                    Step::Done(true)
+                }
+                Err(_) => {
+                    self.out.kept = true;
+                    Step::Done(false)
+                }
+            };
+        }
+        let opened = rustix::fs::openat(dir, name, crate::fs::tree::DIR_FLAGS, Mode::empty());
+        // Checked again once open: a dir swapped for a mount point or a link in between is left.
+        let same = opened.as_ref().is_ok_and(|fd| {
+            place(fd.as_fd(), c"", AtFlags::EMPTY_PATH).is_ok_and(|p| (p.ino, p.mount) == (at.ino, at.mount))
+        });
+        match opened.and_then(Dir::new) {
+            Ok(listing) if same => Step::Enter(Level { listing, name: name.to_owned(), progress: false }),
+            _ => {
+                self.out.kept = true;
+                Step::Done(false)
+            }
+        }
+    }
+
+    /// `unlinkat`; whether the entry went (one already gone did not).
+    fn unlink(&mut self, dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> bool {
+        match rustix::fs::unlinkat(dir, name, flags) {
+            Ok(()) => {
+                self.out.removed += 1;
+                true
+            }
+            Err(Errno::NOENT) => false,
+            Err(_) => {
+                self.out.kept = true;
+                false
+            }
+        }
     }
 }
 
@@ -249,34 +397,6 @@ mod tests {
         assert_eq!(signature(&[0; 100]), None);
         assert_eq!(signature(&[]), None);
         assert_eq!(signature(&with(4090, &[(4086, b"SWAP")])), None, "a short device");
-    }
-
-    #[test]
-    fn removal_stops_at_symlinks_depth_and_the_deadline() {
-        let dir = std::env::temp_dir().join(format!("stateless-remove-{}", std::process::id()));
-        let outside = dir.join("outside");
-        std::fs::create_dir_all(outside.join("keep")).unwrap();
-        let old = dir.join("old");
-        std::fs::create_dir_all(old.join("a/b")).unwrap();
-        for n in 0..300 {
-            std::fs::write(old.join(format!("a/f{n}")), "x").unwrap();
-        }
-        std::os::unix::fs::symlink(&outside, old.join("a/b/link")).unwrap();
-        let mut deep = old.join("deep");
-        for _ in 0..70 {
-            deep = deep.join("d");
-        }
-        std::fs::create_dir_all(&deep).unwrap();
-        let parent = rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let past = remove_bounded(parent.as_fd(), OsStr::new("old"), Instant::now());
-        assert_eq!(past, Removal { removed: 0, left: true }, "a deadline gone: nothing");
-        let later = Instant::now() + std::time::Duration::from_secs(30);
-        let done = remove_bounded(parent.as_fd(), OsStr::new("old"), later);
-        assert!(done.left, "deeper than 64: left");
-        assert!(done.removed >= 303, "{done:?}");
-        assert!(!old.join("a").exists() && old.join("deep").exists());
-        assert!(outside.join("keep").exists(), "the symlink removed, not followed");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
