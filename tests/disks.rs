@@ -1,42 +1,130 @@
 //! Disk signatures as `stateless.swap=` and `stateless.scratch=` read them, against what the
-//! real tools write: mkswap and mkfs.ext4 (util-linux and e2fsprogs, on every Debian); the
-//! scratch disk's cleanup on real trees.
+//! real tools write (util-linux, e2fsprogs, dosfstools, xfsprogs, btrfs-progs, cryptsetup-bin,
+//! genisoimage, squashfs-tools, fdisk) and what libblkid makes of it; the scratch disk's cleanup
+//! on real trees.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
-use stateless::fs::disks::{remove_trees, signature, Removal, Signature};
+use stateless::fs::disks::{remove_trees, signatures, Removal, Sample, Signature};
 
-/// A file of `mib` MiB made by `tool args... FILE`, read back as the boot reads a device.
-fn made_by(tool: &str, args: &[&str], mib: u64) -> Option<Signature> {
-    let tmp = common::TempDir::new("disks");
-    let file = tmp.0.join("disk.img");
+/// A sparse disk image of `mib` MiB in `tmp` made by each of `steps` in turn: shell commands,
+/// `$1` the image.
+fn image(tmp: &common::TempDir, name: &str, mib: u64, steps: &[&str]) -> PathBuf {
+    let file = tmp.0.join(name);
     std::fs::File::create(&file).unwrap().set_len(mib << 20).unwrap();
-    let out = Command::new(tool).args(args).arg(&file).output();
-    common::require(
-        out.as_ref().is_ok_and(|o| o.status.success()),
-        &format!("{tool} (util-linux, e2fsprogs): {out:?}"),
-    );
-    signature(&std::fs::read(&file).unwrap()[..70_000])
+    for step in steps {
+        let out = Command::new("sh").args(["-c", step, "sh"]).arg(&file).output();
+        common::require(out.as_ref().is_ok_and(|o| o.status.success()), &format!("`{step}`: {out:?}"));
+    }
+    file
+}
+
+/// Its signatures, read as the boot reads a device.
+fn read(file: &Path) -> Vec<Signature> {
+    signatures(&Sample::read(&std::fs::File::open(file).unwrap()).unwrap())
+}
+
+fn kinds(file: &Path) -> Vec<String> {
+    read(file).into_iter().map(|s| s.kind).collect()
+}
+
+/// What libblkid's low-level probe (`blkid -p`, as udev runs it) says the image is: its type,
+/// `ambivalent`, or `` for nothing.
+fn blkid(file: &Path) -> String {
+    let out = Command::new("blkid").args(["-p", "-o", "value", "-s", "TYPE"]).arg(file).output().unwrap();
+    match out.status.code() {
+        Some(0) => String::from_utf8(out.stdout).unwrap().trim().replace("ext2", "ext4").replace("ext3", "ext4"),
+        Some(2) => String::new(),
+        Some(8) => "ambivalent".into(),
+        other => panic!("blkid: {other:?} {out:?}"),
+    }
+}
+
+fn sig(kind: &str, label: Option<&str>) -> Signature {
+    Signature { kind: kind.into(), label: label.map(str::to_owned) }
 }
 
 #[test]
 fn mkswap_and_mkfs_labels_are_read() {
-    let swap = |kind: &str, label: Option<&str>| Some(Signature { kind: kind.into(), label: label.map(str::to_owned) });
-    assert_eq!(made_by("mkswap", &["-L", "lab-swap"], 8), swap("swap", Some("lab-swap")));
-    assert_eq!(made_by("mkswap", &[], 8), swap("swap", None));
-    assert_eq!(made_by("mkfs.ext4", &["-q", "-L", "scratch"], 8), swap("ext4", Some("scratch")));
-    assert_eq!(made_by("mkfs.ext4", &["-q", "-t", "ext2", "-L", "old-disk"], 8), swap("ext4", Some("old-disk")));
-    assert_eq!(made_by("mkfs.ext4", &["-q"], 8), swap("ext4", None));
-    assert_eq!(made_by("true", &[], 1), None, "zeros: nothing");
+    let tmp = common::TempDir::new("disks");
+    let made = |steps: &[&str]| read(&image(&tmp, "disk.img", 8, steps));
+    assert_eq!(made(&["mkswap -q -L lab-swap $1"]), [sig("swap", Some("lab-swap"))]);
+    assert_eq!(made(&["mkswap -q $1"]), [sig("swap", None)]);
+    assert_eq!(made(&["mkfs.ext4 -q -L scratch $1"]), [sig("ext4", Some("scratch"))]);
+    assert_eq!(made(&["mkfs.ext4 -q -t ext2 -L old-disk $1"]), [sig("ext4", Some("old-disk"))]);
+    assert_eq!(made(&["mkfs.ext4 -q $1"]), [sig("ext4", None)]);
+    assert_eq!(made(&[]), [], "zeros: nothing");
+}
+
+/// LUKS2 with a cheap key derivation, over whatever is there.
+const LUKS: &str =
+    "printf pw | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file - $1";
+/// A small ISO 9660 image written at the start of the image.
+const ISO: &str = "mkdir -p $1.d && echo hi > $1.d/f && genisoimage -quiet -o $1.iso $1.d && dd if=$1.iso of=$1 conv=notrunc status=none";
+
+#[test]
+#[ignore = "needs the tools qemu/lab build installs: dosfstools, xfsprogs, btrfs-progs, cryptsetup-bin, genisoimage, squashfs-tools, fdisk (tests/run)"]
+fn one_signature_where_the_tools_wiped_the_last_one() {
+    let tmp = common::TempDir::new("disks-one");
+    // Each tool wipes what libblkid finds before it writes (mkswap: "wiping old ext4
+    // signature"): what it made is all that is seen, by blkid and by the boot.
+    let cases: [(&str, u64, &[&str]); 12] = [
+        ("swap", 64, &["mkfs.ext4 -q $1", "mkswap -q $1"]),
+        ("swap", 64, &["mkfs.vfat $1", "mkswap -q $1"]),
+        ("swap", 64, &[LUKS, "mkswap -q $1"]),
+        ("swap", 64, &[ISO, "mkswap -q $1"]),
+        ("ext4", 64, &["mkswap -q $1", "mkfs.ext4 -q -F $1"]),
+        ("vfat", 64, &["mkswap -q $1", "mkfs.vfat $1"]),
+        ("crypto_LUKS", 64, &["mkswap -q $1", LUKS]),
+        ("xfs", 320, &["mkswap -q $1", "mkfs.xfs -q -f $1"]),
+        ("btrfs", 128, &["mkswap -q $1", "mkfs.btrfs -q -f $1 > /dev/null"]),
+        ("iso9660", 8, &[ISO]),
+        (
+            "squashfs",
+            8,
+            &["mkdir -p $1.d && mksquashfs $1.d $1.sq -quiet -noappend && dd if=$1.sq of=$1 conv=notrunc status=none"],
+        ),
+        (
+            "crypto_LUKS",
+            64,
+            &["printf pw | cryptsetup luksFormat -q --type luks1 --pbkdf-force-iterations 1000 --key-file - $1"],
+        ),
+    ];
+    for (n, (kind, mib, steps)) in cases.into_iter().enumerate() {
+        let file = image(&tmp, &format!("{n}.img"), mib, steps);
+        assert_eq!((kinds(&file), blkid(&file)), (vec![kind.to_owned()], kind.to_owned()), "{steps:?}");
+    }
+}
+
+#[test]
+#[ignore = "needs the tools qemu/lab build installs: dosfstools, xfsprogs, btrfs-progs, cryptsetup-bin, genisoimage, squashfs-tools, fdisk (tests/run)"]
+fn a_swap_area_with_another_signature_is_seen_with_both() {
+    let tmp = common::TempDir::new("disks-two");
+    // An ISO image with a partition table (as a hybrid ISO written to a disk has), then mkswap
+    // on the whole disk: mkswap sees the partition table, so wipes nothing ("don't erase
+    // bootbits sectors"), and the ISO's descriptor at 32 KiB stays.
+    let hybrid = image(
+        &tmp,
+        "hybrid.img",
+        64,
+        &[ISO, "echo start=2048 | sfdisk -q --wipe never $1", "mkswap -L lab-swap $1 2>/dev/null"],
+    );
+    assert_eq!(read(&hybrid), [sig("swap", Some("lab-swap")), sig("iso9660", None)]);
+    assert_eq!(blkid(&hybrid), "ambivalent");
+    // The other way round: a swap area, then an ISO written past its first 32 KiB (its system
+    // area, all zeros, left out).
+    let under = image(&tmp, "under.img", 64, &["mkswap -q $1", "genisoimage -quiet -o $1.iso /etc/hostname && dd if=$1.iso of=$1 bs=2048 skip=16 seek=16 conv=notrunc status=none"]);
+    assert_eq!(kinds(&under), ["swap", "iso9660"]);
+    assert_eq!(blkid(&under), "ambivalent");
 }
 
 /// The scratch disk's `stateless/` dir as the boot finds it: `old-*` trees of earlier boots and

@@ -1,19 +1,40 @@
 //! Local disks, found by reading their signatures (no blkid, no udev): swap areas for
 //! `stateless.swap=`, and the filesystem labelled for `stateless.scratch=`. Only read here; the
-//! boot writes nothing to a disk but the one filesystem that carries the scratch label.
+//! boot writes nothing to a disk but the swap areas it turns on and the one filesystem that
+//! carries the scratch label.
+//!
+//! Each signature read, by blkid's name, in libblkid's order (RAID and crypto first), at fixed
+//! offsets from the start of the device or, for MD RAID, from its end:
 //!
 //! | signature | where | label |
 //! |---|---|---|
-//! | Linux swap (v1) | `SWAPSPACE2` at 4086 (the end of a 4 KiB page) | 16 bytes at 1052 |
-//! | ext2/3/4 | magic `0xEF53` (little endian) at 1080 | 16 bytes at 1144 |
-//! | XFS | `XFSB` at 0 | 12 bytes at 108 |
-//! | Btrfs | `_BHRfS_M` at 65600 | 256 bytes at 65835 |
+//! | `linux_raid_member` | MD superblock, magic `0xa92b4efc`: version 0.90 in the last 64 KiB-aligned 64 KiB, 1.0 8 KiB before the 4 KiB-aligned end, 1.1 at 0, 1.2 at 4096 (1.x: major version 1, its own offset in sectors at 144) | |
+//! | `LVM2_member` | `LABELONE` at the start of one of the first four sectors, `LVM2 001` 24 bytes on | |
+//! | `crypto_LUKS` | `LUKS\xba\xbe` at 0 (or LUKS2's second header, `SKUL\xba\xbe` at 16, 32 or 64 KiB) | |
+//! | `BitLocker` | `-FVE-FS-` at 3 | |
+//! | `vfat` | `FAT12   `, `FAT16   `, `FAT     ` or `MSDOS` at 54, or `FAT32   ` or `MSWIN` at 82, and `0x55 0xAA` at 510 | |
+//! | `swsuspend` | a hibernated system in a swap area: `S1SUSPEND`, `S2SUSPEND`, `ULSUSPEND` or `LINHIB0001` at 4086 | |
+//! | `swap` (v1) | `SWAPSPACE2` at 4086 (the end of a 4 KiB page) | 16 bytes at 1052 |
+//! | `xfs` | `XFSB` at 0 | 12 bytes at 108 |
+//! | `ext4` (ext2/3/4) | magic `0xEF53` (little endian) at 1080 | 16 bytes at 1144 |
+//! | `iso9660` | `CD001` at 32769 | |
+//! | `ntfs` | `NTFS    ` at 3 | |
+//! | `squashfs` | `hsqs` at 0 (`sqsh`: version 3, big endian) | |
+//! | `btrfs` | `_BHRfS_M` at 65600 | 256 bytes at 65835 |
+//! | `exfat` | `EXFAT   ` at 3 | |
 //!
-//! Labels are NUL-padded; a label that is not printable ASCII is taken as none.
+//! Labels are NUL-padded; a label that is not printable ASCII is taken as none. A whole disk
+//! the kernel found partitions on carries a `partition-table` signature too.
+//!
+//! A device with more than one signature is *ambivalent*, as blkid calls it, and neither swap
+//! nor scratch uses it: the other may be what the device really is (a RAID1 member, whose
+//! array holds the swap area, written alone would corrupt the array; an ISO image or a
+//! partitioned disk that mkswap wrote over without wiping it).
 
 use std::ffi::{CStr, CString};
-use std::io::Read;
+use std::io::{Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,63 +45,155 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::root::ImageRoot;
 
-/// How much of a device is read: up to the end of a Btrfs label.
-const HEAD: usize = 65835 + 256;
+/// How much of a device's start is read: up to the end of a Btrfs label.
+const HEAD: u64 = 65835 + 256;
+/// How much of its end: MD RAID 0.90's superblock is up to 128 KiB before it.
+const TAIL: u64 = 128 << 10;
 
-/// What a device holds, by its signature.
+/// One signature a device carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
-    /// `swap`, `ext4` (ext2, ext3 and ext4 alike: the kernel's ext4 driver mounts them all), `xfs`, `btrfs`.
+    /// blkid's name of it (`swap`, `ext4`, `linux_raid_member`, ...: see the table above);
+    /// `ext4` for ext2 and ext3 too (the kernel's ext4 driver mounts them all).
     pub kind: String,
     pub label: Option<String>,
 }
 
-/// A block device and its signature.
+/// A block device and its signatures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
     /// The kernel's name: `vdb`, `sda2`, `nvme0n1p3`.
     pub name: String,
     /// Its node below the running root's /dev.
     pub node: PathBuf,
-    pub signature: Option<Signature>,
+    /// Every one found (none when it cannot be read).
+    pub signatures: Vec<Signature>,
 }
 
 impl Disk {
-    /// Whether it is a swap area (`swap`) or else a filesystem, with the label `label` (any with
-    /// `None`).
-    pub fn holds(&self, swap: bool, label: Option<&str>) -> bool {
-        self.signature
-            .as_ref()
-            .is_some_and(|s| (s.kind == "swap") == swap && label.is_none_or(|label| s.label.as_deref() == Some(label)))
+    /// Its signature of a swap area (`swap`) or else of a filesystem the scratch disk can be
+    /// (ext2/3/4, XFS, Btrfs), with the label `label` (any with `None`), whatever else it carries.
+    pub fn holds(&self, swap: bool, label: Option<&str>) -> Option<&Signature> {
+        let kinds: &[&str] = if swap { &["swap"] } else { &["ext4", "xfs", "btrfs"] };
+        self.signatures
+            .iter()
+            .find(|s| kinds.contains(&s.kind.as_str()) && label.is_none_or(|label| s.label.as_deref() == Some(label)))
+    }
+
+    /// Whether it carries more than one signature: then neither swap nor scratch uses it.
+    pub fn ambivalent(&self) -> bool {
+        self.signatures.len() > 1
+    }
+
+    /// Its signatures' kinds: `swap and iso9660`.
+    pub fn kinds(&self) -> String {
+        let kinds: Vec<&str> = self.signatures.iter().map(|s| s.kind.as_str()).collect();
+        kinds.join(" and ")
     }
 }
 
-/// The label field at `at`, `len` bytes, NUL-padded: `None` when empty or not printable.
-fn label(head: &[u8], at: usize, len: usize) -> Option<String> {
-    let field = head.get(at..at.checked_add(len)?)?;
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    let text = field.get(..end)?;
-    (!text.is_empty() && text.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
-        .then(|| String::from_utf8_lossy(text).into_owned())
+/// The bytes of a device its signatures live in: the first [`HEAD`] and the last [`TAIL`]
+/// (all of it when it is smaller), and its size.
+pub struct Sample {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    size: u64,
 }
 
-/// The signature in the first bytes of a device (shorter when the device is).
-pub fn signature(head: &[u8]) -> Option<Signature> {
-    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    let found = |kind: &str, label| Some(Signature { kind: kind.into(), label });
-    if at(4086, b"SWAPSPACE2") {
-        return found("swap", label(head, 1052, 16));
+impl Sample {
+    /// Reads them from `file`: a block device, or an image of one.
+    ///
+    /// # Errors
+    /// A failed seek or read.
+    pub fn read(file: &std::fs::File) -> std::io::Result<Self> {
+        let size = (&mut &*file).seek(SeekFrom::End(0))?;
+        let read = |at: u64, len: u64| -> std::io::Result<Vec<u8>> {
+            let mut buf = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+            file.read_exact_at(&mut buf, at)?;
+            Ok(buf)
+        };
+        let tail_at = size.saturating_sub(TAIL);
+        Ok(Sample { head: read(0, size.min(HEAD))?, tail: read(tail_at, size - tail_at)?, size })
     }
-    if at(1080, &[0x53, 0xEF]) {
-        return found("ext4", label(head, 1144, 16));
+
+    /// `len` bytes at `at`, where they were read.
+    fn bytes(&self, at: u64, len: usize) -> Option<&[u8]> {
+        fn slice(buf: &[u8], from: u64, len: usize) -> Option<&[u8]> {
+            let from = usize::try_from(from).ok()?;
+            buf.get(from..from.checked_add(len)?)
+        }
+        let tail_at = self.size.saturating_sub(self.tail.len() as u64);
+        slice(&self.head, at, len).or_else(|| slice(&self.tail, at.checked_sub(tail_at)?, len))
     }
-    if at(0, b"XFSB") {
-        return found("xfs", label(head, 108, 12));
+
+    fn is(&self, at: u64, magic: &[u8]) -> bool {
+        self.bytes(at, magic.len()) == Some(magic)
     }
-    if at(65600, b"_BHRfS_M") {
-        return found("btrfs", label(head, 65835, 256));
+
+    fn u32le(&self, at: u64) -> Option<u32> {
+        self.bytes(at, 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
     }
-    None
+
+    fn u64le(&self, at: u64) -> Option<u64> {
+        self.bytes(at, 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
+
+    /// The label field at `at`, `len` bytes, NUL-padded: `None` when empty or not printable.
+    fn label(&self, at: u64, len: usize) -> Option<String> {
+        let field = self.bytes(at, len)?;
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        let text = field.get(..end)?;
+        (!text.is_empty() && text.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
+            .then(|| String::from_utf8_lossy(text).into_owned())
+    }
+
+    /// An MD RAID superblock (see the table above).
+    fn md_raid(&self) -> bool {
+        const MAGIC: u32 = 0xa92b_4efc;
+        // 0.90: the magic and major version 0 in the host's byte order, either.
+        let v0 = |at: u64| {
+            let be = |at| self.bytes(at, 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            (self.u32le(at) == Some(MAGIC) && self.u32le(at + 4) == Some(0))
+                || (be(at) == Some(MAGIC) && be(at + 4) == Some(0))
+        };
+        let v1 = |at: u64| {
+            self.u32le(at) == Some(MAGIC) && self.u32le(at + 4) == Some(1) && self.u64le(at + 144) == Some(at / 512)
+        };
+        let end = |align: u64, back: u64| (self.size & !(align - 1)).checked_sub(back);
+        end(0x10000, 0x10000).is_some_and(v0) || end(0x1000, 0x2000).is_some_and(v1) || v1(0) || v1(0x1000)
+    }
+}
+
+/// Every signature in `sample`, in libblkid's order.
+pub fn signatures(sample: &Sample) -> Vec<Signature> {
+    let s = sample;
+    let any = |at: u64, magics: &[&[u8]]| magics.iter().any(|m| s.is(at, m));
+    let lvm2 = (0..4)
+        .any(|n: u64| s.is(n * 512, b"LABELONE") && s.is(n * 512 + 24, b"LVM2 001") && s.u64le(n * 512 + 8) == Some(n));
+    let luks = s.is(0, b"LUKS\xba\xbe") || [0x4000, 0x8000, 0x10000].iter().any(|&at| s.is(at, b"SKUL\xba\xbe"));
+    let fat = (any(54, &[b"FAT12   ", b"FAT16   ", b"FAT     ", b"MSDOS"]) || any(82, &[b"FAT32   ", b"MSWIN"]))
+        && s.is(510, &[0x55, 0xAA]);
+    let found: [(&str, bool, Option<String>); 14] = [
+        ("linux_raid_member", s.md_raid(), None),
+        ("LVM2_member", lvm2, None),
+        ("crypto_LUKS", luks, None),
+        ("BitLocker", s.is(3, b"-FVE-FS-"), None),
+        ("vfat", fat, None),
+        ("swsuspend", any(4086, &[b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"]), None),
+        ("swap", s.is(4086, b"SWAPSPACE2"), s.label(1052, 16)),
+        ("xfs", s.is(0, b"XFSB"), s.label(108, 12)),
+        ("ext4", s.is(1080, &[0x53, 0xEF]), s.label(1144, 16)),
+        ("iso9660", s.is(32769, b"CD001"), None),
+        ("ntfs", s.is(3, b"NTFS    "), None),
+        ("squashfs", any(0, &[b"hsqs", b"sqsh"]), None),
+        ("btrfs", s.is(65600, b"_BHRfS_M"), s.label(65835, 256)),
+        ("exfat", s.is(3, b"EXFAT   "), None),
+    ];
+    found
+        .into_iter()
+        .filter(|(_, yes, _)| *yes)
+        .map(|(kind, _, label)| Signature { kind: kind.into(), label })
+        .collect()
 }
 
 /// Kernel names of devices not looked at: loop and RAM disks (no disk), CD and floppy drives (a
@@ -105,10 +218,24 @@ pub fn scan(running: &ImageRoot) -> Vec<Disk> {
         .map(|name| {
             // sysfs writes the '/' of a name as '!' (cciss!c0d0 is /dev/cciss/c0d0).
             let node = Path::new("dev").join(name.replace('!', "/"));
-            let signature = read_head(running, &node).as_deref().and_then(signature);
-            Disk { name, node: running.host_path(&node), signature }
+            let mut signatures = read_sample(running, &node).as_ref().map(signatures).unwrap_or_default();
+            if partitioned(running, &name) {
+                signatures.push(Signature { kind: "partition-table".into(), label: None });
+            }
+            Disk { name, node: running.host_path(&node), signatures }
         })
         .collect()
+}
+
+/// Whether the kernel found partitions on the device (sysfs lists them below it, each with a
+/// `partition` file): swapon or a mount of the whole disk would write over them.
+fn partitioned(running: &ImageRoot, name: &str) -> bool {
+    let class = running.host_path("sys/class/block").join(name);
+    std::fs::read_dir(&class).is_ok_and(|listing| {
+        listing.filter_map(Result::ok).any(|e| {
+            e.file_name().to_str().is_some_and(|n| n.starts_with(name)) && e.path().join("partition").is_file()
+        })
+    })
 }
 
 /// Whether sysfs says the device (or, for a partition, its disk) has removable media.
@@ -354,8 +481,8 @@ impl Remover<'_> {
     }
 }
 
-/// The first [`HEAD`] bytes of the device node `node` (relative to the running root).
-fn read_head(running: &ImageRoot, node: &Path) -> Option<Vec<u8>> {
+/// The [`Sample`] of the device node `node` (relative to the running root).
+fn read_sample(running: &ImageRoot, node: &Path) -> Option<Sample> {
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = running.open_file(node, flags).ok()?;
@@ -363,9 +490,7 @@ fn read_head(running: &ImageRoot, node: &Path) -> Option<Vec<u8>> {
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::BlockDevice {
         return None;
     }
-    let mut head = Vec::with_capacity(HEAD);
-    std::fs::File::from(fd).take(HEAD as u64).read_to_end(&mut head).ok()?;
-    Some(head)
+    Sample::read(&std::fs::File::from(fd)).ok()
 }
 
 #[cfg(test)]
@@ -373,43 +498,100 @@ mod tests {
     use super::*;
 
     fn with(len: usize, parts: &[(usize, &[u8])]) -> Vec<u8> {
-        let mut head = vec![0u8; len];
+        let mut image = vec![0u8; len];
         for (at, bytes) in parts {
-            head[*at..*at + bytes.len()].copy_from_slice(bytes);
+            image[*at..*at + bytes.len()].copy_from_slice(bytes);
         }
-        head
+        image
+    }
+
+    /// The signatures of a device holding `image`, read as [`Sample::read`] reads one.
+    fn of(image: &[u8]) -> Vec<Signature> {
+        let size = image.len();
+        let head = image[..size.min(HEAD as usize)].to_vec();
+        let tail = image[size.saturating_sub(TAIL as usize)..].to_vec();
+        signatures(&Sample { head, tail, size: size as u64 })
+    }
+
+    fn kinds(image: &[u8]) -> Vec<String> {
+        of(image).into_iter().map(|s| s.kind).collect()
+    }
+
+    fn sig(kind: &str, label: Option<&str>) -> Signature {
+        Signature { kind: kind.into(), label: label.map(str::to_owned) }
     }
 
     #[test]
     fn signatures_and_labels() {
         let swap = with(4096, &[(4086, b"SWAPSPACE2"), (1052, b"lab-swap")]);
-        assert_eq!(signature(&swap), Some(Signature { kind: "swap".into(), label: Some("lab-swap".into()) }));
-        let unlabelled = with(4096, &[(4086, b"SWAPSPACE2")]);
-        assert_eq!(signature(&unlabelled).unwrap().label, None);
+        assert_eq!(of(&swap), [sig("swap", Some("lab-swap"))]);
+        assert_eq!(of(&with(4096, &[(4086, b"SWAPSPACE2")])), [sig("swap", None)]);
         let ext = with(2048, &[(1080, &[0x53, 0xEF]), (1144, b"scratch\0\0\0\0\0\0\0\0\0")]);
-        assert_eq!(signature(&ext), Some(Signature { kind: "ext4".into(), label: Some("scratch".into()) }));
-        let xfs = with(512, &[(0, b"XFSB"), (108, b"twelve-bytes")]);
-        assert_eq!(signature(&xfs).unwrap().label.as_deref(), Some("twelve-bytes"));
-        let btrfs = with(HEAD, &[(65600, b"_BHRfS_M"), (65835, b"data")]);
-        assert_eq!(signature(&btrfs), Some(Signature { kind: "btrfs".into(), label: Some("data".into()) }));
+        assert_eq!(of(&ext), [sig("ext4", Some("scratch"))]);
+        assert_eq!(of(&with(512, &[(0, b"XFSB"), (108, b"twelve-bytes")])), [sig("xfs", Some("twelve-bytes"))]);
+        let btrfs = with(HEAD as usize, &[(65600, b"_BHRfS_M"), (65835, b"data")]);
+        assert_eq!(of(&btrfs), [sig("btrfs", Some("data"))]);
         let odd = with(2048, &[(1080, &[0x53, 0xEF]), (1144, b"a\x1bb")]);
-        assert_eq!(signature(&odd).unwrap().label, None, "not printable: no label");
-        assert_eq!(signature(&[0; 100]), None);
-        assert_eq!(signature(&[]), None);
-        assert_eq!(signature(&with(4090, &[(4086, b"SWAP")])), None, "a short device");
+        assert_eq!(of(&odd), [sig("ext4", None)], "not printable: no label");
+        assert_eq!(of(&[0; 100]), []);
+        assert_eq!(of(&[]), []);
+        assert_eq!(of(&with(4090, &[(4086, b"SWAP")])), [], "a short device");
+    }
+
+    #[test]
+    fn signatures_of_other_kinds() {
+        let boot = |at: usize, name: &[u8]| with(4096, &[(at, name), (510, &[0x55, 0xAA])]);
+        assert_eq!(kinds(&boot(54, b"FAT16   ")), ["vfat"]);
+        assert_eq!(kinds(&boot(82, b"FAT32   ")), ["vfat"]);
+        assert_eq!(kinds(&with(4096, &[(54, b"FAT16   ")])), [""; 0], "no boot sector signature: no FAT");
+        assert_eq!(kinds(&boot(3, b"NTFS    ")), ["ntfs"]);
+        assert_eq!(kinds(&boot(3, b"EXFAT   ")), ["exfat"]);
+        assert_eq!(kinds(&boot(3, b"-FVE-FS-")), ["BitLocker"]);
+        assert_eq!(kinds(&with(4096, &[(0, b"LUKS\xba\xbe")])), ["crypto_LUKS"]);
+        assert_eq!(kinds(&with(HEAD as usize, &[(0x8000, b"SKUL\xba\xbe")])), ["crypto_LUKS"], "LUKS2's second header");
+        assert_eq!(kinds(&with(4096, &[(0, b"hsqs")])), ["squashfs"]);
+        assert_eq!(kinds(&with(40960, &[(32769, b"CD001")])), ["iso9660"]);
+        assert_eq!(kinds(&with(4096, &[(4086, b"S1SUSPEND")])), ["swsuspend"], "hibernated: no swap");
+        let lvm = |sector: u64| with(4096, &[(512, b"LABELONE"), (520, &sector.to_le_bytes()), (536, b"LVM2 001")]);
+        assert_eq!(kinds(&lvm(1)), ["LVM2_member"]);
+        assert_eq!(kinds(&lvm(2)), [""; 0], "a label that names another sector");
+    }
+
+    #[test]
+    fn md_raid_superblocks_at_either_end() {
+        const MAGIC: [u8; 4] = 0xa92b_4efcu32.to_le_bytes();
+        let v1 = |size: usize, at: usize, offset: u64| {
+            with(size, &[(at, &MAGIC), (at + 4, &1u32.to_le_bytes()), (at + 144, &offset.to_le_bytes())])
+        };
+        let size = (3 << 20) + 12345;
+        let v1_0 = (size & !0xfff) - 0x2000;
+        assert_eq!(kinds(&v1(size, v1_0, v1_0 as u64 / 512)), ["linux_raid_member"], "1.0, at the end");
+        assert_eq!(kinds(&v1(size, v1_0, 7)), [""; 0], "not where it says it is");
+        assert_eq!(kinds(&v1(size, 0, 0)), ["linux_raid_member"], "1.1");
+        assert_eq!(kinds(&v1(size, 4096, 8)), ["linux_raid_member"], "1.2");
+        let v0_90 = (size & !0xffff) - 0x10000;
+        assert_eq!(kinds(&with(size, &[(v0_90, &MAGIC)])), ["linux_raid_member"], "0.90");
+        let big_endian = 0xa92b_4efcu32.to_be_bytes();
+        assert_eq!(kinds(&with(size, &[(v0_90, &big_endian)])), ["linux_raid_member"], "0.90, big endian");
+        // A swap area in a RAID1 array with its superblock at the end: the member has both.
+        let member = with(size, &[(4086, b"SWAPSPACE2"), (v0_90, &MAGIC)]);
+        assert_eq!(kinds(&member), ["linux_raid_member", "swap"]);
     }
 
     #[test]
     fn what_a_disk_holds() {
-        let disk = |kind: &str, label: Option<&str>| Disk {
-            name: "vdb".into(),
-            node: PathBuf::from("/dev/vdb"),
-            signature: Some(Signature { kind: kind.into(), label: label.map(str::to_owned) }),
-        };
-        assert!(disk("swap", None).holds(true, None) && !disk("swap", None).holds(true, Some("x")));
-        assert!(disk("swap", Some("x")).holds(true, Some("x")) && !disk("swap", Some("x")).holds(false, Some("x")));
-        assert!(disk("ext4", Some("x")).holds(false, Some("x")) && !disk("ext4", Some("x")).holds(true, None));
-        assert!(!Disk { signature: None, ..disk("ext4", None) }.holds(false, None));
+        let disk =
+            |signatures: Vec<Signature>| Disk { name: "vdb".into(), node: PathBuf::from("/dev/vdb"), signatures };
+        let swap = |label| disk(vec![sig("swap", label)]);
+        assert!(swap(None).holds(true, None).is_some() && swap(None).holds(true, Some("x")).is_none());
+        assert!(swap(Some("x")).holds(true, Some("x")).is_some() && swap(Some("x")).holds(false, Some("x")).is_none());
+        let ext = disk(vec![sig("ext4", Some("x"))]);
+        assert!(ext.holds(false, Some("x")).is_some() && ext.holds(true, None).is_none() && !ext.ambivalent());
+        assert!(disk(vec![]).holds(false, None).is_none());
+        assert!(disk(vec![sig("vfat", None)]).holds(false, None).is_none(), "not a filesystem for scratch");
+        let both = disk(vec![sig("linux_raid_member", None), sig("swap", Some("x"))]);
+        assert!(both.holds(true, Some("x")).is_some() && both.ambivalent());
+        assert_eq!(both.kinds(), "linux_raid_member and swap");
     }
 
     #[test]
