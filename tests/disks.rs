@@ -236,7 +236,7 @@ fn scratch_cleanup_removes_symlinks_not_their_targets() {
 fn scratch_cleanup_leaves_mounts_below_alone() {
     common::require_root();
     let tmp = common::TempDir::new("disks-mounts");
-    let own = scratch_dir(&tmp);
+    drop(scratch_dir(&tmp));
     let outside = tmp.0.join("outside");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("file"), "on the same filesystem").unwrap();
@@ -251,6 +251,8 @@ fn scratch_cleanup_leaves_mounts_below_alone() {
         // Another mount of the same filesystem: the same device, a mount all the same.
         rustix::mount::mount_bind(&outside, old.join("b/bind")).unwrap();
         let (tmpfs, bind) = (common::fingerprint(&old.join("a/tmpfs")), common::fingerprint(&outside));
+        // Opened here: an fd from before the namespace would not see its mounts.
+        let own = rustix::fs::open(tmp.0.join("stateless"), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
         let done = remove_trees(own.as_fd(), "old-", later());
         assert_eq!(done, Removal { removed: 4, timed_out: false, kept: true });
         assert_eq!(names(&old), ["a", "b"], "the dirs above a mount point stay");
