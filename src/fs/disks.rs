@@ -205,8 +205,8 @@ fn skipped(name: &str) -> bool {
         .any(|p| name.strip_prefix(p).is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())))
 }
 
-/// Every block device of the running root's /sys/class/block with its signature, sorted by
-/// name; a device that cannot be read has none.
+/// Every block device of the running root's /sys/class/block with its signatures, sorted by
+/// name; a device that cannot be read has none (and is used for nothing).
 pub fn scan(running: &ImageRoot) -> Vec<Disk> {
     let Ok(listing) = std::fs::read_dir(running.host_path("sys/class/block")) else { return Vec::new() };
     let mut names: Vec<String> =
