@@ -44,6 +44,7 @@ const DHCP_START_DELAY: Duration = Duration::from_millis(500);
 /// some servers never answer it (QEMU's user-mode network): it is given this long at most.
 const INFORM_BOUND: Duration = Duration::from_secs(10);
 /// What a step function reports when it did not fail.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 pub(crate) struct Done {
     status: Status,
     detail: String,

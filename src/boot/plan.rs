@@ -30,8 +30,9 @@ pub const REPORT_DIR: &str = "run/stateless";
 /// Where the scratch filesystem (`stateless.scratch=`) is mounted, relative to the target root.
 pub const SCRATCH: &str = "run/stateless/scratch";
 /// The boot's own dir on it (root's, mode 0700). Each boot makes `boot/` afresh there, after
-/// renaming the last one's away (`old-<random>`, removed within [`SCRATCH_CLEAN_BOUND`]: what is
-/// left then is never used again, and goes at a later boot). Nothing else on it is touched.
+/// renaming the last one's away (`old-<random>`, removed for at most [`SCRATCH_CLEAN_BOUND`]:
+/// what is left then is never used again, and the next boot goes on with it;
+/// [`crate::fs::disks::remove_trees`]). Nothing else on it is touched.
 pub const SCRATCH_OWN: &str = "run/stateless/scratch/stateless";
 /// The upper and work dirs of each writable dir (`<dir>/upper`, `<dir>/work`).
 pub const SCRATCH_UPPERS: &str = "run/stateless/scratch/stateless/boot/dirs";

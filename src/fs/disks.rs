@@ -1,86 +1,199 @@
 //! Local disks, found by reading their signatures (no blkid, no udev): swap areas for
 //! `stateless.swap=`, and the filesystem labelled for `stateless.scratch=`. Only read here; the
-//! boot writes nothing to a disk but the one filesystem that carries the scratch label.
+//! boot writes nothing to a disk but the swap areas it turns on and the one filesystem that
+//! carries the scratch label.
+//!
+//! Each signature read, by blkid's name, in libblkid's order (RAID and crypto first), at fixed
+//! offsets from the start of the device or, for MD RAID, from its end:
 //!
 //! | signature | where | label |
 //! |---|---|---|
-//! | Linux swap (v1) | `SWAPSPACE2` at 4086 (the end of a 4 KiB page) | 16 bytes at 1052 |
-//! | ext2/3/4 | magic `0xEF53` (little endian) at 1080 | 16 bytes at 1144 |
-//! | XFS | `XFSB` at 0 | 12 bytes at 108 |
-//! | Btrfs | `_BHRfS_M` at 65600 | 256 bytes at 65835 |
+//! | `linux_raid_member` | MD superblock, magic `0xa92b4efc`: version 0.90 in the last 64 KiB-aligned 64 KiB, 1.0 8 KiB before the 4 KiB-aligned end, 1.1 at 0, 1.2 at 4096 (1.x: major version 1, its own offset in sectors at 144) | |
+//! | `LVM2_member` | `LABELONE` at the start of one of the first four sectors, `LVM2 001` 24 bytes on | |
+//! | `crypto_LUKS` | `LUKS\xba\xbe` at 0 (or LUKS2's second header, `SKUL\xba\xbe` at 16, 32 or 64 KiB) | |
+//! | `BitLocker` | `-FVE-FS-` at 3 | |
+//! | `vfat` | `FAT12   `, `FAT16   `, `FAT     ` or `MSDOS` at 54, or `FAT32   ` or `MSWIN` at 82, and `0x55 0xAA` at 510 | |
+//! | `swsuspend` | a hibernated system in a swap area: `S1SUSPEND`, `S2SUSPEND`, `ULSUSPEND` or `LINHIB0001` at 4086 | |
+//! | `swap` (v1) | `SWAPSPACE2` at 4086 (the end of a 4 KiB page) | 16 bytes at 1052 |
+//! | `xfs` | `XFSB` at 0 | 12 bytes at 108 |
+//! | `ext4` (ext2/3/4) | magic `0xEF53` (little endian) at 1080 | 16 bytes at 1144 |
+//! | `iso9660` | `CD001` at 32769 | |
+//! | `ntfs` | `NTFS    ` at 3 | |
+//! | `squashfs` | `hsqs` at 0 (`sqsh`: version 3, big endian) | |
+//! | `btrfs` | `_BHRfS_M` at 65600 | 256 bytes at 65835 |
+//! | `exfat` | `EXFAT   ` at 3 | |
 //!
-//! Labels are NUL-padded; a label that is not printable ASCII is taken as none.
+//! Labels are NUL-padded; a label that is not printable ASCII is taken as none. A whole disk
+//! the kernel found partitions on carries a `partition-table` signature too.
+//!
+//! A device with more than one signature is *ambivalent*, as blkid calls it, and neither swap
+//! nor scratch uses it: the other may be what the device really is (a RAID1 member, whose
+//! array holds the swap area, written alone would corrupt the array; an ISO image or a
+//! partitioned disk that mkswap wrote over without wiping it).
 
-use std::ffi::OsStr;
-use std::io::Read;
+use std::ffi::{CStr, CString};
+use std::io::{Seek, SeekFrom};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, RenameFlags, StatxFlags};
+use rustix::io::Errno;
 
 use serde::{Deserialize, Serialize};
 
 use crate::fs::root::ImageRoot;
 
-/// How much of a device is read: up to the end of a Btrfs label.
-const HEAD: usize = 65835 + 256;
+/// How much of a device's start is read: up to the end of a Btrfs label.
+const HEAD: u64 = 65835 + 256;
+/// How much of its end: MD RAID 0.90's superblock is up to 128 KiB before it.
+const TAIL: u64 = 128 << 10;
 
-/// What a device holds, by its signature.
+/// One signature a device carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signature {
-    /// `swap`, `ext4` (ext2, ext3 and ext4 alike: the kernel's ext4 driver mounts them all), `xfs`, `btrfs`.
+    /// blkid's name of it (`swap`, `ext4`, `linux_raid_member`, ...: see the table above);
+    /// `ext4` for ext2 and ext3 too (the kernel's ext4 driver mounts them all).
     pub kind: String,
     pub label: Option<String>,
 }
 
-/// A block device and its signature.
+/// A block device and its signatures.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Disk {
     /// The kernel's name: `vdb`, `sda2`, `nvme0n1p3`.
     pub name: String,
     /// Its node below the running root's /dev.
     pub node: PathBuf,
-    pub signature: Option<Signature>,
+    /// Every one found (none when it cannot be read).
+    pub signatures: Vec<Signature>,
 }
 
 impl Disk {
-    /// Whether it is a swap area (`swap`) or else a filesystem, with the label `label` (any with
-    /// `None`).
-    pub fn holds(&self, swap: bool, label: Option<&str>) -> bool {
-        self.signature
-            .as_ref()
-            .is_some_and(|s| (s.kind == "swap") == swap && label.is_none_or(|label| s.label.as_deref() == Some(label)))
+    /// Its signature of a swap area (`swap`) or else of a filesystem the scratch disk can be
+    /// (ext2/3/4, XFS, Btrfs), with the label `label` (any with `None`), whatever else it carries.
+    pub fn holds(&self, swap: bool, label: Option<&str>) -> Option<&Signature> {
+        let kinds: &[&str] = if swap { &["swap"] } else { &["ext4", "xfs", "btrfs"] };
+        self.signatures
+            .iter()
+            .find(|s| kinds.contains(&s.kind.as_str()) && label.is_none_or(|label| s.label.as_deref() == Some(label)))
+    }
+
+    /// Whether it carries more than one signature: then neither swap nor scratch uses it.
+    pub fn ambivalent(&self) -> bool {
+        self.signatures.len() > 1
+    }
+
+    /// Its signatures' kinds: `swap and iso9660`.
+    pub fn kinds(&self) -> String {
+        let kinds: Vec<&str> = self.signatures.iter().map(|s| s.kind.as_str()).collect();
+        kinds.join(" and ")
     }
 }
 
-/// The label field at `at`, `len` bytes, NUL-padded: `None` when empty or not printable.
-fn label(head: &[u8], at: usize, len: usize) -> Option<String> {
-    let field = head.get(at..at.checked_add(len)?)?;
-    let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
-    let text = field.get(..end)?;
-    (!text.is_empty() && text.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
-        .then(|| String::from_utf8_lossy(text).into_owned())
+/// The bytes of a device its signatures live in: the first [`HEAD`] and the last [`TAIL`]
+/// (all of it when it is smaller), and its size.
+pub struct Sample {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    size: u64,
 }
 
-/// The signature in the first bytes of a device (shorter when the device is).
-pub fn signature(head: &[u8]) -> Option<Signature> {
-    let at = |offset: usize, magic: &[u8]| head.get(offset..offset + magic.len()) == Some(magic);
-    let found = |kind: &str, label| Some(Signature { kind: kind.into(), label });
-    if at(4086, b"SWAPSPACE2") {
-        return found("swap", label(head, 1052, 16));
+impl Sample {
+    /// Reads them from `file`: a block device, or an image of one.
+    ///
+    /// # Errors
+    /// A failed seek or read.
+    pub fn read(file: &std::fs::File) -> std::io::Result<Self> {
+        let size = (&mut &*file).seek(SeekFrom::End(0))?;
+        let read = |at: u64, len: u64| -> std::io::Result<Vec<u8>> {
+            let mut buf = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+            file.read_exact_at(&mut buf, at)?;
+            Ok(buf)
+        };
+        let tail_at = size.saturating_sub(TAIL);
+        Ok(Sample { head: read(0, size.min(HEAD))?, tail: read(tail_at, size - tail_at)?, size })
     }
-    if at(1080, &[0x53, 0xEF]) {
-        return found("ext4", label(head, 1144, 16));
+
+    /// `len` bytes at `at`, where they were read.
+    fn bytes(&self, at: u64, len: usize) -> Option<&[u8]> {
+        fn slice(buf: &[u8], from: u64, len: usize) -> Option<&[u8]> {
+            let from = usize::try_from(from).ok()?;
+            buf.get(from..from.checked_add(len)?)
+        }
+        let tail_at = self.size.saturating_sub(self.tail.len() as u64);
+        slice(&self.head, at, len).or_else(|| slice(&self.tail, at.checked_sub(tail_at)?, len))
     }
-    if at(0, b"XFSB") {
-        return found("xfs", label(head, 108, 12));
+
+    fn is(&self, at: u64, magic: &[u8]) -> bool {
+        self.bytes(at, magic.len()) == Some(magic)
     }
-    if at(65600, b"_BHRfS_M") {
-        return found("btrfs", label(head, 65835, 256));
+
+    fn u32le(&self, at: u64) -> Option<u32> {
+        self.bytes(at, 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes)
     }
-    None
+
+    fn u64le(&self, at: u64) -> Option<u64> {
+        self.bytes(at, 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+    }
+
+    /// The label field at `at`, `len` bytes, NUL-padded: `None` when empty or not printable.
+    fn label(&self, at: u64, len: usize) -> Option<String> {
+        let field = self.bytes(at, len)?;
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        let text = field.get(..end)?;
+        (!text.is_empty() && text.iter().all(|b| b.is_ascii_graphic() || *b == b' '))
+            .then(|| String::from_utf8_lossy(text).into_owned())
+    }
+
+    /// An MD RAID superblock (see the table above).
+    fn md_raid(&self) -> bool {
+        const MAGIC: u32 = 0xa92b_4efc;
+        // 0.90: the magic and major version 0 in the host's byte order, either.
+        let v0 = |at: u64| {
+            let be = |at| self.bytes(at, 4).and_then(|b| b.try_into().ok()).map(u32::from_be_bytes);
+            (self.u32le(at) == Some(MAGIC) && self.u32le(at + 4) == Some(0))
+                || (be(at) == Some(MAGIC) && be(at + 4) == Some(0))
+        };
+        let v1 = |at: u64| {
+            self.u32le(at) == Some(MAGIC) && self.u32le(at + 4) == Some(1) && self.u64le(at + 144) == Some(at / 512)
+        };
+        let end = |align: u64, back: u64| (self.size & !(align - 1)).checked_sub(back);
+        end(0x10000, 0x10000).is_some_and(v0) || end(0x1000, 0x2000).is_some_and(v1) || v1(0) || v1(0x1000)
+    }
+}
+
+/// Every signature in `sample`, in libblkid's order.
+pub fn signatures(sample: &Sample) -> Vec<Signature> {
+    let s = sample;
+    let any = |at: u64, magics: &[&[u8]]| magics.iter().any(|m| s.is(at, m));
+    let lvm2 = (0..4)
+        .any(|n: u64| s.is(n * 512, b"LABELONE") && s.is(n * 512 + 24, b"LVM2 001") && s.u64le(n * 512 + 8) == Some(n));
+    let luks = s.is(0, b"LUKS\xba\xbe") || [0x4000, 0x8000, 0x10000].iter().any(|&at| s.is(at, b"SKUL\xba\xbe"));
+    let fat = (any(54, &[b"FAT12   ", b"FAT16   ", b"FAT     ", b"MSDOS"]) || any(82, &[b"FAT32   ", b"MSWIN"]))
+        && s.is(510, &[0x55, 0xAA]);
+    let found: [(&str, bool, Option<String>); 14] = [
+        ("linux_raid_member", s.md_raid(), None),
+        ("LVM2_member", lvm2, None),
+        ("crypto_LUKS", luks, None),
+        ("BitLocker", s.is(3, b"-FVE-FS-"), None),
+        ("vfat", fat, None),
+        ("swsuspend", any(4086, &[b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND", b"LINHIB0001"]), None),
+        ("swap", s.is(4086, b"SWAPSPACE2"), s.label(1052, 16)),
+        ("xfs", s.is(0, b"XFSB"), s.label(108, 12)),
+        ("ext4", s.is(1080, &[0x53, 0xEF]), s.label(1144, 16)),
+        ("iso9660", s.is(32769, b"CD001"), None),
+        ("ntfs", s.is(3, b"NTFS    "), None),
+        ("squashfs", any(0, &[b"hsqs", b"sqsh"]), None),
+        ("btrfs", s.is(65600, b"_BHRfS_M"), s.label(65835, 256)),
+        ("exfat", s.is(3, b"EXFAT   "), None),
+    ];
+    found
+        .into_iter()
+        .filter(|(_, yes, _)| *yes)
+        .map(|(kind, _, label)| Signature { kind: kind.into(), label })
+        .collect()
 }
 
 /// Kernel names of devices not looked at: loop and RAM disks (no disk), CD and floppy drives (a
@@ -92,8 +205,8 @@ fn skipped(name: &str) -> bool {
         .any(|p| name.strip_prefix(p).is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit())))
 }
 
-/// Every block device of the running root's /sys/class/block with its signature, sorted by
-/// name; a device that cannot be read has none.
+/// Every block device of the running root's /sys/class/block with its signatures, sorted by
+/// name; a device that cannot be read has none (and is used for nothing).
 pub fn scan(running: &ImageRoot) -> Vec<Disk> {
     let Ok(listing) = std::fs::read_dir(running.host_path("sys/class/block")) else { return Vec::new() };
     let mut names: Vec<String> =
@@ -105,10 +218,24 @@ pub fn scan(running: &ImageRoot) -> Vec<Disk> {
         .map(|name| {
             // sysfs writes the '/' of a name as '!' (cciss!c0d0 is /dev/cciss/c0d0).
             let node = Path::new("dev").join(name.replace('!', "/"));
-            let signature = read_head(running, &node).as_deref().and_then(signature);
-            Disk { name, node: running.host_path(&node), signature }
+            let mut signatures = read_sample(running, &node).as_ref().map(signatures).unwrap_or_default();
+            if partitioned(running, &name) {
+                signatures.push(Signature { kind: "partition-table".into(), label: None });
+            }
+            Disk { name, node: running.host_path(&node), signatures }
         })
         .collect()
+}
+
+/// Whether the kernel found partitions on the device (sysfs lists them below it, each with a
+/// `partition` file): swapon or a mount of the whole disk would write over them.
+fn partitioned(running: &ImageRoot, name: &str) -> bool {
+    let class = running.host_path("sys/class/block").join(name);
+    std::fs::read_dir(&class).is_ok_and(|listing| {
+        listing.filter_map(Result::ok).any(|e| {
+            e.file_name().to_str().is_some_and(|n| n.starts_with(name)) && e.path().join("partition").is_file()
+        })
+    })
 }
 
 /// Whether sysfs says the device (or, for a partition, its disk) has removable media.
@@ -121,93 +248,241 @@ fn removable(running: &ImageRoot, name: &str) -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
-/// What [`remove_bounded`] did.
+/// Dirs held open at once by [`remove_trees`]: a dir deeper than that is moved up beside the
+/// trees being removed and removed from there, so any depth costs a bounded number of open
+/// files and of memory (each open dir holds a read buffer of at most some 24 KiB).
+const OPEN_DIRS: usize = 16;
+
+/// What [`remove_trees`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Removal {
     /// Entries removed.
     pub removed: u64,
-    /// Whether some are left: the deadline, another filesystem, deeper than [`crate::fs::tree::MAX_DEPTH`], an error.
-    pub left: bool,
+    /// Whether the deadline came first: the rest goes at a later call.
+    pub timed_out: bool,
+    /// Whether some entry stays for another reason: a mount point below (left alone, as the
+    /// dirs above it), or an error.
+    pub kept: bool,
 }
 
-/// Removes the tree `name` in `parent`, each entry as it is read (no list of names is kept, so a
-/// dir of millions of entries costs no memory), never following a symlink nor entering another
-/// filesystem, until `deadline`: what is left then stays.
-pub fn remove_bounded(parent: BorrowedFd<'_>, name: &OsStr, deadline: Instant) -> Removal {
-    match rustix::fs::fstat(parent) {
-        Ok(st) => {
-            let mut remover = Remover { dev: st.st_dev, deadline, out: Removal::default() };
-            remover.entry(parent, name, 0);
-            remover.out
+/// Removes every entry of `dir` whose name starts with `prefix`, whole trees, until `deadline`:
+/// each entry as it is read (no list of names is kept, so a dir of millions of entries costs no
+/// memory), at any depth (a dir [`OPEN_DIRS`] levels down is renamed into `dir` as
+/// `<prefix>i<inode>` and removed from there, now or at a later call), never following a
+/// symlink (a link is removed, not what it leads to) nor entering another mount (a mount point
+/// is left, with the dirs above it). What the deadline leaves stays for a later call.
+pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant) -> Removal {
+    let mut remover = Remover { top: dir, prefix, mount: 0, deadline, out: Removal::default(), moved: 0 };
+    match place(dir, c"", AtFlags::EMPTY_PATH) {
+        Ok(top) => remover.mount = top.mount,
+        Err(_) => {
+            remover.out.kept = true;
+            return remover.out;
         }
-        Err(_) => Removal { removed: 0, left: true },
+    }
+    // Removing while reading may make a listing skip names, and dirs moved up land in `dir`:
+    // passes until one does nothing.
+    loop {
+        let done = (remover.out.removed, remover.moved);
+        let Ok(mut listing) = Dir::read_from(dir) else {
+            remover.out.kept = true;
+            return remover.out;
+        };
+        while let Some(entry) = listing.read() {
+            let Ok(entry) = entry else {
+                remover.out.kept = true;
+                break;
+            };
+            if entry.file_name().to_bytes().starts_with(prefix.as_bytes()) {
+                remover.tree(entry.file_name());
+            }
+            if remover.expired() {
+                return remover.out;
+            }
+        }
+        if (remover.out.removed, remover.moved) == done {
+            return remover.out;
+        }
     }
 }
 
-/// The filesystem [`remove_bounded`] stays on, its deadline, and what it did so far.
-struct Remover {
-    dev: u64,
+/// Where an entry is: its kind and inode, and its mount (its mount id, or its device on a
+/// kernel without one, before 5.8).
+struct Place {
+    dir: bool,
+    ino: u64,
+    mount: u64,
+}
+
+/// The [`Place`] of `name` in `dir` (with `EMPTY_PATH`, of `dir` itself), not following a symlink.
+fn place(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> rustix::io::Result<Place> {
+    let flags = flags | AtFlags::SYMLINK_NOFOLLOW;
+    match rustix::fs::statx(dir, name, flags, StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID) {
+        Ok(st) => Ok(Place {
+            dir: FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory,
+            ino: st.stx_ino,
+            mount: if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
+                st.stx_mnt_id
+            } else {
+                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)
+            },
+        }),
+        // Before 4.11.
+        Err(Errno::NOSYS) => rustix::fs::statat(dir, name, flags).map(|st| Place {
+            dir: FileType::from_raw_mode(st.st_mode) == FileType::Directory,
+            ino: st.st_ino,
+            mount: st.st_dev,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The state of [`remove_trees`]: the dir it empties, the mount it stays on, its deadline, what
+/// it did so far.
+struct Remover<'a> {
+    top: BorrowedFd<'a>,
+    prefix: &'a str,
+    mount: u64,
     deadline: Instant,
     out: Removal,
+    /// Dirs moved up into `top`.
+    moved: u64,
 }
 
-impl Remover {
-    /// Removes one entry (a dir with everything in it); whether it is gone.
-    fn entry(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
-        let gone = self.remove(parent, name, depth);
-        self.out.left |= !gone;
-        gone
+/// A dir being emptied: its listing (which holds its fd), its name in the dir above, and whether
+/// this pass over it removed or moved anything (then it is read again: see [`remove_trees`]).
+struct Level {
+    listing: Dir,
+    name: CString,
+    progress: bool,
+}
+
+/// What became of one entry: done with (whether it was removed or moved), or a dir to empty.
+enum Step {
+    Done(bool),
+    Enter(Level),
+}
+
+impl Remover<'_> {
+    fn expired(&mut self) -> bool {
+        self.out.timed_out |= Instant::now() >= self.deadline;
+        self.out.timed_out
     }
 
-    fn remove(&mut self, parent: BorrowedFd<'_>, name: &OsStr, depth: usize) -> bool {
-        if Instant::now() >= self.deadline {
-            return false;
-        }
-        let Ok(st) = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) else { return false };
-        if st.st_dev != self.dev {
-            return false;
-        }
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
-            if depth >= crate::fs::tree::MAX_DEPTH {
-                return false;
-            }
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            let Ok(dir) = rustix::fs::openat(parent, name, flags, Mode::empty()) else { return false };
-            if rustix::fs::fstat(&dir).map(|s| s.st_dev) != Ok(self.dev) {
-                return false;
-            }
-            // Removing entries while reading the dir may make the listing skip some: again,
-            // until a pass removes nothing.
-            loop {
-                let Ok(entries) = Dir::read_from(&dir) else { break };
-                let mut progress = false;
-                for entry in entries.filter_map(Result::ok) {
-                    let child = OsStr::from_bytes(entry.file_name().to_bytes());
-                    if child == "." || child == ".." {
-                        continue;
-                    }
-                    progress |= self.entry(dir.as_fd(), child, depth + 1);
-                    if Instant::now() >= self.deadline {
-                        return false;
+    /// Removes the entry `name` of `top`, a whole tree: depth first, with at most
+    /// [`OPEN_DIRS`] dirs open.
+    fn tree(&mut self, name: &CStr) {
+        let Step::Enter(first) = self.entry(self.top, name, FileType::Unknown, 0) else { return };
+        let mut stack = vec![first];
+        while !self.expired() {
+            let depth = stack.len();
+            let Some(level) = stack.last_mut() else { return };
+            match level.listing.read() {
+                Some(Ok(entry)) => {
+                    let Ok(fd) = level.listing.fd() else { return };
+                    match self.entry(fd, entry.file_name(), entry.file_type(), depth) {
+                        Step::Enter(below) => stack.push(below),
+                        Step::Done(progress) => level.progress |= progress,
                     }
                 }
-                if !progress {
-                    break;
+                Some(Err(_)) | None if level.progress => {
+                    level.progress = false;
+                    level.listing.rewind();
+                }
+                Some(Err(_)) | None => {
+                    let Some(done) = stack.pop() else { return };
+                    let parent = stack.last().map_or(Ok(self.top), |above| above.listing.fd());
+                    let removed = parent.is_ok_and(|p| self.unlink(p, &done.name, AtFlags::REMOVEDIR));
+                    if let Some(above) = stack.last_mut() {
+                        above.progress |= removed;
+                    }
                 }
             }
-            if rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).is_err() {
-                return false;
-            }
-        } else if rustix::fs::unlinkat(parent, name, AtFlags::empty()).is_err() {
-            return false;
         }
-        self.out.removed = self.out.removed.saturating_add(1);
-        true
+    }
+
+    /// One entry of `dir`, `depth` dirs below `top`, of the kind its listing gives: a non-dir
+    /// is removed, a dir on this mount entered (or moved up, [`OPEN_DIRS`] down), anything on
+    /// another mount left.
+    fn entry(&mut self, dir: BorrowedFd<'_>, name: &CStr, listed: FileType, depth: usize) -> Step {
+        if name == c"." || name == c".." {
+            return Step::Done(false);
+        }
+        // Unlinked at once when the listing tells (a dir after all refuses it).
+        if listed != FileType::Directory && listed != FileType::Unknown {
+            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+                Ok(()) => {
+                    self.out.removed += 1;
+                    return Step::Done(true);
+                }
+                Err(Errno::ISDIR) => {}
+                Err(Errno::NOENT) => return Step::Done(false),
+                Err(_) => {
+                    self.out.kept = true;
+                    return Step::Done(false);
+                }
+            }
+        }
+        let at = match place(dir, name, AtFlags::empty()) {
+            Ok(at) => at,
+            Err(Errno::NOENT) => return Step::Done(false),
+            Err(_) => {
+                self.out.kept = true;
+                return Step::Done(false);
+            }
+        };
+        if at.mount != self.mount {
+            self.out.kept = true;
+            return Step::Done(false);
+        }
+        if !at.dir {
+            return Step::Done(self.unlink(dir, name, AtFlags::empty()));
+        }
+        if depth >= OPEN_DIRS {
+            let moved = format!("{}i{}", self.prefix, at.ino);
+            return match rustix::fs::renameat_with(dir, name, self.top, moved.as_str(), RenameFlags::NOREPLACE) {
+                Ok(()) => {
+                    self.moved += 1;
+                    Step::Done(true)
+                }
+                Err(_) => {
+                    self.out.kept = true;
+                    Step::Done(false)
+                }
+            };
+        }
+        let opened = rustix::fs::openat(dir, name, crate::fs::tree::DIR_FLAGS, Mode::empty());
+        // Checked again once open: a dir swapped for a mount point or a link in between is left.
+        let same = opened.as_ref().is_ok_and(|fd| {
+            place(fd.as_fd(), c"", AtFlags::EMPTY_PATH).is_ok_and(|p| (p.ino, p.mount) == (at.ino, at.mount))
+        });
+        match opened.and_then(Dir::new) {
+            Ok(listing) if same => Step::Enter(Level { listing, name: name.to_owned(), progress: false }),
+            _ => {
+                self.out.kept = true;
+                Step::Done(false)
+            }
+        }
+    }
+
+    /// `unlinkat`; whether the entry went (one already gone did not).
+    fn unlink(&mut self, dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> bool {
+        match rustix::fs::unlinkat(dir, name, flags) {
+            Ok(()) => {
+                self.out.removed += 1;
+                true
+            }
+            Err(Errno::NOENT) => false,
+            Err(_) => {
+                self.out.kept = true;
+                false
+            }
+        }
     }
 }
 
-/// The first [`HEAD`] bytes of the device node `node` (relative to the running root).
-fn read_head(running: &ImageRoot, node: &Path) -> Option<Vec<u8>> {
+/// The [`Sample`] of the device node `node` (relative to the running root).
+fn read_sample(running: &ImageRoot, node: &Path) -> Option<Sample> {
     use rustix::fs::OFlags;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
     let fd = running.open_file(node, flags).ok()?;
@@ -215,9 +490,7 @@ fn read_head(running: &ImageRoot, node: &Path) -> Option<Vec<u8>> {
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::BlockDevice {
         return None;
     }
-    let mut head = Vec::with_capacity(HEAD);
-    std::fs::File::from(fd).take(HEAD as u64).read_to_end(&mut head).ok()?;
-    Some(head)
+    Sample::read(&std::fs::File::from(fd)).ok()
 }
 
 #[cfg(test)]
@@ -225,71 +498,100 @@ mod tests {
     use super::*;
 
     fn with(len: usize, parts: &[(usize, &[u8])]) -> Vec<u8> {
-        let mut head = vec![0u8; len];
+        let mut image = vec![0u8; len];
         for (at, bytes) in parts {
-            head[*at..*at + bytes.len()].copy_from_slice(bytes);
+            image[*at..*at + bytes.len()].copy_from_slice(bytes);
         }
-        head
+        image
+    }
+
+    /// The signatures of a device holding `image`, read as [`Sample::read`] reads one.
+    fn of(image: &[u8]) -> Vec<Signature> {
+        let size = image.len();
+        let head = image[..size.min(HEAD as usize)].to_vec();
+        let tail = image[size.saturating_sub(TAIL as usize)..].to_vec();
+        signatures(&Sample { head, tail, size: size as u64 })
+    }
+
+    fn kinds(image: &[u8]) -> Vec<String> {
+        of(image).into_iter().map(|s| s.kind).collect()
+    }
+
+    fn sig(kind: &str, label: Option<&str>) -> Signature {
+        Signature { kind: kind.into(), label: label.map(str::to_owned) }
     }
 
     #[test]
     fn signatures_and_labels() {
         let swap = with(4096, &[(4086, b"SWAPSPACE2"), (1052, b"lab-swap")]);
-        assert_eq!(signature(&swap), Some(Signature { kind: "swap".into(), label: Some("lab-swap".into()) }));
-        let unlabelled = with(4096, &[(4086, b"SWAPSPACE2")]);
-        assert_eq!(signature(&unlabelled).unwrap().label, None);
+        assert_eq!(of(&swap), [sig("swap", Some("lab-swap"))]);
+        assert_eq!(of(&with(4096, &[(4086, b"SWAPSPACE2")])), [sig("swap", None)]);
         let ext = with(2048, &[(1080, &[0x53, 0xEF]), (1144, b"scratch\0\0\0\0\0\0\0\0\0")]);
-        assert_eq!(signature(&ext), Some(Signature { kind: "ext4".into(), label: Some("scratch".into()) }));
-        let xfs = with(512, &[(0, b"XFSB"), (108, b"twelve-bytes")]);
-        assert_eq!(signature(&xfs).unwrap().label.as_deref(), Some("twelve-bytes"));
-        let btrfs = with(HEAD, &[(65600, b"_BHRfS_M"), (65835, b"data")]);
-        assert_eq!(signature(&btrfs), Some(Signature { kind: "btrfs".into(), label: Some("data".into()) }));
+        assert_eq!(of(&ext), [sig("ext4", Some("scratch"))]);
+        assert_eq!(of(&with(512, &[(0, b"XFSB"), (108, b"twelve-bytes")])), [sig("xfs", Some("twelve-bytes"))]);
+        let btrfs = with(HEAD as usize, &[(65600, b"_BHRfS_M"), (65835, b"data")]);
+        assert_eq!(of(&btrfs), [sig("btrfs", Some("data"))]);
         let odd = with(2048, &[(1080, &[0x53, 0xEF]), (1144, b"a\x1bb")]);
-        assert_eq!(signature(&odd).unwrap().label, None, "not printable: no label");
-        assert_eq!(signature(&[0; 100]), None);
-        assert_eq!(signature(&[]), None);
-        assert_eq!(signature(&with(4090, &[(4086, b"SWAP")])), None, "a short device");
+        assert_eq!(of(&odd), [sig("ext4", None)], "not printable: no label");
+        assert_eq!(of(&[0; 100]), []);
+        assert_eq!(of(&[]), []);
+        assert_eq!(of(&with(4090, &[(4086, b"SWAP")])), [], "a short device");
     }
 
     #[test]
-    fn removal_stops_at_symlinks_depth_and_the_deadline() {
-        let dir = std::env::temp_dir().join(format!("stateless-remove-{}", std::process::id()));
-        let outside = dir.join("outside");
-        std::fs::create_dir_all(outside.join("keep")).unwrap();
-        let old = dir.join("old");
-        std::fs::create_dir_all(old.join("a/b")).unwrap();
-        for n in 0..300 {
-            std::fs::write(old.join(format!("a/f{n}")), "x").unwrap();
-        }
-        std::os::unix::fs::symlink(&outside, old.join("a/b/link")).unwrap();
-        let mut deep = old.join("deep");
-        for _ in 0..70 {
-            deep = deep.join("d");
-        }
-        std::fs::create_dir_all(&deep).unwrap();
-        let parent = rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let past = remove_bounded(parent.as_fd(), OsStr::new("old"), Instant::now());
-        assert_eq!(past, Removal { removed: 0, left: true }, "a deadline gone: nothing");
-        let later = Instant::now() + std::time::Duration::from_secs(30);
-        let done = remove_bounded(parent.as_fd(), OsStr::new("old"), later);
-        assert!(done.left, "deeper than 64: left");
-        assert!(done.removed >= 303, "{done:?}");
-        assert!(!old.join("a").exists() && old.join("deep").exists());
-        assert!(outside.join("keep").exists(), "the symlink removed, not followed");
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn signatures_of_other_kinds() {
+        let boot = |at: usize, name: &[u8]| with(4096, &[(at, name), (510, &[0x55, 0xAA])]);
+        assert_eq!(kinds(&boot(54, b"FAT16   ")), ["vfat"]);
+        assert_eq!(kinds(&boot(82, b"FAT32   ")), ["vfat"]);
+        assert_eq!(kinds(&with(4096, &[(54, b"FAT16   ")])), [""; 0], "no boot sector signature: no FAT");
+        assert_eq!(kinds(&boot(3, b"NTFS    ")), ["ntfs"]);
+        assert_eq!(kinds(&boot(3, b"EXFAT   ")), ["exfat"]);
+        assert_eq!(kinds(&boot(3, b"-FVE-FS-")), ["BitLocker"]);
+        assert_eq!(kinds(&with(4096, &[(0, b"LUKS\xba\xbe")])), ["crypto_LUKS"]);
+        assert_eq!(kinds(&with(HEAD as usize, &[(0x8000, b"SKUL\xba\xbe")])), ["crypto_LUKS"], "LUKS2's second header");
+        assert_eq!(kinds(&with(4096, &[(0, b"hsqs")])), ["squashfs"]);
+        assert_eq!(kinds(&with(40960, &[(32769, b"CD001")])), ["iso9660"]);
+        assert_eq!(kinds(&with(4096, &[(4086, b"S1SUSPEND")])), ["swsuspend"], "hibernated: no swap");
+        let lvm = |sector: u64| with(4096, &[(512, b"LABELONE"), (520, &sector.to_le_bytes()), (536, b"LVM2 001")]);
+        assert_eq!(kinds(&lvm(1)), ["LVM2_member"]);
+        assert_eq!(kinds(&lvm(2)), [""; 0], "a label that names another sector");
+    }
+
+    #[test]
+    fn md_raid_superblocks_at_either_end() {
+        const MAGIC: [u8; 4] = 0xa92b_4efcu32.to_le_bytes();
+        let v1 = |size: usize, at: usize, offset: u64| {
+            with(size, &[(at, &MAGIC), (at + 4, &1u32.to_le_bytes()), (at + 144, &offset.to_le_bytes())])
+        };
+        let size = (3 << 20) + 12345;
+        let v1_0 = (size & !0xfff) - 0x2000;
+        assert_eq!(kinds(&v1(size, v1_0, v1_0 as u64 / 512)), ["linux_raid_member"], "1.0, at the end");
+        assert_eq!(kinds(&v1(size, v1_0, 7)), [""; 0], "not where it says it is");
+        assert_eq!(kinds(&v1(size, 0, 0)), ["linux_raid_member"], "1.1");
+        assert_eq!(kinds(&v1(size, 4096, 8)), ["linux_raid_member"], "1.2");
+        let v0_90 = (size & !0xffff) - 0x10000;
+        assert_eq!(kinds(&with(size, &[(v0_90, &MAGIC)])), ["linux_raid_member"], "0.90");
+        let big_endian = 0xa92b_4efcu32.to_be_bytes();
+        assert_eq!(kinds(&with(size, &[(v0_90, &big_endian)])), ["linux_raid_member"], "0.90, big endian");
+        // A swap area in a RAID1 array with its superblock at the end: the member has both.
+        let member = with(size, &[(4086, b"SWAPSPACE2"), (v0_90, &MAGIC)]);
+        assert_eq!(kinds(&member), ["linux_raid_member", "swap"]);
     }
 
     #[test]
     fn what_a_disk_holds() {
-        let disk = |kind: &str, label: Option<&str>| Disk {
-            name: "vdb".into(),
-            node: PathBuf::from("/dev/vdb"),
-            signature: Some(Signature { kind: kind.into(), label: label.map(str::to_owned) }),
-        };
-        assert!(disk("swap", None).holds(true, None) && !disk("swap", None).holds(true, Some("x")));
-        assert!(disk("swap", Some("x")).holds(true, Some("x")) && !disk("swap", Some("x")).holds(false, Some("x")));
-        assert!(disk("ext4", Some("x")).holds(false, Some("x")) && !disk("ext4", Some("x")).holds(true, None));
-        assert!(!Disk { signature: None, ..disk("ext4", None) }.holds(false, None));
+        let disk =
+            |signatures: Vec<Signature>| Disk { name: "vdb".into(), node: PathBuf::from("/dev/vdb"), signatures };
+        let swap = |label| disk(vec![sig("swap", label)]);
+        assert!(swap(None).holds(true, None).is_some() && swap(None).holds(true, Some("x")).is_none());
+        assert!(swap(Some("x")).holds(true, Some("x")).is_some() && swap(Some("x")).holds(false, Some("x")).is_none());
+        let ext = disk(vec![sig("ext4", Some("x"))]);
+        assert!(ext.holds(false, Some("x")).is_some() && ext.holds(true, None).is_none() && !ext.ambivalent());
+        assert!(disk(vec![]).holds(false, None).is_none());
+        assert!(disk(vec![sig("vfat", None)]).holds(false, None).is_none(), "not a filesystem for scratch");
+        let both = disk(vec![sig("linux_raid_member", None), sig("swap", Some("x"))]);
+        assert!(both.holds(true, Some("x")).is_some() && both.ambivalent());
+        assert_eq!(both.kinds(), "linux_raid_member and swap");
     }
 
     #[test]
