@@ -364,6 +364,47 @@ fn what_the_client_changed_since_a_layer_wrote_it_is_never_replaced_or_pruned() 
 
 #[test]
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn what_the_client_made_or_changed_where_no_layer_wrote_is_never_replaced() {
+    let (_tmp, root) = test_image("relayer-own");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("etc/issue.net"), "image issue.net\n");
+    write(&root.join("etc/issue"), "image issue\n");
+    let image_etc = fingerprint(&root.join("etc"));
+    in_private_namespace(|| {
+        boot(&root);
+        let etc = root.join("etc");
+        // The client makes one file and edits one of the image's; one more of the image's it
+        // leaves as it is. Then a layer provides all three paths, for the first time.
+        write(&etc.join("made-here"), "the client's own\n");
+        std::fs::write(etc.join("issue.net"), "the client's issue.net\n").unwrap();
+        for name in ["made-here", "issue.net", "issue"] {
+            write(&l.join("labs/lab3/etc").join(name), "from the lab layer\n");
+        }
+        let want = [
+            "edited    /etc/made-here (labs/lab3): content; made on this client, not by a layer: left alone\n",
+            "edited    /etc/issue.net (labs/lab3): content; changed on this client from the image's, not by a layer: left alone\n",
+            "changed   /etc/issue (labs/lab3): content\n",
+        ];
+        let dry = text(&relayer(&root, &["--dry-run"]));
+        let done = text(&relayer(&root, &[]));
+        for line in want {
+            assert!(dry.contains(line) && done.contains(line), "{line:?} in {dry} and {done}");
+        }
+        assert_eq!(done.replace("dry run (nothing written); ", ""), dry.replace("dry run (nothing written); ", ""));
+        assert_eq!(read(&etc.join("made-here")), "the client's own\n");
+        assert_eq!(read(&etc.join("issue.net")), "the client's issue.net\n");
+        assert_eq!(read(&etc.join("issue")), "from the lab layer\n", "the image's, as it was: the layer's now");
+        // Once the client's own is removed, the layer's comes in.
+        std::fs::remove_file(etc.join("made-here")).unwrap();
+        assert!(text(&relayer(&root, &[])).contains("new       /etc/made-here (labs/lab3)\n"));
+        assert_eq!(read(&etc.join("made-here")), "from the lab layer\n");
+    });
+    assert_eq!(fingerprint(&root.join("etc")), image_etc, "the image's /etc was never written");
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn a_provenance_that_cannot_be_written_comes_after_what_was_written() {
     let (_tmp, root) = test_image("relayer-full");
     let l = root.join("diskless");
@@ -421,7 +462,7 @@ fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
     in_private_namespace(|| {
         boot(&root);
         // The client has a dir where a layer now has a file, and a file of its own where a
-        // layer now has a dir.
+        // layer now has a dir: both stay.
         write(&root.join("etc/was-dir/kept"), "the client's\n");
         write(&l.join("base/etc/was-dir"), "a layer's file\n");
         write(&root.join("etc/was-file"), "the client's\n");
@@ -444,8 +485,8 @@ fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
         assert_eq!(done, dry.replace("dry run (nothing written); ", ""));
         for line in [
             "failed    /etc/was-dir (base): a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)\n",
-            "changed   /etc/was-file (base): kind\n",
-            "new       /etc/was-file/inner (base)\n",
+            "edited    /etc/was-file (base): kind; made on this client, not by a layer: left alone\n",
+            "failed    /etc/was-file/inner (base): inside /etc/was-file, left alone\n",
             "new       /etc/only-lab/x (base)\n",
             "changed   /etc/only-lab (hosts/lab3-12): kind\n",
             "new       /etc/only-lab/y (hosts/lab3-12)\n",
@@ -460,7 +501,7 @@ fn a_dry_run_says_what_the_real_run_does_where_kinds_differ() {
         assert_eq!(read(&root.join("etc/only-lab/y")), "the host's\n");
         assert_eq!(read(&root.join("etc/only-base")), "base, and the client's edit");
         assert_eq!(read(&root.join("etc/was-dir/kept")), "the client's\n");
-        assert_eq!(read(&root.join("etc/was-file/inner")), "a layer's\n");
+        assert_eq!(read(&root.join("etc/was-file")), "the client's\n");
     });
 }
 

@@ -39,10 +39,10 @@ usage: stateless relayer [--dry-run] [--prune] [--json] [--root DIR]
 Applies the layers again to this running client (as root): what the layers provide now and the
 client does not have, or has otherwise, is written, and listed. Paths a layer wrote at boot that
 no layer provides any more are listed and left alone; with --prune they go back to the image's
-version, or away when the image has none. What the client changed since a layer wrote it is
-listed as edited and never replaced or pruned. --dry-run lists without writing (with --prune, as
-root: it reads the image below the writable dirs). --root DIR: a client root other than / (its
-/run/stateless/report.json says what the boot chose).
+version, or away when the image has none. What the client made or changed itself (since a layer
+wrote it, or where no layer wrote) is listed as edited and never replaced or pruned. --dry-run
+lists without writing. As root, also with --dry-run: it reads the image below the writable dirs.
+--root DIR: a client root other than / (its /run/stateless/report.json says what the boot chose).
 ";
 
 /// What happens, or would happen, to one path.
@@ -86,13 +86,6 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
             "--root" => args.root = PathBuf::from(super::value(&mut argv, "--root")?),
             _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(&arg))),
         }
-    }
-    let root = rustix::process::geteuid().is_root();
-    if !args.dry_run && !root {
-        return Err("relayer writes the client's /etc and /var: run it as root (or with --dry-run)".into());
-    }
-    if args.prune && !root {
-        return Err("--prune reads the image below the writable dirs (open_tree): run it as root".into());
     }
     let root = std::fs::canonicalize(&args.root).map_err(|e| format!("{}: {e}", escape_path(&args.root)))?;
     let target = ImageRoot::open(&root).map_err(|e| format!("{}: {e}", escape_path(&root)))?;
@@ -149,11 +142,16 @@ impl Boot {
 
 fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     let boot = Boot::of(&super::status::read_report(&target.host_path(LIVE_PATH))?)?;
+    if !rustix::process::geteuid().is_root() {
+        return Err("relayer reads the client's writable dirs and the image below them (open_tree), and writes the former: run it as root, also with --dry-run".into());
+    }
     let dirs = &boot.dirs;
     let layer_root = layers::open_root(target.fd(), &boot.layer_root)?.ok_or_else(|| {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = targets(target, dirs);
+    // The image itself, to tell what the client made or changed from what it has from the image.
+    let image = image_below(target)?;
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
     let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", escape_path(&provenance_path)))?;
     let (mut provenance, skipped) = Provenance::parse(&read);
@@ -222,6 +220,8 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
                 change("failed", why.into())
             } else if let Some(by) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
                 change("edited", format!("{detail}; changed on this client since {by} wrote it: left alone"))
+            } else if let Some(why) = clients_own(image.as_fd(), target.fd(), entry, provenance.get(&entry.path)) {
+                change("edited", format!("{detail}; {why}: left alone"))
             } else {
                 change(what, detail)
             };
@@ -256,7 +256,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         .filter(|(path, written)| !winner.contains_key(*path) && is_layer(&written.source))
         .map(|(path, written)| (path.to_path_buf(), written.clone()))
         .collect();
-    let image = (args.prune && !unread).then(|| image_below(target)).transpose()?;
+    let prune_from = (args.prune && !unread).then_some(image.as_fd());
     // What a prune takes away, deepest first: a dir is pruned after what was in it.
     let mut gone = BTreeSet::new();
     for (path, written) in stale.into_iter().rev() {
@@ -264,16 +264,14 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
         let pruned = inside(&live, &path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
             let edit = |also| format!("changed on this client since {source} wrote it: left alone{also}");
-            match (&image, edited(target.fd(), &path, Some(&written))) {
+            match (prune_from, edited(target.fd(), &path, Some(&written))) {
                 (_, Some(_)) if args.prune => Err(("edited", edit(", also by --prune"))),
                 (_, Some(_)) => Err(("stale", edit(", also by --prune"))),
                 (None, None) if args.prune => {
                     Err(("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
                 }
                 (None, None) => Err(("stale", "left alone (--prune takes it away)".into())),
-                (Some(image), None) => {
-                    prune(dir, &below, image.as_fd(), &path, &gone, args.dry_run).map_err(|e| ("failed", e))
-                }
+                (Some(image), None) => prune(dir, &below, image, &path, &gone, args.dry_run).map_err(|e| ("failed", e)),
             }
         });
         match pruned {
@@ -344,6 +342,31 @@ fn edited(client: BorrowedFd<'_>, path: &Path, written: Option<&Written>) -> Opt
         None => Kind::of_mode(now.st_mode) == Some(Kind::Dir),
     };
     (!unchanged).then(|| escape(written.source.as_bytes()))
+}
+
+/// Why what the client has at a path no layer wrote at boot is its own, when it is: the image
+/// has nothing there, or has it otherwise (a file the client made or edited, which a layer that
+/// provides the path only now would replace). Dirs are never the client's own: a layer only
+/// adds to them.
+fn clients_own(
+    image: BorrowedFd<'_>,
+    client: BorrowedFd<'_>,
+    entry: &Entry,
+    written: Option<&Written>,
+) -> Option<&'static str> {
+    if written.is_some() {
+        return None; // a layer's, or the host and network files'
+    }
+    let theirs = tree::lstat_beneath(client, &entry.path).ok()?;
+    let kind = Kind::of_mode(theirs.st_mode);
+    if kind == Some(Kind::Dir) {
+        return None;
+    }
+    let Ok(image_has) = tree::lstat_beneath(image, &entry.path) else {
+        return Some("made on this client, not by a layer");
+    };
+    let as_in_image = Entry { path: entry.path.clone(), kind: Kind::of_mode(image_has.st_mode)? };
+    differs(image, client, &as_in_image).map(|_| "changed on this client from the image's, not by a layer")
 }
 
 /// Whether the client lacks a layer's entry (`new`) or has it otherwise (`changed`, and what
