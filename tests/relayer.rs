@@ -405,6 +405,82 @@ fn what_the_client_made_or_changed_where_no_layer_wrote_is_never_replaced() {
 
 #[test]
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_prune_that_cannot_put_the_images_version_back_leaves_the_file_as_it_was() {
+    let (_tmp, root) = test_image("relayer-restore-fails");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("etc/big"), &"the image's, large\n".repeat(100_000));
+    write(&l.join("base/etc/big"), "the layer's, small\n");
+    in_private_namespace(|| {
+        boot(&root);
+        let etc = root.join("etc");
+        std::fs::remove_file(l.join("base/etc/big")).unwrap();
+        // The tmpfs under /etc's overlay has no room for the image's version.
+        let rw = root.join("run/stateless/rw/etc");
+        let full = Command::new("mount").args(["-o", "remount,size=256k"]).arg(&rw).status().unwrap();
+        assert!(full.success());
+        let dry = text(&relayer(&root, &["--dry-run", "--prune"]));
+        assert!(dry.contains("restored  /etc/big (base)\n"), "{dry}");
+        let (code, done, err) = listed(&relayer(&root, &["--prune"]));
+        assert_eq!(code, Some(1), "{done}{err}");
+        assert!(
+            done.contains("failed    /etc/big (base): left as it was, the image's version is not back: "),
+            "{done}"
+        );
+        assert_eq!(read(&etc.join("big")), "the layer's, small\n", "never removed before the image's is in place");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn a_dir_a_layer_made_over_an_image_file_gives_the_file_back_when_pruned() {
+    let (_tmp, root) = test_image("relayer-dir-over-file");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("etc/y"), "the image's file\n");
+    write(&l.join("base/etc/y/inner"), "a layer's\n");
+    in_private_namespace(|| {
+        boot(&root);
+        let etc = root.join("etc");
+        assert_eq!(read(&etc.join("y/inner")), "a layer's\n");
+        std::fs::remove_dir_all(l.join("base/etc/y")).unwrap();
+        let dry = text(&relayer(&root, &["--dry-run", "--prune"]));
+        let done = text(&relayer(&root, &["--prune"]));
+        assert_eq!(done, dry.replace("dry run (nothing written); ", ""));
+        assert!(done.contains("pruned    /etc/y/inner (base)\nrestored  /etc/y (base)\n"), "{done}");
+        assert_eq!(read(&etc.join("y")), "the image's file\n");
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn what_the_client_deleted_since_a_layer_wrote_it_stays_deleted() {
+    let (_tmp, root) = test_image("relayer-deleted");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("etc/issue"), "image issue\n");
+    write(&l.join("base/etc/issue"), "layer issue\n");
+    write(&l.join("base/etc/kept-by-layer"), "layer\n");
+    in_private_namespace(|| {
+        boot(&root);
+        let etc = root.join("etc");
+        std::fs::remove_file(etc.join("issue")).unwrap();
+        std::fs::remove_file(etc.join("kept-by-layer")).unwrap();
+        std::fs::remove_file(l.join("base/etc/issue")).unwrap();
+        let done = text(&relayer(&root, &["--prune"]));
+        for line in [
+            "edited    /etc/kept-by-layer (base): deleted on this client since base wrote it: left alone\n",
+            "edited    /etc/issue (base): deleted on this client since base wrote it: left alone, also by --prune\n",
+        ] {
+            assert!(done.contains(line), "{line:?} in {done}");
+        }
+        assert!(!etc.join("issue").exists(), "the image's version is not brought back over a deletion");
+        assert!(!etc.join("kept-by-layer").exists());
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn a_provenance_that_cannot_be_written_comes_after_what_was_written() {
     let (_tmp, root) = test_image("relayer-full");
     let l = root.join("diskless");

@@ -1,6 +1,6 @@
 //! Mount tables and option strings: the early kernel filesystems, the per-dir tmpfs and overlay.
 
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 pub use crate::model::mount::{EarlyMount, EARLY_MOUNTS, OVERLAYFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC, TMPFS_MAGIC};
@@ -22,10 +22,20 @@ pub const RW_BASE: &str = "run/stateless/rw";
 /// True when `path` is the root of a mount of the filesystem type `magic`: same type, and a
 /// different device from its parent (a plain dir on a tmpfs root is not a mount).
 pub fn is_mounted(path: &Path, magic: FsWord) -> bool {
-    let Some(parent) = path.parent() else { return true };
-    let Ok(fs) = rustix::fs::statfs(path) else { return false };
-    match (std::fs::metadata(path), std::fs::metadata(parent)) {
-        (Ok(here), Ok(up)) => fs.f_type == magic && here.dev() != up.dev(),
+    if path.parent().is_none() {
+        return true;
+    }
+    let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC;
+    rustix::fs::open(path, flags, rustix::fs::Mode::empty()).is_ok_and(|fd| is_mount_root(fd.as_fd(), magic))
+}
+
+/// [`is_mounted`] for the dir `dir` itself (an fd already opened, never its path again): the
+/// root of a mount of type `magic`, on another device than its `..`.
+pub fn is_mount_root(dir: BorrowedFd<'_>, magic: FsWord) -> bool {
+    let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    let up = rustix::fs::openat(dir, "..", flags, rustix::fs::Mode::empty());
+    match (rustix::fs::fstatfs(dir), rustix::fs::fstat(dir), up.and_then(|up| rustix::fs::fstat(&up))) {
+        (Ok(fs), Ok(here), Ok(up)) => fs.f_type == magic && here.st_dev != up.st_dev,
         _ => false,
     }
 }

@@ -28,11 +28,35 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
-/// Characters a terminal does not show as themselves: zero-width marks, the bidirectional
-/// embeddings, overrides and isolates (which make `evil\u{202e}txt.sh` read backwards), the
-/// line and paragraph separators, and the byte order mark.
+/// Characters a terminal does not show as themselves: every format character (Unicode's
+/// general category Cf, as of Unicode 16: the soft hyphen, zero-width marks, the bidirectional
+/// marks, embeddings, overrides and isolates, which make `evil\u{202e}txt.sh` read backwards,
+/// the Arabic letter mark, the byte order mark, interlinear annotations, tag characters), and
+/// the line and paragraph separators.
 pub fn hidden(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+    matches!(
+        c,
+        '\u{ad}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61c}'
+            | '\u{6dd}'
+            | '\u{70f}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// `value` as pretty JSON that is as safe to print as [`escape`]'s text: the characters
@@ -137,6 +161,20 @@ mod tests {
         assert_eq!(escape("a\u{85}b".as_bytes()), "a\\xc2\\x85b", "a C1 character, byte by byte");
         assert_eq!(escape(b"a\x85b"), "a\\x85b", "the raw byte is another name");
         assert_eq!(escape("x\u{202e}hs.txt".as_bytes()), "x\\xe2\\x80\\xaehs.txt", "no reordering");
+        assert_eq!(escape("a\u{61c}b".as_bytes()), "a\\xd8\\x9cb", "the Arabic letter mark");
+        // Every format character (category Cf) and the line and paragraph separators, as
+        // Python's unicodedata lists them (Unicode 14) and as Unicode 16 added.
+        let cf = [0xad, 0x600, 0x605, 0x61c, 0x6dd, 0x70f, 0x890, 0x891, 0x8e2, 0x180e, 0x200b, 0x200f, 0x2028, 0x2029]
+            .into_iter()
+            .chain([0x202a, 0x202e, 0x2060, 0x2064, 0x2066, 0x206f, 0xfeff, 0xfff9, 0xfffb, 0x110bd, 0x110cd])
+            .chain([0x13430, 0x13438, 0x13439, 0x1343f, 0x1bca0, 0x1bca3, 0x1d173, 0x1d17a, 0xe0001, 0xe0020, 0xe007f]);
+        for c in cf.map(|c| char::from_u32(c).unwrap()) {
+            assert!(hidden(c), "{:x}", u32::from(c));
+            assert!(escape(c.to_string().as_bytes()).starts_with("\\x"), "{:x}", u32::from(c));
+        }
+        for shown in ['a', 'é', '€', '\u{2065}', '\u{fffc}', '\u{1f600}'] {
+            assert_eq!(hidden(shown), shown == '\u{2065}', "{shown:?}");
+        }
     }
 
     #[test]

@@ -218,8 +218,11 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
             } else if entry.kind != Kind::Dir && theirs.is_some_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
                 let why = "a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)";
                 change("failed", why.into())
-            } else if let Some(by) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
-                change("edited", format!("{detail}; changed on this client since {by} wrote it: left alone"))
+            } else if let Some(how) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
+                change(
+                    "edited",
+                    [detail.as_str(), &how].join("; ").trim_start_matches("; ").to_owned() + ": left alone",
+                )
             } else if let Some(why) = clients_own(image.as_fd(), target.fd(), entry, provenance.get(&entry.path)) {
                 change("edited", format!("{detail}; {why}: left alone"))
             } else {
@@ -263,10 +266,9 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         let source = escape(written.source.as_bytes());
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
         let pruned = inside(&live, &path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
-            let edit = |also| format!("changed on this client since {source} wrote it: left alone{also}");
             match (prune_from, edited(target.fd(), &path, Some(&written))) {
-                (_, Some(_)) if args.prune => Err(("edited", edit(", also by --prune"))),
-                (_, Some(_)) => Err(("stale", edit(", also by --prune"))),
+                (_, Some(how)) if args.prune => Err(("edited", format!("{how}: left alone, also by --prune"))),
+                (_, Some(how)) => Err(("stale", format!("{how}: left alone, also by --prune"))),
                 (None, None) if args.prune => {
                     Err(("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
                 }
@@ -299,7 +301,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         // the boot's tmpfs on /run, as the boot writes it (never in an image).
         let run = target.dir("run").map_err(|e| e.to_string());
         let saved = run
-            .and_then(|run| match crate::fs::mounts::is_mounted(&run.path, crate::fs::mounts::TMPFS_MAGIC) {
+            .and_then(|run| match crate::fs::mounts::is_mount_root(run.fd.as_fd(), crate::fs::mounts::TMPFS_MAGIC) {
                 true => target.dir(crate::boot::plan::REPORT_DIR).map_err(|e| e.to_string()),
                 false => Err("/run is not a tmpfs".into()),
             })
@@ -331,17 +333,22 @@ fn failed(path: &str, layer: &str, why: String) -> Change {
     Change { path: path.to_owned(), what: "failed", layer: escape(layer.as_bytes()), detail: why }
 }
 
-/// Who wrote `path` when the client changed it since (its stamp differs, or there is none for
-/// a non-dir: whether it changed is unknown); `None` when unchanged, gone, or written by no
-/// layer.
+/// How the client changed `path` since a layer wrote it (its stamp differs, or there is none
+/// for a non-dir: whether it changed is unknown; or it is gone); `None` when unchanged, or
+/// written by no layer.
 fn edited(client: BorrowedFd<'_>, path: &Path, written: Option<&Written>) -> Option<String> {
     let written = written.filter(|w| is_layer(&w.source))?;
-    let now = tree::lstat_beneath(client, path).ok()?;
+    let by = escape(written.source.as_bytes());
+    let now = match tree::lstat_beneath(client, path) {
+        Ok(now) => now,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Some(format!("deleted on this client since {by} wrote it")),
+        Err(e) => return Some(format!("not readable on this client ({e})")),
+    };
     let unchanged = match written.stamp {
         Some(stamp) => Stamp::of(&now) == Some(stamp),
         None => Kind::of_mode(now.st_mode) == Some(Kind::Dir),
     };
-    (!unchanged).then(|| escape(written.source.as_bytes()))
+    (!unchanged).then(|| format!("changed on this client since {by} wrote it"))
 }
 
 /// Why what the client has at a path no layer wrote at boot is its own, when it is: the image
@@ -485,10 +492,11 @@ fn pread_full(file: &OwnedFd, buf: &mut [u8], offset: u64) -> bool {
 /// The writable dirs of the client, each opened as the copy's target when it is still the
 /// overlay or tmpfs the boot mounted there (never the image below); why not, else.
 fn targets(target: &ImageRoot, dirs: &[String]) -> Vec<(String, Result<OwnedFd, String>)> {
-    use crate::fs::mounts::{is_mounted, OVERLAYFS_MAGIC, TMPFS_MAGIC};
+    use crate::fs::mounts::{is_mount_root, OVERLAYFS_MAGIC, TMPFS_MAGIC};
     let open = |dir: &String| {
         let opened = target.dir(dir).map_err(|e| format!("/{}: {e}", escape(dir.as_bytes())))?;
-        if !is_mounted(&opened.path, OVERLAYFS_MAGIC) && !is_mounted(&opened.path, TMPFS_MAGIC) {
+        // The dir opened, not its path again: what is written through is what was checked.
+        if !is_mount_root(opened.fd.as_fd(), OVERLAYFS_MAGIC) && !is_mount_root(opened.fd.as_fd(), TMPFS_MAGIC) {
             return Err(format!(
                 "/{} is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there",
                 escape(dir.as_bytes())
@@ -606,9 +614,10 @@ fn prune(
         Err(Errno::NOENT) => None,
         Err(e) => return Err(format!("stat: {e}")),
     };
-    let in_image = tree::lstat_beneath(image, path).is_ok();
+    let in_image = tree::lstat_beneath(image, path).ok().and_then(|st| Kind::of_mode(st.st_mode));
+    let mut here = here;
     if here == Some(Kind::Dir) {
-        if in_image {
+        if in_image == Some(Kind::Dir) {
             return Ok(Pruned::Kept("a dir the image has too: stays".into()));
         }
         let empty = if dry_run {
@@ -620,23 +629,32 @@ fn prune(
                 Err(e) => Err(format!("a dir, not removed: {e}")),
             }
         };
-        return match empty? {
-            true => Ok(Pruned::Removed),
-            false => Ok(Pruned::Kept("a dir not empty once pruned: stays".into())),
-        };
+        if !empty? {
+            return Ok(Pruned::Kept("a dir not empty once pruned: stays".into()));
+        }
+        if in_image.is_none() {
+            return Ok(Pruned::Removed);
+        }
+        here = None; // the image's non-dir goes where the dir was
     }
-    if here.is_some() && !dry_run {
-        rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?;
-    }
-    if !in_image {
+    if in_image.is_none() {
+        if here.is_some() && !dry_run {
+            rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?;
+        }
         return Ok(if here.is_some() { Pruned::Removed } else { Pruned::Gone });
     }
     if dry_run {
         return Ok(Pruned::Restored);
     }
+    // A non-dir the client has is replaced by the image's in one rename, so that a failing
+    // copy leaves it as it was; only a dir of the image's cannot be renamed over it.
+    if here.is_some() && in_image == Some(Kind::Dir) {
+        rustix::fs::unlinkat(&client, name, AtFlags::empty()).map_err(|e| format!("unlink: {e}"))?;
+    }
     // The image's entry, copied as the boot copies a layer's, from the image's own dir.
     let lost = |why: String| match here {
-        Some(_) => format!("removed, but the image's version is not back: {why}"),
+        Some(_) if in_image == Some(Kind::Dir) => format!("removed, but the image's version is not back: {why}"),
+        Some(_) => format!("left as it was, the image's version is not back: {why}"),
         None => format!("the image's version is not back: {why}"),
     };
     let source = tree::open_dir_nofollow(image, &relative(parent))
