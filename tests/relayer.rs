@@ -184,8 +184,9 @@ fn prune_removes_and_restores_only_inside_dirs_still_the_boots() {
         boot(&root);
         std::fs::remove_file(l.join("base/var/lib/from-base")).unwrap(); // stale in /var
         std::fs::remove_file(l.join("base/etc/only-base")).unwrap(); // stale in /etc
-                                                                     // An admin takes /var's overlay off; the report names a dir the boot never mounted,
-                                                                     // and the provenance a file in it.
+
+        // An admin takes /var's overlay off; the report names a dir the boot never mounted,
+        // and the provenance a file in it.
         assert!(Command::new("umount").arg(root.join("var")).status().unwrap().success());
         edit_report(&root, |r| {
             r["dirs"].as_array_mut().unwrap().push(serde_json::json!({"dir": "srv", "mode": "overlay"}))
@@ -196,8 +197,8 @@ fn prune_removes_and_restores_only_inside_dirs_still_the_boots() {
             let (code, out, err) = listed(&relayer(&root, args));
             assert_eq!(code, Some(1), "{out}{err}");
             for line in [
-                "failed    /var/lib/from-base (base): /var is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there\n",
-                "failed    /srv/from-base (base): /srv is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there\n",
+                "failed    /var/lib/from-base (base): /var is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there\n",
+                "failed    /srv/from-base (base): /srv is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there\n",
                 "pruned    /etc/only-base (base)\n",
             ] {
                 assert!(out.contains(line), "{args:?} {line:?} in {out}");
@@ -211,6 +212,49 @@ fn prune_removes_and_restores_only_inside_dirs_still_the_boots() {
     });
     assert_eq!(fingerprint(&root.join("var")), image_var, "the image's /var was never written");
     assert_eq!(fingerprint(&root.join("srv")), image_srv, "the image's /srv was never written");
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn nothing_is_written_through_another_mount_below_or_in_place_of_a_writable_dir() {
+    let (_tmp, root) = test_image("relayer-mounts");
+    let l = root.join("diskless");
+    std::fs::remove_file(l.join("networks/10.0.2.0_24")).unwrap();
+    write(&root.join("srv/data/keep"), "precious\n");
+    write(&l.join("base/var/lib/bound/written-at-boot"), "a layer's\n");
+    let (image_srv, image_var) = (fingerprint(&root.join("srv")), fingerprint(&root.join("var")));
+    in_private_namespace(|| {
+        boot(&root);
+        let var = root.join("var");
+        let client_var = fingerprint(&var);
+        // Something else is mounted below /var, where a layer wrote at boot and writes now.
+        let bound = var.join("lib/bound");
+        assert!(Command::new("mount").arg("--bind").arg(root.join("srv/data")).arg(&bound).status().unwrap().success());
+        write(&l.join("base/var/lib/bound/keep"), "a layer's\n");
+        std::fs::remove_file(l.join("base/var/lib/bound/written-at-boot")).unwrap();
+        // /etc's overlay is replaced by a bind mount of /var's.
+        assert!(Command::new("umount").arg(root.join("etc")).status().unwrap().success());
+        assert!(Command::new("mount").arg("--bind").arg(&var).arg(root.join("etc")).status().unwrap().success());
+        write(&l.join("base/etc/notes"), "a layer's\n");
+        for args in [&["--prune", "--dry-run"][..], &["--prune"]] {
+            let (code, out, err) = listed(&relayer(&root, args));
+            assert_eq!(code, Some(1), "{out}{err}");
+            for line in [
+                "failed    /var/lib/bound/keep (base): on another mount (/var/lib/bound): nothing written or removed there\n",
+                "failed    /var/lib/bound/written-at-boot (base): on another mount (/var/lib/bound): nothing written or removed there\n",
+                "failed    /etc/notes (base): /etc is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there\n",
+            ] {
+                assert!(out.contains(line), "{args:?} {line:?} in {out}");
+            }
+        }
+        assert_eq!(read(&root.join("srv/data/keep")), "precious\n");
+        assert!(!var.join("notes").exists(), "/var not written through /etc");
+        assert!(Command::new("umount").arg(root.join("etc")).status().unwrap().success());
+        assert!(Command::new("umount").arg(&bound).status().unwrap().success());
+        assert_eq!(fingerprint(&var), client_var, "the client's /var as it was");
+    });
+    assert_eq!(fingerprint(&root.join("srv")), image_srv, "the image's /srv was never written");
+    assert_eq!(fingerprint(&root.join("var")), image_var, "the image's /var was never written");
 }
 
 #[test]
@@ -626,7 +670,7 @@ fn relayer_on_an_image_nothing_is_mounted_on_writes_nothing() {
     let image = fingerprint(&root);
     let (code, out, err) = listed(&relayer(&root, &["--prune"]));
     assert_eq!(code, Some(1), "{out}{err}");
-    let never = "is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there";
+    let never = "is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there";
     for line in [
         format!("failed    /etc/new-file (base): /etc {never}\n"),
         format!("failed    /etc/only-base (base): /etc {never}\n"),

@@ -366,7 +366,7 @@ impl<'a> Executor<'a> {
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
                 if result.is_err() && !self.dirs.iter().any(|d| d.dir == *dir) {
-                    self.dirs.push(DirResult { dir: dir.clone(), mode: DirMode::None });
+                    self.dirs.push(DirResult { dir: dir.clone(), mode: DirMode::None, mount: None });
                 }
                 result
             }
@@ -960,7 +960,8 @@ impl<'a> Executor<'a> {
         });
         let why = match mounted {
             Ok(()) => {
-                self.dirs.push(DirResult { dir: dir.into(), mode: DirMode::Overlay });
+                let mount = self.sys.mount_key(lower);
+                self.dirs.push(DirResult { dir: dir.into(), mode: DirMode::Overlay, mount });
                 return Ok(Done::ok("mounted: the image dir below, the layers in the upper dir"));
             }
             Err(why) => why,
@@ -992,8 +993,11 @@ impl<'a> Executor<'a> {
     /// complete read-only image dir rather than a writable half of it.
     fn copy_mode(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
         let result = self.fill_tmpfs(writable, upper);
-        let mode = if result.is_ok() { DirMode::Copy } else { DirMode::None };
-        self.dirs.push(DirResult { dir: writable.dir.clone(), mode });
+        let (mode, mount) = match result {
+            Ok(_) => (DirMode::Copy, self.sys.mount_key(&writable.lower.path)),
+            Err(_) => (DirMode::None, None),
+        };
+        self.dirs.push(DirResult { dir: writable.dir.clone(), mode, mount });
         result
     }
 

@@ -40,6 +40,50 @@ pub fn is_mount_root(dir: BorrowedFd<'_>, magic: FsWord) -> bool {
     }
 }
 
+/// Every mount point of this mount namespace, from `/proc/self/mountinfo` (its octal escapes
+/// undone); none when it cannot be read.
+pub fn mount_points() -> Vec<std::path::PathBuf> {
+    use std::io::Read;
+    let mut table = Vec::new();
+    let read = std::fs::File::open("/proc/self/mountinfo").and_then(|f| f.take(64 << 20).read_to_end(&mut table));
+    if read.is_err() {
+        return Vec::new();
+    }
+    table.split(|&b| b == b'\n').filter_map(|line| line.split(|&b| b == b' ').nth(4)).map(unescape_octal).collect()
+}
+
+/// A mountinfo field with `\NNN` octal escapes (space, tab, newline, backslash) undone.
+fn unescape_octal(field: &[u8]) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let mut out = Vec::with_capacity(field.len());
+    let mut rest = field;
+    while let Some((&first, tail)) = rest.split_first() {
+        let octal = tail.get(..3).filter(|d| first == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                rest = tail.get(3..).unwrap_or_default();
+            }
+            None => {
+                out.push(first);
+                rest = tail;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out).into()
+}
+
+/// Which mount the dir `dir` is on: its mount id (statx, Linux 5.8 on) and device.
+pub fn mount_key(dir: BorrowedFd<'_>) -> Option<crate::model::outcome::MountKey> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let st = rustix::fs::statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::MNT_ID).ok()?;
+    if st.stx_mask & StatxFlags::MNT_ID.bits() == 0 {
+        return None;
+    }
+    let dev = rustix::fs::fstat(dir).ok()?.st_dev;
+    Some(crate::model::outcome::MountKey { id: st.stx_mnt_id, dev })
+}
+
 /// tmpfs options for a per-dir tmpfs: mode and owner of the dir it stands for, and the size limit.
 pub fn tmpfs_options(mode: u32, uid: u32, gid: u32, size: Option<&str>) -> String {
     let mut options = format!("mode={:o},uid={uid},gid={gid}", mode & 0o7777);
@@ -92,6 +136,8 @@ mod tests {
     fn a_plain_directory_is_not_a_mount() {
         let dir = std::env::temp_dir();
         assert!(!is_mounted(&dir.join("definitely-missing-stateless"), TMPFS_MAGIC));
+        assert!(mount_points().contains(&std::path::PathBuf::from("/proc")));
+        assert_eq!(unescape_octal(b"/a\\040b\\134c\\011\\12"), std::path::PathBuf::from("/a b\\c\t\\12"));
         assert!(is_mounted(Path::new("/proc"), PROC_SUPER_MAGIC));
         assert!(!is_mounted(Path::new("/proc/self"), PROC_SUPER_MAGIC));
     }

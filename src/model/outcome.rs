@@ -140,6 +140,20 @@ pub enum DirMode {
 pub struct DirResult {
     pub dir: String,
     pub mode: DirMode,
+    /// The mount the boot made writable there, so that `stateless relayer` writes only while
+    /// that very mount is there (absent where the kernel cannot tell, and in reports written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount: Option<MountKey>,
+}
+
+/// What tells one mount from another while both are there: the kernel's mount id (reused
+/// once a mount is gone) and the device its root is on (another mount of another filesystem,
+/// a bind mount of another dir's, has another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountKey {
+    pub id: u64,
+    pub dev: u64,
 }
 
 /// The per-layer result the report shows.

@@ -126,6 +126,11 @@ impl Sys for Fake {
         self.record(Call::Umount(target.into()))
     }
 
+    /// The fake kernel tells no mount apart.
+    fn mount_key(&self, _target: &Path) -> Option<crate::model::outcome::MountKey> {
+        None
+    }
+
     /// Mounted by a call that did not fail, and not moved away since.
     fn is_mounted(&self, target: &Path, _magic: FsWord) -> bool {
         let calls = self.calls.lock().unwrap();

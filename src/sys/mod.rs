@@ -57,6 +57,8 @@ pub trait Sys: Send + Sync {
     fn umount(&self, target: &Path) -> io::Result<()>;
     /// True when `target` is the root of a mount whose statfs type is `magic`.
     fn is_mounted(&self, target: &Path, magic: FsWord) -> bool;
+    /// Which mount `target`, a dir, is on (`None` when the kernel cannot say: before 5.8).
+    fn mount_key(&self, target: &Path) -> Option<crate::model::outcome::MountKey>;
     /// The bytes of `/proc/<name>` (`cmdline`, `filesystems`, `net/pnp`).
     fn proc_file(&self, name: &str) -> io::Result<Vec<u8>>;
     /// Network interfaces and their IPv4 addresses (rtnetlink).

@@ -39,6 +39,12 @@ impl Sys for Real {
         crate::fs::mounts::is_mounted(target, magic)
     }
 
+    fn mount_key(&self, target: &Path) -> Option<crate::model::outcome::MountKey> {
+        let flags = rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+        let dir = rustix::fs::open(target, flags, rustix::fs::Mode::empty()).ok()?;
+        crate::fs::mounts::mount_key(std::os::fd::AsFd::as_fd(&dir))
+    }
+
     fn proc_file(&self, name: &str) -> io::Result<Vec<u8>> {
         std::fs::read(Path::new("/proc").join(name))
     }

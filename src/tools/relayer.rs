@@ -30,7 +30,7 @@ use crate::fs::root::{relative, ImageRoot};
 use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::{self, Hostname};
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
-use crate::model::outcome::DirMode;
+use crate::model::outcome::{DirMode, MountKey};
 use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
@@ -103,6 +103,8 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
 struct Boot {
     /// The dirs made writable, as `stateless.dirs=` takes them.
     dirs: Vec<String>,
+    /// The mount the boot made on each, where the kernel could tell.
+    mounts: BTreeMap<String, MountKey>,
     layer_root: String,
     hostname: Option<Hostname>,
     address: Option<Ipv4Net>,
@@ -111,9 +113,12 @@ struct Boot {
 impl Boot {
     fn of(report: &Report) -> Result<Boot, String> {
         let bad = |what: &str, why: String| format!("{LIVE_PATH}: {what}: {why}: not trusted, nothing done");
-        let mut dirs = Vec::new();
+        let (mut dirs, mut mounts) = (Vec::new(), BTreeMap::new());
         for dir in report.dirs.iter().filter(|d| d.mode != DirMode::None) {
             let checked = crate::config::check_dir(&dir.dir, &dirs).map_err(|e| bad("dirs", e))?;
+            if let Some(key) = dir.mount {
+                mounts.insert(checked.clone(), key);
+            }
             dirs.push(checked);
         }
         if dirs.is_empty() {
@@ -136,7 +141,7 @@ impl Boot {
         if let Some(net) = report.address.filter(|net| !usable_unicast(net.addr)) {
             return Err(bad("address", format!("{net} is not a usable unicast address")));
         }
-        Ok(Boot { dirs, layer_root, hostname: report.hostname.clone(), address: report.address })
+        Ok(Boot { dirs, mounts, layer_root, hostname: report.hostname.clone(), address: report.address })
     }
 }
 
@@ -149,7 +154,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     let layer_root = layers::open_root(target.fd(), &boot.layer_root)?.ok_or_else(|| {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
-    let live = targets(target, dirs);
+    let live = Live::find(target, &boot);
     // The image itself, to tell what the client made or changed from what it has from the image.
     let image = image_below(target)?;
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
@@ -213,7 +218,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
             let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) else { continue };
             let change = |what, detail| Change { path: shown(&entry.path), what, layer: name.clone(), detail };
             let theirs = tree::lstat_beneath(target.fd(), &entry.path).ok();
-            let change = if let Err(e) = inside(&live, &entry.path) {
+            let change = if let Err(e) = live.inside(&entry.path) {
                 change("failed", e)
             } else if entry.kind != Kind::Dir && theirs.is_some_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
                 let why = "a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)";
@@ -265,7 +270,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     for (path, written) in stale.into_iter().rev() {
         let source = escape(written.source.as_bytes());
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
-        let pruned = inside(&live, &path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
+        let pruned = live.inside(&path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
             match (prune_from, edited(target.fd(), &path, Some(&written))) {
                 (_, Some(how)) if args.prune => Err(("edited", format!("{how}: left alone, also by --prune"))),
                 (_, Some(how)) => Err(("stale", format!("{how}: left alone, also by --prune"))),
@@ -489,38 +494,62 @@ fn pread_full(file: &OwnedFd, buf: &mut [u8], offset: u64) -> bool {
     true
 }
 
-/// The writable dirs of the client, each opened as the copy's target when it is still the
-/// overlay or tmpfs the boot mounted there (never the image below); why not, else.
-fn targets(target: &ImageRoot, dirs: &[String]) -> Vec<(String, Result<OwnedFd, String>)> {
-    use crate::fs::mounts::{is_mount_root, OVERLAYFS_MAGIC, TMPFS_MAGIC};
-    let open = |dir: &String| {
-        let opened = target.dir(dir).map_err(|e| format!("/{}: {e}", escape(dir.as_bytes())))?;
-        // The dir opened, not its path again: what is written through is what was checked.
-        if !is_mount_root(opened.fd.as_fd(), OVERLAYFS_MAGIC) && !is_mount_root(opened.fd.as_fd(), TMPFS_MAGIC) {
-            return Err(format!(
-                "/{} is not the overlay or tmpfs the boot made (unmounted since?): nothing written or removed there",
-                escape(dir.as_bytes())
-            ));
-        }
-        Ok(opened.fd)
-    };
-    dirs.iter().map(|dir| (dir.clone(), open(dir))).collect()
+/// The client's writable dirs as relayer finds them.
+struct Live {
+    /// Each dir, opened as the copy's target when it is still the mount the boot made there;
+    /// why not, else.
+    dirs: Vec<(String, Result<OwnedFd, String>)>,
+    /// Mount points below them (relative to the root): another filesystem, or another place of
+    /// one, that a layer's path must not reach through.
+    nested: Vec<PathBuf>,
 }
 
-/// The writable dir `path` lies in, when it is still the boot's, and `path` below it.
-fn inside<'t>(live: &'t [(String, Result<OwnedFd, String>)], path: &Path) -> Result<(BorrowedFd<'t>, PathBuf), String> {
-    let (dir, fd) = live
-        .iter()
-        .find(|(dir, _)| path.starts_with(dir) && path != Path::new(dir))
-        .ok_or_else(|| "not inside a writable dir".to_owned())?;
-    let fd = fd.as_ref().map_err(Clone::clone)?;
-    Ok((fd.as_fd(), path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_default()))
+impl Live {
+    fn find(target: &ImageRoot, boot: &Boot) -> Live {
+        use crate::fs::mounts::{is_mount_root, mount_key, OVERLAYFS_MAGIC, TMPFS_MAGIC};
+        let open = |dir: &String| {
+            let shown = escape(dir.as_bytes());
+            let opened = target.dir(dir).map_err(|e| format!("/{shown}: {e}"))?;
+            // The dir opened, not its path again: what is written through is what was checked.
+            let fd = opened.fd.as_fd();
+            let mounted = is_mount_root(fd, OVERLAYFS_MAGIC) || is_mount_root(fd, TMPFS_MAGIC);
+            let same = boot.mounts.get(dir).is_none_or(|key| mount_key(fd) == Some(*key));
+            if !mounted || !same {
+                return Err(format!(
+                    "/{shown} is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there"
+                ));
+            }
+            Ok(opened.fd)
+        };
+        let dirs = boot.dirs.iter().map(|dir| (dir.clone(), open(dir))).collect();
+        let nested = crate::fs::mounts::mount_points()
+            .into_iter()
+            .filter_map(|point| point.strip_prefix(target.path()).ok().map(Path::to_path_buf))
+            .filter(|point| boot.dirs.iter().any(|dir| point.starts_with(dir) && point != Path::new(dir)))
+            .collect();
+        Live { dirs, nested }
+    }
+
+    /// The writable dir `path` lies in, when it is still the boot's and nothing else is mounted
+    /// on the way, and `path` below it.
+    fn inside(&self, path: &Path) -> Result<(BorrowedFd<'_>, PathBuf), String> {
+        let (dir, fd) = self
+            .dirs
+            .iter()
+            .find(|(dir, _)| path.starts_with(dir) && path != Path::new(dir))
+            .ok_or_else(|| "not inside a writable dir".to_owned())?;
+        let fd = fd.as_ref().map_err(Clone::clone)?;
+        if let Some(point) = self.nested.iter().find(|point| path.starts_with(point)) {
+            return Err(format!("on another mount ({}): nothing written or removed there", shown(point)));
+        }
+        Ok((fd.as_fd(), path.strip_prefix(dir).map(Path::to_path_buf).unwrap_or_default()))
+    }
 }
 
 /// Copies the entries `writes` of one layer into the client's live writable dirs, with the
 /// boot's copy: a dir on the way that the client has is walked through, one it lacks is made.
 fn write(
-    live: &[(String, Result<OwnedFd, String>)],
+    live: &Live,
     layer: BorrowedFd<'_>,
     dirs: &[String],
     (writes, approved): (&BTreeSet<PathBuf>, &BTreeSet<PathBuf>),
@@ -529,13 +558,14 @@ fn write(
     changes: &mut Vec<Change>,
 ) {
     let list: Vec<tree::Target<'_>> = live
+        .dirs
         .iter()
         .filter_map(|(dir, fd)| {
             Some(tree::Target { path: Path::new(dir), dst: fd.as_ref().ok()?.as_fd(), lower: None })
         })
         .collect();
     let client_dir = |path: &Path| {
-        let (dir, below) = inside(live, path).ok()?;
+        let (dir, below) = live.inside(path).ok()?;
         Some(tree::lstat_beneath(dir, &below).ok()?.st_mode)
     };
     let filter = |path: &Path, kind: Kind| {
