@@ -351,6 +351,25 @@ fn a_layer_shipping_stateless_conf_changes_nothing_for_relayer() {
 
 #[test]
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn layers_are_read_from_the_image_not_from_what_the_client_can_change() {
+    let (_tmp, root) = test_image("relayer-layers-in-etc");
+    std::fs::remove_file(root.join("diskless/networks/10.0.2.0_24")).unwrap();
+    std::fs::rename(root.join("diskless"), root.join("etc/l")).unwrap();
+    write(&root.join("etc/stateless.conf"), "stateless.layers=/etc/l\n");
+    in_private_namespace(|| {
+        boot(&root);
+        // The layer root is in the client's writable /etc: a user with write access there
+        // would otherwise choose what relayer writes.
+        write(&root.join("etc/l/base/etc/grown"), "the client's, in the layer tree\n");
+        std::fs::write(root.join("etc/l/base/etc/only-base"), "changed in the live tree\n").unwrap();
+        let out = text(&relayer(&root, &["--prune"]));
+        assert!(out.ends_with(NOTHING), "{out}");
+        assert!(!root.join("etc/grown").exists());
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn what_the_client_changed_since_a_layer_wrote_it_is_never_replaced_or_pruned() {
     let (_tmp, root) = test_image("relayer-edited");
     let l = root.join("diskless");

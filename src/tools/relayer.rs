@@ -151,12 +151,14 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         return Err("relayer reads the client's writable dirs and the image below them (open_tree), and writes the former: run it as root, also with --dry-run".into());
     }
     let dirs = &boot.dirs;
-    let layer_root = layers::open_root(target.fd(), &boot.layer_root)?.ok_or_else(|| {
+    // The image itself, below the writable dirs: the layers are read from it, as the boot read
+    // them (a layer root inside a writable dir is the client's to change now), and it tells
+    // what the client made or changed from what it has from the image.
+    let image = image_below(target)?;
+    let layer_root = layers::open_root(image.as_fd(), &boot.layer_root)?.ok_or_else(|| {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = Live::find(target, &boot);
-    // The image itself, to tell what the client made or changed from what it has from the image.
-    let image = image_below(target)?;
     let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
     let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", escape_path(&provenance_path)))?;
     let (mut provenance, skipped) = Provenance::parse(&read);
@@ -568,11 +570,13 @@ fn write(
         let (dir, below) = live.inside(path).ok()?;
         Some(tree::lstat_beneath(dir, &below).ok()?.st_mode)
     };
+    // Every dir above a write, once: asked of each entry the copy meets.
+    let above: BTreeSet<&Path> = writes.iter().flat_map(|w| w.ancestors().skip(1)).collect();
     let filter = |path: &Path, kind: Kind| {
         if writes.contains(path) {
             return layers::verdict(dirs, path, kind);
         }
-        let on_the_way = writes.iter().any(|w| w.starts_with(path));
+        let on_the_way = above.contains(path);
         match layers::verdict(dirs, path, kind) {
             Verdict::Descend if on_the_way => Verdict::Descend,
             Verdict::Copy if on_the_way && kind == Kind::Dir => {
