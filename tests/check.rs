@@ -314,6 +314,19 @@ fn a_layer_root_leading_out_of_the_image_is_named() {
     assert!(text.contains(said), "{text}");
 }
 
+#[test]
+fn a_layer_root_in_a_writable_dir_is_named() {
+    let tmp = TempDir::new("check-layers-in-etc");
+    let root = small_image(&tmp, "stateless.layers=/etc/l\n");
+    write(&root.join("etc/l/hosts/pc1/etc/motd"), "pc1's\n");
+    let json = parsed(&check(&root, &["--json"], false));
+    let said = "warning: the layer root and the writable dir /etc overlap: every client gets the whole layer tree (every host's files) in it, writable";
+    assert_eq!(problems(&json, "/etc/l"), [said]);
+    let clean = small_image(&TempDir::new("check-layers-apart"), "");
+    write(&clean.join("diskless/hosts/pc1/etc/motd"), "pc1's\n");
+    assert!(problems(&parsed(&check(&clean, &["--json"], false)), "/diskless").is_empty());
+}
+
 /// Peak RSS in KB and what `stateless check ARGS` printed.
 fn measured(root: &Path, args: &[&str]) -> (u64, Vec<u8>) {
     require(Path::new("/usr/bin/time").exists(), "/usr/bin/time (GNU time)");
@@ -358,7 +371,7 @@ fn memory_holds_the_tree_and_one_host() {
 }
 
 #[test]
-fn twenty_thousand_host_dirs_are_matched_by_lookup() {
+fn twenty_thousand_host_dirs_are_matched_each_to_its_host() {
     let tmp = TempDir::new("check-matching");
     let root = small_image(&tmp, "");
     let l = root.join("diskless");
@@ -367,17 +380,13 @@ fn twenty_thousand_host_dirs_are_matched_by_lookup() {
         write(&l.join(format!("hosts/pc{h:05}/etc/hostname")), "pc\n");
         symlink(format!("pc{h:05}"), l.join(format!("hosts/10.{}.{}.{}", h / 250, h % 250, 1 + h % 3))).unwrap();
     }
-    // Each address compared with every host known before it took 3 s in a release build (and
-    // each host's networks looked for among all 20,000 dirs); looked up, under a second in a
-    // debug one.
-    let start = std::time::Instant::now();
+    // Each address is its name's host, and every host takes the one network layer. How long
+    // the matching takes is measured by benches/check, not here.
     let out = check(&root, &[], false);
-    let took = start.elapsed();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.contains("\n  pc09999 10.39.249.1/8: networks/10.0.0.0_8 (1), hosts/pc09999 (1), hosts/10.39.249.1 (1)\n"),
         "{text}"
     );
     assert_eq!(text.lines().filter(|l| l.starts_with("  pc")).count(), 10_000, "each address is its name's host");
-    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }

@@ -270,6 +270,16 @@ fn run(target: &ImageRoot, options: &crate::model::options::Options, found: &mut
             return tree;
         }
     };
+    // The layer tree in a writable dir: every client gets all of it (every host's files) in
+    // that dir, and may change its copy there.
+    let relative = crate::fs::root::relative(&options.layers);
+    for dir in options.dirs.iter().filter(|d| relative.starts_with(d) || Path::new(d).starts_with(&relative)) {
+        let problem = format!(
+            "the layer root and the writable dir /{} overlap: every client gets the whole layer tree (every host's files) in it, writable",
+            escape(dir.as_bytes())
+        );
+        found.warning(&shown_root, &problem);
+    }
     let mut dirs = discover(layer_root.as_fd(), found);
     let ids = Ids::read(target, &dirs, layer_root.as_fd());
     let image = Image {
