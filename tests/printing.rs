@@ -196,6 +196,16 @@ fn status_svg_is_written_beside_and_renamed_never_through_a_symlink() {
     let mut after: Vec<_> = std::fs::read_dir(&tmp.0).unwrap().map(|e| e.unwrap().file_name()).collect();
     after.retain(|n| n != "a-dir.svg");
     assert_eq!(after.len(), before.len(), "a temp file left behind: {after:?}");
+
+    // A path that names a dir by its spelling, though its last name is a file's: the file stays.
+    std::fs::write(tmp.0.join("keep"), "keep\n").unwrap();
+    for spelled in ["keep/", "keep/.", "keep/.."] {
+        let path = format!("{}/{spelled}", tmp.0.display());
+        let out = Command::new(BIN).args(["status", "--report"]).arg(&good).args(["--svg", &path]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spelled}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("names a directory, not a file"), "{out:?}");
+        assert_eq!(read(&tmp.0.join("keep")), "keep\n", "{spelled}");
+    }
 }
 
 #[test]

@@ -139,6 +139,11 @@ pub(crate) fn write_output(
     write: impl FnOnce(&std::fs::File) -> Result<(), String>,
 ) -> Result<u64, String> {
     let shown = escape_path(path);
+    // `keep/` and `keep/.` name the dir, though `file_name` would give `keep`: never the file.
+    let bytes = path.as_os_str().as_bytes();
+    if [&b"/"[..], b"/.", b"/.."].iter().any(|end| bytes.ends_with(end)) || bytes == b"." || bytes == b".." {
+        return Err(format!("{shown}: names a directory, not a file"));
+    }
     let name = path.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
