@@ -136,7 +136,7 @@ boot_leftovers() {
     local run_dir=$1 p args found=()
     for p in /proc/[0-9]*; do
         # Read without a process of its own, which would hold the names in its command line.
-        mapfile -d '' args < "$p/cmdline" 2>/dev/null || continue
+        mapfile -d '' args 2>/dev/null < "$p/cmdline" || continue
         # "$run_dir/": another run's folder may start with this one's name (stlab-2345, stlab-23456).
         if [[ "${args[*]}" == *"$run_dir/"* || "${args[*]}" == *"$BOOT_OUT/serial.log"* ]]; then
             found+=("process ${p#/proc/} (${args[0]:-?})")
