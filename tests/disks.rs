@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -266,5 +267,85 @@ fn scratch_cleanup_leaves_mounts_below_alone() {
         assert_eq!(rest, Removal { removed: 5, timed_out: false, kept: false });
         assert_eq!(names(&tmp.0.join("stateless")), ["boot"]);
         assert_eq!(common::fingerprint(&outside), bind);
+    });
+}
+
+/// `btrfs ARGS...`.
+fn btrfs(args: &[&OsStr]) {
+    let out = Command::new("btrfs").args(args).output();
+    common::require(out.as_ref().is_ok_and(|o| o.status.success()), &format!("btrfs {args:?}: {out:?}"));
+}
+
+/// `btrfs subvolume create PATH`, as any user may where they may make a dir.
+fn subvolume(path: &Path) -> rustix::fd::OwnedFd {
+    btrfs(&["subvolume".as_ref(), "create".as_ref(), path.as_ref()]);
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap()
+}
+
+/// Earlier boots' trees on Btrfs below `own`, with subvolumes holding trees 40 levels deep: one
+/// a few levels down, one 20 levels down in it (made read-only, as any user may), a read-only
+/// snapshot of the first, and one 20 levels down in a plain tree.
+fn subvolume_trees(own: &Path) {
+    let deep = |dir: &Path, levels: usize| (0..levels).fold(dir.to_path_buf(), |p, n| p.join(format!("level-{n:014}")));
+    std::fs::create_dir_all(own.join("old-x/a/b/c")).unwrap();
+    let outer = own.join("old-x/a/b/c/subvol");
+    chain(subvolume(&outer).as_fd(), 40);
+    let nested = deep(&outer, 20).join("nested");
+    chain(subvolume(&nested).as_fd(), 40);
+    btrfs(&["property".as_ref(), "set".as_ref(), nested.as_ref(), "ro".as_ref(), "true".as_ref()]);
+    let snapshot = own.join("old-x/a/snapshot");
+    btrfs(&["subvolume".as_ref(), "snapshot".as_ref(), "-r".as_ref(), outer.as_ref(), snapshot.as_ref()]);
+    let plain = own.join("old-y");
+    std::fs::create_dir(&plain).unwrap();
+    chain(rustix::fs::open(&plain, OFlags::DIRECTORY, Mode::empty()).unwrap().as_fd(), 20);
+    chain(subvolume(&deep(&plain, 20).join("subvol")).as_fd(), 40);
+}
+
+#[test]
+#[ignore = "needs root: mounts a Btrfs image on a loop device in a private mount namespace (tests/run runs it)"]
+fn scratch_cleanup_removes_btrfs_subvolumes_at_any_depth() {
+    common::require_root();
+    let tmp = common::TempDir::new("disks-btrfs");
+    let file = image(&tmp, "btrfs.img", 128, &["mkfs.btrfs -q -f $1 > /dev/null"]);
+    let mnt = tmp.0.join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    common::in_private_namespace(|| {
+        let out = Command::new("mount").args(["-o", "loop"]).arg(&file).arg(&mnt).output();
+        common::require(out.as_ref().is_ok_and(|o| o.status.success()), &format!("mount -o loop: {out:?}"));
+        let own_path = mnt.join("stateless");
+        std::fs::create_dir_all(own_path.join("boot")).unwrap();
+        std::fs::write(own_path.join("boot/current"), "this boot's").unwrap();
+        let own = rustix::fs::open(&own_path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let subvolumes = || {
+            let out = Command::new("btrfs").args(["subvolume", "list"]).arg(&mnt).output().unwrap();
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8(out.stdout).unwrap().lines().count()
+        };
+
+        subvolume_trees(&own_path);
+        assert_eq!(subvolumes(), 4);
+        let done = remove_trees(own.as_fd(), "old-", later());
+        // Four chains of 40 (the snapshot's its own) and one of 20, 4 subvolumes, 5 plain dirs
+        // and the empty dir the snapshot shows for the subvolume that was in the first.
+        let removed = 40 * 2 * 4 + 20 * 2 + 4 + 5 + 1;
+        assert_eq!(done, Removal { removed, timed_out: false, kept: false });
+        assert_eq!(names(&own_path), ["boot"], "every subvolume and its tree gone");
+        assert_eq!(subvolumes(), 0);
+
+        // A few entries a call: each goes on where the last stopped.
+        subvolume_trees(&own_path);
+        let mut boots = Vec::new();
+        loop {
+            let done = remove_trees(own.as_fd(), "old-", Instant::now() + Duration::from_micros(200));
+            boots.push(done);
+            assert!(!done.kept && boots.len() < 100_000, "{done:?}");
+            if !done.timed_out {
+                break;
+            }
+        }
+        assert!(boots.len() > 1, "not done in 200 µs: {boots:?}");
+        assert_eq!(names(&own_path), ["boot"]);
+        assert_eq!(subvolumes(), 0);
+        assert_eq!(names(&own_path.join("boot")), ["current"]);
     });
 }

@@ -33,7 +33,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io::{Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -248,9 +248,9 @@ fn removable(running: &ImageRoot, name: &str) -> bool {
         .is_ok_and(|v| v.trim() == "1")
 }
 
-/// Dirs held open at once by [`remove_trees`]: a dir deeper than that is moved up beside the
-/// trees being removed and removed from there, so any depth costs a bounded number of open
-/// files and of memory (each open dir holds a read buffer of at most some 24 KiB).
+/// Dirs held open at once by [`remove_trees`]: a dir deeper than that is moved up and removed
+/// from there, so any depth costs a bounded number of open files and of memory (each open dir
+/// holds a read buffer of at most some 24 KiB).
 const OPEN_DIRS: usize = 16;
 
 /// What [`remove_trees`] did.
@@ -267,14 +267,20 @@ pub struct Removal {
 
 /// Removes every entry of `dir` whose name starts with `prefix`, whole trees, until `deadline`:
 /// each entry as it is read (no list of names is kept, so a dir of millions of entries costs no
-/// memory), at any depth (a dir [`OPEN_DIRS`] levels down is renamed into `dir` as
-/// `<prefix>i<inode>` and removed from there, now or at a later call), never following a
-/// symlink (a link is removed, not what it leads to) nor entering another mount (a mount point
-/// is left, with the dirs above it). What the deadline leaves stays for a later call.
+/// memory), at any depth, never following a symlink (a link is removed, not what it leads to)
+/// nor entering another mount (a mount point is left, with the dirs above it). What the
+/// deadline leaves stays for a later call.
+///
+/// A dir [`OPEN_DIRS`] levels down is renamed `<prefix>d<device>i<inode>` (unique while it
+/// lives) into `dir` and removed from there, now or at a later call. A Btrfs subvolume (a dir
+/// on the same mount but another device, which any user may make) is entered too: renamed
+/// into `dir` first when below a tree's top (only a subvolume's root may leave it), so its
+/// deep dirs go up to its own root, and removed empty by `rmdir` (Linux 4.18 and later). Before
+/// Linux 5.8 (no mount id) it is taken for another mount and kept.
 pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant) -> Removal {
-    let mut remover = Remover { top: dir, prefix, mount: 0, deadline, out: Removal::default(), moved: 0 };
+    let mut remover = Remover { top: dir, prefix, mount: 0, dev: 0, deadline, out: Removal::default(), moved: 0 };
     match place(dir, c"", AtFlags::EMPTY_PATH) {
-        Ok(top) => remover.mount = top.mount,
+        Ok(top) => (remover.mount, remover.dev) = (top.mount, top.dev),
         Err(_) => {
             remover.out.kept = true;
             return remover.out;
@@ -306,11 +312,12 @@ pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant) -> Rem
     }
 }
 
-/// Where an entry is: its kind and inode, and its mount (its mount id, or its device on a
-/// kernel without one, before 5.8).
+/// Where an entry is: its kind, inode and device (a Btrfs subvolume has one of its own), and
+/// its mount (its mount id, or its device on a kernel without one, before 5.8).
 struct Place {
     dir: bool,
     ino: u64,
+    dev: u64,
     mount: u64,
 }
 
@@ -318,19 +325,20 @@ struct Place {
 fn place(dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> rustix::io::Result<Place> {
     let flags = flags | AtFlags::SYMLINK_NOFOLLOW;
     match rustix::fs::statx(dir, name, flags, StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MNT_ID) {
-        Ok(st) => Ok(Place {
-            dir: FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory,
-            ino: st.stx_ino,
-            mount: if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 {
-                st.stx_mnt_id
-            } else {
-                rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor)
-            },
-        }),
+        Ok(st) => {
+            let dev = rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor);
+            Ok(Place {
+                dir: FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory,
+                ino: st.stx_ino,
+                dev,
+                mount: if st.stx_mask & StatxFlags::MNT_ID.bits() != 0 { st.stx_mnt_id } else { dev },
+            })
+        }
         // Before 4.11.
         Err(Errno::NOSYS) => rustix::fs::statat(dir, name, flags).map(|st| Place {
             dir: FileType::from_raw_mode(st.st_mode) == FileType::Directory,
             ino: st.st_ino,
+            dev: st.st_dev,
             mount: st.st_dev,
         }),
         Err(e) => Err(e),
@@ -343,23 +351,29 @@ struct Remover<'a> {
     top: BorrowedFd<'a>,
     prefix: &'a str,
     mount: u64,
+    /// `top`'s device.
+    dev: u64,
     deadline: Instant,
     out: Removal,
     /// Dirs moved up into `top`.
     moved: u64,
 }
 
-/// A dir being emptied: its listing (which holds its fd), its name in the dir above, and whether
-/// this pass over it removed or moved anything (then it is read again: see [`remove_trees`]).
+/// A dir being emptied: its listing (which holds its fd), its name in the dir above, its device,
+/// and whether this pass over it removed or moved anything (then it is read again: see
+/// [`remove_trees`]).
 struct Level {
     listing: Dir,
     name: CString,
+    dev: u64,
     progress: bool,
 }
 
-/// What became of one entry: done with (whether it was removed or moved), or a dir to empty.
+/// What became of one entry: done with (whether it was removed), moved up (into `top`, or else
+/// into the first level of the tree), or a dir to empty.
 enum Step {
     Done(bool),
+    Moved { to_top: bool },
     Enter(Level),
 }
 
@@ -370,29 +384,41 @@ impl Remover<'_> {
     }
 
     /// Removes the entry `name` of `top`, a whole tree: depth first, with at most
-    /// [`OPEN_DIRS`] dirs open.
+    /// [`OPEN_DIRS`] dirs open, all on one device (a subvolume below is moved to `top`).
     fn tree(&mut self, name: &CStr) {
-        let Step::Enter(first) = self.entry(self.top, name, FileType::Unknown, 0) else { return };
+        let Step::Enter(first) = self.entry(self.top, self.dev, None, name, FileType::Unknown, 0) else { return };
         let mut stack = vec![first];
         while !self.expired() {
             let depth = stack.len();
-            let Some(level) = stack.last_mut() else { return };
-            match level.listing.read() {
+            let Some(read) = stack.last_mut().map(|level| level.listing.read()) else { return };
+            match read {
                 Some(Ok(entry)) => {
-                    let Ok(fd) = level.listing.fd() else { return };
-                    match self.entry(fd, entry.file_name(), entry.file_type(), depth) {
+                    let (Some(level), Some(first)) = (stack.last(), stack.first()) else { return };
+                    // Deep dirs go up to the root of the subvolume they are in, else to `top`.
+                    let home = if first.dev == self.dev { Ok(None) } else { first.listing.fd().map(Some) };
+                    let (Ok(fd), Ok(home)) = (level.listing.fd(), home) else { return };
+                    match self.entry(fd, level.dev, home, entry.file_name(), entry.file_type(), depth) {
                         Step::Enter(below) => stack.push(below),
-                        Step::Done(progress) => level.progress |= progress,
+                        Step::Done(progress) => stack.last_mut().into_iter().for_each(|l| l.progress |= progress),
+                        Step::Moved { to_top } => {
+                            // Read again: the dir it left, and the one it landed in.
+                            self.moved += u64::from(to_top);
+                            for (n, level) in stack.iter_mut().enumerate() {
+                                level.progress |= n + 1 == depth || (n == 0 && !to_top);
+                            }
+                        }
                     }
                 }
-                Some(Err(_)) | None if level.progress => {
-                    level.progress = false;
-                    level.listing.rewind();
+                Some(Err(_)) | None if stack.last().is_some_and(|l| l.progress) => {
+                    stack.last_mut().into_iter().for_each(|l| {
+                        l.progress = false;
+                        l.listing.rewind();
+                    });
                 }
                 Some(Err(_)) | None => {
                     let Some(done) = stack.pop() else { return };
                     let parent = stack.last().map_or(Ok(self.top), |above| above.listing.fd());
-                    let removed = parent.is_ok_and(|p| self.unlink(p, &done.name, AtFlags::REMOVEDIR));
+                    let removed = parent.is_ok_and(|p| self.unlink(p, &done.name, AtFlags::REMOVEDIR).unwrap_or(false));
                     if let Some(above) = stack.last_mut() {
                         above.progress |= removed;
                     }
@@ -401,26 +427,27 @@ impl Remover<'_> {
         }
     }
 
-    /// One entry of `dir`, `depth` dirs below `top`, of the kind its listing gives: a non-dir
-    /// is removed, a dir on this mount entered (or moved up, [`OPEN_DIRS`] down), anything on
+    /// One entry of `dir` (on the device `dev`), `depth` dirs below `top`, of the kind its
+    /// listing gives: a non-dir is removed, a dir on this mount entered or moved up (into
+    /// `home`, or else `top`, [`OPEN_DIRS`] down; a subvolume's root into `top`), anything on
     /// another mount left.
-    fn entry(&mut self, dir: BorrowedFd<'_>, name: &CStr, listed: FileType, depth: usize) -> Step {
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        dev: u64,
+        home: Option<BorrowedFd<'_>>,
+        name: &CStr,
+        listed: FileType,
+        depth: usize,
+    ) -> Step {
         if name == c"." || name == c".." {
             return Step::Done(false);
         }
         // Unlinked at once when the listing tells (a dir after all refuses it).
         if listed != FileType::Directory && listed != FileType::Unknown {
-            match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
-                Ok(()) => {
-                    self.out.removed += 1;
-                    return Step::Done(true);
-                }
+            match self.unlink(dir, name, AtFlags::empty()) {
                 Err(Errno::ISDIR) => {}
-                Err(Errno::NOENT) => return Step::Done(false),
-                Err(_) => {
-                    self.out.kept = true;
-                    return Step::Done(false);
-                }
+                gone => return Step::Done(gone.unwrap_or(false)),
             }
         }
         let at = match place(dir, name, AtFlags::empty()) {
@@ -436,46 +463,70 @@ impl Remover<'_> {
             return Step::Done(false);
         }
         if !at.dir {
-            return Step::Done(self.unlink(dir, name, AtFlags::empty()));
+            return Step::Done(self.unlink(dir, name, AtFlags::empty()).unwrap_or(false));
         }
-        if depth >= OPEN_DIRS {
-            let moved = format!("{}i{}", self.prefix, at.ino);
-            return match rustix::fs::renameat_with(dir, name, self.top, moved.as_str(), RenameFlags::NOREPLACE) {
-                Ok(()) => {
-                    self.moved += 1;
-                    Step::Done(true)
-                }
-                Err(_) => {
-                    self.out.kept = true;
-                    Step::Done(false)
-                }
-            };
+        // Another device on this mount: a Btrfs subvolume's root, or the empty dir a snapshot
+        // shows for one that was in it. An empty one just goes.
+        if at.dev != dev && rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).is_ok() {
+            self.out.removed += 1;
+            return Step::Done(true);
+        }
+        if depth >= OPEN_DIRS && at.dev == dev {
+            return self.move_up(dir, name, home, &at);
         }
         let opened = rustix::fs::openat(dir, name, crate::fs::tree::DIR_FLAGS, Mode::empty());
         // Checked again once open: a dir swapped for a mount point or a link in between is left.
-        let same = opened.as_ref().is_ok_and(|fd| {
-            place(fd.as_fd(), c"", AtFlags::EMPTY_PATH).is_ok_and(|p| (p.ino, p.mount) == (at.ino, at.mount))
-        });
-        match opened.and_then(Dir::new) {
-            Ok(listing) if same => Step::Enter(Level { listing, name: name.to_owned(), progress: false }),
-            _ => {
+        let same = |fd: &OwnedFd| {
+            place(fd.as_fd(), c"", AtFlags::EMPTY_PATH)
+                .is_ok_and(|p| (p.ino, p.dev, p.mount) == (at.ino, at.dev, at.mount))
+        };
+        let Some(fd) = opened.ok().filter(same) else {
+            self.out.kept = true;
+            return Step::Done(false);
+        };
+        // A subvolume's root (the same mount, another device). Any user may make their own
+        // read-only: writable again, or nothing in it goes (nor it moves). Below a tree's top it
+        // goes to `top`, the first level of a tree of its own.
+        if at.dev != dev {
+            let _ = crate::sys::unsafe_ops::btrfs_subvolume_writable(fd.as_fd());
+            if depth > 0 {
+                return self.move_up(dir, name, None, &at);
+            }
+        }
+        match Dir::new(fd) {
+            Ok(listing) => Step::Enter(Level { listing, name: name.to_owned(), dev: at.dev, progress: false }),
+            Err(_) => {
                 self.out.kept = true;
                 Step::Done(false)
             }
         }
     }
 
-    /// `unlinkat`; whether the entry went (one already gone did not).
-    fn unlink(&mut self, dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> bool {
+    /// Renames the dir `name` of `dir` (at `at`) into `to`, or else `top`, by a name unique while
+    /// it lives.
+    fn move_up(&mut self, dir: BorrowedFd<'_>, name: &CStr, to: Option<BorrowedFd<'_>>, at: &Place) -> Step {
+        let moved = format!("{}d{}i{}", self.prefix, at.dev, at.ino);
+        match rustix::fs::renameat_with(dir, name, to.unwrap_or(self.top), moved.as_str(), RenameFlags::NOREPLACE) {
+            Ok(()) => Step::Moved { to_top: to.is_none() },
+            Err(_) => {
+                self.out.kept = true;
+                Step::Done(false)
+            }
+        }
+    }
+
+    /// `unlinkat`; whether the entry went (one already gone did not). An error keeps it, but for
+    /// `EISDIR`: a dir after all, for the caller to look at.
+    fn unlink(&mut self, dir: BorrowedFd<'_>, name: &CStr, flags: AtFlags) -> rustix::io::Result<bool> {
         match rustix::fs::unlinkat(dir, name, flags) {
             Ok(()) => {
                 self.out.removed += 1;
-                true
+                Ok(true)
             }
-            Err(Errno::NOENT) => false,
-            Err(_) => {
-                self.out.kept = true;
-                false
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => {
+                self.out.kept |= e != Errno::ISDIR;
+                Err(e)
             }
         }
     }

@@ -72,3 +72,17 @@ unsafe impl rustix::net::addr::SocketAddrArg for LinkAddr {
         f((self as *const Self).cast(), std::mem::size_of::<Self>() as rustix::net::addr::SocketAddrLen)
     }
 }
+
+/// Makes the Btrfs subvolume whose root `dir` is writable (`BTRFS_IOC_SUBVOL_SETFLAGS` with no
+/// flags, which rustix has no call for): any user may make their own subvolume read-only.
+///
+/// # Errors
+/// The ioctl's: not a subvolume's root (`EINVAL`), not Btrfs (`ENOTTY`), ...
+pub fn btrfs_subvolume_writable(dir: std::os::fd::BorrowedFd<'_>) -> rustix::io::Result<()> {
+    use rustix::ioctl::{opcode, Opcode, Setter};
+    // linux/btrfs.h: _IOW(BTRFS_IOCTL_MAGIC, 26, __u64).
+    const SUBVOL_SETFLAGS: Opcode = opcode::write::<u64>(0x94, 26);
+    // SAFETY: the kernel reads one u64 of flags (none) through the pointer Setter passes, as
+    // the opcode says; it lives across the call.
+    unsafe { rustix::ioctl::ioctl(dir, Setter::<SUBVOL_SETFLAGS, u64>::new(0)) }
+}
