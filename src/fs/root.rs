@@ -107,7 +107,7 @@ impl ImageRoot {
 
     /// Reads a small regular file as the image sees it: `None` when missing, an error when it is
     /// not a regular file (never opened for reading then) or larger than `limit` bytes.
-    pub fn read_file(&self, path: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    pub fn read_file(&self, path: impl AsRef<Path>, limit: u64) -> io::Result<Option<Vec<u8>>> {
         read_regular(self.open_file(path, OFlags::PATH), limit)
     }
 
@@ -268,7 +268,7 @@ mod tests {
         let image = t.0.join("image");
         std::fs::create_dir_all(image.join("etc")).unwrap();
         std::fs::write(image.join("etc/file"), "x").unwrap();
-        rustix::fs::mknodat(rustix::fs::CWD, &image.join("etc/fifo"), FileType::Fifo, Mode::from(0o644), 0).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, image.join("etc/fifo"), FileType::Fifo, Mode::from(0o644), 0).unwrap();
         // inotify sees every open for I/O (not an O_PATH one): the fifo's watch must stay silent.
         let watch = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
         let fifo = inotify::add_watch(&watch, image.join("etc/fifo"), WatchFlags::OPEN).unwrap();
