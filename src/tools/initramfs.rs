@@ -34,11 +34,11 @@ modules.order cut down to them; the firmware they declare, from --firmware DIR (
 Nothing is read through a symlink that leads out of the module dir or the firmware dir
 (absolute, or up out of it): such a module or index file is an error and no image is written,
 such a firmware file is left out as missing, with a warning; symlinks that stay inside are
-followed. A file that is not a regular one (a device, a fifo) is never opened. Compression runs the zstd (-19, default) or gzip (-9) command. Entries are
-sorted, owned by root and dated SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else
-not a number of seconds is an error): the same inputs give the same bytes. FILE is written
-beside and renamed over (a symlink there is replaced, not followed). Prints what went in and
-the size.
+followed. A file that is not a regular one (a device, a fifo) is never opened. Compression
+runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by root and dated
+SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else not a number of seconds is an
+error): the same inputs give the same bytes. FILE is written beside and renamed over (a
+symlink there is replaced, not followed). Prints what went in and the size.
 ";
 
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
