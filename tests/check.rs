@@ -390,3 +390,19 @@ fn twenty_thousand_host_dirs_are_matched_each_to_its_host() {
     );
     assert_eq!(text.lines().filter(|l| l.starts_with("  pc")).count(), 10_000, "each address is its name's host");
 }
+
+#[test]
+fn a_fifo_at_the_images_stateless_conf_is_left_unopened() {
+    let tmp = TempDir::new("check-fifo-conf");
+    let root = small_image(&tmp, "");
+    std::fs::remove_file(root.join("etc/stateless.conf")).unwrap();
+    let fifo = root.join("etc/stateless.conf");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    write(&root.join("diskless/base/etc/motd"), "hi\n");
+    // An open for reading would block here (or start a device): timeout says so with 124.
+    let out = Command::new("timeout").arg("20").arg(BIN).arg("check").arg(&root).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let refused = "read /etc/stateless.conf: not a regular file: left unopened; its options are not used";
+    assert!(text.lines().any(|l| l.ends_with(refused)), "{text}");
+}

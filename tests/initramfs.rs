@@ -160,7 +160,7 @@ fn nothing_is_read_through_a_symlink_out_of_the_module_or_firmware_dir() {
     assert!(contains(&image, "NIC-MODULE") && contains(&image, "NIC-FIRMWARE"));
     let old = std::fs::read(&out).unwrap();
 
-    // Each file read from either tree, made a symlink out of it (absolute, or up and out):
+    // Each file read from the module tree, made a symlink out of it (absolute, or up and out):
     // refused, the build fails, the last image stays as it was and nothing is left beside it.
     let up = |from: &Path| {
         let depth = from.strip_prefix(&tmp.0).unwrap().components().count() - 1;
@@ -172,7 +172,7 @@ fn nothing_is_read_through_a_symlink_out_of_the_module_or_firmware_dir() {
         modules.join("modules.alias"),
         modules.join("modules.builtin"),
         modules.join("modules.softdep"),
-        firmware.join("nic/fw.bin"),
+        modules.join("modules.order"),
     ];
     for file in &cases {
         let kept = tmp.0.join("kept");
@@ -194,6 +194,34 @@ fn nothing_is_read_through_a_symlink_out_of_the_module_or_firmware_dir() {
     }
     let run = build(&modules, &firmware, &out, None);
     assert!(run.status.success(), "{run:?}");
+}
+
+#[test]
+fn a_firmware_file_leading_out_of_the_firmware_dir_is_left_out_as_missing() {
+    let tmp = TempDir::new("initramfs-firmware-out");
+    let (modules, firmware, secret) = small_tree(&tmp.0);
+    let out = tmp.0.join("initrd.img");
+    let fw = firmware.join("nic/fw.bin");
+    // Debian's /lib/firmware/regulatory.db is such a link (into /etc/alternatives).
+    for target in [secret.clone(), Path::new("../../secret").to_path_buf()] {
+        std::fs::remove_file(&fw).unwrap();
+        std::os::unix::fs::symlink(&target, &fw).unwrap();
+        assert_eq!(std::fs::read(&fw).unwrap(), b"ROOT-ONLY-SECRET", "the test's symlink leads to the secret");
+        let run = build(&modules, &firmware, &out, None);
+        assert!(run.status.success(), "{run:?}");
+        let text = String::from_utf8(run.stdout).unwrap();
+        let (shown, tree) = (fw.display(), firmware.display());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"  firmware: 0 files"), "{text}");
+        let missing = format!("  firmware declared but not in {tree} (drivers that need it will not start): 1");
+        assert!(lines.contains(&missing.as_str()), "{text}");
+        let warning = format!(
+            "  warning: firmware {shown}: leads out of {tree} (an absolute symlink, or one up out of it): refused, left out as missing"
+        );
+        assert!(lines.contains(&warning.as_str()), "{text}");
+        let image = std::fs::read(&out).unwrap();
+        assert!(contains(&image, "NIC-MODULE") && !contains(&image, "ROOT-ONLY-SECRET"));
+    }
 }
 
 #[test]

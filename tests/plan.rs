@@ -176,3 +176,21 @@ fn plan_help_closed_pipes_and_hostile_names() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_fifo_at_the_images_stateless_conf_is_left_unopened() {
+    let tmp = TempDir::new("plan-fifo-conf");
+    let conf = tmp.0.join("etc/stateless.conf");
+    std::fs::create_dir_all(tmp.0.join("etc")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &conf, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    // An open for reading would block here (or start a device): timeout says so with 124.
+    let out = Command::new("timeout")
+        .args(["20", BIN, "plan", "--ip", "10.0.2.15/24", "--root"])
+        .arg(&tmp.0)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let refused = "warning: /etc/stateless.conf line 0: read /etc/stateless.conf: not a regular file: left unopened; its options are not used";
+    assert!(text.lines().any(|l| l == refused), "{text}");
+}

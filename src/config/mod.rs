@@ -174,11 +174,14 @@ const AUTOCONF: [&str; 9] = ["dhcp", "on", "any", "off", "none", "bootp", "rarp"
 
 /// `s` quoted and escaped for a message ([`escape`], the one rule for what is printed), cut
 /// at 64 chars.
-fn q(s: &str) -> String {
-    match s.char_indices().nth(64) {
-        Some((cut, _)) => format!("\"{}\"...", escape(s.get(..cut).unwrap_or("").as_bytes())),
-        None => format!("\"{}\"", escape(s.as_bytes())),
-    }
+fn q(s: impl AsRef<[u8]>) -> String {
+    let s = s.as_ref();
+    // The bytes of the first 64 characters, a byte that is not UTF-8 counting as one.
+    let chars =
+        s.utf8_chunks().flat_map(|c| c.valid().chars().map(char::len_utf8).chain(c.invalid().iter().map(|_| 1)));
+    let cut: usize = chars.take(64).sum();
+    let more = if cut < s.len() { "..." } else { "" };
+    format!("\"{}\"{more}", escape(s.get(..cut).unwrap_or(s)))
 }
 
 /// `stateless.break=`: phase names, comma-separated; one that is not a phase refuses the value.
@@ -317,8 +320,7 @@ impl Options {
         for (n, bytes) in config.unwrap_or_default().split(|b| *b == b'\n').enumerate() {
             let origin = Origin::Config { line: n + 1 };
             let Ok(line) = std::str::from_utf8(bytes) else {
-                let shown = escape(bytes);
-                r.diag(&origin, "", format!("{}: not UTF-8, line ignored", q(&shown)));
+                r.diag(&origin, "", format!("{}: not UTF-8, line ignored", q(bytes)));
                 continue;
             };
             let line = line.trim();
@@ -1352,7 +1354,11 @@ mod tests {
         assert_eq!((o.dirs, o.mode, o.hostname), (vec!["var".to_string()], OverlayMode::Copy, None));
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].origin, Origin::Config { line: 2 });
-        assert!(d[0].message.contains("not UTF-8, line ignored"), "{}", d[0].message);
+        assert_eq!(d[0].message, r#""stateless.hostname=a\xffb": not UTF-8, line ignored"#, "escaped once");
+        let long = [&b"stateless.hostname="[..], &[b'x'; 44], b"\xff\xfe"].concat();
+        let (_, d) = Options::resolve(&Cmdline::default(), Some(&long));
+        let cut = format!("\"stateless.hostname={}\\xff\"...: not UTF-8, line ignored", "x".repeat(44));
+        assert_eq!(d[0].message, cut, "cut after 64 characters, a bad byte one of them");
     }
 
     /// Found by the `cmdline` fuzz target: the kernel's isspace() takes the byte 0xA0 for a

@@ -106,9 +106,9 @@ impl ImageRoot {
     }
 
     /// Reads a small regular file as the image sees it: `None` when missing, an error when it is
-    /// not a regular file or larger than `limit` bytes.
-    pub fn read_file(&self, path: &str, limit: u64) -> io::Result<Option<Vec<u8>>> {
-        read_regular(self.open_file(path, READ_FLAGS), limit)
+    /// not a regular file (never opened for reading then) or larger than `limit` bytes.
+    pub fn read_file(&self, path: impl AsRef<Path>, limit: u64) -> io::Result<Option<Vec<u8>>> {
+        read_regular(self.open_file(path, OFlags::PATH), limit)
     }
 
     /// True when `path` is an executable regular file as the image sees it
@@ -120,29 +120,27 @@ impl ImageRoot {
     }
 }
 
-/// How a file to read is opened: never as a controlling terminal, a fifo never blocks.
-const READ_FLAGS: OFlags = OFlags::RDONLY.union(OFlags::NONBLOCK).union(OFlags::NOCTTY);
-
 /// Reads a small regular file `path` below `dir` as [`ImageRoot::read_file`] does, but
 /// [`tree::open_beneath`]: a symlink inside `dir` is followed, one leading out of it (absolute,
 /// or `..` above `dir`) is an error (`EXDEV`).
 pub fn read_beneath(dir: BorrowedFd<'_>, path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    read_regular(tree::open_beneath(dir, path, READ_FLAGS), limit)
+    read_regular(tree::open_beneath(dir, path, OFlags::PATH), limit)
 }
 
-/// The content of the file `opened`: `None` when it is missing, an error when it is not a
-/// regular file or larger than `limit` bytes.
-fn read_regular(opened: rustix::io::Result<OwnedFd>, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let fd = match opened {
-        Ok(fd) => fd,
+/// The content of the file `node` (an `O_PATH` fd): `None` when it is missing, an error when it
+/// is not a regular file or larger than `limit` bytes. Only a regular file is opened for
+/// reading: the mere open of a device may act (a watchdog starts), that of a fifo may block.
+fn read_regular(node: rustix::io::Result<OwnedFd>, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let node = match node {
+        Ok(node) => node,
         Err(Errno::NOENT) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
-        return Err(io::Error::other("not a regular file"));
+    if FileType::from_raw_mode(rustix::fs::fstat(&node)?.st_mode) != FileType::RegularFile {
+        return Err(io::Error::other("not a regular file: left unopened"));
     }
     let mut data = Vec::new();
-    std::fs::File::from(fd).take(limit + 1).read_to_end(&mut data)?;
+    std::fs::File::from(tree::open_regular(&node)?).take(limit + 1).read_to_end(&mut data)?;
     if data.len() as u64 > limit {
         return Err(io::Error::other(format!("larger than {limit} bytes")));
     }
@@ -260,6 +258,36 @@ mod tests {
         assert!(root.read_file("/etc/up", 64).unwrap().is_none());
         assert!(root.read_file("/lib/conf", 3).is_err(), "over the limit");
         assert!(root.read_file("/lib", 64).is_err(), "not a regular file");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened_for_reading() {
+        use rustix::fs::inotify::{self, CreateFlags, Reader, WatchFlags};
+        use std::mem::MaybeUninit;
+        let t = tmp("fifo");
+        let image = t.0.join("image");
+        std::fs::create_dir_all(image.join("etc")).unwrap();
+        std::fs::write(image.join("etc/file"), "x").unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, image.join("etc/fifo"), FileType::Fifo, Mode::from(0o644), 0).unwrap();
+        // inotify sees every open for I/O (not an O_PATH one): the fifo's watch must stay silent.
+        let watch = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+        let fifo = inotify::add_watch(&watch, image.join("etc/fifo"), WatchFlags::OPEN).unwrap();
+        let file = inotify::add_watch(&watch, image.join("etc/file"), WatchFlags::OPEN).unwrap();
+        let root = ImageRoot::open(&image).unwrap();
+        let refused = "not a regular file: left unopened";
+        assert_eq!(root.read_file("/etc/fifo", 64).unwrap_err().to_string(), refused);
+        let etc = root.dir("etc").unwrap();
+        assert_eq!(read_beneath(etc.fd.as_fd(), Path::new("fifo"), 64).unwrap_err().to_string(), refused);
+        let dev = rustix::fs::open("/dev", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        assert_eq!(read_beneath(dev.as_fd(), Path::new("null"), 64).unwrap_err().to_string(), refused);
+        assert_eq!(root.read_file("/etc/file", 64).unwrap().unwrap(), b"x");
+        let mut buf = [MaybeUninit::uninit(); 4096];
+        let mut events = Reader::new(&watch, &mut buf);
+        let mut opened = Vec::new();
+        while let Ok(event) = events.next() {
+            opened.push(event.wd());
+        }
+        assert_eq!(opened, [file], "the regular file's open is seen, the fifo ({fifo}) was never opened");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::index::{normalize, normalize_alias, parse_softdep_line, Softdep, LINE_LIMIT};
 use crate::model::options::ModuleOptions;
+use crate::model::text::escape;
 
 /// kmod's configuration dirs, highest priority first.
 pub const DIRS: [&str; 5] =
@@ -53,7 +54,9 @@ impl Config {
         for (n, raw) in text.split(|&b| b == b'\n').enumerate() {
             let line = n + 1;
             let Some(text) = std::str::from_utf8(raw).ok().filter(|_| raw.len() <= LINE_LIMIT) else {
-                super::note_problem(&mut self.problems, || format!("{file} line {line}: not UTF-8, or too long"));
+                super::note_problem(&mut self.problems, || {
+                    format!("{} line {line}: not UTF-8, or too long", escape(file.as_bytes()))
+                });
                 continue;
             };
             let text = text.trim();
@@ -61,7 +64,7 @@ impl Config {
                 continue;
             }
             if let Err(why) = self.add_line(text, name < "modules.softdep") {
-                super::note_problem(&mut self.problems, || format!("{file} line {line}: {why}"));
+                super::note_problem(&mut self.problems, || format!("{} line {line}: {why}", escape(file.as_bytes())));
             }
         }
     }
@@ -74,7 +77,7 @@ impl Config {
         let module = || {
             super::index::valid_name(name)
                 .then(|| normalize(name))
-                .ok_or_else(|| format!("{name:?} is not a module name"))
+                .ok_or_else(|| format!("\"{}\" is not a module name", escape(name.as_bytes())))
         };
         match command {
             "blacklist" => {
@@ -97,8 +100,10 @@ impl Config {
                 let pattern = normalize_alias(name).ok_or("unbalanced brackets in the pattern")?;
                 self.aliases.push((pattern.into_bytes(), normalize(target)));
             }
-            "install" | "remove" => return Err(format!("`{command}` commands are not run at boot (module {name})")),
-            other => return Err(format!("unknown command {other:?}")),
+            "install" | "remove" => {
+                return Err(format!("`{command}` commands are not run at boot (module {})", escape(name.as_bytes())))
+            }
+            other => return Err(format!("unknown command \"{}\"", escape(other.as_bytes()))),
         }
         Ok(())
     }
@@ -155,6 +160,23 @@ mod tests {
         assert_eq!(
             files(&listings),
             [(3, "a.conf".into()), (0, "b.conf".into()), (4, "c.conf".into()), (0, "x.conf".into())]
+        );
+    }
+
+    #[test]
+    fn problems_show_names_escaped_once() {
+        let mut config = Config::default();
+        config.add_file(
+            "/etc/modprobe.d/a\u{1b}.conf",
+            b"blacklist \xc2\x9bx\ninstall e\xe2\x80\xaex /bin/sh\nfr\x1bob x\n",
+        );
+        assert_eq!(
+            config.problems,
+            [
+                "/etc/modprobe.d/a\\x1b.conf line 1: \"\\xc2\\x9bx\" is not a module name",
+                "/etc/modprobe.d/a\\x1b.conf line 2: `install` commands are not run at boot (module e\\xe2\\x80\\xaex)",
+                "/etc/modprobe.d/a\\x1b.conf line 3: unknown command \"fr\\x1bob\"",
+            ]
         );
     }
 

@@ -276,17 +276,11 @@ fn worker(
     }
 }
 
-/// Opens a module file: beneath the module dir (no symlink out of it, no magic link), without
-/// blocking on a FIFO or taking a terminal, and only a regular file.
+/// Opens a module file: beneath the module dir (no symlink out of it, no magic link), and only
+/// a regular file: anything else (a device, whose open may act, a fifo) is never opened.
 fn open_module(root: &ImageRoot, dir: &Path, file: &str) -> rustix::io::Result<rustix::fd::OwnedFd> {
-    use rustix::fs::{openat2, FileType, Mode, ResolveFlags};
     let dir = root.open_file(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC)?;
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let fd = openat2(&dir, file, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)?;
-    if FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) != FileType::RegularFile {
-        return Err(rustix::io::Errno::INVAL);
-    }
-    Ok(fd)
+    crate::fs::tree::open_regular(&crate::fs::tree::open_beneath(dir.as_fd(), Path::new(file), OFlags::PATH)?)
 }
 
 fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, planned: &Planned) -> Outcome {
@@ -432,6 +426,10 @@ mod tests {
         std::fs::remove_file(kernel.join("e1000.ko")).unwrap();
         rustix::fs::mknodat(rustix::fs::CWD, kernel.join("e1000.ko"), rustix::fs::FileType::Fifo, 0o644.into(), 0)
             .unwrap();
+        // inotify sees every open for I/O (not an O_PATH one): the fifo's watch must stay silent.
+        use rustix::fs::inotify::{self, CreateFlags, Reader, WatchFlags};
+        let watch = inotify::init(CreateFlags::NONBLOCK | CreateFlags::CLOEXEC).unwrap();
+        inotify::add_watch(&watch, kernel.join("e1000.ko"), WatchFlags::OPEN).unwrap();
         std::fs::write(dir.join("evil.ko"), "").unwrap();
         std::fs::remove_file(kernel.join("failover.ko")).unwrap();
         std::os::unix::fs::symlink("../../../../evil.ko", kernel.join("failover.ko")).unwrap();
@@ -451,6 +449,8 @@ mod tests {
         let loaded_from =
             |name: &str| sys.calls().iter().any(|c| matches!(c, Call::LoadModule(p, _) if p.ends_with(name)));
         assert!(!loaded_from("e1000.ko") && !loaded_from("failover.ko") && !loaded_from("evil.ko"));
+        let mut buf = [std::mem::MaybeUninit::uninit(); 4096];
+        assert!(Reader::new(&watch, &mut buf).next().is_err(), "the fifo was never opened");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -32,12 +32,13 @@ as modprobe loads it (modules.dep, softdeps); modules.dep, modules.alias, module
 modules.order cut down to them; the firmware they declare, from --firmware DIR (default
 /lib/firmware) where present. Modules come from /lib/modules/V or --modules-dir DIR.
 Nothing is read through a symlink that leads out of the module dir or the firmware dir
-(absolute, or up out of it): such a file is an error and no image is written; symlinks that stay
-inside are followed. Compression runs the zstd (-19, default) or gzip (-9) command. Entries are
-sorted, owned by root and dated SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else
-not a number of seconds is an error): the same inputs give the same bytes. FILE is written
-beside and renamed over (a symlink there is replaced, not followed). Prints what went in and
-the size.
+(absolute, or up out of it): such a module or index file is an error and no image is written,
+such a firmware file is left out as missing, with a warning; symlinks that stay inside are
+followed. A file that is not a regular one (a device, a fifo) is never opened. Compression
+runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by root and dated
+SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else not a number of seconds is an
+error): the same inputs give the same bytes. FILE is written beside and renamed over (a
+symlink there is replaced, not followed). Prints what went in and the size.
 ";
 
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
@@ -99,7 +100,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
             "--help" | "-h" => return Ok(None),
             "--kernel-version" => {
                 let v = value("--kernel-version")?;
-                if v.is_empty() || v.contains('/') || v == ".." || v == "." || escape(v.as_bytes()) != v {
+                if !crate::kmod::is_release(&v) {
                     return Err(format!("--kernel-version {}: not a release name", quote(v)));
                 }
                 release = Some(v);
@@ -220,20 +221,30 @@ fn firmware_of(module: &[u8]) -> Vec<String> {
 /// Largest file read into the image (a module or a firmware file).
 const FILE_LIMIT: u64 = 256 << 20;
 
-/// Largest index file read (a distribution kernel's modules.alias is about 1.3 MiB).
-const INDEX_LIMIT: u64 = 16 << 20;
+/// A file of a tree that was not read: why, said; and whether it is a symlink out of the tree.
+struct Unread {
+    said: String,
+    leads_out: bool,
+}
+
+impl From<Unread> for String {
+    fn from(unread: Unread) -> String {
+        unread.said
+    }
+}
 
 /// The file `path` of the tree `dir` (the module dir or the firmware dir), as the boot reads a
 /// module tree: never through a symlink that leads out of it. `None` when missing; an error
 /// when it is not a regular file of at most `limit` bytes, or a symlink leads out.
-fn read_in(dir: &ImageRoot, path: &str, limit: u64) -> Result<Option<Vec<u8>>, String> {
+fn read_in(dir: &ImageRoot, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Unread> {
     crate::fs::root::read_beneath(dir.fd(), Path::new(path), limit).map_err(|e| {
         let (shown, tree) = (escape_path(&dir.path().join(path)), escape_path(dir.path()));
         match e.raw_os_error() {
-            Some(errno) if errno == Errno::XDEV.raw_os_error() => {
-                format!("{shown}: leads out of {tree} (an absolute symlink, or one up out of it): refused")
-            }
-            _ => format!("{shown}: {e}"),
+            Some(errno) if errno == Errno::XDEV.raw_os_error() => Unread {
+                said: format!("{shown}: leads out of {tree} (an absolute symlink, or one up out of it): refused"),
+                leads_out: true,
+            },
+            _ => Unread { said: format!("{shown}: {e}"), leads_out: false },
         }
     })
 }
@@ -257,12 +268,9 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
     let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", escape_path(&args.modules_dir)))?;
     let tree = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", escape_path(&dir)))?;
-    let index_file = |name: &str| read_in(&tree, name, INDEX_LIMIT).map(Option::unwrap_or_default);
-    let dep = read_in(&tree, "modules.dep", INDEX_LIMIT)?
-        .ok_or_else(|| format!("{}: not found", escape_path(&dir.join("modules.dep"))))?;
-    let (alias, softdep) = (index_file("modules.alias")?, index_file("modules.softdep")?);
-    let (builtin, order) = (index_file("modules.builtin")?, index_file("modules.order")?);
-    let index = Index::parse(&dep, &alias, &softdep, &builtin, &[]);
+    let files = crate::kmod::read_index(&dir, |name, limit| Ok(read_in(&tree, name, limit)?), false)?;
+    let order = read_in(&tree, "modules.order", crate::kmod::INDEX_LIMIT)?.unwrap_or_default();
+    let index = files.parse();
     for problem in &index.problems {
         eprintln!("warning: {}: {problem}", escape_path(&dir));
     }
@@ -304,14 +312,14 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         }
     };
     let dep_path = |line: &str| line.split_once(':').map(|(p, _)| p.to_string());
-    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&dep, dep_path, &paths)), 0o644);
-    archive.add(&format!("{base}/modules.alias"), Kind::File(cut(&alias, alias_module, &names)), 0o644);
+    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&files.dep, dep_path, &paths)), 0o644);
+    archive.add(&format!("{base}/modules.alias"), Kind::File(cut(&files.alias, alias_module, &names)), 0o644);
     let softdep_module = |line: &str| first_word(line, "softdep");
-    archive.add(&format!("{base}/modules.softdep"), Kind::File(cut(&softdep, softdep_module, &names)), 0o644);
+    archive.add(&format!("{base}/modules.softdep"), Kind::File(cut(&files.softdep, softdep_module, &names)), 0o644);
     let order_path = |line: &str| Some(line.trim().to_string());
     archive.add(&format!("{base}/modules.order"), Kind::File(cut(&order, order_path, &paths)), 0o644);
-    archive.add(&format!("{base}/modules.builtin"), Kind::File(builtin), 0o644);
-    let mut missing_firmware = Vec::new();
+    archive.add(&format!("{base}/modules.builtin"), Kind::File(files.builtin), 0o644);
+    let (mut missing_firmware, mut refused_firmware) = (Vec::new(), Vec::new());
     // No firmware dir: every firmware file is missing (said below), as a file missing in it.
     let firmware_dir = match ImageRoot::open(&args.firmware) {
         Ok(opened) => Some(opened),
@@ -319,16 +327,26 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         Err(e) => return Err(format!("{}: {e}", escape_path(&args.firmware))),
     };
     for name in &firmware {
-        let mut found = None;
+        let (mut found, mut refused) = (None, None);
         for file in ["", ".zst", ".xz"].map(|suffix| format!("{name}{suffix}")) {
-            if let Some(data) = firmware_dir.as_ref().map(|d| read_in(d, &file, FILE_LIMIT)).transpose()?.flatten() {
-                found = Some((file, data));
-                break;
+            match firmware_dir.as_ref().map(|d| read_in(d, &file, FILE_LIMIT)).transpose() {
+                Ok(Some(Some(data))) => {
+                    found = Some((file, data));
+                    break;
+                }
+                Ok(_) => {}
+                // A symlink out of the firmware dir (Debian's regulatory.db, an alternatives
+                // link into /etc) is firmware this image lacks, not a failed build.
+                Err(unread) if unread.leads_out => refused = refused.or(Some(unread.said)),
+                Err(unread) => return Err(unread.into()),
             }
         }
         match found {
             Some((file, data)) => archive.add(&format!("lib/firmware/{file}"), Kind::File(data), 0o644),
-            None => missing_firmware.push(name.clone()),
+            None => {
+                missing_firmware.push(name.clone());
+                refused_firmware.extend(refused);
+            }
         }
     }
     let cpio = archive.write(mtime);
@@ -375,6 +393,9 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
             escape_path(&args.firmware),
             missing_firmware.len()
         ));
+    }
+    for said in &refused_firmware {
+        text.push_str(&format!("  warning: firmware {said}, left out as missing\n"));
     }
     let how = match args.compress {
         Compress::Zstd => "zstd -19",

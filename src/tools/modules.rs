@@ -41,7 +41,7 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
             "--help" | "-h" => return Ok(None),
             "--kernel-version" => {
                 let v = value("--kernel-version")?.into_string().map_err(|_| "--kernel-version: not UTF-8")?;
-                if v.is_empty() || v.contains('/') || v == ".." {
+                if !crate::kmod::is_release(&v) {
                     return Err(format!("--kernel-version {}: not a release name", super::quote(v)));
                 }
                 parsed.release = Some(v);
@@ -77,7 +77,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         None => Path::new("/lib/modules").join(&release),
     };
     let root = ImageRoot::open(Path::new("/")).map_err(|e| format!("/: {e}"))?;
-    let index = crate::kmod::read_index(&root, &dir, true)?;
+    let index = crate::kmod::read_index_in(&root, &dir, true)?.parse();
     let sysfs = args.sysfs.clone().unwrap_or_else(|| PathBuf::from("/sys"));
     let devices = coldplug::devices(&sysfs).map_err(|e| format!("{}/bus: {e}", escape_path(&sysfs)))?;
     // What runs now is only known for the running kernel's own modules.
@@ -108,8 +108,9 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
 fn human(out: &Output) -> String {
     let e = |text: &str| escape(text.as_bytes());
     let mut text = format!("modules: {}\n", out.modules_dir);
+    // The problems are escaped where they are found.
     for problem in &out.problems {
-        text.push_str(&format!("warning: {}\n", escape(problem.as_bytes())));
+        text.push_str(&format!("warning: {problem}\n"));
     }
     text.push_str(&format!("devices with a modalias: {}\n", out.devices.len()));
     for m in out.devices.iter().filter(|m| !m.modules.is_empty()) {
@@ -150,6 +151,30 @@ fn human(out: &Output) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_version_is_a_release_name_as_for_the_builder() {
+        let parse = |v: &str| parse(["--kernel-version", v].map(OsString::from).into_iter());
+        assert_eq!(parse("6.1.0").unwrap().unwrap().release.as_deref(), Some("6.1.0"));
+        for bad in [".", "..", "a/b", "6.1\u{1b}[2J", "6.1\u{202e}"] {
+            assert!(parse(bad).unwrap_err().ends_with(": not a release name"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn index_problems_are_shown_escaped_once() {
+        let index = crate::kmod::index::Index::parse(b"kernel/a\x1b.ko:\n", b"", b"", b"", b"");
+        let out = Output {
+            modules_dir: "/m".into(),
+            devices: Vec::new(),
+            load: Vec::new(),
+            problems: index.problems,
+            booted: None,
+        };
+        let text = human(&out);
+        let said = "warning: modules.dep line 1: \"kernel/a\\x1b.ko\" is not a module file inside the module dir\n";
+        assert!(text.contains(said), "{text}");
+    }
 
     #[test]
     fn the_boot_s_results_are_shown_escaped() {
