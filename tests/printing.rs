@@ -226,3 +226,24 @@ fn initramfs_shows_hostile_names_escaped() {
     let run = Command::new(BIN).args(["initramfs", "--kernel-version", HOSTILE, "-o", "x"]).output().unwrap();
     assert_escaped("initramfs --kernel-version", &run);
 }
+
+#[test]
+fn a_named_report_or_command_line_file_is_read_only_when_it_is_a_small_regular_file() {
+    let tmp = TempDir::new("printing-named");
+    let fifo = tmp.0.join("fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    let big = tmp.0.join("big");
+    std::fs::write(&big, vec![b'x'; 100 << 10]).unwrap();
+    let runs: [(&[&str], &Path, &str); 4] = [
+        (&["status", "--report"], &fifo, "not a regular file: left unopened"),
+        (&["plan", "--cmdline-file"], &fifo, "not a regular file: left unopened"),
+        (&["plan", "--cmdline-file"], Path::new("/dev/zero"), "not a regular file: left unopened"),
+        (&["plan", "--cmdline-file"], &big, "larger than 65536 bytes"),
+    ];
+    for (args, path, said) in runs {
+        // Under a bound: a fifo opened for reading would wait for a writer for ever.
+        let out = Command::new("timeout").arg("10").arg(BIN).args(args).arg(path).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} {path:?}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(said), "{args:?} {path:?}: {out:?}");
+    }
+}

@@ -259,6 +259,46 @@ fn nothing_is_written_through_another_mount_below_or_in_place_of_a_writable_dir(
 
 #[test]
 #[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn what_stands_in_run_for_the_report_or_provenance_is_never_opened_or_followed() {
+    let (_tmp, root) = test_image("relayer-run-files");
+    std::fs::remove_file(root.join("diskless/networks/10.0.2.0_24")).unwrap();
+    in_private_namespace(|| {
+        boot(&root);
+        let run = root.join("run/stateless");
+        let (report, provenance) = (read(&run.join("report.json")), read(&run.join("provenance")));
+        let fifo = |path: &Path| {
+            std::fs::remove_file(path).unwrap();
+            rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+        };
+        let link = |path: &Path, to: &str| {
+            std::fs::remove_file(path).unwrap();
+            std::os::unix::fs::symlink(to, path).unwrap();
+        };
+        let restore = |name: &str, text: &str| {
+            std::fs::remove_file(run.join(name)).unwrap();
+            std::fs::write(run.join(name), text).unwrap();
+        };
+        // A fifo would block, /dev/zero fill the memory, a host file be read as the client's.
+        for (name, text) in [("report.json", &report), ("provenance", &provenance)] {
+            let path = run.join(name);
+            fifo(&path);
+            let (code, _, err) = listed(&relayer(&root, &["--dry-run"]));
+            assert_eq!(code, Some(2), "{err}");
+            assert!(err.contains(&format!("/run/stateless/{name}: not a regular file: left unopened")), "{err}");
+            for to in ["/dev/zero", "/proc/self/status"] {
+                link(&path, to);
+                let (code, _, err) = listed(&relayer(&root, &["--dry-run"]));
+                assert_eq!(code, Some(2), "{name} -> {to}: {err}");
+                assert!(err.contains(&format!("/run/stateless/{name}: ")), "{err}");
+            }
+            restore(name, text);
+        }
+        assert!(text(&relayer(&root, &["--dry-run"])).ends_with(NOTHING));
+    });
+}
+
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
 fn what_the_boot_left_in_run_is_held_to_the_boots_rules_again() {
     let (_tmp, root) = test_image("relayer-untrusted");
     std::fs::remove_file(root.join("diskless/networks/10.0.2.0_24")).unwrap();

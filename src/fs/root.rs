@@ -120,6 +120,13 @@ impl ImageRoot {
     }
 }
 
+/// Reads a small regular file an admin named on this machine (`--report`, `--cmdline-file`;
+/// symlinks followed, as any command follows them) as [`ImageRoot::read_file`] does: a device
+/// or fifo is never opened, nothing larger than `limit` read.
+pub fn read_named(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    read_regular(rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()), limit)
+}
+
 /// Reads a small regular file `path` below `dir` as [`ImageRoot::read_file`] does, but
 /// [`tree::open_beneath`]: a symlink inside `dir` is followed, one leading out of it (absolute,
 /// or `..` above `dir`) is an error (`EXDEV`).

@@ -80,7 +80,12 @@ fn cmdline_arg(flag: &str, args: &mut impl Iterator<Item = OsString>) -> Result<
         return args.next().map(OsString::into_vec).ok_or_else(|| "--cmdline needs a value".to_owned());
     }
     let file = value(args, flag)?;
-    std::fs::read(&file).map_err(|e| format!("{}: {e}", quote(file)))
+    // A kernel takes a few KiB (COMMAND_LINE_SIZE); a saved /proc/cmdline is never more.
+    match crate::fs::root::read_named(Path::new(&file), 64 << 10) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(format!("{}: no such file", quote(file))),
+        Err(e) => Err(format!("{}: {e}", quote(file))),
+    }
 }
 
 /// The arguments; `None` for `--help`.

@@ -146,7 +146,12 @@ impl Boot {
 }
 
 fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
-    let boot = Boot::of(&super::status::read_report(&target.host_path(LIVE_PATH))?)?;
+    // What the boot left in /run/stateless, read beneath it: nothing there leads elsewhere.
+    let run = target
+        .dir(crate::boot::plan::REPORT_DIR)
+        .map_err(|e| format!("{LIVE_PATH}: {e} (was this client booted by stateless?)"))?;
+    let report = read_run(run.fd.as_fd(), "report.json", super::status::MAX_REPORT)?;
+    let boot = Boot::of(&super::status::parse_report(&report, LIVE_PATH)?)?;
     if !rustix::process::geteuid().is_root() {
         return Err("relayer reads the client's writable dirs and the image below them (open_tree), and writes the former: run it as root, also with --dry-run".into());
     }
@@ -159,8 +164,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = Live::find(target, &boot);
-    let provenance_path = target.host_path(crate::boot::plan::REPORT_DIR).join("provenance");
-    let read = std::fs::read(&provenance_path).map_err(|e| format!("{}: {e}", escape_path(&provenance_path)))?;
+    let read = read_run(run.fd.as_fd(), "provenance", MAX_PROVENANCE)?;
     let (mut provenance, skipped) = Provenance::parse(&read);
     let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
@@ -324,6 +328,20 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         }
     }
     Ok(done)
+}
+
+/// A provenance holds a line per path the boot wrote: 64 MiB is a million long paths.
+const MAX_PROVENANCE: u64 = 64 << 20;
+
+/// A file the boot left in /run/stateless: a regular file (a device or fifo there is never
+/// opened) beneath it, of at most `limit` bytes.
+fn read_run(run: BorrowedFd<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let shown = format!("/{}/{name}", crate::boot::plan::REPORT_DIR);
+    match crate::fs::root::read_beneath(run, Path::new(name), limit) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(format!("{shown}: missing (was this client booted by stateless?)")),
+        Err(e) => Err(format!("{shown}: {e}")),
+    }
 }
 
 /// Sources in the provenance that are layers: `base`, `networks/...`, `labs/...`, `hosts/...`

@@ -25,7 +25,7 @@ is replaced, never followed).
 ";
 
 /// The most of a report file that is read (a boot's is tens of KiB).
-const MAX_REPORT: u64 = 16 << 20;
+pub(crate) const MAX_REPORT: u64 = 16 << 20;
 
 struct Args {
     report: PathBuf,
@@ -48,16 +48,18 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
     Ok(Some(parsed))
 }
 
-/// Reads a report (at most [`MAX_REPORT`] bytes); a newer format than this build's is said.
-/// The report is untrusted: what serde says of it quotes its text, so that is escaped too.
+/// Reads a report (a regular file of at most [`MAX_REPORT`] bytes: a device or fifo is never
+/// opened); a newer format than this build's is said.
 pub(crate) fn read_report(path: &std::path::Path) -> Result<Report, String> {
     let shown = escape_path(path);
-    // A report is some KiB; a bigger file is no report (and must not fill the memory).
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| std::io::Read::read_to_string(&mut std::io::Read::take(f, MAX_REPORT), &mut text))
-        .map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
-    let report: Report = serde_json::from_str(&text)
+    let read = crate::fs::root::read_named(path, MAX_REPORT).and_then(|r| r.ok_or(std::io::ErrorKind::NotFound.into()));
+    let bytes = read.map_err(|e| format!("{shown}: {e} (was this client booted by stateless?)"))?;
+    parse_report(&bytes, &shown)
+}
+
+/// A report read back: untrusted, so what serde says of it (it quotes its text) is escaped too.
+pub(crate) fn parse_report(bytes: &[u8], shown: &str) -> Result<Report, String> {
+    let report: Report = serde_json::from_slice(bytes)
         .map_err(|e| format!("{shown}: not a stateless report: {}", escape(e.to_string().as_bytes())))?;
     if report.format > FORMAT {
         eprintln!(
