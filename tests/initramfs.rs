@@ -249,6 +249,20 @@ fn the_image_is_written_beside_and_renamed_never_through_a_symlink() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("zstd: exit status: 3"), "{run:?}");
     assert_eq!(std::fs::read(&out).unwrap(), old);
     assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into());
+
+    // Into a tree it reads: refused, the tree as it was (modules.dep is the kernel's).
+    for inside in [modules.join("modules.dep"), firmware.join("nic/initrd.img")] {
+        let before = std::fs::read_dir(inside.parent().unwrap()).unwrap().count();
+        let dep = read(&modules.join("modules.dep"));
+        let run = build(&modules, &firmware, &inside, None);
+        assert_eq!(run.status.code(), Some(2), "{run:?}");
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("which the image is read from: write it elsewhere"),
+            "{run:?}"
+        );
+        assert_eq!(read(&modules.join("modules.dep")), dep);
+        assert_eq!(std::fs::read_dir(inside.parent().unwrap()).unwrap().count(), before);
+    }
 }
 
 #[test]

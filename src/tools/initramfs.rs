@@ -260,12 +260,30 @@ fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> {
     })
 }
 
+/// The image is written outside the trees it is read from: `-o` in the module dir would replace
+/// a file of the kernel's (`modules.dep`), in the firmware dir a driver's firmware.
+fn output_apart(args: &Args) -> Result<(), String> {
+    let parent = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(parent) = std::fs::canonicalize(parent) else { return Ok(()) }; // said when written
+    for (flag, tree) in [("--modules-dir", &args.modules_dir), ("--firmware", &args.firmware)] {
+        if std::fs::canonicalize(tree).is_ok_and(|tree| parent.starts_with(tree)) {
+            return Err(format!(
+                "{}: inside {flag} {}, which the image is read from: write it elsewhere",
+                escape_path(&args.output),
+                escape_path(tree)
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let Some(args) = parse(args)? else {
         crate::tools::emit(USAGE)?;
         return Ok(0);
     };
     let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
+    output_apart(&args)?;
     let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", escape_path(&args.modules_dir)))?;
     let tree = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", escape_path(&dir)))?;
     let files = crate::kmod::read_index(&dir, |name, limit| Ok(read_in(&tree, name, limit)?), false)?;
