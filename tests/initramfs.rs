@@ -250,6 +250,18 @@ fn the_image_is_written_beside_and_renamed_never_through_a_symlink() {
     assert_eq!(std::fs::read(&out).unwrap(), old);
     assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into());
 
+    // Killed while the compressor writes: nothing is left beside the old image.
+    write(&bin.join("zstd"), "#!/bin/sh\n/bin/cat >/dev/null; echo half; exec /bin/sleep 3\n");
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.1.0-test", "--nic", "nic", "--compress", "zstd"]);
+    command.arg("--modules-dir").arg(&modules).arg("--firmware").arg(&firmware).arg("-o").arg(&out);
+    let mut child = command.env("PATH", &bin).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), old);
+    assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into(), "a named temp file left behind");
+
     // Into a tree it reads: refused, the tree as it was (modules.dep is the kernel's).
     for inside in [modules.join("modules.dep"), firmware.join("nic/initrd.img")] {
         let before = std::fs::read_dir(inside.parent().unwrap()).unwrap().count();

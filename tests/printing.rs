@@ -220,7 +220,9 @@ fn initramfs_shows_hostile_names_escaped() {
     let out = tmp.0.join(format!("{HOSTILE}.img"));
     let mut command = Command::new(BIN);
     command.args(["initramfs", "--kernel-version", "6.1.0-test", "--compress", "none", "--modules-dir"]);
-    let run = command.arg(&modules).arg("--firmware").arg(&tmp.0).arg("-o").arg(&out).output().unwrap();
+    let firmware = tmp.0.join("firmware");
+    std::fs::create_dir(&firmware).unwrap();
+    let run = command.arg(&modules).arg("--firmware").arg(&firmware).arg("-o").arg(&out).output().unwrap();
     assert!(run.status.success(), "{run:?}");
     assert_escaped("initramfs", &run);
     let run = Command::new(BIN).args(["initramfs", "--kernel-version", HOSTILE, "-o", "x"]).output().unwrap();

@@ -192,23 +192,45 @@ pub fn replace_file(dir: BorrowedFd<'_>, name: &OsStr, content: &[u8], mode: u32
 }
 
 /// [`replace_file`] with the content written by `write` into the new file's fd (a file of any
-/// size, a child process's output). Whatever fails, `write` included, the temp file is removed
-/// and `name` left as it was.
+/// size, a child process's output). Whatever fails, `write` included, nothing is left beside
+/// `name` and `name` is left as it was. The file is made unnamed (`O_TMPFILE`) and named beside
+/// `name` only once complete, so that even a run killed while writing leaves nothing; where the
+/// filesystem cannot (NFS) or /proc is not there to name it by, it has a temp name from the
+/// start.
 pub fn replace_with(
     dir: BorrowedFd<'_>,
     name: &OsStr,
     mode: u32,
     write: impl FnOnce(&OwnedFd) -> io::Result<()>,
 ) -> io::Result<()> {
-    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let (fd, temp) = create_beside(|temp| rustix::fs::openat(dir, temp, flags, Mode::RUSR | Mode::WUSR))?;
-    let written = write(&fd)
-        .and_then(|()| rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(io::Error::from))
-        .and_then(|()| rustix::fs::renameat(dir, temp.as_str(), dir, name).map_err(io::Error::from));
-    if written.is_err() {
+    let complete = |fd: &OwnedFd| rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(io::Error::from);
+    let unnamed = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+    let (fd, temp) = match rustix::fs::openat(dir, ".", unnamed, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) if tree::proc_fd_usable() => {
+            write(&fd).and_then(|()| complete(&fd))?;
+            let path = tree::proc_fd_path(fd.as_fd());
+            let named =
+                |temp: &OsStr| rustix::fs::linkat(rustix::fs::CWD, path.as_str(), dir, temp, AtFlags::SYMLINK_FOLLOW);
+            let ((), temp) = create_beside(named)?;
+            (fd, temp)
+        }
+        _ => {
+            let flags =
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+            let (fd, temp) = create_beside(|temp| rustix::fs::openat(dir, temp, flags, Mode::RUSR | Mode::WUSR))?;
+            if let Err(e) = write(&fd).and_then(|()| complete(&fd)) {
+                let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+                return Err(e);
+            }
+            (fd, temp)
+        }
+    };
+    drop(fd);
+    let renamed = rustix::fs::renameat(dir, temp.as_str(), dir, name).map_err(io::Error::from);
+    if renamed.is_err() {
         let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
     }
-    written
+    renamed
 }
 
 #[cfg(test)]

@@ -482,7 +482,7 @@ pub(crate) fn dir_below(dir: BorrowedFd<'_>, name: &OsStr) -> bool {
 }
 
 /// Whether `/proc/self/fd` is a procfs, so its magic links reach the nodes of our `O_PATH` fds.
-fn proc_fd_usable() -> bool {
+pub(crate) fn proc_fd_usable() -> bool {
     fs::statfs("/proc/self/fd").is_ok_and(|st| st.f_type == fs::PROC_SUPER_MAGIC)
 }
 
@@ -987,7 +987,7 @@ impl Node<'_> {
 }
 
 /// `/proc/self/fd/<n>` for `fd`.
-fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
+pub(crate) fn proc_fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
