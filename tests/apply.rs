@@ -81,10 +81,13 @@ fn apply_overlays_layers_provenance_report_and_leaves_the_image_untouched() {
         assert_eq!(report["layer_root"], "/diskless", "what relayer reads the layers from again");
         assert_eq!(report["hostname"]["source"], "kernel");
         assert_eq!(report["address"], "10.0.2.15/24");
+        // Each dir with the mount made there: what relayer later holds the live dir to.
+        let (on_etc, on_var) = (mount_key(&root.join("etc")), mount_key(&root.join("var")));
         assert_eq!(
             report["dirs"],
-            serde_json::json!([{"dir": "etc", "mode": "overlay"}, {"dir": "var", "mode": "overlay"}])
+            serde_json::json!([{"dir": "etc", "mode": "overlay", "mount": on_etc}, {"dir": "var", "mode": "overlay", "mount": on_var}])
         );
+        assert_ne!(on_etc, on_var);
         let layers: Vec<&str> =
             report["layers"].as_array().unwrap().iter().map(|l| l["layer"].as_str().unwrap()).collect();
         assert_eq!(layers, ["base", "networks/10.0.2.255", "labs/lab3", "hosts/lab3-12", "hosts/10.0.2.15"]);
@@ -309,7 +312,8 @@ fn overlayfs_refusing_after_the_layers_falls_back_to_copy_mode_with_the_layers()
         assert_eq!(read(&root.join("etc/stateless-level")), "ip\n", "the layers are lost: {err}");
         assert_eq!(read(&root.join("etc/hostname")), "lab3-12\n");
         let report: serde_json::Value = serde_json::from_str(&read(&root.join("run/stateless/report.json"))).unwrap();
-        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "copy"}]));
+        let on_etc = mount_key(&root.join("etc"));
+        assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "copy", "mount": on_etc}]));
         let step = report["steps"].as_array().unwrap().iter().find(|s| s["step"]["step"] == "overlay").unwrap();
         assert_eq!(step["status"], "degraded", "{step}");
         assert_eq!(report["degraded"], false, "copy mode is a lesser way, not a failure");
@@ -338,4 +342,12 @@ fn a_layer_cannot_delete_or_hide_image_files_through_the_upper_dir() {
         assert!(err.contains("setxattr etc/sub: operation not permitted"), "{err}");
     });
     assert_eq!(fingerprint(&root), before);
+}
+
+/// The mount id and device of the mount on `dir`, as the report records them.
+fn mount_key(dir: &Path) -> serde_json::Value {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let st = rustix::fs::statx(rustix::fs::CWD, dir, AtFlags::empty(), StatxFlags::MNT_ID).unwrap();
+    let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(dir).unwrap());
+    serde_json::json!({"id": st.stx_mnt_id, "dev": dev})
 }
