@@ -251,12 +251,20 @@ fn the_image_is_written_beside_and_renamed_never_through_a_symlink() {
     assert_eq!(names(out.parent().unwrap()), ["initrd.img".to_string()].into());
 
     // Killed while the compressor writes: nothing is left beside the old image.
-    write(&bin.join("zstd"), "#!/bin/sh\n/bin/cat >/dev/null; echo half; exec /bin/sleep 3\n");
+    let writing = tmp.0.join("writing");
+    write(&bin.join("zstd"), "#!/bin/sh\n/bin/cat >/dev/null; echo half; : >\"$MARK\"; exec /bin/sleep 3\n");
     let mut command = Command::new(BIN);
     command.args(["initramfs", "--kernel-version", "6.1.0-test", "--nic", "nic", "--compress", "zstd"]);
     command.arg("--modules-dir").arg(&modules).arg("--firmware").arg(&firmware).arg("-o").arg(&out);
-    let mut child = command.env("PATH", &bin).spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut child = command.env("PATH", &bin).env("MARK", &writing).spawn().unwrap();
+    // Killed once the compressor has written part of the image.
+    for _ in 0..1000 {
+        if writing.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(writing.exists(), "the compressor never wrote");
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), old);

@@ -218,7 +218,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     // client changed them since a layer wrote them; decided for every layer before any writes,
     // so that nothing goes below a path left alone, whichever layer provides it.
     let mut planned = Vec::new();
-    let mut left = BTreeSet::new();
+    let mut left = BTreeMap::new();
     for (index, (name, fd, entries)) in held.iter().enumerate() {
         for entry in entries.iter().filter(|e| winner.get(&e.path) == Some(&index)) {
             let Some((what, detail)) = differs(fd.as_fd(), target.fd(), entry) else { continue };
@@ -229,26 +229,31 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
             } else if entry.kind != Kind::Dir && theirs.is_some_and(|st| Kind::of_mode(st.st_mode) == Some(Kind::Dir)) {
                 let why = "a dir on this client, no dir in the layer: a dir is never replaced (remove it to take the layer's)";
                 change("failed", why.into())
-            } else if let Some(how) = edited(target.fd(), &entry.path, provenance.get(&entry.path)) {
-                change(
-                    "edited",
-                    [detail.as_str(), &how].join("; ").trim_start_matches("; ").to_owned() + ": left alone",
-                )
-            } else if let Some(why) = clients_own(image.as_fd(), target.fd(), entry, provenance.get(&entry.path)) {
-                change("edited", format!("{detail}; {why}: left alone"))
+            } else if let Some(how) = edited(target.fd(), &entry.path, provenance.get(&entry.path)).or_else(|| {
+                clients_own(image.as_fd(), target.fd(), entry, provenance.get(&entry.path)).map(String::from)
+            }) {
+                let what = if detail.is_empty() { how } else { format!("{detail}; {how}") };
+                change("edited", format!("{what}: left alone"))
             } else {
                 change(what, detail)
             };
             if matches!(change.what, "failed" | "edited") {
-                left.insert(entry.path.clone());
+                left.insert(entry.path.clone(), change.what);
             }
             planned.push((index, entry.path.clone(), change));
         }
     }
     let mut writes = vec![BTreeSet::new(); held.len()];
     for (index, path, change) in planned {
-        let change = match path.ancestors().skip(1).find(|above| left.contains(*above)) {
-            Some(above) => Change { what: "failed", detail: format!("inside {}, left alone", shown(above)), ..change },
+        let change = match path.ancestors().skip(1).find_map(|above| Some((above, *left.get(above)?))) {
+            Some((above, "edited")) => Change {
+                what: "edited",
+                detail: format!("inside {}, which this client changed: left alone", shown(above)),
+                ..change
+            },
+            Some((above, _)) => {
+                Change { what: "failed", detail: format!("inside {}, left alone", shown(above)), ..change }
+            }
             None => change,
         };
         if matches!(change.what, "new" | "changed") {
@@ -276,16 +281,17 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     for (path, written) in stale.into_iter().rev() {
         let source = escape(written.source.as_bytes());
         let change = |what, detail: String| Change { path: shown(&path), what, layer: source.clone(), detail };
-        let pruned = live.inside(&path).map_err(|e| ("failed", e)).and_then(|(dir, below)| {
-            match (prune_from, edited(target.fd(), &path, Some(&written))) {
-                (_, Some(how)) if args.prune => Err(("edited", format!("{how}: left alone, also by --prune"))),
-                (_, Some(how)) => Err(("stale", format!("{how}: left alone, also by --prune"))),
-                (None, None) if args.prune => {
-                    Err(("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
-                }
-                (None, None) => Err(("stale", "left alone (--prune takes it away)".into())),
-                (Some(image), None) => prune(dir, &below, image, &path, &gone, args.dry_run).map_err(|e| ("failed", e)),
+        // What the client deleted where the image has nothing is what a prune leaves: no edit.
+        let gone_from_both = absent(target.fd(), &path) && absent(image.as_fd(), &path);
+        let how = edited(target.fd(), &path, Some(&written)).filter(|_| !gone_from_both);
+        let pruned = live.inside(&path).map_err(|e| ("failed", e)).and_then(|(dir, below)| match (prune_from, how) {
+            (_, Some(how)) if args.prune => Err(("edited", format!("{how}: left alone, also by --prune"))),
+            (_, Some(how)) => Err(("stale", format!("{how}: left alone, also by --prune"))),
+            (None, None) if args.prune => {
+                Err(("stale", "left alone: a layer could not be read, so nothing is pruned".into()))
             }
+            (None, None) => Err(("stale", "left alone (--prune takes it away)".into())),
+            (Some(image), None) => prune(dir, &below, image, &path, &gone, args.dry_run).map_err(|e| ("failed", e)),
         });
         match pruned {
             Ok(Pruned::Kept(why)) => done.changes.push(change("kept", why)),
@@ -340,6 +346,9 @@ fn read_run(run: BorrowedFd<'_>, name: &str, limit: u64) -> Result<Vec<u8>, Stri
     match crate::fs::root::read_beneath(run, Path::new(name), limit) {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err(format!("{shown}: missing (was this client booted by stateless?)")),
+        Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => {
+            Err(format!("{shown}: a symlink leading out of /{}: refused", crate::boot::plan::REPORT_DIR))
+        }
         Err(e) => Err(format!("{shown}: {e}")),
     }
 }
@@ -356,6 +365,11 @@ fn shown(path: &Path) -> String {
 
 fn failed(path: &str, layer: &str, why: String) -> Change {
     Change { path: path.to_owned(), what: "failed", layer: escape(layer.as_bytes()), detail: why }
+}
+
+/// Whether `dir` has nothing at `path`.
+fn absent(dir: BorrowedFd<'_>, path: &Path) -> bool {
+    matches!(tree::lstat_beneath(dir, path), Err(Errno::NOENT | Errno::NOTDIR))
 }
 
 /// How the client changed `path` since a layer wrote it (its stamp differs, or there is none
@@ -389,7 +403,10 @@ fn clients_own(
     if written.is_some() {
         return None; // a layer's, or the host and network files'
     }
-    let theirs = tree::lstat_beneath(client, &entry.path).ok()?;
+    let Ok(theirs) = tree::lstat_beneath(client, &entry.path) else {
+        let deleted = tree::lstat_beneath(image, &entry.path).is_ok();
+        return deleted.then_some("deleted on this client from the image's, not by a layer");
+    };
     let kind = Kind::of_mode(theirs.st_mode);
     if kind == Some(Kind::Dir) {
         return None;
@@ -536,13 +553,19 @@ impl Live {
             let same = boot.mounts.get(dir).is_none_or(|key| mount_key(fd) == Some(*key));
             if !mounted || !same {
                 return Err(format!(
-                    "/{shown} is not the overlay or tmpfs the boot made there (unmounted or replaced since?): nothing written or removed there"
+                    "/{shown} is not the overlay or tmpfs the boot made there (unmounted or replaced since, or relayer runs in another mount namespace than the boot's?): nothing written or removed there"
                 ));
             }
             Ok(opened.fd)
         };
+        let table = crate::fs::mounts::mount_points();
+        let open = |dir: &String| match &table {
+            Ok(_) => open(dir),
+            Err(e) => Err(format!("the mount table (/proc/self/mountinfo): {e}: nothing written or removed")),
+        };
         let dirs = boot.dirs.iter().map(|dir| (dir.clone(), open(dir))).collect();
-        let nested = crate::fs::mounts::mount_points()
+        let nested = table
+            .unwrap_or_default()
             .into_iter()
             .filter_map(|point| point.strip_prefix(target.path()).ok().map(Path::to_path_buf))
             .filter(|point| boot.dirs.iter().any(|dir| point.starts_with(dir) && point != Path::new(dir)))
@@ -666,7 +689,13 @@ fn prune(
         Err(Errno::NOENT) => None,
         Err(e) => return Err(format!("stat: {e}")),
     };
-    let in_image = tree::lstat_beneath(image, path).ok().and_then(|st| Kind::of_mode(st.st_mode));
+    // Only a name the image lacks is nothing there: any other error (a stale NFS handle) is no
+    // reason to remove the layer's.
+    let in_image = match tree::lstat_beneath(image, path) {
+        Ok(st) => Kind::of_mode(st.st_mode),
+        Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP) => None,
+        Err(e) => return Err(format!("the image's /{}: {e}: nothing done", escape_path(path))),
+    };
     let mut here = here;
     if here == Some(Kind::Dir) {
         if in_image == Some(Kind::Dir) {
