@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::MountFlags;
 use stateless::fs::disks::{remove_trees, signatures, Removal, Sample, Signature};
+use stateless::sys::btrfs_subvolume_writable;
 
 /// A sparse disk image of `mib` MiB in `tmp` made by each of `steps` in turn: shell commands,
 /// `$1` the image.
@@ -170,7 +171,7 @@ fn scratch_cleanup_removes_a_tree_1000_levels_deep() {
     let old = rustix::fs::open(tmp.0.join("stateless/old-0000000000000001"), OFlags::DIRECTORY, Mode::empty()).unwrap();
     chain(old.as_fd(), 1000);
     std::fs::write(tmp.0.join("stateless/old-file"), "a file left by hand").unwrap();
-    let done = remove_trees(own.as_fd(), "old-", later());
+    let done = remove_trees(own.as_fd(), "old-", later(), btrfs_subvolume_writable);
     assert_eq!(done, Removal { removed: 2002, timed_out: false, kept: false });
     assert_eq!(names(&tmp.0.join("stateless")), ["boot"], "only this boot's dir stays");
     assert_eq!(names(&tmp.0.join("stateless/boot")), ["current"]);
@@ -190,12 +191,13 @@ fn scratch_cleanup_stops_at_its_deadline_and_resumes() {
         }
         chain(rustix::fs::open(&dir, OFlags::DIRECTORY, Mode::empty()).unwrap().as_fd(), 100);
     }
-    let none = remove_trees(own.as_fd(), "old-", Instant::now());
+    let none = remove_trees(own.as_fd(), "old-", Instant::now(), btrfs_subvolume_writable);
     assert_eq!(none, Removal { removed: 0, timed_out: true, kept: false }, "the deadline gone: nothing");
     // 5 ms a boot: each stops where its time ends, the next goes on from there.
     let mut boots = Vec::new();
     loop {
-        let done = remove_trees(own.as_fd(), "old-", Instant::now() + Duration::from_millis(5));
+        let done =
+            remove_trees(own.as_fd(), "old-", Instant::now() + Duration::from_millis(5), btrfs_subvolume_writable);
         boots.push(done);
         assert!(!done.kept && boots.len() < 100_000, "{done:?}");
         if !done.timed_out {
@@ -226,7 +228,7 @@ fn scratch_cleanup_removes_symlinks_not_their_targets() {
     symlink(outside.join("dir/file"), deep.join("to-file")).unwrap();
     symlink("../../../../../../../../../../../../../../../../../../../../outside", deep.join("relative")).unwrap();
     symlink(&outside, tmp.0.join("stateless/old-link")).unwrap();
-    let done = remove_trees(own.as_fd(), "old-", later());
+    let done = remove_trees(own.as_fd(), "old-", later(), btrfs_subvolume_writable);
     assert_eq!(done, Removal { removed: 46, timed_out: false, kept: false });
     assert_eq!(names(&tmp.0.join("stateless")), ["boot"]);
     assert_eq!(common::fingerprint(&outside), before, "what the links led to is untouched");
@@ -254,7 +256,7 @@ fn scratch_cleanup_leaves_mounts_below_alone() {
         let (tmpfs, bind) = (common::fingerprint(&old.join("a/tmpfs")), common::fingerprint(&outside));
         // Opened here: an fd from before the namespace would not see its mounts.
         let own = rustix::fs::open(tmp.0.join("stateless"), OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        let done = remove_trees(own.as_fd(), "old-", later());
+        let done = remove_trees(own.as_fd(), "old-", later(), btrfs_subvolume_writable);
         assert_eq!(done, Removal { removed: 4, timed_out: false, kept: true });
         assert_eq!(names(&old), ["a", "b"], "the dirs above a mount point stay");
         assert_eq!((names(&old.join("a")), names(&old.join("b"))), (vec!["tmpfs".to_owned()], vec!["bind".to_owned()]));
@@ -263,7 +265,7 @@ fn scratch_cleanup_leaves_mounts_below_alone() {
         // At a later boot nothing is mounted there: the rest goes.
         rustix::mount::unmount(old.join("a/tmpfs"), rustix::mount::UnmountFlags::empty()).unwrap();
         rustix::mount::unmount(old.join("b/bind"), rustix::mount::UnmountFlags::empty()).unwrap();
-        let rest = remove_trees(own.as_fd(), "old-", later());
+        let rest = remove_trees(own.as_fd(), "old-", later(), btrfs_subvolume_writable);
         assert_eq!(rest, Removal { removed: 5, timed_out: false, kept: false });
         assert_eq!(names(&tmp.0.join("stateless")), ["boot"]);
         assert_eq!(common::fingerprint(&outside), bind);
@@ -324,7 +326,7 @@ fn scratch_cleanup_removes_btrfs_subvolumes_at_any_depth() {
 
         subvolume_trees(&own_path);
         assert_eq!(subvolumes(), 4);
-        let done = remove_trees(own.as_fd(), "old-", later());
+        let done = remove_trees(own.as_fd(), "old-", later(), btrfs_subvolume_writable);
         // Four chains of 40 (the snapshot's its own) and one of 20, 4 subvolumes, 5 plain dirs
         // and the empty dir the snapshot shows for the subvolume that was in the first.
         let removed = 40 * 2 * 4 + 20 * 2 + 4 + 5 + 1;
@@ -336,7 +338,12 @@ fn scratch_cleanup_removes_btrfs_subvolumes_at_any_depth() {
         subvolume_trees(&own_path);
         let mut boots = Vec::new();
         loop {
-            let done = remove_trees(own.as_fd(), "old-", Instant::now() + Duration::from_micros(200));
+            let done = remove_trees(
+                own.as_fd(),
+                "old-",
+                Instant::now() + Duration::from_micros(200),
+                btrfs_subvolume_writable,
+            );
             boots.push(done);
             assert!(!done.kept && boots.len() < 100_000, "{done:?}");
             if !done.timed_out {

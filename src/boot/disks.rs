@@ -174,7 +174,8 @@ impl Executor<'_> {
             Err(e) => return Err(fail(e)),
         }
         // Only `boot` and `old-*` are ever made here, in a dir only root may write.
-        let removal = disks::remove_trees(own.fd.as_fd(), "old-", Instant::now() + SCRATCH_CLEAN_BOUND);
+        let deadline = Instant::now() + SCRATCH_CLEAN_BOUND;
+        let removal = disks::remove_trees(own.fd.as_fd(), "old-", deadline, crate::sys::btrfs_subvolume_writable);
         mkdir(SCRATCH_UPPERS, 0o700)?;
         let tmp = mkdir(SCRATCH_TMP, 0o700)?;
         rustix::fs::fchmod(&tmp.fd, rustix::fs::Mode::from_raw_mode(0o1777))

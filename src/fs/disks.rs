@@ -276,9 +276,11 @@ pub struct Removal {
 /// on the same mount but another device, which any user may make) is entered too: renamed
 /// into `dir` first when below a tree's top (only a subvolume's root may leave it), so its
 /// deep dirs go up to its own root, and removed empty by `rmdir` (Linux 4.18 and later). Before
-/// Linux 5.8 (no mount id) it is taken for another mount and kept.
-pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant) -> Removal {
-    let mut remover = Remover { top: dir, prefix, mount: 0, dev: 0, deadline, out: Removal::default(), moved: 0 };
+/// Linux 5.8 (no mount id) it is taken for another mount and kept. `writable` makes a
+/// subvolume writable (the ioctl lives with the other unsafe calls: `sys::btrfs_subvolume_writable`).
+pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant, writable: Writable) -> Removal {
+    let mut remover =
+        Remover { top: dir, prefix, mount: 0, dev: 0, deadline, out: Removal::default(), moved: 0, writable };
     match place(dir, c"", AtFlags::EMPTY_PATH) {
         Ok(top) => (remover.mount, remover.dev) = (top.mount, top.dev),
         Err(_) => {
@@ -357,7 +359,11 @@ struct Remover<'a> {
     out: Removal,
     /// Dirs moved up into `top`.
     moved: u64,
+    writable: Writable,
 }
+
+/// Clears a Btrfs subvolume's read-only flag.
+pub type Writable = fn(BorrowedFd<'_>) -> rustix::io::Result<()>;
 
 /// A dir being emptied: its listing (which holds its fd), its name in the dir above, its device,
 /// and whether this pass over it removed or moved anything (then it is read again: see
@@ -488,7 +494,7 @@ impl Remover<'_> {
         // read-only: writable again, or nothing in it goes (nor it moves). Below a tree's top it
         // goes to `top`, the first level of a tree of its own.
         if at.dev != dev {
-            let _ = crate::sys::unsafe_ops::btrfs_subvolume_writable(fd.as_fd());
+            let _ = (self.writable)(fd.as_fd());
             if depth > 0 {
                 return self.move_up(dir, name, None, &at);
             }

@@ -13,6 +13,8 @@ pub mod packet;
 mod real;
 pub(crate) mod unsafe_ops;
 
+pub use unsafe_ops::btrfs_subvolume_writable;
+
 use std::ffi::OsString;
 use std::io;
 use std::net::Ipv4Addr;
