@@ -12,7 +12,7 @@ use rustix::mount::MountFlags;
 
 use crate::boot::execute::{Done, Executor};
 use crate::boot::plan::{SCRATCH, SCRATCH_CLEAN_BOUND, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
-use crate::fs::disks::{self, Disk, Removal};
+use crate::fs::disks::{self, Disk, Removal, Signature};
 use crate::fs::mounts::TMPFS_MAGIC;
 use crate::model::options::Swap;
 use crate::model::outcome::{Failure, Mode, Op};
@@ -95,10 +95,11 @@ impl Executor<'_> {
             return Ok(Done::skipped("not PID 1: no disk is mounted"));
         }
         let found = disks::scan(&self.running);
-        let labelled: Vec<&Disk> = found.iter().filter(|d| d.holds(false, Some(label)).is_some()).collect();
-        let disk = match labelled.as_slice() {
+        let labelled: Vec<(&Disk, &Signature)> =
+            found.iter().filter_map(|d| Some((d, d.holds(false, Some(label))?))).collect();
+        let (disk, fs) = match labelled.as_slice() {
             // Mounted and written, it could corrupt what the other signature stands for.
-            [one] if one.ambivalent() => {
+            [(one, _)] if one.ambivalent() => {
                 let why = format!("{} has more than one signature ({}): not used", named(one), one.kinds());
                 return Err(Failure::new(Op::Mount, Some(&one.node), why));
             }
@@ -108,12 +109,12 @@ impl Executor<'_> {
                 return Err(Failure::new(Op::Mount, None, why));
             }
             many => {
-                let names: Vec<String> = many.iter().map(|d| d.name.clone()).collect();
+                let names: Vec<String> = many.iter().map(|(d, _)| d.name.clone()).collect();
                 let why = format!("{} filesystems labelled {label} ({}): none used", many.len(), names.join(", "));
                 return Err(Failure::new(Op::Mount, None, why));
             }
         };
-        let fstype = disk.holds(false, Some(label)).map_or("", |s| s.kind.as_str());
+        let fstype = fs.kind.as_str();
         let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));

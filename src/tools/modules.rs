@@ -92,9 +92,10 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let problems = index.problems.into_iter().chain(config.problems).collect();
     // On a client, for the kernel it runs: what its boot loaded, and how each went.
     let booted = (release == running && args.sysfs.is_none())
-        .then(|| std::fs::read_to_string(crate::boot::report::LIVE_PATH).ok())
+        .then(|| crate::fs::root::read_named(Path::new(crate::boot::report::LIVE_PATH), super::status::MAX_REPORT).ok())
         .flatten()
-        .and_then(|text| serde_json::from_str::<crate::boot::report::Report>(&text).ok())
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<crate::boot::report::Report>(&bytes).ok())
         .map(|report| report.modules);
     let out = Output { modules_dir: escape_path(&dir), devices, load, problems, booted };
     let text =

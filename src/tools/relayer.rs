@@ -147,10 +147,10 @@ impl Boot {
 
 fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     // What the boot left in /run/stateless, read beneath it: nothing there leads elsewhere.
-    let run = target
+    let report_dir = target
         .dir(crate::boot::plan::REPORT_DIR)
         .map_err(|e| format!("{LIVE_PATH}: {e} (was this client booted by stateless?)"))?;
-    let report = read_run(run.fd.as_fd(), "report.json", super::status::MAX_REPORT)?;
+    let report = read_run(report_dir.fd.as_fd(), "report.json", super::status::MAX_REPORT)?;
     let boot = Boot::of(&super::status::parse_report(&report, LIVE_PATH)?)?;
     if !rustix::process::geteuid().is_root() {
         return Err("relayer reads the client's writable dirs and the image below them (open_tree), and writes the former: run it as root, also with --dry-run".into());
@@ -164,7 +164,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = Live::find(target, &boot);
-    let read = read_run(run.fd.as_fd(), "provenance", MAX_PROVENANCE)?;
+    let read = read_run(report_dir.fd.as_fd(), "provenance", MAX_PROVENANCE)?;
     let (mut provenance, skipped) = Provenance::parse(&read);
     let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
@@ -315,15 +315,16 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     if !args.dry_run && rendered.as_bytes() != read {
         // What was written stays listed: the provenance failing only makes the next run see
         // those paths as changed by the client (left alone), never lose them. Written only in
-        // the boot's tmpfs on /run, as the boot writes it (never in an image).
+        // the boot's tmpfs on /run, as the boot writes it (never in an image), in the dir it was
+        // read from.
         let run = target.dir("run").map_err(|e| e.to_string());
         let saved = run
             .and_then(|run| match crate::fs::mounts::is_mount_root(run.fd.as_fd(), crate::fs::mounts::TMPFS_MAGIC) {
-                true => target.dir(crate::boot::plan::REPORT_DIR).map_err(|e| e.to_string()),
+                true => Ok(()),
                 false => Err("/run is not a tmpfs".into()),
             })
-            .and_then(|dir| {
-                crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), rendered.as_bytes(), 0o644)
+            .and_then(|()| {
+                crate::fs::root::replace_file(report_dir.fd.as_fd(), "provenance".as_ref(), rendered.as_bytes(), 0o644)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = saved {
