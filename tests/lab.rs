@@ -245,8 +245,13 @@ fn nothing_lost(scenario: &str, summary: &HashMap<String, String>, logs: &str) {
 /// /lab/check-init (it collects the results and powers off) instead of systemd: seconds, not
 /// a whole systemd boot.
 fn fast(scenario: &str, args: &[&str]) -> Boot {
+    fast_on(scenario, "systemd", args)
+}
+
+/// `fast` on the image `image`.
+fn fast_on(scenario: &str, image: &str, args: &[&str]) -> Boot {
     let args: Vec<&str> = args.iter().copied().chain(["--check-init"]).collect();
-    let boot = boot(scenario, "systemd", &args);
+    let boot = boot(scenario, image, &args);
     assert_eq!(boot.fact("pid1"), "check-init", "{}", boot.logs());
     boot
 }
@@ -600,20 +605,23 @@ mod scenario {
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
     fn initramfs_nfs_server_absent() {
-        let append = "nfsroot=10.0.2.2:/systemd,vers=3,tcp,port=2050,mountport=20050,mountproto=tcp \
-                      stateless.nfs.timeout=15 stateless.emergency=poweroff";
-        let serial = boot_until(
-            "initramfs_nfs_server_absent",
-            "systemd",
-            &["--stock", "--append", append],
-            "reboot: Power down",
+        nfs_server_absent("initramfs_nfs_server_absent", "systemd");
+    }
+
+    fn nfs_server_absent(scenario: &str, image: &str) {
+        let append = format!(
+            "nfsroot=10.0.2.2:/{image},vers=3,tcp,port=2050,mountport=20050,mountproto=tcp \
+             stateless.nfs.timeout=15 stateless.emergency=poweroff"
         );
+        let serial = boot_until(scenario, image, &["--stock", "--append", &append], "reboot: Power down");
         assert!(serial.contains("gave up after") && serial.contains("stateless.nfs.timeout=15"), "{serial}");
         assert!(serial.contains("mount -t nfs -o vers=3,addr=10.0.2.2"), "each try is logged: {serial}");
         let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
         // DHCP, 15 s of tries, 15 s showing the error, the sync.
         assert!(took < 45.0, "{took} s");
-        println!("scenario initramfs_nfs_server_absent: ok; no NFS server: gave up within the bound, powered off {took:.1} s after /init");
+        println!(
+            "scenario {scenario}: ok; no NFS server: gave up within the bound, powered off {took:.1} s after /init"
+        );
     }
 
     /// Initramfs mode, the NFS root missing on the server, the log to the lab's syslog receiver
@@ -653,6 +661,10 @@ mod scenario {
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
     fn initramfs_dhcp_absent() {
+        dhcp_absent("initramfs_dhcp_absent", "systemd");
+    }
+
+    fn dhcp_absent(scenario: &str, image: &str) {
         let args = [
             "--stock",
             "--net",
@@ -661,12 +673,12 @@ mod scenario {
             "--append",
             "stateless.dhcp.timeout=10 stateless.emergency=poweroff",
         ];
-        let serial = boot_until("initramfs_dhcp_absent", "systemd", &args, "reboot: Power down");
+        let serial = boot_until(scenario, image, &args, "reboot: Power down");
         assert!(serial.contains("stateless: dhcp on the first interface with carrier"), "{serial}");
         assert!(serial.contains("emergency ("), "{serial}");
         let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
         assert!(took < 40.0, "{took} s");
-        println!("scenario initramfs_dhcp_absent: ok; no DHCP server: gave up after 10 s, powered off {took:.1} s after /init");
+        println!("scenario {scenario}: ok; no DHCP server: gave up after 10 s, powered off {took:.1} s after /init");
     }
 
     // docs/serving.md's boot entries (docs/examples), booted as written but for the lab's
@@ -906,9 +918,12 @@ mod scenario {
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
     fn local_disks_swap_and_scratch_initramfs() {
-        let scenario = "local_disks_swap_and_scratch_initramfs";
+        local_disks("local_disks_swap_and_scratch_initramfs", "systemd");
+    }
+
+    fn local_disks(scenario: &str, image: &str) {
         let append = "stateless.swap=lab-swap stateless.scratch=lab-scratch";
-        let b = fast(scenario, &["--stock", "--disks", "--append", append]);
+        let b = fast_on(scenario, image, &["--stock", "--disks", "--append", append]);
         let logs = b.logs();
         assert_eq!(b.summary.get("disks_untouched").map(String::as_str), Some("yes"), "{logs}");
         let read = |f: &str| std::fs::read_to_string(b.out.join("result").join(f)).unwrap_or_default();
@@ -1347,5 +1362,85 @@ mod scenario {
         assert_eq!((b.fact("etc"), b.fact("var")), ("tmpfs", "tmpfs"), "{logs}");
         assert_eq!(b.fact("level"), "ip", "{logs}");
         b.print("fault_no_overlayfs_initramfs", "overlay withheld on the stock kernel: copy mode");
+    }
+
+    /// busybox's own init, the third init the product promises, on Debian 13 in initramfs mode:
+    /// stateless hands over to /sbin/init, busybox, which reads its inittab (the lab's hook runs
+    /// at sysinit). The image has no udev, so the devices phase loads the drivers from the
+    /// image's tree, trixie's `.ko.xz`, through the kernel (it decompresses them): the result
+    /// disk's virtio_blk among them.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_busybox_init_devices_phase_loads_ko_xz() {
+        let scenario = "trixie_busybox_init_devices_phase_loads_ko_xz";
+        let b = boot(scenario, "trixie-busybox", &["--stock"]);
+        let logs = b.logs();
+        assert_eq!((b.fact("pid1"), b.fact("pid1_exe")), ("init", "/usr/bin/busybox"), "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!((b.fact("etc"), b.fact("var")), ("overlay", "overlay"), "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        let modules = b.report["modules"].as_array().unwrap();
+        let blk = modules.iter().find(|m| m["module"] == "virtio_blk").unwrap_or_else(|| panic!("{modules:#?}"));
+        assert_eq!(blk["result"], "loaded", "{blk}");
+        assert!(blk["file"].as_str().unwrap().ends_with("/virtio_blk.ko.xz"), "{blk}");
+        let late = b.steps("coldplug").into_iter().find(|s| s["step"]["pass"] == "late").unwrap();
+        assert!(late["step"]["modules"].as_array().unwrap().contains(&Value::from("virtio_blk")), "{late}");
+        // Drivers that find no device (ENODEV: qemu64 is an AMD CPU without its features) are
+        // no failure, as for udev.
+        assert_eq!(late["status"], "ok", "{late}");
+        assert_status(&b, "lab3-12.lab.example (from dhcp)", "initramfs");
+        let xz = modules.iter().filter(|m| m["file"].as_str().is_some_and(|f| f.ends_with(".ko.xz"))).count();
+        b.print(
+            scenario,
+            &format!("Debian 13, busybox init from its inittab; devices phase: {xz} .ko.xz loaded by the kernel"),
+        );
+    }
+
+    // Debian 13 (trixie): its stock 6.12 kernel (modules .ko.xz, fetched by qemu/lab build) and
+    // a trixie image (systemd 257, merged /usr, ifupdown for the predictable name ens3).
+
+    /// Initramfs mode on Debian 13: PXE, the initramfs built from trixie's module tree, own
+    /// DHCP, NFSv3 root, systemd 257; the layers and overlays as on Debian 12.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_nfsv3_systemd() {
+        let scenario = "trixie_initramfs_nfsv3_systemd";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--pxe"]);
+        let logs = b.logs();
+        assert!(b.fact("kernel").ends_with("+deb13-amd64"), "trixie's kernel: {} {logs}", b.fact("kernel"));
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/trixie-systemd nfs ro,") && root.contains("vers=3"), "{root} {logs}");
+        for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
+            assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
+        }
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_status(&b, "lab3-12.lab.example (from dhcp)", "initramfs");
+        b.print(scenario, "Debian 13: stock 6.12 kernel, PXE + stateless initramfs, NFSv3, systemd 257, 6 layers");
+    }
+
+    /// Debian 13, no NFS server where the command line points.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_nfs_server_absent() {
+        nfs_server_absent("trixie_initramfs_nfs_server_absent", "trixie-systemd");
+    }
+
+    /// Debian 13, no DHCP server.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_dhcp_absent() {
+        dhcp_absent("trixie_initramfs_dhcp_absent", "trixie-systemd");
+    }
+
+    /// Debian 13, local disks: swap and scratch as on Debian 12.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_local_disks_swap_and_scratch_initramfs() {
+        local_disks("trixie_local_disks_swap_and_scratch_initramfs", "trixie-systemd");
     }
 }

@@ -29,6 +29,7 @@ esac
 fact hostname "$(line /proc/sys/kernel/hostname)"
 fact domainname "$(line /proc/sys/kernel/domainname)"
 fact pid1 "$(line /proc/1/comm)"
+fact pid1_exe "$(readlink /proc/1/exe)"
 fact kernel "$(line /proc/sys/kernel/osrelease)"
 fact level "$(line /etc/stateless-lab/level)"
 layers=""

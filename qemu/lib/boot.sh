@@ -260,7 +260,11 @@ cmd_boot() {
 
     cache_init
     local kernel modules release=""
-    if [[ $stock == 1 ]]; then
+    if [[ $stock == 1 && $(image_suite "$image") == trixie ]]; then
+        release=$(trixie_release)
+        kernel=$(trixie_kernel_image)
+        modules=$(trixie_kernel_modules)
+    elif [[ $stock == 1 ]]; then
         release=$(stock_release)
         kernel=/boot/vmlinuz-$release
         modules=/lib/modules
@@ -293,7 +297,7 @@ cmd_boot() {
         # /lab/check-init has no udev to load the result disk's driver: stateless loads it.
         [[ $check_init == 0 ]] || extra=(--add-module virtio_blk)
         [[ $disks == 0 ]] || extra+=(--add-module ext4)
-        "$shim" initramfs --kernel-version "$release" --nic "$nics" "${extra[@]}" -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
+        "$shim" initramfs --kernel-version "$release" --modules-dir "$modules/$release" --nic "$nics" "${extra[@]}" -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
             || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
         log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic $nics)"
     fi
@@ -346,8 +350,10 @@ cmd_boot() {
         stdout=$BOOT_OUT/serial.log
     fi
     # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
+    # The NIC first, in PCI slot 3 whatever disks follow: its predictable name is ens3, as the
+    # trixie image's /etc/network/interfaces says.
     local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 1024 -nographic -no-reboot
-        "${serial[@]}" -monitor none -display none
+        "${serial[@]}" -monitor none -display none -device "$nic,netdev=n0,mac=$BOOT_MAC,addr=0x3"
         -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
     if [[ $disks == 1 ]]; then
@@ -366,7 +372,6 @@ cmd_boot() {
         qemu+=(-netdev "$netdev" -kernel "$kernel" -append "$cmdline")
         [[ -z $initrd ]] || qemu+=(-initrd "$initrd")
     fi
-    qemu+=(-device "$nic,netdev=n0,mac=$BOOT_MAC")
     printf '%q ' ip netns exec "$NS_NAME" "${qemu[@]}" > "$BOOT_OUT/qemu-command.txt"
     echo "$cmdline" > "$BOOT_OUT/cmdline.txt"
 

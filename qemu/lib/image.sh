@@ -1,27 +1,39 @@
 # shellcheck shell=bash
 # Client images (root filesystems exported read-only over NFS).
 #
-# Built once into the cache, in three stages, each with its own stamp:
+# Built once into the cache, in stages, each with its own stamp. Debian 12 (bookworm):
 #   images/base     debootstrap --variant=minbase bookworm + udev, empty root password,
 #                   no host-specific files (hostname, resolv.conf, machine-id)
 #   images/systemd  base + systemd-sysv
 #   images/openrc   base + sysvinit-core + openrc, getty on ttyS0, /etc/rc.local hook
+# Debian 13 (trixie), from images/trixie-base (debootstrap trixie + udev):
+#   images/trixie-systemd  trixie-base + systemd-sysv, and ifupdown + dhcpcd-base as an image
+#                   from the Debian installer has them (the boot interface's predictable name)
+#   images/trixie-busybox  trixie-base + busybox, without udev: busybox's own init
+#                   (/sbin/init) with an inittab; the devices phase loads the drivers (.ko.xz)
 # Per boot (image_prepare_run), a hard-link copy of the image gets the per-run bits:
 # /boot/stateless (the binary under test), the /diskless layer tree and /lab (check scripts).
 # So a new binary never rebuilds an image.
 
-IMAGE_SUITE=bookworm
-IMAGE_NAMES=(systemd openrc)
+IMAGE_NAMES=(systemd openrc trixie-systemd trixie-busybox)
+
+# image_suite NAME: the Debian release an image is built from.
+image_suite() { if [[ $1 == trixie-* ]]; then echo trixie; else echo bookworm; fi; }
+# image_base NAME: the stage an image starts from.
+image_base() { if [[ $1 == trixie-* ]]; then echo trixie-base; else echo base; fi; }
+# image_kind NAME: its init system (systemd, openrc, busybox): its builder and per-run hook.
+image_kind() { echo "${1#trixie-}"; }
 
 image_root() { echo "$LAB_CACHE/images/$1/rootfs"; }
 
-# The Debian mirror this machine's apt uses (never a hard-coded host).
+# The Debian mirror this machine's apt uses (never a hard-coded host): the one its bookworm
+# source names; the trixie images and kernel come from the same mirror's trixie suite.
 # STATELESS_LAB_MIRROR overrides it.
 apt_mirror() {
     local uri
     if [[ -n ${STATELESS_LAB_MIRROR:-} ]]; then echo "$STATELESS_LAB_MIRROR"; return; fi
     # deb822 files: the first stanza of type deb whose Suites has exactly "bookworm".
-    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite="$IMAGE_SUITE" '
+    uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v suite=bookworm '
         function flush() { if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uris != "" && !found) { split(uris, u, " "); print u[1]; found = 1 } types = suites = uris = "" }
         /^[ \t]*$/ { flush(); next }
         /^[ \t]*#/ { next }
@@ -30,11 +42,11 @@ apt_mirror() {
         tolower($1) == "uris:"   { $1 = ""; uris = $0 }
         END { flush() }' | sed 's/^ *//')
     if [[ -z $uri && -f /etc/apt/sources.list ]]; then
-        uri=$(awk -v suite="$IMAGE_SUITE" '$1 == "deb" {
+        uri=$(awk -v suite=bookworm '$1 == "deb" {
                 i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
                 if ($(i + 1) == suite) { print $i; exit } }' /etc/apt/sources.list)
     fi
-    [[ -n $uri ]] || die "no '$IMAGE_SUITE' deb source in /etc/apt/sources.list{,.d/*.sources}; set STATELESS_LAB_MIRROR"
+    [[ -n $uri ]] || die "no 'bookworm' deb source in /etc/apt/sources.list{,.d/*.sources}; set STATELESS_LAB_MIRROR"
     echo "${uri%/}"
 }
 
@@ -80,11 +92,12 @@ image_scrub() {
     rm -rf "$root/var/lib/apt/lists/"* "$root/var/cache/apt/"*.bin
 }
 
+# image_build_base DEST MIRROR SUITE
 image_build_base() {
-    local dest=$1 mirror=$2
+    local dest=$1 mirror=$2 suite=$3
     apt_proxy_env
-    run_logged "debootstrap --variant=minbase $IMAGE_SUITE from $mirror (about 1 min)" "${dest%/*}/debootstrap.log" \
-        env "${APT_PROXY_ENV[@]}" nice -n 19 debootstrap --variant=minbase "$IMAGE_SUITE" "$dest" "$mirror"
+    run_logged "debootstrap --variant=minbase $suite from $mirror (about 1 min)" "${dest%/*}/debootstrap.log" \
+        env "${APT_PROXY_ENV[@]}" nice -n 19 debootstrap --variant=minbase "$suite" "$dest" "$mirror"
     # udev: without it systemd waits 90 s for dev-ttyS0.device and no serial getty starts.
     chroot_apt_install "$dest" "${dest%/*}/apt.log" udev
     chroot_run "$dest" passwd -d root > /dev/null
@@ -94,6 +107,47 @@ image_build_base() {
 image_build_systemd() {
     local dest=$1
     chroot_apt_install "$dest" "${dest%/*}/apt.log" systemd-sysv
+    image_scrub "$dest"
+}
+
+image_build_busybox() {
+    local dest=$1 tool
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" busybox
+    # No udev: busybox's init would not start it, so stateless's devices phase loads the
+    # drivers (it leaves them to an image's udev).
+    run_logged "dpkg --purge udev (in $dest)" "${dest%/*}/apt.log" chroot_run "$dest" dpkg --purge udev
+    chroot_run "$dest" /bin/busybox --list | grep -qx init || die "this busybox has no init applet"
+    # busybox's init as /sbin/init, and the tools the lab's hook and an admin call by name.
+    for tool in init poweroff reboot halt; do ln -sfn /bin/busybox "$dest/sbin/$tool"; done
+    # Its inittab (busybox's format, not sysvinit's): the lab's hook at sysinit (the check runs
+    # there and powers off), a login prompt on the serial console, a clean shutdown.
+    cat > "$dest/etc/inittab" <<'EOF'
+# stateless QEMU lab: busybox init
+::sysinit:/bin/sh -c '[ -x /lab/rc.local ] && /lab/rc.local; exit 0'
+ttyS0::respawn:/bin/busybox getty -L 115200 ttyS0 vt100
+::ctrlaltdel:/bin/busybox reboot
+::shutdown:/bin/busybox umount -a -r
+EOF
+    image_scrub "$dest"
+}
+
+# The trixie image as the Debian installer leaves a server without a desktop: systemd, and
+# ifupdown with a DHCP client for the predictable name of the first NIC (ens3 on the lab's
+# QEMU machine), which systemd-udevd gives the boot interface once systemd runs.
+image_build_systemd_trixie() {
+    local dest=$1
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" systemd-sysv ifupdown dhcpcd-base
+    mkdir -p "$dest/etc/network"
+    cat > "$dest/etc/network/interfaces" <<'EOF'
+# As the Debian installer writes it for a machine whose NIC is ens3.
+source /etc/network/interfaces.d/*
+
+auto lo
+iface lo inet loopback
+
+allow-hotplug ens3
+iface ens3 inet dhcp
+EOF
     image_scrub "$dest"
 }
 
@@ -121,14 +175,29 @@ EOF
     image_scrub "$dest"
 }
 
+# image_base_hash SUITE
 image_base_hash() {
     inputs_hash "$(declare -f image_build_base chroot_run chroot_apt_install image_scrub)" \
-        "suite=$IMAGE_SUITE" "mirror=$(apt_mirror)" "debootstrap=$(pkg_version debootstrap)"
+        "suite=$1" "mirror=$(apt_mirror)" "debootstrap=$(pkg_version debootstrap)"
+}
+
+# image_builder NAME: the function that builds the image from its base (a release's own
+# builder, image_build_<kind>_<suite>, where there is one).
+image_builder() {
+    local kind suite
+    kind=$(image_kind "$1")
+    suite=$(image_suite "$1")
+    if declare -F "image_build_${kind}_$suite" > /dev/null; then
+        echo "image_build_${kind}_$suite"
+    else
+        echo "image_build_$kind"
+    fi
 }
 
 image_hash() {
     local name=$1
-    inputs_hash "$(image_base_hash)" "$(declare -f "image_build_$name" chroot_apt_install image_scrub)"
+    inputs_hash "$(image_base_hash "$(image_suite "$name")")" \
+        "$(declare -f "$(image_builder "$name")" chroot_apt_install image_scrub)"
 }
 
 # stage_build NAME HASH BUILDER [FROM]: (re)builds images/NAME/rootfs with BUILDER, starting
@@ -165,15 +234,17 @@ images_umount_leftovers() {
     done
 }
 
-# image_ensure systemd|openrc: builds the base and the image unless they are up to date.
+# image_ensure NAME: builds the base and the image unless they are up to date.
 image_ensure() {
-    local name=$1
+    local name=$1 base suite
     [[ " ${IMAGE_NAMES[*]} " == *" $name "* ]] || die "unknown image '$name' (known: ${IMAGE_NAMES[*]})"
+    base=$(image_base "$name")
+    suite=$(image_suite "$name")
     on_exit images_umount_leftovers
-    cache_lock image-base
-    stage_build base "$(image_base_hash)" image_build_base "" "$(apt_mirror)"
+    cache_lock "image-$base"
+    stage_build "$base" "$(image_base_hash "$suite")" image_build_base "" "$(apt_mirror)" "$suite"
     cache_lock "image-$name"
-    stage_build "$name" "$(image_hash "$name")" "image_build_$name" base
+    stage_build "$name" "$(image_hash "$name")" "$(image_builder "$name")" "$base"
 }
 
 # image_check_built NAME: dies if the image was never built, warns if its inputs changed.
@@ -200,8 +271,9 @@ image_prepare_run() {
     cp -al "$modules"/. "$dest/usr/lib/modules/" 2>/dev/null || cp -r "$modules"/. "$dest/usr/lib/modules/"
     install -m 0755 "$LAB_FILES/check.sh" "$dest/lab/check.sh"
     install -m 0755 "$LAB_FILES/check-init" "$dest/lab/check-init"
-    case $name in
-        openrc) install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local" ;;
+    case $(image_kind "$name") in
+        # The same hook for both: run by /etc/rc.local (OpenRC) or busybox's sysinit.
+        openrc | busybox) install -m 0755 "$LAB_FILES/openrc-rc.local" "$dest/lab/rc.local" ;;
         systemd)
             mkdir -p "$dest/etc/systemd/system/multi-user.target.wants"
             local unit

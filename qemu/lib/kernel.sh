@@ -118,3 +118,73 @@ kernel_build() {
     cp "$dir/build/.config" "$dir/config"
     log "kernel ($variant) ready: $dir/bzImage ($(du -h "$dir/bzImage" | cut -f1)) after $(elapsed "$start") s"
 }
+
+# Debian 13's stock kernel (linux-image-amd64 of trixie), fetched from the trixie suite of the
+# mirror this machine's apt uses, with a private apt state in the cache (the host's apt sources
+# and lists are never touched). Unpacked into $LAB_CACHE/kernel/trixie: vmlinuz,
+# usr/lib/modules/<release>/ (merged /usr, .ko.xz) with the modules.dep the .deb lacks (depmod).
+TRIXIE_DIR_NAME=trixie
+
+trixie_dir() { echo "$LAB_CACHE/kernel/$TRIXIE_DIR_NAME"; }
+# The trixie kernel's release (6.12.x+deb13-amd64), read from the unpacked tree.
+trixie_release() {
+    local release
+    release=$(find "$(trixie_dir)/root/usr/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+    [[ -n $release ]] || die "the trixie kernel is not fetched: run qemu/lab build"
+    echo "$release"
+}
+trixie_kernel_image() { echo "$(trixie_dir)/root/boot/vmlinuz-$(trixie_release)"; }
+trixie_kernel_modules() { echo "$(trixie_dir)/root/usr/lib/modules"; }
+
+# trixie_apt ARGS...: apt-get or apt-cache (first word) with the private trixie state.
+trixie_apt() {
+    local tool=$1 dir
+    shift
+    dir=$(trixie_dir)/apt
+    apt_proxy_env
+    env "${APT_PROXY_ENV[@]}" "$tool" -o Dir::Etc::SourceList="$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null \
+        -o Dir::State::Lists="$dir/lists" -o Dir::Cache="$dir/cache" -o Dir::State::status=/dev/null \
+        -o Debug::NoLocking=1 "$@"
+}
+
+# trixie_download DIR PACKAGE: apt-get download into DIR.
+trixie_download() { (cd "$1" && trixie_apt apt-get download "$2"); }
+
+trixie_kernel_fetch() {
+    local dir mirror pkg deb start
+    start=$(now)
+    dir=$(trixie_dir)
+    mirror=$(apt_mirror)
+    rm -rf "$dir"
+    mkdir -p "$dir/apt/lists/partial" "$dir/apt/cache/archives/partial" "$dir/deb"
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" > "$dir/apt/sources.list"
+    run_logged "apt-get update (trixie from $mirror, private state)" "$dir/apt.log" trixie_apt apt-get update
+    pkg=$(trixie_apt apt-cache depends linux-image-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; exit }')
+    [[ -n $pkg ]] || die "trixie's linux-image-amd64 names no versioned kernel package (see $dir/apt.log)"
+    run_logged "downloading $pkg (about 110 MB)" "$dir/download.log" trixie_download "$dir/deb" "$pkg"
+    deb=$(find "$dir/deb" -name "${pkg}_*.deb" | head -n 1)
+    [[ -n $deb ]] || die "apt-get download $pkg left no .deb in $dir/deb"
+    dpkg-deb -x "$deb" "$dir/root.tmp"
+    # The .deb has no module index: depmod makes it (it looks in <base>/lib/modules).
+    ln -s usr/lib "$dir/root.tmp/lib"
+    depmod -b "$dir/root.tmp" "$(find "$dir/root.tmp/usr/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n 1)"
+    rm "$dir/root.tmp/lib"
+    rm -rf "$dir/deb" "$dir/apt/cache"
+    mv "$dir/root.tmp" "$dir/root"
+    log "trixie kernel $(trixie_release) ready in $(elapsed "$start") s: $(trixie_kernel_image)"
+}
+
+# trixie_kernel_ensure: fetches the trixie kernel unless the cache holds it (a new point release
+# of trixie is picked up by `qemu/lab clean` or by deleting the stamp kernel-trixie).
+trixie_kernel_ensure() {
+    local hash
+    cache_lock kernel-trixie
+    hash=$(inputs_hash "$(declare -f trixie_kernel_fetch trixie_apt trixie_download)" "mirror=$(apt_mirror)" "kmod=$(pkg_version kmod)")
+    if stamp_ok kernel-trixie "$hash" && [[ -d $(trixie_dir)/root ]]; then
+        log "trixie kernel is up to date: $(trixie_kernel_image)"
+        return 0
+    fi
+    stamp_clear kernel-trixie
+    trixie_kernel_fetch
+    stamp_write kernel-trixie "$hash"
+}

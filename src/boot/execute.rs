@@ -514,6 +514,7 @@ impl<'a> Executor<'a> {
                 load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
                 load::Outcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
                 load::Outcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
+                load::Outcome::NoDevice { message } => log::info!("module {}: no device for it: {message}", r.module),
                 load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn => {}
             }
         }
@@ -556,6 +557,10 @@ impl<'a> Executor<'a> {
             Some(Loaded { outcome: load::Outcome::Failed { errno, message }, .. }) => {
                 Err(Failure { errno: *errno, ..fail(message.clone()) })
             }
+            Some(Loaded { outcome: load::Outcome::NoDevice { message }, .. }) => Err(Failure {
+                errno: Some(rustix::io::Errno::NODEV.raw_os_error()),
+                ..fail(format!("{message}: the module found no device"))
+            }),
             Some(other) => Err(fail(format!("{}: {:?}", other.module, other.outcome))),
             None => Ok(Done::ok(format!("loaded for {release}"))),
         }
@@ -573,7 +578,12 @@ impl<'a> Executor<'a> {
         let results = self.load(pass, plan, true).map_err(fail)?;
         let failed: Vec<Loaded> = results
             .iter()
-            .filter(|r| !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded))
+            .filter(|r| {
+                !matches!(
+                    r.outcome,
+                    load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::NoDevice { .. }
+                )
+            })
             .cloned()
             .collect();
         let later = results.len().saturating_sub(first);

@@ -29,6 +29,12 @@ pub enum Outcome {
     /// In the kernel already (`EEXIST`, or listed in /proc/modules when planned).
     AlreadyLoaded,
     BuiltIn,
+    /// `ENODEV`: the driver found no device it drives (a CPU feature driver on another vendor's
+    /// CPU, a VM's missing hardware). Not a failure, as for udev (systemd's module loading
+    /// logs it as a notice and goes on).
+    NoDevice {
+        message: String,
+    },
     Failed {
         errno: Option<i32>,
         message: String,
@@ -47,6 +53,9 @@ pub struct Loaded {
     pub outcome: Outcome,
     /// Time spent in open and finit_module.
     pub ms: u64,
+    /// The file opened, relative to the module dir (`kernel/drivers/block/virtio_blk.ko.xz`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 /// A module to load and what it waits for (indices into the job list).
@@ -112,15 +121,16 @@ impl Queue {
             for found in softdep.post.iter().flat_map(|p| rules.lookup(p)) {
                 self.post_of.entry(found.module).or_default().push(self.jobs.len());
             }
-            let done =
-                |outcome| (Progress::Done(true), Some(Loaded { module: planned.module.clone(), outcome, ms: 0 }));
+            let done = |outcome| {
+                (Progress::Done(true), Some(Loaded { module: planned.module.clone(), outcome, ms: 0, file: None }))
+            };
             let (progress, result) = match planned.state {
                 State::BuiltIn => done(Outcome::BuiltIn),
                 State::Loaded => done(Outcome::AlreadyLoaded),
                 State::Missing => {
                     let message = format!("{}: not in modules.dep", planned.module);
                     let outcome = Outcome::Failed { errno: Some(rustix::io::Errno::NOENT.raw_os_error()), message };
-                    (Progress::Done(false), Some(Loaded { module: planned.module.clone(), outcome, ms: 0 }))
+                    (Progress::Done(false), Some(Loaded { module: planned.module.clone(), outcome, ms: 0, file: None }))
                 }
                 State::Load => (Progress::Waiting, None),
             };
@@ -137,10 +147,10 @@ impl Queue {
     }
 
     /// The next job to run, or one to skip (a hard dependency failed) with that dependency.
-    fn next(&self) -> Option<(usize, Option<String>)> {
+    fn next(&self) -> Option<(usize, Option<usize>)> {
         for (i, job) in self.jobs.iter().enumerate().filter(|(_, j)| j.progress == Progress::Waiting) {
-            if let Some(failed) = job.hard.iter().find(|&&d| self.finished(d) && !self.succeeded(d)) {
-                return Some((i, self.jobs.get(*failed).map(|j| j.planned.module.clone())));
+            if let Some(&failed) = job.hard.iter().find(|&&d| self.finished(d) && !self.succeeded(d)) {
+                return Some((i, Some(failed)));
             }
             if job.hard.iter().chain(&job.soft).all(|&d| self.finished(d)) {
                 return Some((i, None));
@@ -206,11 +216,21 @@ fn worker(
         }
         match queue.next() {
             Some((i, Some(dep))) => {
+                // What needs a driver that found no device has none either (amd64_edac after
+                // edac_mce_amd): no failure.
+                let outcome = match queue.jobs.get(dep).and_then(|d| d.result.as_ref()) {
+                    Some(Loaded { module, outcome: Outcome::NoDevice { .. }, .. }) => {
+                        Outcome::NoDevice { message: format!("not loaded: dependency {module} found no device") }
+                    }
+                    failed => {
+                        let module = failed.map_or("?", |d| d.module.as_str());
+                        Outcome::Skipped { because: format!("dependency {module} failed") }
+                    }
+                };
                 if let Some(job) = queue.jobs.get_mut(i) {
-                    let because = format!("dependency {dep} failed");
                     let module = job.planned.module.clone();
                     job.progress = Progress::Done(false);
-                    job.result = Some(Loaded { module, outcome: Outcome::Skipped { because }, ms: 0 });
+                    job.result = Some(Loaded { module, outcome, ms: 0, file: None });
                 }
                 changed.notify_all();
             }
@@ -229,7 +249,7 @@ fn worker(
                 };
                 if let Some(job) = queue.jobs.get_mut(i) {
                     job.progress = Progress::Done(ok);
-                    job.result = Some(Loaded { module: planned.module, outcome, ms });
+                    job.result = Some(Loaded { module: planned.module, outcome, ms, file: planned.path });
                 }
                 queue.finished_since_scan += 1;
                 changed.notify_all();
@@ -297,6 +317,9 @@ fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, plann
     match sys.load_module(opened.as_fd(), &shown, &rules.config.params(&planned.module)) {
         Ok(()) => Outcome::Loaded,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => Outcome::AlreadyLoaded,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {
+            Outcome::NoDevice { message: format!("load {}: {e}", shown.display()) }
+        }
         Err(e) => {
             let refused = [rustix::io::Errno::INVAL, rustix::io::Errno::OPNOTSUPP].map(|e| Some(e.raw_os_error()));
             let hint = if !file.ends_with(".ko") && refused.contains(&e.raw_os_error()) {
@@ -505,6 +528,35 @@ mod tests {
         assert_eq!(results[1].outcome, Outcome::AlreadyLoaded);
         let Outcome::Failed { message, .. } = &results.last().unwrap().outcome else { panic!("{results:#?}") };
         assert!(message.contains("Linux 6.4"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_driver_finding_no_device_is_no_failure_nor_what_needs_it() {
+        let (dir, root, index) = tree("nodev");
+        let config = Config::default();
+        let plan = planned(&index, &config, &["virtio_blk"]);
+        let sys = Fake::failing(|c| {
+            matches!(c, Call::LoadModule(p, _) if p.file_name().is_some_and(|n| n == "virtio_ring.ko")).then_some(19)
+        });
+        let results = load(&sys, &root, &index, &config, plan, 1);
+        let of = |m: &str| results.iter().find(|r| r.module == m).unwrap();
+        let Outcome::NoDevice { message } = &of("virtio_ring").outcome else { panic!("{results:#?}") };
+        assert!(message.contains("virtio_ring.ko: No such device"), "{message}");
+        // virtio needs virtio_ring, virtio_blk both.
+        let Outcome::NoDevice { message } = &of("virtio").outcome else { panic!("{results:#?}") };
+        assert_eq!(message, "not loaded: dependency virtio_ring found no device");
+        assert!(matches!(of("virtio_blk").outcome, Outcome::NoDevice { .. }), "{results:#?}");
+        assert!(!results.iter().any(|r| matches!(r.outcome, Outcome::Failed { .. } | Outcome::Skipped { .. })));
+        let plan = planned(&index, &config, &["e1000"]);
+        let loaded = load(&sys, &root, &index, &config, plan, 1);
+        let e1000 = loaded.iter().find(|r| r.module == "e1000").unwrap();
+        assert_eq!(e1000.file.as_deref(), Some("kernel/e1000.ko"), "the file loaded is named: {loaded:#?}");
+        let json = serde_json::to_value(of("virtio_ring")).unwrap();
+        assert_eq!(
+            (json["result"].as_str(), json["file"].as_str()),
+            (Some("no-device"), Some("kernel/virtio_ring.ko"))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

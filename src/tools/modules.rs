@@ -141,6 +141,7 @@ fn human(out: &Output) -> String {
                 Outcome::BuiltIn => "built in".into(),
                 Outcome::Failed { message, .. } => format!("failed: {}", e(message)),
                 Outcome::Skipped { because } => format!("not loaded: {}", e(because)),
+                Outcome::NoDevice { message } => format!("no device for it: {}", e(message)),
             };
             text.push_str(&format!("       {:<24} {result}\n", e(&m.module)));
         }
@@ -179,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_boot_s_results_are_shown_escaped() {
-        let loaded = |module: &str, outcome| Loaded { module: module.into(), outcome, ms: 12 };
+        let loaded = |module: &str, outcome| Loaded { module: module.into(), outcome, ms: 12, file: None };
         let out = Output {
             modules_dir: "/lib/modules/6.1.0".into(),
             devices: Vec::new(),
