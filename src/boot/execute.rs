@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::boot::plan::NEW_ROOT;
-use crate::boot::{handoff, network, plan, report};
+use crate::boot::{handoff, network, plan, report, rootcheck};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
 use crate::fs::mounts::{
@@ -29,7 +29,7 @@ use crate::model::ipv4::Ipv4Net;
 use crate::model::layer::LayerKind;
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
-use crate::model::nfsroot::NfsMount;
+use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
@@ -105,10 +105,20 @@ pub struct Executor<'a> {
     kernels: [Option<Result<Kernel, String>>; 2],
     /// What the hardware and devices phases did with each module, in order.
     pub modules: Vec<Loaded>,
+    /// Initramfs mode: the NFS root as mounted and checked.
+    pub nfs_root: Option<Mounted>,
     /// Overlays prepared, to be mounted after the layers.
     pending: Vec<Pending>,
     /// Dirs in copy mode: the tmpfs on each.
     copied: Vec<(String, ImageDir)>,
+}
+
+/// What the check of a root just mounted decided.
+enum Checked {
+    /// The boot goes on with it; what was read.
+    Booting(String),
+    /// Unmounted: to be mounted again with these older versions.
+    SteppedDown(&'static [&'static str]),
 }
 
 /// A dir being made writable: the image dir, opened before anything was mounted on it, and
@@ -151,6 +161,7 @@ impl<'a> Executor<'a> {
             nfs_waited_from: None,
             kernels: [None, None],
             modules: Vec::new(),
+            nfs_root: None,
             pending: Vec::new(),
             copied: Vec::new(),
         }
@@ -750,7 +761,9 @@ impl<'a> Executor<'a> {
     /// Mounts the NFS root on /root of the initramfs: the version's module first (the kernel's
     /// request_module would need a modprobe), then mount(2) with text options, NFSv4 minor
     /// versions newest first, all again with backoff (1 s doubling to 8 s, plus up to 1 s of
-    /// jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`.
+    /// jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
+    /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
+    /// and mounted again with the next older minor version.
     fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
         let mount = root.as_ref().map_err(|why| Failure::new(Op::Mount, None, why.clone()))?;
         if self.mode == Mode::Apply {
@@ -765,33 +778,46 @@ impl<'a> Executor<'a> {
             .map_err(|e| self.io(Op::Mkdir, &self.running, NEW_ROOT, &e))?;
         let flags = if mount.read_only { MountFlags::RDONLY } else { MountFlags::empty() };
         let client = self.facts.address.map(|a| a.addr);
-        let attempts = mount.attempts(client);
+        let mut versions = mount.versions();
+        let mut dropped: Vec<Dropped> = Vec::new();
         let bound = Duration::from_secs(u64::from(self.options.nfs_timeout));
         let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
         let waited = |slept: Duration| started.elapsed().max(slept);
         let mut last = None;
-        loop {
+        'rounds: loop {
             // Each try gets what is left of the bound: a server that drops packets can hold a
             // mount(2) for minutes.
-            for (fstype, data) in &attempts {
+            for version in versions.clone() {
                 let Some(left) = bound.checked_sub(waited(slept)).filter(|l| !l.is_zero()) else { break };
                 tries += 1;
-                let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data };
-                match self.sys.mount_bounded(&call, left) {
-                    Ok(()) => {
-                        let ms = started.elapsed().as_millis();
-                        return Ok(Done::ok(format!("mounted as {fstype} {data} ({tries} tries, {ms} ms)")));
-                    }
-                    Err(e) => {
-                        log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
-                        // An older NFSv4 minor version only when the server refuses this one
-                        // (as mount.nfs): a server still starting gets the newest again.
-                        let refused = e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error());
-                        last = Some(e);
-                        if !refused {
-                            break;
+                let (fstype, data) = mount.attempt(version, client);
+                let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
+                let e = match self.sys.mount_bounded(&call, left) {
+                    Ok(()) => match self.check_root(mount, &dir.path, version, &data, &mut dropped)? {
+                        Checked::Booting(read) => {
+                            let ms = started.elapsed().as_millis();
+                            return Ok(Done::ok(format!(
+                                "mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"
+                            )));
                         }
-                    }
+                        Checked::SteppedDown(older) => {
+                            versions = older.to_vec();
+                            continue 'rounds;
+                        }
+                    },
+                    Err(e) => e,
+                };
+                log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
+                // An older NFSv4 minor version only when the server refuses this one
+                // (as mount.nfs): a server still starting gets the newest again.
+                let refused = e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error());
+                if refused && !dropped.iter().any(|d| d.version == version) {
+                    let reason = format!("mount: {}", e.to_string().to_lowercase());
+                    dropped.push(Dropped { version: version.into(), reason });
+                }
+                last = Some(e);
+                if !refused {
+                    break;
                 }
             }
             let waited = waited(slept);
@@ -812,6 +838,45 @@ impl<'a> Executor<'a> {
             slept += pause;
             delay = (delay * 2).min(Duration::from_secs(8));
         }
+    }
+
+    /// Checks the root just mounted on `dir` with `version` (mount(2) options `data`) as
+    /// [`rootcheck`] does. Passed: recorded for the report. EIO with a minor version that has
+    /// older ones: unmounted, `dropped` told why, and the older ones to mount instead. Else the
+    /// failure, the root left mounted (for a shell to look at).
+    fn check_root(
+        &mut self,
+        mount: &NfsMount,
+        dir: &Path,
+        version: &str,
+        data: &str,
+        dropped: &mut Vec<Dropped>,
+    ) -> Result<Checked, Failure> {
+        let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
+        let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
+            Ok(checked) => {
+                let read = format!("read {} bytes of {}", checked.bytes, checked.init);
+                let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
+                let (init, init_bytes) = (checked.init, checked.bytes as u64);
+                self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
+                return Ok(Checked::Booting(read));
+            }
+            Err(failure) => failure,
+        };
+        let older = nfsroot::older_minors(version);
+        let Some(next) = older.first().filter(|_| rootcheck::is_eio(&failure)) else {
+            let before: Vec<String> =
+                dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect();
+            let message =
+                format!("{} ({} mounted with NFSv{version}){}", failure.message, mount.source(), before.concat());
+            return Err(Failure { message, ..failure });
+        };
+        let why = if version == "4.2" { " (NFSv4.2 READ_PLUS is broken in nfs-ganesha before 6.2)" } else { "" };
+        log::warn!("nfs root check: {failure} with NFSv{version}; stepping down to NFSv{next}{why}");
+        drop(image);
+        self.sys.umount(dir).map_err(|e| Failure::io(Op::Umount, Some(dir), &e))?;
+        dropped.push(Dropped { version: version.into(), reason: failure.to_string() });
+        Ok(Checked::SteppedDown(older))
     }
 
     /// Leaves the initramfs for the NFS root: the early mounts (/dev, /proc, /sys, /run, /tmp)
@@ -1833,12 +1898,17 @@ mod tests {
         assert_eq!(moved.len(), 5, "{moved:?}");
         assert_eq!(moved[0], &Call::MoveMount(image.0.join("dev"), new_root.join("dev")));
         assert!(at(&nfs) < at(moved[0]) && at(moved[4]) < at(&Call::SwitchRoot(new_root.clone())));
+        // The root checked before anything moved: the init the image's stateless.conf leaves.
+        assert!(at(&nfs) < at(&Call::Read(new_root.join("sbin/init"))));
+        assert!(at(&Call::Read(new_root.join("sbin/init"))) < at(moved[0]));
         // After the switch everything happens in the new root, as in on-root mode.
         let etc = calls.iter().position(|c| matches!(c, Call::Mount { target, .. } if *target == new_root.join("etc")));
         assert!(etc.is_some_and(|e| e > at(&Call::SwitchRoot(new_root.clone()))), "{calls:#?}");
         assert!(!calls.iter().any(|c| matches!(c, Call::Mount { target, .. } if *target == new_root.join("var"))));
         let report = std::fs::read_to_string(new_root.join("run/stateless/report.json")).unwrap();
         assert!(report.contains("\"step\": \"switch-root\""), "{report}");
+        let mounted = read_report(&new_root).nfs_root.unwrap();
+        assert_eq!((mounted.version.as_str(), mounted.dropped.len()), ("3", 0));
         assert!(!image.0.join("run/stateless").exists(), "nothing written into the initramfs after the switch");
     }
 
@@ -1917,6 +1987,143 @@ mod tests {
 
     fn libc_etimedout() -> i32 {
         rustix::io::Errno::TIMEDOUT.raw_os_error()
+    }
+
+    /// Fails the root check's reads with `errno` while the NFS root is mounted with one of
+    /// `versions`, as a server does whose NFSv4.2 READ_PLUS is broken.
+    fn reads_fail(versions: &'static [&'static str], errno: Errno) -> impl Fn(&Call) -> Option<i32> + Send + Sync {
+        let mounted = std::sync::Mutex::new(String::new());
+        move |c| match c {
+            Call::Mount { fstype, data, .. } if fstype.starts_with("nfs") => {
+                data.clone_into(&mut mounted.lock().unwrap());
+                None
+            }
+            Call::Read(_) => {
+                let data = mounted.lock().unwrap();
+                versions.iter().any(|v| data.starts_with(&format!("vers={v},"))).then_some(errno.raw_os_error())
+            }
+            _ => None,
+        }
+    }
+
+    /// The NFS versions mounted, in order, with `umount` where the root was unmounted.
+    fn nfs_versions(calls: &[Call]) -> Vec<String> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { fstype, data, .. } if fstype.starts_with("nfs") => {
+                    data.split(',').next().map(str::to_string)
+                }
+                Call::Umount(_) => Some("umount".into()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn read_report(root: &Path) -> crate::boot::report::Report {
+        serde_json::from_str(&std::fs::read_to_string(root.join("run/stateless/report.json")).unwrap()).unwrap()
+    }
+
+    use rustix::io::Errno;
+
+    #[test]
+    fn a_root_that_gives_eio_with_nfsv4_2_is_mounted_again_with_4_1() {
+        let (image, sys) = initramfs("eio-4.2", reads_fail(&["4.2"], Errno::IO));
+        let new_root = image.0.join("root");
+        let (outcomes, ended) = boot_from(&image, "root=nfs4:10.0.2.9:/img", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        let calls = sys.calls();
+        assert_eq!(nfs_versions(&calls), ["vers=4.2", "umount", "vers=4.1"]);
+        assert!(calls.contains(&Call::Umount(new_root.clone())));
+        let reads = calls.iter().filter(|c| **c == Call::Read(new_root.join("sbin/init"))).count();
+        assert_eq!(reads, 2, "checked with each version");
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        assert_eq!(root.status, Status::Ok);
+        assert!(root.detail.contains("vers=4.1") && root.detail.contains("of /sbin/init"), "{}", root.detail);
+        let mounted = read_report(&new_root).nfs_root.unwrap();
+        assert_eq!((mounted.version.as_str(), mounted.init.as_str(), mounted.init_bytes), ("4.1", "/sbin/init", 10));
+        let reason = format!("read {}: input/output error (os error 5)", new_root.join("sbin/init").display());
+        assert_eq!(mounted.dropped, [Dropped { version: "4.2".into(), reason }]);
+    }
+
+    #[test]
+    fn a_version_the_server_refuses_is_named_in_the_report_too() {
+        let refused = Errno::PROTONOSUPPORT.raw_os_error();
+        let (image, sys) = initramfs("refused-4.2", move |c| {
+            matches!(c, Call::Mount { data, .. } if data.starts_with("vers=4.2")).then_some(refused)
+        });
+        let (outcomes, ended) = boot_from(&image, "root=nfs4:10.0.2.9:/img", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        let mounted = read_report(&image.0.join("root")).nfs_root.unwrap();
+        assert_eq!(mounted.version, "4.1");
+        assert_eq!(mounted.dropped.len(), 1);
+        assert!(mounted.dropped[0].reason.starts_with("mount: protocol not supported"), "{mounted:?}");
+    }
+
+    #[test]
+    fn an_explicit_nfsv4_2_steps_down_to_4_0_when_4_1_gives_eio_too() {
+        let (image, sys) = initramfs("eio-4.1", reads_fail(&["4.2", "4.1"], Errno::IO));
+        let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img,vers=4.2", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=4.2", "umount", "vers=4.1", "umount", "vers=4.0"]);
+        let mounted = read_report(&image.0.join("root")).nfs_root.unwrap();
+        assert_eq!(mounted.version, "4.0");
+        assert!(mounted.options.starts_with("vers=4.0,addr=10.0.2.9"), "{}", mounted.options);
+        let dropped: Vec<&str> = mounted.dropped.iter().map(|d| d.version.as_str()).collect();
+        assert_eq!(dropped, ["4.2", "4.1"]);
+    }
+
+    /// The failed root step of a boot that must end in the policy before anything moved.
+    fn failed_before_the_switch(outcomes: &[Outcome], sys: &Fake, ended: Option<&str>) -> Failure {
+        assert_eq!(ended, Some("fake reboot"), "{outcomes:#?}");
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::MoveMount(..) | Call::SwitchRoot(_))), "{calls:#?}");
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        assert_eq!(root.status, Status::Failed);
+        root.error.clone().unwrap()
+    }
+
+    #[test]
+    fn a_root_unreadable_with_every_nfsv4_minor_version_ends_in_the_policy_before_the_switch() {
+        let (image, sys) = initramfs("eio-all", reads_fail(&["4.2", "4.1", "4.0"], Errno::IO));
+        let cmdline = "root=nfs4:10.0.2.9:/img stateless.emergency=shell";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=4.2", "umount", "vers=4.1", "umount", "vers=4.0"]);
+        assert_eq!((error.op, error.errno), (Op::Read, Some(Errno::IO.raw_os_error())));
+        assert!(error.message.contains("10.0.2.9:/img mounted with NFSv4.0"), "{error}");
+        assert!(error.message.contains("; NFSv4.2 dropped: read ") && error.message.contains("; NFSv4.1 dropped"));
+        // The shell runs in the initramfs, the root left mounted at /root to look at.
+        assert!(sys.calls().contains(&Call::Shell("/bin/sh".into())));
+    }
+
+    #[test]
+    fn a_root_check_failing_otherwise_ends_in_the_policy_without_a_step_down() {
+        // Not EIO: no other version would read it.
+        let (image, sys) = initramfs("eacces", reads_fail(&["4.2"], Errno::ACCESS));
+        let (outcomes, ended) = boot_from(&image, "root=nfs4:10.0.2.9:/img", &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=4.2"]);
+        assert_eq!(error.errno, Some(Errno::ACCESS.raw_os_error()));
+        // NFSv3 is never changed, EIO or not.
+        let (image, sys) = initramfs("eio-v3", reads_fail(&["3"], Errno::IO));
+        let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img,vers=3", &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=3"]);
+        assert_eq!(error.errno, Some(Errno::IO.raw_os_error()));
+        // No init in the new root, or no layer root: nothing to read.
+        let (image, sys) = initramfs("no-init", |_| None);
+        std::fs::remove_file(image.0.join("root/sbin/init")).unwrap();
+        let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img", &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert!(error.message.starts_with("no init in the new root: none of /sbin/init, /etc/init"), "{error}");
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::Read(_))));
+        let (image, sys) = initramfs("no-layers", |_| None);
+        std::fs::remove_dir_all(image.0.join("root/diskless")).unwrap();
+        let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img", &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(error.errno, Some(Errno::NOENT.raw_os_error()), "{error}");
+        assert!(error.to_string().contains("root/diskless: no layer root"), "{error}");
     }
 
     #[test]

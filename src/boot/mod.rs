@@ -12,6 +12,7 @@ pub mod network;
 pub mod panic;
 pub mod plan;
 pub mod report;
+mod rootcheck;
 
 use std::path::Path;
 use std::time::Instant;
@@ -104,7 +105,12 @@ fn prefetch_self() {
 /// The options from the command line over `/etc/stateless.conf` of `target` (read as the image
 /// sees it, [`CONFIG_LIMIT`] bytes at most); a config file that cannot be read is a diagnostic.
 pub fn options(cmdline: &[u8], target: &ImageRoot) -> (Options, Vec<Diagnostic>) {
-    let (config, problem) = match target.read_file(CONFIG, CONFIG_LIMIT) {
+    options_with(cmdline, target.read_file(CONFIG, CONFIG_LIMIT))
+}
+
+/// [`options`] with the config file as read (`None`: there is none).
+pub fn options_with(cmdline: &[u8], config: std::io::Result<Option<Vec<u8>>>) -> (Options, Vec<Diagnostic>) {
+    let (config, problem) = match config {
         Ok(config) => (config, None),
         Err(e) => (None, Some(format!("read {CONFIG}: {e}; its options are not used"))),
     };

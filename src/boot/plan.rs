@@ -111,11 +111,18 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         }
         Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/report.json") }],
         Phase::Handoff => {
-            let mut fallbacks = handoff::candidates(options.init.as_deref());
-            let init = fallbacks.iter().position(|c| target.executable(c)).map(|i| fallbacks.remove(i));
+            let (init, fallbacks) = init(options.init.as_deref(), target);
             vec![Step::Handoff { init, fallbacks }]
         }
     }
+}
+
+/// The init the handoff execs: the first of `stateless.init=` (`wanted`) and the kernel's
+/// fallbacks that is an executable file in `target`, and the other candidates, in order.
+pub fn init(wanted: Option<&str>, target: &ImageRoot) -> (Option<String>, Vec<String>) {
+    let mut fallbacks = handoff::candidates(wanted);
+    let init = fallbacks.iter().position(|c| target.executable(c)).map(|i| fallbacks.remove(i));
+    (init, fallbacks)
 }
 
 /// The network step due, if any (at most one DHCP exchange per boot):

@@ -55,6 +55,10 @@ pub struct Report {
     /// What the hardware and devices phases did with each module, in order.
     #[serde(default)]
     pub modules: Vec<crate::kmod::load::Loaded>,
+    /// Initramfs mode: the NFS root's version that mounted and passed the root check, and the
+    /// versions given up on the way; `None` otherwise and in reports written before it existed.
+    #[serde(default)]
+    pub nfs_root: Option<crate::model::nfsroot::Mounted>,
     /// What our DHCP client got, when it ran and got an answer.
     #[serde(default)]
     pub dhcp: Option<crate::model::lease::Dhcp>,
@@ -113,6 +117,7 @@ impl Report {
             init,
             diagnostics: executor.diagnostics.clone(),
             notes: facts.notes.clone(),
+            nfs_root: executor.nfs_root.clone(),
             dhcp: facts.dhcp.clone(),
             modules: executor.modules.clone(),
             degraded: executor.degraded,

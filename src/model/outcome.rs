@@ -35,6 +35,8 @@ pub enum Status {
 #[serde(rename_all = "kebab-case")]
 pub enum Op {
     Open,
+    /// Reading a file's content (the root check reads the init).
+    Read,
     Mkdir,
     Mount,
     Umount,
@@ -55,6 +57,7 @@ impl Op {
     pub fn as_str(self) -> &'static str {
         match self {
             Op::Open => "open",
+            Op::Read => "read",
             Op::Mkdir => "mkdir",
             Op::Mount => "mount",
             Op::Umount => "umount",

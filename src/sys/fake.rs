@@ -41,6 +41,8 @@ pub enum Call {
     Sethostname(String),
     Setdomainname(String),
     Swapon(PathBuf),
+    /// [`Sys::read_start`] of the file at this path.
+    Read(PathBuf),
     Exec(PathBuf, Vec<OsString>),
     Shell(PathBuf),
     Sleep(Duration),
@@ -204,6 +206,12 @@ impl Sys for Fake {
 
     fn swapon(&self, path: &Path) -> io::Result<()> {
         self.record(Call::Swapon(path.into()))
+    }
+
+    /// Reads the real file, unless `fail` says otherwise.
+    fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize> {
+        self.record(Call::Read(path.into()))?;
+        super::real::read_from_start(file, buf)
     }
 
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {

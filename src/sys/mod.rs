@@ -84,6 +84,10 @@ pub trait Sys: Send + Sync {
     /// swapon(2): the swap area on the block device `path`.
     fn swapon(&self, path: &Path) -> io::Result<()>;
     fn setdomainname(&self, name: &str) -> io::Result<()>;
+    /// Reads `file` from its start into `buf` until it is full or the file ends, from the
+    /// server on a network filesystem (its cached pages are dropped first); `path` names it in
+    /// messages. Returns the bytes read.
+    fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;
     /// Runs an interactive shell on the console and waits for it.

@@ -108,6 +108,12 @@ impl Sys for Real {
         Ok(rustix::system::setdomainname(name.as_bytes())?)
     }
 
+    fn read_start(&self, file: BorrowedFd<'_>, _path: &Path, buf: &mut [u8]) -> io::Result<usize> {
+        // Clean pages only, which the server has: nothing is lost.
+        let _ = rustix::fs::fadvise(file, 0, None, rustix::fs::Advice::DontNeed);
+        read_from_start(file, buf)
+    }
+
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {
         let mut command = Command::new(path);
         if let Some((arg0, rest)) = argv.split_first() {
@@ -197,6 +203,20 @@ impl Sys for Real {
     }
 }
 
+/// pread(2) from offset 0 until `buf` is full or the file ends.
+pub(super) fn read_from_start(file: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    let mut done = 0;
+    while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
+        match rustix::io::pread(file, rest, done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
+}
+
 /// finit_module's flags for a module file: a compressed one (`.ko.xz`, `.ko.zst`, `.ko.gz`) the
 /// kernel is asked to decompress itself (`MODULE_INIT_COMPRESSED_FILE`, Linux 6.4+).
 fn init_flags(path: &Path) -> i32 {
@@ -210,6 +230,24 @@ fn init_flags(path: &Path) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use super::Sys;
+
+    #[test]
+    fn read_start_reads_the_head_or_the_whole_file() {
+        let path = std::env::temp_dir().join(format!("stateless-read-start-{}", std::process::id()));
+        let content: Vec<u8> = (0..10_000u32).map(|n| n.to_le_bytes()[0]).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&file);
+        let mut head = [0; 4096];
+        assert_eq!(super::Real.read_start(fd, &path, &mut head).unwrap(), 4096);
+        assert_eq!(head[..], content[..4096]);
+        let mut all = vec![0; 64 * 1024];
+        assert_eq!(super::Real.read_start(fd, &path, &mut all).unwrap(), content.len(), "from the start again");
+        assert_eq!(all[..content.len()], content[..]);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[test]
     fn compressed_modules_are_left_to_the_kernel_to_decompress() {
         for (file, flags) in [("a.ko", 0), ("a.ko.xz", 4), ("a.ko.zst", 4), ("a.ko.gz", 4)] {

@@ -165,6 +165,10 @@ impl Summary {
             let why = o.error.as_ref().map(|failure| format!(": {}", e(&failure.to_string()))).unwrap_or_default();
             warnings.push(format!("{} {}{why}", o.step, spelled(&o.status)));
         }
+        if let Some(root) = &report.nfs_root {
+            let dropped = root.dropped.iter();
+            warnings.extend(dropped.map(|d| format!("nfs root: NFSv{} dropped: {}", e(&d.version), e(&d.reason))));
+        }
         warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {}", e(r))));
         if let Some(d) = &report.dhcp {
             warnings.extend(d.lease.rejected.iter().map(|r| format!("dhcp: {}", e(r))));
@@ -347,6 +351,7 @@ fn xml(text: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::model::nfsroot::{Dropped, Mounted};
     use std::path::Path;
 
     fn fixture(name: &str) -> Report {
@@ -373,6 +378,16 @@ mod tests {
         {
             assert!(text.contains(line), "{line:?} in\n{text}");
         }
+        // Written before the root check: no nfs_root. A version the check dropped is a warning.
+        assert_eq!(report.nfs_root, None);
+        let dropped = Dropped { version: "4.2".into(), reason: "read /root/sbin/init: input/output error".into() };
+        let (version, options, init) = ("4.1".into(), "vers=4.1".into(), "/sbin/init".into());
+        let report = Report {
+            nfs_root: Some(Mounted { version, options, init, init_bytes: 9, dropped: vec![dropped] }),
+            ..report
+        };
+        let text = human(&Summary::of(&report));
+        assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
     }
 
     #[test]
