@@ -1187,7 +1187,17 @@ impl<'a> Executor<'a> {
         if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
             return Ok(Done::skipped("/run is not a tmpfs: nothing written"));
         }
+        // The name udev would give it, before anything is keyed by the name.
+        if self.mode == Mode::Boot {
+            let cmdline = crate::config::Cmdline::parse(&self.cmdline);
+            let sysfs = self.running.host_path("sys");
+            let settled = network::settle_name(self.sys, &sysfs, &self.target, &cmdline, name);
+            self.facts.interface = Some(settled);
+        }
+        let renamed = (self.facts.interface.as_deref() != Some(name))
+            .then(|| format!("renamed from {}; ", crate::model::text::escape(name.as_bytes())));
         let facts = &self.facts;
+        let name = facts.interface.as_deref().unwrap_or(name);
         // Name and MAC as probed: the files match on them.
         let interface = Interface {
             name: name.to_string(),
@@ -1224,7 +1234,7 @@ impl<'a> Executor<'a> {
         for file in &written {
             self.provenance.record(Path::new(file), "network", None);
         }
-        Ok(Done::ok(written.join(", ")))
+        Ok(Done::ok(format!("{}{}", renamed.unwrap_or_default(), written.join(", "))))
     }
 
     fn report(&mut self, path: &str) -> Result<Done, Failure> {
@@ -1481,6 +1491,49 @@ mod tests {
         let report: crate::boot::report::Report = serde_json::from_str(&report).unwrap();
         let dhcp = report.dhcp.unwrap();
         assert_eq!((dhcp.interface.as_str(), dhcp.exchange, dhcp.sent), ("eth0", Exchange::Discover, 2));
+    }
+
+    /// An image whose udev names the NIC ens3 (systemd's 99-default.link, QEMU's hotplug slot
+    /// 3): the boot renames eth0 before the network files, which carry the new name.
+    #[test]
+    fn boot_interface_takes_the_name_udev_would_give_before_the_network_files() {
+        use crate::boot::ifname::testing::{slot, virtio_nic};
+        let image = Image::new("ifname");
+        let r = &image.0;
+        virtio_nic(&r.join("sys"), "0000:00:03.0", "eth0");
+        slot(&r.join("sys"), "3", "0000:00:03");
+        let links = r.join("usr/lib/systemd/network");
+        std::fs::create_dir_all(&links).unwrap();
+        let default = "[Match]\nOriginalName=*\n[Link]\nNamePolicy=keep kernel database onboard slot path\n";
+        std::fs::write(links.join("99-default.link"), default).unwrap();
+        let sys = fake(|_| None);
+        let (outcomes, ended) = boot(&image, "ip=dhcp", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+        assert!(sys.calls().contains(&Call::RenameLink(2, "ens3".into())), "{:#?}", sys.calls());
+        let files = outcomes.iter().find(|o| matches!(o.step, Step::NetworkFiles { .. })).unwrap();
+        assert_eq!(files.status, Status::Ok, "{files:#?}");
+        assert!(
+            files.detail.starts_with("renamed from eth0; run/systemd/network/10-stateless-ens3.network"),
+            "{files:#?}"
+        );
+        for file in ["run/network/ifstate.ens3", "run/net-ens3.conf", "run/systemd/network/10-stateless-ens3.network"] {
+            assert!(r.join(file).is_file(), "{file}: {}", files.detail);
+        }
+        assert_eq!(std::fs::read_to_string(r.join("run/network/ifstate")).unwrap(), "ens3=stateless\n");
+        assert!(!r.join("run/net-eth0.conf").exists());
+        // Refused (a kernel before 6.2: the interface is up): eth0 kept, and its files.
+        let image = Image::new("ifname-busy");
+        let r = &image.0;
+        virtio_nic(&r.join("sys"), "0000:00:03.0", "eth0");
+        slot(&r.join("sys"), "3", "0000:00:03");
+        std::fs::create_dir_all(r.join("usr/lib/systemd/network")).unwrap();
+        std::fs::write(r.join("usr/lib/systemd/network/99-default.link"), default).unwrap();
+        let busy = rustix::io::Errno::BUSY.raw_os_error();
+        let sys = fake(move |c| matches!(c, Call::RenameLink(..)).then_some(busy));
+        let (_, ended) = boot(&image, "ip=dhcp", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+        assert_eq!(std::fs::read_to_string(r.join("run/network/ifstate")).unwrap(), "eth0=stateless\n");
+        assert!(r.join("run/net-eth0.conf").is_file());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod disks;
 pub mod execute;
 pub mod handoff;
+pub mod ifname;
 mod logserver;
 pub mod network;
 pub mod panic;

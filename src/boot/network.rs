@@ -2,13 +2,19 @@
 //! and the DHCP domain. Read from the kernel at boot ([`probe`]); `plan`/`apply` are given them.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use super::ifname::{self, Decision};
+use crate::config::Cmdline;
+use crate::fs::root::ImageRoot;
 
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::Lease;
 use crate::model::options::Options;
+use crate::model::text::escape;
 use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng};
 use crate::net::pnp;
 use crate::sys::Sys;
@@ -57,6 +63,47 @@ pub fn boot_interface<'a>(interfaces: &'a [Interface], options: &Options) -> Opt
     let device = options.ip.as_ref().and_then(|ip| ip.device.as_deref());
     let by_name = device.and_then(|name| interfaces.iter().filter(usable).find(|i| i.name == name));
     by_mac.or(by_name).or_else(|| interfaces.iter().filter(usable).find(|i| i.up))
+}
+
+/// Gives the boot interface `name` the name the image's udev would give it ([`ifname`]), so that
+/// udev leaves it as it is and what is keyed by the name stays true; returns the name it has
+/// after. Kept when udev would keep it, when that cannot be told, and when the kernel refuses
+/// (before 6.2 it renames no interface that is up: nor can udev then).
+pub fn settle_name(sys: &dyn Sys, sysfs: &Path, image: &ImageRoot, cmdline: &Cmdline, name: &str) -> String {
+    let kept = |why: &str| {
+        log::info!("{}: name kept: {}", escape(name.as_bytes()), escape(why.as_bytes()));
+        name.to_string()
+    };
+    let interfaces = match sys.interfaces() {
+        Ok(all) => all,
+        Err(e) => return kept(&format!("netlink: {e}")),
+    };
+    let Some(interface) = interfaces.iter().find(|i| i.name == name) else { return kept("no such interface now") };
+    if let Some(rules) = ifname::named_by_rules(image) {
+        return kept(&format!("{rules} names interfaces: udev's rules come first, not read here"));
+    }
+    let device = ifname::Device::read(sysfs, name, interface.mac);
+    let (new, why) = match ifname::decide(&device, &ifname::links(image), ifname::Naming::from_cmdline(cmdline)) {
+        Decision::Keep(why) => return kept(&why),
+        Decision::Rename { name, why } => (name, why),
+    };
+    match sys.rename_link(interface.index, &new) {
+        Ok(()) => {
+            log::info!(
+                "{} renamed {new}, the name the image's udev gives it ({})",
+                escape(name.as_bytes()),
+                escape(why.as_bytes())
+            );
+            new
+        }
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+            kept(&format!("the kernel renames no interface that is up (before 6.2), nor will udev ({new} by {why})"))
+        }
+        Err(e) => {
+            log::warn!("rename {} to {new}: {e}: the name kept; udev may rename it later", escape(name.as_bytes()));
+            name.to_string()
+        }
+    }
 }
 
 /// How often carrier is looked for.

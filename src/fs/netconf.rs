@@ -249,7 +249,7 @@ pub fn write(
 }
 
 /// 1 to 15 bytes (`IFNAMSIZ`) of letters, digits, `-`, `_` and `.`, not starting with `.`.
-fn plain_interface_name(name: &str) -> bool {
+pub fn plain_interface_name(name: &str) -> bool {
     (1..=15).contains(&name.len())
         && !name.starts_with('.')
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

@@ -571,6 +571,24 @@ pub fn set_up(index: u32) -> io::Result<()> {
     change(RTM_NEWLINK, 0, &body)
 }
 
+/// The RTM_NEWLINK body that renames link `index` to `name`: ifinfomsg changing no flag, then
+/// IFLA_IFNAME, NUL-terminated as the kernel's policy wants it.
+fn rename_body(index: u32, name: &str) -> Vec<u8> {
+    let mut body = vec![AF_UNSPEC, 0, 0, 0];
+    body.extend_from_slice(&index.to_ne_bytes());
+    body.extend_from_slice(&[0; 8]); // flags, change mask: none
+    let mut text = name.as_bytes().to_vec();
+    text.push(0);
+    attr(&mut body, IFLA_IFNAME, &text);
+    body
+}
+
+/// Renames the link, as `ip link set DEV name NAME`. Kernels before 6.2 refuse while it is up
+/// (EBUSY); then the kernel's `name_assign_type` becomes NET_NAME_RENAMED.
+pub fn rename(index: u32, name: &str) -> io::Result<()> {
+    change(RTM_NEWLINK, 0, &rename_body(index, name))
+}
+
 /// Adds an IPv4 address with its prefix and broadcast, as `ip addr add A/P brd + dev DEV`.
 /// Fails with EEXIST when the interface has it already.
 pub fn add_address(index: u32, net: Ipv4Net) -> io::Result<()> {
@@ -973,6 +991,14 @@ mod tests {
             let _ = parse_links(&b);
             let _ = parse_addrs(&b);
         }
+    }
+
+    /// The rename request decodes, with the decoder of link dumps, as the link with its new name.
+    #[test]
+    fn rename_body_names_the_link() {
+        let link = parse_link(&rename_body(7, "ens3")).unwrap().unwrap();
+        assert_eq!((link.index, link.name.as_str(), link.up), (7, "ens3", false));
+        assert_eq!(rename_body(7, "ens3").len(), IFINFOMSG_LEN + 12, "4-byte header, 5 bytes, padded");
     }
 
     fn fixture(name: &str) -> Vec<u8> {

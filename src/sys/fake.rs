@@ -35,6 +35,7 @@ pub enum Call {
     /// The module file and its parameters.
     LoadModule(PathBuf, String),
     LinkUp(u32),
+    RenameLink(u32, String),
     AddAddress(u32, Ipv4Net),
     AddDefaultRoute(u32, Ipv4Addr, bool),
     DhcpTransport(u32, Ipv4Addr),
@@ -169,6 +170,10 @@ impl Sys for Fake {
 
     fn link_up(&self, index: u32) -> io::Result<()> {
         self.record(Call::LinkUp(index))
+    }
+
+    fn rename_link(&self, index: u32, name: &str) -> io::Result<()> {
+        self.record(Call::RenameLink(index, name.into()))
     }
 
     fn add_address(&self, index: u32, net: Ipv4Net) -> io::Result<()> {

@@ -63,6 +63,10 @@ impl Sys for Real {
         crate::net::netlink::set_up(index)
     }
 
+    fn rename_link(&self, index: u32, name: &str) -> io::Result<()> {
+        crate::net::netlink::rename(index, name)
+    }
+
     fn add_address(&self, index: u32, net: Ipv4Net) -> io::Result<()> {
         crate::net::netlink::add_address(index, net)
     }
