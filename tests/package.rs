@@ -2,7 +2,8 @@
 //! lintian): the man pages say what `--help` says, word for word; the bash completion offers the
 //! options `--help` lists; the example /etc/stateless.conf parses, to the defaults; the kernel
 //! hooks build and remove a kernel's initramfs as /etc/stateless/initramfs.conf says, and only
-//! then; the shell scripts are shellcheck-clean; the package's version is the crate's.
+//! then; the shell scripts are shellcheck-clean; the package's version is the crate's; the
+//! package tests/run built holds this release binary and the pages its help makes now.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -339,4 +340,51 @@ fn package_version_is_the_crates() {
     let changelog = common::read(&debian("changelog"));
     let first = changelog.lines().next().unwrap();
     assert_eq!(first.split(['(', ')']).nth(1), Some(env!("CARGO_PKG_VERSION")), "{first}");
+}
+
+/// The package debian/build made (tests/run builds it before the tests): the release binary as
+/// it is, the man pages debian/manpage makes from that binary now, no dependency, no maintainer
+/// script, its /etc files conffiles.
+#[test]
+#[ignore = "needs the package and the release build (tests/run builds both first)"]
+fn built_package_holds_this_binary_and_its_help() {
+    let deb = Path::new(MANIFEST).join(format!("target/debian/stateless_{}_amd64.deb", env!("CARGO_PKG_VERSION")));
+    require(deb.exists(), "the package (debian/build)");
+    let bin = std::env::var("STATELESS_BIN");
+    require(bin.is_ok(), "STATELESS_BIN, the release build (tests/run sets it)");
+    let bin = PathBuf::from(bin.unwrap());
+    let tmp = TempDir::new("deb");
+    let (root, control) = (tmp.0.join("root"), tmp.0.join("control"));
+    for (flag, dir) in [("-x", &root), ("-e", &control)] {
+        let out = Command::new("dpkg-deb").arg(flag).arg(&deb).arg(dir).output().unwrap();
+        assert!(out.status.success(), "dpkg-deb {flag}: {out:?}");
+    }
+    assert!(std::fs::read(root.join("usr/sbin/stateless")).unwrap() == std::fs::read(&bin).unwrap(), "a stale package");
+    let mut scripts: Vec<String> =
+        std::fs::read_dir(&control).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    scripts.sort();
+    assert_eq!(scripts, ["conffiles", "control", "md5sums"], "no maintainer scripts");
+    let fields = common::read(&control.join("control"));
+    assert!(!fields.contains("Depends:") && !fields.contains("Pre-Depends:"), "{fields}");
+    let conffiles = common::read(&control.join("conffiles"));
+    assert_eq!(
+        conffiles,
+        "/etc/kernel/postinst.d/stateless\n/etc/kernel/postrm.d/stateless\n/etc/stateless/initramfs.conf\n"
+    );
+    let pages = tmp.0.join("pages");
+    std::fs::create_dir(&pages).unwrap();
+    let out = Command::new(debian("manpage")).arg(&bin).arg(Path::new(MANIFEST).join("README.md")).arg(&pages).output();
+    assert!(out.unwrap().status.success());
+    let body = |text: String| text.split_once('\n').unwrap().1.to_owned();
+    for page in std::fs::read_dir(&pages).unwrap().map(|e| e.unwrap().path()) {
+        let name = page.file_name().unwrap().to_str().unwrap();
+        let packed = root.join(format!("usr/share/man/man8/{name}.gz"));
+        let out = Command::new("gzip").arg("-dc").arg(&packed).output().unwrap();
+        assert!(out.status.success(), "{}: {out:?}", packed.display());
+        // All but the .TH line, which has the changelog's date.
+        let same = body(String::from_utf8(out.stdout).unwrap()) == body(common::read(&page));
+        assert!(same, "{name}: not what debian/manpage makes of this binary (a stale package?)");
+    }
+    let completion = root.join("usr/share/bash-completion/completions/stateless");
+    assert_eq!(common::read(&completion), common::read(&debian("bash-completion")));
 }
