@@ -30,6 +30,7 @@ fact hostname "$(line /proc/sys/kernel/hostname)"
 fact domainname "$(line /proc/sys/kernel/domainname)"
 fact pid1 "$(line /proc/1/comm)"
 fact pid1_exe "$(readlink /proc/1/exe)"
+fact package "$(dpkg-query -W -f='${Version}' stateless 2>/dev/null)"
 fact kernel "$(line /proc/sys/kernel/osrelease)"
 fact level "$(line /etc/stateless-lab/level)"
 layers=""
@@ -105,6 +106,9 @@ cp /run/stateless/report.json /run/stateless/provenance "$out/run/stateless/" 2>
 cp /run/net-*.conf "$out/run/" 2>/dev/null
 cp -L /etc/resolv.conf "$out/etc/resolv.conf" 2>/dev/null
 [ -d /run/systemd/network ] && cp -a /run/systemd/network "$out/run/systemd-network"
+# ifupdown's state, and the interfaces by name (udev may have renamed them).
+[ -d /run/network ] && cp -a /run/network "$out/run/network"
+ls /sys/class/net > "$out/interfaces.txt"
 uptime=$(line /proc/uptime)
 fact uptime_end "${uptime%% *}"
 fact check "done"

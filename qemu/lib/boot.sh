@@ -197,11 +197,41 @@ boot_disks_untouched() {
         [[ $(debugfs -R "cat /keep/notes.txt" "$1/scratch.img" 2>/dev/null) == "the admin's" ]] && echo yes || echo no
 }
 
+# boot_install_package ROOT IMAGE DEB: installs the package into the per-run copy with dpkg in a
+# chroot, as an admin installs it into an image; the binary under test is then the package's
+# /usr/sbin/stateless (the lab's /boot/stateless goes). What dpkg writes in place (its log, its
+# database) is copied first: the run is a hard-link copy of the cached image.
+boot_install_package() {
+    local root=$1 image=$2 deb=$3 dir
+    for dir in var/lib/dpkg var/log; do
+        rm -rf "${root:?}/$dir"
+        cp -a "$(image_root "$image")/$dir" "$root/$dir"
+    done
+    rm -f "$root/boot/stateless"
+    cp "$deb" "$root/tmp/stateless.deb"
+    run_logged "dpkg -i $(basename "$deb") (in the $image export)" "$BOOT_OUT/package.log" \
+        chroot_run "$root" dpkg -i /tmp/stateless.deb
+    rm -f "$root/tmp/stateless.deb"
+}
+
+# boot_package_initramfs ROOT RELEASE LOG: the package's kernel hook builds the initramfs, as
+# when a kernel is installed into the image: /etc/stateless/initramfs.conf given an OUTPUT,
+# then the kernel package's postinst run-parts of /etc/kernel/postinst.d.
+boot_package_initramfs() {
+    local root=$1 release=$2 logfile=$3
+    printf 'OUTPUT=/boot/stateless.img-%%v\nNIC=virtio_net,e1000\n' > "$root/etc/stateless/initramfs.conf.new"
+    mv "$root/etc/stateless/initramfs.conf.new" "$root/etc/stateless/initramfs.conf"
+    run_logged "run-parts /etc/kernel/postinst.d $release (in the export)" "$logfile" \
+        chroot_run "$root" env DEB_MAINT_PARAMS=configure run-parts --verbose --exit-on-error \
+        --arg="$release" --arg="/boot/vmlinuz-$release" /etc/kernel/postinst.d
+    [[ -f $root/boot/stateless.img-$release ]] || die "the kernel hook built no /boot/stateless.img-$release: $logfile"
+}
+
 cmd_boot() {
     local image="" shim="" out="" hostname=lab3-12 append="" pxe=0 until="" follow=0 timeout=240
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
-    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config=""
+    local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -230,6 +260,7 @@ cmd_boot() {
             --fault) faults+=("${2:?}"); shift 2 ;;
             --answer-breaks) answer_breaks=1; shift ;;
             --disks) disks=1; shift ;;
+            --package) package=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -254,6 +285,8 @@ cmd_boot() {
     [[ -z $hostile_dhcp || ($net == tap && $dhcp == 1) ]] || boot_usage_error "--hostile-dhcp goes with --net tap (and DHCP)"
     [[ -z $hostile_dhcp || $hostile_dhcp =~ ^names-[123]$ ]] || boot_usage_error "--hostile-dhcp is names-1, names-2 or names-3"
     [[ $disks == 0 || ($stock == 1 && $check_init == 1) ]] || boot_usage_error "--disks goes with --stock --check-init (the lab kernel has no ext4 or swap)"
+    [[ -z $package || -f $package ]] || die "--package $package: no such file"
+    [[ -z $package || -z $initrd_given ]] || boot_usage_error "--package builds the initramfs: not with --initrd"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -287,9 +320,17 @@ cmd_boot() {
 
     prep_start=$(now)
     image_prepare_run "$image" "$shim" "$modules" "$run_dir/root" "$clean_shutdown"
-    local initrd=""
+    local initrd="" init=/boot/stateless
+    if [[ -n $package ]]; then
+        boot_install_package "$run_dir/root" "$image" "$package"
+        init=/usr/sbin/stateless
+    fi
     if [[ -n $initrd_given ]]; then
         initrd=$initrd_given
+    elif [[ $stock == 1 && -n $package ]]; then
+        boot_package_initramfs "$run_dir/root" "$release" "$BOOT_OUT/initramfs.txt"
+        initrd=$run_dir/root/boot/stateless.img-$release
+        log "initramfs for $release: $(stat -c %s "$initrd") bytes (the package's kernel hook)"
     elif [[ $stock == 1 ]]; then
         initrd=$run_dir/initrd.img
         local nics=virtio_net,e1000 extra=()
@@ -325,7 +366,7 @@ cmd_boot() {
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
     else
-        cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=/boot/stateless panic=-1"
+        cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=$init panic=-1"
     fi
     # An admin's entry (--pxe-config) names the network and the root itself.
     [[ -z $pxe_config ]] || cmdline="console=ttyS0 panic=-1"

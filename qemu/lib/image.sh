@@ -136,7 +136,8 @@ EOF
 # QEMU machine), which systemd-udevd gives the boot interface once systemd runs.
 image_build_systemd_trixie() {
     local dest=$1
-    chroot_apt_install "$dest" "${dest%/*}/apt.log" systemd-sysv ifupdown dhcpcd-base
+    # zstd: the stateless package's Recommends (its initramfs builder runs it).
+    chroot_apt_install "$dest" "${dest%/*}/apt.log" systemd-sysv ifupdown dhcpcd-base zstd
     mkdir -p "$dest/etc/network"
     cat > "$dest/etc/network/interfaces" <<'EOF'
 # As the Debian installer writes it for a machine whose NIC is ens3.

@@ -1037,7 +1037,8 @@ impl<'a> Executor<'a> {
             Ok(()) => {
                 let mount = self.sys.mount_key(lower);
                 self.dirs.push(DirResult { dir: dir.into(), mode: DirMode::Overlay, mount });
-                return Ok(Done::ok("mounted: the image dir below, the layers in the upper dir"));
+                let marked = self.mark_extrinsic("overlay", dir);
+                return Ok(Done::ok(format!("mounted: the image dir below, the layers in the upper dir{marked}")));
             }
             Err(why) => why,
         };
@@ -1049,6 +1050,22 @@ impl<'a> Executor<'a> {
         }
         let entries = copied?;
         Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
+    }
+
+    /// Appends `dir`'s mount of `source` to libmount's utab as `x-initrd.mount`
+    /// ([`mounts::utab_extrinsic`]): systemd leaves it to systemd-shutdown. What the step's
+    /// detail adds: where, or why not (logged; the boot goes on, only the shutdown is noisier).
+    fn mark_extrinsic(&self, source: &str, dir: &str) -> String {
+        match mounts::mark_extrinsic(&self.target, source, dir) {
+            Ok(()) => format!("; x-initrd.mount in /{}", mounts::UTAB),
+            Err(e) => {
+                log::warn!(
+                    "/{dir}: not marked x-initrd.mount in /{}: {e} (systemd may fail to unmount it at shutdown)",
+                    mounts::UTAB
+                );
+                String::new()
+            }
+        }
     }
 
     /// Unmounts what was mounted on `path`; false (logged) when it stays.
@@ -1073,6 +1090,12 @@ impl<'a> Executor<'a> {
             Err(_) => (DirMode::None, None),
         };
         self.dirs.push(DirResult { dir: writable.dir.clone(), mode, mount });
+        if result.is_ok() {
+            let marked = self.mark_extrinsic("tmpfs", &writable.dir);
+            if !marked.is_empty() {
+                log::info!("/{}: tmpfs{marked}", writable.dir);
+            }
+        }
         result
     }
 
@@ -1415,6 +1438,11 @@ mod tests {
             Some(&Call::Exec("/sbin/init".into(), vec!["/sbin/init".into(), "single".into()]))
         );
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        // systemd leaves the overlays to systemd-shutdown (a busy /var at shutdown otherwise).
+        assert_eq!(
+            std::fs::read_to_string(r.join("run/mount/utab")).unwrap(),
+            "SRC=overlay TARGET=/etc ROOT=/ OPTS=x-initrd.mount\nSRC=overlay TARGET=/var ROOT=/ OPTS=x-initrd.mount\n"
+        );
         // The layers went into the upper dir before the overlay (here a plain dir: the fake
         // mounts nothing).
         assert_eq!(std::fs::read_to_string(r.join("run/stateless/rw/etc/upper/from-base")).unwrap(), "base\n");
@@ -1656,6 +1684,7 @@ mod tests {
         assert_eq!(report["dirs"], serde_json::json!([{"dir": "etc", "mode": "none"}]));
         assert_eq!(report["degraded"], true);
         assert!(!r.join("etc/hostname").exists());
+        assert!(!r.join("run/mount/utab").exists(), "no mount, no utab line");
     }
 
     #[test]

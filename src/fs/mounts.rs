@@ -98,6 +98,45 @@ pub fn option_safe(path: &Path) -> Result<&str, String> {
     }
 }
 
+/// libmount's table of what mount(8) adds to the kernel's mount table (userspace options),
+/// relative to the root: systemd reads it with /proc/self/mountinfo.
+pub const UTAB: &str = "run/mount/utab";
+
+/// A line of [`UTAB`] giving the mount of `source` on `target` (absolute, as the booted system
+/// sees it) the option `x-initrd.mount`: systemd then leaves it alone at shutdown, as it leaves
+/// what an initramfs mounted (`fstab_is_extrinsic`), and systemd-shutdown unmounts it last,
+/// after every process is gone. Without it, systemd unmounts /var while journald still has
+/// its journal open there ("Failed unmounting var.mount"). Spaces, tabs, newlines and
+/// backslashes are written as libmount writes them (`\040`).
+pub fn utab_extrinsic(source: &str, target: &str) -> String {
+    let mangle = |s: &str| {
+        s.chars().fold(String::new(), |mut out, c| {
+            match c {
+                ' ' | '\t' | '\n' | '\\' => out.push_str(&format!("\\{:03o}", u32::from(c))),
+                c => out.push(c),
+            }
+            out
+        })
+    };
+    format!("SRC={} TARGET={} ROOT=/ OPTS=x-initrd.mount\n", mangle(source), mangle(target))
+}
+
+/// Appends [`utab_extrinsic`] of `source` on `/dir` to `root`'s [`UTAB`] (made, 0644, when
+/// missing; never through a symlink).
+pub fn mark_extrinsic(root: &crate::fs::root::ImageRoot, source: &str, dir: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let line = utab_extrinsic(source, &format!("/{dir}"));
+    let (parent, name) = UTAB.rsplit_once('/').unwrap_or(("run", UTAB));
+    let run = root.create_dir_all(parent, 0o755)?;
+    let flags = rustix::fs::OFlags::WRONLY
+        | rustix::fs::OFlags::APPEND
+        | rustix::fs::OFlags::CREATE
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(&run.fd, name, flags, rustix::fs::Mode::from_raw_mode(0o644))?;
+    std::fs::File::from(fd).write_all(line.as_bytes())
+}
+
 /// overlayfs options with the image dir as the single lower layer.
 pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String, String> {
     Ok(format!("lowerdir={},upperdir={},workdir={}", option_safe(lower)?, option_safe(upper)?, option_safe(work)?))
@@ -106,6 +145,12 @@ pub fn overlay_options(lower: &Path, upper: &Path, work: &Path) -> Result<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utab_lines_are_libmounts() {
+        assert_eq!(utab_extrinsic("overlay", "/var"), "SRC=overlay TARGET=/var ROOT=/ OPTS=x-initrd.mount\n");
+        assert_eq!(utab_extrinsic("tmpfs", "/a b\\c"), "SRC=tmpfs TARGET=/a\\040b\\134c ROOT=/ OPTS=x-initrd.mount\n");
+    }
 
     #[test]
     fn dev_is_first_and_targets_are_relative() {
