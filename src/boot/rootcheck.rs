@@ -82,22 +82,16 @@ pub fn is_eio(failure: &Failure) -> bool {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     use super::*;
     use crate::sys::{Call, Fake};
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fs::Tmp;
 
     /// A root whose /sbin/init is an absolute symlink to a file only the root has.
     fn root(tag: &str, size: usize) -> Tmp {
-        let dir = std::env::temp_dir().join(format!("stateless-rootcheck-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let t = Tmp::new(&format!("rootcheck-{tag}"));
+        let dir = t.0.clone();
         for d in ["sbin", "lib/stateless-test", "diskless/base", "etc"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -105,7 +99,7 @@ mod tests {
         std::fs::write(&init, vec![0x7f; size]).unwrap();
         std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("/lib/stateless-test/init", dir.join("sbin/init")).unwrap();
-        Tmp(dir)
+        t
     }
 
     #[test]
