@@ -1055,8 +1055,15 @@ impl<'a> Executor<'a> {
     /// Appends `dir`'s mount of `source` to libmount's utab as `x-initrd.mount`
     /// ([`mounts::utab_extrinsic`]): systemd leaves it to systemd-shutdown. What the step's
     /// detail adds: where, or why not (logged; the boot goes on, only the shutdown is noisier).
+    /// Only into a tmpfs /run: else the file would land in the image (on the server, for a
+    /// root mounted read-write).
     fn mark_extrinsic(&self, source: &str, dir: &str) -> String {
-        match mounts::mark_extrinsic(&self.target, source, dir) {
+        let marked = match self.target.dir("run") {
+            Ok(run) if self.sys.is_mounted(&run.path, TMPFS_MAGIC) => mounts::mark_extrinsic(&self.target, source, dir),
+            Ok(_) => Err(std::io::Error::other("/run is not a tmpfs")),
+            Err(e) => Err(e),
+        };
+        match marked {
             Ok(()) => format!("; x-initrd.mount in /{}", mounts::UTAB),
             Err(e) => {
                 log::warn!(
@@ -1651,6 +1658,21 @@ mod tests {
         let (outcomes, _) = boot(&image, "stateless.scratch=lab-scratch", &sys, Mode::Apply);
         let etc = outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if dir == "etc")).unwrap();
         assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
+    }
+
+    #[test]
+    fn without_a_tmpfs_run_no_utab_lands_in_the_image() {
+        // /run not mounted (its tmpfs failed; the dirs went to copy mode): the mount is left
+        // unmarked rather than run/mount/utab written into the image.
+        let image = Image::new("no-run-utab");
+        let sys = fake(|_| None);
+        let executor = image.executor(&sys, "", Mode::Boot);
+        assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "");
+        assert!(!image.0.join("run/mount").exists(), "written into the image's /run");
+        sys.mount("tmpfs", &image.0.join("run"), "tmpfs", MountFlags::empty(), "").unwrap();
+        assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "; x-initrd.mount in /run/mount/utab");
+        let utab = std::fs::read_to_string(image.0.join("run/mount/utab")).unwrap();
+        assert_eq!(utab, "SRC=tmpfs TARGET=/etc ROOT=/ OPTS=x-initrd.mount\n");
     }
 
     #[test]
