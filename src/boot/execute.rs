@@ -113,6 +113,11 @@ pub struct Executor<'a> {
     copied: Vec<(String, ImageDir)>,
 }
 
+/// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
+fn said_dropped(dropped: &[Dropped]) -> String {
+    dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
+}
+
 /// What the check of a root just mounted decided.
 enum Checked {
     /// The boot goes on with it; what was read.
@@ -802,6 +807,7 @@ impl<'a> Executor<'a> {
                         }
                         Checked::SteppedDown(older) => {
                             versions = older.to_vec();
+                            last = None; // what the give-up says is in `dropped`
                             continue 'rounds;
                         }
                     },
@@ -822,11 +828,12 @@ impl<'a> Executor<'a> {
             }
             let waited = waited(slept);
             if waited >= bound {
-                let e = last.unwrap_or_else(|| std::io::Error::other("no mount attempt"));
+                let e = last.unwrap_or_else(|| std::io::Error::other("no time left to mount again"));
                 let message = format!(
-                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}",
+                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}{}",
                     waited.as_secs(),
-                    self.options.nfs_timeout
+                    self.options.nfs_timeout,
+                    said_dropped(&dropped)
                 );
                 return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
             }
@@ -865,10 +872,8 @@ impl<'a> Executor<'a> {
         };
         let older = nfsroot::older_minors(version);
         let Some(next) = older.first().filter(|_| rootcheck::is_eio(&failure)) else {
-            let before: Vec<String> =
-                dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect();
             let message =
-                format!("{} ({} mounted with NFSv{version}){}", failure.message, mount.source(), before.concat());
+                format!("{} ({} mounted with NFSv{version}){}", failure.message, mount.source(), said_dropped(dropped));
             return Err(Failure { message, ..failure });
         };
         let why = if version == "4.2" { " (NFSv4.2 READ_PLUS is broken in nfs-ganesha before 6.2)" } else { "" };
@@ -2199,6 +2204,27 @@ mod tests {
         assert!(error.message.contains("; NFSv4.2 dropped: read ") && error.message.contains("; NFSv4.1 dropped"));
         // The shell runs in the initramfs, the root left mounted at /root to look at.
         assert!(sys.calls().contains(&Call::Shell("/bin/sh".into())));
+    }
+
+    #[test]
+    fn a_step_down_with_no_time_left_gives_up_saying_why() {
+        // The read of 4.2 takes the whole bound: 4.1 gets no try, and the give-up says why
+        // rather than "no mount attempt".
+        let eio = reads_fail(&["4.2"], Errno::IO);
+        let (image, sys) = initramfs("eio-late", move |c| {
+            if matches!(c, Call::Read(_)) {
+                std::thread::sleep(Duration::from_millis(1100));
+            }
+            eio(c)
+        });
+        let cmdline = "root=nfs4:10.0.2.9:/img stateless.nfs.timeout=1";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=4.2", "umount"]);
+        assert_eq!(error.op, Op::Mount);
+        assert!(error.message.contains("gave up after 1 tries"), "{error}");
+        assert!(error.message.contains(": no time left to mount again; NFSv4.2 dropped: read "), "{error}");
+        assert!(error.message.ends_with("input/output error (os error 5)"), "{error}");
     }
 
     #[test]
