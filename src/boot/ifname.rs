@@ -12,7 +12,7 @@
 //! `NamePolicy=` and `Name=`. What cannot be told (a match key not understood, an SR-IOV function,
 //! `net.naming-scheme=`) keeps the kernel's name, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::read_link;
 use std::path::{Path, PathBuf};
 
@@ -233,6 +233,8 @@ pub struct LinkFile {
     matching: BTreeMap<String, Vec<String>>,
     policy: Option<Vec<String>>,
     name: Option<String>,
+    /// A `<file>.d/` drop-in dir exists in one of the dirs: what it changes is not read.
+    dropins: bool,
 }
 
 impl LinkFile {
@@ -310,26 +312,32 @@ impl LinkFile {
 
 /// The image's `.link` files in udev's order (by file name, the first directory holding a name
 /// winning); one linked to /dev/null or empty is masked, left out. Unreadable ones are left out.
+/// Each knows whether a drop-in dir (`<name>.d/`) exists for it in any of the dirs.
 pub fn links(root: &ImageRoot) -> Vec<LinkFile> {
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut dropins: BTreeSet<String> = BTreeSet::new();
     for dir in LINK_DIRS {
         let Ok(opened) = root.dir(dir) else { continue };
         let Ok(entries) = std::fs::read_dir(&opened.path) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(file) = name.strip_suffix(".d").filter(|f| f.ends_with(".link")) {
+                dropins.insert(file.to_string());
+            }
             if name.ends_with(".link") && !found.contains_key(&name) {
                 found.insert(name.clone(), Path::new(dir).join(&name));
             }
         }
     }
     let mut out = Vec::new();
-    for (_, rel) in found {
+    for (name, rel) in found {
         if read_link(root.host_path(&rel)).is_ok_and(|t| t == Path::new("/dev/null")) {
             continue;
         }
         match root.read_file(&rel, LINK_LIMIT) {
             Ok(Some(text)) if !text.iter().all(u8::is_ascii_whitespace) => {
-                out.push(LinkFile::parse(&rel.to_string_lossy(), &String::from_utf8_lossy(&text)));
+                let link = LinkFile::parse(&rel.to_string_lossy(), &String::from_utf8_lossy(&text));
+                out.push(LinkFile { dropins: dropins.contains(&name), ..link });
             }
             Ok(_) => {}
             Err(e) => log::warn!("{}: {e}: left out of the interface's naming", crate::model::text::escape_path(&rel)),
@@ -404,6 +412,9 @@ pub fn decide(device: &Device, links: &[LinkFile], naming: Naming) -> Decision {
     let mut matched = None;
     for link in links {
         match link.matches(device) {
+            Ok(true) | Err(_) if link.dropins => {
+                return Decision::Keep(format!("{}: its drop-ins (.link.d/) are not read here", link.file))
+            }
             Ok(true) => {
                 matched = Some(link);
                 break;
@@ -772,6 +783,12 @@ mod tests {
         symlink("/dev/null", img.0.join("etc/systemd/network/99-default.link")).unwrap();
         assert!(links(&img.1).iter().all(|l| !l.file.ends_with("99-default.link")));
         assert_eq!(decide(&ens3(), &links(&img.1), ON), Decision::Keep("no .link file of the image matches it".into()));
+        // A drop-in may change the policy or the name (`NamePolicy=path` for `enp0s3`): not read,
+        // so the name is kept rather than one udev would not give (and then keep).
+        std::fs::remove_file(img.0.join("etc/systemd/network/99-default.link")).unwrap();
+        std::fs::create_dir_all(img.0.join("etc/systemd/network/99-default.link.d")).unwrap();
+        let expected = "usr/lib/systemd/network/99-default.link: its drop-ins (.link.d/) are not read here";
+        assert_eq!(decide(&ens3(), &links(&img.1), ON), Decision::Keep(expected.into()));
     }
 
     #[test]
