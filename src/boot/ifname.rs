@@ -64,6 +64,9 @@ pub struct Device {
     pub slot: Option<String>,
     pub path_name: Option<String>,
     pub mac_name: Option<String>,
+    /// The onboard, slot and path names were computed (a PCI function, no SR-IOV VF); else
+    /// what udev gives for them is not known.
+    pub located: bool,
 }
 
 /// A sysfs attribute, trimmed; `None` when missing or unreadable.
@@ -205,6 +208,7 @@ fn pci_names(device: &mut Device, sysfs: &Path, net: &Path, pci: &Path, prefix: 
     if pci.join("physfn").exists() {
         return;
     }
+    device.located = true;
     let sysname = pci.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     device.path = Some(format!("pci-{sysname}"));
     let port = port(net);
@@ -440,6 +444,10 @@ pub fn decide(device: &Device, links: &[LinkFile], naming: Naming) -> Decision {
             "keep" if matches!(device.assign, Some(NET_NAME_USER | NET_NAME_RENAMED)) => {
                 return Decision::Keep(format!("{}: NamePolicy=keep, a name userspace gave", link.file))
             }
+            "onboard" | "slot" | "path" if !device.located => {
+                let why = format!("{}: NamePolicy={policy}: this device's names are not computed here", link.file);
+                return Decision::Keep(why);
+            }
             "onboard" => device.onboard.as_ref(),
             "slot" => device.slot.as_ref(),
             "path" => device.path_name.as_ref(),
@@ -657,6 +665,7 @@ mod tests {
             slot: Some("ens3".into()),
             path_name: Some("enp0s3".into()),
             mac_name: Some("enx525400123456".into()),
+            located: true,
             ..Device::default()
         }
     }
@@ -710,6 +719,15 @@ mod tests {
         let host = LinkFile::parse("10-x.link", "[Match]\nHost=node1\n[Link]\nName=x0\n");
         let kept = decide(&ens3(), &[host, default[0].clone()], ON);
         assert_eq!(kept, Decision::Keep("10-x.link matches on Host=, not read here".into()));
+        // Not on PCI (a platform NIC, USB) or an SR-IOV VF: udev's onboard, slot and path names
+        // are not known, so neither is whether a later policy or Name= applies.
+        let platform = Device { bus: None, path: None, slot: None, path_name: None, located: false, ..ens3() };
+        let link = LinkFile::parse("50.link", "[Match]\nOriginalName=*\n[Link]\nNamePolicy=path mac\nName=lan0\n");
+        let expected = "50.link: NamePolicy=path: this device's names are not computed here";
+        assert_eq!(decide(&platform, std::slice::from_ref(&link), ON), Decision::Keep(expected.into()));
+        let mac = LinkFile::parse("50.link", "[Match]\nOriginalName=*\n[Link]\nNamePolicy=mac\n");
+        assert_eq!(renamed(decide(&platform, &[mac], ON)).as_deref(), Some("enx525400123456"));
+        assert_eq!(renamed(decide(&ens3(), &[link], ON)).as_deref(), Some("enp0s3"));
         // Not plain, all digits, too long: no name from it.
         for bad in ["a/b", "123", "abcdefghijklmnop"] {
             let link = LinkFile::parse("1.link", &format!("[Match]\nOriginalName=eth*\n[Link]\nName={bad}\n"));
