@@ -41,6 +41,8 @@ const LINK_DIRS: [&str; 5] = [
     "usr/lib/systemd/network",
     "lib/systemd/network",
 ];
+/// udev's rule that gives an interface the name its `.link` file decided.
+const SETUP_LINK_RULES: &str = "80-net-setup-link.rules";
 /// A `.link` file is small; a larger one is not read.
 const LINK_LIMIT: u64 = 64 * 1024;
 
@@ -352,7 +354,9 @@ pub fn links(root: &ImageRoot) -> Vec<LinkFile> {
 
 /// The first of the admin's udev rules (`etc/udev/rules.d/*.rules`) that assigns `NAME=`: such a
 /// rule (`70-persistent-net.rules` of old installs pins `eth0` by MAC and `KERNEL=="eth*"`) comes
-/// before the `.link` files, and is not evaluated here.
+/// before the `.link` files, and is not evaluated here. Or that replaces udev's rule that applies
+/// the `.link` files' names ([`SETUP_LINK_RULES`]): masked (a documented way to keep the
+/// kernel's names) or a copy of its own.
 pub fn named_by_rules(root: &ImageRoot) -> Option<String> {
     let dir = "etc/udev/rules.d";
     let opened = root.dir(dir).ok()?;
@@ -364,6 +368,9 @@ pub fn named_by_rules(root: &ImageRoot) -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().map(|n| format!("{dir}/{n}")).find(|rel| {
+        if rel.ends_with(SETUP_LINK_RULES) {
+            return true;
+        }
         let text = root.read_file(rel, LINK_LIMIT).ok().flatten().unwrap_or_default();
         String::from_utf8_lossy(&text)
             .lines()
@@ -822,6 +829,10 @@ mod tests {
         );
         assert_eq!(named_by_rules(&img.1).as_deref(), Some("etc/udev/rules.d/70-persistent-net.rules"));
         assert_eq!(named_by_rules(&image("norules", &[]).1), None);
+        // udev's own naming rule masked, as `ln -s /dev/null /etc/udev/rules.d/80-net-setup-link.rules`.
+        let img = image("masked", &[("etc/udev/rules.d/60-x.rules", "KERNEL==\"sda\"\n")]);
+        symlink("/dev/null", img.0.join("etc/udev/rules.d/80-net-setup-link.rules")).unwrap();
+        assert_eq!(named_by_rules(&img.1).as_deref(), Some("etc/udev/rules.d/80-net-setup-link.rules"));
     }
 
     #[test]
