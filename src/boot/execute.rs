@@ -862,7 +862,8 @@ impl<'a> Executor<'a> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
         let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
             Ok(checked) => {
-                let read = format!("read {} bytes of {}", checked.bytes, checked.init);
+                let read =
+                    format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 let (init, init_bytes) = (checked.init, checked.bytes as u64);
                 self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
