@@ -1835,6 +1835,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_module_the_admin_named_that_finds_no_device_fails_its_step() {
+        // ENODEV is no failure for coldplug, but `stateless.modules=` asked for this one.
+        let image = Image::new("modules-nodev");
+        let dir = image.0.join("lib/modules/6.1.0");
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        std::fs::write(dir.join("modules.dep"), "kernel/pcspkr.ko:\n").unwrap();
+        std::fs::write(dir.join("kernel/pcspkr.ko"), "").unwrap();
+        let sys = fake(|c| matches!(c, Call::LoadModule(..)).then_some(Errno::NODEV.raw_os_error()));
+        let (outcomes, ended) = boot(&image, "stateless.modules=pcspkr", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "not fatal: {outcomes:#?}");
+        let step = outcomes.iter().find(|o| matches!(&o.step, Step::Module { name, .. } if name == "pcspkr")).unwrap();
+        assert_eq!(step.status, Status::Failed, "{step:?}");
+        let error = step.error.as_ref().unwrap();
+        assert_eq!(error.errno, Some(Errno::NODEV.raw_os_error()));
+        assert!(
+            error.message.ends_with("pcspkr.ko: No such device (os error 19): the module found no device"),
+            "{error}"
+        );
+    }
+
     /// An image with four modules and two devices (a virtio PCI NIC, the PC speaker), and a
     /// fake kernel on which loading virtio_pci makes the virtio NIC appear.
     /// `host_conf`: a modprobe.d file the host layer brings, which appears in /etc when its
