@@ -14,6 +14,7 @@ use crate::boot::{plan, CONFIG, CONFIG_LIMIT};
 use crate::fs::root::ImageRoot;
 use crate::fs::{layers, tree};
 use crate::model::outcome::{Failure, Op};
+use crate::model::text::escape;
 use crate::sys::Sys;
 
 /// How much of the init is read: its ELF header and first pages, what exec reads first.
@@ -42,7 +43,8 @@ pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked,
     let (options, _) = crate::boot::options_with(cmdline, config);
     let (init, fallbacks) = plan::init(options.init.as_deref(), root);
     let Some(init) = init else {
-        let message = format!("no init in the new root: none of {} is an executable file", fallbacks.join(", "));
+        let shown: Vec<String> = fallbacks.iter().map(|f| escape(f.as_bytes())).collect();
+        let message = format!("no init in the new root: none of {} is an executable file", shown.join(", "));
         let no_init = Failure::new(Op::Open, Some(root.path()), message);
         return Err(Failure { errno: Some(Errno::NOENT.raw_os_error()), ..no_init });
     };
@@ -139,6 +141,9 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sh", t.0.join("sbin/init")).unwrap();
         let failure = check(&Fake::default(), &image, b"").unwrap_err();
         assert!(failure.message.starts_with("no init in the new root"), "{failure}");
+        // `stateless.init=` is the command line's or the image's: shown escaped.
+        let failure = check(&Fake::default(), &image, b"stateless.init=/x\x1b[2J").unwrap_err();
+        assert!(failure.message.starts_with("no init in the new root: none of /x\\x1b[2J, /sbin/init"), "{failure}");
         assert!(!is_eio(&failure));
         std::fs::remove_file(t.0.join("sbin/init")).unwrap();
         std::os::unix::fs::symlink("/lib/stateless-test/init", t.0.join("sbin/init")).unwrap();
