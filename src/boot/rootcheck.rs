@@ -61,15 +61,13 @@ pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked,
     Ok(Checked { init, bytes })
 }
 
-/// The layer root opened and its first entries listed.
+/// The layer root opened and its first entries listed. An image without one boots without
+/// layers, as in on-root mode (the layers phase says so): only one that cannot be read fails.
 fn layer_root(root: &ImageRoot, layers: &str) -> Result<(), Failure> {
     let shown = root.host_path(layers);
     let fd = match layers::open_root(root.fd(), layers) {
         Ok(Some(fd)) => fd,
-        Ok(None) => {
-            let missing = Failure::new(Op::Open, Some(&shown), "no layer root (stateless.layers=) in the new root");
-            return Err(Failure { errno: Some(Errno::NOENT.raw_os_error()), ..missing });
-        }
+        Ok(None) => return Ok(()),
         Err(why) => return Err(Failure::new(Op::Open, Some(&shown), why)),
     };
     let listed = rustix::fs::Dir::read_from(&fd).and_then(|mut dir| dir.next().transpose().map(drop));
@@ -119,10 +117,11 @@ mod tests {
         std::fs::write(t.0.join("etc/stateless.conf"), conf).unwrap();
         let checked = check(&sys, &image, b"").unwrap();
         assert_eq!(checked, Checked { init: "/lib/stateless-test/small".into(), bytes: 10 });
-        // The command line over the config, as after the switch.
-        let failure = check(&sys, &image, b"stateless.layers=/nowhere").unwrap_err();
-        assert_eq!(failure.errno, Some(Errno::NOENT.raw_os_error()), "{failure}");
-        assert!(failure.to_string().contains("/nowhere: no layer root"), "{failure}");
+        // The command line over the config, as after the switch: no layer root is no failure
+        // (no layers, as on-root), one that is not a dir is.
+        assert!(check(&sys, &image, b"stateless.layers=/nowhere").is_ok());
+        let failure = check(&sys, &image, b"stateless.layers=/lib/stateless-test/small").unwrap_err();
+        assert!(failure.to_string().contains("/lib/stateless-test/small"), "{failure}");
     }
 
     #[test]
