@@ -1,6 +1,7 @@
-//! `stateless initramfs` on the installed Debian kernel tree: what goes in is what modprobe would
-//! load for the NICs, NFS and overlayfs (no more), the index files name only those, the image
-//! is small and the same bytes every time.
+//! `stateless initramfs` on the installed Debian kernel tree and on Debian 13's (compressed
+//! modules, from the lab cache): what goes in is what modprobe would load for the NICs, NFS and
+//! overlayfs (no more, unpacked), the index files name only those, the image is small and the
+//! same bytes every time.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -61,7 +62,8 @@ fn trixie_tree(dir: &Path) -> Tree {
 /// with the name the image gives it (a compressed module goes in unpacked: `a.ko.xz` is `a.ko`).
 fn modprobe_files(tree: &Tree, modules: &[&str]) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
-    let base = format!("{}/lib/modules/{}/", tree.root.display(), tree.release).replace("//", "/");
+    // modprobe names DIR/lib/modules/RELEASE/PATH ("//lib/..." with -d /).
+    let base = format!("/lib/modules/{}/", tree.release);
     for m in modules {
         let out = Command::new("modprobe")
             .arg("-d")
@@ -72,7 +74,7 @@ fn modprobe_files(tree: &Tree, modules: &[&str]) -> BTreeSet<String> {
         assert!(out.status.success(), "modprobe {m}: {out:?}");
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(path) = line.strip_prefix("insmod ") {
-                let path = path.trim().trim_start_matches(&base);
+                let path = path.trim().split_once(&base).map_or(path, |(_, path)| path);
                 let plain = [".xz", ".zst", ".gz"].iter().find_map(|z| path.strip_suffix(z)).unwrap_or(path);
                 files.insert(plain.to_string());
             }
@@ -92,22 +94,24 @@ fn listing(image: &Path) -> Vec<String> {
 #[test]
 #[ignore = "needs the Debian kernel tree, zstd and cpio (tests/run runs it, after qemu/lab build installs them)"]
 fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
-    // The issue's bound: 2 MB with the release build.
-    holds_what_modprobe_would_load(&host_tree(), Some(2 << 20));
+    // The issue's 2 MB with the release build, and 100 KiB for the three decompressors of
+    // compressed modules the binary holds since (65 KB of the image; README, initramfs mode).
+    holds_what_modprobe_would_load(&host_tree(), (2 << 20) + (100 << 10));
 }
 
 #[test]
 #[ignore = "needs Debian 13's kernel tree in the lab cache, zstd and cpio (tests/run runs it, after qemu/lab build fetches it)"]
 fn the_image_of_debian_13s_compressed_modules_holds_them_unpacked_as_modprobe_would_load_them() {
     let tmp = TempDir::new("initramfs-trixie");
-    // No bound: 2.29 MB, the 1.8 MB the issue hoped for is not reached (README, initramfs mode).
-    holds_what_modprobe_would_load(&trixie_tree(&tmp.0), None);
+    // 2.31 MB: larger modules, which zstd packs less tightly than xz did one by one; the 1.8 MB
+    // the issue hoped for is not reached (README, initramfs mode).
+    holds_what_modprobe_would_load(&trixie_tree(&tmp.0), (2 << 20) + (300 << 10));
 }
 
 /// The image for `--nic virtio_net,e1000` built from `tree` holds what modprobe loads for
 /// them, NFS and overlayfs, no more, plain; the index names only those; it is at most `bound`
 /// bytes and the same bytes every time.
-fn holds_what_modprobe_would_load(tree: &Tree, bound: Option<u64>) {
+fn holds_what_modprobe_would_load(tree: &Tree, bound: u64) {
     // The size bound is for the release build, which tests/run passes.
     let bin = std::env::var("STATELESS_BIN")
         .unwrap_or_else(|_| panic!("missing prerequisite: STATELESS_BIN, the release build (tests/run sets it)"));
@@ -126,9 +130,7 @@ fn holds_what_modprobe_would_load(tree: &Tree, bound: Option<u64>) {
     };
     let (image, printed) = build("a.img");
     let size = std::fs::metadata(&image).unwrap().len();
-    if let Some(bound) = bound {
-        assert!(size <= bound, "{size} bytes, over {bound}\n{printed}");
-    }
+    assert!(size <= bound, "{size} bytes, over {bound}\n{printed}");
     assert!(printed.contains(&format!("size: {size} bytes")), "{printed}");
     assert!(!printed.contains("warning"), "{printed}");
     let (again, _) = build("b.img");

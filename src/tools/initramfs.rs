@@ -36,9 +36,11 @@ Nothing is read through a symlink that leads out of the module dir or the firmwa
 (absolute, or up out of it): such a module or index file is an error and no image is written,
 such a firmware file is left out as missing, with a warning; symlinks that stay inside are
 followed. A file that is not a regular one (a device, a fifo) is never opened. Compressed
-modules (.ko.xz, .ko.zst, .ko.gz) go in unpacked, their firmware with them, the index naming
-them .ko: the image is compressed once, as a whole. Compression runs the zstd (-19, default)
-or gzip (-9) command. Entries are sorted, owned by root and dated
+modules (.ko.xz, .ko.zst, .ko.gz) go in unpacked, in process, their firmware with them, the
+index naming them .ko: the image is compressed once, as a whole; a damaged one, or one that
+unpacks to over 256 MiB (1 GiB all modules), is an error and no image is written.
+Compression runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by
+root and dated
 SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else not a number of seconds is an
 error): the same inputs give the same bytes. FILE is written beside and renamed over (a
 symlink there is replaced, not followed). Prints what went in and the size.
