@@ -39,10 +39,7 @@ impl Compression {
                     xz4rust::XzReader::new_with_buffer_size_and_decoder(io::Cursor::new(data), buffer, decoder);
                 ("xz", io::copy(&mut reader.take(bounded), &mut out))
             }
-            Compression::Zstd => match ruzstd::decoding::StreamingDecoder::new(data.as_slice()) {
-                Ok(decoder) => ("zstd", io::copy(&mut decoder.take(bounded), &mut out)),
-                Err(e) => ("zstd", Err(io::Error::new(io::ErrorKind::InvalidData, e))),
-            },
+            Compression::Zstd => ("zstd", unzstd(&data, bounded, &mut out)),
             Compression::Gzip => {
                 ("gzip", io::copy(&mut flate2::read::GzDecoder::new(data.as_slice()).take(bounded), &mut out))
             }
@@ -53,6 +50,21 @@ impl Compression {
             Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Err(e),
             Err(e) => Err(io::Error::new(e.kind(), format!("not a whole {name} stream ({e})"))),
         }
+    }
+}
+
+/// `data` as one zstd frame unpacked into `out`, at most `bounded` bytes read, its checksum
+/// (when the frame has one) compared: ruzstd computes it, the caller compares.
+fn unzstd(data: &[u8], bounded: u64, out: &mut Bounded) -> io::Result<u64> {
+    let mut decoder =
+        ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let copied = io::copy(&mut (&mut decoder).take(bounded), out)?;
+    let frame = decoder.into_frame_decoder();
+    match (frame.get_checksum_from_data(), frame.get_calculated_checksum()) {
+        (Some(read), Some(computed)) if read != computed => {
+            Err(io::Error::new(io::ErrorKind::InvalidData, "its checksum does not match"))
+        }
+        _ => Ok(copied),
     }
 }
 
@@ -130,6 +142,19 @@ mod tests {
             assert!(other.starts_with("not a whole "), "{kind:?}: {other}");
             let cut = kind.unpack(data[..data.len() / 2].to_vec(), 1 << 20).unwrap_err().to_string();
             assert!(cut.starts_with("not a whole "), "{kind:?}: {cut}");
+        }
+        // The checks themselves: zstd's checksum is the frame's last 4 bytes, gzip's CRC32 the
+        // trailer's first 4, xz's CRC32 the 4 before the index and the footer (12 bytes each here).
+        for (kind, tool, from_end) in [
+            (Compression::Xz, &["xz", "--check=crc32", "--lzma2=dict=1MiB", "-c"][..], 28),
+            (Compression::Zstd, &["zstd", "-q", "-c"], 1),
+            (Compression::Gzip, &["gzip", "-9", "-n", "-c"], 8),
+        ] {
+            let mut data = packed(tool, &module);
+            let at = data.len() - from_end;
+            data[at] ^= 1;
+            let wrong = kind.unpack(data, 1 << 20).unwrap_err().to_string();
+            assert!(wrong.starts_with("not a whole "), "{kind:?}: {wrong}");
         }
     }
 
