@@ -1,6 +1,7 @@
-//! `stateless initramfs` on the installed Debian kernel tree: what goes in is what modprobe would
-//! load for the NICs, NFS and overlayfs (no more), the index files name only those, the image
-//! is small and the same bytes every time.
+//! `stateless initramfs` on the installed Debian kernel tree and on Debian 13's (compressed
+//! modules, from the lab cache): what goes in is what modprobe would load for the NICs, NFS and
+//! overlayfs (no more, unpacked), the index files name only those, the image is small and the
+//! same bytes every time.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
@@ -11,29 +12,71 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
+/// A kernel tree the builder is checked on: its release, its module dir, and the dir
+/// `modprobe -d` reads it from (as DIR/lib/modules/RELEASE).
+struct Tree {
+    release: String,
+    modules: PathBuf,
+    root: PathBuf,
+}
+
 /// The newest Debian kernel with its modules installed (`qemu/lab build` installs one).
-fn release() -> String {
+fn host_tree() -> Tree {
     let mut releases: Vec<String> = std::fs::read_dir("/boot")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("vmlinuz-").map(str::to_string))
         .filter(|r| Path::new("/lib/modules").join(r).join("modules.dep").exists())
         .collect();
     releases.sort();
-    releases.pop().unwrap_or_else(|| {
+    let release = releases.pop().unwrap_or_else(|| {
         panic!("missing prerequisite: a kernel in /boot with /lib/modules (qemu/lab build installs it)")
-    })
+    });
+    Tree { modules: Path::new("/lib/modules").join(&release), release, root: PathBuf::from("/") }
 }
 
-/// The files `modprobe --show-depends` names for `modules`, relative to the module dir.
-fn modprobe_files(release: &str, modules: &[&str]) -> BTreeSet<String> {
+/// Debian 13's stock kernel tree (modules .ko.xz, in usr/lib/modules), as `qemu/lab build`
+/// fetches it into the lab cache; `modprobe -d` reads it through a link under `dir`.
+fn trixie_tree(dir: &Path) -> Tree {
+    let cache = std::env::var_os("STATELESS_LAB_CACHE").unwrap_or_else(|| "/var/cache/stateless-lab".into());
+    let modules_dir = Path::new(&cache).join("kernel/trixie/root/usr/lib/modules");
+    let mut releases: Vec<String> = std::fs::read_dir(&modules_dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|r| modules_dir.join(r).join("modules.dep").exists())
+        .collect();
+    releases.sort();
+    let release = releases.pop();
+    require(
+        release.is_some(),
+        &format!("Debian 13's kernel tree in {} (qemu/lab build fetches it)", modules_dir.display()),
+    );
+    let release = release.unwrap();
+    let root = dir.join("trixie");
+    std::fs::create_dir_all(root.join("lib/modules")).unwrap();
+    std::os::unix::fs::symlink(modules_dir.join(&release), root.join("lib/modules").join(&release)).unwrap();
+    Tree { modules: modules_dir.join(&release), release, root }
+}
+
+/// The files `modprobe --show-depends` names for `modules`, relative to the module dir, each
+/// with the name the image gives it (a compressed module goes in unpacked: `a.ko.xz` is `a.ko`).
+fn modprobe_files(tree: &Tree, modules: &[&str]) -> BTreeSet<String> {
     let mut files = BTreeSet::new();
+    // modprobe names DIR/lib/modules/RELEASE/PATH ("//lib/..." with -d /).
+    let base = format!("/lib/modules/{}/", tree.release);
     for m in modules {
-        let out =
-            Command::new("modprobe").args(["-C", "/dev/null", "-S", release, "--show-depends", m]).output().unwrap();
+        let out = Command::new("modprobe")
+            .arg("-d")
+            .arg(&tree.root)
+            .args(["-C", "/dev/null", "-S", &tree.release, "--show-depends", m])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "modprobe {m}: {out:?}");
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(path) = line.strip_prefix("insmod ") {
-                files.insert(path.trim().trim_start_matches(&format!("/lib/modules/{release}/")).to_string());
+                let path = path.trim().split_once(&base).map_or(path, |(_, path)| path);
+                let plain = [".xz", ".zst", ".gz"].iter().find_map(|z| path.strip_suffix(z)).unwrap_or(path);
+                files.insert(plain.to_string());
             }
         }
     }
@@ -51,7 +94,24 @@ fn listing(image: &Path) -> Vec<String> {
 #[test]
 #[ignore = "needs the Debian kernel tree, zstd and cpio (tests/run runs it, after qemu/lab build installs them)"]
 fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
-    let release = release();
+    // The issue's 2 MB with the release build, and 100 KiB for the three decompressors of
+    // compressed modules the binary holds since (65 KB of the image; README, initramfs mode).
+    holds_what_modprobe_would_load(&host_tree(), (2 << 20) + (100 << 10));
+}
+
+#[test]
+#[ignore = "needs Debian 13's kernel tree in the lab cache, zstd and cpio (tests/run runs it, after qemu/lab build fetches it)"]
+fn the_image_of_debian_13s_compressed_modules_holds_them_unpacked_as_modprobe_would_load_them() {
+    let tmp = TempDir::new("initramfs-trixie");
+    // 2.31 MB: larger modules, which zstd packs less tightly than xz did one by one; the 1.8 MB
+    // the issue hoped for is not reached (README, initramfs mode).
+    holds_what_modprobe_would_load(&trixie_tree(&tmp.0), (2 << 20) + (300 << 10));
+}
+
+/// The image for `--nic virtio_net,e1000` built from `tree` holds what modprobe loads for
+/// them, NFS and overlayfs, no more, plain; the index names only those; it is at most `bound`
+/// bytes and the same bytes every time.
+fn holds_what_modprobe_would_load(tree: &Tree, bound: u64) {
     // The size bound is for the release build, which tests/run passes.
     let bin = std::env::var("STATELESS_BIN")
         .unwrap_or_else(|_| panic!("missing prerequisite: STATELESS_BIN, the release build (tests/run sets it)"));
@@ -59,7 +119,9 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
     let build = |name: &str| {
         let out = tmp.0.join(name);
         let run = Command::new(&bin)
-            .args(["initramfs", "--kernel-version", &release, "--nic", "virtio_net,e1000", "-o"])
+            .args(["initramfs", "--kernel-version", &tree.release, "--nic", "virtio_net,e1000", "--modules-dir"])
+            .arg(&tree.modules)
+            .arg("-o")
             .arg(&out)
             .output()
             .unwrap();
@@ -68,8 +130,9 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
     };
     let (image, printed) = build("a.img");
     let size = std::fs::metadata(&image).unwrap().len();
-    assert!(size <= 2 << 20, "{size} bytes: the issue's bound is 2 MB\n{printed}");
+    assert!(size <= bound, "{size} bytes, over {bound}\n{printed}");
     assert!(printed.contains(&format!("size: {size} bytes")), "{printed}");
+    assert!(!printed.contains("warning"), "{printed}");
     let (again, _) = build("b.img");
     assert_eq!(std::fs::read(&image).unwrap(), std::fs::read(&again).unwrap(), "not reproducible");
 
@@ -77,13 +140,13 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
     for must in ["init", "dev/console", "root", "proc", "sys", "run"] {
         assert!(files.iter().any(|f| f == must), "{must} missing: {files:?}");
     }
-    let base = format!("lib/modules/{release}/");
+    let base = format!("lib/modules/{}/", tree.release);
     let modules: BTreeSet<String> =
-        files.iter().filter_map(|f| f.strip_prefix(&base)).filter(|f| f.ends_with(".ko")).map(str::to_string).collect();
-    let expected = modprobe_files(&release, &["virtio_pci", "virtio_net", "e1000", "nfsv3", "nfsv4", "overlay"]);
-    assert_eq!(modules, expected, "the modules modprobe loads for them, no more");
+        files.iter().filter_map(|f| f.strip_prefix(&base)).filter(|f| f.contains(".ko")).map(str::to_string).collect();
+    let expected = modprobe_files(tree, &["virtio_pci", "virtio_net", "e1000", "nfsv3", "nfsv4", "overlay"]);
+    assert_eq!(modules, expected, "the modules modprobe loads for them, no more, unpacked");
 
-    // The index names only what is in the image.
+    // The index names only what is in the image, as it is there; each module is plain ELF.
     let unpacked = tmp.0.join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     let mut zstd = Command::new("zstd").args(["-d", "-c"]).arg(&image).stdout(Stdio::piped()).spawn().unwrap();
@@ -94,9 +157,15 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
         .status()
         .unwrap();
     assert!(unpack.success() && zstd.wait().unwrap().success());
+    for module in &expected {
+        let head = std::fs::read(unpacked.join(&base).join(module)).unwrap();
+        assert!(head.starts_with(b"\x7fELF"), "{module} is not plain ELF");
+    }
     let dep = read(&unpacked.join(&base).join("modules.dep"));
     let listed: BTreeSet<String> = dep.lines().map(|l| l.split(':').next().unwrap().to_string()).collect();
     assert_eq!(listed, expected);
+    let order = read(&unpacked.join(&base).join("modules.order"));
+    assert!(order.lines().all(|l| expected.contains(l)), "{order}");
     let alias = read(&unpacked.join(&base).join("modules.alias"));
     assert!(alias.lines().any(|l| l.ends_with(" virtio_net")) && alias.lines().any(|l| l.ends_with(" e1000")));
     assert!(!alias.lines().any(|l| l.ends_with(" e1000e")), "e1000e was not asked for");
@@ -194,6 +263,111 @@ fn nothing_is_read_through_a_symlink_out_of_the_module_or_firmware_dir() {
     }
     let run = build(&modules, &firmware, &out, None);
     assert!(run.status.success(), "{run:?}");
+}
+
+/// `data` (a few bytes) compressed by `tool`, as the kernel's build packs modules.
+fn packed(tool: &[&str], data: &[u8]) -> Vec<u8> {
+    let mut child =
+        Command::new(tool[0]).args(&tool[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{tool:?}");
+    out.stdout
+}
+
+#[test]
+fn compressed_modules_go_in_unpacked_with_their_firmware() {
+    let tmp = TempDir::new("initramfs-compressed");
+    let (modules, firmware, _) = small_tree(&tmp.0);
+    let net = modules.join("kernel/drivers/net/ethernet");
+    // A NIC driver packed each way kmod knows, each with a dependency packed another way.
+    let plain = |name: &str, fw: &str| match fw {
+        "" => format!("\0{}-MODULE\0", name.to_uppercase()).into_bytes(),
+        fw => format!("\0firmware={fw}\0{}-MODULE\0", name.to_uppercase()).into_bytes(),
+    };
+    let packs: [(&str, &[&str]); 3] = [
+        ("xz", &["xz", "--check=crc32", "--lzma2=dict=1MiB", "-c"]),
+        ("zst", &["zstd", "-q", "-c"]),
+        ("gz", &["gzip", "-9", "-n", "-c"]),
+    ];
+    let (mut dep, mut order) = (String::new(), String::new());
+    for (i, (suffix, tool)) in packs.iter().enumerate() {
+        let (nic, lib) = (format!("nic{suffix}"), format!("lib{suffix}"));
+        std::fs::write(net.join(format!("{nic}.ko.{suffix}")), packed(tool, &plain(&nic, &format!("nic/{nic}.bin"))))
+            .unwrap();
+        let (lib_suffix, other) = packs[(i + 1) % 3];
+        std::fs::write(net.join(format!("{lib}.ko.{lib_suffix}")), packed(other, &plain(&lib, ""))).unwrap();
+        let d = "kernel/drivers/net/ethernet";
+        dep += &format!("{d}/{nic}.ko.{suffix}: {d}/{lib}.ko.{lib_suffix}\n{d}/{lib}.ko.{lib_suffix}:\n");
+        // As the kernel's build writes it: the names before compressing.
+        order += &format!("{d}/{lib}.ko\n{d}/{nic}.ko\n");
+        write(&firmware.join(format!("nic/{nic}.bin")), &format!("{nic}-FIRMWARE"));
+    }
+    std::fs::write(modules.join("modules.dep"), dep).unwrap();
+    std::fs::write(modules.join("modules.order"), &order).unwrap();
+    let out = tmp.0.join("initrd.img");
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.12.0-test", "--nic", "nicxz,niczst,nicgz", "--compress", "none"]);
+    let run = command
+        .arg("--modules-dir")
+        .arg(&modules)
+        .arg("--firmware")
+        .arg(&firmware)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let said = String::from_utf8_lossy(&run.stdout);
+    assert!(said.contains("unpacked: 6 compressed modules"), "{said}");
+    assert!(said.contains("firmware: 3 files") && !said.contains("firmware declared but not in"), "{said}");
+    assert!(!said.contains("warning"), "{said}");
+    // Unpacked: the modules, their firmware and an index that names them so.
+    let unpacked = tmp.0.join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    let cpio = Command::new("cpio")
+        .args(["-idm", "--quiet"])
+        .current_dir(&unpacked)
+        .stdin(std::fs::File::open(&out).unwrap())
+        .status()
+        .unwrap();
+    assert!(cpio.success());
+    let base = unpacked.join("lib/modules/6.12.0-test");
+    let d = "kernel/drivers/net/ethernet";
+    for (suffix, _) in packs {
+        assert_eq!(
+            std::fs::read(base.join(format!("{d}/nic{suffix}.ko"))).unwrap(),
+            plain(&format!("nic{suffix}"), &format!("nic/nic{suffix}.bin"))
+        );
+        assert!(base.join(format!("{d}/lib{suffix}.ko")).is_file(), "lib{suffix}");
+        assert_eq!(read(&unpacked.join(format!("lib/firmware/nic/nic{suffix}.bin"))), format!("nic{suffix}-FIRMWARE"));
+    }
+    let dep = read(&base.join("modules.dep"));
+    assert!(dep.contains(&format!("{d}/nicxz.ko: {d}/libxz.ko\n")) && !dep.contains(".ko."), "{dep}");
+    assert_eq!(read(&base.join("modules.order")), order);
+    let files: Vec<String> = names(&base.join(d)).into_iter().collect();
+    assert!(files.iter().all(|f| f.ends_with(".ko")), "{files:?}");
+
+    // A damaged one: the build fails, naming it.
+    let victim = net.join("nicgz.ko.gz");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&victim, bytes).unwrap();
+    let mut command = Command::new(BIN);
+    command.args(["initramfs", "--kernel-version", "6.12.0-test", "--nic", "nicgz", "--compress", "none"]);
+    let run = command
+        .arg("--modules-dir")
+        .arg(&modules)
+        .arg("--firmware")
+        .arg(&firmware)
+        .arg("-o")
+        .arg(tmp.0.join("damaged.img"))
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("nicgz.ko.gz: not a whole gzip stream ("), "{run:?}");
+    assert!(!tmp.0.join("damaged.img").exists(), "no image written: {run:?}");
 }
 
 #[test]

@@ -1,9 +1,10 @@
 //! Kernel modules without modprobe or udev (the image may have neither, and the kernel's
 //! request_module needs modprobe): the index and configuration read as kmod reads them
 //! ([`index`], [`config`]), resolution ([`resolve`]), coldplug ([`coldplug`]) and the
-//! parallel loader ([`load`]).
+//! parallel loader ([`load`]); compressed module files unpacked for the builder ([`compressed`]).
 
 pub mod coldplug;
+pub mod compressed;
 pub mod config;
 pub mod fnmatch;
 pub mod index;

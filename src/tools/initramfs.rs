@@ -14,6 +14,7 @@ use rustix::io::Errno;
 use super::quote;
 use crate::fs::cpio::{Archive, Kind};
 use crate::fs::root::ImageRoot;
+use crate::kmod::compressed::Compression;
 use crate::kmod::config::Config;
 use crate::kmod::index::{self, Index};
 use crate::kmod::resolve::Rules;
@@ -34,8 +35,12 @@ modules.order cut down to them; the firmware they declare, from --firmware DIR (
 Nothing is read through a symlink that leads out of the module dir or the firmware dir
 (absolute, or up out of it): such a module or index file is an error and no image is written,
 such a firmware file is left out as missing, with a warning; symlinks that stay inside are
-followed. A file that is not a regular one (a device, a fifo) is never opened. Compression
-runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by root and dated
+followed. A file that is not a regular one (a device, a fifo) is never opened. Compressed
+modules (.ko.xz, .ko.zst, .ko.gz) go in unpacked, in process, their firmware with them, the
+index naming them .ko: the image is compressed once, as a whole; a damaged one, or one that
+unpacks to over 256 MiB (1 GiB all modules), is an error and no image is written.
+Compression runs the zstd (-19, default) or gzip (-9) command. Entries are sorted, owned by
+root and dated
 SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else not a number of seconds is an
 error): the same inputs give the same bytes. FILE is written beside and renamed over (a
 symlink there is replaced, not followed). Prints what went in and the size.
@@ -200,7 +205,30 @@ fn cut(text: &[u8], key_of: impl Fn(&str) -> Option<String>, keep: &BTreeSet<Str
     out.into_bytes()
 }
 
-/// The `firmware=` entries of a module's .modinfo (uncompressed modules only).
+/// The name a module file has in the image: a compressed one's plain name (`a.ko.xz` → `a.ko`).
+fn plain(path: &str) -> &str {
+    Compression::of(path).map_or(path, |(_, plain)| plain)
+}
+
+/// Index lines (`modules.dep`, `modules.order`) with each compressed module's path made its
+/// plain one (`a.ko.xz: b.ko.zst` → `a.ko: b.ko`), as the modules go into the image.
+fn plain_names(text: &[u8]) -> Vec<u8> {
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(text).lines() {
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|word| match word.strip_suffix(':') {
+                Some(path) => format!("{}:", plain(path)),
+                None => plain(word).to_string(),
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+/// The `firmware=` entries of a module's .modinfo (of a module unpacked).
 fn firmware_of(module: &[u8]) -> Vec<String> {
     let mut names = Vec::new();
     for chunk in module.split(|b| *b == 0) {
@@ -218,8 +246,12 @@ fn firmware_of(module: &[u8]) -> Vec<String> {
     names
 }
 
-/// Largest file read into the image (a module or a firmware file).
+/// Largest file read into the image (a module or a firmware file), also once unpacked.
 const FILE_LIMIT: u64 = 256 << 20;
+
+/// Most bytes of modules an image holds once unpacked (a generic image's are 62 MB): a tree of
+/// small files that unpack to gigabytes each is refused, not held.
+const UNPACKED_LIMIT: u64 = 1 << 30;
 
 /// A file of a tree that was not read: why, said; and whether it is a symlink out of the tree.
 struct Unread {
@@ -304,16 +336,28 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     // The kernel opens /dev/console for /init before anything is mounted.
     archive.add("dev/console", Kind::CharDev(5, 1), 0o600);
     let mut firmware = BTreeSet::new();
-    let (mut module_bytes, mut compressed) = (0, Vec::new());
+    let (mut module_bytes, mut unpacked) = (0, 0);
     for path in selection.modules.values() {
-        let data =
-            read_in(&tree, path, FILE_LIMIT)?.ok_or_else(|| format!("{}: not found", escape_path(&dir.join(path))))?;
+        let shown = || escape_path(&dir.join(path));
+        let data = read_in(&tree, path, FILE_LIMIT)?.ok_or_else(|| format!("{}: not found", shown()))?;
+        // A compressed module goes in unpacked (the archive is compressed as a whole, once), so
+        // its .modinfo tells its firmware; the index names it so.
+        let (path, data) = match Compression::of(path) {
+            Some((kind, plain)) => {
+                unpacked += 1;
+                let left = UNPACKED_LIMIT.saturating_sub(module_bytes as u64).min(FILE_LIMIT);
+                let data = kind.unpack(data, left).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::FileTooLarge => {
+                        format!("{}: {e} (at most {FILE_LIMIT} a module, {UNPACKED_LIMIT} all modules)", shown())
+                    }
+                    _ => format!("{}: {e}", shown()),
+                })?;
+                (plain, data)
+            }
+            None => (path.as_str(), data),
+        };
         module_bytes += data.len();
-        if path.ends_with(".ko") {
-            firmware.extend(firmware_of(&data));
-        } else {
-            compressed.push(path.clone());
-        }
+        firmware.extend(firmware_of(&data));
         archive.add(&format!("{base}/{path}"), Kind::File(data), 0o644);
     }
     let names: BTreeSet<String> = selection.modules.keys().cloned().collect();
@@ -330,12 +374,18 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         }
     };
     let dep_path = |line: &str| line.split_once(':').map(|(p, _)| p.to_string());
-    archive.add(&format!("{base}/modules.dep"), Kind::File(cut(&files.dep, dep_path, &paths)), 0o644);
+    archive.add(&format!("{base}/modules.dep"), Kind::File(plain_names(&cut(&files.dep, dep_path, &paths))), 0o644);
     archive.add(&format!("{base}/modules.alias"), Kind::File(cut(&files.alias, alias_module, &names)), 0o644);
     let softdep_module = |line: &str| first_word(line, "softdep");
     archive.add(&format!("{base}/modules.softdep"), Kind::File(cut(&files.softdep, softdep_module, &names)), 0o644);
-    let order_path = |line: &str| Some(line.trim().to_string());
-    archive.add(&format!("{base}/modules.order"), Kind::File(cut(&order, order_path, &paths)), 0o644);
+    // modules.order names the files as the kernel's build wrote them, before compressing (a.ko).
+    let plain_paths: BTreeSet<String> = paths.iter().map(|p| plain(p).to_string()).collect();
+    let order_path = |line: &str| Some(plain(line.trim()).to_string());
+    archive.add(
+        &format!("{base}/modules.order"),
+        Kind::File(plain_names(&cut(&order, order_path, &plain_paths))),
+        0o644,
+    );
     archive.add(&format!("{base}/modules.builtin"), Kind::File(files.builtin), 0o644);
     let (mut missing_firmware, mut refused_firmware) = (Vec::new(), Vec::new());
     // No firmware dir: every firmware file is missing (said below), as a file missing in it.
@@ -397,11 +447,8 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     if !selection.absent.is_empty() {
         text.push_str(&format!("  not in this kernel: {}\n", selection.absent.join(", ")));
     }
-    if !compressed.is_empty() {
-        text.push_str(&format!(
-            "  warning: the firmware of {} compressed modules is not known (their .modinfo is not read): add it with the distribution's initramfs hooks or unpacked modules\n",
-            compressed.len()
-        ));
+    if unpacked > 0 {
+        text.push_str(&format!("  unpacked: {unpacked} compressed modules (the image is compressed as a whole)\n"));
     }
     let listed: Vec<&String> = firmware.iter().filter(|f| !missing_firmware.contains(f)).collect();
     text.push_str(&format!("  firmware: {} files\n", listed.len()));
@@ -462,6 +509,14 @@ mod tests {
         let modinfo = b"\0license=GPL\0firmware=rtl_nic/rtl8168h-2.fw\0firmware=../../etc/shadow\0firmware=/abs\0\
                         firmware=e100/d101m_ucode.bin\0firmware=rtl_nic/rtl8168h-2.fw\0";
         assert_eq!(firmware_of(modinfo), ["rtl_nic/rtl8168h-2.fw", "e100/d101m_ucode.bin"]);
+    }
+
+    #[test]
+    fn compressed_modules_are_named_plain_in_the_index() {
+        let dep = b"kernel/a.ko.xz: kernel/b.ko.zst kernel/c.ko\nkernel/b.ko.zst:\nkernel/d.ko.gz:\n";
+        let want = "kernel/a.ko: kernel/b.ko kernel/c.ko\nkernel/b.ko:\nkernel/d.ko:\n";
+        assert_eq!(String::from_utf8(plain_names(dep)).unwrap(), want);
+        assert_eq!(plain("kernel/x.ko.bz2"), "kernel/x.ko.bz2");
     }
 
     #[test]
