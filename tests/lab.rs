@@ -1142,10 +1142,11 @@ mod scenario {
         nfs_server_killed_during_the_layers("fault_nfs_server_killed_during_the_layers_initramfs", &["--stock"]);
     }
 
-    /// The export is a data dir, not a root (no init, no shell): every init fails to exec;
-    /// the default policy reboots after 15 s.
-    fn assert_not_a_root(serial: &str, from: &str) {
-        assert!(serial.contains("no init could be executed"), "{serial}");
+    /// The export is a data dir, not a root (no init, no shell): on-root, every init fails to
+    /// exec; in initramfs mode the root check finds no init before the switch; the default
+    /// policy reboots after 15 s.
+    fn assert_not_a_root(serial: &str, from: &str, why: &str) {
+        assert!(serial.contains(why), "{serial}");
         assert!(serial.contains("rebooting in 15 s"), "{serial}");
         assert!(!serial.contains("handing over to /bin/sh"), "no shell under the default policy: {serial}");
         let took = kernel_seconds(serial, "rebooting in 15 s", "reboot: Restarting system").unwrap();
@@ -1162,7 +1163,7 @@ mod scenario {
             &["--fault", "not-a-root", "--timeout", "90"],
             "reboot: Restarting system",
         );
-        assert_not_a_root(&serial, "Run /boot/stateless as init process");
+        assert_not_a_root(&serial, "Run /boot/stateless as init process", "no init could be executed");
         println!("scenario fault_export_not_a_root_onroot: ok; no init in the export: no shell, reboot after 15 s");
     }
 
@@ -1171,8 +1172,12 @@ mod scenario {
     fn fault_export_not_a_root_initramfs() {
         let args = ["--stock", "--fault", "not-a-root", "--timeout", "120"];
         let serial = boot_until("fault_export_not_a_root_initramfs", "systemd", &args, "reboot: Restarting system");
-        assert_not_a_root(&serial, "Run /init as init process");
-        println!("scenario fault_export_not_a_root_initramfs: ok; no init in the export: no shell, reboot after 15 s");
+        let why = "no init in the new root: none of /sbin/init, /etc/init, /bin/init is an executable file";
+        assert_not_a_root(&serial, "Run /init as init process", why);
+        assert!(!serial.contains("initramfs emptied"), "the check came before the switch: {serial}");
+        println!(
+            "scenario fault_export_not_a_root_initramfs: ok; no init in the export: found before the switch, reboot after 15 s"
+        );
     }
 
     /// `stateless.init=` names a file that is not executable: refused at planning, the next

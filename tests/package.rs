@@ -283,6 +283,19 @@ fn kernel_hooks_do_nothing_unless_configured_and_refuse_a_bad_config() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("passed no kernel version"));
     let out = hooks.run("postrm.d", &[], &[]);
     assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("passed no kernel version"));
+    // A version that is not one path component never leads %v out of OUTPUT's dir.
+    let hooks = Hooks::new(Some("OUTPUT=TMP/boot/%v/initrd\n"));
+    let victim = hooks.dir.0.join("victim/initrd");
+    common::write(&victim, "not the hook's");
+    for version in ["../victim", "..", "a/b"] {
+        let out = hooks.run("postinst.d", &[version], &[]);
+        assert_eq!(out.status.code(), Some(2), "{version}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("is not a plain name"), "{out:?}");
+        let out = hooks.run("postrm.d", &[version], &[("DEB_MAINT_PARAMS", "remove")]);
+        assert!(out.status.success(), "{version}: {out:?}");
+    }
+    assert!(victim.exists(), "removed through %v");
+    assert_eq!(hooks.calls(), "");
     // A line the hook does not know, a relative OUTPUT, one without %v: refused, nothing built.
     for (config, error) in [
         ("OUTPUT=TMP/x-%v\nNICS=e1000\n", "line 2: not OUTPUT= or NIC="),

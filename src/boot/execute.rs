@@ -113,6 +113,11 @@ pub struct Executor<'a> {
     copied: Vec<(String, ImageDir)>,
 }
 
+/// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
+fn said_dropped(dropped: &[Dropped]) -> String {
+    dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
+}
+
 /// What the check of a root just mounted decided.
 enum Checked {
     /// The boot goes on with it; what was read.
@@ -802,6 +807,7 @@ impl<'a> Executor<'a> {
                         }
                         Checked::SteppedDown(older) => {
                             versions = older.to_vec();
+                            last = None; // what the give-up says is in `dropped`
                             continue 'rounds;
                         }
                     },
@@ -822,11 +828,12 @@ impl<'a> Executor<'a> {
             }
             let waited = waited(slept);
             if waited >= bound {
-                let e = last.unwrap_or_else(|| std::io::Error::other("no mount attempt"));
+                let e = last.unwrap_or_else(|| std::io::Error::other("no time left to mount again"));
                 let message = format!(
-                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}",
+                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}{}",
                     waited.as_secs(),
-                    self.options.nfs_timeout
+                    self.options.nfs_timeout,
+                    said_dropped(&dropped)
                 );
                 return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
             }
@@ -855,7 +862,8 @@ impl<'a> Executor<'a> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
         let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
             Ok(checked) => {
-                let read = format!("read {} bytes of {}", checked.bytes, checked.init);
+                let read =
+                    format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 let (init, init_bytes) = (checked.init, checked.bytes as u64);
                 self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
@@ -865,10 +873,8 @@ impl<'a> Executor<'a> {
         };
         let older = nfsroot::older_minors(version);
         let Some(next) = older.first().filter(|_| rootcheck::is_eio(&failure)) else {
-            let before: Vec<String> =
-                dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect();
             let message =
-                format!("{} ({} mounted with NFSv{version}){}", failure.message, mount.source(), before.concat());
+                format!("{} ({} mounted with NFSv{version}){}", failure.message, mount.source(), said_dropped(dropped));
             return Err(Failure { message, ..failure });
         };
         let why = if version == "4.2" { " (NFSv4.2 READ_PLUS is broken in nfs-ganesha before 6.2)" } else { "" };
@@ -1055,8 +1061,15 @@ impl<'a> Executor<'a> {
     /// Appends `dir`'s mount of `source` to libmount's utab as `x-initrd.mount`
     /// ([`mounts::utab_extrinsic`]): systemd leaves it to systemd-shutdown. What the step's
     /// detail adds: where, or why not (logged; the boot goes on, only the shutdown is noisier).
+    /// Only into a tmpfs /run: else the file would land in the image (on the server, for a
+    /// root mounted read-write).
     fn mark_extrinsic(&self, source: &str, dir: &str) -> String {
-        match mounts::mark_extrinsic(&self.target, source, dir) {
+        let marked = match self.target.dir("run") {
+            Ok(run) if self.sys.is_mounted(&run.path, TMPFS_MAGIC) => mounts::mark_extrinsic(&self.target, source, dir),
+            Ok(_) => Err(std::io::Error::other("/run is not a tmpfs")),
+            Err(e) => Err(e),
+        };
+        match marked {
             Ok(()) => format!("; x-initrd.mount in /{}", mounts::UTAB),
             Err(e) => {
                 log::warn!(
@@ -1654,6 +1667,21 @@ mod tests {
     }
 
     #[test]
+    fn without_a_tmpfs_run_no_utab_lands_in_the_image() {
+        // /run not mounted (its tmpfs failed; the dirs went to copy mode): the mount is left
+        // unmarked rather than run/mount/utab written into the image.
+        let image = Image::new("no-run-utab");
+        let sys = fake(|_| None);
+        let executor = image.executor(&sys, "", Mode::Boot);
+        assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "");
+        assert!(!image.0.join("run/mount").exists(), "written into the image's /run");
+        sys.mount("tmpfs", &image.0.join("run"), "tmpfs", MountFlags::empty(), "").unwrap();
+        assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "; x-initrd.mount in /run/mount/utab");
+        let utab = std::fs::read_to_string(image.0.join("run/mount/utab")).unwrap();
+        assert_eq!(utab, "SRC=tmpfs TARGET=/etc ROOT=/ OPTS=x-initrd.mount\n");
+    }
+
+    #[test]
     fn overlay_failure_falls_back_to_copy_mode_but_never_copies_into_the_image() {
         let image = Image::new("nooverlay");
         let r = image.0.clone();
@@ -1805,6 +1833,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_module_the_admin_named_that_finds_no_device_fails_its_step() {
+        // ENODEV is no failure for coldplug, but `stateless.modules=` asked for this one.
+        let image = Image::new("modules-nodev");
+        let dir = image.0.join("lib/modules/6.1.0");
+        std::fs::create_dir_all(dir.join("kernel")).unwrap();
+        std::fs::write(dir.join("modules.dep"), "kernel/pcspkr.ko:\n").unwrap();
+        std::fs::write(dir.join("kernel/pcspkr.ko"), "").unwrap();
+        let sys = fake(|c| matches!(c, Call::LoadModule(..)).then_some(Errno::NODEV.raw_os_error()));
+        let (outcomes, ended) = boot(&image, "stateless.modules=pcspkr", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "not fatal: {outcomes:#?}");
+        let step = outcomes.iter().find(|o| matches!(&o.step, Step::Module { name, .. } if name == "pcspkr")).unwrap();
+        assert_eq!(step.status, Status::Failed, "{step:?}");
+        let error = step.error.as_ref().unwrap();
+        assert_eq!(error.errno, Some(Errno::NODEV.raw_os_error()));
+        assert!(
+            error.message.ends_with("pcspkr.ko: No such device (os error 19): the module found no device"),
+            "{error}"
+        );
     }
 
     /// An image with four modules and two devices (a virtio PCI NIC, the PC speaker), and a
@@ -2180,6 +2229,27 @@ mod tests {
     }
 
     #[test]
+    fn a_step_down_with_no_time_left_gives_up_saying_why() {
+        // The read of 4.2 takes the whole bound: 4.1 gets no try, and the give-up says why
+        // rather than "no mount attempt".
+        let eio = reads_fail(&["4.2"], Errno::IO);
+        let (image, sys) = initramfs("eio-late", move |c| {
+            if matches!(c, Call::Read(_)) {
+                std::thread::sleep(Duration::from_millis(1100));
+            }
+            eio(c)
+        });
+        let cmdline = "root=nfs4:10.0.2.9:/img stateless.nfs.timeout=1";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+        assert_eq!(nfs_versions(&sys.calls()), ["vers=4.2", "umount"]);
+        assert_eq!(error.op, Op::Mount);
+        assert!(error.message.contains("gave up after 1 tries"), "{error}");
+        assert!(error.message.contains(": no time left to mount again; NFSv4.2 dropped: read "), "{error}");
+        assert!(error.message.ends_with("input/output error (os error 5)"), "{error}");
+    }
+
+    #[test]
     fn a_root_check_failing_otherwise_ends_in_the_policy_without_a_step_down() {
         // Not EIO: no other version would read it.
         let (image, sys) = initramfs("eacces", reads_fail(&["4.2"], Errno::ACCESS));
@@ -2193,19 +2263,20 @@ mod tests {
         let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
         assert_eq!(nfs_versions(&sys.calls()), ["vers=3"]);
         assert_eq!(error.errno, Some(Errno::IO.raw_os_error()));
-        // No init in the new root, or no layer root: nothing to read.
+        // No init in the new root: nothing to read.
         let (image, sys) = initramfs("no-init", |_| None);
         std::fs::remove_file(image.0.join("root/sbin/init")).unwrap();
         let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img", &sys, Mode::Boot, true);
         let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
         assert!(error.message.starts_with("no init in the new root: none of /sbin/init, /etc/init"), "{error}");
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::Read(_))));
+        // No layer root: no layers, as on-root; the boot goes on.
         let (image, sys) = initramfs("no-layers", |_| None);
         std::fs::remove_dir_all(image.0.join("root/diskless")).unwrap();
-        let (outcomes, ended) = boot_from(&image, "nfsroot=10.0.2.9:/img", &sys, Mode::Boot, true);
-        let error = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
-        assert_eq!(error.errno, Some(Errno::NOENT.raw_os_error()), "{error}");
-        assert!(error.to_string().contains("root/diskless: no layer root"), "{error}");
+        let (outcomes, _) = boot_from(&image, "nfsroot=10.0.2.9:/img", &sys, Mode::Boot, true);
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        assert_eq!(root.status, Status::Ok, "{root:?}");
+        assert!(sys.calls().iter().any(|c| matches!(c, Call::SwitchRoot(_))));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! `NamePolicy=` and `Name=`. What cannot be told (a match key not understood, an SR-IOV function,
 //! `net.naming-scheme=`) keeps the kernel's name, as before.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::read_link;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,8 @@ const LINK_DIRS: [&str; 5] = [
     "usr/lib/systemd/network",
     "lib/systemd/network",
 ];
+/// udev's rule that gives an interface the name its `.link` file decided.
+const SETUP_LINK_RULES: &str = "80-net-setup-link.rules";
 /// A `.link` file is small; a larger one is not read.
 const LINK_LIMIT: u64 = 64 * 1024;
 
@@ -64,6 +66,9 @@ pub struct Device {
     pub slot: Option<String>,
     pub path_name: Option<String>,
     pub mac_name: Option<String>,
+    /// The onboard, slot and path names were computed (a PCI function, no SR-IOV VF); else
+    /// what udev gives for them is not known.
+    pub located: bool,
 }
 
 /// A sysfs attribute, trimmed; `None` when missing or unreadable.
@@ -205,6 +210,7 @@ fn pci_names(device: &mut Device, sysfs: &Path, net: &Path, pci: &Path, prefix: 
     if pci.join("physfn").exists() {
         return;
     }
+    device.located = true;
     let sysname = pci.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     device.path = Some(format!("pci-{sysname}"));
     let port = port(net);
@@ -233,6 +239,8 @@ pub struct LinkFile {
     matching: BTreeMap<String, Vec<String>>,
     policy: Option<Vec<String>>,
     name: Option<String>,
+    /// A `<file>.d/` drop-in dir exists in one of the dirs: what it changes is not read.
+    dropins: bool,
 }
 
 impl LinkFile {
@@ -310,26 +318,32 @@ impl LinkFile {
 
 /// The image's `.link` files in udev's order (by file name, the first directory holding a name
 /// winning); one linked to /dev/null or empty is masked, left out. Unreadable ones are left out.
+/// Each knows whether a drop-in dir (`<name>.d/`) exists for it in any of the dirs.
 pub fn links(root: &ImageRoot) -> Vec<LinkFile> {
     let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut dropins: BTreeSet<String> = BTreeSet::new();
     for dir in LINK_DIRS {
         let Ok(opened) = root.dir(dir) else { continue };
         let Ok(entries) = std::fs::read_dir(&opened.path) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(file) = name.strip_suffix(".d").filter(|f| f.ends_with(".link")) {
+                dropins.insert(file.to_string());
+            }
             if name.ends_with(".link") && !found.contains_key(&name) {
                 found.insert(name.clone(), Path::new(dir).join(&name));
             }
         }
     }
     let mut out = Vec::new();
-    for (_, rel) in found {
+    for (name, rel) in found {
         if read_link(root.host_path(&rel)).is_ok_and(|t| t == Path::new("/dev/null")) {
             continue;
         }
         match root.read_file(&rel, LINK_LIMIT) {
             Ok(Some(text)) if !text.iter().all(u8::is_ascii_whitespace) => {
-                out.push(LinkFile::parse(&rel.to_string_lossy(), &String::from_utf8_lossy(&text)));
+                let link = LinkFile::parse(&rel.to_string_lossy(), &String::from_utf8_lossy(&text));
+                out.push(LinkFile { dropins: dropins.contains(&name), ..link });
             }
             Ok(_) => {}
             Err(e) => log::warn!("{}: {e}: left out of the interface's naming", crate::model::text::escape_path(&rel)),
@@ -340,7 +354,9 @@ pub fn links(root: &ImageRoot) -> Vec<LinkFile> {
 
 /// The first of the admin's udev rules (`etc/udev/rules.d/*.rules`) that assigns `NAME=`: such a
 /// rule (`70-persistent-net.rules` of old installs pins `eth0` by MAC and `KERNEL=="eth*"`) comes
-/// before the `.link` files, and is not evaluated here.
+/// before the `.link` files, and is not evaluated here. Or that replaces udev's rule that applies
+/// the `.link` files' names ([`SETUP_LINK_RULES`]): masked (a documented way to keep the
+/// kernel's names) or a copy of its own.
 pub fn named_by_rules(root: &ImageRoot) -> Option<String> {
     let dir = "etc/udev/rules.d";
     let opened = root.dir(dir).ok()?;
@@ -352,6 +368,9 @@ pub fn named_by_rules(root: &ImageRoot) -> Option<String> {
         .collect();
     names.sort();
     names.into_iter().map(|n| format!("{dir}/{n}")).find(|rel| {
+        if rel.ends_with(SETUP_LINK_RULES) {
+            return true;
+        }
         let text = root.read_file(rel, LINK_LIMIT).ok().flatten().unwrap_or_default();
         String::from_utf8_lossy(&text)
             .lines()
@@ -404,6 +423,9 @@ pub fn decide(device: &Device, links: &[LinkFile], naming: Naming) -> Decision {
     let mut matched = None;
     for link in links {
         match link.matches(device) {
+            Ok(true) | Err(_) if link.dropins => {
+                return Decision::Keep(format!("{}: its drop-ins (.link.d/) are not read here", link.file))
+            }
             Ok(true) => {
                 matched = Some(link);
                 break;
@@ -428,6 +450,10 @@ pub fn decide(device: &Device, links: &[LinkFile], naming: Naming) -> Decision {
             }
             "keep" if matches!(device.assign, Some(NET_NAME_USER | NET_NAME_RENAMED)) => {
                 return Decision::Keep(format!("{}: NamePolicy=keep, a name userspace gave", link.file))
+            }
+            "onboard" | "slot" | "path" if !device.located => {
+                let why = format!("{}: NamePolicy={policy}: this device's names are not computed here", link.file);
+                return Decision::Keep(why);
             }
             "onboard" => device.onboard.as_ref(),
             "slot" => device.slot.as_ref(),
@@ -646,6 +672,7 @@ mod tests {
             slot: Some("ens3".into()),
             path_name: Some("enp0s3".into()),
             mac_name: Some("enx525400123456".into()),
+            located: true,
             ..Device::default()
         }
     }
@@ -699,6 +726,15 @@ mod tests {
         let host = LinkFile::parse("10-x.link", "[Match]\nHost=node1\n[Link]\nName=x0\n");
         let kept = decide(&ens3(), &[host, default[0].clone()], ON);
         assert_eq!(kept, Decision::Keep("10-x.link matches on Host=, not read here".into()));
+        // Not on PCI (a platform NIC, USB) or an SR-IOV VF: udev's onboard, slot and path names
+        // are not known, so neither is whether a later policy or Name= applies.
+        let platform = Device { bus: None, path: None, slot: None, path_name: None, located: false, ..ens3() };
+        let link = LinkFile::parse("50.link", "[Match]\nOriginalName=*\n[Link]\nNamePolicy=path mac\nName=lan0\n");
+        let expected = "50.link: NamePolicy=path: this device's names are not computed here";
+        assert_eq!(decide(&platform, std::slice::from_ref(&link), ON), Decision::Keep(expected.into()));
+        let mac = LinkFile::parse("50.link", "[Match]\nOriginalName=*\n[Link]\nNamePolicy=mac\n");
+        assert_eq!(renamed(decide(&platform, &[mac], ON)).as_deref(), Some("enx525400123456"));
+        assert_eq!(renamed(decide(&ens3(), &[link], ON)).as_deref(), Some("enp0s3"));
         // Not plain, all digits, too long: no name from it.
         for bad in ["a/b", "123", "abcdefghijklmnop"] {
             let link = LinkFile::parse("1.link", &format!("[Match]\nOriginalName=eth*\n[Link]\nName={bad}\n"));
@@ -772,6 +808,12 @@ mod tests {
         symlink("/dev/null", img.0.join("etc/systemd/network/99-default.link")).unwrap();
         assert!(links(&img.1).iter().all(|l| !l.file.ends_with("99-default.link")));
         assert_eq!(decide(&ens3(), &links(&img.1), ON), Decision::Keep("no .link file of the image matches it".into()));
+        // A drop-in may change the policy or the name (`NamePolicy=path` for `enp0s3`): not read,
+        // so the name is kept rather than one udev would not give (and then keep).
+        std::fs::remove_file(img.0.join("etc/systemd/network/99-default.link")).unwrap();
+        std::fs::create_dir_all(img.0.join("etc/systemd/network/99-default.link.d")).unwrap();
+        let expected = "usr/lib/systemd/network/99-default.link: its drop-ins (.link.d/) are not read here";
+        assert_eq!(decide(&ens3(), &links(&img.1), ON), Decision::Keep(expected.into()));
     }
 
     #[test]
@@ -787,6 +829,10 @@ mod tests {
         );
         assert_eq!(named_by_rules(&img.1).as_deref(), Some("etc/udev/rules.d/70-persistent-net.rules"));
         assert_eq!(named_by_rules(&image("norules", &[]).1), None);
+        // udev's own naming rule masked, as `ln -s /dev/null /etc/udev/rules.d/80-net-setup-link.rules`.
+        let img = image("masked", &[("etc/udev/rules.d/60-x.rules", "KERNEL==\"sda\"\n")]);
+        symlink("/dev/null", img.0.join("etc/udev/rules.d/80-net-setup-link.rules")).unwrap();
+        assert_eq!(named_by_rules(&img.1).as_deref(), Some("etc/udev/rules.d/80-net-setup-link.rules"));
     }
 
     #[test]

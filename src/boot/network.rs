@@ -80,7 +80,7 @@ pub fn settle_name(sys: &dyn Sys, sysfs: &Path, image: &ImageRoot, cmdline: &Cmd
     };
     let Some(interface) = interfaces.iter().find(|i| i.name == name) else { return kept("no such interface now") };
     if let Some(rules) = ifname::named_by_rules(image) {
-        return kept(&format!("{rules} names interfaces: udev's rules come first, not read here"));
+        return kept(&format!("{rules}: the image's own udev rules decide the names, not read here"));
     }
     let device = ifname::Device::read(sysfs, name, interface.mac);
     let (new, why) = match ifname::decide(&device, &ifname::links(image), ifname::Naming::from_cmdline(cmdline)) {

@@ -14,6 +14,7 @@ use crate::boot::{plan, CONFIG, CONFIG_LIMIT};
 use crate::fs::root::ImageRoot;
 use crate::fs::{layers, tree};
 use crate::model::outcome::{Failure, Op};
+use crate::model::text::escape;
 use crate::sys::Sys;
 
 /// How much of the init is read: its ELF header and first pages, what exec reads first.
@@ -42,7 +43,8 @@ pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked,
     let (options, _) = crate::boot::options_with(cmdline, config);
     let (init, fallbacks) = plan::init(options.init.as_deref(), root);
     let Some(init) = init else {
-        let message = format!("no init in the new root: none of {} is an executable file", fallbacks.join(", "));
+        let shown: Vec<String> = fallbacks.iter().map(|f| escape(f.as_bytes())).collect();
+        let message = format!("no init in the new root: none of {} is an executable file", shown.join(", "));
         let no_init = Failure::new(Op::Open, Some(root.path()), message);
         return Err(Failure { errno: Some(Errno::NOENT.raw_os_error()), ..no_init });
     };
@@ -59,15 +61,13 @@ pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked,
     Ok(Checked { init, bytes })
 }
 
-/// The layer root opened and its first entries listed.
+/// The layer root opened and its first entries listed. An image without one boots without
+/// layers, as in on-root mode (the layers phase says so): only one that cannot be read fails.
 fn layer_root(root: &ImageRoot, layers: &str) -> Result<(), Failure> {
     let shown = root.host_path(layers);
     let fd = match layers::open_root(root.fd(), layers) {
         Ok(Some(fd)) => fd,
-        Ok(None) => {
-            let missing = Failure::new(Op::Open, Some(&shown), "no layer root (stateless.layers=) in the new root");
-            return Err(Failure { errno: Some(Errno::NOENT.raw_os_error()), ..missing });
-        }
+        Ok(None) => return Ok(()),
         Err(why) => return Err(Failure::new(Op::Open, Some(&shown), why)),
     };
     let listed = rustix::fs::Dir::read_from(&fd).and_then(|mut dir| dir.next().transpose().map(drop));
@@ -82,22 +82,16 @@ pub fn is_eio(failure: &Failure) -> bool {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     use super::*;
     use crate::sys::{Call, Fake};
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fs::Tmp;
 
     /// A root whose /sbin/init is an absolute symlink to a file only the root has.
     fn root(tag: &str, size: usize) -> Tmp {
-        let dir = std::env::temp_dir().join(format!("stateless-rootcheck-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let t = Tmp::new(&format!("rootcheck-{tag}"));
+        let dir = t.0.clone();
         for d in ["sbin", "lib/stateless-test", "diskless/base", "etc"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
         }
@@ -105,7 +99,7 @@ mod tests {
         std::fs::write(&init, vec![0x7f; size]).unwrap();
         std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink("/lib/stateless-test/init", dir.join("sbin/init")).unwrap();
-        Tmp(dir)
+        t
     }
 
     #[test]
@@ -123,10 +117,11 @@ mod tests {
         std::fs::write(t.0.join("etc/stateless.conf"), conf).unwrap();
         let checked = check(&sys, &image, b"").unwrap();
         assert_eq!(checked, Checked { init: "/lib/stateless-test/small".into(), bytes: 10 });
-        // The command line over the config, as after the switch.
-        let failure = check(&sys, &image, b"stateless.layers=/nowhere").unwrap_err();
-        assert_eq!(failure.errno, Some(Errno::NOENT.raw_os_error()), "{failure}");
-        assert!(failure.to_string().contains("/nowhere: no layer root"), "{failure}");
+        // The command line over the config, as after the switch: no layer root is no failure
+        // (no layers, as on-root), one that is not a dir is.
+        assert!(check(&sys, &image, b"stateless.layers=/nowhere").is_ok());
+        let failure = check(&sys, &image, b"stateless.layers=/lib/stateless-test/small").unwrap_err();
+        assert!(failure.to_string().contains("/lib/stateless-test/small"), "{failure}");
     }
 
     #[test]
@@ -145,6 +140,9 @@ mod tests {
         std::os::unix::fs::symlink("/bin/sh", t.0.join("sbin/init")).unwrap();
         let failure = check(&Fake::default(), &image, b"").unwrap_err();
         assert!(failure.message.starts_with("no init in the new root"), "{failure}");
+        // `stateless.init=` is the command line's or the image's: shown escaped.
+        let failure = check(&Fake::default(), &image, b"stateless.init=/x\x1b[2J").unwrap_err();
+        assert!(failure.message.starts_with("no init in the new root: none of /x\\x1b[2J, /sbin/init"), "{failure}");
         assert!(!is_eio(&failure));
         std::fs::remove_file(t.0.join("sbin/init")).unwrap();
         std::os::unix::fs::symlink("/lib/stateless-test/init", t.0.join("sbin/init")).unwrap();

@@ -525,22 +525,18 @@ mod tests {
         }
     }
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fs::Tmp;
+
     fn image(tag: &str, resolv: Option<&str>) -> Tmp {
-        let dir = std::env::temp_dir().join(format!("stateless-netconf-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let t = Tmp::new(&format!("netconf-{tag}"));
+        let dir = t.0.clone();
         std::fs::create_dir_all(dir.join("image/etc")).unwrap();
         std::fs::create_dir_all(dir.join("image/run")).unwrap();
         std::fs::write(dir.join("outside"), "keep\n").unwrap();
         if let Some(target) = resolv {
             std::os::unix::fs::symlink(target, dir.join("image/etc/resolv.conf")).unwrap();
         }
-        Tmp(dir)
+        t
     }
     fn read(path: PathBuf) -> String {
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))

@@ -237,17 +237,10 @@ pub fn replace_with(
 mod tests {
     use super::*;
 
-    struct Tmp(PathBuf);
-    impl Drop for Tmp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::fs::Tmp;
+
     fn tmp(tag: &str) -> Tmp {
-        let dir = std::env::temp_dir().join(format!("stateless-root-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Tmp(dir)
+        Tmp::new(&format!("root-{tag}"))
     }
 
     #[test]
