@@ -1544,6 +1544,22 @@ mod scenario {
         b.print(scenario, "Debian 13, the package installed with dpkg, its kernel hook built the initramfs");
     }
 
+    /// Debian 13 with OpenRC (0.56 on sysvinit) in initramfs mode, runlevel `unionfs`.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_openrc_unionfs() {
+        let scenario = "trixie_initramfs_openrc_unionfs";
+        let b = boot(scenario, "trixie-openrc", &["--stock", "--append", "softlevel=unionfs"]);
+        let logs = b.logs();
+        assert!(b.fact("kernel").ends_with("+deb13-amd64"), "trixie's kernel: {} {logs}", b.fact("kernel"));
+        assert_eq!(b.fact("pid1"), "init", "{logs}");
+        assert_eq!(b.fact("runlevel"), "unionfs", "OpenRC must boot the softlevel {logs}");
+        assert_eq!(b.fact("conf_d_hostname"), "hostname=\"lab3-12\"", "{logs}");
+        assert_eq!((b.fact("etc"), b.fact("var")), ("overlay", "overlay"), "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        b.print(scenario, "Debian 13, OpenRC runlevel unionfs in initramfs mode");
+    }
+
     /// Debian 13, no NFS server where the command line points.
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]

@@ -9,13 +9,14 @@
 # Debian 13 (trixie), from images/trixie-base (debootstrap trixie + udev):
 #   images/trixie-systemd  trixie-base + systemd-sysv, and ifupdown + dhcpcd-base as an image
 #                   from the Debian installer has them (the boot interface's predictable name)
+#   images/trixie-openrc   trixie-base + sysvinit-core + openrc, as images/openrc
 #   images/trixie-busybox  trixie-base + busybox, without udev: busybox's own init
 #                   (/sbin/init) with an inittab; the devices phase loads the drivers (.ko.xz)
 # Per boot (image_prepare_run), a hard-link copy of the image gets the per-run bits:
 # /boot/stateless (the binary under test), the /diskless layer tree and /lab (check scripts).
 # So a new binary never rebuilds an image.
 
-IMAGE_NAMES=(systemd openrc trixie-systemd trixie-busybox)
+IMAGE_NAMES=(systemd openrc trixie-systemd trixie-openrc trixie-busybox)
 
 # image_suite NAME: the Debian release an image is built from.
 image_suite() { if [[ $1 == trixie-* ]]; then echo trixie; else echo bookworm; fi; }
