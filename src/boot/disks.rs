@@ -13,7 +13,6 @@ use rustix::mount::MountFlags;
 use crate::boot::execute::{Done, Executor};
 use crate::boot::plan::{SCRATCH, SCRATCH_CLEAN_BOUND, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
 use crate::fs::disks::{self, Disk, Removal, Signature};
-use crate::fs::mounts::TMPFS_MAGIC;
 use crate::model::options::Swap;
 use crate::model::outcome::{Failure, Mode, Op};
 
@@ -115,10 +114,7 @@ impl Executor<'_> {
             }
         };
         let fstype = fs.kind.as_str();
-        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
-        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
-            return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
-        }
+        self.require_run_tmpfs()?;
         let at =
             self.target.create_dir_all(SCRATCH, 0o755).map_err(|e| self.io(Op::Mkdir, &self.target, SCRATCH, &e))?;
         let source = disk.node.to_string_lossy().into_owned();

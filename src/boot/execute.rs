@@ -980,10 +980,7 @@ impl<'a> Executor<'a> {
         st: &rustix::fs::Stat,
         size: Option<&str>,
     ) -> Result<(Option<PathBuf>, ImageDir, PathBuf), Failure> {
-        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
-        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
-            return Err(Failure::new(Op::Mount, Some(&run.path), "/run is not a tmpfs"));
-        }
+        self.require_run_tmpfs()?;
         let on_scratch = self.facts.scratch.clone();
         let rw_rel = on_scratch.as_ref().map_or_else(|| Path::new(RW_BASE).join(dir), |s| Path::new(s).join(dir));
         let rw =
@@ -1064,10 +1061,10 @@ impl<'a> Executor<'a> {
     /// Only into a tmpfs /run: else the file would land in the image (on the server, for a
     /// root mounted read-write).
     fn mark_extrinsic(&self, source: &str, dir: &str) -> String {
-        let marked = match self.target.dir("run") {
-            Ok(run) if self.sys.is_mounted(&run.path, TMPFS_MAGIC) => mounts::mark_extrinsic(&self.target, source, dir),
-            Ok(_) => Err(std::io::Error::other("/run is not a tmpfs")),
-            Err(e) => Err(e),
+        let marked = match self.run_is_tmpfs() {
+            Ok(true) => mounts::mark_extrinsic(&self.target, source, dir).map_err(|e| e.to_string()),
+            Ok(false) => Err("/run is not a tmpfs".to_string()),
+            Err(failure) => Err(failure.to_string()),
         };
         match marked {
             Ok(()) => format!("; x-initrd.mount in /{}", mounts::UTAB),
@@ -1078,6 +1075,21 @@ impl<'a> Executor<'a> {
                 );
                 String::new()
             }
+        }
+    }
+
+    /// Whether the target's /run is a tmpfs: only then does what is written there stay out of
+    /// the image (a read-write root's /run is on the server). Err: it cannot be opened.
+    fn run_is_tmpfs(&self) -> Result<bool, Failure> {
+        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
+        Ok(self.sys.is_mounted(&run.path, TMPFS_MAGIC))
+    }
+
+    /// [`Self::run_is_tmpfs`] for a step that cannot go on without it.
+    pub(crate) fn require_run_tmpfs(&self) -> Result<(), Failure> {
+        match self.run_is_tmpfs()? {
+            true => Ok(()),
+            false => Err(Failure::new(Op::Mount, Some(&self.target.host_path("run")), "/run is not a tmpfs")),
         }
     }
 
@@ -1219,8 +1231,7 @@ impl<'a> Executor<'a> {
     /// The files that keep the boot interface under the image's network manager, and tell
     /// later stages the lease: our DHCP client's, else what the kernel's configuration gave.
     fn network_files(&mut self, name: &str) -> Result<Done, Failure> {
-        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
-        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
+        if !self.run_is_tmpfs()? {
             return Ok(Done::skipped("/run is not a tmpfs: nothing written"));
         }
         // The name udev would give it, before anything is keyed by the name.
@@ -1275,8 +1286,7 @@ impl<'a> Executor<'a> {
 
     fn report(&mut self, path: &str) -> Result<Done, Failure> {
         self.send_report();
-        let run = self.target.dir("run").map_err(|e| self.io(Op::Open, &self.target, "run", &e))?;
-        if !self.sys.is_mounted(&run.path, TMPFS_MAGIC) {
+        if !self.run_is_tmpfs()? {
             return Ok(Done::skipped("/run is not a tmpfs: no report written"));
         }
         report::write(self, Path::new(path))?;
