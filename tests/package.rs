@@ -179,7 +179,8 @@ fn example_config_parses_to_the_defaults_and_every_commented_key_parses() {
 }
 
 /// A temp dir with the hook installed as the kernel packages find it, a fake `stateless` that
-/// logs its arguments and writes its -o file, and the config file the hook is pointed at.
+/// logs its arguments and writes its -o file (only one in the temp dir), and the config file the
+/// hook is pointed at.
 struct Hooks {
     dir: TempDir,
 }
@@ -193,7 +194,7 @@ impl Hooks {
             std::fs::copy(debian("kernel-hook"), hook).unwrap();
         }
         let fake = "#!/bin/sh\nprintf '%s\\n' \"$*\" >>\"${0%/*}/../calls\"\n\
-                    while [ $# -gt 1 ]; do [ \"$1\" = -o ] && echo image >\"$2\"; shift; done\n";
+                    while [ $# -gt 1 ]; do [ \"$1\" = -o ] && case $2 in \"${0%/bin/*}\"/*) echo image >\"$2\";; esac; shift; done\n";
         common::write(&dir.0.join("bin/stateless"), fake);
         let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         std::fs::set_permissions(dir.0.join("bin/stateless"), executable).unwrap();
@@ -308,6 +309,63 @@ fn kernel_hooks_do_nothing_unless_configured_and_refuse_a_bad_config() {
         assert!(String::from_utf8_lossy(&out.stderr).contains(error), "{config}: {out:?}");
         assert_eq!(hooks.calls(), "");
     }
+}
+
+#[test]
+fn kernel_hooks_never_touch_the_kernels_files_nor_block_its_removal() {
+    // The kernel's image (its path as the kernel package passes it) and /boot's kernel and
+    // initramfs-tools files: refused on install, kept on removal. A version no /boot here has.
+    let version = "0.0.0-stateless-hook-test";
+    for name in ["vmlinuz", "initrd.img", "System.map"] {
+        require(!Path::new(&format!("/boot/{name}-{version}")).exists(), "a version not in /boot");
+    }
+    let hooks = Hooks::new(Some("OUTPUT=TMP/boot/vmlinuz-%v\n"));
+    let image = hooks.dir.0.join(format!("boot/vmlinuz-{version}"));
+    common::write(&image, "kernel");
+    for config in ["OUTPUT=TMP/boot/vmlinuz-%v\n", "OUTPUT=/boot/vmlinuz-%v\n", "OUTPUT=/boot/initrd.img-%v\n"] {
+        common::write(&hooks.dir.0.join("initramfs.conf"), &config.replace("TMP", hooks.dir.0.to_str().unwrap()));
+        let out = hooks.run("postinst.d", &[version, image.to_str().unwrap()], &[("DEB_MAINT_PARAMS", "configure")]);
+        assert_eq!(out.status.code(), Some(1), "{config}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("initramfs-tools' file: nothing done"), "{out:?}");
+        let out = hooks.run("postrm.d", &[version, image.to_str().unwrap()], &[("DEB_MAINT_PARAMS", "remove")]);
+        assert!(out.status.success() && !out.stderr.is_empty(), "{config}: {out:?}");
+    }
+    assert_eq!(common::read(&image), "kernel");
+    assert_eq!(hooks.calls(), "");
+    // A config broken after the install: said, and the kernel is still removed.
+    let built = hooks.dir.0.join(format!("boot/stateless.img-{version}"));
+    common::write(&built, "image");
+    for config in ["OUTPUT=TMP/boot/stateless.img-%v\nNICS=e1000\n", "OUTPUT=TMP/boot/%v/\n", "OUTPUT=boot/%v\n"] {
+        common::write(&hooks.dir.0.join("initramfs.conf"), &config.replace("TMP", hooks.dir.0.to_str().unwrap()));
+        let out = hooks.run("postrm.d", &[version], &[("DEB_MAINT_PARAMS", "remove")]);
+        assert!(out.status.success() && !out.stderr.is_empty(), "{config}: {out:?}");
+        let out = hooks.run("postinst.d", &[version], &[]);
+        assert_eq!(out.status.code(), Some(1), "{config}: {out:?}");
+    }
+    assert!(built.exists());
+    // OUTPUT a dir: said, kept, and the kernel is still removed.
+    common::write(&hooks.dir.0.join("initramfs.conf"), &format!("OUTPUT={}/boot/%v\n", hooks.dir.0.display()));
+    common::write(&hooks.dir.0.join(format!("boot/{version}/kept")), "");
+    let out = hooks.run("postrm.d", &[version], &[("DEB_MAINT_PARAMS", "remove")]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is a dir"), "{out:?}");
+    assert!(hooks.dir.0.join(format!("boot/{version}/kept")).exists());
+    // A symlink at OUTPUT: the link removed, not what it points to.
+    let target = hooks.dir.0.join("target");
+    common::write(&target, "not the hook's");
+    std::fs::remove_dir_all(hooks.dir.0.join(format!("boot/{version}"))).unwrap();
+    std::os::unix::fs::symlink(&target, hooks.dir.0.join(format!("boot/{version}"))).unwrap();
+    assert!(hooks.run("postrm.d", &[version], &[("DEB_MAINT_PARAMS", "remove")]).status.success());
+    assert!(hooks.dir.0.join(format!("boot/{version}")).symlink_metadata().is_err() && target.exists());
+    // CRLF line ends: the CR is no part of a value.
+    common::write(
+        &hooks.dir.0.join("initramfs.conf"),
+        &format!("OUTPUT={}/boot/i-%v\r\nNIC=e1000\r\n", hooks.dir.0.display()),
+    );
+    let out = hooks.run("postinst.d", &[version], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let built = hooks.dir.0.join(format!("boot/i-{version}"));
+    assert_eq!(hooks.calls(), format!("initramfs --kernel-version {version} --nic e1000 -o {}\n", built.display()));
+    assert!(built.exists());
 }
 
 /// The hook with the real `stateless` ($STATELESS_BIN) and a real module tree: this machine's (read only), the
