@@ -1560,6 +1560,52 @@ mod scenario {
         b.print(scenario, "Debian 13, OpenRC runlevel unionfs in initramfs mode");
     }
 
+    /// An admin's dracut-era DHCP configuration, unchanged: `root=dhcp` and dnsmasq's root-path
+    /// in dracut's syntax with an option after a comma and `%s` in the path, which is the host
+    /// name DHCP gave (the export is /lab3-12): no version named, so it is negotiated.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_dracut_root_path_hostname() {
+        let scenario = "trixie_initramfs_dracut_root_path_hostname";
+        let root_path = "nfs:198.51.100.1:/%s,wsize=4096";
+        let args =
+            ["--stock", "--net", "tap", "--kernel-args", "root=dhcp", "--root-path", root_path, "--export", "/lab3-12"];
+        let b = boot(scenario, "trixie-systemd", &args);
+        let logs = b.logs();
+        assert_eq!(b.report["dhcp"]["lease"]["root_path"], root_path, "{logs}");
+        let root = b.fact("root");
+        assert!(root.starts_with("198.51.100.1:/lab3-12 nfs"), "%s is the host name: {root} {logs}");
+        assert!(root.contains("wsize=4096"), "the root-path's option: {root} {logs}");
+        let nfs = &b.report["nfs_root"];
+        assert!(nfs["options"].as_str().unwrap_or("").contains("wsize=4096"), "{nfs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        let version = nfs["version"].as_str().unwrap_or("?").to_owned();
+        b.print(
+            scenario,
+            &format!("root=dhcp, root-path {root_path}: 198.51.100.1:/lab3-12, NFSv{version}, wsize=4096"),
+        );
+    }
+
+    /// Two NICs and no BOOTIF=: the first (eth0, probed first) has carrier on a network with no
+    /// DHCP server, the second is on the boot network. DHCP runs on both at once and the second's
+    /// lease wins; the first is left without an address.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_dhcp_on_every_nic_first_dead() {
+        let scenario = "initramfs_dhcp_on_every_nic_first_dead";
+        let b = fast(scenario, &["--stock", "--dead-nic"]);
+        let logs = b.logs();
+        let dhcp = &b.report["dhcp"];
+        assert_eq!(dhcp["interface"], "eth1", "{dhcp} {logs}");
+        assert_eq!(dhcp["asked"], serde_json::json!(["eth0", "eth1"]), "{dhcp} {logs}");
+        assert_eq!(b.fact("ipv4"), "eth1=10.0.2.15/24", "{logs}");
+        assert!(b.fact("root").starts_with("10.0.2.2:/systemd nfs"), "{logs}");
+        assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
+        b.print(scenario, &format!("eth0 on a dead network, eth1 answered: {}", dhcp["lease"]["address"]));
+    }
+
     /// Debian 13, no NFS server where the command line points.
     #[test]
     #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]

@@ -7,6 +7,7 @@
 # onto which /lab/check.sh writes a tar archive.
 
 BOOT_MAC=52:54:00:12:34:56
+BOOT_DEAD_MAC=52:54:00:12:34:99  # --dead-nic: the NIC on a network with nothing else on it
 BOOT_DOMAIN=lab.example
 BOOT_NFS_SERVER=10.0.2.2      # slirp's address for the host side (here: the run's namespace)
 BOOT_RESULT_SIZE=64M       # sparse; the tar stops at its end marker
@@ -232,6 +233,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
+    local root_path="" export="" dead_nic=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -261,6 +263,9 @@ cmd_boot() {
             --answer-breaks) answer_breaks=1; shift ;;
             --disks) disks=1; shift ;;
             --package) package=${2:?}; shift 2 ;;
+            --root-path) root_path=${2:?}; shift 2 ;;
+            --export) export=${2:?}; shift 2 ;;
+            --dead-nic) dead_nic=1; shift ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -287,6 +292,9 @@ cmd_boot() {
     [[ $disks == 0 || ($stock == 1 && $check_init == 1) ]] || boot_usage_error "--disks goes with --stock --check-init (the lab kernel has no ext4 or swap)"
     [[ -z $package || -f $package ]] || die "--package $package: no such file"
     [[ -z $package || -z $initrd_given ]] || boot_usage_error "--package builds the initramfs: not with --initrd"
+    [[ -z $root_path || ($net == tap && $dhcp == 1 && -z $hostile_dhcp) ]] || boot_usage_error "--root-path goes with --net tap (and dnsmasq)"
+    [[ $root_path =~ ^[A-Za-z0-9.:/%,=_-]*$ ]] || die "--root-path must be letters, digits and . : / % , = _ -"
+    [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -350,10 +358,11 @@ cmd_boot() {
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
     truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
 
-    servers_start "$run_dir" "/$image:$run_dir/root"
+    export=${export:-/$image}
+    servers_start "$run_dir" "$export:$run_dir/root"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then
-        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp" "$hostile_dhcp"
+        tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp" "$hostile_dhcp" "$root_path"
         server=$LAB_TAP_NET.1
         netdev="tap,id=n0,ifname=stlabtap,script=no,downscript=no"
     else
@@ -362,11 +371,11 @@ cmd_boot() {
     if [[ $stock == 1 ]]; then
         # Initramfs mode: stateless as /init brings the NIC up with its own DHCP and mounts the
         # root itself; no rsize/wsize, so client and server settle on their largest.
-        local nfsroot="$server:/$image,vers=$nfs,tcp,port=2049"
+        local nfsroot="$server:$export,vers=$nfs,tcp,port=2049"
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
     else
-        cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "/$image") ro init=$init panic=-1"
+        cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "$export") ro init=$init panic=-1"
     fi
     # An admin's entry (--pxe-config) names the network and the root itself.
     [[ -z $pxe_config ]] || cmdline="console=ttyS0 panic=-1"
@@ -390,12 +399,19 @@ cmd_boot() {
         stdin=$BOOT_OUT/serial.in
         stdout=$BOOT_OUT/serial.log
     fi
-    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
     # The NIC first, in PCI slot 3 whatever disks follow: its predictable name is ens3, as the
-    # trixie image's /etc/network/interfaces says.
+    # trixie image's /etc/network/interfaces says. With --dead-nic, slot 3 is another NIC of the
+    # same model with carrier on a network of its own (a QEMU hub with nothing else on it: no
+    # DHCP, no frame leaves), probed first (eth0), and the boot NIC is in slot 4.
+    local slot=0x3
+    [[ $dead_nic == 0 ]] || slot=0x4
+    # shellcheck disable=SC2054 # commas belong to QEMU's option syntax
     local qemu=(qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 1024 -nographic -no-reboot
-        "${serial[@]}" -monitor none -display none -device "$nic,netdev=n0,mac=$BOOT_MAC,addr=0x3"
-        -drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
+        "${serial[@]}" -monitor none -display none -device "$nic,netdev=n0,mac=$BOOT_MAC,addr=$slot")
+    # shellcheck disable=SC2054
+    [[ $dead_nic == 0 ]] || qemu+=(-netdev hubport,id=dead,hubid=9 -device "$nic,netdev=dead,mac=$BOOT_DEAD_MAC,addr=0x3")
+    # shellcheck disable=SC2054
+    qemu+=(-drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
     if [[ $disks == 1 ]]; then
         boot_disks "$run_dir/disks"

@@ -85,13 +85,15 @@ servers_stop() {
     netns_delete "$NS_NAME"
 }
 
-# tap_network_start RUN_DIR MAC HOSTNAME [DHCP [HOSTILE]]: the bridge (.1, where ganesha also
+# tap_network_start RUN_DIR MAC HOSTNAME [DHCP [HOSTILE [ROOT_PATH]]]: the bridge (.1, where ganesha also
 # answers) and the tap QEMU attaches to, and (unless DHCP is 0) dnsmasq giving MAC the address
 # .15 and HOSTNAME (none when empty), the domain, a router, a DNS server and the log server (the
 # run's syslog receiver, ns-services.sh; DHCP option 7); with HOSTILE (a set
-# of qemu/files/hostile-dhcp.py) that server instead. No ping check: the offer comes at once.
+# of qemu/files/hostile-dhcp.py) that server instead; ROOT_PATH: DHCP option 17 for MAC. No ping
+# check: the offer comes at once.
 tap_network_start() {
-    local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1} hostile=${5:-}
+    local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1} hostile=${5:-} root_path=${6:-} extra=()
+    [[ -z $root_path ]] || extra=(--dhcp-option="option:root-path,$root_path")
     ip -n "$NS_NAME" link add stlabbr type bridge
     ip -n "$NS_NAME" addr add "$LAB_TAP_NET.1/24" dev stlabbr
     ip -n "$NS_NAME" link set stlabbr up
@@ -112,7 +114,7 @@ tap_network_start() {
         --dhcp-range="$LAB_TAP_NET.100,$LAB_TAP_NET.150,255.255.255.0,1h" \
         --dhcp-host="$mac,$LAB_TAP_NET.15${hostname:+,$hostname}" --domain="$BOOT_DOMAIN" \
         --dhcp-option="option:router,$LAB_TAP_NET.1" --dhcp-option="option:dns-server,$LAB_TAP_NET.1" \
-        --dhcp-option="option:log-server,$LAB_TAP_NET.1" &
+        --dhcp-option="option:log-server,$LAB_TAP_NET.1" "${extra[@]}" &
     DNSMASQ_PID=$!
     on_exit tap_network_stop
 }
