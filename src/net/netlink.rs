@@ -564,9 +564,18 @@ fn change(ty: u16, flags: u16, body: &[u8]) -> io::Result<()> {
 
 /// Sets the link administratively up (IFF_UP), as `ip link set DEV up`.
 pub fn set_up(index: u32) -> io::Result<()> {
+    set_flag_up(index, true)
+}
+
+/// Sets the link administratively down, as `ip link set DEV down`.
+pub fn set_down(index: u32) -> io::Result<()> {
+    set_flag_up(index, false)
+}
+
+fn set_flag_up(index: u32, up: bool) -> io::Result<()> {
     let mut body = vec![AF_UNSPEC, 0, 0, 0];
     body.extend_from_slice(&index.to_ne_bytes());
-    body.extend_from_slice(&IFF_UP.to_ne_bytes()); // flags
+    body.extend_from_slice(&(if up { IFF_UP } else { 0 }).to_ne_bytes()); // flags
     body.extend_from_slice(&IFF_UP.to_ne_bytes()); // change mask: only IFF_UP
     change(RTM_NEWLINK, 0, &body)
 }

@@ -35,6 +35,7 @@ pub enum Call {
     /// The module file and its parameters.
     LoadModule(PathBuf, String),
     LinkUp(u32),
+    LinkDown(u32),
     RenameLink(u32, String),
     AddAddress(u32, Ipv4Net),
     AddDefaultRoute(u32, Ipv4Addr, bool),
@@ -65,6 +66,9 @@ pub struct Fake {
     pub calls: Mutex<Vec<Call>>,
     pub proc: BTreeMap<String, String>,
     pub interfaces: Vec<Interface>,
+    /// Indexes of the links that have carrier while set up (a cable in): up and carrier as
+    /// the last successful `link_up`/`link_down` left them.
+    pub cabled: Vec<u32>,
     pub uname: Uname,
     pub fail: FailWith,
     pub dhcp: Option<Arc<Mutex<Server>>>,
@@ -82,6 +86,7 @@ impl Default for Fake {
             calls: Mutex::default(),
             proc,
             interfaces: Vec::new(),
+            cabled: Vec::new(),
             uname,
             fail: Box::new(|_| None),
             dhcp: None,
@@ -161,7 +166,18 @@ impl Sys for Fake {
     }
 
     fn interfaces(&self) -> io::Result<Vec<Interface>> {
-        Ok(self.interfaces.clone())
+        let (calls, failed) = (self.calls.lock().unwrap(), self.failed.lock().unwrap());
+        let mut interfaces = self.interfaces.clone();
+        for interface in interfaces.iter_mut().filter(|i| self.cabled.contains(&i.index)) {
+            for (call, _) in calls.iter().zip(failed.iter()).filter(|(_, failed)| !**failed) {
+                match call {
+                    Call::LinkUp(i) if *i == interface.index => (interface.up, interface.carrier) = (true, true),
+                    Call::LinkDown(i) if *i == interface.index => (interface.up, interface.carrier) = (false, false),
+                    _ => {}
+                }
+            }
+        }
+        Ok(interfaces)
     }
 
     fn uname(&self) -> Uname {
@@ -170,6 +186,10 @@ impl Sys for Fake {
 
     fn link_up(&self, index: u32) -> io::Result<()> {
         self.record(Call::LinkUp(index))
+    }
+
+    fn link_down(&self, index: u32) -> io::Result<()> {
+        self.record(Call::LinkDown(index))
     }
 
     fn rename_link(&self, index: u32, name: &str) -> io::Result<()> {

@@ -68,6 +68,8 @@ pub trait Sys: Send + Sync {
     fn uname(&self) -> Uname;
     /// Sets a network link administratively up.
     fn link_up(&self, index: u32) -> io::Result<()>;
+    /// Sets a network link administratively down.
+    fn link_down(&self, index: u32) -> io::Result<()>;
     /// Renames a network link (EBUSY from kernels before 6.2 while it is up).
     fn rename_link(&self, index: u32, name: &str) -> io::Result<()>;
     /// Adds an IPv4 address, with its prefix and broadcast, to an interface.

@@ -63,6 +63,10 @@ impl Sys for Real {
         crate::net::netlink::set_up(index)
     }
 
+    fn link_down(&self, index: u32) -> io::Result<()> {
+        crate::net::netlink::set_down(index)
+    }
+
     fn rename_link(&self, index: u32, name: &str) -> io::Result<()> {
         crate::net::netlink::rename(index, name)
     }
