@@ -9,8 +9,9 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::boot::network::{self, Answered};
 use crate::boot::plan::NEW_ROOT;
-use crate::boot::{handoff, network, plan, report, rootcheck};
+use crate::boot::{handoff, plan, report, rootcheck};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
 use crate::fs::mounts::{
@@ -619,7 +620,8 @@ impl<'a> Executor<'a> {
     }
 
     /// Brings the boot interface up and gets a lease (DISCOVER: the address and default route
-    /// too) or, for an interface with an address, asks for its configuration (INFORM).
+    /// too; with no interface named, on every one at once) or, for an interface with an
+    /// address, asks for its configuration (INFORM).
     fn dhcp(&mut self, interface: Option<&str>, exchange: Exchange, meanwhile: &[String]) -> Result<Done, Failure> {
         self.facts.dhcp_done = true;
         if self.mode == Mode::Apply {
@@ -644,6 +646,8 @@ impl<'a> Executor<'a> {
                 }
             }
         };
+        // No interface named: DISCOVER on every one at once, the first lease kept.
+        let any = exchange == Exchange::Discover && interface.is_none() && self.options.bootif.is_none();
         // INFORM from the address the interface has (the probe's, or the static ip= one).
         let address = if exchange == Exchange::Inform { self.facts.address } else { None };
         let (sys, running) = (self.sys, &self.running);
@@ -655,17 +659,20 @@ impl<'a> Executor<'a> {
             let loader = kernel.map(|k| {
                 scope.spawn(move || load_plan(sys, running, &k.dir, k.rules(), background, 1, &load::no_more))
             });
-            let exchanged = self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
-                let left = bound.saturating_sub(started.elapsed());
-                match network::lease(sys, &link, address, left, DHCP_START_DELAY) {
-                    Ok(acquired) => Ok((link, acquired)),
-                    Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
-                }
-            });
+            let exchanged = match any {
+                true => self.lease_on_any(bound),
+                false => self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
+                    let left = bound.saturating_sub(started.elapsed());
+                    match network::lease(sys, &link, address, left, DHCP_START_DELAY) {
+                        Ok(acquired) => Ok(Answered { asked: vec![link.name.clone()], interface: link, acquired }),
+                        Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
+                    }
+                }),
+            };
             (exchanged, loader.and_then(|l| l.join().ok()).unwrap_or_default())
         });
         self.record(&loaded);
-        let (link, acquired) = exchanged?;
+        let Answered { asked, interface: link, acquired } = exchanged?;
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let lease = acquired.lease;
         let mut warning = None;
@@ -674,11 +681,16 @@ impl<'a> Executor<'a> {
             self.configured(&link, lease.address);
         }
         let stats = &acquired.stats;
+        let others: Vec<&str> = asked.iter().map(String::as_str).filter(|a| *a != link.name).collect();
         let detail = format!(
-            "{} from {} on {}{}; {} sent in {} ms",
+            "{} from {} on {}{}{}; {} sent in {} ms",
             lease.address.map_or("configuration".to_string(), |a| a.to_string()),
             lease.server.map_or("?".to_string(), |s| s.to_string()),
             link.name,
+            match others.is_empty() {
+                true => String::new(),
+                false => format!(" (first to answer; also asked: {})", others.join(", ")),
+            },
             lease.hostname.as_ref().map(|h| format!(", host name {h}")).unwrap_or_default(),
             stats.sent,
             stats.ms,
@@ -686,7 +698,7 @@ impl<'a> Executor<'a> {
         lease.rejected.iter().for_each(|r| log::warn!("dhcp: {r}"));
         let (sent, ignored, naks, ms) = (stats.sent, stats.ignored, stats.naks, stats.ms);
         let failure = warning.map(|w| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), w));
-        self.facts.dhcp = Some(Dhcp { interface: link.name, exchange, lease, sent, ignored, naks, ms });
+        self.facts.dhcp = Some(Dhcp { interface: link.name, asked, exchange, lease, sent, ignored, naks, ms });
         Ok(match failure {
             Some(failure) => Done::degraded(detail, failure),
             None => Done::ok(detail),
@@ -703,6 +715,13 @@ impl<'a> Executor<'a> {
         let bootif = self.options.bootif;
         let wanted = |i: &Interface| network::is_boot_interface(i, bootif, interface);
         network::wait_for_carrier(self.sys, &wanted, bound).map_err(fail)
+    }
+
+    /// DHCP on every interface at once ([`network::lease_on_any`]), loopback set up too.
+    fn lease_on_any(&self, bound: Duration) -> Result<Answered, Failure> {
+        let fail = |message: String| Failure::new(Op::Dhcp, None, message);
+        network::loopback_up(self.sys).map_err(fail)?;
+        network::lease_on_any(self.sys, bound, DHCP_START_DELAY).map_err(fail)
     }
 
     /// What the phases after know once `link` has its address.
@@ -1638,6 +1657,112 @@ mod tests {
         let (outcomes, _) = boot(&image, &format!("{static_ip} stateless.hostname=forced-7"), &sys, Mode::Boot);
         assert!(outcomes.iter().any(|o| matches!(o.step, Step::Address { .. }) && o.status == Status::Failed));
         assert_eq!(source(&outcomes), Some(("forced-7".to_string(), crate::model::hostname::Source::Cmdline)));
+    }
+
+    /// A client with three NICs and no address: eth0 (index 2) up with carrier, eth1 (3) and
+    /// eth2 (4) down with a cable in; the DHCP server answers only the MAC ending in `answered`.
+    fn three_nics(fail: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static, answered: u8) -> Fake {
+        let mut sys = fake(fail);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        for (index, name) in [(3, "eth1"), (4, "eth2")] {
+            let mac = Some([0x52, 0x54, 0, 0x12, 0x34, 0x54 + index as u8]);
+            let down =
+                Interface { index, name: name.into(), mac, up: false, carrier: false, ..sys.interfaces[0].clone() };
+            sys.interfaces.push(down);
+            sys.cabled.push(index);
+        }
+        let mut server = dhcp_server();
+        let only = move |bytes: &[u8], now| match bytes.get(28 + 5) == Some(&answered) {
+            true => server(bytes, now),
+            false => vec![],
+        };
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(Box::new(only))));
+        sys
+    }
+
+    fn transports(calls: &[Call]) -> BTreeSet<u32> {
+        calls.iter().filter_map(|c| if let Call::DhcpTransport(i, _) = c { Some(*i) } else { None }).collect()
+    }
+
+    /// No interface named: every one is asked at once, the first lease is kept and only its
+    /// interface configured; the links set up for nothing are set down again (as the kernel's
+    /// ipconfig does), the one that was up stays up.
+    #[test]
+    fn without_a_named_interface_every_one_is_asked_and_the_first_lease_kept() {
+        let image = Image::new("anynic");
+        let r = &image.0;
+        let sys = three_nics(|_| None, 0x57);
+        let (outcomes, ended) = boot(&image, "", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let calls = sys.calls();
+        assert_eq!(transports(&calls), BTreeSet::from([2, 3, 4]), "all three asked");
+        let net = "10.0.2.15/24".parse().unwrap();
+        let configured: Vec<&Call> =
+            calls.iter().filter(|c| matches!(c, Call::AddAddress(..) | Call::AddDefaultRoute(..))).collect();
+        let gateway = std::net::Ipv4Addr::new(10, 0, 2, 2);
+        assert_eq!(configured, [&Call::AddAddress(3, net), &Call::AddDefaultRoute(3, gateway, false)]);
+        let links: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::LinkUp(_) | Call::LinkDown(_))).collect();
+        assert_eq!(links, [&Call::LinkUp(3), &Call::LinkUp(4), &Call::LinkDown(4)]);
+        let dhcp = outcomes.iter().find(|o| matches!(o.step, Step::Dhcp { .. })).unwrap();
+        assert!(dhcp.detail.contains("on eth1 (first to answer; also asked: eth0, eth2)"), "{}", dhcp.detail);
+        let report = read_report(r).dhcp.unwrap();
+        assert_eq!((report.interface.as_str(), report.exchange), ("eth1", Exchange::Discover));
+        assert_eq!(report.asked, ["eth0", "eth1", "eth2"]);
+        assert!(r.join("run/net-eth1.conf").exists() && !r.join("run/net-eth0.conf").exists());
+    }
+
+    /// A named interface (`ip=` device, `BOOTIF=`) is the only one asked, as before.
+    #[test]
+    fn a_named_interface_is_the_only_one_asked() {
+        for cmdline in ["ip=:::::eth1:dhcp", "BOOTIF=01-52-54-00-12-34-57"] {
+            let image = Image::new("onenic");
+            let sys = three_nics(|_| None, 0x57);
+            let (outcomes, ended) = boot(&image, cmdline, &sys, Mode::Boot);
+            assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{cmdline}: {outcomes:#?}");
+            let calls = sys.calls();
+            assert_eq!(transports(&calls), BTreeSet::from([3]), "{cmdline}");
+            assert!(!calls.iter().any(|c| matches!(c, Call::LinkDown(_))), "{cmdline}");
+            assert_eq!(read_report(&image.0).dhcp.unwrap().asked, ["eth1"], "{cmdline}");
+        }
+    }
+
+    /// Without any answer: no carrier on any link is today's error; links with carrier and no
+    /// lease are each named with why.
+    #[test]
+    fn no_lease_on_any_interface_says_why_for_each() {
+        let dhcp_error = |sys: &Fake| {
+            let image = Image::new("nonic");
+            let (outcomes, ended) =
+                boot(&image, "stateless.dhcp.timeout=7 stateless.emergency=reboot", sys, Mode::Boot);
+            assert_eq!(ended.as_deref(), Some("fake reboot"));
+            let dhcp = outcomes.into_iter().find(|o| matches!(o.step, Step::Dhcp { .. })).unwrap();
+            assert_eq!(dhcp.status, Status::Failed);
+            dhcp.error.unwrap()
+        };
+        let mut sys = three_nics(|_| None, 0);
+        sys.interfaces[0].carrier = false;
+        sys.cabled.clear();
+        let error = dhcp_error(&sys);
+        assert_eq!((error.message.as_str(), error.path), ("no carrier within 7 s", None));
+        assert!(transports(&sys.calls()).is_empty());
+        let sys = three_nics(|_| None, 0);
+        let error = dhcp_error(&sys);
+        assert!(error.message.starts_with("no lease on any interface: eth0: no lease after "), "{error}");
+        assert!(error.message.contains("; eth1: no lease after") && error.message.contains("; eth2: "), "{error}");
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::AddAddress(..) | Call::LinkDown(_))));
+    }
+
+    /// A client thread that panics (an unwinding build) is a failed interface, not a failed boot.
+    #[test]
+    fn a_client_that_panics_is_one_interface_failed() {
+        let image = Image::new("panicnic");
+        let sys = three_nics(|c| if let Call::DhcpTransport(2, _) = c { panic!("eth0's client") } else { None }, 0x57);
+        let (outcomes, ended) = boot(&image, "stateless.emergency=reboot", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        let report = read_report(&image.0).dhcp.unwrap();
+        assert_eq!((report.interface.as_str(), report.asked.len()), ("eth1", 3));
     }
 
     #[test]

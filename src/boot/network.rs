@@ -3,6 +3,8 @@
 
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use super::ifname::{self, Decision};
@@ -15,7 +17,7 @@ use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::Lease;
 use crate::model::options::Options;
 use crate::model::text::escape;
-use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng};
+use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng, Transport};
 use crate::net::pnp;
 use crate::sys::Sys;
 
@@ -173,13 +175,261 @@ pub fn lease(
     bound: Duration,
     max_start_delay: Duration,
 ) -> Result<Acquired, Failure> {
+    run_client(sys, interface, address, bound, max_start_delay, None)
+}
+
+/// [`lease`], given up (`Interrupted`) once `stop` is set.
+fn run_client(
+    sys: &dyn Sys,
+    interface: &Interface,
+    address: Option<Ipv4Net>,
+    bound: Duration,
+    max_start_delay: Duration,
+    stop: Option<&AtomicBool>,
+) -> Result<Acquired, Failure> {
     let mac = interface
         .mac
         .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
     let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
     let request = Request { mac, address, timeout: bound, max_start_delay };
-    client::run(transport.as_mut(), &request, &mut Rng::new(sys.random()))
+    let rng = &mut Rng::new(sys.random());
+    match stop {
+        Some(stop) => client::run(&mut Stoppable { inner: transport.as_mut(), stop }, &request, rng),
+        None => client::run(transport.as_mut(), &request, rng),
+    }
+}
+
+/// How often a client racing others looks whether one of them has won.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// A transport that waits in slices of [`STOP_POLL`] and gives up (`Interrupted`) once `stop` is set.
+struct Stoppable<'a> {
+    inner: &'a mut dyn Transport,
+    stop: &'a AtomicBool,
+}
+
+impl Stoppable<'_> {
+    fn stopped(&self) -> std::io::Result<()> {
+        match self.stop.load(Ordering::Relaxed) {
+            true => Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "another interface answered first")),
+            false => Ok(()),
+        }
+    }
+}
+
+impl Transport for Stoppable<'_> {
+    fn now(&self) -> Duration {
+        self.inner.now()
+    }
+
+    fn send(&mut self, message: &[u8]) -> std::io::Result<()> {
+        self.stopped()?;
+        self.inner.send(message)
+    }
+
+    fn recv(&mut self, deadline: Duration) -> std::io::Result<Option<Vec<u8>>> {
+        loop {
+            self.stopped()?;
+            let now = self.inner.now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            if let Some(message) = self.inner.recv(deadline.min(now + STOP_POLL))? {
+                return Ok(Some(message));
+            }
+        }
+    }
+}
+
+/// What DHCP on every interface at once came to.
+#[derive(Debug)]
+pub struct Answered {
+    /// The interface whose lease completed first, and that lease.
+    pub interface: Interface,
+    pub acquired: Acquired,
+    /// Every interface DISCOVER went out on, by index (the kernel's order).
+    pub asked: Vec<String>,
+}
+
+/// One client thread's end: the interface's index and what its exchange gave.
+type Ended = (u32, Result<Acquired, Failure>);
+
+/// DHCP without a named interface, as the kernel's ipconfig and klibc's do it: every interface
+/// that is not loopback and has a MAC is set up, and DISCOVER runs (a thread each) on every one
+/// that has carrier or gets it within `bound`; the first lease that completes is kept, the other
+/// clients are stopped, and the links this set up for nothing are set down again (the kernel's
+/// `ic_close_devs`; after a failure they stay up, as before). Nothing is configured here. A link
+/// that will not go up is left out.
+pub fn lease_on_any(sys: &dyn Sys, bound: Duration, max_start_delay: Duration) -> Result<Answered, String> {
+    let deadline = Instant::now() + bound;
+    let stop = AtomicBool::new(false);
+    let (ended, endings) = mpsc::channel::<Ended>();
+    let mut race = Race::default();
+    let mut won: Result<Option<(Interface, Acquired)>, String> = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        // Carrier is polled as long as the bound allows (by the clock, and by the number of polls).
+        let mut sleeps = bound.as_millis() / CARRIER_POLL.as_millis();
+        let won = 'race: {
+            loop {
+                let fresh = match race.poll(sys) {
+                    Ok(fresh) => fresh,
+                    Err(e) => break 'race Err(e),
+                };
+                for interface in fresh {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let (ended, stop, client) = (ended.clone(), &stop, interface.clone());
+                    let work = move || {
+                        let result = run_client(sys, &client, None, remaining, max_start_delay, Some(stop));
+                        let _ = ended.send((client.index, result));
+                    };
+                    match std::thread::Builder::new().name("dhcp".into()).spawn_scoped(scope, work) {
+                        Ok(thread) => {
+                            log::info!("dhcp: asking on {}", escape(interface.name.as_bytes()));
+                            threads.push((interface.index, thread));
+                            race.asked.push(interface);
+                        }
+                        Err(e) => race.leave_out(&interface, &format!("no thread: {e}")),
+                    }
+                }
+                // While clients run, woken by the first to end, else after a poll.
+                let running = threads.iter().any(|(_, t)| !t.is_finished());
+                let end = match running {
+                    true => endings.recv_timeout(CARRIER_POLL).ok(),
+                    false => endings.try_recv().ok(),
+                };
+                match end {
+                    Some(end) => {
+                        if let Some(won) = race.ended(end) {
+                            break 'race Ok(Some(won));
+                        }
+                    }
+                    None if running => {}
+                    // Every interface with carrier was asked, and none is still without.
+                    None if race.seen && !race.waiting => break,
+                    None if sleeps == 0 => break,
+                    None => {
+                        sleeps -= 1;
+                        sys.sleep(CARRIER_POLL);
+                    }
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+            Ok(None)
+        };
+        // Past the bound the clients end on their own (at the same deadline), and say why.
+        let stopping = Instant::now();
+        stop.store(!matches!(won, Ok(None)), Ordering::Relaxed);
+        for (index, thread) in threads {
+            if thread.join().is_err() {
+                race.ended((index, Err(Failure::Io(std::io::Error::other("the client failed (panic)")))));
+            }
+        }
+        log::debug!("dhcp: every client ended {} ms after the race did", stopping.elapsed().as_millis());
+        won
+    });
+    // Every client has ended; an end not taken yet may still be a lease.
+    drop(ended);
+    while let (Ok(None), Ok(end)) = (&won, endings.try_recv()) {
+        won = Ok(race.ended(end));
+    }
+    let (interface, acquired) = match won? {
+        Some(won) => won,
+        None => return Err(race.failure(bound)),
+    };
+    race.close(sys, interface.index);
+    race.asked.sort_by_key(|a| a.index);
+    let asked: Vec<String> = race.asked.into_iter().map(|a| a.name).collect();
+    log::info!("dhcp: {} answered first of {}", escape(interface.name.as_bytes()), escape(asked.join(", ").as_bytes()));
+    Ok(Answered { interface, acquired, asked })
+}
+
+/// The state of [`lease_on_any`]: who was asked, who failed, what it set up.
+#[derive(Default)]
+struct Race {
+    asked: Vec<Interface>,
+    /// Indexes of the links left out (they would not go up).
+    left_out: Vec<u32>,
+    /// Links this set up.
+    raised: Vec<u32>,
+    /// Each interface left out or without a lease, with why.
+    failed: Vec<String>,
+    /// Whether an interface was there at all, and whether one is still without carrier.
+    seen: bool,
+    waiting: bool,
+}
+
+impl Race {
+    /// Sets the links that are down up; the ones with carrier that were not asked yet.
+    fn poll(&mut self, sys: &dyn Sys) -> Result<Vec<Interface>, String> {
+        let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
+        let mut fresh = Vec::new();
+        self.waiting = false;
+        for interface in interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some()) {
+            self.seen = true;
+            let index = interface.index;
+            if self.asked.iter().any(|a| a.index == index) || self.left_out.contains(&index) {
+                continue;
+            }
+            if interface.carrier {
+                fresh.push(interface);
+                continue;
+            }
+            self.waiting = true;
+            if !interface.up && !self.raised.contains(&index) {
+                match sys.link_up(index) {
+                    Ok(()) => self.raised.push(index),
+                    Err(e) => self.leave_out(&interface, &format!("set up: {e}")),
+                }
+            }
+        }
+        Ok(fresh)
+    }
+
+    fn leave_out(&mut self, interface: &Interface, why: &str) {
+        let name = escape(interface.name.as_bytes());
+        log::warn!("dhcp: {name} left out: {why}");
+        self.failed.push(format!("{name}: {why}"));
+        self.left_out.push(interface.index);
+    }
+
+    /// A client's end: its interface and lease, or its failure noted.
+    fn ended(&mut self, (index, result): Ended) -> Option<(Interface, Acquired)> {
+        let interface = self.asked.iter().find(|a| a.index == index)?;
+        match result {
+            Ok(acquired) => Some((interface.clone(), acquired)),
+            // A client stopped because another won is no failure of its interface.
+            Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => None,
+            Err(e) => {
+                let name = escape(interface.name.as_bytes());
+                log::info!("dhcp: no lease on {name}: {}", escape(e.to_string().as_bytes()));
+                self.failed.push(format!("{name}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Why there is no lease: no interface, no carrier, or each interface's failure.
+    fn failure(&self, bound: Duration) -> String {
+        let secs = bound.as_secs();
+        match (self.seen, self.asked.is_empty() && self.failed.is_empty()) {
+            (false, _) => format!("no such network interface within {secs} s"),
+            (true, true) => format!("no carrier within {secs} s"),
+            (true, false) if self.failed.is_empty() => format!("no lease within {secs} s"),
+            (true, false) => format!("no lease on any interface: {}", self.failed.join("; ")),
+        }
+    }
+
+    /// Sets the links raised for nothing down again: all but `kept`.
+    fn close(&self, sys: &dyn Sys, kept: u32) {
+        for &index in self.raised.iter().filter(|&&i| i != kept) {
+            if let Err(e) = sys.link_down(index) {
+                log::warn!("dhcp: set link {index} down again: {e}");
+            }
+        }
+    }
 }
 
 /// Gives the interface the leased address and the default route through the first router
@@ -240,6 +490,46 @@ mod tests {
         assert_eq!(boot_interface(&all, &options).unwrap().name, "eth0");
         options.bootif = Some([0x52, 0x54, 0, 0, 0, 9]);
         assert_eq!(boot_interface(&all, &options).unwrap().name, "eth1", "a MAC without an address is not usable");
+    }
+
+    /// A transport whose clock jumps to each deadline asked for, and which sets `stop` (as the
+    /// winner's thread would) on its third wait.
+    struct Silent<'a> {
+        clock: Duration,
+        waits: Vec<Duration>,
+        sent: usize,
+        stop: &'a AtomicBool,
+    }
+
+    impl Transport for Silent<'_> {
+        fn now(&self) -> Duration {
+            self.clock
+        }
+
+        fn send(&mut self, _: &[u8]) -> std::io::Result<()> {
+            self.sent += 1;
+            Ok(())
+        }
+
+        fn recv(&mut self, deadline: Duration) -> std::io::Result<Option<Vec<u8>>> {
+            self.waits.push(deadline);
+            self.clock = deadline;
+            self.stop.store(self.waits.len() == 3, Ordering::Relaxed);
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_stopped_client_gives_up_within_one_slice() {
+        let stop = AtomicBool::new(false);
+        let mut inner = Silent { clock: Duration::ZERO, waits: Vec::new(), sent: 0, stop: &stop };
+        let mut transport = Stoppable { inner: &mut inner, stop: &stop };
+        transport.send(b"discover").unwrap();
+        let error = transport.recv(Duration::from_secs(4)).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::Interrupted);
+        assert!(transport.send(b"again").is_err(), "nothing is sent once stopped");
+        let slices: Vec<Duration> = (1..=3).map(|n| STOP_POLL * n).collect();
+        assert_eq!((inner.waits, inner.sent), (slices, 1), "the wait in slices, given up after the one that stopped");
     }
 
     #[test]

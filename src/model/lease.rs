@@ -61,7 +61,12 @@ pub struct Lease {
 /// One run of the DHCP client, as the boot report shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dhcp {
+    /// The interface the lease came on.
     pub interface: String,
+    /// Every interface the client asked on: without a named one, all that had carrier (the
+    /// first lease kept); absent in reports before it.
+    #[serde(default)]
+    pub asked: Vec<String>,
     pub exchange: Exchange,
     pub lease: Lease,
     /// Messages sent: the first of each kind and every retransmission.

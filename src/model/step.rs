@@ -124,7 +124,8 @@ pub enum Step {
         modules: Vec<String>,
     },
     /// The chosen hostname: sethostname/setdomainname (PID 1 only).
-    /// DHCP on `interface` (`None`: the first to get carrier, or the one `BOOTIF=` names);
+    /// DHCP on `interface` (`None`: the one `BOOTIF=` names, else DISCOVER on every interface
+    /// with carrier at once, the first lease kept);
     /// DISCOVER also gives the interface the leased address and the default route.
     Dhcp {
         interface: Option<String>,
@@ -263,7 +264,9 @@ impl fmt::Display for Unescaped<'_> {
             }
             Step::Dhcp { interface, exchange, meanwhile } => match (exchange, interface.as_deref()) {
                 (Exchange::Discover, on) => {
-                    let on = on.unwrap_or("the first interface with carrier");
+                    let on = on.unwrap_or(
+                        "the BOOTIF= interface, else on every interface with carrier (the first lease kept)",
+                    );
                     write!(f, "dhcp on {on}: lease, address and default route")?;
                     match meanwhile.is_empty() {
                         true => Ok(()),
