@@ -1603,7 +1603,9 @@ mod scenario {
         let dhcp = &b.report["dhcp"];
         assert_eq!(dhcp["interface"], "eth1", "{dhcp} {logs}");
         assert_eq!(dhcp["asked"], serde_json::json!(["eth0", "eth1"]), "{dhcp} {logs}");
-        assert_eq!(b.fact("ipv4"), "eth1=10.0.2.15/24", "{logs}");
+        assert_eq!(b.fact("routed"), "eth1", "only the winner is configured: {logs}");
+        assert!(b.fact("links").contains("eth0=down"), "eth0 set down again: {logs}");
+        assert!(b.serial.contains("dhcp: eth1 answered first of eth0, eth1"), "{logs}");
         assert!(b.fact("root").starts_with("10.0.2.2:/systemd nfs"), "{logs}");
         assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
         b.print(scenario, &format!("eth0 on a dead network, eth1 answered: {}", dhcp["lease"]["address"]));

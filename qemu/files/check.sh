@@ -88,8 +88,9 @@ cp /proc/cmdline "$out/cmdline.txt"
 cp /proc/self/mountstats "$out/mountstats.txt" 2>/dev/null
 cp /proc/net/pnp "$out/pnp.txt" 2>/dev/null
 cp /proc/net/fib_trie "$out/fib_trie.txt" 2>/dev/null
-# Each interface's IPv4 addresses but loopback's: name=address/prefix, comma-separated.
-fact ipv4 "$(ip -o -4 addr show 2>/dev/null | awk '$2 != "lo" { printf "%s%s=%s", sep, $2, $4; sep = "," }')"
+# The interfaces with an IPv4 route (no `ip` in every image), and each link's state.
+fact routed "$(awk 'NR > 1 { print $1 }' /proc/net/route | sort -u | paste -sd, -)"
+fact links "$(for l in /sys/class/net/*; do printf '%s=%s\n' "${l##*/}" "$(line "$l/operstate")"; done | paste -sd, -)"
 dmesg > "$out/dmesg.txt" 2>/dev/null
 for p in /proc/[0-9]*; do echo "${p#/proc/} $(line "$p/comm")"; done > "$out/processes.txt"
 # Regular files only: a layer may have put a FIFO here (the fault matrix), which would block.
