@@ -13,7 +13,7 @@ use crate::model::facts::Facts;
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::Lease;
-use crate::model::options::Options;
+use crate::model::options::{ClientId, Options};
 use crate::model::text::escape;
 use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng};
 use crate::net::pnp;
@@ -165,10 +165,12 @@ pub fn loopback_up(sys: &dyn Sys) -> Result<(), String> {
 }
 
 /// Runs the DHCP client on `interface`: INFORM when it has `address` (kept as it is), else
-/// DISCOVER. `max_start_delay` spreads clients powered on together.
+/// DISCOVER; `client_id` (`ip=dhcp,<type>,<id>`) instead of type 1 and the MAC.
+/// `max_start_delay` spreads clients powered on together.
 pub fn lease(
     sys: &dyn Sys,
     interface: &Interface,
+    client_id: Option<&ClientId>,
     address: Option<Ipv4Net>,
     bound: Duration,
     max_start_delay: Duration,
@@ -178,7 +180,8 @@ pub fn lease(
         .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
     let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
-    let request = Request { mac, address, timeout: bound, max_start_delay };
+    let client_id = client_id.map(ClientId::option).unwrap_or_default();
+    let request = Request { mac, client_id, address, timeout: bound, max_start_delay };
     client::run(transport.as_mut(), &request, &mut Rng::new(sys.random()))
 }
 
