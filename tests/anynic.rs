@@ -41,7 +41,7 @@ fn the_lease_comes_from_the_interface_whose_server_answers() {
         rustix::thread::move_into_link_name_space(ns.as_fd(), Some(rustix::thread::LinkNameSpaceType::Network))
             .unwrap();
         stateless::log::init(stateless::log::Sink::Stderr, log::LevelFilter::Debug);
-        network::lease_on_any(&Real, Duration::from_secs(20), Duration::from_millis(500))
+        network::lease_on_any(&Real, None, Duration::from_secs(20), Duration::from_millis(500))
     })
     .join()
     .unwrap()

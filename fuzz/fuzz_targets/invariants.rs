@@ -17,14 +17,14 @@ use stateless::kmod::resolve::Rules;
 use stateless::model::hostname::{self, Candidate, Source};
 use stateless::model::ipv4::Ipv4Net;
 use stateless::model::options::{
-    valid_disk_label, valid_module_name, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
+    valid_disk_label, valid_module_name, ClientId, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
 };
 use stateless::model::step::Phase;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::netlink::{merge, parse_addrs, parse_links};
 
 /// The `stateless.*` keys the README documents; any other is reported.
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 17] = [
     "stateless.init",
     "stateless.dirs",
     "stateless.layers",
@@ -37,6 +37,7 @@ const KEYS: [&str; 16] = [
     "stateless.modules.blacklist",
     "stateless.nfs.timeout",
     "stateless.dhcp.timeout",
+    "stateless.dhcp.inform",
     "stateless.emergency",
     "stateless.log",
     "stateless.swap",
@@ -139,6 +140,16 @@ fn options_are_valid(o: &Options) {
         assert!(valid_disk_label(label) && label != "auto", "{label:?}");
     }
     assert!(o.scratch.as_deref().is_none_or(valid_disk_label), "{:?}", o.scratch);
+    if let Some(ip) = &o.ip {
+        assert!(ip.dns.len() <= 2 && ip.ntp.len() <= 1, "{ip:?}");
+        for server in ip.dns.iter().chain(&ip.ntp) {
+            let [first, ..] = server.octets();
+            assert!(first != 0 && first < 224 && !server.is_broadcast(), "{ip:?}");
+        }
+        if let Some(id) = &ip.client_id {
+            assert!((1..=ClientId::MAX_ID).contains(&id.id.len()) && ip.autoconf == "dhcp", "{ip:?}");
+        }
+    }
     if let LogServer::At(server) = o.log {
         let [first, ..] = server.ip().octets();
         assert!(server.port() != 0 && first != 0 && first < 224 && !server.ip().is_loopback(), "{server}");
@@ -178,6 +189,7 @@ fn reads_back(o: &Options) {
         ("stateless.emergency", emergency.to_owned()),
         ("stateless.mode", mode.to_owned()),
         ("stateless.dhcp.timeout", o.dhcp_timeout.to_string()),
+        ("stateless.dhcp.inform", if o.dhcp_inform { "yes" } else { "no" }.to_owned()),
         ("stateless.nfs.timeout", o.nfs_timeout.to_string()),
         ("stateless.log", log),
         ("stateless.modules.blacklist", join(&o.modules.blacklist)),
@@ -206,6 +218,7 @@ fn reads_back(o: &Options) {
     let same = (&again.hostname_prefix, again.emergency, again.mode, again.dhcp_timeout, again.nfs_timeout);
     assert_eq!(same, (&o.hostname_prefix, o.emergency, o.mode, o.dhcp_timeout, o.nfs_timeout));
     assert_eq!(again.break_at, o.break_at);
+    assert_eq!(again.dhcp_inform, o.dhcp_inform);
     assert_eq!(again.log, o.log);
     assert_eq!((&again.swap, &again.scratch), (&o.swap, &o.scratch));
     assert!(!fits(&join(&o.modules.extra)) || again.modules.extra == o.modules.extra, "{conf:?}");

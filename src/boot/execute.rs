@@ -31,7 +31,7 @@ use crate::model::layer::LayerKind;
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
-use crate::model::options::{Diagnostic, Emergency, Options, OverlayMode};
+use crate::model::options::{ClientId, Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
 use crate::sys::{MountCall, Sys};
@@ -651,6 +651,10 @@ impl<'a> Executor<'a> {
         // INFORM from the address the interface has (the probe's, or the static ip= one).
         let address = if exchange == Exchange::Inform { self.facts.address } else { None };
         let (sys, running) = (self.sys, &self.running);
+        let client_id = self.options.ip.as_ref().and_then(|ip| ip.client_id.as_ref());
+        if let Some(id) = client_id {
+            log::info!("dhcp: client id {id} (ip=)");
+        }
         let kernel = match self.kernels.first() {
             Some(Some(Ok(kernel))) if !background.is_empty() => Some(kernel),
             _ => None,
@@ -660,10 +664,10 @@ impl<'a> Executor<'a> {
                 scope.spawn(move || load_plan(sys, running, &k.dir, k.rules(), background, 1, &load::no_more))
             });
             let exchanged = match any {
-                true => self.lease_on_any(bound),
+                true => self.lease_on_any(client_id, bound),
                 false => self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
                     let left = bound.saturating_sub(started.elapsed());
-                    match network::lease(sys, &link, address, left, DHCP_START_DELAY) {
+                    match network::lease(sys, &link, client_id, address, left, DHCP_START_DELAY) {
                         Ok(acquired) => Ok(Answered { asked: vec![link.name.clone()], interface: link, acquired }),
                         Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
                     }
@@ -718,10 +722,10 @@ impl<'a> Executor<'a> {
     }
 
     /// DHCP on every interface at once ([`network::lease_on_any`]), loopback set up too.
-    fn lease_on_any(&self, bound: Duration) -> Result<Answered, Failure> {
+    fn lease_on_any(&self, client_id: Option<&ClientId>, bound: Duration) -> Result<Answered, Failure> {
         let fail = |message: String| Failure::new(Op::Dhcp, None, message);
         network::loopback_up(self.sys).map_err(fail)?;
-        network::lease_on_any(self.sys, bound, DHCP_START_DELAY).map_err(fail)
+        network::lease_on_any(self.sys, client_id, bound, DHCP_START_DELAY).map_err(fail)
     }
 
     /// What the phases after know once `link` has its address.
@@ -1274,7 +1278,7 @@ impl<'a> Executor<'a> {
             loopback: false,
             addrs: facts.address.into_iter().collect(),
         };
-        let mut lease = match &facts.dhcp {
+        let lease = match &facts.dhcp {
             Some(dhcp) => dhcp.lease.clone(),
             None => Lease {
                 server: facts.kernel_dhcp_server,
@@ -1284,6 +1288,10 @@ impl<'a> Executor<'a> {
                 ..Lease::default()
             },
         };
+        // When the kernel's own DHCP ran (a static line on a host with several interfaces and no
+        // <device>), /proc/net/pnp has the servers it kept: it drops the line's then.
+        let line = self.options.ip.as_ref().filter(|_| facts.kernel_dhcp_server.is_none());
+        let mut lease = netconf::with_line_dns(lease, line);
         // The name the client got is the one to hand on, whichever source it came from.
         if let Some(h) = &facts.hostname {
             lease.hostname = Some(h.short.clone());
@@ -1300,7 +1308,8 @@ impl<'a> Executor<'a> {
         for file in &written {
             self.provenance.record(Path::new(file), "network", None);
         }
-        Ok(Done::ok(format!("{}{}", renamed.unwrap_or_default(), written.join(", "))))
+        let servers = netconf::line_servers(line).map(|s| format!("; {s}")).unwrap_or_default();
+        Ok(Done::ok(format!("{}{}{servers}", renamed.unwrap_or_default(), written.join(", "))))
     }
 
     fn report(&mut self, path: &str) -> Result<Done, Failure> {
@@ -1763,6 +1772,77 @@ mod tests {
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
         let report = read_report(&image.0).dhcp.unwrap();
         assert_eq!((report.interface.as_str(), report.asked.len()), ("eth1", 3));
+    }
+
+    /// A static line's name servers go to resolv.conf over what the INFORM got (10.0.2.3);
+    /// `stateless.dhcp.inform=no` sends nothing and the name falls back.
+    #[test]
+    fn static_ip_lines_servers_and_the_inform_switch() {
+        let image = Image::new("static-servers");
+        let r = &image.0;
+        let line = "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:192.0.2.53:192.0.2.54:192.0.2.123";
+        let mut sys = fake(|_| None);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        let (outcomes, _) = boot(&image, line, &sys, Mode::Boot);
+        assert!(sys.calls().iter().any(|c| matches!(c, Call::DhcpTransport(..))), "INFORM by default");
+        let resolv = std::fs::read_to_string(r.join("etc/resolv.conf")).unwrap();
+        assert!(resolv.contains("nameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch lab.example\n"), "{resolv}");
+        assert!(!resolv.contains("10.0.2.3"), "{resolv}");
+        let klibc = std::fs::read_to_string(r.join("run/net-eth0.conf")).unwrap();
+        assert!(klibc.contains("IPV4DNS0='192.0.2.53'") && klibc.contains("HOSTNAME='lab3-12'"), "{klibc}");
+        let files = outcomes.iter().find(|o| matches!(o.step, Step::NetworkFiles { .. })).unwrap();
+        assert!(files.detail.ends_with("; dns 192.0.2.53 192.0.2.54, ntp 192.0.2.123 from ip="), "{files:#?}");
+
+        let image = Image::new("static-no-inform");
+        let mut sys = fake(|_| None);
+        sys.uname.nodename = "(none)".into();
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
+        let (outcomes, _) = boot(&image, &format!("{line} stateless.dhcp.inform=no"), &sys, Mode::Boot);
+        assert!(!sys.calls().iter().any(|c| matches!(c, Call::DhcpTransport(..))), "nothing sent: {:#?}", sys.calls());
+        assert!(sys.calls().contains(&Call::Sethostname("Node15".into())), "{:#?}", sys.calls());
+        assert!(!outcomes.iter().any(|o| matches!(o.step, Step::Dhcp { .. })));
+        let resolv = std::fs::read_to_string(image.0.join("etc/resolv.conf")).unwrap();
+        assert!(resolv.contains("nameserver 192.0.2.53\n"), "{resolv}");
+
+        // On-root mode, the kernel's DHCP ran all the same (several NICs, no <device>): it
+        // dropped the line's servers, and /proc/net/pnp's are the ones.
+        let image = Image::new("static-kernel-dhcp");
+        let mut sys = fake(|_| None);
+        let pnp = "#PROTO: DHCP\ndomain lab.example\nnameserver 10.0.2.3\nbootserver 10.0.2.2\n";
+        sys.proc.insert("net/pnp".into(), pnp.into());
+        let line = "ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12::off:192.0.2.53";
+        let (outcomes, _) = boot(&image, line, &sys, Mode::Boot);
+        let resolv = std::fs::read_to_string(image.0.join("etc/resolv.conf")).unwrap();
+        assert!(resolv.contains("nameserver 10.0.2.3\n") && !resolv.contains("192.0.2.53"), "{resolv}");
+        let files = outcomes.iter().find(|o| matches!(o.step, Step::NetworkFiles { .. })).unwrap();
+        assert!(!files.detail.contains("from ip="), "{files:#?}");
+    }
+
+    /// `ip=dhcp,<type>,<id>`: the server sees that client id in every message.
+    #[test]
+    fn dhcp_client_id_from_the_ip_line_is_sent() {
+        use dhcproto::v4::{DhcpOption, Message, OptionCode};
+        use dhcproto::{Decodable, Decoder};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ids = seen.clone();
+        let mut server = dhcp_server();
+        let recording: crate::net::dhcp::client::testing::Server = Box::new(move |bytes: &[u8], now| {
+            let m = Message::decode(&mut Decoder::new(bytes)).unwrap();
+            ids.lock().unwrap().push(m.opts().get(OptionCode::ClientIdentifier).cloned());
+            server(bytes, now)
+        });
+        let image = Image::new("client-id");
+        let mut sys = fake(|_| None);
+        sys.interfaces[0].addrs.clear();
+        sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(recording)));
+        let (outcomes, ended) = boot(&image, "ip=dhcp,0,lab3-12", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let id = Some(DhcpOption::ClientIdentifier(b"\x00lab3-12".to_vec()));
+        assert_eq!(*seen.lock().unwrap(), [id.clone(), id], "DISCOVER and REQUEST");
     }
 
     #[test]

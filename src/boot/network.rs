@@ -15,7 +15,7 @@ use crate::model::facts::Facts;
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::Lease;
-use crate::model::options::Options;
+use crate::model::options::{ClientId, Options};
 use crate::model::text::escape;
 use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng, Transport};
 use crate::net::pnp;
@@ -167,21 +167,24 @@ pub fn loopback_up(sys: &dyn Sys) -> Result<(), String> {
 }
 
 /// Runs the DHCP client on `interface`: INFORM when it has `address` (kept as it is), else
-/// DISCOVER. `max_start_delay` spreads clients powered on together.
+/// DISCOVER; `client_id` (`ip=dhcp,<type>,<id>`) instead of type 1 and the MAC.
+/// `max_start_delay` spreads clients powered on together.
 pub fn lease(
     sys: &dyn Sys,
     interface: &Interface,
+    client_id: Option<&ClientId>,
     address: Option<Ipv4Net>,
     bound: Duration,
     max_start_delay: Duration,
 ) -> Result<Acquired, Failure> {
-    run_client(sys, interface, address, bound, max_start_delay, None)
+    run_client(sys, interface, client_id, address, bound, max_start_delay, None)
 }
 
 /// [`lease`], given up (`Interrupted`) once `stop` is set.
 fn run_client(
     sys: &dyn Sys,
     interface: &Interface,
+    client_id: Option<&ClientId>,
     address: Option<Ipv4Net>,
     bound: Duration,
     max_start_delay: Duration,
@@ -192,7 +195,8 @@ fn run_client(
         .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
     let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
-    let request = Request { mac, address, timeout: bound, max_start_delay };
+    let client_id = client_id.map(ClientId::option).unwrap_or_default();
+    let request = Request { mac, client_id, address, timeout: bound, max_start_delay };
     let rng = &mut Rng::new(sys.random());
     match stop {
         Some(stop) => client::run(&mut Stoppable { inner: transport.as_mut(), stop }, &request, rng),
@@ -261,7 +265,12 @@ type Ended = (u32, Result<Acquired, Failure>);
 /// clients are stopped, and the links this set up for nothing are set down again (the kernel's
 /// `ic_close_devs`; after a failure they stay up, as before). Nothing is configured here. A link
 /// that will not go up is left out.
-pub fn lease_on_any(sys: &dyn Sys, bound: Duration, max_start_delay: Duration) -> Result<Answered, String> {
+pub fn lease_on_any(
+    sys: &dyn Sys,
+    client_id: Option<&ClientId>,
+    bound: Duration,
+    max_start_delay: Duration,
+) -> Result<Answered, String> {
     let deadline = Instant::now() + bound;
     let stop = AtomicBool::new(false);
     let (ended, endings) = mpsc::channel::<Ended>();
@@ -280,7 +289,7 @@ pub fn lease_on_any(sys: &dyn Sys, bound: Duration, max_start_delay: Duration) -
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     let (ended, stop, client) = (ended.clone(), &stop, interface.clone());
                     let work = move || {
-                        let result = run_client(sys, &client, None, remaining, max_start_delay, Some(stop));
+                        let result = run_client(sys, &client, client_id, None, remaining, max_start_delay, Some(stop));
                         let _ = ended.send((client.index, result));
                     };
                     match std::thread::Builder::new().name("dhcp".into()).spawn_scoped(scope, work) {

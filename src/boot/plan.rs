@@ -17,7 +17,7 @@ use crate::model::hostname::{self, Candidate, Source};
 use crate::model::ipv4::{self, Ipv4Net};
 use crate::model::lease::Exchange;
 use crate::model::mount::EARLY_MOUNTS;
-use crate::model::options::{Diagnostic, Options, OverlayMode};
+use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
 
@@ -126,15 +126,15 @@ pub fn init(wanted: Option<&str>, target: &ImageRoot) -> (Option<String>, Vec<St
 }
 
 /// The network step due, if any (at most one DHCP exchange per boot):
-/// - the interface has an address: INFORM for the host name, unless one is known or the
-///   kernel's own DHCP ran (it asked for the name already: the server has none to give);
+/// - the interface has an address: INFORM for the host name, unless one is known, the
+///   kernel's own DHCP ran (it asked for the name already: the server has none to give) or
+///   `stateless.dhcp.inform=no`;
 /// - no address and a static `ip=` line (a bootloader that did DHCP hands its result over that
 ///   way): that address, no DHCP;
 /// - no address otherwise: DISCOVER.
 fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
     let ip = options.ip.as_ref();
-    let static_ip =
-        ip.is_some_and(|ip| matches!(ip.autoconf.as_str(), "off" | "none" | "static") || ip.client.is_some());
+    let static_ip = ip.is_some_and(IpParam::is_static);
     let kernel_dhcp = ip.is_some() && !static_ip;
     if facts.dhcp_done {
         return None;
@@ -144,7 +144,7 @@ fn network_step(options: &Options, facts: &Facts) -> Option<Step> {
             let named = options.hostname.is_some()
                 || ip.is_some_and(|ip| ip.hostname.is_some())
                 || facts.kernel_hostname.as_deref().is_some_and(|n| !hostname::kernel_name_is_unset(n));
-            (!named && !kernel_dhcp).then(|| Step::Dhcp {
+            (!named && !kernel_dhcp && options.dhcp_inform).then(|| Step::Dhcp {
                 interface: facts.interface.clone(),
                 exchange: Exchange::Inform,
                 meanwhile: vec![],
@@ -437,6 +437,18 @@ mod tests {
             None
         );
         assert_eq!(network_step(&options(&format!("{static_ip} stateless.hostname=x")), &facts(on, "(none)")), None);
+        // Nor when told not to: the name falls back to the prefix, nothing is sent.
+        let no_inform = options(&format!("{static_ip} stateless.dhcp.inform=no"));
+        assert_eq!(network_step(&no_inform, &facts(on, "(none)")), None);
+        assert_eq!(
+            network_step(&options(&format!("{static_ip} stateless.dhcp.inform=yes")), &facts(on, "(none)")),
+            inform
+        );
+        assert!(matches!(network_step(&no_inform, &facts(None, "(none)")), Some(Step::Address { .. })));
+        assert!(matches!(
+            network_step(&options("stateless.dhcp.inform=no"), &facts(None, "(none)")),
+            Some(Step::Dhcp { exchange: Exchange::Discover, .. })
+        ));
         // No address: DISCOVER on the ip= device, or the first with carrier; never after a static line.
         let discover = |on: Option<&str>| {
             Some(Step::Dhcp { interface: on.map(Into::into), exchange: Exchange::Discover, meanwhile: vec![] })

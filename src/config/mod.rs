@@ -8,7 +8,9 @@ pub mod nfsroot;
 
 use std::net::Ipv4Addr;
 
-use crate::model::options::{Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap};
+use crate::model::options::{
+    ClientId, Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap,
+};
 use crate::model::step::Phase;
 use crate::model::text::escape;
 
@@ -146,9 +148,10 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 20] = [
+const VALUE_KEYS: [&str; 22] = [
     "softlevel",
     "ip",
+    "nfsaddrs",
     "nfsroot",
     "root",
     "BOOTIF",
@@ -161,6 +164,7 @@ const VALUE_KEYS: [&str; 20] = [
     "stateless.emergency",
     "stateless.mode",
     "stateless.dhcp.timeout",
+    "stateless.dhcp.inform",
     "stateless.nfs.timeout",
     "stateless.log",
     "stateless.swap",
@@ -271,6 +275,7 @@ impl Resolver {
             ("stateless.emergency", Some(v)) => set(&mut o.emergency, emergency(v)),
             ("stateless.mode", Some(v)) => set(&mut o.mode, mode(v)),
             ("stateless.dhcp.timeout", Some(v)) => set(&mut o.dhcp_timeout, timeout(v)),
+            ("stateless.dhcp.inform", Some(v)) => set(&mut o.dhcp_inform, yes_no(v)),
             ("stateless.nfs.timeout", Some(v)) => set(&mut o.nfs_timeout, timeout(v)),
             ("stateless.log", Some(v)) => set(&mut o.log, log_server(v)),
             ("stateless.swap", Some("auto")) => set(&mut o.swap, Ok(Some(Swap::Auto))),
@@ -282,7 +287,9 @@ impl Resolver {
             }
             ("stateless.modules", Some(v)) => module_list(v, &mut o.modules.extra),
             ("stateless.modules.blacklist" | "modprobe.blacklist", Some(v)) => module_list(v, &mut o.modules.blacklist),
-            ("ip", Some(v)) => match parse_ip(v) {
+            // `nfsaddrs=` is the kernel's old name for `ip=`, read by the same function: the
+            // later of the two wins, as a later `ip=` does.
+            ("ip" | "nfsaddrs", Some(v)) => match parse_ip(v) {
                 Ok((ip, errors)) => {
                     o.ip = Some(ip);
                     errors
@@ -550,6 +557,14 @@ fn log_server(v: &str) -> Result<LogServer, String> {
     Ok(LogServer::At(std::net::SocketAddrV4::new(addr, port)))
 }
 
+fn yes_no(v: &str) -> Result<bool, String> {
+    match v {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("{} is not yes or no", q(v))),
+    }
+}
+
 fn emergency(v: &str) -> Result<Emergency, String> {
     let policy = Emergency::ALL.into_iter().find(|p| p.as_str() == v);
     policy.ok_or_else(|| format!("{} is not one of continue, shell, reboot, poweroff", q(v)))
@@ -563,8 +578,9 @@ fn mode(v: &str) -> Result<OverlayMode, String> {
     }
 }
 
-/// `ip=`: an autoconf word, or the kernel's colon form. Bad fields are reported and left out;
-/// `Err` when nothing usable is there. Empty means `off`, as in the kernel.
+/// `ip=` and `nfsaddrs=`: an autoconf word, or the kernel's colon form (ipconfig.c's
+/// `ip_auto_config_setup`). Bad fields are reported and left out; `Err` when nothing usable is
+/// there. Empty means `off`, as in the kernel.
 fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
     const FIELDS: [&str; 10] = [
         "client-ip",
@@ -578,29 +594,38 @@ fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
         "dns1-ip",
         "ntp0-ip",
     ];
-    let word = v.to_ascii_lowercase();
-    if word.is_empty() || AUTOCONF.contains(&word.as_str()) {
-        let autoconf = if word.is_empty() { "off".to_owned() } else { word };
-        return Ok((IpParam { autoconf, ..IpParam::default() }, Vec::new()));
+    let mut errors = Vec::new();
+    if v.is_empty() {
+        return Ok((IpParam { autoconf: "off".into(), ..IpParam::default() }, errors));
+    }
+    // Like the kernel, the whole value as an autoconf word first: `dhcp,<type>,<id>` then takes
+    // the rest, `:` included.
+    if let Some((autoconf, client_id)) = autoconf(v, &mut errors) {
+        return Ok((IpParam { autoconf, client_id, ..IpParam::default() }, errors));
     }
     // dracut's `ip=<interface>:<method>[:<mtu>[:<macaddr>]]`.
     let mut fields = v.split(':');
     if let (Some(dev), Some(method)) = (fields.next(), fields.next().map(str::to_ascii_lowercase)) {
         if !dev.is_empty() && dev.parse::<Ipv4Addr>().is_err() && AUTOCONF.contains(&method.as_str()) {
-            return Ok((IpParam { device: Some(dev.to_owned()), autoconf: method, ..IpParam::default() }, Vec::new()));
+            return Ok((IpParam { device: Some(dev.to_owned()), autoconf: method, ..IpParam::default() }, errors));
         }
     }
     if !v.contains(':') && v.parse::<Ipv4Addr>().is_err() {
         let methods = AUTOCONF.join(", ");
         return Err(format!("{} is neither an autoconf method ({methods}) nor an IPv4 address", q(v)));
     }
-    let (mut ip, mut errors) = (IpParam::default(), Vec::new());
+    let mut ip = IpParam::default();
+    let (mut dns0, mut dns1, mut ntp0) = (None, None, None);
     // Like the kernel, fields past the 10th are ignored and 0.0.0.0 means "not given".
     for (i, (name, field)) in FIELDS.iter().zip(v.split(':')).enumerate() {
         if field.is_empty() {
             continue;
         }
         let addr = match field.parse::<Ipv4Addr>() {
+            // A name or time server on the host itself (a resolver in the image) is one too.
+            Ok(a) if i >= 7 && !a.is_unspecified() && !a.is_loopback() && !crate::model::ipv4::usable_unicast(a) => {
+                Err(format!("{name} {a} is not a unicast address"))
+            }
             Ok(a) => Ok(Some(a).filter(|a| !a.is_unspecified())),
             Err(_) => Err(format!("{name} {} is not an IPv4 address", q(field))),
         };
@@ -618,20 +643,64 @@ fn parse_ip(v: &str) -> Result<(IpParam, Vec<String>), String> {
                 continue;
             }
             6 => {
-                let word = field.to_ascii_lowercase();
-                if AUTOCONF.contains(&word.as_str()) {
-                    ip.autoconf = word;
-                } else {
-                    errors.push(format!("autoconf {} is not one of {}", q(field), AUTOCONF.join(", ")));
+                match autoconf(field, &mut errors) {
+                    Some((word, client_id)) => (ip.autoconf, ip.client_id) = (word, client_id),
+                    None => errors.push(format!("autoconf {} is not one of {}", q(field), AUTOCONF.join(", "))),
                 }
                 continue;
             }
-            // Name and time servers are checked but not kept.
-            _ => &mut None,
+            7 => &mut dns0,
+            8 => &mut dns1,
+            _ => &mut ntp0,
         };
         errors.extend(set(slot, addr));
     }
+    ip.dns = [dns0, dns1].into_iter().flatten().collect();
+    ip.ntp = ntp0.into_iter().collect();
     Ok((ip, errors))
+}
+
+/// An autoconf method as the kernel's `ic_proto_name` takes it (in any case here), and for
+/// `dhcp,<type>,<id>` the client id; a bad client id is reported in `errors` and left out (the
+/// default is sent). `None`: not an autoconf method.
+fn autoconf(word: &str, errors: &mut Vec<String>) -> Option<(String, Option<ClientId>)> {
+    let lower = word.to_ascii_lowercase();
+    if AUTOCONF.contains(&lower.as_str()) {
+        return Some((lower, None));
+    }
+    // `dhcp,` is ASCII: the same 5 bytes in `word`.
+    let rest = word.get(5..).filter(|_| lower.starts_with("dhcp,"))?;
+    match client_id(rest) {
+        Ok(id) => Some(("dhcp".into(), Some(id))),
+        Err(e) => {
+            errors.push(format!("{e}: type 1 and the MAC are sent"));
+            Some(("dhcp".into(), None))
+        }
+    }
+}
+
+/// `<type>,<id>` of `dhcp,<type>,<id>`: the type as the kernel's `kstrtou8(.., 0, ..)` reads it
+/// (decimal, `0x` hex, `0` octal), the id the rest as written, commas included.
+fn client_id(v: &str) -> Result<ClientId, String> {
+    let Some((kind, id)) = v.split_once(',') else {
+        return Err(format!("client id {} is not <type>,<id>", q(v)));
+    };
+    let (digits, radix) = match kind.strip_prefix("0x").or_else(|| kind.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None if kind.len() > 1 && kind.starts_with('0') => (kind.get(1..).unwrap_or_default(), 8),
+        None => (kind, 10),
+    };
+    let number = !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+    let Some(kind) = u8::from_str_radix(digits, radix).ok().filter(|_| number) else {
+        return Err(format!("client id type {} is not a number from 0 to 255", q(kind)));
+    };
+    if id.is_empty() {
+        return Err(format!("client id of type {kind} is empty"));
+    }
+    if id.len() > ClientId::MAX_ID {
+        return Err(format!("client id {} is longer than {} bytes", q(id), ClientId::MAX_ID));
+    }
+    Ok(ClientId { kind, id: id.to_owned() })
 }
 
 /// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`; empty means "the DHCP root-path" (`None`).
@@ -1098,6 +1167,9 @@ mod tests {
                 hostname: Some("lab3-12.example.edu".into()),
                 device: Some("eth0".into()),
                 autoconf: "off".into(),
+                dns: vec![a("8.8.8.8").unwrap(), a("1.1.1.1").unwrap()],
+                ntp: vec![a("10.0.0.1").unwrap()],
+                client_id: None,
             }
         );
         assert_eq!(ip("ip=10.0.0.5"), IpParam { client: a("10.0.0.5"), ..IpParam::default() });
@@ -1121,6 +1193,100 @@ mod tests {
             r#"ip: "frob" is neither an autoconf method (dhcp, on, any, off, none, bootp, rarp, both, static) nor an IPv4 address"#
         );
         assert_eq!(bad("ip").1, "ip: needs a value");
+    }
+
+    /// The kernel's `<dns0-ip>:<dns1-ip>:<ntp0-ip>`: kept in order, 0.0.0.0 as not given.
+    #[test]
+    fn ip_name_and_time_servers() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let i = ip("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:192.0.2.53:192.0.2.54:192.0.2.123");
+        assert_eq!((i.dns, i.ntp), (vec![a("192.0.2.53"), a("192.0.2.54")], vec![a("192.0.2.123")]));
+        let i = ip("ip=10.0.2.15:::::eth0:off:0.0.0.0:192.0.2.54");
+        assert_eq!((i.dns, i.ntp), (vec![a("192.0.2.54")], vec![]));
+        assert_eq!(ip("ip=10.0.2.15::::::none:127.0.0.53").dns, [a("127.0.0.53")], "a resolver in the image");
+        let (o, d) = resolve("ip=10.0.2.15::::::off:224.0.0.251:255.255.255.255:240.0.0.1");
+        let i = o.ip.unwrap();
+        assert_eq!((i.client, i.dns, i.ntp), (Some(a("10.0.2.15")), vec![], vec![]));
+        assert_eq!(
+            d,
+            [
+                "ip: dns0-ip 224.0.0.251 is not a unicast address",
+                "ip: dns1-ip 255.255.255.255 is not a unicast address",
+                "ip: ntp0-ip 240.0.0.1 is not a unicast address",
+            ]
+        );
+        // The servers count for a static line; one that asks DHCP gets the lease's (the kernel's rule).
+        let line = ip("ip=10.0.2.15:::::eth0:off:192.0.2.53::192.0.2.123");
+        assert_eq!(line.servers(), (&[a("192.0.2.53")][..], &[a("192.0.2.123")][..]));
+        let dhcp = ip("ip=:::::eth0:dhcp:192.0.2.53::192.0.2.123");
+        assert_eq!(dhcp.dns, [a("192.0.2.53")]);
+        assert_eq!(dhcp.servers(), (&[][..], &[][..]));
+    }
+
+    /// `dhcp,<type>,<id>` (the kernel's ic_proto_name), alone or as the autoconf field.
+    #[test]
+    fn ip_dhcp_client_id() {
+        let id = |kind, id: &str| Some(ClientId { kind, id: id.into() });
+        let i = ip("ip=dhcp,0,lab3-12");
+        assert_eq!((i.autoconf.as_str(), i.client_id), ("dhcp", id(0, "lab3-12")));
+        // Alone, the id is the rest of the value, `:` and `,` included; the type as kstrtou8 base 0.
+        assert_eq!(ip("ip=DHCP,1,52:54:00:12:34:56").client_id, id(1, "52:54:00:12:34:56"));
+        assert_eq!(ip("ip=dhcp,0x12,a,b").client_id, id(0x12, "a,b"));
+        assert_eq!(ip("ip=dhcp,010,x").client_id, id(8, "x"));
+        assert_eq!(ip("ip=dhcp,255,x").client_id, id(255, "x"));
+        // In the long form it ends at the next `:`.
+        let i = ip("ip=:::::eth0:dhcp,0,lab3-12:192.0.2.53");
+        assert_eq!((i.device.as_deref(), i.client_id, i.dns.len()), (Some("eth0"), id(0, "lab3-12"), 1));
+        assert_eq!(id(1, "ab").unwrap().option(), [1, b'a', b'b']);
+        // A bad client id is reported and left out: DHCP with the default one.
+        for (v, msg) in [
+            ("dhcp,1", r#"client id "1" is not <type>,<id>"#),
+            ("dhcp,", r#"client id "" is not <type>,<id>"#),
+            ("dhcp,256,x", r#"client id type "256" is not a number from 0 to 255"#),
+            ("dhcp,0x,x", r#"client id type "0x" is not a number from 0 to 255"#),
+            ("dhcp,09,x", r#"client id type "09" is not a number from 0 to 255"#),
+            ("dhcp,-1,x", r#"client id type "-1" is not a number from 0 to 255"#),
+            ("dhcp,,x", r#"client id type "" is not a number from 0 to 255"#),
+            ("dhcp,1,", "client id of type 1 is empty"),
+            (":::::eth0:dhcp,x,y", r#"client id type "x" is not a number from 0 to 255"#),
+        ] {
+            let (o, d) = bad(&format!("ip={v}"));
+            let i = o.ip.unwrap();
+            assert_eq!((i.autoconf.as_str(), i.client_id), ("dhcp", None), "{v}");
+            assert_eq!(d, format!("ip: {msg}: type 1 and the MAC are sent"), "{v}");
+        }
+        let long = "x".repeat(ClientId::MAX_ID);
+        assert_eq!(ip(&format!("ip=dhcp,0,{long}")).client_id, id(0, &long));
+        let (o, d) = bad(&format!("ip=dhcp,0,{long}y"));
+        assert_eq!(o.ip.unwrap().client_id, None);
+        assert!(d.contains("is longer than 251 bytes"), "{d}");
+        // Printed escaped: in messages and in the log line.
+        let (_, d) = bad("ip=\"dhcp,1x,\x1b[2J\"");
+        assert_eq!(d, r#"ip: client id type "1x" is not a number from 0 to 255: type 1 and the MAC are sent"#);
+        assert_eq!(id(0, "a\x1b[2Jb\u{202e}").unwrap().to_string(), r#"type 0 id "a\x1b[2Jb\xe2\x80\xae""#);
+    }
+
+    /// `nfsaddrs=` is the kernel's old name of `ip=` (the same setup function): the later wins.
+    #[test]
+    fn nfsaddrs_is_ip() {
+        assert_eq!(ok("nfsaddrs=10.0.2.15:10.0.2.2::255.255.255.0").ip, ok("ip=10.0.2.15:10.0.2.2::255.255.255.0").ip);
+        assert_eq!(ok("ip=dhcp nfsaddrs=off").ip.unwrap().autoconf, "off");
+        assert_eq!(ok("nfsaddrs=off ip=dhcp").ip.unwrap().autoconf, "dhcp");
+        assert_eq!(bad("nfsaddrs=frob").1.split_once(':').unwrap().0, "nfsaddrs");
+        assert_eq!(bad("nfsaddrs").1, "nfsaddrs: needs a value");
+    }
+
+    #[test]
+    fn dhcp_inform() {
+        assert!(Options::default().dhcp_inform);
+        assert!(!ok("stateless.dhcp.inform=no").dhcp_inform);
+        assert!(ok("stateless.dhcp.inform=no stateless.dhcp.inform=yes").dhcp_inform);
+        let (o, d) = bad("stateless.dhcp.inform=no stateless.dhcp.inform=off");
+        assert!(!o.dhcp_inform, "a bad value keeps the earlier one");
+        assert_eq!(d, r#"stateless.dhcp.inform: "off" is not yes or no"#);
+        assert_eq!(bad("stateless.dhcp.inform").1, "stateless.dhcp.inform: needs a value");
+        let (o, d) = resolve_with("", Some("stateless.dhcp.inform=no\n"));
+        assert_eq!((o.dhcp_inform, d.len()), (false, 0), "in the config file too");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::fs::root::{replace_file, ImageRoot};
 use crate::model::hostname;
 use crate::model::interface::{format_mac, Interface};
 use crate::model::lease::Lease;
+use crate::model::options::IpParam;
 use crate::model::outcome::{Failure, Op};
 use crate::model::text::escape_path;
 
@@ -87,6 +88,30 @@ fn shell_assignment(name: &str, value: &str) -> String {
     line
 }
 
+/// `lease` with a static `ip=` line's name servers in place of its own, when the line gives any
+/// ([`IpParam::servers`]: as the kernel's ipconfig, which asks no DHCP then; what our INFORM got
+/// or /proc/net/pnp says yields to them). A line that asks DHCP leaves the lease's.
+pub fn with_line_dns(mut lease: Lease, ip: Option<&IpParam>) -> Lease {
+    let (dns, _) = ip.map_or((&[][..], &[][..]), IpParam::servers);
+    if !dns.is_empty() {
+        lease.dns = dns.to_vec();
+    }
+    lease
+}
+
+/// A static `ip=` line's name and time servers, as the step's detail names them (`None`: none).
+/// Time servers are written nowhere, as the lease's (the kernel only shows them too, in
+/// /proc/net/ipconfig/ntp_servers).
+pub fn line_servers(ip: Option<&IpParam>) -> Option<String> {
+    let (dns, ntp) = ip.map_or((&[][..], &[][..]), IpParam::servers);
+    let list = |what: &str, servers: &[Ipv4Addr]| {
+        let servers: Vec<String> = servers.iter().map(Ipv4Addr::to_string).collect();
+        (!servers.is_empty()).then(|| format!("{what} {}", servers.join(" ")))
+    };
+    let taken: Vec<String> = [list("dns", dns), list("ntp", ntp)].into_iter().flatten().collect();
+    (!taken.is_empty()).then(|| format!("{} from ip=", taken.join(", ")))
+}
+
 /// The lease's domain when it is a valid host name: nothing else goes into a search line.
 fn search_domain(lease: &Lease) -> Option<String> {
     lease.domain.as_deref().and_then(|domain| hostname::validate(domain).ok())
@@ -99,7 +124,7 @@ pub fn resolv_conf(lease: &Lease) -> Option<String> {
     if lease.dns.is_empty() && domain.is_none() {
         return None;
     }
-    let mut text = format!("{HEADER} from the DHCP lease.\n");
+    let mut text = format!("{HEADER} from the DHCP lease or ip=.\n");
     for server in lease.dns.iter().take(MAXNS) {
         text += &format!("nameserver {server}\n");
     }
@@ -118,7 +143,7 @@ pub fn resolved_dropin(lease: &Lease) -> Option<String> {
     if lease.dns.is_empty() && domain.is_none() {
         return None;
     }
-    let mut text = format!("{HEADER} from the DHCP lease.\n[Resolve]\n");
+    let mut text = format!("{HEADER} from the DHCP lease or ip=.\n[Resolve]\n");
     if !lease.dns.is_empty() {
         let servers: Vec<String> = lease.dns.iter().map(Ipv4Addr::to_string).collect();
         text += &format!("DNS={}\n", servers.join(" "));
@@ -421,22 +446,49 @@ mod tests {
     fn resolv_conf_has_three_servers_and_a_valid_search_domain() {
         assert_eq!(
             resolv_conf(&lab_lease()).unwrap(),
-            "# Written by stateless at boot from the DHCP lease.\nnameserver 10.0.2.3\nsearch lab.example\n"
+            "# Written by stateless at boot from the DHCP lease or ip=.\nnameserver 10.0.2.3\nsearch lab.example\n"
         );
         let four = vec![ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3"), ip("10.0.0.4")];
         let lease = Lease { dns: four, domain: Some("evil\nnameserver 6.6.6.6".into()), ..Lease::default() };
         assert_eq!(
             resolv_conf(&lease).unwrap(),
-            "# Written by stateless at boot from the DHCP lease.\n\
+            "# Written by stateless at boot from the DHCP lease or ip=.\n\
              nameserver 10.0.0.1\nnameserver 10.0.0.2\nnameserver 10.0.0.3\n"
         );
         let domain_only = Lease { domain: Some("lab.example.".into()), ..Lease::default() };
         assert_eq!(
             resolv_conf(&domain_only).unwrap(),
-            "# Written by stateless at boot from the DHCP lease.\nsearch lab.example\n"
+            "# Written by stateless at boot from the DHCP lease or ip=.\nsearch lab.example\n"
         );
         assert_eq!(resolv_conf(&Lease::default()), None);
         assert_eq!(resolv_conf(&Lease { domain: Some("a b".into()), ..Lease::default() }), None);
+    }
+
+    /// A static ip= line's servers replace the lease's (ours from INFORM, or /proc/net/pnp's);
+    /// a line that asks DHCP keeps the lease's, as the kernel does.
+    #[test]
+    fn a_static_lines_servers_are_handed_on() {
+        let line = |v: &str| {
+            let cmdline = crate::config::Cmdline::parse(format!("ip={v}").as_bytes());
+            crate::model::options::Options::resolve(&cmdline, None).0.ip
+        };
+        let static_ip = line("10.0.2.15::10.0.2.2:255.255.255.0::eth0:off:192.0.2.53:192.0.2.54:192.0.2.123");
+        let lease = with_line_dns(lab_lease(), static_ip.as_ref());
+        assert_eq!(lease.dns, [ip("192.0.2.53"), ip("192.0.2.54")]);
+        assert_eq!(lease.domain.as_deref(), Some("lab.example"), "the rest is the lease's");
+        assert_eq!(
+            line_servers(static_ip.as_ref()).as_deref(),
+            Some("dns 192.0.2.53 192.0.2.54, ntp 192.0.2.123 from ip=")
+        );
+        let only_ntp = line("10.0.2.15:::::eth0:off:::192.0.2.123");
+        assert_eq!(with_line_dns(lab_lease(), only_ntp.as_ref()), lab_lease());
+        assert_eq!(line_servers(only_ntp.as_ref()).as_deref(), Some("ntp 192.0.2.123 from ip="));
+        for kept in [line(":::::eth0:dhcp:192.0.2.53"), line("10.0.2.15"), line("dhcp"), None] {
+            assert_eq!(with_line_dns(lab_lease(), kept.as_ref()), lab_lease(), "{kept:?}");
+            assert_eq!(line_servers(kept.as_ref()), None);
+        }
+        let klibc = klibc_conf("eth0", &with_line_dns(Lease::default(), static_ip.as_ref()), 1);
+        assert!(klibc.contains("IPV4DNS0='192.0.2.53'\nIPV4DNS1='192.0.2.54'\n"), "{klibc}");
     }
 
     #[test]
@@ -444,7 +496,7 @@ mod tests {
         let lease = Lease { dns: vec![ip("10.0.2.3"), ip("10.0.2.5")], ..lab_lease() };
         assert_eq!(
             resolved_dropin(&lease).unwrap(),
-            "# Written by stateless at boot from the DHCP lease.\n[Resolve]\nDNS=10.0.2.3 10.0.2.5\nDomains=lab.example\n"
+            "# Written by stateless at boot from the DHCP lease or ip=.\n[Resolve]\nDNS=10.0.2.3 10.0.2.5\nDomains=lab.example\n"
         );
         assert_eq!(resolved_dropin(&Lease::default()), None);
     }

@@ -47,9 +47,9 @@ pub enum OverlayMode {
     Copy,
 }
 
-/// `ip=` in the kernel's format (Documentation/admin-guide/nfs/nfsroot.rst):
-/// `<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:...`,
-/// or just an autoconf method (`dhcp`, `off`, ...).
+/// `ip=` (or its old name `nfsaddrs=`) in the kernel's format (Documentation/admin-guide/nfs/nfsroot.rst):
+/// `<client-ip>:<server-ip>:<gw-ip>:<netmask>:<hostname>:<device>:<autoconf>:<dns0-ip>:<dns1-ip>:<ntp0-ip>`,
+/// or just an autoconf method (`dhcp`, `off`, `dhcp,<type>,<id>`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IpParam {
     pub client: Option<Ipv4Addr>,
@@ -60,6 +60,59 @@ pub struct IpParam {
     pub device: Option<String>,
     /// `dhcp`, `bootp`, `rarp`, `both`, `any`, `on`, `off`, `none`, `static` (empty when not given).
     pub autoconf: String,
+    /// `<dns0-ip>`, `<dns1-ip>`, in that order, those given.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// `<ntp0-ip>`, when given.
+    #[serde(default)]
+    pub ntp: Vec<Ipv4Addr>,
+    /// `dhcp,<type>,<id>`: the DHCP client identifier (option 61) sent instead of type 1 and the MAC.
+    #[serde(default)]
+    pub client_id: Option<ClientId>,
+}
+
+impl IpParam {
+    /// Whether the line gives the address itself (`off`, `none`, `static`, or a client address):
+    /// no DHCP gives it.
+    pub fn is_static(&self) -> bool {
+        matches!(self.autoconf.as_str(), "off" | "none" | "static") || self.client.is_some()
+    }
+
+    /// The line's name and time servers that count: a static line's, as the kernel's ipconfig
+    /// keeps them (`ic_nameservers`, `ic_ntp_servers`, /proc/net/pnp); none for a line that asks
+    /// DHCP, as the kernel drops them when it sends a request (`ic_bootp_init`) for the lease's.
+    pub fn servers(&self) -> (&[Ipv4Addr], &[Ipv4Addr]) {
+        match self.is_static() {
+            true => (&self.dns, &self.ntp),
+            false => (&[], &[]),
+        }
+    }
+}
+
+/// A DHCP client identifier as the kernel's `ip=dhcp,<type>,<id>` gives it: the type byte, then
+/// the id's bytes as written (ipconfig.c's `ic_proto_name`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientId {
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// 1 to [`ClientId::MAX_ID`] bytes, unvalidated: shown only escaped.
+    pub id: String,
+}
+
+impl ClientId {
+    /// The longest id the kernel takes (its buffer: 253 bytes with the type and the NUL).
+    pub const MAX_ID: usize = 251;
+
+    /// The value of option 61: the type byte, then the id.
+    pub fn option(&self) -> Vec<u8> {
+        [&[self.kind][..], self.id.as_bytes()].concat()
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "type {} id \"{}\"", self.kind, super::text::escape(self.id.as_bytes()))
+    }
 }
 
 /// Where the boot's log and report go (`stateless.log=`), as syslog over UDP.
@@ -124,6 +177,10 @@ pub struct Options {
     pub bootif: Option<[u8; 6]>,
     /// `stateless.dhcp.timeout=`: seconds the network phase may take for carrier and a lease.
     pub dhcp_timeout: u32,
+    /// `stateless.dhcp.inform=`: whether an interface with an address but no host name known
+    /// asks for one with a DHCPINFORM.
+    #[serde(default = "yes")]
+    pub dhcp_inform: bool,
     /// `stateless.nfs.timeout=`: bound on mounting the NFS root in initramfs mode, retries included.
     pub nfs_timeout: u32,
     /// `stateless.log=`: the syslog server the boot's log and report go to.
@@ -164,6 +221,10 @@ pub struct ModuleOptions {
     pub blacklist: Vec<String>,
     /// Every other `module.param[=value]` word, for the modules loaded later.
     pub params: Vec<(String, Option<String>)>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The default `stateless.nfs.timeout=`: a server that reboots with its clients needs a minute.
@@ -221,6 +282,7 @@ impl Default for Options {
             root: None,
             bootif: None,
             dhcp_timeout: DHCP_TIMEOUT_SECS,
+            dhcp_inform: true,
             nfs_timeout: NFS_TIMEOUT_SECS,
             log: LogServer::FromDhcp,
             swap: None,

@@ -37,6 +37,8 @@ pub trait Transport {
 #[derive(Clone, Debug)]
 pub struct Request {
     pub mac: [u8; 6],
+    /// Option 61 as sent (the type byte first); empty: type 1 and the MAC ([`client_id`]).
+    pub client_id: Vec<u8>,
     /// The interface's address when it has one: then only INFORM is sent.
     pub address: Option<Ipv4Net>,
     /// The bound on the whole exchange, the start delay included.
@@ -274,6 +276,8 @@ impl Client<'_> {
         wanted: impl Fn(&Reply) -> bool,
     ) -> io::Result<Option<Reply>> {
         let mut attempt = 0;
+        let default_id = client_id(self.request.mac);
+        let id = if self.request.client_id.is_empty() { &default_id[..] } else { &self.request.client_id };
         while attempt < tries && self.transport.now() < self.deadline {
             let bytes = codec::encode(&Outgoing {
                 kind: message.kind,
@@ -286,7 +290,7 @@ impl Client<'_> {
                 mac: self.request.mac,
                 requested: message.requested,
                 server_id: message.server_id,
-                client_id: &client_id(self.request.mac),
+                client_id: id,
                 vendor_class: VENDOR_CLASS,
             });
             self.transport.send(&bytes)?;
@@ -407,7 +411,13 @@ mod tests {
     const OFFERED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 77);
 
     fn request(address: Option<Ipv4Net>) -> Request {
-        Request { mac: MAC, address, timeout: Duration::from_secs(60), max_start_delay: Duration::from_millis(500) }
+        Request {
+            mac: MAC,
+            client_id: Vec::new(),
+            address,
+            timeout: Duration::from_secs(60),
+            max_start_delay: Duration::from_millis(500),
+        }
     }
 
     /// A reply to `to` (parsed by dhcproto) of `kind`, with `name` as host name.
@@ -438,6 +448,13 @@ mod tests {
         address: Option<Ipv4Net>,
         server: impl FnMut(&v4::Message, Duration) -> Vec<Vec<u8>> + Send + 'static,
     ) -> (Vec<(Duration, v4::Message)>, Result<Acquired, Failure>) {
+        run_request(&request(address), server)
+    }
+
+    fn run_request(
+        request: &Request,
+        server: impl FnMut(&v4::Message, Duration) -> Vec<Vec<u8>> + Send + 'static,
+    ) -> (Vec<(Duration, v4::Message)>, Result<Acquired, Failure>) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let seen = log.clone();
         let mut server = server;
@@ -448,9 +465,30 @@ mod tests {
             replies
         });
         let mut transport = Scripted::new(Arc::new(Mutex::new(script)));
-        let result = run(&mut transport, &request(address), &mut Rng::new(7));
+        let result = run(&mut transport, request, &mut Rng::new(7));
         let sent = log.lock().unwrap().clone();
         (sent, result)
+    }
+
+    /// `ip=dhcp,<type>,<id>`: every message carries that option 61; else type 1 and the MAC.
+    #[test]
+    fn client_id_as_given_else_the_mac() {
+        let server = |m: &v4::Message, _: Duration| match kind(m) {
+            v4::MessageType::Discover => vec![reply(m, v4::MessageType::Offer, "lab3-12")],
+            v4::MessageType::Request => vec![reply(m, v4::MessageType::Ack, "lab3-12")],
+            _ => vec![],
+        };
+        let ids = |sent: &[(Duration, v4::Message)]| -> Vec<Option<v4::DhcpOption>> {
+            sent.iter().map(|(_, m)| m.opts().get(v4::OptionCode::ClientIdentifier).cloned()).collect()
+        };
+        let given = Request { client_id: b"\x00lab3-12".to_vec(), ..request(None) };
+        let (sent, result) = run_request(&given, server);
+        assert!(result.is_ok());
+        let id = Some(v4::DhcpOption::ClientIdentifier(b"\x00lab3-12".to_vec()));
+        assert_eq!(ids(&sent), [id.clone(), id]);
+        let (sent, _) = run_request(&request(None), server);
+        let mac = Some(v4::DhcpOption::ClientIdentifier(vec![1, 2, 0, 0, 0, 0, 7]));
+        assert_eq!(ids(&sent), [mac.clone(), mac]);
     }
 
     #[test]
