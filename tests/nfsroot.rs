@@ -60,6 +60,7 @@ fn planned(case: &Case, target: &ImageRoot) -> Result<(String, Vec<String>, bool
     let client = case.addr("client");
     let dhcp = case.get("dhcp-server").map(|_| Dhcp {
         interface: "eth0".into(),
+        asked: vec!["eth0".into()],
         exchange: Exchange::Discover,
         lease: Lease {
             server: case.addr("dhcp-server"),
