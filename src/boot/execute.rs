@@ -784,8 +784,8 @@ impl<'a> Executor<'a> {
     /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
     /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
     /// of [`NfsMount::versions`] in order, its module loaded before its first try (the kernel's
-    /// request_module would need a modprobe); all again with backoff (1 s doubling to 8 s, plus up to 1 s of
-    /// jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
+    /// request_module would need a modprobe); all again with backoff (1 s doubling to 8 s, plus
+    /// up to 1 s of jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
     fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
@@ -843,8 +843,9 @@ impl<'a> Executor<'a> {
                 };
                 log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
                 // The next version only when the server refuses this one, as mount.nfs:
-                // EPROTONOSUPPORT or EINVAL the next minor; ENOENT (no NFSv4 pseudo-root path)
-                // or EPERM with NFSv4 v3 straight away. A server still starting gets the newest again.
+                // EPROTONOSUPPORT or EINVAL, the next one; ENOENT (the path is not in the NFSv4
+                // pseudo-root) or EPERM with NFSv4, v3 at once. A server still starting gets the
+                // newest again.
                 let errno = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
                 let v3_next = version.starts_with('4') && versions.iter().any(|v| !v.starts_with('4'));
                 to_v3 = v3_next && matches!(errno, Some(rustix::io::Errno::NOENT | rustix::io::Errno::PERM));
