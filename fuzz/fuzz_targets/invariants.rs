@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
 
-use stateless::config::Cmdline;
+use stateless::config::{nfsroot, Cmdline};
 use stateless::fs::layers::{self, LayerKind};
 use stateless::fs::root::relative;
 use stateless::fs::tree::{self, Kind, Verdict};
@@ -132,7 +132,11 @@ fn options_are_valid(o: &Options) {
         assert!(key.split_once('.').is_some_and(|(m, p)| !m.is_empty() && !p.is_empty()), "{key:?}");
     }
     if let Some(nfsroot) = &o.nfsroot {
-        assert!(nfsroot.path.starts_with('/') && nfsroot.options.iter().all(|x| !x.is_empty()), "{nfsroot:?}");
+        let path = nfsroot.path.as_deref();
+        assert!(
+            path.is_none_or(|p| p.starts_with('/')) && nfsroot.options.iter().all(|x| !x.is_empty()),
+            "{nfsroot:?}"
+        );
     }
     assert!(o.root.as_deref() != Some("") && o.hostname.as_deref() != Some(""));
     assert!(o.softlevel.iter().flatten().all(|l| !l.is_empty()));
@@ -240,6 +244,21 @@ pub fn dhcp_reply(data: &[u8]) {
     assert!(lease.root_path.iter().all(|p| !p.split(['/', ':', ',']).any(|c| c == "..")));
     for line in lease.rejected.iter().chain(&reply.message) {
         assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    // The NFS root the lease gives (initramfs mode), alone and under the command line's forms.
+    let host = lease.hostname.clone().map(|short| hostname::Hostname { short, domain: None, source: Source::Dhcp });
+    let client = lease.address.map(|a| a.addr);
+    for cmdline in ["", "root=dhcp", "root=nfs4", "root=/dev/nfs nfsroot=,vers=3", "nfsroot=/srv/%s"] {
+        let (options, _) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None);
+        let Ok(mount) = nfsroot::resolve(&options, Some(&lease), client, host.as_ref()) else { continue };
+        let path = &mount.path;
+        assert!(path.starts_with('/') && !path.split('/').any(|c| c == "..") && !path.contains([',', ':']), "{path:?}");
+        let attempts = mount.attempts(client);
+        assert!(!attempts.is_empty(), "{mount:?}");
+        for (fstype, data) in attempts {
+            assert!(fstype == "nfs" || fstype == "nfs4");
+            assert!(data.starts_with("vers=") && data.bytes().all(|b| b.is_ascii_graphic() && b != b'"'), "{data:?}");
+        }
     }
 }
 

@@ -786,10 +786,10 @@ impl<'a> Executor<'a> {
     /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
     /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
     /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
-    /// Mounts the NFS root on /root of the initramfs: the version's module first (the kernel's
-    /// request_module would need a modprobe), then mount(2) with text options, NFSv4 minor
-    /// versions newest first, all again with backoff (1 s doubling to 8 s, plus up to 1 s of
-    /// jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
+    /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
+    /// of [`NfsMount::versions`] in order, its module loaded before its first try (the kernel's
+    /// request_module would need a modprobe); all again with backoff (1 s doubling to 8 s, plus
+    /// up to 1 s of jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
     fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
@@ -797,9 +797,7 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Apply {
             return Ok(Done::skipped(format!("not PID 1: would mount {mount}")));
         }
-        if let Err(e) = self.module(mount.module()) {
-            log::warn!("{} for the NFS root: {e}; mounting all the same (built in?)", mount.module());
-        }
+        let mut modules = Vec::new();
         let dir = self
             .running
             .create_dir_all(NEW_ROOT, 0o755)
@@ -815,8 +813,19 @@ impl<'a> Executor<'a> {
         'rounds: loop {
             // Each try gets what is left of the bound: a server that drops packets can hold a
             // mount(2) for minutes.
+            let mut to_v3 = false;
             for version in versions.clone() {
+                if to_v3 && version.starts_with('4') {
+                    continue;
+                }
                 let Some(left) = bound.checked_sub(waited(slept)).filter(|l| !l.is_zero()) else { break };
+                let module = nfsroot::module_for(version);
+                if !modules.contains(&module) {
+                    modules.push(module);
+                    if let Err(e) = self.module(module) {
+                        log::warn!("{module} for the NFS root: {e}; mounting all the same (built in?)");
+                    }
+                }
                 tries += 1;
                 let (fstype, data) = mount.attempt(version, client);
                 let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
@@ -837,9 +846,15 @@ impl<'a> Executor<'a> {
                     Err(e) => e,
                 };
                 log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
-                // An older NFSv4 minor version only when the server refuses this one
-                // (as mount.nfs): a server still starting gets the newest again.
-                let refused = e.raw_os_error() == Some(rustix::io::Errno::PROTONOSUPPORT.raw_os_error());
+                // The next version only when the server refuses this one, as mount.nfs:
+                // EPROTONOSUPPORT or EINVAL, the next one; ENOENT (the path is not in the NFSv4
+                // pseudo-root) or EPERM with NFSv4, v3 at once. A server still starting gets the
+                // newest again.
+                let errno = e.raw_os_error().map(rustix::io::Errno::from_raw_os_error);
+                let v3_next = version.starts_with('4') && versions.iter().any(|v| !v.starts_with('4'));
+                to_v3 = v3_next && matches!(errno, Some(rustix::io::Errno::NOENT | rustix::io::Errno::PERM));
+                let refused =
+                    to_v3 || matches!(errno, Some(rustix::io::Errno::PROTONOSUPPORT | rustix::io::Errno::INVAL));
                 if refused && !dropped.iter().any(|d| d.version == version) {
                     let reason = format!("mount: {}", e.to_string().to_lowercase());
                     dropped.push(Dropped { version: version.into(), reason });
@@ -2219,7 +2234,12 @@ mod tests {
 
     #[test]
     fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
-        let (image, sys) = initramfs("initramfs", |_| None);
+        // The server exports the path over v3 only (a v4 pseudo-root elsewhere, as dracut's
+        // TEST-60-NFS server): NFSv4 gives ENOENT, and v3 is tried at once, as mount.nfs does.
+        let (image, sys) = initramfs("initramfs", |c| {
+            matches!(c, Call::Mount { fstype, .. } if fstype == "nfs4")
+                .then_some(rustix::io::Errno::NOENT.raw_os_error())
+        });
         let new_root = image.0.join("root");
         // The image's own stateless.conf counts from the switch on.
         std::fs::write(new_root.join("etc/stateless.conf"), "stateless.dirs=etc\n").unwrap();
@@ -2239,7 +2259,11 @@ mod tests {
         // DHCP first (the server comes from the lease), then the root, the early mounts into it, the switch.
         assert!(at(&Call::AddAddress(2, "10.0.2.15/24".parse().unwrap())) < at(&nfs));
         // The NFS client is loaded while DHCP waits on the network.
-        assert!(outcomes.iter().any(|o| matches!(&o.step, Step::Dhcp { meanwhile, .. } if meanwhile == &["nfsv3"])));
+        assert!(outcomes.iter().any(|o| matches!(&o.step, Step::Dhcp { meanwhile, .. } if meanwhile == &["nfsv4"])));
+        let tried: Vec<&Call> =
+            calls.iter().filter(|c| matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs"))).collect();
+        assert_eq!(tried.len(), 2, "4.2 refused with ENOENT, then 3 at once: {tried:?}");
+        assert!(!calls[..at(&nfs)].iter().any(|c| matches!(c, Call::Sleep(_))), "no backoff between versions");
         let moved: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::MoveMount(..))).collect();
         assert_eq!(moved.len(), 5, "{moved:?}");
         assert_eq!(moved[0], &Call::MoveMount(image.0.join("dev"), new_root.join("dev")));
@@ -2254,7 +2278,7 @@ mod tests {
         let report = std::fs::read_to_string(new_root.join("run/stateless/report.json")).unwrap();
         assert!(report.contains("\"step\": \"switch-root\""), "{report}");
         let mounted = read_report(&new_root).nfs_root.unwrap();
-        assert_eq!((mounted.version.as_str(), mounted.dropped.len()), ("3", 0));
+        assert_eq!((mounted.version.as_str(), mounted.dropped.len()), ("3", 1));
         assert!(!image.0.join("run/stateless").exists(), "nothing written into the initramfs after the switch");
     }
 
@@ -2298,7 +2322,7 @@ mod tests {
         // the kernel has no route to the server.
         let unreachable = rustix::io::Errno::NETUNREACH.raw_os_error();
         let (image, mut sys) = initramfs("no-nic", move |c| {
-            matches!(c, Call::Mount { fstype, .. } if fstype == "nfs").then_some(unreachable)
+            matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs")).then_some(unreachable)
         });
         sys.interfaces.retain(|i| i.loopback);
         let bounds = "stateless.dhcp.timeout=7 stateless.nfs.timeout=5";

@@ -62,7 +62,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         // On-root mode: the kernel mounted the root. Initramfs mode: the NFS root, then into it.
         Phase::Root if facts.initramfs => {
             let lease = facts.dhcp.as_ref().map(|d| &d.lease);
-            let root = nfsroot::resolve(options, lease, facts.address.map(|a| a.addr));
+            let root = nfsroot::resolve(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
             vec![Step::NfsRoot { root }, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
         }
         Phase::Root => Vec::new(),

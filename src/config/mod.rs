@@ -703,25 +703,38 @@ fn client_id(v: &str) -> Result<ClientId, String> {
     Ok(ClientId { kind, id: id.to_owned() })
 }
 
-/// `nfsroot=[<server-ip>:]<root-dir>[,<nfs-options>]`; empty means "the DHCP root-path" (`None`).
+/// `nfsroot=[<server-ip>:][<root-dir>][,<nfs-options>]` as the kernel reads it (fs/nfs/nfsroot.c):
+/// a value that starts with neither `/`, `,` nor a digit is a name under `/tftpboot/`; a server
+/// alone or `,<options>` names no path (the root-path's, else `/tftpboot/%s`). Empty: `None`.
 fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
     if v.is_empty() {
         return Ok(None);
     }
     let (spec, options) = v.split_once(',').unwrap_or((v, ""));
     let options = options.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect();
+    if !v.starts_with(|c: char| c == '/' || c == ',' || c.is_ascii_digit()) {
+        // `server.lab:/x` is a server by name, not a name under /tftpboot.
+        if let Some((server, _)) = spec.split_once(":/") {
+            return Err(format!("server {} is not an IPv4 address (no DNS at boot)", q(server)));
+        }
+        return Ok(Some(NfsRoot { server: None, path: Some(format!("/tftpboot/{spec}")), options }));
+    }
     let (server, path) = match spec.split_once(':') {
         // As in the kernel, a `:` inside the path does not make a server.
-        Some((server, path)) if !server.starts_with('/') => {
-            let addr = server.parse::<Ipv4Addr>();
-            (Some(addr.map_err(|_| format!("server {} is not an IPv4 address", q(server)))?), path)
-        }
+        Some((server, path)) if !server.starts_with('/') => (Some(server), path),
+        None if !spec.starts_with('/') && !spec.is_empty() => (Some(spec), ""),
         _ => (None, spec),
     };
-    if !path.starts_with('/') {
+    let server = match server {
+        Some(s) => Some(
+            s.parse::<Ipv4Addr>().map_err(|_| format!("server {} is not an IPv4 address (no DNS at boot)", q(s)))?,
+        ),
+        None => None,
+    };
+    if !path.is_empty() && !path.starts_with('/') {
         return Err(format!("path {} is not absolute", q(path)));
     }
-    Ok(Some(NfsRoot { server, path: path.to_owned(), options }))
+    Ok(Some(NfsRoot { server, path: (!path.is_empty()).then(|| path.to_owned()), options }))
 }
 
 /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux: ARP type 1 = ethernet first), or a bare
@@ -1294,21 +1307,28 @@ mod tests {
         let n = ok("nfsroot=192.168.1.1:/diskless/gentoo,ro,rsize=8192,,posix").nfsroot.unwrap();
         assert_eq!(n.server, "192.168.1.1".parse().ok());
         assert_eq!(
-            (n.path.as_str(), n.options),
-            ("/diskless/gentoo", vec!["ro".into(), "rsize=8192".into(), "posix".into()])
+            (n.path.as_deref(), n.options),
+            (Some("/diskless/gentoo"), vec!["ro".into(), "rsize=8192".into(), "posix".into()])
         );
-        assert_eq!(
-            ok("nfsroot=/srv/%s").nfsroot,
-            Some(NfsRoot { server: None, path: "/srv/%s".into(), options: vec![] })
-        );
-        assert_eq!(ok("nfsroot=/a:b").nfsroot.unwrap().path, "/a:b");
+        let n = |v: &str| ok(&format!("nfsroot={v}")).nfsroot.unwrap();
+        let at = |s: Option<&str>, p: Option<&str>, o: &[&str]| NfsRoot {
+            server: s.map(|s| s.parse().unwrap()),
+            path: p.map(Into::into),
+            options: o.iter().map(|o| o.to_string()).collect(),
+        };
+        assert_eq!(n("/srv/%s"), at(None, Some("/srv/%s"), &[]));
+        assert_eq!(n("/a:b").path.as_deref(), Some("/a:b"));
+        // The kernel's shorter forms: a name under /tftpboot, a server alone, options alone.
+        assert_eq!(n("client7,tcp"), at(None, Some("/tftpboot/client7"), &["tcp"]));
+        assert_eq!(n("10.0.0.1"), at(Some("10.0.0.1"), None, &[]));
+        assert_eq!(n("10.0.0.1:"), at(Some("10.0.0.1"), None, &[]));
+        assert_eq!(n("10.0.0.1,tcp"), at(Some("10.0.0.1"), None, &["tcp"]));
+        assert_eq!(n(",vers=4.1,tcp"), at(None, None, &["vers=4.1", "tcp"]));
         assert_eq!(ok("nfsroot=").nfsroot, None);
         for (v, msg) in [
-            ("server:/x", r#"nfsroot: server "server" is not an IPv4 address"#),
-            (":/x", r#"nfsroot: server "" is not an IPv4 address"#),
+            ("server:/x", r#"nfsroot: server "server" is not an IPv4 address (no DNS at boot)"#),
+            (":/x", r#"nfsroot: server "" is not an IPv4 address (no DNS at boot)"#),
             ("10.0.0.1:x", r#"nfsroot: path "x" is not absolute"#),
-            ("10.0.0.1:", r#"nfsroot: path "" is not absolute"#),
-            ("tftpboot", r#"nfsroot: path "tftpboot" is not absolute"#),
         ] {
             let (o, d) = bad(&format!("nfsroot={v}"));
             assert_eq!((o.nfsroot, d.as_str()), (None, msg));

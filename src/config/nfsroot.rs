@@ -1,79 +1,151 @@
-//! Where the NFS root of initramfs mode is: the command line, else the DHCP root-path option.
+//! Where the NFS root of initramfs mode is: the command line and the DHCP lease, read as dracut
+//! and the kernel's nfsroot read them (their test cases: tests/data/nfsroot/).
 //!
-//! Sources, first found wins:
-//! - `root=nfs:[<server>:]<path>[:<options>]` and `root=nfs4:…` (dracut's syntax);
-//! - `nfsroot=[<server>:]<path>[,<options>]` (the kernel's, with `root=/dev/nfs` or no `root=`);
-//! - the DHCP root-path option (17), in either syntax.
+//! The spec (server, path, options), by `root=`:
+//! - `nfs:…` / `nfs4:…` (dracut): `[<server>:]<path>[:<options>]`, or `…<path>,<options>`;
+//!   RFC 2224 `nfs://<server>[:<port>]/<path>`; anaconda's `nfs:<options>:<server>:/<path>`.
+//!   Bare `nfs` / `nfs4`: the DHCP root-path, read with that prefix.
+//! - `<server>:/<path>[:<options>]`, `/<path>` (dracut's legacy forms): as `nfs:…`.
+//! - `/dev/nfs`, or none: `nfsroot=` on top of the DHCP root-path, merged as the kernel does:
+//!   the root-path first, then `nfsroot=`; its server and path win, the options add up. No path
+//!   from either: `/tftpboot/%s` (with no `root=` and neither, there is no NFS root).
+//! - `dhcp`: the DHCP root-path. `nfsroot=` with any `root=` but `/dev/nfs` is refused, as
+//!   dracut refuses it.
 //!
-//! The server defaults to the `ip=` line's server field, then the DHCP server; `%s` in the path
-//! is the client's address (as in the kernel's nfsroot). Only addresses: PID 1 does no DNS.
+//! A root-path is read in either syntax. The server: the spec's, else `ip=`'s server field,
+//! else the next-server (siaddr), else the DHCP server (option 54). `%s` (the first) in the
+//! path is the host name when one is known (`stateless.hostname=`, `ip=`, the kernel's, DHCP),
+//! else the client's address: the kernel's utsname nodename, which ipconfig sets so. Servers
+//! are IPv4 addresses only: PID 1 does no DNS. The version: as named, `nfs4:` 4.2 to 4.0,
+//! else negotiated from 4.2 down to 3 as mount.nfs ([`nfsroot::NEGOTIATED`]).
 
 use std::net::Ipv4Addr;
 
+use crate::model::hostname::{Hostname, Source};
 use crate::model::lease::Lease;
 use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
 
-/// A root spec before the defaults: server, path, options, and a version its syntax implies.
+/// The kernel's path when none is named: `%s` is the host name or the client's address.
+const DEFAULT_PATH: &str = "/tftpboot/%s";
+
+/// A root spec before the defaults: server, path, options, and whether its syntax said NFSv4.
+#[derive(Default)]
 struct Spec {
     server: Option<Ipv4Addr>,
-    path: String,
+    path: Option<String>,
     options: Vec<String>,
     v4: bool,
 }
 
-/// The NFS root from the options and the lease, or why there is none.
-pub fn resolve(options: &Options, lease: Option<&Lease>, client: Option<Ipv4Addr>) -> Result<NfsMount, String> {
+/// The NFS root from the options, the lease and the host name chosen (a fallback name is not
+/// one: `%s` is then the address), or why there is none.
+pub fn resolve(
+    options: &Options,
+    lease: Option<&Lease>,
+    client: Option<Ipv4Addr>,
+    hostname: Option<&Hostname>,
+) -> Result<NfsMount, String> {
     let (spec, from) = spec(options, lease)?;
     let server = spec
         .server
         .or(options.ip.as_ref().and_then(|ip| ip.server))
+        .or(lease.and_then(|l| l.next_server))
         .or(lease.and_then(|l| l.server))
-        .ok_or_else(|| format!("{from}: no server given, and none from ip= or DHCP"))?;
-    let path = match (spec.path.contains("%s"), client) {
-        (false, _) => spec.path,
-        (true, Some(client)) => spec.path.replace("%s", &client.to_string()),
-        (true, None) => return Err(format!("{from}: {} needs the client's address for %s", spec.path)),
+        .ok_or_else(|| format!("{from}: no server given, and none from ip=, the next-server or the DHCP server"))?;
+    let path = spec.path.ok_or_else(|| format!("{from}: no path"))?;
+    let node = hostname.filter(|h| h.source != Source::Fallback).map(|h| h.short.clone());
+    let path = match (path.contains("%s"), node.or(client.map(|c| c.to_string()))) {
+        (false, _) => path,
+        (true, Some(node)) => path.replacen("%s", &node, 1),
+        (true, None) => return Err(format!("{from}: {path} needs the host name or the client's address for %s")),
     };
+    let path = absolute(&path)?;
     let (version, read_only, rest) = settings(spec.options, spec.v4, from)?;
-    Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string() })
+    let mut notes = Vec::new();
+    if rest.iter().any(|o| o == "lock") && (version == "auto" || !version.starts_with('4')) {
+        notes
+            .push("lock is nolock on NFSv3 (no statd before the real init; dracut and the kernel force it too)".into());
+    }
+    Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string(), notes })
 }
 
-/// The NFS client module the root will most likely need, known before the lease: the one its
-/// version needs when the command line names the root (`root=nfs4:`, `vers=4…`, `v4…`,
-/// `minorversion=`), else `nfsv3`. The root phase loads another when the lease says otherwise.
+/// The NFS client module the root will most likely need, known before the lease: the one the
+/// version the command line names, or implies, is tried with first (`nfsv4` unless it names
+/// v2 or v3). The root phase loads another when the lease or the server says otherwise.
 pub fn module_hint(options: &Options) -> &'static str {
     spec(options, None)
         .and_then(|(spec, from)| settings(spec.options, spec.v4, from))
-        .map_or("nfsv3", |(version, ..)| nfsroot::module_for(&version))
+        .map_or("nfsv4", |(version, ..)| nfsroot::module_for(&version))
 }
 
-/// The root spec the options name, or the lease's root-path; and where it came from.
+/// The root spec the options name, with the lease's root-path; and where it came from.
 fn spec(options: &Options, lease: Option<&Lease>) -> Result<(Spec, &'static str), String> {
     let root = options.root.as_deref();
-    match root {
-        Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => Ok((dracut(r)?, "root=")),
-        Some("/dev/nfs") | None if options.nfsroot.is_some() => {
-            let n = options.nfsroot.as_ref().ok_or("no nfsroot=")?;
-            Ok((Spec { server: n.server, path: n.path.clone(), options: n.options.clone(), v4: false }, "nfsroot="))
+    let root_path = lease.and_then(|l| l.root_path.as_deref());
+    if let (Some(r), Some(_)) = (root, &options.nfsroot) {
+        if r != "/dev/nfs" {
+            return Err(format!("root={r} with nfsroot=: nfsroot= is only for root=/dev/nfs or no root= (as dracut)"));
         }
-        Some("/dev/nfs" | "dhcp") | None => {
-            let path = lease.and_then(|l| l.root_path.as_deref()).ok_or_else(|| match root {
-                None => "no root= or nfsroot= on the command line, and no root-path from DHCP".to_string(),
-                Some(r) => format!("root={r}: no nfsroot= on the command line, and no root-path from DHCP"),
-            })?;
-            let spec =
-                if path.starts_with("nfs:") || path.starts_with("nfs4:") { dracut(path)? } else { kernel(path)? };
-            Ok((spec, "dhcp root-path"))
-        }
-        Some(other) => Err(format!("root={other} is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…)")),
     }
+    match root {
+        Some(r @ ("nfs" | "nfs4")) => {
+            let path =
+                root_path.ok_or_else(|| format!("root={r} names no server or path, and DHCP gave no root-path"))?;
+            Ok((from_root_path(path, r == "nfs4")?, "dhcp root-path"))
+        }
+        Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => Ok((dracut(r)?, "root=")),
+        // dracut's legacy forms: `root=<server>:/<path>` and `root=/<path>`.
+        Some(r) if (r.starts_with('/') && !r.starts_with("/dev/")) || (starts_with_digit(r) && r.contains(":/")) => {
+            Ok((dracut(&format!("nfs:{r}"))?, "root="))
+        }
+        Some("/dev/nfs") | None => {
+            let base = root_path.map(|p| from_root_path(p, false)).transpose()?;
+            let (mut spec, from) = match (&options.nfsroot, base) {
+                (None, None) if root.is_none() => {
+                    return Err("no root= or nfsroot= on the command line, and no root-path from DHCP".into())
+                }
+                (None, None) => (Spec::default(), "root=/dev/nfs"),
+                (None, Some(base)) => (base, "dhcp root-path"),
+                (Some(n), base) => {
+                    let from = if base.is_some() { "nfsroot= and dhcp root-path" } else { "nfsroot=" };
+                    let base = base.unwrap_or_default();
+                    let mut options = base.options;
+                    options.extend(n.options.iter().cloned());
+                    let (server, path) = (n.server.or(base.server), n.path.clone().or(base.path));
+                    (Spec { server, path, options, v4: base.v4 }, from)
+                }
+            };
+            spec.path = spec.path.or_else(|| Some(DEFAULT_PATH.into()));
+            Ok((spec, from))
+        }
+        Some("dhcp") => {
+            let path = root_path.ok_or("root=dhcp: DHCP gave no root-path")?;
+            Ok((from_root_path(path, false)?, "dhcp root-path"))
+        }
+        Some(other) => Err(format!("root={other} is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…, <server>:/<path>)")),
+    }
+}
+
+fn starts_with_digit(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// A DHCP root-path, in dracut's syntax (its `nfs:`, `nfs4:`, `nfs://` prefix, else `v4`'s)
+/// or the kernel's (`[<server>:]<path>[,<options>]`, which dracut's reads the same).
+fn from_root_path(text: &str, v4: bool) -> Result<Spec, String> {
+    let spec = if text.starts_with("nfs:") || text.starts_with("nfs4:") {
+        dracut(text)?
+    } else {
+        dracut(&format!("{}:{text}", if v4 { "nfs4" } else { "nfs" }))?
+    };
+    Ok(Spec { v4: spec.v4 || v4, ..spec })
 }
 
 /// From a spec's options: the NFS version (`v4`: its syntax said NFSv4), read-only, and the
 /// options mount(2) gets as they are.
 fn settings(options: Vec<String>, v4: bool, from: &str) -> Result<(String, bool, Vec<String>), String> {
-    let mut version = if v4 { "4".to_string() } else { "3".to_string() };
+    let mut version = if v4 { "4".to_string() } else { "auto".to_string() };
     let mut read_only = true;
     let mut rest = Vec::new();
     let mut minor = None;
@@ -95,7 +167,7 @@ fn settings(options: Vec<String>, v4: bool, from: &str) -> Result<(String, bool,
         }
     }
     if let Some(minor) = minor {
-        if !version.starts_with('4') {
+        if !version.starts_with('4') && version != "auto" {
             return Err(format!("{from}: minorversion={minor} with NFSv{version}"));
         }
         version = format!("4.{minor}");
@@ -113,29 +185,54 @@ fn valid_option(option: &str) -> bool {
         && option.split_once('=').is_none_or(|(k, _)| !k.is_empty())
 }
 
-/// `nfs[4]:[<server>:]<path>[:<options>]`, options comma-separated.
+/// dracut's `nfs[4]:` forms, as its nfs-lib.sh reads them: RFC 2224
+/// `nfs://<server>[:<port>]/<path>`, anaconda's `nfs:<options>:<server>:/<path>`, else
+/// `nfs[4]:[<server>:]<path>[:<options>]` where `<path>,<options>` (the kernel's) works too.
 fn dracut(spec: &str) -> Result<Spec, String> {
-    let (kind, rest) = spec.split_once(':').ok_or("no ':'")?;
+    if let Some(url) = spec.strip_prefix("nfs://") {
+        return rfc2224(url);
+    }
+    let (kind, rest) = spec.split_once(':').ok_or_else(|| format!("{spec:?}: not nfs:[server:]path[:options]"))?;
     let v4 = kind == "nfs4";
-    let parts: Vec<&str> = rest.splitn(3, ':').collect();
-    let (server, path, options) = match parts.as_slice() {
-        [path] => ("", *path, ""),
-        [a, b] if a.starts_with('/') => ("", *a, *b),
-        [server, path] => (*server, *path, ""),
-        [server, path, options] => (*server, *path, *options),
-        _ => return Err(format!("{spec:?}: not nfs:[server:]path[:options]")),
+    if rest.starts_with('[') || rest.contains(":[") {
+        return Err(format!("{spec:?}: an IPv6 server (only IPv4 addresses)"));
+    }
+    // Anaconda's: options first, a second `:` before the `:/`.
+    if let (false, Some((head, path))) = (v4, rest.split_once(":/")) {
+        if let Some((options, server)) = head.split_once(':') {
+            let path = Some(format!("/{path}"));
+            return Ok(Spec { server: server_of(server)?, path, options: list(options), v4 });
+        }
+    }
+    let (server, tail) = match rest.split_once(":/") {
+        Some((server, tail)) => (server, format!("/{tail}")),
+        None => ("", rest.to_string()),
     };
-    Ok(Spec { server: server_of(server)?, path: absolute(path)?, options: list(options), v4 })
+    let (path, colon) = tail.split_once(':').unwrap_or((&tail, ""));
+    let (path, comma) = path.split_once(',').unwrap_or((path, ""));
+    let mut options = list(comma);
+    options.extend(list(colon));
+    Ok(Spec { server: server_of(server)?, path: (!path.is_empty()).then(|| path.to_string()), options, v4 })
 }
 
-/// `[<server>:]<path>[,<options>]`.
-fn kernel(spec: &str) -> Result<Spec, String> {
-    let (head, options) = spec.split_once(',').unwrap_or((spec, ""));
-    let (server, path) = match head.split_once(':') {
-        Some((server, path)) if !server.starts_with('/') => (server, path),
-        _ => ("", head),
+/// RFC 2224 `nfs://<server>[:<port>]/<path>` (after `nfs://`), as dracut reads it: the path
+/// from the server's root, the port as `port=`. What it cannot honour is refused: user info,
+/// IPv6, percent-escapes, queries, fragments, `;` parameters.
+fn rfc2224(url: &str) -> Result<Spec, String> {
+    let (authority, path) = url.split_once('/').ok_or_else(|| format!("nfs://{url}: no path"))?;
+    let (host, port) = authority.split_once(':').unwrap_or((authority, ""));
+    if authority.contains(['@', '[']) || path.contains(['%', '?', '#', ';']) {
+        return Err(format!(
+            "nfs://{url}: only nfs://<IPv4 address>[:<port>]/<path> (no user, IPv6, %-escape, query or ; parameter)"
+        ));
+    }
+    let port = match port {
+        "" => None,
+        p => Some(p.parse::<u16>().map_err(|_| format!("nfs://{url}: port {p:?} is not a number"))?),
     };
-    Ok(Spec { server: server_of(server)?, path: absolute(path)?, options: list(options), v4: false })
+    let server = server_of(host)?.ok_or_else(|| format!("nfs://{url}: no server"))?;
+    let options = port.map(|p| format!("port={p}")).into_iter().collect();
+    Ok(Spec { server: Some(server), path: Some(format!("/{path}")), options, v4: false })
 }
 
 fn server_of(server: &str) -> Result<Option<Ipv4Addr>, String> {
@@ -163,7 +260,7 @@ fn list(options: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Cmdline;
-    use crate::model::nfsroot::V4_MINORS;
+    use crate::model::nfsroot::{NEGOTIATED, V4_MINORS};
 
     fn options(cmdline: &str) -> Options {
         Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None).0
@@ -175,21 +272,26 @@ mod tests {
 
     const CLIENT: Option<Ipv4Addr> = Some(Ipv4Addr::new(10, 0, 2, 15));
 
+    fn mount(cmdline: &str, root_path: Option<&str>) -> Result<NfsMount, String> {
+        resolve(&options(cmdline), Some(&lease(root_path)), CLIENT, None)
+    }
+
     fn attempts(cmdline: &str, root_path: Option<&str>) -> Result<Vec<(&'static str, String)>, String> {
-        Ok(resolve(&options(cmdline), Some(&lease(root_path)), CLIENT)?.attempts(CLIENT))
+        Ok(mount(cmdline, root_path)?.attempts(CLIENT))
     }
 
     #[test]
-    fn each_syntax_and_the_defaults() {
+    fn a_named_version_mounts_as_named() {
         let v3 = |data: &str| Ok(vec![("nfs", data.to_string())]);
-        assert_eq!(attempts("root=/dev/nfs nfsroot=10.0.2.9:/srv/img", None), v3("vers=3,addr=10.0.2.9,nolock"));
-        // The server from DHCP, and %s the client's address.
-        assert_eq!(attempts("nfsroot=/srv/%s,tcp,port=2049", None), v3("vers=3,addr=10.0.2.2,nolock,tcp,port=2049"));
-        assert_eq!(attempts("root=nfs:10.0.2.9:/srv/img:nfsvers=3,lock", None), v3("vers=3,addr=10.0.2.9,lock"));
-        assert_eq!(attempts("root=nfs:/srv/img", None), v3("vers=3,addr=10.0.2.2,nolock"));
-        // The root-path option alone, in either syntax.
-        assert_eq!(attempts("", Some("10.0.2.9:/srv/img,rsize=65536")), v3("vers=3,addr=10.0.2.9,nolock,rsize=65536"));
-        assert_eq!(attempts("root=dhcp", Some("/srv/img")), v3("vers=3,addr=10.0.2.2,nolock"));
+        assert_eq!(attempts("root=/dev/nfs nfsroot=10.0.2.9:/srv/img,vers=3", None), v3("vers=3,addr=10.0.2.9,nolock"));
+        assert_eq!(
+            attempts("nfsroot=10.0.2.2:/srv/img,vers=3,tcp,port=2049", None),
+            v3("vers=3,addr=10.0.2.2,nolock,tcp,port=2049")
+        );
+        assert_eq!(
+            attempts("nfsroot=10.0.2.9:/img,vers=4.2,tcp", None),
+            Ok(vec![("nfs4", "vers=4.2,addr=10.0.2.9,clientaddr=10.0.2.15,tcp".to_string())])
+        );
         let v4 = attempts("root=nfs4:10.0.2.9:/img", None).unwrap();
         let expected: Vec<(&str, String)> =
             V4_MINORS.iter().map(|m| ("nfs4", format!("vers={m},addr=10.0.2.9,clientaddr=10.0.2.15"))).collect();
@@ -199,51 +301,113 @@ mod tests {
         let v41 = Ok(vec![("nfs4", "vers=4.1,addr=10.0.2.9,clientaddr=10.0.2.15".to_string())]);
         assert_eq!(attempts("nfsroot=10.0.2.9:/img,v4.1", None), v41);
         assert_eq!(attempts("nfsroot=10.0.2.9:/img,vers=4,minorversion=1", None), v41);
-        assert!(attempts("nfsroot=10.0.2.9:/img,minorversion=1", None).unwrap_err().contains("with NFSv3"));
-        let m = resolve(&options("nfsroot=10.0.2.9:/img,rw"), None, CLIENT).unwrap();
-        assert!(!m.read_only);
-        assert_eq!(m.to_string(), "10.0.2.9:/img (NFSv3, from nfsroot=, read-write)");
-        assert!(resolve(&options("nfsroot=10.0.2.9:/img"), None, CLIENT).unwrap().read_only, "read-only by default");
-        // The ip= server field comes before the DHCP server.
-        let m = resolve(
-            &options("ip=10.0.2.15:10.0.2.7::255.255.255.0::eth0:off nfsroot=/img"),
-            Some(&lease(None)),
-            CLIENT,
+        assert_eq!(attempts("nfsroot=10.0.2.9:/img,minorversion=1", None), v41);
+        assert!(attempts("nfsroot=10.0.2.9:/img,vers=3,minorversion=1", None).unwrap_err().contains("with NFSv3"));
+    }
+
+    #[test]
+    fn no_version_named_is_negotiated_from_4_2_down_to_3() {
+        let m = mount("root=nfs:10.0.2.9:/srv/img", None).unwrap();
+        assert_eq!(m.versions(), NEGOTIATED);
+        assert_eq!(m.module(), "nfsv4", "4.2 is tried first");
+        assert_eq!(
+            m.attempts(None),
+            [
+                ("nfs4", "vers=4.2,addr=10.0.2.9".to_string()),
+                ("nfs4", "vers=4.1,addr=10.0.2.9".to_string()),
+                ("nfs4", "vers=4.0,addr=10.0.2.9".to_string()),
+                ("nfs", "vers=3,addr=10.0.2.9,nolock".to_string()),
+            ]
         );
-        assert_eq!(m.unwrap().server, Ipv4Addr::new(10, 0, 2, 7));
+        assert_eq!(m.to_string(), "10.0.2.9:/srv/img (NFSv4.x or 3, from root=, read-only)");
+    }
+
+    #[test]
+    fn lock_is_nolock_on_v3_and_the_mount_says_so() {
+        let m = mount("root=nfs:10.0.2.9:/srv/img:nfsvers=3,lock", None).unwrap();
+        assert_eq!(m.attempts(CLIENT), [("nfs", "vers=3,addr=10.0.2.9,nolock".to_string())]);
+        assert!(m.to_string().contains("; lock is nolock on NFSv3 (no statd"), "{m}");
+        let m = mount("root=nfs:10.0.2.9:/srv/img:lock", None).unwrap();
+        let attempts = m.attempts(None);
+        assert_eq!(attempts.first().unwrap().1, "vers=4.2,addr=10.0.2.9,lock", "NFSv4 locks in the protocol");
+        assert_eq!(attempts.last().unwrap().1, "vers=3,addr=10.0.2.9,nolock");
+        assert_eq!(m.notes.len(), 1);
+        let m = mount("root=nfs4:10.0.2.9:/srv/img:lock", None).unwrap();
+        assert!(m.notes.is_empty());
+        assert!(mount("nfsroot=10.0.2.9:/img,rw", None).unwrap().to_string().ends_with(", read-write)"));
+        assert!(mount("nfsroot=10.0.2.9:/img", None).unwrap().read_only, "read-only by default");
+    }
+
+    #[test]
+    fn the_server_and_percent_s_as_the_peers() {
+        let leased = Lease {
+            server: Some(Ipv4Addr::new(10, 0, 2, 2)),
+            next_server: Some(Ipv4Addr::new(10, 0, 2, 5)),
+            root_path: Some("/srv/%s".into()),
+            ..Lease::default()
+        };
+        let named = |source| Hostname { short: "pc7".into(), domain: Some("lab".into()), source };
+        let at = |cmdline: &str, host: Option<&Hostname>| {
+            resolve(&options(cmdline), Some(&leased), CLIENT, host).map(|m| m.source()).unwrap()
+        };
+        assert_eq!(at("", None), "10.0.2.5:/srv/10.0.2.15", "the next-server before the DHCP server");
+        assert_eq!(at("", Some(&named(Source::Dhcp))), "10.0.2.5:/srv/pc7", "%s: the host name, short");
+        assert_eq!(at("", Some(&named(Source::Fallback))), "10.0.2.5:/srv/10.0.2.15", "not a made-up one");
+        assert_eq!(at("ip=10.0.2.15:10.0.2.7::255.255.255.0::eth0:off", None), "10.0.2.7:/srv/10.0.2.15");
+        assert_eq!(at("root=nfs:10.0.2.9:/a/%s/%s", None), "10.0.2.9:/a/10.0.2.15/%s", "the first %s, as dracut");
+        let no_siaddr = Lease { next_server: None, ..leased.clone() };
+        let m = resolve(&options(""), Some(&no_siaddr), CLIENT, None).unwrap();
+        assert_eq!(m.server, Ipv4Addr::new(10, 0, 2, 2));
+        // The kernel's merge: the root-path first, nfsroot= on top.
+        let merged = Lease { root_path: Some("10.0.2.9:/srv/img,tcp".into()), ..leased.clone() };
+        let m = resolve(&options("root=/dev/nfs nfsroot=,vers=3"), Some(&merged), CLIENT, None).unwrap();
+        assert_eq!((m.source(), m.options, m.version.as_str()), ("10.0.2.9:/srv/img".into(), vec!["tcp".into()], "3"));
+        assert_eq!(m.from, "nfsroot= and dhcp root-path");
+        let m = resolve(&options("root=/dev/nfs nfsroot=/other"), Some(&merged), CLIENT, None).unwrap();
+        assert_eq!(m.source(), "10.0.2.9:/other", "nfsroot='s path, the root-path's server");
     }
 
     #[test]
     fn hostile_or_missing_specs_are_refused_with_the_reason() {
         for (cmdline, root_path, why) in [
             ("", None, "no root= or nfsroot= on the command line, and no root-path from DHCP"),
+            ("root=dhcp", None, "root=dhcp: DHCP gave no root-path"),
+            ("root=nfs", None, "root=nfs names no server or path, and DHCP gave no root-path"),
+            ("root=dhcp nfsroot=/srv/img", Some("/srv/img"), "nfsroot= is only for root=/dev/nfs"),
             ("root=/dev/sda1", None, "root=/dev/sda1 is not an NFS root"),
             ("root=nfs:server.lab:/img", None, "is not an IPv4 address (no DNS at boot)"),
             ("root=nfs:10.0.2.9:/../etc", None, "has .., a comma or a colon"),
             ("root=nfs:10.0.2.9:/img:vers=9", None, "NFS version \"9\""),
             ("root=nfs4:10.0.2.9:/img:vers=3", None, "nfs4: with vers=3"),
+            ("root=nfs:[fd00::1]:/img", None, "an IPv6 server"),
             ("", Some("10.0.2.9:/img,x=\"y\""), "is not key or key=value"),
             ("", Some("10.0.2.9:/img,=y"), "is not key or key=value"),
             ("", Some("relative/path"), "is not absolute"),
+            ("", Some("nfs://server.lab/img"), "is not an IPv4 address"),
+            ("", Some("nfs://10.0.2.9/a%20b"), "no user, IPv6, %-escape, query"),
+            ("", Some("nfs://user@10.0.2.9/img"), "no user, IPv6, %-escape, query"),
+            ("", Some("nfs://10.0.2.9:x/img"), "port \"x\" is not a number"),
+            ("", Some("nfs://10.0.2.9"), "no path"),
         ] {
             let e = attempts(cmdline, root_path).unwrap_err();
             assert!(e.contains(why), "{cmdline} {root_path:?}: {e}");
         }
-        let e = resolve(&options("nfsroot=10.0.2.9:/srv/%s"), None, None).unwrap_err();
-        assert!(e.contains("needs the client's address"), "{e}");
-        let e = resolve(&options("nfsroot=/srv/img"), None, None).unwrap_err();
+        let e = resolve(&options("nfsroot=10.0.2.9:/srv/%s"), None, None, None).unwrap_err();
+        assert!(e.contains("needs the host name or the client's address"), "{e}");
+        let e = resolve(&options("nfsroot=/srv/img"), None, None, None).unwrap_err();
         assert!(e.contains("no server given"), "{e}");
     }
 
     #[test]
     fn the_module_is_guessed_from_the_command_line() {
         for (cmdline, module) in [
-            ("", "nfsv3"),
+            ("", "nfsv4"),
             ("root=nfs4:10.0.2.9:/img", "nfsv4"),
             ("root=nfs:10.0.2.9:/img:vers=4.2", "nfsv4"),
-            ("root=nfs:10.0.2.9:/img", "nfsv3"),
+            ("root=nfs:10.0.2.9:/img", "nfsv4"),
+            ("root=nfs:10.0.2.9:/img:vers=3", "nfsv3"),
             ("nfsroot=10.0.2.9:/img,v4.1", "nfsv4"),
-            ("nfsroot=10.0.2.9:/img,tcp", "nfsv3"),
+            ("nfsroot=10.0.2.9:/img,vers=3,tcp", "nfsv3"),
         ] {
             assert_eq!(module_hint(&options(cmdline)), module, "{cmdline}");
         }

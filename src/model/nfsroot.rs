@@ -6,8 +6,14 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-/// NFS protocol versions tried, in order, when none is named: as mount.nfs, the newest first.
+/// The NFSv4 minor versions tried, newest first, when NFSv4 is asked for without a minor version.
 pub const V4_MINORS: [&str; 3] = ["4.2", "4.1", "4.0"];
+
+/// The versions tried, in order, when none is named: as mount.nfs (dracut mounts with it), the
+/// NFSv4 minor versions newest first, then 3. Where the server has no NFSv4 (or exports the
+/// path only over v3) the v4 tries fail at once and v3 mounts, as with initramfs-tools' nfsmount
+/// and the kernel's nfsroot (v3 only); an NFSv4-only server mounts too.
+pub const NEGOTIATED: [&str; 4] = ["4.2", "4.1", "4.0", "3"];
 
 /// The NFSv4 minor versions to mount instead, newest first, when what the boot needs cannot be
 /// read from a root mounted with `version` (EIO): 4.2 → 4.1, 4.0; 4.1 → 4.0. Linux reads with
@@ -20,9 +26,9 @@ pub fn older_minors(version: &str) -> &'static [&'static str] {
     }
 }
 
-/// The kernel module an NFS version needs: `nfsv4` for 4.x, `nfsv2`, else `nfsv3`.
+/// The kernel module an NFS version needs: `nfsv4` for 4.x (and `auto`, 4.2 first), `nfsv2`, else `nfsv3`.
 pub fn module_for(version: &str) -> &'static str {
-    if version.starts_with('4') {
+    if version.starts_with('4') || version == "auto" {
         "nfsv4"
     } else if version == "2" {
         "nfsv2"
@@ -36,22 +42,26 @@ pub fn module_for(version: &str) -> &'static str {
 pub struct NfsMount {
     pub server: Ipv4Addr,
     pub path: String,
-    /// `3`, `4` (negotiated: 4.2, 4.1, then 4.0), or as given (`4.1`, `2`).
+    /// `auto` (none named: [`NEGOTIATED`]), `4` (`nfs4:`: 4.2, 4.1, then 4.0), or as given
+    /// (`3`, `4.1`, `2`).
     pub version: String,
     /// The admin's options without `ro`/`rw` and the version, as given.
     pub options: Vec<String>,
     pub read_only: bool,
-    /// Where the spec came from: `root=`, `nfsroot=`, `dhcp root-path`.
+    /// Where the spec came from: `root=`, `nfsroot=`, `dhcp root-path`, ...
     pub from: String,
+    /// What the mount does otherwise than the options say, and why (`lock` on v3).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl NfsMount {
-    /// The versions tried, in order: `4`: 4.2, 4.1, then 4.0; else the one given.
+    /// The versions tried, in order: `auto`: [`NEGOTIATED`]; `4`: [`V4_MINORS`]; else the one given.
     pub fn versions(&self) -> Vec<&str> {
-        if self.version == "4" {
-            V4_MINORS.to_vec()
-        } else {
-            vec![self.version.as_str()]
+        match self.version.as_str() {
+            "auto" => NEGOTIATED.to_vec(),
+            "4" => V4_MINORS.to_vec(),
+            v => vec![v],
         }
     }
 
@@ -60,10 +70,11 @@ impl NfsMount {
         self.versions().into_iter().map(|version| self.attempt(version, client)).collect()
     }
 
-    /// The mount(2) type and text options for `version`. Added unless the admin set them:
-    /// `addr=` (the kernel's text mount needs the address), `nolock` for v2/v3 (no statd in an
-    /// initramfs; the root is read-only anyway), `clientaddr=` for v4 when the client's
-    /// address is known. No rsize/wsize: client and server settle on their largest.
+    /// The mount(2) type and text options for `version`: `vers=`, then `addr=` (the kernel's
+    /// text mount needs the address) unless the admin set it; for v2/v3 `nolock`, always (no
+    /// statd before the real init: the kernel's nfsroot and dracut force it too, `lock`
+    /// dropped); for v4 `clientaddr=` when the client's address is known and the admin did not
+    /// set it; then the admin's options. No rsize/wsize: client and server settle on their largest.
     pub fn attempt(&self, version: &str, client: Option<Ipv4Addr>) -> (&'static str, String) {
         let v4 = version.starts_with('4');
         let mut data = vec![format!("vers={version}")];
@@ -71,18 +82,19 @@ impl NfsMount {
         if !has("addr") {
             data.push(format!("addr={}", self.server));
         }
-        if !v4 && !has("lock") && !has("nolock") {
+        if !v4 {
             data.push("nolock".into());
         }
         if let (true, false, Some(client)) = (v4, has("clientaddr"), client) {
             data.push(format!("clientaddr={client}"));
         }
-        data.extend(self.options.iter().cloned());
+        let locking = |o: &&String| !v4 && matches!(o.as_str(), "lock" | "nolock");
+        data.extend(self.options.iter().filter(|o| !locking(o)).cloned());
         (if v4 { "nfs4" } else { "nfs" }, data.join(","))
     }
 
-    /// The kernel module the version needs (nfs asks for it with request_module, which needs a
-    /// modprobe an initramfs does not have).
+    /// The kernel module the first version tried needs (nfs asks for it with request_module,
+    /// which needs a modprobe an initramfs does not have).
     pub fn module(&self) -> &'static str {
         module_for(&self.version)
     }
@@ -116,12 +128,18 @@ pub struct Dropped {
 
 impl fmt::Display for NfsMount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let version = if self.version == "4" { "4.x" } else { &self.version };
+        let version = match self.version.as_str() {
+            "auto" => "4.x or 3",
+            "4" => "4.x",
+            v => v,
+        };
         write!(f, "{} (NFSv{version}, from {}", self.source(), self.from)?;
         if !self.options.is_empty() {
             write!(f, ", options {}", self.options.join(","))?;
         }
-        f.write_str(if self.read_only { ", read-only)" } else { ", read-write)" })
+        f.write_str(if self.read_only { ", read-only" } else { ", read-write" })?;
+        self.notes.iter().try_for_each(|n| write!(f, "; {n}"))?;
+        f.write_str(")")
     }
 }
 
