@@ -353,3 +353,41 @@ fn dhcp_facts_are_checked_as_the_dhcp_client_checks_them_and_only_where_they_mea
     assert!(text.contains("hostname: Node15 (from fallback)\n"), "{text}");
     assert!(text.contains("note: this boot runs no DHCP: the DHCP server's options given are not used\n"), "{text}");
 }
+
+#[test]
+fn dhcp_facts_mount_what_dracut_and_the_kernel_mount() {
+    let image = small_image("plan-dhcp-peers");
+    let mounts = |args: &[&str]| {
+        let mut all = vec!["--ip", "10.0.2.15/24", "--dhcp-server", "10.0.2.2"];
+        all.extend(args);
+        let (code, text, json) = plan_dhcp(&image, &all);
+        assert_eq!(code, Some(0), "{text}");
+        let lines: Vec<String> = text.lines().filter(|l| l.contains("mount -t")).map(|l| l.trim().to_owned()).collect();
+        let data: Vec<&str> =
+            json["root_mounts"].as_array().unwrap().iter().map(|m| m["data"].as_str().unwrap()).collect();
+        assert_eq!(lines.len(), data.len(), "{text}");
+        lines
+    };
+    // dracut-ng's TEST-60-NFS root-path: options after a comma in dracut's syntax; no version
+    // named: negotiated from 4.2 down to 3, as mount.nfs does.
+    assert_eq!(
+        mounts(&["--root-path", "nfs:10.0.2.9:/nfs/client,wsize=4096"]),
+        [
+            "mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.2,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.1,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.0,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs 10.0.2.9:/nfs/client /root -o vers=3,addr=10.0.2.9,nolock,wsize=4096 (read-only)",
+        ]
+    );
+    // A path alone: the next server (siaddr) before the DHCP server, as dracut and the kernel.
+    let from =
+        |server: &str| [format!("mount -t nfs {server}:/srv/img /root -o vers=3,addr={server},nolock (read-only)")];
+    assert_eq!(mounts(&["--root-path", "/srv/img,vers=3", "--next-server", "10.0.2.3"]), from("10.0.2.3"));
+    assert_eq!(mounts(&["--root-path", "/srv/img,vers=3"]), from("10.0.2.2"));
+    assert_eq!(mounts(&["--root-path", "10.0.2.9:/srv/img,vers=3", "--next-server", "10.0.2.3"]), from("10.0.2.9"));
+    // %s: the host name when DHCP gives one, else the address.
+    let per_host = |args: &[&str]| mounts(&[&["--root-path", "10.0.2.9:/srv/%s,vers=3"], args].concat());
+    let at = |dir: &str| [format!("mount -t nfs 10.0.2.9:/srv/{dir} /root -o vers=3,addr=10.0.2.9,nolock (read-only)")];
+    assert_eq!(per_host(&["--dhcp-hostname", "lab3-12"]), at("lab3-12"));
+    assert_eq!(per_host(&[]), at("10.0.2.15"));
+}
