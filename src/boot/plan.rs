@@ -264,8 +264,8 @@ pub struct Plan {
     pub root_mounts: Vec<RootMount>,
 }
 
-/// One mount(2) of the NFS root (initramfs mode). They are tried in order: the next when the
-/// server refuses this version, or the root check reads EIO with it.
+/// One mount(2) of the NFS root (initramfs mode). They are tried in order, the next only when
+/// the one before is refused, or the root check reads EIO with it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RootMount {
     pub fstype: &'static str,
