@@ -194,3 +194,200 @@ fn a_fifo_at_the_images_stateless_conf_is_left_unopened() {
     let refused = "warning: /etc/stateless.conf line 0: read /etc/stateless.conf: not a regular file: left unopened; its options are not used";
     assert!(text.lines().any(|l| l == refused), "{text}");
 }
+
+/// An image anyone can make: an init, and a host layer for lab3-12.
+fn small_image(tag: &str) -> TempDir {
+    let tmp = TempDir::new(tag);
+    write(&tmp.0.join("diskless/hosts/lab3-12/etc/motd"), "lab3-12\n");
+    write(&tmp.0.join("sbin/init"), "#!/bin/sh\n");
+    std::fs::set_permissions(tmp.0.join("sbin/init"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    tmp
+}
+
+/// `stateless plan --initramfs` of `image` with `args`: exit code, text; and the JSON.
+fn plan_dhcp(image: &TempDir, args: &[&str]) -> (Option<i32>, String, serde_json::Value) {
+    let run = |json: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["plan", "--initramfs", "--root"])
+            .arg(&image.0)
+            .args(args)
+            .args(json)
+            .output()
+            .unwrap();
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), out.stdout)
+    };
+    let (code, text) = run(&[]);
+    let (json_code, json) = run(&["--json"]);
+    assert_eq!(code, json_code, "{args:?}");
+    (code, String::from_utf8(text).unwrap(), serde_json::from_slice(&json).unwrap())
+}
+
+#[test]
+fn dhcp_facts_give_the_exact_mount_and_the_host_name() {
+    let image = small_image("plan-dhcp");
+    // A root-path in the kernel's syntax, options after a comma; the DHCP host name.
+    let (code, text, json) = plan_dhcp(
+        &image,
+        &[
+            "--ip",
+            "10.0.2.15/24",
+            "--root-path",
+            "10.0.2.9:/srv/img,vers=3,wsize=4096",
+            "--dhcp-server",
+            "10.0.2.2",
+            "--dhcp-hostname",
+            "lab3-12",
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let mount = "mount -t nfs 10.0.2.9:/srv/img /root -o vers=3,addr=10.0.2.9,nolock,wsize=4096 (read-only)";
+    assert!(text.contains(&format!("on /root [fatal]\n       {mount}\n 10. switch root to /root")), "{text}");
+    assert_eq!(
+        json["root_mounts"],
+        serde_json::json!([{
+            "fstype": "nfs",
+            "source": "10.0.2.9:/srv/img",
+            "target": "/root",
+            "data": "vers=3,addr=10.0.2.9,nolock,wsize=4096",
+            "read_only": true
+        }])
+    );
+    // The host name as the boot's DHCP step records it: a candidate after the kernel's, keying the layers.
+    assert!(
+        text.contains("hostname: lab3-12 (from dhcp)\n") && text.contains("layer hosts/lab3-12\n       /etc/motd\n")
+    );
+    let lease = &json["facts"]["dhcp"]["lease"];
+    assert_eq!((lease["hostname"].as_str(), lease["server"].as_str()), (Some("lab3-12"), Some("10.0.2.2")));
+    assert_eq!(lease["root_path"], "10.0.2.9:/srv/img,vers=3,wsize=4096");
+    assert_eq!(lease["address"], "10.0.2.15/24");
+    let steps = json["steps"].as_array().unwrap();
+    let hostname = steps.iter().find(|s| s["step"] == "hostname").unwrap();
+    assert_eq!(hostname["hostname"]["source"], "dhcp");
+
+    // NFSv4: `clientaddr=` is the lease's address; rw: no MS_RDONLY.
+    let args = ["--ip", "10.0.2.15/24", "--cmdline", "root=nfs4:10.0.2.9:/img:vers=4.2,rw"];
+    let (code, text, json) = plan_dhcp(&image, &args);
+    assert_eq!(code, Some(0), "{text}");
+    let mount = "mount -t nfs4 10.0.2.9:/img /root -o vers=4.2,addr=10.0.2.9,clientaddr=10.0.2.15\n";
+    assert!(text.contains(&format!("on /root [fatal]\n       {mount}")), "{text}");
+    assert_eq!(json["root_mounts"][0]["read_only"], false);
+    // Without --ip the host name is still the lease's; a hostile one never gets this far.
+    let (_, text, _) = plan_dhcp(&image, &["--cmdline", "nfsroot=10.0.2.9:/img", "--dhcp-hostname", "lab3-12"]);
+    assert!(text.contains("hostname: lab3-12 (from dhcp)\n"), "{text}");
+
+    // No root to mount: said first, exit 1, and no mount.
+    let (code, text, json) = plan_dhcp(&image, &["--ip", "10.0.2.15/24", "--dhcp-hostname", "lab3-12"]);
+    assert_eq!(code, Some(1), "{text}");
+    let error = "error: nfs root: no root= or nfsroot= on the command line, and no root-path from DHCP\n";
+    assert!(
+        text.starts_with(&format!(
+            "root: {}\nhostname: lab3-12 (from dhcp)\naddress: 10.0.2.15/24\n{error}",
+            image.0.display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("mount -t nfs"), "{text}");
+    assert_eq!(json["root_mounts"], serde_json::json!([]));
+    assert!(json["steps"].as_array().unwrap().iter().any(|s| s["step"] == "nfs-root" && s["root"]["Err"].is_string()));
+}
+
+#[test]
+fn dhcp_facts_are_checked_as_the_dhcp_client_checks_them_and_only_where_they_mean_something() {
+    let image = small_image("plan-dhcp-refused");
+    let refused = |args: &[&str], why: &str| {
+        let out = Command::new(BIN).args(["plan", "--root"]).arg(&image.0).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr, format!("stateless: {why}\n"), "{args:?}");
+    };
+    let on_root = "--root-path, --dhcp-server and --next-server need --initramfs: on-root, the kernel mounted the root before stateless ran";
+    refused(&["--root-path", "10.0.2.9:/img"], on_root);
+    refused(&["--dhcp-server", "10.0.2.2"], on_root);
+    refused(&["--next-server", "10.0.2.3", "--dhcp-hostname", "lab3-12"], on_root);
+    // The codec's own checks, as for option 17 and 12.
+    let dots = r#"--root-path: ".." as a path component in "10.0.2.9:/srv/../etc""#;
+    refused(&["--initramfs", "--root-path", "10.0.2.9:/srv/../etc"], dots);
+    refused(&["--initramfs", "--root-path", "10.0.2.9:/a b"], r#"--root-path: space at offset 11 of "10.0.2.9:/a b""#);
+    let out = Command::new(BIN)
+        .args(["plan", "--initramfs", "--root"])
+        .arg(&image.0)
+        .arg("--root-path")
+        .arg(std::ffi::OsStr::from_bytes(b"10.0.2.9:/\x1b[2J"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "stateless: --root-path: control byte 0x1b at offset 10 of \"10.0.2.9:/\\x1b[2J\"\n"
+    );
+    refused(&["--initramfs", "--dhcp-hostname", "lab3/12"], r#"--dhcp-hostname: "lab3/12": character '/' not allowed"#);
+    refused(&["--initramfs", "--dhcp-server", "server.lab"], r#"--dhcp-server: "server.lab" is not an IPv4 address"#);
+    refused(
+        &["--initramfs", "--next-server", "0.0.0.0"],
+        "--next-server: 0.0.0.0 is no server: leave --next-server out",
+    );
+    refused(&["--initramfs", "--root-path"], "--root-path needs a value");
+    // apply runs no DHCP at all.
+    let out =
+        Command::new(BIN).args(["apply", "--root", "/nonexistent", "--dhcp-hostname", "lab3-12"]).output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "stateless: --root-path, --dhcp-server, --next-server and --dhcp-hostname are for plan only\n"
+    );
+
+    // On-root, the host name answers the INFORM a static ip= line without a name sends.
+    let plan_on_root = |cmdline: &str| {
+        let out = Command::new(BIN)
+            .args(["plan", "--ip", "10.0.2.15/24", "--dhcp-hostname", "lab3-12", "--cmdline", cmdline, "--root"])
+            .arg(&image.0)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = plan_on_root("ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off");
+    assert!(text.contains("hostname: lab3-12 (from dhcp)\n") && text.contains("(INFORM)"), "{text}");
+    // The kernel's DHCP ran: no INFORM, and the plan says the host name given is not used.
+    let text = plan_on_root("ip=dhcp");
+    assert!(text.contains("hostname: Node15 (from fallback)\n"), "{text}");
+    assert!(text.contains("note: this boot runs no DHCP: the DHCP server's options given are not used\n"), "{text}");
+}
+
+#[test]
+fn dhcp_facts_mount_what_dracut_and_the_kernel_mount() {
+    let image = small_image("plan-dhcp-peers");
+    let mounts = |args: &[&str]| {
+        let mut all = vec!["--ip", "10.0.2.15/24", "--dhcp-server", "10.0.2.2"];
+        all.extend(args);
+        let (code, text, json) = plan_dhcp(&image, &all);
+        assert_eq!(code, Some(0), "{text}");
+        let lines: Vec<String> = text.lines().filter(|l| l.contains("mount -t")).map(|l| l.trim().to_owned()).collect();
+        let data: Vec<&str> =
+            json["root_mounts"].as_array().unwrap().iter().map(|m| m["data"].as_str().unwrap()).collect();
+        assert_eq!(lines.len(), data.len(), "{text}");
+        lines
+    };
+    // dracut-ng's TEST-60-NFS root-path: options after a comma in dracut's syntax; no version
+    // named: negotiated from 4.2 down to 3, as mount.nfs does.
+    assert_eq!(
+        mounts(&["--root-path", "nfs:10.0.2.9:/nfs/client,wsize=4096"]),
+        [
+            "mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.2,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.1,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs4 10.0.2.9:/nfs/client /root -o vers=4.0,addr=10.0.2.9,clientaddr=10.0.2.15,wsize=4096 (read-only)",
+            "else mount -t nfs 10.0.2.9:/nfs/client /root -o vers=3,addr=10.0.2.9,nolock,wsize=4096 (read-only)",
+        ]
+    );
+    // A path alone: the next server (siaddr) before the DHCP server, as dracut and the kernel.
+    let from =
+        |server: &str| [format!("mount -t nfs {server}:/srv/img /root -o vers=3,addr={server},nolock (read-only)")];
+    assert_eq!(mounts(&["--root-path", "/srv/img,vers=3", "--next-server", "10.0.2.3"]), from("10.0.2.3"));
+    assert_eq!(mounts(&["--root-path", "/srv/img,vers=3"]), from("10.0.2.2"));
+    assert_eq!(mounts(&["--root-path", "10.0.2.9:/srv/img,vers=3", "--next-server", "10.0.2.3"]), from("10.0.2.9"));
+    // %s: the host name when DHCP gives one, else the address.
+    let per_host = |args: &[&str]| mounts(&[&["--root-path", "10.0.2.9:/srv/%s,vers=3"], args].concat());
+    let at = |dir: &str| [format!("mount -t nfs 10.0.2.9:/srv/{dir} /root -o vers=3,addr=10.0.2.9,nolock (read-only)")];
+    assert_eq!(per_host(&["--dhcp-hostname", "lab3-12"]), at("lab3-12"));
+    assert_eq!(per_host(&[]), at("10.0.2.15"));
+}

@@ -3,6 +3,7 @@
 //! plans them all from the facts it is given, assuming each step does what it says ([`dry_run`]).
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -15,8 +16,9 @@ use crate::fs::root::ImageRoot;
 use crate::model::facts::Facts;
 use crate::model::hostname::{self, Candidate, Source};
 use crate::model::ipv4::{self, Ipv4Net};
-use crate::model::lease::Exchange;
+use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
+use crate::model::nfsroot::NfsMount;
 use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
@@ -258,6 +260,48 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// What each layer of the layers phase holds.
     pub layers: Vec<Layer>,
+    /// Initramfs mode: the mounts of the NFS root, as the root phase would make them.
+    pub root_mounts: Vec<RootMount>,
+}
+
+/// One mount(2) of the NFS root (initramfs mode). They are tried in order, the next only when
+/// the one before is refused, or the root check reads EIO with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RootMount {
+    pub fstype: &'static str,
+    /// `server:path`.
+    pub source: String,
+    pub target: String,
+    /// The whole text option string mount(2) gets.
+    pub data: String,
+    /// `MS_RDONLY`: `ro` is a flag, not in `data`.
+    pub read_only: bool,
+}
+
+impl RootMount {
+    /// The mounts of `mount` in order, from `client` (its address, for `clientaddr=`).
+    fn of(mount: &NfsMount, client: Option<Ipv4Addr>) -> Vec<RootMount> {
+        let attempts = mount.attempts(client).into_iter();
+        attempts
+            .map(|(fstype, data)| RootMount {
+                fstype,
+                source: mount.source(),
+                target: format!("/{NEW_ROOT}"),
+                data,
+                read_only: mount.read_only,
+            })
+            .collect()
+    }
+}
+
+/// As mount(8) would be told it, escaped.
+impl fmt::Display for RootMount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { fstype, source, target, data, read_only } = self;
+        let line =
+            format!("mount -t {fstype} {source} {target} -o {data}{}", if *read_only { " (read-only)" } else { "" });
+        f.write_str(&crate::model::text::escape(line.as_bytes()))
+    }
 }
 
 /// Plans the whole boot against `target` without changing anything.
@@ -265,7 +309,9 @@ pub struct Plan {
 /// In initramfs mode (`facts.initramfs`) the client has no address until its DHCP exchange:
 /// the address given is the one the lease brings, on the exchange's interface; and until the
 /// switch into the image only `before_switch` holds (the command line's options: the image's
-/// /etc/stateless.conf is read after the switch).
+/// /etc/stateless.conf is read after the switch). The lease given (`facts.dhcp`) is known from
+/// the plan's DHCP step on, DISCOVER or INFORM, as the boot records it; the NFS root's mounts
+/// are worked out with the address known when the root phase is planned, as the boot mounts it.
 pub fn dry_run(
     target: &ImageRoot,
     options: Options,
@@ -274,8 +320,10 @@ pub fn dry_run(
     before_switch: Options,
 ) -> Plan {
     let mut known = facts.clone();
+    // What the DHCP exchange brings is known once it ran, as the boot records it.
+    let mut lease = known.dhcp.take();
     let leased = if known.initramfs { known.address.take() } else { None };
-    let mut steps = Vec::new();
+    let (mut steps, mut root_mounts) = (Vec::new(), Vec::new());
     for p in Phase::ALL {
         let mut ran = Vec::new();
         for _ in 0..ROUNDS {
@@ -286,9 +334,27 @@ pub fn dry_run(
             }
             for step in &fresh {
                 learn(&mut known, step);
-                if let (Step::Dhcp { interface, .. }, Some(address)) = (step, leased) {
-                    known.address = Some(address);
-                    known.interface = Some(interface.clone().unwrap_or_else(|| "(the DHCP interface)".into()));
+                match step {
+                    Step::Dhcp { interface, exchange, .. } => {
+                        let on = interface.clone().or(known.interface.clone());
+                        let on = on.unwrap_or_else(|| "(the DHCP interface)".into());
+                        if let Some(address) = leased {
+                            known.address = Some(address);
+                            known.interface = Some(on.clone());
+                        }
+                        // For INFORM, the address the interface had.
+                        let address = known.address;
+                        known.dhcp = lease.take().map(|d| Dhcp {
+                            interface: on,
+                            exchange: *exchange,
+                            lease: Lease { address, ..d.lease },
+                            ..d
+                        });
+                    }
+                    Step::NfsRoot { root: Ok(mount) } => {
+                        root_mounts = RootMount::of(mount, known.address.map(|a| a.addr))
+                    }
+                    _ => {}
                 }
             }
             ran.extend(fresh);
@@ -296,6 +362,9 @@ pub fn dry_run(
         steps.extend(ran);
     }
     let mut facts = facts;
+    if lease.is_some_and(|d| d.lease != Lease { address: d.lease.address, ..Lease::default() }) {
+        facts.notes.push("this boot runs no DHCP: the DHCP server's options given are not used".into());
+    }
     let layer_root = layers::open_root(target.fd(), &options.layers).unwrap_or_else(|note| {
         facts.notes.push(note);
         None
@@ -308,7 +377,7 @@ pub fn dry_run(
         })
         .collect();
     let layers = layers::probe(layer_root.as_ref().map(|fd| fd.as_fd()), wanted, &options.dirs);
-    Plan { root: target.path().to_path_buf(), options, diagnostics, facts, steps, layers }
+    Plan { root: target.path().to_path_buf(), options, diagnostics, facts, steps, layers, root_mounts }
 }
 
 use std::os::fd::AsFd;
@@ -328,6 +397,11 @@ impl fmt::Display for Plan {
             (Some(a), Some(i)) => writeln!(f, "address: {a} on {i}")?,
             (Some(a), None) => writeln!(f, "address: {a}")?,
             _ => writeln!(f, "address: none")?,
+        }
+        for step in &self.steps {
+            if let Step::NfsRoot { root: Err(_) } = step {
+                writeln!(f, "error: {step}")?;
+            }
         }
         for d in &self.diagnostics {
             writeln!(f, "warning: {d}")?;
@@ -352,6 +426,11 @@ impl Plan {
     fn write_step_details(&self, f: &mut fmt::Formatter<'_>, step: &Step) -> fmt::Result {
         match step {
             Step::Hostname { rejected, .. } => rejected.iter().try_for_each(|r| writeln!(f, "       {r}")),
+            Step::NfsRoot { .. } => self
+                .root_mounts
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, mount)| writeln!(f, "       {}{mount}", if i == 0 { "" } else { "else " })),
             Step::Layer { name, .. } => {
                 let Some(layer) = self.layers.iter().find(|l| l.name == *name) else { return Ok(()) };
                 if !layer.present {

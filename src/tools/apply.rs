@@ -17,6 +17,9 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     if args.initramfs {
         return Err("--initramfs is for plan only: apply carries out on-root mode".into());
     }
+    if let Some(why) = super::dhcp_facts_refused(args, "apply") {
+        return Err(why);
+    }
     let (target, options, diagnostics) = target_and_options(args)?;
     if target.path() == Path::new("/") {
         return Err("apply refuses --root /: only PID 1 changes the running system".into());

@@ -12,6 +12,7 @@ mod relayer;
 mod status;
 
 use std::ffi::OsString;
+use std::net::Ipv4Addr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
@@ -24,9 +25,11 @@ use crate::fs::root::ImageRoot;
 use crate::log::Sink;
 use crate::model::facts::Facts;
 use crate::model::ipv4::Ipv4Net;
+use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::options::Diagnostic;
 use crate::model::options::Options;
 use crate::model::text::escape_path;
+use crate::net::dhcp::codec;
 
 pub const USAGE: &str = "\
 usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image at DIR (no changes)
@@ -52,10 +55,18 @@ options:
   --cmdline TEXT        kernel command line to plan for (default: empty)
   --cmdline-file FILE   read it from FILE (e.g. a saved /proc/cmdline)
   --ip ADDR/PREFIX      the client's address (default: none)
-  --hostname NAME       the hostname the kernel or DHCP would have given (default: none)
+  --hostname NAME       the kernel's hostname, as its ip= set it (default: none)
   --initramfs           (plan only) plan initramfs mode: DHCP, the NFS root from the command line (or
                         the lease), the switch into it; --ip is then the lease's address
+  --root-path TEXT      (plan only, with --initramfs) the root-path the DHCP server gives (option 17)
+  --dhcp-server ADDR    (plan only, with --initramfs) the DHCP server's address (option 54)
+  --next-server ADDR    (plan only, with --initramfs) the next server it names (siaddr)
+  --dhcp-hostname NAME  (plan only) the host name it gives (option 12); on-root, the answer to the
+                        INFORM sent when no name is known. Each is checked as the DHCP client
+                        checks the option
   --json                print the plan as JSON (plan only)
+
+plan exits 1 when initramfs mode's NFS root cannot be resolved (the plan says why).
 ";
 
 /// Parsed arguments of `plan`/`apply`.
@@ -66,6 +77,9 @@ pub(crate) struct Args {
     cmdline: Vec<u8>,
     ip: Option<Ipv4Net>,
     hostname: Option<String>,
+    /// What the DHCP server gives (`--root-path`, `--dhcp-server`, `--next-server`,
+    /// `--dhcp-hostname`), each checked as the codec checks the option.
+    lease: Lease,
     pub initramfs: bool,
     pub json: bool,
 }
@@ -88,6 +102,26 @@ fn cmdline_arg(flag: &str, args: &mut impl Iterator<Item = OsString>) -> Result<
     }
 }
 
+/// An option of the DHCP server's, given as `flag`: its bytes checked by the codec's `check`.
+fn dhcp_text(
+    args: &mut impl Iterator<Item = OsString>,
+    flag: &str,
+    check: fn(&[u8]) -> Result<String, String>,
+) -> Result<String, String> {
+    let bytes = args.next().map(OsString::into_vec).ok_or_else(|| format!("{flag} needs a value"))?;
+    check(&bytes).map_err(|e| format!("{flag}: {e}"))
+}
+
+/// A DHCP server's address (option 54, siaddr): 0.0.0.0 is none, as in a reply.
+fn server_arg(args: &mut impl Iterator<Item = OsString>, flag: &str) -> Result<Ipv4Addr, String> {
+    let text = value(args, flag)?;
+    match text.parse::<Ipv4Addr>() {
+        Ok(a) if a.is_unspecified() => Err(format!("{flag}: 0.0.0.0 is no server: leave {flag} out")),
+        Ok(a) => Ok(a),
+        Err(_) => Err(format!("{flag}: {} is not an IPv4 address", quote(text))),
+    }
+}
+
 /// The arguments; `None` for `--help`.
 fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
     let mut parsed = Args::default();
@@ -98,6 +132,12 @@ fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, 
             flag @ ("--cmdline" | "--cmdline-file") => parsed.cmdline = cmdline_arg(flag, &mut args)?,
             "--ip" => parsed.ip = Some(value(&mut args, "--ip")?.parse().map_err(|e| format!("--ip: {e}"))?),
             "--hostname" => parsed.hostname = Some(value(&mut args, "--hostname")?),
+            "--root-path" => parsed.lease.root_path = Some(dhcp_text(&mut args, "--root-path", codec::root_path)?),
+            "--dhcp-hostname" => {
+                parsed.lease.hostname = Some(dhcp_text(&mut args, "--dhcp-hostname", codec::host_name)?)
+            }
+            "--dhcp-server" => parsed.lease.server = Some(server_arg(&mut args, "--dhcp-server")?),
+            "--next-server" => parsed.lease.next_server = Some(server_arg(&mut args, "--next-server")?),
             "--json" => parsed.json = true,
             "--initramfs" => parsed.initramfs = true,
             _ => return Err(format!("unknown argument {}", quote(arg))),
@@ -178,9 +218,42 @@ pub(crate) fn target_and_options(args: &Args) -> Result<(ImageRoot, Options, Vec
     Ok((target, options, diagnostics))
 }
 
-/// The network facts `plan`/`apply` are given instead of probing.
+/// The network facts `plan`/`apply` are given instead of probing. What a DHCP exchange would
+/// record (initramfs mode's DISCOVER: the lease of `--ip`; on-root mode's INFORM) is in `dhcp`:
+/// the dry run makes it known when its plan runs the exchange, as the boot does.
 pub(crate) fn given_facts(args: &Args) -> Facts {
-    Facts { address: args.ip, kernel_hostname: args.hostname.clone(), initramfs: args.initramfs, ..Facts::default() }
+    let dhcp = (args.initramfs || args.lease != Lease::default()).then(|| Dhcp {
+        interface: String::new(),
+        exchange: if args.initramfs { Exchange::Discover } else { Exchange::Inform },
+        lease: Lease { address: args.ip, ..args.lease.clone() },
+        sent: 0,
+        ignored: 0,
+        naks: 0,
+        ms: 0,
+        asked: Vec::new(),
+    });
+    Facts {
+        address: args.ip,
+        kernel_hostname: args.hostname.clone(),
+        initramfs: args.initramfs,
+        dhcp,
+        ..Facts::default()
+    }
+}
+
+/// Why the DHCP facts given do not fit `command`, if they do not: apply runs no DHCP; on-root
+/// mode's root was mounted by the kernel (only the host name of an INFORM is asked for).
+pub(crate) fn dhcp_facts_refused(args: &Args, command: &str) -> Option<String> {
+    let lease = &args.lease;
+    if command == "apply" && *lease != Lease::default() {
+        return Some("--root-path, --dhcp-server, --next-server and --dhcp-hostname are for plan only".into());
+    }
+    let root = lease.root_path.is_some() || lease.server.is_some() || lease.next_server.is_some();
+    (root && !args.initramfs).then(|| {
+        "--root-path, --dhcp-server and --next-server need --initramfs: on-root, the kernel mounted the root \
+         before stateless ran"
+            .into()
+    })
 }
 
 /// The command-line entry point; returns the exit code.

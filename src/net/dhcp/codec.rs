@@ -559,7 +559,7 @@ fn text(value: &[u8]) -> Result<String, String> {
 }
 
 /// Options 12 and 15: an RFC 1123 name (one trailing dot removed).
-fn host_name(value: &[u8]) -> Result<String, String> {
+pub fn host_name(value: &[u8]) -> Result<String, String> {
     let name = text(value)?;
     hostname::validate(&name).map_err(|why| format!("{}: {why}", quote(name.as_bytes())))
 }
@@ -575,7 +575,7 @@ fn token(value: &[u8]) -> Result<String, String> {
 
 /// Option 17: a [`token`] with no `..` component; an NFS root path is `[server:]path[,options]`,
 /// so `:` and `,` separate components too.
-fn root_path(value: &[u8]) -> Result<String, String> {
+pub fn root_path(value: &[u8]) -> Result<String, String> {
     let path = token(value)?;
     if path.split(['/', ':', ',']).any(|component| component == "..") {
         return Err(format!("\"..\" as a path component in {}", quote(path.as_bytes())));
