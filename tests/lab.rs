@@ -1591,6 +1591,31 @@ mod scenario {
         );
     }
 
+    /// No version named and a server that speaks NFSv3 only (an old NAS, initramfs-tools' klibc
+    /// nfsmount's world): the negotiation's NFSv4 tries are refused at once and v3 mounts, with
+    /// no backoff; the report names each version dropped.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_v3_only_server_no_version_named() {
+        let scenario = "initramfs_v3_only_server_no_version_named";
+        let args = ["--stock", "--server-v3-only", "--kernel-args", "root=/dev/nfs nfsroot=10.0.2.2:/systemd"];
+        let b = fast(scenario, &args);
+        let logs = b.logs();
+        let root = b.fact("root");
+        assert!(root.starts_with("10.0.2.2:/systemd nfs ") && root.contains("vers=3"), "{root} {logs}");
+        let nfs = &b.report["nfs_root"];
+        assert_eq!(nfs["version"], "3", "{nfs}");
+        let dropped: Vec<&str> =
+            nfs["dropped"].as_array().unwrap().iter().map(|d| d["version"].as_str().unwrap_or("")).collect();
+        assert_eq!(dropped, ["4.2", "4.1", "4.0"], "{nfs}");
+        let step = b.report["steps"].as_array().unwrap().iter().find(|s| s["step"]["step"] == "nfs-root").cloned();
+        let ms = step.as_ref().map_or(Value::Null, |s| s["ms"].clone());
+        b.print(
+            scenario,
+            &format!("v3-only server, no vers=: 4.2, 4.1, 4.0 refused, v3 mounted; the root step took {ms} ms"),
+        );
+    }
+
     /// Two NICs and no BOOTIF=: the first (eth0, probed first) has carrier on a network with no
     /// DHCP server, the second is on the boot network. DHCP runs on both at once and the second's
     /// lease wins; the first is left without an address.

@@ -233,7 +233,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0
+    local root_path="" export="" dead_nic=0 server_v3_only=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -266,6 +266,7 @@ cmd_boot() {
             --root-path) root_path=${2:?}; shift 2 ;;
             --export) export=${2:?}; shift 2 ;;
             --dead-nic) dead_nic=1; shift ;;
+            --server-v3-only) server_v3_only=1; shift ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -359,6 +360,7 @@ cmd_boot() {
     truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
 
     export=${export:-/$image}
+    [[ $server_v3_only == 0 ]] || export LAB_NFS_PROTOCOLS=3
     servers_start "$run_dir" "$export:$run_dir/root"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then

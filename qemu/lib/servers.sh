@@ -32,7 +32,7 @@ netns_delete() {
 }
 
 # ganesha_config RUN_DIR PSEUDO:PATH...: writes RUN_DIR/ganesha.conf exporting each PATH
-# read-only under PSEUDO.
+# read-only under PSEUDO, with NFSv3 and v4 (LAB_NFS_PROTOCOLS=3: v3 only, server and exports).
 ganesha_config() {
     local run_dir=$1 exports="" id=1 spec; shift
     for spec in "$@"; do
@@ -41,7 +41,8 @@ ganesha_config() {
         id=$((id + 1))
     done
     awk -v exports="$exports" '{ if ($0 == "@EXPORTS@") printf "%s", exports; else print }' \
-        "$LAB_FILES/ganesha.conf.in" | sed "s|@RUN_DIR@|$run_dir|g" > "$run_dir/ganesha.conf"
+        "$LAB_FILES/ganesha.conf.in" | sed -e "s|@RUN_DIR@|$run_dir|g" \
+        -e "s|Protocols = 3, 4;|Protocols = ${LAB_NFS_PROTOCOLS:-3, 4};|" > "$run_dir/ganesha.conf"
 }
 
 # servers_start RUN_DIR PSEUDO:PATH...: namespace, rpcbind and ganesha, ready for mounts.
