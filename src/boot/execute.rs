@@ -667,7 +667,7 @@ impl<'a> Executor<'a> {
                 true => self.lease_on_any(client_id, bound),
                 false => self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
                     let left = bound.saturating_sub(started.elapsed());
-                    match network::lease(sys, &link, client_id, address, left, DHCP_START_DELAY) {
+                    match network::lease(sys, &link, client_id, address, left, DHCP_START_DELAY, None) {
                         Ok(acquired) => Ok(Answered { asked: vec![link.name.clone()], interface: link, acquired }),
                         Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
                     }
@@ -690,10 +690,13 @@ impl<'a> Executor<'a> {
             "{} from {} on {}{}{}; {} sent in {} ms",
             lease.address.map_or("configuration".to_string(), |a| a.to_string()),
             lease.server.map_or("?".to_string(), |s| s.to_string()),
-            link.name,
+            crate::model::text::escape(link.name.as_bytes()),
             match others.is_empty() {
                 true => String::new(),
-                false => format!(" (first to answer; also asked: {})", others.join(", ")),
+                false => format!(
+                    " (first to answer; also asked: {})",
+                    crate::model::text::escape(others.join(", ").as_bytes())
+                ),
             },
             lease.hostname.as_ref().map(|h| format!(", host name {h}")).unwrap_or_default(),
             stats.sent,
@@ -793,7 +796,9 @@ impl<'a> Executor<'a> {
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
     fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
-        let mount = root.as_ref().map_err(|why| Failure::new(Op::Mount, None, why.clone()))?;
+        // The command line's words are in `why` as given.
+        let mount =
+            root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
         if self.mode == Mode::Apply {
             return Ok(Done::skipped(format!("not PID 1: would mount {mount}")));
         }
@@ -2230,6 +2235,22 @@ mod tests {
         sys.interfaces[0].addrs.clear();
         sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
         (image, sys)
+    }
+
+    /// A root the command line names wrongly fails the root step with its words escaped: the
+    /// failure is logged as it is.
+    #[test]
+    fn a_hostile_root_fails_escaped() {
+        let (image, sys) = initramfs("hostile-root", |_| None);
+        let cmdline = "root=\x1b[2J\u{202e}x stateless.emergency=reboot";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"));
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        let message = &failed.error.as_ref().unwrap().message;
+        assert_eq!(
+            message,
+            "root=\\x1b[2J\\xe2\\x80\\xaex is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…, <server>:/<path>)"
+        );
     }
 
     #[test]
