@@ -1783,6 +1783,33 @@ mod tests {
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::AddAddress(..) | Call::LinkDown(_))));
     }
 
+    /// A netlink dump that fails while clients are asking stops none of them: the next poll
+    /// finds the links that got carrier meanwhile.
+    #[test]
+    fn a_failed_poll_during_the_race_stops_no_client() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let image = Image::new("pollnic");
+        // 0: no client yet; 1: one asks, the next dump fails; 2: failed once.
+        let state = std::sync::Arc::new(AtomicU8::new(0));
+        let sys = three_nics(
+            move |c| match c {
+                Call::DhcpTransport(..) => {
+                    let _ = state.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                    None
+                }
+                Call::Interfaces => state
+                    .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                    .then_some(rustix::io::Errno::NOBUFS.raw_os_error()),
+                _ => None,
+            },
+            0x57,
+        );
+        let (outcomes, ended) = boot(&image, "stateless.emergency=reboot", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert_eq!(read_report(&image.0).dhcp.unwrap().interface, "eth1");
+    }
+
     /// A client thread that panics (an unwinding build) is a failed interface, not a failed boot.
     #[test]
     fn a_client_that_panics_is_one_interface_failed() {

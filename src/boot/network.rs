@@ -272,6 +272,11 @@ pub fn lease_on_any(
             loop {
                 let fresh = match race.poll(sys) {
                     Ok(fresh) => fresh,
+                    // The clients asking already go on: a lease may still come.
+                    Err(e) if !race.asked.is_empty() => {
+                        log::warn!("dhcp: {e}; the clients asking go on");
+                        Vec::new()
+                    }
                     Err(e) => break 'race Err(e),
                 };
                 for interface in fresh {
