@@ -12,13 +12,13 @@
 //! - `dhcp`: the DHCP root-path. `nfsroot=` with any `root=` but `/dev/nfs` is refused, as
 //!   dracut refuses it.
 //!
-//! A root-path is read in either syntax. The server: the spec's, else `ip=`'s server field,
-//! else the next-server (siaddr), else the DHCP server (option 54). `%s` (the first) in the
-//! path is the host name when one is known (`stateless.hostname=`, `ip=`, the kernel's, DHCP;
-//! option 12 or the `ip=` field whole), else the client's address: the kernel's utsname
-//! nodename, which ipconfig sets so. Servers
-//! are IPv4 addresses only: PID 1 does no DNS. The version: as named, `nfs4:` 4.2 to 4.0,
-//! else negotiated from 4.2 down to 3 as mount.nfs ([`nfsroot::NEGOTIATED`]).
+//! A root-path is read in either syntax. The server: the spec's, else a static `ip=` line's
+//! server field, else the next-server (siaddr), else the server field of an `ip=` line that
+//! asks DHCP, else the DHCP server (option 54). `%s` (the first) in the path is the host name
+//! when one is known (`stateless.hostname=`, `ip=`, the kernel's, DHCP; option 12 or the `ip=`
+//! field whole), else the client's address: the kernel's utsname nodename, which ipconfig sets
+//! so. Servers are IPv4 addresses only: PID 1 does no DNS. The version: as named, `nfs4:` 4.2
+//! to 4.0, else negotiated from 4.2 down to 3 as mount.nfs ([`nfsroot::NEGOTIATED`]).
 
 use std::net::Ipv4Addr;
 
@@ -48,10 +48,14 @@ pub fn resolve(
     hostname: Option<&Hostname>,
 ) -> Result<NfsMount, String> {
     let (spec, from) = spec(options, lease)?;
+    // The line's server field; when the line asks DHCP the reply's next-server replaces it, as
+    // the kernel's ic_bootp_recv sets ic_servaddr.
+    let line = options.ip.as_ref().and_then(|ip| ip.server.map(|server| (server, ip.is_static())));
     let server = spec
         .server
-        .or(options.ip.as_ref().and_then(|ip| ip.server))
+        .or(line.filter(|&(_, fixed)| fixed).map(|(server, _)| server))
         .or(lease.and_then(|l| l.next_server))
+        .or(line.map(|(server, _)| server))
         .or(lease.and_then(|l| l.server))
         .ok_or_else(|| format!("{from}: no server given, and none from ip=, the next-server or the DHCP server"))?;
     let path = spec.path.ok_or_else(|| format!("{from}: no path"))?;
