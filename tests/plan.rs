@@ -103,7 +103,7 @@ fn initramfs_mode_plans_dhcp_the_nfs_root_and_the_switch_then_layers_for_the_lea
     let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("no {needle:?} in:\n{text}"));
     // DHCP before the root, the NFS client loading meanwhile; the layers of the lease's address.
     assert!(
-        at("dhcp on the BOOTIF= interface, else on every interface")
+        at("dhcp on the BOOTIF= interface, else all with carrier: lease")
             < at("nfs root 10.0.2.2:/systemd (NFSv3, from nfsroot=, read-only) on /root [fatal]")
     );
     assert!(at("meanwhile load nfsv3") < at("switch root to /root [fatal]"));

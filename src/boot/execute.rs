@@ -667,7 +667,7 @@ impl<'a> Executor<'a> {
                 true => self.lease_on_any(client_id, bound),
                 false => self.link(interface, exchange == Exchange::Discover, bound).and_then(|link| {
                     let left = bound.saturating_sub(started.elapsed());
-                    match network::lease(sys, &link, client_id, address, left, DHCP_START_DELAY) {
+                    match network::lease(sys, &link, client_id, address, left, DHCP_START_DELAY, None) {
                         Ok(acquired) => Ok(Answered { asked: vec![link.name.clone()], interface: link, acquired }),
                         Err(e) => Err(Failure::new(Op::Dhcp, Some(Path::new(&link.name)), e.to_string())),
                     }
@@ -690,10 +690,13 @@ impl<'a> Executor<'a> {
             "{} from {} on {}{}{}; {} sent in {} ms",
             lease.address.map_or("configuration".to_string(), |a| a.to_string()),
             lease.server.map_or("?".to_string(), |s| s.to_string()),
-            link.name,
+            crate::model::text::escape(link.name.as_bytes()),
             match others.is_empty() {
                 true => String::new(),
-                false => format!(" (first to answer; also asked: {})", others.join(", ")),
+                false => format!(
+                    " (first to answer; also asked: {})",
+                    crate::model::text::escape(others.join(", ").as_bytes())
+                ),
             },
             lease.hostname.as_ref().map(|h| format!(", host name {h}")).unwrap_or_default(),
             stats.sent,
@@ -793,7 +796,9 @@ impl<'a> Executor<'a> {
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
     fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
-        let mount = root.as_ref().map_err(|why| Failure::new(Op::Mount, None, why.clone()))?;
+        // The command line's words are in `why` as given.
+        let mount =
+            root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
         if self.mode == Mode::Apply {
             return Ok(Done::skipped(format!("not PID 1: would mount {mount}")));
         }
@@ -1778,6 +1783,33 @@ mod tests {
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::AddAddress(..) | Call::LinkDown(_))));
     }
 
+    /// A netlink dump that fails while clients are asking stops none of them: the next poll
+    /// finds the links that got carrier meanwhile.
+    #[test]
+    fn a_failed_poll_during_the_race_stops_no_client() {
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let image = Image::new("pollnic");
+        // 0: no client yet; 1: one asks, the next dump fails; 2: failed once.
+        let state = std::sync::Arc::new(AtomicU8::new(0));
+        let sys = three_nics(
+            move |c| match c {
+                Call::DhcpTransport(..) => {
+                    let _ = state.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                    None
+                }
+                Call::Interfaces => state
+                    .compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                    .then_some(rustix::io::Errno::NOBUFS.raw_os_error()),
+                _ => None,
+            },
+            0x57,
+        );
+        let (outcomes, ended) = boot(&image, "stateless.emergency=reboot", &sys, Mode::Boot);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert_eq!(read_report(&image.0).dhcp.unwrap().interface, "eth1");
+    }
+
     /// A client thread that panics (an unwinding build) is a failed interface, not a failed boot.
     #[test]
     fn a_client_that_panics_is_one_interface_failed() {
@@ -2230,6 +2262,22 @@ mod tests {
         sys.interfaces[0].addrs.clear();
         sys.dhcp = Some(std::sync::Arc::new(std::sync::Mutex::new(dhcp_server())));
         (image, sys)
+    }
+
+    /// A root the command line names wrongly fails the root step with its words escaped: the
+    /// failure is logged as it is.
+    #[test]
+    fn a_hostile_root_fails_escaped() {
+        let (image, sys) = initramfs("hostile-root", |_| None);
+        let cmdline = "root=\x1b[2J\u{202e}x stateless.emergency=reboot";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"));
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        let message = &failed.error.as_ref().unwrap().message;
+        assert_eq!(
+            message,
+            "root=\\x1b[2J\\xe2\\x80\\xaex is not an NFS root (root=/dev/nfs, nfs:…, nfs4:…, <server>:/<path>)"
+        );
     }
 
     #[test]

@@ -168,20 +168,9 @@ pub fn loopback_up(sys: &dyn Sys) -> Result<(), String> {
 
 /// Runs the DHCP client on `interface`: INFORM when it has `address` (kept as it is), else
 /// DISCOVER; `client_id` (`ip=dhcp,<type>,<id>`) instead of type 1 and the MAC.
-/// `max_start_delay` spreads clients powered on together.
+/// `max_start_delay` spreads clients powered on together. Given up (`Interrupted`) once `stop`
+/// is set.
 pub fn lease(
-    sys: &dyn Sys,
-    interface: &Interface,
-    client_id: Option<&ClientId>,
-    address: Option<Ipv4Net>,
-    bound: Duration,
-    max_start_delay: Duration,
-) -> Result<Acquired, Failure> {
-    run_client(sys, interface, client_id, address, bound, max_start_delay, None)
-}
-
-/// [`lease`], given up (`Interrupted`) once `stop` is set.
-fn run_client(
     sys: &dyn Sys,
     interface: &Interface,
     client_id: Option<&ClientId>,
@@ -190,9 +179,9 @@ fn run_client(
     max_start_delay: Duration,
     stop: Option<&AtomicBool>,
 ) -> Result<Acquired, Failure> {
-    let mac = interface
-        .mac
-        .ok_or_else(|| Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", interface.name))))?;
+    let mac = interface.mac.ok_or_else(|| {
+        Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", escape(interface.name.as_bytes()))))
+    })?;
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
     let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
     let client_id = client_id.map(ClientId::option).unwrap_or_default();
@@ -283,13 +272,18 @@ pub fn lease_on_any(
             loop {
                 let fresh = match race.poll(sys) {
                     Ok(fresh) => fresh,
+                    // The clients asking already go on: a lease may still come.
+                    Err(e) if !race.asked.is_empty() => {
+                        log::warn!("dhcp: {e}; the clients asking go on");
+                        Vec::new()
+                    }
                     Err(e) => break 'race Err(e),
                 };
                 for interface in fresh {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     let (ended, stop, client) = (ended.clone(), &stop, interface.clone());
                     let work = move || {
-                        let result = run_client(sys, &client, client_id, None, remaining, max_start_delay, Some(stop));
+                        let result = lease(sys, &client, client_id, None, remaining, max_start_delay, Some(stop));
                         let _ = ended.send((client.index, result));
                     };
                     match std::thread::Builder::new().name("dhcp".into()).spawn_scoped(scope, work) {
@@ -351,8 +345,16 @@ pub fn lease_on_any(
     race.close(sys, interface.index);
     race.asked.sort_by_key(|a| a.index);
     let asked: Vec<String> = race.asked.into_iter().map(|a| a.name).collect();
-    log::info!("dhcp: {} answered first of {}", escape(interface.name.as_bytes()), escape(asked.join(", ").as_bytes()));
+    log::info!("dhcp: {}", answered(&interface.name, &asked));
     Ok(Answered { interface, acquired, asked })
+}
+
+/// Who answered, escaped; of whom when more than one was asked.
+fn answered(winner: &str, asked: &[String]) -> String {
+    match asked {
+        [_] | [] => format!("{} answered", escape(winner.as_bytes())),
+        _ => format!("{} answered first of {}", escape(winner.as_bytes()), escape(asked.join(", ").as_bytes())),
+    }
 }
 
 /// The state of [`lease_on_any`]: who was asked, who failed, what it set up.
@@ -539,6 +541,14 @@ mod tests {
         assert!(transport.send(b"again").is_err(), "nothing is sent once stopped");
         let slices: Vec<Duration> = (1..=3).map(|n| STOP_POLL * n).collect();
         assert_eq!((inner.waits, inner.sent), (slices, 1), "the wait in slices, given up after the one that stopped");
+    }
+
+    #[test]
+    fn who_answered_of_whom() {
+        let asked = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(answered("eth0", &asked(&["eth0"])), "eth0 answered");
+        assert_eq!(answered("eth1", &asked(&["eth0", "eth1"])), "eth1 answered first of eth0, eth1");
+        assert_eq!(answered("e\x1bth", &asked(&["e\x1bth"])), "e\\x1bth answered");
     }
 
     #[test]

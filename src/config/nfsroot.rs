@@ -12,16 +12,17 @@
 //! - `dhcp`: the DHCP root-path. `nfsroot=` with any `root=` but `/dev/nfs` is refused, as
 //!   dracut refuses it.
 //!
-//! A root-path is read in either syntax. The server: the spec's, else `ip=`'s server field,
-//! else the next-server (siaddr), else the DHCP server (option 54). `%s` (the first) in the
-//! path is the host name when one is known (`stateless.hostname=`, `ip=`, the kernel's, DHCP),
-//! else the client's address: the kernel's utsname nodename, which ipconfig sets so. Servers
-//! are IPv4 addresses only: PID 1 does no DNS. The version: as named, `nfs4:` 4.2 to 4.0,
-//! else negotiated from 4.2 down to 3 as mount.nfs ([`nfsroot::NEGOTIATED`]).
+//! A root-path is read in either syntax. The server: the spec's, else a static `ip=` line's
+//! server field, else the next-server (siaddr), else the server field of an `ip=` line that
+//! asks DHCP, else the DHCP server (option 54). `%s` (the first) in the path is the host name
+//! when one is known (`stateless.hostname=`, `ip=`, the kernel's, DHCP; option 12 or the `ip=`
+//! field whole), else the client's address: the kernel's utsname nodename, which ipconfig sets
+//! so. Servers are IPv4 addresses only: PID 1 does no DNS. The version: as named, `nfs4:` 4.2
+//! to 4.0, else negotiated from 4.2 down to 3 as mount.nfs ([`nfsroot::NEGOTIATED`]).
 
 use std::net::Ipv4Addr;
 
-use crate::model::hostname::{Hostname, Source};
+use crate::model::hostname::{self, Hostname, Source};
 use crate::model::lease::Lease;
 use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
@@ -47,14 +48,18 @@ pub fn resolve(
     hostname: Option<&Hostname>,
 ) -> Result<NfsMount, String> {
     let (spec, from) = spec(options, lease)?;
+    // The line's server field; when the line asks DHCP the reply's next-server replaces it, as
+    // the kernel's ic_bootp_recv sets ic_servaddr.
+    let line = options.ip.as_ref().and_then(|ip| ip.server.map(|server| (server, ip.is_static())));
     let server = spec
         .server
-        .or(options.ip.as_ref().and_then(|ip| ip.server))
+        .or(line.filter(|&(_, fixed)| fixed).map(|(server, _)| server))
         .or(lease.and_then(|l| l.next_server))
+        .or(line.map(|(server, _)| server))
         .or(lease.and_then(|l| l.server))
         .ok_or_else(|| format!("{from}: no server given, and none from ip=, the next-server or the DHCP server"))?;
     let path = spec.path.ok_or_else(|| format!("{from}: no path"))?;
-    let node = hostname.filter(|h| h.source != Source::Fallback).map(|h| h.short.clone());
+    let node = hostname.and_then(|h| node_name(h, options, lease));
     let path = match (path.contains("%s"), node.or(client.map(|c| c.to_string()))) {
         (false, _) => path,
         (true, Some(node)) => path.replacen("%s", &node, 1),
@@ -68,6 +73,22 @@ pub fn resolve(
             .push("lock is nolock on NFSv3 (no statd before the real init; dracut and the kernel force it too)".into());
     }
     Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string(), notes })
+}
+
+/// `%s`: the chosen host name as its source gave it, the whole of a DHCP option 12 or an `ip=`
+/// field as the kernel's nodename (and dracut's `hostname`) has it, else its first label;
+/// `None` for the fallback.
+fn node_name(hostname: &Hostname, options: &Options, lease: Option<&Lease>) -> Option<String> {
+    let given = match hostname.source {
+        Source::Fallback => return None,
+        Source::Dhcp => lease.and_then(|l| l.hostname.as_deref()),
+        Source::Ip => options.ip.as_ref().and_then(|ip| ip.hostname.as_deref()),
+        Source::Cmdline => options.hostname.as_deref(),
+        Source::Kernel => None,
+    };
+    let given = given.and_then(|name| hostname::validate(name).ok());
+    let whole = given.filter(|name| name.split('.').next() == Some(hostname.short.as_str()));
+    Some(whole.unwrap_or_else(|| hostname.short.clone()))
 }
 
 /// The NFS client module the root will most likely need, known before the lease: the one the
@@ -351,7 +372,14 @@ mod tests {
             resolve(&options(cmdline), Some(&leased), CLIENT, host).map(|m| m.source()).unwrap()
         };
         assert_eq!(at("", None), "10.0.2.5:/srv/10.0.2.15", "the next-server before the DHCP server");
-        assert_eq!(at("", Some(&named(Source::Dhcp))), "10.0.2.5:/srv/pc7", "%s: the host name, short");
+        assert_eq!(at("", Some(&named(Source::Dhcp))), "10.0.2.5:/srv/pc7", "%s: the host name");
+        // Option 12 or the ip= field whole, as the kernel's nodename; not a domain from elsewhere.
+        let fqdn = Lease { hostname: Some("pc7.lab".into()), ..leased.clone() };
+        let m = resolve(&options(""), Some(&fqdn), CLIENT, Some(&named(Source::Dhcp))).unwrap();
+        assert_eq!(m.source(), "10.0.2.5:/srv/pc7.lab");
+        let line = "ip=10.0.2.15::10.0.2.2:255.255.255.0:pc7.lab:eth0:off";
+        assert_eq!(at(line, Some(&named(Source::Ip))), "10.0.2.5:/srv/pc7.lab");
+        assert_eq!(at("stateless.hostname=pc7", Some(&named(Source::Cmdline))), "10.0.2.5:/srv/pc7");
         assert_eq!(at("", Some(&named(Source::Fallback))), "10.0.2.5:/srv/10.0.2.15", "not a made-up one");
         assert_eq!(at("ip=10.0.2.15:10.0.2.7::255.255.255.0::eth0:off", None), "10.0.2.7:/srv/10.0.2.15");
         assert_eq!(at("root=nfs:10.0.2.9:/a/%s/%s", None), "10.0.2.9:/a/10.0.2.15/%s", "the first %s, as dracut");

@@ -264,9 +264,7 @@ impl fmt::Display for Unescaped<'_> {
             }
             Step::Dhcp { interface, exchange, meanwhile } => match (exchange, interface.as_deref()) {
                 (Exchange::Discover, on) => {
-                    let on = on.unwrap_or(
-                        "the BOOTIF= interface, else on every interface with carrier (the first lease kept)",
-                    );
+                    let on = on.unwrap_or("the BOOTIF= interface, else all with carrier");
                     write!(f, "dhcp on {on}: lease, address and default route")?;
                     match meanwhile.is_empty() {
                         true => Ok(()),

@@ -52,6 +52,8 @@ pub enum Call {
     Reboot {
         poweroff: bool,
     },
+    /// [`Sys::interfaces`]: offered to `fail`, never recorded.
+    Interfaces,
 }
 
 /// Decides which calls fail, with which errno.
@@ -166,6 +168,9 @@ impl Sys for Fake {
     }
 
     fn interfaces(&self) -> io::Result<Vec<Interface>> {
+        if let Some(errno) = (self.fail)(&Call::Interfaces) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         let (calls, failed) = (self.calls.lock().unwrap(), self.failed.lock().unwrap());
         let mut interfaces = self.interfaces.clone();
         for interface in interfaces.iter_mut().filter(|i| self.cabled.contains(&i.index)) {

@@ -99,13 +99,14 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let result = network::wait_for_carrier(&sys, &|i| i.name == args.interface, args.timeout).and_then(|interface| {
         out.mac = interface.mac.as_ref().map(format_mac);
         let left = args.timeout.saturating_sub(started.elapsed());
-        let acquired = network::lease(&sys, &interface, None, interface.addrs.first().copied(), left, Duration::ZERO)
-            .map_err(|e| {
-            if let Failure::NoLease(s) = &e {
-                stats = s.clone();
-            }
-            e.to_string()
-        })?;
+        let acquired =
+            network::lease(&sys, &interface, None, interface.addrs.first().copied(), left, Duration::ZERO, None)
+                .map_err(|e| {
+                    if let Failure::NoLease(s) = &e {
+                        stats = s.clone();
+                    }
+                    e.to_string()
+                })?;
         stats = acquired.stats.clone();
         if args.configure && acquired.exchange == Exchange::Discover {
             if let Some(warning) = network::configure(&sys, &interface, &acquired.lease)? {
