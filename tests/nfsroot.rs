@@ -121,7 +121,7 @@ fn check(case: &Case, target: &ImageRoot) -> Vec<String> {
         let holds = match key {
             "server" => value == server,
             "path" => value == path,
-            "option" | "read-only" | "read-write" if differs => true,
+            "option" | "read-only" | "read-write" | "fails" if differs => true,
             "option" => match value.strip_prefix('-') {
                 Some(absent) => attempts.iter().all(|a| !a.split([' ', ',']).any(|o| o == absent)),
                 None => attempts.iter().all(|a| a.split([' ', ',']).any(|o| o == value)),
@@ -129,7 +129,7 @@ fn check(case: &Case, target: &ImageRoot) -> Vec<String> {
             "read-only" => read_only,
             "read-write" => !read_only,
             _ => {
-                wrong.push(format!("peer part {part:?} is none of server, path, option, read-only, read-write"));
+                wrong.push(format!("peer part {part:?} is none of server, path, option, read-only, read-write (fails: with differs)"));
                 true
             }
         };
@@ -173,7 +173,7 @@ source: this test
 cmdline: root=nfs:10.0.0.9:/srv/img:vers=3
 client: 10.0.0.15
 dhcp-server: 10.0.0.1
-peer: server 10.0.0.8; option wsize=4096; option -nolock; flavour x
+peer: server 10.0.0.8; option wsize=4096; option -nolock; flavour x; fails (only with differs)
 mounts: 10.0.0.9:/srv/other
 mount: nfs vers=3,addr=10.0.0.9
 read-only: no
@@ -187,6 +187,7 @@ read-only: no
         "the peer's \"option wsize=4096\" does not hold",
         "the peer's \"option -nolock\" does not hold",
         "peer part \"flavour x\" is none of",
+        "peer part \"fails (only with differs)\" is none of",
     ] {
         assert!(wrong.iter().any(|w| w.contains(what)), "{what:?} not in {wrong:#?}");
     }
