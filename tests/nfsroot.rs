@@ -129,7 +129,9 @@ fn check(case: &Case, target: &ImageRoot) -> Vec<String> {
             "read-only" => read_only,
             "read-write" => !read_only,
             _ => {
-                wrong.push(format!("peer part {part:?} is none of server, path, option, read-only, read-write (fails: with differs)"));
+                wrong.push(format!(
+                    "peer part {part:?} is none of server, path, option, read-only, read-write (fails: with differs)"
+                ));
                 true
             }
         };
