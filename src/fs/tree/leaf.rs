@@ -1,0 +1,141 @@
+//! The leaves of a copy: a regular file (created, its data sent by the kernel hole for hole,
+//! then its metadata) and a symlink, device node or fifo (recreated, never opened for I/O).
+
+use super::*;
+
+/// Copies a regular file: open the source, create the copy (with its final permission bits,
+/// at its name or beside it), data, metadata, then put it in place.
+pub(super) fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &mut Errs<'_>) -> bool {
+    let Some((src, stat)) = open_source(at, Kind::File, errs) else {
+        return false;
+    };
+    // A file that needs more than the whole destination filesystem is refused before a byte is
+    // read: its size, or for a sparse file whose holes the source can tell (SEEK_HOLE finds one
+    // before the end) its data. Where the source cannot tell them (NFSv3 has no SEEK_DATA), a
+    // 10 GB sparse file would otherwise be read in full over the network, filling the tmpfs,
+    // to fail at the end all the same.
+    if at.capacity > 0 {
+        let size = u64::try_from(stat.st_size).unwrap_or(u64::MAX);
+        let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
+        let holes_known = allocated < size && fs::seek(&src, SeekFrom::Hole(0)).is_ok_and(|hole| hole < size);
+        let needed = if holes_known { allocated } else { size };
+        if needed > at.capacity {
+            errs.push("too-big", Errno::FBIG);
+            return false;
+        }
+    }
+    // O_CREAT|O_EXCL never follows a symlink, even one created in between.
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
+    let Some((dst, slot)) = create_in_slot(at, errs, "create", |name| fs::openat(at.dst, name, flags, mode)) else {
+        return false;
+    };
+    if let Err((op, errno)) = copy_data(src.as_fd(), dst.as_fd(), &stat) {
+        errs.push(op, errno);
+        slot.abandon(at, errs);
+        return false;
+    }
+    let source = Xattrs::Fd(src.as_fd());
+    let listed = if *xattrs { Some(&source) } else { None };
+    if !set_metadata(&Node::Open(dst.as_fd()), listed, &stat, creator.needs(&stat, &at), errs) {
+        *xattrs = false;
+    }
+    slot.commit(at, errs)
+}
+
+/// Copies the data of `src` (of `stat`) to the new, empty `dst` in the kernel (sendfile), hole
+/// for hole where the file is sparse; the failing operation on error.
+pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -> Result<(), (&'static str, Errno)> {
+    let size = u64::try_from(stat.st_size).unwrap_or(0);
+    let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
+    if allocated >= size {
+        return send(src, dst, 0, size);
+    }
+    // Sparse: only the data extents are copied, at their offsets; the rest stays a hole.
+    let mut at = 0;
+    while at < size {
+        let data = match fs::seek(src, SeekFrom::Data(at)) {
+            Ok(data) => data,
+            Err(Errno::NXIO) => break, // no data after `at`
+            Err(errno) => return Err(("seek", errno)),
+        };
+        if data >= size {
+            break; // the file grew since its fstat: its size then is what is copied
+        }
+        let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| ("seek", e))?.min(size);
+        fs::seek(dst, SeekFrom::Start(data)).map_err(|e| ("seek", e))?;
+        send(src, dst, data, hole.saturating_sub(data))?;
+        at = hole.max(data + 1);
+    }
+    fs::ftruncate(dst, size).map_err(|e| ("truncate", e))
+}
+
+/// sendfile(2) of `len` bytes from `offset` of `src` to `dst`'s position; stops early when the
+/// source got shorter meanwhile.
+pub(super) fn send(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    mut offset: u64,
+    len: u64,
+) -> Result<(), (&'static str, Errno)> {
+    let end = offset.saturating_add(len);
+    while offset < end {
+        let chunk = usize::try_from(end - offset).unwrap_or(usize::MAX).min(1 << 30);
+        match io::retry_on_intr(|| fs::sendfile(dst, src, Some(&mut offset), chunk)) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(errno) => return Err(("write", errno)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `data`, resuming after short writes and EINTR.
+pub(crate) fn write_all(dst: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        let n = io::retry_on_intr(|| io::write(dst, data))?;
+        // A zero-length write for a non-empty buffer would loop forever: treat it as ENOSPC.
+        data = match data.get(n..) {
+            Some(rest) if n > 0 => rest,
+            _ => return Err(Errno::NOSPC),
+        };
+    }
+    Ok(())
+}
+
+/// Copies a symlink, device node or fifo: recreated with `symlinkat`/`mknodat` (at its name or
+/// beside it), metadata, then put in place.
+pub(super) fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Errs<'_>) -> bool {
+    let Some((src, stat)) = open_source(at, kind, errs) else {
+        return false;
+    };
+    let target = match kind {
+        // readlinkat with an empty path reads the symlink of an O_PATH fd itself.
+        Kind::Symlink => match errs.check("readlink", fs::readlinkat(&src, "", Vec::new())) {
+            Some(target) => Some(target),
+            None => return false,
+        },
+        _ => None,
+    };
+    // A device node or fifo is made with mode 0600 until its real mode is set.
+    let (file_type, rdev) = (FileType::from_raw_mode(stat.st_mode), stat.st_rdev);
+    if at.upper && whiteout(&stat) {
+        errs.push("whiteout", Errno::PERM);
+        return false;
+    }
+    let op = if target.is_some() { "symlink" } else { "mknod" };
+    let create = |name: &OsStr| match &target {
+        Some(target) => fs::symlinkat(target.as_c_str(), at.dst, name),
+        None => fs::mknodat(at.dst, name, file_type, Mode::RUSR | Mode::WUSR, rdev),
+    };
+    let Some(((), slot)) = create_in_slot(at, errs, op, create) else {
+        return false;
+    };
+    let name = slot.name(&at);
+    let opath = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let dst = if proc_fd { errs.check("open", fs::openat(at.dst, name, opath, Mode::empty())) } else { None };
+    let node = Node::Named { dir: at.dst, name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
+    let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
+    set_metadata(&node, source_xattrs.as_ref(), &stat, Needs::all(&at), errs);
+    slot.commit(at, errs)
+}
