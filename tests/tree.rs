@@ -294,7 +294,7 @@ fn destination_directory_is_kept_when_the_source_has_a_file() {
 
     let copied = tmp.copy_all();
     let errors: Vec<(String, &str, Errno)> =
-        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op, e.errno)).collect();
+        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op.as_str(), e.errno)).collect();
     assert_eq!(
         errors,
         [("etc/conf.d".to_string(), "replace-dir", Errno::ISDIR), ("etc/zz".to_string(), "replace-dir", Errno::ISDIR),]
@@ -380,7 +380,7 @@ fn user_xattr_is_copied() {
     let set = rustix::fs::setxattr(&file, "user.test", b"value", XattrFlags::empty());
     require(set.is_ok(), "user xattrs on the temp dir");
     let copied = tmp.copy_all();
-    let failed: Vec<&TreeError> = copied.errors.iter().filter(|e| e.op == "setxattr").collect();
+    let failed: Vec<&TreeError> = copied.errors.iter().filter(|e| e.op == TreeOp::Setxattr).collect();
     if !failed.is_empty() {
         // tmpfs before 6.6 has no user xattrs: recorded, the entry still finished.
         println!("user xattr not copied: {}", failed[0]);
@@ -492,7 +492,7 @@ fn too_deep_trees_are_an_error_not_a_panic() {
     let limit: PathBuf = std::iter::repeat_n("d", MAX_DEPTH).collect();
     for errors in [&listed.errors, &copied.errors] {
         assert_eq!(errors.len(), 1);
-        assert_eq!((errors[0].path.as_path(), errors[0].op), (limit.as_path(), "depth"));
+        assert_eq!((errors[0].path.as_path(), errors[0].op.as_str()), (limit.as_path(), "depth"));
         assert_eq!(errors[0].errno, Errno::LOOP);
     }
     assert_eq!(entries(&listed.copy), entries(&copied.written));
@@ -547,7 +547,7 @@ fn filter_refuse_and_descend() {
     ];
     assert_eq!(entries(&copied.refused), refused);
     let errors: Vec<(String, &str, Errno)> =
-        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op, e.errno)).collect();
+        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op.as_str(), e.errno)).collect();
     assert_eq!(errors, [("opt".to_string(), "descend", Errno::NOTDIR), ("usr".to_string(), "descend", Errno::NOENT)]);
     // Refused directories are not entered; a descended directory keeps its own metadata.
     assert!(!asked.borrow().iter().any(|p| p.starts_with("etc/ssh/") || p.starts_with("var/")));
@@ -661,7 +661,7 @@ fn failures_are_recorded_and_the_copy_goes_on() {
     fs::remove_dir(tmp.dst("")).unwrap();
     let copied = copy_tree(src.as_fd(), gone.as_fd(), &|_, _| Verdict::Copy);
     let errors: Vec<(String, &str, Errno)> =
-        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op, e.errno)).collect();
+        copied.errors.iter().map(|e| (e.path.display().to_string(), e.op.as_str(), e.errno)).collect();
     assert_eq!(
         errors,
         [
@@ -703,7 +703,7 @@ fn unreadable_is_skipped(tmp: &Tmp) {
     write(&tmp.src("b-open"), b"y", 0o644);
     let copied = tmp.copy_all();
     assert_eq!(copied.errors.len(), 1);
-    assert_eq!((copied.errors[0].op, copied.errors[0].errno), ("open", Errno::ACCESS));
+    assert_eq!((copied.errors[0].op.as_str(), copied.errors[0].errno), ("open", Errno::ACCESS));
     assert_eq!(fs::read(tmp.dst("b-open")).unwrap(), b"y");
 }
 
@@ -771,7 +771,7 @@ fn a_file_larger_than_the_destination_is_refused_unread() {
     on_small_tmpfs(&tmp.dst(""), "1m", || {
         write(&tmp.dst("var/lib/huge"), b"old\n", 0o644);
         let copied = tmp.copy_all();
-        let errors: Vec<_> = copied.errors.iter().map(|e| (e.path.clone(), e.op, e.errno)).collect();
+        let errors: Vec<_> = copied.errors.iter().map(|e| (e.path.clone(), e.op.as_str(), e.errno)).collect();
         assert_eq!(errors, [(PathBuf::from("var/lib/huge"), "too-big", Errno::FBIG)]);
         assert_eq!(fs::read(tmp.dst("var/lib/huge")).unwrap(), b"old\n");
         assert_eq!(fs::read(tmp.dst("var/lib/small")).unwrap(), b"fits\n");

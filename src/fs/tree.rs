@@ -72,7 +72,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-pub use crate::model::entry::{Entry, Kind, TreeError};
+pub use crate::model::entry::{Entry, Kind, TreeError, TreeOp};
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, Stat, Timespec, Timestamps};
 use rustix::io::{self, Errno};
@@ -164,12 +164,12 @@ impl<'a> Errs<'a> {
         Errs { path, list }
     }
 
-    fn push(&mut self, op: &'static str, errno: Errno) {
+    fn push(&mut self, op: TreeOp, errno: Errno) {
         self.list.push(TreeError::new(self.path, op, errno));
     }
 
     /// Records the error of `result` under `op`; the value on success.
-    fn check<T>(&mut self, op: &'static str, result: io::Result<T>) -> Option<T> {
+    fn check<T>(&mut self, op: TreeOp, result: io::Result<T>) -> Option<T> {
         result.map_err(|errno| self.push(op, errno)).ok()
     }
 }
@@ -189,7 +189,7 @@ fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<(OsString, Option
         }
         _ => fs::openat(dir, ".", DIR_FLAGS, Mode::empty()).and_then(fs::Dir::new),
     };
-    let Some(reader) = errs.check("opendir", reader) else {
+    let Some(reader) = errs.check(TreeOp::Opendir, reader) else {
         return Vec::new();
     };
     let mut names = Vec::new();
@@ -202,7 +202,7 @@ fn read_names(dir: BorrowedFd<'_>, errs: &mut Errs<'_>) -> Vec<(OsString, Option
                 }
             }
             Err(errno) => {
-                errs.push("readdir", errno);
+                errs.push(TreeOp::Readdir, errno);
                 break;
             }
         }
@@ -224,9 +224,9 @@ fn classify(
     let kind = match listed {
         Some(kind) => *kind,
         None => {
-            let stat = errs.check("stat", fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
+            let stat = errs.check(TreeOp::Stat, fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
             let Some(kind) = Kind::of_mode(stat.st_mode) else {
-                errs.push("type", Errno::INVAL);
+                errs.push(TreeOp::Type, Errno::INVAL);
                 return None;
             };
             kind
@@ -279,10 +279,10 @@ fn walk_dir(src: BorrowedFd<'_>, rel: &Path, depth: usize, w: &mut Walker<'_>) {
         match step {
             Action::Refuse => w.out.refused.push(entry),
             Action::Leaf => w.out.copy.push(entry),
-            Action::TooDeep => w.out.errors.push(TreeError::new(&entry.path, "depth", Errno::LOOP)),
+            Action::TooDeep => w.out.errors.push(TreeError::new(&entry.path, TreeOp::Depth, Errno::LOOP)),
             Action::EnterCopy | Action::EnterDescend => {
                 let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
-                let Some(dir) = Errs::new(&entry.path, &mut w.out.errors).check("open", opened) else {
+                let Some(dir) = Errs::new(&entry.path, &mut w.out.errors).check(TreeOp::Open, opened) else {
                     continue;
                 };
                 let path = entry.path.clone();
@@ -442,10 +442,10 @@ impl Copier<'_> {
         let target = self.targets.iter().find(|t| t.path == path)?;
         let mut errs = Errs::new(path, &mut self.out.errors);
         // Duplicates, not new opens: opening a directory on NFS costs a GETATTR.
-        let dst = errs.check("dup", io::fcntl_dupfd_cloexec(target.dst, 0))?;
+        let dst = errs.check(TreeOp::Dup, io::fcntl_dupfd_cloexec(target.dst, 0))?;
         let setgid = passes_group(&dst);
         let lower = match target.lower {
-            Some(lower) => Some(Lower { fd: errs.check("dup", io::fcntl_dupfd_cloexec(lower, 0))? }),
+            Some(lower) => Some(Lower { fd: errs.check(TreeOp::Dup, io::fcntl_dupfd_cloexec(lower, 0))? }),
             None => None,
         };
         let capacity = fs::fstatvfs(&dst).map_or(0, |fs| fs.f_blocks.saturating_mul(fs.f_frsize));
@@ -478,10 +478,10 @@ impl Copier<'_> {
             let lower = place.lower.as_ref();
             match step {
                 Action::Refuse => self.out.refused.push(entry),
-                Action::TooDeep => self.error(&entry.path, "depth", Errno::LOOP),
+                Action::TooDeep => self.error(&entry.path, TreeOp::Depth, Errno::LOOP),
                 // A file in the upper dir would hide the image's directory below it.
                 Action::Leaf if lower.is_some_and(|l| l.has_dir(at.name)) => {
-                    self.error(&entry.path, "replace-dir", Errno::ISDIR);
+                    self.error(&entry.path, TreeOp::ReplaceDir, Errno::ISDIR);
                 }
                 Action::Leaf => self.copy_leaf(at, entry),
                 Action::EnterCopy => self.copy_subdir(at, entry, lower.and_then(|l| l.child(at.name)), depth + 1),
@@ -494,7 +494,7 @@ impl Copier<'_> {
     fn enter_target(&mut self, src: BorrowedFd<'_>, name: &OsStr, path: &Path, depth: usize) {
         let mut errs = Errs::new(path, &mut self.out.errors);
         let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
-        let Some(dir) = errs.check("open", opened) else {
+        let Some(dir) = errs.check(TreeOp::Open, opened) else {
             return;
         };
         let place = self.target_place(path);
@@ -506,12 +506,12 @@ impl Copier<'_> {
     /// Walks into `name`, a dir that leads to a target, writing nothing for it.
     fn enter_on_the_way(&mut self, src: BorrowedFd<'_>, name: &OsStr, path: &Path, depth: usize) {
         let opened = fs::openat(src, name, DIR_FLAGS, Mode::empty());
-        if let Some(dir) = Errs::new(path, &mut self.out.errors).check("open", opened) {
+        if let Some(dir) = Errs::new(path, &mut self.out.errors).check(TreeOp::Open, opened) {
             self.copy_dir(dir.as_fd(), None, path, depth);
         }
     }
 
-    fn error(&mut self, path: &Path, op: &'static str, errno: Errno) {
+    fn error(&mut self, path: &Path, op: TreeOp, errno: Errno) {
         self.out.errors.push(TreeError::new(path, op, errno));
     }
 
@@ -554,7 +554,7 @@ impl Copier<'_> {
             return;
         };
         let dst = open_dir_nofollow(at.dst, Path::new(at.name));
-        let Some(dst) = errs.check("descend", dst) else {
+        let Some(dst) = errs.check(TreeOp::Descend, dst) else {
             return;
         };
         let setgid = passes_group(&dst);
@@ -567,11 +567,11 @@ impl Copier<'_> {
 /// still is of that kind. Regular files are opened for reading (non-blocking, no controlling
 /// tty), directories as directories, anything else `O_PATH` (never opened for I/O).
 fn open_source(at: At<'_>, kind: Kind, errs: &mut Errs<'_>) -> Option<(OwnedFd, Stat)> {
-    let fd = errs.check("open", fs::openat(at.src, at.name, source_flags(kind), Mode::empty()))?;
-    let stat = errs.check("fstat", fs::fstat(&fd))?;
+    let fd = errs.check(TreeOp::Open, fs::openat(at.src, at.name, source_flags(kind), Mode::empty()))?;
+    let stat = errs.check(TreeOp::Fstat, fs::fstat(&fd))?;
     if Kind::of_mode(stat.st_mode) != Some(kind) {
         // Replaced between lstat and open (the NFS server changed the layer): skip it.
-        errs.push("changed", Errno::STALE);
+        errs.push(TreeOp::Changed, Errno::STALE);
         return None;
     }
     Some((fd, stat))
@@ -595,12 +595,12 @@ fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
     match fs::mkdirat(at.dst, at.name, Mode::RWXU) {
         Ok(()) => {
             // O_NOFOLLOW|O_DIRECTORY: if the name was swapped for a symlink meanwhile, this fails.
-            let fd = errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
+            let fd = errs.check(TreeOp::Open, fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
             return Some((fd, false));
         }
         Err(Errno::EXIST) => {}
         Err(errno) => {
-            errs.push("mkdir", errno);
+            errs.push(TreeOp::Mkdir, errno);
             return None;
         }
     }
@@ -613,18 +613,18 @@ fn make_dir(at: At<'_>, errs: &mut Errs<'_>) -> Option<(OwnedFd, bool)> {
         // it and swapped in, so a mkdir that fails (a full tmpfs) leaves the file.
         Err(Errno::NOTDIR | Errno::LOOP) => {
             let made = crate::fs::root::create_beside(|temp| fs::mkdirat(at.dst, temp, Mode::RWXU));
-            let ((), temp) = errs.check("mkdir", made)?;
+            let ((), temp) = errs.check(TreeOp::Mkdir, made)?;
             let swapped = fs::renameat_with(at.dst, temp.as_str(), at.dst, at.name, fs::RenameFlags::EXCHANGE);
-            if errs.check("rename", swapped).is_none() {
+            if errs.check(TreeOp::Rename, swapped).is_none() {
                 let _ = fs::unlinkat(at.dst, temp.as_str(), AtFlags::REMOVEDIR);
                 return None;
             }
-            errs.check("unlink", fs::unlinkat(at.dst, temp.as_str(), AtFlags::empty()));
-            let fd = errs.check("open", fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
+            errs.check(TreeOp::Unlink, fs::unlinkat(at.dst, temp.as_str(), AtFlags::empty()));
+            let fd = errs.check(TreeOp::Open, fs::openat(at.dst, at.name, DIR_FLAGS, Mode::empty()))?;
             Some((fd, false))
         }
         Err(errno) => {
-            errs.push("open", errno);
+            errs.push(TreeOp::Open, errno);
             None
         }
     }
@@ -660,7 +660,7 @@ impl Slot {
                 if renamed.is_err() {
                     let _ = fs::unlinkat(at.dst, temp.as_str(), AtFlags::empty());
                 }
-                errs.check("rename", renamed).is_some()
+                errs.check(TreeOp::Rename, renamed).is_some()
             }
         }
     }
@@ -668,7 +668,7 @@ impl Slot {
     /// Removes a half-made entry again: a half-written config file is worse than the old one,
     /// or than none.
     fn abandon(&self, at: At<'_>, errs: &mut Errs<'_>) {
-        errs.check("unlink", fs::unlinkat(at.dst, self.name(&at), AtFlags::empty()));
+        errs.check(TreeOp::Unlink, fs::unlinkat(at.dst, self.name(&at), AtFlags::empty()));
     }
 }
 
@@ -678,7 +678,7 @@ impl Slot {
 fn create_in_slot<T>(
     at: At<'_>,
     errs: &mut Errs<'_>,
-    op: &'static str,
+    op: TreeOp,
     create: impl Fn(&OsStr) -> io::Result<T>,
 ) -> Option<(T, Slot)> {
     match create(at.name) {
@@ -689,9 +689,9 @@ fn create_in_slot<T>(
             return None;
         }
     }
-    let existing = errs.check("stat", fs::statat(at.dst, at.name, AtFlags::SYMLINK_NOFOLLOW))?;
+    let existing = errs.check(TreeOp::Stat, fs::statat(at.dst, at.name, AtFlags::SYMLINK_NOFOLLOW))?;
     if FileType::from_raw_mode(existing.st_mode) == FileType::Directory {
-        errs.push("replace-dir", Errno::ISDIR);
+        errs.push(TreeOp::ReplaceDir, Errno::ISDIR);
         return None;
     }
     let (made, temp) = errs.check(op, crate::fs::root::create_beside(create))?;

@@ -35,7 +35,7 @@ use super::{emit, emit_with, target_and_options, Args};
 use crate::boot::{CONFIG, CONFIG_LIMIT};
 use crate::fs::layers::{self, LayerKind};
 use crate::fs::root::ImageRoot;
-use crate::fs::tree::{self, Entry, Kind};
+use crate::fs::tree::{self, Entry, Kind, TreeOp};
 use crate::model::hostname::{self, Hostname, Source};
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::options::OverlayMode;

@@ -20,14 +20,15 @@ pub(super) fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &
         let holes_known = allocated < size && fs::seek(&src, SeekFrom::Hole(0)).is_ok_and(|hole| hole < size);
         let needed = if holes_known { allocated } else { size };
         if needed > at.capacity {
-            errs.push("too-big", Errno::FBIG);
+            errs.push(TreeOp::TooBig, Errno::FBIG);
             return false;
         }
     }
     // O_CREAT|O_EXCL never follows a symlink, even one created in between.
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
     let mode = Mode::from_raw_mode(stat.st_mode & 0o777);
-    let Some((dst, slot)) = create_in_slot(at, errs, "create", |name| fs::openat(at.dst, name, flags, mode)) else {
+    let Some((dst, slot)) = create_in_slot(at, errs, TreeOp::Create, |name| fs::openat(at.dst, name, flags, mode))
+    else {
         return false;
     };
     if let Err((op, errno)) = copy_data(src.as_fd(), dst.as_fd(), &stat) {
@@ -45,7 +46,7 @@ pub(super) fn copy_file(at: At<'_>, creator: Creator, xattrs: &mut bool, errs: &
 
 /// Copies the data of `src` (of `stat`) to the new, empty `dst` in the kernel (sendfile), hole
 /// for hole where the file is sparse; the failing operation on error.
-pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -> Result<(), (&'static str, Errno)> {
+pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -> Result<(), (TreeOp, Errno)> {
     let size = u64::try_from(stat.st_size).unwrap_or(0);
     let allocated = u64::try_from(stat.st_blocks).unwrap_or(u64::MAX).saturating_mul(512);
     if allocated >= size {
@@ -57,34 +58,29 @@ pub(super) fn copy_data(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, stat: &Stat) -
         let data = match fs::seek(src, SeekFrom::Data(at)) {
             Ok(data) => data,
             Err(Errno::NXIO) => break, // no data after `at`
-            Err(errno) => return Err(("seek", errno)),
+            Err(errno) => return Err((TreeOp::Seek, errno)),
         };
         if data >= size {
             break; // the file grew since its fstat: its size then is what is copied
         }
-        let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| ("seek", e))?.min(size);
-        fs::seek(dst, SeekFrom::Start(data)).map_err(|e| ("seek", e))?;
+        let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (TreeOp::Seek, e))?.min(size);
+        fs::seek(dst, SeekFrom::Start(data)).map_err(|e| (TreeOp::Seek, e))?;
         send(src, dst, data, hole.saturating_sub(data))?;
         at = hole.max(data + 1);
     }
-    fs::ftruncate(dst, size).map_err(|e| ("truncate", e))
+    fs::ftruncate(dst, size).map_err(|e| (TreeOp::Truncate, e))
 }
 
 /// sendfile(2) of `len` bytes from `offset` of `src` to `dst`'s position; stops early when the
 /// source got shorter meanwhile.
-pub(super) fn send(
-    src: BorrowedFd<'_>,
-    dst: BorrowedFd<'_>,
-    mut offset: u64,
-    len: u64,
-) -> Result<(), (&'static str, Errno)> {
+pub(super) fn send(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, mut offset: u64, len: u64) -> Result<(), (TreeOp, Errno)> {
     let end = offset.saturating_add(len);
     while offset < end {
         let chunk = usize::try_from(end - offset).unwrap_or(usize::MAX).min(1 << 30);
         match io::retry_on_intr(|| fs::sendfile(dst, src, Some(&mut offset), chunk)) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(errno) => return Err(("write", errno)),
+            Err(errno) => return Err((TreeOp::Write, errno)),
         }
     }
     Ok(())
@@ -111,7 +107,7 @@ pub(super) fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Err
     };
     let target = match kind {
         // readlinkat with an empty path reads the symlink of an O_PATH fd itself.
-        Kind::Symlink => match errs.check("readlink", fs::readlinkat(&src, "", Vec::new())) {
+        Kind::Symlink => match errs.check(TreeOp::Readlink, fs::readlinkat(&src, "", Vec::new())) {
             Some(target) => Some(target),
             None => return false,
         },
@@ -120,10 +116,10 @@ pub(super) fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Err
     // A device node or fifo is made with mode 0600 until its real mode is set.
     let (file_type, rdev) = (FileType::from_raw_mode(stat.st_mode), stat.st_rdev);
     if at.upper && whiteout(&stat) {
-        errs.push("whiteout", Errno::PERM);
+        errs.push(TreeOp::Whiteout, Errno::PERM);
         return false;
     }
-    let op = if target.is_some() { "symlink" } else { "mknod" };
+    let op = if target.is_some() { TreeOp::Symlink } else { TreeOp::Mknod };
     let create = |name: &OsStr| match &target {
         Some(target) => fs::symlinkat(target.as_c_str(), at.dst, name),
         None => fs::mknodat(at.dst, name, file_type, Mode::RUSR | Mode::WUSR, rdev),
@@ -133,7 +129,7 @@ pub(super) fn copy_special(at: At<'_>, kind: Kind, proc_fd: bool, errs: &mut Err
     };
     let name = slot.name(&at);
     let opath = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let dst = if proc_fd { errs.check("open", fs::openat(at.dst, name, opath, Mode::empty())) } else { None };
+    let dst = if proc_fd { errs.check(TreeOp::Open, fs::openat(at.dst, name, opath, Mode::empty())) } else { None };
     let node = Node::Named { dir: at.dst, name, opath: dst.as_ref().map(|fd| fd.as_fd()) };
     let source_xattrs = proc_fd.then(|| Xattrs::proc(src.as_fd()));
     set_metadata(&node, source_xattrs.as_ref(), &stat, Needs::all(&at), errs);

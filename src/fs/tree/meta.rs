@@ -66,16 +66,16 @@ pub(super) fn set_metadata(
     errs: &mut Errs<'_>,
 ) -> bool {
     if needs.owner {
-        errs.check("fchown", node.chown(stat));
+        errs.check(TreeOp::Fchown, node.chown(stat));
     }
     if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink && (needs.mode || needs.owner) {
-        errs.check("fchmod", node.chmod(Mode::from_raw_mode(stat.st_mode)));
+        errs.check(TreeOp::Fchmod, node.chmod(Mode::from_raw_mode(stat.st_mode)));
     }
     let supported = match (source, node.xattrs()) {
         (Some(source), Some(dest)) => copy_xattrs(source, &dest, needs.upper, errs),
         _ => true,
     };
-    errs.check("utimensat", node.set_times(&timestamps(stat)));
+    errs.check(TreeOp::Utimensat, node.set_times(&timestamps(stat)));
     supported
 }
 
@@ -159,13 +159,13 @@ pub(super) fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, upper: bool, e
         // The source filesystem has no xattrs at all (e.g. some NFS): nothing to copy.
         Err(Errno::OPNOTSUPP) => return false,
         Err(errno) => {
-            errs.push("listxattr", errno);
+            errs.push(TreeOp::Listxattr, errno);
             return true;
         }
     };
     for name in xattr_names(&names) {
         if upper && overlay_own(name) {
-            errs.push("setxattr", Errno::PERM);
+            errs.push(TreeOp::Setxattr, Errno::PERM);
             continue;
         }
         let value = match source.get(name) {
@@ -173,11 +173,11 @@ pub(super) fn copy_xattrs(source: &Xattrs<'_>, dest: &Xattrs<'_>, upper: bool, e
             // Removed since the listing: nothing to copy.
             Err(Errno::NODATA) => continue,
             Err(errno) => {
-                errs.push("getxattr", errno);
+                errs.push(TreeOp::Getxattr, errno);
                 continue;
             }
         };
-        errs.check("setxattr", dest.set(name, &value));
+        errs.check(TreeOp::Setxattr, dest.set(name, &value));
     }
     true
 }

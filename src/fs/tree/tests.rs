@@ -43,7 +43,7 @@ fn kind_of_mode() {
 
 #[test]
 fn error_display_is_lower_case() {
-    let err = TreeError::new(Path::new("etc/fstab"), "replace-dir", Errno::ISDIR);
+    let err = TreeError::new(Path::new("etc/fstab"), TreeOp::ReplaceDir, Errno::ISDIR);
     assert_eq!(err.to_string(), "replace-dir etc/fstab: is a directory (os error 21)");
 }
 
@@ -52,7 +52,7 @@ fn serialization_of_entries_and_errors() {
     let entry = Entry { path: PathBuf::from("etc/fstab"), kind: Kind::Symlink };
     let json = serde_json::to_string(&entry).unwrap();
     assert_eq!(json, r#"{"path":"etc/fstab","kind":"symlink"}"#);
-    let err = TreeError::new(Path::new("x"), "depth", Errno::LOOP);
+    let err = TreeError::new(Path::new("x"), TreeOp::Depth, Errno::LOOP);
     let json = serde_json::to_string(&err).unwrap();
     assert_eq!(json, r#"{"path":"x","op":"depth","errno":"too many levels of symbolic links (os error 40)"}"#);
 }

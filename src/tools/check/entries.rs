@@ -97,7 +97,7 @@ impl Image<'_> {
         }
         for error in &walk.errors {
             let problem = match error.op {
-                "depth" => format!("deeper than {} levels: not copied", tree::MAX_DEPTH),
+                TreeOp::Depth => format!("deeper than {} levels: not copied", tree::MAX_DEPTH),
                 _ => format!("cannot be read ({error}): not copied"),
             };
             found.error(&at(&error.path), &problem);
