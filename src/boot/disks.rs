@@ -187,7 +187,7 @@ impl Executor<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::process::Command;
 
     use super::*;
@@ -195,7 +195,7 @@ mod tests {
     use crate::sys::fake::{Call, Fake};
 
     /// A loop device on a disk image, detached on drop.
-    struct Loop(String);
+    pub(crate) struct Loop(String);
 
     impl Loop {
         fn new(file: &Path) -> Self {
@@ -213,7 +213,7 @@ mod tests {
 
     /// A running root whose /sys/class/block and /dev show `disks`, each a disk image made by a
     /// shell command (`$1` the image) on a loop device under the given name.
-    fn running(dir: &Path, disks: &[(&str, &str)]) -> Vec<Loop> {
+    pub(crate) fn running(dir: &Path, disks: &[(&str, &str)]) -> Vec<Loop> {
         let mut loops = Vec::new();
         std::fs::create_dir_all(dir.join("dev")).unwrap();
         for (name, make) in disks {

@@ -232,9 +232,12 @@ pub fn learn(facts: &mut Facts, step: &Step) {
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
         Step::Dhcp { .. } => facts.dhcp_done = true,
         Step::Scratch { .. } => facts.scratch = Some(SCRATCH_UPPERS.into()),
-        Step::Address { address, .. } => {
+        Step::Address { interface, address, .. } => {
             facts.address_done = true;
             facts.address = Some(*address);
+            if interface.is_some() {
+                facts.interface.clone_from(interface);
+            }
         }
         Step::WritableDir { dir, mode, .. } => {
             facts.writable.push(dir.clone());
@@ -336,9 +339,14 @@ pub fn dry_run(
                 learn(&mut known, step);
                 match step {
                     Step::Dhcp { interface, exchange, .. } => {
-                        let on = interface.clone().or(known.interface.clone());
+                        // The interface named, else the one the lease given came on.
+                        let given = lease.as_ref().map(|d| d.interface.clone()).filter(|i| !i.is_empty());
+                        let on = interface.clone().or(known.interface.clone()).or(given);
                         let on = on.unwrap_or_else(|| "(the DHCP interface)".into());
-                        if let Some(address) = leased {
+                        // On-root, DISCOVER: the address of the lease given.
+                        let discovered = lease.as_ref().and_then(|d| d.lease.address);
+                        let discovered = discovered.filter(|_| *exchange == Exchange::Discover);
+                        if let Some(address) = leased.or(discovered) {
                             known.address = Some(address);
                             known.interface = Some(on.clone());
                         }

@@ -1218,3 +1218,5 @@ fn the_report_reads_back() {
     let read: crate::boot::report::Report = serde_json::from_value(older).unwrap();
     assert!(read.steps.iter().all(|o| o.own_ms == 0) && read.blocked.nfs_ms == 0);
 }
+/// Every mode planned and booted on the same facts: the same steps.
+mod plan_equals_boot;
