@@ -22,7 +22,7 @@ use crate::fs::nfs::RpcStat;
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::kmod::coldplug::{self, Planned, State};
-use crate::kmod::load::{self, load_plan, Loaded, MAX_THREADS};
+use crate::kmod::load::{self, load_plan, LoadOutcome, Loaded, MAX_THREADS};
 use crate::kmod::Kernel;
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
@@ -120,7 +120,7 @@ fn said_dropped(dropped: &[Dropped]) -> String {
 }
 
 /// What the check of a root just mounted decided.
-enum Checked {
+enum RootVerdict {
     /// The boot goes on with it; what was read.
     Booting(String),
     /// Unmounted: to be mounted again with these older versions.
@@ -297,7 +297,7 @@ impl<'a> Executor<'a> {
             }
         };
         let mut notes = Vec::new();
-        for m in self.modules.iter().filter(|m| m.outcome == load::Outcome::Loaded) {
+        for m in self.modules.iter().filter(|m| m.outcome == LoadOutcome::Loaded) {
             let (before, after) = (early.config.params(&m.module), late.params(&m.module));
             if late.blacklist.contains(&m.module) && !early.config.blacklist.contains(&m.module) {
                 notes.push(format!("module {}: blacklisted by the layers, but loaded before the network", m.module));
@@ -528,11 +528,11 @@ impl<'a> Executor<'a> {
     fn record(&mut self, results: &[Loaded]) {
         for r in results {
             match &r.outcome {
-                load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
-                load::Outcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
-                load::Outcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
-                load::Outcome::NoDevice { message } => log::info!("module {}: no device for it: {message}", r.module),
-                load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn => {}
+                LoadOutcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
+                LoadOutcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
+                LoadOutcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
+                LoadOutcome::NoDevice { message } => log::info!("module {}: no device for it: {message}", r.module),
+                LoadOutcome::AlreadyLoaded | LoadOutcome::BuiltIn => {}
             }
         }
         self.modules.extend(results.iter().cloned());
@@ -568,13 +568,15 @@ impl<'a> Executor<'a> {
         }
         let results = self.load(Pass::Early, plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
-        match results.iter().filter(|r| required.contains(&r.module)).find(|r| {
-            !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
-        }) {
-            Some(Loaded { outcome: load::Outcome::Failed { errno, message }, .. }) => {
+        match results
+            .iter()
+            .filter(|r| required.contains(&r.module))
+            .find(|r| !matches!(r.outcome, LoadOutcome::Loaded | LoadOutcome::AlreadyLoaded | LoadOutcome::BuiltIn))
+        {
+            Some(Loaded { outcome: LoadOutcome::Failed { errno, message }, .. }) => {
                 Err(Failure { errno: *errno, ..fail(message.clone()) })
             }
-            Some(Loaded { outcome: load::Outcome::NoDevice { message }, .. }) => Err(Failure {
+            Some(Loaded { outcome: LoadOutcome::NoDevice { message }, .. }) => Err(Failure {
                 errno: Some(rustix::io::Errno::NODEV.raw_os_error()),
                 ..fail(format!("{message}: the module found no device"))
             }),
@@ -596,10 +598,7 @@ impl<'a> Executor<'a> {
         let failed: Vec<Loaded> = results
             .iter()
             .filter(|r| {
-                !matches!(
-                    r.outcome,
-                    load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::NoDevice { .. }
-                )
+                !matches!(r.outcome, LoadOutcome::Loaded | LoadOutcome::AlreadyLoaded | LoadOutcome::NoDevice { .. })
             })
             .cloned()
             .collect();
@@ -608,7 +607,7 @@ impl<'a> Executor<'a> {
         match failed.first() {
             Some(first) => {
                 let errno = match &first.outcome {
-                    load::Outcome::Failed { errno, .. } => *errno,
+                    LoadOutcome::Failed { errno, .. } => *errno,
                     _ => None,
                 };
                 let names: Vec<&str> = failed.iter().map(|r| r.module.as_str()).collect();
@@ -836,13 +835,13 @@ impl<'a> Executor<'a> {
                 let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
                 let e = match self.sys.mount_bounded(&call, left) {
                     Ok(()) => match self.check_root(mount, &dir.path, version, &data, &mut dropped)? {
-                        Checked::Booting(read) => {
+                        RootVerdict::Booting(read) => {
                             let ms = started.elapsed().as_millis();
                             return Ok(Done::ok(format!(
                                 "mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"
                             )));
                         }
-                        Checked::SteppedDown(older) => {
+                        RootVerdict::SteppedDown(older) => {
                             versions = older.to_vec();
                             last = None; // what the give-up says is in `dropped`
                             continue 'rounds;
@@ -901,7 +900,7 @@ impl<'a> Executor<'a> {
         version: &str,
         data: &str,
         dropped: &mut Vec<Dropped>,
-    ) -> Result<Checked, Failure> {
+    ) -> Result<RootVerdict, Failure> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
         let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
             Ok(checked) => {
@@ -910,7 +909,7 @@ impl<'a> Executor<'a> {
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 let (init, init_bytes) = (checked.init, checked.bytes as u64);
                 self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
-                return Ok(Checked::Booting(read));
+                return Ok(RootVerdict::Booting(read));
             }
             Err(failure) => failure,
         };
@@ -925,7 +924,7 @@ impl<'a> Executor<'a> {
         drop(image);
         self.sys.umount(dir).map_err(|e| Failure::io(Op::Umount, Some(dir), &e))?;
         dropped.push(Dropped { version: version.into(), reason: failure.to_string() });
-        Ok(Checked::SteppedDown(older))
+        Ok(RootVerdict::SteppedDown(older))
     }
 
     /// Leaves the initramfs for the NFS root: the early mounts (/dev, /proc, /sys, /run, /tmp)
