@@ -278,7 +278,7 @@ pub struct Removal {
 /// deep dirs go up to its own root, and removed empty by `rmdir` (Linux 4.18 and later). Before
 /// Linux 5.8 (no mount id) it is taken for another mount and kept. `writable` makes a
 /// subvolume writable (the ioctl lives with the other unsafe calls: `sys::btrfs_subvolume_writable`).
-pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant, writable: Writable) -> Removal {
+pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant, writable: SubvolumeWritable) -> Removal {
     let mut remover =
         Remover { top: dir, prefix, mount: 0, dev: 0, deadline, out: Removal::default(), moved: 0, writable };
     match place(dir, c"", AtFlags::EMPTY_PATH) {
@@ -359,11 +359,11 @@ struct Remover<'a> {
     out: Removal,
     /// Dirs moved up into `top`.
     moved: u64,
-    writable: Writable,
+    writable: SubvolumeWritable,
 }
 
 /// Clears a Btrfs subvolume's read-only flag.
-pub type Writable = fn(BorrowedFd<'_>) -> rustix::io::Result<()>;
+pub type SubvolumeWritable = fn(BorrowedFd<'_>) -> rustix::io::Result<()>;
 
 /// A dir being emptied: its listing (which holds its fd), its name in the dir above, its device,
 /// and whether this pass over it removed or moved anything (then it is read again: see
