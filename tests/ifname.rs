@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use stateless::boot::ifname::Device;
+use stateless::boot::ifname::NetDevice;
 use stateless::net::netlink;
 
 /// `udevadm test-builtin <builtin> <syspath>`'s properties.
@@ -43,7 +43,7 @@ fn names_are_systemds_for_this_machines_interfaces() {
         let path = builtin("path_id", &syspath);
         let address = std::fs::read_to_string(entry.path().join("address")).unwrap();
         let mac: Vec<u8> = address.trim().split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
-        let device = Device::read(sysfs, &name, <[u8; 6]>::try_from(mac.as_slice()).ok());
+        let device = NetDevice::read(sysfs, &name, <[u8; 6]>::try_from(mac.as_slice()).ok());
         let got = [
             ("ID_NET_NAME_ONBOARD", &device.onboard),
             ("ID_NET_NAME_SLOT", &device.slot),

@@ -1,7 +1,9 @@
-//! The layout's rule, checked: a module of `src/` uses only the modules listed before it, so
-//! there are no import cycles, and `model` (the vocabulary) uses nothing of the crate.
+//! The layout's rules, checked: a module of `src/` uses only the modules listed before it, so
+//! there are no import cycles, and `model` (the vocabulary) uses nothing of the crate; no two
+//! public types share a name, so a name says which one is meant.
 #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Leaf first, as README.md's Layout lists them.
@@ -67,4 +69,64 @@ fn modules_use_only_the_modules_before_them() {
     let mut listed: Vec<String> = ORDER.iter().map(|s| s.to_string()).collect();
     listed.sort();
     assert_eq!(top, listed, "every folder of src/ is in the layout");
+}
+
+/// The types `code` declares public (`pub` or `pub(...)`: struct, enum, union, type, trait),
+/// with their line numbers.
+fn public_types(code: &str) -> Vec<(String, usize)> {
+    let mut names = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("pub") else { continue };
+        let rest = match rest.strip_prefix('(') {
+            Some(scoped) => scoped.split_once(')').map_or("", |(_, rest)| rest),
+            None => rest,
+        };
+        let mut words = rest.split_whitespace().skip_while(|w| *w == "unsafe");
+        if let (Some("struct" | "enum" | "union" | "type" | "trait"), Some(name)) = (words.next(), words.next()) {
+            let name: String = name.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            names.push((name, n + 1));
+        }
+    }
+    names
+}
+
+/// Each name declared public in more than one place of `files`, with those places.
+fn shared_names(files: &[(String, String)]) -> Vec<String> {
+    let mut places: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (file, text) in files {
+        for (name, line) in public_types(text) {
+            places.entry(name).or_default().push(format!("{file}:{line}"));
+        }
+    }
+    places.into_iter().filter(|(_, at)| at.len() > 1).map(|(name, at)| format!("{name}: {}", at.join(", "))).collect()
+}
+
+#[test]
+fn public_types_of_every_visibility() {
+    let code = "pub struct A;\npub(crate) enum B {}\nstruct C;\n    pub type D = u8;\npub trait E {}\n\
+                pub fn f() {}\npub(super) struct F<'a>(&'a u8);\npub(in crate::x) union G {}\npub use x::H;";
+    let names: Vec<String> = public_types(code).into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names, ["A", "B", "D", "E", "F", "G"]);
+}
+
+#[test]
+fn a_shared_name_is_caught() {
+    let files = [
+        ("src/a.rs".to_string(), "/// One.\npub struct Step;\npub enum Kind {}".to_string()),
+        ("src/b.rs".to_string(), "struct Kind;\n\npub(crate) enum Step {}".to_string()),
+    ];
+    assert_eq!(shared_names(&files), ["Step: src/a.rs:2, src/b.rs:3"]);
+}
+
+#[test]
+fn no_two_public_types_share_a_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    sources(&root.join("src"), &mut files);
+    let prefix = format!("{}/", root.display());
+    let mut files: Vec<(String, String)> =
+        files.into_iter().map(|(file, text)| (file.trim_start_matches(&prefix).to_string(), text)).collect();
+    files.sort();
+    let shared = shared_names(&files);
+    assert!(shared.is_empty(), "public types that share a name (rename the less central one):\n{}", shared.join("\n"));
 }

@@ -28,7 +28,7 @@ impl Executor<'_> {
     /// swapon on every swap area `wanted` names; a failed one is named, the others still used.
     /// One whose device carries another signature too is left alone, and named (for a label:
     /// degraded).
-    pub(crate) fn swap(&mut self, wanted: &Swap) -> Result<Done, Failure> {
+    pub(crate) fn enable_swap(&mut self, wanted: &Swap) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: the host's swap is left alone"));
         }
@@ -89,7 +89,7 @@ impl Executor<'_> {
     /// bind mount); the writable dirs' upper dirs follow. No such filesystem, or two, or one
     /// whose device carries another signature too, or a failure after the mount (then it is
     /// taken off again): failed (degradable), the upper dirs stay in memory.
-    pub(crate) fn scratch(&mut self, label: &str) -> Result<Done, Failure> {
+    pub(crate) fn mount_scratch(&mut self, label: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: no disk is mounted"));
         }
@@ -147,7 +147,7 @@ impl Executor<'_> {
                 })
             }
             Err(e) => {
-                self.take_off(&at.path);
+                self.unmount(&at.path);
                 Err(e)
             }
         }
@@ -244,16 +244,16 @@ pub(crate) mod tests {
         let open = || ImageRoot::open(&dir).unwrap();
         let mut executor = Executor::new(&sys, open(), open(), Mode::Boot);
         let refused = "more than one signature, left alone: vdc (label lab-swap) (swap and iso9660)";
-        let done = executor.swap(&Swap::Auto).unwrap();
+        let done = executor.enable_swap(&Swap::Auto).unwrap();
         assert_eq!(done, Done::ok(format!("on vdb (label lab-swap); {refused}")));
-        let named = executor.swap(&Swap::Label("lab-swap".into())).unwrap();
+        let named = executor.enable_swap(&Swap::Label("lab-swap".into())).unwrap();
         let warning = Failure::new(Op::Swapon, None, refused);
         assert_eq!(named, Done::degraded(format!("on vdb (label lab-swap); {refused}"), warning.clone()));
         assert_eq!(sys.calls(), [Call::Swapon(dir.join("dev/vdb")), Call::Swapon(dir.join("dev/vdb"))]);
         // Only the one with two signatures there: none used.
         std::fs::remove_dir(dir.join("sys/class/block/vdb")).unwrap();
-        assert_eq!(executor.swap(&Swap::Auto).unwrap(), Done::skipped(refused));
-        assert_eq!(executor.swap(&Swap::Label("lab-swap".into())).unwrap(), Done::degraded(refused, warning));
+        assert_eq!(executor.enable_swap(&Swap::Auto).unwrap(), Done::skipped(refused));
+        assert_eq!(executor.enable_swap(&Swap::Label("lab-swap".into())).unwrap(), Done::degraded(refused, warning));
         assert_eq!(sys.calls().len(), 2, "no more swapon");
         drop(loops);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -274,7 +274,7 @@ pub(crate) mod tests {
         let mut executor = Executor::new(&sys, open(), open(), Mode::Boot);
         let why = "vdd (label lab-scratch) has more than one signature (ext4 and partition-table): not used";
         let failure = Failure::new(Op::Mount, Some(&dir.join("dev/vdd")), why);
-        assert_eq!(executor.scratch("lab-scratch").err(), Some(failure));
+        assert_eq!(executor.mount_scratch("lab-scratch").err(), Some(failure));
         assert_eq!(sys.calls(), [], "nothing mounted");
         drop(loops);
         std::fs::remove_dir_all(&dir).unwrap();

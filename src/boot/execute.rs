@@ -22,7 +22,7 @@ use crate::fs::nfs::RpcStat;
 use crate::fs::root::{ImageDir, ImageRoot};
 use crate::fs::tree;
 use crate::kmod::coldplug::{self, Planned, State};
-use crate::kmod::load::{self, load_plan, Loaded, MAX_THREADS};
+use crate::kmod::load::{self, load_plan, LoadOutcome, Loaded, MAX_THREADS};
 use crate::kmod::Kernel;
 use crate::model::facts::Facts;
 use crate::model::interface::Interface;
@@ -120,7 +120,7 @@ fn said_dropped(dropped: &[Dropped]) -> String {
 }
 
 /// What the check of a root just mounted decided.
-enum Checked {
+enum RootVerdict {
     /// The boot goes on with it; what was read.
     Booting(String),
     /// Unmounted: to be mounted again with these older versions.
@@ -297,7 +297,7 @@ impl<'a> Executor<'a> {
             }
         };
         let mut notes = Vec::new();
-        for m in self.modules.iter().filter(|m| m.outcome == load::Outcome::Loaded) {
+        for m in self.modules.iter().filter(|m| m.outcome == LoadOutcome::Loaded) {
             let (before, after) = (early.config.params(&m.module), late.params(&m.module));
             if late.blacklist.contains(&m.module) && !early.config.blacklist.contains(&m.module) {
                 notes.push(format!("module {}: blacklisted by the layers, but loaded before the network", m.module));
@@ -372,29 +372,31 @@ impl<'a> Executor<'a> {
 
     fn step(&mut self, step: &Step) -> Result<Done, Failure> {
         match step {
-            Step::Mount { mount } => self.early_mount(mount),
-            Step::Module { name, .. } => self.module(name),
+            Step::Mount { mount } => self.mount_early(mount),
+            Step::Module { name, .. } => self.load_module(name),
             Step::Coldplug { pass, modules, .. } => self.coldplug(*pass, modules),
-            Step::Dhcp { interface, exchange, meanwhile } => self.dhcp(interface.as_deref(), *exchange, meanwhile),
-            Step::Address { interface, address, gateway } => self.address(interface.as_deref(), *address, *gateway),
-            Step::Hostname { hostname, .. } => self.hostname(hostname.as_ref()),
-            Step::NfsRoot { root } => self.nfs_root(root),
+            Step::Dhcp { interface, exchange, meanwhile } => self.run_dhcp(interface.as_deref(), *exchange, meanwhile),
+            Step::Address { interface, address, gateway } => {
+                self.configure_address(interface.as_deref(), *address, *gateway)
+            }
+            Step::Hostname { hostname, .. } => self.set_hostname(hostname.as_ref()),
+            Step::NfsRoot { root } => self.mount_nfs_root(root),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => {
-                let result = self.writable_dir(dir, *mode, tmpfs_size.as_deref());
+                let result = self.make_writable(dir, *mode, tmpfs_size.as_deref());
                 if result.is_err() && !self.dirs.iter().any(|d| d.dir == *dir) {
                     self.dirs.push(DirResult { dir: dir.clone(), mode: DirMode::None, mount: None });
                 }
                 result
             }
-            Step::Overlay { dir } => self.overlay(dir),
-            Step::Scratch { label } => self.scratch(label),
-            Step::Swap { wanted } => self.swap(wanted),
-            Step::Layer { kind, name } => Ok(self.layer(*kind, name)),
-            Step::HostFiles { fqdn, short, files } => self.host_files(fqdn, short, files),
-            Step::NetworkFiles { interface } => self.network_files(interface),
-            Step::Report { path } => self.report(path),
-            Step::Handoff { init, fallbacks } => self.handoff(init.as_deref(), fallbacks),
+            Step::Overlay { dir } => self.mount_overlay(dir),
+            Step::Scratch { label } => self.mount_scratch(label),
+            Step::Swap { wanted } => self.enable_swap(wanted),
+            Step::Layer { kind, name } => Ok(self.apply_layer(*kind, name)),
+            Step::HostFiles { fqdn, short, files } => self.write_host_files(fqdn, short, files),
+            Step::NetworkFiles { interface } => self.write_network_files(interface),
+            Step::Report { path } => self.write_report(path),
+            Step::Handoff { init, fallbacks } => self.hand_off(init.as_deref(), fallbacks),
         }
     }
 
@@ -439,7 +441,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn early_mount(&mut self, mount: &EarlyMount) -> Result<Done, Failure> {
+    fn mount_early(&mut self, mount: &EarlyMount) -> Result<Done, Failure> {
         let target = self.running.dir(mount.target).map_err(|e| self.io(Op::Open, &self.running, mount.target, &e))?;
         if self.sys.is_mounted(&target.path, mount.magic) {
             return Ok(Done::skipped("already mounted"));
@@ -528,18 +530,18 @@ impl<'a> Executor<'a> {
     fn record(&mut self, results: &[Loaded]) {
         for r in results {
             match &r.outcome {
-                load::Outcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
-                load::Outcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
-                load::Outcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
-                load::Outcome::NoDevice { message } => log::info!("module {}: no device for it: {message}", r.module),
-                load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn => {}
+                LoadOutcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),
+                LoadOutcome::Failed { message, .. } => log::warn!("module {}: {message}", r.module),
+                LoadOutcome::Skipped { because } => log::warn!("module {}: not loaded, {because}", r.module),
+                LoadOutcome::NoDevice { message } => log::info!("module {}: no device for it: {message}", r.module),
+                LoadOutcome::AlreadyLoaded | LoadOutcome::BuiltIn => {}
             }
         }
         self.modules.extend(results.iter().cloned());
     }
 
     /// A module by name (or alias) and what it needs.
-    fn module(&mut self, name: &str) -> Result<Done, Failure> {
+    fn load_module(&mut self, name: &str) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             // Never into the host's kernel: only PID 1 loads modules.
             return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
@@ -568,13 +570,15 @@ impl<'a> Executor<'a> {
         }
         let results = self.load(Pass::Early, plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
-        match results.iter().filter(|r| required.contains(&r.module)).find(|r| {
-            !matches!(r.outcome, load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::BuiltIn)
-        }) {
-            Some(Loaded { outcome: load::Outcome::Failed { errno, message }, .. }) => {
+        match results
+            .iter()
+            .filter(|r| required.contains(&r.module))
+            .find(|r| !matches!(r.outcome, LoadOutcome::Loaded | LoadOutcome::AlreadyLoaded | LoadOutcome::BuiltIn))
+        {
+            Some(Loaded { outcome: LoadOutcome::Failed { errno, message }, .. }) => {
                 Err(Failure { errno: *errno, ..fail(message.clone()) })
             }
-            Some(Loaded { outcome: load::Outcome::NoDevice { message }, .. }) => Err(Failure {
+            Some(Loaded { outcome: LoadOutcome::NoDevice { message }, .. }) => Err(Failure {
                 errno: Some(rustix::io::Errno::NODEV.raw_os_error()),
                 ..fail(format!("{message}: the module found no device"))
             }),
@@ -596,10 +600,7 @@ impl<'a> Executor<'a> {
         let failed: Vec<Loaded> = results
             .iter()
             .filter(|r| {
-                !matches!(
-                    r.outcome,
-                    load::Outcome::Loaded | load::Outcome::AlreadyLoaded | load::Outcome::NoDevice { .. }
-                )
+                !matches!(r.outcome, LoadOutcome::Loaded | LoadOutcome::AlreadyLoaded | LoadOutcome::NoDevice { .. })
             })
             .cloned()
             .collect();
@@ -608,7 +609,7 @@ impl<'a> Executor<'a> {
         match failed.first() {
             Some(first) => {
                 let errno = match &first.outcome {
-                    load::Outcome::Failed { errno, .. } => *errno,
+                    LoadOutcome::Failed { errno, .. } => *errno,
                     _ => None,
                 };
                 let names: Vec<&str> = failed.iter().map(|r| r.module.as_str()).collect();
@@ -622,7 +623,7 @@ impl<'a> Executor<'a> {
     /// Brings the boot interface up and gets a lease (DISCOVER: the address and default route
     /// too; with no interface named, on every one at once) or, for an interface with an
     /// address, asks for its configuration (INFORM).
-    fn dhcp(&mut self, interface: Option<&str>, exchange: Exchange, meanwhile: &[String]) -> Result<Done, Failure> {
+    fn run_dhcp(&mut self, interface: Option<&str>, exchange: Exchange, meanwhile: &[String]) -> Result<Done, Failure> {
         self.facts.dhcp_done = true;
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: no DHCP"));
@@ -739,7 +740,7 @@ impl<'a> Executor<'a> {
     }
 
     /// The static configuration of an `ip=` line on an interface without an address.
-    fn address(
+    fn configure_address(
         &mut self,
         interface: Option<&str>,
         address: Ipv4Net,
@@ -762,7 +763,7 @@ impl<'a> Executor<'a> {
         })
     }
 
-    fn hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
+    fn set_hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
         let Some(h) = hostname else { return Ok(Done::skipped("no valid hostname from any source")) };
         if self.mode == Mode::Apply {
             return Ok(Done::skipped("not PID 1: kernel hostname left alone"));
@@ -786,16 +787,13 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
-    /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
-    /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
     /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
     /// of [`NfsMount::versions`] in order, its module loaded before its first try (the kernel's
     /// request_module would need a modprobe); all again with backoff (1 s doubling to 8 s, plus
     /// up to 1 s of jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
-    fn nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
+    fn mount_nfs_root(&mut self, root: &Result<NfsMount, String>) -> Result<Done, Failure> {
         // The command line's words are in `why` as given.
         let mount =
             root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
@@ -827,7 +825,7 @@ impl<'a> Executor<'a> {
                 let module = nfsroot::module_for(version);
                 if !modules.contains(&module) {
                     modules.push(module);
-                    if let Err(e) = self.module(module) {
+                    if let Err(e) = self.load_module(module) {
                         log::warn!("{module} for the NFS root: {e}; mounting all the same (built in?)");
                     }
                 }
@@ -836,13 +834,13 @@ impl<'a> Executor<'a> {
                 let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
                 let e = match self.sys.mount_bounded(&call, left) {
                     Ok(()) => match self.check_root(mount, &dir.path, version, &data, &mut dropped)? {
-                        Checked::Booting(read) => {
+                        RootVerdict::Booting(read) => {
                             let ms = started.elapsed().as_millis();
                             return Ok(Done::ok(format!(
                                 "mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"
                             )));
                         }
-                        Checked::SteppedDown(older) => {
+                        RootVerdict::SteppedDown(older) => {
                             versions = older.to_vec();
                             last = None; // what the give-up says is in `dropped`
                             continue 'rounds;
@@ -901,7 +899,7 @@ impl<'a> Executor<'a> {
         version: &str,
         data: &str,
         dropped: &mut Vec<Dropped>,
-    ) -> Result<Checked, Failure> {
+    ) -> Result<RootVerdict, Failure> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
         let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
             Ok(checked) => {
@@ -910,7 +908,7 @@ impl<'a> Executor<'a> {
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 let (init, init_bytes) = (checked.init, checked.bytes as u64);
                 self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
-                return Ok(Checked::Booting(read));
+                return Ok(RootVerdict::Booting(read));
             }
             Err(failure) => failure,
         };
@@ -925,7 +923,7 @@ impl<'a> Executor<'a> {
         drop(image);
         self.sys.umount(dir).map_err(|e| Failure::io(Op::Umount, Some(dir), &e))?;
         dropped.push(Dropped { version: version.into(), reason: failure.to_string() });
-        Ok(Checked::SteppedDown(older))
+        Ok(RootVerdict::SteppedDown(older))
     }
 
     /// Leaves the initramfs for the NFS root: the early mounts (/dev, /proc, /sys, /run, /tmp)
@@ -958,7 +956,7 @@ impl<'a> Executor<'a> {
         let reopen = |path: &Path| ImageRoot::open(path).map_err(|e| Failure::io(Op::Open, Some(path), &e));
         (self.running, self.target) = (reopen(&now_at)?, reopen(&now_at)?);
         for m in again {
-            if let Err(e) = self.early_mount(&m) {
+            if let Err(e) = self.mount_early(&m) {
                 log::error!("/{} in the new root: {e}", m.target);
             }
         }
@@ -982,7 +980,10 @@ impl<'a> Executor<'a> {
         )))
     }
 
-    fn writable_dir(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
+    /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
+    /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
+    /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
+    fn make_writable(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
         let writable = Writable { dir: dir.into(), lower, st, size: size.map(str::to_string) };
@@ -1051,7 +1052,7 @@ impl<'a> Executor<'a> {
             Err(e) => {
                 drop(rw);
                 if on_scratch.is_none() {
-                    self.take_off(&self.target.host_path(&rw_rel));
+                    self.unmount(&self.target.host_path(&rw_rel));
                 }
                 Err(e)
             }
@@ -1061,7 +1062,7 @@ impl<'a> Executor<'a> {
     /// The overlay on `dir`, its upper dir filled by the layers: the image dir below, every path
     /// checked. When overlayfs refuses, copy mode: a tmpfs on the dir with the image dir's copy
     /// and the upper dir's on top (a degraded step), the upper's tmpfs taken off again.
-    fn overlay(&mut self, dir: &str) -> Result<Done, Failure> {
+    fn mount_overlay(&mut self, dir: &str) -> Result<Done, Failure> {
         let Some(i) = self.pending.iter().position(|p| p.writable.dir == dir) else {
             return Ok(Done::skipped("no upper dir was prepared"));
         };
@@ -1092,7 +1093,7 @@ impl<'a> Executor<'a> {
         let copied = self.copy_mode(&p.writable, Some(&p.upper));
         drop(p.upper);
         if let Some(rw) = &p.rw {
-            self.take_off(rw);
+            self.unmount(rw);
         }
         let entries = copied?;
         Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
@@ -1137,7 +1138,7 @@ impl<'a> Executor<'a> {
     }
 
     /// Unmounts what was mounted on `path`; false (logged) when it stays.
-    pub(crate) fn take_off(&self, path: &Path) -> bool {
+    pub(crate) fn unmount(&self, path: &Path) -> bool {
         match self.sys.umount(path) {
             Ok(()) => true,
             Err(e) => {
@@ -1187,7 +1188,7 @@ impl<'a> Executor<'a> {
         let fresh = match opened {
             Ok(fresh) => fresh,
             Err(e) => {
-                self.take_off(&lower.path);
+                self.unmount(&lower.path);
                 return Err(e);
             }
         };
@@ -1202,7 +1203,7 @@ impl<'a> Executor<'a> {
         if let Some(lost) = copied.errors.iter().find(|e| e.is_loss()) {
             let path = fresh.path.clone();
             drop(fresh); // an open fd on the tmpfs would keep it busy
-            let off = if self.take_off(&path) { "taken off again" } else { "left mounted: it could not be taken off" };
+            let off = if self.unmount(&path) { "taken off again" } else { "left mounted: it could not be taken off" };
             let count = copied.errors.iter().filter(|e| e.is_loss()).count();
             let message = format!("{count} entries not copied, first {lost}; the tmpfs was {off}");
             return Err(Failure {
@@ -1214,7 +1215,7 @@ impl<'a> Executor<'a> {
         Ok(copied.written.len())
     }
 
-    fn layer(&mut self, kind: LayerKind, name: &str) -> Done {
+    fn apply_layer(&mut self, kind: LayerKind, name: &str) -> Done {
         // Where the layers go: the upper dir of each overlay still to be mounted (over its image
         // dir), and each dir made writable otherwise.
         let pending = self.pending.iter().map(|p| tree::Target {
@@ -1263,7 +1264,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
+    fn write_host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
         let written = hostfiles::write(&self.target, fqdn, short, files)?;
         for file in &written {
             self.provenance.record(Path::new(file), "hostname", None);
@@ -1273,7 +1274,7 @@ impl<'a> Executor<'a> {
 
     /// The files that keep the boot interface under the image's network manager, and tell
     /// later stages the lease: our DHCP client's, else what the kernel's configuration gave.
-    fn network_files(&mut self, name: &str) -> Result<Done, Failure> {
+    fn write_network_files(&mut self, name: &str) -> Result<Done, Failure> {
         if !self.run_is_tmpfs()? {
             return Ok(Done::skipped("/run is not a tmpfs: nothing written"));
         }
@@ -1332,7 +1333,7 @@ impl<'a> Executor<'a> {
         Ok(Done::ok(format!("{}{}{servers}", renamed.unwrap_or_default(), written.join(", "))))
     }
 
-    fn report(&mut self, path: &str) -> Result<Done, Failure> {
+    fn write_report(&mut self, path: &str) -> Result<Done, Failure> {
         self.send_report();
         if !self.run_is_tmpfs()? {
             return Ok(Done::skipped("/run is not a tmpfs: no report written"));
@@ -1341,7 +1342,7 @@ impl<'a> Executor<'a> {
         Ok(Done::ok(format!("written, {} ms since start", self.elapsed_ms())))
     }
 
-    fn handoff(&mut self, init: Option<&str>, fallbacks: &[String]) -> Result<Done, Failure> {
+    fn hand_off(&mut self, init: Option<&str>, fallbacks: &[String]) -> Result<Done, Failure> {
         if self.mode == Mode::Apply {
             return Ok(Done::skipped(format!("not PID 1: would exec {}", init.unwrap_or("nothing"))));
         }

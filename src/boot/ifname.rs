@@ -6,7 +6,7 @@
 //! written, it keeps one name: udev leaves a name userspace gave (`NamePolicy=keep`, the first
 //! policy of systemd's 99-default.link since v240). docs/network.md gives the sources followed.
 //!
-//! [`Device::read`] reads what udev's `net_id` builtin reads from sysfs (PCI names only: onboard
+//! [`NetDevice::read`] reads what udev's `net_id` builtin reads from sysfs (PCI names only: onboard
 //! `eno<N>`, hotplug slot `ens<N>`, path `enp<B>s<S>`, MAC `enx<MAC>`); [`links`] reads the image's
 //! `.link` files; [`decide`] picks the first that matches, as udev does, and applies its
 //! `NamePolicy=` and `Name=`. What cannot be told (a match key not understood, an SR-IOV function,
@@ -48,7 +48,7 @@ const LINK_LIMIT: u64 = 64 * 1024;
 
 /// What udev knows of a network device when it names it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Device {
+pub struct NetDevice {
     pub name: String,
     /// `name_assign_type`; `None` when sysfs does not say (NET_NAME_UNKNOWN).
     pub assign: Option<u32>,
@@ -90,9 +90,9 @@ fn subsystem(dev: &Path) -> Option<String> {
     link_name(&dev.join("subsystem"))
 }
 
-impl Device {
+impl NetDevice {
     /// Reads `<sysfs>/class/net/<name>`; what is missing is left unknown (no name from it).
-    pub fn read(sysfs: &Path, name: &str, mac: Option<[u8; 6]>) -> Device {
+    pub fn read(sysfs: &Path, name: &str, mac: Option<[u8; 6]>) -> NetDevice {
         let net = sysfs.join("class/net").join(name);
         let iftype = number(&net, "type");
         let devtype =
@@ -105,14 +105,14 @@ impl Device {
             (Some(ARPHRD_SLIP), _) => Some("slip"),
             _ => None,
         };
-        let mut device = Device {
+        let mut device = NetDevice {
             name: name.to_string(),
             assign: number(&net, "name_assign_type"),
             mac,
             permanent: number(&net, "addr_assign_type") == Some(0),
             kind,
             driver: link_name(&net.join("device/driver")),
-            ..Device::default()
+            ..NetDevice::default()
         };
         let prefix = match kind {
             Some("wlan") => "wl",
@@ -206,7 +206,7 @@ fn hotplug_slot(sysfs: &Path, pci: &Path) -> Option<u32> {
 
 /// Onboard, slot and path names of a PCI function, as net_id's `names_pci`. An SR-IOV virtual
 /// function (`physfn`) is left unnamed here.
-fn pci_names(device: &mut Device, sysfs: &Path, net: &Path, pci: &Path, prefix: &str) {
+fn pci_names(device: &mut NetDevice, sysfs: &Path, net: &Path, pci: &Path, prefix: &str) {
     if pci.join("physfn").exists() {
         return;
     }
@@ -274,7 +274,7 @@ impl LinkFile {
 
     /// Whether it applies to `device`: every key matches. `Err` names a key not understood when
     /// every other key matches (one that does not match settles it: `Kind=veth` for a NIC).
-    fn matches(&self, device: &Device) -> Result<bool, String> {
+    fn matches(&self, device: &NetDevice) -> Result<bool, String> {
         if self.matching.is_empty() {
             return Ok(false); // udev ignores a file without [Match]
         }
@@ -416,7 +416,7 @@ pub enum Decision {
 /// order (`kernel` and `keep` stop it; `database` is not read here), then its `Name=`. A name
 /// that is not plain (see [`plain_interface_name`]) or all digits yields nothing, as udev's
 /// `ifname_valid`.
-pub fn decide(device: &Device, links: &[LinkFile], naming: Naming) -> Decision {
+pub fn decide(device: &NetDevice, links: &[LinkFile], naming: Naming) -> Decision {
     if naming.scheme {
         return Decision::Keep("net.naming-scheme= is set: the names of older schemes are not computed".into());
     }

@@ -17,7 +17,7 @@ use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::Lease;
 use crate::model::options::{ClientId, Options};
 use crate::model::text::escape;
-use crate::net::dhcp::client::{self, Acquired, Failure, Request, Rng, Transport};
+use crate::net::dhcp::client::{self, Acquired, LeaseError, Request, Rng, Transport};
 use crate::net::pnp;
 use crate::sys::Sys;
 
@@ -84,7 +84,7 @@ pub fn settle_name(sys: &dyn Sys, sysfs: &Path, image: &ImageRoot, cmdline: &Cmd
     if let Some(rules) = ifname::named_by_rules(image) {
         return kept(&format!("{rules}: the image's own udev rules decide the names, not read here"));
     }
-    let device = ifname::Device::read(sysfs, name, interface.mac);
+    let device = ifname::NetDevice::read(sysfs, name, interface.mac);
     let (new, why) = match ifname::decide(&device, &ifname::links(image), ifname::Naming::from_cmdline(cmdline)) {
         Decision::Keep(why) => return kept(&why),
         Decision::Rename { name, why } => (name, why),
@@ -178,12 +178,12 @@ pub fn lease(
     bound: Duration,
     max_start_delay: Duration,
     stop: Option<&AtomicBool>,
-) -> Result<Acquired, Failure> {
+) -> Result<Acquired, LeaseError> {
     let mac = interface.mac.ok_or_else(|| {
-        Failure::Io(std::io::Error::other(format!("{} has no Ethernet address", escape(interface.name.as_bytes()))))
+        LeaseError::Io(std::io::Error::other(format!("{} has no Ethernet address", escape(interface.name.as_bytes()))))
     })?;
     let source = address.map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
-    let mut transport = sys.dhcp_transport(interface.index, source).map_err(Failure::Io)?;
+    let mut transport = sys.dhcp_transport(interface.index, source).map_err(LeaseError::Io)?;
     let client_id = client_id.map(ClientId::option).unwrap_or_default();
     let request = Request { mac, client_id, address, timeout: bound, max_start_delay };
     let rng = &mut Rng::new(sys.random());
@@ -246,7 +246,7 @@ pub struct Answered {
 }
 
 /// One client thread's end: the interface's index and what its exchange gave.
-type Ended = (u32, Result<Acquired, Failure>);
+type Ended = (u32, Result<Acquired, LeaseError>);
 
 /// DHCP without a named interface, as the kernel's ipconfig and klibc's do it: every interface
 /// that is not loopback and has a MAC is set up, and DISCOVER runs (a thread each) on every one
@@ -327,7 +327,7 @@ pub fn lease_on_any(
         stop.store(!matches!(won, Ok(None)), Ordering::Relaxed);
         for (index, thread) in threads {
             if thread.join().is_err() {
-                race.ended((index, Err(Failure::Io(std::io::Error::other("the client failed (panic)")))));
+                race.ended((index, Err(LeaseError::Io(std::io::Error::other("the client failed (panic)")))));
             }
         }
         log::debug!("dhcp: every client ended {} ms after the race did", stopping.elapsed().as_millis());
@@ -412,7 +412,7 @@ impl Race {
         match result {
             Ok(acquired) => Some((interface.clone(), acquired)),
             // A client stopped because another won is no failure of its interface.
-            Err(Failure::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => None,
+            Err(LeaseError::Io(e)) if e.kind() == std::io::ErrorKind::Interrupted => None,
             Err(e) => {
                 let name = escape(interface.name.as_bytes());
                 log::info!("dhcp: no lease on {name}: {}", escape(e.to_string().as_bytes()));

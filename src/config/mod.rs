@@ -213,13 +213,14 @@ fn set<T>(slot: &mut T, r: Result<T, String>) -> Vec<String> {
     }
 }
 
-struct Resolver {
+/// The options being resolved, and what was wrong on the way.
+struct Resolution {
     opts: Options,
     dirs_given: bool,
     diags: Vec<Diagnostic>,
 }
 
-impl Resolver {
+impl Resolution {
     /// A problem with `key` (untrusted: escaped here); `message` must be escaped already.
     fn diag(&mut self, origin: &Origin, key: &str, message: String) {
         self.diags.push(Diagnostic { origin: origin.clone(), key: escape(key.as_bytes()), message });
@@ -323,7 +324,7 @@ impl Options {
     /// is reported and leaves the earlier value (or the default). Unknown `stateless.*` keys are
     /// reported; other unknown command line words belong to the kernel or init and are skipped.
     pub fn resolve(cmdline: &Cmdline, config: Option<&[u8]>) -> (Options, Vec<Diagnostic>) {
-        let mut r = Resolver { opts: Options::default(), dirs_given: false, diags: Vec::new() };
+        let mut r = Resolution { opts: Options::default(), dirs_given: false, diags: Vec::new() };
         for (n, bytes) in config.unwrap_or_default().split(|b| *b == b'\n').enumerate() {
             let origin = Origin::Config { line: n + 1 };
             let Ok(line) = std::str::from_utf8(bytes) else {

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-/// What an entry is.
+/// What a member is, and what it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum Inode {
     Dir,
     File(Vec<u8>),
     /// A character device: major, minor.
@@ -15,23 +15,23 @@ pub enum Kind {
     Symlink(String),
 }
 
-/// One entry: its kind and permission bits.
+/// One member of the archive: its inode and permission bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub kind: Kind,
+pub struct Member {
+    pub inode: Inode,
     pub mode: u32,
 }
 
 /// An archive being put together: paths relative to its root (`init`, `lib/modules/...`).
 #[derive(Debug, Default)]
 pub struct Archive {
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, Member>,
 }
 
 impl Archive {
     /// Adds `path`, and its parent dirs (0755) that are not there yet. A path given twice keeps
     /// the last entry.
-    pub fn add(&mut self, path: &str, kind: Kind, mode: u32) {
+    pub fn add(&mut self, path: &str, inode: Inode, mode: u32) {
         let path = path.trim_matches('/');
         let mut parent = String::new();
         for component in path.split('/').take(path.split('/').count().saturating_sub(1)) {
@@ -39,13 +39,13 @@ impl Archive {
                 parent.push('/');
             }
             parent.push_str(component);
-            self.entries.entry(parent.clone()).or_insert(Entry { kind: Kind::Dir, mode: 0o755 });
+            self.entries.entry(parent.clone()).or_insert(Member { inode: Inode::Dir, mode: 0o755 });
         }
-        self.entries.insert(path.to_string(), Entry { kind, mode });
+        self.entries.insert(path.to_string(), Member { inode, mode });
     }
 
-    /// The paths and entries, in archive order.
-    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+    /// The paths and members, in archive order.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Member)> {
         self.entries.iter()
     }
 
@@ -53,8 +53,8 @@ impl Archive {
     pub fn content_bytes(&self) -> usize {
         self.entries
             .values()
-            .map(|e| match &e.kind {
-                Kind::File(data) => data.len(),
+            .map(|e| match &e.inode {
+                Inode::File(data) => data.len(),
                 _ => 0,
             })
             .sum()
@@ -64,11 +64,11 @@ impl Archive {
     pub fn write(&self, mtime: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.content_bytes() + self.entries.len() * 256);
         for (ino, (path, entry)) in (1u32..).zip(&self.entries) {
-            let (type_bits, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.kind {
-                Kind::Dir => (0o040000, 2, &[], (0, 0)),
-                Kind::File(data) => (0o100000, 1, data, (0, 0)),
-                Kind::CharDev(major, minor) => (0o020000, 1, &[], (*major, *minor)),
-                Kind::Symlink(target) => (0o120000, 1, target.as_bytes(), (0, 0)),
+            let (type_bits, nlink, data, rdev): (u32, u32, &[u8], (u32, u32)) = match &entry.inode {
+                Inode::Dir => (0o040000, 2, &[], (0, 0)),
+                Inode::File(data) => (0o100000, 1, data, (0, 0)),
+                Inode::CharDev(major, minor) => (0o020000, 1, &[], (*major, *minor)),
+                Inode::Symlink(target) => (0o120000, 1, target.as_bytes(), (0, 0)),
             };
             let header = Header { ino, mode: type_bits | (entry.mode & 0o7777), nlink, mtime, size: data.len(), rdev };
             header.write(&mut out, path);
@@ -142,10 +142,10 @@ mod tests {
     #[test]
     fn newc_entries_parents_first_reproducible() {
         let mut archive = Archive::default();
-        archive.add("lib/modules/6.1.0/kernel/a.ko", Kind::File(b"module".to_vec()), 0o644);
-        archive.add("init", Kind::File(b"#!/bin/sh\n".to_vec()), 0o755);
-        archive.add("dev/console", Kind::CharDev(5, 1), 0o600);
-        archive.add("bin/sh", Kind::Symlink("busybox".into()), 0o777);
+        archive.add("lib/modules/6.1.0/kernel/a.ko", Inode::File(b"module".to_vec()), 0o644);
+        archive.add("init", Inode::File(b"#!/bin/sh\n".to_vec()), 0o755);
+        archive.add("dev/console", Inode::CharDev(5, 1), 0o600);
+        archive.add("bin/sh", Inode::Symlink("busybox".into()), 0o777);
         let bytes = archive.write(0);
         assert_eq!(bytes, archive.write(0), "reproducible");
         let entries = read(&bytes);

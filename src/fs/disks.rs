@@ -278,7 +278,7 @@ pub struct Removal {
 /// deep dirs go up to its own root, and removed empty by `rmdir` (Linux 4.18 and later). Before
 /// Linux 5.8 (no mount id) it is taken for another mount and kept. `writable` makes a
 /// subvolume writable (the ioctl lives with the other unsafe calls: `sys::btrfs_subvolume_writable`).
-pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant, writable: Writable) -> Removal {
+pub fn remove_trees(dir: BorrowedFd<'_>, prefix: &str, deadline: Instant, writable: SubvolumeWritable) -> Removal {
     let mut remover =
         Remover { top: dir, prefix, mount: 0, dev: 0, deadline, out: Removal::default(), moved: 0, writable };
     match place(dir, c"", AtFlags::EMPTY_PATH) {
@@ -359,11 +359,11 @@ struct Remover<'a> {
     out: Removal,
     /// Dirs moved up into `top`.
     moved: u64,
-    writable: Writable,
+    writable: SubvolumeWritable,
 }
 
 /// Clears a Btrfs subvolume's read-only flag.
-pub type Writable = fn(BorrowedFd<'_>) -> rustix::io::Result<()>;
+pub type SubvolumeWritable = fn(BorrowedFd<'_>) -> rustix::io::Result<()>;
 
 /// A dir being emptied: its listing (which holds its fd), its name in the dir above, its device,
 /// and whether this pass over it removed or moved anything (then it is read again: see
@@ -377,7 +377,7 @@ struct Level {
 
 /// What became of one entry: done with (whether it was removed), moved up (into `top`, or else
 /// into the first level of the tree), or a dir to empty.
-enum Step {
+enum Visit {
     Done(bool),
     Moved { to_top: bool },
     Enter(Level),
@@ -392,7 +392,7 @@ impl Remover<'_> {
     /// Removes the entry `name` of `top`, a whole tree: depth first, with at most
     /// [`OPEN_DIRS`] dirs open, all on one device (a subvolume below is moved to `top`).
     fn tree(&mut self, name: &CStr) {
-        let Step::Enter(first) = self.entry(self.top, self.dev, None, name, FileType::Unknown, 0) else { return };
+        let Visit::Enter(first) = self.entry(self.top, self.dev, None, name, FileType::Unknown, 0) else { return };
         let mut stack = vec![first];
         while !self.expired() {
             let depth = stack.len();
@@ -404,9 +404,9 @@ impl Remover<'_> {
                     let home = if first.dev == self.dev { Ok(None) } else { first.listing.fd().map(Some) };
                     let (Ok(fd), Ok(home)) = (level.listing.fd(), home) else { return };
                     match self.entry(fd, level.dev, home, entry.file_name(), entry.file_type(), depth) {
-                        Step::Enter(below) => stack.push(below),
-                        Step::Done(progress) => stack.last_mut().into_iter().for_each(|l| l.progress |= progress),
-                        Step::Moved { to_top } => {
+                        Visit::Enter(below) => stack.push(below),
+                        Visit::Done(progress) => stack.last_mut().into_iter().for_each(|l| l.progress |= progress),
+                        Visit::Moved { to_top } => {
                             // Read again: the dir it left, and the one it landed in.
                             self.moved += u64::from(to_top);
                             for (n, level) in stack.iter_mut().enumerate() {
@@ -445,37 +445,37 @@ impl Remover<'_> {
         name: &CStr,
         listed: FileType,
         depth: usize,
-    ) -> Step {
+    ) -> Visit {
         if name == c"." || name == c".." {
-            return Step::Done(false);
+            return Visit::Done(false);
         }
         // Unlinked at once when the listing tells (a dir after all refuses it).
         if listed != FileType::Directory && listed != FileType::Unknown {
             match self.unlink(dir, name, AtFlags::empty()) {
                 Err(Errno::ISDIR) => {}
-                gone => return Step::Done(gone.unwrap_or(false)),
+                gone => return Visit::Done(gone.unwrap_or(false)),
             }
         }
         let at = match place(dir, name, AtFlags::empty()) {
             Ok(at) => at,
-            Err(Errno::NOENT) => return Step::Done(false),
+            Err(Errno::NOENT) => return Visit::Done(false),
             Err(_) => {
                 self.out.kept = true;
-                return Step::Done(false);
+                return Visit::Done(false);
             }
         };
         if at.mount != self.mount {
             self.out.kept = true;
-            return Step::Done(false);
+            return Visit::Done(false);
         }
         if !at.dir {
-            return Step::Done(self.unlink(dir, name, AtFlags::empty()).unwrap_or(false));
+            return Visit::Done(self.unlink(dir, name, AtFlags::empty()).unwrap_or(false));
         }
         // Another device on this mount: a Btrfs subvolume's root, or the empty dir a snapshot
         // shows for one that was in it. An empty one just goes.
         if at.dev != dev && rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).is_ok() {
             self.out.removed += 1;
-            return Step::Done(true);
+            return Visit::Done(true);
         }
         if depth >= OPEN_DIRS && at.dev == dev {
             return self.move_up(dir, name, home, &at);
@@ -488,7 +488,7 @@ impl Remover<'_> {
         };
         let Some(fd) = opened.ok().filter(same) else {
             self.out.kept = true;
-            return Step::Done(false);
+            return Visit::Done(false);
         };
         // A subvolume's root (the same mount, another device). Any user may make their own
         // read-only: writable again, or nothing in it goes (nor it moves). Below a tree's top it
@@ -500,23 +500,23 @@ impl Remover<'_> {
             }
         }
         match Dir::new(fd) {
-            Ok(listing) => Step::Enter(Level { listing, name: name.to_owned(), dev: at.dev, progress: false }),
+            Ok(listing) => Visit::Enter(Level { listing, name: name.to_owned(), dev: at.dev, progress: false }),
             Err(_) => {
                 self.out.kept = true;
-                Step::Done(false)
+                Visit::Done(false)
             }
         }
     }
 
     /// Renames the dir `name` of `dir` (at `at`) into `to`, or else `top`, by a name unique while
     /// it lives.
-    fn move_up(&mut self, dir: BorrowedFd<'_>, name: &CStr, to: Option<BorrowedFd<'_>>, at: &Place) -> Step {
+    fn move_up(&mut self, dir: BorrowedFd<'_>, name: &CStr, to: Option<BorrowedFd<'_>>, at: &Place) -> Visit {
         let moved = format!("{}d{}i{}", self.prefix, at.dev, at.ino);
         match rustix::fs::renameat_with(dir, name, to.unwrap_or(self.top), moved.as_str(), RenameFlags::NOREPLACE) {
-            Ok(()) => Step::Moved { to_top: to.is_none() },
+            Ok(()) => Visit::Moved { to_top: to.is_none() },
             Err(_) => {
                 self.out.kept = true;
-                Step::Done(false)
+                Visit::Done(false)
             }
         }
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::resolve::{Found, Rules, Step};
+use super::resolve::{Found, Probe, Rules};
 
 /// Most devices looked at.
 const MAX_ENTRIES: usize = 100_000;
@@ -105,7 +105,7 @@ pub enum State {
 /// device (`modprobe -b`, as udev runs it), though it may still come in as another's
 /// dependency; the device lists it under `blacklisted`.
 pub fn plan(rules: Rules<'_>, devices: Vec<Device>, loaded: &BTreeSet<String>) -> (Vec<Match>, Vec<Planned>) {
-    let mut order: Vec<Step> = Vec::new();
+    let mut order: Vec<Probe> = Vec::new();
     let mut matches = Vec::new();
     for device in devices {
         let (blacklisted, modules): (Vec<Found>, Vec<Found>) =
@@ -120,7 +120,7 @@ pub fn plan(rules: Rules<'_>, devices: Vec<Device>, loaded: &BTreeSet<String>) -
 }
 
 /// A probe list as a plan: built-in modules and those in `loaded` marked so.
-pub fn planned(order: Vec<Step>, loaded: &BTreeSet<String>) -> Vec<Planned> {
+pub fn planned(order: Vec<Probe>, loaded: &BTreeSet<String>) -> Vec<Planned> {
     order
         .into_iter()
         .map(|step| {

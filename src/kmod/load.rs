@@ -24,7 +24,7 @@ pub const MAX_THREADS: usize = 8;
 /// What happened to one module.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum LoadOutcome {
     Loaded,
     /// In the kernel already (`EEXIST`, or listed in /proc/modules when planned).
     AlreadyLoaded,
@@ -50,7 +50,7 @@ pub enum Outcome {
 pub struct Loaded {
     pub module: String,
     #[serde(flatten)]
-    pub outcome: Outcome,
+    pub outcome: LoadOutcome,
     /// Time spent in open and finit_module.
     pub ms: u64,
     /// The file opened, relative to the module dir (`kernel/drivers/block/virtio_blk.ko.xz`).
@@ -125,11 +125,11 @@ impl Queue {
                 (Progress::Done(true), Some(Loaded { module: planned.module.clone(), outcome, ms: 0, file: None }))
             };
             let (progress, result) = match planned.state {
-                State::BuiltIn => done(Outcome::BuiltIn),
-                State::Loaded => done(Outcome::AlreadyLoaded),
+                State::BuiltIn => done(LoadOutcome::BuiltIn),
+                State::Loaded => done(LoadOutcome::AlreadyLoaded),
                 State::Missing => {
                     let message = format!("{}: not in modules.dep", planned.module);
-                    let outcome = Outcome::Failed { errno: Some(rustix::io::Errno::NOENT.raw_os_error()), message };
+                    let outcome = LoadOutcome::Failed { errno: Some(rustix::io::Errno::NOENT.raw_os_error()), message };
                     (Progress::Done(false), Some(Loaded { module: planned.module.clone(), outcome, ms: 0, file: None }))
                 }
                 State::Load => (Progress::Waiting, None),
@@ -219,12 +219,12 @@ fn worker(
                 // What needs a driver that found no device has none either (amd64_edac after
                 // edac_mce_amd): no failure.
                 let outcome = match queue.jobs.get(dep).and_then(|d| d.result.as_ref()) {
-                    Some(Loaded { module, outcome: Outcome::NoDevice { .. }, .. }) => {
-                        Outcome::NoDevice { message: format!("not loaded: dependency {module} found no device") }
+                    Some(Loaded { module, outcome: LoadOutcome::NoDevice { .. }, .. }) => {
+                        LoadOutcome::NoDevice { message: format!("not loaded: dependency {module} found no device") }
                     }
                     failed => {
                         let module = failed.map_or("?", |d| d.module.as_str());
-                        Outcome::Skipped { because: format!("dependency {module} failed") }
+                        LoadOutcome::Skipped { because: format!("dependency {module} failed") }
                     }
                 };
                 if let Some(job) = queue.jobs.get_mut(i) {
@@ -242,7 +242,7 @@ fn worker(
                 let began = Instant::now();
                 let outcome = load_one(sys, root, dir, rules, &planned);
                 let ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
-                let ok = matches!(outcome, Outcome::Loaded | Outcome::AlreadyLoaded);
+                let ok = matches!(outcome, LoadOutcome::Loaded | LoadOutcome::AlreadyLoaded);
                 queue = match state.lock() {
                     Ok(queue) => queue,
                     Err(_) => return,
@@ -303,22 +303,22 @@ fn open_module(root: &ImageRoot, dir: &Path, file: &str) -> rustix::io::Result<r
     crate::fs::tree::open_regular(&crate::fs::tree::open_beneath(dir.as_fd(), Path::new(file), OFlags::PATH)?)
 }
 
-fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, planned: &Planned) -> Outcome {
-    let Some(file) = &planned.path else { return Outcome::BuiltIn };
+fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, planned: &Planned) -> LoadOutcome {
+    let Some(file) = &planned.path else { return LoadOutcome::BuiltIn };
     let shown = root.host_path(dir.join(file));
     let opened = match open_module(root, dir, file) {
         Ok(fd) => fd,
         Err(e) => {
             let message =
                 format!("open {}: {e} (a module file is a regular file inside the module dir)", shown.display());
-            return Outcome::Failed { errno: Some(e.raw_os_error()), message };
+            return LoadOutcome::Failed { errno: Some(e.raw_os_error()), message };
         }
     };
     match sys.load_module(opened.as_fd(), &shown, &rules.config.params(&planned.module)) {
-        Ok(()) => Outcome::Loaded,
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => Outcome::AlreadyLoaded,
+        Ok(()) => LoadOutcome::Loaded,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => LoadOutcome::AlreadyLoaded,
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NODEV.raw_os_error()) => {
-            Outcome::NoDevice { message: format!("load {}: {e}", shown.display()) }
+            LoadOutcome::NoDevice { message: format!("load {}: {e}", shown.display()) }
         }
         Err(e) => {
             let refused = [rustix::io::Errno::INVAL, rustix::io::Errno::OPNOTSUPP].map(|e| Some(e.raw_os_error()));
@@ -327,7 +327,7 @@ fn load_one(sys: &dyn Sys, root: &ImageRoot, dir: &Path, rules: Rules<'_>, plann
             } else {
                 ""
             };
-            Outcome::Failed { errno: e.raw_os_error(), message: format!("load {}: {e}{hint}", shown.display()) }
+            LoadOutcome::Failed { errno: e.raw_os_error(), message: format!("load {}: {e}{hint}", shown.display()) }
         }
     }
 }
@@ -403,7 +403,7 @@ mod tests {
         let plan = planned(&index, &config, &["virtio_net", "virtio_blk", "e1000"]);
         let sys = Fake::default();
         let results = load(&sys, &root, &index, &config, plan.clone(), 4);
-        assert!(results.iter().all(|r| r.outcome == Outcome::Loaded), "{results:#?}");
+        assert!(results.iter().all(|r| r.outcome == LoadOutcome::Loaded), "{results:#?}");
         assert_eq!(results.len(), plan.len());
         let calls = sys.calls();
         for (module, dep) in [
@@ -434,10 +434,10 @@ mod tests {
         });
         let results = load(&sys, &root, &index, &config, plan.clone(), 3);
         let outcome = |m: &str| results.iter().find(|r| r.module == m).unwrap().outcome.clone();
-        assert!(matches!(outcome("virtio"), Outcome::Failed { errno: Some(8), .. }));
-        assert_eq!(outcome("virtio_net"), Outcome::Skipped { because: "dependency virtio failed".into() });
-        assert_eq!(outcome("failover"), Outcome::Loaded);
-        assert_eq!(outcome("e1000"), Outcome::Loaded, "a failed softdep does not stop it");
+        assert!(matches!(outcome("virtio"), LoadOutcome::Failed { errno: Some(8), .. }));
+        assert_eq!(outcome("virtio_net"), LoadOutcome::Skipped { because: "dependency virtio failed".into() });
+        assert_eq!(outcome("failover"), LoadOutcome::Loaded);
+        assert_eq!(outcome("e1000"), LoadOutcome::Loaded, "a failed softdep does not stop it");
         assert!(!sys.calls().iter().any(|c| matches!(c, Call::LoadModule(p, _) if p.ends_with("virtio_net.ko"))));
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -465,7 +465,7 @@ mod tests {
         for module in ["e1000", "failover"] {
             let r = results.iter().find(|r| r.module == module).unwrap();
             assert!(
-                matches!(&r.outcome, Outcome::Failed { message, .. } if message.contains("regular file inside the module dir")),
+                matches!(&r.outcome, LoadOutcome::Failed { message, .. } if message.contains("regular file inside the module dir")),
                 "{r:?}"
             );
         }
@@ -498,7 +498,7 @@ mod tests {
         let plan = planned(&index, &config, &["e1000", "virtio_blk", "zstd_m", "gzip_m"]);
         let sys = Fake::default();
         let results = load(&sys, &root, &index, &config, plan, 1);
-        assert!(results.iter().all(|r| r.outcome == Outcome::Loaded), "{results:#?}");
+        assert!(results.iter().all(|r| r.outcome == LoadOutcome::Loaded), "{results:#?}");
         let files: Vec<String> = sys
             .calls()
             .into_iter()
@@ -524,9 +524,9 @@ mod tests {
             matches!(c, Call::LoadModule(p, _) if p.extension().is_some_and(|e| e == "xz")).then_some(22)
         });
         let results = load(&sys, &root, &index, &config, plan.clone(), 2);
-        assert_eq!(results[0].outcome, Outcome::BuiltIn);
-        assert_eq!(results[1].outcome, Outcome::AlreadyLoaded);
-        let Outcome::Failed { message, .. } = &results.last().unwrap().outcome else { panic!("{results:#?}") };
+        assert_eq!(results[0].outcome, LoadOutcome::BuiltIn);
+        assert_eq!(results[1].outcome, LoadOutcome::AlreadyLoaded);
+        let LoadOutcome::Failed { message, .. } = &results.last().unwrap().outcome else { panic!("{results:#?}") };
         assert!(message.contains("Linux 6.4"), "{message}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -541,13 +541,13 @@ mod tests {
         });
         let results = load(&sys, &root, &index, &config, plan, 1);
         let of = |m: &str| results.iter().find(|r| r.module == m).unwrap();
-        let Outcome::NoDevice { message } = &of("virtio_ring").outcome else { panic!("{results:#?}") };
+        let LoadOutcome::NoDevice { message } = &of("virtio_ring").outcome else { panic!("{results:#?}") };
         assert!(message.contains("virtio_ring.ko: No such device"), "{message}");
         // virtio needs virtio_ring, virtio_blk both.
-        let Outcome::NoDevice { message } = &of("virtio").outcome else { panic!("{results:#?}") };
+        let LoadOutcome::NoDevice { message } = &of("virtio").outcome else { panic!("{results:#?}") };
         assert_eq!(message, "not loaded: dependency virtio_ring found no device");
-        assert!(matches!(of("virtio_blk").outcome, Outcome::NoDevice { .. }), "{results:#?}");
-        assert!(!results.iter().any(|r| matches!(r.outcome, Outcome::Failed { .. } | Outcome::Skipped { .. })));
+        assert!(matches!(of("virtio_blk").outcome, LoadOutcome::NoDevice { .. }), "{results:#?}");
+        assert!(!results.iter().any(|r| matches!(r.outcome, LoadOutcome::Failed { .. } | LoadOutcome::Skipped { .. })));
         let plan = planned(&index, &config, &["e1000"]);
         let loaded = load(&sys, &root, &index, &config, plan, 1);
         let e1000 = loaded.iter().find(|r| r.module == "e1000").unwrap();

@@ -29,7 +29,7 @@ pub struct Rules<'a> {
 
 /// One entry of a probe list.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Step {
+pub struct Probe {
     pub module: String,
     /// Its file relative to the module dir; `None` for a built-in module, or one the index
     /// names but does not list (a broken index: loading it fails).
@@ -93,12 +93,12 @@ impl Rules<'_> {
     /// The probe list of `module` (normalised name), dependencies and softdeps first, each
     /// module once, continuing `ordered` (modules already in it are not added again). Names a
     /// softdep gives that resolve to nothing are skipped, as kmod does.
-    pub fn probe_list(&self, module: &str, ordered: &mut Vec<Step>) {
+    pub fn probe_list(&self, module: &str, ordered: &mut Vec<Probe>) {
         let mut visited = BTreeSet::new();
         self.visit(module, 0, &mut visited, ordered);
     }
 
-    fn visit(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+    fn visit(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Probe>) {
         // Bounded: each module is visited once per list, softdep chains only so deep (PID 1's
         // stack, against a hostile index), and a list only so long.
         if depth > MAX_SOFTDEP_DEPTH || out.len() >= MAX_PLAN || !visited.insert(module.to_string()) {
@@ -112,7 +112,7 @@ impl Rules<'_> {
         self.with_softdeps(module, depth, visited, out);
     }
 
-    fn with_softdeps(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Step>) {
+    fn with_softdeps(&self, module: &str, depth: usize, visited: &mut BTreeSet<String>, out: &mut Vec<Probe>) {
         let softdep = self.softdep(module);
         for pre in softdep.map(|s| s.pre.as_slice()).unwrap_or_default() {
             for found in self.lookup(pre) {
@@ -122,7 +122,7 @@ impl Rules<'_> {
         if !out.iter().any(|s| s.module == module) && out.len() < MAX_PLAN {
             let path = self.index.modules.get(module).map(|m| m.path.clone());
             let builtin = path.is_none() && self.index.builtin.contains(module);
-            out.push(Step { module: module.to_string(), path, builtin });
+            out.push(Probe { module: module.to_string(), path, builtin });
         }
         for post in softdep.map(|s| s.post.as_slice()).unwrap_or_default() {
             for found in self.lookup(post) {

@@ -108,22 +108,12 @@ pub enum Pass {
 #[serde(tag = "step", rename_all = "kebab-case")]
 pub enum Step {
     /// An early kernel filesystem, unless already mounted.
-    Mount {
-        mount: EarlyMount,
-    },
+    Mount { mount: EarlyMount },
     /// A kernel module a later phase needs, unless registered already (PID 1 only).
-    Module {
-        name: String,
-        needed_for: String,
-    },
+    Module { name: String, needed_for: String },
     /// The drivers for the devices found under /sys: `modules` as first planned; the step
     /// walks /sys again after loading them and loads what new devices need, until none appear.
-    Coldplug {
-        pass: Pass,
-        devices: usize,
-        modules: Vec<String>,
-    },
-    /// The chosen hostname: sethostname/setdomainname (PID 1 only).
+    Coldplug { pass: Pass, devices: usize, modules: Vec<String> },
     /// DHCP on `interface` (`None`: the one `BOOTIF=` names, else DISCOVER on every interface
     /// with carrier at once, the first lease kept);
     /// DISCOVER also gives the interface the leased address and the default route.
@@ -137,72 +127,38 @@ pub enum Step {
     },
     /// The static configuration of `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:off` on an
     /// interface that has no address yet (a bootloader's DHCP handed over): no DHCP is sent.
-    Address {
-        interface: Option<String>,
-        address: Ipv4Net,
-        gateway: Option<std::net::Ipv4Addr>,
-    },
-    Hostname {
-        hostname: Option<Hostname>,
-        rejected: Vec<String>,
-    },
+    Address { interface: Option<String>, address: Ipv4Net, gateway: Option<std::net::Ipv4Addr> },
+    /// The chosen hostname: sethostname/setdomainname (PID 1 only).
+    Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
     /// Initramfs mode: the NFS root mounted on /root (retried with backoff under
     /// `stateless.nfs.timeout=`), or why there is none.
-    NfsRoot {
-        root: Result<NfsMount, String>,
-    },
+    NfsRoot { root: Result<NfsMount, String> },
     /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
     /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
     /// the boot is that of on-root mode.
-    SwitchRoot {
-        new_root: String,
-    },
+    SwitchRoot { new_root: String },
     /// The local filesystem labelled `label` (`stateless.scratch=`) mounted on
     /// /run/stateless/scratch, emptied of the last boot's files: the writable dirs' upper
     /// dirs and /tmp go on it instead of into memory.
-    Scratch {
-        label: String,
-    },
+    Scratch { label: String },
     /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
-    WritableDir {
-        dir: String,
-        mode: OverlayMode,
-        tmpfs_size: Option<String>,
-    },
+    WritableDir { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
     /// One configuration layer, walked and copied once.
-    Layer {
-        kind: LayerKind,
-        name: String,
-    },
+    Layer { kind: LayerKind, name: String },
     /// The overlay on a writable dir, mounted once the layers are in its upper dir (copy mode
     /// when overlayfs refuses).
-    Overlay {
-        dir: String,
-    },
+    Overlay { dir: String },
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
-    HostFiles {
-        fqdn: String,
-        short: String,
-        files: Vec<String>,
-    },
+    HostFiles { fqdn: String, short: String, files: Vec<String> },
     /// Swap areas of the local disks (`stateless.swap=`), found by their signature.
-    Swap {
-        wanted: Swap,
-    },
+    Swap { wanted: Swap },
     /// What the real init needs to keep the boot interface and to know the lease
     /// (docs/network.md).
-    NetworkFiles {
-        interface: String,
-    },
+    NetworkFiles { interface: String },
     /// /run/stateless/report.json and provenance.
-    Report {
-        path: String,
-    },
+    Report { path: String },
     /// exec of `init`; when that fails, of each of `fallbacks` in turn.
-    Handoff {
-        init: Option<String>,
-        fallbacks: Vec<String>,
-    },
+    Handoff { init: Option<String>, fallbacks: Vec<String> },
 }
 
 impl Step {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::boot::network;
 use crate::model::interface::format_mac;
 use crate::model::lease::{Exchange, Lease};
-use crate::net::dhcp::client::{Failure, Stats};
+use crate::net::dhcp::client::{LeaseError, Stats};
 use crate::sys::Real;
 
 pub const USAGE: &str = "\
@@ -102,7 +102,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         let acquired =
             network::lease(&sys, &interface, None, interface.addrs.first().copied(), left, Duration::ZERO, None)
                 .map_err(|e| {
-                    if let Failure::NoLease(s) = &e {
+                    if let LeaseError::NoLease(s) = &e {
                         stats = s.clone();
                     }
                     e.to_string()

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use rustix::io::Errno;
 
 use super::quote;
-use crate::fs::cpio::{Archive, Kind};
+use crate::fs::cpio::{Archive, Inode};
 use crate::fs::root::ImageRoot;
 use crate::kmod::compressed::Compression;
 use crate::kmod::config::Config;
@@ -329,12 +329,12 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let mut archive = Archive::default();
     let init = std::env::current_exe().map_err(|e| format!("this binary: {e}"))?;
     let init_bytes = std::fs::read(&init).map_err(|e| format!("{}: {e}", escape_path(&init)))?;
-    archive.add("init", Kind::File(init_bytes), 0o755);
+    archive.add("init", Inode::File(init_bytes), 0o755);
     for d in ["dev", "proc", "sys", "run", "tmp", crate::boot::plan::NEW_ROOT] {
-        archive.add(d, Kind::Dir, 0o755);
+        archive.add(d, Inode::Dir, 0o755);
     }
     // The kernel opens /dev/console for /init before anything is mounted.
-    archive.add("dev/console", Kind::CharDev(5, 1), 0o600);
+    archive.add("dev/console", Inode::CharDev(5, 1), 0o600);
     let mut firmware = BTreeSet::new();
     let (mut module_bytes, mut unpacked) = (0, 0);
     for path in selection.modules.values() {
@@ -358,7 +358,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         };
         module_bytes += data.len();
         firmware.extend(firmware_of(&data));
-        archive.add(&format!("{base}/{path}"), Kind::File(data), 0o644);
+        archive.add(&format!("{base}/{path}"), Inode::File(data), 0o644);
     }
     let names: BTreeSet<String> = selection.modules.keys().cloned().collect();
     let paths: BTreeSet<String> = selection.modules.values().cloned().collect();
@@ -374,19 +374,19 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
         }
     };
     let dep_path = |line: &str| line.split_once(':').map(|(p, _)| p.to_string());
-    archive.add(&format!("{base}/modules.dep"), Kind::File(plain_names(&cut(&files.dep, dep_path, &paths))), 0o644);
-    archive.add(&format!("{base}/modules.alias"), Kind::File(cut(&files.alias, alias_module, &names)), 0o644);
+    archive.add(&format!("{base}/modules.dep"), Inode::File(plain_names(&cut(&files.dep, dep_path, &paths))), 0o644);
+    archive.add(&format!("{base}/modules.alias"), Inode::File(cut(&files.alias, alias_module, &names)), 0o644);
     let softdep_module = |line: &str| first_word(line, "softdep");
-    archive.add(&format!("{base}/modules.softdep"), Kind::File(cut(&files.softdep, softdep_module, &names)), 0o644);
+    archive.add(&format!("{base}/modules.softdep"), Inode::File(cut(&files.softdep, softdep_module, &names)), 0o644);
     // modules.order names the files as the kernel's build wrote them, before compressing (a.ko).
     let plain_paths: BTreeSet<String> = paths.iter().map(|p| plain(p).to_string()).collect();
     let order_path = |line: &str| Some(plain(line.trim()).to_string());
     archive.add(
         &format!("{base}/modules.order"),
-        Kind::File(plain_names(&cut(&order, order_path, &plain_paths))),
+        Inode::File(plain_names(&cut(&order, order_path, &plain_paths))),
         0o644,
     );
-    archive.add(&format!("{base}/modules.builtin"), Kind::File(files.builtin), 0o644);
+    archive.add(&format!("{base}/modules.builtin"), Inode::File(files.builtin), 0o644);
     let (mut missing_firmware, mut refused_firmware) = (Vec::new(), Vec::new());
     // No firmware dir: every firmware file is missing (said below), as a file missing in it.
     let firmware_dir = match ImageRoot::open(&args.firmware) {
@@ -410,7 +410,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
             }
         }
         match found {
-            Some((file, data)) => archive.add(&format!("lib/firmware/{file}"), Kind::File(data), 0o644),
+            Some((file, data)) => archive.add(&format!("lib/firmware/{file}"), Inode::File(data), 0o644),
             None => {
                 missing_firmware.push(name.clone());
                 refused_firmware.extend(refused);

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
-use crate::kmod::load::{Loaded, Outcome};
+use crate::kmod::load::{LoadOutcome, Loaded};
 use crate::kmod::resolve::Rules;
 use crate::model::text::{escape, escape_path};
 
@@ -136,12 +136,12 @@ fn human(out: &Output) -> String {
         text.push_str(&format!("at boot ({}):\n", crate::boot::report::LIVE_PATH));
         for m in booted {
             let result = match &m.outcome {
-                Outcome::Loaded => format!("loaded in {} ms", m.ms),
-                Outcome::AlreadyLoaded => "already loaded".into(),
-                Outcome::BuiltIn => "built in".into(),
-                Outcome::Failed { message, .. } => format!("failed: {}", e(message)),
-                Outcome::Skipped { because } => format!("not loaded: {}", e(because)),
-                Outcome::NoDevice { message } => format!("no device for it: {}", e(message)),
+                LoadOutcome::Loaded => format!("loaded in {} ms", m.ms),
+                LoadOutcome::AlreadyLoaded => "already loaded".into(),
+                LoadOutcome::BuiltIn => "built in".into(),
+                LoadOutcome::Failed { message, .. } => format!("failed: {}", e(message)),
+                LoadOutcome::Skipped { because } => format!("not loaded: {}", e(because)),
+                LoadOutcome::NoDevice { message } => format!("no device for it: {}", e(message)),
             };
             text.push_str(&format!("       {:<24} {result}\n", e(&m.module)));
         }
@@ -187,9 +187,9 @@ mod tests {
             load: Vec::new(),
             problems: Vec::new(),
             booted: Some(vec![
-                loaded("e1000", Outcome::Loaded),
-                loaded("snd", Outcome::Failed { errno: Some(2), message: "open x\n: gone".into() }),
-                loaded("virtio_net", Outcome::Skipped { because: "dependency virtio failed".into() }),
+                loaded("e1000", LoadOutcome::Loaded),
+                loaded("snd", LoadOutcome::Failed { errno: Some(2), message: "open x\n: gone".into() }),
+                loaded("virtio_net", LoadOutcome::Skipped { because: "dependency virtio failed".into() }),
             ]),
         };
         let text = human(&out);

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::boot::report::{Report, FORMAT, LIVE_PATH};
-use crate::kmod::load::Outcome as LoadOutcome;
+use crate::kmod::load::LoadOutcome;
 use crate::model::outcome::Status;
 use crate::model::step::{Phase, Step};
 use crate::model::text::{escape, escape_path};

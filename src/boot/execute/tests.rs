@@ -821,7 +821,7 @@ fn coldplug_after_the_layers_loads_drivers_until_no_new_devices_appear() {
     let report: crate::boot::report::Report =
         serde_json::from_str(&std::fs::read_to_string(r.join("run/stateless/report.json")).unwrap()).unwrap();
     assert_eq!(report.modules.len(), 3);
-    assert!(report.modules.iter().all(|m| m.outcome == crate::kmod::load::Outcome::Loaded));
+    assert!(report.modules.iter().all(|m| m.outcome == crate::kmod::load::LoadOutcome::Loaded));
 }
 
 #[test]

@@ -47,7 +47,7 @@ fn qemu_virtio_in_a_hotplug_slot_is_ens3() {
     sysfs.virtio_nic("0000:00:03.0", "eth0");
     sysfs.slot("3", "0000:00:03");
     sysfs.slot("4", "0000:00:04");
-    let device = Device::read(&sysfs.0, "eth0", Some(MAC));
+    let device = NetDevice::read(&sysfs.0, "eth0", Some(MAC));
     assert_eq!(device.slot.as_deref(), Some("ens3"));
     assert_eq!(device.path_name.as_deref(), Some("enp0s3"));
     assert_eq!(device.mac_name.as_deref(), Some("enx525400123456"));
@@ -67,12 +67,12 @@ fn onboard_index_then_path_without_a_slot_function_and_port() {
     let sysfs = Sysfs::new("onboard");
     sysfs.virtio_nic("0001:02:1f.3", "eth1");
     let pci = sysfs.0.join("devices/pci0000:00/0001:02:1f.3");
-    let device = Device::read(&sysfs.0, "eth1", Some(MAC));
+    let device = NetDevice::read(&sysfs.0, "eth1", Some(MAC));
     assert_eq!((device.onboard, device.slot), (None, None));
     assert_eq!(device.path_name.as_deref(), Some("enP1p2s31f3"));
     std::fs::write(pci.join("acpi_index"), "5\n").unwrap();
     std::fs::write(net_dir(&sysfs, "eth1").join("phys_port_name"), "p1\n").unwrap();
-    let device = Device::read(&sysfs.0, "eth1", Some(MAC));
+    let device = NetDevice::read(&sysfs.0, "eth1", Some(MAC));
     assert_eq!(device.onboard.as_deref(), Some("eno5np1"));
     assert_eq!(device.path_name.as_deref(), Some("enP1p2s31f3np1"));
     // Function 0 of a multi-function device, a second port by dev_port.
@@ -82,12 +82,12 @@ fn onboard_index_then_path_without_a_slot_function_and_port() {
     config[0x0e] = 0x80;
     std::fs::write(sysfs.0.join("devices/pci0000:00/0000:05:00.0/config"), config).unwrap();
     std::fs::write(net_dir(&sysfs, "eth0").join("dev_port"), "1\n").unwrap();
-    assert_eq!(Device::read(&sysfs.0, "eth0", None).path_name.as_deref(), Some("enp5s0f0d1"));
+    assert_eq!(NetDevice::read(&sysfs.0, "eth0", None).path_name.as_deref(), Some("enp5s0f0d1"));
     // ARI: slot and function make one 8-bit function number.
     let sysfs = Sysfs::new("ari");
     sysfs.virtio_nic("0000:03:01.2", "eth0");
     std::fs::write(sysfs.0.join("devices/pci0000:00/0000:03:01.2/ari_enabled"), "1\n").unwrap();
-    assert_eq!(Device::read(&sysfs.0, "eth0", None).path_name.as_deref(), Some("enp3s1f10"));
+    assert_eq!(NetDevice::read(&sysfs.0, "eth0", None).path_name.as_deref(), Some("enp3s1f10"));
 }
 
 #[test]
@@ -97,36 +97,36 @@ fn a_slot_found_on_a_bridge_is_not_used() {
     std::fs::write(bridge.join("modalias"), "pci:v00008086d00001E10sv00001028sd00000527bc06sc04i00").unwrap();
     sysfs.virtio_nic("0000:00:1c.0/0000:01:00.0", "eth0");
     sysfs.slot("7", "0000:00:1c");
-    let device = Device::read(&sysfs.0, "eth0", None);
+    let device = NetDevice::read(&sysfs.0, "eth0", None);
     assert_eq!(device.slot, None);
     assert_eq!(device.path_name.as_deref(), Some("enp1s0"));
     std::fs::write(bridge.join("modalias"), "pci:v00008086d00001E10sv00001028sd00000527bc06sc00i00").unwrap();
-    assert_eq!(Device::read(&sysfs.0, "eth0", None).slot.as_deref(), Some("ens7"), "a parent that is no bridge");
+    assert_eq!(NetDevice::read(&sysfs.0, "eth0", None).slot.as_deref(), Some("ens7"), "a parent that is no bridge");
 }
 
 #[test]
 fn a_bare_sysfs_gives_no_name_and_no_panic() {
     let sysfs = Sysfs::new("bare");
     std::fs::create_dir_all(sysfs.0.join("class/net/eth0")).unwrap();
-    let device = Device::read(&sysfs.0, "eth0", Some(MAC));
-    assert_eq!(device, Device { name: "eth0".into(), mac: Some(MAC), ..Device::default() });
+    let device = NetDevice::read(&sysfs.0, "eth0", Some(MAC));
+    assert_eq!(device, NetDevice { name: "eth0".into(), mac: Some(MAC), ..NetDevice::default() });
     assert!(matches!(
         decide(&device, &[LinkFile::parse("d", DEFAULT)], Naming { policies: true, scheme: false }),
         Decision::Keep(_)
     ));
-    let missing = Device::read(&sysfs.0, "nothing", None);
+    let missing = NetDevice::read(&sysfs.0, "nothing", None);
     assert_eq!(missing.name, "nothing");
     // A VF and a stacked device are not named.
     sysfs.virtio_nic("0000:00:05.0", "eth5");
     std::fs::create_dir_all(sysfs.0.join("devices/pci0000:00/0000:00:05.0/physfn")).unwrap();
-    let vf = Device::read(&sysfs.0, "eth5", None);
+    let vf = NetDevice::read(&sysfs.0, "eth5", None);
     assert_eq!((vf.path_name, vf.mac_name.is_none()), (None, true));
     std::fs::write(net_dir(&sysfs, "eth5").join("iflink"), "1\n").unwrap();
-    assert_eq!(Device::read(&sysfs.0, "eth5", Some(MAC)).mac_name, None);
+    assert_eq!(NetDevice::read(&sysfs.0, "eth5", Some(MAC)).mac_name, None);
 }
 
-fn ens3() -> Device {
-    Device {
+fn ens3() -> NetDevice {
+    NetDevice {
         name: "eth0".into(),
         assign: Some(1),
         mac: Some(MAC),
@@ -139,7 +139,7 @@ fn ens3() -> Device {
         path_name: Some("enp0s3".into()),
         mac_name: Some("enx525400123456".into()),
         located: true,
-        ..Device::default()
+        ..NetDevice::default()
     }
 }
 
@@ -181,12 +181,12 @@ fn first_matching_file_decides() {
 fn kept_names() {
     let default = [LinkFile::parse("99-default.link", DEFAULT)];
     for assign in [3, 4] {
-        let device = Device { assign: Some(assign), ..ens3() };
+        let device = NetDevice { assign: Some(assign), ..ens3() };
         assert!(matches!(decide(&device, &default, ON), Decision::Keep(why) if why.contains("keep")));
     }
-    let device = Device { assign: Some(NET_NAME_PREDICTABLE), ..ens3() };
+    let device = NetDevice { assign: Some(NET_NAME_PREDICTABLE), ..ens3() };
     assert!(matches!(decide(&device, &default, ON), Decision::Keep(why) if why.contains("kernel")));
-    let device = Device { name: "ens3".into(), ..ens3() };
+    let device = NetDevice { name: "ens3".into(), ..ens3() };
     assert!(matches!(decide(&device, &default, ON), Decision::Keep(_)));
     assert!(matches!(decide(&ens3(), &default, Naming { policies: true, scheme: true }), Decision::Keep(_)));
     let host = LinkFile::parse("10-x.link", "[Match]\nHost=node1\n[Link]\nName=x0\n");
@@ -194,7 +194,7 @@ fn kept_names() {
     assert_eq!(kept, Decision::Keep("10-x.link matches on Host=, not read here".into()));
     // Not on PCI (a platform NIC, USB) or an SR-IOV VF: udev's onboard, slot and path names
     // are not known, so neither is whether a later policy or Name= applies.
-    let platform = Device { bus: None, path: None, slot: None, path_name: None, located: false, ..ens3() };
+    let platform = NetDevice { bus: None, path: None, slot: None, path_name: None, located: false, ..ens3() };
     let link = LinkFile::parse("50.link", "[Match]\nOriginalName=*\n[Link]\nNamePolicy=path mac\nName=lan0\n");
     let expected = "50.link: NamePolicy=path: this device's names are not computed here";
     assert_eq!(decide(&platform, std::slice::from_ref(&link), ON), Decision::Keep(expected.into()));

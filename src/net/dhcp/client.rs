@@ -74,17 +74,17 @@ pub struct Stats {
 
 /// Why there is no lease.
 #[derive(Debug)]
-pub enum Failure {
+pub enum LeaseError {
     /// The bound passed without a lease.
     NoLease(Stats),
     /// The socket failed.
     Io(io::Error),
 }
 
-impl fmt::Display for Failure {
+impl fmt::Display for LeaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::NoLease(stats) => {
+            LeaseError::NoLease(stats) => {
                 let Stats { ms, sent, offers, naks, .. } = stats;
                 write!(f, "no lease after {ms} ms: {sent} sent, {offers} offers taken, {naks} NAKs")?;
                 match &stats.last_ignored {
@@ -93,7 +93,7 @@ impl fmt::Display for Failure {
                     None => Ok(()),
                 }
             }
-            Failure::Io(e) => write!(f, "dhcp socket: {e}"),
+            LeaseError::Io(e) => write!(f, "dhcp socket: {e}"),
         }
     }
 }
@@ -128,11 +128,11 @@ pub fn backoff(attempt: u32, rng: &mut Rng) -> Duration {
 }
 
 /// Runs the exchange until a lease or the bound.
-pub fn run(transport: &mut dyn Transport, request: &Request, rng: &mut Rng) -> Result<Acquired, Failure> {
+pub fn run(transport: &mut dyn Transport, request: &Request, rng: &mut Rng) -> Result<Acquired, LeaseError> {
     let start = transport.now();
     let mut client = Client { transport, request, start, deadline: start + request.timeout, stats: Stats::default() };
     let delay = rng.below(request.max_start_delay);
-    client.wait(start + delay).map_err(Failure::Io)?;
+    client.wait(start + delay).map_err(LeaseError::Io)?;
     let result = match request.address {
         Some(address) => client.inform(address, rng),
         None => client.discover(rng),
@@ -140,8 +140,8 @@ pub fn run(transport: &mut dyn Transport, request: &Request, rng: &mut Rng) -> R
     client.stats.ms = u64::try_from((client.transport.now() - start).as_millis()).unwrap_or(u64::MAX);
     match result {
         Ok(Some((exchange, lease))) => Ok(Acquired { exchange, lease, stats: client.stats }),
-        Ok(None) => Err(Failure::NoLease(client.stats)),
-        Err(e) => Err(Failure::Io(e)),
+        Ok(None) => Err(LeaseError::NoLease(client.stats)),
+        Err(e) => Err(LeaseError::Io(e)),
     }
 }
 

@@ -242,7 +242,7 @@ pub fn decode(bytes: &[u8]) -> Result<Reply, DecodeError> {
     if header.op != BOOTREPLY {
         return Err(DecodeError::NotReply(header.op));
     }
-    let mut options = Options::read(&header);
+    let mut options = ReplyOptions::read(&header);
     let kind = options.take(MESSAGE_TYPE, message_type);
     let server_id = options.take(SERVER_ID, address);
     let message = options.take(MESSAGE, |v| Ok(escape(strip_nuls(v))));
@@ -362,7 +362,7 @@ impl fmt::Display for Area {
 }
 
 /// The options of a reply, each code's pieces joined, and what was wrong with them.
-struct Options {
+struct ReplyOptions {
     /// Indexed by code; `Some` for the codes present (a present option may be empty).
     values: Vec<Option<Vec<u8>>>,
     /// The codes present, in order of first appearance.
@@ -372,11 +372,11 @@ struct Options {
     rejected: Vec<String>,
 }
 
-impl Options {
+impl ReplyOptions {
     /// Reads the options field, then `file` and `sname` as option 52 tells.
     fn read(header: &Header<'_>) -> Self {
         let mut options =
-            Options { values: vec![None; 256], order: Vec::new(), file_has_options: false, rejected: Vec::new() };
+            ReplyOptions { values: vec![None; 256], order: Vec::new(), file_has_options: false, rejected: Vec::new() };
         options.scan(header.options, Area::Options);
         let overload = options.take(OVERLOAD, |v| match v {
             [n @ 1..=3] => Ok(*n),

@@ -46,14 +46,14 @@ fn kind(m: &v4::Message) -> v4::MessageType {
 fn run_with(
     address: Option<Ipv4Net>,
     server: impl FnMut(&v4::Message, Duration) -> Vec<Vec<u8>> + Send + 'static,
-) -> (Vec<(Duration, v4::Message)>, Result<Acquired, Failure>) {
+) -> (Vec<(Duration, v4::Message)>, Result<Acquired, LeaseError>) {
     run_request(&request(address), server)
 }
 
 fn run_request(
     request: &Request,
     server: impl FnMut(&v4::Message, Duration) -> Vec<Vec<u8>> + Send + 'static,
-) -> (Vec<(Duration, v4::Message)>, Result<Acquired, Failure>) {
+) -> (Vec<(Duration, v4::Message)>, Result<Acquired, LeaseError>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     let seen = log.clone();
     let mut server = server;
@@ -116,7 +116,7 @@ fn discover_request_ack() {
 #[test]
 fn retransmits_with_backoff_and_stops_at_the_bound() {
     let (sent, result) = run_with(None, |_, _| vec![]);
-    let Err(Failure::NoLease(stats)) = result else { panic!("{result:?}") };
+    let Err(LeaseError::NoLease(stats)) = result else { panic!("{result:?}") };
     let times: Vec<Duration> = sent.iter().map(|(t, _)| *t).collect();
     // 4, 8, 16, 32 s apart, each ±1 s, inside 60 s: five DISCOVERs.
     assert_eq!((times.len(), stats.sent), (5, 5), "{times:?}");
@@ -171,7 +171,7 @@ fn a_server_that_always_naks_is_not_flooded() {
         v4::MessageType::Discover => vec![reply(m, v4::MessageType::Offer, "x")],
         _ => vec![reply(m, v4::MessageType::Nak, "")],
     });
-    let Err(Failure::NoLease(stats)) = result else { panic!("{result:?}") };
+    let Err(LeaseError::NoLease(stats)) = result else { panic!("{result:?}") };
     // Each restart waits as a retransmission would (4, 8, 16, 32 s): a handful in 60 s.
     assert!(stats.naks >= 3 && stats.naks <= 6, "{stats:?}");
     assert_eq!(sent.len() as u32, 2 * stats.naks, "one DISCOVER and one REQUEST per round");
