@@ -11,10 +11,11 @@ use std::time::Instant;
 use rustix::mount::MountFlags;
 
 use crate::boot::execute::{Done, Executor};
-use crate::boot::plan::{SCRATCH, SCRATCH_CLEAN_BOUND, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
+use crate::boot::plan::SCRATCH_CLEAN_BOUND;
 use crate::fs::disks::{self, Disk, Removal, Signature};
 use crate::model::options::Swap;
 use crate::model::outcome::{Failure, Mode, Op};
+use crate::model::paths::{SCRATCH, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
 
 /// `vdb1 (label lab-swap)`.
 fn named(disk: &Disk) -> String {
@@ -85,7 +86,7 @@ impl Executor<'_> {
     }
 
     /// Mounts the filesystem labelled `label` on /run/stateless/scratch (`nosuid,nodev`), makes
-    /// this boot's dir on it afresh ([`crate::boot::plan::SCRATCH_OWN`]) and puts /tmp there (a
+    /// this boot's dir on it afresh ([`crate::model::paths::SCRATCH_OWN`]) and puts /tmp there (a
     /// bind mount); the writable dirs' upper dirs follow. No such filesystem, or two, or one
     /// whose device carries another signature too, or a failure after the mount (then it is
     /// taken off again): failed (degradable), the upper dirs stay in memory.

@@ -14,9 +14,7 @@ use crate::boot::plan::NEW_ROOT;
 use crate::boot::{handoff, plan, report, rootcheck};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Provenance};
-use crate::fs::mounts::{
-    self, EarlyMount, OVERLAYFS_MAGIC, RW_BASE, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS,
-};
+use crate::fs::mounts::{self, EarlyMount, OVERLAYFS_MAGIC, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS};
 use crate::fs::netconf::{self, Resolver};
 use crate::fs::nfs::RpcStat;
 use crate::fs::root::{ImageDir, ImageRoot};
@@ -33,6 +31,7 @@ use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::options::{ClientId, Diagnostic, Emergency, Options, OverlayMode};
 use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
+use crate::model::paths::RW_BASE;
 use crate::model::step::{Pass, Phase, Step};
 use crate::sys::{MountCall, Sys};
 use rustix::mount::MountFlags;

@@ -20,26 +20,13 @@ use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::NfsMount;
 use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
+use crate::model::paths::{REPORT, REPORT_DIR, SCRATCH_UPPERS};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
 
 /// Where initramfs mode mounts the NFS root, relative to the initramfs.
 pub const NEW_ROOT: &str = "root";
 
-/// Where the report goes, relative to the root.
-pub const REPORT_DIR: &str = "run/stateless";
-
-/// Where the scratch filesystem (`stateless.scratch=`) is mounted, relative to the target root.
-pub const SCRATCH: &str = "run/stateless/scratch";
-/// The boot's own dir on it (root's, mode 0700). Each boot makes `boot/` afresh there, after
-/// renaming the last one's away (`old-<random>`, removed for at most [`SCRATCH_CLEAN_BOUND`]:
-/// what is left then is never used again, and the next boot goes on with it;
-/// [`crate::fs::disks::remove_trees`]). Nothing else on it is touched.
-pub const SCRATCH_OWN: &str = "run/stateless/scratch/stateless";
-/// The upper and work dirs of each writable dir (`<dir>/upper`, `<dir>/work`).
-pub const SCRATCH_UPPERS: &str = "run/stateless/scratch/stateless/boot/dirs";
-/// What is bound onto /tmp.
-pub const SCRATCH_TMP: &str = "run/stateless/scratch/stateless/boot/tmp";
 /// How long removing earlier boots' files from the scratch disk may take.
 pub const SCRATCH_CLEAN_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -111,7 +98,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             };
             host.into_iter().chain(network).collect()
         }
-        Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/report.json") }],
+        Phase::Report => vec![Step::Report { path: format!("{REPORT_DIR}/{REPORT}") }],
         Phase::Handoff => {
             let (init, fallbacks) = init(options.init.as_deref(), target);
             vec![Step::Handoff { init, fallbacks }]

@@ -14,12 +14,9 @@ use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::options::Diagnostic;
 use crate::model::outcome::{DirResult, Failure, LayerResult, Mode, Op, Outcome};
+use crate::model::paths::PROVENANCE;
 use crate::model::step::{Phase, Step};
 use crate::sys::blocked::Blocked;
-
-/// Where a running client's report is (`REPORT_DIR` of the plan, under the root it runs in):
-/// what `stateless status` and `stateless modules` read.
-pub const LIVE_PATH: &str = "/run/stateless/report.json";
 
 /// The report format's version: raised when a field changes meaning or goes away (adding a
 /// field does not raise it; readers ignore fields they do not know).
@@ -143,6 +140,6 @@ pub fn write(executor: &Executor<'_>, path: &Path) -> Result<(), Failure> {
     let json = serde_json::to_string_pretty(&Report::of(executor)).map_err(|e| fail(path, &e.into()))? + "\n";
     crate::fs::root::replace_file(dir.fd.as_fd(), name, json.as_bytes(), 0o644).map_err(|e| fail(path, &e))?;
     let provenance = executor.provenance.render();
-    crate::fs::root::replace_file(dir.fd.as_fd(), "provenance".as_ref(), provenance.as_bytes(), 0o644)
-        .map_err(|e| fail(&dir_rel.join("provenance"), &e))
+    crate::fs::root::replace_file(dir.fd.as_fd(), PROVENANCE.as_ref(), provenance.as_bytes(), 0o644)
+        .map_err(|e| fail(&dir_rel.join(PROVENANCE), &e))
 }

@@ -16,9 +16,6 @@ pub const WRITABLE_DIR_FLAGS: MountFlags = MountFlags::empty();
 /// there directly.
 pub const UPPER_TMPFS_FLAGS: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
 
-/// Where the per-dir tmpfs (upper and work dirs) lives, relative to the root.
-pub const RW_BASE: &str = "run/stateless/rw";
-
 /// True when `path` is the root of a mount of the filesystem type `magic`: same type, and a
 /// different device from its parent (a plain dir on a tmpfs root is not a mount).
 pub fn is_mounted(path: &Path, magic: FsWord) -> bool {

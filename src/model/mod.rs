@@ -12,5 +12,6 @@ pub mod mount;
 pub mod nfsroot;
 pub mod options;
 pub mod outcome;
+pub mod paths;
 pub mod step;
 pub mod text;

@@ -11,6 +11,7 @@ use crate::fs::root::ImageRoot;
 use crate::kmod::coldplug::{self, Match, Planned, State};
 use crate::kmod::load::{LoadOutcome, Loaded};
 use crate::kmod::resolve::Rules;
+use crate::model::paths::LIVE_REPORT;
 use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
@@ -92,7 +93,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let problems = index.problems.into_iter().chain(config.problems).collect();
     // On a client, for the kernel it runs: what its boot loaded, and how each went.
     let booted = (release == running && args.sysfs.is_none())
-        .then(|| crate::fs::root::read_named(Path::new(crate::boot::report::LIVE_PATH), super::status::MAX_REPORT).ok())
+        .then(|| crate::fs::root::read_named(Path::new(LIVE_REPORT), super::status::MAX_REPORT).ok())
         .flatten()
         .flatten()
         .and_then(|bytes| serde_json::from_slice::<crate::boot::report::Report>(&bytes).ok())
@@ -133,7 +134,7 @@ fn human(out: &Output) -> String {
         text.push_str(&format!("  {:>3}. {:<24} {state}\n", n + 1, e(&p.module)));
     }
     if let Some(booted) = &out.booted {
-        text.push_str(&format!("at boot ({}):\n", crate::boot::report::LIVE_PATH));
+        text.push_str(&format!("at boot ({}):\n", LIVE_REPORT));
         for m in booted {
             let result = match &m.outcome {
                 LoadOutcome::Loaded => format!("loaded in {} ms", m.ms),

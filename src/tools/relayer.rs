@@ -24,13 +24,14 @@ use rustix::mount::OpenTreeFlags;
 use serde::Serialize;
 
 use super::emit;
-use crate::boot::report::{Report, LIVE_PATH};
+use crate::boot::report::Report;
 use crate::fs::layers::{self, Provenance, Stamp, Written};
 use crate::fs::root::{relative, ImageRoot};
 use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::{self, Hostname};
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::outcome::{DirMode, MountKey};
+use crate::model::paths::{LIVE_REPORT, PROVENANCE, REPORT, REPORT_DIR};
 use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
@@ -112,7 +113,7 @@ struct Boot {
 
 impl Boot {
     fn of(report: &Report) -> Result<Boot, String> {
-        let bad = |what: &str, why: String| format!("{LIVE_PATH}: {what}: {why}: not trusted, nothing done");
+        let bad = |what: &str, why: String| format!("{LIVE_REPORT}: {what}: {why}: not trusted, nothing done");
         let (mut dirs, mut mounts) = (Vec::new(), BTreeMap::new());
         for dir in report.dirs.iter().filter(|d| d.mode != DirMode::None) {
             let checked = crate::config::check_dir(&dir.dir, &dirs).map_err(|e| bad("dirs", e))?;
@@ -125,7 +126,7 @@ impl Boot {
             return Err("the boot made no dir writable: there is nowhere to apply layers".into());
         }
         let layer_root = report.layer_root.as_deref().ok_or_else(|| {
-            format!("{LIVE_PATH} does not name the layer root the boot used (an older stateless wrote it): reboot the client once to use relayer")
+            format!("{LIVE_REPORT} does not name the layer root the boot used (an older stateless wrote it): reboot the client once to use relayer")
         })?;
         let layer_root = crate::config::layer_root(layer_root).map_err(|e| bad("layer_root", e))?;
         if let Some(name) = &report.hostname {
@@ -147,11 +148,10 @@ impl Boot {
 
 fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     // What the boot left in /run/stateless, read beneath it: nothing there leads elsewhere.
-    let report_dir = target
-        .dir(crate::boot::plan::REPORT_DIR)
-        .map_err(|e| format!("{LIVE_PATH}: {e} (was this client booted by stateless?)"))?;
-    let report = read_run(report_dir.fd.as_fd(), "report.json", super::status::MAX_REPORT)?;
-    let boot = Boot::of(&super::status::parse_report(&report, LIVE_PATH)?)?;
+    let report_dir =
+        target.dir(REPORT_DIR).map_err(|e| format!("{LIVE_REPORT}: {e} (was this client booted by stateless?)"))?;
+    let report = read_run(report_dir.fd.as_fd(), REPORT, super::status::MAX_REPORT)?;
+    let boot = Boot::of(&super::status::parse_report(&report, LIVE_REPORT)?)?;
     if !rustix::process::geteuid().is_root() {
         return Err("relayer reads the client's writable dirs and the image below them (open_tree), and writes the former: run it as root, also with --dry-run".into());
     }
@@ -164,11 +164,11 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = Live::find(target, &boot);
-    let read = read_run(report_dir.fd.as_fd(), "provenance", MAX_PROVENANCE)?;
+    let read = read_run(report_dir.fd.as_fd(), PROVENANCE, MAX_PROVENANCE)?;
     let (mut provenance, skipped) = Provenance::parse(&read);
     let candidates = layers::candidates(boot.hostname.as_ref(), boot.address);
     let mut done = Relayered { dry_run: args.dry_run, ..Relayered::default() };
-    let shown_provenance = format!("/{}/provenance", crate::boot::plan::REPORT_DIR);
+    let shown_provenance = format!("/{REPORT_DIR}/{PROVENANCE}");
     let skip =
         |why: String| Change { path: shown_provenance.clone(), what: "skipped", layer: String::new(), detail: why };
     done.changes.extend(skipped.into_iter().map(skip));
@@ -324,7 +324,7 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
                 false => Err("/run is not a tmpfs".into()),
             })
             .and_then(|()| {
-                crate::fs::root::replace_file(report_dir.fd.as_fd(), "provenance".as_ref(), rendered.as_bytes(), 0o644)
+                crate::fs::root::replace_file(report_dir.fd.as_fd(), PROVENANCE.as_ref(), rendered.as_bytes(), 0o644)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = saved {
@@ -343,12 +343,12 @@ const MAX_PROVENANCE: u64 = 64 << 20;
 /// A file the boot left in /run/stateless: a regular file (a device or fifo there is never
 /// opened) beneath it, of at most `limit` bytes.
 fn read_run(run: BorrowedFd<'_>, name: &str, limit: u64) -> Result<Vec<u8>, String> {
-    let shown = format!("/{}/{name}", crate::boot::plan::REPORT_DIR);
+    let shown = format!("/{REPORT_DIR}/{name}");
     match crate::fs::root::read_beneath(run, Path::new(name), limit) {
         Ok(Some(bytes)) => Ok(bytes),
         Ok(None) => Err(format!("{shown}: missing (was this client booted by stateless?)")),
         Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => {
-            Err(format!("{shown}: a symlink leading out of /{}: refused", crate::boot::plan::REPORT_DIR))
+            Err(format!("{shown}: a symlink leading out of /{REPORT_DIR}: refused"))
         }
         Err(e) => Err(format!("{shown}: {e}")),
     }

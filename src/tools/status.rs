@@ -9,9 +9,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::boot::report::{Report, FORMAT, LIVE_PATH};
+use crate::boot::report::{Report, FORMAT};
 use crate::kmod::load::LoadOutcome;
 use crate::model::outcome::Status;
+use crate::model::paths::LIVE_REPORT;
 use crate::model::step::{Phase, Step};
 use crate::model::text::{escape, escape_path};
 
@@ -34,7 +35,7 @@ struct Args {
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
-    let mut parsed = Args { report: PathBuf::from(LIVE_PATH), json: false, svg: None };
+    let mut parsed = Args { report: PathBuf::from(LIVE_REPORT), json: false, svg: None };
     while let Some(arg) = args.next() {
         let mut path = |flag: &str| args.next().map(PathBuf::from).ok_or_else(|| format!("{flag} needs a file"));
         match arg.to_str().unwrap_or_default() {
@@ -357,6 +358,14 @@ mod tests {
     fn fixture(name: &str) -> Report {
         let path = format!("{}/tests/data/report/{name}.json", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_usage_texts_name_the_report_the_tools_read() {
+        // Their prose spells the path (the man page is made from it): the one the code reads.
+        for usage in [USAGE, crate::tools::modules::USAGE, crate::tools::relayer::USAGE] {
+            assert!(usage.contains(LIVE_REPORT), "{usage}");
+        }
     }
 
     #[test]
