@@ -14,7 +14,7 @@ use crate::boot::execute::{Done, Executor};
 use crate::boot::plan::SCRATCH_CLEAN_BOUND;
 use crate::fs::disks::{self, Disk, Removal, Signature};
 use crate::model::options::Swap;
-use crate::model::outcome::{Failure, Mode, Op};
+use crate::model::outcome::{Failure, Op};
 use crate::model::paths::{SCRATCH, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
 
 /// `vdb1 (label lab-swap)`.
@@ -30,9 +30,6 @@ impl Executor<'_> {
     /// One whose device carries another signature too is left alone, and named (for a label:
     /// degraded).
     pub(crate) fn enable_swap(&mut self, wanted: &Swap) -> Result<Done, Failure> {
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1: the host's swap is left alone"));
-        }
         let found = disks::scan(&self.running);
         let label = match wanted {
             Swap::Auto => None,
@@ -91,9 +88,6 @@ impl Executor<'_> {
     /// whose device carries another signature too, or a failure after the mount (then it is
     /// taken off again): failed (degradable), the upper dirs stay in memory.
     pub(crate) fn mount_scratch(&mut self, label: &str) -> Result<Done, Failure> {
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1: no disk is mounted"));
-        }
         let found = disks::scan(&self.running);
         let labelled: Vec<(&Disk, &Signature)> =
             found.iter().filter_map(|d| Some((d, d.holds(false, Some(label))?))).collect();
@@ -193,6 +187,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::fs::root::ImageRoot;
+    use crate::model::outcome::Mode;
     use crate::sys::fake::{Call, Fake};
 
     /// A loop device on a disk image, detached on drop.

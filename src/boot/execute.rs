@@ -370,6 +370,9 @@ impl<'a> Executor<'a> {
     }
 
     fn step(&mut self, step: &Step) -> Result<Done, Failure> {
+        if let Some(why) = step.pid1_only().filter(|_| self.mode == Mode::Apply) {
+            return Ok(Done::skipped(why));
+        }
         match step {
             Step::Mount { mount } => self.mount_early(mount),
             Step::Module { name, .. } => self.load_module(name),
@@ -541,10 +544,6 @@ impl<'a> Executor<'a> {
 
     /// A module by name (or alias) and what it needs.
     fn load_module(&mut self, name: &str) -> Result<Done, Failure> {
-        if self.mode == Mode::Apply {
-            // Never into the host's kernel: only PID 1 loads modules.
-            return Ok(Done::skipped("not PID 1: modules are loaded only at boot"));
-        }
         let fail = |message: String| Failure::new(Op::LoadModule, Some(Path::new(name)), message);
         let loaded = self.loaded_modules();
         let (plan, required) = self
@@ -624,9 +623,6 @@ impl<'a> Executor<'a> {
     /// address, asks for its configuration (INFORM).
     fn run_dhcp(&mut self, interface: Option<&str>, exchange: Exchange, meanwhile: &[String]) -> Result<Done, Failure> {
         self.facts.dhcp_done = true;
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1: no DHCP"));
-        }
         let started = Instant::now();
         let mut bound = Duration::from_secs(self.options.dhcp_timeout.into());
         if exchange == Exchange::Inform {
@@ -746,9 +742,6 @@ impl<'a> Executor<'a> {
         gateway: Option<Ipv4Addr>,
     ) -> Result<Done, Failure> {
         self.facts.address_done = true;
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1: no interface is configured"));
-        }
         let link = self.link(interface, true, Duration::from_secs(self.options.dhcp_timeout.into()))?;
         let lease = Lease { address: Some(address), routers: gateway.into_iter().collect(), ..Lease::default() };
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
@@ -764,9 +757,6 @@ impl<'a> Executor<'a> {
 
     fn set_hostname(&mut self, hostname: Option<&crate::model::hostname::Hostname>) -> Result<Done, Failure> {
         let Some(h) = hostname else { return Ok(Done::skipped("no valid hostname from any source")) };
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1: kernel hostname left alone"));
-        }
         let name_fail = |op, name: &str, e: &std::io::Error| Failure::io(op, Some(Path::new(name)), e);
         self.sys.sethostname(&h.short).map_err(|e| name_fail(Op::Sethostname, &h.short, &e))?;
         let kernel_domain = self.sys.uname().domainname;
@@ -796,9 +786,6 @@ impl<'a> Executor<'a> {
         // The command line's words are in `why` as given.
         let mount =
             root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped(format!("not PID 1: would mount {mount}")));
-        }
         let mut modules = Vec::new();
         let dir = self
             .running
@@ -929,9 +916,6 @@ impl<'a> Executor<'a> {
     /// move into it, the initramfs is emptied, the new root becomes / and both roots are it:
     /// the rest of the boot is that of on-root mode, with the image's /etc/stateless.conf.
     fn switch_root(&mut self, new_root: &str) -> Result<Done, Failure> {
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped("not PID 1"));
-        }
         let root = self.running.dir(new_root).map_err(|e| self.io(Op::Open, &self.running, new_root, &e))?;
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let (mut moved, mut again) = (Vec::new(), Vec::new());
@@ -1342,9 +1326,6 @@ impl<'a> Executor<'a> {
     }
 
     fn hand_off(&mut self, init: Option<&str>, fallbacks: &[String]) -> Result<Done, Failure> {
-        if self.mode == Mode::Apply {
-            return Ok(Done::skipped(format!("not PID 1: would exec {}", init.unwrap_or("nothing"))));
-        }
         if let Some(wanted) = self.options.init.as_deref().filter(|w| init != Some(*w)) {
             let first = init.unwrap_or("the fallbacks");
             log::warn!("stateless.init={wanted} is not an executable file in the image; {first} goes first");

@@ -109,7 +109,7 @@ pub enum Pass {
 pub enum Step {
     /// An early kernel filesystem, unless already mounted.
     Mount { mount: EarlyMount },
-    /// A kernel module a later phase needs, unless registered already (PID 1 only).
+    /// A kernel module a later phase needs, unless registered already.
     Module { name: String, needed_for: String },
     /// The drivers for the devices found under /sys: `modules` as first planned; the step
     /// walks /sys again after loading them and loads what new devices need, until none appear.
@@ -128,7 +128,7 @@ pub enum Step {
     /// The static configuration of `ip=<client>:<server>:<gw>:<netmask>:<host>:<dev>:off` on an
     /// interface that has no address yet (a bootloader's DHCP handed over): no DHCP is sent.
     Address { interface: Option<String>, address: Ipv4Net, gateway: Option<std::net::Ipv4Addr> },
-    /// The chosen hostname: sethostname/setdomainname (PID 1 only).
+    /// The chosen hostname: sethostname/setdomainname.
     Hostname { hostname: Option<Hostname>, rejected: Vec<String> },
     /// Initramfs mode: the NFS root mounted on /root (retried with backoff under
     /// `stateless.nfs.timeout=`), or why there is none.
@@ -192,6 +192,37 @@ impl Step {
                 | Step::Overlay { .. }
                 | Step::Handoff { .. }
         )
+    }
+
+    /// Why `stateless apply` (not PID 1: a running system's kernel) skips the step, if it does:
+    /// it would load modules, configure links, name the host, mount, swap or exec. Checked once
+    /// by the executor before the handler runs; `None`: the step runs in both modes.
+    pub fn pid1_only(&self) -> Option<String> {
+        let why = match self {
+            Step::Module { .. } => "modules are loaded only at boot".into(),
+            Step::Dhcp { .. } => "no DHCP".into(),
+            Step::Address { .. } => "no interface is configured".into(),
+            // Without one the step only says so.
+            Step::Hostname { hostname: Some(_), .. } => "kernel hostname left alone".into(),
+            // One the command line got wrong fails as at boot.
+            Step::NfsRoot { root: Ok(mount) } => format!("would mount {mount}"),
+            Step::SwitchRoot { .. } => return Some("not PID 1".into()),
+            Step::Scratch { .. } => "no disk is mounted".into(),
+            Step::Swap { .. } => "the host's swap is left alone".into(),
+            Step::Handoff { init, .. } => format!("would exec {}", init.as_deref().unwrap_or("nothing")),
+            // Coldplug is planned only at boot (apply probes no devices).
+            Step::Mount { .. }
+            | Step::Coldplug { .. }
+            | Step::Hostname { hostname: None, .. }
+            | Step::NfsRoot { root: Err(_) }
+            | Step::WritableDir { .. }
+            | Step::Layer { .. }
+            | Step::Overlay { .. }
+            | Step::HostFiles { .. }
+            | Step::NetworkFiles { .. }
+            | Step::Report { .. } => return None,
+        };
+        Some(format!("not PID 1: {why}"))
     }
 }
 

@@ -714,6 +714,52 @@ fn only_pid1_loads_modules() {
 }
 
 #[test]
+fn apply_skips_what_only_pid1_does_before_its_handler_runs() {
+    let image = Image::new("pid1-only");
+    let sys = fake(|_| None);
+    let mut executor = image.executor(&sys, "", Mode::Apply);
+    let hostname = crate::model::hostname::Hostname {
+        short: "lab3-12".into(),
+        domain: None,
+        source: crate::model::hostname::Source::Dhcp,
+    };
+    let mount = NfsMount {
+        server: Ipv4Addr::new(10, 0, 2, 2),
+        path: "/srv/root".into(),
+        version: "3".into(),
+        options: Vec::new(),
+        read_only: true,
+        from: "nfsroot=".into(),
+        notes: Vec::new(),
+    };
+    let address = "10.0.2.15/24".parse().unwrap();
+    let skipped = [
+        (Step::Module { name: "overlay".into(), needed_for: "overlayfs".into() }, "modules are loaded only at boot"),
+        (Step::Dhcp { interface: None, exchange: Exchange::Discover, meanwhile: Vec::new() }, "no DHCP"),
+        (Step::Address { interface: None, address, gateway: None }, "no interface is configured"),
+        (Step::Hostname { hostname: Some(hostname), rejected: Vec::new() }, "kernel hostname left alone"),
+        (Step::NfsRoot { root: Ok(mount) }, "would mount 10.0.2.2:/srv/root (NFSv3, from nfsroot=, read-only)"),
+        (Step::Scratch { label: "lab-scratch".into() }, "no disk is mounted"),
+        (Step::Swap { wanted: crate::model::options::Swap::Auto }, "the host's swap is left alone"),
+        (Step::Handoff { init: Some("/sbin/init".into()), fallbacks: Vec::new() }, "would exec /sbin/init"),
+        (Step::Handoff { init: None, fallbacks: vec!["/bin/sh".into()] }, "would exec nothing"),
+    ];
+    for (step, why) in &skipped {
+        executor.run_step(step);
+        let outcome = executor.outcomes.last().unwrap();
+        assert_eq!((outcome.status, outcome.detail.as_str()), (Status::Skipped, format!("not PID 1: {why}").as_str()));
+    }
+    executor.run_step(&Step::SwitchRoot { new_root: NEW_ROOT.into() });
+    assert_eq!(executor.outcomes.last().unwrap().detail, "not PID 1");
+    assert_eq!(sys.calls(), [], "apply touched the host's kernel");
+    // Only with something to do is a step PID 1's: the handler says what is missing.
+    executor.run_step(&Step::Hostname { hostname: None, rejected: Vec::new() });
+    assert_eq!(executor.outcomes.last().unwrap().detail, "no valid hostname from any source");
+    executor.run_step(&Step::NfsRoot { root: Err("no root= or nfsroot=".into()) });
+    assert_eq!(executor.outcomes.last().unwrap().status, Status::Failed);
+}
+
+#[test]
 fn a_module_the_admin_named_that_finds_no_device_fails_its_step() {
     // ENODEV is no failure for coldplug, but `stateless.modules=` asked for this one.
     let image = Image::new("modules-nodev");
