@@ -14,3 +14,4 @@ pub mod options;
 pub mod outcome;
 pub mod step;
 pub mod text;
+pub mod writable;
