@@ -30,9 +30,10 @@ use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::options::{ClientId, Diagnostic, Emergency, Options, OverlayMode};
-use crate::model::outcome::{DirMode, DirResult, Failure, LayerResult, Mode, Op, Outcome, Status};
+use crate::model::outcome::{Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::paths::RW_BASE;
 use crate::model::step::{Pass, Phase, Step};
+use crate::model::writable::DirState;
 use crate::sys::{MountCall, Sys};
 use rustix::mount::MountFlags;
 
@@ -90,7 +91,6 @@ pub struct Executor<'a> {
     pub started: Instant,
     pub outcomes: Vec<Outcome>,
     pub provenance: Provenance,
-    pub dirs: Vec<DirResult>,
     pub layers: Vec<LayerResult>,
     /// True once a fatal step has failed.
     pub degraded: bool,
@@ -107,10 +107,8 @@ pub struct Executor<'a> {
     pub modules: Vec<Loaded>,
     /// Initramfs mode: the NFS root as mounted and checked.
     pub nfs_root: Option<Mounted>,
-    /// Overlays prepared, to be mounted after the layers.
-    pending: Vec<Pending>,
-    /// Dirs in copy mode: the tmpfs on each.
-    copied: Vec<(String, ImageDir)>,
+    /// What each writable dir keeps open for the layers; their states are the facts'.
+    opened: Vec<(String, Opened)>,
 }
 
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
@@ -144,6 +142,13 @@ struct Pending {
     work: PathBuf,
 }
 
+/// What a writable dir keeps open: the overlay's upper dir while the overlay is to be mounted
+/// ([`DirState::Prepared`]), or copy mode's tmpfs ([`DirState::Copy`]).
+enum Opened {
+    Upper(Box<Pending>),
+    Tmpfs(ImageDir),
+}
+
 impl<'a> Executor<'a> {
     pub fn new(sys: &'a dyn Sys, running: ImageRoot, target: ImageRoot, mode: Mode) -> Self {
         Self {
@@ -159,7 +164,6 @@ impl<'a> Executor<'a> {
             started: Instant::now(),
             outcomes: Vec::new(),
             provenance: Provenance::default(),
-            dirs: Vec::new(),
             layers: Vec::new(),
             degraded: false,
             nfs_before: None,
@@ -167,8 +171,7 @@ impl<'a> Executor<'a> {
             kernels: [None, None],
             modules: Vec::new(),
             nfs_root: None,
-            pending: Vec::new(),
-            copied: Vec::new(),
+            opened: Vec::new(),
         }
     }
 
@@ -353,14 +356,6 @@ impl<'a> Executor<'a> {
         if matches!(step, Step::Hostname { .. }) {
             self.tell_log_server_who();
         }
-        match step {
-            // What the plan assumed, corrected by what happened.
-            Step::WritableDir { dir, .. } if !self.pending.iter().any(|p| p.writable.dir == *dir) => {
-                self.facts.uppers.retain(|d| d != dir);
-            }
-            Step::Overlay { dir } if status == Status::Failed => self.facts.writable.retain(|d| d != dir),
-            _ => {}
-        }
         let failure = (status == Status::Failed).then(|| error.clone()).flatten();
         let outcome = Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms, at_ms, own_ms };
         self.outcomes.push(outcome);
@@ -386,8 +381,8 @@ impl<'a> Executor<'a> {
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => {
                 let result = self.make_writable(dir, *mode, tmpfs_size.as_deref());
-                if result.is_err() && !self.dirs.iter().any(|d| d.dir == *dir) {
-                    self.dirs.push(DirResult { dir: dir.clone(), mode: DirMode::None, mount: None });
+                if result.is_err() {
+                    self.facts.writable.set(dir, DirState::ReadOnly);
                 }
                 result
             }
@@ -975,8 +970,9 @@ impl<'a> Executor<'a> {
         if mode == OverlayMode::Overlay {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
-                    self.pending.push(Pending { writable, rw, upper, work });
-                    let detail = match &self.facts.scratch {
+                    self.opened.push((dir.into(), Opened::Upper(Box::new(Pending { writable, rw, upper, work }))));
+                    self.facts.writable.set(dir, DirState::Prepared);
+                    let detail = match self.facts.writable.scratch() {
                         Some(scratch) => format!("upper and work dirs at /{scratch}/{dir}, overlay after the layers"),
                         None => {
                             format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers")
@@ -1008,7 +1004,7 @@ impl<'a> Executor<'a> {
         size: Option<&str>,
     ) -> Result<(Option<PathBuf>, ImageDir, PathBuf), Failure> {
         self.require_run_tmpfs()?;
-        let on_scratch = self.facts.scratch.clone();
+        let on_scratch = self.facts.writable.scratch().map(str::to_owned);
         let rw_rel = on_scratch.as_ref().map_or_else(|| Path::new(RW_BASE).join(dir), |s| Path::new(s).join(dir));
         let rw =
             self.target.create_dir_all(&rw_rel, 0o755).map_err(|e| self.io(Op::Mkdir, &self.target, &rw_rel, &e))?;
@@ -1046,10 +1042,11 @@ impl<'a> Executor<'a> {
     /// checked. When overlayfs refuses, copy mode: a tmpfs on the dir with the image dir's copy
     /// and the upper dir's on top (a degraded step), the upper's tmpfs taken off again.
     fn mount_overlay(&mut self, dir: &str) -> Result<Done, Failure> {
-        let Some(i) = self.pending.iter().position(|p| p.writable.dir == dir) else {
+        let i = self.opened.iter().position(|(d, o)| d == dir && matches!(o, Opened::Upper(_)));
+        let Some((_, Opened::Upper(p))) = i.map(|i| self.opened.remove(i)) else {
             return Ok(Done::skipped("no upper dir was prepared"));
         };
-        let p = self.pending.remove(i);
+        let p = *p;
         let lower = &p.writable.lower.path;
         let data =
             mounts::overlay_options(lower, &p.upper.path, &p.work).map_err(|e| Failure::new(Op::Mount, Some(lower), e));
@@ -1066,7 +1063,7 @@ impl<'a> Executor<'a> {
         let why = match mounted {
             Ok(()) => {
                 let mount = self.sys.mount_key(lower);
-                self.dirs.push(DirResult { dir: dir.into(), mode: DirMode::Overlay, mount });
+                self.facts.writable.set(dir, DirState::Overlay { mount });
                 let marked = self.mark_extrinsic("overlay", dir);
                 return Ok(Done::ok(format!("mounted: the image dir below, the layers in the upper dir{marked}")));
             }
@@ -1137,11 +1134,11 @@ impl<'a> Executor<'a> {
     /// complete read-only image dir rather than a writable half of it.
     fn copy_mode(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
         let result = self.fill_tmpfs(writable, upper);
-        let (mode, mount) = match result {
-            Ok(_) => (DirMode::Copy, self.sys.mount_key(&writable.lower.path)),
-            Err(_) => (DirMode::None, None),
+        let state = match result {
+            Ok(_) => DirState::Copy { mount: self.sys.mount_key(&writable.lower.path) },
+            Err(_) => DirState::ReadOnly,
         };
-        self.dirs.push(DirResult { dir: writable.dir.clone(), mode, mount });
+        self.facts.writable.set(&writable.dir, state);
         if result.is_ok() {
             let marked = self.mark_extrinsic("tmpfs", &writable.dir);
             if !marked.is_empty() {
@@ -1194,27 +1191,29 @@ impl<'a> Executor<'a> {
                 ..Failure::new(Op::Copy, Some(&path), message)
             });
         }
-        self.copied.push((dir.clone(), fresh));
+        self.opened.push((dir.clone(), Opened::Tmpfs(fresh)));
         Ok(copied.written.len())
     }
 
     fn apply_layer(&mut self, kind: LayerKind, name: &str) -> Done {
         // Where the layers go: the upper dir of each overlay still to be mounted (over its image
         // dir), and each dir made writable otherwise.
-        let pending = self.pending.iter().map(|p| tree::Target {
-            path: Path::new(&p.writable.dir),
-            dst: p.upper.fd.as_fd(),
-            lower: Some(p.writable.lower.fd.as_fd()),
+        let uppers = self.opened.iter().filter_map(|(dir, opened)| match opened {
+            Opened::Upper(p) => Some(tree::Target {
+                path: Path::new(dir),
+                dst: p.upper.fd.as_fd(),
+                lower: Some(p.writable.lower.fd.as_fd()),
+            }),
+            Opened::Tmpfs(_) => None,
         });
-        let copied = self.copied.iter().map(|(dir, fresh)| tree::Target {
-            path: Path::new(dir),
-            dst: fresh.fd.as_fd(),
-            lower: None,
+        let copied = self.opened.iter().filter_map(|(dir, opened)| match opened {
+            Opened::Tmpfs(fresh) => Some(tree::Target { path: Path::new(dir), dst: fresh.fd.as_fd(), lower: None }),
+            Opened::Upper(_) => None,
         });
-        let targets: Vec<tree::Target<'_>> = pending.chain(copied).collect();
+        let targets: Vec<tree::Target<'_>> = uppers.chain(copied).collect();
         let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
             Ok(Some(layer_root)) => {
-                layers::apply(layer_root.as_fd(), &targets, name, &self.facts.writable, &mut self.provenance)
+                layers::apply(layer_root.as_fd(), &targets, name, &self.facts.writable.dirs(), &mut self.provenance)
             }
             Ok(None) => return Done::skipped(format!("no layer root {}", self.options.layers)),
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
@@ -1302,7 +1301,7 @@ impl<'a> Executor<'a> {
             lease.domain = lease.domain.take().or_else(|| h.domain.clone());
         }
         let from_layer = self.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|w| w.source != "hostname");
-        let resolver = match (from_layer, facts.writable.iter().any(|d| d == "etc")) {
+        let resolver = match (from_layer, facts.writable.contains("etc")) {
             (true, _) => Resolver::Layer,
             (false, true) => Resolver::Etc,
             (false, false) => Resolver::RunOnly,

@@ -23,6 +23,7 @@ use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
 use crate::model::paths::{REPORT, REPORT_DIR, SCRATCH_UPPERS};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
+use crate::model::writable::DirState;
 
 /// Where initramfs mode mounts the NFS root, relative to the initramfs.
 pub const NEW_ROOT: &str = "root";
@@ -78,7 +79,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
             .into_iter()
             .map(|(kind, name)| Step::Layer { kind, name })
-            .chain(facts.uppers.iter().map(|dir| Step::Overlay { dir: dir.clone() }))
+            .chain(facts.writable.uppers().map(|dir| Step::Overlay { dir: dir.into() }))
             .collect(),
         Phase::Devices => {
             let swap = options.swap.clone().map(|wanted| Step::Swap { wanted });
@@ -86,7 +87,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         }
         Phase::HostFiles => {
             let host = match &facts.hostname {
-                Some(h) if facts.writable.iter().any(|d| d == "etc") => {
+                Some(h) if facts.writable.contains("etc") => {
                     Some(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files: hostfiles::planned(target) })
                 }
                 _ => None,
@@ -218,7 +219,7 @@ pub fn learn(facts: &mut Facts, step: &Step) {
         Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
         Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
         Step::Dhcp { .. } => facts.dhcp_done = true,
-        Step::Scratch { .. } => facts.scratch = Some(SCRATCH_UPPERS.into()),
+        Step::Scratch { .. } => facts.writable.put_uppers_on(SCRATCH_UPPERS),
         Step::Address { interface, address, .. } => {
             facts.address_done = true;
             facts.address = Some(*address);
@@ -226,13 +227,17 @@ pub fn learn(facts: &mut Facts, step: &Step) {
                 facts.interface.clone_from(interface);
             }
         }
+        // The boot records what each made of its dir as it ends; the dry run assumes its work done.
         Step::WritableDir { dir, mode, .. } => {
-            facts.writable.push(dir.clone());
-            if *mode == OverlayMode::Overlay {
-                facts.uppers.push(dir.clone());
-            }
+            let made = match mode {
+                OverlayMode::Overlay => DirState::Prepared,
+                OverlayMode::Copy => DirState::Copy { mount: None },
+            };
+            facts.writable.assume(dir, None, made);
         }
-        Step::Overlay { dir } => facts.uppers.retain(|d| d != dir),
+        Step::Overlay { dir } => {
+            facts.writable.assume(dir, Some(DirState::Prepared), DirState::Overlay { mount: None })
+        }
         Step::SwitchRoot { .. } => facts.initramfs = false,
         _ => {}
     }
@@ -492,7 +497,7 @@ mod tests {
         assert_eq!(phase(Phase::Devices, &options(""), &f, &target).len(), 1);
         let mut learned = Facts::default();
         learn(&mut learned, &Step::Scratch { label: "x".into() });
-        assert_eq!(learned.scratch.as_deref(), Some(SCRATCH_UPPERS));
+        assert_eq!(learned.writable.scratch(), Some(SCRATCH_UPPERS));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

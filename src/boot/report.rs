@@ -107,7 +107,7 @@ impl Report {
             hostname_rejected,
             interface: facts.interface.clone(),
             address: facts.address,
-            dirs: executor.dirs.clone(),
+            dirs: facts.writable.results(),
             layer_root: Some(executor.options.layers.clone()),
             layers: executor.layers.clone(),
             steps: executor.outcomes.clone(),

@@ -15,3 +15,4 @@ pub mod outcome;
 pub mod paths;
 pub mod step;
 pub mod text;
+pub mod writable;

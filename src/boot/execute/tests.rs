@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::config::Cmdline;
 use crate::model::interface::Interface;
+use crate::model::outcome::DirMode;
 use crate::sys::{Call, Fake};
 
 struct Image(PathBuf);
@@ -591,6 +592,26 @@ fn overlay_failure_falls_back_to_copy_mode_but_never_copies_into_the_image() {
     assert_eq!(report["degraded"], true);
     assert!(!r.join("etc/hostname").exists());
     assert!(!r.join("run/mount/utab").exists(), "no mount, no utab line");
+}
+
+#[test]
+fn each_dir_is_reported_as_it_ended_in_the_order_it_got_there() {
+    let image = Image::new("dirstates");
+    let r = image.0.clone();
+    let upper = r.join("run/stateless/rw/var");
+    let sys = fake(move |c| matches!(c, Call::Mount { target, .. } if *target == upper).then_some(28));
+    let (outcomes, ended) = boot(&image, "stateless.dirs=etc,var", &sys, Mode::Boot);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
+    // /var: no tmpfs for its upper dir, then copy mode refused (the fake mounts nothing): the
+    // image dir, at its own step; /etc: its overlay after the layers.
+    let var = outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if dir == "var")).unwrap();
+    assert_eq!(var.status, Status::Failed);
+    let overlays: Vec<&Step> = outcomes.iter().map(|o| &o.step).filter(|s| matches!(s, Step::Overlay { .. })).collect();
+    assert_eq!(overlays, [&Step::Overlay { dir: "etc".into() }]);
+    let report = read_report(&r);
+    let dirs: Vec<(&str, DirMode)> = report.dirs.iter().map(|d| (d.dir.as_str(), d.mode)).collect();
+    assert_eq!(dirs, [("var", DirMode::None), ("etc", DirMode::Overlay)]);
+    assert!(outcomes.iter().any(|o| matches!(o.step, Step::HostFiles { .. })), "/etc is writable: its host files");
 }
 
 #[test]
