@@ -2,7 +2,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use rustix::mount::MountFlags;
+
+use crate::boot::plan::NEW_ROOT;
+use crate::fs::mounts::WRITABLE_DIR_FLAGS;
+use crate::model::ipv4::Ipv4Net;
+use crate::model::lease::{Dhcp, Exchange, Lease};
+use crate::model::nfsroot::{Dropped, NfsMount};
+use crate::model::options::OverlayMode;
 
 use crate::config::Cmdline;
 use crate::model::interface::Interface;
