@@ -4,7 +4,8 @@
 //! Here: the executor, the phase loop and the failure policy. The handlers sit beside it by
 //! what they do: `modules` (coldplug, a module), `network` (DHCP, an address, the host name),
 //! `root` (the NFS root, the switch into it), `writable` (the writable dirs, their overlays),
-//! `image` (layers, host and network files, the report, the handoff).
+//! `image` (layers, host and network files, the report, the handoff), `disks` (swap, scratch),
+//! `logserver` (the log and report to a syslog server).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -28,7 +29,9 @@ use crate::sys::Sys;
 
 use writable::Opened;
 
+mod disks;
 mod image;
+mod logserver;
 mod modules;
 mod network;
 mod root;
@@ -63,45 +66,63 @@ pub const UDEV_DAEMONS: [&str; 4] =
 
 /// Runs the phases against two roots through a [`Sys`], collecting outcomes for the report.
 pub struct Executor<'a> {
-    pub sys: &'a dyn Sys,
+    sys: &'a dyn Sys,
     /// The root `stateless` runs in: the early mounts, the modules.
-    pub running: ImageRoot,
+    running: ImageRoot,
     /// The image the client boots: writable dirs, layers, host files, report, init.
-    pub target: ImageRoot,
-    pub mode: Mode,
-    pub options: Options,
-    pub diagnostics: Vec<Diagnostic>,
+    target: ImageRoot,
+    mode: Mode,
+    options: Options,
+    diagnostics: Vec<Diagnostic>,
     /// What is known so far; grows as phases run.
-    pub facts: Facts,
+    facts: Facts,
     /// The kernel command line, read again with the image's /etc/stateless.conf after a
     /// switch out of the initramfs.
-    pub cmdline: Vec<u8>,
+    cmdline: Vec<u8>,
     /// Arguments the kernel gave us, passed on to init.
-    pub init_args: Vec<OsString>,
-    pub started: Instant,
-    pub outcomes: Vec<Outcome>,
-    pub provenance: Provenance,
-    pub layers: Vec<LayerResult>,
+    init_args: Vec<OsString>,
+    started: Instant,
+    outcomes: Vec<Outcome>,
+    provenance: Provenance,
+    layers: Vec<LayerResult>,
     /// True once a fatal step has failed.
-    pub degraded: bool,
+    degraded: bool,
     /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
-    pub nfs_before: Option<BTreeMap<String, RpcStat>>,
+    nfs_before: Option<BTreeMap<String, RpcStat>>,
     /// The time waited on the server of an NFS target root when counting started
     /// ([`crate::fs::nfs::waited_ms`]), plus what coldplug steps waited since (theirs, not
     /// counted again); `None`: not NFS, or not counted.
-    pub nfs_waited_from: Option<u64>,
+    nfs_waited_from: Option<u64>,
     /// The running kernel's modules (index and configuration) for each coldplug pass
     /// ([`Pass::Early`] first), read once when first needed.
     kernels: [Option<Result<Kernel, String>>; 2],
     /// What the hardware and devices phases did with each module, in order.
-    pub modules: Vec<Loaded>,
+    modules: Vec<Loaded>,
     /// Initramfs mode: the NFS root as mounted and checked.
-    pub nfs_root: Option<Mounted>,
+    nfs_root: Option<Mounted>,
     /// What each writable dir keeps open for the layers; their states are the facts'.
     opened: Vec<(String, Opened)>,
 }
 
-impl<'a> Executor<'a> {
+/// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc
+/// (then [`Executor::configure`]), for `apply` what its command line gave.
+pub struct Context<'a> {
+    pub sys: &'a dyn Sys,
+    /// The root `stateless` runs in.
+    pub running: ImageRoot,
+    /// The image the client boots.
+    pub target: ImageRoot,
+    pub mode: Mode,
+    pub options: Options,
+    pub diagnostics: Vec<Diagnostic>,
+    pub facts: Facts,
+    /// Arguments the kernel gave us, passed on to init.
+    pub init_args: Vec<OsString>,
+    pub started: Instant,
+}
+
+impl<'a> Context<'a> {
+    /// The defaults: no options given, nothing known, started now.
     pub fn new(sys: &'a dyn Sys, running: ImageRoot, target: ImageRoot, mode: Mode) -> Self {
         Self {
             sys,
@@ -111,9 +132,26 @@ impl<'a> Executor<'a> {
             options: Options::default(),
             diagnostics: Vec::new(),
             facts: Facts::default(),
-            cmdline: Vec::new(),
             init_args: Vec::new(),
             started: Instant::now(),
+        }
+    }
+}
+
+impl<'a> Executor<'a> {
+    pub fn new(context: Context<'a>) -> Self {
+        let Context { sys, running, target, mode, options, diagnostics, facts, init_args, started } = context;
+        Self {
+            sys,
+            running,
+            target,
+            mode,
+            options,
+            diagnostics,
+            facts,
+            cmdline: Vec::new(),
+            init_args,
+            started,
             outcomes: Vec::new(),
             provenance: Provenance::default(),
             layers: Vec::new(),
@@ -125,6 +163,13 @@ impl<'a> Executor<'a> {
             nfs_root: None,
             opened: Vec::new(),
         }
+    }
+
+    /// The options read once the early mounts gave /proc, what was wrong with them, the command
+    /// line they came from, and whether the image is still to be found on NFS.
+    pub fn configure(&mut self, options: Options, diagnostics: Vec<Diagnostic>, cmdline: Vec<u8>, initramfs: bool) {
+        (self.options, self.diagnostics, self.cmdline) = (options, diagnostics, cmdline);
+        self.facts.initramfs = initramfs;
     }
 
     /// Runs `phases` in order.
@@ -362,6 +407,68 @@ impl<'a> Executor<'a> {
 
     pub(crate) fn io(&self, op: Op, root: &ImageRoot, rel: impl AsRef<Path>, error: &std::io::Error) -> Failure {
         Failure::io(op, Some(&root.host_path(rel)), error)
+    }
+
+    /// The image the client boots.
+    pub fn target(&self) -> &ImageRoot {
+        &self.target
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.diagnostics
+    }
+
+    /// What is known so far.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+
+    /// Each step's outcome, in the order they ran.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// What each layer wrote, in order.
+    pub fn layers(&self) -> &[LayerResult] {
+        &self.layers
+    }
+
+    /// Which layer wrote each file.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    /// What the hardware and devices phases did with each module.
+    pub fn modules(&self) -> &[Loaded] {
+        &self.modules
+    }
+
+    /// Initramfs mode: the NFS root as mounted and checked.
+    pub fn nfs_root(&self) -> Option<&Mounted> {
+        self.nfs_root.as_ref()
+    }
+
+    /// True once a fatal step has failed.
+    pub fn degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// The RPCs per operation on an NFS target root when counting started (none: not NFS).
+    pub fn nfs_before(&self) -> Option<&BTreeMap<String, RpcStat>> {
+        self.nfs_before.as_ref()
+    }
+
+    /// The time waited on the server of an NFS target root when counting started.
+    pub fn nfs_waited_from(&self) -> Option<u64> {
+        self.nfs_waited_from
     }
 
     /// Milliseconds since `started`.

@@ -45,7 +45,7 @@ impl Image {
     /// says eth0 has 10.0.2.15/24 and the hostname is lab3-12, and apply is given the same.
     fn executor<'a>(&self, sys: &'a Fake, cmdline: &str, mode: Mode) -> Executor<'a> {
         let open = || ImageRoot::open(&self.0).unwrap();
-        let mut executor = Executor::new(sys, open(), open(), mode);
+        let mut executor = Executor::new(Context::new(sys, open(), open(), mode));
         (executor.options, executor.diagnostics) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None);
         if mode == Mode::Apply {
             executor.facts.address = "10.0.2.15/24".parse().ok();
