@@ -4,11 +4,9 @@
 //! mounts the NFS root and switches into it. Never returns and never panics out: a
 //! panic goes to the emergency policy ([`panic`]).
 
-mod disks;
 pub mod execute;
 pub mod handoff;
 pub mod ifname;
-mod logserver;
 pub mod network;
 pub mod panic;
 pub mod plan;
@@ -20,7 +18,7 @@ use std::time::Instant;
 
 use log::LevelFilter;
 
-use crate::boot::execute::Executor;
+use crate::boot::execute::{Context, Executor};
 use crate::config::Cmdline;
 use crate::fs::root::ImageRoot;
 use crate::log::Sink;
@@ -50,9 +48,8 @@ pub fn run() -> ! {
         (Ok(running), Ok(target)) => (running, target),
         (Err(e), _) | (_, Err(e)) => handoff::emergency(&sys, Emergency::default(), &format!("open /: {e}")),
     };
-    let mut executor = Executor::new(&sys, running, target, Mode::Boot);
-    executor.started = started;
-    executor.init_args = std::env::args_os().skip(1).collect();
+    let init_args = std::env::args_os().skip(1).collect();
+    let mut executor = Executor::new(Context { init_args, started, ..Context::new(&sys, running, target, Mode::Boot) });
 
     // The command line is in /proc: the early mounts run with the default options.
     executor.run_phase(Phase::EarlyMounts);
@@ -60,27 +57,25 @@ pub fn run() -> ! {
         log::error!("read /proc/cmdline: {e}");
         Vec::new()
     });
-    let (options, diagnostics) = options(&cmdline, &executor.target);
+    let (options, diagnostics) = options(&cmdline, executor.target());
     crate::log::configure(options.quiet, options.debug);
     for d in &diagnostics {
         log::warn!("{d}");
     }
     panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
-    executor.options = options;
-    executor.diagnostics = diagnostics;
-    executor.facts.initramfs = initramfs_mode(&executor.target, executor.options.init.as_deref());
-    log::info!("{} mode", if executor.facts.initramfs { "initramfs" } else { "on-root" });
+    let initramfs = initramfs_mode(executor.target(), options.init.as_deref());
+    log::info!("{} mode", if initramfs { "initramfs" } else { "on-root" });
+    let policy = options.emergency;
+    executor.configure(options, diagnostics, cmdline, initramfs);
     // On-root mode: the kernel mounted the root and read this binary from it; the boot's own
     // waits on it count from here. Initramfs mode counts from the switch into the NFS root.
-    if !executor.facts.initramfs {
+    if !initramfs {
         executor.count_nfs_waits();
     }
-    executor.cmdline = cmdline;
     executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
     // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
     // never returns. PID 1 must not return all the same.
-    let policy = executor.options.emergency;
-    handoff::emergency(executor.sys, policy, "the boot ended without a handoff")
+    handoff::emergency(&sys, policy, "the boot ended without a handoff")
 }
 
 /// Initramfs mode: / is the kernel's initramfs (a ramfs or tmpfs) and holds no init to hand

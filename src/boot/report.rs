@@ -79,14 +79,14 @@ pub struct Report {
 impl Report {
     /// The report of what `executor` did so far.
     pub fn of(executor: &Executor<'_>) -> Report {
-        let facts = &executor.facts;
-        let handoff = plan::phase(Phase::Handoff, &executor.options, facts, &executor.target);
+        let facts = executor.facts();
+        let handoff = plan::phase(Phase::Handoff, executor.options(), facts, executor.target());
         let init = handoff.iter().find_map(|s| match s {
             Step::Handoff { init, .. } => init.clone(),
             _ => None,
         });
         let hostname_rejected = executor
-            .outcomes
+            .outcomes()
             .iter()
             .find_map(|o| match &o.step {
                 Step::Hostname { rejected, .. } => Some(rejected.clone()),
@@ -95,34 +95,34 @@ impl Report {
             .unwrap_or_default();
         let (elapsed_ms, mut blocked, nfs) =
             (executor.elapsed_ms(), crate::sys::blocked::totals(), executor.nfs_rpcs());
-        if let (Some(from), Some(now)) = (executor.nfs_waited_from, &nfs) {
+        if let (Some(from), Some(now)) = (executor.nfs_waited_from(), &nfs) {
             blocked.nfs_ms = crate::fs::nfs::waited_ms(now).saturating_sub(from);
         }
         Report {
             format: FORMAT,
             version: env!("CARGO_PKG_VERSION").into(),
-            mode: executor.mode,
-            root: crate::model::text::escape_path(executor.target.path()),
+            mode: executor.mode(),
+            root: crate::model::text::escape_path(executor.target().path()),
             hostname: facts.hostname.clone(),
             hostname_rejected,
             interface: facts.interface.clone(),
             address: facts.address,
             dirs: facts.writable.results(),
-            layer_root: Some(executor.options.layers.clone()),
-            layers: executor.layers.clone(),
-            steps: executor.outcomes.clone(),
+            layer_root: Some(executor.options().layers.clone()),
+            layers: executor.layers().to_vec(),
+            steps: executor.outcomes().to_vec(),
             init,
-            diagnostics: executor.diagnostics.clone(),
+            diagnostics: executor.diagnostics().to_vec(),
             notes: facts.notes.clone(),
-            nfs_root: executor.nfs_root.clone(),
+            nfs_root: executor.nfs_root().cloned(),
             dhcp: facts.dhcp.clone(),
-            modules: executor.modules.clone(),
-            degraded: executor.degraded,
+            modules: executor.modules().to_vec(),
+            degraded: executor.degraded(),
             elapsed_ms,
             own_ms: elapsed_ms.saturating_sub(blocked.any_ms).saturating_sub(blocked.nfs_ms),
             blocked,
             nfs_rpcs: nfs
-                .map(|now| crate::fs::nfs::since(executor.nfs_before.as_ref().unwrap_or(&BTreeMap::new()), &now))
+                .map(|now| crate::fs::nfs::since(executor.nfs_before().unwrap_or(&BTreeMap::new()), &now))
                 .unwrap_or_default(),
         }
     }
@@ -131,7 +131,7 @@ impl Report {
 /// Writes report.json at `path` (relative to the target root) and the provenance file beside
 /// it, each replaced all at once.
 pub fn write(executor: &Executor<'_>, path: &Path) -> Result<(), Failure> {
-    let target = &executor.target;
+    let target = executor.target();
     let fail = |rel: &Path, e: &std::io::Error| Failure::io(Op::Write, Some(&target.host_path(rel)), e);
     let (Some(dir_rel), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Failure::new(Op::Write, Some(path), "not a file path"));
@@ -139,7 +139,7 @@ pub fn write(executor: &Executor<'_>, path: &Path) -> Result<(), Failure> {
     let dir = target.create_dir_all(dir_rel, 0o755).map_err(|e| fail(dir_rel, &e))?;
     let json = serde_json::to_string_pretty(&Report::of(executor)).map_err(|e| fail(path, &e.into()))? + "\n";
     crate::fs::root::replace_file(dir.fd.as_fd(), name, json.as_bytes(), 0o644).map_err(|e| fail(path, &e))?;
-    let provenance = executor.provenance.render();
+    let provenance = executor.provenance().render();
     crate::fs::root::replace_file(dir.fd.as_fd(), PROVENANCE.as_ref(), provenance.as_bytes(), 0o644)
         .map_err(|e| fail(&dir_rel.join(PROVENANCE), &e))
 }

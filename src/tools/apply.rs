@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::{emit, given_facts, target_and_options, Args};
-use crate::boot::execute::Executor;
+use crate::boot::execute::{Context, Executor};
 use crate::fs::root::ImageRoot;
 use crate::model::outcome::{Mode, Status};
 use crate::model::step::Phase;
@@ -38,17 +38,16 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     let running = ImageRoot::open(target.path()).map_err(|e| format!("{}: {e}", escape_path(target.path())))?;
     // Every line for the log server, as at boot (let go when there is none).
     crate::log::remote::keep_backlog();
-    let mut executor = Executor::new(&sys, running, target, Mode::Apply);
-    executor.options = options;
-    executor.diagnostics = diagnostics;
-    executor.facts = given_facts(args);
+    let facts = given_facts(args);
+    let mut executor =
+        Executor::new(Context { options, diagnostics, facts, ..Context::new(&sys, running, target, Mode::Apply) });
     executor.run(&Phase::ALL);
-    for outcome in &executor.outcomes {
+    for outcome in executor.outcomes() {
         let why = outcome.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
         let status = format!("{:?}", outcome.status).to_lowercase();
         emit(&format!("{status:<9} {} ({} ms): {}{why}\n", outcome.step, outcome.ms, outcome.detail))?;
     }
-    let failed = executor.outcomes.iter().any(|o| o.status == Status::Failed);
+    let failed = executor.outcomes().iter().any(|o| o.status == Status::Failed);
     Ok(i32::from(failed))
 }
 

@@ -2,7 +2,19 @@ use std::os::unix::fs::PermissionsExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::*;
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::time::Duration;
+
+use rustix::mount::MountFlags;
+
+use crate::boot::plan::NEW_ROOT;
+use crate::fs::mounts::WRITABLE_DIR_FLAGS;
+use crate::model::ipv4::Ipv4Net;
+use crate::model::lease::{Dhcp, Exchange, Lease};
+use crate::model::nfsroot::{Dropped, NfsMount};
+use crate::model::options::OverlayMode;
 
 use crate::config::Cmdline;
 use crate::model::interface::Interface;
@@ -33,7 +45,7 @@ impl Image {
     /// says eth0 has 10.0.2.15/24 and the hostname is lab3-12, and apply is given the same.
     fn executor<'a>(&self, sys: &'a Fake, cmdline: &str, mode: Mode) -> Executor<'a> {
         let open = || ImageRoot::open(&self.0).unwrap();
-        let mut executor = Executor::new(sys, open(), open(), mode);
+        let mut executor = Executor::new(Context::new(sys, open(), open(), mode));
         (executor.options, executor.diagnostics) = Options::resolve(&Cmdline::parse(cmdline.as_bytes()), None);
         if mode == Mode::Apply {
             executor.facts.address = "10.0.2.15/24".parse().ok();

@@ -318,7 +318,7 @@ fn the_plan_is_the_boot_in_every_mode() {
 #[ignore = "needs root: a loop device for the scratch disk"]
 fn the_plan_is_the_boot_with_a_scratch_disk() {
     let (image, sys) = fixture(&SCRATCH, "plan-boot-scratch");
-    let disk = crate::boot::disks::tests::running(&image.0, &[("vdd", "mkfs.ext4 -q -L lab-scratch $1")]);
+    let disk = crate::boot::execute::disks::tests::running(&image.0, &[("vdd", "mkfs.ext4 -q -L lab-scratch $1")]);
     assert_eq!(check(&SCRATCH, &image, &sys), None);
     let scratch = sys.calls().into_iter().find(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "ext4"));
     assert!(scratch.is_some(), "the scratch disk was not mounted: {:#?}", sys.calls());

@@ -186,6 +186,7 @@ pub(crate) mod tests {
     use std::process::Command;
 
     use super::*;
+    use crate::boot::execute::Context;
     use crate::fs::root::ImageRoot;
     use crate::model::outcome::Mode;
     use crate::sys::fake::{Call, Fake};
@@ -238,7 +239,7 @@ pub(crate) mod tests {
         let loops = running(&dir, &[("vdb", "mkswap -q -L lab-swap $1"), ("vdc", hybrid)]);
         let sys = Fake::default();
         let open = || ImageRoot::open(&dir).unwrap();
-        let mut executor = Executor::new(&sys, open(), open(), Mode::Boot);
+        let mut executor = Executor::new(Context::new(&sys, open(), open(), Mode::Boot));
         let refused = "more than one signature, left alone: vdc (label lab-swap) (swap and iso9660)";
         let done = executor.enable_swap(&Swap::Auto).unwrap();
         assert_eq!(done, Done::ok(format!("on vdb (label lab-swap); {refused}")));
@@ -267,7 +268,7 @@ pub(crate) mod tests {
         std::fs::write(dir.join("sys/class/block/vdd/vdd1/partition"), "1\n").unwrap();
         let sys = Fake::default();
         let open = || ImageRoot::open(&dir).unwrap();
-        let mut executor = Executor::new(&sys, open(), open(), Mode::Boot);
+        let mut executor = Executor::new(Context::new(&sys, open(), open(), Mode::Boot));
         let why = "vdd (label lab-scratch) has more than one signature (ext4 and partition-table): not used";
         let failure = Failure::new(Op::Mount, Some(&dir.join("dev/vdd")), why);
         assert_eq!(executor.mount_scratch("lab-scratch").err(), Some(failure));
