@@ -58,23 +58,15 @@ fn cases(table: &str) -> Vec<Case> {
 fn planned(case: &Case, target: &ImageRoot) -> Result<(String, Vec<String>, bool), String> {
     let (options, diagnostics) = Options::resolve(&Cmdline::parse(case.get("cmdline").unwrap_or("").as_bytes()), None);
     let client = case.addr("client");
-    let dhcp = case.get("dhcp-server").map(|_| Dhcp {
-        interface: "eth0".into(),
-        asked: vec!["eth0".into()],
-        exchange: Exchange::Discover,
-        lease: Lease {
-            server: case.addr("dhcp-server"),
-            next_server: case.addr("next-server"),
-            address: client.map(|c| format!("{c}/24").parse().unwrap()),
-            hostname: case.get("dhcp-hostname").map(Into::into),
-            root_path: case.get("root-path").map(Into::into),
-            ..Lease::default()
-        },
-        sent: 2,
-        ignored: 0,
-        naks: 0,
-        ms: 0,
-    });
+    let lease = Lease {
+        server: case.addr("dhcp-server"),
+        next_server: case.addr("next-server"),
+        address: client.map(|c| format!("{c}/24").parse().unwrap()),
+        hostname: case.get("dhcp-hostname").map(Into::into),
+        root_path: case.get("root-path").map(Into::into),
+        ..Lease::default()
+    };
+    let dhcp = case.get("dhcp-server").map(|_| Dhcp::given("eth0", Exchange::Discover, lease));
     let facts = Facts {
         initramfs: true,
         interface: Some("eth0".into()),

@@ -77,3 +77,12 @@ pub struct Dhcp {
     /// From the start of the client (random start delay included) to the lease.
     pub ms: u64,
 }
+
+impl Dhcp {
+    /// What an exchange on `interface` would record when its lease is given, not asked for
+    /// (`stateless plan`'s DHCP facts, the tests' boots): nothing sent, no time taken.
+    pub fn given(interface: &str, exchange: Exchange, lease: Lease) -> Dhcp {
+        let asked = if interface.is_empty() { Vec::new() } else { vec![interface.to_string()] };
+        Dhcp { interface: interface.into(), asked, exchange, lease, sent: 0, ignored: 0, naks: 0, ms: 0 }
+    }
+}

@@ -222,16 +222,9 @@ pub(crate) fn target_and_options(args: &Args) -> Result<(ImageRoot, Options, Vec
 /// record (initramfs mode's DISCOVER: the lease of `--ip`; on-root mode's INFORM) is in `dhcp`:
 /// the dry run makes it known when its plan runs the exchange, as the boot does.
 pub(crate) fn given_facts(args: &Args) -> Facts {
-    let dhcp = (args.initramfs || args.lease != Lease::default()).then(|| Dhcp {
-        interface: String::new(),
-        exchange: if args.initramfs { Exchange::Discover } else { Exchange::Inform },
-        lease: Lease { address: args.ip, ..args.lease.clone() },
-        sent: 0,
-        ignored: 0,
-        naks: 0,
-        ms: 0,
-        asked: Vec::new(),
-    });
+    let exchange = if args.initramfs { Exchange::Discover } else { Exchange::Inform };
+    let dhcp = (args.initramfs || args.lease != Lease::default())
+        .then(|| Dhcp::given("", exchange, Lease { address: args.ip, ..args.lease.clone() }));
     Facts {
         address: args.ip,
         kernel_hostname: args.hostname.clone(),

@@ -56,7 +56,7 @@ fn leased(exchange: Exchange, initramfs: bool) -> Facts {
         next_server: Some(ip(2)),
         ..Lease::default()
     };
-    let dhcp = Dhcp { interface: "eth0".into(), asked: vec![], exchange, lease, sent: 0, ignored: 0, naks: 0, ms: 0 };
+    let dhcp = Dhcp::given("eth0", exchange, lease);
     Facts {
         initramfs,
         address: NET.parse().ok().filter(|_| initramfs && exchange == Exchange::Discover),
