@@ -141,8 +141,17 @@ pub fn wait_for_carrier(
         }
         sys.sleep(CARRIER_POLL);
     }
+    Err(no_carrier(seen, bound))
+}
+
+/// Why no interface could be asked within `bound`: none was `seen` at all, or none got carrier.
+fn no_carrier(seen: bool, bound: Duration) -> String {
     let secs = bound.as_secs();
-    Err(if seen { format!("no carrier within {secs} s") } else { format!("no such network interface within {secs} s") })
+    if seen {
+        format!("no carrier within {secs} s")
+    } else {
+        format!("no such network interface within {secs} s")
+    }
 }
 
 /// Which interface is the boot interface: the `BOOTIF=` MAC, else the `ip=` device (or the
@@ -424,11 +433,9 @@ impl Race {
 
     /// Why there is no lease: no interface, no carrier, or each interface's failure.
     fn failure(&self, bound: Duration) -> String {
-        let secs = bound.as_secs();
         match (self.seen, self.asked.is_empty() && self.failed.is_empty()) {
-            (false, _) => format!("no such network interface within {secs} s"),
-            (true, true) => format!("no carrier within {secs} s"),
-            (true, false) if self.failed.is_empty() => format!("no lease within {secs} s"),
+            (false, _) | (true, true) => no_carrier(self.seen, bound),
+            (true, false) if self.failed.is_empty() => format!("no lease within {} s", bound.as_secs()),
             (true, false) => format!("no lease on any interface: {}", self.failed.join("; ")),
         }
     }
