@@ -19,12 +19,11 @@ use crate::fs::nfs::RpcStat;
 use crate::fs::root::ImageRoot;
 use crate::kmod::load::Loaded;
 use crate::kmod::Kernel;
-use crate::model::facts::Facts;
+use crate::model::facts::{Facts, Learned};
 use crate::model::nfsroot::Mounted;
 use crate::model::options::{Diagnostic, Emergency, Options};
 use crate::model::outcome::{Failure, LayerResult, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
-use crate::model::writable::DirState;
 use crate::sys::Sys;
 
 use writable::Opened;
@@ -44,19 +43,39 @@ pub(crate) struct Done {
     detail: String,
     /// Why a degraded step is degraded.
     error: Option<Failure>,
+    /// What it made known to the phases after it.
+    learned: Vec<Learned>,
 }
 
 impl Done {
     pub(crate) fn ok(detail: impl Into<String>) -> Self {
-        Self { status: Status::Ok, detail: detail.into(), error: None }
+        Self { status: Status::Ok, detail: detail.into(), error: None, learned: Vec::new() }
     }
 
     pub(crate) fn skipped(detail: impl Into<String>) -> Self {
-        Self { status: Status::Skipped, detail: detail.into(), error: None }
+        Self { status: Status::Skipped, detail: detail.into(), error: None, learned: Vec::new() }
     }
 
     pub(crate) fn degraded(detail: impl Into<String>, error: Failure) -> Self {
-        Self { status: Status::Degraded, detail: detail.into(), error: Some(error) }
+        Self { status: Status::Degraded, detail: detail.into(), error: Some(error), learned: Vec::new() }
+    }
+
+    /// With what the step made known.
+    pub(crate) fn learned(mut self, learned: impl IntoIterator<Item = Learned>) -> Self {
+        self.learned.extend(learned);
+        self
+    }
+}
+
+/// A step that failed, and what it made known all the same besides [`Step::known_if_failed`].
+pub(crate) struct Failed {
+    failure: Failure,
+    learned: Vec<Learned>,
+}
+
+impl From<Failure> for Failed {
+    fn from(failure: Failure) -> Self {
+        Self { failure, learned: Vec::new() }
     }
 }
 
@@ -189,15 +208,7 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Boot {
             crate::boot::panic::forced(phase);
         }
-        let mut ran = Vec::new();
-        for _ in 0..plan::ROUNDS {
-            let fresh = plan::next_steps(phase, &self.options, &self.facts, &self.target, &ran);
-            if fresh.is_empty() {
-                break;
-            }
-            fresh.iter().for_each(|step| self.run_step(step));
-            ran.extend(fresh);
-        }
+        let ran = plan::run_phase(phase, self);
         if matches!(phase, Phase::Hardware | Phase::Network) {
             self.start_log_server(phase == Phase::Network);
         }
@@ -286,9 +297,11 @@ impl<'a> Executor<'a> {
         }
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let (ms, own_ms) = (millis(elapsed), millis(elapsed.saturating_sub(waited)));
-        let (status, detail, error) = match result {
-            Ok(done) => (done.status, done.detail, done.error),
-            Err(failure) => (Status::Failed, String::new(), Some(failure)),
+        let (status, detail, error, learned) = match result {
+            Ok(done) => (done.status, done.detail, done.error, done.learned),
+            Err(Failed { failure, learned }) => {
+                (Status::Failed, String::new(), Some(failure), [step.known_if_failed(), learned].concat())
+            }
         };
         let why = error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
         match status {
@@ -296,16 +309,7 @@ impl<'a> Executor<'a> {
             Status::Degraded => log::warn!("{step}: {detail}{why}"),
             _ => log::info!("{step}: {detail}"),
         }
-        // A hostname chosen is the name even when the kernel refused it.
-        let learned = match step {
-            Step::Hostname { .. } => true,
-            // Skipped (`apply`): there is no scratch disk to put the upper dirs on.
-            Step::Scratch { .. } => matches!(status, Status::Ok | Status::Degraded),
-            _ => status != Status::Failed,
-        };
-        if learned {
-            plan::learn(&mut self.facts, step);
-        }
+        self.facts.learn(learned);
         if matches!(step, Step::Hostname { .. }) {
             self.tell_log_server_who();
         }
@@ -317,11 +321,17 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn step(&mut self, step: &Step) -> Result<Done, Failure> {
+    fn step(&mut self, step: &Step) -> Result<Done, Failed> {
         if let Some(why) = step.pid1_only().filter(|_| self.mode == Mode::Apply) {
-            return Ok(Done::skipped(why));
+            // What the running system's boot made of it, as the dry run assumes; no scratch
+            // disk is mounted for the upper dirs to go on.
+            let assumed = match step {
+                Step::Scratch { .. } => Vec::new(),
+                _ => plan::assumed(step, &self.facts),
+            };
+            return Ok(Done::skipped(why).learned(assumed));
         }
-        match step {
+        let done = match step {
             Step::Mount { mount } => self.mount_early(mount),
             Step::Module { name, .. } => self.load_module(name),
             Step::Coldplug { pass, modules, .. } => self.coldplug(*pass, modules),
@@ -332,22 +342,17 @@ impl<'a> Executor<'a> {
             Step::Hostname { hostname, .. } => self.set_hostname(hostname.as_ref()),
             Step::NfsRoot { root } => self.mount_nfs_root(root),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
-            Step::WritableDir { dir, mode, tmpfs_size } => {
-                let result = self.make_writable(dir, *mode, tmpfs_size.as_deref());
-                if result.is_err() {
-                    self.facts.writable.set(dir, DirState::ReadOnly);
-                }
-                result
-            }
+            Step::WritableDir { dir, mode, tmpfs_size } => self.make_writable(dir, *mode, tmpfs_size.as_deref()),
             Step::Overlay { dir } => self.mount_overlay(dir),
             Step::Scratch { label } => self.mount_scratch(label),
             Step::Swap { wanted } => self.enable_swap(wanted),
             Step::Layer { kind, name } => Ok(self.apply_layer(*kind, name)),
             Step::HostFiles { fqdn, short, files } => self.write_host_files(fqdn, short, files),
-            Step::NetworkFiles { interface } => self.write_network_files(interface),
+            Step::NetworkFiles { interface } => return self.write_network_files(interface),
             Step::Report { path } => self.write_report(path),
             Step::Handoff { init, fallbacks } => self.hand_off(init.as_deref(), fallbacks),
-        }
+        };
+        Ok(done?)
     }
 
     /// The failure policy: degradable steps are logged only; a fatal one goes by `stateless.emergency`.
@@ -476,5 +481,17 @@ impl<'a> Executor<'a> {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 }
+
+/// The boot's steps run for real, each handler's findings learned.
+impl plan::Runner for Executor<'_> {
+    fn planning(&self) -> (&Options, &Facts, &ImageRoot) {
+        (&self.options, &self.facts, &self.target)
+    }
+
+    fn run(&mut self, step: &Step) {
+        self.run_step(step);
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -13,14 +13,14 @@ use crate::config::nfsroot;
 use crate::fs::hostfiles;
 use crate::fs::layers::{self, Layer};
 use crate::fs::root::ImageRoot;
-use crate::model::facts::Facts;
+use crate::model::facts::{Facts, Learned};
 use crate::model::hostname::{self, Candidate, Source};
 use crate::model::ipv4::{self, Ipv4Net};
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::NfsMount;
 use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
-use crate::model::paths::{REPORT, REPORT_DIR, SCRATCH_UPPERS};
+use crate::model::paths::{REPORT, REPORT_DIR};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
 use crate::model::writable::DirState;
@@ -208,38 +208,66 @@ pub fn next_steps(phase: Phase, options: &Options, facts: &Facts, target: &Image
     self::phase(phase, options, facts, target).into_iter().filter(|s| !ran.contains(s)).collect()
 }
 
+/// What carries a phase's steps out: the boot's executor, or the dry run that assumes each did
+/// its work. Both go through [`run_phase`], and learn only through [`Facts::learn`].
+pub trait Runner {
+    /// The options, the facts and the image the phase is planned from now.
+    fn planning(&self) -> (&Options, &Facts, &ImageRoot);
+    /// Carries out `step` and learns what it made known.
+    fn run(&mut self, step: &Step);
+}
+
+/// The one loop of the boot and the dry run: plans `phase` from the facts now, runs each step,
+/// and plans again with what they made known until nothing new is planned ([`ROUNDS`] at most).
+/// The steps that ran, in order.
+pub fn run_phase(phase: Phase, runner: &mut impl Runner) -> Vec<Step> {
+    let mut ran = Vec::new();
+    for _ in 0..ROUNDS {
+        let (options, facts, target) = runner.planning();
+        let fresh = next_steps(phase, options, facts, target, &ran);
+        if fresh.is_empty() {
+            break;
+        }
+        fresh.iter().for_each(|step| runner.run(step));
+        ran.extend(fresh);
+    }
+    ran
+}
+
 /// Whether the writable dirs are to be overlays at all.
 fn wants_overlayfs(options: &Options) -> bool {
     options.mode == OverlayMode::Overlay && !options.dirs.is_empty()
 }
 
-/// What a step that did its work makes known to the phases after it.
-pub fn learn(facts: &mut Facts, step: &Step) {
+/// What a step that did its work is taken to have made known when nothing tells what it found:
+/// the dry run's steps, and those `stateless apply` leaves to PID 1. The DHCP exchange brings
+/// nothing here; the dry run knows the lease it was given ([`dry_run`]).
+pub fn assumed(step: &Step, facts: &Facts) -> Vec<Learned> {
     match step {
-        Step::Hostname { hostname, .. } => facts.hostname.clone_from(hostname),
-        Step::Module { name, .. } if name == "overlay" => facts.overlayfs = Some(true),
-        Step::Dhcp { .. } => facts.dhcp_done = true,
-        Step::Scratch { .. } => facts.writable.put_uppers_on(SCRATCH_UPPERS),
-        Step::Address { interface, address, .. } => {
-            facts.address_done = true;
-            facts.address = Some(*address);
-            if interface.is_some() {
-                facts.interface.clone_from(interface);
-            }
-        }
-        // The boot records what each made of its dir as it ends; the dry run assumes its work done.
+        Step::Hostname { hostname, .. } => vec![Learned::Hostname(hostname.clone())],
+        Step::Module { name, .. } => vec![Learned::Module(name.clone())],
+        Step::Dhcp { .. } => vec![Learned::Dhcp(None)],
+        Step::Scratch { .. } => vec![Learned::UppersOnScratch],
+        Step::Address { interface, address, .. } => vec![
+            Learned::StaticAddress,
+            Learned::Link {
+                interface: interface.clone().or(facts.interface.clone()),
+                mac: facts.mac,
+                address: Some(*address),
+            },
+        ],
         Step::WritableDir { dir, mode, .. } => {
             let made = match mode {
                 OverlayMode::Overlay => DirState::Prepared,
                 OverlayMode::Copy => DirState::Copy { mount: None },
             };
-            facts.writable.assume(dir, None, made);
+            vec![Learned::Dir(dir.clone(), made)]
         }
-        Step::Overlay { dir } => {
-            facts.writable.assume(dir, Some(DirState::Prepared), DirState::Overlay { mount: None })
+        Step::Overlay { dir } if facts.writable.state(dir) == Some(DirState::Prepared) => {
+            vec![Learned::Dir(dir.clone(), DirState::Overlay { mount: None })]
         }
-        Step::SwitchRoot { .. } => facts.initramfs = false,
-        _ => {}
+        Step::SwitchRoot { .. } => vec![Learned::SwitchedRoot],
+        _ => Vec::new(),
     }
 }
 
@@ -314,53 +342,22 @@ pub fn dry_run(
     facts: Facts,
     before_switch: Options,
 ) -> Plan {
+    let given = facts.dhcp.clone();
     let mut known = facts.clone();
-    // What the DHCP exchange brings is known once it ran, as the boot records it.
-    let mut lease = known.dhcp.take();
+    known.dhcp = None;
+    // In initramfs mode the address given is the lease's, known once the exchange ran.
     let leased = if known.initramfs { known.address.take() } else { None };
-    let (mut steps, mut root_mounts) = (Vec::new(), Vec::new());
-    for p in Phase::ALL {
-        let mut ran = Vec::new();
-        for _ in 0..ROUNDS {
-            let now = if known.initramfs { &before_switch } else { &options };
-            let fresh = next_steps(p, now, &known, target, &ran);
-            if fresh.is_empty() {
-                break;
-            }
-            for step in &fresh {
-                learn(&mut known, step);
-                match step {
-                    Step::Dhcp { interface, exchange, .. } => {
-                        // The interface named, else the one the lease given came on.
-                        let given = lease.as_ref().map(|d| d.interface.clone()).filter(|i| !i.is_empty());
-                        let on = interface.clone().or(known.interface.clone()).or(given);
-                        let on = on.unwrap_or_else(|| "(the DHCP interface)".into());
-                        // On-root, DISCOVER: the address of the lease given.
-                        let discovered = lease.as_ref().and_then(|d| d.lease.address);
-                        let discovered = discovered.filter(|_| *exchange == Exchange::Discover);
-                        if let Some(address) = leased.or(discovered) {
-                            known.address = Some(address);
-                            known.interface = Some(on.clone());
-                        }
-                        // For INFORM, the address the interface had.
-                        let address = known.address;
-                        known.dhcp = lease.take().map(|d| Dhcp {
-                            interface: on,
-                            exchange: *exchange,
-                            lease: Lease { address, ..d.lease },
-                            ..d
-                        });
-                    }
-                    Step::NfsRoot { root: Ok(mount) } => {
-                        root_mounts = RootMount::of(mount, known.address.map(|a| a.addr))
-                    }
-                    _ => {}
-                }
-            }
-            ran.extend(fresh);
-        }
-        steps.extend(ran);
-    }
+    let mut run = DryRun {
+        target,
+        options: &options,
+        before_switch: &before_switch,
+        known,
+        given,
+        leased,
+        root_mounts: Vec::new(),
+    };
+    let steps = Phase::ALL.into_iter().flat_map(|p| run_phase(p, &mut run)).collect::<Vec<_>>();
+    let (lease, root_mounts) = (run.given, run.root_mounts);
     let mut facts = facts;
     if lease.is_some_and(|d| d.lease != Lease { address: d.lease.address, ..Lease::default() }) {
         facts.notes.push("this boot runs no DHCP: the DHCP server's options given are not used".into());
@@ -378,6 +375,64 @@ pub fn dry_run(
         .collect();
     let layers = layers::probe(layer_root.as_ref().map(|fd| fd.as_fd()), wanted, &options.dirs);
     Plan { root: target.path().to_path_buf(), options, diagnostics, facts, steps, layers, root_mounts }
+}
+
+/// The dry run's [`Runner`]: each step assumed to do its work ([`assumed`]), the DHCP exchange
+/// bringing the lease given.
+struct DryRun<'a> {
+    target: &'a ImageRoot,
+    options: &'a Options,
+    /// The command line's options, all that holds until the switch into the image.
+    before_switch: &'a Options,
+    known: Facts,
+    /// The lease given, until the plan's DHCP step takes it.
+    given: Option<Dhcp>,
+    /// Initramfs mode: the client's address, which the lease brings.
+    leased: Option<Ipv4Net>,
+    root_mounts: Vec<RootMount>,
+}
+
+impl Runner for DryRun<'_> {
+    fn planning(&self) -> (&Options, &Facts, &ImageRoot) {
+        let options = if self.known.initramfs { self.before_switch } else { self.options };
+        (options, &self.known, self.target)
+    }
+
+    fn run(&mut self, step: &Step) {
+        let learned = match step {
+            Step::Dhcp { interface, exchange, .. } => self.exchange(interface.as_ref(), *exchange),
+            Step::NfsRoot { root: Ok(mount) } => {
+                self.root_mounts = RootMount::of(mount, self.known.address.map(|a| a.addr));
+                Vec::new()
+            }
+            _ => assumed(step, &self.known),
+        };
+        self.known.learn(learned);
+    }
+}
+
+impl DryRun<'_> {
+    /// What the DHCP exchange brings: the lease given, recorded as the boot records it, on the
+    /// interface named, else the one the lease given came on.
+    fn exchange(&mut self, interface: Option<&String>, exchange: Exchange) -> Vec<Learned> {
+        let given = self.given.as_ref().map(|d| d.interface.clone()).filter(|i| !i.is_empty());
+        let on = interface.cloned().or(self.known.interface.clone()).or(given);
+        let on = on.unwrap_or_else(|| "(the DHCP interface)".into());
+        // On-root, DISCOVER: the address of the lease given.
+        let discovered = self.given.as_ref().and_then(|d| d.lease.address);
+        let discovered = discovered.filter(|_| exchange == Exchange::Discover);
+        let mut learned = Vec::new();
+        let mut address = self.known.address;
+        if let Some(leased) = self.leased.or(discovered) {
+            address = Some(leased);
+            learned.push(Learned::Link { interface: Some(on.clone()), mac: self.known.mac, address });
+        }
+        // For INFORM, the address the interface had.
+        let dhcp =
+            self.given.take().map(|d| Dhcp { interface: on, exchange, lease: Lease { address, ..d.lease }, ..d });
+        learned.push(Learned::Dhcp(dhcp.map(Box::new)));
+        learned
+    }
 }
 
 use std::os::fd::AsFd;
@@ -496,8 +551,8 @@ mod tests {
         );
         assert_eq!(phase(Phase::Devices, &options(""), &f, &target).len(), 1);
         let mut learned = Facts::default();
-        learn(&mut learned, &Step::Scratch { label: "x".into() });
-        assert_eq!(learned.writable.scratch(), Some(SCRATCH_UPPERS));
+        learned.learn(assumed(&Step::Scratch { label: "x".into() }, &Facts::default()));
+        assert_eq!(learned.writable.scratch(), Some(crate::model::paths::SCRATCH_UPPERS));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

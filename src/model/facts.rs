@@ -1,12 +1,15 @@
-//! What is known about this client when a phase is planned. Facts grow as phases run: the
-//! address and hostname after the network phase, the writable dirs' states after theirs.
+//! What is known about this client when a phase is planned. Facts come from two places: the
+//! probes that read the kernel before a phase is planned, and what each step made known
+//! ([`Learned`]), written by [`Facts::learn`] alone: the boot's handlers return what they found,
+//! the dry run what each step is assumed to do (`boot::plan::assumed`).
 
 use serde::Serialize;
 
 use super::hostname::Hostname;
 use super::ipv4::Ipv4Net;
 use super::lease::Dhcp;
-use super::writable::WritableDirs;
+use super::paths::SCRATCH_UPPERS;
+use super::writable::{DirState, WritableDirs};
 
 /// The probed (or given, or learned) state of the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -47,4 +50,57 @@ pub struct Facts {
     pub writable: WritableDirs,
     /// Problems met while probing, for the log and the report.
     pub notes: Vec<String>,
+}
+
+/// What a step made known to the phases after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// The host name chosen (also when the kernel refused it: it is the name all the same).
+    Hostname(Option<Hostname>),
+    /// A module is in the kernel: `overlay` registers overlayfs.
+    Module(String),
+    /// The DHCP exchange ran (it runs once), with the lease it got.
+    Dhcp(Option<Box<Dhcp>>),
+    /// The static `ip=` address step ran, done or failed (it runs once).
+    StaticAddress,
+    /// The link that carries the boot address, its hardware address and the address.
+    Link { interface: Option<String>, mac: Option<[u8; 6]>, address: Option<Ipv4Net> },
+    /// The boot interface's name once udev's rules settled it.
+    Renamed(String),
+    /// The upper dirs go on the scratch filesystem from now on.
+    UppersOnScratch,
+    /// What a writable dir is now.
+    Dir(String, DirState),
+    /// The boot left the initramfs for the NFS root.
+    SwitchedRoot,
+}
+
+impl Facts {
+    /// Takes in what a step made known: the one place a step's result becomes a fact.
+    pub fn learn(&mut self, learned: impl IntoIterator<Item = Learned>) {
+        for fact in learned {
+            match fact {
+                Learned::Hostname(hostname) => self.hostname = hostname,
+                Learned::Module(name) => {
+                    if name == "overlay" {
+                        self.overlayfs = Some(true);
+                    }
+                }
+                Learned::Dhcp(dhcp) => {
+                    self.dhcp_done = true;
+                    if let Some(dhcp) = dhcp {
+                        self.dhcp = Some(*dhcp);
+                    }
+                }
+                Learned::StaticAddress => self.address_done = true,
+                Learned::Link { interface, mac, address } => {
+                    (self.interface, self.mac, self.address) = (interface, mac, address);
+                }
+                Learned::Renamed(interface) => self.interface = Some(interface),
+                Learned::UppersOnScratch => self.writable.put_uppers_on(SCRATCH_UPPERS),
+                Learned::Dir(dir, state) => self.writable.set(&dir, state),
+                Learned::SwitchedRoot => self.initramfs = false,
+            }
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::facts::Learned;
 use super::hostname::Hostname;
 use super::ipv4::Ipv4Net;
 use super::layer::LayerKind;
@@ -12,6 +13,7 @@ use super::lease::Exchange;
 use super::mount::EarlyMount;
 use super::nfsroot::NfsMount;
 use super::options::{OverlayMode, Swap};
+use super::writable::DirState;
 
 /// The phases of the boot, in order. Each is planned from what is known when it starts (a
 /// hostname exists only after the network phase); their names are what `stateless.break=` takes.
@@ -192,6 +194,20 @@ impl Step {
                 | Step::Overlay { .. }
                 | Step::Handoff { .. }
         )
+    }
+
+    /// What a step that failed still makes known: that the DHCP exchange or the static address
+    /// ran (each runs once), a writable dir left the read-only image dir, the host name chosen.
+    pub fn known_if_failed(&self) -> Vec<Learned> {
+        match self {
+            Step::Dhcp { .. } => vec![Learned::Dhcp(None)],
+            Step::Address { .. } => vec![Learned::StaticAddress],
+            Step::WritableDir { dir, .. } | Step::Overlay { dir } => {
+                vec![Learned::Dir(dir.clone(), DirState::ReadOnly)]
+            }
+            Step::Hostname { hostname, .. } => vec![Learned::Hostname(hostname.clone())],
+            _ => Vec::new(),
+        }
     }
 
     /// Why `stateless apply` (not PID 1: a running system's kernel) skips the step, if it does:

@@ -13,6 +13,7 @@ use rustix::mount::MountFlags;
 use crate::boot::execute::{Done, Executor};
 use crate::boot::plan::SCRATCH_CLEAN_BOUND;
 use crate::fs::disks::{self, Disk, Removal, Signature};
+use crate::model::facts::Learned;
 use crate::model::options::Swap;
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::{SCRATCH, SCRATCH_OWN, SCRATCH_TMP, SCRATCH_UPPERS};
@@ -139,7 +140,8 @@ impl Executor<'_> {
                 Ok(match tmp {
                     Ok(()) => Done::ok(format!("{detail}; /tmp on it")),
                     Err(e) => Done::degraded(format!("{detail}; /tmp stays in memory"), e),
-                })
+                }
+                .learned([Learned::UppersOnScratch]))
             }
             Err(e) => {
                 self.unmount(&at.path);

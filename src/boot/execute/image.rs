@@ -4,13 +4,14 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
-use super::{Done, Executor, Opened};
+use super::{Done, Executor, Failed, Opened};
 use crate::boot::network::{self};
 use crate::boot::{handoff, report};
 use crate::fs::hostfiles;
 use crate::fs::layers::{self};
 use crate::fs::netconf::{self, Resolver};
 use crate::fs::tree;
+use crate::model::facts::Learned;
 use crate::model::interface::Interface;
 use crate::model::layer::LayerKind;
 use crate::model::lease::Lease;
@@ -78,21 +79,22 @@ impl Executor<'_> {
 
     /// The files that keep the boot interface under the image's network manager, and tell
     /// later stages the lease: our DHCP client's, else what the kernel's configuration gave.
-    pub(super) fn write_network_files(&mut self, name: &str) -> Result<Done, Failure> {
+    /// The interface's name as udev's rules settle it is known also when the files are not written.
+    pub(super) fn write_network_files(&mut self, step_name: &str) -> Result<Done, Failed> {
         if !self.run_is_tmpfs()? {
             return Ok(Done::skipped("/run is not a tmpfs: nothing written"));
         }
         // The name udev would give it, before anything is keyed by the name.
-        if self.mode == Mode::Boot {
+        let settled = (self.mode == Mode::Boot).then(|| {
             let cmdline = crate::config::Cmdline::parse(&self.cmdline);
             let sysfs = self.running.host_path("sys");
-            let settled = network::settle_name(self.sys, &sysfs, &self.target, &cmdline, name);
-            self.facts.interface = Some(settled);
-        }
-        let renamed = (self.facts.interface.as_deref() != Some(name))
-            .then(|| format!("renamed from {}; ", crate::model::text::escape(name.as_bytes())));
+            network::settle_name(self.sys, &sysfs, &self.target, &cmdline, step_name)
+        });
+        let learned: Vec<Learned> = settled.iter().cloned().map(Learned::Renamed).collect();
         let facts = &self.facts;
-        let name = facts.interface.as_deref().unwrap_or(name);
+        let name = settled.as_deref().or(facts.interface.as_deref()).unwrap_or(step_name);
+        let renamed =
+            (name != step_name).then(|| format!("renamed from {}; ", crate::model::text::escape(step_name.as_bytes())));
         // Name and MAC as probed: the files match on them.
         let interface = Interface {
             name: name.to_string(),
@@ -129,12 +131,13 @@ impl Executor<'_> {
             (false, false) => Resolver::RunOnly,
         };
         let uptime = rustix::time::clock_gettime(rustix::time::ClockId::Boottime).tv_sec;
-        let written = netconf::write(&self.target, &interface, &lease, u64::try_from(uptime).unwrap_or(0), resolver)?;
+        let written = netconf::write(&self.target, &interface, &lease, u64::try_from(uptime).unwrap_or(0), resolver)
+            .map_err(|failure| Failed { failure, learned: learned.clone() })?;
         for file in &written {
             self.provenance.record(Path::new(file), "network", None);
         }
         let servers = netconf::line_servers(line).map(|s| format!("; {s}")).unwrap_or_default();
-        Ok(Done::ok(format!("{}{}{servers}", renamed.unwrap_or_default(), written.join(", "))))
+        Ok(Done::ok(format!("{}{}{servers}", renamed.unwrap_or_default(), written.join(", "))).learned(learned))
     }
 
     pub(super) fn write_report(&mut self, path: &str) -> Result<Done, Failure> {

@@ -8,6 +8,7 @@ use super::{Done, Executor};
 use crate::kmod::coldplug::{self, Planned, State};
 use crate::kmod::load::{self, load_plan, LoadOutcome, Loaded, MAX_THREADS};
 use crate::kmod::Kernel;
+use crate::model::facts::Learned;
 use crate::model::outcome::{Failure, Op};
 use crate::model::step::Pass;
 
@@ -158,8 +159,9 @@ impl Executor<'_> {
         // DHCP) is neither loaded nor reported again.
         let plan: Vec<Planned> =
             plan.into_iter().filter(|p| !matches!(p.state, State::Loaded | State::BuiltIn)).collect();
+        let in_kernel = [Learned::Module(name.to_string())];
         if plan.is_empty() {
-            return Ok(Done::ok("already in the kernel"));
+            return Ok(Done::ok("already in the kernel").learned(in_kernel));
         }
         let results = self.load(Pass::Early, plan, false).map_err(fail)?;
         let release = self.sys.uname().release;
@@ -176,7 +178,7 @@ impl Executor<'_> {
                 ..fail(format!("{message}: the module found no device"))
             }),
             Some(other) => Err(fail(format!("{}: {:?}", other.module, other.outcome))),
-            None => Ok(Done::ok(format!("loaded for {release}"))),
+            None => Ok(Done::ok(format!("loaded for {release}")).learned(in_kernel)),
         }
     }
 

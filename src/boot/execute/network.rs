@@ -8,6 +8,7 @@ use super::{Done, Executor};
 use crate::boot::network::{self, Answered};
 use crate::kmod::coldplug::{Planned, State};
 use crate::kmod::load::{self, load_plan};
+use crate::model::facts::Learned;
 use crate::model::interface::Interface;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::lease::{Dhcp, Exchange, Lease};
@@ -33,7 +34,6 @@ impl Executor<'_> {
         exchange: Exchange,
         meanwhile: &[String],
     ) -> Result<Done, Failure> {
-        self.facts.dhcp_done = true;
         let started = Instant::now();
         let mut bound = Duration::from_secs(self.options.dhcp_timeout.into());
         if exchange == Exchange::Inform {
@@ -86,10 +86,10 @@ impl Executor<'_> {
         let Answered { asked, interface: link, acquired } = exchanged?;
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let lease = acquired.lease;
-        let mut warning = None;
+        let (mut warning, mut learned) = (None, Vec::new());
         if exchange == Exchange::Discover {
             warning = network::configure(self.sys, &link, &lease).map_err(fail)?;
-            self.configured(&link, lease.address);
+            learned.push(configured(&link, lease.address));
         }
         let stats = &acquired.stats;
         let others: Vec<&str> = asked.iter().map(String::as_str).filter(|a| *a != link.name).collect();
@@ -112,11 +112,13 @@ impl Executor<'_> {
         lease.rejected.iter().for_each(|r| log::warn!("dhcp: {r}"));
         let (sent, ignored, naks, ms) = (stats.sent, stats.ignored, stats.naks, stats.ms);
         let failure = warning.map(|w| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), w));
-        self.facts.dhcp = Some(Dhcp { interface: link.name, asked, exchange, lease, sent, ignored, naks, ms });
+        let dhcp = Dhcp { interface: link.name, asked, exchange, lease, sent, ignored, naks, ms };
+        learned.push(Learned::Dhcp(Some(Box::new(dhcp))));
         Ok(match failure {
             Some(failure) => Done::degraded(detail, failure),
             None => Done::ok(detail),
-        })
+        }
+        .learned(learned))
     }
 
     /// The boot interface, once it has carrier: the `BOOTIF=` MAC's, else `interface` (the `ip=`
@@ -138,13 +140,6 @@ impl Executor<'_> {
         network::lease_on_any(self.sys, client_id, bound, DHCP_START_DELAY).map_err(fail)
     }
 
-    /// What the phases after know once `link` has its address.
-    fn configured(&mut self, link: &Interface, address: Option<Ipv4Net>) {
-        self.facts.address = address;
-        self.facts.interface = Some(link.name.clone());
-        self.facts.mac = link.mac;
-    }
-
     /// The static configuration of an `ip=` line on an interface without an address.
     pub(super) fn configure_address(
         &mut self,
@@ -152,25 +147,28 @@ impl Executor<'_> {
         address: Ipv4Net,
         gateway: Option<Ipv4Addr>,
     ) -> Result<Done, Failure> {
-        self.facts.address_done = true;
         let link = self.link(interface, true, Duration::from_secs(self.options.dhcp_timeout.into()))?;
         let lease = Lease { address: Some(address), routers: gateway.into_iter().collect(), ..Lease::default() };
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let warning = network::configure(self.sys, &link, &lease).map_err(fail)?;
-        self.configured(&link, Some(address));
+        let learned = [Learned::StaticAddress, configured(&link, Some(address))];
         let via = gateway.map(|g| format!(", default route via {g}")).unwrap_or_default();
         let detail = format!("{address} on {}{via}", link.name);
         Ok(match warning {
             Some(w) => Done::degraded(detail, fail(w)),
             None => Done::ok(detail),
-        })
+        }
+        .learned(learned))
     }
 
     pub(super) fn set_hostname(
         &mut self,
         hostname: Option<&crate::model::hostname::Hostname>,
     ) -> Result<Done, Failure> {
-        let Some(h) = hostname else { return Ok(Done::skipped("no valid hostname from any source")) };
+        let Some(h) = hostname else {
+            return Ok(Done::skipped("no valid hostname from any source").learned([Learned::Hostname(None)]));
+        };
+        let chosen = [Learned::Hostname(Some(h.clone()))];
         let name_fail = |op, name: &str, e: &std::io::Error| Failure::io(op, Some(Path::new(name)), e);
         self.sys.sethostname(&h.short).map_err(|e| name_fail(Op::Sethostname, &h.short, &e))?;
         let kernel_domain = self.sys.uname().domainname;
@@ -181,12 +179,19 @@ impl Executor<'_> {
                 if domain.len() > crate::model::hostname::UTS_LEN {
                     let why = "longer than the kernel's 64 bytes: the kernel's domain name is left unset";
                     let error = Failure::new(Op::Setdomainname, Some(Path::new(domain)), why.to_string());
-                    return Ok(Done::degraded(format!("set {} (not the domain {domain})", h.short), error));
+                    return Ok(
+                        Done::degraded(format!("set {} (not the domain {domain})", h.short), error).learned(chosen)
+                    );
                 }
                 self.sys.setdomainname(domain).map_err(|e| name_fail(Op::Setdomainname, domain, &e))?;
-                Ok(Done::ok(format!("set {} (domain {domain})", h.short)))
+                Ok(Done::ok(format!("set {} (domain {domain})", h.short)).learned(chosen))
             }
-            _ => Ok(Done::ok(format!("set {}", h.short))),
+            _ => Ok(Done::ok(format!("set {}", h.short)).learned(chosen)),
         }
     }
+}
+
+/// What the phases after know once `link` has its address.
+fn configured(link: &Interface, address: Option<Ipv4Net>) -> Learned {
+    Learned::Link { interface: Some(link.name.clone()), mac: link.mac, address }
 }

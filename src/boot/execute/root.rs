@@ -10,6 +10,7 @@ use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::{handoff, rootcheck};
 use crate::fs::root::ImageRoot;
+use crate::model::facts::Learned;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Mode, Op};
@@ -213,6 +214,7 @@ impl Executor<'_> {
             moved.join(", "),
             cleared.removed,
             cleared.failed.len()
-        )))
+        ))
+        .learned([Learned::SwitchedRoot]))
     }
 }

@@ -8,6 +8,7 @@ use super::{Done, Executor};
 use crate::fs::mounts::{self, OVERLAYFS_MAGIC, TMPFS_MAGIC, UPPER_TMPFS_FLAGS, WRITABLE_DIR_FLAGS};
 use crate::fs::root::ImageDir;
 use crate::fs::tree;
+use crate::model::facts::Learned;
 use crate::model::options::OverlayMode;
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::RW_BASE;
@@ -52,14 +53,13 @@ impl Executor<'_> {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
                     self.opened.push((dir.into(), Opened::Upper(Box::new(Pending { writable, rw, upper, work }))));
-                    self.facts.writable.set(dir, DirState::Prepared);
                     let detail = match self.facts.writable.scratch() {
                         Some(scratch) => format!("upper and work dirs at /{scratch}/{dir}, overlay after the layers"),
                         None => {
                             format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers")
                         }
                     };
-                    return Ok(Done::ok(detail));
+                    return Ok(Done::ok(detail).learned([Learned::Dir(dir.into(), DirState::Prepared)]));
                 }
                 Err(e) => {
                     log::warn!("/{dir}: no tmpfs for the overlay ({e}); falling back to copy mode");
@@ -67,12 +67,13 @@ impl Executor<'_> {
                 }
             }
         }
-        let entries = self.copy_mode(&writable, None)?;
+        let (entries, copied) = self.copy_mode(&writable, None)?;
         let detail = format!("tmpfs + copy of {entries} entries");
         Ok(match why_copy {
             None => Done::ok(detail),
             Some(e) => Done::degraded(format!("{detail} (overlayfs failed)"), e),
-        })
+        }
+        .learned([copied]))
     }
 
     /// A tmpfs at /run/stateless/rw/<dir> holding upper/ (with the image dir's owner and mode:
@@ -143,10 +144,10 @@ impl Executor<'_> {
         });
         let why = match mounted {
             Ok(()) => {
-                let mount = self.sys.mount_key(lower);
-                self.facts.writable.set(dir, DirState::Overlay { mount });
+                let mounted = Learned::Dir(dir.into(), DirState::Overlay { mount: self.sys.mount_key(lower) });
                 let marked = self.mark_extrinsic("overlay", dir);
-                return Ok(Done::ok(format!("mounted: the image dir below, the layers in the upper dir{marked}")));
+                let detail = format!("mounted: the image dir below, the layers in the upper dir{marked}");
+                return Ok(Done::ok(detail).learned([mounted]));
             }
             Err(why) => why,
         };
@@ -156,8 +157,9 @@ impl Executor<'_> {
         if let Some(rw) = &p.rw {
             self.unmount(rw);
         }
-        let entries = copied?;
-        Ok(Done::degraded(format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)"), why))
+        let (entries, copied) = copied?;
+        let detail = format!("tmpfs + copy of {entries} entries, the layers' on top (overlayfs failed)");
+        Ok(Done::degraded(detail, why).learned([copied]))
     }
 
     /// Appends `dir`'s mount of `source` to libmount's utab as `x-initrd.mount`
@@ -212,21 +214,16 @@ impl Executor<'_> {
     /// tmpfs straight on the dir, filled from a handle on the image dir opened before the mount
     /// (and then from `upper`, when the layers are already in an overlay's upper dir).
     /// Anything not copied is a failure of the step: the tmpfs goes again, and the dir stays the
-    /// complete read-only image dir rather than a writable half of it.
-    fn copy_mode(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
-        let result = self.fill_tmpfs(writable, upper);
-        let state = match result {
-            Ok(_) => DirState::Copy { mount: self.sys.mount_key(&writable.lower.path) },
-            Err(_) => DirState::ReadOnly,
-        };
-        self.facts.writable.set(&writable.dir, state);
-        if result.is_ok() {
-            let marked = self.mark_extrinsic("tmpfs", &writable.dir);
-            if !marked.is_empty() {
-                log::info!("/{}: tmpfs{marked}", writable.dir);
-            }
+    /// complete read-only image dir rather than a writable half of it. The entries copied, and
+    /// what the dir is now.
+    fn copy_mode(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<(usize, Learned), Failure> {
+        let entries = self.fill_tmpfs(writable, upper)?;
+        let state = DirState::Copy { mount: self.sys.mount_key(&writable.lower.path) };
+        let marked = self.mark_extrinsic("tmpfs", &writable.dir);
+        if !marked.is_empty() {
+            log::info!("/{}: tmpfs{marked}", writable.dir);
         }
-        result
+        Ok((entries, Learned::Dir(writable.dir.clone(), state)))
     }
 
     fn fill_tmpfs(&mut self, writable: &Writable, upper: Option<&ImageDir>) -> Result<usize, Failure> {
