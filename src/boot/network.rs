@@ -122,26 +122,50 @@ pub fn wait_for_carrier(
 ) -> Result<Interface, String> {
     let deadline = Instant::now() + bound;
     let polls = bound.as_millis() / CARRIER_POLL.as_millis();
-    let mut raised = Vec::new();
-    let mut seen = false;
+    let mut links = Links::default();
     for poll in 0..=polls {
-        let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
-        for interface in interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some() && wanted(i)) {
-            seen = true;
-            if interface.carrier {
-                return Ok(interface);
+        for link in links.list(sys, wanted)? {
+            if link.carrier {
+                return Ok(link);
             }
-            if !interface.up && !raised.contains(&interface.index) {
-                sys.link_up(interface.index).map_err(|e| format!("set {} up: {e}", interface.name))?;
-                raised.push(interface.index);
-            }
+            links.set_up(sys, &link).map_err(|e| format!("set {} up: {e}", link.name))?;
         }
         if poll == polls || Instant::now() >= deadline {
             break;
         }
         sys.sleep(CARRIER_POLL);
     }
-    Err(no_carrier(seen, bound))
+    Err(no_carrier(links.seen, bound))
+}
+
+/// The links a wait for carrier looks at (not loopback, with a MAC), and the ones it set up.
+#[derive(Default)]
+struct Links {
+    /// Links this set up.
+    raised: Vec<u32>,
+    /// Whether one was there at all.
+    seen: bool,
+}
+
+impl Links {
+    /// The links there now that `wanted` accepts, in the kernel's order.
+    fn list(&mut self, sys: &dyn Sys, wanted: &dyn Fn(&Interface) -> bool) -> Result<Vec<Interface>, String> {
+        let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
+        let links: Vec<Interface> =
+            interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some() && wanted(i)).collect();
+        self.seen |= !links.is_empty();
+        Ok(links)
+    }
+
+    /// Sets `link` up when it is down and this has not set it up before (the kernel may take a
+    /// while to say so); one that refused is tried again.
+    fn set_up(&mut self, sys: &dyn Sys, link: &Interface) -> std::io::Result<()> {
+        if !link.up && !self.raised.contains(&link.index) {
+            sys.link_up(link.index)?;
+            self.raised.push(link.index);
+        }
+        Ok(())
+    }
 }
 
 /// Why no interface could be asked within `bound`: none was `seen` at all, or none got carrier.
@@ -318,7 +342,7 @@ pub fn lease_on_any(
                     }
                     None if running => {}
                     // Every interface with carrier was asked, and none is still without.
-                    None if race.seen && !race.waiting => break,
+                    None if race.links.seen && !race.waiting => break,
                     None if sleeps == 0 => break,
                     None => {
                         sleeps -= 1;
@@ -372,37 +396,24 @@ struct Race {
     asked: Vec<Interface>,
     /// Indexes of the links left out (they would not go up).
     left_out: Vec<u32>,
-    /// Links this set up.
-    raised: Vec<u32>,
+    /// What the polls set up, and whether they saw an interface at all.
+    links: Links,
     /// Each interface left out or without a lease, with why.
     failed: Vec<String>,
-    /// Whether an interface was there at all, and whether one is still without carrier.
-    seen: bool,
+    /// Whether an interface is still without carrier.
     waiting: bool,
 }
 
 impl Race {
     /// Sets the links that are down up; the ones with carrier that were not asked yet.
     fn poll(&mut self, sys: &dyn Sys) -> Result<Vec<Interface>, String> {
-        let interfaces = sys.interfaces().map_err(|e| format!("netlink: {e}"))?;
-        let mut fresh = Vec::new();
-        self.waiting = false;
-        for interface in interfaces.into_iter().filter(|i| !i.loopback && i.mac.is_some()) {
-            self.seen = true;
-            let index = interface.index;
-            if self.asked.iter().any(|a| a.index == index) || self.left_out.contains(&index) {
-                continue;
-            }
-            if interface.carrier {
-                fresh.push(interface);
-                continue;
-            }
-            self.waiting = true;
-            if !interface.up && !self.raised.contains(&index) {
-                match sys.link_up(index) {
-                    Ok(()) => self.raised.push(index),
-                    Err(e) => self.leave_out(&interface, &format!("set up: {e}")),
-                }
+        // The ones asked or left out were seen by the poll that found them.
+        let new = |i: &Interface| !self.asked.iter().any(|a| a.index == i.index) && !self.left_out.contains(&i.index);
+        let (fresh, waiting): (Vec<Interface>, _) = self.links.list(sys, &new)?.into_iter().partition(|i| i.carrier);
+        self.waiting = !waiting.is_empty();
+        for interface in waiting {
+            if let Err(e) = self.links.set_up(sys, &interface) {
+                self.leave_out(&interface, &format!("set up: {e}"));
             }
         }
         Ok(fresh)
@@ -433,8 +444,8 @@ impl Race {
 
     /// Why there is no lease: no interface, no carrier, or each interface's failure.
     fn failure(&self, bound: Duration) -> String {
-        match (self.seen, self.asked.is_empty() && self.failed.is_empty()) {
-            (false, _) | (true, true) => no_carrier(self.seen, bound),
+        match (self.links.seen, self.asked.is_empty() && self.failed.is_empty()) {
+            (false, _) | (true, true) => no_carrier(self.links.seen, bound),
             (true, false) if self.failed.is_empty() => format!("no lease within {} s", bound.as_secs()),
             (true, false) => format!("no lease on any interface: {}", self.failed.join("; ")),
         }
@@ -442,7 +453,7 @@ impl Race {
 
     /// Sets the links raised for nothing down again: all but `kept`.
     fn close(&self, sys: &dyn Sys, kept: u32) {
-        for &index in self.raised.iter().filter(|&&i| i != kept) {
+        for &index in self.links.raised.iter().filter(|&&i| i != kept) {
             if let Err(e) = sys.link_down(index) {
                 log::warn!("dhcp: set link {index} down again: {e}");
             }
@@ -556,6 +567,36 @@ mod tests {
         assert_eq!(answered("eth0", &asked(&["eth0"])), "eth0 answered");
         assert_eq!(answered("eth1", &asked(&["eth0", "eth1"])), "eth1 answered first of eth0, eth1");
         assert_eq!(answered("e\x1bth", &asked(&["e\x1bth"])), "e\\x1bth answered");
+    }
+
+    /// A link is set up once, and only when down; one that refused is tried again; loopback,
+    /// links without a MAC and the ones not wanted are not looked at.
+    #[test]
+    fn links_are_set_up_once_each() {
+        use crate::sys::{Call, Fake};
+        let refused = rustix::io::Errno::NODEV.raw_os_error();
+        let mut sys = Fake::failing(move |c| matches!(c, Call::LinkUp(4)).then_some(refused));
+        let no_mac = Interface { mac: None, ..iface(5, "tun0", 0, None, false) };
+        sys.interfaces = vec![
+            iface(1, "lo", 0, None, false),
+            iface(2, "eth0", 8, None, false),
+            iface(3, "eth1", 7, None, true),
+            iface(4, "eth2", 9, None, false),
+            no_mac,
+        ];
+        let mut links = Links::default();
+        assert!(links.list(&sys, &|i| i.name == "wlan0").unwrap().is_empty());
+        assert!(!links.seen, "nothing wanted was there");
+        for _ in 0..2 {
+            let names: Vec<String> = links.list(&sys, &|_| true).unwrap().into_iter().map(|l| l.name).collect();
+            assert_eq!(names, ["eth0", "eth1", "eth2"]);
+            for link in &sys.interfaces[1..4] {
+                assert_eq!(links.set_up(&sys, link).is_err(), link.index == 4, "{}", link.name);
+            }
+        }
+        assert!(links.seen);
+        assert_eq!(links.raised, [2]);
+        assert_eq!(sys.calls(), [Call::LinkUp(2), Call::LinkUp(4), Call::LinkUp(4)]);
     }
 
     #[test]
