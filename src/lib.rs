@@ -10,6 +10,9 @@
 //! - [`kmod`]: kernel modules;
 //! - [`boot`]: the phases of the boot, planned and carried out, the report, the handoff;
 //! - [`tools`]: `stateless plan` and `stateless apply`.
+//!
+//! tests/layout.rs checks that order (none of STYLE.md's anchors checks its layering); the
+//! lints are Cargo.toml's. Which anchor each part follows: README.md's Design.
 
 pub mod boot;
 pub mod config;

@@ -3,6 +3,10 @@
 //! Pure: no I/O. The tokenizer follows the kernel's own `next_arg()` (lib/cmdline.c):
 //! double quotes group words and are stripped from values, the last occurrence of a key wins,
 //! and everything after a lone `--` belongs to init.
+//!
+//! Tested against fixture files, as Bottlerocket's `test_data/cmdline`: command lines of real
+//! setups (pxelinux, dracut, Gentoo, stateless.sh, ArchWiki) and hostile ones in
+//! `tests/data/cmdline/`, each `.txt` with its `.expect` (and `.conf`).
 
 pub mod nfsroot;
 

@@ -13,6 +13,10 @@
 //!
 //! mount(2) and overlayfs take paths, not fds: an [`ImageDir`] carries the fd and the host path,
 //! checked to lead to the same directory when it was opened.
+//!
+//! nixos-init passes every function a root prefix so its whole sequence runs against a temp
+//! dir; here the root is an open fd, so that holds (`stateless apply --root`, tests/apply.rs)
+//! and a symlink in the image cannot lead out of it either.
 
 use std::ffi::OsStr;
 use std::io::{self, Read};

@@ -1,5 +1,6 @@
 //! Logging through the `log` facade: to /dev/kmsg with printk levels and a `stateless: ` prefix
-//! when booting, to standard error otherwise.
+//! when booting, to standard error otherwise. nixos-init's printk levels (`<3>` ... `<7>`) and
+//! virtme-ng-init's `<6>name: ` lines to /dev/kmsg with a fallback.
 //!
 //! /dev/kmsg is opened for every line: the kernel rate-limits writes per open file
 //! (10 lines per 5 s unless `printk.devkmsg=on`), and a boot logs more than that.

@@ -1,4 +1,7 @@
 //! The early kernel filesystems, as a table.
+//!
+//! A `const` table, as virtme-ng-init and the kata agent keep their early mounts; the plan
+//! makes one step of each entry.
 
 use rustix::fs::FsWord;
 use rustix::mount::MountFlags;

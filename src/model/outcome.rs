@@ -76,6 +76,10 @@ impl Op {
 
 /// A failed step: the operation, the path it was about, the errno when the kernel gave one,
 /// and the message.
+///
+/// Firecracker's jailer has one error variant per step carrying the path and the io error;
+/// here one type serves every step (the step is [`Outcome::step`]), with the same path and
+/// errno. Messages lower-case, as youki's.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub op: Op,

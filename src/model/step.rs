@@ -1,4 +1,8 @@
 //! The boot as data: phases in order, and the typed steps each is planned into.
+//!
+//! None of STYLE.md's anchors has this: a phase's plan is a `Vec<Step>` with `Display` and
+//! serde, so the dry run (`stateless plan`), the report and the tests read the steps the boot
+//! runs.
 
 use std::fmt;
 use std::str::FromStr;
@@ -181,7 +185,8 @@ impl Step {
 
     /// A fatal step's failure goes to the emergency policy; a degradable one is logged and the
     /// boot goes on. Without a writable dir the client cannot run its services; without an init
-    /// there is no system. The whole table is in the README.
+    /// there is no system. The whole table is in the README. Marked per kind, here only: the
+    /// jailer fails on every step, virtme-ng-init on none.
     pub fn fatal(&self) -> bool {
         // Without an address nothing after can work; INFORM only asks for a name.
         matches!(

@@ -1,4 +1,6 @@
 //! `/proc/net/pnp`: what the kernel's IP autoconfiguration (`ip=dhcp`, CONFIG_IP_PNP) learned.
+//! [`parse`] takes the text, [`read`] a path, tested on files in `tests/data/net/` (as
+//! Bottlerocket's parsers are).
 //!
 //! The kernel writes it in `pnp_seq_show()` (net/ipv4/ipconfig.c):
 //!

@@ -1,4 +1,8 @@
 //! A recording stand-in for the kernel, for unit tests.
+//!
+//! Every call but the queries (`uname`, `/proc` files, interfaces, mount checks, `random`) goes
+//! into one `Vec<Call>` in the order made, so a test sees the order between kinds too (youki's
+//! fake keeps a list per kind and loses it).
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::BTreeMap;

@@ -4,6 +4,9 @@
 //! call and can inject errors, so unit tests assert exact sequences. The seam is `Send + Sync`
 //! with `&self` methods, so threads (parallel module loading) can share it.
 //! File copying is not behind this seam: it is tested for real in mount namespaces.
+//!
+//! youki's `trait Syscall` split as its `syscall/{syscall,linux,test}.rs` is (here `mod.rs`,
+//! `real.rs`, `fake.rs`), but its fake records by call kind; ours keeps one ordered list.
 
 pub mod blocked;
 pub mod console;
