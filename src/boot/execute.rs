@@ -12,17 +12,16 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
 
+use crate::boot::report::Record;
 use crate::boot::{handoff, plan};
-use crate::fs::layers::Provenance;
 use crate::fs::mounts::EarlyMount;
 use crate::fs::nfs::RpcStat;
 use crate::fs::root::ImageRoot;
 use crate::kmod::load::Loaded;
 use crate::kmod::Kernel;
 use crate::model::facts::{Facts, Learned};
-use crate::model::nfsroot::Mounted;
 use crate::model::options::{Diagnostic, Emergency, Options};
-use crate::model::outcome::{Failure, LayerResult, Mode, Op, Outcome, Status};
+use crate::model::outcome::{Failure, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
 use crate::sys::Sys;
 
@@ -101,11 +100,8 @@ pub struct Executor<'a> {
     /// Arguments the kernel gave us, passed on to init.
     init_args: Vec<OsString>,
     started: Instant,
-    outcomes: Vec<Outcome>,
-    provenance: Provenance,
-    layers: Vec<LayerResult>,
-    /// True once a fatal step has failed.
-    degraded: bool,
+    /// What the boot did, for the report.
+    record: Record,
     /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
     nfs_before: Option<BTreeMap<String, RpcStat>>,
     /// The time waited on the server of an NFS target root when counting started
@@ -117,8 +113,6 @@ pub struct Executor<'a> {
     kernels: [Option<Result<Kernel, String>>; 2],
     /// What the hardware and devices phases did with each module, in order.
     modules: Vec<Loaded>,
-    /// Initramfs mode: the NFS root as mounted and checked.
-    nfs_root: Option<Mounted>,
     /// What each writable dir keeps open for the layers; their states are the facts'.
     opened: Vec<(String, Opened)>,
 }
@@ -171,24 +165,33 @@ impl<'a> Executor<'a> {
             cmdline: Vec::new(),
             init_args,
             started,
-            outcomes: Vec::new(),
-            provenance: Provenance::default(),
-            layers: Vec::new(),
-            degraded: false,
+            record: Record::default(),
             nfs_before: None,
             nfs_waited_from: None,
             kernels: [None, None],
             modules: Vec::new(),
-            nfs_root: None,
             opened: Vec::new(),
         }
     }
 
-    /// The options read once the early mounts gave /proc, what was wrong with them, the command
-    /// line they came from, and whether the image is still to be found on NFS.
-    pub fn configure(&mut self, options: Options, diagnostics: Vec<Diagnostic>, cmdline: Vec<u8>, initramfs: bool) {
+    /// PID 1, once the early mounts gave /proc: the options of the kernel command line over the
+    /// image's stateless.conf ([`crate::boot::adopt_options`]), and whether the image is still to
+    /// be found on NFS (initramfs mode) or is / already (on-root mode).
+    pub fn read_command_line(&mut self) {
+        let cmdline = self.sys.proc_file("cmdline").unwrap_or_else(|e| {
+            log::error!("read /proc/cmdline: {e}");
+            Vec::new()
+        });
+        let (options, diagnostics) = crate::boot::adopt_options(&cmdline, &self.target);
+        let initramfs = crate::boot::initramfs_mode(&self.target, options.init.as_deref());
+        log::info!("{} mode", if initramfs { "initramfs" } else { "on-root" });
         (self.options, self.diagnostics, self.cmdline) = (options, diagnostics, cmdline);
         self.facts.initramfs = initramfs;
+        // On-root mode: the kernel mounted the root and read this binary from it; the boot's
+        // own waits on it count from here. Initramfs mode counts from the switch into the NFS root.
+        if !initramfs {
+            self.count_nfs_waits();
+        }
     }
 
     /// Runs `phases` in order.
@@ -315,7 +318,7 @@ impl<'a> Executor<'a> {
         }
         let failure = (status == Status::Failed).then(|| error.clone()).flatten();
         let outcome = Outcome { phase: step.phase(), step: step.clone(), status, detail, error, ms, at_ms, own_ms };
-        self.outcomes.push(outcome);
+        self.record.outcomes.push(outcome);
         if let Some(failure) = failure {
             self.failed(step, &failure);
         }
@@ -360,7 +363,7 @@ impl<'a> Executor<'a> {
         if !step.fatal() {
             return;
         }
-        self.degraded = true;
+        self.record.degraded = true;
         if self.mode == Mode::Apply {
             return;
         }
@@ -436,34 +439,14 @@ impl<'a> Executor<'a> {
         &self.facts
     }
 
-    /// Each step's outcome, in the order they ran.
-    pub fn outcomes(&self) -> &[Outcome] {
-        &self.outcomes
-    }
-
-    /// What each layer wrote, in order.
-    pub fn layers(&self) -> &[LayerResult] {
-        &self.layers
-    }
-
-    /// Which layer wrote each file.
-    pub fn provenance(&self) -> &Provenance {
-        &self.provenance
+    /// What the boot did so far.
+    pub fn record(&self) -> &Record {
+        &self.record
     }
 
     /// What the hardware and devices phases did with each module.
     pub fn modules(&self) -> &[Loaded] {
         &self.modules
-    }
-
-    /// Initramfs mode: the NFS root as mounted and checked.
-    pub fn nfs_root(&self) -> Option<&Mounted> {
-        self.nfs_root.as_ref()
-    }
-
-    /// True once a fatal step has failed.
-    pub fn degraded(&self) -> bool {
-        self.degraded
     }
 
     /// The RPCs per operation on an NFS target root when counting started (none: not NFS).

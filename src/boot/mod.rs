@@ -25,7 +25,7 @@ use crate::log::Sink;
 use crate::model::options::{Diagnostic, Emergency, Options, Origin};
 use crate::model::outcome::Mode;
 use crate::model::step::Phase;
-use crate::sys::{Real, Sys};
+use crate::sys::Real;
 
 /// The config file in the image; the command line overrides it.
 pub const CONFIG: &str = "/etc/stateless.conf";
@@ -33,55 +33,60 @@ pub const CONFIG: &str = "/etc/stateless.conf";
 /// Largest /etc/stateless.conf read.
 pub const CONFIG_LIMIT: u64 = 64 * 1024;
 
-/// Boots the client. Called when running as PID 1.
+/// Boots the client. Called when running as PID 1. The boot's table of contents, as
+/// virtme-ng-init's `main` or nixos-init's `init()`; what each phase plans is in [`plan`].
 pub fn run() -> ! {
     let started = Instant::now();
+    start_logging();
+    prefetch_self();
+    let sys = Real;
+    let mut boot = Executor::new(Context { started, ..context(&sys) });
+    // With the default options: the command line is in /proc.
+    boot.run_phase(Phase::EarlyMounts);
+    boot.read_command_line();
+    for phase in Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts) {
+        boot.run_phase(phase);
+    }
+    // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
+    // never returns. PID 1 must not return all the same.
+    handoff::emergency(&sys, boot.options().emergency, "the boot ended without a handoff")
+}
+
+/// To /dev/kmsg, what comes before the network kept for a log server, a panic to the emergency
+/// policy ([`panic`]).
+fn start_logging() {
     crate::log::init(Sink::Kmsg, LevelFilter::Info);
     crate::log::remote::keep_backlog();
     panic::install();
     log::info!("stateless {} starting as PID 1", env!("CARGO_PKG_VERSION"));
-    prefetch_self();
-    let sys = Real;
-    // Both roots are /: the image in on-root mode; in initramfs mode the initramfs until the
-    // root phase switches into the image.
+}
+
+/// Where the boot starts: both roots are / (the image in on-root mode; in initramfs mode the
+/// initramfs until the root phase switches into the image), the kernel's arguments for init.
+fn context(sys: &Real) -> Context<'_> {
     let (running, target) = match (ImageRoot::open(Path::new("/")), ImageRoot::open(Path::new("/"))) {
         (Ok(running), Ok(target)) => (running, target),
-        (Err(e), _) | (_, Err(e)) => handoff::emergency(&sys, Emergency::default(), &format!("open /: {e}")),
+        (Err(e), _) | (_, Err(e)) => handoff::emergency(sys, Emergency::default(), &format!("open /: {e}")),
     };
     let init_args = std::env::args_os().skip(1).collect();
-    let mut executor = Executor::new(Context { init_args, started, ..Context::new(&sys, running, target, Mode::Boot) });
+    Context { init_args, ..Context::new(sys, running, target, Mode::Boot) }
+}
 
-    // The command line is in /proc: the early mounts run with the default options.
-    executor.run_phase(Phase::EarlyMounts);
-    let cmdline = sys.proc_file("cmdline").unwrap_or_else(|e| {
-        log::error!("read /proc/cmdline: {e}");
-        Vec::new()
-    });
-    let (options, diagnostics) = options(&cmdline, executor.target());
+/// The options [`options`] reads, for PID 1: their diagnostics logged, the log level and the
+/// panic hook's policy and inits set from them. At the start, and again after the switch into
+/// the image (its stateless.conf).
+pub(crate) fn adopt_options(cmdline: &[u8], target: &ImageRoot) -> (Options, Vec<Diagnostic>) {
+    let (options, diagnostics) = options(cmdline, target);
+    diagnostics.iter().for_each(|d| log::warn!("{d}"));
     crate::log::configure(options.quiet, options.debug);
-    for d in &diagnostics {
-        log::warn!("{d}");
-    }
     panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
-    let initramfs = initramfs_mode(executor.target(), options.init.as_deref());
-    log::info!("{} mode", if initramfs { "initramfs" } else { "on-root" });
-    let policy = options.emergency;
-    executor.configure(options, diagnostics, cmdline, initramfs);
-    // On-root mode: the kernel mounted the root and read this binary from it; the boot's own
-    // waits on it count from here. Initramfs mode counts from the switch into the NFS root.
-    if !initramfs {
-        executor.count_nfs_waits();
-    }
-    executor.run(&Phase::ALL.into_iter().filter(|p| *p != Phase::EarlyMounts).collect::<Vec<_>>());
-    // Not reached: the handoff execs init, or its failure goes to the emergency policy, which
-    // never returns. PID 1 must not return all the same.
-    handoff::emergency(&sys, policy, "the boot ended without a handoff")
+    (options, diagnostics)
 }
 
 /// Initramfs mode: / is the kernel's initramfs (a ramfs or tmpfs) and holds no init to hand
 /// over to (`stateless.init=`, /sbin/init, /etc/init, /bin/init), so the image is to be found
 /// on NFS. An initramfs that holds a whole system is booted as it is, as an on-root image.
-fn initramfs_mode(root: &ImageRoot, init: Option<&str>) -> bool {
+pub(crate) fn initramfs_mode(root: &ImageRoot, init: Option<&str>) -> bool {
     let system = handoff::candidates(init).into_iter().any(|c| root.executable(&c));
     crate::fs::initramfs::is_initramfs(root.path()) && !system
 }

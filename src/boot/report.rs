@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::boot::execute::Executor;
 use crate::boot::plan;
+use crate::fs::layers::Provenance;
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 use crate::model::options::Diagnostic;
 use crate::model::outcome::{DirResult, Failure, LayerResult, Mode, Op, Outcome};
 use crate::model::paths::PROVENANCE;
-use crate::model::step::{Phase, Step};
+use crate::model::step::Step;
 use crate::sys::blocked::Blocked;
 
 /// The report format's version: raised when a field changes meaning or goes away (adding a
@@ -76,17 +77,31 @@ pub struct Report {
     pub nfs_rpcs: BTreeMap<String, u64>,
 }
 
+/// What the boot did, which only the report reads: each step's outcome, what each layer wrote
+/// and which layer wrote each file, the NFS root as mounted and checked (initramfs mode),
+/// whether a fatal step failed.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// Each step's outcome, in the order they ran.
+    pub outcomes: Vec<Outcome>,
+    /// What each layer wrote, in order.
+    pub layers: Vec<LayerResult>,
+    /// Which layer wrote each file.
+    pub provenance: Provenance,
+    pub nfs_root: Option<crate::model::nfsroot::Mounted>,
+    /// True once a fatal step has failed.
+    pub degraded: bool,
+}
+
 impl Report {
     /// The report of what `executor` did so far.
     pub fn of(executor: &Executor<'_>) -> Report {
         let facts = executor.facts();
-        let handoff = plan::phase(Phase::Handoff, executor.options(), facts, executor.target());
-        let init = handoff.iter().find_map(|s| match s {
-            Step::Handoff { init, .. } => init.clone(),
-            _ => None,
-        });
-        let hostname_rejected = executor
-            .outcomes()
+        let record = executor.record();
+        // The init the handoff phase is planned to exec, chosen as it chooses it.
+        let (init, _) = plan::init(executor.options().init.as_deref(), executor.target());
+        let hostname_rejected = record
+            .outcomes
             .iter()
             .find_map(|o| match &o.step {
                 Step::Hostname { rejected, .. } => Some(rejected.clone()),
@@ -109,15 +124,15 @@ impl Report {
             address: facts.address,
             dirs: facts.writable.results(),
             layer_root: Some(executor.options().layers.clone()),
-            layers: executor.layers().to_vec(),
-            steps: executor.outcomes().to_vec(),
+            layers: record.layers.clone(),
+            steps: record.outcomes.clone(),
             init,
             diagnostics: executor.diagnostics().to_vec(),
             notes: facts.notes.clone(),
-            nfs_root: executor.nfs_root().cloned(),
+            nfs_root: record.nfs_root.clone(),
             dhcp: facts.dhcp.clone(),
             modules: executor.modules().to_vec(),
-            degraded: executor.degraded(),
+            degraded: record.degraded,
             elapsed_ms,
             own_ms: elapsed_ms.saturating_sub(blocked.any_ms).saturating_sub(blocked.nfs_ms),
             blocked,
@@ -139,7 +154,7 @@ pub fn write(executor: &Executor<'_>, path: &Path) -> Result<(), Failure> {
     let dir = target.create_dir_all(dir_rel, 0o755).map_err(|e| fail(dir_rel, &e))?;
     let json = serde_json::to_string_pretty(&Report::of(executor)).map_err(|e| fail(path, &e.into()))? + "\n";
     crate::fs::root::replace_file(dir.fd.as_fd(), name, json.as_bytes(), 0o644).map_err(|e| fail(path, &e))?;
-    let provenance = executor.provenance().render();
+    let provenance = executor.record().provenance.render();
     crate::fs::root::replace_file(dir.fd.as_fd(), PROVENANCE.as_ref(), provenance.as_bytes(), 0o644)
         .map_err(|e| fail(&dir_rel.join(PROVENANCE), &e))
 }

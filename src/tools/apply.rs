@@ -42,12 +42,12 @@ pub(super) fn command(args: &Args) -> Result<i32, String> {
     let mut executor =
         Executor::new(Context { options, diagnostics, facts, ..Context::new(&sys, running, target, Mode::Apply) });
     executor.run(&Phase::ALL);
-    for outcome in executor.outcomes() {
+    for outcome in &executor.record().outcomes {
         let why = outcome.error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default();
         let status = format!("{:?}", outcome.status).to_lowercase();
         emit(&format!("{status:<9} {} ({} ms): {}{why}\n", outcome.step, outcome.ms, outcome.detail))?;
     }
-    let failed = executor.outcomes().iter().any(|o| o.status == Status::Failed);
+    let failed = executor.record().outcomes.iter().any(|o| o.status == Status::Failed);
     Ok(i32::from(failed))
 }
 

@@ -35,9 +35,13 @@ impl Executor<'_> {
         });
         let targets: Vec<tree::Target<'_>> = uppers.chain(copied).collect();
         let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
-            Ok(Some(layer_root)) => {
-                layers::apply(layer_root.as_fd(), &targets, name, &self.facts.writable.dirs(), &mut self.provenance)
-            }
+            Ok(Some(layer_root)) => layers::apply(
+                layer_root.as_fd(),
+                &targets,
+                name,
+                &self.facts.writable.dirs(),
+                &mut self.record.provenance,
+            ),
             Ok(None) => return Done::skipped(format!("no layer root {}", self.options.layers)),
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
         };
@@ -50,7 +54,7 @@ impl Executor<'_> {
         for error in &applied.errors {
             log::warn!("{error}");
         }
-        self.layers.push(LayerResult {
+        self.record.layers.push(LayerResult {
             layer: name.into(),
             files: applied.written,
             refused: applied.refused,
@@ -72,7 +76,7 @@ impl Executor<'_> {
     pub(super) fn write_host_files(&mut self, fqdn: &str, short: &str, files: &[String]) -> Result<Done, Failure> {
         let written = hostfiles::write(&self.target, fqdn, short, files)?;
         for file in &written {
-            self.provenance.record(Path::new(file), "hostname", None);
+            self.record.provenance.record(Path::new(file), "hostname", None);
         }
         Ok(Done::ok(format!("{short}, {fqdn} in {}", written.join(", "))))
     }
@@ -124,7 +128,8 @@ impl Executor<'_> {
             lease.hostname = Some(h.short.clone());
             lease.domain = lease.domain.take().or_else(|| h.domain.clone());
         }
-        let from_layer = self.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|w| w.source != "hostname");
+        let from_layer =
+            self.record.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|w| w.source != "hostname");
         let resolver = match (from_layer, facts.writable.contains("etc")) {
             (true, _) => Resolver::Layer,
             (false, true) => Resolver::Etc,
@@ -134,7 +139,7 @@ impl Executor<'_> {
         let written = netconf::write(&self.target, &interface, &lease, u64::try_from(uptime).unwrap_or(0), resolver)
             .map_err(|failure| Failed { failure, learned: learned.clone() })?;
         for file in &written {
-            self.provenance.record(Path::new(file), "network", None);
+            self.record.provenance.record(Path::new(file), "network", None);
         }
         let servers = netconf::line_servers(line).map(|s| format!("; {s}")).unwrap_or_default();
         Ok(Done::ok(format!("{}{}{servers}", renamed.unwrap_or_default(), written.join(", "))).learned(learned))

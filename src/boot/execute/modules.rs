@@ -120,12 +120,12 @@ impl Executor<'_> {
             Pass::Late => &self.target,
         };
         let results = load_plan(self.sys, root, &kernel.dir, kernel.rules(), plan, threads, more);
-        self.record(&results);
+        self.record_loaded(&results);
         Ok(results)
     }
 
     /// Logs each module's result and keeps it for the report.
-    pub(super) fn record(&mut self, results: &[Loaded]) {
+    pub(super) fn record_loaded(&mut self, results: &[Loaded]) {
         for r in results {
             match &r.outcome {
                 LoadOutcome::Loaded => log::info!("module {}: loaded in {} ms", r.module, r.ms),

@@ -82,7 +82,7 @@ impl Executor<'_> {
             };
             (exchanged, loader.and_then(|l| l.join().ok()).unwrap_or_default())
         });
-        self.record(&loaded);
+        self.record_loaded(&loaded);
         let Answered { asked, interface: link, acquired } = exchanged?;
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let lease = acquired.lease;

@@ -8,12 +8,12 @@ use rustix::mount::MountFlags;
 
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
-use crate::boot::{handoff, rootcheck};
+use crate::boot::rootcheck;
 use crate::fs::root::ImageRoot;
 use crate::model::facts::Learned;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
-use crate::model::outcome::{Failure, Mode, Op};
+use crate::model::outcome::{Failure, Op};
 use crate::sys::MountCall;
 
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
@@ -147,7 +147,7 @@ impl Executor<'_> {
                     format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 let (init, init_bytes) = (checked.init, checked.bytes as u64);
-                self.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
+                self.record.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
                 return Ok(RootVerdict::Booting(read));
             }
             Err(failure) => failure,
@@ -197,15 +197,12 @@ impl Executor<'_> {
                 log::error!("/{} in the new root: {e}", m.target);
             }
         }
-        let (options, diagnostics) = crate::boot::options(&self.cmdline, &self.target);
-        diagnostics.iter().for_each(|d| log::warn!("{d}"));
-        if self.mode == Mode::Boot && self.options != options {
+        let (options, diagnostics) = crate::boot::adopt_options(&self.cmdline, &self.target);
+        if self.options != options {
             log::warn!(
                 "the image's {} applies from here on; what it says for the hardware, network and root phases came too late for this boot",
                 crate::boot::CONFIG
             );
-            crate::log::configure(options.quiet, options.debug);
-            crate::boot::panic::configure(options.emergency, handoff::candidates(options.init.as_deref()));
         }
         (self.options, self.diagnostics) = (options, diagnostics);
         self.start_log_server(true); // the image's stateless.conf may name one

@@ -93,7 +93,7 @@ fn boot_from(image: &Image, cmdline: &str, sys: &Fake, mode: Mode, initramfs: bo
     let message = ended.err().map(|p| {
         p.downcast_ref::<String>().cloned().unwrap_or_else(|| p.downcast_ref::<&str>().unwrap_or(&"?").to_string())
     });
-    (executor.outcomes, message)
+    (executor.record.outcomes, message)
 }
 
 fn mounts(calls: &[Call]) -> Vec<(String, PathBuf)> {
@@ -779,17 +779,17 @@ fn apply_skips_what_only_pid1_does_before_its_handler_runs() {
     ];
     for (step, why) in &skipped {
         executor.run_step(step);
-        let outcome = executor.outcomes.last().unwrap();
+        let outcome = executor.record.outcomes.last().unwrap();
         assert_eq!((outcome.status, outcome.detail.as_str()), (Status::Skipped, format!("not PID 1: {why}").as_str()));
     }
     executor.run_step(&Step::SwitchRoot { new_root: NEW_ROOT.into() });
-    assert_eq!(executor.outcomes.last().unwrap().detail, "not PID 1");
+    assert_eq!(executor.record.outcomes.last().unwrap().detail, "not PID 1");
     assert_eq!(sys.calls(), [], "apply touched the host's kernel");
     // Only with something to do is a step PID 1's: the handler says what is missing.
     executor.run_step(&Step::Hostname { hostname: None, rejected: Vec::new() });
-    assert_eq!(executor.outcomes.last().unwrap().detail, "no valid hostname from any source");
+    assert_eq!(executor.record.outcomes.last().unwrap().detail, "no valid hostname from any source");
     executor.run_step(&Step::NfsRoot { root: Err("no root= or nfsroot=".into()) });
-    assert_eq!(executor.outcomes.last().unwrap().status, Status::Failed);
+    assert_eq!(executor.record.outcomes.last().unwrap().status, Status::Failed);
 }
 
 #[test]
