@@ -1,6 +1,9 @@
-//! Runs the boot phase by phase: probe what the phase needs to know, plan it, carry out each of
-//! its steps (one function per kind of step, each returning what it did or a typed
-//! [`Failure`]), learn from the results. The failure policy lives in [`Executor::failed`] alone.
+//! Runs the boot phase by phase: probe what the phase needs to know, then [`plan::run_phase`]:
+//! plan it, carry out each of its steps (one handler per kind of step, each returning what it
+//! did and what it made known, or a typed [`Failure`]), learn from the results
+//! (`Facts::learn`). The failure policy lives in [`Executor::failed`] alone, keyed on
+//! `Step::fatal`: Firecracker's jailer stops at every step, virtme-ng-init logs and goes on;
+//! here each kind of step is marked one or the other and decided in this one place.
 //! Here: the executor, the phase loop and the failure policy. The handlers sit beside it by
 //! what they do: `modules` (coldplug, a module), `network` (DHCP, an address, the host name),
 //! `root` (the NFS root, the switch into it), `writable` (the writable dirs, their overlays),
@@ -118,7 +121,7 @@ pub struct Executor<'a> {
 }
 
 /// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc
-/// (then [`Executor::configure`]), for `apply` what its command line gave.
+/// (then [`Executor::read_command_line`]), for `apply` what its command line gave.
 pub struct Context<'a> {
     pub sys: &'a dyn Sys,
     /// The root `stateless` runs in.
@@ -175,7 +178,7 @@ impl<'a> Executor<'a> {
     }
 
     /// PID 1, once the early mounts gave /proc: the options of the kernel command line over the
-    /// image's stateless.conf ([`crate::boot::adopt_options`]), and whether the image is still to
+    /// image's stateless.conf (`boot::adopt_options`), and whether the image is still to
     /// be found on NFS (initramfs mode) or is / already (on-root mode).
     pub fn read_command_line(&mut self) {
         let cmdline = self.sys.proc_file("cmdline").unwrap_or_else(|e| {

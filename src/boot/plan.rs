@@ -1,6 +1,10 @@
 //! Planning: each phase into typed steps, from the options and the facts known when the phase
-//! starts. The boot plans a phase, runs it, learns from it, and plans the next; `stateless plan`
-//! plans them all from the facts it is given, assuming each step does what it says ([`dry_run`]).
+//! starts. One loop ([`run_phase`]) serves the boot and `stateless plan`: it plans a phase, has
+//! each step run, and plans again with what the steps made known. The boot's executor runs them
+//! for real and learns what each handler found; the dry run ([`dry_run`]) learns each step's
+//! assumed effect ([`assumed`]). Both learn through `Facts::learn` alone, so the plan cannot
+//! drift from the boot (`execute/tests/plan_equals_boot.rs` checks it mode by mode). The plan as
+//! data is what none of ../shared/STYLE.md's anchors has.
 
 use std::fmt;
 use std::net::Ipv4Addr;
