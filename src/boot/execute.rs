@@ -8,9 +8,9 @@
 //! what they do: `modules` (coldplug, a module), `network` (DHCP, an address, the host name),
 //! `root` (the NFS root, the switch into it), `writable` (the writable dirs, their overlays),
 //! `image` (layers, host and network files, the report, the handoff), `disks` (swap, scratch),
-//! `logserver` (the log and report to a syslog server).
+//! `logserver` (the log and report to a syslog server). The parts that own state have their
+//! own types: `Modules` (in `modules`), `NfsClock` (in `nfsclock`).
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::Path;
 use std::time::Instant;
@@ -18,16 +18,17 @@ use std::time::Instant;
 use crate::boot::report::Record;
 use crate::boot::{handoff, plan};
 use crate::fs::mounts::EarlyMount;
-use crate::fs::nfs::RpcStat;
 use crate::fs::root::ImageRoot;
 use crate::kmod::load::Loaded;
-use crate::kmod::Kernel;
 use crate::model::facts::{Facts, Learned};
 use crate::model::options::{Diagnostic, Emergency, Options};
 use crate::model::outcome::{Failure, Mode, Op, Outcome, Status};
 use crate::model::step::{Pass, Phase, Step};
 use crate::sys::Sys;
 
+use modules::Modules;
+use nfsclock::NfsClock;
+pub use nfsclock::NfsCost;
 use writable::Opened;
 
 mod disks;
@@ -35,6 +36,7 @@ mod image;
 mod logserver;
 mod modules;
 mod network;
+mod nfsclock;
 mod root;
 mod writable;
 
@@ -105,17 +107,10 @@ pub struct Executor<'a> {
     started: Instant,
     /// What the boot did, for the report.
     record: Record,
-    /// RPCs per operation on the target root's NFS mount once /proc was there (none: not NFS).
-    nfs_before: Option<BTreeMap<String, RpcStat>>,
-    /// The time waited on the server of an NFS target root when counting started
-    /// ([`crate::fs::nfs::waited_ms`]), plus what coldplug steps waited since (theirs, not
-    /// counted again); `None`: not NFS, or not counted.
-    nfs_waited_from: Option<u64>,
-    /// The running kernel's modules (index and configuration) for each coldplug pass
-    /// ([`Pass::Early`] first), read once when first needed.
-    kernels: [Option<Result<Kernel, String>>; 2],
-    /// What the hardware and devices phases did with each module, in order.
-    modules: Vec<Loaded>,
+    /// What the boot cost on the server of an NFS target root.
+    nfs: NfsClock,
+    /// The module indexes and what was done with each module.
+    modules: Modules,
     /// What each writable dir keeps open for the layers; their states are the facts'.
     opened: Vec<(String, Opened)>,
 }
@@ -169,10 +164,8 @@ impl<'a> Executor<'a> {
             init_args,
             started,
             record: Record::default(),
-            nfs_before: None,
-            nfs_waited_from: None,
-            kernels: [None, None],
-            modules: Vec::new(),
+            nfs: NfsClock::default(),
+            modules: Modules::default(),
             opened: Vec::new(),
         }
     }
@@ -193,7 +186,7 @@ impl<'a> Executor<'a> {
         // On-root mode: the kernel mounted the root and read this binary from it; the boot's
         // own waits on it count from here. Initramfs mode counts from the switch into the NFS root.
         if !initramfs {
-            self.count_nfs_waits();
+            self.nfs.start(self.sys, self.target.path());
         }
     }
 
@@ -220,32 +213,13 @@ impl<'a> Executor<'a> {
         }
         // The time waited on the server of an NFS root counts from its switch into it.
         if ran.iter().any(|s| matches!(s, Step::SwitchRoot { .. })) {
-            self.count_nfs_waits();
+            self.nfs.start(self.sys, self.target.path());
         }
         // At boot every RPC on the root is the boot's: counting from its mount saves reading
         // mountstats twice (8 ms under TCG). `apply` runs on a live system: count from here.
         if phase == Phase::EarlyMounts && self.mode == Mode::Apply {
-            self.nfs_before = self.nfs_rpcs();
-            self.nfs_waited_from = self.nfs_before.as_ref().map(crate::fs::nfs::waited_ms);
+            self.nfs.start_with_rpcs(self.sys, self.target.path());
         }
-    }
-
-    /// Per-op RPC statistics so far on the target root's NFS mount, `None` when it is not NFS.
-    pub fn nfs_rpcs(&self) -> Option<BTreeMap<String, RpcStat>> {
-        let stats = self.sys.proc_file("self/mountstats").ok()?;
-        crate::fs::nfs::rpc_stats(&String::from_utf8_lossy(&stats), &self.target.path().to_string_lossy())
-    }
-
-    /// The time waited on the server of an NFS target so far ([`crate::fs::nfs::waited_ms`]),
-    /// `None` when it is not NFS. A reading of mountstats costs about 8 ms under TCG: one when
-    /// the count starts, two per coldplug step while it runs, one for the report.
-    fn nfs_waited_now(&self) -> Option<u64> {
-        self.nfs_rpcs().as_ref().map(crate::fs::nfs::waited_ms)
-    }
-
-    /// Starts counting the time waited on the server of an NFS target (not NFS: nothing to count).
-    pub fn count_nfs_waits(&mut self) {
-        self.nfs_waited_from = self.nfs_waited_now();
     }
 
     /// Reads from the kernel what planning `phase` needs: whether overlayfs is registered, and at
@@ -288,19 +262,11 @@ impl<'a> Executor<'a> {
         if let Step::Hostname { rejected, .. } = step {
             rejected.iter().for_each(|r| log::warn!("{r}"));
         }
-        // Coldplug loads modules in parallel threads: one thread's lookups on the NFS root
-        // overlap another's finit_module, so its NFS time stays out of the count (two readings
-        // of mountstats, only when the count runs). A single module's step waits on one thing
-        // at a time: its file's lookups, then finit_module (whose READs are not counted).
-        let loads = matches!(step, Step::Coldplug { .. }) && self.nfs_waited_from.is_some();
-        let nfs_before = if loads { self.nfs_waited_now() } else { None };
+        let nfs_before = self.nfs.before_step(step, self.sys, self.target.path());
         let (started, waited, at_ms) = (Instant::now(), crate::sys::blocked::any(), self.elapsed_ms());
         let result = self.step(step);
         let (elapsed, waited) = (started.elapsed(), crate::sys::blocked::any().saturating_sub(waited));
-        if let Some(before) = nfs_before {
-            let after = self.nfs_waited_now().unwrap_or(before);
-            self.nfs_waited_from = self.nfs_waited_from.map(|from| from.saturating_add(after.saturating_sub(before)));
-        }
+        self.nfs.after_step(nfs_before, self.sys, self.target.path());
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let (ms, own_ms) = (millis(elapsed), millis(elapsed.saturating_sub(waited)));
         let (status, detail, error, learned) = match result {
@@ -449,17 +415,12 @@ impl<'a> Executor<'a> {
 
     /// What the hardware and devices phases did with each module.
     pub fn modules(&self) -> &[Loaded] {
-        &self.modules
+        self.modules.loaded()
     }
 
-    /// The RPCs per operation on an NFS target root when counting started (none: not NFS).
-    pub fn nfs_before(&self) -> Option<&BTreeMap<String, RpcStat>> {
-        self.nfs_before.as_ref()
-    }
-
-    /// The time waited on the server of an NFS target root when counting started.
-    pub fn nfs_waited_from(&self) -> Option<u64> {
-        self.nfs_waited_from
+    /// What the boot cost on the server of an NFS target root so far.
+    pub fn nfs_cost(&self) -> NfsCost {
+        self.nfs.cost(self.sys, self.target.path())
     }
 
     /// Milliseconds since `started`.

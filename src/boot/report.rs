@@ -109,9 +109,9 @@ impl Report {
             })
             .unwrap_or_default();
         let (elapsed_ms, mut blocked, nfs) =
-            (executor.elapsed_ms(), crate::sys::blocked::totals(), executor.nfs_rpcs());
-        if let (Some(from), Some(now)) = (executor.nfs_waited_from(), &nfs) {
-            blocked.nfs_ms = crate::fs::nfs::waited_ms(now).saturating_sub(from);
+            (executor.elapsed_ms(), crate::sys::blocked::totals(), executor.nfs_cost());
+        if let Some(waited) = nfs.waited_ms {
+            blocked.nfs_ms = waited;
         }
         Report {
             format: FORMAT,
@@ -136,9 +136,7 @@ impl Report {
             elapsed_ms,
             own_ms: elapsed_ms.saturating_sub(blocked.any_ms).saturating_sub(blocked.nfs_ms),
             blocked,
-            nfs_rpcs: nfs
-                .map(|now| crate::fs::nfs::since(executor.nfs_before().unwrap_or(&BTreeMap::new()), &now))
-                .unwrap_or_default(),
+            nfs_rpcs: nfs.rpcs,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use super::modules::Modules;
 use super::{Done, Executor};
 use crate::boot::network::{self, Answered};
 use crate::kmod::coldplug::{Planned, State};
@@ -43,7 +44,7 @@ impl Executor<'_> {
         let background: Vec<Planned> = match meanwhile.is_empty() {
             true => Vec::new(),
             false => {
-                let loaded = self.loaded_modules();
+                let loaded = Modules::in_kernel(self.sys);
                 match self.kernel(Pass::Early).and_then(|k| k.plan_names(meanwhile, &loaded)) {
                     Ok(plan) => plan.into_iter().filter(|p| p.state == State::Load).collect(),
                     Err(e) => {
@@ -62,10 +63,7 @@ impl Executor<'_> {
         if let Some(id) = client_id {
             log::info!("dhcp: client id {id} (ip=)");
         }
-        let kernel = match self.kernels.first() {
-            Some(Some(Ok(kernel))) if !background.is_empty() => Some(kernel),
-            _ => None,
-        };
+        let kernel = self.modules.opened(Pass::Early).filter(|_| !background.is_empty());
         let (exchanged, loaded) = std::thread::scope(|scope| {
             let loader = kernel.map(|k| {
                 scope.spawn(move || load_plan(sys, running, &k.dir, k.rules(), background, 1, &load::no_more))
@@ -82,7 +80,7 @@ impl Executor<'_> {
             };
             (exchanged, loader.and_then(|l| l.join().ok()).unwrap_or_default())
         });
-        self.record_loaded(&loaded);
+        self.modules.record(&loaded);
         let Answered { asked, interface: link, acquired } = exchanged?;
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let lease = acquired.lease;
