@@ -120,7 +120,7 @@ pub struct Executor<'a> {
     /// Initramfs mode: the NFS root as mounted and checked.
     nfs_root: Option<Mounted>,
     /// What each writable dir keeps open for the layers; their states are the facts'.
-    opened: Vec<(String, Opened)>,
+    opened: Vec<(crate::model::writable::DirName, Opened)>,
 }
 
 /// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc
