@@ -10,6 +10,7 @@ use common::TempDir;
 use stateless::boot::{options, CONFIG_LIMIT};
 use stateless::fs::root::ImageRoot;
 use stateless::model::options::{Options, Origin, OverlayMode};
+use stateless::model::writable::DirName;
 
 /// A value of `len` bytes: `start` and then `fill` repeated.
 fn value(start: &str, fill: char, len: usize) -> String {
@@ -62,7 +63,8 @@ fn a_command_line_of_a_thousand_4k_words() {
     let (o, diagnostics) = options(cmdline.as_bytes(), &root);
 
     assert_eq!((o.init, o.layers, o.hostname), (Some(init), layers, Some(host)));
-    assert_eq!((o.dirs, o.softlevel.map(|s| s.len())), (vec![dir], Some(2)));
+    let dirs: Vec<&str> = o.dirs.iter().map(DirName::as_str).collect();
+    assert_eq!((dirs, o.softlevel.map(|s| s.len())), (vec![dir.as_str()], Some(2)));
     assert_eq!(o.modules.extra.len(), LEN / 6);
     assert_eq!(o.mode, OverlayMode::Overlay, "a 4k mode is no mode");
     assert_eq!(o.tmpfs_size, None, "a 4k-digit size is too large");
@@ -100,7 +102,7 @@ fn a_config_file_at_its_limit_is_read_whole_and_one_byte_more_is_refused() {
     let (_tmp, root) = image(Some(config.as_bytes()));
     let (o, diagnostics) = options(b"quiet", &root);
     assert_eq!(diagnostics, []);
-    assert_eq!((o.mode, o.dirs, o.quiet), (OverlayMode::Copy, vec!["var".to_string()], true));
+    assert_eq!((o.mode, o.dirs, o.quiet), (OverlayMode::Copy, vec![DirName::VAR], true));
 
     config.insert(0, '\n');
     let (_tmp, root) = image(Some(config.as_bytes()));

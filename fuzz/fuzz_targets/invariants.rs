@@ -20,6 +20,7 @@ use stateless::model::options::{
     valid_disk_label, valid_module_name, ClientId, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
 };
 use stateless::model::step::Phase;
+use stateless::model::writable::DirName;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::netlink::{merge, parse_addrs, parse_links};
 
@@ -110,10 +111,10 @@ fn options_are_valid(o: &Options) {
         assert!(init.starts_with('/') && !init.contains('\0') && !init.split('/').any(|c| c == ".."), "{init:?}");
     }
     assert!(!o.layers.contains('\0') && (o.layers == "/" || o.layers.strip_prefix('/').is_some_and(below)), "{o:?}");
-    for (i, dir) in o.dirs.iter().enumerate() {
+    for (i, dir) in o.dirs.iter().map(DirName::as_str).enumerate() {
         assert!(below(dir) && !dir.contains('\0'), "{dir:?}");
         assert!(!matches!(dir.split('/').next(), Some("proc" | "sys" | "dev" | "run")), "{dir:?}");
-        for other in o.dirs.iter().skip(i + 1) {
+        for other in o.dirs.iter().skip(i + 1).map(DirName::as_str) {
             assert!(!Path::new(dir).starts_with(other) && !Path::new(other).starts_with(dir), "{:?}", o.dirs);
         }
     }
@@ -429,7 +430,7 @@ pub fn layer_path(data: &[u8]) {
         Ok(names) => assert_eq!(names.iter().collect::<PathBuf>(), inside),
         Err(_) => assert!(Path::new(path).components().any(|c| matches!(c, Component::ParentDir | Component::RootDir))),
     }
-    let dirs: Vec<&Path> = options.dirs.iter().map(Path::new).collect();
+    let dirs: Vec<&Path> = options.dirs.iter().map(DirName::as_path).collect();
     let verdict = |kind| layers::verdict(&options.dirs, &inside, kind);
     for kind in [Kind::File, Kind::Dir, Kind::Symlink] {
         match verdict(kind) {

@@ -112,7 +112,7 @@ pub struct Executor<'a> {
     /// The module indexes and what was done with each module.
     modules: Modules,
     /// What each writable dir keeps open for the layers; their states are the facts'.
-    opened: Vec<(String, Opened)>,
+    opened: Vec<(crate::model::writable::DirName, Opened)>,
 }
 
 /// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc

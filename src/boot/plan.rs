@@ -27,7 +27,7 @@ use crate::model::options::{Diagnostic, IpParam, Options, OverlayMode};
 use crate::model::paths::{REPORT, REPORT_DIR};
 use crate::model::step::{Pass, Phase, Step};
 use crate::model::text::escape_path;
-use crate::model::writable::DirState;
+use crate::model::writable::{DirName, DirState};
 
 /// Where initramfs mode mounts the NFS root, relative to the initramfs.
 pub const NEW_ROOT: &str = "root";
@@ -83,7 +83,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         Phase::Layers => layers::candidates(facts.hostname.as_ref(), facts.address)
             .into_iter()
             .map(|(kind, name)| Step::Layer { kind, name })
-            .chain(facts.writable.uppers().map(|dir| Step::Overlay { dir: dir.into() }))
+            .chain(facts.writable.uppers().map(|dir| Step::Overlay { dir: dir.clone() }))
             .collect(),
         Phase::Devices => {
             let swap = options.swap.clone().map(|wanted| Step::Swap { wanted });
@@ -91,7 +91,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         }
         Phase::HostFiles => {
             let host = match &facts.hostname {
-                Some(h) if facts.writable.contains("etc") => {
+                Some(h) if facts.writable.contains(&DirName::ETC) => {
                     Some(Step::HostFiles { fqdn: h.fqdn(), short: h.short.clone(), files: hostfiles::planned(target) })
                 }
                 _ => None,

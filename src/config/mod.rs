@@ -16,7 +16,8 @@ use crate::model::options::{
     ClientId, Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap,
 };
 use crate::model::step::Phase;
-use crate::model::text::escape;
+use crate::model::text::{escape, quoted as q};
+use crate::model::writable::DirName;
 
 /// One `key[=value]` word of the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -180,18 +181,6 @@ const VALUE_KEYS: [&str; 22] = [
 /// The autoconf words `ip=` takes, alone or in its 7th field.
 const AUTOCONF: [&str; 9] = ["dhcp", "on", "any", "off", "none", "bootp", "rarp", "both", "static"];
 
-/// `s` quoted and escaped for a message ([`escape`], the one rule for what is printed), cut
-/// at 64 chars.
-fn q(s: impl AsRef<[u8]>) -> String {
-    let s = s.as_ref();
-    // The bytes of the first 64 characters, a byte that is not UTF-8 counting as one.
-    let chars =
-        s.utf8_chunks().flat_map(|c| c.valid().chars().map(char::len_utf8).chain(c.invalid().iter().map(|_| 1)));
-    let cut: usize = chars.take(64).sum();
-    let more = if cut < s.len() { "..." } else { "" };
-    format!("\"{}\"{more}", escape(s.get(..cut).unwrap_or(s)))
-}
-
 /// `stateless.break=`: phase names, comma-separated; one that is not a phase refuses the value.
 fn break_phases(v: &str) -> Result<Vec<Phase>, String> {
     let mut phases = Vec::new();
@@ -260,7 +249,11 @@ impl Resolution {
                 // must not leave the client without a writable dir. Empty means none, on purpose.
                 if dirs.is_empty() && !errors.is_empty() {
                     let mut errors = errors;
-                    errors.push(format!("no valid dir in {}: keeping {}", q(v), o.dirs.join(",")));
+                    errors.push(format!(
+                        "no valid dir in {}: keeping {}",
+                        q(v),
+                        o.dirs.iter().map(DirName::as_str).collect::<Vec<_>>().join(",")
+                    ));
                     errors
                 } else {
                     self.dirs_given = true;
@@ -410,7 +403,7 @@ fn normalise_abs(v: &str) -> String {
 }
 
 /// `stateless.dirs=`: the valid items (trimmed, normalised) and one message per rejected item.
-fn parse_dirs(v: &str) -> (Vec<String>, Vec<String>) {
+fn parse_dirs(v: &str) -> (Vec<DirName>, Vec<String>) {
     let (mut dirs, mut errors) = (Vec::new(), Vec::new());
     if v.is_empty() {
         return (dirs, errors);
@@ -424,36 +417,18 @@ fn parse_dirs(v: &str) -> (Vec<String>, Vec<String>) {
     (dirs, errors)
 }
 
-/// One writable dir as `stateless.dirs=` takes it (`dirs`: those taken before), normalised:
-/// also what a dir read back from a boot's report must pass again.
-pub(crate) fn check_dir(item: &str, dirs: &[String]) -> Result<String, String> {
-    let parts: Vec<&str> = item.split('/').filter(|c| !c.is_empty()).collect();
-    // A dir is named in every message, the report and the provenance file: only as itself.
-    if escape(item.as_bytes()) != item {
-        let what = "a control, bidi or zero-width character, or a backslash";
-        return Err(format!("{} has a character that is only shown escaped ({what}): refused", q(item)));
-    }
-    let Some(&first) = parts.first() else {
-        return Err(match item {
-            "" => "empty item".to_owned(),
-            _ => format!("{} names no dir below the root", q(item)),
-        });
-    };
-    if let Some(c) = parts.iter().find(|c| **c == "." || **c == "..") {
-        return Err(format!("{} has a {} component", q(item), q(c)));
-    }
-    if ["proc", "sys", "dev", "run"].contains(&first) {
-        return Err(format!("{} is under /{first}, a kernel or tmpfs mount, not an image dir", q(item)));
-    }
-    let dir = parts.join("/");
-    let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|r| r.starts_with('/'));
+/// One writable dir as `stateless.dirs=` takes it ([`DirName::parse`]), not overlapping those
+/// taken before (`dirs`): also what the dirs read back from a boot's report must pass again.
+pub(crate) fn check_dir(item: &str, dirs: &[DirName]) -> Result<DirName, String> {
+    let dir = DirName::parse(item)?;
+    let under = |a: &DirName, b: &DirName| a != b && a.as_path().starts_with(b);
     for d in dirs {
         if *d == dir {
             return Err(format!("{} is listed twice", q(item)));
         } else if under(&dir, d) {
-            return Err(format!("{} is inside {}, listed before", q(item), q(d)));
+            return Err(format!("{} is inside {}, listed before", q(item), q(d.as_str())));
         } else if under(d, &dir) {
-            return Err(format!("{} contains {}, listed before", q(item), q(d)));
+            return Err(format!("{} contains {}, listed before", q(item), q(d.as_str())));
         }
     }
     Ok(dir)

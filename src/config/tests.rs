@@ -146,7 +146,7 @@ fn defaults() {
     assert_eq!(o, Options::default());
     assert_eq!(
         (o.dirs, o.layers.as_str(), o.hostname_prefix.as_str()),
-        (vec!["etc".into(), "var".into()], "/diskless", "Node")
+        (vec![DirName::ETC, DirName::VAR], "/diskless", "Node")
     );
     assert_eq!((o.emergency, o.mode, o.quiet, o.debug), (Emergency::Continue, OverlayMode::Overlay, false, false));
     // Unknown non-stateless words are the kernel's or init's business; a dotted one may be
@@ -168,12 +168,12 @@ fn defaults() {
 #[test]
 fn softlevel_and_default_dirs() {
     let o = ok("softlevel=unionfs");
-    assert_eq!((o.softlevel, o.dirs), (Some(vec!["unionfs".into()]), vec!["etc".into(), "var".into()]));
+    assert_eq!((o.softlevel, o.dirs), (Some(vec!["unionfs".into()]), vec![DirName::ETC, DirName::VAR]));
     let o = ok("softlevel=,default,,unionfs,");
     assert_eq!((o.softlevel, o.dirs.len()), (Some(vec!["default".into(), "unionfs".into()]), 2));
     let o = ok("softlevel=default");
     assert_eq!((o.softlevel, o.dirs), (Some(vec!["default".into()]), vec![]));
-    assert_eq!(ok("softlevel=").dirs, Vec::<String>::new());
+    assert_eq!(ok("softlevel=").dirs, Vec::<DirName>::new());
     // An explicit stateless.dirs beats the softlevel rule, from either source.
     assert_eq!(ok("softlevel=default stateless.dirs=var/log").dirs, ["var/log"]);
     assert_eq!(resolve_with("softlevel=x", Some("stateless.dirs=etc")).0.dirs, ["etc"]);
@@ -203,7 +203,7 @@ fn init() {
 fn dirs() {
     assert_eq!(ok("stateless.dirs=/etc/,var//log,/srv/").dirs, ["etc", "var/log", "srv"]);
     assert_eq!(resolve_with("", Some("stateless.dirs = etc, var/lib ,home")).0.dirs, ["etc", "var/lib", "home"]);
-    assert_eq!(ok("stateless.dirs=").dirs, Vec::<String>::new());
+    assert_eq!(ok("stateless.dirs=").dirs, Vec::<DirName>::new());
     assert_eq!(ok("stateless.dirs=etc stateless.dirs=home").dirs, ["home"]);
     assert_eq!(ok("stateless.dirs=varlog,var").dirs, ["varlog", "var"]);
     for (v, keep, msg) in [
@@ -237,7 +237,7 @@ fn dirs() {
             let shown = escape(v.as_bytes());
             assert_eq!(d.last().unwrap(), &format!("stateless.dirs: no valid dir in \"{shown}\": keeping etc,var"));
         } else {
-            assert_eq!((o.dirs, d.len()), (keep.iter().map(|s| s.to_string()).collect::<Vec<_>>(), 1), "{v}");
+            assert_eq!((o.dirs, d.len()), (keep.into_iter().map(DirName::from_static).collect(), 1), "{v}");
         }
     }
     // A dir is shown as itself everywhere, or refused: control (C0, C1), bidi, backslash.
@@ -250,7 +250,7 @@ fn dirs() {
     // An all-invalid list keeps the earlier valid one, also one from the config file.
     assert_eq!(resolve_with("stateless.dirs=proc,../..,/", Some("stateless.dirs=var")).0.dirs, ["var"]);
     // ... and softlevel= without unionfs still decides when no valid list was given.
-    assert_eq!(resolve("softlevel=default stateless.dirs=proc").0.dirs, Vec::<String>::new());
+    assert_eq!(resolve("softlevel=default stateless.dirs=proc").0.dirs, Vec::<DirName>::new());
     let (o, d) = bad("stateless.dirs");
     assert_eq!((o.dirs.len(), d.as_str()), (2, "stateless.dirs: needs a value"));
 }
@@ -639,7 +639,10 @@ fn config_file() {
         "stateless.mode=bad",
         Some("stateless.mode=copy\nstateless.dirs=home\nstateless.hostname=\"a b\""),
     );
-    assert_eq!((o.mode, o.dirs, o.hostname.as_deref()), (OverlayMode::Copy, vec!["home".into()], Some("a b")));
+    assert_eq!(
+        (o.mode, o.dirs, o.hostname.as_deref()),
+        (OverlayMode::Copy, vec![DirName::from_static("home")], Some("a b"))
+    );
     assert_eq!(d.len(), 1);
     assert_eq!(Options::resolve(&Cmdline::default(), Some(b"")), (Options::default(), vec![]));
 }
@@ -758,13 +761,13 @@ fn a_byte_that_is_not_utf8_costs_only_its_word() {
     assert_eq!(keys, ["ro", "stateless.dirs", "quiet"]);
     assert_eq!(c.init_args, ["single\u{fffd}"]);
     let (o, d) = Options::resolve(&c, None);
-    assert_eq!((o.hostname, o.dirs, o.quiet), (None, vec!["etc".to_string()], true));
+    assert_eq!((o.hostname, o.dirs, o.quiet), (None, vec![DirName::ETC], true));
     let d: Vec<String> = d.into_iter().map(|d| d.message).collect();
     assert_eq!(d, [r#"stateless.hostname: "lab\xff3" is not UTF-8, ignored"#]);
 
     let config = b"stateless.dirs=var\nstateless.hostname=a\xffb\nstateless.mode=copy\n";
     let (o, d) = Options::resolve(&Cmdline::default(), Some(config));
-    assert_eq!((o.dirs, o.mode, o.hostname), (vec!["var".to_string()], OverlayMode::Copy, None));
+    assert_eq!((o.dirs, o.mode, o.hostname), (vec![DirName::VAR], OverlayMode::Copy, None));
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].origin, Origin::Config { line: 2 });
     assert_eq!(d[0].message, r#""stateless.hostname=a\xffb": not UTF-8, line ignored"#, "escaped once");

@@ -25,6 +25,7 @@ use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 pub use crate::model::layer::{Layer, LayerKind};
+use crate::model::writable::DirName;
 
 /// The layers to look for, in order, given what is known about the client.
 pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<(LayerKind, String)> {
@@ -46,8 +47,8 @@ pub fn candidates(hostname: Option<&Hostname>, address: Option<Ipv4Net>) -> Vec<
 /// Decides for an entry of a layer (path relative to the layer) whether it may be copied:
 /// inside a writable dir → copy; the writable dir itself, or a dir above one → enter it without
 /// touching it (the overlay root keeps its own owner and mode); anything else → refuse.
-pub fn verdict(dirs: &[String], path: &Path, kind: Kind) -> Verdict {
-    for dir in dirs.iter().map(Path::new) {
+pub fn verdict(dirs: &[DirName], path: &Path, kind: Kind) -> Verdict {
+    for dir in dirs.iter().map(DirName::as_path) {
         if path.starts_with(dir) && path != dir {
             return Verdict::Copy;
         }
@@ -91,7 +92,7 @@ pub(crate) fn open_layer(layer_root: BorrowedFd<'_>, name: &str) -> Result<Optio
 }
 
 /// Looks for every candidate layer and lists what each would write (read-only).
-pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, String)>, dirs: &[String]) -> Vec<Layer> {
+pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, String)>, dirs: &[DirName]) -> Vec<Layer> {
     candidates
         .into_iter()
         .map(|(kind, name)| {
@@ -113,11 +114,11 @@ pub fn probe(layer_root: Option<BorrowedFd<'_>>, candidates: Vec<(LayerKind, Str
 }
 
 /// Why an entry of a layer is not copied.
-pub fn refusal(entry: &Entry, dirs: &[String]) -> String {
+pub fn refusal(entry: &Entry, dirs: &[DirName]) -> String {
     match entry.kind {
         Kind::Socket => "sockets are not copied".into(),
         _ => {
-            let dirs: Vec<String> = dirs.iter().map(|d| crate::model::text::escape(d.as_bytes())).collect();
+            let dirs: Vec<String> = dirs.iter().map(DirName::to_string).collect();
             format!("outside the writable dirs ({})", dirs.join(", "))
         }
     }
@@ -139,7 +140,7 @@ pub fn apply(
     layer_root: BorrowedFd<'_>,
     targets: &[tree::Target<'_>],
     name: &str,
-    dirs: &[String],
+    dirs: &[DirName],
     provenance: &mut Provenance,
 ) -> Applied {
     let fd = match open_layer(layer_root, name) {
@@ -300,8 +301,8 @@ mod tests {
     use crate::model::hostname::Source;
     use std::os::unix::ffi::OsStrExt;
 
-    fn dirs() -> Vec<String> {
-        vec!["etc".into(), "var/log".into()]
+    fn dirs() -> Vec<DirName> {
+        vec![DirName::ETC, DirName::from_static("var/log")]
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::hostname::Hostname;
 use super::ipv4::Ipv4Net;
 use super::lease::Dhcp;
 use super::paths::SCRATCH_UPPERS;
-use super::writable::{DirState, WritableDirs};
+use super::writable::{DirName, DirState, WritableDirs};
 
 /// The probed (or given, or learned) state of the client.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -70,7 +70,7 @@ pub enum Learned {
     /// The upper dirs go on the scratch filesystem from now on.
     UppersOnScratch,
     /// What a writable dir is now.
-    Dir(String, DirState),
+    Dir(DirName, DirState),
     /// The boot left the initramfs for the NFS root.
     SwitchedRoot,
 }
@@ -98,7 +98,7 @@ impl Facts {
                 }
                 Learned::Renamed(interface) => self.interface = Some(interface),
                 Learned::UppersOnScratch => self.writable.put_uppers_on(SCRATCH_UPPERS),
-                Learned::Dir(dir, state) => self.writable.set(&dir, state),
+                Learned::Dir(dir, state) => self.writable.set(dir, state),
                 Learned::SwitchedRoot => self.initramfs = false,
             }
         }

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use super::step::Phase;
+use super::writable::DirName;
 
 /// What a failed fatal step does (`stateless.emergency=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +157,7 @@ pub struct Options {
     pub init: Option<String>,
     /// Dirs to make writable, relative to the root, without `..` (`etc`, `var`, `var/log`).
     /// From `stateless.dirs=`; else `etc,var` unless `softlevel=` is given without `unionfs`.
-    pub dirs: Vec<String>,
+    pub dirs: Vec<DirName>,
     /// `stateless.layers=`: absolute path of the layer tree inside the image.
     pub layers: String,
     /// `stateless.hostname=`: forced hostname, unvalidated here (the hostname rules decide).
@@ -268,7 +269,7 @@ impl Default for Options {
         Options {
             softlevel: None,
             init: None,
-            dirs: vec!["etc".into(), "var".into()],
+            dirs: vec![DirName::ETC, DirName::VAR],
             layers: "/diskless".into(),
             hostname: None,
             hostname_prefix: "Node".into(),

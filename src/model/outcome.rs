@@ -145,6 +145,8 @@ pub enum DirMode {
 /// The per-dir result the report shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirResult {
+    /// A [`DirName`](super::writable::DirName)'s text. Read back, it is untrusted text:
+    /// `stateless status` shows it escaped, `stateless relayer` parses it again.
     pub dir: String,
     pub mode: DirMode,
     /// The mount the boot made writable there, so that `stateless relayer` writes only while

@@ -17,7 +17,7 @@ use super::lease::Exchange;
 use super::mount::EarlyMount;
 use super::nfsroot::NfsMount;
 use super::options::{OverlayMode, Swap};
-use super::writable::DirState;
+use super::writable::{DirName, DirState};
 
 /// The phases of the boot, in order. Each is planned from what is known when it starts (a
 /// hostname exists only after the network phase); their names are what `stateless.break=` takes.
@@ -148,12 +148,12 @@ pub enum Step {
     /// dirs and /tmp go on it instead of into memory.
     Scratch { label: String },
     /// A writable dir: tmpfs + overlayfs (copy mode when overlayfs fails), or tmpfs + copy.
-    WritableDir { dir: String, mode: OverlayMode, tmpfs_size: Option<String> },
+    WritableDir { dir: DirName, mode: OverlayMode, tmpfs_size: Option<String> },
     /// One configuration layer, walked and copied once.
     Layer { kind: LayerKind, name: String },
     /// The overlay on a writable dir, mounted once the layers are in its upper dir (copy mode
     /// when overlayfs refuses).
-    Overlay { dir: String },
+    Overlay { dir: DirName },
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
     HostFiles { fqdn: String, short: String, files: Vec<String> },
     /// Swap areas of the local disks (`stateless.swap=`), found by their signature.

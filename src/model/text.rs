@@ -28,6 +28,18 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// `s` quoted and escaped for a message ([`escape`], the one rule for what is printed), cut
+/// at 64 chars.
+pub fn quoted(s: impl AsRef<[u8]>) -> String {
+    let s = s.as_ref();
+    // The bytes of the first 64 characters, a byte that is not UTF-8 counting as one.
+    let chars =
+        s.utf8_chunks().flat_map(|c| c.valid().chars().map(char::len_utf8).chain(c.invalid().iter().map(|_| 1)));
+    let cut: usize = chars.take(64).sum();
+    let more = if cut < s.len() { "..." } else { "" };
+    format!("\"{}\"{more}", escape(s.get(..cut).unwrap_or(s)))
+}
+
 /// Characters a terminal does not show as themselves: every format character (Unicode's
 /// general category Cf, as of Unicode 16: the soft hyphen, zero-width marks, the bidirectional
 /// marks, embeddings, overrides and isolates, which make `evil\u{202e}txt.sh` read backwards,

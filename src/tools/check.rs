@@ -40,6 +40,7 @@ use crate::model::hostname::{self, Hostname, Source};
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::options::OverlayMode;
 use crate::model::text::{escape, escape_path};
+use crate::model::writable::DirName;
 
 mod entries;
 
@@ -244,7 +245,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     let check = Check {
         image: escape_path(target.path()),
         layer_root: escape(options.layers.as_bytes()),
-        dirs: options.dirs.iter().map(|d| escape(d.as_bytes())).collect(),
+        dirs: options.dirs.iter().map(DirName::to_string).collect(),
         findings,
         hosts,
     };
@@ -277,10 +278,9 @@ fn run(target: &ImageRoot, options: &crate::model::options::Options, found: &mut
     // The layer tree in a writable dir: every client gets all of it (every host's files) in
     // that dir, and may change its copy there.
     let relative = crate::fs::root::relative(&options.layers);
-    for dir in options.dirs.iter().filter(|d| relative.starts_with(d) || Path::new(d).starts_with(&relative)) {
+    for dir in options.dirs.iter().filter(|d| relative.starts_with(d) || d.as_path().starts_with(&relative)) {
         let problem = format!(
-            "the layer root and the writable dir /{} overlap: every client gets the whole layer tree (every host's files) in it, writable",
-            escape(dir.as_bytes())
+            "the layer root and the writable dir /{dir} overlap: every client gets the whole layer tree (every host's files) in it, writable"
         );
         found.warning(&shown_root, &problem);
     }

@@ -33,6 +33,7 @@ use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::outcome::{DirMode, MountKey};
 use crate::model::paths::{LIVE_REPORT, PROVENANCE, REPORT, REPORT_DIR};
 use crate::model::text::{escape, escape_path};
+use crate::model::writable::DirName;
 
 pub const USAGE: &str = "\
 usage: stateless relayer [--dry-run] [--prune] [--json] [--root DIR]
@@ -103,9 +104,9 @@ pub(super) fn command(mut argv: impl Iterator<Item = OsString>) -> Result<i32, S
 /// it to: /run/stateless is trusted no more than the command line was.
 struct Boot {
     /// The dirs made writable, as `stateless.dirs=` takes them.
-    dirs: Vec<String>,
+    dirs: Vec<DirName>,
     /// The mount the boot made on each, where the kernel could tell.
-    mounts: BTreeMap<String, MountKey>,
+    mounts: BTreeMap<DirName, MountKey>,
     layer_root: String,
     hostname: Option<Hostname>,
     address: Option<Ipv4Net>,
@@ -536,7 +537,7 @@ fn pread_full(file: &OwnedFd, buf: &mut [u8], offset: u64) -> bool {
 struct Live {
     /// Each dir, opened as the copy's target when it is still the mount the boot made there;
     /// why not, else.
-    dirs: Vec<(String, Result<OwnedFd, String>)>,
+    dirs: Vec<(DirName, Result<OwnedFd, String>)>,
     /// Mount points below them (relative to the root): another filesystem, or another place of
     /// one, that a layer's path must not reach through.
     nested: Vec<PathBuf>,
@@ -545,22 +546,21 @@ struct Live {
 impl Live {
     fn find(target: &ImageRoot, boot: &Boot) -> Live {
         use crate::fs::mounts::{is_mount_root, mount_key, OVERLAYFS_MAGIC, TMPFS_MAGIC};
-        let open = |dir: &String| {
-            let shown = escape(dir.as_bytes());
-            let opened = target.dir(dir).map_err(|e| format!("/{shown}: {e}"))?;
+        let open = |dir: &DirName| {
+            let opened = target.dir(dir).map_err(|e| format!("/{dir}: {e}"))?;
             // The dir opened, not its path again: what is written through is what was checked.
             let fd = opened.fd.as_fd();
             let mounted = is_mount_root(fd, OVERLAYFS_MAGIC) || is_mount_root(fd, TMPFS_MAGIC);
             let same = boot.mounts.get(dir).is_none_or(|key| mount_key(fd) == Some(*key));
             if !mounted || !same {
                 return Err(format!(
-                    "/{shown} is not the overlay or tmpfs the boot made there (unmounted or replaced since, or relayer runs in another mount namespace than the boot's?): nothing written or removed there"
+                    "/{dir} is not the overlay or tmpfs the boot made there (unmounted or replaced since, or relayer runs in another mount namespace than the boot's?): nothing written or removed there"
                 ));
             }
             Ok(opened.fd)
         };
         let table = crate::fs::mounts::mount_points();
-        let open = |dir: &String| match &table {
+        let open = |dir: &DirName| match &table {
             Ok(_) => open(dir),
             Err(e) => Err(format!("the mount table (/proc/self/mountinfo): {e}: nothing written or removed")),
         };
@@ -569,7 +569,7 @@ impl Live {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|point| point.strip_prefix(target.path()).ok().map(Path::to_path_buf))
-            .filter(|point| boot.dirs.iter().any(|dir| point.starts_with(dir) && point != Path::new(dir)))
+            .filter(|point| boot.dirs.iter().any(|dir| point.starts_with(dir) && point != dir.as_path()))
             .collect();
         Live { dirs, nested }
     }
@@ -580,7 +580,7 @@ impl Live {
         let (dir, fd) = self
             .dirs
             .iter()
-            .find(|(dir, _)| path.starts_with(dir) && path != Path::new(dir))
+            .find(|(dir, _)| path.starts_with(dir) && path != dir.as_path())
             .ok_or_else(|| "not inside a writable dir".to_owned())?;
         let fd = fd.as_ref().map_err(Clone::clone)?;
         if let Some(point) = self.nested.iter().find(|point| path.starts_with(point)) {
@@ -595,7 +595,7 @@ impl Live {
 fn write(
     live: &Live,
     layer: BorrowedFd<'_>,
-    dirs: &[String],
+    dirs: &[DirName],
     (writes, approved): (&BTreeSet<PathBuf>, &BTreeSet<PathBuf>),
     name: &str,
     provenance: &mut Provenance,
@@ -604,9 +604,7 @@ fn write(
     let list: Vec<tree::Target<'_>> = live
         .dirs
         .iter()
-        .filter_map(|(dir, fd)| {
-            Some(tree::Target { path: Path::new(dir), dst: fd.as_ref().ok()?.as_fd(), lower: None })
-        })
+        .filter_map(|(dir, fd)| Some(tree::Target { path: dir.as_path(), dst: fd.as_ref().ok()?.as_fd(), lower: None }))
         .collect();
     let client_dir = |path: &Path| {
         let (dir, below) = live.inside(path).ok()?;

@@ -16,6 +16,7 @@ use crate::model::interface::Interface;
 use crate::model::layer::LayerKind;
 use crate::model::lease::Lease;
 use crate::model::outcome::{Failure, LayerResult, Mode, Op};
+use crate::model::writable::DirName;
 
 impl Executor<'_> {
     pub(super) fn apply_layer(&mut self, kind: LayerKind, name: &str) -> Done {
@@ -23,14 +24,14 @@ impl Executor<'_> {
         // dir), and each dir made writable otherwise.
         let uppers = self.opened.iter().filter_map(|(dir, opened)| match opened {
             Opened::Upper(p) => Some(tree::Target {
-                path: Path::new(dir),
+                path: dir.as_path(),
                 dst: p.upper.fd.as_fd(),
                 lower: Some(p.writable.lower.fd.as_fd()),
             }),
             Opened::Tmpfs(_) => None,
         });
         let copied = self.opened.iter().filter_map(|(dir, opened)| match opened {
-            Opened::Tmpfs(fresh) => Some(tree::Target { path: Path::new(dir), dst: fresh.fd.as_fd(), lower: None }),
+            Opened::Tmpfs(fresh) => Some(tree::Target { path: dir.as_path(), dst: fresh.fd.as_fd(), lower: None }),
             Opened::Upper(_) => None,
         });
         let targets: Vec<tree::Target<'_>> = uppers.chain(copied).collect();
@@ -130,7 +131,7 @@ impl Executor<'_> {
         }
         let from_layer =
             self.record.provenance.get(Path::new("etc/resolv.conf")).is_some_and(|w| w.source != "hostname");
-        let resolver = match (from_layer, facts.writable.contains("etc")) {
+        let resolver = match (from_layer, facts.writable.contains(&DirName::ETC)) {
             (true, _) => Resolver::Layer,
             (false, true) => Resolver::Etc,
             (false, false) => Resolver::RunOnly,

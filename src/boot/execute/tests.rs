@@ -19,6 +19,7 @@ use crate::model::options::OverlayMode;
 use crate::config::Cmdline;
 use crate::model::interface::Interface;
 use crate::model::outcome::DirMode;
+use crate::model::writable::DirName;
 use crate::sys::{Call, Fake};
 
 struct Image(PathBuf);
@@ -545,7 +546,7 @@ fn a_scratch_disk_that_is_not_there_leaves_the_upper_dirs_in_memory() {
     assert_eq!(scratch.status, Status::Failed);
     let why = scratch.error.as_ref().unwrap().to_string();
     assert!(why.contains("no filesystem labelled lab-scratch on the 0 block devices"), "{why}");
-    let etc = of(&|s| matches!(s, Step::WritableDir { dir, .. } if dir == "etc"));
+    let etc = of(&|s| matches!(s, Step::WritableDir { dir, .. } if *dir == DirName::ETC));
     assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
     let swap = of(&|s| matches!(s, Step::Swap { .. }));
     assert_eq!((swap.status, swap.detail.as_str()), (Status::Degraded, "none on the 0 block devices"));
@@ -553,7 +554,8 @@ fn a_scratch_disk_that_is_not_there_leaves_the_upper_dirs_in_memory() {
     // `apply` mounts no disk: its upper dirs stay on their tmpfs too.
     let sys = fake(|_| None);
     let (outcomes, _) = boot(&image, "stateless.scratch=lab-scratch", &sys, Mode::Apply);
-    let etc = outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if dir == "etc")).unwrap();
+    let etc =
+        outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if *dir == DirName::ETC)).unwrap();
     assert!(etc.detail.contains("on the tmpfs at /run/stateless/rw/etc"), "{}", etc.detail);
 }
 
@@ -564,10 +566,10 @@ fn without_a_tmpfs_run_no_utab_lands_in_the_image() {
     let image = Image::new("no-run-utab");
     let sys = fake(|_| None);
     let executor = image.executor(&sys, "", Mode::Boot);
-    assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "");
+    assert_eq!(executor.mark_extrinsic("tmpfs", &DirName::ETC), "");
     assert!(!image.0.join("run/mount").exists(), "written into the image's /run");
     sys.mount("tmpfs", &image.0.join("run"), "tmpfs", MountFlags::empty(), "").unwrap();
-    assert_eq!(executor.mark_extrinsic("tmpfs", "etc"), "; x-initrd.mount in /run/mount/utab");
+    assert_eq!(executor.mark_extrinsic("tmpfs", &DirName::ETC), "; x-initrd.mount in /run/mount/utab");
     let utab = std::fs::read_to_string(image.0.join("run/mount/utab")).unwrap();
     assert_eq!(utab, "SRC=tmpfs TARGET=/etc ROOT=/ OPTS=x-initrd.mount\n");
 }
@@ -616,10 +618,11 @@ fn each_dir_is_reported_as_it_ended_in_the_order_it_got_there() {
     assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"));
     // /var: no tmpfs for its upper dir, then copy mode refused (the fake mounts nothing): the
     // image dir, at its own step; /etc: its overlay after the layers.
-    let var = outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if dir == "var")).unwrap();
+    let var =
+        outcomes.iter().find(|o| matches!(&o.step, Step::WritableDir { dir, .. } if *dir == DirName::VAR)).unwrap();
     assert_eq!(var.status, Status::Failed);
     let overlays: Vec<&Step> = outcomes.iter().map(|o| &o.step).filter(|s| matches!(s, Step::Overlay { .. })).collect();
-    assert_eq!(overlays, [&Step::Overlay { dir: "etc".into() }]);
+    assert_eq!(overlays, [&Step::Overlay { dir: DirName::ETC }]);
     let report = read_report(&r);
     let dirs: Vec<(&str, DirMode)> = report.dirs.iter().map(|d| (d.dir.as_str(), d.mode)).collect();
     assert_eq!(dirs, [("var", DirMode::None), ("etc", DirMode::Overlay)]);

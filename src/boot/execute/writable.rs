@@ -12,12 +12,12 @@ use crate::model::facts::Learned;
 use crate::model::options::OverlayMode;
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::RW_BASE;
-use crate::model::writable::DirState;
+use crate::model::writable::{DirName, DirState};
 
 /// A dir being made writable: the image dir, opened before anything was mounted on it, and
 /// the size of its tmpfs.
 pub(super) struct Writable {
-    dir: String,
+    dir: DirName,
     pub(super) lower: ImageDir,
     st: rustix::fs::Stat,
     size: Option<String>,
@@ -43,23 +43,28 @@ impl Executor<'_> {
     /// Makes `dir` writable: in overlay mode a tmpfs with the upper and work dirs, the overlay
     /// itself mounted after the layers are in the upper dir ([`Step::Overlay`]); in copy mode
     /// (or when that tmpfs cannot be had) a tmpfs on the dir with a copy of the image dir.
-    pub(super) fn make_writable(&mut self, dir: &str, mode: OverlayMode, size: Option<&str>) -> Result<Done, Failure> {
+    pub(super) fn make_writable(
+        &mut self,
+        dir: &DirName,
+        mode: OverlayMode,
+        size: Option<&str>,
+    ) -> Result<Done, Failure> {
         let lower = self.target.dir(dir).map_err(|e| self.io(Op::Open, &self.target, dir, &e))?;
         let st = rustix::fs::fstat(&lower.fd).map_err(|e| Failure::io(Op::Open, Some(&lower.path), &e.into()))?;
-        let writable = Writable { dir: dir.into(), lower, st, size: size.map(str::to_string) };
+        let writable = Writable { dir: dir.clone(), lower, st, size: size.map(str::to_string) };
         let mut why_copy = (mode == OverlayMode::Copy && self.options.mode == OverlayMode::Overlay)
             .then(|| Failure::new(Op::Mount, None, "overlayfs is not available"));
         if mode == OverlayMode::Overlay {
             match self.prepare_overlay(dir, &st, size) {
                 Ok((rw, upper, work)) => {
-                    self.opened.push((dir.into(), Opened::Upper(Box::new(Pending { writable, rw, upper, work }))));
+                    self.opened.push((dir.clone(), Opened::Upper(Box::new(Pending { writable, rw, upper, work }))));
                     let detail = match self.facts.writable.scratch() {
                         Some(scratch) => format!("upper and work dirs at /{scratch}/{dir}, overlay after the layers"),
                         None => {
                             format!("upper and work dirs on the tmpfs at /{RW_BASE}/{dir}, overlay after the layers")
                         }
                     };
-                    return Ok(Done::ok(detail).learned([Learned::Dir(dir.into(), DirState::Prepared)]));
+                    return Ok(Done::ok(detail).learned([Learned::Dir(dir.clone(), DirState::Prepared)]));
                 }
                 Err(e) => {
                     log::warn!("/{dir}: no tmpfs for the overlay ({e}); falling back to copy mode");
@@ -81,7 +86,7 @@ impl Executor<'_> {
     /// instead (`None` for the tmpfs).
     fn prepare_overlay(
         &mut self,
-        dir: &str,
+        dir: &DirName,
         st: &rustix::fs::Stat,
         size: Option<&str>,
     ) -> Result<(Option<PathBuf>, ImageDir, PathBuf), Failure> {
@@ -123,7 +128,7 @@ impl Executor<'_> {
     /// The overlay on `dir`, its upper dir filled by the layers: the image dir below, every path
     /// checked. When overlayfs refuses, copy mode: a tmpfs on the dir with the image dir's copy
     /// and the upper dir's on top (a degraded step), the upper's tmpfs taken off again.
-    pub(super) fn mount_overlay(&mut self, dir: &str) -> Result<Done, Failure> {
+    pub(super) fn mount_overlay(&mut self, dir: &DirName) -> Result<Done, Failure> {
         let i = self.opened.iter().position(|(d, o)| d == dir && matches!(o, Opened::Upper(_)));
         let Some((_, Opened::Upper(p))) = i.map(|i| self.opened.remove(i)) else {
             return Ok(Done::skipped("no upper dir was prepared"));
@@ -144,7 +149,7 @@ impl Executor<'_> {
         });
         let why = match mounted {
             Ok(()) => {
-                let mounted = Learned::Dir(dir.into(), DirState::Overlay { mount: self.sys.mount_key(lower) });
+                let mounted = Learned::Dir(dir.clone(), DirState::Overlay { mount: self.sys.mount_key(lower) });
                 let marked = self.mark_extrinsic("overlay", dir);
                 let detail = format!("mounted: the image dir below, the layers in the upper dir{marked}");
                 return Ok(Done::ok(detail).learned([mounted]));
@@ -167,9 +172,9 @@ impl Executor<'_> {
     /// detail adds: where, or why not (logged; the boot goes on, only the shutdown is noisier).
     /// Only into a tmpfs /run: else the file would land in the image (on the server, for a
     /// root mounted read-write).
-    pub(super) fn mark_extrinsic(&self, source: &str, dir: &str) -> String {
+    pub(super) fn mark_extrinsic(&self, source: &str, dir: &DirName) -> String {
         let marked = match self.run_is_tmpfs() {
-            Ok(true) => mounts::mark_extrinsic(&self.target, source, dir).map_err(|e| e.to_string()),
+            Ok(true) => mounts::mark_extrinsic(&self.target, source, dir.as_str()).map_err(|e| e.to_string()),
             Ok(false) => Err("/run is not a tmpfs".to_string()),
             Err(failure) => Err(failure.to_string()),
         };

@@ -48,7 +48,7 @@ pub(super) struct Image<'a> {
     pub(super) root: &'a ImageRoot,
     /// The layer root's path in the image: a symlink into it points at the shared tree.
     pub(super) layer_root: &'a Path,
-    pub(super) dirs: &'a [String],
+    pub(super) dirs: &'a [DirName],
     /// Whether the layers go into an overlay's upper dir (`stateless.mode=overlay`), where the
     /// copy refuses whiteouts and overlayfs's own attributes.
     pub(super) upper: bool,
