@@ -73,8 +73,8 @@ fn context(sys: &Real) -> Context<'_> {
 }
 
 /// The options [`options`] reads, for PID 1: their diagnostics logged, the log level and the
-/// panic hook's policy and inits set from them. At the start, and again after the switch into
-/// the image (its stateless.conf).
+/// panic hook's policy set from them (its inits only the first time). At the start, and again
+/// after the switch into the image (its stateless.conf).
 pub(crate) fn adopt_options(cmdline: &[u8], target: &ImageRoot) -> (Options, Vec<Diagnostic>) {
     let (options, diagnostics) = options(cmdline, target);
     diagnostics.iter().for_each(|d| log::warn!("{d}"));

@@ -149,7 +149,11 @@ impl Executor<'_> {
         let lease = Lease { address: Some(address), routers: gateway.into_iter().collect(), ..Lease::default() };
         let fail = |message: String| Failure::new(Op::Dhcp, Some(Path::new(&link.name)), message);
         let warning = network::configure(self.sys, &link, &lease).map_err(fail)?;
-        let learned = [Learned::StaticAddress, configured(&link, Some(address))];
+        // The line's device stays the boot interface, as the plan has it, also when `BOOTIF=`
+        // chose the link configured.
+        let named = interface.map_or_else(|| link.name.clone(), str::to_owned);
+        let learned =
+            [Learned::StaticAddress, Learned::Link { interface: Some(named), mac: link.mac, address: Some(address) }];
         let via = gateway.map(|g| format!(", default route via {g}")).unwrap_or_default();
         let detail = format!("{address} on {}{via}", link.name);
         Ok(match warning {

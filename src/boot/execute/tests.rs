@@ -320,6 +320,28 @@ fn static_ip_line_configures_without_dhcp_then_informs_for_a_name() {
     assert_eq!(source(&outcomes), Some(("forced-7".to_string(), crate::model::hostname::Source::Cmdline)));
 }
 
+/// `BOOTIF=` picks the link a static `ip=` line is configured on; the line's device stays the
+/// boot interface the later steps name, as `stateless plan` has it.
+#[test]
+fn a_static_line_names_the_boot_interface_when_bootif_picks_another_link() {
+    let image = Image::new("bootif-static");
+    let mut sys = fake(|_| None);
+    sys.interfaces[0].addrs.clear();
+    let mac = Some([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
+    let eth1 = Interface { index: 3, name: "eth1".into(), mac, up: false, carrier: false, ..sys.interfaces[0].clone() };
+    sys.interfaces.push(eth1);
+    sys.cabled.push(3);
+    let line = "ip=10.0.2.15::10.0.2.2:255.255.255.0:lab3-12:eth0:off BOOTIF=01-52-54-00-12-34-57";
+    let (outcomes, _) = boot(&image, line, &sys, Mode::Boot);
+    let net: Ipv4Net = "10.0.2.15/24".parse().unwrap();
+    assert!(sys.calls().contains(&Call::AddAddress(3, net)), "configured on BOOTIF='s eth1: {:#?}", sys.calls());
+    let files = outcomes.iter().find_map(|o| match &o.step {
+        Step::NetworkFiles { interface } => Some(interface.clone()),
+        _ => None,
+    });
+    assert_eq!(files.as_deref(), Some("eth0"));
+}
+
 /// A client with three NICs and no address: eth0 (index 2) up with carrier, eth1 (3) and
 /// eth2 (4) down with a cable in; the DHCP server answers only the MAC ending in `answered`.
 fn three_nics(fail: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static, answered: u8) -> Fake {

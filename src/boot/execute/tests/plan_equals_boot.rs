@@ -168,6 +168,21 @@ const ROWS: &[Row] = &[
         differs: None,
     },
     Row {
+        mode: "on-root, static ip=, BOOTIF= another link",
+        cmdline: "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off BOOTIF=01-52-54-00-12-34-57",
+        initramfs: false,
+        kernel: |image, sys| {
+            unconfigured(image, sys);
+            let mac = Some([0x52, 0x54, 0, 0x12, 0x34, 0x57]);
+            let eth1 = Interface { index: 3, name: "eth1".into(), mac, up: false, ..sys.interfaces[0].clone() };
+            sys.interfaces.push(eth1);
+            sys.cabled.push(3);
+        },
+        facts: || leased(Exchange::Inform, false),
+        shows: |p| p.iter().any(|s| matches!(s, Step::NetworkFiles { interface } if interface == "eth0")),
+        differs: None,
+    },
+    Row {
         mode: "initramfs: DHCP, the NFS root, the switch",
         cmdline: "nfsroot=/srv/img,port=2049",
         initramfs: true,
