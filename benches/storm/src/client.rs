@@ -60,7 +60,7 @@ pub async fn replay<C: Connector>(
     let mut client = Client {
         trace,
         connector,
-        cred: rpc::root_credential(name).unwrap_or_default(),
+        cred: rpc::root_credential(name),
         learned: Learned::default(),
         writers: [None, None],
         readers: Vec::new(),

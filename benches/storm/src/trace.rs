@@ -59,6 +59,7 @@ const PROCS: [(Proc, &str, Program, u32); 14] = [
 
 impl Proc {
     fn entry(self) -> (Proc, &'static str, Program, u32) {
+        // Every Proc is in PROCS; the fallback is never taken.
         PROCS.into_iter().find(|e| e.0 == self).unwrap_or(PROCS[0])
     }
     pub fn name(self) -> &'static str {
@@ -272,6 +273,14 @@ mod tests {
         assert_eq!(trace.ready, [0, 1, 2, 3, 3, 5]);
         assert_eq!(trace.calls[1].entries.get(&b"b"[..]), Some(&2));
         assert_eq!(trace.counts().get("READ"), Some(&2));
+    }
+
+    #[test]
+    fn every_proc_is_in_the_table_once() {
+        for (proc, name, program, number) in PROCS {
+            assert_eq!(Proc::parse(name), Some(proc));
+            assert_eq!((proc.name(), proc.program(), proc.number()), (name, program, number));
+        }
     }
 
     #[test]
