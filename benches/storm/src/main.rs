@@ -111,6 +111,9 @@ struct Run {
     bytes_received: u64,
     read_bytes: u64,
     timeout_s: u64,
+    /// The replay's own CPU time (user and system, all threads): near `all_done_s`, the replay
+    /// and not the server set the pace.
+    replay_cpu_s: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -193,6 +196,7 @@ fn summarize(trace: &Trace, mut reports: Vec<(usize, ClientReport)>, all_done_s:
         bytes_received: 0,
         read_bytes: 0,
         timeout_s,
+        replay_cpu_s: own_cpu_s(),
     };
     for (i, report) in reports {
         for (proc, n) in report.ops {
@@ -213,10 +217,18 @@ fn summarize(trace: &Trace, mut reports: Vec<(usize, ClientReport)>, all_done_s:
     run
 }
 
+/// utime + stime of this process, from /proc/self/stat (fields 14 and 15, in 1/100 s: USER_HZ).
+fn own_cpu_s() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 fn summary_line(run: &Run) -> String {
     let ops: Vec<String> = run.ops.iter().map(|(k, v)| format!("{k} {v}")).collect();
     format!(
-        "storm: {} clients, {} finished, all done in {:.2} s (each {:.2}/{:.2}/{:.2} s min/median/max); {} calls ({}); {:.1} MB read; {} errors{}",
+        "storm: {} clients, {} finished, all done in {:.2} s (each {:.2}/{:.2}/{:.2} s min/median/max); {} calls ({}); {:.1} MB read; replay CPU {:.2} s; {} errors{}",
         run.clients,
         run.finished,
         run.all_done_s,
@@ -226,6 +238,7 @@ fn summary_line(run: &Run) -> String {
         run.calls,
         ops.join(", "),
         run.read_bytes as f64 / 1e6,
+        run.replay_cpu_s.unwrap_or(f64::NAN),
         run.errors,
         run.first_errors.first().map(|e| format!(" (first: {e})")).unwrap_or_default()
     )
