@@ -151,7 +151,7 @@ impl<C: Connector> Client<'_, C> {
                 .connector
                 .connect(program)
                 .await
-                .map_err(|e| format!("cannot connect to the {program:?} server: {e}"))?;
+                .map_err(|e| format!("cannot connect to the {} server: {e}", program.name()))?;
             let (reader, writer) = tokio::io::split(stream);
             self.readers.push(tokio::spawn(read_replies(program, reader, self.tx.clone())));
             if let Some(w) = self.writers.get_mut(slot) {
@@ -159,7 +159,7 @@ impl<C: Connector> Client<'_, C> {
             }
         }
         let Some(Some(writer)) = self.writers.get_mut(slot) else { return Err("no connection".to_string()) };
-        writer.write_all(&record).await.map_err(|e| format!("cannot send to the {program:?} server: {e}"))?;
+        writer.write_all(&record).await.map_err(|e| format!("cannot send to the {} server: {e}", program.name()))?;
         self.report.bytes_sent += record.len() as u64;
         self.in_flight.insert(xid, index);
         Ok(())
@@ -201,7 +201,7 @@ impl<C: Connector> Client<'_, C> {
             .filter(|&&i| self.trace.calls.get(i).is_some_and(|c| c.proc.program() == program))
             .count();
         if waiting > 0 {
-            return Err(format!("connection to the {program:?} server lost with calls in flight: {e}"));
+            return Err(format!("connection to the {} server lost with calls in flight: {e}", program.name()));
         }
         Ok(())
     }
@@ -338,7 +338,7 @@ mod tests {
         let report = replay(&trace, &fake((vec![], true)), "c1", 1, Instant::now() + Duration::from_secs(60)).await;
         assert!(!report.finished);
         assert_eq!(report.ops.into_iter().collect::<Vec<_>>(), [("MNT", 1)]);
-        assert!(report.first_error.unwrap().starts_with("connection to the Nfs server lost with calls in flight"));
+        assert!(report.first_error.unwrap().starts_with("connection to the NFS server lost with calls in flight"));
         // The server never answers the READs: the deadline ends the client.
         let report = replay(&trace, &fake((vec![1], false)), "c1", 1, Instant::now() + Duration::from_secs(60)).await;
         assert!(!report.finished);

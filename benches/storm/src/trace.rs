@@ -12,6 +12,12 @@ pub enum Program {
 }
 
 impl Program {
+    pub fn name(self) -> &'static str {
+        match self {
+            Program::Mount => "MOUNT",
+            Program::Nfs => "NFS",
+        }
+    }
     pub fn number(self) -> (u32, u32) {
         match self {
             Program::Mount => (nfs3_types::mount::PROGRAM, nfs3_types::mount::VERSION),
