@@ -63,6 +63,7 @@ pub async fn replay<C: Connector>(
         cred: rpc::root_credential(name),
         learned: Learned::default(),
         writers: [None, None],
+        connections: 0,
         readers: Vec::new(),
         tx,
         rx,
@@ -87,20 +88,23 @@ pub async fn replay<C: Connector>(
     client.report
 }
 
-type Reply = (Program, io::Result<Vec<u8>>);
+/// A record or the end of one connection (its program and number).
+type Reply = (Program, u32, io::Result<Vec<u8>>);
 
 struct Client<'t, C: Connector> {
     trace: &'t Trace,
     connector: &'t C,
     cred: opaque_auth<'static>,
     learned: Learned,
-    /// The MOUNT and the NFS connection (Program as index), once open.
-    writers: [Option<WriteHalf<C::Stream>>; 2],
+    /// The open MOUNT and NFS connection (Program as index), with its number.
+    writers: [Option<(u32, WriteHalf<C::Stream>)>; 2],
+    /// Connections opened so far.
+    connections: u32,
     readers: Vec<JoinHandle<()>>,
     tx: mpsc::UnboundedSender<Reply>,
     rx: mpsc::UnboundedReceiver<Reply>,
-    /// xid -> index of the call.
-    in_flight: HashMap<u32, usize>,
+    /// xid -> index of the call, number of its connection.
+    in_flight: HashMap<u32, (usize, u32)>,
     done: Vec<bool>,
     /// How many calls of `trace.by_reply`, from its start, have their replies.
     replied: usize,
@@ -124,10 +128,11 @@ impl<C: Connector> Client<'_, C> {
                 return Err("replay stuck with no call in flight".to_string());
             }
             match self.rx.recv().await {
-                Some((_, Ok(record))) => self.take_reply(&record)?,
-                Some((program, Err(e))) => self.lost(program, &e)?,
+                Some((_, _, Ok(record))) => self.take_reply(&record)?,
+                Some((program, connection, Err(e))) => self.lost(program, connection, &e)?,
                 None => return Err("reply channel closed".to_string()),
             }
+            self.close_idle_mount().await;
         }
     }
 
@@ -153,22 +158,25 @@ impl<C: Connector> Client<'_, C> {
                 .await
                 .map_err(|e| format!("cannot connect to the {} server: {e}", program.name()))?;
             let (reader, writer) = tokio::io::split(stream);
-            self.readers.push(tokio::spawn(read_replies(program, reader, self.tx.clone())));
+            self.connections += 1;
+            self.readers.push(tokio::spawn(read_replies((program, self.connections), reader, self.tx.clone())));
             if let Some(w) = self.writers.get_mut(slot) {
-                *w = Some(writer);
+                *w = Some((self.connections, writer));
             }
         }
-        let Some(Some(writer)) = self.writers.get_mut(slot) else { return Err("no connection".to_string()) };
+        let Some(Some((connection, writer))) = self.writers.get_mut(slot) else {
+            return Err("no connection".to_string());
+        };
         writer.write_all(&record).await.map_err(|e| format!("cannot send to the {} server: {e}", program.name()))?;
         self.report.bytes_sent += record.len() as u64;
-        self.in_flight.insert(xid, index);
+        self.in_flight.insert(xid, (index, *connection));
         Ok(())
     }
 
     fn take_reply(&mut self, record: &[u8]) -> Result<(), String> {
         self.report.bytes_received += record.len() as u64 + 4;
         let (xid, result) = rpc::split_reply(record)?;
-        let Some(index) = self.in_flight.remove(&xid) else {
+        let Some((index, _)) = self.in_flight.remove(&xid) else {
             self.report.error("reply to an xid not in flight".to_string(), &format!(" ({xid:#x})"));
             return Ok(());
         };
@@ -190,20 +198,30 @@ impl<C: Connector> Client<'_, C> {
         Ok(())
     }
 
-    /// A connection ended: fatal while a call waits on it; else it is opened again when needed.
-    fn lost(&mut self, program: Program, e: &io::Error) -> Result<(), String> {
-        if let Some(w) = self.writers.get_mut(program as usize) {
+    /// A connection ended: fatal while a call waits on it; else the next call opens another.
+    fn lost(&mut self, program: Program, connection: u32, e: &io::Error) -> Result<(), String> {
+        if let Some(w) =
+            self.writers.get_mut(program as usize).filter(|w| w.as_ref().is_some_and(|w| w.0 == connection))
+        {
             *w = None;
         }
-        let waiting = self
-            .in_flight
-            .values()
-            .filter(|&&i| self.trace.calls.get(i).is_some_and(|c| c.proc.program() == program))
-            .count();
-        if waiting > 0 {
+        if self.in_flight.values().any(|&(_, c)| c == connection) {
             return Err(format!("connection to the {} server lost with calls in flight: {e}", program.name()));
         }
         Ok(())
+    }
+
+    /// As the kernel does, the MOUNT connection is closed once no call waits on it.
+    async fn close_idle_mount(&mut self) {
+        let Some(slot) = self.writers.get_mut(Program::Mount as usize) else { return };
+        if let Some((connection, _)) = slot {
+            let connection = *connection;
+            if !self.in_flight.values().any(|&(_, c)| c == connection) {
+                if let Some((_, mut writer)) = slot.take() {
+                    let _ = writer.shutdown().await;
+                }
+            }
+        }
     }
 
     fn finish(&mut self, index: usize) {
@@ -216,7 +234,11 @@ impl<C: Connector> Client<'_, C> {
     }
 }
 
-async fn read_replies<R: AsyncRead + Unpin>(program: Program, reader: R, tx: mpsc::UnboundedSender<Reply>) {
+async fn read_replies<R: AsyncRead + Unpin>(
+    (program, connection): (Program, u32),
+    reader: R,
+    tx: mpsc::UnboundedSender<Reply>,
+) {
     let mut reader = BufReader::with_capacity(256 << 10, reader);
     loop {
         let record = match rpc::read_record(&mut reader).await {
@@ -225,7 +247,7 @@ async fn read_replies<R: AsyncRead + Unpin>(program: Program, reader: R, tx: mps
             Err(e) => Err(e),
         };
         let end = record.is_err();
-        if tx.send((program, record)).is_err() || end {
+        if tx.send((program, connection, record)).is_err() || end {
             return;
         }
     }
@@ -290,7 +312,9 @@ mod tests {
                 stream.write_all(&reply_record(xid, &result, 2)).await.unwrap();
             }
         }
-        let _ = rpc::read_record(&mut stream).await;
+        if let Ok(None) = rpc::read_record(&mut stream).await {
+            seen.lock().unwrap().push("closed by the client".to_string());
+        }
         if !close {
             let _ = stream.read_u8().await;
         }
@@ -328,7 +352,11 @@ mod tests {
             [("GETATTR: status 70, the trace has 0".to_string(), 1)]
         );
         assert_eq!(report.first_error.as_deref(), Some("GETATTR: status 70, the trace has 0 (trace line 8)"));
-        assert_eq!(*fake.seen.lock().unwrap(), ["1", "3", "17", "6", "6", "6", "1"]);
+        // The MOUNT connection is closed after the MNT, as the kernel does; the NFS one stays.
+        let mut seen = fake.seen.lock().unwrap().clone();
+        seen.retain(|s| s != "closed by the client");
+        assert_eq!(fake.seen.lock().unwrap().len(), seen.len() + 1);
+        assert_eq!(seen, ["1", "3", "17", "6", "6", "6", "1"]);
     }
 
     #[tokio::test(start_paused = true)]
