@@ -31,6 +31,14 @@ netns_delete() {
     ip netns del "$1" 2>/dev/null || true
 }
 
+# netns_bridge NAME ADDR/LEN: a bridge in the namespace with ganesha's address ADDR on it, for
+# clients attached to it (a tap for QEMU, or benches/storm's client namespaces).
+netns_bridge() {
+    ip -n "$NS_NAME" link add "$1" type bridge
+    ip -n "$NS_NAME" addr add "$2" dev "$1"
+    ip -n "$NS_NAME" link set "$1" up
+}
+
 # ganesha_config RUN_DIR PSEUDO:PATH...: writes RUN_DIR/ganesha.conf exporting each PATH
 # read-only under PSEUDO, with NFSv3 and v4 (LAB_NFS_PROTOCOLS=3: v3 only, server and exports).
 ganesha_config() {
@@ -95,9 +103,7 @@ servers_stop() {
 tap_network_start() {
     local run_dir=$1 mac=$2 hostname=$3 dhcp=${4:-1} hostile=${5:-} root_path=${6:-} extra=()
     [[ -z $root_path ]] || extra=(--dhcp-option="option:root-path,$root_path")
-    ip -n "$NS_NAME" link add stlabbr type bridge
-    ip -n "$NS_NAME" addr add "$LAB_TAP_NET.1/24" dev stlabbr
-    ip -n "$NS_NAME" link set stlabbr up
+    netns_bridge stlabbr "$LAB_TAP_NET.1/24"
     ip -n "$NS_NAME" tuntap add dev stlabtap mode tap
     ip -n "$NS_NAME" link set stlabtap master stlabbr
     ip -n "$NS_NAME" link set stlabtap up
