@@ -153,7 +153,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 22] = [
+const VALUE_KEYS: [&str; 23] = [
     "softlevel",
     "ip",
     "nfsaddrs",
@@ -174,6 +174,7 @@ const VALUE_KEYS: [&str; 22] = [
     "stateless.log",
     "stateless.swap",
     "stateless.scratch",
+    "stateless.image",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -279,6 +280,7 @@ impl Resolution {
             ("stateless.swap", Some("auto")) => set(&mut o.swap, Ok(Some(Swap::Auto))),
             ("stateless.swap", Some(v)) => set(&mut o.swap, disk_label(v).map(|l| Some(Swap::Label(l)))),
             ("stateless.scratch", Some(v)) => set(&mut o.scratch, disk_label(v).map(Some)),
+            ("stateless.image", Some(v)) => set(&mut o.image, image_path(v).map(Some)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -394,6 +396,16 @@ fn abs_path(v: &str) -> Result<(), String> {
 /// from a boot's report must pass again.
 pub(crate) fn layer_root(v: &str) -> Result<String, String> {
     abs_path(v).map(|()| normalise_abs(v))
+}
+
+/// `stateless.image=`: a file's path on the export, with or without its leading `/`, normalised.
+fn image_path(v: &str) -> Result<String, String> {
+    let path = format!("/{}", v.trim_start_matches('/'));
+    abs_path(&path)?;
+    match normalise_abs(&path) {
+        root if root == "/" => Err(format!("{} names no file", q(v))),
+        path => Ok(path),
+    }
 }
 
 /// `v` without empty and `.` components: `//a/./b/` -> `/a/b`, `/` stays `/`.

@@ -4,6 +4,19 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::nfsroot::NfsMount;
+
+/// The root of initramfs mode: an NFS export's tree, or an image file on an export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootSource {
+    Tree(NfsMount),
+    /// `file`: the image's path on the export (absolute there), which is mounted read-only.
+    Image {
+        export: NfsMount,
+        file: String,
+    },
+}
+
 /// The read-only filesystems an image root may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

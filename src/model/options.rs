@@ -195,6 +195,10 @@ pub struct Options {
     /// dirs and /tmp.
     #[serde(default)]
     pub scratch: Option<String>,
+    /// `stateless.image=`: an image file (squashfs or EROFS) on the NFS root's export, its path
+    /// there (absolute, normalised), mounted as the root instead of the export's tree.
+    #[serde(default)]
+    pub image: Option<String>,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -289,6 +293,7 @@ impl Default for Options {
             log: LogServer::FromDhcp,
             swap: None,
             scratch: None,
+            image: None,
             modules: ModuleOptions::default(),
         }
     }
