@@ -1066,7 +1066,7 @@ fn an_image_file_on_the_export_is_the_root() {
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
         let calls = sys.calls();
-        let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(|c| p(c)).unwrap_or_else(|| panic!("{calls:#?}"));
+        let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
         let mounted = pos(&|c| {
             matches!(c, Call::Mount { source, target, flags, .. }
                 if source == export && *target == at && *flags == MountFlags::RDONLY)
