@@ -37,7 +37,9 @@ fn commands() -> Vec<String> {
         let name = l.strip_prefix("stateless ")?.split_whitespace().next()?;
         name.chars().all(|c| c.is_ascii_lowercase()).then(|| name.to_owned())
     });
-    let names: Vec<String> = names.collect();
+    let mut names: Vec<String> = names.collect();
+    // `stateless image build ...` and `stateless image publish ...`: one command.
+    names.dedup();
     assert!(names.len() >= 8, "{general}");
     names
 }
@@ -96,6 +98,8 @@ fn completion_offers_every_command_and_the_options_help_lists() {
         assert_eq!(complete(&[&command, "-"]), options_of(&command), "stateless {command} -<TAB>");
     }
     assert_eq!(complete(&["initramfs", "--compress", ""]), ["gzip", "none", "zstd"].map(str::to_owned).into());
+    assert_eq!(complete(&["image", "build", "--compress", ""]), ["lz4", "xz", "zstd"].map(str::to_owned).into());
+    assert_eq!(complete(&["image", ""]), ["build", "publish"].map(str::to_owned).into());
     assert!(complete(&["statu"]).contains("status"));
 }
 

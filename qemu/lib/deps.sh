@@ -9,6 +9,7 @@ LAB_PACKAGES=(
     debootstrap cpio kmod zstd                             # client images, initramfs checks
     iproute2 util-linux tar e2fsprogs                      # ip netns, unshare/flock, result and --disks disks
     dosfstools xfsprogs btrfs-progs cryptsetup-bin genisoimage squashfs-tools fdisk   # tests/disks.rs: signatures as the tools write them
+    erofs-utils                                            # tests/image.rs: image build --format erofs (squashfs-tools above)
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
     isc-dhcp-server nfs-kernel-server curl                 # tests/docs.rs: dhcpd, exportfs (parsing only), TFTP
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel

@@ -207,6 +207,28 @@ pub fn replace_with(
     mode: u32,
     write: impl FnOnce(&OwnedFd) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_beside(dir, name, mode, true, write)
+}
+
+/// [`replace_with`] for a file that must be new: named `name` only once complete, by a link
+/// that fails (`EEXIST`, nothing left beside) when `name` exists, which is never replaced.
+pub fn create_with(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mode: u32,
+    write: impl FnOnce(&OwnedFd) -> io::Result<()>,
+) -> io::Result<()> {
+    write_beside(dir, name, mode, false, write)
+}
+
+/// [`replace_with`] (`replace`), or [`create_with`].
+fn write_beside(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    mode: u32,
+    replace: bool,
+    write: impl FnOnce(&OwnedFd) -> io::Result<()>,
+) -> io::Result<()> {
     let complete = |fd: &OwnedFd| rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(io::Error::from);
     let unnamed = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
     let (fd, temp) = match rustix::fs::openat(dir, ".", unnamed, Mode::RUSR | Mode::WUSR) {
@@ -214,7 +236,10 @@ pub fn replace_with(
             write(&fd).and_then(|()| complete(&fd))?;
             let path = tree::proc_fd_path(fd.as_fd());
             let named =
-                |temp: &OsStr| rustix::fs::linkat(rustix::fs::CWD, path.as_str(), dir, temp, AtFlags::SYMLINK_FOLLOW);
+                |at: &OsStr| rustix::fs::linkat(rustix::fs::CWD, path.as_str(), dir, at, AtFlags::SYMLINK_FOLLOW);
+            if !replace {
+                return named(name).map_err(io::Error::from);
+            }
             let ((), temp) = create_beside(named)?;
             (fd, temp)
         }
@@ -230,11 +255,17 @@ pub fn replace_with(
         }
     };
     drop(fd);
-    let renamed = rustix::fs::renameat(dir, temp.as_str(), dir, name).map_err(io::Error::from);
-    if renamed.is_err() {
+    // A link, not a rename, where `name` must be new: it fails when `name` exists (NFS has no
+    // RENAME_NOREPLACE); the temp name goes either way.
+    let named = if replace {
+        rustix::fs::renameat(dir, temp.as_str(), dir, name)
+    } else {
+        rustix::fs::linkat(dir, temp.as_str(), dir, name, AtFlags::empty())
+    };
+    if named.is_err() || !replace {
         let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
     }
-    renamed
+    named.map_err(io::Error::from)
 }
 
 #[cfg(test)]
@@ -327,6 +358,25 @@ mod tests {
         assert_eq!(std::fs::read_to_string(t.0.join("outside")).unwrap(), "keep");
         std::fs::create_dir(t.0.join("adir")).unwrap();
         assert!(replace_file(dir.as_fd(), OsStr::new("adir"), b"x", 0o644).is_err());
+        let left: Vec<_> = std::fs::read_dir(&t.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 3, "no temp file left behind: {left:?}");
+    }
+
+    #[test]
+    fn create_with_makes_a_new_file_and_never_replaces_one() {
+        let t = tmp("create");
+        std::fs::write(t.0.join("taken"), "keep").unwrap();
+        std::os::unix::fs::symlink("nowhere", t.0.join("dangling")).unwrap();
+        let dir = rustix::fs::open(&t.0, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+        let write = |fd: &OwnedFd| tree::write_all(fd.as_fd(), b"new\n").map_err(io::Error::from);
+        create_with(dir.as_fd(), OsStr::new("fresh"), 0o644, write).unwrap();
+        assert_eq!(std::fs::read_to_string(t.0.join("fresh")).unwrap(), "new\n");
+        for name in ["taken", "dangling"] {
+            let e = create_with(dir.as_fd(), OsStr::new(name), 0o644, write).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{name}");
+        }
+        assert_eq!(std::fs::read_to_string(t.0.join("taken")).unwrap(), "keep");
+        assert_eq!(std::fs::read_link(t.0.join("dangling")).unwrap(), Path::new("nowhere"));
         let left: Vec<_> = std::fs::read_dir(&t.0).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 3, "no temp file left behind: {left:?}");
     }

@@ -286,7 +286,7 @@ fn now() -> String {
     timestamp(now.tv_sec, u32::try_from(now.tv_nsec / 1000).unwrap_or(0))
 }
 
-fn timestamp(secs: i64, micros: u32) -> String {
+pub(crate) fn timestamp(secs: i64, micros: u32) -> String {
     if secs < 978_307_200 {
         return "-".into();
     }

@@ -283,7 +283,7 @@ fn read_in(dir: &ImageRoot, path: &str, limit: u64) -> Result<Option<Vec<u8>>, U
 
 /// The date of every entry: `SOURCE_DATE_EPOCH`, 0 when unset or empty, an error when it is
 /// not a number of seconds a cpio archive holds (never a silent 0).
-fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> {
+pub(super) fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> {
     let Some(value) = value.filter(|v| !v.is_empty()) else { return Ok(0) };
     let seconds = value.to_str().filter(|v| v.bytes().all(|b| b.is_ascii_digit())).and_then(|v| v.parse().ok());
     seconds.ok_or_else(|| {

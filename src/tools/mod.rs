@@ -5,6 +5,7 @@
 mod apply;
 mod check;
 mod dhcp;
+mod image;
 mod initramfs;
 mod modules;
 mod plan;
@@ -46,6 +47,9 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               check a layer tree before serving it (--help: more)
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
+       stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
+       stateless image publish IMAGE DIR
+                                              an image file of a root tree, and serving it (--help)
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -183,6 +187,16 @@ pub(crate) fn write_output(
     path: &Path,
     write: impl FnOnce(&std::fs::File) -> Result<(), String>,
 ) -> Result<u64, String> {
+    write_file(path, true, write)
+}
+
+/// [`write_output`] (`replace`), or a file that must be new: an entry at `path`, even a
+/// symlink, is never replaced, and the write fails (`File exists`).
+pub(crate) fn write_file(
+    path: &Path,
+    replace: bool,
+    write: impl FnOnce(&std::fs::File) -> Result<(), String>,
+) -> Result<u64, String> {
     let shown = escape_path(path);
     // `keep/` and `keep/.` name the dir, though `file_name` would give `keep`: never the file.
     let bytes = path.as_os_str().as_bytes();
@@ -195,13 +209,18 @@ pub(crate) fn write_output(
     let dir = rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
     // What `write` says when it fails (its message, not an io::Error's).
     let (mut failed, mut size) = (None, 0);
-    let replaced = crate::fs::root::replace_with(dir.as_fd(), name, 0o644, |fd| {
+    let fill = |fd: &std::os::fd::OwnedFd| {
         let file = std::fs::File::from(fd.try_clone()?);
         write(&file).map_err(|e| std::io::Error::other(failed.insert(e).clone()))?;
         file.sync_all()?;
         size = file.metadata()?.len();
         Ok(())
-    });
+    };
+    let replaced = if replace {
+        crate::fs::root::replace_with(dir.as_fd(), name, 0o644, fill)
+    } else {
+        crate::fs::root::create_with(dir.as_fd(), name, 0o644, fill)
+    };
     replaced.map_err(|e| format!("{shown}: {}", failed.unwrap_or_else(|| e.to_string())))?;
     // The rename on disk too before saying it is done.
     rustix::fs::fsync(&dir).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
@@ -269,6 +288,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "relayer" => relayer::command(args),
         "check" => check::command(args),
         "initramfs" => initramfs::command(args),
+        "image" => image::command(args),
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),
         _ => Err(format!("not PID 1, so a command is needed\n{USAGE}")),

@@ -1,0 +1,558 @@
+//! `stateless image build` and `stateless image publish`: a root tree as one read-only image
+//! file, squashfs or EROFS, made by the distribution's own mksquashfs or mkfs.erofs; and that
+//! file put where clients boot it, under a name never used before, with a `current` symlink
+//! moved to it atomically. A served image is never rewritten: a client holds the file it booted.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use sha2::{Digest, Sha256};
+
+use super::quote;
+use crate::model::text::{escape, escape_path};
+
+pub const USAGE: &str = "\
+usage: stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
+                             [--force]
+       stateless image publish IMAGE DIR
+
+build writes a read-only image of the root tree DIR to IMAGE, and IMAGE.sha256 beside it (as
+sha256sum writes it), with the distribution's own tool: mksquashfs (squashfs-tools) for
+squashfs, the default, or mkfs.erofs (erofs-utils) for erofs. Compression: squashfs zstd by
+default, or xz, or lz4 (lz4hc); EROFS lz4 (lz4hc) by default, xz and zstd where its
+mkfs.erofs makes them (Debian 12's makes lz4 only). One the tool cannot make is refused before
+anything is written; one Debian 12's kernel cannot read (EROFS xz or zstd) is said. Kept:
+owners, modes, extended attributes (security.capability too; squashfs has no POSIX ACLs),
+device nodes, symlinks, hard links and every file's time. Left out: the contents of /dev,
+/proc, /run, /sys and /tmp (the dirs are kept, empty), and /diskless, the layer root: layers
+stay files beside the image, edited without building it again. The same tree gives the same
+bytes: the image is dated SOURCE_DATE_EPOCH (seconds; a file newer is dated so too), by
+default the newest time in the tree. IMAGE is written beside and named once complete; it may
+not be inside DIR. An IMAGE or IMAGE.sha256 that exists is refused: --force replaces both,
+which a client that booted that file does not survive (publish images to serve them). Prints
+the format, compression, size, sha256 and time taken.
+
+publish copies IMAGE (a squashfs or EROFS image, told by its magic) into the dir clients boot
+from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TIME-SHA.EXT: IMAGE's name and extension, the UTC time (20261206T101500Z)
+and the first 12 hex digits of its sha256; a name that exists is refused. IMAGE.sha256, when
+present, must match. The copy gets its .sha256 beside it, then DIR/current, a symlink, is
+pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
+new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
+a current that is not a symlink is refused. Prints the new name and what current was.
+";
+
+/// The two image formats, by what the kernel mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Squashfs,
+    Erofs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compress {
+    Zstd,
+    Xz,
+    Lz4,
+}
+
+/// What the lab's kernels read: Debian 12's 6.1 has EROFS with lz4 only (no
+/// CONFIG_EROFS_FS_ZIP_LZMA; zstd came in 6.10), Debian 13's 6.12 all three; both read every
+/// squashfs compression.
+const OLD_KERNEL: &str =
+    "Debian 12's kernel (6.1) cannot read it: its EROFS reads lz4 only (Debian 13's 6.12 reads it)";
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Squashfs => "squashfs",
+            Format::Erofs => "erofs",
+        }
+    }
+
+    /// The program, its Debian package, and how it prints its help.
+    fn tool(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Format::Squashfs => ("mksquashfs", "squashfs-tools", "-help"),
+            Format::Erofs => ("mkfs.erofs", "erofs-utils", "--help"),
+        }
+    }
+
+    /// The line of the tool's help after which it lists the compressors it was built with.
+    fn compressors_heading(self) -> &'static str {
+        match self {
+            Format::Squashfs => "Compressors available:",
+            Format::Erofs => "Available compressors are:",
+        }
+    }
+
+    fn default_compress(self) -> Compress {
+        match self {
+            Format::Squashfs => Compress::Zstd,
+            Format::Erofs => Compress::Lz4,
+        }
+    }
+
+    /// The tool's name of `compress`: lz4 as lz4hc (same format, read as fast, smaller).
+    fn compressor(self, compress: Compress) -> &'static str {
+        match (self, compress) {
+            (_, Compress::Zstd) => "zstd",
+            (Format::Squashfs, Compress::Xz) => "xz",
+            (Format::Erofs, Compress::Xz) => "lzma",
+            (Format::Squashfs, Compress::Lz4) => "lz4",
+            (Format::Erofs, Compress::Lz4) => "lz4hc",
+        }
+    }
+
+    /// The tool's arguments for an image of `tree` at `dest`. Left out: the contents of the
+    /// kernel's and the boot's own mounts and the layer root. EROFS's UUID is fixed, squashfs
+    /// reproducible (its default); both take their date from SOURCE_DATE_EPOCH.
+    fn arguments(self, tree: &Path, dest: &str, compress: Compress) -> Vec<OsString> {
+        let comp = self.compressor(compress);
+        let words: Vec<String> = match self {
+            Format::Squashfs => {
+                let mut words: Vec<String> =
+                    ["-noappend", "-reproducible", "-quiet", "-no-progress", "-comp", comp].map(String::from).into();
+                if compress == Compress::Lz4 {
+                    words.push("-Xhc".into());
+                }
+                words.extend(["-wildcards".into(), "-e".into()]);
+                // A glob's `*` skips dot files (FNM_PERIOD): `.*` takes those.
+                words.extend(EMPTIED.iter().flat_map(|dir| [format!("{dir}/*"), format!("{dir}/.*")]));
+                words.push(LAYER_ROOT.into());
+                words
+            }
+            Format::Erofs => vec![
+                "--quiet".into(),
+                format!("-z{comp}"),
+                // 64 KiB physical clusters: 12% smaller than the default 4 KiB with lz4hc on
+                // the lab's trixie image, still below squashfs's 128 KiB blocks.
+                "-C65536".into(),
+                "-U00000000-0000-0000-0000-000000000000".into(),
+                format!("--exclude-regex=^({LAYER_ROOT}|({})/.+)$", EMPTIED.join("|")),
+            ],
+        };
+        let words = words.into_iter().map(OsString::from);
+        let (tree, dest) = (tree.as_os_str().to_owned(), OsString::from(dest));
+        match self {
+            Format::Squashfs => [tree, dest].into_iter().chain(words).collect(),
+            Format::Erofs => words.chain([dest, tree]).collect(),
+        }
+    }
+}
+
+/// The dirs whose contents an image leaves out (the boot mounts over them).
+const EMPTIED: [&str; 5] = ["dev", "proc", "run", "sys", "tmp"];
+
+/// The layer root an image leaves out: layers stay files beside it.
+const LAYER_ROOT: &str = "diskless";
+
+#[derive(Debug)]
+struct Build {
+    tree: PathBuf,
+    output: PathBuf,
+    format: Format,
+    compress: Compress,
+    force: bool,
+}
+
+fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String> {
+    let (mut tree, mut output, mut format, mut compress, mut force) = (None, None, Format::Squashfs, None, false);
+    while let Some(arg) = args.next() {
+        let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match arg.to_str().unwrap_or_default() {
+            "-o" | "--output" => output = Some(PathBuf::from(value("-o")?)),
+            "--format" => {
+                format = match value("--format")?.to_str() {
+                    Some("squashfs") => Format::Squashfs,
+                    Some("erofs") => Format::Erofs,
+                    _ => return Err("--format: squashfs or erofs".into()),
+                }
+            }
+            "--compress" => {
+                compress = Some(match value("--compress")?.to_str() {
+                    Some("zstd") => Compress::Zstd,
+                    Some("xz") => Compress::Xz,
+                    Some("lz4") => Compress::Lz4,
+                    _ => return Err("--compress: zstd, xz or lz4".into()),
+                })
+            }
+            "--force" => force = true,
+            flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(&arg))),
+            _ if tree.is_none() => tree = Some(PathBuf::from(arg)),
+            _ => return Err(format!("one tree only: {} too", quote(&arg))),
+        }
+    }
+    let tree = tree.ok_or("build needs the root tree DIR")?;
+    let output = output.ok_or("build needs -o IMAGE")?;
+    let compress = compress.unwrap_or(format.default_compress());
+    Ok(Build { tree, output, format, compress, force })
+}
+
+/// `stateless image build|publish ...`.
+pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
+    let args: Vec<OsString> = args.collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        crate::tools::emit(USAGE)?;
+        return Ok(0);
+    }
+    let option = |a: &OsString| a.as_bytes().starts_with(b"-");
+    match args.split_first() {
+        Some((sub, rest)) if sub == "build" => build(&parse_build(rest.iter().cloned())?),
+        Some((sub, [image, dir])) if sub == "publish" && !option(image) && !option(dir) => {
+            publish(Path::new(image), Path::new(dir))
+        }
+        Some((sub, _)) if sub == "publish" => Err("publish needs IMAGE and DIR, no options".into()),
+        Some((sub, _)) => Err(format!("image {}: build or publish", quote(sub))),
+        None => Err(format!("image: build or publish?\n{USAGE}")),
+    }
+}
+
+/// The compressors `program`'s help lists: the words after `heading`, on its line and on the
+/// indented lines that follow it.
+fn offered(help: &str, heading: &str) -> Vec<String> {
+    let Some((_, after)) = help.split_once(heading) else { return Vec::new() };
+    let mut lines = after.lines();
+    let mut text = lines.next().unwrap_or_default().to_owned();
+    text.extend(lines.take_while(|l| l.starts_with([' ', '\t']) && !l.trim().is_empty()).map(|l| format!(" {l}")));
+    text.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_owned).collect()
+}
+
+/// That the format's tool is installed and makes `compress`, from its help.
+fn check_tool(format: Format, compress: Compress) -> Result<(), String> {
+    let (program, package, help) = format.tool();
+    let out = Command::new(program).arg(help).output().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{program} not found: install {package} (apt-get install {package})"),
+        _ => format!("{program}: {e}"),
+    })?;
+    let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    let offered = offered(&text, format.compressors_heading());
+    let wanted = format.compressor(compress);
+    if offered.iter().any(|c| c == wanted) {
+        return Ok(());
+    }
+    let listed = if offered.is_empty() { "none that it names".to_owned() } else { offered.join(", ") };
+    Err(format!("{program} here cannot make {} {wanted} (it makes {listed}): choose another --compress", format.name()))
+}
+
+/// The `.sha256` file beside `path` (`path` + `.sha256`).
+fn sha256_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// An image's name as text, for a line of sha256sum's (`<hex>  <name>`): names it would escape
+/// (a backslash, a control character) are refused, a checksum file names its image as it is.
+fn image_name(name: &OsStr) -> Result<&str, String> {
+    match name.to_str() {
+        Some(text) if !text.contains('\\') && !text.chars().any(char::is_control) => Ok(text),
+        _ => Err(format!("{}: an image's name may hold no backslash or control character", quote(name))),
+    }
+}
+
+/// The line of sha256sum's for the image `name`.
+fn checksum_line(hex: &str, name: &str) -> String {
+    format!("{hex}  {name}\n")
+}
+
+/// The SHA-256 of everything `reader` gives, as hex.
+fn sha256_of(mut reader: impl Read) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match reader.read(&mut buf)? {
+            0 => break,
+            n => hasher.update(buf.get(..n).unwrap_or_default()),
+        }
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A path to `file` another process can open: its fd in this process's /proc.
+fn fd_path(file: &std::fs::File) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd())
+}
+
+/// That `path` names no entry (not even a dangling symlink), unless `force`.
+fn absent(path: &Path, force: bool) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) if !force => Err(format!(
+            "{}: exists: refused (a file a client may have booted is never rewritten: publish images to serve them, \
+             or --force to replace it)",
+            escape_path(path)
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn build(args: &Build) -> Result<i32, String> {
+    let started = Instant::now();
+    let tree = std::fs::canonicalize(&args.tree).map_err(|e| format!("{}: {e}", escape_path(&args.tree)))?;
+    if !tree.is_dir() {
+        return Err(format!("{}: not a directory", escape_path(&args.tree)));
+    }
+    let name = args.output.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(&args.output)))?;
+    let name = image_name(name)?;
+    let parent = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    if parent.starts_with(&tree) {
+        return Err(format!(
+            "{}: inside the tree {}, which the image is made of: write it elsewhere",
+            escape_path(&args.output),
+            escape_path(&tree)
+        ));
+    }
+    let checksum = sha256_path(&args.output);
+    absent(&args.output, args.force)?;
+    absent(&checksum, args.force)?;
+    check_tool(args.format, args.compress)?;
+    let epoch = match std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
+        Some(given) => super::initramfs::source_date_epoch(Some(given))?,
+        None => newest_time(&tree)?,
+    };
+
+    let (program, _, _) = args.format.tool();
+    let (mut said, mut hex) = (String::new(), String::new());
+    let size = super::write_file(&args.output, args.force, |file| {
+        let out = Command::new(program)
+            .args(args.format.arguments(&tree, &fd_path(file), args.compress))
+            // Both tools date the image so, and any file newer than it (so mkfs.erofs keeps
+            // file times; its -T would date every file).
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
+        said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("{program} failed ({}):\n{}", out.status, tool_lines(&said)));
+        }
+        let written = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        hex = written.and_then(sha256_of).map_err(|e| format!("reading it back: {e}"))?;
+        Ok(())
+    })?;
+    super::write_file(&checksum, args.force, |mut file| {
+        file.write_all(checksum_line(&hex, name).as_bytes()).map_err(|e| e.to_string())
+    })?;
+
+    let mut text = format!(
+        "{} image of {}: {}\n  compression: {} ({program})\n  size: {size} bytes\n  sha256: {hex} ({})\n",
+        args.format.name(),
+        escape_path(&tree),
+        escape_path(&args.output),
+        args.format.compressor(args.compress),
+        escape_path(&checksum),
+    );
+    text += &format!("  left out: the contents of /{}; /{LAYER_ROOT}\n", EMPTIED.join(", /"));
+    text += &format!("  time: {:.1} s\n", started.elapsed().as_secs_f64());
+    if args.format == Format::Erofs && args.compress != Compress::Lz4 {
+        text += &format!("  warning: {OLD_KERNEL}\n");
+    }
+    if !said.trim().is_empty() {
+        text += &format!("  {program} said:\n{}", tool_lines(&said));
+    }
+    crate::tools::emit(&text)?;
+    Ok(0)
+}
+
+/// The image's date when SOURCE_DATE_EPOCH is not given: the newest time of what goes into it,
+/// so that no file's time is clamped and the same tree gives the same date.
+fn newest_time(tree: &Path) -> Result<u32, String> {
+    let shown = |path: &Path, e: std::io::Error| format!("{}: {e}", escape_path(path));
+    let mut newest = std::fs::symlink_metadata(tree).map_err(|e| shown(tree, e))?.mtime();
+    let mut dirs = vec![tree.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| shown(&dir, e))? {
+            let path = entry.map_err(|e| shown(&dir, e))?.path();
+            let rel = path.strip_prefix(tree).unwrap_or(&path);
+            if rel == Path::new(LAYER_ROOT) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| shown(&path, e))?;
+            newest = newest.max(meta.mtime());
+            if meta.is_dir() && !EMPTIED.iter().any(|d| rel == Path::new(d)) {
+                dirs.push(path);
+            }
+        }
+    }
+    Ok(u32::try_from(newest.max(0)).unwrap_or(u32::MAX))
+}
+
+/// What a tool printed, escaped, each line once (mksquashfs repeats a warning per file), the
+/// first 20.
+fn tool_lines(output: &str) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !seen.contains(&line) {
+            seen.push(line);
+        }
+    }
+    let mut text: String = seen.iter().take(20).map(|l| format!("    {}\n", escape(l.as_bytes()))).collect();
+    if seen.len() > 20 {
+        text += &format!("    ({} more lines)\n", seen.len() - 20);
+    }
+    text
+}
+
+/// The format of an image, by its magic: squashfs's `hsqs` at 0, EROFS's 0xE0F5E1E2 (little
+/// endian) at 1024.
+fn format_of(file: &std::fs::File) -> Option<Format> {
+    let mut magic = [0; 4];
+    if file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"hsqs" {
+        return Some(Format::Squashfs);
+    }
+    let erofs = file.read_exact_at(&mut magic, 1024).is_ok() && u32::from_le_bytes(magic) == 0xE0F5_E1E2;
+    erofs.then_some(Format::Erofs)
+}
+
+/// The symlink clients boot through, in the publish dir.
+const CURRENT: &str = "current";
+
+/// The name an image is published under: `stem-TIME-SHA.ext` (`ext` the image's, else the
+/// format's), TIME as `20261206T101500Z`; `None` when the clock is before 2001.
+fn published_name(given: &str, format: Format, hex: &str, secs: i64) -> Option<String> {
+    let (stem, ext) = match given.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && !ext.is_empty() => (stem, ext),
+        _ => (given, format.name()),
+    };
+    let time = crate::log::remote::timestamp(secs, 0);
+    let time: String = time.get(..19)?.chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    Some(format!("{stem}-{time}Z-{}.{ext}", hex.get(..12)?))
+}
+
+fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
+    let shown = escape_path(image);
+    let file = std::fs::File::open(image).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let format = format_of(&file).ok_or_else(|| format!("{shown}: not a squashfs or EROFS image (no magic)"))?;
+    let given_name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
+    let given_name = image_name(given_name)?;
+    let dir_fd = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    let before = match rustix::fs::readlinkat(&dir_fd, CURRENT, Vec::new()) {
+        Ok(target) => Some(target.into_bytes()),
+        Err(Errno::NOENT) => None,
+        Err(Errno::INVAL) => {
+            return Err(format!("{}: not a symlink: left alone, nothing published", escape_path(&dir.join(CURRENT))))
+        }
+        Err(e) => return Err(format!("{}: {e}", escape_path(&dir.join(CURRENT)))),
+    };
+    let hex = sha256_of(&file).map_err(|e| format!("{shown}: {e}"))?;
+    let given = sha256_path(image);
+    match crate::fs::root::read_named(&given, 4096) {
+        Ok(None) => {}
+        Ok(Some(line)) if line.get(..64) == Some(hex.as_bytes()) => {}
+        Ok(Some(_)) => {
+            return Err(format!(
+                "{shown}: its sha256 is {hex}, not what {} says: changed since built?",
+                escape_path(&given)
+            ))
+        }
+        Err(e) => return Err(format!("{}: {e}", escape_path(&given))),
+    }
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
+    let name = published_name(given_name, format, &hex, now)
+        .ok_or("the clock is before 2001: set it, the published name holds the time")?;
+    let target = dir.join(&name);
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Err(format!(
+            "{}: exists, and a published name is never reused: nothing published",
+            escape_path(&target)
+        ));
+    }
+    // The copy's bytes are hashed as they are written: a file that changed under it is no copy.
+    super::write_file(&target, false, |mut out| {
+        let mut copied = Sha256::new();
+        let mut buf = vec![0; 1 << 20];
+        let mut from = 0;
+        loop {
+            let n = file.read_at(&mut buf, from).map_err(|e| format!("{shown}: {e}"))?;
+            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
+            copied.update(chunk);
+            out.write_all(chunk).map_err(|e| e.to_string())?;
+            from += n as u64;
+        }
+        let copied: String = copied.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if copied != hex {
+            return Err(format!("{shown} changed while it was copied: nothing published"));
+        }
+        Ok(())
+    })?;
+    super::write_file(&sha256_path(&target), false, |mut out| {
+        out.write_all(checksum_line(&hex, &name).as_bytes()).map_err(|e| e.to_string())
+    })?;
+    // The new symlink beside `current`, renamed over it: a client resolves the old or the new.
+    let link = |temp: &OsStr| rustix::fs::symlinkat(name.as_str(), &dir_fd, temp);
+    let ((), temp) = crate::fs::root::create_beside(link).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    if let Err(e) = rustix::fs::renameat(&dir_fd, temp.as_str(), &dir_fd, CURRENT) {
+        let _ = rustix::fs::unlinkat(&dir_fd, temp.as_str(), AtFlags::empty());
+        return Err(format!("{}: {e}", escape_path(&dir.join(CURRENT))));
+    }
+    rustix::fs::fsync(&dir_fd).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    let was = before.map_or_else(|| "none".to_owned(), |b| quote(OsStr::from_bytes(&b)));
+    crate::tools::emit(&format!(
+        "published {shown} as {}\n  sha256: {hex}\n  {CURRENT} -> {name} (was {was})\n",
+        escape_path(&target),
+    ))?;
+    Ok(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compressors_are_read_from_each_tools_help() {
+        let squashfs = "-comp <comp>\t\tselect <comp> compression\n\t\t\tCompressors available:\n\t\t\t\tgzip \
+                        (default)\n\t\t\t\tlz4\n\t\t\t\tzstd\n-b <block_size>\t\tset data block\n\txz\n";
+        assert_eq!(offered(squashfs, Format::Squashfs.compressors_heading()), ["gzip", "default", "lz4", "zstd"]);
+        let erofs = " --quiet               quiet execution\n\nAvailable compressors are: lz4hc, lz4\n";
+        assert_eq!(offered(erofs, Format::Erofs.compressors_heading()), ["lz4hc", "lz4"]);
+        assert!(offered("usage: nothing", Format::Erofs.compressors_heading()).is_empty());
+    }
+
+    #[test]
+    fn arguments() {
+        let parse = |a: &[&str]| parse_build(a.iter().map(OsString::from));
+        let b = parse(&["tree", "-o", "x.img"]).unwrap();
+        assert_eq!((b.format, b.compress, b.force), (Format::Squashfs, Compress::Zstd, false));
+        let b = parse(&["--format", "erofs", "tree", "-o", "x.img", "--force"]).unwrap();
+        assert_eq!((b.format, b.compress, b.force), (Format::Erofs, Compress::Lz4, true));
+        assert_eq!(parse(&["t", "-o", "x", "--format", "ext4"]).unwrap_err(), "--format: squashfs or erofs");
+        assert_eq!(parse(&["t", "-o", "x", "--compress", "gzip"]).unwrap_err(), "--compress: zstd, xz or lz4");
+        assert!(parse(&["t", "-o"]).unwrap_err().contains("-o needs a value"));
+        assert!(parse(&["t"]).unwrap_err().contains("-o IMAGE"));
+        assert!(parse(&["t", "u", "-o", "x"]).unwrap_err().contains("one tree only"));
+        assert!(parse(&["t", "-o", "x", "--bogus\u{1b}"]).unwrap_err().contains("\"--bogus\\x1b\""));
+    }
+
+    #[test]
+    fn published_names_hold_the_time_and_the_hash_and_keep_the_extension() {
+        let hex = "5c4c0187115c32dd1392ea5e8f5c995830c78e1d700db388df7d6b0ba0f6cca1";
+        let name = |n| published_name(n, Format::Erofs, hex, 1_796_552_100);
+        assert_eq!(name("debian13.sqfs").unwrap(), "debian13-20261206T101500Z-5c4c0187115c.sqfs");
+        assert_eq!(name("a.b.erofs").unwrap(), "a.b-20261206T101500Z-5c4c0187115c.erofs");
+        assert_eq!(name("image").unwrap(), "image-20261206T101500Z-5c4c0187115c.erofs");
+        assert_eq!(name(".hidden").unwrap(), ".hidden-20261206T101500Z-5c4c0187115c.erofs");
+        assert_eq!(published_name("x.sqfs", Format::Squashfs, hex, 0), None);
+    }
+
+    #[test]
+    fn checksum_lines_are_sha256sums_and_refuse_names_it_would_escape() {
+        assert_eq!(checksum_line("ab", image_name(OsStr::new("x.sqfs")).unwrap()), "ab  x.sqfs\n");
+        assert!(image_name(OsStr::new("x\nb")).unwrap_err().contains("\"x\\x0ab\""));
+        assert!(image_name(OsStr::new("x\\b")).is_err());
+        assert!(image_name(OsStr::from_bytes(b"\xff")).is_err());
+        assert_eq!(sha256_of(&b"abc"[..]).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+}

@@ -1,0 +1,398 @@
+//! `stateless image build` and `stateless image publish` for real, as root, with the
+//! distribution's mksquashfs and mkfs.erofs: the same tree gives the same bytes (also from a
+//! copy made in another order); the image, mounted in a private mount namespace, holds the
+//! tree's owners, modes, times, xattrs, device nodes, symlinks and hard links, without the
+//! contents of /proc and the like nor /diskless; publishing never rewrites a file; bad input
+//! writes nothing.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::{require, TempDir, BIN};
+
+fn image(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(BIN).arg("image").args(args).output().unwrap()
+}
+
+fn build(tree: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![std::ffi::OsStr::new("build"), tree.as_os_str(), "-o".as_ref(), output.as_os_str()];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    image(&args)
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The message of a refused command: exit code 2, one `stateless: ` line on standard error.
+fn refused(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+/// A temp dir holding [`tree`] at `<dir>/tree`; fails unless root with both tools.
+fn temp_tree(tag: &str) -> (TempDir, PathBuf) {
+    common::require_root();
+    for (tool, package) in [("mksquashfs", "squashfs-tools"), ("mkfs.erofs", "erofs-utils")] {
+        let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap();
+        require(found.status.success(), &format!("{tool} ({package}; qemu/lab build installs it)"));
+    }
+    let tmp = TempDir::new(tag);
+    let root = tmp.0.join("tree");
+    tree(&root);
+    (tmp, root)
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty()).unwrap();
+}
+
+/// A root tree with what an image must keep and what it must leave out, every time a whole
+/// second (squashfs keeps seconds).
+fn tree(dir: &Path) {
+    for d in ["usr/bin", "etc", "var/lib", "dev", "proc/1", "sys/kernel", "run/lock", "tmp", "diskless/base/etc"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    common::write(&dir.join("etc/hostname"), "debian\n");
+    common::write(&dir.join("var/lib/big"), &"0123456789abcdef".repeat(40_000));
+    let ping = dir.join("usr/bin/ping");
+    common::write(&ping, "\x7fELF not really\n");
+    std::os::unix::fs::chown(&ping, Some(0), Some(0)).unwrap();
+    // cap_net_raw+ep: VFS_CAP_REVISION_2 with the effective flag, permitted bit 13.
+    let cap = [[0x01, 0, 0, 0x02], (1u32 << 13).to_le_bytes(), [0; 4], [0; 4], [0; 4]].concat();
+    set_xattr(&ping, "security.capability", &cap);
+    set_xattr(&dir.join("etc/hostname"), "user.origin", b"image build test");
+    let suid = dir.join("usr/bin/su");
+    common::write(&suid, "#!/bin/sh\n");
+    std::os::unix::fs::chown(&suid, Some(1234), Some(5678)).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::fs::hard_link(dir.join("etc/hostname"), dir.join("etc/hostname.link")).unwrap();
+    symlink("../usr/bin/ping", dir.join("etc/ping")).unwrap();
+    symlink("/nowhere", dir.join("etc/dangling")).unwrap();
+    let mknod = |path: &Path, kind, dev| {
+        rustix::fs::mknodat(rustix::fs::CWD, path, kind, rustix::fs::Mode::from_raw_mode(0o640), dev).unwrap();
+    };
+    mknod(&dir.join("etc/null"), rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(1, 3));
+    mknod(&dir.join("etc/sda"), rustix::fs::FileType::BlockDevice, rustix::fs::makedev(8, 0));
+    mknod(&dir.join("etc/fifo"), rustix::fs::FileType::Fifo, 0);
+    std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    // What is left out: the contents of the boot's mounts, dot files too, and the layer root.
+    common::write(&dir.join("proc/1/status"), "Name: init\n");
+    common::write(&dir.join("sys/kernel/x"), "x\n");
+    common::write(&dir.join("run/lock/pid"), "1\n");
+    common::write(&dir.join("tmp/.X0-lock"), "1\n");
+    common::write(&dir.join("tmp/scratch"), "1\n");
+    mknod(&dir.join("dev/console"), rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(5, 1));
+    common::write(&dir.join("diskless/base/etc/motd"), "a layer\n");
+    // Times last, each its own second, deepest first so a dir's stays as set.
+    let mut all = entries(dir);
+    all.reverse();
+    for (n, path) in all.iter().enumerate() {
+        let t = rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec { tv_sec: 1_700_000_000, tv_nsec: 0 },
+            last_modification: rustix::fs::Timespec { tv_sec: 1_700_000_000 + n as i64 * 61, tv_nsec: 0 },
+        };
+        rustix::fs::utimensat(rustix::fs::CWD, path, &t, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap();
+    }
+}
+
+/// Every path under `dir`, `dir` first, sorted.
+fn entries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut i = 0;
+    while let Some(path) = out.get(i).cloned() {
+        i += 1;
+        if std::fs::symlink_metadata(&path).unwrap().is_dir() {
+            let mut names: Vec<PathBuf> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).collect();
+            names.sort();
+            out.extend(names);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What an image must keep of each entry: type and mode, owner, mtime, device number, link
+/// count of files, xattrs, content or link target. Not a dir's size (each filesystem counts
+/// its own).
+fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    for path in entries(dir) {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mut line =
+            format!("{:o} {}:{} t={} rdev={}", meta.mode(), meta.uid(), meta.gid(), meta.mtime(), meta.rdev());
+        let mut names = vec![0; 4096];
+        let n = rustix::fs::llistxattr(&path, &mut names).unwrap();
+        let mut names: Vec<&[u8]> = names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()).collect();
+        names.sort();
+        for name in names {
+            let mut value = vec![0; 4096];
+            let name = std::ffi::CString::new(name).unwrap();
+            let len = rustix::fs::lgetxattr(&path, name.as_c_str(), &mut value).unwrap();
+            line += &format!(" {}={:?}", name.to_str().unwrap(), &value[..len]);
+        }
+        if meta.file_type().is_symlink() {
+            line += &format!(" -> {}", std::fs::read_link(&path).unwrap().display());
+        } else if meta.is_file() {
+            line += &format!(" links={} {:x?}", meta.nlink(), sha(&std::fs::read(&path).unwrap()));
+        }
+        out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), line);
+    }
+    out
+}
+
+fn sha(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split(' ').next().unwrap().to_owned()
+}
+
+/// The fingerprint of `image` as the kernel mounts it (a loop device, read-only), in a private
+/// mount namespace, and whether the two hard links are one inode there.
+fn mounted(image: &Path, fstype: &str, at: &Path) -> (BTreeMap<PathBuf, String>, bool) {
+    std::fs::create_dir_all(at).unwrap();
+    common::in_private_namespace(|| {
+        let out = Command::new("mount").args(["-t", fstype, "-o", "loop,ro"]).arg(image).arg(at).output().unwrap();
+        assert!(out.status.success(), "mount {}: {out:?}", image.display());
+        let seen = fingerprint(at);
+        let ino = |p: &str| std::fs::symlink_metadata(at.join(p)).unwrap().ino();
+        let linked = ino("etc/hostname") == ino("etc/hostname.link");
+        let out = Command::new("umount").arg(at).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (seen, linked)
+    })
+}
+
+/// Builds `format` twice from one tree and once from a copy made in another order: the same
+/// bytes and checksum file every time; mounted, the image is the tree, less what is left out.
+fn reproducible_and_faithful(format: &str, fstype: &str) {
+    let (tmp, root) = temp_tree(&format!("image-{format}"));
+    let copy = tmp.0.join("copy");
+    let cp = Command::new("cp").arg("-a").arg(&root).arg(&copy).output().unwrap();
+    assert!(cp.status.success(), "{cp:?}");
+    let built: Vec<(PathBuf, String)> = [&root, &root, &copy]
+        .iter()
+        .enumerate()
+        .map(|(n, tree)| {
+            let dir = tmp.0.join(format!("out{n}"));
+            std::fs::create_dir(&dir).unwrap();
+            let image = dir.join("root.img");
+            let said = ok(&build(tree, &image, &["--format", format]));
+            (image, said)
+        })
+        .collect();
+    let bytes = std::fs::read(&built[0].0).unwrap();
+    let checksum = common::read(&tmp.0.join("out0/root.img.sha256"));
+    assert_eq!(checksum, format!("{}  root.img\n", sha(&bytes)));
+    for (image, said) in &built {
+        assert!(std::fs::read(image).unwrap() == bytes, "{}: other bytes", image.display());
+        assert_eq!(common::read(&image.with_extension("img.sha256")), checksum);
+        assert!(said.starts_with(&format!("{format} image of ")), "{said}");
+        assert!(said.contains(&format!("  sha256: {}", sha(&bytes))), "{said}");
+        assert!(said.contains(&format!("  size: {} bytes\n", bytes.len())), "{said}");
+    }
+    let sums = Command::new("sha256sum").arg("-c").arg("root.img.sha256").current_dir(tmp.0.join("out0")).output();
+    assert!(sums.unwrap().status.success());
+
+    let (seen, linked) = mounted(&built[0].0, fstype, &tmp.0.join("mnt"));
+    let mut expected = fingerprint(&root);
+    let left_out = |p: &Path| {
+        p.starts_with("diskless")
+            || ["dev", "proc", "run", "sys", "tmp"].iter().any(|d| p.starts_with(d) && p != Path::new(d))
+    };
+    expected.retain(|p, _| !left_out(p));
+    assert_eq!(seen, expected);
+    assert!(linked, "hard links are one inode in the image");
+    for kept in ["etc/null", "etc/sda", "usr/bin/ping", "proc", "tmp", "etc/dangling"] {
+        assert!(seen.contains_key(Path::new(kept)), "{kept}");
+    }
+    assert!(seen[Path::new("usr/bin/ping")].contains("security.capability="), "{seen:?}");
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn squashfs_is_the_same_bytes_every_time_and_holds_the_tree() {
+    reproducible_and_faithful("squashfs", "squashfs");
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn erofs_is_the_same_bytes_every_time_and_holds_the_tree() {
+    reproducible_and_faithful("erofs", "erofs");
+}
+
+/// Every file under `dir` with its bytes and inode.
+fn files(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u64)> {
+    let each = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path());
+    each.map(|p| {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let bytes = if meta.is_symlink() {
+            std::fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
+        } else {
+            std::fs::read(&p).unwrap()
+        };
+        (p, (bytes, meta.ino()))
+    })
+    .collect()
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn build_refuses_bad_input_and_writes_nothing() {
+    let (tmp, root) = temp_tree("image-bad");
+    let out = tmp.0.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let before = common::fingerprint(&root);
+    let img = out.join("root.img");
+
+    let cases: Vec<(Output, &str)> = vec![
+        (build(&tmp.0.join("nowhere"), &img, &[]), "nowhere: No such file or directory"),
+        (build(&root.join("etc/hostname"), &img, &[]), "hostname: not a directory"),
+        (build(&root, &root.join("var/root.img"), &[]), "inside the tree"),
+        (build(&root, &img, &["--format", "ext4"]), "--format: squashfs or erofs"),
+        (build(&root, &img, &["--compress", "gzip"]), "--compress: zstd, xz or lz4"),
+        (build(&root, &out.join("a\nb.img"), &[]), "no backslash or control character"),
+        (build(&root, &tmp.0.join("no-dir/root.img"), &[]), "no-dir: No such file or directory"),
+        (image(&["bake".as_ref()]), "image \"bake\": build or publish"),
+    ];
+    for (result, message) in &cases {
+        let said = refused(result);
+        assert!(said.starts_with("stateless: ") && said.contains(message), "{message}: {said}");
+    }
+    // The tool a format needs, missing: named with its package.
+    let no_path = Command::new(BIN)
+        .env("PATH", tmp.0.join("empty"))
+        .args(["image", "build"])
+        .arg(&root)
+        .arg("-o")
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(refused(&no_path).contains("mksquashfs not found: install squashfs-tools"));
+    // A compression the installed mkfs.erofs does not make (erofs-utils 1.5 makes lz4 only).
+    let help = Command::new("mkfs.erofs").arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout) + String::from_utf8_lossy(&help.stderr);
+    let offered = help.split_once("Available compressors are:").unwrap().1.lines().next().unwrap().to_owned();
+    if !offered.contains("zstd") {
+        let said = refused(&build(&root, &img, &["--format", "erofs", "--compress", "zstd"]));
+        assert!(said.contains("mkfs.erofs here cannot make erofs zstd (it makes lz4"), "{said}");
+    }
+    assert!(files(&out).is_empty(), "nothing written: {:?}", files(&out));
+    assert_eq!(common::fingerprint(&root), before, "the tree is never written");
+
+    // An image there is never replaced unless --force, its checksum file neither.
+    ok(&build(&root, &img, &[]));
+    let first = files(&out);
+    let said = refused(&build(&root, &img, &["--compress", "lz4"]));
+    assert!(said.contains("root.img: exists: refused") && said.contains("--force"), "{said}");
+    std::fs::remove_file(&img).unwrap();
+    let said = refused(&build(&root, &img, &[]));
+    assert!(said.contains("root.img.sha256: exists: refused"), "{said}");
+    assert!(!img.exists());
+    std::fs::write(&img, b"an image a client booted").unwrap();
+    let kept = files(&out);
+    refused(&build(&root, &img, &[]));
+    assert_eq!(files(&out), kept);
+    ok(&build(&root, &img, &["--force"]));
+    let forced = files(&out);
+    assert_eq!(forced[&img].0, first[&img].0, "the same tree, the same bytes");
+    assert_ne!(forced[&img].1, kept[&img].1, "replaced by a rename, never written into");
+    assert_eq!(common::fingerprint(&root), before, "the tree is never written");
+}
+
+fn publish(image: &Path, dir: &Path) -> Output {
+    Command::new(BIN).args(["image", "publish"]).arg(image).arg(dir).output().unwrap()
+}
+
+/// The name publish gives `image` (of `sha256`) at each second from now on for a minute.
+fn names_from_now(stem: &str, ext: &str, sha256: &str) -> Vec<String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    (now.saturating_sub(1)..now + 60)
+        .map(|t| {
+            let out = Command::new("date").args(["-u", "-d", &format!("@{t}"), "+%Y%m%dT%H%M%SZ"]).output().unwrap();
+            let time = String::from_utf8(out.stdout).unwrap();
+            format!("{stem}-{}-{}.{ext}", time.trim(), &sha256[..12])
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn publish_adds_a_new_file_and_moves_current_never_rewriting_one() {
+    let (tmp, root) = temp_tree("image-publish");
+    let (first, second) = (tmp.0.join("first/debian.sqfs"), tmp.0.join("second/debian.sqfs"));
+    for image in [&first, &second] {
+        std::fs::create_dir(image.parent().unwrap()).unwrap();
+    }
+    ok(&build(&root, &first, &[]));
+    common::write(&root.join("etc/motd"), "the second image\n");
+    ok(&build(&root, &second, &[]));
+    let srv = tmp.0.join("srv");
+    std::fs::create_dir(&srv).unwrap();
+    let sha = |image: &Path| sha(&std::fs::read(image).unwrap());
+
+    let said = ok(&publish(&first, &srv));
+    let published = files(&srv);
+    assert_eq!(published.len(), 3, "the image, its .sha256 and current: {published:?}");
+    let current = std::fs::read_link(srv.join("current")).unwrap();
+    let name = current.to_str().unwrap().to_owned();
+    assert!(name.starts_with("debian-20") && name.ends_with(&format!("Z-{}.sqfs", &sha(&first)[..12])), "{name}");
+    assert_eq!(std::fs::read(srv.join(&name)).unwrap(), std::fs::read(&first).unwrap());
+    assert_eq!(common::read(&srv.join(format!("{name}.sha256"))), format!("{}  {name}\n", sha(&first)));
+    assert!(said.contains(&format!("  current -> {name} (was none)\n")), "{said}");
+
+    let said = ok(&publish(&second, &srv));
+    let now = files(&srv);
+    let second_name = std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().to_owned();
+    assert_ne!(second_name, name);
+    assert_eq!(std::fs::read(srv.join(&second_name)).unwrap(), std::fs::read(&second).unwrap());
+    assert!(said.contains(&format!("  current -> {second_name} (was \"{name}\")\n")), "{said}");
+    for (path, file) in &published {
+        if !path.ends_with("current") {
+            assert_eq!(&now[path], file, "{}: bytes and inode as published", path.display());
+        }
+    }
+    assert_eq!(now.len(), 5);
+    let sums = Command::new("sh").arg("-c").arg("sha256sum -c *.sha256").current_dir(&srv).output().unwrap();
+    assert!(sums.status.success(), "{sums:?}");
+
+    // A name taken (the same image again, within the minute) is refused; nothing changes.
+    let taken: Vec<PathBuf> =
+        names_from_now("debian", "sqfs", &sha(&second)).iter().map(|t| srv.join(t)).filter(|t| !t.exists()).collect();
+    for t in &taken {
+        std::fs::write(t, b"taken").unwrap();
+    }
+    let before = files(&srv);
+    let said = refused(&publish(&second, &srv));
+    assert!(said.contains("exists, and a published name is never reused: nothing published"), "{said}");
+    assert_eq!(files(&srv), before);
+    for t in &taken {
+        std::fs::remove_file(t).unwrap();
+    }
+    // Not an image; an image whose checksum file says otherwise; a current that is a file.
+    let before = files(&srv);
+    assert!(refused(&publish(&srv.join(format!("{name}.sha256")), &srv)).contains("not a squashfs or EROFS image"));
+    std::fs::write(first.with_extension("sqfs.sha256"), format!("{}  debian.sqfs\n", "0".repeat(64))).unwrap();
+    assert!(refused(&publish(&first, &srv)).contains("changed since built?"));
+    assert!(refused(&publish(&tmp.0.join("none.sqfs"), &srv)).contains("none.sqfs: No such file"));
+    assert_eq!(files(&srv), before);
+    let lone = tmp.0.join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::write(lone.join("current"), b"a file an admin made").unwrap();
+    let said = refused(&publish(&second, &lone));
+    assert!(said.contains("current: not a symlink: left alone, nothing published"), "{said}");
+    assert_eq!(files(&lone).len(), 1);
+}
