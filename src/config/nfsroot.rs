@@ -256,6 +256,20 @@ fn live(root: &str) -> Result<(Spec, String), String> {
     Ok((spec, format!("/{file}")))
 }
 
+/// `root=live:…`, read, when it is one.
+fn live_root(options: &Options) -> Option<Result<(Spec, String), String>> {
+    options.root.as_deref().filter(|r| r.starts_with("live:")).map(live)
+}
+
+/// The image file the options name on the export (`root=live:nfs://…` first, then
+/// `stateless.image=`), when they name one that can be read; [`resolve_root`] says why not.
+pub(crate) fn image_file(options: &Options) -> Option<String> {
+    match live_root(options) {
+        Some(live) => live.ok().map(|(_, file)| file),
+        None => options.image.clone(),
+    }
+}
+
 /// The root of initramfs mode: the NFS root's tree ([`resolve`]), or an image file on it
 /// (`root=live:nfs://…`, `stateless.image=`), its export mounted read-only.
 pub fn resolve_root(
@@ -265,7 +279,7 @@ pub fn resolve_root(
     hostname: Option<&Hostname>,
 ) -> Result<RootSource, String> {
     let mount = resolve(options, lease, client, hostname)?;
-    let live = options.root.as_deref().filter(|r| r.starts_with("live:")).map(live).transpose()?;
+    let live = live_root(options).transpose()?;
     let file = match (live, &options.image) {
         (Some(_), Some(_)) => return Err("root=live: and stateless.image= both name an image".into()),
         (Some((_, file)), None) => file,

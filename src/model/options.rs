@@ -158,7 +158,9 @@ pub struct Options {
     /// Dirs to make writable, relative to the root, without `..` (`etc`, `var`, `var/log`).
     /// From `stateless.dirs=`; else `etc,var` unless `softlevel=` is given without `unionfs`.
     pub dirs: Vec<DirName>,
-    /// `stateless.layers=`: absolute path of the layer tree inside the image.
+    /// `stateless.layers=`: absolute path of the layer tree inside the image; not given, with an
+    /// image root the `diskless/` dir beside the image on its export (under
+    /// /run/stateless/export), else `/diskless`.
     pub layers: String,
     /// `stateless.hostname=`: forced hostname, unvalidated here (the hostname rules decide).
     pub hostname: Option<String>,

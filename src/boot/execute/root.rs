@@ -88,7 +88,7 @@ impl Executor<'_> {
             .map_err(|e| Failure::io(Op::Mount, Some(&device), &e))?;
         drop(held); // the mount holds the device now; unmounted, it lets go of the file
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
-        let checked = rootcheck::check(self.sys, &image, &self.cmdline)
+        let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
             .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, path.display()), ..f })?;
         let read = format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
         if let Some(nfs) = &mut self.record.nfs_root {
@@ -214,7 +214,9 @@ impl Executor<'_> {
     ) -> Result<RootVerdict, Failure> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
         let checked = match check {
-            Check::Tree => rootcheck::check(self.sys, &image, &self.cmdline).map(|c| (c.init, c.bytes, Vec::new())),
+            Check::Tree => {
+                rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map(|c| (c.init, c.bytes, Vec::new()))
+            }
             Check::ImageHead(file) => {
                 self.read_image_head(&image, file).map(|head| (file.to_string(), head.len(), head))
             }

@@ -1062,9 +1062,17 @@ fn an_image_file_on_the_export_is_the_root() {
         let mut head = vec![0u8; 4096];
         head[..4].copy_from_slice(b"hsqs");
         std::fs::write(at.join("x.img"), &head).unwrap();
+        // The layers beside the image, not in it: on the export, which the switch moves into
+        // the image with /run (the fake moves nothing: the moved one is made here too).
+        std::fs::create_dir(at.join("diskless")).unwrap();
+        let root = image.0.join("root");
+        std::fs::create_dir_all(root.join(EXPORT)).unwrap();
+        std::fs::rename(root.join("diskless"), root.join(EXPORT).join("diskless")).unwrap();
         let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let base = outcomes.iter().find(|o| matches!(&o.step, Step::Layer { name, .. } if name == "base")).unwrap();
+        assert_eq!(base.status, Status::Ok, "{base:#?}");
         let calls = sys.calls();
         let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
         let mounted = pos(&|c| {
@@ -1073,7 +1081,6 @@ fn an_image_file_on_the_export_is_the_root() {
         });
         let head_read = pos(&|c| *c == Call::Read(at.join("x.img")));
         let attached = pos(&|c| *c == Call::AttachLoop("/x.img".into(), true));
-        let root = image.0.join("root");
         let on_root = pos(&|c| {
             matches!(c, Call::Mount { source, target, fstype, flags, .. }
                 if *source == image.0.join("dev/loop0").to_string_lossy() && *target == root
