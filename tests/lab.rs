@@ -1571,7 +1571,7 @@ mod scenario {
         b.print(
             scenario,
             &format!(
-                "Debian 13, a {format} image root over NFSv3, systemd 257, 6 layers beside the image; \
+                "Debian 13, the image root {format} over NFSv3, systemd 257, 6 layers beside the image; \
                  {ops} NFS operations ({reads} READs, {bytes} bytes) on the export until the check"
             ),
         );
