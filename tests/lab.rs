@@ -1568,6 +1568,7 @@ mod scenario {
         ens3_kept(&b);
         let (ops, reads, bytes) = b.nfs_ops("/run/stateless/export");
         assert!(ops > 0 && reads > 0, "the export's mountstats {logs}");
+        assert!(b.report["nfs_rpcs"]["READ"].as_u64().is_some_and(|n| n > 0), "the report counts the export's");
         b.print(
             scenario,
             &format!(
