@@ -1578,6 +1578,32 @@ mod scenario {
         );
     }
 
+    /// dracut's spelling, `root=live:nfs://10.0.2.2/trixie-systemd/trixie-systemd.squashfs`: the
+    /// image's dir mounted, no version named, so NFSv4.2 first; ganesha 4's READ_PLUS gives EIO
+    /// on the image's head, and the export steps down to NFSv4.1 before the loop device.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_live_root_steps_down() {
+        let scenario = "trixie_initramfs_live_root_steps_down";
+        let live = "root=live:nfs://10.0.2.2/trixie-systemd/trixie-systemd.squashfs";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--image-root", "squashfs", "--kernel-args", live]);
+        let logs = b.logs();
+        assert!(b.serial.contains("with NFSv4.2; stepping down to NFSv4.1"), "{logs}");
+        assert!(b.fact("root").contains(" squashfs ro,"), "{} {logs}", b.fact("root"));
+        let export = b.fact("export");
+        assert!(export.starts_with("10.0.2.2:/trixie-systemd nfs4 ro,") && export.contains("vers=4.1"), "{export}");
+        assert_eq!(b.report["nfs_root"]["version"], "4.1", "{}", b.report["nfs_root"]);
+        assert_eq!(b.report["layer_root"], "/run/stateless/export/diskless", "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        let (ops, reads, bytes) = b.nfs_ops("/run/stateless/export");
+        b.print(
+            scenario,
+            &format!("root=live: over NFSv4.1 after the step-down; {ops} NFS operations ({reads} READs, {bytes} bytes) on the export"),
+        );
+    }
+
     /// An image root whose file is not on the export: the root step fails before the switch
     /// with the file named, and the policy powers off; no panic.
     #[test]

@@ -298,7 +298,7 @@ cmd_boot() {
     [[ $root_path =~ ^[A-Za-z0-9.:/%,=_-]*$ ]] || die "--root-path must be letters, digits and . : / % , = _ -"
     [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
     [[ -z $image_root || $image_root == squashfs || $image_root == erofs ]] || boot_usage_error "--image-root is squashfs or erofs"
-    [[ -z $image_root || ($stock == 1 && -z $package && -z $kernel_args) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs and root= words)"
+    [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -390,7 +390,8 @@ cmd_boot() {
         local nfsroot="$server:$export,vers=$nfs,tcp,port=2049"
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
-        [[ -z $image_root ]] || cmdline+=" stateless.image=/$image.$image_root"
+        # --kernel-args names the image itself (root=live:nfs://...).
+        [[ -z $image_root || -n $kernel_args ]] || cmdline+=" stateless.image=/$image.$image_root"
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "$export") ro init=$init panic=-1"
     fi
