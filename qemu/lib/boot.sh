@@ -361,7 +361,7 @@ cmd_boot() {
     # image leaves /diskless out); the export holds only those two.
     local served=$run_dir/root image_file=""
     if [[ -n $image_root ]]; then
-        image_file=$(image_file_ensure "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')") ||
+        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')") ||
             die "no $image_root image of $image"
         served=$run_dir/export
         mkdir -p "$served"

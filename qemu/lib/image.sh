@@ -305,27 +305,27 @@ image_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
-# image_file_ensure ROOT FORMAT SHIM KEY: ROOT (a per-run tree, binary under test, check and
-# modules in it) as one image file (--image-root), `stateless image build` with Debian's
-# mksquashfs (zstd) or mkfs.erofs (lz4); cached in image-files/ under KEY (the tree's
-# fingerprint: a new binary or check makes a new image), the older ones of FORMAT deleted.
-# Prints its path.
+# image_file_ensure NAME ROOT FORMAT SHIM KEY: ROOT (the per-run tree of the image NAME, binary
+# under test, check and modules in it) as one image file (--image-root), `stateless image build`
+# with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); cached in image-files/ under KEY (the
+# tree's content: a new binary or check makes a new image), the older ones of NAME and FORMAT
+# deleted. Prints its path.
 image_file_ensure() {
-    local root=$1 format=$2 shim=$3 key=$4 dir file tmp start compress=zstd
+    local name=$1 root=$2 format=$3 shim=$4 key=$5 dir file tmp start compress=zstd
     dir=$LAB_CACHE/image-files
-    file=$dir/$format-${key:0:16}.img
+    file=$dir/$name-$format-${key:0:16}.img
     mkdir -p "$dir"
-    cache_lock "image-file-$format"
+    cache_lock "image-file-$name-$format"
     if [[ -f $file ]]; then
         log "image file up to date: $file"
         echo "$file"
         return 0
     fi
     [[ $format == erofs ]] && compress=lz4
-    rm -f "$dir/$format"-*
-    tmp=$dir/.$format-$$.img
+    rm -f "$dir/$name-$format"-*
+    tmp=$dir/.$name-$format-$$.img
     start=$(now)
-    run_logged "stateless image build --format $format --compress $compress" "$dir/$format.log" \
+    run_logged "stateless image build --format $format --compress $compress" "$dir/$name-$format.log" \
         "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress"
     mv "$tmp.sha256" "$file.sha256"
     mv "$tmp" "$file"
