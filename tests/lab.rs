@@ -108,6 +108,31 @@ impl Boot {
         Some(ms.round() as u64)
     }
 
+    /// The NFS operations the client made on the mount at `mount` until the check
+    /// (mountstats.txt, from its mount on): all, READs, and the bytes the server sent.
+    fn nfs_ops(&self, mount: &str) -> (u64, u64, u64) {
+        let stats = std::fs::read_to_string(self.out.join("result/mountstats.txt")).unwrap_or_default();
+        let device = format!(" mounted on {mount} with fstype nfs");
+        let Some((_, after)) = stats.split_once(&device) else { return (0, 0, 0) };
+        let section = after.split("\ndevice ").next().unwrap_or("");
+        let (mut ops, mut reads, mut bytes) = (0, 0, 0);
+        let mut per_op = false;
+        for line in section.lines().map(str::trim) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["bytes:", _, _, _, _, server, ..] => bytes = server.parse().unwrap_or(0),
+                ["per-op", ..] => per_op = true,
+                [op, count, ..] if per_op && op.ends_with(':') => {
+                    let count: u64 = count.parse().unwrap_or(0);
+                    ops += count;
+                    reads += if *op == "READ:" { count } else { 0 };
+                }
+                _ => {}
+            }
+        }
+        (ops, reads, bytes)
+    }
+
     /// Prints the scenario's one-line result.
     fn print(&self, scenario: &str, what: &str) {
         let rpcs: u64 =
@@ -1490,10 +1515,126 @@ mod scenario {
         assert_eq!(b.fact("hostname"), "lab3-12", "{logs}");
         assert_status(&b, "lab3-12.lab.example (from dhcp)", "initramfs");
         ens3_kept(&b);
+        let (ops, reads, bytes) = b.nfs_ops("/");
         b.print(
             scenario,
-            "Debian 13: stock 6.12 kernel, PXE + stateless initramfs, NFSv3, systemd 257, 6 layers, ens3",
+            &format!(
+                "Debian 13: stock 6.12 kernel, PXE + stateless initramfs, NFSv3, systemd 257, 6 layers, ens3; \
+                 {ops} NFS operations ({reads} READs, {bytes} bytes) on the root until the check"
+            ),
         );
+    }
+
+    /// Debian 13 booting an image-file root: the lab's trixie systemd tree as one squashfs file
+    /// (`stateless image build`) on the export, `diskless/` beside it, `stateless.image=`;
+    /// the export read-only at /run/stateless/export, the image on a loop device as /, the
+    /// layers from beside the image.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_systemd() {
+        image_root("trixie_initramfs_squashfs_root_systemd", "trixie-systemd", "squashfs");
+    }
+
+    /// Debian 12's stock kernel (6.1) booting the Debian 12 systemd tree as a squashfs image.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_squashfs_root_systemd() {
+        image_root("initramfs_squashfs_root_systemd", "systemd", "squashfs");
+    }
+
+    /// The same with an EROFS (lz4hc) image.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_erofs_root_systemd() {
+        image_root("trixie_initramfs_erofs_root_systemd", "trixie-systemd", "erofs");
+    }
+
+    fn image_root(scenario: &str, image: &str, format: &str) {
+        let b = boot(scenario, image, &["--stock", "--image-root", format]);
+        let logs = b.logs();
+        let trixie = image.starts_with("trixie-");
+        let kernel = if trixie { "+deb13-amd64" } else { "-amd64" };
+        assert!(b.fact("kernel").ends_with(kernel), "the stock kernel: {} {logs}", b.fact("kernel"));
+        let root = b.fact("root");
+        assert!(root.starts_with("/dev/loop") && root.contains(&format!(" {format} ro,")), "{root} {logs}");
+        let export = b.fact("export");
+        assert!(export.starts_with(&format!("10.0.2.2:/{image} nfs ro,")) && export.contains("vers=3"), "{export}");
+        assert_eq!(b.fact("root_writable"), "no", "{logs}");
+        let step = b.steps("image-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        assert!(b.loaded("loop") && b.loaded(format), "{}", b.report["modules"]);
+        assert_eq!(b.report["nfs_root"]["version"], "3", "{}", b.report["nfs_root"]);
+        assert_eq!(b.report["layer_root"], "/run/stateless/export/diskless", "beside the image {logs}");
+        for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
+            assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
+        }
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("level"), "ip", "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert_status(&b, "lab3-12.lab.example (from dhcp)", "initramfs");
+        if trixie {
+            ens3_kept(&b);
+        }
+        let (ops, reads, bytes) = b.nfs_ops("/run/stateless/export");
+        assert!(ops > 0 && reads > 0, "the export's mountstats {logs}");
+        assert!(b.report["nfs_rpcs"]["READ"].as_u64().is_some_and(|n| n > 0), "the report counts the export's");
+        b.print(
+            scenario,
+            &format!(
+                "{image}, the image root {format} over NFSv3, systemd, 6 layers beside the image; \
+                 {ops} NFS operations ({reads} READs, {bytes} bytes) on the export until the check"
+            ),
+        );
+    }
+
+    /// dracut's spelling, `root=live:nfs://10.0.2.2/trixie-systemd/trixie-systemd.squashfs`: the
+    /// image's dir mounted, no version named, so NFSv4.2 first; ganesha 4's READ_PLUS gives EIO
+    /// on the image's head, and the export steps down to NFSv4.1 before the loop device.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_live_root_steps_down() {
+        let scenario = "trixie_initramfs_live_root_steps_down";
+        let live = "root=live:nfs://10.0.2.2/trixie-systemd/trixie-systemd.squashfs";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--image-root", "squashfs", "--kernel-args", live]);
+        let logs = b.logs();
+        assert!(b.serial.contains("with NFSv4.2; stepping down to NFSv4.1"), "{logs}");
+        assert!(b.fact("root").contains(" squashfs ro,"), "{} {logs}", b.fact("root"));
+        let export = b.fact("export");
+        assert!(export.starts_with("10.0.2.2:/trixie-systemd nfs4 ro,") && export.contains("vers=4.1"), "{export}");
+        assert_eq!(b.report["nfs_root"]["version"], "4.1", "{}", b.report["nfs_root"]);
+        assert_eq!(b.report["layer_root"], "/run/stateless/export/diskless", "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        let (ops, reads, bytes) = b.nfs_ops("/run/stateless/export");
+        b.print(
+            scenario,
+            &format!("root=live: over NFSv4.1 after the step-down; {ops} NFS operations ({reads} READs, {bytes} bytes) on the export"),
+        );
+    }
+
+    /// An image root whose file is not on the export: the root step fails before the switch
+    /// with the file named, and the policy powers off; no panic.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_image_missing() {
+        let scenario = "trixie_initramfs_squashfs_root_image_missing";
+        let args = [
+            "--stock",
+            "--image-root",
+            "squashfs",
+            "--append",
+            "stateless.image=/missing.sqfs stateless.emergency=poweroff",
+        ];
+        let serial = boot_until(scenario, "trixie-systemd", &args, "reboot: Power down");
+        assert!(serial.contains("image root /missing.sqfs on 10.0.2.2:/trixie-systemd"), "{serial}");
+        assert!(serial.contains("run/stateless/export/missing.sqfs"), "the file named: {serial}");
+        assert!(!serial.contains("switch root to /root: moved"), "nothing moved: {serial}");
+        assert!(!serial.contains("Kernel panic"), "{serial}");
+        let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
+        println!("scenario {scenario}: ok; no such image on the export: the root failed, powered off {took:.1} s after /init");
     }
 
     /// Debian 13 on e1000 with an NFSv4.2 root from the lab's nfs-ganesha (Debian 12's 4.x,

@@ -38,9 +38,11 @@ for f in /etc/stateless-lab/from-*; do [ -e "$f" ] && layers="$layers${f##*/} ";
 fact layers "$layers"
 cp /proc/mounts "$out/mounts.txt"
 cp /proc/swaps "$out/swaps.txt"
+# export: an image root's export (source, type, options), where the image file is read from.
 awk '$2 == "/" { root = $1 " " $3 " " $4 } $2 == "/etc" { etc = $3 } $2 == "/var" { var = $3 }
-     $2 == "/run" { run = $3 } $2 == "/tmp" { tmp = $3 }
-     END { print "root=" root; print "etc=" etc; print "var=" var; print "run=" run; print "tmp=" tmp }' \
+     $2 == "/run" { run = $3 } $2 == "/tmp" { tmp = $3 } $2 == "/run/stateless/export" { export = $1 " " $3 " " $4 }
+     END { print "root=" root; print "etc=" etc; print "var=" var; print "run=" run; print "tmp=" tmp
+           print "export=" export }' \
     "$out/mounts.txt" >> "$out/facts.txt"
 fact etc_writable "$(writable /etc)"
 fact var_writable "$(writable /var)"

@@ -233,7 +233,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0 server_v3_only=0
+    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -267,6 +267,7 @@ cmd_boot() {
             --export) export=${2:?}; shift 2 ;;
             --dead-nic) dead_nic=1; shift ;;
             --server-v3-only) server_v3_only=1; shift ;;
+            --image-root) image_root=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -296,6 +297,8 @@ cmd_boot() {
     [[ -z $root_path || ($net == tap && $dhcp == 1 && -z $hostile_dhcp) ]] || boot_usage_error "--root-path goes with --net tap (and dnsmasq)"
     [[ $root_path =~ ^[A-Za-z0-9.:/%,=_-]*$ ]] || die "--root-path must be letters, digits and . : / % , = _ -"
     [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
+    [[ -z $image_root || $image_root == squashfs || $image_root == erofs ]] || boot_usage_error "--image-root is squashfs or erofs"
+    [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -354,14 +357,25 @@ cmd_boot() {
     for fault in "${faults[@]}"; do fault_apply "$run_dir/root" "$fault"; done
     # What an admin runs before serving: the layer tree as exported, checked (read-only).
     "$shim" check "$run_dir/root" --host lab3-12,10.0.2.15/24 --json > "$BOOT_OUT/check.json" 2> "$BOOT_OUT/check.stderr" || true
+    # --image-root: the tree as one image file, served with the layer tree beside it (the
+    # image leaves /diskless out); the export holds only those two.
+    local served=$run_dir/root image_file=""
+    if [[ -n $image_root ]]; then
+        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')") ||
+            die "no $image_root image of $image"
+        served=$run_dir/export
+        mkdir -p "$served"
+        ln "$image_file" "$served/$image.$image_root"
+        cp -a "$run_dir/root/diskless" "$served/diskless"
+    fi
     local fingerprint
-    fingerprint=$(image_fingerprint "$run_dir/root")
+    fingerprint=$(image_fingerprint "$served")
     log "prepared $image export with $(basename "$shim") as /boot/stateless in $(elapsed "$prep_start") s"
     truncate -s "$BOOT_RESULT_SIZE" "$BOOT_OUT/res.img"
 
     export=${export:-/$image}
     [[ $server_v3_only == 0 ]] || export LAB_NFS_PROTOCOLS=3
-    servers_start "$run_dir" "$export:$run_dir/root"
+    servers_start "$run_dir" "$export:$served"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then
         tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp" "$hostile_dhcp" "$root_path"
@@ -376,6 +390,8 @@ cmd_boot() {
         local nfsroot="$server:$export,vers=$nfs,tcp,port=2049"
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
+        # --kernel-args names the image itself (root=live:nfs://...).
+        [[ -z $image_root || -n $kernel_args ]] || cmdline+=" stateless.image=/$image.$image_root"
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "$export") ro init=$init panic=-1"
     fi
@@ -463,7 +479,7 @@ cmd_boot() {
     leftovers=$(boot_leftovers "$run_dir")
     [[ -z $leftovers ]] || warn "left behind on the host: $leftovers"
     local export_unchanged=no
-    [[ $(image_fingerprint "$run_dir/root") == "$fingerprint" ]] && export_unchanged=yes
+    [[ $(image_fingerprint "$served") == "$fingerprint" ]] && export_unchanged=yes
     local result=no
     mkdir -p "$BOOT_OUT/result"
     if tar -xf "$BOOT_OUT/res.img" -C "$BOOT_OUT/result" 2>/dev/null && [[ -f $BOOT_OUT/result/facts.txt ]]; then

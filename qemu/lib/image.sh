@@ -292,15 +292,43 @@ image_prepare_run() {
     install -m 0755 "$shim" "$dest/boot/stateless"
 }
 
-# image_fingerprint ROOT: one hash over every entry's type, mode, owner, size, mtime and link
+# image_fingerprint ROOT [TIMES]: one hash over every entry's type, mode, owner, size, mtime and link
 # target, and the content of every regular file under 1 GiB (`-size -1G` would mean empty: find
 # rounds up to whole units; a larger one, such as a fault's
 # 10 GB sparse file, by its metadata: a write changes its mtime): what a client writing to its
-# root would change.
+# root would change. TIMES '': without the times (what a tree holds, however freshly copied).
 image_fingerprint() {
-    local root=$1
+    local root=$1 times=${2-' %T@'}
     {
-        find "$root" -xdev -printf '%P %y %m %U %G %s %T@ %l\n' | LC_ALL=C sort
+        find "$root" -xdev -printf "%P %y %m %U %G %s$times %l\\n" | LC_ALL=C sort
         (cd "$root" && find . -xdev -type f -size -1073741824c -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
     } | sha256sum | cut -d' ' -f1
+}
+
+# image_file_ensure NAME ROOT FORMAT SHIM KEY: ROOT (the per-run tree of the image NAME, binary
+# under test, check and modules in it) as one image file (--image-root), `stateless image build`
+# with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); cached in image-files/ under KEY (the
+# tree's content: a new binary or check makes a new image), the older ones of NAME and FORMAT
+# deleted. Prints its path.
+image_file_ensure() {
+    local name=$1 root=$2 format=$3 shim=$4 key=$5 dir file tmp start compress=zstd
+    dir=$LAB_CACHE/image-files
+    file=$dir/$name-$format-${key:0:16}.img
+    mkdir -p "$dir"
+    cache_lock "image-file-$name-$format"
+    if [[ -f $file ]]; then
+        log "image file up to date: $file"
+        echo "$file"
+        return 0
+    fi
+    [[ $format == erofs ]] && compress=lz4
+    rm -f "$dir/$name-$format"-*
+    tmp=$dir/.$name-$format-$$.img
+    start=$(now)
+    run_logged "stateless image build --format $format --compress $compress" "$dir/$name-$format.log" \
+        "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress"
+    mv "$tmp.sha256" "$file.sha256"
+    mv "$tmp" "$file"
+    log "image file ready in $(elapsed "$start") s: $file ($(stat -c %s "$file") bytes)"
+    echo "$file"
 }

@@ -313,6 +313,7 @@ impl<'a> Executor<'a> {
             }
             Step::Hostname { hostname, .. } => self.set_hostname(hostname.as_ref()),
             Step::NfsRoot { root } => self.mount_nfs_root(root),
+            Step::ImageRoot { export, file } => self.mount_image_root(export, file),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => self.make_writable(dir, *mode, tmpfs_size.as_deref()),
             Step::Overlay { dir } => self.mount_overlay(dir),
@@ -336,7 +337,10 @@ impl<'a> Executor<'a> {
         if self.mode == Mode::Apply {
             return;
         }
-        if matches!(step, Step::Handoff { .. } | Step::NfsRoot { .. } | Step::SwitchRoot { .. }) {
+        if matches!(
+            step,
+            Step::Handoff { .. } | Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::SwitchRoot { .. }
+        ) {
             // Nothing is left to go on to (no init, or no root to find one in): every policy
             // ends in a reboot or power-off.
             self.send_report();

@@ -19,6 +19,7 @@ use crate::fs::layers::{self, Layer};
 use crate::fs::root::ImageRoot;
 use crate::model::facts::{Facts, Learned};
 use crate::model::hostname::{self, Candidate, Source};
+use crate::model::image::RootSource;
 use crate::model::ipv4::{self, Ipv4Net};
 use crate::model::lease::{Dhcp, Exchange, Lease};
 use crate::model::mount::EARLY_MOUNTS;
@@ -56,8 +57,13 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         // On-root mode: the kernel mounted the root. Initramfs mode: the NFS root, then into it.
         Phase::Root if facts.initramfs => {
             let lease = facts.dhcp.as_ref().map(|d| &d.lease);
-            let root = nfsroot::resolve(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
-            vec![Step::NfsRoot { root }, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
+            let root = nfsroot::resolve_root(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
+            let mount = match root {
+                Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount) },
+                Ok(RootSource::Image { export, file }) => Step::ImageRoot { export, file },
+                Err(why) => Step::NfsRoot { root: Err(why) },
+            };
+            vec![mount, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
         }
         Phase::Root => Vec::new(),
         Phase::Network => match network_step(options, facts) {

@@ -31,9 +31,11 @@ pub struct Checked {
 
 /// Reads from `root` (with `cmdline`) its /etc/stateless.conf, the first [`INIT_HEAD`] bytes of
 /// the init the handoff will choose (symlinks resolved inside the root), and the listing of the
-/// layer root. A config file that cannot be read for another reason than EIO is a diagnostic
-/// after the switch, as it would be without the check.
-pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked, Failure> {
+/// layer root: one under /run in `running`, the root `stateless` runs in, whose /run moves into
+/// `root` at the switch (an image root's layers are on its export, mounted there). A config
+/// file that cannot be read for another reason than EIO is a diagnostic after the switch, as it
+/// would be without the check.
+pub fn check(sys: &dyn Sys, root: &ImageRoot, running: &ImageRoot, cmdline: &[u8]) -> Result<Checked, Failure> {
     let config = root.read_file(CONFIG, CONFIG_LIMIT);
     if let Err(e) = &config {
         if e.raw_os_error() == Some(Errno::IO.raw_os_error()) {
@@ -57,7 +59,8 @@ pub fn check(sys: &dyn Sys, root: &ImageRoot, cmdline: &[u8]) -> Result<Checked,
     if bytes == 0 {
         return Err(Failure::new(Op::Read, Some(&path), "empty: nothing to execute"));
     }
-    layer_root(root, &options.layers)?;
+    let moves_in = std::path::Path::new(&options.layers).starts_with("/run");
+    layer_root(if moves_in { running } else { root }, &options.layers)?;
     Ok(Checked { init, bytes })
 }
 
@@ -107,7 +110,7 @@ mod tests {
         let t = root("symlink", 100 * 1024);
         let image = ImageRoot::open(&t.0).unwrap();
         let sys = Fake::default();
-        let checked = check(&sys, &image, b"").unwrap();
+        let checked = check(&sys, &image, &image, b"").unwrap();
         assert_eq!(checked, Checked { init: "/sbin/init".into(), bytes: INIT_HEAD }, "the first 64 KiB");
         assert_eq!(sys.calls(), [Call::Read(t.0.join("sbin/init"))]);
         // A small init is read whole; the image's stateless.conf names the init and the layer root.
@@ -115,12 +118,12 @@ mod tests {
         std::fs::set_permissions(t.0.join("lib/stateless-test/small"), std::fs::Permissions::from_mode(0o755)).unwrap();
         let conf = "stateless.init=/lib/stateless-test/small\nstateless.layers=/etc\n";
         std::fs::write(t.0.join("etc/stateless.conf"), conf).unwrap();
-        let checked = check(&sys, &image, b"").unwrap();
+        let checked = check(&sys, &image, &image, b"").unwrap();
         assert_eq!(checked, Checked { init: "/lib/stateless-test/small".into(), bytes: 10 });
         // The command line over the config, as after the switch: no layer root is no failure
         // (no layers, as on-root), one that is not a dir is.
-        assert!(check(&sys, &image, b"stateless.layers=/nowhere").is_ok());
-        let failure = check(&sys, &image, b"stateless.layers=/lib/stateless-test/small").unwrap_err();
+        assert!(check(&sys, &image, &image, b"stateless.layers=/nowhere").is_ok());
+        let failure = check(&sys, &image, &image, b"stateless.layers=/lib/stateless-test/small").unwrap_err();
         assert!(failure.to_string().contains("/lib/stateless-test/small"), "{failure}");
     }
 
@@ -129,7 +132,7 @@ mod tests {
         let t = root("refused", 10);
         let image = ImageRoot::open(&t.0).unwrap();
         let eio = Fake::failing(|c| matches!(c, Call::Read(_)).then_some(Errno::IO.raw_os_error()));
-        let failure = check(&eio, &image, b"").unwrap_err();
+        let failure = check(&eio, &image, &image, b"").unwrap_err();
         assert!(is_eio(&failure), "{failure}");
         assert_eq!(
             failure.to_string(),
@@ -138,20 +141,42 @@ mod tests {
         // Resolved outside the root, the symlink would lead to the host's /bin/sh.
         std::fs::remove_file(t.0.join("sbin/init")).unwrap();
         std::os::unix::fs::symlink("/bin/sh", t.0.join("sbin/init")).unwrap();
-        let failure = check(&Fake::default(), &image, b"").unwrap_err();
+        let failure = check(&Fake::default(), &image, &image, b"").unwrap_err();
         assert!(failure.message.starts_with("no init in the new root"), "{failure}");
         // `stateless.init=` is the command line's or the image's: shown escaped.
-        let failure = check(&Fake::default(), &image, b"stateless.init=/x\x1b[2J").unwrap_err();
+        let failure = check(&Fake::default(), &image, &image, b"stateless.init=/x\x1b[2J").unwrap_err();
         assert!(failure.message.starts_with("no init in the new root: none of /x\\x1b[2J, /sbin/init"), "{failure}");
         assert!(!is_eio(&failure));
         std::fs::remove_file(t.0.join("sbin/init")).unwrap();
         std::os::unix::fs::symlink("/lib/stateless-test/init", t.0.join("sbin/init")).unwrap();
         std::fs::write(t.0.join("lib/stateless-test/init"), "").unwrap();
-        assert!(check(&Fake::default(), &image, b"").unwrap_err().message.contains("empty"));
+        assert!(check(&Fake::default(), &image, &image, b"").unwrap_err().message.contains("empty"));
         std::fs::write(t.0.join("lib/stateless-test/init"), "x").unwrap();
         std::fs::remove_dir_all(t.0.join("diskless")).unwrap();
         std::fs::write(t.0.join("diskless"), "").unwrap();
-        let failure = check(&Fake::default(), &image, b"").unwrap_err();
+        let failure = check(&Fake::default(), &image, &image, b"").unwrap_err();
         assert!(failure.message.contains("not a directory"), "{failure}");
+    }
+
+    /// A layer root under /run (an image root's, on its export) is read where /run is before
+    /// the switch: in the root `stateless` runs in.
+    #[test]
+    fn a_layer_root_under_run_is_read_in_the_running_root() {
+        let t = root("run-layers", 10);
+        let image = ImageRoot::open(&t.0).unwrap();
+        let running = Tmp::new("rootcheck-running");
+        std::fs::create_dir_all(running.0.join("run/stateless/export")).unwrap();
+        std::fs::write(running.0.join("run/stateless/export/diskless"), "").unwrap();
+        let initramfs = ImageRoot::open(&running.0).unwrap();
+        let failure = check(&Fake::default(), &image, &initramfs, b"stateless.image=x.img").unwrap_err();
+        assert!(failure.to_string().contains("run/stateless/export/diskless: not a directory"), "{failure}");
+        std::fs::remove_file(running.0.join("run/stateless/export/diskless")).unwrap();
+        std::fs::create_dir(running.0.join("run/stateless/export/diskless")).unwrap();
+        assert!(check(&Fake::default(), &image, &initramfs, b"stateless.image=x.img").is_ok());
+        // Given in the image, it is the image's, not the running root's.
+        std::fs::write(running.0.join("diskless"), "").unwrap();
+        assert!(
+            check(&Fake::default(), &image, &initramfs, b"stateless.image=x.img stateless.layers=/diskless").is_ok()
+        );
     }
 }

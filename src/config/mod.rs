@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use crate::model::options::{
     ClientId, Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap,
 };
+use crate::model::paths::EXPORT;
 use crate::model::step::Phase;
 use crate::model::text::{escape, quoted as q};
 use crate::model::writable::DirName;
@@ -153,7 +154,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 22] = [
+const VALUE_KEYS: [&str; 23] = [
     "softlevel",
     "ip",
     "nfsaddrs",
@@ -174,6 +175,7 @@ const VALUE_KEYS: [&str; 22] = [
     "stateless.log",
     "stateless.swap",
     "stateless.scratch",
+    "stateless.image",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -210,6 +212,7 @@ fn set<T>(slot: &mut T, r: Result<T, String>) -> Vec<String> {
 struct Resolution {
     opts: Options,
     dirs_given: bool,
+    layers_given: bool,
     diags: Vec<Diagnostic>,
 }
 
@@ -261,7 +264,13 @@ impl Resolution {
                     errors
                 }
             }
-            ("stateless.layers", Some(v)) => set(&mut o.layers, layer_root(v)),
+            ("stateless.layers", Some(v)) => match layer_root(v) {
+                Ok(root) => {
+                    (o.layers, self.layers_given) = (root, true);
+                    Vec::new()
+                }
+                Err(e) => vec![e],
+            },
             ("stateless.hostname", Some("")) => {
                 o.hostname = None;
                 vec!["empty value (leave it out to use dhcp or the fallback)".to_owned()]
@@ -279,6 +288,7 @@ impl Resolution {
             ("stateless.swap", Some("auto")) => set(&mut o.swap, Ok(Some(Swap::Auto))),
             ("stateless.swap", Some(v)) => set(&mut o.swap, disk_label(v).map(|l| Some(Swap::Label(l)))),
             ("stateless.scratch", Some(v)) => set(&mut o.scratch, disk_label(v).map(Some)),
+            ("stateless.image", Some(v)) => set(&mut o.image, image_path(v).map(Some)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -321,7 +331,7 @@ impl Options {
     /// is reported and leaves the earlier value (or the default). Unknown `stateless.*` keys are
     /// reported; other unknown command line words belong to the kernel or init and are skipped.
     pub fn resolve(cmdline: &Cmdline, config: Option<&[u8]>) -> (Options, Vec<Diagnostic>) {
-        let mut r = Resolution { opts: Options::default(), dirs_given: false, diags: Vec::new() };
+        let mut r = Resolution { opts: Options::default(), dirs_given: false, layers_given: false, diags: Vec::new() };
         for (n, bytes) in config.unwrap_or_default().split(|b| *b == b'\n').enumerate() {
             let origin = Origin::Config { line: n + 1 };
             let Ok(line) = std::str::from_utf8(bytes) else {
@@ -362,6 +372,10 @@ impl Options {
         if !r.dirs_given && no_unionfs {
             r.opts.dirs.clear();
         }
+        // An image root (built without /diskless) has its layers beside it on the export.
+        if let Some(file) = nfsroot::image_file(&r.opts).filter(|_| !r.layers_given) {
+            r.opts.layers = layers_beside(&file);
+        }
         (r.opts, r.diags)
     }
 }
@@ -394,6 +408,23 @@ fn abs_path(v: &str) -> Result<(), String> {
 /// from a boot's report must pass again.
 pub(crate) fn layer_root(v: &str) -> Result<String, String> {
     abs_path(v).map(|()| normalise_abs(v))
+}
+
+/// The default layer root of an image root: the `diskless/` dir beside `file` on the export,
+/// where the export is once /run moved into the image (`/x.img`: `/run/stateless/export/diskless`).
+fn layers_beside(file: &str) -> String {
+    let dir = file.rsplit_once('/').map_or("", |(dir, _)| dir);
+    format!("/{EXPORT}{dir}/diskless")
+}
+
+/// `stateless.image=`: a file's path on the export, with or without its leading `/`, normalised.
+fn image_path(v: &str) -> Result<String, String> {
+    let path = format!("/{}", v.trim_start_matches('/'));
+    abs_path(&path)?;
+    match normalise_abs(&path) {
+        root if root == "/" => Err(format!("{} names no file", q(v))),
+        path => Ok(path),
+    }
 }
 
 /// `v` without empty and `.` components: `//a/./b/` -> `/a/b`, `/` stays `/`.

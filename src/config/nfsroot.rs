@@ -23,6 +23,7 @@
 use std::net::Ipv4Addr;
 
 use crate::model::hostname::{self, Hostname, Source};
+use crate::model::image::RootSource;
 use crate::model::lease::Lease;
 use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
@@ -116,6 +117,8 @@ fn spec(options: &Options, lease: Option<&Lease>) -> Result<(Spec, &'static str)
             Ok((from_root_path(path, r == "nfs4")?, "dhcp root-path"))
         }
         Some(r) if r.starts_with("nfs:") || r.starts_with("nfs4:") => Ok((dracut(r)?, "root=")),
+        // dracut's dmsquash-live over NFS: the image's dir is what gets mounted.
+        Some(r) if r.starts_with("live:") => Ok((live(r)?.0, "root=live:")),
         // dracut's legacy forms: `root=<server>:/<path>` and `root=/<path>`.
         Some(r) if (r.starts_with('/') && !r.starts_with("/dev/")) || (starts_with_digit(r) && r.contains(":/")) => {
             Ok((dracut(&format!("nfs:{r}"))?, "root="))
@@ -234,6 +237,56 @@ fn dracut(spec: &str) -> Result<Spec, String> {
     let mut options = list(comma);
     options.extend(list(colon));
     Ok(Spec { server: server_of(server)?, path: (!path.is_empty()).then(|| path.to_string()), options, v4 })
+}
+
+/// dracut's `root=live:nfs://<server>[:<port>]/<dir>/<image>`: the dir as RFC 2224's, and the
+/// image's path in it (`/<image>`). Other `live:` sources (a label, a block device, HTTP) are
+/// refused: the image comes over NFS here.
+fn live(root: &str) -> Result<(Spec, String), String> {
+    let url = root.strip_prefix("live:nfs://").ok_or_else(|| {
+        format!("root={root}: only live:nfs://<server>/<dir>/<image> (dracut's dmsquash-live over NFS)")
+    })?;
+    let (dir, file) =
+        url.rsplit_once('/').filter(|(dir, _)| !dir.is_empty()).ok_or_else(|| format!("root={root}: no image file"))?;
+    if file.is_empty() || file == "." || file == ".." || file.contains(['%', '?', '#', ';']) {
+        return Err(format!("root={root}: {file:?} is not an image file name"));
+    }
+    // A file at the server's root: its dir is `/`.
+    let spec = if dir.contains('/') { rfc2224(dir)? } else { rfc2224(&format!("{dir}/"))? };
+    Ok((spec, format!("/{file}")))
+}
+
+/// `root=live:…`, read, when it is one.
+fn live_root(options: &Options) -> Option<Result<(Spec, String), String>> {
+    options.root.as_deref().filter(|r| r.starts_with("live:")).map(live)
+}
+
+/// The image file the options name on the export (`root=live:nfs://…` first, then
+/// `stateless.image=`), when they name one that can be read; [`resolve_root`] says why not.
+pub(crate) fn image_file(options: &Options) -> Option<String> {
+    match live_root(options) {
+        Some(live) => live.ok().map(|(_, file)| file),
+        None => options.image.clone(),
+    }
+}
+
+/// The root of initramfs mode: the NFS root's tree ([`resolve`]), or an image file on it
+/// (`root=live:nfs://…`, `stateless.image=`), its export mounted read-only.
+pub fn resolve_root(
+    options: &Options,
+    lease: Option<&Lease>,
+    client: Option<Ipv4Addr>,
+    hostname: Option<&Hostname>,
+) -> Result<RootSource, String> {
+    let mount = resolve(options, lease, client, hostname)?;
+    let live = live_root(options).transpose()?;
+    let file = match (live, &options.image) {
+        (Some(_), Some(_)) => return Err("root=live: and stateless.image= both name an image".into()),
+        (Some((_, file)), None) => file,
+        (None, Some(file)) => file.clone(),
+        (None, None) => return Ok(RootSource::Tree(mount)),
+    };
+    Ok(RootSource::Image { export: NfsMount { read_only: true, ..mount }, file })
 }
 
 /// RFC 2224 `nfs://<server>[:<port>]/<path>` (after `nfs://`), as dracut reads it: the path

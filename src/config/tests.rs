@@ -279,6 +279,31 @@ fn layers() {
     assert_eq!(bad("stateless.layers=/a/..").1, r#"stateless.layers: "/a/.." has a ".." component"#);
 }
 
+/// An image root's layers are the `diskless/` dir beside the image on the export, unless
+/// `stateless.layers=` is given (on the command line or in the image's stateless.conf).
+#[test]
+fn an_image_roots_layers_are_beside_it() {
+    let beside = [
+        ("nfsroot=/srv stateless.image=images/debian.sqfs", "/run/stateless/export/images/diskless"),
+        ("nfsroot=/srv stateless.image=/x.img", "/run/stateless/export/diskless"),
+        ("root=live:nfs://10.0.0.1/srv/images/debian.sqfs", "/run/stateless/export/diskless"),
+        ("root=live:nfs://10.0.0.1/debian.sqfs", "/run/stateless/export/diskless"),
+        ("nfsroot=/srv stateless.image=a.img stateless.layers=/diskless", "/diskless"),
+        ("stateless.layers=/l stateless.image=a/b.img", "/l"),
+        // Not an image root (or one the root step refuses): the image's own /diskless.
+        ("nfsroot=/srv", "/diskless"),
+        ("root=live:http://10.0.0.1/x.img", "/diskless"),
+    ];
+    for (cmdline, layers) in beside {
+        assert_eq!(ok(cmdline).layers, layers, "{cmdline}");
+    }
+    let (o, d) = resolve_with("stateless.image=a/b.img", Some("stateless.layers=/srv/layers\n"));
+    assert_eq!((o.layers.as_str(), d.len()), ("/srv/layers", 0), "{d:?}");
+    // An invalid stateless.layers= gives nothing: the default of an image root stays.
+    let (o, d) = bad("stateless.image=a/b.img stateless.layers=rel");
+    assert_eq!(o.layers, "/run/stateless/export/a/diskless", "{d}");
+}
+
 #[test]
 fn hostname_and_prefix() {
     assert_eq!(ok("stateless.hostname=lab3-12").hostname.as_deref(), Some("lab3-12"));

@@ -4,6 +4,7 @@
 pub mod entry;
 pub mod facts;
 pub mod hostname;
+pub mod image;
 pub mod interface;
 pub mod ipv4;
 pub mod layer;

@@ -158,7 +158,9 @@ pub struct Options {
     /// Dirs to make writable, relative to the root, without `..` (`etc`, `var`, `var/log`).
     /// From `stateless.dirs=`; else `etc,var` unless `softlevel=` is given without `unionfs`.
     pub dirs: Vec<DirName>,
-    /// `stateless.layers=`: absolute path of the layer tree inside the image.
+    /// `stateless.layers=`: absolute path of the layer tree inside the image; not given, with an
+    /// image root the `diskless/` dir beside the image on its export (under
+    /// /run/stateless/export), else `/diskless`.
     pub layers: String,
     /// `stateless.hostname=`: forced hostname, unvalidated here (the hostname rules decide).
     pub hostname: Option<String>,
@@ -195,6 +197,10 @@ pub struct Options {
     /// dirs and /tmp.
     #[serde(default)]
     pub scratch: Option<String>,
+    /// `stateless.image=`: an image file (squashfs or EROFS) on the NFS root's export, its path
+    /// there (absolute, normalised), mounted as the root instead of the export's tree.
+    #[serde(default)]
+    pub image: Option<String>,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -289,6 +295,7 @@ impl Default for Options {
             log: LogServer::FromDhcp,
             swap: None,
             scratch: None,
+            image: None,
             modules: ModuleOptions::default(),
         }
     }

@@ -15,6 +15,10 @@ pub const LIVE_REPORT: &str = "/run/stateless/report.json";
 /// Where the per-dir tmpfs (upper and work dirs) lives.
 pub const RW_BASE: &str = "run/stateless/rw";
 
+/// Where initramfs mode mounts the export of an image-file root (in the initramfs; in the image
+/// once /run moved into it).
+pub const EXPORT: &str = "run/stateless/export";
+
 /// Where the scratch filesystem (`stateless.scratch=`) is mounted.
 pub const SCRATCH: &str = "run/stateless/scratch";
 /// The boot's own dir on it (root's, mode 0700). Each boot makes `boot/` afresh there, after

@@ -17,6 +17,7 @@ use super::lease::Exchange;
 use super::mount::EarlyMount;
 use super::nfsroot::NfsMount;
 use super::options::{OverlayMode, Swap};
+use super::text::escape;
 use super::writable::{DirName, DirState};
 
 /// The phases of the boot, in order. Each is planned from what is known when it starts (a
@@ -139,6 +140,10 @@ pub enum Step {
     /// Initramfs mode: the NFS root mounted on /root (retried with backoff under
     /// `stateless.nfs.timeout=`), or why there is none.
     NfsRoot { root: Result<NfsMount, String> },
+    /// Initramfs mode, an image-file root: `export` mounted read-only at
+    /// /run/stateless/export (as [`Step::NfsRoot`] mounts its root), `file` on it attached to
+    /// a loop device and mounted read-only on /root as the filesystem its magic names.
+    ImageRoot { export: NfsMount, file: String },
     /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
     /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
     /// the boot is that of on-root mode.
@@ -174,7 +179,7 @@ impl Step {
             Step::Module { .. } | Step::Coldplug { pass: Pass::Early, .. } => Phase::Hardware,
             Step::Coldplug { pass: Pass::Late, .. } | Step::Swap { .. } => Phase::Devices,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
-            Step::NfsRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
+            Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
             Step::Scratch { .. } | Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
@@ -194,6 +199,7 @@ impl Step {
             Step::Dhcp { exchange: Exchange::Discover, .. }
                 | Step::Address { .. }
                 | Step::NfsRoot { .. }
+                | Step::ImageRoot { .. }
                 | Step::SwitchRoot { .. }
                 | Step::WritableDir { .. }
                 | Step::Overlay { .. }
@@ -227,6 +233,7 @@ impl Step {
             Step::Hostname { hostname: Some(_), .. } => "kernel hostname left alone".into(),
             // One the command line got wrong fails as at boot.
             Step::NfsRoot { root: Ok(mount) } => format!("would mount {mount}"),
+            Step::ImageRoot { export, file } => format!("would mount {file} on {export}"),
             Step::SwitchRoot { .. } => return Some("not PID 1".into()),
             Step::Scratch { .. } => "no disk is mounted".into(),
             Step::Swap { .. } => "the host's swap is left alone".into(),
@@ -293,6 +300,9 @@ impl fmt::Display for Unescaped<'_> {
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::NfsRoot { root: Ok(mount) } => write!(f, "nfs root {mount} on /root"),
             Step::NfsRoot { root: Err(why) } => write!(f, "nfs root: {why}"),
+            Step::ImageRoot { export, file } => {
+                write!(f, "image root {} on {export} on /root", escape(file.as_bytes()))
+            }
             Step::SwitchRoot { new_root } => write!(f, "switch root to /{new_root}"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
                 write!(f, "writable /{dir}: the overlay's upper dir")

@@ -47,6 +47,8 @@ pub enum Call {
     Sethostname(String),
     Setdomainname(String),
     Swapon(PathBuf),
+    /// A loop device for the file named, with direct I/O or not: `/dev/loop0` under the dir given.
+    AttachLoop(PathBuf, bool),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
     Exec(PathBuf, Vec<OsString>),
@@ -240,6 +242,17 @@ impl Sys for Fake {
 
     fn swapon(&self, path: &Path) -> io::Result<()> {
         self.record(Call::Swapon(path.into()))
+    }
+
+    fn attach_loop(
+        &self,
+        dev: &Path,
+        _file: BorrowedFd<'_>,
+        name: &Path,
+        direct_io: bool,
+    ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
+        self.record(Call::AttachLoop(name.into(), direct_io))?;
+        Ok((dev.join("loop0"), std::fs::File::open("/dev/null")?.into()))
     }
 
     /// Reads the real file, unless `fail` says otherwise.

@@ -95,6 +95,17 @@ pub trait Sys: Send + Sync {
     /// server on a network filesystem (its cached pages are dropped first); `path` names it in
     /// messages. Returns the bytes read.
     fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize>;
+    /// Attaches `file` (open read-only; `name` for messages and losetup) to a free loop device
+    /// under `dev` (the running root's /dev): read-only, let go at its last close; with
+    /// `direct_io` its reads bypass the page cache. Returns the device's path and a handle on
+    /// it, which keeps it attached until something else (a mount) holds it.
+    fn attach_loop(
+        &self,
+        dev: &Path,
+        file: BorrowedFd<'_>,
+        name: &Path,
+        direct_io: bool,
+    ) -> io::Result<(std::path::PathBuf, std::os::fd::OwnedFd)>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;
     /// Runs an interactive shell on the console and waits for it.

@@ -112,6 +112,37 @@ impl Sys for Real {
         super::unsafe_ops::swapon(path)
     }
 
+    fn attach_loop(
+        &self,
+        dev: &Path,
+        file: BorrowedFd<'_>,
+        name: &Path,
+        direct_io: bool,
+    ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
+        use super::unsafe_ops::{
+            loop_configure, loop_get_free, LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO, LO_FLAGS_READ_ONLY,
+        };
+        use rustix::fs::{open, Mode, OFlags};
+        use std::os::unix::ffi::OsStrExt;
+        let control = open(dev.join("loop-control"), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
+        let mut flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+        if direct_io {
+            flags |= LO_FLAGS_DIRECT_IO;
+        }
+        // Another process may configure the free device first: ask for one again.
+        let mut busy = io::Error::from_raw_os_error(libc::EBUSY);
+        for _ in 0..8 {
+            let path = dev.join(format!("loop{}", loop_get_free(control.as_fd())?));
+            let device = open(&path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+            match loop_configure(device.as_fd(), file, flags, name.as_os_str().as_bytes()) {
+                Ok(()) => return Ok((path, device)),
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => busy = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(busy)
+    }
+
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         Ok(rustix::system::setdomainname(name.as_bytes())?)
     }

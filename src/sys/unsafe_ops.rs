@@ -88,3 +88,92 @@ pub fn btrfs_subvolume_writable(dir: std::os::fd::BorrowedFd<'_>) -> rustix::io:
     // the opcode says; it lives across the call.
     unsafe { rustix::ioctl::ioctl(dir, Setter::<SUBVOL_SETFLAGS, u64>::new(0)) }
 }
+
+/// linux/loop.h's `struct loop_info64`.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// linux/loop.h's `struct loop_config` (`LOOP_CONFIGURE`, Linux 5.8).
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+/// `LO_FLAGS_READ_ONLY`: the device refuses writes.
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+/// `LO_FLAGS_AUTOCLEAR`: the device lets go of its file at its last close (its unmount).
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// `LO_FLAGS_DIRECT_IO`: reads go to the file without the page cache in between (no second
+/// copy in memory of what the image's own filesystem caches).
+pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+
+/// `LOOP_CTL_GET_FREE` on /dev/loop-control: the number of a free loop device, made if needed.
+/// The loop ioctls are not in rustix or libc; the `loopdev` crates generate them with bindgen
+/// (libclang, which this build does not have).
+///
+/// # Errors
+/// The ioctl's.
+pub fn loop_get_free(control: std::os::fd::BorrowedFd<'_>) -> std::io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number or -1 with errno.
+    let n = unsafe { libc::ioctl(control.as_raw_fd(), 0x4C82) };
+    u32::try_from(n).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// `LOOP_CONFIGURE`: `device` reads `file` from now on, with `flags` (`LO_FLAGS_*`); `name`
+/// (its first 63 bytes) is what losetup shows.
+///
+/// # Errors
+/// The ioctl's: `EBUSY` (another took the device first), `EINVAL` (a flag the kernel lacks).
+pub fn loop_configure(
+    device: std::os::fd::BorrowedFd<'_>,
+    file: std::os::fd::BorrowedFd<'_>,
+    flags: u32,
+    name: &[u8],
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut file_name = [0; 64];
+    for (to, from) in file_name.iter_mut().zip(name.iter().take(63)) {
+        *to = *from;
+    }
+    let info = LoopInfo64 {
+        device: 0,
+        inode: 0,
+        rdevice: 0,
+        offset: 0,
+        sizelimit: 0,
+        number: 0,
+        encrypt_type: 0,
+        encrypt_key_size: 0,
+        flags,
+        file_name,
+        crypt_name: [0; 64],
+        encrypt_key: [0; 32],
+        init: [0; 2],
+    };
+    let fd = u32::try_from(file.as_raw_fd()).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    let config = LoopConfig { fd, block_size: 0, info, reserved: [0; 8] };
+    // SAFETY: LOOP_CONFIGURE reads one struct loop_config (this layout, repr(C)) through the
+    // pointer; `config` lives across the call and the kernel does not keep the pointer.
+    match unsafe { libc::ioctl(device.as_raw_fd(), 0x4C0A, &config as *const LoopConfig) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

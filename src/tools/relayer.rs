@@ -161,7 +161,11 @@ fn relayer(target: &ImageRoot, args: &Args) -> Result<Relayered, String> {
     // them (a layer root inside a writable dir is the client's to change now), and it tells
     // what the client made or changed from what it has from the image.
     let image = image_below(target)?;
-    let layer_root = layers::open_root(image.as_fd(), &boot.layer_root)?.ok_or_else(|| {
+    // A layer root under /run (an image root's, on its export) is no part of the image: read
+    // through /run, where the boot read it.
+    let beside = Path::new(&boot.layer_root).starts_with("/run");
+    let layer_root = layers::open_root(if beside { target.fd() } else { image.as_fd() }, &boot.layer_root)?;
+    let layer_root = layer_root.ok_or_else(|| {
         format!("no layer root {} in {}", escape(boot.layer_root.as_bytes()), escape_path(target.path()))
     })?;
     let live = Live::find(target, &boot);

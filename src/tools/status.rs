@@ -143,7 +143,8 @@ impl Summary {
     pub fn of(report: &Report) -> Summary {
         let e = |text: &str| escape(text.as_bytes());
         let initramfs = report.steps.iter().any(|o| matches!(o.step, Step::SwitchRoot { .. }));
-        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).map(|o| e(&o.detail));
+        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. } | Step::ImageRoot { .. }));
+        let root = root.map(|o| e(&o.detail));
         let lease = report.dhcp.as_ref().map(|d| {
             let server = d.lease.server.map_or("an unnamed server".to_string(), |s| s.to_string());
             let time = d.lease.lease_secs.map_or(String::new(), |s| format!(", {s} s lease"));

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::fs::nfs::{self, RpcStat};
+use crate::model::paths::EXPORT;
 use crate::model::step::Step;
 use crate::sys::Sys;
 
@@ -67,10 +68,13 @@ impl NfsClock {
     }
 }
 
-/// Per-op RPC statistics so far on the NFS mount on `root`, `None` when it is not NFS.
+/// Per-op RPC statistics so far on the NFS mount on `root`, else on an image root's export in
+/// its /run (the image's reads are READs there), `None` when neither is NFS.
 fn read(sys: &dyn Sys, root: &Path) -> Option<BTreeMap<String, RpcStat>> {
     let stats = sys.proc_file("self/mountstats").ok()?;
-    nfs::rpc_stats(&String::from_utf8_lossy(&stats), &root.to_string_lossy())
+    let stats = String::from_utf8_lossy(&stats);
+    let on = |path: &Path| nfs::rpc_stats(&stats, &path.to_string_lossy());
+    on(root).or_else(|| on(&root.join(EXPORT)))
 }
 
 /// The time waited on the server of `root` so far, `None` when it is not NFS.
@@ -119,7 +123,7 @@ mod tests {
     }
 
     #[test]
-    fn apply_counts_the_rpcs_from_its_start_and_a_root_not_on_nfs_costs_nothing() {
+    fn apply_counts_the_rpcs_from_its_start_an_image_roots_are_its_exports_and_a_root_not_on_nfs_costs_nothing() {
         let (mut sys, root, mut clock) = (Fake::default(), Path::new("/"), NfsClock::default());
         mounted(&mut sys, 10, 100);
         clock.start_with_rpcs(&sys, root);
@@ -128,6 +132,14 @@ mod tests {
         assert_eq!((cost.rpcs, cost.waited_ms), (BTreeMap::from([("LOOKUP".to_string(), 5)]), Some(20)));
         let cost = clock.cost(&sys, Path::new("/srv"));
         assert_eq!((cost.rpcs, cost.waited_ms), (BTreeMap::new(), None), "no NFS mount there");
+        // An image root: / is the image, its reads are the export's.
+        let mut image = Fake::default();
+        let stats = "device /dev/loop0 mounted on / with fstype squashfs\n\
+                     device 10.0.2.2:/img mounted on /run/stateless/export with fstype nfs statvers=1.1\n\
+                     \tper-op statistics\n\t        READ: 9 9 0 0 0 0 0 500 0\n";
+        image.proc.insert("self/mountstats".into(), stats.into());
+        let cost = NfsClock::default().cost(&image, root);
+        assert_eq!(cost.rpcs, BTreeMap::from([("READ".to_string(), 9)]));
         let (sys, mut clock) = (Fake::default(), NfsClock::default());
         clock.start(&sys, root);
         let cost = clock.cost(&sys, root);

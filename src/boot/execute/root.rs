@@ -9,11 +9,13 @@ use rustix::mount::MountFlags;
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
-use crate::fs::root::ImageRoot;
+use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
+use crate::model::image::ImageFormat;
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
+use crate::model::paths::EXPORT;
 use crate::sys::MountCall;
 
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
@@ -21,10 +23,18 @@ fn said_dropped(dropped: &[Dropped]) -> String {
     dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
 }
 
+/// What is read from an NFS mount before the boot goes on with it.
+pub(super) enum Check<'a> {
+    /// The root's tree ([`rootcheck`]): its stateless.conf, its init, its layer root.
+    Tree,
+    /// An image file on the export: its head, which tells its format.
+    ImageHead(&'a str),
+}
+
 /// What the check of a root just mounted decided.
 enum RootVerdict {
-    /// The boot goes on with it; what was read.
-    Booting(String),
+    /// The boot goes on with it; what was read, and an image file's head.
+    Booting(String, Vec<u8>),
     /// Unmounted: to be mounted again with these older versions.
     SteppedDown(&'static [&'static str]),
 }
@@ -40,11 +50,74 @@ impl Executor<'_> {
         // The command line's words are in `why` as given.
         let mount =
             root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
-        let mut modules = Vec::new();
-        let dir = self
+        let (detail, _) = self.mount_nfs(mount, NEW_ROOT, &Check::Tree)?;
+        Ok(Done::ok(detail))
+    }
+
+    /// An image-file root: `export` mounted read-only at /run/stateless/export as the NFS root
+    /// is (versions, backoff, EIO's step-down: here on the image's head, which must be a
+    /// squashfs or EROFS magic), `file` on it attached to a loop device (read-only; direct I/O:
+    /// the image's own filesystem caches what it reads) and mounted read-only on /root as the
+    /// filesystem its magic names, `loop` and that module loaded first; then the root check,
+    /// in the image, as on a tree.
+    pub(super) fn mount_image_root(&mut self, export: &NfsMount, file: &str) -> Result<Done, Failure> {
+        let export = NfsMount { read_only: true, ..export.clone() };
+        let (mounted, head) = self.mount_nfs(&export, EXPORT, &Check::ImageHead(file))?;
+        let path = self.running.host_path(EXPORT).join(relative(file));
+        let format = ImageFormat::of(&head).ok_or_else(|| Failure::new(Op::Read, Some(&path), "no image magic"))?;
+        for module in ["loop", format.fstype()] {
+            if let Err(e) = self.load_module(module) {
+                log::warn!("{module} for the image root: {e}; going on (built in?)");
+            }
+        }
+        let on_export =
+            ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
+        let opened = on_export.open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC);
+        let fd = opened.map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
+        let dev = self.running.host_path("dev");
+        let (device, held) = self
+            .sys
+            .attach_loop(&dev, std::os::fd::AsFd::as_fd(&fd), Path::new(file), true)
+            .map_err(|e| Failure::io(Op::Mount, Some(&path), &e))?;
+        let root = self
             .running
             .create_dir_all(NEW_ROOT, 0o755)
             .map_err(|e| self.io(Op::Mkdir, &self.running, NEW_ROOT, &e))?;
+        self.sys
+            .mount(&device.to_string_lossy(), &root.path, format.fstype(), MountFlags::RDONLY, "")
+            .map_err(|e| Failure::io(Op::Mount, Some(&device), &e))?;
+        drop(held); // the mount holds the device now; unmounted, it lets go of the file
+        let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
+        let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
+            .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, path.display()), ..f })?;
+        let read = format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
+        if let Some(nfs) = &mut self.record.nfs_root {
+            (nfs.init, nfs.init_bytes) = (checked.init, checked.bytes as u64);
+        }
+        Ok(Done::ok(format!("export {mounted}; {format} on {} on /root; {read}", device.display())))
+    }
+
+    /// The first [`ImageFormat::HEAD`] bytes of `file` on the export `export`, read from the
+    /// server (EIO is the root check's), which must name squashfs or EROFS.
+    fn read_image_head(&self, export: &ImageRoot, file: &str) -> Result<Vec<u8>, Failure> {
+        let path = export.host_path(relative(file));
+        let fd = export
+            .open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC)
+            .map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
+        let mut head = vec![0; ImageFormat::HEAD];
+        let read = self.sys.read_start(std::os::fd::AsFd::as_fd(&fd), &path, &mut head);
+        head.truncate(read.map_err(|e| Failure::io(Op::Read, Some(&path), &e))?);
+        match ImageFormat::of(&head) {
+            Some(_) => Ok(head),
+            None => Err(Failure::new(Op::Read, Some(&path), "not a squashfs or EROFS image: neither magic")),
+        }
+    }
+
+    /// [`Executor::mount_nfs_root`]'s mount of `mount` on `at` (in the running root), checked
+    /// as `check` says. What the step says of it, and the head read of an image file.
+    fn mount_nfs(&mut self, mount: &NfsMount, at: &str, check: &Check<'_>) -> Result<(String, Vec<u8>), Failure> {
+        let mut modules = Vec::new();
+        let dir = self.running.create_dir_all(at, 0o755).map_err(|e| self.io(Op::Mkdir, &self.running, at, &e))?;
         let flags = if mount.read_only { MountFlags::RDONLY } else { MountFlags::empty() };
         let client = self.facts.address.map(|a| a.addr);
         let mut versions = mount.versions();
@@ -73,12 +146,10 @@ impl Executor<'_> {
                 let (fstype, data) = mount.attempt(version, client);
                 let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
                 let e = match self.sys.mount_bounded(&call, left) {
-                    Ok(()) => match self.check_root(mount, &dir.path, version, &data, &mut dropped)? {
-                        RootVerdict::Booting(read) => {
+                    Ok(()) => match self.check_root(mount, &dir.path, check, version, &data, &mut dropped)? {
+                        RootVerdict::Booting(read, head) => {
                             let ms = started.elapsed().as_millis();
-                            return Ok(Done::ok(format!(
-                                "mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"
-                            )));
+                            return Ok((format!("mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"), head));
                         }
                         RootVerdict::SteppedDown(older) => {
                             versions = older.to_vec();
@@ -136,19 +207,26 @@ impl Executor<'_> {
         &mut self,
         mount: &NfsMount,
         dir: &Path,
+        check: &Check<'_>,
         version: &str,
         data: &str,
         dropped: &mut Vec<Dropped>,
     ) -> Result<RootVerdict, Failure> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
-        let failure = match rootcheck::check(self.sys, &image, &self.cmdline) {
-            Ok(checked) => {
-                let read =
-                    format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
+        let checked = match check {
+            Check::Tree => {
+                rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map(|c| (c.init, c.bytes, Vec::new()))
+            }
+            Check::ImageHead(file) => {
+                self.read_image_head(&image, file).map(|head| (file.to_string(), head.len(), head))
+            }
+        };
+        let failure = match checked {
+            Ok((init, bytes, head)) => {
+                let read = format!("read {bytes} bytes of {}", crate::model::text::escape(init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
-                let (init, init_bytes) = (checked.init, checked.bytes as u64);
-                self.record.nfs_root = Some(Mounted { version, options, init, init_bytes, dropped });
-                return Ok(RootVerdict::Booting(read));
+                self.record.nfs_root = Some(Mounted { version, options, init, init_bytes: bytes as u64, dropped });
+                return Ok(RootVerdict::Booting(read, head));
             }
             Err(failure) => failure,
         };

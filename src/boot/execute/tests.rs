@@ -19,6 +19,7 @@ use crate::model::options::OverlayMode;
 use crate::config::Cmdline;
 use crate::model::interface::Interface;
 use crate::model::outcome::DirMode;
+use crate::model::paths::EXPORT;
 use crate::model::writable::DirName;
 use crate::sys::{Call, Fake};
 
@@ -1043,6 +1044,78 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
     let mounted = read_report(&new_root).nfs_root.unwrap();
     assert_eq!((mounted.version.as_str(), mounted.dropped.len()), ("3", 1));
     assert!(!image.0.join("run/stateless").exists(), "nothing written into the initramfs after the switch");
+}
+
+/// An image-file root: its export mounted read-only at /run/stateless/export, the image's
+/// head read from the server, the file on a loop device (read-only, direct I/O) mounted on
+/// /root as the filesystem its magic names, the root checked in it; the same from dracut's
+/// `root=live:nfs://…` and from `stateless.image=` under the NFS root.
+#[test]
+fn an_image_file_on_the_export_is_the_root() {
+    for (tag, cmdline, export) in [
+        ("image-live", "root=live:nfs://10.0.2.9/srv/images/x.img", "10.0.2.9:/srv/images"),
+        ("image-named", "nfsroot=/srv/images,vers=3 stateless.image=x.img", "10.0.2.2:/srv/images"),
+    ] {
+        let (image, sys) = initramfs(tag, |_| None);
+        let at = image.0.join(EXPORT);
+        std::fs::create_dir_all(&at).unwrap();
+        let mut head = vec![0u8; 4096];
+        head[..4].copy_from_slice(b"hsqs");
+        std::fs::write(at.join("x.img"), &head).unwrap();
+        // The layers beside the image, not in it: on the export, which the switch moves into
+        // the image with /run (the fake moves nothing: the moved one is made here too).
+        std::fs::create_dir(at.join("diskless")).unwrap();
+        let root = image.0.join("root");
+        std::fs::create_dir_all(root.join(EXPORT)).unwrap();
+        std::fs::rename(root.join("diskless"), root.join(EXPORT).join("diskless")).unwrap();
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let base = outcomes.iter().find(|o| matches!(&o.step, Step::Layer { name, .. } if name == "base")).unwrap();
+        assert_eq!(base.status, Status::Ok, "{base:#?}");
+        let calls = sys.calls();
+        let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
+        let mounted = pos(&|c| {
+            matches!(c, Call::Mount { source, target, flags, .. }
+                if source == export && *target == at && *flags == MountFlags::RDONLY)
+        });
+        let head_read = pos(&|c| *c == Call::Read(at.join("x.img")));
+        let attached = pos(&|c| *c == Call::AttachLoop("/x.img".into(), true));
+        let on_root = pos(&|c| {
+            matches!(c, Call::Mount { source, target, fstype, flags, .. }
+                if *source == image.0.join("dev/loop0").to_string_lossy() && *target == root
+                    && fstype == "squashfs" && *flags == MountFlags::RDONLY)
+        });
+        let checked = pos(&|c| *c == Call::Read(root.join("sbin/init")));
+        let switched = pos(&|c| *c == Call::SwitchRoot(root.clone()));
+        assert!(mounted < head_read && head_read < attached && attached < on_root, "{calls:#?}");
+        assert!(on_root < checked && checked < switched, "{calls:#?}");
+    }
+}
+
+/// A missing image, or a file that is no squashfs or EROFS image, fails the root step
+/// before anything moves: every policy then reboots.
+#[test]
+fn a_missing_or_foreign_image_file_fails_the_root_before_the_switch() {
+    for (tag, content, why) in [
+        ("image-missing", None, "x.img: no such file"),
+        ("image-foreign", Some(b"\x7fELF".repeat(300)), "not a squashfs or EROFS image"),
+    ] {
+        let (image, sys) = initramfs(tag, |_| None);
+        let at = image.0.join(EXPORT);
+        std::fs::create_dir_all(&at).unwrap();
+        if let Some(content) = content {
+            std::fs::write(at.join("x.img"), content).unwrap();
+        }
+        let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=/x.img stateless.emergency=continue";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+        let message = failed.error.as_ref().unwrap().to_string();
+        assert!(message.contains(why), "{message}");
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::AttachLoop(..) | Call::SwitchRoot(..))), "{calls:#?}");
+    }
 }
 
 #[test]

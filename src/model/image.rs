@@ -1,0 +1,85 @@
+//! Image-file roots: what an image file holds, told by its magic, never by its name.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::nfsroot::NfsMount;
+
+/// The root of initramfs mode: an NFS export's tree, or an image file on an export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RootSource {
+    Tree(NfsMount),
+    /// `file`: the image's path on the export (absolute there), which is mounted read-only.
+    Image {
+        export: NfsMount,
+        file: String,
+    },
+}
+
+/// The read-only filesystems an image root may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Squashfs,
+    Erofs,
+}
+
+/// Where EROFS keeps its superblock (`EROFS_SUPER_OFFSET`) and its magic there.
+const EROFS_SUPER: usize = 1024;
+const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
+/// squashfs's magic at the start, `hsqs` (`SQUASHFS_MAGIC`, little-endian).
+const SQUASHFS_MAGIC: u32 = 0x7371_7368;
+
+impl ImageFormat {
+    /// How many bytes of an image's start [`ImageFormat::of`] needs.
+    pub const HEAD: usize = EROFS_SUPER + 4;
+
+    /// The format of an image whose first bytes are `head`; `None`: neither (or too short).
+    pub fn of(head: &[u8]) -> Option<ImageFormat> {
+        let le32 = |at: usize| head.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+        if le32(0) == Some(SQUASHFS_MAGIC) {
+            Some(ImageFormat::Squashfs)
+        } else if le32(EROFS_SUPER) == Some(EROFS_MAGIC) {
+            Some(ImageFormat::Erofs)
+        } else {
+            None
+        }
+    }
+
+    /// Its type for mount(2), which is also its kernel module's name.
+    pub fn fstype(self) -> &'static str {
+        match self {
+            ImageFormat::Squashfs => "squashfs",
+            ImageFormat::Erofs => "erofs",
+        }
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.fstype())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_format_is_its_magic() {
+        let mut head = vec![0u8; ImageFormat::HEAD];
+        assert_eq!(ImageFormat::of(&head), None);
+        head[..4].copy_from_slice(b"hsqs");
+        assert_eq!(ImageFormat::of(&head), Some(ImageFormat::Squashfs));
+        let mut erofs = vec![0u8; ImageFormat::HEAD];
+        erofs[1024..1028].copy_from_slice(&[0xE2, 0xE1, 0xF5, 0xE0]);
+        assert_eq!(ImageFormat::of(&erofs), Some(ImageFormat::Erofs));
+        assert_eq!(ImageFormat::of(&erofs[..1027]), None, "too short to tell");
+        assert_eq!(ImageFormat::of(b"hsq"), None);
+        // A name says nothing: an ext4 image (magic 0xEF53 at 1080) is neither.
+        let mut ext4 = vec![0u8; 2048];
+        ext4[1080..1082].copy_from_slice(&[0x53, 0xEF]);
+        assert_eq!(ImageFormat::of(&ext4), None);
+    }
+}
