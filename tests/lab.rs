@@ -1566,6 +1566,12 @@ mod scenario {
         assert!(b.loaded("loop") && b.loaded(format), "{}", b.report["modules"]);
         assert_eq!(b.report["nfs_root"]["version"], "3", "{}", b.report["nfs_root"]);
         assert_eq!(b.report["layer_root"], "/run/stateless/export/diskless", "beside the image {logs}");
+        // The report names the image, with the sha256 of the .sha256 beside it.
+        let booted = &b.report["image"];
+        assert_eq!(booted["format"], format, "{booted}");
+        assert_eq!(booted["source"], format!("10.0.2.2:/{image}/{image}.{format}"), "{booted}");
+        assert!(booted["size"].as_u64().is_some_and(|n| n > 1 << 20), "{booted}");
+        assert!(booted["sha256"].as_str().is_some_and(|s| s.len() == 64), "{booted}");
         for (dir, fs) in [("etc", "overlay"), ("var", "overlay"), ("run", "tmpfs"), ("tmp", "tmpfs")] {
             assert_eq!(b.fact(dir), fs, "/{dir} {logs}");
         }

@@ -358,7 +358,7 @@ cmd_boot() {
     # What an admin runs before serving: the layer tree as exported, checked (read-only).
     "$shim" check "$run_dir/root" --host lab3-12,10.0.2.15/24 --json > "$BOOT_OUT/check.json" 2> "$BOOT_OUT/check.stderr" || true
     # --image-root: the tree as one image file, served with the layer tree beside it (the
-    # image leaves /diskless out); the export holds only those two.
+    # image leaves /diskless out) and its .sha256; the export holds only those.
     local served=$run_dir/root image_file=""
     if [[ -n $image_root ]]; then
         image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')") ||
@@ -366,6 +366,7 @@ cmd_boot() {
         served=$run_dir/export
         mkdir -p "$served"
         ln "$image_file" "$served/$image.$image_root"
+        ln "$image_file.sha256" "$served/$image.$image_root.sha256"
         cp -a "$run_dir/root/diskless" "$served/diskless"
     fi
     local fingerprint

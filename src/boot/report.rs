@@ -57,6 +57,11 @@ pub struct Report {
     /// versions given up on the way; `None` otherwise and in reports written before it existed.
     #[serde(default)]
     pub nfs_root: Option<crate::model::nfsroot::Mounted>,
+    /// An image-file root: the image booted (`source`, the symlink's `target`, `format`, `size`,
+    /// `mtime`, `sha256` from the `.sha256` beside it); `None` otherwise and in reports written
+    /// before it existed.
+    #[serde(default)]
+    pub image: Option<crate::model::image::BootedImage>,
     /// What our DHCP client got, when it ran and got an answer.
     #[serde(default)]
     pub dhcp: Option<crate::model::lease::Dhcp>,
@@ -89,6 +94,8 @@ pub struct Record {
     /// Which layer wrote each file.
     pub provenance: Provenance,
     pub nfs_root: Option<crate::model::nfsroot::Mounted>,
+    /// An image-file root: the image booted.
+    pub image: Option<crate::model::image::BootedImage>,
     /// True once a fatal step has failed.
     pub degraded: bool,
 }
@@ -130,6 +137,7 @@ impl Report {
             diagnostics: executor.diagnostics().to_vec(),
             notes: facts.notes.clone(),
             nfs_root: record.nfs_root.clone(),
+            image: record.image.clone(),
             dhcp: facts.dhcp.clone(),
             modules: executor.modules().to_vec(),
             degraded: record.degraded,

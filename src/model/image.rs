@@ -56,6 +56,29 @@ impl ImageFormat {
     }
 }
 
+/// The image an image-file root booted, for the report: which image each client runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootedImage {
+    /// `server:/dir/file` as the command line named it.
+    pub source: String,
+    /// Where it led, when the name is a symlink (`current`): the link's text.
+    pub target: Option<String>,
+    pub format: ImageFormat,
+    pub size: u64,
+    /// Its modification time, in seconds since the epoch.
+    pub mtime: i64,
+    /// The sha256 its `.sha256` file beside it (the target's, for a symlink) names, when there
+    /// is one: 64 hex digits, lower-case.
+    pub sha256: Option<String>,
+}
+
+/// The checksum a sha256sum line names (`<64 hex>  <name>`), lower-case; `None` for anything else.
+pub fn sha256_of_line(text: &[u8]) -> Option<String> {
+    let word = text.split(|b| b.is_ascii_whitespace()).next()?;
+    (word.len() == 64 && word.iter().all(u8::is_ascii_hexdigit))
+        .then(|| String::from_utf8_lossy(word).to_ascii_lowercase())
+}
+
 impl fmt::Display for ImageFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.fstype())
@@ -81,5 +104,16 @@ mod tests {
         let mut ext4 = vec![0u8; 2048];
         ext4[1080..1082].copy_from_slice(&[0x53, 0xEF]);
         assert_eq!(ImageFormat::of(&ext4), None);
+    }
+
+    #[test]
+    fn a_sha256_line_names_its_checksum() {
+        let hex = "5C4C0187115C".repeat(5) + "abcd";
+        assert_eq!(sha256_of_line(format!("{hex}  x.sqfs\n").as_bytes()), Some(hex.to_ascii_lowercase()));
+        assert_eq!(sha256_of_line(hex.as_bytes()), Some(hex.to_ascii_lowercase()));
+        assert_eq!(sha256_of_line(format!("{}  x", &hex[1..]).as_bytes()), None, "63 digits");
+        assert_eq!(sha256_of_line(format!("{}g  x", &hex[1..]).as_bytes()), None, "not hex");
+        assert_eq!(sha256_of_line(b""), None);
+        assert_eq!(sha256_of_line(b"\x1b[2J"), None);
     }
 }

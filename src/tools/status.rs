@@ -109,6 +109,8 @@ pub struct Summary {
     pub lease: Option<String>,
     /// The NFS root as stateless mounted it (initramfs mode).
     pub root: Option<String>,
+    /// An image-file root: which image, what it is.
+    pub image: Option<String>,
     /// Each writable dir and how it was made: `etc overlay`.
     pub dirs: Vec<String>,
     /// Each layer applied: name, files written, refused, errors.
@@ -185,6 +187,11 @@ impl Summary {
             address: report.address.map(|a| a.to_string()),
             lease,
             root,
+            image: report.image.as_ref().map(|i| {
+                let target = i.target.as_deref().map(|t| format!(" -> {}", e(t))).unwrap_or_default();
+                let sum = i.sha256.as_deref().map(|s| format!(", sha256 {}", e(s))).unwrap_or_default();
+                format!("{}{target} ({}, {} bytes, mtime {}{sum})", e(&i.source), i.format, i.size, i.mtime)
+            }),
             dirs: report.dirs.iter().map(|d| format!("{} {}", e(&d.dir), spelled(&d.mode))).collect(),
             layers: report
                 .layers
@@ -234,6 +241,9 @@ fn human(s: &Summary) -> String {
     }
     let root = s.root.as_deref().unwrap_or("mounted by the kernel");
     let _ = writeln!(out, "root: {} mode, {root}", s.mode);
+    if let Some(image) = &s.image {
+        let _ = writeln!(out, "image: {image}");
+    }
     let _ = writeln!(out, "writable dirs: {}", if s.dirs.is_empty() { "none".to_string() } else { s.dirs.join(", ") });
     let _ = writeln!(out, "layers: {}", s.layers.len());
     s.layers.iter().for_each(|l| {
@@ -398,6 +408,18 @@ mod tests {
         };
         let text = human(&Summary::of(&report));
         assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
+        // An image root: which image, its hostile link text escaped.
+        let image = crate::model::image::BootedImage {
+            source: "10.0.2.2:/srv/images/current".into(),
+            target: Some("x\x1b[2J.sqfs".into()),
+            format: crate::model::image::ImageFormat::Squashfs,
+            size: 4096,
+            mtime: 1_765_000_000,
+            sha256: None,
+        };
+        let text = human(&Summary::of(&Report { image: Some(image), ..report }));
+        let line = "image: 10.0.2.2:/srv/images/current -> x\\x1b[2J.sqfs (squashfs, 4096 bytes, mtime 1765000000)";
+        assert!(text.contains(line), "{text}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
 use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
-use crate::model::image::ImageFormat;
+use crate::model::image::{sha256_of_line, BootedImage, ImageFormat};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
@@ -21,6 +21,23 @@ use crate::sys::MountCall;
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
 fn said_dropped(dropped: &[Dropped]) -> String {
     dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
+}
+
+/// Where `file` on `export` leads when it is a symlink (`current`: the link's text), and the
+/// sha256 its `.sha256` beside it names (the target's, for a symlink, as `stateless image
+/// publish` writes them); each `None` when there is none or it cannot be read.
+fn image_names(export: &ImageRoot, file: &str) -> (Option<String>, Option<String>) {
+    let rel = relative(file);
+    let target = rustix::fs::readlinkat(export.fd(), &rel, Vec::new()).ok();
+    let target = target.map(|t| t.to_string_lossy().into_owned());
+    let named = match (&target, rel.parent()) {
+        (Some(t), Some(dir)) => dir.join(t),
+        _ => rel.clone(),
+    };
+    let mut sums = named.into_os_string();
+    sums.push(".sha256");
+    let line = export.read_file(&sums, 4096).ok().flatten();
+    (target.map(|t| crate::model::text::escape(t.as_bytes())), line.and_then(|l| sha256_of_line(&l)))
 }
 
 /// What is read from an NFS mount before the boot goes on with it.
@@ -74,6 +91,16 @@ impl Executor<'_> {
             ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
         let opened = on_export.open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC);
         let fd = opened.map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
+        let (target, sha256) = image_names(&on_export, file);
+        self.record.image = Some(BootedImage {
+            source: format!("{}:{}", export.server, Path::new(&export.path).join(relative(file)).display()),
+            target,
+            format,
+            size: u64::try_from(st.st_size).unwrap_or(0),
+            mtime: st.st_mtime,
+            sha256,
+        });
         let dev = self.running.host_path("dev");
         let (device, held) = self
             .sys

@@ -1052,9 +1052,10 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
 /// `root=live:nfs://…` and from `stateless.image=` under the NFS root.
 #[test]
 fn an_image_file_on_the_export_is_the_root() {
-    for (tag, cmdline, export) in [
-        ("image-live", "root=live:nfs://10.0.2.9/srv/images/x.img", "10.0.2.9:/srv/images"),
-        ("image-named", "nfsroot=/srv/images,vers=3 stateless.image=x.img", "10.0.2.2:/srv/images"),
+    let sum = "5c4c0187115c".repeat(5) + "abcd";
+    for (tag, cmdline, export, name) in [
+        ("image-live", "root=live:nfs://10.0.2.9/srv/images/x.img", "10.0.2.9:/srv/images", "x.img"),
+        ("image-named", "nfsroot=/srv/images,vers=3 stateless.image=current", "10.0.2.2:/srv/images", "current"),
     ] {
         let (image, sys) = initramfs(tag, |_| None);
         let at = image.0.join(EXPORT);
@@ -1062,6 +1063,9 @@ fn an_image_file_on_the_export_is_the_root() {
         let mut head = vec![0u8; 4096];
         head[..4].copy_from_slice(b"hsqs");
         std::fs::write(at.join("x.img"), &head).unwrap();
+        std::fs::write(at.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
+        // As `stateless image publish` leaves it: `current` leads to the image, whose .sha256 counts.
+        std::os::unix::fs::symlink("x.img", at.join("current")).unwrap();
         // The layers beside the image, not in it: on the export, which the switch moves into
         // the image with /run (the fake moves nothing: the moved one is made here too).
         std::fs::create_dir(at.join("diskless")).unwrap();
@@ -1079,8 +1083,8 @@ fn an_image_file_on_the_export_is_the_root() {
             matches!(c, Call::Mount { source, target, flags, .. }
                 if source == export && *target == at && *flags == MountFlags::RDONLY)
         });
-        let head_read = pos(&|c| *c == Call::Read(at.join("x.img")));
-        let attached = pos(&|c| *c == Call::AttachLoop("/x.img".into(), true));
+        let head_read = pos(&|c| *c == Call::Read(at.join(name)));
+        let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into(), true));
         let on_root = pos(&|c| {
             matches!(c, Call::Mount { source, target, fstype, flags, .. }
                 if *source == image.0.join("dev/loop0").to_string_lossy() && *target == root
@@ -1090,6 +1094,12 @@ fn an_image_file_on_the_export_is_the_root() {
         let switched = pos(&|c| *c == Call::SwitchRoot(root.clone()));
         assert!(mounted < head_read && head_read < attached && attached < on_root, "{calls:#?}");
         assert!(on_root < checked && checked < switched, "{calls:#?}");
+        // The report names the image each client runs.
+        let booted = read_report(&root).image.unwrap();
+        assert_eq!(booted.source, format!("{export}/{name}"));
+        assert_eq!(booted.target.as_deref(), (name == "current").then_some("x.img"));
+        assert_eq!((booted.format, booted.size), (crate::model::image::ImageFormat::Squashfs, 4096));
+        assert_eq!(booted.sha256.as_deref(), Some(sum.as_str()));
     }
 }
 
