@@ -233,7 +233,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root=""
+    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" pcap=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -268,6 +268,7 @@ cmd_boot() {
             --dead-nic) dead_nic=1; shift ;;
             --server-v3-only) server_v3_only=1; shift ;;
             --image-root) image_root=${2:?}; shift 2 ;;
+            --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
     done
@@ -298,6 +299,7 @@ cmd_boot() {
     [[ $root_path =~ ^[A-Za-z0-9.:/%,=_-]*$ ]] || die "--root-path must be letters, digits and . : / % , = _ -"
     [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
     [[ -z $image_root || $image_root == squashfs || $image_root == erofs ]] || boot_usage_error "--image-root is squashfs or erofs"
+    [[ -z $pcap || -d $(dirname "$pcap") ]] || die "--pcap $pcap: no such directory"
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
@@ -432,6 +434,9 @@ cmd_boot() {
     # shellcheck disable=SC2054
     qemu+=(-drive "file=$BOOT_OUT/res.img,format=raw,if=none,id=result"
         -device virtio-blk-pci,drive=result,serial=stlab-result)
+    # Every frame of the boot NIC both ways, whole (READ data included), as the guest sent and got it.
+    # shellcheck disable=SC2054
+    [[ -z $pcap ]] || qemu+=(-object "filter-dump,id=pcap,netdev=n0,file=$(readlink -f "$pcap")")
     if [[ $disks == 1 ]]; then
         boot_disks "$run_dir/disks"
         local disk
