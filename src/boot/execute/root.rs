@@ -146,7 +146,7 @@ impl Executor<'_> {
         };
         let device = match file_backed {
             true => on_file,
-            false => self.mount_on_loop(fd, file, format, ram, &root.path)?,
+            false => self.mount_on_loop(fd, (file, &path), format, ram, &root.path)?,
         };
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
@@ -159,25 +159,26 @@ impl Executor<'_> {
             .learned(ram.then_some(Learned::ImageInMemory)))
     }
 
-    /// The image file `fd` (`file` on the export) on a loop device, mounted on `at` as
-    /// `format`: read-only, with direct I/O unless the file is a copy in memory (memfd has
-    /// none: it is read through the page cache). The device.
+    /// The image file `fd` (`file` on the export, at `path` here) on a loop device, mounted
+    /// on `at` as `format`: read-only, with direct I/O unless the file is a copy in memory
+    /// (memfd has none: it is read through the page cache). The device.
     fn mount_on_loop(
         &self,
         fd: OwnedFd,
-        file: &str,
+        (file, path): (&str, &Path),
         format: ImageFormat,
         in_memory: bool,
         at: &Path,
     ) -> Result<std::path::PathBuf, Failure> {
-        let path = Path::new(file);
         let dev = self.running.host_path("dev");
-        let attached = self.sys.attach_loop(&dev, fd.as_fd(), path, !in_memory);
+        let attached = self.sys.attach_loop(&dev, fd.as_fd(), Path::new(file), !in_memory);
         let (device, held) = attached.map_err(|e| Failure::io(Op::Mount, Some(path), &e))?;
         drop(fd); // the loop device holds the file (or its copy) now
-        self.sys
-            .mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "")
-            .map_err(|e| Failure::io(Op::Mount, Some(&device), &e))?;
+        self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "").map_err(|e| {
+            let why = e.to_string().to_lowercase();
+            let message = format!("as {format} on {}: {why} (the kernel's log says more)", device.display());
+            Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(path), message) }
+        })?;
         drop(held); // the mount holds the device now; unmounted, it lets go of the file
         Ok(device)
     }

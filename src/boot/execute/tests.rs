@@ -1165,6 +1165,30 @@ fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in
     }
 }
 
+/// An image whose superblock the kernel refuses (EINVAL from squashfs) fails the root step
+/// with the file named, before the switch; the loop device goes with it (autoclear).
+#[test]
+fn an_image_the_kernel_will_not_mount_fails_the_root_with_the_file_named() {
+    let einval = |c: &Call| {
+        matches!(c, Call::Mount { fstype, .. } if fstype == "squashfs").then_some(Errno::INVAL.raw_os_error())
+    };
+    let (image, sys) = initramfs("image-corrupt", einval);
+    let at = image_export(&image, 4096, None);
+    let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=/x.img stateless.emergency=continue";
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = failed.error.as_ref().unwrap();
+    assert_eq!(error.errno, Some(Errno::INVAL.raw_os_error()));
+    let expected = format!(
+        "mount {}: as squashfs on {}: invalid argument",
+        at.join("x.img").display(),
+        image.0.join("dev/loop0").display()
+    );
+    assert!(error.to_string().starts_with(&expected), "{error}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::SwitchRoot(..))));
+}
+
 /// EROFS mounts the image file itself where the kernel can (6.12), by the name `current` led
 /// to, no loop device; a kernel that cannot (ENOTBLK: 6.1) gets it on a loop device.
 #[test]
