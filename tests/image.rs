@@ -396,3 +396,92 @@ fn publish_adds_a_new_file_and_moves_current_never_rewriting_one() {
     assert!(said.contains("current: not a symlink: left alone, nothing published"), "{said}");
     assert_eq!(files(&lone).len(), 1);
 }
+
+/// `stateless image build ROOT -o IMAGE` with the mksquashfs of `fake`, a script that
+/// prints the help of one with zstd, then runs `body`.
+fn build_with_fake_tool(tmp: &Path, root: &Path, image: &Path, body: &str) -> Output {
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let help = "case $1 in -help) printf 'Compressors available:\\n\\tzstd\\n'; exit 0;; esac";
+    common::write(&fake.join("mksquashfs"), &format!("#!/bin/sh\n{help}\n{body}\n"));
+    std::fs::set_permissions(fake.join("mksquashfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new(BIN).env("PATH", path).args(["image", "build"]).arg(root).arg("-o").arg(image).output().unwrap()
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn build_force_replaces_only_a_file_and_names_only_an_image() {
+    let (tmp, root) = temp_tree("image-force");
+    let (out, elsewhere) = (tmp.0.join("out"), tmp.0.join("elsewhere"));
+    std::fs::create_dir(&out).unwrap();
+    common::write(&elsewhere, "an admin's file\n");
+    // What --force must not replace, at IMAGE or at IMAGE.sha256: a dir, a symlink (to a
+    // file elsewhere, never written through), a device, a fifo.
+    std::fs::create_dir(out.join("dir.img")).unwrap();
+    symlink(&elsewhere, out.join("link.img")).unwrap();
+    symlink(&elsewhere, out.join("sum.img.sha256")).unwrap();
+    let node = |name: &str, kind, dev| {
+        let mode = rustix::fs::Mode::from_raw_mode(0o644);
+        rustix::fs::mknodat(rustix::fs::CWD, out.join(name), kind, mode, dev).unwrap();
+    };
+    node("null.img", rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(1, 3));
+    node("fifo.img", rustix::fs::FileType::Fifo, 0);
+    let before = common::fingerprint(&tmp.0);
+    for name in ["dir.img", "link.img", "sum.img", "null.img", "fifo.img"] {
+        let said = refused(&build(&root, &out.join(name), &["--force"]));
+        assert!(said.contains("exists and is not a regular file: refused, even with --force"), "{name}: {said}");
+    }
+    // Names printed or checked otherwise than they are: `sha256sum -c` reads `-` as its
+    // standard input; a right-to-left override or a zero-width space shows another name.
+    for name in ["-", "evil\u{202e}gpj.img", "zero\u{200b}width.img"] {
+        let said = refused(&build(&root, &out.join(name), &[]));
+        assert!(said.contains("an image's name may hold no backslash or control character"), "{said}");
+    }
+    assert_eq!(common::fingerprint(&tmp.0), before);
+    let before = common::fingerprint(&out);
+    // A tool that says it succeeded but wrote no image, one killed: nothing written, said so.
+    let img = out.join("root.img");
+    let said = refused(&build_with_fake_tool(&tmp.0, &root, &img, "exit 0"));
+    assert!(said.contains("root.img: mksquashfs exited 0 but wrote no squashfs image: nothing written"), "{said}");
+    let said = refused(&build_with_fake_tool(&tmp.0, &root, &img, "echo half > \"$2\"; kill -9 $$"));
+    assert!(said.ends_with("root.img: mksquashfs failed (signal: 9 (SIGKILL)) and said nothing\n"), "{said}");
+    assert_eq!(common::fingerprint(&out), before);
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
+    let (tmp, root) = temp_tree("image-republish");
+    let (image, srv) = (tmp.0.join("build/debian.sqfs"), tmp.0.join("srv"));
+    std::fs::create_dir(image.parent().unwrap()).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    ok(&build(&root, &image, &[]));
+    ok(&publish(&image, &srv));
+    // The image current names, by current or by its published name: nothing to do.
+    let served = std::fs::read_link(srv.join("current")).unwrap();
+    let before = files(&srv);
+    for again in [srv.join("current"), srv.join(&served)] {
+        let said = refused(&publish(&again, &srv));
+        assert!(said.contains("is the image") && said.contains("current names already: nothing published"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+
+    // IMAGE.sha256 is read as the boot reads it: the first word, 64 hex digits of any case.
+    let hex = sha(&std::fs::read(&image).unwrap());
+    let sums = image.with_extension("sqfs.sha256");
+    for bad in [format!("{hex}00  debian.sqfs\n"), String::new(), "\u{1b}[2J\n".to_owned()] {
+        std::fs::write(&sums, &bad).unwrap();
+        let said = refused(&publish(&image, &srv));
+        assert!(said.contains("debian.sqfs.sha256: no sha256sum line (64 hex digits, then the name)"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+    // Upper-case digits: the same sum. (Another name than the image published above, which
+    // may be published again only in another second.)
+    let other = tmp.0.join("build/other.sqfs");
+    std::fs::copy(&image, &other).unwrap();
+    std::fs::write(other.with_extension("sqfs.sha256"), format!("{}  other.sqfs\n", hex.to_ascii_uppercase())).unwrap();
+    let said = ok(&publish(&other, &srv));
+    assert!(said.contains(&format!("  sha256: {hex}\n")), "{said}");
+    assert!(std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().starts_with("other-"));
+}
