@@ -409,6 +409,9 @@ fn build_with_fake_tool(tmp: &Path, root: &Path, image: &Path, body: &str) -> Ou
     Command::new(BIN).env("PATH", path).args(["image", "build"]).arg(root).arg("-o").arg(image).output().unwrap()
 }
 
+/// --force replaces a file an earlier build wrote and nothing else, refused before the build;
+/// an image's name is one sha256sum and a terminal show as it is; a tool that fails or writes
+/// no image leaves nothing.
 #[test]
 #[ignore = "needs root: owners, device nodes (tests/run runs it)"]
 fn build_force_replaces_only_a_file_and_names_only_an_image() {
@@ -449,6 +452,8 @@ fn build_force_replaces_only_a_file_and_names_only_an_image() {
     assert_eq!(common::fingerprint(&out), before);
 }
 
+/// Publishing what `current` names already is refused, by either name; IMAGE.sha256 is read as
+/// the boot's report reads it, before the image is.
 #[test]
 #[ignore = "needs root: owners, device nodes (tests/run runs it)"]
 fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
@@ -484,4 +489,24 @@ fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
     let said = ok(&publish(&other, &srv));
     assert!(said.contains(&format!("  sha256: {hex}\n")), "{said}");
     assert!(std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().starts_with("other-"));
+}
+
+/// A name that leaves no room for `.sha256` beside it (255 bytes) is refused before anything
+/// is written: the image was built or published, then its checksum file failed.
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn names_too_long_for_their_sha256_write_nothing() {
+    let (tmp, root) = temp_tree("image-long");
+    let (out, srv) = (tmp.0.join("out"), tmp.0.join("srv"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    let said = refused(&build(&root, &out.join(format!("{}.sqfs", "a".repeat(245))), &[]));
+    assert!(said.contains("too long: its .sha256 beside it would take 257 bytes, 255 at most"), "{said}");
+    assert!(files(&out).is_empty());
+    // Built, its name fits; published, the time and sha256 make it 250 bytes, 257 with .sha256.
+    let image = out.join(format!("{}.sqfs", "b".repeat(215)));
+    ok(&build(&root, &image, &[]));
+    let said = refused(&publish(&image, &srv));
+    assert!(said.contains("too long: its .sha256 beside it would take 257 bytes"), "{said}");
+    assert!(files(&srv).is_empty());
 }

@@ -249,8 +249,20 @@ fn check_tool(format: Format, compress: Compress) -> Result<(), String> {
 /// The `.sha256` file beside `path` (`path` + `.sha256`).
 fn sha256_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".sha256");
+    name.push(CHECKSUM);
     PathBuf::from(name)
+}
+
+const CHECKSUM: &str = ".sha256";
+
+/// That an image's name leaves room for its `.sha256` beside it (NAME_MAX, 255 bytes), checked
+/// before anything is written: else the image would be written and its checksum file not.
+fn room_for_checksum(name: &str) -> Result<(), String> {
+    const NAME_MAX: usize = 255;
+    match name.len() + CHECKSUM.len() {
+        len if len <= NAME_MAX => Ok(()),
+        len => Err(format!("{}: too long: its {CHECKSUM} beside it would take {len} bytes, 255 at most", quote(name))),
+    }
 }
 
 /// An image's name as text, for a line of sha256sum's (`<hex>  <name>`) and for messages, both
@@ -315,6 +327,7 @@ fn build(args: &Build) -> Result<i32, String> {
     }
     let name = args.output.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(&args.output)))?;
     let name = image_name(name)?;
+    room_for_checksum(name)?;
     let parent = super::parent_of(&args.output);
     let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
     if parent.starts_with(&tree) {
@@ -495,6 +508,7 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
     let name = published_name(given_name, format, &hex, now)
         .ok_or("the clock is before 2001: set it, the published name holds the time")?;
+    room_for_checksum(&name)?;
     let target = dir.join(&name);
     // Checked before the copy, and again when the copy could not take the name (another
     // publish of the same image in the same second).
