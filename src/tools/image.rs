@@ -372,9 +372,19 @@ fn build(args: &Build) -> Result<i32, String> {
         hex = sha256_of(&written).map_err(back)?;
         Ok(())
     })?;
-    super::write_file(&checksum, args.force, |mut file| {
+    let summed = super::write_file(&checksum, args.force, |mut file| {
         file.write_all(checksum_line(&hex, name).as_bytes()).map_err(|e| e.to_string())
-    })?;
+    });
+    if let Err(e) = summed {
+        // An image and a checksum file that disagree must not stay: without --force the new
+        // image goes (nothing written); with it the old image is gone already, and so goes
+        // its checksum file (a client copying the image into RAM would refuse the new one).
+        let stale = if args.force { &checksum } else { &args.output };
+        return Err(match std::fs::remove_file(stale) {
+            Ok(()) => format!("{e}: {} removed", escape_path(stale)),
+            Err(_) => e,
+        });
+    }
 
     let mut text = format!(
         "{} image of {}: {}\n  compression: {} ({program})\n  size: {size} bytes\n  sha256: {hex} ({})\n",
@@ -537,15 +547,25 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
         Ok(())
     })
     .map_err(|e| if taken() { reused() } else { e })?;
-    super::write_file_in(dir_fd.as_fd(), &sha256_path(&target), false, |mut out| {
+    // Until current moves, what fails takes back what this publish made (no client boots a
+    // name current never held): nothing published, nothing half published left.
+    let sums = format!("{name}{CHECKSUM}");
+    let take_back = |made: &[&str], e: String| {
+        for made in made {
+            let _ = rustix::fs::unlinkat(&dir_fd, *made, AtFlags::empty());
+        }
+        format!("{e}: nothing published")
+    };
+    super::write_file_in(dir_fd.as_fd(), &dir.join(&sums), false, |mut out| {
         out.write_all(checksum_line(&hex, &name).as_bytes()).map_err(|e| e.to_string())
-    })?;
+    })
+    .map_err(|e| take_back(&[&name], e))?;
     // The new symlink beside `current`, renamed over it: a client resolves the old or the new.
     let link = |temp: &OsStr| rustix::fs::symlinkat(name.as_str(), &dir_fd, temp);
-    let ((), temp) = crate::fs::root::create_beside(link).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    let ((), temp) = crate::fs::root::create_beside(link)
+        .map_err(|e| take_back(&[&sums, &name], format!("{}: {e}", escape_path(dir))))?;
     if let Err(e) = rustix::fs::renameat(&dir_fd, temp.as_str(), &dir_fd, CURRENT) {
-        let _ = rustix::fs::unlinkat(&dir_fd, temp.as_str(), AtFlags::empty());
-        return Err(format!("{}: {e}", escape_path(&current)));
+        return Err(take_back(&[&temp, &sums, &name], format!("{}: {e}", escape_path(&current))));
     }
     rustix::fs::fsync(&dir_fd).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
     let was = before.map_or_else(|| "none".to_owned(), |b| quote(OsStr::from_bytes(&b)));
