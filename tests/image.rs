@@ -452,8 +452,8 @@ fn build_force_replaces_only_a_file_and_names_only_an_image() {
     assert_eq!(common::fingerprint(&out), before);
 }
 
-/// Publishing what `current` names already is refused, by either name; IMAGE.sha256 is read as
-/// the boot's report reads it, before the image is.
+/// Publishing what `current` names already is refused, by either name, and a device or a fifo
+/// without opening it; IMAGE.sha256 is read as the boot's report reads it, before the image is.
 #[test]
 #[ignore = "needs root: owners, device nodes (tests/run runs it)"]
 fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
@@ -469,6 +469,14 @@ fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
     for again in [srv.join("current"), srv.join(&served)] {
         let said = refused(&publish(&again, &srv));
         assert!(said.contains("is the image") && said.contains("current names already: nothing published"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+    // A device or a fifo as IMAGE is never opened (a fifo's open would block: held open for
+    // writing here, so that a publish that opens it fails rather than hangs).
+    let _writer = std::fs::OpenOptions::new().read(true).write(true).open(root.join("etc/fifo")).unwrap();
+    for special in ["etc/null", "etc/fifo"] {
+        let said = refused(&publish(&root.join(special), &srv));
+        assert!(said.contains(&format!("{special}: not a regular file: left unopened")), "{said}");
     }
     assert_eq!(files(&srv), before);
 

@@ -473,11 +473,16 @@ fn published_name(given: &str, format: Format, hex: &str, secs: i64) -> Option<S
 
 fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     let shown = escape_path(image);
-    let file = std::fs::File::open(image).map_err(|e| format!("{shown}: {e}"))?;
+    // Opened for reading only once known to be a regular file: the open of a fifo blocks,
+    // that of a device may act.
+    let file = rustix::fs::open(image, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .and_then(|node| crate::fs::tree::open_regular(&node))
+        .map_err(|e| match e {
+            Errno::INVAL => format!("{shown}: not a regular file: left unopened"),
+            e => format!("{shown}: {e}"),
+        })?;
+    let file = std::fs::File::from(file);
     let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
-    }
     let format = format_of(&file).ok_or_else(|| format!("{shown}: not a squashfs or EROFS image (no magic)"))?;
     let given_name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     let given_name = image_name(given_name)?;
