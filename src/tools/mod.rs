@@ -44,7 +44,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
        stateless relayer [--dry-run] [--prune] [--json]
                                               apply the layers again to this running client
        stateless check ROOT [--cmdline TEXT] [--host NAME[,ADDR/PREFIX]]... [--json]
-                                              check a layer tree before serving it (--help: more)
+                                              check a layer tree before serving it, with its
+                                              tree or image file (--help: more)
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
        stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
