@@ -4,7 +4,7 @@
 //! moved to it atomically. A served image is never rewritten: a client holds the file it booted.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
+use crate::fs::hashcopy::copy_hashed;
 
 use super::quote;
 use crate::model::image::sha256_of_line;
@@ -284,17 +284,9 @@ fn checksum_line(hex: &str, name: &str) -> String {
     format!("{hex}  {name}\n")
 }
 
-/// The SHA-256 of everything `reader` gives, as hex.
-fn sha256_of(mut reader: impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        match reader.read(&mut buf)? {
-            0 => break,
-            n => hasher.update(buf.get(..n).unwrap_or_default()),
-        }
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+/// The SHA-256 of `file`, from its start, as hex.
+fn sha256_of(file: &std::fs::File) -> std::io::Result<String> {
+    copy_hashed(file, &mut std::io::sink(), |_| ()).map(|(_, hex)| hex)
 }
 
 /// A path to `file` another process can open: its fd in this process's /proc.
@@ -535,17 +527,7 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     }
     // The copy's bytes are hashed as they are written: a file that changed under it is no copy.
     super::write_file_in(dir_fd.as_fd(), &target, false, |mut out| {
-        let mut copied = Sha256::new();
-        let mut buf = vec![0; 1 << 20];
-        let mut from = 0;
-        loop {
-            let n = file.read_at(&mut buf, from).map_err(|e| format!("{shown}: {e}"))?;
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
-            copied.update(chunk);
-            out.write_all(chunk).map_err(|e| e.to_string())?;
-            from += n as u64;
-        }
-        let copied: String = copied.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let (_, copied) = copy_hashed(&file, &mut out, |_| ()).map_err(|e| format!("{shown}: {e}"))?;
         if copied != hex {
             return Err(format!("{shown} changed while it was copied: nothing published"));
         }
@@ -636,6 +618,5 @@ mod tests {
         assert!(image_name(OsStr::new("zero\u{200b}width.sqfs")).is_err());
         assert!(image_name(OsStr::new("-")).is_err());
         assert_eq!(image_name(OsStr::new("-x.sqfs")).unwrap(), "-x.sqfs");
-        assert_eq!(sha256_of(&b"abc"[..]).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
