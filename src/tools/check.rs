@@ -49,7 +49,7 @@ mod entries;
 mod image;
 
 use entries::*;
-use image::ImageFile;
+use image::ImageToCheck;
 
 pub const USAGE: &str = "\
 usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]... [--json]
@@ -250,8 +250,8 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     let Some(root) = &base.root else {
         return Err(format!("the image root is missing\n{USAGE}"));
     };
-    let file = ImageFile::at(root)?;
-    let mounted = match file.as_ref().map(ImageFile::mount).transpose() {
+    let file = ImageToCheck::at(root)?;
+    let mounted = match file.as_ref().map(ImageToCheck::mount).transpose() {
         Ok(mounted) => mounted,
         Err(e) => {
             // An image that cannot be mounted is an error the check found, not a usage one.
@@ -261,7 +261,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     };
     let dir;
     let (target, (options, diagnostics)) = match &mounted {
-        Some(mounted) => (&mounted.root, ImageFile::options(&base.cmdline, &mounted.root)),
+        Some(mounted) => (&mounted.root, ImageToCheck::options(&base.cmdline, &mounted.root)),
         None => {
             let (root, options, diagnostics) = target_and_options(&base)?;
             dir = root;

@@ -21,7 +21,7 @@ use crate::model::text::{escape, escape_path};
 use crate::sys::{Real, Sys};
 
 /// An image file named as the root.
-pub(super) struct ImageFile {
+pub(super) struct ImageToCheck {
     /// As named, its dir made absolute: `/srv/diskless/images/current`.
     pub(super) named: PathBuf,
     /// Where it led, when that is elsewhere (a symlink such as publish's `current`).
@@ -38,10 +38,10 @@ pub(super) struct MountedImage {
     _mount: OwnedFd,
 }
 
-impl ImageFile {
+impl ImageToCheck {
     /// `given` as an image file; `None` when it is a directory. Refused: anything else, and an
     /// image file when not root (mounting it needs root).
-    pub(super) fn at(given: &Path) -> Result<Option<ImageFile>, String> {
+    pub(super) fn at(given: &Path) -> Result<Option<ImageToCheck>, String> {
         let shown = escape_path(given);
         let node = rustix::fs::open(given, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| format!("{shown}: {e}"))?;
@@ -69,7 +69,7 @@ impl ImageFile {
         let target = std::fs::canonicalize(given).map_err(|e| format!("{shown}: {e}"))?;
         let dir = rustix::fs::open(parent, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| in_dir(e.into()))?;
-        Ok(Some(ImageFile { target: (target != named).then_some(target), named, format, dir, file }))
+        Ok(Some(ImageToCheck { target: (target != named).then_some(target), named, format, dir, file }))
     }
 
     /// Mounts it read-only for this process alone; an error says why it cannot be (a damaged
