@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::fs::hashcopy::copy_hashed;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use crate::fs::hashcopy::copy_hashed;
 
 use super::quote;
 use crate::model::image::sha256_of_line;

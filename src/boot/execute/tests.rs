@@ -1165,8 +1165,9 @@ fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in
     }
 }
 
-/// An image whose superblock the kernel refuses (EINVAL from squashfs) fails the root step
-/// with the file named, before the switch; the loop device goes with it (autoclear).
+/// An image whose superblock the kernel refuses (EINVAL from squashfs), or no loop device for
+/// it, fails the root step with the file named, before the switch; a loop device goes with it
+/// (autoclear).
 #[test]
 fn an_image_the_kernel_will_not_mount_fails_the_root_with_the_file_named() {
     let einval = |c: &Call| {
@@ -1187,6 +1188,16 @@ fn an_image_the_kernel_will_not_mount_fails_the_root_with_the_file_named() {
     );
     assert!(error.to_string().starts_with(&expected), "{error}");
     assert!(!sys.calls().iter().any(|c| matches!(c, Call::SwitchRoot(..))));
+    // No loop device (no loop module, none free): the same, before any mount of it.
+    let (image, sys) =
+        initramfs("image-no-loop", |c| matches!(c, Call::AttachLoop(..)).then_some(Errno::NODEV.raw_os_error()));
+    let at = image_export(&image, 4096, None);
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = failed.error.as_ref().unwrap().to_string();
+    assert_eq!(error, format!("mount {}: no such device (os error 19)", at.join("x.img").display()));
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "squashfs")));
 }
 
 /// EROFS mounts the image file itself where the kernel can (6.12), by the name `current` led
