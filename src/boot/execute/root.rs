@@ -18,6 +18,7 @@ use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::EXPORT;
+use crate::model::text::escape_path;
 use crate::sys::MountCall;
 
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
@@ -150,12 +151,12 @@ impl Executor<'_> {
         };
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
-            .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, path.display()), ..f })?;
+            .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, escape_path(&path)), ..f })?;
         let read = format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
         if let Some(nfs) = &mut self.record.nfs_root {
             (nfs.init, nfs.init_bytes) = (checked.init, checked.bytes as u64);
         }
-        Ok(Done::ok(format!("export {mounted}; {copied}{format} on {} on /root; {read}", device.display()))
+        Ok(Done::ok(format!("export {mounted}; {copied}{format} on {} on /root; {read}", escape_path(&device)))
             .learned(ram.then_some(Learned::ImageInMemory)))
     }
 
@@ -176,7 +177,7 @@ impl Executor<'_> {
         drop(fd); // the loop device holds the file (or its copy) now
         self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "").map_err(|e| {
             let why = e.to_string().to_lowercase();
-            let message = format!("as {format} on {}: {why} (the kernel's log says more)", device.display());
+            let message = format!("as {format} on {}: {why} (the kernel's log says more)", escape_path(&device));
             Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(path), message) }
         })?;
         drop(held); // the mount holds the device now; unmounted, it lets go of the file
@@ -235,7 +236,7 @@ impl Executor<'_> {
         let at = self.running.host_path(EXPORT);
         self.nfs.stop(self.sys, self.target.path());
         self.sys.umount(&at).map_err(|e| Failure::io(Op::Umount, Some(&at), &e))?;
-        Ok(Done::ok(format!("{} unmounted: the client no longer needs the server", at.display())))
+        Ok(Done::ok(format!("{} unmounted: the client no longer needs the server", escape_path(&at))))
     }
 
     /// The first [`ImageFormat::HEAD`] bytes of `file` on the export `export`, read from the
