@@ -96,8 +96,10 @@ impl Executor<'_> {
 
     /// An image-file root: `export` mounted read-only at /run/stateless/export as the NFS root
     /// is (versions, backoff, EIO's step-down: here on the image's head, which must be a
-    /// squashfs or EROFS magic), `file` on it attached to a loop device (read-only; direct I/O:
-    /// the image's own filesystem caches what it reads) and mounted read-only on /root as the
+    /// squashfs or EROFS magic), `file` on it attached to a loop device (read-only, read
+    /// through the page cache: over NFS its readahead makes the READs fewer and larger; a boot
+    /// in the lab made 435 READs of 54 KB instead of 1,550 of 17 KB with direct I/O, and fewer
+    /// bytes) and mounted read-only on /root as the
     /// filesystem its magic names, `loop` and that module loaded first; then the root check,
     /// in the image, as on a tree. With `ram`, the file is copied into memory first
     /// ([`Executor::image_into_memory`]) and the loop device reads the copy.
@@ -147,7 +149,7 @@ impl Executor<'_> {
         };
         let device = match file_backed {
             true => on_file,
-            false => self.mount_on_loop(fd, (file, &path), format, ram, &root.path)?,
+            false => self.mount_on_loop(fd, (file, &path), format, &root.path)?,
         };
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
@@ -160,19 +162,17 @@ impl Executor<'_> {
             .learned(ram.then_some(Learned::ImageInMemory)))
     }
 
-    /// The image file `fd` (`file` on the export, at `path` here) on a loop device, mounted
-    /// on `at` as `format`: read-only, with direct I/O unless the file is a copy in memory
-    /// (memfd has none: it is read through the page cache). The device.
+    /// The image file `fd` (`file` on the export, at `path` here), or its copy in memory, on a
+    /// loop device, mounted on `at` as `format`, read-only. The device.
     fn mount_on_loop(
         &self,
         fd: OwnedFd,
         (file, path): (&str, &Path),
         format: ImageFormat,
-        in_memory: bool,
         at: &Path,
     ) -> Result<std::path::PathBuf, Failure> {
         let dev = self.running.host_path("dev");
-        let attached = self.sys.attach_loop(&dev, fd.as_fd(), Path::new(file), !in_memory);
+        let attached = self.sys.attach_loop(&dev, fd.as_fd(), Path::new(file));
         let (device, held) = attached.map_err(|e| Failure::io(Op::Mount, Some(path), &e))?;
         drop(fd); // the loop device holds the file (or its copy) now
         self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "").map_err(|e| {

@@ -1047,7 +1047,7 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
 }
 
 /// An image-file root: its export mounted read-only at /run/stateless/export, the image's
-/// head read from the server, the file on a loop device (read-only, direct I/O) mounted on
+/// head read from the server, the file on a loop device (read-only) mounted on
 /// /root as the filesystem its magic names, the root checked in it; the same from dracut's
 /// `root=live:nfs://…` and from `stateless.image=` under the NFS root.
 #[test]
@@ -1072,7 +1072,7 @@ fn an_image_file_on_the_export_is_the_root() {
                 if source == export && *target == at && *flags == MountFlags::RDONLY)
         });
         let head_read = pos(&|c| *c == Call::Read(at.join(name)));
-        let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into(), true));
+        let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into()));
         let on_root = pos(&|c| {
             matches!(c, Call::Mount { source, target, fstype, flags, .. }
                 if *source == image.0.join("dev/loop0").to_string_lossy() && *target == root
@@ -1156,7 +1156,7 @@ fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in
         assert!(unmounted < at(&|s| matches!(s, Step::Report { .. })), "{steps:#?}");
         let calls = sys.calls();
         let pos = |c: &Call| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("no {c:?}: {calls:#?}"));
-        assert!(pos(&Call::MemoryFile("stateless-image".into())) < pos(&Call::AttachLoop("/current".into(), false)));
+        assert!(pos(&Call::MemoryFile("stateless-image".into())) < pos(&Call::AttachLoop("/current".into())));
         // After the switch the export is at the same path in the new root (moved with /run).
         let export = image.0.join("root").join(EXPORT);
         assert!(pos(&Call::SwitchRoot(image.0.join("root"))) < pos(&Call::Umount(export)), "{calls:#?}");
@@ -1223,7 +1223,7 @@ fn an_erofs_image_is_mounted_as_a_file_where_the_kernel_can() {
         let on_file = matches!(erofs[0], Call::Mount { source, flags, .. }
             if *source == at.join("x.img").to_string_lossy() && *flags == MountFlags::RDONLY);
         assert!(on_file, "{tag}: by the name current leads to: {erofs:?}");
-        let looped = calls.iter().any(|c| *c == Call::AttachLoop("/current".into(), true));
+        let looped = calls.iter().any(|c| *c == Call::AttachLoop("/current".into()));
         match tag {
             "erofs-file" => assert!(erofs.len() == 1 && !looped, "{tag}: {calls:#?}"),
             _ => {

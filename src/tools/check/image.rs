@@ -78,7 +78,7 @@ impl ImageToCheck {
         let fstype = self.format.fstype();
         let shown = escape_path(&self.named);
         let (device, held) = Real
-            .attach_loop(Path::new("/dev"), self.file.as_fd(), &self.named, false)
+            .attach_loop(Path::new("/dev"), self.file.as_fd(), &self.named)
             .map_err(|e| format!("{shown}: no loop device for it: {e}"))?;
         let fs = rustix::mount::fsopen(fstype, FsOpenFlags::FSOPEN_CLOEXEC)
             .map_err(|e| format!("{shown}: {fstype}: {e} (no {fstype} in this kernel?)"))?;
