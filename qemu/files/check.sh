@@ -26,6 +26,20 @@ case " $(line /proc/cmdline) " in
     while [ $i -lt 50 ] && ! grep -qs ttyS0 /proc/[0-9]*/cmdline; do sleep 0.2; i=$((i + 1)); done
     sleep 0.5 ;;
 esac
+# With lab.server-gone=1 (qemu/lab --fault server-gone): the NFS server is killed for good once
+# this line is on the console; 20 s later a command reads its programs from the image afresh
+# (the page cache dropped), and the host logs in as root on the console's getty and types a
+# command that leaves /run/lab-logged-in (60 s at most).
+case " $(line /proc/cmdline) " in
+*" lab.server-gone=1 "*)
+    echo "lab-check: the server may go now" > /dev/console
+    sleep 20
+    echo 3 > /proc/sys/vm/drop_caches
+    fact gone_command "$(systemctl --version 2>&1 | head -n 1)"
+    i=0
+    while [ $i -lt 300 ] && [ ! -e /run/lab-logged-in ]; do sleep 0.2; i=$((i + 1)); done
+    fact gone_login "$([ -e /run/lab-logged-in ] && echo yes || echo no)" ;;
+esac
 fact hostname "$(line /proc/sys/kernel/hostname)"
 fact domainname "$(line /proc/sys/kernel/domainname)"
 fact pid1 "$(line /proc/1/comm)"

@@ -32,9 +32,18 @@ nfs_outage() {
     echo "outage: ganesha started again at $(cut -d' ' -f1 /proc/uptime)"
     outage=0
 }
+# SIGUSR2: the server gone for good (qemu/lab --fault server-gone): ganesha killed hard, never
+# started again.
+nfs_gone() {
+    outage=1
+    echo "gone: ganesha killed at $(cut -d' ' -f1 /proc/uptime)"
+    kill -KILL "$ganesha_pid" 2>/dev/null
+    wait "$ganesha_pid" 2>/dev/null
+}
 stopping=0
 stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" "$syslog_pid" 2>/dev/null; }
 trap nfs_outage USR1
+trap nfs_gone USR2
 trap stop TERM INT
 start_ganesha
 # The run's syslog server: what clients send with stateless.log= or DHCP option 7.

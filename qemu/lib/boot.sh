@@ -70,6 +70,7 @@ boot_wait() {
     BOOT_REACHED=0
     BOOT_LOGIN_AFTER=""
     BOOT_OUTAGE=none
+    BOOT_GONE=none
     BOOT_BREAKS_ANSWERED=0
     BOOT_ANSWERED_AT=0
     while pid_alive "$pid"; do
@@ -112,6 +113,28 @@ boot_faults_on_console() {
         log "the console shows '$FAULT_OUTAGE_AT': killing the NFS server for $FAULT_OUTAGE_SECS s"
         kill -USR1 "$NS_SERVICES_PID"
         BOOT_OUTAGE=started
+    fi
+    if [[ $BOOT_FAULTS == *" server-gone "* ]]; then
+        case $BOOT_GONE in
+            none)
+                if grep -qaF "$FAULT_GONE_AT" "$BOOT_OUT/serial.log"; then
+                    log "the console shows '$FAULT_GONE_AT': killing the NFS server for good"
+                    kill -USR2 "$NS_SERVICES_PID"
+                    BOOT_GONE=killed
+                fi ;;
+            killed)
+                if grep -qa ' login: ' "$BOOT_OUT/serial.log"; then
+                    log "logging in as root on the console, the server gone"
+                    printf 'root\n' >&"$BOOT_SERIAL_IN"
+                    BOOT_GONE=login
+                fi ;;
+            login)
+                if tr -d '\r' < "$BOOT_OUT/serial.log" | grep -qa 'root@[^ ]*:~# '; then
+                    # shellcheck disable=SC2016 # expanded by the guest's shell
+                    printf 'touch /run/lab-logged-in; echo lab-login-$((6 * 7))\n' >&"$BOOT_SERIAL_IN"
+                    BOOT_GONE=typed
+                fi ;;
+        esac
     fi
     # A shell waits for input once its prompt ("# ", root's) starts a line of the console after
     # the last answer (the kernel may print on after it); the echo of what was typed is no prompt.
@@ -412,7 +435,7 @@ cmd_boot() {
     # to serial.log all the same), so the lab can also type on it through a FIFO on its stdin,
     # held open here (opening it for reading would wait for a writer).
     local serial=(-serial "file:$BOOT_OUT/serial.log") stdin=/dev/null stdout=$BOOT_OUT/qemu.log
-    if [[ $answer_breaks == 1 ]]; then
+    if [[ $answer_breaks == 1 || " ${faults[*]} " == *" server-gone "* ]]; then
         rm -f "$BOOT_OUT/serial.in"
         mkfifo "$BOOT_OUT/serial.in"
         exec {BOOT_SERIAL_IN}<>"$BOOT_OUT/serial.in"
@@ -496,7 +519,7 @@ cmd_boot() {
         echo "seconds=$seconds"; echo "qemu_exit=$qemu_rc"; echo "timed_out=$BOOT_TIMED_OUT"
         echo "result=$result"; echo "export_unchanged=$export_unchanged"
         echo "login_after=${BOOT_LOGIN_AFTER:--}"; echo "leftovers=${leftovers:-none}"
-        echo "outage=$BOOT_OUTAGE"; echo "breaks_answered=$BOOT_BREAKS_ANSWERED"
+        echo "outage=$BOOT_OUTAGE"; echo "server_gone=$BOOT_GONE"; echo "breaks_answered=$BOOT_BREAKS_ANSWERED"
         [[ $disks == 0 ]] || echo "disks_untouched=$(boot_disks_untouched "$run_dir/disks")"
     } > "$BOOT_OUT/summary.txt"
 

@@ -3,12 +3,16 @@
 # matrix. Each changes only the run's own export tree (a hard-link copy of the cached image:
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
-FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver)
+FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
 FAULT_OUTAGE_AT='stateless: writable /var: '
 FAULT_OUTAGE_SECS=8
+# server-gone (with lab.server-gone=1, which makes /lab/check.sh print this and wait): the NFS
+# server killed for good; then root logs in on the console's getty (the lab's images have no
+# root password) and types a command.
+FAULT_GONE_AT='lab-check: the server may go now'
 
 fault_known() { [[ " ${FAULT_NAMES[*]} " == *" $1 "* ]]; }
 
@@ -25,7 +29,7 @@ fault_apply() {
         corrupt-modules-dep)
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
-        no-nic-driver) ;; # the initramfs: cmd_boot
+        no-nic-driver | server-gone) ;; # the initramfs: cmd_boot; the console: boot_faults_on_console
     esac
 }
 

@@ -313,7 +313,8 @@ impl<'a> Executor<'a> {
             }
             Step::Hostname { hostname, .. } => self.set_hostname(hostname.as_ref()),
             Step::NfsRoot { root } => self.mount_nfs_root(root),
-            Step::ImageRoot { export, file } => self.mount_image_root(export, file),
+            Step::ImageRoot { export, file, ram } => self.mount_image_root(export, file, *ram),
+            Step::UnmountExport => self.unmount_export(),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => self.make_writable(dir, *mode, tmpfs_size.as_deref()),
             Step::Overlay { dir } => self.mount_overlay(dir),

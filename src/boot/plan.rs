@@ -60,7 +60,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             let root = nfsroot::resolve_root(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
             let mount = match root {
                 Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount) },
-                Ok(RootSource::Image { export, file }) => Step::ImageRoot { export, file },
+                Ok(RootSource::Image { export, file }) => Step::ImageRoot { export, file, ram: options.image_ram },
                 Err(why) => Step::NfsRoot { root: Err(why) },
             };
             vec![mount, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
@@ -90,6 +90,7 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             .into_iter()
             .map(|(kind, name)| Step::Layer { kind, name })
             .chain(facts.writable.uppers().map(|dir| Step::Overlay { dir: dir.clone() }))
+            .chain(facts.image_in_memory.then_some(Step::UnmountExport))
             .collect(),
         Phase::Devices => {
             let swap = options.swap.clone().map(|wanted| Step::Swap { wanted });
@@ -277,6 +278,7 @@ pub fn assumed(step: &Step, facts: &Facts) -> Vec<Learned> {
             vec![Learned::Dir(dir.clone(), DirState::Overlay { mount: None })]
         }
         Step::SwitchRoot { .. } => vec![Learned::SwitchedRoot],
+        Step::ImageRoot { ram: true, .. } => vec![Learned::ImageInMemory],
         _ => Vec::new(),
     }
 }

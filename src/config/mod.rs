@@ -235,6 +235,10 @@ impl Resolution {
                 Vec::new()
             }
             ("stateless.break", None) => vec!["needs a phase name".to_owned()],
+            ("stateless.image.ram", None) => set(&mut o.image_ram, Ok(true)),
+            ("stateless.image.ram", Some(v)) => set(&mut o.image_ram, yes_no(v)),
+            // dracut's getargbool: bare or anything but 0, no, off is on.
+            ("rd.live.ram", v) => set(&mut o.image_ram, Ok(!matches!(v, Some("0" | "no" | "off")))),
             (k, None) if VALUE_KEYS.contains(&k) => vec!["needs a value".to_owned()],
             (k, None) if k.split_once('.').is_some_and(|(m, p)| !m.is_empty() && !p.is_empty() && m != "stateless") => {
                 o.modules.params.push((k.to_owned(), None));
@@ -375,6 +379,11 @@ impl Options {
         // An image root (built without /diskless) has its layers beside it on the export.
         if let Some(file) = nfsroot::image_file(&r.opts).filter(|_| !r.layers_given) {
             r.opts.layers = layers_beside(&file);
+        }
+        let image_root = r.opts.image.is_some() || r.opts.root.as_deref().is_some_and(|v| v.starts_with("live:"));
+        if r.opts.image_ram && !image_root {
+            let message = "stateless.image.ram: no image root to copy (root=live:nfs://... or stateless.image=)".into();
+            r.diags.push(Diagnostic { origin: Origin::Cmdline, key: "stateless.image.ram".into(), message });
         }
         (r.opts, r.diags)
     }

@@ -304,6 +304,32 @@ fn an_image_roots_layers_are_beside_it() {
     assert_eq!(o.layers, "/run/stateless/export/a/diskless", "{d}");
 }
 
+/// `stateless.image.ram` and dracut's `rd.live.ram`: the image copied into memory; alone, or
+/// with a tree root, it has nothing to copy and says so.
+#[test]
+fn an_image_in_memory_is_asked_for_by_either_name() {
+    let image = "root=live:nfs://10.0.0.1/srv/images/debian.sqfs";
+    for (words, ram) in [
+        ("stateless.image.ram", true),
+        ("stateless.image.ram=yes", true),
+        ("stateless.image.ram stateless.image.ram=no", false),
+        ("rd.live.ram=1", true),
+        ("rd.live.ram", true),
+        ("rd.live.ram=0", false),
+        ("stateless.image.ram rd.live.ram=off", false),
+        ("", false),
+    ] {
+        let o = ok(&format!("{image} {words}"));
+        assert_eq!(o.image_ram, ram, "{words}");
+        assert!(o.modules.params.is_empty(), "{words}: not a module's parameter");
+    }
+    assert!(ok("nfsroot=/srv stateless.image=/x.img rd.live.ram=1").image_ram);
+    let (o, d) = bad("nfsroot=/srv stateless.image.ram");
+    assert!(o.image_ram && d.contains("no image root to copy"), "{d}");
+    let (o, d) = bad(&format!("{image} stateless.image.ram=2"));
+    assert!(!o.image_ram && d.contains("\"2\" is not yes or no"), "{d}");
+}
+
 #[test]
 fn hostname_and_prefix() {
     assert_eq!(ok("stateless.hostname=lab3-12").hostname.as_deref(), Some("lab3-12"));

@@ -3,6 +3,7 @@
 
 pub mod cpio;
 pub mod disks;
+pub mod hashcopy;
 pub mod hostfiles;
 pub mod initramfs;
 pub mod layers;

@@ -48,6 +48,9 @@ pub struct Facts {
     /// `uppers` and `scratch`).
     #[serde(flatten)]
     pub writable: WritableDirs,
+    /// The image root is in memory: its export can go once the layers are in.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub image_in_memory: bool,
     /// Problems met while probing, for the log and the report.
     pub notes: Vec<String>,
 }
@@ -73,6 +76,8 @@ pub enum Learned {
     Dir(DirName, DirState),
     /// The boot left the initramfs for the NFS root.
     SwitchedRoot,
+    /// The image root was copied into memory.
+    ImageInMemory,
 }
 
 impl Facts {
@@ -100,6 +105,7 @@ impl Facts {
                 Learned::UppersOnScratch => self.writable.put_uppers_on(SCRATCH_UPPERS),
                 Learned::Dir(dir, state) => self.writable.set(dir, state),
                 Learned::SwitchedRoot => self.initramfs = false,
+                Learned::ImageInMemory => self.image_in_memory = true,
             }
         }
     }

@@ -70,6 +70,39 @@ pub struct BootedImage {
     /// The sha256 its `.sha256` file beside it (the target's, for a symlink) names, when there
     /// is one: 64 hex digits, lower-case.
     pub sha256: Option<String>,
+    /// Copied into memory (`stateless.image.ram`), its sha256 checked when there is one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_memory: bool,
+}
+
+/// What an image root copied into memory leaves for the system it boots, at least: 256 MiB,
+/// or an eighth of the memory when that is more.
+pub const MEMORY_KEPT: u64 = 256 << 20;
+
+/// Whether an image of `size` bytes fits into memory as /proc/meminfo (`meminfo`) tells it:
+/// its MemAvailable less what the system keeps ([`MEMORY_KEPT`]). `Ok`: the bytes available;
+/// `Err`: why not, for the log.
+pub fn fits_in_memory(size: u64, meminfo: &[u8]) -> Result<u64, String> {
+    let text = String::from_utf8_lossy(meminfo);
+    let kib = |key: &str| {
+        let line = text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+        line.split_whitespace().next()?.parse::<u64>().ok().map(|k| k.saturating_mul(1024))
+    };
+    let (Some(total), Some(available)) = (kib("MemTotal"), kib("MemAvailable")) else {
+        return Err("/proc/meminfo has no MemTotal and MemAvailable: cannot tell whether it fits".into());
+    };
+    let kept = MEMORY_KEPT.max(total / 8);
+    let mib = |b: u64| b >> 20;
+    match available.checked_sub(kept).filter(|room| *room >= size) {
+        Some(_) => Ok(available),
+        None => Err(format!(
+            "{} MiB does not fit into memory: {} MiB available of {} MiB, {} MiB kept for the system",
+            mib(size),
+            mib(available),
+            mib(total),
+            mib(kept)
+        )),
+    }
 }
 
 /// The checksum a sha256sum line names (`<64 hex>  <name>`), lower-case; `None` for anything else.
@@ -115,5 +148,28 @@ mod tests {
         assert_eq!(sha256_of_line(format!("{}g  x", &hex[1..]).as_bytes()), None, "not hex");
         assert_eq!(sha256_of_line(b""), None);
         assert_eq!(sha256_of_line(b"\x1b[2J"), None);
+    }
+
+    #[test]
+    fn an_image_fits_into_memory_when_what_the_system_keeps_stays_free() {
+        let meminfo = |total_mib: u64, available_mib: u64| {
+            format!("MemTotal:  {} kB\nMemFree: 1 kB\nMemAvailable:   {} kB\n", total_mib * 1024, available_mib * 1024)
+        };
+        let mib = |m: u64| m << 20;
+        // 1 GiB, 900 MiB free: 256 MiB kept, 644 MiB room.
+        assert_eq!(fits_in_memory(mib(644), meminfo(1024, 900).as_bytes()), Ok(mib(900)));
+        let refused = fits_in_memory(mib(645), meminfo(1024, 900).as_bytes()).unwrap_err();
+        assert_eq!(
+            refused,
+            "645 MiB does not fit into memory: 900 MiB available of 1024 MiB, 256 MiB kept for the system"
+        );
+        // 64 GiB: an eighth kept, 8 GiB.
+        assert!(fits_in_memory(mib(56 << 10), meminfo(64 << 10, 64 << 10).as_bytes()).is_ok());
+        assert!(fits_in_memory(mib(56 << 10) + 1, meminfo(64 << 10, 64 << 10).as_bytes()).is_err());
+        assert!(fits_in_memory(1, meminfo(1024, 100).as_bytes()).is_err(), "less free than kept");
+        for bad in ["", "MemTotal: 1024 kB\n", "MemTotal: x kB\nMemAvailable: 5 kB\n", "\u{0}\u{ff}"] {
+            let why = fits_in_memory(1, bad.as_bytes()).unwrap_err();
+            assert!(why.contains("cannot tell"), "{bad:?}: {why}");
+        }
     }
 }

@@ -201,6 +201,11 @@ pub struct Options {
     /// there (absolute, normalised), mounted as the root instead of the export's tree.
     #[serde(default)]
     pub image: Option<String>,
+    /// `stateless.image.ram` (dracut's `rd.live.ram=1`): the image file copied into memory
+    /// before it is mounted, and its export unmounted once the layers are in: the client no
+    /// longer needs the server.
+    #[serde(default)]
+    pub image_ram: bool,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -296,6 +301,7 @@ impl Default for Options {
             swap: None,
             scratch: None,
             image: None,
+            image_ram: false,
             modules: ModuleOptions::default(),
         }
     }

@@ -142,8 +142,14 @@ pub enum Step {
     NfsRoot { root: Result<NfsMount, String> },
     /// Initramfs mode, an image-file root: `export` mounted read-only at
     /// /run/stateless/export (as [`Step::NfsRoot`] mounts its root), `file` on it attached to
-    /// a loop device and mounted read-only on /root as the filesystem its magic names.
-    ImageRoot { export: NfsMount, file: String },
+    /// a loop device and mounted read-only on /root as the filesystem its magic names; with
+    /// `ram` (`stateless.image.ram`), copied into memory first and checked against its .sha256.
+    ImageRoot {
+        export: NfsMount,
+        file: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ram: bool,
+    },
     /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
     /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
     /// the boot is that of on-root mode.
@@ -159,6 +165,9 @@ pub enum Step {
     /// The overlay on a writable dir, mounted once the layers are in its upper dir (copy mode
     /// when overlayfs refuses).
     Overlay { dir: DirName },
+    /// An image root in memory: its export unmounted once the layers (beside the image on it)
+    /// are in; the client no longer needs the server.
+    UnmountExport,
     /// /etc/hostname, /etc/hosts, /etc/conf.d/hostname: exactly `files`.
     HostFiles { fqdn: String, short: String, files: Vec<String> },
     /// Swap areas of the local disks (`stateless.swap=`), found by their signature.
@@ -181,7 +190,7 @@ impl Step {
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
             Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
             Step::Scratch { .. } | Step::WritableDir { .. } => Phase::WritableDirs,
-            Step::Layer { .. } | Step::Overlay { .. } => Phase::Layers,
+            Step::Layer { .. } | Step::Overlay { .. } | Step::UnmountExport => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
             Step::Report { .. } => Phase::Report,
             Step::Handoff { .. } => Phase::Handoff,
@@ -233,7 +242,8 @@ impl Step {
             Step::Hostname { hostname: Some(_), .. } => "kernel hostname left alone".into(),
             // One the command line got wrong fails as at boot.
             Step::NfsRoot { root: Ok(mount) } => format!("would mount {mount}"),
-            Step::ImageRoot { export, file } => format!("would mount {file} on {export}"),
+            Step::ImageRoot { export, file, .. } => format!("would mount {file} on {export}"),
+            Step::UnmountExport => "no image export is mounted".into(),
             Step::SwitchRoot { .. } => return Some("not PID 1".into()),
             Step::Scratch { .. } => "no disk is mounted".into(),
             Step::Swap { .. } => "the host's swap is left alone".into(),
@@ -300,8 +310,9 @@ impl fmt::Display for Unescaped<'_> {
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::NfsRoot { root: Ok(mount) } => write!(f, "nfs root {mount} on /root"),
             Step::NfsRoot { root: Err(why) } => write!(f, "nfs root: {why}"),
-            Step::ImageRoot { export, file } => {
-                write!(f, "image root {} on {export} on /root", escape(file.as_bytes()))
+            Step::ImageRoot { export, file, ram } => {
+                write!(f, "image root {} on {export} on /root", escape(file.as_bytes()))?;
+                f.write_str(if *ram { ", copied into memory first" } else { "" })
             }
             Step::SwitchRoot { new_root } => write!(f, "switch root to /{new_root}"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {
@@ -315,6 +326,7 @@ impl fmt::Display for Unescaped<'_> {
             Step::Swap { wanted: Swap::Label(label) } => write!(f, "swap: the swap areas labelled {label}"),
             Step::Layer { name, .. } => write!(f, "layer {name}"),
             Step::Overlay { dir } => write!(f, "overlay on /{dir} (copy mode if overlayfs fails)"),
+            Step::UnmountExport => write!(f, "unmount the image's export: the image is in memory"),
             Step::HostFiles { files, .. } => {
                 write!(f, "host files {}", files.iter().map(|p| format!("/{p}")).collect::<Vec<_>>().join(", "))
             }

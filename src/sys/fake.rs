@@ -49,6 +49,7 @@ pub enum Call {
     Swapon(PathBuf),
     /// A loop device for the file named, with direct I/O or not: `/dev/loop0` under the dir given.
     AttachLoop(PathBuf, bool),
+    MemoryFile(String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
     Exec(PathBuf, Vec<OsString>),
@@ -253,6 +254,12 @@ impl Sys for Fake {
     ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
         self.record(Call::AttachLoop(name.into(), direct_io))?;
         Ok((dev.join("loop0"), std::fs::File::open("/dev/null")?.into()))
+    }
+
+    /// A real memfd, unless `fail` says otherwise.
+    fn memory_file(&self, name: &str) -> io::Result<std::os::fd::OwnedFd> {
+        self.record(Call::MemoryFile(name.into()))?;
+        Ok(rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?)
     }
 
     /// Reads the real file, unless `fail` says otherwise.

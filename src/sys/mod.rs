@@ -106,6 +106,9 @@ pub trait Sys: Send + Sync {
         name: &Path,
         direct_io: bool,
     ) -> io::Result<(std::path::PathBuf, std::os::fd::OwnedFd)>;
+    /// A new empty file in memory (memfd), `name` for /proc and losetup: an image root copied
+    /// into RAM lives there, held by its loop device once attached.
+    fn memory_file(&self, name: &str) -> io::Result<std::os::fd::OwnedFd>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;
     /// Runs an interactive shell on the console and waits for it.

@@ -112,6 +112,10 @@ impl Sys for Real {
         super::unsafe_ops::swapon(path)
     }
 
+    fn memory_file(&self, name: &str) -> io::Result<std::os::fd::OwnedFd> {
+        Ok(rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?)
+    }
+
     fn attach_loop(
         &self,
         dev: &Path,

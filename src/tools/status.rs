@@ -190,7 +190,8 @@ impl Summary {
             image: report.image.as_ref().map(|i| {
                 let target = i.target.as_deref().map(|t| format!(" -> {}", e(t))).unwrap_or_default();
                 let sum = i.sha256.as_deref().map(|s| format!(", sha256 {}", e(s))).unwrap_or_default();
-                format!("{}{target} ({}, {} bytes, mtime {}{sum})", e(&i.source), i.format, i.size, i.mtime)
+                let held = if i.in_memory { ", in memory" } else { "" };
+                format!("{}{target} ({}, {} bytes, mtime {}{sum}{held})", e(&i.source), i.format, i.size, i.mtime)
             }),
             dirs: report.dirs.iter().map(|d| format!("{} {}", e(&d.dir), spelled(&d.mode))).collect(),
             layers: report
@@ -409,17 +410,22 @@ mod tests {
         let text = human(&Summary::of(&report));
         assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
         // An image root: which image, its hostile link text escaped.
-        let image = crate::model::image::BootedImage {
+        use crate::model::image::BootedImage;
+        let image = BootedImage {
             source: "10.0.2.2:/srv/images/current".into(),
             target: Some("x\x1b[2J.sqfs".into()),
             format: crate::model::image::ImageFormat::Squashfs,
             size: 4096,
             mtime: 1_765_000_000,
             sha256: None,
+            in_memory: false,
         };
-        let text = human(&Summary::of(&Report { image: Some(image), ..report }));
+        let text = human(&Summary::of(&Report { image: Some(image.clone()), ..report.clone() }));
         let line = "image: 10.0.2.2:/srv/images/current -> x\\x1b[2J.sqfs (squashfs, 4096 bytes, mtime 1765000000)";
-        assert!(text.contains(line), "{text}");
+        assert!(text.contains(&format!("{line}\n")), "{text}");
+        let in_memory = BootedImage { in_memory: true, sha256: Some("ab".repeat(32)), ..image };
+        let text = human(&Summary::of(&Report { image: Some(in_memory), ..report }));
+        assert!(text.contains(&format!("1765000000, sha256 {}, in memory)", "ab".repeat(32))), "{text}");
     }
 
     #[test]

@@ -17,6 +17,9 @@ use crate::sys::Sys;
 pub(super) struct NfsClock {
     /// RPCs per operation when `apply` started counting (none: at boot, or not NFS).
     rpcs_from: Option<BTreeMap<String, RpcStat>>,
+    /// The last reading, when the NFS mount went before the count's end (an image root's
+    /// export unmounted once the image is in memory).
+    stopped: Option<BTreeMap<String, RpcStat>>,
     /// The time waited when counting started ([`nfs::waited_ms`]), plus what parallel steps
     /// waited since (theirs, not counted again); `None`: not NFS, or not counted.
     waited_from: Option<u64>,
@@ -59,9 +62,14 @@ impl NfsClock {
         self.waited_from = self.waited_from.map(|from| from.saturating_add(after.saturating_sub(before)));
     }
 
-    /// What the report shows now.
+    /// The count ends here: the NFS mount of `root` goes.
+    pub(super) fn stop(&mut self, sys: &dyn Sys, root: &Path) {
+        self.stopped = read(sys, root);
+    }
+
+    /// What the report shows now (or when the count stopped).
     pub(super) fn cost(&self, sys: &dyn Sys, root: &Path) -> NfsCost {
-        let now = read(sys, root);
+        let now = self.stopped.clone().or_else(|| read(sys, root));
         let waited_ms = self.waited_from.zip(now.as_ref()).map(|(from, now)| nfs::waited_ms(now).saturating_sub(from));
         let rpcs = now.map(|now| nfs::since(self.rpcs_from.as_ref().unwrap_or(&BTreeMap::new()), &now));
         NfsCost { rpcs: rpcs.unwrap_or_default(), waited_ms }

@@ -1,6 +1,7 @@
 //! Initramfs mode's root: mounting the image over NFS (stepping down versions), checking it,
 //! switching into it.
 
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,10 @@ use rustix::mount::MountFlags;
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
+use crate::fs::hashcopy::copy_hashed;
 use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
-use crate::model::image::{sha256_of_line, BootedImage, ImageFormat};
+use crate::model::image::{fits_in_memory, sha256_of_line, BootedImage, ImageFormat};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
@@ -23,38 +25,53 @@ fn said_dropped(dropped: &[Dropped]) -> String {
     dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
 }
 
-/// Where `file` on `export` leads when it is a symlink (`current`: the link's text), and the
-/// sha256 its `.sha256` beside it names (the target's, for a symlink, as `stateless image
-/// publish` writes them); each `None` when there is none or it cannot be read.
-fn image_names(export: &ImageRoot, file: &str) -> (Option<String>, Option<String>) {
-    let rel = relative(file);
-    let target = rustix::fs::readlinkat(export.fd(), &rel, Vec::new()).ok();
-    let target = target.map(|t| t.to_string_lossy().into_owned());
-    let named = match (&target, rel.parent()) {
-        (Some(t), Some(dir)) => dir.join(t),
-        _ => rel.clone(),
-    };
-    let mut sums = named.into_os_string();
-    sums.push(".sha256");
-    let line = export.read_file(&sums, 4096).ok().flatten();
-    (target.map(|t| crate::model::text::escape(t.as_bytes())), line.and_then(|l| sha256_of_line(&l)))
+/// What an image's name on the export leads to.
+struct ImageNames {
+    /// The file's path on the export: where a symlink (`current`) leads, one level.
+    named: std::path::PathBuf,
+    /// The link's text, escaped, when the name is a symlink.
+    target: Option<String>,
+    /// What the `.sha256` beside the file named names (the target's, for a symlink, as
+    /// `stateless image publish` writes them), when there is one that can be read.
+    sha256: Option<String>,
 }
 
-/// What is read from an NFS mount before the boot goes on with it.
-pub(super) enum Check<'a> {
-    /// The root's tree ([`rootcheck`]): its stateless.conf, its init, its layer root.
-    Tree,
-    /// An image file on the export: its head, which tells its format.
-    ImageHead(&'a str),
+fn image_names(export: &ImageRoot, file: &str) -> ImageNames {
+    use std::os::unix::ffi::OsStringExt;
+    let rel = relative(file);
+    let target = rustix::fs::readlinkat(export.fd(), &rel, Vec::new()).ok().map(|t| t.into_bytes());
+    let named = match (&target, rel.parent()) {
+        (Some(t), Some(dir)) => dir.join(std::ffi::OsString::from_vec(t.clone())),
+        _ => rel.clone(),
+    };
+    let mut sums = named.clone().into_os_string();
+    sums.push(".sha256");
+    let line = export.read_file(&sums, 4096).ok().flatten();
+    let sha256 = line.and_then(|l| sha256_of_line(&l));
+    ImageNames { named, target: target.map(|t| crate::model::text::escape(&t)), sha256 }
+}
+
+/// An image file on the export, open, and its format as its head tells it.
+pub(super) struct ImageFile {
+    fd: OwnedFd,
+    format: ImageFormat,
 }
 
 /// What the check of a root just mounted decided.
-enum RootVerdict {
-    /// The boot goes on with it; what was read, and an image file's head.
-    Booting(String, Vec<u8>),
+enum RootVerdict<T> {
+    /// The boot goes on with it; what was read, and what the check hands on.
+    Booting(String, T),
     /// Unmounted: to be mounted again with these older versions.
     SteppedDown(&'static [&'static str]),
 }
+
+/// What reads a root just mounted before the boot goes on with it: the root check of a tree,
+/// an image file's head. What it read (named), how many bytes, and what it hands on.
+trait Checker<T>: Fn(&Executor<'_>, &ImageRoot) -> Result<(String, usize, T), Failure> {}
+impl<T, F: Fn(&Executor<'_>, &ImageRoot) -> Result<(String, usize, T), Failure>> Checker<T> for F {}
+
+/// How often copying an image into memory says how far it got.
+const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
 impl Executor<'_> {
     /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
@@ -67,7 +84,12 @@ impl Executor<'_> {
         // The command line's words are in `why` as given.
         let mount =
             root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
-        let (detail, _) = self.mount_nfs(mount, NEW_ROOT, &Check::Tree)?;
+        if self.options.image_ram {
+            log::warn!("stateless.image.ram: the root is a tree, not an image file: nothing is copied into memory");
+        }
+        let (detail, ()) = self.mount_nfs(mount, NEW_ROOT, |me, root| {
+            rootcheck::check(me.sys, root, &me.running, &me.cmdline).map(|c| (c.init, c.bytes, ()))
+        })?;
         Ok(Done::ok(detail))
     }
 
@@ -76,44 +98,56 @@ impl Executor<'_> {
     /// squashfs or EROFS magic), `file` on it attached to a loop device (read-only; direct I/O:
     /// the image's own filesystem caches what it reads) and mounted read-only on /root as the
     /// filesystem its magic names, `loop` and that module loaded first; then the root check,
-    /// in the image, as on a tree.
-    pub(super) fn mount_image_root(&mut self, export: &NfsMount, file: &str) -> Result<Done, Failure> {
+    /// in the image, as on a tree. With `ram`, the file is copied into memory first
+    /// ([`Executor::image_into_memory`]) and the loop device reads the copy.
+    pub(super) fn mount_image_root(&mut self, export: &NfsMount, file: &str, ram: bool) -> Result<Done, Failure> {
         let export = NfsMount { read_only: true, ..export.clone() };
-        let (mounted, head) = self.mount_nfs(&export, EXPORT, &Check::ImageHead(file))?;
+        let (mounted, ImageFile { fd, format }) = self.mount_nfs(&export, EXPORT, |me, on| {
+            me.read_image_head(on, file).map(|(image, bytes)| (file.to_string(), bytes, image))
+        })?;
         let path = self.running.host_path(EXPORT).join(relative(file));
-        let format = ImageFormat::of(&head).ok_or_else(|| Failure::new(Op::Read, Some(&path), "no image magic"))?;
         for module in ["loop", format.fstype()] {
             if let Err(e) = self.load_module(module) {
                 log::warn!("{module} for the image root: {e}; going on (built in?)");
             }
         }
+        let st = rustix::fs::fstat(&fd).map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
+        let size = u64::try_from(st.st_size).unwrap_or(0);
         let on_export =
             ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
-        let opened = on_export.open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC);
-        let fd = opened.map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
-        let st = rustix::fs::fstat(&fd).map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
-        let (target, sha256) = image_names(&on_export, file);
+        let ImageNames { named, target, sha256 } = image_names(&on_export, file);
+        let (fd, copied) = match ram {
+            true => self.image_into_memory(fd, size, sha256.as_deref(), &path).map(|(fd, said)| (fd, said + "; "))?,
+            false => (fd, String::new()),
+        };
         self.record.image = Some(BootedImage {
             source: format!("{}:{}", export.server, Path::new(&export.path).join(relative(file)).display()),
             target,
             format,
-            size: u64::try_from(st.st_size).unwrap_or(0),
+            size,
             mtime: st.st_mtime,
             sha256,
+            in_memory: ram,
         });
-        let dev = self.running.host_path("dev");
-        let (device, held) = self
-            .sys
-            .attach_loop(&dev, std::os::fd::AsFd::as_fd(&fd), Path::new(file), true)
-            .map_err(|e| Failure::io(Op::Mount, Some(&path), &e))?;
         let root = self
             .running
             .create_dir_all(NEW_ROOT, 0o755)
             .map_err(|e| self.io(Op::Mkdir, &self.running, NEW_ROOT, &e))?;
-        self.sys
-            .mount(&device.to_string_lossy(), &root.path, format.fstype(), MountFlags::RDONLY, "")
-            .map_err(|e| Failure::io(Op::Mount, Some(&device), &e))?;
-        drop(held); // the mount holds the device now; unmounted, it lets go of the file
+        // EROFS mounts the file itself where the kernel can (6.12: EROFS_FS_BACKED_BY_FILE),
+        // its reads direct; ENOTBLK from an older one: a loop device, as for squashfs. By the
+        // name the link led to: the file opened, as `publish` never reuses a name.
+        let on_file = on_export.host_path(&named);
+        let file_backed = format == ImageFormat::Erofs && !ram && {
+            match self.sys.mount(&on_file.to_string_lossy(), &root.path, "erofs", MountFlags::RDONLY, "") {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTBLK.raw_os_error()) => false,
+                Err(e) => return Err(Failure::io(Op::Mount, Some(&on_file), &e)),
+            }
+        };
+        let device = match file_backed {
+            true => on_file,
+            false => self.mount_on_loop(fd, file, format, ram, &root.path)?,
+        };
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
             .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, path.display()), ..f })?;
@@ -121,28 +155,109 @@ impl Executor<'_> {
         if let Some(nfs) = &mut self.record.nfs_root {
             (nfs.init, nfs.init_bytes) = (checked.init, checked.bytes as u64);
         }
-        Ok(Done::ok(format!("export {mounted}; {format} on {} on /root; {read}", device.display())))
+        Ok(Done::ok(format!("export {mounted}; {copied}{format} on {} on /root; {read}", device.display()))
+            .learned(ram.then_some(Learned::ImageInMemory)))
+    }
+
+    /// The image file `fd` (`file` on the export) on a loop device, mounted on `at` as
+    /// `format`: read-only, with direct I/O unless the file is a copy in memory (memfd has
+    /// none: it is read through the page cache). The device.
+    fn mount_on_loop(
+        &self,
+        fd: OwnedFd,
+        file: &str,
+        format: ImageFormat,
+        in_memory: bool,
+        at: &Path,
+    ) -> Result<std::path::PathBuf, Failure> {
+        let path = Path::new(file);
+        let dev = self.running.host_path("dev");
+        let attached = self.sys.attach_loop(&dev, fd.as_fd(), path, !in_memory);
+        let (device, held) = attached.map_err(|e| Failure::io(Op::Mount, Some(path), &e))?;
+        drop(fd); // the loop device holds the file (or its copy) now
+        self.sys
+            .mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "")
+            .map_err(|e| Failure::io(Op::Mount, Some(&device), &e))?;
+        drop(held); // the mount holds the device now; unmounted, it lets go of the file
+        Ok(device)
+    }
+
+    /// `stateless.image.ram`: the image file `from` (`size` bytes, at `path`) copied into a
+    /// memory file, when it fits ([`fits_in_memory`]: a copy that ran the machine out of memory
+    /// would end in the OOM killer, with PID 1 the one process it may not kill), how far it got
+    /// in the log every few seconds, and its sha256 held to `sha256`, its .sha256's, when there
+    /// is one: a damaged image fails here, before anything is mounted. The copy, and what the
+    /// step says of it.
+    fn image_into_memory(
+        &self,
+        from: OwnedFd,
+        size: u64,
+        sha256: Option<&str>,
+        path: &Path,
+    ) -> Result<(OwnedFd, String), Failure> {
+        let failed = |message: String| Failure::new(Op::Copy, Some(path), format!("into memory: {message}"));
+        let meminfo = self.sys.proc_file("meminfo").map_err(|e| failed(format!("/proc/meminfo: {e}")))?;
+        let available = fits_in_memory(size, &meminfo).map_err(failed)?;
+        let memory = self.sys.memory_file("stateless-image").map_err(|e| Failure::io(Op::Copy, Some(path), &e))?;
+        let (from, mut to) = (std::fs::File::from(from), std::fs::File::from(memory));
+        let mib = |bytes: u64| bytes >> 20;
+        log::info!("image into memory: {} MiB ({} MiB available)", mib(size), mib(available));
+        let (started, mut said) = (Instant::now(), Instant::now());
+        let (copied, hex) = copy_hashed(&from, &mut to, |done| {
+            if said.elapsed() >= PROGRESS_EVERY {
+                said = Instant::now();
+                let percent = done.saturating_mul(100) / size.max(1);
+                log::info!("image into memory: {} of {} MiB ({percent}%)", mib(done), mib(size));
+            }
+        })
+        .map_err(|e| Failure::io(Op::Copy, Some(path), &e))?;
+        if copied != size {
+            return Err(failed(format!("{copied} bytes read, {size} when opened: the file changed")));
+        }
+        let checked = match sha256 {
+            Some(want) if want != hex => {
+                return Err(failed(format!(
+                    "its sha256 is {hex}, its .sha256 says {want}: a damaged or replaced image is not booted"
+                )))
+            }
+            Some(_) => "sha256 as its .sha256 says",
+            None => "no .sha256 beside it to check",
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let rate = mib(copied) as f64 / secs.max(0.001);
+        Ok((to.into(), format!("copied {} MiB into memory in {secs:.1} s ({rate:.0} MiB/s), {checked}", mib(copied))))
+    }
+
+    /// An image root in memory: its export unmounted, the NFS count stopped there for the
+    /// report. The layers beside the image on it are in; the client no longer needs the server.
+    pub(super) fn unmount_export(&mut self) -> Result<Done, Failure> {
+        let at = self.running.host_path(EXPORT);
+        self.nfs.stop(self.sys, self.target.path());
+        self.sys.umount(&at).map_err(|e| Failure::io(Op::Umount, Some(&at), &e))?;
+        Ok(Done::ok(format!("{} unmounted: the client no longer needs the server", at.display())))
     }
 
     /// The first [`ImageFormat::HEAD`] bytes of `file` on the export `export`, read from the
-    /// server (EIO is the root check's), which must name squashfs or EROFS.
-    fn read_image_head(&self, export: &ImageRoot, file: &str) -> Result<Vec<u8>, Failure> {
+    /// server (EIO is the root check's), which must name squashfs or EROFS: the file, open, its
+    /// format, and the bytes read.
+    fn read_image_head(&self, export: &ImageRoot, file: &str) -> Result<(ImageFile, usize), Failure> {
         let path = export.host_path(relative(file));
         let fd = export
             .open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC)
             .map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
         let mut head = vec![0; ImageFormat::HEAD];
-        let read = self.sys.read_start(std::os::fd::AsFd::as_fd(&fd), &path, &mut head);
+        let read = self.sys.read_start(fd.as_fd(), &path, &mut head);
         head.truncate(read.map_err(|e| Failure::io(Op::Read, Some(&path), &e))?);
         match ImageFormat::of(&head) {
-            Some(_) => Ok(head),
+            Some(format) => Ok((ImageFile { fd, format }, head.len())),
             None => Err(Failure::new(Op::Read, Some(&path), "not a squashfs or EROFS image: neither magic")),
         }
     }
 
     /// [`Executor::mount_nfs_root`]'s mount of `mount` on `at` (in the running root), checked
-    /// as `check` says. What the step says of it, and the head read of an image file.
-    fn mount_nfs(&mut self, mount: &NfsMount, at: &str, check: &Check<'_>) -> Result<(String, Vec<u8>), Failure> {
+    /// by `check` (what it read, how many bytes, and what it hands on). What the step says of
+    /// it, and what the check handed on.
+    fn mount_nfs<T>(&mut self, mount: &NfsMount, at: &str, check: impl Checker<T>) -> Result<(String, T), Failure> {
         let mut modules = Vec::new();
         let dir = self.running.create_dir_all(at, 0o755).map_err(|e| self.io(Op::Mkdir, &self.running, at, &e))?;
         let flags = if mount.read_only { MountFlags::RDONLY } else { MountFlags::empty() };
@@ -173,10 +288,13 @@ impl Executor<'_> {
                 let (fstype, data) = mount.attempt(version, client);
                 let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
                 let e = match self.sys.mount_bounded(&call, left) {
-                    Ok(()) => match self.check_root(mount, &dir.path, check, version, &data, &mut dropped)? {
-                        RootVerdict::Booting(read, head) => {
+                    Ok(()) => match self.check_root(mount, &dir.path, &check, version, &data, &mut dropped)? {
+                        RootVerdict::Booting(read, handed) => {
                             let ms = started.elapsed().as_millis();
-                            return Ok((format!("mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"), head));
+                            return Ok((
+                                format!("mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"),
+                                handed,
+                            ));
                         }
                         RootVerdict::SteppedDown(older) => {
                             versions = older.to_vec();
@@ -230,30 +348,23 @@ impl Executor<'_> {
     /// [`rootcheck`] does. Passed: recorded for the report. EIO with a minor version that has
     /// older ones: unmounted, `dropped` told why, and the older ones to mount instead. Else the
     /// failure, the root left mounted (for a shell to look at).
-    fn check_root(
+    fn check_root<T>(
         &mut self,
         mount: &NfsMount,
         dir: &Path,
-        check: &Check<'_>,
+        check: &impl Checker<T>,
         version: &str,
         data: &str,
         dropped: &mut Vec<Dropped>,
-    ) -> Result<RootVerdict, Failure> {
+    ) -> Result<RootVerdict<T>, Failure> {
         let image = ImageRoot::open(dir).map_err(|e| Failure::io(Op::Open, Some(dir), &e))?;
-        let checked = match check {
-            Check::Tree => {
-                rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map(|c| (c.init, c.bytes, Vec::new()))
-            }
-            Check::ImageHead(file) => {
-                self.read_image_head(&image, file).map(|head| (file.to_string(), head.len(), head))
-            }
-        };
+        let checked = check(self, &image);
         let failure = match checked {
-            Ok((init, bytes, head)) => {
+            Ok((init, bytes, handed)) => {
                 let read = format!("read {bytes} bytes of {}", crate::model::text::escape(init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
                 self.record.nfs_root = Some(Mounted { version, options, init, init_bytes: bytes as u64, dropped });
-                return Ok(RootVerdict::Booting(read, head));
+                return Ok(RootVerdict::Booting(read, handed));
             }
             Err(failure) => failure,
         };

@@ -1058,20 +1058,8 @@ fn an_image_file_on_the_export_is_the_root() {
         ("image-named", "nfsroot=/srv/images,vers=3 stateless.image=current", "10.0.2.2:/srv/images", "current"),
     ] {
         let (image, sys) = initramfs(tag, |_| None);
-        let at = image.0.join(EXPORT);
-        std::fs::create_dir_all(&at).unwrap();
-        let mut head = vec![0u8; 4096];
-        head[..4].copy_from_slice(b"hsqs");
-        std::fs::write(at.join("x.img"), &head).unwrap();
-        std::fs::write(at.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
-        // As `stateless image publish` leaves it: `current` leads to the image, whose .sha256 counts.
-        std::os::unix::fs::symlink("x.img", at.join("current")).unwrap();
-        // The layers beside the image, not in it: on the export, which the switch moves into
-        // the image with /run (the fake moves nothing: the moved one is made here too).
-        std::fs::create_dir(at.join("diskless")).unwrap();
+        let at = image_export(&image, 4096, Some(&sum));
         let root = image.0.join("root");
-        std::fs::create_dir_all(root.join(EXPORT)).unwrap();
-        std::fs::rename(root.join("diskless"), root.join(EXPORT).join("diskless")).unwrap();
         let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
         assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
         assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
@@ -1100,6 +1088,145 @@ fn an_image_file_on_the_export_is_the_root() {
         assert_eq!(booted.target.as_deref(), (name == "current").then_some("x.img"));
         assert_eq!((booted.format, booted.size), (crate::model::image::ImageFormat::Squashfs, 4096));
         assert_eq!(booted.sha256.as_deref(), Some(sum.as_str()));
+    }
+}
+
+/// The export of an image root as the fake kernel's server has it: `x.img`, `size` bytes
+/// starting with squashfs's magic, its .sha256 naming `sum` when given, `current` leading to
+/// it as `stateless image publish` leaves it; and the layers beside the image, not in it: on
+/// the export, which the switch moves into the image with /run (the fake moves nothing: the
+/// moved one is made here too). The export's path.
+fn image_export(image: &Image, size: usize, sum: Option<&str>) -> PathBuf {
+    let at = image.0.join(EXPORT);
+    std::fs::create_dir_all(&at).unwrap();
+    let bytes: Vec<u8> = b"hsqs".iter().copied().chain((4..size).map(|i| (i % 251) as u8)).collect();
+    std::fs::write(at.join("x.img"), &bytes).unwrap();
+    if let Some(sum) = sum {
+        std::fs::write(at.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
+    }
+    std::os::unix::fs::symlink("x.img", at.join("current")).unwrap();
+    let root = image.0.join("root");
+    std::fs::create_dir_all(root.join(EXPORT)).unwrap();
+    std::fs::rename(root.join("diskless"), root.join(EXPORT).join("diskless")).unwrap();
+    at
+}
+
+/// /proc/meminfo of a machine with 1 GiB, `available_mib` of it available.
+fn meminfo(sys: &mut Fake, available_mib: u64) {
+    let text = format!("MemTotal: 1048576 kB\nMemAvailable: {} kB\n", available_mib * 1024);
+    sys.proc.insert("meminfo".into(), text);
+}
+
+const IMAGE_IN_MEMORY: &str = "nfsroot=/srv/images,vers=3 stateless.image=current stateless.image.ram";
+
+/// `stateless.image.ram`: the image copied into memory (its .sha256 checked) before it is
+/// attached, the loop device reading the copy through the page cache; the export unmounted
+/// once the layers beside the image are in and the overlays are up, before the report. dracut's
+/// `rd.live.ram=1` is the same.
+#[test]
+fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in() {
+    use sha2::Digest;
+    let size = (2 << 20) + 5;
+    for (tag, cmdline) in [
+        ("image-ram", IMAGE_IN_MEMORY.to_string()),
+        ("image-rd-live-ram", IMAGE_IN_MEMORY.replace("stateless.image.ram", "rd.live.ram=1")),
+    ] {
+        let (image, mut sys) = initramfs(tag, |_| None);
+        let probe = image_export(&image, size, None);
+        let sum: String = sha2::Sha256::digest(std::fs::read(probe.join("x.img")).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(probe.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
+        meminfo(&mut sys, 900);
+        let (outcomes, ended) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
+        let root_step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { ram: true, .. })).unwrap();
+        let detail = &root_step.detail;
+        assert!(
+            detail.contains("copied 2 MiB into memory") && detail.contains("sha256 as its .sha256 says"),
+            "{detail}"
+        );
+        // The export goes after the last layer and overlay, before the report.
+        let steps: Vec<&Step> = outcomes.iter().map(|o| &o.step).collect();
+        let at = |p: &dyn Fn(&Step) -> bool| steps.iter().rposition(|s| p(s)).unwrap_or_else(|| panic!("{steps:#?}"));
+        let unmounted = at(&|s| matches!(s, Step::UnmountExport));
+        assert!(at(&|s| matches!(s, Step::Layer { .. } | Step::Overlay { .. })) < unmounted, "{steps:#?}");
+        assert!(unmounted < at(&|s| matches!(s, Step::Report { .. })), "{steps:#?}");
+        let calls = sys.calls();
+        let pos = |c: &Call| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("no {c:?}: {calls:#?}"));
+        assert!(pos(&Call::MemoryFile("stateless-image".into())) < pos(&Call::AttachLoop("/current".into(), false)));
+        // After the switch the export is at the same path in the new root (moved with /run).
+        let export = image.0.join("root").join(EXPORT);
+        assert!(pos(&Call::SwitchRoot(image.0.join("root"))) < pos(&Call::Umount(export)), "{calls:#?}");
+        let booted = read_report(&image.0.join("root")).image.unwrap();
+        assert!(booted.in_memory && booted.sha256 == Some(sum), "{booted:?}");
+    }
+}
+
+/// EROFS mounts the image file itself where the kernel can (6.12), by the name `current` led
+/// to, no loop device; a kernel that cannot (ENOTBLK: 6.1) gets it on a loop device.
+#[test]
+fn an_erofs_image_is_mounted_as_a_file_where_the_kernel_can() {
+    let notblk = |c: &Call| {
+        let file = matches!(c, Call::Mount { source, fstype, .. } if fstype == "erofs" && source.ends_with("x.img"));
+        file.then_some(Errno::NOTBLK.raw_os_error())
+    };
+    for (tag, fail) in [("erofs-file", (|_| None) as fn(&Call) -> Option<i32>), ("erofs-loop", notblk)] {
+        let (image, sys) = initramfs(tag, fail);
+        let at = image_export(&image, 4096, None);
+        let mut erofs = vec![0u8; 4096];
+        erofs[1024..1028].copy_from_slice(&[0xE2, 0xE1, 0xF5, 0xE0]);
+        std::fs::write(at.join("x.img"), erofs).unwrap();
+        let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=current";
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{tag}: {outcomes:#?}");
+        let calls = sys.calls();
+        let erofs: Vec<&Call> =
+            calls.iter().filter(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "erofs")).collect();
+        let on_file = matches!(erofs[0], Call::Mount { source, flags, .. }
+            if *source == at.join("x.img").to_string_lossy() && *flags == MountFlags::RDONLY);
+        assert!(on_file, "{tag}: by the name current leads to: {erofs:?}");
+        let looped = calls.iter().any(|c| *c == Call::AttachLoop("/current".into(), true));
+        match tag {
+            "erofs-file" => assert!(erofs.len() == 1 && !looped, "{tag}: {calls:#?}"),
+            _ => {
+                let on_loop = matches!(erofs.get(1), Some(Call::Mount { source, .. }) if source.ends_with("dev/loop0"));
+                assert!(looped && on_loop, "{tag}: {calls:#?}");
+            }
+        }
+        let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+        assert_eq!(step.status, Status::Ok, "{step:#?}");
+    }
+}
+
+/// An image in memory that does not fit, whose copy does not hash to its .sha256, or whose
+/// memory file cannot be made fails the root step before anything is attached: every policy
+/// reboots, with why in the log.
+#[test]
+fn an_image_that_does_not_fit_or_is_damaged_fails_before_it_is_attached() {
+    let enomem = |c: &Call| matches!(c, Call::MemoryFile(_)).then_some(Errno::NOMEM.raw_os_error());
+    type Fails = fn(&Call) -> Option<i32>;
+    let cases: [(&str, u64, Option<&str>, Fails, &str); 4] = [
+        ("ram-too-big", 200, None, |_| None, "does not fit into memory: 200 MiB available of 1024 MiB"),
+        ("ram-damaged", 900, Some(&"0".repeat(64)), |_| None, "its .sha256 says 0000"),
+        ("ram-enomem", 900, None, enomem, "cannot allocate memory"),
+        ("ram-no-meminfo", 0, None, |_| None, "/proc/meminfo"),
+    ];
+    for (tag, available, sum, fail, why) in cases {
+        let (image, mut sys) = initramfs(tag, fail);
+        image_export(&image, 4096, sum);
+        if available > 0 {
+            meminfo(&mut sys, available);
+        }
+        let (outcomes, ended) = boot_from(&image, IMAGE_IN_MEMORY, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "{tag}: {outcomes:#?}");
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+        let message = failed.error.as_ref().unwrap().to_string();
+        assert!(message.contains(why), "{tag}: {message}");
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::AttachLoop(..) | Call::SwitchRoot(..))), "{tag}: {calls:#?}");
     }
 }
 

@@ -243,6 +243,18 @@ const ROWS: &[Row] = &[
         shows: |p| p.iter().any(|s| matches!(s, Step::Scratch { .. })),
         differs: None,
     },
+    Row {
+        mode: "initramfs, an image root in memory",
+        cmdline: IMAGE_IN_MEMORY,
+        initramfs: true,
+        kernel: |image, sys| {
+            image_export(image, 4096, None);
+            meminfo(sys, 900);
+        },
+        facts: || leased(Exchange::Discover, true),
+        shows: |p| p.iter().any(|s| matches!(s, Step::UnmountExport)),
+        differs: None,
+    },
 ];
 
 /// The scratch disk there: an ext4 labelled so (a loop device).
