@@ -83,8 +83,8 @@ def _sections(text, level):
 def write_section(title, key, text, path="benches/RESULTS.md"):
     """Replaces the `## key...` section of the `# title` part of benches/RESULTS.md with text
     (which starts with its own `## key` heading), adding the part or the section when missing;
-    every other part and section is kept. A part's sections go by the number in their headings
-    (Debian 12 before 13)."""
+    every other part and section is kept. A part's "## Debian N" sections go by N, before its
+    other sections (notes written by hand)."""
     try:
         with open(path) as f:
             old = f.read()
@@ -98,7 +98,7 @@ def write_section(title, key, text, path="benches/RESULTS.md"):
     intro, *subs = _sections(part[1], 2)
     subs = [s for s in subs if s[0] != f"## {key}" and not s[0].startswith(f"## {key} ")]
     subs.append(["", text.rstrip() + "\n"])
-    number = lambda s: int(m.group(0)) if (m := re.search(r"\d+", s[0] or s[1])) else 0
+    number = lambda s: int(m.group(1)) if (m := re.match(r"## Debian (\d+)", s[0] or s[1])) else 1000
     kept = [intro[1].strip() + "\n"] if intro[1].strip() else []
     part[1] = "\n" + "\n".join(kept + [(s[0] + "\n" + s[1]).strip() + "\n" for s in sorted(subs, key=number)])
     out = parts[0][1] + "\n".join((p[0] + "\n" + p[1]).rstrip() + "\n" for p in parts[1:])
