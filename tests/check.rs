@@ -406,3 +406,152 @@ fn a_fifo_at_the_images_stateless_conf_is_left_unopened() {
     let refused = "read /etc/stateless.conf: not a regular file: left unopened; its options are not used";
     assert!(text.lines().any(|l| l.ends_with(refused)), "{text}");
 }
+
+/// Fails unless `stateless image build` can make `format` here.
+fn require_image_tool(format: &str) {
+    let (tool, package) =
+        if format == "erofs" { ("mkfs.erofs", "erofs-utils") } else { ("mksquashfs", "squashfs-tools") };
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().unwrap();
+    require(found.status.success(), &format!("{tool} ({package}; qemu/lab build installs it)"));
+}
+
+/// `stateless image build ROOT -o OUTPUT --format FORMAT`, which must succeed.
+fn build_image(root: &Path, output: &Path, format: &str) {
+    let mut build = Command::new(BIN);
+    build.arg("image").arg("build").arg(root).arg("-o").arg(output).args(["--format", format]);
+    let built = build.output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+}
+
+/// The squashfs and EROFS mounts of this process's mount namespace.
+fn image_mounts() -> Vec<String> {
+    let info = read(Path::new("/proc/self/mountinfo"));
+    info.lines().filter(|l| l.contains(" - squashfs ") || l.contains(" - erofs ")).map(str::to_owned).collect()
+}
+
+/// What `losetup -j FILE` lists: the loop devices `file` is attached to.
+fn loops_on(file: &Path) -> String {
+    let out = Command::new("losetup").arg("-j").arg(file).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An image file of a tree, its layer tree beside it as publish leaves it (`current`, a
+/// symlink to it, and `diskless/`), checked: the findings and hosts of the same tree checked as
+/// a directory with its layer tree inside; its stateless.conf and passwd are read; nothing
+/// stays mounted or attached, nothing on the server is written.
+fn an_image_file_is_checked_as_its_tree(format: &str) {
+    require_image_tool(format);
+    let (tmp, root) = test_image(&format!("check-{format}"));
+    write(&root.join("etc/stateless.conf"), "stateless.dirs=etc,var/lib\n");
+    write(&root.join("diskless/hosts/lab3-12/etc/conf.d"), "a file where the image has a dir\n");
+    let srv = tmp.0.join("srv");
+    std::fs::create_dir(&srv).unwrap();
+    let file = srv.join(format!("debian13-1.{format}"));
+    build_image(&root, &file, format);
+    assert!(Command::new("cp").arg("-a").arg(root.join("diskless")).arg(&srv).status().unwrap().success());
+    symlink(file.file_name().unwrap(), srv.join("current")).unwrap();
+    let (before, mounts) = (fingerprint(&srv), image_mounts());
+    let args = ["--host", "pc7,10.0.2.40/24", "--json"];
+    let as_tree = parsed(&check(&root, &args, false));
+    let out = check(&srv.join("current"), &args, false);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let as_image = parsed(&out);
+    for key in ["dirs", "findings", "hosts"] {
+        assert_eq!(as_image[key], as_tree[key], "{key}: {as_image:#}");
+    }
+    assert_eq!(as_image["dirs"], serde_json::json!(["etc", "var/lib"]));
+    assert_eq!(
+        problems(&as_image, "hosts/lab3-12/etc/conf.d"),
+        ["error: the image has a directory at /etc/conf.d: not copied"]
+    );
+    assert!(problems(&as_image, "base/etc/suid")
+        .contains(&"warning: owner 1234 is no user of the image's /etc/passwd".into()));
+    let shown = |path: &Path| path.to_str().unwrap().to_owned();
+    assert_eq!(as_image["image"], shown(&srv.join("current")));
+    assert_eq!(as_image["file"], serde_json::json!({"format": format, "target": shown(&file)}));
+    assert_eq!(as_image["layer_root"], shown(&srv.join("diskless")));
+    // The clients' own command line, naming the image on the export, leads to the same layer root.
+    for cmdline in
+        ["root=live:nfs://192.0.2.1/srv/images/current", "nfsroot=192.0.2.1:/srv stateless.image=images/current"]
+    {
+        let json = parsed(&check(&srv.join("current"), &["--cmdline", cmdline, "--json"], false));
+        assert_eq!(json["layer_root"], shown(&srv.join("diskless")), "{cmdline}");
+    }
+    let text = String::from_utf8(check(&srv.join("current"), &[], false).stdout).unwrap();
+    let first = format!(
+        "stateless check {}/current ({format} image, at {}): layer root {}/diskless, writable dirs etc, var/lib\n",
+        srv.display(),
+        file.display(),
+        srv.display()
+    );
+    assert!(text.starts_with(&first), "{text}");
+    // stateless.layers= names one in the image, which has none: an image is built without /diskless.
+    let inside = parsed(&check(&file, &["--cmdline", "stateless.layers=/diskless", "--json"], false));
+    assert_eq!(inside["file"]["target"], serde_json::Value::Null);
+    assert_eq!(inside["layer_root"], "/diskless");
+    assert_eq!(problems(&inside, "/diskless"), ["error: no layer root here: the clients get no layers"]);
+    assert_eq!(image_mounts(), mounts, "a mount of the check's is left");
+    assert_eq!(loops_on(&file), "", "a loop device is left on the image");
+    assert_eq!(fingerprint(&srv), before, "check wrote to the server");
+}
+
+#[test]
+#[ignore = "needs root: mounts a squashfs image for the check, owners, device nodes"]
+fn a_squashfs_image_is_checked_as_its_tree() {
+    an_image_file_is_checked_as_its_tree("squashfs");
+}
+
+#[test]
+#[ignore = "needs root: mounts an EROFS image for the check, owners, device nodes"]
+fn an_erofs_image_is_checked_as_its_tree() {
+    an_image_file_is_checked_as_its_tree("erofs");
+}
+
+#[test]
+#[ignore = "needs root: mounts the images it damages, checks as nobody"]
+fn a_damaged_image_is_an_error_and_one_without_root_refused() {
+    require_image_tool("squashfs");
+    require_image_tool("erofs");
+    let tmp = TempDir::new("check-damaged");
+    std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = small_image(&tmp, "");
+    let (sqfs, erofs) = (tmp.0.join("cut.sqfs"), tmp.0.join("zeroed.erofs"));
+    build_image(&root, &sqfs, "squashfs");
+    build_image(&root, &erofs, "erofs");
+    // Without root it is not mounted: a usage error, before anything is attached.
+    let out = check(&sqfs, &[], true);
+    assert_eq!(out.status.code(), Some(2));
+    let said = format!("{}: checking an image file needs root, to mount it", sqfs.display());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&said), "{out:?}");
+    // squashfs cut after its superblock; EROFS's superblock zeroed after its magic.
+    std::fs::OpenOptions::new().write(true).open(&sqfs).unwrap().set_len(200).unwrap();
+    let mut bytes = std::fs::read(&erofs).unwrap();
+    bytes[1028..1128].fill(0);
+    std::fs::write(&erofs, bytes).unwrap();
+    for (file, fstype) in [(&sqfs, "squashfs"), (&erofs, "erofs")] {
+        let out = check(file, &[], false);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(out.stdout.is_empty(), "{out:?}");
+        let said = format!("stateless: {}: not mountable as {fstype} (", file.display());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(&said) && stderr.ends_with("): a damaged image?\n"), "{stderr}");
+        assert_eq!(loops_on(file), "", "a loop device is left on the image");
+    }
+}
+
+#[test]
+fn a_root_that_is_neither_a_dir_nor_an_image_is_refused() {
+    let tmp = TempDir::new("check-no-image");
+    let text = tmp.0.join("debian13.sqfs");
+    write(&text, "hsq: not quite squashfs's magic\n");
+    let fifo = tmp.0.join("fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    for root in [&text, &fifo] {
+        // An open of the fifo for reading would block: timeout says so with 124.
+        let out = Command::new("timeout").arg("20").arg(BIN).arg("check").arg(root).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let said = format!("stateless: {}: neither a directory nor a squashfs or EROFS image file\n", root.display());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), said);
+    }
+}

@@ -396,3 +396,177 @@ fn publish_adds_a_new_file_and_moves_current_never_rewriting_one() {
     assert!(said.contains("current: not a symlink: left alone, nothing published"), "{said}");
     assert_eq!(files(&lone).len(), 1);
 }
+
+/// `stateless image build ROOT -o IMAGE` with the mksquashfs of `fake`, a script that
+/// prints the help of one with zstd, then runs `body`.
+fn build_with_fake_tool(tmp: &Path, root: &Path, image: &Path, body: &str) -> Output {
+    let fake = tmp.join("fake");
+    std::fs::create_dir_all(&fake).unwrap();
+    let help = "case $1 in -help) printf 'Compressors available:\\n\\tzstd\\n'; exit 0;; esac";
+    common::write(&fake.join("mksquashfs"), &format!("#!/bin/sh\n{help}\n{body}\n"));
+    std::fs::set_permissions(fake.join("mksquashfs"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", fake.display(), std::env::var("PATH").unwrap_or_default());
+    Command::new(BIN).env("PATH", path).args(["image", "build"]).arg(root).arg("-o").arg(image).output().unwrap()
+}
+
+/// --force replaces a file an earlier build wrote and nothing else, refused before the build;
+/// an image's name is one sha256sum and a terminal show as it is; a tool that fails or writes
+/// no image leaves nothing.
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn build_force_replaces_only_a_file_and_names_only_an_image() {
+    let (tmp, root) = temp_tree("image-force");
+    let (out, elsewhere) = (tmp.0.join("out"), tmp.0.join("elsewhere"));
+    std::fs::create_dir(&out).unwrap();
+    common::write(&elsewhere, "an admin's file\n");
+    // What --force must not replace, at IMAGE or at IMAGE.sha256: a dir, a symlink (to a
+    // file elsewhere, never written through), a device, a fifo.
+    std::fs::create_dir(out.join("dir.img")).unwrap();
+    symlink(&elsewhere, out.join("link.img")).unwrap();
+    symlink(&elsewhere, out.join("sum.img.sha256")).unwrap();
+    let node = |name: &str, kind, dev| {
+        let mode = rustix::fs::Mode::from_raw_mode(0o644);
+        rustix::fs::mknodat(rustix::fs::CWD, out.join(name), kind, mode, dev).unwrap();
+    };
+    node("null.img", rustix::fs::FileType::CharacterDevice, rustix::fs::makedev(1, 3));
+    node("fifo.img", rustix::fs::FileType::Fifo, 0);
+    let before = common::fingerprint(&tmp.0);
+    for name in ["dir.img", "link.img", "sum.img", "null.img", "fifo.img"] {
+        let said = refused(&build(&root, &out.join(name), &["--force"]));
+        assert!(said.contains("exists and is not a regular file: refused, even with --force"), "{name}: {said}");
+    }
+    // Names printed or checked otherwise than they are: `sha256sum -c` reads `-` as its
+    // standard input; a right-to-left override or a zero-width space shows another name.
+    for name in ["-", "evil\u{202e}gpj.img", "zero\u{200b}width.img"] {
+        let said = refused(&build(&root, &out.join(name), &[]));
+        assert!(said.contains("an image's name may hold no backslash or control character"), "{said}");
+    }
+    assert_eq!(common::fingerprint(&tmp.0), before);
+    let before = common::fingerprint(&out);
+    // A tool that says it succeeded but wrote no image, one killed: nothing written, said so.
+    let img = out.join("root.img");
+    let said = refused(&build_with_fake_tool(&tmp.0, &root, &img, "exit 0"));
+    assert!(said.contains("root.img: mksquashfs exited 0 but wrote no squashfs image: nothing written"), "{said}");
+    let said = refused(&build_with_fake_tool(&tmp.0, &root, &img, "echo half > \"$2\"; kill -9 $$"));
+    assert!(said.ends_with("root.img: mksquashfs failed (signal: 9 (SIGKILL)) and said nothing\n"), "{said}");
+    assert_eq!(common::fingerprint(&out), before);
+}
+
+/// Publishing what `current` names already is refused, by either name, and a device or a fifo
+/// without opening it; IMAGE.sha256 is read as the boot's report reads it, before the image is.
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn publish_refuses_what_current_names_and_reads_the_sha256_as_the_boot_does() {
+    let (tmp, root) = temp_tree("image-republish");
+    let (image, srv) = (tmp.0.join("build/debian.sqfs"), tmp.0.join("srv"));
+    std::fs::create_dir(image.parent().unwrap()).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    ok(&build(&root, &image, &[]));
+    ok(&publish(&image, &srv));
+    // The image current names, by current or by its published name: nothing to do.
+    let served = std::fs::read_link(srv.join("current")).unwrap();
+    let before = files(&srv);
+    for again in [srv.join("current"), srv.join(&served)] {
+        let said = refused(&publish(&again, &srv));
+        assert!(said.contains("is the image") && said.contains("current names already: nothing published"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+    // A device or a fifo as IMAGE is never opened (a fifo's open would block: held open for
+    // writing here, so that a publish that opens it fails rather than hangs).
+    let _writer = std::fs::OpenOptions::new().read(true).write(true).open(root.join("etc/fifo")).unwrap();
+    for special in ["etc/null", "etc/fifo"] {
+        let said = refused(&publish(&root.join(special), &srv));
+        assert!(said.contains(&format!("{special}: not a regular file: left unopened")), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+
+    // IMAGE.sha256 is read as the boot reads it: the first word, 64 hex digits of any case.
+    let hex = sha(&std::fs::read(&image).unwrap());
+    let sums = image.with_extension("sqfs.sha256");
+    for bad in [format!("{hex}00  debian.sqfs\n"), String::new(), "\u{1b}[2J\n".to_owned()] {
+        std::fs::write(&sums, &bad).unwrap();
+        let said = refused(&publish(&image, &srv));
+        assert!(said.contains("debian.sqfs.sha256: no sha256sum line (64 hex digits, then the name)"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+    // Upper-case digits: the same sum. (Another name than the image published above, which
+    // may be published again only in another second.)
+    let other = tmp.0.join("build/other.sqfs");
+    std::fs::copy(&image, &other).unwrap();
+    std::fs::write(other.with_extension("sqfs.sha256"), format!("{}  other.sqfs\n", hex.to_ascii_uppercase())).unwrap();
+    let said = ok(&publish(&other, &srv));
+    assert!(said.contains(&format!("  sha256: {hex}\n")), "{said}");
+    assert!(std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().starts_with("other-"));
+}
+
+/// A name that leaves no room for `.sha256` beside it (255 bytes) is refused before anything
+/// is written: the image was built or published, then its checksum file failed.
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn names_too_long_for_their_sha256_write_nothing() {
+    let (tmp, root) = temp_tree("image-long");
+    let (out, srv) = (tmp.0.join("out"), tmp.0.join("srv"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    let said = refused(&build(&root, &out.join(format!("{}.sqfs", "a".repeat(245))), &[]));
+    assert!(said.contains("too long: its .sha256 beside it would take 257 bytes, 255 at most"), "{said}");
+    assert!(files(&out).is_empty());
+    // Built, its name fits; published, the time and sha256 make it 250 bytes, 257 with .sha256.
+    let image = out.join(format!("{}.sqfs", "b".repeat(215)));
+    ok(&build(&root, &image, &[]));
+    let said = refused(&publish(&image, &srv));
+    assert!(said.contains("too long: its .sha256 beside it would take 257 bytes"), "{said}");
+    assert!(files(&srv).is_empty());
+}
+
+/// Mounts a tmpfs of `inodes` inodes (its root one of them) at `at`.
+fn tmpfs(at: &Path, inodes: u32) {
+    std::fs::create_dir_all(at).unwrap();
+    let options = format!("nr_inodes={inodes}");
+    let out = Command::new("mount").args(["-t", "tmpfs", "-o", &options, "tmpfs"]).arg(at).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// A checksum file that cannot be written (a full dir: no inode left) leaves no image beside
+/// a checksum file that is not its own, nor half a publish: build without --force takes its
+/// image back, with --force the old image's checksum file goes; publish takes back its copy
+/// and its copy's .sha256 until current has moved.
+#[test]
+#[ignore = "needs root: owners, device nodes, tmpfs mounts in a private mount namespace (tests/run runs it)"]
+fn a_full_dir_leaves_no_image_and_checksum_that_disagree() {
+    let (tmp, root) = temp_tree("image-full");
+    let image = tmp.0.join("build/debian.sqfs");
+    std::fs::create_dir(image.parent().unwrap()).unwrap();
+    ok(&build(&root, &image, &[]));
+    common::in_private_namespace(|| {
+        // Room for the image only.
+        let out = tmp.0.join("out");
+        tmpfs(&out, 2);
+        let said = refused(&build(&root, &out.join("root.img"), &[]));
+        assert!(said.contains("root.img.sha256: No space left on device (os error 28): "), "{said}");
+        assert!(said.ends_with("out/root.img removed\n"), "{said}");
+        assert!(files(&out).is_empty());
+        // --force over an image a client holds open (its inode stays taken): the new image
+        // and no checksum file, rather than the old one's.
+        let forced = tmp.0.join("forced");
+        tmpfs(&forced, 4);
+        std::fs::copy(&image, forced.join("root.img")).unwrap();
+        std::fs::copy(image.with_extension("sqfs.sha256"), forced.join("root.img.sha256")).unwrap();
+        let held = std::fs::File::open(forced.join("root.img")).unwrap();
+        common::write(&root.join("etc/motd"), "another image\n");
+        let said = refused(&build(&root, &forced.join("root.img"), &["--force"]));
+        assert!(said.contains("root.img.sha256 removed"), "{said}");
+        let left = files(&forced);
+        assert_eq!(left.keys().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["root.img"]);
+        assert_ne!(left[&forced.join("root.img")].0, std::fs::read(&image).unwrap(), "the new image");
+        drop(held);
+        // publish: room for the copy only, then for the copy and its .sha256 but not current.
+        for inodes in [2, 3] {
+            let srv = tmp.0.join(format!("srv{inodes}"));
+            tmpfs(&srv, inodes);
+            let said = refused(&publish(&image, &srv));
+            assert!(said.contains("No space left on device") && said.ends_with(": nothing published\n"), "{said}");
+            assert!(files(&srv).is_empty(), "{inodes}: {:?}", files(&srv));
+        }
+    });
+}

@@ -323,6 +323,7 @@ cmd_boot() {
     [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
     [[ -z $image_root || $image_root == squashfs || $image_root == erofs ]] || boot_usage_error "--image-root is squashfs or erofs"
     [[ -z $pcap || -d $(dirname "$pcap") ]] || die "--pcap $pcap: no such directory"
+    [[ " ${faults[*]} " != *" corrupt-image "* || -n $image_root ]] || boot_usage_error "--fault corrupt-image goes with --image-root"
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
@@ -392,7 +393,10 @@ cmd_boot() {
         mkdir -p "$served"
         ln "$image_file" "$served/$image.$image_root"
         ln "$image_file.sha256" "$served/$image.$image_root.sha256"
+        # As `stateless image publish` leaves a dir: `current` leads to the image.
+        ln -s "$image.$image_root" "$served/current"
         cp -a "$run_dir/root/diskless" "$served/diskless"
+        [[ " ${faults[*]} " != *" corrupt-image "* ]] || fault_corrupt_image "$served/$image.$image_root"
     fi
     local fingerprint
     fingerprint=$(image_fingerprint "$served")

@@ -3,7 +3,8 @@
 # matrix. Each changes only the run's own export tree (a hard-link copy of the cached image:
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
-FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone)
+FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone
+    corrupt-image)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
@@ -29,7 +30,8 @@ fault_apply() {
         corrupt-modules-dep)
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
-        no-nic-driver | server-gone) ;; # the initramfs: cmd_boot; the console: boot_faults_on_console
+        # The initramfs, the served image: cmd_boot; the console: boot_faults_on_console.
+        no-nic-driver | corrupt-image | server-gone) ;;
     esac
 }
 
@@ -101,4 +103,16 @@ fault_many_files() {
     local dir=$1 n=$2 i
     mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do printf '%s\n' "$i" > "$dir/f$i"; done
+}
+
+# fault_corrupt_image FILE: the served image (--image-root) made a copy of its own (the cache's
+# file is a hard link: never written) whose superblock has 64 bytes of 0xff after the magic
+# (squashfs's at 0, EROFS's at 1024): its magic still says what it is, its mount fails. Its
+# .sha256 stays the good image's.
+fault_corrupt_image() {
+    local file=$1 at=4
+    [[ $(head -c 4 "$file") == hsqs ]] || at=1028
+    cp "$file" "$file.corrupt"
+    head -c 64 /dev/zero | tr '\0' '\377' | dd of="$file.corrupt" bs=1 seek="$at" conv=notrunc status=none
+    mv "$file.corrupt" "$file"
 }

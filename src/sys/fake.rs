@@ -47,8 +47,8 @@ pub enum Call {
     Sethostname(String),
     Setdomainname(String),
     Swapon(PathBuf),
-    /// A loop device for the file named, with direct I/O or not: `/dev/loop0` under the dir given.
-    AttachLoop(PathBuf, bool),
+    /// A loop device for the file named: `/dev/loop0` under the dir given.
+    AttachLoop(PathBuf),
     MemoryFile(String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
@@ -250,9 +250,8 @@ impl Sys for Fake {
         dev: &Path,
         _file: BorrowedFd<'_>,
         name: &Path,
-        direct_io: bool,
     ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
-        self.record(Call::AttachLoop(name.into(), direct_io))?;
+        self.record(Call::AttachLoop(name.into()))?;
         Ok((dev.join("loop0"), std::fs::File::open("/dev/null")?.into()))
     }
 

@@ -96,15 +96,15 @@ pub trait Sys: Send + Sync {
     /// messages. Returns the bytes read.
     fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize>;
     /// Attaches `file` (open read-only; `name` for messages and losetup) to a free loop device
-    /// under `dev` (the running root's /dev): read-only, let go at its last close; with
-    /// `direct_io` its reads bypass the page cache. Returns the device's path and a handle on
-    /// it, which keeps it attached until something else (a mount) holds it.
+    /// under `dev` (the running root's /dev): read-only, let go at its last close, its reads
+    /// through the file's page cache (no direct I/O: over NFS, the readahead makes a boot's
+    /// READs fewer and larger). Returns the device's path and a handle on it, which keeps it
+    /// attached until something else (a mount) holds it.
     fn attach_loop(
         &self,
         dev: &Path,
         file: BorrowedFd<'_>,
         name: &Path,
-        direct_io: bool,
     ) -> io::Result<(std::path::PathBuf, std::os::fd::OwnedFd)>;
     /// A new empty file in memory (memfd), `name` for /proc and losetup: an image root copied
     /// into RAM lives there, held by its loop device once attached.

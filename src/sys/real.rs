@@ -121,18 +121,12 @@ impl Sys for Real {
         dev: &Path,
         file: BorrowedFd<'_>,
         name: &Path,
-        direct_io: bool,
     ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
-        use super::unsafe_ops::{
-            loop_configure, loop_get_free, LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO, LO_FLAGS_READ_ONLY,
-        };
+        use super::unsafe_ops::{loop_configure, loop_get_free, LO_FLAGS_AUTOCLEAR, LO_FLAGS_READ_ONLY};
         use rustix::fs::{open, Mode, OFlags};
         use std::os::unix::ffi::OsStrExt;
         let control = open(dev.join("loop-control"), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())?;
-        let mut flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
-        if direct_io {
-            flags |= LO_FLAGS_DIRECT_IO;
-        }
+        let flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
         // Another process may configure the free device first: ask for one again.
         let mut busy = io::Error::from_raw_os_error(libc::EBUSY);
         for _ in 0..8 {

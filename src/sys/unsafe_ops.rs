@@ -120,9 +120,6 @@ struct LoopConfig {
 pub const LO_FLAGS_READ_ONLY: u32 = 1;
 /// `LO_FLAGS_AUTOCLEAR`: the device lets go of its file at its last close (its unmount).
 pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
-/// `LO_FLAGS_DIRECT_IO`: reads go to the file without the page cache in between (no second
-/// copy in memory of what the image's own filesystem caches).
-pub const LO_FLAGS_DIRECT_IO: u32 = 16;
 
 /// `LOOP_CTL_GET_FREE` on /dev/loop-control: the number of a free loop device, made if needed.
 /// The loop ioctls are not in rustix or libc; the `loopdev` crates generate them with bindgen

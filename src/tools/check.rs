@@ -1,4 +1,6 @@
 //! `stateless check ROOT`: a layer tree checked before it is served, on the server, read-only.
+//! ROOT is the tree the clients boot, or an image file of it with its layer tree beside it
+//! ([`image`]).
 //!
 //! It finds what would make a client boot differently from what the admin meant:
 //! - layer dirs whose name can never match a client (`hosts/lab3-12.example.edu`, `labs/lab3-x`,
@@ -37,14 +39,17 @@ use crate::fs::layers::{self, LayerKind};
 use crate::fs::root::ImageRoot;
 use crate::fs::tree::{self, Entry, Kind, TreeOp};
 use crate::model::hostname::{self, Hostname, Source};
+use crate::model::image::ImageFormat;
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::options::OverlayMode;
 use crate::model::text::{escape, escape_path};
 use crate::model::writable::DirName;
 
 mod entries;
+mod image;
 
 use entries::*;
+use image::ImageToCheck;
 
 pub const USAGE: &str = "\
 usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]... [--json]
@@ -53,6 +58,10 @@ Checks the layer tree of the image at ROOT (read-only) and shows what each known
 receive: the hosts/ layers, and every --host (a name, an address, or both: lab3-12,10.0.2.15/24).
 An address without a prefix takes it from the networks/ layers it falls in. --cmdline gives the
 command line the clients boot with (stateless.dirs=, stateless.layers=). Exit 1 on an error.
+
+ROOT may be an image file (squashfs or EROFS, such as publish's current): as root, it is
+mounted read-only for the check alone, and its layer tree is the diskless/ dir beside it
+(stateless.layers= names one in the image instead).
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -158,10 +167,20 @@ impl Serialize for Files<'_> {
 #[derive(Serialize)]
 struct Check<'t> {
     image: String,
+    /// An image file's format, and where its name led when elsewhere (a symlink).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<ShownFile>,
     layer_root: String,
     dirs: Vec<String>,
     findings: Vec<Finding>,
     hosts: Hosts<'t>,
+}
+
+/// An image file, as shown.
+#[derive(Serialize)]
+struct ShownFile {
+    format: ImageFormat,
+    target: Option<String>,
 }
 
 /// The known hosts, each worked out as it is written out.
@@ -228,23 +247,45 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
             _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(arg))),
         }
     }
-    if base.root.is_none() {
+    let Some(root) = &base.root else {
         return Err(format!("the image root is missing\n{USAGE}"));
-    }
-    let (target, options, diagnostics) = target_and_options(&base)?;
+    };
+    let file = ImageToCheck::at(root)?;
+    let mounted = match file.as_ref().map(ImageToCheck::mount).transpose() {
+        Ok(mounted) => mounted,
+        Err(e) => {
+            // An image that cannot be mounted is an error the check found, not a usage one.
+            eprintln!("stateless: {e}");
+            return Ok(1);
+        }
+    };
+    let dir;
+    let (target, (options, diagnostics)) = match &mounted {
+        Some(mounted) => (&mounted.root, ImageToCheck::options(&base.cmdline, &mounted.root)),
+        None => {
+            let (root, options, diagnostics) = target_and_options(&base)?;
+            dir = root;
+            (&dir, (options, diagnostics))
+        }
+    };
+    let (layer_root, shown_root) = file
+        .as_ref()
+        .and_then(|f| f.layers_beside(&options))
+        .unwrap_or_else(|| (layers::open_root(target.fd(), &options.layers), escape(options.layers.as_bytes())));
     // Everything shown from the configuration escaped, as everything from the tree is.
     let mut findings: Vec<Finding> = diagnostics
         .iter()
         .map(|d| Finding { severity: Severity::Warning, at: d.key.clone(), problem: d.to_string() })
         .collect();
     let mut found = Findings(&mut findings);
-    let tree = run(&target, &options, &mut found);
+    let tree = run(target, layer_root, &shown_root, &options, &mut found);
     let hosts = Hosts { known: hosts(&tree.dirs, &given), tree: &tree };
     hosts.findings(&mut found);
     findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
     let check = Check {
-        image: escape_path(target.path()),
-        layer_root: escape(options.layers.as_bytes()),
+        image: escape_path(file.as_ref().map_or(target.path(), |f| &f.named)),
+        file: file.as_ref().map(|f| ShownFile { format: f.format, target: f.target.as_deref().map(escape_path) }),
+        layer_root: shown_root,
         dirs: options.dirs.iter().map(DirName::to_string).collect(),
         findings,
         hosts,
@@ -260,18 +301,24 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
     Ok(i32::from(check.findings.iter().any(|f| f.severity == Severity::Error)))
 }
 
-/// Checks the layer tree of `target`: what each layer dir writes, and its findings.
-fn run(target: &ImageRoot, options: &crate::model::options::Options, found: &mut Findings<'_>) -> Tree {
+/// Checks the layer tree at `layer_root` (in `target`, or beside it: opened, and as shown) of
+/// `target`: what each layer dir writes, and its findings.
+fn run(
+    target: &ImageRoot,
+    layer_root: Result<Option<OwnedFd>, String>,
+    shown_root: &str,
+    options: &crate::model::options::Options,
+    found: &mut Findings<'_>,
+) -> Tree {
     let mut tree = Tree { dirs: Vec::new(), by_name: HashMap::new() };
-    let shown_root = escape(options.layers.as_bytes());
-    let layer_root = match layers::open_root(target.fd(), &options.layers) {
+    let layer_root = match layer_root {
         Ok(Some(fd)) => fd,
         Ok(None) => {
-            found.error(&shown_root, "no layer root here: the clients get no layers");
+            found.error(shown_root, "no layer root here: the clients get no layers");
             return tree;
         }
         Err(e) => {
-            found.error(&shown_root, &format!("{e}: the clients get no layers"));
+            found.error(shown_root, &format!("{e}: the clients get no layers"));
             return tree;
         }
     };
@@ -282,7 +329,7 @@ fn run(target: &ImageRoot, options: &crate::model::options::Options, found: &mut
         let problem = format!(
             "the layer root and the writable dir /{dir} overlap: every client gets the whole layer tree (every host's files) in it, writable"
         );
-        found.warning(&shown_root, &problem);
+        found.warning(shown_root, &problem);
     }
     let mut dirs = discover(layer_root.as_fd(), found);
     let ids = Ids::read(target, &dirs, layer_root.as_fd());
@@ -623,10 +670,15 @@ fn shown_host(host: &Host<'_>) -> String {
 /// The readable list: errors, warnings, then what each host receives beyond `base`, each host
 /// written out as it is worked out.
 fn render(check: &Check<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    let file = check.file.as_ref().map(|file| match &file.target {
+        Some(target) => format!(" ({} image, at {target})", file.format.fstype()),
+        None => format!(" ({} image)", file.format.fstype()),
+    });
     writeln!(
         out,
-        "stateless check {}: layer root {}, writable dirs {}",
+        "stateless check {}{}: layer root {}, writable dirs {}",
         check.image,
+        file.unwrap_or_default(),
         check.layer_root,
         check.dirs.join(", ")
     )?;

@@ -4,19 +4,20 @@
 //! moved to it atomically. A served image is never rewritten: a client holds the file it booted.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::fs::hashcopy::copy_hashed;
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use sha2::{Digest, Sha256};
 
 use super::quote;
+use crate::model::image::sha256_of_line;
 use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
@@ -36,14 +37,17 @@ device nodes, symlinks, hard links and every file's time. Left out: the contents
 stay files beside the image, edited without building it again. The same tree gives the same
 bytes: the image is dated SOURCE_DATE_EPOCH (seconds; a file newer is dated so too), by
 default the newest time in the tree. IMAGE is written beside and named once complete; it may
-not be inside DIR. An IMAGE or IMAGE.sha256 that exists is refused: --force replaces both,
-which a client that booted that file does not survive (publish images to serve them). Prints
-the format, compression, size, sha256 and time taken.
+not be inside DIR; its name may not be \"-\" or hold a backslash, a control, bidi or zero-width
+character. An IMAGE or IMAGE.sha256 that exists is refused: --force replaces both when they
+are files (never a dir, symlink, device or fifo), which a client that booted that file does
+not survive (publish images to serve them). A tool that exits 0 without writing an image is
+an error. Prints the format, compression, size, sha256 and time taken.
 
 publish copies IMAGE (a squashfs or EROFS image, told by its magic) into the dir clients boot
 from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TIME-SHA.EXT: IMAGE's name and extension, the UTC time (20261206T101500Z)
-and the first 12 hex digits of its sha256; a name that exists is refused. IMAGE.sha256, when
-present, must match. The copy gets its .sha256 beside it, then DIR/current, a symlink, is
+and the first 12 hex digits of its sha256; a name that exists is refused, and so is the image
+current names already. IMAGE.sha256, when present, must be a line of sha256sum's (64 hex
+digits first) that matches. The copy gets its .sha256 beside it, then DIR/current, a symlink, is
 pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
 new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
 a current that is not a symlink is refused. Prints the new name and what current was.
@@ -245,16 +249,33 @@ fn check_tool(format: Format, compress: Compress) -> Result<(), String> {
 /// The `.sha256` file beside `path` (`path` + `.sha256`).
 fn sha256_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".sha256");
+    name.push(CHECKSUM);
     PathBuf::from(name)
 }
 
-/// An image's name as text, for a line of sha256sum's (`<hex>  <name>`): names it would escape
-/// (a backslash, a control character) are refused, a checksum file names its image as it is.
+const CHECKSUM: &str = ".sha256";
+
+/// That an image's name leaves room for its `.sha256` beside it (NAME_MAX, 255 bytes), checked
+/// before anything is written: else the image would be written and its checksum file not.
+fn room_for_checksum(name: &str) -> Result<(), String> {
+    const NAME_MAX: usize = 255;
+    match name.len() + CHECKSUM.len() {
+        len if len <= NAME_MAX => Ok(()),
+        len => Err(format!("{}: too long: its {CHECKSUM} beside it would take {len} bytes, 255 at most", quote(name))),
+    }
+}
+
+/// An image's name as text, for a line of sha256sum's (`<hex>  <name>`) and for messages, both
+/// naming it as it is: a name either would escape (a backslash, a control, bidi or zero-width
+/// character, bytes that are not UTF-8) is refused, and `-`, which `sha256sum -c` reads as its
+/// standard input.
 fn image_name(name: &OsStr) -> Result<&str, String> {
     match name.to_str() {
-        Some(text) if !text.contains('\\') && !text.chars().any(char::is_control) => Ok(text),
-        _ => Err(format!("{}: an image's name may hold no backslash or control character", quote(name))),
+        Some(text) if text != "-" && escape(text.as_bytes()) == text => Ok(text),
+        _ => Err(format!(
+            "{}: an image's name may hold no backslash or control character (nor bidi or zero-width), and is not \"-\"",
+            quote(name)
+        )),
     }
 }
 
@@ -263,17 +284,9 @@ fn checksum_line(hex: &str, name: &str) -> String {
     format!("{hex}  {name}\n")
 }
 
-/// The SHA-256 of everything `reader` gives, as hex.
-fn sha256_of(mut reader: impl Read) -> std::io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        match reader.read(&mut buf)? {
-            0 => break,
-            n => hasher.update(buf.get(..n).unwrap_or_default()),
-        }
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+/// The SHA-256 of `file`, from its start, as hex.
+fn sha256_of(file: &std::fs::File) -> std::io::Result<String> {
+    copy_hashed(file, &mut std::io::sink(), |_| ()).map(|(_, hex)| hex)
 }
 
 /// A path to `file` another process can open: its fd in this process's /proc.
@@ -281,9 +294,14 @@ fn fd_path(file: &std::fs::File) -> String {
     format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd())
 }
 
-/// That `path` names no entry (not even a dangling symlink), unless `force`.
+/// That `path` names no entry (not even a dangling symlink), or with `force` a regular file:
+/// what --force replaces is an earlier build's file, never a dir, symlink, device or fifo.
 fn absent(path: &Path, force: bool) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(format!(
+            "{}: exists and is not a regular file: refused, even with --force (it replaces a file an earlier build wrote)",
+            escape_path(path)
+        )),
         Ok(_) if !force => Err(format!(
             "{}: exists: refused (a file a client may have booted is never rewritten: publish images to serve them, \
              or --force to replace it)",
@@ -301,7 +319,8 @@ fn build(args: &Build) -> Result<i32, String> {
     }
     let name = args.output.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(&args.output)))?;
     let name = image_name(name)?;
-    let parent = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    room_for_checksum(name)?;
+    let parent = super::parent_of(&args.output);
     let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
     if parent.starts_with(&tree) {
         return Err(format!(
@@ -331,15 +350,33 @@ fn build(args: &Build) -> Result<i32, String> {
             .map_err(|e| format!("{program}: {e}"))?;
         said = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
-            return Err(format!("{program} failed ({}):\n{}", out.status, tool_lines(&said)));
+            let lines = tool_lines(&said);
+            let lines =
+                if lines.is_empty() { " and said nothing".to_owned() } else { format!(":\n{}", lines.trim_end()) };
+            return Err(format!("{program} failed ({}){lines}", out.status));
         }
-        let written = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        hex = written.and_then(sha256_of).map_err(|e| format!("reading it back: {e}"))?;
+        let back = |e: std::io::Error| format!("reading it back: {e}");
+        let written = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(back)?;
+        // A tool that says it succeeded yet wrote no image (a wrapper, a full disk it missed).
+        if format_of(&written) != Some(args.format) {
+            return Err(format!("{program} exited 0 but wrote no {} image: nothing written", args.format.name()));
+        }
+        hex = sha256_of(&written).map_err(back)?;
         Ok(())
     })?;
-    super::write_file(&checksum, args.force, |mut file| {
+    let summed = super::write_file(&checksum, args.force, |mut file| {
         file.write_all(checksum_line(&hex, name).as_bytes()).map_err(|e| e.to_string())
-    })?;
+    });
+    if let Err(e) = summed {
+        // An image and a checksum file that disagree must not stay: without --force the new
+        // image goes (nothing written); with it the old image is gone already, and so goes
+        // its checksum file (a client copying the image into RAM would refuse the new one).
+        let stale = if args.force { &checksum } else { &args.output };
+        return Err(match std::fs::remove_file(stale) {
+            Ok(()) => format!("{e}: {} removed", escape_path(stale)),
+            Err(_) => e,
+        });
+    }
 
     let mut text = format!(
         "{} image of {}: {}\n  compression: {} ({program})\n  size: {size} bytes\n  sha256: {hex} ({})\n",
@@ -428,74 +465,94 @@ fn published_name(given: &str, format: Format, hex: &str, secs: i64) -> Option<S
 
 fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     let shown = escape_path(image);
-    let file = std::fs::File::open(image).map_err(|e| format!("{shown}: {e}"))?;
+    // Opened for reading only once known to be a regular file: the open of a fifo blocks,
+    // that of a device may act.
+    let file = rustix::fs::open(image, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        .and_then(|node| crate::fs::tree::open_regular(&node))
+        .map_err(|e| match e {
+            Errno::INVAL => format!("{shown}: not a regular file: left unopened"),
+            e => format!("{shown}: {e}"),
+        })?;
+    let file = std::fs::File::from(file);
     let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
-    if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
-    }
     let format = format_of(&file).ok_or_else(|| format!("{shown}: not a squashfs or EROFS image (no magic)"))?;
     let given_name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     let given_name = image_name(given_name)?;
+    // Everything below in this dir, never again by its path (a symlink an admin moves
+    // meanwhile would split the image from its current).
     let dir_fd = rustix::fs::open(dir, OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    let current = dir.join(CURRENT);
     let before = match rustix::fs::readlinkat(&dir_fd, CURRENT, Vec::new()) {
         Ok(target) => Some(target.into_bytes()),
         Err(Errno::NOENT) => None,
         Err(Errno::INVAL) => {
-            return Err(format!("{}: not a symlink: left alone, nothing published", escape_path(&dir.join(CURRENT))))
+            return Err(format!("{}: not a symlink: left alone, nothing published", escape_path(&current)))
         }
-        Err(e) => return Err(format!("{}: {e}", escape_path(&dir.join(CURRENT)))),
+        Err(e) => return Err(format!("{}: {e}", escape_path(&current))),
+    };
+    if let Ok(served) = rustix::fs::statat(&dir_fd, CURRENT, AtFlags::empty()) {
+        if (served.st_dev, served.st_ino) == (meta.dev(), meta.ino()) {
+            return Err(format!("{shown}: is the image {} names already: nothing published", escape_path(&current)));
+        }
+    }
+    // What IMAGE.sha256 says, read as the boot reads it, before the long read of the image.
+    let given = sha256_path(image);
+    let expected = match crate::fs::root::read_named(&given, 4096) {
+        Ok(None) => None,
+        Ok(Some(line)) => Some(sha256_of_line(&line).ok_or_else(|| {
+            format!("{}: no sha256sum line (64 hex digits, then the name): nothing published", escape_path(&given))
+        })?),
+        Err(e) => return Err(format!("{}: {e}", escape_path(&given))),
     };
     let hex = sha256_of(&file).map_err(|e| format!("{shown}: {e}"))?;
-    let given = sha256_path(image);
-    match crate::fs::root::read_named(&given, 4096) {
-        Ok(None) => {}
-        Ok(Some(line)) if line.get(..64) == Some(hex.as_bytes()) => {}
-        Ok(Some(_)) => {
-            return Err(format!(
-                "{shown}: its sha256 is {hex}, not what {} says: changed since built?",
-                escape_path(&given)
-            ))
-        }
-        Err(e) => return Err(format!("{}: {e}", escape_path(&given))),
+    if expected.is_some_and(|expected| expected != hex) {
+        return Err(format!(
+            "{shown}: its sha256 is {hex}, not what {} says: changed since built?",
+            escape_path(&given)
+        ));
     }
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
     let name = published_name(given_name, format, &hex, now)
         .ok_or("the clock is before 2001: set it, the published name holds the time")?;
+    room_for_checksum(&name)?;
     let target = dir.join(&name);
-    if std::fs::symlink_metadata(&target).is_ok() {
-        return Err(format!(
-            "{}: exists, and a published name is never reused: nothing published",
-            escape_path(&target)
-        ));
+    // Checked before the copy, and again when the copy could not take the name (another
+    // publish of the same image in the same second).
+    let taken = || rustix::fs::statat(&dir_fd, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    let reused =
+        || format!("{}: exists, and a published name is never reused: nothing published", escape_path(&target));
+    if taken() {
+        return Err(reused());
     }
     // The copy's bytes are hashed as they are written: a file that changed under it is no copy.
-    super::write_file(&target, false, |mut out| {
-        let mut copied = Sha256::new();
-        let mut buf = vec![0; 1 << 20];
-        let mut from = 0;
-        loop {
-            let n = file.read_at(&mut buf, from).map_err(|e| format!("{shown}: {e}"))?;
-            let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else { break };
-            copied.update(chunk);
-            out.write_all(chunk).map_err(|e| e.to_string())?;
-            from += n as u64;
-        }
-        let copied: String = copied.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    super::write_file_in(dir_fd.as_fd(), &target, false, |mut out| {
+        let (_, copied) = copy_hashed(&file, &mut out, |_| ()).map_err(|e| format!("{shown}: {e}"))?;
         if copied != hex {
             return Err(format!("{shown} changed while it was copied: nothing published"));
         }
         Ok(())
-    })?;
-    super::write_file(&sha256_path(&target), false, |mut out| {
+    })
+    .map_err(|e| if taken() { reused() } else { e })?;
+    // Until current moves, what fails takes back what this publish made (no client boots a
+    // name current never held): nothing published, nothing half published left.
+    let sums = format!("{name}{CHECKSUM}");
+    let take_back = |made: &[&str], e: String| {
+        for made in made {
+            let _ = rustix::fs::unlinkat(&dir_fd, *made, AtFlags::empty());
+        }
+        format!("{e}: nothing published")
+    };
+    super::write_file_in(dir_fd.as_fd(), &dir.join(&sums), false, |mut out| {
         out.write_all(checksum_line(&hex, &name).as_bytes()).map_err(|e| e.to_string())
-    })?;
+    })
+    .map_err(|e| take_back(&[&name], e))?;
     // The new symlink beside `current`, renamed over it: a client resolves the old or the new.
     let link = |temp: &OsStr| rustix::fs::symlinkat(name.as_str(), &dir_fd, temp);
-    let ((), temp) = crate::fs::root::create_beside(link).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
+    let ((), temp) = crate::fs::root::create_beside(link)
+        .map_err(|e| take_back(&[&sums, &name], format!("{}: {e}", escape_path(dir))))?;
     if let Err(e) = rustix::fs::renameat(&dir_fd, temp.as_str(), &dir_fd, CURRENT) {
-        let _ = rustix::fs::unlinkat(&dir_fd, temp.as_str(), AtFlags::empty());
-        return Err(format!("{}: {e}", escape_path(&dir.join(CURRENT))));
+        return Err(take_back(&[&temp, &sums, &name], format!("{}: {e}", escape_path(&current))));
     }
     rustix::fs::fsync(&dir_fd).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
     let was = before.map_or_else(|| "none".to_owned(), |b| quote(OsStr::from_bytes(&b)));
@@ -553,6 +610,13 @@ mod tests {
         assert!(image_name(OsStr::new("x\nb")).unwrap_err().contains("\"x\\x0ab\""));
         assert!(image_name(OsStr::new("x\\b")).is_err());
         assert!(image_name(OsStr::from_bytes(b"\xff")).is_err());
-        assert_eq!(sha256_of(&b"abc"[..]).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        // What a terminal would show otherwise (a right-to-left override), and sha256sum -c's
+        // standard input.
+        assert!(image_name(OsStr::new("evil\u{202e}gpj.sqfs"))
+            .unwrap_err()
+            .contains("\"evil\\xe2\\x80\\xaegpj.sqfs\""));
+        assert!(image_name(OsStr::new("zero\u{200b}width.sqfs")).is_err());
+        assert!(image_name(OsStr::new("-")).is_err());
+        assert_eq!(image_name(OsStr::new("-x.sqfs")).unwrap(), "-x.sqfs");
     }
 }

@@ -296,7 +296,7 @@ pub(super) fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> 
 /// The image is written outside the trees it is read from: `-o` in the module dir would replace
 /// a file of the kernel's (`modules.dep`), in the firmware dir a driver's firmware.
 fn output_apart(args: &Args) -> Result<(), String> {
-    let parent = args.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = super::parent_of(&args.output);
     let Ok(parent) = std::fs::canonicalize(parent) else { return Ok(()) }; // said when written
     for (flag, tree) in [("--modules-dir", &args.modules_dir), ("--firmware", &args.firmware)] {
         if std::fs::canonicalize(tree).is_ok_and(|tree| parent.starts_with(tree)) {

@@ -44,7 +44,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
        stateless relayer [--dry-run] [--prune] [--json]
                                               apply the layers again to this running client
        stateless check ROOT [--cmdline TEXT] [--host NAME[,ADDR/PREFIX]]... [--json]
-                                              check a layer tree before serving it (--help: more)
+                                              check a layer tree before serving it, with its
+                                              tree or image file (--help: more)
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
        stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
@@ -203,10 +204,23 @@ pub(crate) fn write_file(
     if [&b"/"[..], b"/.", b"/.."].iter().any(|end| bytes.ends_with(end)) || bytes == b"." || bytes == b".." {
         return Err(format!("{shown}: names a directory, not a file"));
     }
-    let name = path.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
-    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = parent_of(path);
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
     let dir = rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    write_file_in(dir.as_fd(), path, replace, write)
+}
+
+/// [`write_file`] into the dir `dir` already open, `path` naming the file there (its last
+/// component is the name; all of it is what messages show): for a caller that does more in
+/// that dir and must not find another dir at its path meanwhile.
+pub(crate) fn write_file_in(
+    dir: std::os::fd::BorrowedFd<'_>,
+    path: &Path,
+    replace: bool,
+    write: impl FnOnce(&std::fs::File) -> Result<(), String>,
+) -> Result<u64, String> {
+    let shown = escape_path(path);
+    let name = path.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     // What `write` says when it fails (its message, not an io::Error's).
     let (mut failed, mut size) = (None, 0);
     let fill = |fd: &std::os::fd::OwnedFd| {
@@ -217,14 +231,19 @@ pub(crate) fn write_file(
         Ok(())
     };
     let replaced = if replace {
-        crate::fs::root::replace_with(dir.as_fd(), name, 0o644, fill)
+        crate::fs::root::replace_with(dir, name, 0o644, fill)
     } else {
-        crate::fs::root::create_with(dir.as_fd(), name, 0o644, fill)
+        crate::fs::root::create_with(dir, name, 0o644, fill)
     };
     replaced.map_err(|e| format!("{shown}: {}", failed.unwrap_or_else(|| e.to_string())))?;
     // The rename on disk too before saying it is done.
-    rustix::fs::fsync(&dir).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    rustix::fs::fsync(dir).map_err(|e| format!("{}: {e}", escape_path(parent_of(path))))?;
     Ok(size)
+}
+
+/// The dir `path` names its file in: `.` for a bare name.
+pub(crate) fn parent_of(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 /// The target root of `args` (canonicalized), and the options from the given command line

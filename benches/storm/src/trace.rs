@@ -298,6 +298,42 @@ mod tests {
         assert_eq!(trace.ready, [0, 1, 2]);
     }
 
+    /// nfspcap (tshark) on the head of a real squashfs-root boot (`editcap -r` frames 1-47,
+    /// 90-112, 263-272 of benches/storm/record's boot.pcap): the export's MNT, the image's
+    /// LOOKUP, READs at its end, the layer tree listed beside it.
+    #[test]
+    #[ignore = "needs tshark (tests/run installs it)"]
+    fn a_recorded_boot_converts_to_a_trace_this_replayer_takes() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let run = |what: &str| {
+            let out = std::process::Command::new(format!("{dir}/nfspcap"))
+                .args([what, &format!("{dir}/tests/squashfs-boot-head.pcap")])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "nfspcap {what} (needs tshark: apt-get install tshark): {stderr}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let trace = Trace::parse(&run("trace")).unwrap();
+        let procs: Vec<&str> = trace.calls.iter().map(|c| c.proc.name()).collect();
+        assert_eq!(procs.len(), 23, "{procs:?}");
+        assert_eq!(procs[..4], ["MNT_NULL", "MNT", "NULL", "FSINFO"]);
+        let mnt = &trace.calls[1];
+        assert_eq!((mnt.name.as_slice(), mnt.new), (&b"/trixie-systemd"[..], Some(0)));
+        let image = &trace.calls[8];
+        assert_eq!((image.proc, image.fh, image.name.as_slice()), (Proc::Lookup, 0, &b"trixie-systemd.squashfs"[..]));
+        let tail = &trace.calls[17];
+        assert_eq!((tail.proc, tail.fh, tail.offset, tail.count), (Proc::Read, image.new.unwrap(), 154_949_632, 1024));
+        let listing = trace.calls.last().unwrap();
+        assert_eq!(listing.proc, Proc::Readdirplus);
+        assert_eq!(
+            listing.entries.keys().map(|k| String::from_utf8_lossy(k)).collect::<Vec<_>>(),
+            ["README", "base", "hosts", "labs", "networks"]
+        );
+        let counts: serde_json::Value = serde_json::from_str(&run("count")).unwrap();
+        assert_eq!((counts["calls"].as_u64(), counts["read_bytes"].as_u64()), (Some(23), Some(3172)));
+    }
+
     #[test]
     fn bad_traces_are_refused_with_their_line() {
         for (text, want) in [

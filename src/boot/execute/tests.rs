@@ -1047,7 +1047,7 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
 }
 
 /// An image-file root: its export mounted read-only at /run/stateless/export, the image's
-/// head read from the server, the file on a loop device (read-only, direct I/O) mounted on
+/// head read from the server, the file on a loop device (read-only) mounted on
 /// /root as the filesystem its magic names, the root checked in it; the same from dracut's
 /// `root=live:nfs://…` and from `stateless.image=` under the NFS root.
 #[test]
@@ -1072,7 +1072,7 @@ fn an_image_file_on_the_export_is_the_root() {
                 if source == export && *target == at && *flags == MountFlags::RDONLY)
         });
         let head_read = pos(&|c| *c == Call::Read(at.join(name)));
-        let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into(), true));
+        let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into()));
         let on_root = pos(&|c| {
             matches!(c, Call::Mount { source, target, fstype, flags, .. }
                 if *source == image.0.join("dev/loop0").to_string_lossy() && *target == root
@@ -1156,13 +1156,48 @@ fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in
         assert!(unmounted < at(&|s| matches!(s, Step::Report { .. })), "{steps:#?}");
         let calls = sys.calls();
         let pos = |c: &Call| calls.iter().position(|x| x == c).unwrap_or_else(|| panic!("no {c:?}: {calls:#?}"));
-        assert!(pos(&Call::MemoryFile("stateless-image".into())) < pos(&Call::AttachLoop("/current".into(), false)));
+        assert!(pos(&Call::MemoryFile("stateless-image".into())) < pos(&Call::AttachLoop("/current".into())));
         // After the switch the export is at the same path in the new root (moved with /run).
         let export = image.0.join("root").join(EXPORT);
         assert!(pos(&Call::SwitchRoot(image.0.join("root"))) < pos(&Call::Umount(export)), "{calls:#?}");
         let booted = read_report(&image.0.join("root")).image.unwrap();
         assert!(booted.in_memory && booted.sha256 == Some(sum), "{booted:?}");
     }
+}
+
+/// An image whose superblock the kernel refuses (EINVAL from squashfs), or no loop device for
+/// it, fails the root step with the file named, before the switch; a loop device goes with it
+/// (autoclear).
+#[test]
+fn an_image_the_kernel_will_not_mount_fails_the_root_with_the_file_named() {
+    let einval = |c: &Call| {
+        matches!(c, Call::Mount { fstype, .. } if fstype == "squashfs").then_some(Errno::INVAL.raw_os_error())
+    };
+    let (image, sys) = initramfs("image-corrupt", einval);
+    let at = image_export(&image, 4096, None);
+    let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=/x.img stateless.emergency=continue";
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = failed.error.as_ref().unwrap();
+    assert_eq!(error.errno, Some(Errno::INVAL.raw_os_error()));
+    let expected = format!(
+        "mount {}: as squashfs on {}: invalid argument",
+        at.join("x.img").display(),
+        image.0.join("dev/loop0").display()
+    );
+    assert!(error.to_string().starts_with(&expected), "{error}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::SwitchRoot(..))));
+    // No loop device (no loop module, none free): the same, before any mount of it.
+    let (image, sys) =
+        initramfs("image-no-loop", |c| matches!(c, Call::AttachLoop(..)).then_some(Errno::NODEV.raw_os_error()));
+    let at = image_export(&image, 4096, None);
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = failed.error.as_ref().unwrap().to_string();
+    assert_eq!(error, format!("mount {}: no such device (os error 19)", at.join("x.img").display()));
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "squashfs")));
 }
 
 /// EROFS mounts the image file itself where the kernel can (6.12), by the name `current` led
@@ -1188,7 +1223,7 @@ fn an_erofs_image_is_mounted_as_a_file_where_the_kernel_can() {
         let on_file = matches!(erofs[0], Call::Mount { source, flags, .. }
             if *source == at.join("x.img").to_string_lossy() && *flags == MountFlags::RDONLY);
         assert!(on_file, "{tag}: by the name current leads to: {erofs:?}");
-        let looped = calls.iter().any(|c| *c == Call::AttachLoop("/current".into(), true));
+        let looped = calls.iter().any(|c| *c == Call::AttachLoop("/current".into()));
         match tag {
             "erofs-file" => assert!(erofs.len() == 1 && !looped, "{tag}: {calls:#?}"),
             _ => {
