@@ -85,9 +85,6 @@ impl Executor<'_> {
         // The command line's words are in `why` as given.
         let mount =
             root.as_ref().map_err(|why| Failure::new(Op::Mount, None, crate::model::text::escape(why.as_bytes())))?;
-        if self.options.image_ram {
-            log::warn!("stateless.image.ram: the root is a tree, not an image file: nothing is copied into memory");
-        }
         let (detail, ()) = self.mount_nfs(mount, NEW_ROOT, |me, root| {
             rootcheck::check(me.sys, root, &me.running, &me.cmdline).map(|c| (c.init, c.bytes, ()))
         })?;
@@ -149,7 +146,7 @@ impl Executor<'_> {
         };
         let device = match file_backed {
             true => on_file,
-            false => self.mount_on_loop(fd, (file, &path), format, &root.path)?,
+            false => self.mount_on_loop(fd, file, &path, format, &root.path)?,
         };
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
@@ -167,7 +164,8 @@ impl Executor<'_> {
     fn mount_on_loop(
         &self,
         fd: OwnedFd,
-        (file, path): (&str, &Path),
+        file: &str,
+        path: &Path,
         format: ImageFormat,
         at: &Path,
     ) -> Result<std::path::PathBuf, Failure> {

@@ -60,10 +60,7 @@ impl ImageToCheck {
                 "{shown}: checking an image file needs root, to mount it (read-only, seen by no other process)"
             ));
         }
-        let (parent, name) = match (given.parent(), given.file_name()) {
-            (Some(parent), Some(name)) => (if parent.as_os_str().is_empty() { Path::new(".") } else { parent }, name),
-            _ => return Err(neither()),
-        };
+        let (parent, name) = (crate::tools::parent_of(given), given.file_name().ok_or_else(neither)?);
         let in_dir = |e: std::io::Error| format!("{}: {e}", escape_path(parent));
         let named = std::fs::canonicalize(parent).map_err(in_dir)?.join(name);
         let target = std::fs::canonicalize(given).map_err(|e| format!("{shown}: {e}"))?;
