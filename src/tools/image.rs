@@ -17,7 +17,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::quote;
-use crate::model::image::sha256_of_line;
+use crate::model::image::{sha256_of_line, ImageFormat};
 use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
@@ -437,15 +437,15 @@ fn tool_lines(output: &str) -> String {
     text
 }
 
-/// The format of an image, by its magic: squashfs's `hsqs` at 0, EROFS's 0xE0F5E1E2 (little
-/// endian) at 1024.
+/// The format of an image, by its magic ([`ImageFormat::of`], as the boot tells it).
 fn format_of(file: &std::fs::File) -> Option<Format> {
-    let mut magic = [0; 4];
-    if file.read_exact_at(&mut magic, 0).is_ok() && &magic == b"hsqs" {
-        return Some(Format::Squashfs);
-    }
-    let erofs = file.read_exact_at(&mut magic, 1024).is_ok() && u32::from_le_bytes(magic) == 0xE0F5_E1E2;
-    erofs.then_some(Format::Erofs)
+    let mut head = vec![0; ImageFormat::HEAD];
+    let read = file.read_at(&mut head, 0).ok()?;
+    head.truncate(read);
+    Some(match ImageFormat::of(&head)? {
+        ImageFormat::Squashfs => Format::Squashfs,
+        ImageFormat::Erofs => Format::Erofs,
+    })
 }
 
 /// The symlink clients boot through, in the publish dir.
