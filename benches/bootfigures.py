@@ -80,17 +80,38 @@ def _sections(text, level):
     return parts
 
 
+def _parts(path):
+    """The `# ` parts of the file at path ([_sections] at level 1); none when it is missing."""
+    try:
+        with open(path) as f:
+            return _sections(f.read(), 1)
+    except OSError:
+        return _sections("", 1)
+
+
+def write_part(title, text, path="benches/RESULTS.md"):
+    """Replaces the part of benches/RESULTS.md whose heading is `# title` or starts with it
+    (`# title: ...`) with text (which starts with its own `# ` heading), in its place, adding it
+    at the end when missing; every other part is kept."""
+    parts = _parts(path)
+    new = text.rstrip() + "\n"
+    at = next((i for i, p in enumerate(parts) if i and (p[0] == f"# {title}" or p[0].startswith(f"# {title}:"))), None)
+    chunks = [(p[0] + "\n" + p[1]).rstrip() + "\n" for p in parts[1:]]
+    if at is None:
+        chunks.append(new)
+    else:
+        chunks[at - 1] = new
+    with open(path, "w") as f:
+        f.write((parts[0][1] + "\n".join(chunks)).lstrip("\n"))
+    print(f"written: {path} ({title})")
+
+
 def write_section(title, key, text, path="benches/RESULTS.md"):
     """Replaces the `## key...` section of the `# title` part of benches/RESULTS.md with text
     (which starts with its own `## key` heading), adding the part or the section when missing;
     every other part and section is kept. A part's "## Debian N" sections go by N, before its
     other sections (notes written by hand)."""
-    try:
-        with open(path) as f:
-            old = f.read()
-    except OSError:
-        old = ""
-    parts = _sections(old, 1)
+    parts = _parts(path)
     part = next((p for p in parts[1:] if p[0] == f"# {title}"), None)
     if part is None:
         part = [f"# {title}", "\n"]

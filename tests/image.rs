@@ -267,6 +267,8 @@ fn build_refuses_bad_input_and_writes_nothing() {
         (build(&root, &out.join("a\nb.img"), &[]), "no backslash or control character"),
         (build(&root, &tmp.0.join("no-dir/root.img"), &[]), "no-dir: No such file or directory"),
         (image(&["bake".as_ref()]), "image \"bake\": build or publish"),
+        (build(&root, &img, &["--format", "erofs", "--order", "/dev/null"]), "--order: squashfs only"),
+        (build(&root, &img, &["--order", tmp.0.join("no-list").to_str().unwrap()]), "no-list: No such file"),
     ];
     for (result, message) in &cases {
         let said = refused(result);
@@ -311,6 +313,62 @@ fn build_refuses_bad_input_and_writes_nothing() {
     assert_eq!(forced[&img].0, first[&img].0, "the same tree, the same bytes");
     assert_ne!(forced[&img].1, kept[&img].1, "replaced by a rename, never written into");
     assert_eq!(common::fingerprint(&root), before, "the tree is never written");
+}
+
+/// Where `needle` first is in `haystack`.
+fn offset(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn order_puts_the_listed_files_first_in_its_order_and_changes_nothing_else() {
+    let (tmp, root) = temp_tree("image-order");
+    // Files mksquashfs stores as they are (random bytes do not compress): where each one's bytes
+    // are in the image is where it was laid out. By name, they come a, "b c", z.
+    let content = |seed: u8| -> Vec<u8> {
+        let mut x = u32::from(seed) | 0x9e37_7900;
+        (0..150_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    std::fs::create_dir_all(root.join("usr/data")).unwrap();
+    for (name, seed) in [("a", 1), ("b c", 2), ("z", 3)] {
+        std::fs::write(root.join("usr/data").join(name), content(seed)).unwrap();
+    }
+    symlink("usr/data", root.join("data")).unwrap();
+    let list = tmp.0.join("boot.list");
+    // Through a symlink as a client reads it, a name with a space, a file twice, one missing,
+    // a dir, one the image leaves out, a comment and an empty line.
+    let lines = "# read at boot\n/data/z\n\n/usr/data/b c\nusr/data/a\n/usr/data/z\n/nowhere\n/usr/data\n/diskless/base/etc/motd\n";
+    std::fs::write(&list, lines).unwrap();
+    let out = tmp.0.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let plain = out.join("plain.img");
+    ok(&build(&root, &plain, &[]));
+    let ordered: Vec<PathBuf> = (0..2).map(|n| out.join(format!("ordered{n}.img"))).collect();
+    for image in &ordered {
+        let said = ok(&build(&root, image, &["--order", list.to_str().unwrap()]));
+        assert!(
+            said.contains("  order: 3 files first, as ") && said.contains("(4 of its 7 lines named no file"),
+            "{said}"
+        );
+    }
+    let bytes = std::fs::read(&ordered[0]).unwrap();
+    assert!(std::fs::read(&ordered[1]).unwrap() == bytes, "the same tree and list, the same bytes");
+    let at = |image: &[u8], seed| offset(image, &content(seed)[..4096]);
+    assert!(at(&bytes, 3) < at(&bytes, 2) && at(&bytes, 2) < at(&bytes, 1), "z, b c, a as listed");
+    let plain_bytes = std::fs::read(&plain).unwrap();
+    assert!(at(&plain_bytes, 1) < at(&plain_bytes, 3), "without --order, not so");
+    // Only the layout differs: mounted, the same tree.
+    let (seen, _) = mounted(&ordered[0], "squashfs", &tmp.0.join("mnt"));
+    let (plain_seen, _) = mounted(&plain, "squashfs", &tmp.0.join("mnt"));
+    assert_eq!(seen, plain_seen);
 }
 
 fn publish(image: &Path, dir: &Path) -> Output {

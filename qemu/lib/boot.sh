@@ -256,7 +256,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" pcap=""
+    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -291,6 +291,7 @@ cmd_boot() {
             --dead-nic) dead_nic=1; shift ;;
             --server-v3-only) server_v3_only=1; shift ;;
             --image-root) image_root=${2:?}; shift 2 ;;
+            --image-order) image_order=$(readlink -f "${2:?}"); shift 2 ;;
             --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -322,6 +323,7 @@ cmd_boot() {
     [[ $root_path =~ ^[A-Za-z0-9.:/%,=_-]*$ ]] || die "--root-path must be letters, digits and . : / % , = _ -"
     [[ -z $export || $export =~ ^/[A-Za-z0-9._-]+$ ]] || die "--export must be /NAME (letters, digits, '.', '_', '-')"
     [[ -z $image_root || $image_root == squashfs || $image_root == erofs ]] || boot_usage_error "--image-root is squashfs or erofs"
+    [[ -z $image_order || ($image_root == squashfs && -f $image_order) ]] || boot_usage_error "--image-order FILE goes with --image-root squashfs"
     [[ -z $pcap || -d $(dirname "$pcap") ]] || die "--pcap $pcap: no such directory"
     [[ " ${faults[*]} " != *" corrupt-image "* || -n $image_root ]] || boot_usage_error "--fault corrupt-image goes with --image-root"
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
@@ -387,7 +389,7 @@ cmd_boot() {
     # image leaves /diskless out) and its .sha256; the export holds only those.
     local served=$run_dir/root image_file=""
     if [[ -n $image_root ]]; then
-        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')") ||
+        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')" "$image_order") ||
             die "no $image_root image of $image"
         served=$run_dir/export
         mkdir -p "$served"

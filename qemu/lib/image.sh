@@ -305,28 +305,35 @@ image_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
-# image_file_ensure NAME ROOT FORMAT SHIM KEY: ROOT (the per-run tree of the image NAME, binary
+# image_file_ensure NAME ROOT FORMAT SHIM KEY [ORDER]: ROOT (the per-run tree of the image NAME, binary
 # under test, check and modules in it) as one image file (--image-root), `stateless image build`
-# with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); cached in image-files/ under KEY (the
-# tree's content: a new binary or check makes a new image), the older ones of NAME and FORMAT
+# with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); with ORDER, a file list, laid out in its
+# order (--order). Cached in image-files/ under KEY (the tree's content: a new binary or check
+# makes a new image) and ORDER's hash, the older ones of NAME, FORMAT and ordered or not
 # deleted. Prints its path.
 image_file_ensure() {
-    local name=$1 root=$2 format=$3 shim=$4 key=$5 dir file tmp start compress=zstd
+    local name=$1 root=$2 format=$3 shim=$4 key=$5 order=${6:-} dir file tmp start compress=zstd stem ordering=()
     dir=$LAB_CACHE/image-files
-    file=$dir/$name-$format-${key:0:16}.img
+    stem=$name-$format
+    if [[ -n $order ]]; then
+        stem=$name-ordered-$format
+        key=$(printf '%s %s' "$key" "$(sha256sum < "$order")" | sha256sum)
+        ordering=(--order "$order")
+    fi
+    file=$dir/$stem-${key:0:16}.img
     mkdir -p "$dir"
-    cache_lock "image-file-$name-$format"
+    cache_lock "image-file-$stem"
     if [[ -f $file ]]; then
         log "image file up to date: $file"
         echo "$file"
         return 0
     fi
     [[ $format == erofs ]] && compress=lz4
-    rm -f "$dir/$name-$format"-*
-    tmp=$dir/.$name-$format-$$.img
+    rm -f "$dir/$stem"-*
+    tmp=$dir/.$stem-$$.img
     start=$(now)
-    run_logged "stateless image build --format $format --compress $compress" "$dir/$name-$format.log" \
-        "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress"
+    run_logged "stateless image build --format $format --compress $compress ${ordering[*]}" "$dir/$stem.log" \
+        "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress" "${ordering[@]}"
     mv "$tmp.sha256" "$file.sha256"
     mv "$tmp" "$file"
     log "image file ready in $(elapsed "$start") s: $file ($(stat -c %s "$file") bytes)"

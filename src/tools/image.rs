@@ -22,7 +22,7 @@ use crate::model::text::{escape, escape_path};
 
 pub const USAGE: &str = "\
 usage: stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
-                             [--force]
+                             [--order LIST] [--force]
        stateless image publish IMAGE DIR
 
 build writes a read-only image of the root tree DIR to IMAGE, and IMAGE.sha256 beside it (as
@@ -42,6 +42,14 @@ character. An IMAGE or IMAGE.sha256 that exists is refused: --force replaces bot
 are files (never a dir, symlink, device or fifo), which a client that booted that file does
 not survive (publish images to serve them). A tool that exits 0 without writing an image is
 an error. Prints the format, compression, size, sha256 and time taken.
+
+--order LIST (squashfs): the files LIST names, a path a line as the image's root sees them
+(/usr/lib/systemd/systemd; symlinks resolved inside DIR; empty and # lines skipped), are laid
+out first, in LIST's order, the rest after them as without: the files a boot reads, in the
+order it reads them, make its reads of the image near each other, so the client's readahead
+takes them in fewer and larger READs and fewer bytes it does not need. A path that names no
+file the image holds, or one again, is left where mksquashfs puts it, and counted. The same
+tree and LIST give the same bytes.
 
 publish copies IMAGE (a squashfs or EROFS image, told by its magic) into the dir clients boot
 from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TIME-SHA.EXT: IMAGE's name and extension, the UTC time (20261206T101500Z)
@@ -118,7 +126,7 @@ impl Format {
     /// The tool's arguments for an image of `tree` at `dest`. Left out: the contents of the
     /// kernel's and the boot's own mounts and the layer root. EROFS's UUID is fixed, squashfs
     /// reproducible (its default); both take their date from SOURCE_DATE_EPOCH.
-    fn arguments(self, tree: &Path, dest: &str, compress: Compress) -> Vec<OsString> {
+    fn arguments(self, tree: &Path, dest: &str, compress: Compress, sort: Option<&str>) -> Vec<OsString> {
         let comp = self.compressor(compress);
         let words: Vec<String> = match self {
             Format::Squashfs => {
@@ -126,6 +134,9 @@ impl Format {
                     ["-noappend", "-reproducible", "-quiet", "-no-progress", "-comp", comp].map(String::from).into();
                 if compress == Compress::Lz4 {
                     words.push("-Xhc".into());
+                }
+                if let Some(sort) = sort {
+                    words.extend(["-sort".into(), sort.into()]);
                 }
                 words.extend(["-wildcards".into(), "-e".into()]);
                 // A glob's `*` skips dot files (FNM_PERIOD): `.*` takes those.
@@ -165,10 +176,13 @@ struct Build {
     format: Format,
     compress: Compress,
     force: bool,
+    /// `--order LIST`: the files a boot reads, in the order it reads them, put first.
+    order: Option<PathBuf>,
 }
 
 fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String> {
     let (mut tree, mut output, mut format, mut compress, mut force) = (None, None, Format::Squashfs, None, false);
+    let mut order = None;
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.to_str().unwrap_or_default() {
@@ -189,6 +203,7 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
                 })
             }
             "--force" => force = true,
+            "--order" => order = Some(PathBuf::from(value("--order")?)),
             flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(&arg))),
             _ if tree.is_none() => tree = Some(PathBuf::from(arg)),
             _ => return Err(format!("one tree only: {} too", quote(&arg))),
@@ -197,7 +212,10 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
     let tree = tree.ok_or("build needs the root tree DIR")?;
     let output = output.ok_or("build needs -o IMAGE")?;
     let compress = compress.unwrap_or(format.default_compress());
-    Ok(Build { tree, output, format, compress, force })
+    if order.is_some() && format != Format::Squashfs {
+        return Err("--order: squashfs only (mkfs.erofs lays the files out in its own order)".into());
+    }
+    Ok(Build { tree, output, format, compress, force, order })
 }
 
 /// `stateless image build|publish ...`.
@@ -311,6 +329,89 @@ fn absent(path: &Path, force: bool) -> Result<(), String> {
     }
 }
 
+/// `--order LIST` made into mksquashfs's sort file: its files, first to last, with priorities
+/// from the highest down (a file not listed has 0, after them all).
+struct Ordered {
+    sort: String,
+    files: usize,
+    listed: usize,
+}
+
+/// mksquashfs's priorities are 16-bit, and one not listed is 0: this many go before the rest.
+const ORDER_MAX: usize = 32_767;
+
+/// The largest LIST read (a boot reads a few thousand files: this is some 100,000 paths).
+const ORDER_BYTES: u64 = 8 << 20;
+
+impl Ordered {
+    fn said(&self, list: &Path) -> String {
+        let mut said = format!("{} files first, as {} lists them", self.files, escape_path(list));
+        let others = self.listed - self.files;
+        if others > 0 {
+            said += &format!(
+                " ({others} of its {} lines named no file of the tree the image holds, or one again: left where \
+                 mksquashfs puts them)",
+                self.listed
+            );
+        }
+        said
+    }
+}
+
+/// The sort file for `list` (a path a line, as the tree is its root: `/usr/lib/systemd/systemd`;
+/// empty lines and `#` comments skipped), each path resolved in `tree` as a client would
+/// (`/lib` -> `usr/lib` in a merged /usr; nothing leads out of it) to the regular file it names,
+/// once, in the list's order. Not a file of the image (missing, a dir, under /diskless or a dir
+/// whose contents it leaves out, or a name with a control character) is left to mksquashfs.
+fn order_list(tree: &Path, list: &Path) -> Result<Ordered, String> {
+    use std::io::Read;
+    let shown = |e: std::io::Error| format!("--order {}: {e}", escape_path(list));
+    let mut text = Vec::new();
+    std::fs::File::open(list).and_then(|f| f.take(ORDER_BYTES + 1).read_to_end(&mut text)).map_err(shown)?;
+    if text.len() as u64 > ORDER_BYTES {
+        return Err(format!("--order {}: larger than {} MiB", escape_path(list), ORDER_BYTES >> 20));
+    }
+    let root = rustix::fs::open(tree, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("{}: {e}", escape_path(tree)))?;
+    let (mut seen, mut sort, mut listed) = (std::collections::HashSet::new(), String::new(), 0);
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !l.starts_with(b"#")) {
+        listed += 1;
+        let Some(path) = in_image(root.as_fd(), tree, OsStr::from_bytes(line)) else { continue };
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        if seen.len() > ORDER_MAX {
+            return Err(format!(
+                "--order {}: more than {ORDER_MAX} files (mksquashfs's priorities)",
+                escape_path(list)
+            ));
+        }
+        // mksquashfs reads a name up to white space, a backslash taking the next byte as it is.
+        let name: String = path
+            .chars()
+            .flat_map(|c| [(c == ' ' || c == '\t' || c == '\\').then_some('\\'), Some(c)])
+            .flatten()
+            .collect();
+        sort += &format!("{name} {}\n", ORDER_MAX - seen.len() + 1);
+    }
+    Ok(Ordered { sort, files: seen.len(), listed })
+}
+
+/// The regular file `path` names in the image of `tree` (open as `root`), as a path relative to
+/// it, when the image holds it and mksquashfs's sort file can name it.
+fn in_image(root: std::os::fd::BorrowedFd<'_>, tree: &Path, path: &OsStr) -> Option<String> {
+    let relative = Path::new(path).strip_prefix("/").unwrap_or(Path::new(path));
+    let fd = crate::fs::tree::open_in_root(root, relative, OFlags::PATH).ok()?;
+    if !rustix::fs::fstat(&fd).is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file()) {
+        return None;
+    }
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let inside = target.strip_prefix(tree).ok()?.to_str()?.to_owned();
+    let first = inside.split('/').next().unwrap_or_default();
+    let left_out = first == LAYER_ROOT || EMPTIED.contains(&first);
+    (!left_out && !inside.is_empty() && !inside.chars().any(char::is_control)).then_some(inside)
+}
+
 fn build(args: &Build) -> Result<i32, String> {
     let started = Instant::now();
     let tree = std::fs::canonicalize(&args.tree).map_err(|e| format!("{}: {e}", escape_path(&args.tree)))?;
@@ -333,6 +434,21 @@ fn build(args: &Build) -> Result<i32, String> {
     absent(&args.output, args.force)?;
     absent(&checksum, args.force)?;
     check_tool(args.format, args.compress)?;
+    let ordered = match &args.order {
+        Some(list) => Some(order_list(&tree, list)?),
+        None => None,
+    };
+    let sort_file = match &ordered {
+        Some(ordered) => {
+            let memory = rustix::fs::memfd_create("stateless-order", rustix::fs::MemfdFlags::CLOEXEC)
+                .map_err(|e| format!("--order: {e}"))?;
+            let mut file = std::fs::File::from(memory);
+            file.write_all(ordered.sort.as_bytes()).map_err(|e| format!("--order: {e}"))?;
+            Some(file)
+        }
+        None => None,
+    };
+    let sort_path = sort_file.as_ref().map(fd_path);
     let epoch = match std::env::var_os("SOURCE_DATE_EPOCH").filter(|v| !v.is_empty()) {
         Some(given) => super::initramfs::source_date_epoch(Some(given))?,
         None => newest_time(&tree)?,
@@ -342,7 +458,7 @@ fn build(args: &Build) -> Result<i32, String> {
     let (mut said, mut hex) = (String::new(), String::new());
     let size = super::write_file(&args.output, args.force, |file| {
         let out = Command::new(program)
-            .args(args.format.arguments(&tree, &fd_path(file), args.compress))
+            .args(args.format.arguments(&tree, &fd_path(file), args.compress, sort_path.as_deref()))
             // Both tools date the image so, and any file newer than it (so mkfs.erofs keeps
             // file times; its -T would date every file).
             .env("SOURCE_DATE_EPOCH", epoch.to_string())
@@ -387,6 +503,9 @@ fn build(args: &Build) -> Result<i32, String> {
         escape_path(&checksum),
     );
     text += &format!("  left out: the contents of /{}; /{LAYER_ROOT}\n", EMPTIED.join(", /"));
+    if let (Some(ordered), Some(list)) = (&ordered, &args.order) {
+        text += &format!("  order: {}\n", ordered.said(list));
+    }
     text += &format!("  time: {:.1} s\n", started.elapsed().as_secs_f64());
     if args.format == Format::Erofs && args.compress != Compress::Lz4 {
         text += &format!("  warning: {OLD_KERNEL}\n");
