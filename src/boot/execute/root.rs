@@ -58,8 +58,8 @@ fn image_names(export: &ImageRoot, file: &str) -> ImageNames {
 pub(super) struct ImageFile {
     fd: OwnedFd,
     format: ImageFormat,
-    /// squashfs's tables, where the superblock says they are ([`ImageFormat::squashfs_tables`]).
-    tables: Option<(u64, u64)>,
+    /// Its first bytes, as read (a squashfs superblock says where its tables are).
+    head: Vec<u8>,
 }
 
 /// What the check of a root just mounted decided.
@@ -100,13 +100,13 @@ impl Executor<'_> {
     /// squashfs or EROFS magic), `file` on it attached to a loop device (read-only, read
     /// through the page cache: over NFS its readahead makes the READs fewer and larger; a boot
     /// in the lab made 435 READs of 54 KB instead of 1,550 of 17 KB with direct I/O, and fewer
-    /// bytes; the file read sequentially ahead, squashfs's tables at once) and mounted read-only on /root as the
-    /// filesystem its magic names, `loop` and that module loaded first; then the root check,
+    /// bytes; the file read sequentially ahead, squashfs's tables at once) and mounted
+    /// read-only on /root as the filesystem its magic names, `loop` and that module loaded first; then the root check,
     /// in the image, as on a tree. With `ram`, the file is copied into memory first
     /// ([`Executor::image_into_memory`]) and the loop device reads the copy.
     pub(super) fn mount_image_root(&mut self, export: &NfsMount, file: &str, ram: bool) -> Result<Done, Failure> {
         let export = NfsMount { read_only: true, ..export.clone() };
-        let (mounted, ImageFile { fd, format, tables }) = self.mount_nfs(&export, EXPORT, |me, on| {
+        let (mounted, ImageFile { fd, format, head }) = self.mount_nfs(&export, EXPORT, |me, on| {
             me.read_image_head(on, file).map(|(image, bytes)| (file.to_string(), bytes, image))
         })?;
         let path = self.running.host_path(EXPORT).join(relative(file));
@@ -123,7 +123,7 @@ impl Executor<'_> {
         // every lookup reads a few KiB at a time, read in now in one or two. Hints: a kernel
         // that takes neither reads the image all the same.
         let mut hints = vec![(0, None, Advice::Sequential)];
-        if let Some((offset, len)) = tables {
+        if let Some((offset, len)) = ImageFormat::squashfs_tables(&head, size) {
             hints.push((offset, NonZeroU64::new(len), Advice::WillNeed));
         }
         for (offset, len, advice) in hints {
@@ -268,9 +268,8 @@ impl Executor<'_> {
         head.truncate(read.map_err(|e| Failure::io(Op::Read, Some(&path), &e))?);
         match ImageFormat::of(&head) {
             Some(format) => {
-                let size = rustix::fs::fstat(&fd).map(|st| u64::try_from(st.st_size).unwrap_or(0)).unwrap_or(0);
-                let tables = ImageFormat::squashfs_tables(&head, size);
-                Ok((ImageFile { fd, format, tables }, head.len()))
+                let bytes = head.len();
+                Ok((ImageFile { fd, format, head }, bytes))
             }
             None => Err(Failure::new(Op::Read, Some(&path), "not a squashfs or EROFS image: neither magic")),
         }
