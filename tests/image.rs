@@ -604,6 +604,13 @@ fn a_full_dir_leaves_no_image_and_checksum_that_disagree() {
         assert!(said.contains("root.img.sha256: No space left on device (os error 28): "), "{said}");
         assert!(said.ends_with("out/root.img removed\n"), "{said}");
         assert!(files(&out).is_empty());
+        // With --verity, room for the image and its .sha256 only: both go.
+        let verity = tmp.0.join("verity");
+        tmpfs(&verity, 3);
+        let said = refused(&build(&root, &verity.join("root.img"), &["--verity"]));
+        assert!(said.contains("root.img.roothash: No space left on device (os error 28): "), "{said}");
+        assert!(said.ends_with("verity/root.img.sha256 removed\n"), "{said}");
+        assert!(files(&verity).is_empty());
         // --force over an image a client holds open (its inode stays taken): the new image
         // and no checksum file, rather than the old one's.
         let forced = tmp.0.join("forced");
@@ -627,4 +634,113 @@ fn a_full_dir_leaves_no_image_and_checksum_that_disagree() {
             assert!(files(&srv).is_empty(), "{inodes}: {:?}", files(&srv));
         }
     });
+}
+
+/// `veritysetup verify` of `image` (its data `data` bytes, the tree after them) against `root`.
+fn veritysetup_verify(image: &Path, data: u64, root: &str) -> Output {
+    let offset = format!("--hash-offset={data}");
+    Command::new("veritysetup").args(["verify", &offset]).arg(image).arg(image).arg(root).output().unwrap()
+}
+
+/// Builds `format` with --verity twice: the same bytes, the tree `veritysetup verify` checks
+/// (and fails once a data byte is flipped), the image's data what a build without --verity
+/// writes (then zeroes to a block), mounted the same tree; .sha256 the whole file's.
+fn verity_tree_veritysetup_checks(format: &str, fstype: &str) {
+    let (tmp, root) = temp_tree(&format!("image-verity-{format}"));
+    let found = Command::new("sh").arg("-c").arg("command -v veritysetup").output().unwrap();
+    require(found.status.success(), "veritysetup (cryptsetup-bin; tests/run installs it)");
+    let images: Vec<PathBuf> = (0..3).map(|n| tmp.0.join(format!("root{n}.img"))).collect();
+    let said = ok(&build(&root, &images[0], &["--format", format, "--verity"]));
+    ok(&build(&root, &images[1], &["--format", format, "--verity"]));
+    ok(&build(&root, &images[2], &["--format", format]));
+    let bytes = std::fs::read(&images[0]).unwrap();
+    assert!(std::fs::read(&images[1]).unwrap() == bytes, "the same tree, the same bytes");
+    let hash = common::read(&tmp.0.join("root0.img.roothash"));
+    assert_eq!(common::read(&tmp.0.join("root1.img.roothash")), hash);
+    assert!(hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{hash:?}");
+    assert_eq!(common::read(&tmp.0.join("root0.img.sha256")), format!("{}  root0.img\n", sha(&bytes)));
+    assert!(!tmp.0.join("root2.img.roothash").exists());
+
+    // "verity data: N bytes, then its hash tree: M bytes": N a whole number of blocks, the
+    // plain image's bytes then zeroes; N + M the file.
+    let number = |after: &str| -> u64 {
+        let rest = &said[said.find(after).unwrap() + after.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(said.contains(&format!("  verity root hash: {hash} (")), "{said}");
+    let (data, tree) = (number("  verity data: "), number("then its hash tree: "));
+    assert_eq!((data % 4096, data + tree), (0, bytes.len() as u64), "{said}");
+    let plain = std::fs::read(&images[2]).unwrap();
+    assert!(bytes[..plain.len()] == plain[..] && bytes[plain.len()..data as usize].iter().all(|b| *b == 0));
+    assert_eq!(&bytes[data as usize..data as usize + 8], b"verity\0\0");
+
+    let checked = veritysetup_verify(&images[0], data, &hash);
+    assert!(checked.status.success(), "{checked:?}");
+    let mut flipped = bytes.clone();
+    flipped[data as usize / 2] ^= 1;
+    let bad = tmp.0.join("flipped.img");
+    std::fs::write(&bad, &flipped).unwrap();
+    let checked = veritysetup_verify(&bad, data, &hash);
+    // A data block's leaf, stored in the tree or hashed into the root (one level), differs.
+    let said = String::from_utf8_lossy(&checked.stderr);
+    let failed = said.contains("Verification failed at position") || said.contains("Verification of root hash failed");
+    assert!(!checked.status.success() && failed, "{checked:?}");
+
+    // The kernel mounts the longer file as the plain one: the tree lies past the image's end.
+    let (seen, linked) = mounted(&images[0], fstype, &tmp.0.join("mnt"));
+    assert_eq!(seen, mounted(&images[2], fstype, &tmp.0.join("mnt")).0);
+    assert!(linked && seen.contains_key(Path::new("var/lib/big")), "{seen:?}");
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn squashfs_verity_tree_is_veritysetups_and_the_image_still_mounts() {
+    verity_tree_veritysetup_checks("squashfs", "squashfs");
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, a loop mount in a private mount namespace (tests/run runs it)"]
+fn erofs_verity_tree_is_veritysetups_and_the_image_still_mounts() {
+    verity_tree_veritysetup_checks("erofs", "erofs");
+}
+
+/// IMAGE.roothash is refused like IMAGE.sha256 without --force, and a build without --verity
+/// that replaces the image removes it; publish copies it beside the published name, and a
+/// .roothash that holds no root hash publishes nothing.
+#[test]
+#[ignore = "needs root: owners, device nodes (tests/run runs it)"]
+fn roothash_is_kept_with_its_image_and_published_beside_it() {
+    let (tmp, root) = temp_tree("image-roothash");
+    let (image, srv) = (tmp.0.join("build/debian.sqfs"), tmp.0.join("srv"));
+    std::fs::create_dir(image.parent().unwrap()).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    let roothash = image.with_extension("sqfs.roothash");
+    common::write(&roothash, "an admin's file\n");
+    let said = refused(&build(&root, &image, &["--verity"]));
+    assert!(said.contains("debian.sqfs.roothash: exists: refused"), "{said}");
+    assert!(!image.exists());
+    ok(&build(&root, &image, &["--verity", "--force"]));
+    let hash = common::read(&roothash);
+    assert_eq!(hash.len(), 64);
+
+    let said = ok(&publish(&image, &srv));
+    let name = std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(common::read(&srv.join(format!("{name}.roothash"))), hash);
+    assert!(said.contains(&format!("  verity root hash: {hash} ({name}.roothash)\n")), "{said}");
+    assert_eq!(files(&srv).len(), 4, "the image, its .sha256 and .roothash, current");
+
+    let before = files(&srv);
+    let other = tmp.0.join("build/other.sqfs");
+    std::fs::copy(&image, &other).unwrap();
+    for bad in [format!("{hash} \n"), hash[1..].to_owned(), "\u{1b}[2J\n".to_owned()] {
+        std::fs::write(other.with_extension("sqfs.roothash"), &bad).unwrap();
+        let said = refused(&publish(&other, &srv));
+        assert!(said.contains("other.sqfs.roothash: no root hash (64 hex digits): nothing published"), "{said}");
+    }
+    assert_eq!(files(&srv), before);
+
+    // Replaced by a build without --verity: no root hash of another image stays beside it.
+    ok(&build(&root, &image, &["--force"]));
+    assert!(!roothash.exists());
+    assert!(image.with_extension("sqfs.sha256").exists());
 }

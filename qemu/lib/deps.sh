@@ -8,7 +8,7 @@ LAB_PACKAGES=(
     nfs-ganesha nfs-ganesha-vfs rpcbind                    # the NFS server (the host kernel has no nfsd)
     debootstrap cpio kmod zstd                             # client images, initramfs checks
     iproute2 util-linux tar e2fsprogs                      # ip netns, unshare/flock, result and --disks disks
-    dosfstools xfsprogs btrfs-progs cryptsetup-bin genisoimage squashfs-tools fdisk   # tests/disks.rs: signatures as the tools write them
+    dosfstools xfsprogs btrfs-progs cryptsetup-bin genisoimage squashfs-tools fdisk   # tests/disks.rs: signatures as the tools write them; tests/image.rs: veritysetup verify
     erofs-utils                                            # tests/image.rs: image build --format erofs (squashfs-tools above)
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
     isc-dhcp-server nfs-kernel-server curl                 # tests/docs.rs: dhcpd, exportfs (parsing only), TFTP

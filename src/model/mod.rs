@@ -16,4 +16,5 @@ pub mod outcome;
 pub mod paths;
 pub mod step;
 pub mod text;
+pub mod verity;
 pub mod writable;

@@ -19,10 +19,11 @@ use rustix::io::Errno;
 use super::quote;
 use crate::model::image::{sha256_of_line, ImageFormat};
 use crate::model::text::{escape, escape_path};
+use crate::model::verity;
 
 pub const USAGE: &str = "\
 usage: stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
-                             [--order LIST] [--force]
+                             [--order LIST] [--verity] [--force]
        stateless image publish IMAGE DIR
 
 build writes a read-only image of the root tree DIR to IMAGE, and IMAGE.sha256 beside it (as
@@ -43,6 +44,16 @@ are files (never a dir, symlink, device or fifo), which a client that booted tha
 not survive (publish images to serve them). A tool that exits 0 without writing an image is
 an error. Prints the format, compression, size, sha256 and time taken.
 
+--verity appends a dm-verity hash tree to IMAGE, as `veritysetup format
+--hash-offset=<data bytes>` writes it into the same file (sha256, 4096-byte blocks, the
+superblock first; the data padded to 4096 bytes), and writes its root hash to IMAGE.roothash
+(64 hex digits, no newline, as veritysetup format --root-hash-file writes it). The image
+still mounts as it is (the tree lies past its end); IMAGE.sha256 is the whole file's. Salt
+and UUID come from the data: the same tree gives the same bytes. An IMAGE.roothash that
+exists is refused like IMAGE.sha256, and without --verity --force removes it. Check an
+image: veritysetup verify --hash-offset=<data bytes> IMAGE IMAGE $(cat IMAGE.roothash).
+Clients do not check it yet. Prints the root hash, the data's and the tree's size.
+
 --order LIST (squashfs): the files LIST names, a path a line as the image's root sees them
 (/usr/lib/systemd/systemd; symlinks resolved inside DIR; empty and # lines skipped), are laid
 out first, in LIST's order, the rest after them as without: the files a boot reads, in the
@@ -55,7 +66,8 @@ publish copies IMAGE (a squashfs or EROFS image, told by its magic) into the dir
 from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TIME-SHA.EXT: IMAGE's name and extension, the UTC time (20261206T101500Z)
 and the first 12 hex digits of its sha256; a name that exists is refused, and so is the image
 current names already. IMAGE.sha256, when present, must be a line of sha256sum's (64 hex
-digits first) that matches. The copy gets its .sha256 beside it, then DIR/current, a symlink, is
+digits first) that matches; IMAGE.roothash, when present, must hold 64 hex digits. The copy
+gets its .sha256 (and .roothash) beside it, then DIR/current, a symlink, is
 pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
 new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
 a current that is not a symlink is refused. Prints the new name and what current was.
@@ -176,13 +188,15 @@ struct Build {
     format: Format,
     compress: Compress,
     force: bool,
+    /// `--verity`: a dm-verity hash tree appended, its root hash in IMAGE.roothash.
+    verity: bool,
     /// `--order LIST`: the files a boot reads, in the order it reads them, put first.
     order: Option<PathBuf>,
 }
 
 fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String> {
     let (mut tree, mut output, mut format, mut compress, mut force) = (None, None, Format::Squashfs, None, false);
-    let mut order = None;
+    let (mut order, mut verity) = (None, false);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.to_str().unwrap_or_default() {
@@ -203,6 +217,7 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
                 })
             }
             "--force" => force = true,
+            "--verity" => verity = true,
             "--order" => order = Some(PathBuf::from(value("--order")?)),
             flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(&arg))),
             _ if tree.is_none() => tree = Some(PathBuf::from(arg)),
@@ -215,7 +230,7 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
     if order.is_some() && format != Format::Squashfs {
         return Err("--order: squashfs only (mkfs.erofs lays the files out in its own order)".into());
     }
-    Ok(Build { tree, output, format, compress, force, order })
+    Ok(Build { tree, output, format, compress, force, verity, order })
 }
 
 /// `stateless image build|publish ...`.
@@ -264,22 +279,88 @@ fn check_tool(format: Format, compress: Compress) -> Result<(), String> {
     Err(format!("{program} here cannot make {} {wanted} (it makes {listed}): choose another --compress", format.name()))
 }
 
-/// The `.sha256` file beside `path` (`path` + `.sha256`).
-fn sha256_path(path: &Path) -> PathBuf {
+/// The file beside `path` named `path` + `suffix` ([`CHECKSUM`], [`ROOTHASH`]).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(CHECKSUM);
+    name.push(suffix);
     PathBuf::from(name)
 }
 
 const CHECKSUM: &str = ".sha256";
 
-/// That an image's name leaves room for its `.sha256` beside it (NAME_MAX, 255 bytes), checked
-/// before anything is written: else the image would be written and its checksum file not.
-fn room_for_checksum(name: &str) -> Result<(), String> {
+/// The root hash of an image's verity tree, systemd's name for it beside an image.
+const ROOTHASH: &str = ".roothash";
+
+/// That an image's name leaves room for its file `suffix` beside it (NAME_MAX, 255 bytes),
+/// the longest it gets, checked before anything is written: else the image would be written
+/// and that file not.
+fn room_beside(name: &str, suffix: &str) -> Result<(), String> {
     const NAME_MAX: usize = 255;
-    match name.len() + CHECKSUM.len() {
+    match name.len() + suffix.len() {
         len if len <= NAME_MAX => Ok(()),
-        len => Err(format!("{}: too long: its {CHECKSUM} beside it would take {len} bytes, 255 at most", quote(name))),
+        len => Err(format!("{}: too long: its {suffix} beside it would take {len} bytes, 255 at most", quote(name))),
+    }
+}
+
+/// The sidecar suffix longest of those an image gets.
+fn longest_sidecar(verity: bool) -> &'static str {
+    if verity {
+        ROOTHASH
+    } else {
+        CHECKSUM
+    }
+}
+
+/// What `--verity` appended to an image.
+struct Appended {
+    /// The data's bytes, padded to a block: where the superblock starts (`--hash-offset`).
+    data: u64,
+    /// The superblock's and the hash levels' bytes.
+    tree: u64,
+    /// The root hash, lower-case hex.
+    root: String,
+}
+
+/// Pads the image `file` (its SHA-256 as its tool wrote it `data_hex`) to a whole block and
+/// appends its dm-verity superblock and hash tree ([`verity`]).
+fn append_verity(file: &std::fs::File, data_hex: &str) -> std::io::Result<Appended> {
+    let salt = verity::salt(data_hex);
+    let data = file.metadata()?.len().next_multiple_of(verity::BLOCK);
+    file.set_len(data)?;
+    let mut leaves = Leaves { salt, block: Vec::new(), leaves: Vec::new() };
+    copy_hashed(file, &mut leaves, |_| ())?;
+    let blocks = leaves.leaves.len() as u64;
+    let (levels, root) = verity::tree(&salt, leaves.leaves);
+    let superblock = verity::superblock(blocks, &salt, &verity::uuid(&salt));
+    file.write_all_at(&[superblock, levels].concat(), data)?;
+    let tree = file.metadata()?.len() - data;
+    Ok(Appended { data, tree, root: verity::hex(&root) })
+}
+
+/// A writer that takes an image's data and keeps the leaf digest of each block.
+struct Leaves {
+    salt: verity::Digest32,
+    block: Vec<u8>,
+    leaves: Vec<verity::Digest32>,
+}
+
+impl Write for Leaves {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        for chunk in bytes.chunks(verity::BLOCK as usize) {
+            let room = verity::BLOCK as usize - self.block.len();
+            let (now, later) = chunk.split_at(room.min(chunk.len()));
+            self.block.extend_from_slice(now);
+            if self.block.len() == verity::BLOCK as usize {
+                self.leaves.push(verity::hash(&self.salt, &self.block));
+                self.block.clear();
+            }
+            self.block.extend_from_slice(later);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -420,7 +501,7 @@ fn build(args: &Build) -> Result<i32, String> {
     }
     let name = args.output.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(&args.output)))?;
     let name = image_name(name)?;
-    room_for_checksum(name)?;
+    room_beside(name, longest_sidecar(args.verity))?;
     let parent = super::parent_of(&args.output);
     let parent = std::fs::canonicalize(parent).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
     if parent.starts_with(&tree) {
@@ -430,9 +511,10 @@ fn build(args: &Build) -> Result<i32, String> {
             escape_path(&tree)
         ));
     }
-    let checksum = sha256_path(&args.output);
+    let (checksum, roothash) = (beside(&args.output, CHECKSUM), beside(&args.output, ROOTHASH));
     absent(&args.output, args.force)?;
     absent(&checksum, args.force)?;
+    absent(&roothash, args.force)?;
     check_tool(args.format, args.compress)?;
     let ordered = match &args.order {
         Some(list) => Some(order_list(&tree, list)?),
@@ -455,7 +537,7 @@ fn build(args: &Build) -> Result<i32, String> {
     };
 
     let (program, _, _) = args.format.tool();
-    let (mut said, mut hex) = (String::new(), String::new());
+    let (mut said, mut hex, mut appended) = (String::new(), String::new(), None);
     let size = super::write_file(&args.output, args.force, |file| {
         let out = Command::new(program)
             .args(args.format.arguments(&tree, &fd_path(file), args.compress, sort_path.as_deref()))
@@ -472,26 +554,46 @@ fn build(args: &Build) -> Result<i32, String> {
             return Err(format!("{program} failed ({}){lines}", out.status));
         }
         let back = |e: std::io::Error| format!("reading it back: {e}");
-        let written = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(back)?;
+        // Open again to read it (and with --verity append to it): `file` is open for writing only.
+        let written = std::fs::OpenOptions::new()
+            .read(true)
+            .write(args.verity)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .map_err(back)?;
         // A tool that says it succeeded yet wrote no image (a wrapper, a full disk it missed).
         if format_of(&written) != Some(args.format) {
             return Err(format!("{program} exited 0 but wrote no {} image: nothing written", args.format.name()));
         }
         hex = sha256_of(&written).map_err(back)?;
+        if args.verity {
+            let tree = append_verity(&written, &hex).map_err(|e| format!("appending its verity tree: {e}"))?;
+            appended = Some(tree);
+            hex = sha256_of(&written).map_err(back)?;
+        }
         Ok(())
     })?;
-    let summed = super::write_file(&checksum, args.force, |mut file| {
-        file.write_all(checksum_line(&hex, name).as_bytes()).map_err(|e| e.to_string())
-    });
-    if let Err(e) = summed {
-        // An image and a checksum file that disagree must not stay: without --force the new
-        // image goes (nothing written); with it the old image is gone already, and so goes
-        // its checksum file (a client copying the image into RAM would refuse the new one).
-        let stale = if args.force { &checksum } else { &args.output };
-        return Err(match std::fs::remove_file(stale) {
-            Ok(()) => format!("{e}: {} removed", escape_path(stale)),
-            Err(_) => e,
-        });
+    // What an earlier build with --verity left beside the image --force replaced: not this one's.
+    if !args.verity && std::fs::symlink_metadata(&roothash).is_ok() {
+        std::fs::remove_file(&roothash).map_err(|e| format!("{}: {e}", escape_path(&roothash)))?;
+    }
+    let mut sidecars = vec![(&checksum, checksum_line(&hex, name))];
+    sidecars.extend(appended.as_ref().map(|tree| (&roothash, tree.root.clone())));
+    for (n, (path, text)) in sidecars.iter().enumerate() {
+        let written =
+            super::write_file(path, args.force, |mut file| file.write_all(text.as_bytes()).map_err(|e| e.to_string()));
+        let Err(e) = written else { continue };
+        // An image and a file beside it that disagree must not stay: without --force the new
+        // image goes, and what was written beside it (nothing written); with it the old image
+        // is gone already, and so go its files not yet replaced (a client copying the image
+        // into RAM would refuse the new one).
+        let stale: Vec<&Path> = match sidecars.split_at_checked(n) {
+            Some((_, old)) if args.force => old.iter().map(|(p, _)| p.as_path()).collect(),
+            Some((new, _)) => [args.output.as_path()].into_iter().chain(new.iter().map(|(p, _)| p.as_path())).collect(),
+            None => Vec::new(),
+        };
+        let removed: Vec<String> =
+            stale.into_iter().filter(|p| std::fs::remove_file(p).is_ok()).map(escape_path).collect();
+        return Err(if removed.is_empty() { e } else { format!("{e}: {} removed", removed.join(", ")) });
     }
 
     let mut text = format!(
@@ -502,6 +604,17 @@ fn build(args: &Build) -> Result<i32, String> {
         args.format.compressor(args.compress),
         escape_path(&checksum),
     );
+    if let Some(tree) = &appended {
+        text += &format!(
+            "  verity root hash: {} ({})\n  verity data: {} bytes, then its hash tree: {} bytes (superblock and {} \
+             hash blocks)\n",
+            tree.root,
+            escape_path(&roothash),
+            tree.data,
+            tree.tree,
+            tree.tree / verity::BLOCK - 1,
+        );
+    }
     text += &format!("  left out: the contents of /{}; /{LAYER_ROOT}\n", EMPTIED.join(", /"));
     if let (Some(ordered), Some(list)) = (&ordered, &args.order) {
         text += &format!("  order: {}\n", ordered.said(list));
@@ -616,7 +729,7 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
         }
     }
     // What IMAGE.sha256 says, read as the boot reads it, before the long read of the image.
-    let given = sha256_path(image);
+    let given = beside(image, CHECKSUM);
     let expected = match crate::fs::root::read_named(&given, 4096) {
         Ok(None) => None,
         Ok(Some(line)) => Some(sha256_of_line(&line).ok_or_else(|| {
@@ -624,6 +737,16 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
         })?),
         Err(e) => return Err(format!("{}: {e}", escape_path(&given))),
     };
+    // IMAGE.roothash, when there: untrusted, so 64 hex digits or nothing published.
+    let given_root = beside(image, ROOTHASH);
+    let root =
+        match crate::fs::root::read_named(&given_root, 4096) {
+            Ok(None) => None,
+            Ok(Some(text)) => Some(verity::root_hash_of(&text).ok_or_else(|| {
+                format!("{}: no root hash (64 hex digits): nothing published", escape_path(&given_root))
+            })?),
+            Err(e) => return Err(format!("{}: {e}", escape_path(&given_root))),
+        };
     let hex = sha256_of(&file).map_err(|e| format!("{shown}: {e}"))?;
     if expected.is_some_and(|expected| expected != hex) {
         return Err(format!(
@@ -634,7 +757,7 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
     let name = published_name(given_name, format, &hex, now)
         .ok_or("the clock is before 2001: set it, the published name holds the time")?;
-    room_for_checksum(&name)?;
+    room_beside(&name, longest_sidecar(root.is_some()))?;
     let target = dir.join(&name);
     // Checked before the copy, and again when the copy could not take the name (another
     // publish of the same image in the same second).
@@ -666,24 +789,35 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
         out.write_all(checksum_line(&hex, &name).as_bytes()).map_err(|e| e.to_string())
     })
     .map_err(|e| take_back(&[&name], e))?;
+    let mut made = vec![sums.as_str(), name.as_str()];
+    let roots = format!("{name}{ROOTHASH}");
+    if let Some(root) = &root {
+        super::write_file_in(dir_fd.as_fd(), &dir.join(&roots), false, |mut out| {
+            out.write_all(root.as_bytes()).map_err(|e| e.to_string())
+        })
+        .map_err(|e| take_back(&made, e))?;
+        made.insert(0, &roots);
+    }
     // The new symlink beside `current`, renamed over it: a client resolves the old or the new.
     let link = |temp: &OsStr| rustix::fs::symlinkat(name.as_str(), &dir_fd, temp);
-    let ((), temp) = crate::fs::root::create_beside(link)
-        .map_err(|e| take_back(&[&sums, &name], format!("{}: {e}", escape_path(dir))))?;
+    let ((), temp) =
+        crate::fs::root::create_beside(link).map_err(|e| take_back(&made, format!("{}: {e}", escape_path(dir))))?;
     if let Err(e) = rustix::fs::renameat(&dir_fd, temp.as_str(), &dir_fd, CURRENT) {
-        return Err(take_back(&[&temp, &sums, &name], format!("{}: {e}", escape_path(&current))));
+        made.insert(0, &temp);
+        return Err(take_back(&made, format!("{}: {e}", escape_path(&current))));
     }
     rustix::fs::fsync(&dir_fd).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
     let was = before.map_or_else(|| "none".to_owned(), |b| quote(OsStr::from_bytes(&b)));
+    let root = root.map_or_else(String::new, |root| format!("  verity root hash: {root} ({roots})\n"));
     crate::tools::emit(&format!(
-        "published {shown} as {}\n  sha256: {hex}\n  {CURRENT} -> {name} (was {was})\n",
+        "published {shown} as {}\n  sha256: {hex}\n{root}  {CURRENT} -> {name} (was {was})\n",
         escape_path(&target),
     ))?;
     Ok(0)
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -704,12 +838,32 @@ mod tests {
         assert_eq!((b.format, b.compress, b.force), (Format::Squashfs, Compress::Zstd, false));
         let b = parse(&["--format", "erofs", "tree", "-o", "x.img", "--force"]).unwrap();
         assert_eq!((b.format, b.compress, b.force), (Format::Erofs, Compress::Lz4, true));
+        assert!(!b.verity && parse(&["t", "-o", "x", "--verity"]).unwrap().verity);
         assert_eq!(parse(&["t", "-o", "x", "--format", "ext4"]).unwrap_err(), "--format: squashfs or erofs");
         assert_eq!(parse(&["t", "-o", "x", "--compress", "gzip"]).unwrap_err(), "--compress: zstd, xz or lz4");
         assert!(parse(&["t", "-o"]).unwrap_err().contains("-o needs a value"));
         assert!(parse(&["t"]).unwrap_err().contains("-o IMAGE"));
         assert!(parse(&["t", "u", "-o", "x"]).unwrap_err().contains("one tree only"));
         assert!(parse(&["t", "-o", "x", "--bogus\u{1b}"]).unwrap_err().contains("\"--bogus\\x1b\""));
+    }
+
+    #[test]
+    fn verity_pads_the_data_to_a_block_and_appends_superblock_and_tree() {
+        let tmp = crate::fs::Tmp::new("verity");
+        let path = tmp.0.join("image");
+        std::fs::write(&path, vec![7; 4096 * 128 + 5]).unwrap();
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+        let data_hex = sha256_of(&file).unwrap();
+        let appended = append_verity(&file, &data_hex).unwrap();
+        // 129 blocks: a top block over two leaf blocks, after the superblock.
+        assert_eq!((appended.data, appended.tree), (4096 * 129, 4096 * 4));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 4096 * 133);
+        assert!(bytes[4096 * 128 + 5..4096 * 129].iter().all(|b| *b == 0), "zeroes to a block");
+        assert_eq!(&bytes[4096 * 129..4096 * 129 + 8], b"verity\0\0");
+        let salt = verity::salt(&data_hex);
+        assert_eq!(bytes[4096 * 129 + 88..4096 * 129 + 120], salt);
+        assert_eq!(appended.root, verity::hex(&verity::hash(&salt, &bytes[4096 * 130..4096 * 131])));
     }
 
     #[test]
