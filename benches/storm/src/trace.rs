@@ -332,6 +332,8 @@ mod tests {
         );
         let counts: serde_json::Value = serde_json::from_str(&run("count")).unwrap();
         assert_eq!((counts["calls"].as_u64(), counts["read_bytes"].as_u64()), (Some(23), Some(3172)));
+        // The files READ, first read first, by the paths their LOOKUPs named.
+        assert_eq!(run("order"), "/trixie-systemd.squashfs.sha256\n/trixie-systemd.squashfs\n");
     }
 
     #[test]
