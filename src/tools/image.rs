@@ -44,14 +44,14 @@ are files (never a dir, symlink, device or fifo), which a client that booted tha
 not survive (publish images to serve them). A tool that exits 0 without writing an image is
 an error. Prints the format, compression, size, sha256 and time taken.
 
---verity appends a dm-verity hash tree to IMAGE, as `veritysetup format
---hash-offset=<data bytes>` writes it into the same file (sha256, 4096-byte blocks, the
-superblock first; the data padded to 4096 bytes), and writes its root hash to IMAGE.roothash
-(64 hex digits, no newline, as veritysetup format --root-hash-file writes it). The image
-still mounts as it is (the tree lies past its end); IMAGE.sha256 is the whole file's. Salt
-and UUID come from the data: the same tree gives the same bytes. An IMAGE.roothash that
-exists is refused like IMAGE.sha256, and without --verity --force removes it. Check an
-image: veritysetup verify --hash-offset=<data bytes> IMAGE IMAGE $(cat IMAGE.roothash).
+--verity appends a dm-verity hash tree to IMAGE, as veritysetup format writes one into the
+same file after the data (sha256, 4096-byte blocks, the superblock first; the data padded to
+4096 bytes), and writes its root hash to IMAGE.roothash (64 hex digits, no newline, as
+veritysetup writes a root hash file). The image still mounts as it is (the tree lies past its
+end); IMAGE.sha256 is the whole file's. Salt and UUID come from the data: the same tree gives
+the same bytes. An IMAGE.roothash that exists is refused like IMAGE.sha256, and without
+--verity --force removes it. Check an image with veritysetup verify, the data's size (printed)
+as its hash offset, IMAGE as data and hash device, and the root hash (docs/serving.md).
 Clients do not check it yet. Prints the root hash, the data's and the tree's size.
 
 --order LIST (squashfs): the files LIST names, a path a line as the image's root sees them
