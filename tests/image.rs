@@ -338,14 +338,18 @@ fn order_puts_the_listed_files_first_in_its_order_and_changes_nothing_else() {
             .collect()
     };
     std::fs::create_dir_all(root.join("usr/data")).unwrap();
-    for (name, seed) in [("a", 1), ("b c", 2), ("z", 3)] {
+    for (name, seed) in [("a", 1), ("b c", 2), ("z", 3), ("*", 5), ("other", 6)] {
         std::fs::write(root.join("usr/data").join(name), content(seed)).unwrap();
     }
+    std::fs::write(root.join("zz"), content(7)).unwrap();
+    // A line of mksquashfs's starting with `#` is a comment: this one is escaped.
+    std::fs::write(root.join("#first"), content(4)).unwrap();
     symlink("usr/data", root.join("data")).unwrap();
     let list = tmp.0.join("boot.list");
     // Through a symlink as a client reads it, a name with a space, a file twice, one missing,
     // a dir, one the image leaves out, a comment and an empty line.
-    let lines = "# read at boot\n/data/z\n\n/usr/data/b c\nusr/data/a\n/usr/data/z\n/nowhere\n/usr/data\n/diskless/base/etc/motd\n";
+    // A file named `*`: mksquashfs would take its dir for it, so it is left out.
+    let lines = "# read at boot\n/#first\n/data/z\n\n/usr/data/b c\nusr/data/a\n/usr/data/z\n/nowhere\n/usr/data\n/diskless/base/etc/motd\n/usr/data/*\n";
     std::fs::write(&list, lines).unwrap();
     let out = tmp.0.join("out");
     std::fs::create_dir(&out).unwrap();
@@ -355,20 +359,50 @@ fn order_puts_the_listed_files_first_in_its_order_and_changes_nothing_else() {
     for image in &ordered {
         let said = ok(&build(&root, image, &["--order", list.to_str().unwrap()]));
         assert!(
-            said.contains("  order: 3 files first, as ") && said.contains("(4 of its 7 lines named no file"),
+            said.contains("  order: 4 files first, as ") && said.contains("(5 of its 9 lines named no file"),
             "{said}"
         );
     }
     let bytes = std::fs::read(&ordered[0]).unwrap();
     assert!(std::fs::read(&ordered[1]).unwrap() == bytes, "the same tree and list, the same bytes");
     let at = |image: &[u8], seed| offset(image, &content(seed)[..4096]);
+    assert!(at(&bytes, 4) < at(&bytes, 3), "#first first");
     assert!(at(&bytes, 3) < at(&bytes, 2) && at(&bytes, 2) < at(&bytes, 1), "z, b c, a as listed");
+    // Not listed, /zz comes before usr/data/other (mksquashfs puts what a sort list does not
+    // name in an order of its own): the dir was not listed.
+    assert!(at(&bytes, 1) < at(&bytes, 7) && at(&bytes, 7) < at(&bytes, 6), "`*` not ordered, nor its dir with it");
     let plain_bytes = std::fs::read(&plain).unwrap();
     assert!(at(&plain_bytes, 1) < at(&plain_bytes, 3), "without --order, not so");
     // Only the layout differs: mounted, the same tree.
     let (seen, _) = mounted(&ordered[0], "squashfs", &tmp.0.join("mnt"));
     let (plain_seen, _) = mounted(&plain, "squashfs", &tmp.0.join("mnt"));
     assert_eq!(seen, plain_seen);
+}
+
+#[test]
+#[ignore = "needs root: owners, device nodes, chattr +i on the temp dir's filesystem (tests/run runs it)"]
+fn force_never_leaves_a_new_image_beside_files_of_the_old_one() {
+    let (tmp, root) = temp_tree("image-force-sidecars");
+    let out = tmp.0.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let img = out.join("r.img");
+    ok(&build(&root, &img, &["--verity"]));
+    let before = files(&out);
+    // The old .roothash cannot go: the old image stays, with the files that go with it.
+    let roothash = out.join("r.img.roothash");
+    let chattr = |flag: &str| Command::new("chattr").arg(flag).arg(&roothash).status().unwrap().success();
+    require(chattr("+i"), "chattr +i (e2fsprogs) on the temp dir's filesystem");
+    std::fs::write(root.join("etc/changed"), "a new file in the tree").unwrap();
+    let said = build(&root, &img, &["--force"]);
+    assert!(chattr("-i"));
+    let said = refused(&said);
+    assert!(said.contains("r.img.roothash: ") && said.contains("the image it goes with is kept"), "{said}");
+    assert_eq!(files(&out), before, "the old image and its .sha256 and .roothash, as they were");
+    // It can go: the new image with its own .sha256 and no .roothash (built without --verity).
+    ok(&build(&root, &img, &["--force"]));
+    assert!(!roothash.exists());
+    let sums = Command::new("sha256sum").arg("-c").arg("r.img.sha256").current_dir(&out).output().unwrap();
+    assert!(sums.status.success(), "{sums:?}");
 }
 
 fn publish(image: &Path, dir: &Path) -> Output {
@@ -587,7 +621,8 @@ fn tmpfs(at: &Path, inodes: u32) {
 
 /// A checksum file that cannot be written (a full dir: no inode left) leaves no image beside
 /// a checksum file that is not its own, nor half a publish: build without --force takes its
-/// image back, with --force the old image's checksum file goes; publish takes back its copy
+/// image back, with --force the old image's files go before the new one takes its name (and
+/// free what it needs beside it); publish takes back its copy
 /// and its copy's .sha256 until current has moved.
 #[test]
 #[ignore = "needs root: owners, device nodes, tmpfs mounts in a private mount namespace (tests/run runs it)"]
@@ -611,19 +646,21 @@ fn a_full_dir_leaves_no_image_and_checksum_that_disagree() {
         assert!(said.contains("root.img.roothash: No space left on device (os error 28): "), "{said}");
         assert!(said.ends_with("verity/root.img.sha256 removed\n"), "{said}");
         assert!(files(&verity).is_empty());
-        // --force over an image a client holds open (its inode stays taken): the new image
-        // and no checksum file, rather than the old one's.
+        // --force over an image a client holds open (its inode stays taken): the old .sha256
+        // goes before the new image takes the name, and leaves the inode the new one needs.
         let forced = tmp.0.join("forced");
         tmpfs(&forced, 4);
         std::fs::copy(&image, forced.join("root.img")).unwrap();
         std::fs::copy(image.with_extension("sqfs.sha256"), forced.join("root.img.sha256")).unwrap();
         let held = std::fs::File::open(forced.join("root.img")).unwrap();
         common::write(&root.join("etc/motd"), "another image\n");
-        let said = refused(&build(&root, &forced.join("root.img"), &["--force"]));
-        assert!(said.contains("root.img.sha256 removed"), "{said}");
+        ok(&build(&root, &forced.join("root.img"), &["--force"]));
         let left = files(&forced);
-        assert_eq!(left.keys().map(|p| p.file_name().unwrap().to_str().unwrap()).collect::<Vec<_>>(), ["root.img"]);
+        let names: Vec<_> = left.keys().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["root.img", "root.img.sha256"]);
         assert_ne!(left[&forced.join("root.img")].0, std::fs::read(&image).unwrap(), "the new image");
+        let sums = Command::new("sha256sum").arg("-c").arg("root.img.sha256").current_dir(&forced).output().unwrap();
+        assert!(sums.status.success(), "its own .sha256: {sums:?}");
         drop(held);
         // publish: room for the copy only, then for the copy and its .sha256 but not current.
         for inodes in [2, 3] {

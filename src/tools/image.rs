@@ -467,12 +467,12 @@ fn order_list(tree: &Path, list: &Path) -> Result<Ordered, String> {
                 escape_path(list)
             ));
         }
-        // mksquashfs reads a name up to white space, a backslash taking the next byte as it is.
-        let name: String = path
-            .chars()
-            .flat_map(|c| [(c == ' ' || c == '\t' || c == '\\').then_some('\\'), Some(c)])
-            .flatten()
-            .collect();
+        // mksquashfs reads a name up to white space, a backslash taking the next byte as it is,
+        // and a line starting with `#` as a comment (a name with a tab or another control
+        // character is not listed: `in_image`).
+        let escaped =
+            |(i, c): (usize, char)| [(c == ' ' || c == '\\' || (i == 0 && c == '#')).then_some('\\'), Some(c)];
+        let name: String = path.chars().enumerate().flat_map(escaped).flatten().collect();
         sort += &format!("{name} {}\n", ORDER_MAX - seen.len() + 1);
     }
     Ok(Ordered { sort, files: seen.len(), listed })
@@ -489,7 +489,8 @@ fn in_image(root: std::os::fd::BorrowedFd<'_>, tree: &Path, path: &OsStr) -> Opt
     let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
     let inside = target.strip_prefix(tree).ok()?.to_str()?.to_owned();
     let first = inside.split('/').next().unwrap_or_default();
-    let left_out = first == LAYER_ROOT || EMPTIED.contains(&first);
+    // mksquashfs reads a last component `*` as the whole dir it is in, escaped or not.
+    let left_out = first == LAYER_ROOT || EMPTIED.contains(&first) || inside.rsplit('/').next() == Some("*");
     (!left_out && !inside.is_empty() && !inside.chars().any(char::is_control)).then_some(inside)
 }
 
@@ -570,12 +571,21 @@ fn build(args: &Build) -> Result<i32, String> {
             appended = Some(tree);
             hex = sha256_of(&written).map_err(back)?;
         }
+        // --force: the files beside the image it replaces go first, while it is still there
+        // (a .roothash too when this one has none): one that cannot go keeps the old image
+        // with them; after the rename only the new image's files, or none, are beside it.
+        if args.force {
+            for stale in [&roothash, &checksum] {
+                match std::fs::remove_file(stale) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(format!("{}: {e}: the image it goes with is kept", escape_path(stale)))
+                    }
+                    _ => {}
+                }
+            }
+        }
         Ok(())
     })?;
-    // What an earlier build with --verity left beside the image --force replaced: not this one's.
-    if !args.verity && std::fs::symlink_metadata(&roothash).is_ok() {
-        std::fs::remove_file(&roothash).map_err(|e| format!("{}: {e}", escape_path(&roothash)))?;
-    }
     let mut sidecars = vec![(&checksum, checksum_line(&hex, name))];
     sidecars.extend(appended.as_ref().map(|tree| (&roothash, tree.root.clone())));
     for (n, (path, text)) in sidecars.iter().enumerate() {
