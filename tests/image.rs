@@ -774,6 +774,25 @@ fn roothash_is_kept_with_its_image_and_published_beside_it() {
         let said = refused(&publish(&other, &srv));
         assert!(said.contains("other.sqfs.roothash: no root hash (64 hex digits): nothing published"), "{said}");
     }
+    // A root hash that is not the image's: another's, or beside an image with no tree.
+    let foreign = format!("{}{}", &hash[..63], if hash.ends_with('0') { "1" } else { "0" });
+    std::fs::write(other.with_extension("sqfs.roothash"), &foreign).unwrap();
+    let said = refused(&publish(&other, &srv));
+    assert!(said.contains(&format!("{foreign} is not the root hash of ")), "{said}");
+    assert!(said.contains(&format!("which has the root hash {hash}: nothing published")), "{said}");
+    let plain = tmp.0.join("build/plain.sqfs");
+    ok(&build(&root, &plain, &[]));
+    std::fs::write(plain.with_extension("sqfs.roothash"), &hash).unwrap();
+    let said = refused(&publish(&plain, &srv));
+    assert!(said.contains("which carries no verity tree: nothing published"), "{said}");
+    // Data changed after the build: the root hash beside it is no longer the file's.
+    std::fs::write(other.with_extension("sqfs.roothash"), &hash).unwrap();
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&other).unwrap();
+    let mut byte = [0];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, 200).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0xff], 200).unwrap();
+    let said = refused(&publish(&other, &srv));
+    assert!(said.contains(&format!("{hash} is not the root hash of ")), "{said}");
     assert_eq!(files(&srv), before);
 
     // Replaced by a build without --verity: no root hash of another image stays beside it.

@@ -98,6 +98,33 @@ pub fn tree(salt: &Digest32, leaves: Vec<Digest32>) -> (Vec<u8>, Digest32) {
     (stored.into_iter().rev().flatten().collect(), root)
 }
 
+/// The data blocks of a file of `len` bytes that is `[data][superblock][hash levels]` as
+/// [`superblock`] and [`tree`] lay it out, when some count of data blocks fills it exactly.
+pub fn data_blocks_of(len: u64) -> Option<u64> {
+    let blocks = len.is_multiple_of(BLOCK).then_some(len / BLOCK)?;
+    let fills = |n: u64| n.checked_add(1 + levels(n).iter().sum::<u64>()) == Some(blocks);
+    // The levels hold a little over 1/127 of the data: the answer is within a few blocks of that.
+    let guess = blocks.saturating_sub(1).saturating_mul(127) / 128;
+    (guess.saturating_sub(4)..=guess.saturating_add(4).min(blocks)).find(|&n| n > 0 && fills(n))
+}
+
+/// The data blocks and salt a verity superblock `block` names, when it is one [`superblock`]
+/// writes: format 1, sha256, 4096-byte blocks, a 32-byte salt.
+pub fn read_superblock(block: &[u8]) -> Option<(u64, Digest32)> {
+    let le32 = |at: usize| block.get(at..at + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let le64 = |at: usize| block.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
+    let le16 = |at: usize| block.get(at..at + 2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes);
+    let ours = block.get(..8) == Some(b"verity\0\0")
+        && le32(8) == Some(1)
+        && le32(12) == Some(1)
+        && block.get(32..64) == Some(&[b"sha256".as_slice(), &[0; 26]].concat()[..])
+        && le32(64) == Some(BLOCK as u32)
+        && le32(68) == Some(BLOCK as u32)
+        && le16(80) == Some(32);
+    let salt: Digest32 = block.get(88..120)?.try_into().ok()?;
+    ours.then_some((le64(72)?, salt))
+}
+
 /// A digest as lower-case hex, as a `.roothash` file and veritysetup show it.
 pub fn hex(digest: &Digest32) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -148,6 +175,26 @@ mod tests {
         .concat();
         assert_eq!(sb[..head.len()], head);
         assert!(sb[head.len()..].iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn a_files_length_tells_its_data_blocks_and_a_superblock_reads_back() {
+        for n in [1u64, 2, 127, 128, 129, 935, 16_384, 16_385, 35_848, 1 << 20] {
+            let len = (n + 1 + levels(n).iter().sum::<u64>()) * BLOCK;
+            assert_eq!(data_blocks_of(len), Some(n), "{n}");
+        }
+        assert_eq!(data_blocks_of(0), None);
+        assert_eq!(data_blocks_of(4096 * 3 + 1), None, "not whole blocks");
+        assert_eq!(data_blocks_of(3 * 4096), None, "2 data blocks need a hash block: 4, 1 needs 2");
+        assert!(data_blocks_of(u64::MAX - u64::MAX % 4096).is_some(), "no overflow at the end");
+        let sb = superblock(935, &[0xaa; 32], &[1; 16]);
+        assert_eq!(read_superblock(&sb), Some((935, [0xaa; 32])));
+        for (at, byte) in [(0, b'V'), (8, 2), (32, b'S'), (65, 0x20), (80, 16)] {
+            let mut bad = sb.clone();
+            bad[at] = byte;
+            assert_eq!(read_superblock(&bad), None, "byte {at}");
+        }
+        assert_eq!(read_superblock(&sb[..100]), None, "too short");
     }
 
     #[test]

@@ -66,7 +66,8 @@ publish copies IMAGE (a squashfs or EROFS image, told by its magic) into the dir
 from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TIME-SHA.EXT: IMAGE's name and extension, the UTC time (20261206T101500Z)
 and the first 12 hex digits of its sha256; a name that exists is refused, and so is the image
 current names already. IMAGE.sha256, when present, must be a line of sha256sum's (64 hex
-digits first) that matches; IMAGE.roothash, when present, must hold 64 hex digits. The copy
+digits first) that matches; IMAGE.roothash, when present, must hold 64 hex digits, the root
+hash of the verity tree IMAGE carries (its blocks hashed again). The copy
 gets its .sha256 (and .roothash) beside it, then DIR/current, a symlink, is
 pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
 new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
@@ -335,6 +336,33 @@ fn append_verity(file: &std::fs::File, data_hex: &str) -> std::io::Result<Append
     file.write_all_at(&[superblock, levels].concat(), data)?;
     let tree = file.metadata()?.len() - data;
     Ok(Appended { data, tree, root: verity::hex(&root) })
+}
+
+/// The root hash of the verity tree `file` carries after its data, when it carries one whole:
+/// its superblock where the file's length puts it ([`verity::data_blocks_of`]), naming as many
+/// data blocks, and its hash levels those of its data. `None`: no such tree.
+fn verity_root(file: &std::fs::File) -> std::io::Result<Option<String>> {
+    let Some(blocks) = verity::data_blocks_of(file.metadata()?.len()) else { return Ok(None) };
+    let data = blocks * verity::BLOCK;
+    let mut block = vec![0; verity::BLOCK as usize];
+    file.read_exact_at(&mut block, data)?;
+    let Some((_, salt)) = verity::read_superblock(&block).filter(|(named, _)| *named == blocks) else {
+        return Ok(None);
+    };
+    let mut leaves = Leaves { salt, block: Vec::new(), leaves: Vec::new() };
+    let mut buf = vec![0; 1 << 20];
+    let mut at = 0;
+    while at < data {
+        let want = buf.len().min(usize::try_from(data - at).unwrap_or(buf.len()));
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        file.read_exact_at(chunk, at)?;
+        leaves.write_all(chunk)?;
+        at += want as u64;
+    }
+    let (levels, root) = verity::tree(&salt, leaves.leaves);
+    let mut stored = vec![0; levels.len()];
+    file.read_exact_at(&mut stored, data + verity::BLOCK)?;
+    Ok((stored == levels).then(|| verity::hex(&root)))
 }
 
 /// A writer that takes an image's data and keeps the leaf digest of each block.
@@ -757,6 +785,21 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
             })?),
             Err(e) => return Err(format!("{}: {e}", escape_path(&given_root))),
         };
+    // The root hash must be this image's: else a client checking blocks against it would
+    // refuse every read (or a signature would vouch for another image).
+    if let Some(root) = &root {
+        match verity_root(&file).map_err(|e| format!("{shown}: {e}"))? {
+            Some(have) if have == *root => {}
+            have => {
+                let what =
+                    have.map_or_else(|| "carries no verity tree".to_owned(), |h| format!("has the root hash {h}"));
+                return Err(format!(
+                    "{}: {root} is not the root hash of {shown}, which {what}: nothing published",
+                    escape_path(&given_root)
+                ));
+            }
+        }
+    }
     let hex = sha256_of(&file).map_err(|e| format!("{shown}: {e}"))?;
     if expected.is_some_and(|expected| expected != hex) {
         return Err(format!(
