@@ -24,7 +24,7 @@ pub fn copy_hashed(
         copied += n as u64;
         progress(copied);
     }
-    Ok((copied, hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+    Ok((copied, crate::model::text::hex(&hasher.finalize())))
 }
 
 #[cfg(test)]

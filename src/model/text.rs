@@ -3,6 +3,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// Bytes as lower-case hex, two digits each: a digest as sha256sum, a `.roothash` file and
+/// veritysetup show it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Bytes as text for messages, the report and every file `stateless` reads back: control
 /// characters (C0, DEL and C1), the characters that reorder or break a line on a terminal
 /// ([`hidden`]), backslashes and bytes that are not UTF-8 are written `\xNN`, one escape per

@@ -125,11 +125,6 @@ pub fn read_superblock(block: &[u8]) -> Option<(u64, Digest32)> {
     ours.then_some((le64(72)?, salt))
 }
 
-/// A digest as lower-case hex, as a `.roothash` file and veritysetup show it.
-pub fn hex(digest: &Digest32) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The root hash a `.roothash` file holds: 64 hex digits, of any case, a newline after them
 /// or not; as lower-case hex.
 pub fn root_hash_of(text: &[u8]) -> Option<String> {

@@ -18,7 +18,7 @@ use rustix::io::Errno;
 
 use super::quote;
 use crate::model::image::{sha256_of_line, ImageFormat};
-use crate::model::text::{escape, escape_path};
+use crate::model::text::{escape, escape_path, hex};
 use crate::model::verity;
 
 pub const USAGE: &str = "\
@@ -335,7 +335,7 @@ fn append_verity(file: &std::fs::File, data_hex: &str) -> std::io::Result<Append
     let superblock = verity::superblock(blocks, &salt, &verity::uuid(&salt));
     file.write_all_at(&[superblock, levels].concat(), data)?;
     let tree = file.metadata()?.len() - data;
-    Ok(Appended { data, tree, root: verity::hex(&root) })
+    Ok(Appended { data, tree, root: hex(&root) })
 }
 
 /// The root hash of the verity tree `file` carries after its data, when it carries one whole:
@@ -362,7 +362,7 @@ fn verity_root(file: &std::fs::File) -> std::io::Result<Option<String>> {
     let (levels, root) = verity::tree(&salt, leaves.leaves);
     let mut stored = vec![0; levels.len()];
     file.read_exact_at(&mut stored, data + verity::BLOCK)?;
-    Ok((stored == levels).then(|| verity::hex(&root)))
+    Ok((stored == levels).then(|| hex(&root)))
 }
 
 /// A writer that takes an image's data and keeps the leaf digest of each block.
@@ -916,7 +916,7 @@ mod tests {
         assert_eq!(&bytes[4096 * 129..4096 * 129 + 8], b"verity\0\0");
         let salt = verity::salt(&data_hex);
         assert_eq!(bytes[4096 * 129 + 88..4096 * 129 + 120], salt);
-        assert_eq!(appended.root, verity::hex(&verity::hash(&salt, &bytes[4096 * 130..4096 * 131])));
+        assert_eq!(appended.root, hex(&verity::hash(&salt, &bytes[4096 * 130..4096 * 131])));
     }
 
     #[test]
