@@ -97,8 +97,9 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
     // The issue's 2 MB with the release build, 100 KiB for the three decompressors of
     // compressed modules the binary holds since (65 KB of the image), 150 KiB for image-file
     // roots: loop, squashfs and EROFS (101 KB) and the image tools in the binary (44 KB);
-    // 2,289,462 bytes (README, initramfs mode).
-    holds_what_modprobe_would_load(&host_tree(), (2 << 20) + (250 << 10));
+    // 150 KiB for verified images: dm-verity, dm-bufio, dm-mod and reed_solomon (134 KB
+    // packed alone); 2,454,221 bytes (README, initramfs mode).
+    holds_what_modprobe_would_load(&host_tree(), (2 << 20) + (400 << 10));
 }
 
 #[test]
@@ -106,9 +107,10 @@ fn the_image_holds_what_modprobe_would_load_and_is_reproducible() {
 fn the_image_of_debian_13s_compressed_modules_holds_them_unpacked_as_modprobe_would_load_them() {
     let tmp = TempDir::new("initramfs-trixie");
     // 2.49 MB: larger modules, which zstd packs less tightly than xz did one by one, and
-    // image-file roots' loop, squashfs and EROFS (124 KB); the 1.8 MB the issue hoped for is
-    // not reached (README, initramfs mode).
-    holds_what_modprobe_would_load(&trixie_tree(&tmp.0), (2 << 20) + (450 << 10));
+    // image-file roots' loop, squashfs and EROFS (124 KB), verified images' dm-verity and its
+    // dependencies (2,672,136 bytes in all); the 1.8 MB the issue hoped for is not reached
+    // (README, initramfs mode).
+    holds_what_modprobe_would_load(&trixie_tree(&tmp.0), (2 << 20) + (600 << 10));
 }
 
 /// The image for `--nic virtio_net,e1000` built from `tree` holds what modprobe loads for
@@ -148,7 +150,7 @@ fn holds_what_modprobe_would_load(tree: &Tree, bound: u64) {
         files.iter().filter_map(|f| f.strip_prefix(&base)).filter(|f| f.contains(".ko")).map(str::to_string).collect();
     let expected = modprobe_files(
         tree,
-        &["virtio_pci", "virtio_net", "e1000", "nfsv3", "nfsv4", "overlay", "loop", "squashfs", "erofs"],
+        &["virtio_pci", "virtio_net", "e1000", "nfsv3", "nfsv4", "overlay", "loop", "squashfs", "erofs", "dm-verity"],
     );
     assert_eq!(modules, expected, "the modules modprobe loads for them, no more, unpacked");
 

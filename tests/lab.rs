@@ -1684,6 +1684,76 @@ mod scenario {
         );
     }
 
+    /// A verified image: built with `--verity`, its root hash on the command line
+    /// (`roothash=`); dm-verity and its dependencies loaded, a verity device over the loop
+    /// device, the root mounted from it; the report says what vouched for the root hash.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_verity() {
+        let scenario = "trixie_initramfs_squashfs_root_verity";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--image-root", "squashfs", "--verity"]);
+        let logs = b.logs();
+        let root = b.fact("root");
+        assert!(root.starts_with("/dev/dm-0 squashfs ro,"), "{root} {logs}");
+        let step = b.steps("image-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        assert!(step[0]["step"]["root_hash"].as_str().is_some_and(|h| h.len() == 64), "{}", step[0]);
+        let verity = &b.report["image"]["verity"];
+        assert_eq!(verity["trusted"], "roothash=", "{verity}");
+        assert_eq!(verity["device"], "/dev/dm-0", "{verity}");
+        assert_eq!(verity["root_hash"], step[0]["step"]["root_hash"], "{verity}");
+        for module in ["dm_verity", "dm_bufio", "dm_mod"] {
+            assert!(b.loaded(module) || b.loaded(&module.replace('_', "-")), "{module}: {}", b.report["modules"]);
+        }
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert!(!b.dmesg.contains("is corrupted"), "{logs}");
+        let took = b.steps("image-root")[0]["ms"].as_u64().unwrap_or(0);
+        b.print(scenario, &format!("through dm-verity on /dev/dm-0 (roothash=); the image root step took {took} ms"));
+    }
+
+    /// One byte of a verified image changed on the server after it was built (in the init's
+    /// data, which the image lays out first): the kernel's dm-verity refuses the block (EIO,
+    /// never the changed data), the root fails before the switch with the block named, and the
+    /// policy powers off; no panic.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_verity_corrupt() {
+        let scenario = "trixie_initramfs_squashfs_root_verity_corrupt";
+        let order = Path::new(MANIFEST).join("target/lab").join(format!("{scenario}.order"));
+        std::fs::create_dir_all(order.parent().unwrap()).unwrap();
+        std::fs::write(&order, "/usr/lib/systemd/systemd\n").unwrap();
+        let order = order.to_string_lossy();
+        let args = [
+            "--stock",
+            "--image-root",
+            "squashfs",
+            "--verity",
+            "--image-order",
+            &order,
+            "--fault",
+            "corrupt-block",
+            "--append",
+            "stateless.emergency=poweroff",
+        ];
+        let serial = boot_until(scenario, "trixie-systemd", &args, "reboot: Power down");
+        let kernel = serial
+            .lines()
+            .find(|l| l.contains("device-mapper: verity: ") && l.ends_with(": data block 1 is corrupted"));
+        assert!(kernel.is_some(), "the kernel's line: {serial}");
+        let ours = serial.lines().find(|l| l.contains("dm-verity: a block did not match its hash: "));
+        assert!(
+            ours.is_some_and(|l| l.contains(": data block 1 is corrupted")),
+            "the step's failure names the block: {serial}"
+        );
+        assert!(!serial.contains("switch root to /root: moved"), "nothing moved: {serial}");
+        assert!(!serial.contains("Kernel panic"), "{serial}");
+        let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
+        println!("scenario {scenario}: ok; one byte changed on the server: data block 1 refused by dm-verity, the root failed, powered off {took:.1} s after /init");
+    }
+
     /// An image root whose file is not on the export: the root step fails before the switch
     /// with the file named, and the policy powers off; no panic.
     #[test]

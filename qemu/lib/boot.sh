@@ -256,7 +256,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap=""
+    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap="" verity=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -292,6 +292,7 @@ cmd_boot() {
             --server-v3-only) server_v3_only=1; shift ;;
             --image-root) image_root=${2:?}; shift 2 ;;
             --image-order) image_order=$(readlink -f "${2:?}"); shift 2 ;;
+            --verity) verity=1; shift ;;
             --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -326,6 +327,8 @@ cmd_boot() {
     [[ -z $image_order || ($image_root == squashfs && -f $image_order) ]] || boot_usage_error "--image-order FILE goes with --image-root squashfs"
     [[ -z $pcap || -d $(dirname "$pcap") ]] || die "--pcap $pcap: no such directory"
     [[ " ${faults[*]} " != *" corrupt-image "* || -n $image_root ]] || boot_usage_error "--fault corrupt-image goes with --image-root"
+    [[ $verity == 0 || -n $image_root ]] || boot_usage_error "--verity goes with --image-root"
+    [[ " ${faults[*]} " != *" corrupt-block "* || $verity == 1 ]] || boot_usage_error "--fault corrupt-block goes with --verity"
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
@@ -389,16 +392,18 @@ cmd_boot() {
     # image leaves /diskless out) and its .sha256; the export holds only those.
     local served=$run_dir/root image_file=""
     if [[ -n $image_root ]]; then
-        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')" "$image_order") ||
+        image_file=$(image_file_ensure "$image" "$run_dir/root" "$image_root" "$shim" "$(image_fingerprint "$run_dir/root" '')" "$image_order" "$verity") ||
             die "no $image_root image of $image"
         served=$run_dir/export
         mkdir -p "$served"
         ln "$image_file" "$served/$image.$image_root"
         ln "$image_file.sha256" "$served/$image.$image_root.sha256"
+        [[ $verity == 0 ]] || ln "$image_file.roothash" "$served/$image.$image_root.roothash"
         # As `stateless image publish` leaves a dir: `current` leads to the image.
         ln -s "$image.$image_root" "$served/current"
         cp -a "$run_dir/root/diskless" "$served/diskless"
         [[ " ${faults[*]} " != *" corrupt-image "* ]] || fault_corrupt_image "$served/$image.$image_root"
+        [[ " ${faults[*]} " != *" corrupt-block "* ]] || fault_corrupt_block "$served/$image.$image_root"
     fi
     local fingerprint
     fingerprint=$(image_fingerprint "$served")
@@ -424,6 +429,8 @@ cmd_boot() {
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
         # --kernel-args names the image itself (root=live:nfs://...).
         [[ -z $image_root || -n $kernel_args ]] || cmdline+=" stateless.image=/$image.$image_root"
+        # --verity: the root hash on the command line, as systemd names it.
+        [[ $verity == 0 ]] || cmdline+=" roothash=$(cat "$image_file.roothash")"
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "$export") ro init=$init panic=-1"
     fi

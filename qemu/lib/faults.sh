@@ -4,7 +4,7 @@
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
 FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone
-    corrupt-image)
+    corrupt-image corrupt-block)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
@@ -31,7 +31,7 @@ fault_apply() {
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
         # The initramfs, the served image: cmd_boot; the console: boot_faults_on_console.
-        no-nic-driver | corrupt-image | server-gone) ;;
+        no-nic-driver | corrupt-image | corrupt-block | server-gone) ;;
     esac
 }
 
@@ -103,6 +103,18 @@ fault_many_files() {
     local dir=$1 n=$2 i
     mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do printf '%s\n' "$i" > "$dir/f$i"; done
+}
+
+# fault_corrupt_block FILE: the served image (--image-root --verity) made a copy of its own
+# with one byte changed, byte 4196 (in its second 4 KiB block, data block 1): after the
+# superblock, in what was laid out first (--image-order names the init first); its .roothash
+# and .sha256 stay the good image's.
+fault_corrupt_block() {
+    local file=$1 byte
+    cp "$file" "$file.corrupt"
+    byte=$(od -An -tu1 -j 4196 -N 1 "$file" | tr -d ' ')
+    printf "\\$(printf '%03o' $(( (byte + 1) % 256 )))" | dd of="$file.corrupt" bs=1 seek=4196 conv=notrunc status=none
+    mv "$file.corrupt" "$file"
 }
 
 # fault_corrupt_image FILE: the served image (--image-root) made a copy of its own (the cache's

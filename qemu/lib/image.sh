@@ -305,20 +305,25 @@ image_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
-# image_file_ensure NAME ROOT FORMAT SHIM KEY [ORDER]: ROOT (the per-run tree of the image NAME, binary
-# under test, check and modules in it) as one image file (--image-root), `stateless image build`
-# with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); with ORDER, a file list, laid out in its
-# order (--order). Cached in image-files/ under KEY (the tree's content: a new binary or check
-# makes a new image) and ORDER's hash, the older ones of NAME, FORMAT and ordered or not
-# deleted. Prints its path.
+# image_file_ensure NAME ROOT FORMAT SHIM KEY [ORDER] [VERITY]: ROOT (the per-run tree of the image
+# NAME, binary under test, check and modules in it) as one image file (--image-root), `stateless
+# image build` with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); with ORDER, a file list, laid
+# out in its order (--order); with VERITY 1, a dm-verity tree appended (--verity) and its
+# .roothash beside it. Cached in image-files/ under KEY (the tree's content: a new binary or
+# check makes a new image) and ORDER's hash, the older ones of NAME, FORMAT, ordered or not and
+# verity or not deleted. Prints its path.
 image_file_ensure() {
-    local name=$1 root=$2 format=$3 shim=$4 key=$5 order=${6:-} dir file tmp start compress=zstd stem ordering=()
+    local name=$1 root=$2 format=$3 shim=$4 key=$5 order=${6:-} verity=${7:-0} dir file tmp start compress=zstd stem ordering=()
     dir=$LAB_CACHE/image-files
     stem=$name-$format
+    if [[ $verity == 1 ]]; then
+        stem=$name-verity-$format
+        ordering+=(--verity)
+    fi
     if [[ -n $order ]]; then
-        stem=$name-ordered-$format
+        stem=${stem/-$format/-ordered-$format}
         key=$(printf '%s %s' "$key" "$(sha256sum < "$order")" | sha256sum)
-        ordering=(--order "$order")
+        ordering+=(--order "$order")
     fi
     file=$dir/$stem-${key:0:16}.img
     mkdir -p "$dir"
@@ -335,6 +340,7 @@ image_file_ensure() {
     run_logged "stateless image build --format $format --compress $compress ${ordering[*]}" "$dir/$stem.log" \
         "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress" "${ordering[@]}"
     mv "$tmp.sha256" "$file.sha256"
+    [[ $verity == 0 ]] || mv "$tmp.roothash" "$file.roothash"
     mv "$tmp" "$file"
     log "image file ready in $(elapsed "$start") s: $file ($(stat -c %s "$file") bytes)"
     echo "$file"

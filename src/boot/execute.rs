@@ -38,6 +38,7 @@ mod modules;
 mod network;
 mod nfsclock;
 mod root;
+mod verity;
 mod writable;
 
 /// What a step function reports when it did not fail.
@@ -313,7 +314,9 @@ impl<'a> Executor<'a> {
             }
             Step::Hostname { hostname, .. } => self.set_hostname(hostname.as_ref()),
             Step::NfsRoot { root } => self.mount_nfs_root(root),
-            Step::ImageRoot { export, file, ram } => self.mount_image_root(export, file, *ram),
+            Step::ImageRoot { export, file, ram, root_hash } => {
+                self.mount_image_root(export, file, *ram, root_hash.as_deref())
+            }
             Step::UnmountExport => self.unmount_export(),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => self.make_writable(dir, *mode, tmpfs_size.as_deref()),

@@ -60,7 +60,9 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             let root = nfsroot::resolve_root(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
             let mount = match root {
                 Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount) },
-                Ok(RootSource::Image { export, file }) => Step::ImageRoot { export, file, ram: options.image_ram },
+                Ok(RootSource::Image { export, file }) => {
+                    Step::ImageRoot { export, file, ram: options.image_ram, root_hash: options.root_hash.clone() }
+                }
                 Err(why) => Step::NfsRoot { root: Err(why) },
             };
             vec![mount, Step::SwitchRoot { new_root: NEW_ROOT.into() }]

@@ -154,7 +154,7 @@ impl Cmdline {
 }
 
 /// Keys that do nothing without a value (`stateless.break` has its own message).
-const VALUE_KEYS: [&str; 23] = [
+const VALUE_KEYS: [&str; 24] = [
     "softlevel",
     "ip",
     "nfsaddrs",
@@ -176,6 +176,7 @@ const VALUE_KEYS: [&str; 23] = [
     "stateless.swap",
     "stateless.scratch",
     "stateless.image",
+    "roothash",
     "stateless.modules",
     "stateless.modules.blacklist",
 ];
@@ -293,6 +294,7 @@ impl Resolution {
             ("stateless.swap", Some(v)) => set(&mut o.swap, disk_label(v).map(|l| Some(Swap::Label(l)))),
             ("stateless.scratch", Some(v)) => set(&mut o.scratch, disk_label(v).map(Some)),
             ("stateless.image", Some(v)) => set(&mut o.image, image_path(v).map(Some)),
+            ("roothash", Some(v)) => set(&mut o.root_hash, root_hash(v).map(Some)),
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -385,6 +387,10 @@ impl Options {
             let message = "stateless.image.ram: no image root to copy (root=live:nfs://... or stateless.image=)".into();
             r.diags.push(Diagnostic { origin: Origin::Cmdline, key: "stateless.image.ram".into(), message });
         }
+        if r.opts.root_hash.is_some() && !image_root {
+            let message = "roothash=: no image root to verify (root=live:nfs://... or stateless.image=)".into();
+            r.diags.push(Diagnostic { origin: Origin::Cmdline, key: "roothash".into(), message });
+        }
         (r.opts, r.diags)
     }
 }
@@ -427,6 +433,12 @@ fn layers_beside(file: &str) -> String {
 }
 
 /// `stateless.image=`: a file's path on the export, with or without its leading `/`, normalised.
+/// `roothash=`: 64 hex digits, of any case; as lower-case hex.
+fn root_hash(v: &str) -> Result<String, String> {
+    let hex = (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase());
+    hex.ok_or_else(|| format!("{} is not a sha256 root hash (64 hex digits)", q(v)))
+}
+
 fn image_path(v: &str) -> Result<String, String> {
     let path = format!("/{}", v.trim_start_matches('/'));
     abs_path(&path)?;

@@ -330,6 +330,24 @@ fn an_image_in_memory_is_asked_for_by_either_name() {
     assert!(!o.image_ram && d.contains("\"2\" is not yes or no"), "{d}");
 }
 
+/// `roothash=` (systemd's name): 64 hex digits, kept lower-case; anything else is refused and
+/// leaves none; without an image root it has nothing to verify and says so.
+#[test]
+fn a_root_hash_is_64_hex_digits_for_an_image_root() {
+    let image = "root=live:nfs://10.0.0.1/srv/images/debian.sqfs";
+    let hash = "0123456789abcdef".repeat(4);
+    let o = ok(&format!("{image} roothash={}", hash.to_uppercase()));
+    assert_eq!(o.root_hash.as_deref(), Some(hash.as_str()));
+    for bad_hash in [&hash[1..], &format!("{hash}0"), &hash.replace('a', "g"), "\x1b[2J"] {
+        let (o, d) = bad(&format!("{image} roothash={bad_hash}"));
+        assert!(o.root_hash.is_none() && d.contains("is not a sha256 root hash (64 hex digits)"), "{bad_hash}: {d}");
+    }
+    let (o, d) = bad("roothash");
+    assert!(o.root_hash.is_none() && d.contains("needs a value"), "{d}");
+    let (o, d) = bad(&format!("nfsroot=/srv roothash={hash}"));
+    assert!(o.root_hash.is_some() && d.contains("roothash=: no image root to verify"), "{d}");
+}
+
 #[test]
 fn hostname_and_prefix() {
     assert_eq!(ok("stateless.hostname=lab3-12").hostname.as_deref(), Some("lab3-12"));

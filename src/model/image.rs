@@ -92,6 +92,21 @@ pub struct BootedImage {
     /// Copied into memory (`stateless.image.ram`), its sha256 checked when there is one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_memory: bool,
+    /// Mounted through dm-verity: each block read checked against the root hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<Verified>,
+}
+
+/// How an image root was verified.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// 64 lower-case hex digits.
+    pub root_hash: String,
+    /// What vouched for it: `roothash=`, or the key that signed the statement beside the
+    /// image (`key <fingerprint> <comment>`).
+    pub trusted: String,
+    /// The device-mapper device the root was mounted from (`/dev/dm-0`).
+    pub device: String,
 }
 
 /// What an image root copied into memory leaves for the system it boots, at least: 256 MiB,

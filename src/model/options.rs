@@ -206,6 +206,11 @@ pub struct Options {
     /// longer needs the server.
     #[serde(default)]
     pub image_ram: bool,
+    /// `roothash=` (systemd's name): the root hash of the dm-verity tree an image root
+    /// carries, 64 lower-case hex digits; the image is mounted through dm-verity, checked
+    /// against it block by block.
+    #[serde(default)]
+    pub root_hash: Option<String>,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.
     pub modules: ModuleOptions,
 }
@@ -302,6 +307,7 @@ impl Default for Options {
             scratch: None,
             image: None,
             image_ram: false,
+            root_hash: None,
             modules: ModuleOptions::default(),
         }
     }

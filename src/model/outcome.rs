@@ -51,6 +51,8 @@ pub enum Op {
     Exec,
     SwitchRoot,
     Swapon,
+    /// Checking an image root against its root hash or signature, its dm-verity device.
+    Verify,
 }
 
 impl Op {
@@ -70,6 +72,7 @@ impl Op {
             Op::Exec => "exec",
             Op::SwitchRoot => "switch root",
             Op::Swapon => "swapon",
+            Op::Verify => "verify",
         }
     }
 }

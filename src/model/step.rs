@@ -144,11 +144,15 @@ pub enum Step {
     /// /run/stateless/export (as [`Step::NfsRoot`] mounts its root), `file` on it attached to
     /// a loop device and mounted read-only on /root as the filesystem its magic names; with
     /// `ram` (`stateless.image.ram`), copied into memory first and checked against its .sha256.
+    /// Through dm-verity, checked against `root_hash` (`roothash=`), or against the signed
+    /// statement beside the image when the initramfs trusts keys (read when the step runs).
     ImageRoot {
         export: NfsMount,
         file: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         ram: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_hash: Option<String>,
     },
     /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
     /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
@@ -310,9 +314,13 @@ impl fmt::Display for Unescaped<'_> {
             Step::Hostname { hostname: None, .. } => write!(f, "hostname: none known, kernel's left as is"),
             Step::NfsRoot { root: Ok(mount) } => write!(f, "nfs root {mount} on /root"),
             Step::NfsRoot { root: Err(why) } => write!(f, "nfs root: {why}"),
-            Step::ImageRoot { export, file, ram } => {
+            Step::ImageRoot { export, file, ram, root_hash } => {
                 write!(f, "image root {} on {export} on /root", escape(file.as_bytes()))?;
-                f.write_str(if *ram { ", copied into memory first" } else { "" })
+                f.write_str(if *ram { ", copied into memory first" } else { "" })?;
+                match root_hash {
+                    Some(hash) => write!(f, ", through dm-verity with the root hash {hash}"),
+                    None => Ok(()),
+                }
             }
             Step::SwitchRoot { new_root } => write!(f, "switch root to /{new_root}"),
             Step::WritableDir { dir, mode: OverlayMode::Overlay, .. } => {

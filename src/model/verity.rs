@@ -125,6 +125,36 @@ pub fn read_superblock(block: &[u8]) -> Option<(u64, Digest32)> {
     ours.then_some((le64(72)?, salt))
 }
 
+/// What the kernel's verity target needs of an image that carries a tree as [`superblock`] and
+/// [`tree`] lay it out, from a source the boot trusts (the root hash: `roothash=` or a signed
+/// statement; the salt and data blocks: that statement or the image's superblock, which cannot
+/// lie to advantage: any other salt or shape gives another root).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub data_blocks: u64,
+    pub salt: Digest32,
+    /// 64 lower-case hex digits.
+    pub root_hash: String,
+}
+
+impl Mapping {
+    /// The device's size in 512-byte sectors: the data blocks only.
+    pub fn sectors(&self) -> u64 {
+        self.data_blocks.saturating_mul(BLOCK / 512)
+    }
+
+    /// The kernel's table (verity.rst) over `device` (a path or `major:minor`) holding both
+    /// data and tree: version 1, 4096-byte blocks, the tree from the block after the
+    /// superblock. No optional arguments: a block that does not match fails its read with
+    /// EIO; `check_at_most_once` would let a server change a block after its first read, and
+    /// 6.12's `restart_on_error` would reboot the client on a network hiccup.
+    pub fn table(&self, device: &str) -> String {
+        let salt = crate::model::text::hex(&self.salt);
+        let (blocks, tree) = (self.data_blocks, self.data_blocks.saturating_add(1));
+        format!("1 {device} {device} {BLOCK} {BLOCK} {blocks} {tree} sha256 {} {salt}", self.root_hash)
+    }
+}
+
 /// The root hash a `.roothash` file holds: 64 hex digits, of any case, a newline after them
 /// or not; as lower-case hex.
 pub fn root_hash_of(text: &[u8]) -> Option<String> {
@@ -190,6 +220,21 @@ mod tests {
             assert_eq!(read_superblock(&bad), None, "byte {at}");
         }
         assert_eq!(read_superblock(&sb[..100]), None, "too short");
+    }
+
+    #[test]
+    fn the_table_is_veritysetups() {
+        // The memo's image: 935 data blocks, the superblock at 935, the tree from 936.
+        let t = Mapping { data_blocks: 935, salt: [0xaa; 32], root_hash: "05".repeat(32) };
+        assert_eq!(t.sectors(), 7480);
+        let table = t.table("/dev/loop0");
+        assert_eq!(
+            table,
+            format!("1 /dev/loop0 /dev/loop0 4096 4096 935 936 sha256 {} {}", "05".repeat(32), "aa".repeat(32))
+        );
+        let huge = Mapping { data_blocks: u64::MAX, ..t };
+        assert_eq!(huge.sectors(), u64::MAX, "no overflow");
+        assert!(huge.table("7:0").contains(&format!(" {} {} ", u64::MAX, u64::MAX)));
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum Call {
     /// A loop device for the file named: `/dev/loop0` under the dir given.
     AttachLoop(PathBuf),
     MemoryFile(String),
+    /// A device-mapper device: its name, sectors, target and table.
+    DeviceMapper(String, u64, String, String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
     Exec(PathBuf, Vec<OsString>),
@@ -253,6 +255,22 @@ impl Sys for Fake {
     ) -> io::Result<(PathBuf, std::os::fd::OwnedFd)> {
         self.record(Call::AttachLoop(name.into()))?;
         Ok((dev.join("loop0"), std::fs::File::open("/dev/null")?.into()))
+    }
+
+    /// `dm-0` under the dir given.
+    fn device_mapper(&self, dev: &Path, name: &str, sectors: u64, target: &str, params: &str) -> io::Result<PathBuf> {
+        self.record(Call::DeviceMapper(name.into(), sectors, target.into(), params.into()))?;
+        Ok(dev.join("dm-0"))
+    }
+
+    /// `proc["dm-status"]`, else verity's `V`: no block mismatched.
+    fn device_mapper_status(&self, _dev: &Path, _name: &str) -> io::Result<String> {
+        Ok(self.proc.get("dm-status").cloned().unwrap_or_else(|| "V".into()))
+    }
+
+    /// `proc["kmsg"]`'s lines.
+    fn kernel_log(&self) -> io::Result<Vec<String>> {
+        Ok(self.proc.get("kmsg").map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default())
     }
 
     /// A real memfd, unless `fail` says otherwise.

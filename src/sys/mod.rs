@@ -10,6 +10,7 @@
 
 pub mod blocked;
 pub mod console;
+pub mod devmapper;
 #[cfg(test)]
 pub mod fake;
 pub mod packet;
@@ -35,6 +36,9 @@ use crate::net::dhcp::client::Transport;
 #[cfg(test)]
 pub use fake::{Call, Fake};
 pub use real::Real;
+
+/// The most messages [`Sys::kernel_log`] reads.
+pub const KERNEL_LOG_MAX: usize = 8192;
 
 /// The arguments of one mount(2).
 #[derive(Clone, Copy, Debug)]
@@ -109,6 +113,22 @@ pub trait Sys: Send + Sync {
     /// A new empty file in memory (memfd), `name` for /proc and losetup: an image root copied
     /// into RAM lives there, held by its loop device once attached.
     fn memory_file(&self, name: &str) -> io::Result<std::os::fd::OwnedFd>;
+    /// A read-only device-mapper device `name` of one `target` (`verity`) over `sectors`
+    /// 512-byte sectors, its table `params` ([`devmapper::create`]); `dev` is the running root's
+    /// /dev. Returns its node (`dev`/dm-N).
+    fn device_mapper(
+        &self,
+        dev: &Path,
+        name: &str,
+        sectors: u64,
+        target: &str,
+        params: &str,
+    ) -> io::Result<std::path::PathBuf>;
+    /// The status of device-mapper device `name`'s target (verity's: `V`, or `C`).
+    fn device_mapper_status(&self, dev: &Path, name: &str) -> io::Result<String>;
+    /// The kernel's log as it holds it now (/dev/kmsg, read without waiting): its messages, the
+    /// oldest first, at most [`KERNEL_LOG_MAX`].
+    fn kernel_log(&self) -> io::Result<Vec<String>>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;
     /// Runs an interactive shell on the console and waits for it.

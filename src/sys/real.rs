@@ -141,6 +141,37 @@ impl Sys for Real {
         Err(busy)
     }
 
+    fn device_mapper(&self, dev: &Path, name: &str, sectors: u64, target: &str, params: &str) -> io::Result<PathBuf> {
+        super::devmapper::create(dev, name, sectors, target, params)
+    }
+
+    fn device_mapper_status(&self, dev: &Path, name: &str) -> io::Result<String> {
+        super::devmapper::status(dev, name)
+    }
+
+    fn kernel_log(&self) -> io::Result<Vec<String>> {
+        use rustix::fs::{open, Mode, OFlags};
+        let kmsg = open("/dev/kmsg", OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+        let mut messages = Vec::new();
+        // One record a read(2): `priority,sequence,microseconds,flags;text` and its
+        // continuation lines. EPIPE: records overwritten while reading; EAGAIN: the end.
+        let mut buf = vec![0; 8192];
+        while messages.len() < super::KERNEL_LOG_MAX {
+            match rustix::io::read(&kmsg, &mut buf) {
+                Ok(0) | Err(rustix::io::Errno::AGAIN) => break,
+                Ok(n) => {
+                    let record = buf.get(..n).unwrap_or_default();
+                    let text = record.split(|b| *b == b'\n').next().unwrap_or_default();
+                    let text = text.splitn(2, |b| *b == b';').nth(1).unwrap_or_default();
+                    messages.push(String::from_utf8_lossy(text).into_owned());
+                }
+                Err(rustix::io::Errno::PIPE | rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(messages)
+    }
+
     fn setdomainname(&self, name: &str) -> io::Result<()> {
         Ok(rustix::system::setdomainname(name.as_bytes())?)
     }

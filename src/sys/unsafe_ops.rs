@@ -174,3 +174,26 @@ pub fn loop_configure(
         _ => Err(std::io::Error::last_os_error()),
     }
 }
+
+/// One device-mapper ioctl (`request`, a `DM_*` of linux/dm-ioctl.h) on /dev/mapper/control
+/// with `buf`: a `struct dm_ioctl` and its payload ([`super::devmapper::message`]), which the
+/// kernel answers in place. `data_size` is set to `buf`'s length here, whatever `buf` says, so
+/// the kernel reads and writes within it.
+///
+/// # Errors
+/// The ioctl's; `EINVAL` for a buffer shorter than a `struct dm_ioctl`.
+pub fn dm_ioctl(control: std::os::fd::BorrowedFd<'_>, request: u32, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = u32::try_from(buf.len()).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    match buf.get_mut(12..16) {
+        Some(size) if len >= 312 => size.copy_from_slice(&len.to_le_bytes()),
+        _ => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+    // SAFETY: the kernel reads and writes at most `data_size` bytes from the pointer (dm-ioctl.c
+    // copy_params and its copy back), and `data_size` is `buf`'s length, set just above; `buf`
+    // lives across the call and the kernel keeps no pointer to it.
+    match unsafe { libc::ioctl(control.as_raw_fd(), libc::c_ulong::from(request), buf.as_mut_ptr()) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}

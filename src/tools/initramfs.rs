@@ -28,8 +28,8 @@ usage: stateless initramfs --kernel-version V [--modules-dir DIR] [--nic M[,M...
 Writes the initramfs of initramfs mode to FILE: this binary as /init; the NIC drivers (by
 default every Ethernet, USB and virtual NIC driver of the kernel tree, one image for a lab of
 mixed machines; with --nic only those named), the bus drivers they sit on (virtio_pci, USB
-host controllers), nfsv3, nfsv4, overlay, af_packet, loop, squashfs, erofs (image-file roots)
-and --add-module's, each with what it needs as modprobe loads it (modules.dep, softdeps);
+host controllers), nfsv3, nfsv4, overlay, af_packet, loop, squashfs, erofs, dm-verity
+(image-file roots, verified ones) and --add-module's, each with what it needs as modprobe loads it (modules.dep, softdeps);
 modules.dep, modules.alias, modules.softdep and modules.order cut down to them; the firmware they declare, from --firmware DIR (default
 /lib/firmware) where present. Modules come from /lib/modules/V or --modules-dir DIR.
 Nothing is read through a symlink that leads out of the module dir or the firmware dir
@@ -48,8 +48,9 @@ symlink there is replaced, not followed). Prints what went in and the size.
 
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
 /// the packet socket the DHCP client sends from, and what an image-file root is mounted with
-/// (a loop device, squashfs, EROFS; their decompressors come with them or are built in).
-const ALWAYS: [&str; 7] = ["nfsv3", "nfsv4", "overlay", "af_packet", "loop", "squashfs", "erofs"];
+/// (a loop device, squashfs, EROFS, dm-verity; their decompressors and dm-verity's
+/// dependencies come with them or are built in).
+const ALWAYS: [&str; 8] = ["nfsv3", "nfsv4", "overlay", "af_packet", "loop", "squashfs", "erofs", "dm-verity"];
 
 /// Where a kernel tree keeps NIC drivers: Ethernet, USB NICs, hypervisors' NICs.
 const NIC_DIRS: [&str; 5] = [

@@ -191,7 +191,11 @@ impl Summary {
                 let target = i.target.as_deref().map(|t| format!(" -> {}", e(t))).unwrap_or_default();
                 let sum = i.sha256.as_deref().map(|s| format!(", sha256 {}", e(s))).unwrap_or_default();
                 let held = if i.in_memory { ", in memory" } else { "" };
-                format!("{}{target} ({}, {} bytes, mtime {}{sum}{held})", e(&i.source), i.format, i.size, i.mtime)
+                let verity = i.verity.as_ref().map_or_else(String::new, |v| {
+                    format!(", dm-verity {} on {}, root hash {}", e(&v.trusted), e(&v.device), e(&v.root_hash))
+                });
+                let (source, format) = (e(&i.source), i.format);
+                format!("{source}{target} ({format}, {} bytes, mtime {}{sum}{held}{verity})", i.size, i.mtime)
             }),
             dirs: report.dirs.iter().map(|d| format!("{} {}", e(&d.dir), spelled(&d.mode))).collect(),
             layers: report
@@ -410,7 +414,7 @@ mod tests {
         let text = human(&Summary::of(&report));
         assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
         // An image root: which image, its hostile link text escaped.
-        use crate::model::image::BootedImage;
+        use crate::model::image::{BootedImage, Verified};
         let image = BootedImage {
             source: "10.0.2.2:/srv/images/current".into(),
             target: Some("x\x1b[2J.sqfs".into()),
@@ -419,13 +423,23 @@ mod tests {
             mtime: 1_765_000_000,
             sha256: None,
             in_memory: false,
+            verity: None,
         };
         let text = human(&Summary::of(&Report { image: Some(image.clone()), ..report.clone() }));
         let line = "image: 10.0.2.2:/srv/images/current -> x\\x1b[2J.sqfs (squashfs, 4096 bytes, mtime 1765000000)";
         assert!(text.contains(&format!("{line}\n")), "{text}");
         let in_memory = BootedImage { in_memory: true, sha256: Some("ab".repeat(32)), ..image };
-        let text = human(&Summary::of(&Report { image: Some(in_memory), ..report }));
+        let text = human(&Summary::of(&Report { image: Some(in_memory.clone()), ..report.clone() }));
         assert!(text.contains(&format!("1765000000, sha256 {}, in memory)", "ab".repeat(32))), "{text}");
+        // Verified: by what, on which device; a hostile comment escaped.
+        let trusted = "key SHA256:x \x1b]0;pwn\x07".into();
+        let verity = Some(Verified { root_hash: "cd".repeat(32), trusted, device: "/dev/dm-0".into() });
+        let text = human(&Summary::of(&Report { image: Some(BootedImage { verity, ..in_memory }), ..report }));
+        let want = format!(
+            ", in memory, dm-verity key SHA256:x \\x1b]0;pwn\\x07 on /dev/dm-0, root hash {})",
+            "cd".repeat(32)
+        );
+        assert!(text.contains(&want), "{text}");
     }
 
     #[test]

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 use rustix::fs::Advice;
 use rustix::mount::MountFlags;
 
+use super::verity::Trusted;
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
 use crate::fs::hashcopy::copy_hashed;
 use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
-use crate::model::image::{fits_in_memory, sha256_of_line, BootedImage, ImageFormat};
+use crate::model::image::{fits_in_memory, sha256_of_line, BootedImage, ImageFormat, Verified};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
@@ -104,7 +105,15 @@ impl Executor<'_> {
     /// read-only on /root as the filesystem its magic names, `loop` and that module loaded first; then the root check,
     /// in the image, as on a tree. With `ram`, the file is copied into memory first
     /// ([`Executor::image_into_memory`]) and the loop device reads the copy.
-    pub(super) fn mount_image_root(&mut self, export: &NfsMount, file: &str, ram: bool) -> Result<Done, Failure> {
+    /// With a root hash to hold it to ([`Executor::image_trust`]), the loop device is read
+    /// through dm-verity ([`Executor::verity_device`]).
+    pub(super) fn mount_image_root(
+        &mut self,
+        export: &NfsMount,
+        file: &str,
+        ram: bool,
+        root_hash: Option<&str>,
+    ) -> Result<Done, Failure> {
         let export = NfsMount { read_only: true, ..export.clone() };
         let (mounted, ImageFile { fd, format, head }) = self.mount_nfs(&export, EXPORT, |me, on| {
             me.read_image_head(on, file).map(|(image, bytes)| (file.to_string(), bytes, image))
@@ -134,6 +143,11 @@ impl Executor<'_> {
         let on_export =
             ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
         let ImageNames { named, target, sha256 } = image_names(&on_export, file);
+        // Trusted or refused before a byte is copied or a device made.
+        let trusted = self.image_trust(fd.as_fd(), size, root_hash, &path)?;
+        if trusted.is_some() {
+            self.load_verity()?;
+        }
         let (fd, copied) = match ram {
             true => self.image_into_memory(fd, size, sha256.as_deref(), &path).map(|(fd, said)| (fd, said + "; "))?,
             false => (fd, String::new()),
@@ -146,6 +160,7 @@ impl Executor<'_> {
             mtime: st.st_mtime,
             sha256,
             in_memory: ram,
+            verity: None,
         });
         let root = self
             .running
@@ -155,7 +170,7 @@ impl Executor<'_> {
         // its reads direct; ENOTBLK from an older one: a loop device, as for squashfs. By the
         // name the link led to: the file opened, as `publish` never reuses a name.
         let on_file = on_export.host_path(&named);
-        let file_backed = format == ImageFormat::Erofs && !ram && {
+        let file_backed = format == ImageFormat::Erofs && !ram && trusted.is_none() && {
             match self.sys.mount(&on_file.to_string_lossy(), &root.path, "erofs", MountFlags::RDONLY, "") {
                 Ok(()) => true,
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOTBLK.raw_os_error()) => false,
@@ -164,11 +179,17 @@ impl Executor<'_> {
         };
         let device = match file_backed {
             true => on_file,
-            false => self.mount_on_loop(fd, file, &path, format, &root.path)?,
+            false => self.mount_on_loop(fd, file, &path, format, &root.path, trusted.as_ref())?,
         };
+        if let (Some(trusted), Some(image)) = (&trusted, &mut self.record.image) {
+            let (root_hash, by) = (trusted.target.root_hash.clone(), trusted.by.clone());
+            image.verity = Some(Verified { root_hash, trusted: by, device: device.to_string_lossy().into_owned() });
+        }
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
-        let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline)
-            .map_err(|f| Failure { message: format!("{} (in the image {})", f.message, escape_path(&path)), ..f })?;
+        let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map_err(|f| {
+            let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
+            Failure { message: format!("{} (in the image {}){found}", f.message, escape_path(&path)), ..f }
+        })?;
         let read = format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
         if let Some(nfs) = &mut self.record.nfs_root {
             (nfs.init, nfs.init_bytes) = (checked.init, checked.bytes as u64);
@@ -178,7 +199,8 @@ impl Executor<'_> {
     }
 
     /// The image file `fd` (`file` on the export, at `path` here), or its copy in memory, on a
-    /// loop device, mounted on `at` as `format`, read-only. The device.
+    /// loop device (and dm-verity over it, when `trusted`), mounted on `at` as `format`,
+    /// read-only. The device mounted.
     fn mount_on_loop(
         &self,
         fd: OwnedFd,
@@ -186,14 +208,20 @@ impl Executor<'_> {
         path: &Path,
         format: ImageFormat,
         at: &Path,
+        trusted: Option<&Trusted>,
     ) -> Result<std::path::PathBuf, Failure> {
         let dev = self.running.host_path("dev");
         let attached = self.sys.attach_loop(&dev, fd.as_fd(), Path::new(file));
         let (device, held) = attached.map_err(|e| Failure::io(Op::Mount, Some(path), &e))?;
         drop(fd); // the loop device holds the file (or its copy) now
+        let device = match trusted {
+            Some(trusted) => self.verity_device(&trusted.target, &device, path)?,
+            None => device,
+        };
         self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "").map_err(|e| {
             let why = e.to_string().to_lowercase();
-            let message = format!("as {format} on {}: {why} (the kernel's log says more)", escape_path(&device));
+            let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
+            let message = format!("as {format} on {}: {why} (the kernel's log says more){found}", escape_path(&device));
             Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(path), message) }
         })?;
         drop(held); // the mount holds the device now; unmounted, it lets go of the file

@@ -1569,3 +1569,163 @@ fn the_report_reads_back() {
 }
 /// Every mode planned and booted on the same facts: the same steps.
 mod plan_equals_boot;
+
+/// The export of [`image_export`] whose `x.img` carries a dm-verity tree over 3 data blocks, as
+/// `stateless image build --verity` lays it out; the initramfs has dm-verity and its
+/// dependencies as modules. The root hash.
+fn verity_export(image: &Image) -> String {
+    use crate::model::verity;
+    let at = image_export(image, 3 * 4096, None);
+    let mut bytes = std::fs::read(at.join("x.img")).unwrap();
+    let salt = verity::salt("00");
+    let leaves = bytes.chunks(4096).map(|b| verity::hash(&salt, b)).collect();
+    let (levels, root) = verity::tree(&salt, leaves);
+    bytes.extend(verity::superblock(3, &salt, &verity::uuid(&salt)));
+    bytes.extend(levels);
+    std::fs::write(at.join("x.img"), bytes).unwrap();
+    let dir = image.0.join("lib/modules/6.1.0");
+    std::fs::create_dir_all(dir.join("kernel")).unwrap();
+    let dep = "kernel/dm-verity.ko: kernel/dm-bufio.ko kernel/dm-mod.ko kernel/reed_solomon.ko\n\
+               kernel/dm-bufio.ko: kernel/dm-mod.ko\nkernel/dm-mod.ko:\nkernel/reed_solomon.ko:\n";
+    std::fs::write(dir.join("modules.dep"), dep).unwrap();
+    for m in ["dm-verity", "dm-bufio", "dm-mod", "reed_solomon"] {
+        std::fs::write(dir.join(format!("kernel/{m}.ko")), "").unwrap();
+    }
+    crate::model::text::hex(&root)
+}
+
+/// `roothash=`: the image's salt and data blocks from its verity superblock, dm-verity and its
+/// dependencies loaded, a read-only verity device over the loop device with the root hash of
+/// the command line, and that device mounted; the report says so.
+#[test]
+fn roothash_mounts_the_image_through_dm_verity() {
+    use crate::model::verity;
+    let (image, sys) = initramfs("verity-roothash", |_| None);
+    let root_hash = verity_export(&image);
+    let cmdline = format!("nfsroot=/srv/images,vers=3 stateless.image=current roothash={}", root_hash.to_uppercase());
+    let (outcomes, ended) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    assert_eq!(step.status, Status::Ok, "{step:?}");
+    assert!(
+        step.step.to_string().ends_with(&format!("through dm-verity with the root hash {root_hash}")),
+        "{}",
+        step.step
+    );
+    let dev = image.0.join("dev");
+    assert!(step.detail.contains(&format!("squashfs on {} on /root", dev.join("dm-0").display())), "{}", step.detail);
+    let calls = sys.calls();
+    let at = |call: &Call| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call:?}: {calls:#?}"));
+    let module = |m: &str| Call::LoadModule(image.0.join(format!("lib/modules/6.1.0/kernel/{m}.ko")), String::new());
+    let salt = crate::model::text::hex(&verity::salt("00"));
+    let loop0 = dev.join("loop0");
+    let table = format!("1 {0} {0} 4096 4096 3 4 sha256 {root_hash} {salt}", loop0.display());
+    let mapped = Call::DeviceMapper("stateless-root".into(), 24, "verity".into(), table);
+    let mounted = Call::Mount {
+        source: dev.join("dm-0").display().to_string(),
+        target: image.0.join("root"),
+        fstype: "squashfs".into(),
+        flags: MountFlags::RDONLY,
+        data: String::new(),
+    };
+    for m in ["reed_solomon", "dm-mod", "dm-bufio"] {
+        assert!(at(&module(m)) < at(&module("dm-verity")), "{m} first: {calls:#?}");
+    }
+    assert!(at(&module("dm-verity")) < at(&Call::AttachLoop("/current".into())));
+    assert!(at(&Call::AttachLoop("/current".into())) < at(&mapped) && at(&mapped) < at(&mounted));
+    let booted = read_report(&image.0.join("root")).image.unwrap();
+    let verified = booted.verity.unwrap();
+    assert_eq!((verified.root_hash, verified.trusted), (root_hash, "roothash=".to_string()));
+    assert_eq!(verified.device, dev.join("dm-0").display().to_string());
+}
+
+/// `roothash=` refuses, before a loop device or a copy: an image without a tree, one whose
+/// superblock names other data blocks than its length, and a kernel without dm-verity. A
+/// table the kernel refuses fails the step too; nothing is mounted in any case.
+#[test]
+fn roothash_refuses_an_image_it_cannot_check() {
+    let cmdline = |hash: &str| {
+        format!("nfsroot=/srv/images,vers=3 stateless.image=/x.img roothash={hash} stateless.emergency=continue")
+    };
+    let refused = |tag: &str, prepare: &dyn Fn(&Image) -> String, fail: fn(&Call) -> Option<i32>, want: &str| {
+        let (image, sys) = initramfs(tag, fail);
+        let hash = prepare(&image);
+        let (outcomes, ended) = boot_from(&image, &cmdline(&hash), &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+        let error = failed.error.as_ref().unwrap().to_string();
+        assert!(error.contains(want), "{tag}: {error}");
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype == "squashfs")), "{calls:#?}");
+        calls
+    };
+    let calls = refused(
+        "verity-no-tree",
+        &|image| {
+            image_export(image, 5 * 4096, None);
+            "ab".repeat(32)
+        },
+        |_| None,
+        "no dm-verity superblock at byte 12288: refused (roothash= asks for a verified image)",
+    );
+    refused(
+        "verity-odd-size",
+        &|image| {
+            image_export(image, 5 * 4096 + 1, None);
+            "ab".repeat(32)
+        },
+        |_| None,
+        "20481 bytes are no image with a dm-verity tree (stateless image build --verity): refused",
+    );
+    assert!(!calls.iter().any(|c| matches!(c, Call::AttachLoop(..) | Call::DeviceMapper(..))), "{calls:#?}");
+    refused(
+        "verity-short-tree",
+        &|image| {
+            let hash = verity_export(image);
+            let file = image.0.join(EXPORT).join("x.img");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[3 * 4096 + 72] = 2; // the superblock says 2 data blocks
+            std::fs::write(file, bytes).unwrap();
+            hash
+        },
+        |_| None,
+        "its verity superblock names 2 data blocks, its length 3",
+    );
+    let calls = refused(
+        "verity-no-module",
+        &|image| {
+            let hash = verity_export(image);
+            std::fs::write(image.0.join("lib/modules/6.1.0/modules.dep"), "kernel/dm-mod.ko:\n").unwrap();
+            hash
+        },
+        |_| None,
+        "the image cannot be checked, so it is not mounted",
+    );
+    assert!(!calls.iter().any(|c| matches!(c, Call::AttachLoop(..))), "{calls:#?}");
+    refused(
+        "verity-table-refused",
+        &verity_export,
+        |c| matches!(c, Call::DeviceMapper(..)).then_some(22),
+        "invalid argument",
+    );
+}
+
+/// A root check that fails on a verified root (a block of the init that does not match its
+/// hash gives EIO) says what the kernel's log said of it, and the device's status.
+#[test]
+fn a_root_check_that_fails_under_dm_verity_names_the_block() {
+    let (image, mut sys) = initramfs("verity-corrupt", |_| None);
+    let hash = verity_export(&image);
+    std::fs::remove_file(image.0.join("root/sbin/init")).unwrap();
+    sys.proc.insert("dm-status".into(), "C".into());
+    let kmsg = "loop0: detected capacity change\ndevice-mapper: verity: 7:0: data block 1 is corrupted\n\
+                device-mapper: verity: 7:0: data block 1 is corrupted\n";
+    sys.proc.insert("kmsg".into(), kmsg.into());
+    let cmdline =
+        format!("nfsroot=/srv/images,vers=3 stateless.image=/x.img roothash={hash} stateless.emergency=continue");
+    let (outcomes, ended) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = failed.error.as_ref().unwrap().to_string();
+    assert!(error.ends_with("; dm-verity: a block did not match its hash: 7:0: data block 1 is corrupted"), "{error}");
+}
