@@ -56,3 +56,8 @@ fn netlink_dump() {
 fn layer_path() {
     replay("layer_path", invariants::layer_path);
 }
+
+#[test]
+fn nbd_handshake() {
+    replay("nbd_handshake", invariants::nbd_handshake);
+}

@@ -22,6 +22,7 @@ use stateless::model::options::{
 use stateless::model::step::Phase;
 use stateless::model::writable::DirName;
 use stateless::net::dhcp::codec::decode;
+use stateless::net::nbd::{handshake, parse_server, NbdError, MAX_REPLY};
 use stateless::net::netlink::{merge, parse_addrs, parse_links};
 
 /// The `stateless.*` keys the README documents; any other is reported.
@@ -443,4 +444,48 @@ pub fn layer_path(data: &[u8]) {
     }
     // The writable dirs never nest, so whether an entry is copied does not hang on its kind.
     assert_eq!(verdict(Kind::File) == Verdict::Copy, verdict(Kind::Dir) == Verdict::Copy);
+}
+
+/// `nbd_handshake`: any bytes as a server's side of the NBD handshake. The two drivers agree (the
+/// state machine over the bytes, and over a stream); a handshake that ends says where, and
+/// nothing after that point nor anything cut before it changes it; an error other than the end
+/// of the bytes stays when more follow; the block size is one the kernel takes.
+pub fn nbd_handshake(data: &[u8]) {
+    struct Stream<'a>(&'a [u8], usize);
+    impl std::io::Read for Stream<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1 += n;
+            Ok(n)
+        }
+    }
+    impl std::io::Write for Stream<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let name = "stateless-root";
+    let parsed = parse_server(data, name);
+    let mut stream = Stream(data, 0);
+    let driven = handshake(&mut stream, name);
+    assert_eq!(driven, parsed.clone().map(|(export, _)| export), "the two drivers disagree");
+    let more = [data, &[0u8; 64][..]].concat();
+    match parsed {
+        Ok((export, used)) => {
+            assert!(used <= data.len() && stream.1 == used, "{used} of {}", data.len());
+            assert_eq!(parse_server(&more, name), Ok((export, used)), "bytes after the handshake counted");
+            let cut = data.get(..used.saturating_sub(1)).unwrap_or_default();
+            assert_eq!(parse_server(cut, name), Err(NbdError::Closed));
+            let block = export.block_size();
+            assert!(block.is_power_of_two() && (512..=4096).contains(&block), "{block}");
+        }
+        Err(NbdError::Closed) => {}
+        Err(err) => {
+            assert_eq!(parse_server(&more, name), Err(err.clone()), "an error that more bytes change");
+            assert!(!matches!(err, NbdError::ReplyTooLong(len) if len <= MAX_REPLY), "{err}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ pub mod ipv4;
 pub mod layer;
 pub mod lease;
 pub mod mount;
+pub mod nbdroot;
 pub mod nfsroot;
 pub mod options;
 pub mod outcome;

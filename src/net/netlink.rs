@@ -4,7 +4,8 @@
 //! IPv4 addresses (`RTM_GETADDR`), and joins them by interface index. The decoding is done by pure
 //! functions over byte buffers ([`parse_links`], [`parse_addrs`], [`merge`]) so it can be tested
 //! with hand-made and captured dumps. The bytes are treated as untrusted: every length is checked,
-//! nothing is indexed unchecked, and every loop consumes at least 4 bytes per round.
+//! nothing is indexed unchecked, and every loop consumes at least 4 bytes per round. The same
+//! framing, attributes and [`exchange`] serve generic netlink (`net::nbd::genl`).
 //!
 //! Wire format (linux/netlink.h, linux/rtnetlink.h, linux/if_link.h, linux/if_addr.h), all
 //! integers in native byte order:
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 use rustix::net::netlink::SocketAddrNetlink;
 use rustix::net::sockopt::{set_socket_timeout, Timeout};
+use rustix::net::Protocol;
 use rustix::net::{
     bind, getsockname, recvfrom, sendto, socket_with, AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType,
 };
@@ -180,12 +182,12 @@ fn align4(n: usize) -> usize {
     n.saturating_add(3) & !3
 }
 
-fn read_u16(b: &[u8], at: usize) -> Option<u16> {
+pub(super) fn read_u16(b: &[u8], at: usize) -> Option<u16> {
     let bytes = b.get(at..at.checked_add(2)?)?;
     Some(u16::from_ne_bytes(bytes.try_into().ok()?))
 }
 
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+pub(super) fn read_u32(b: &[u8], at: usize) -> Option<u32> {
     let bytes = b.get(at..at.checked_add(4)?)?;
     Some(u32::from_ne_bytes(bytes.try_into().ok()?))
 }
@@ -197,21 +199,21 @@ fn read_i32(b: &[u8], at: usize) -> Option<i32> {
 
 /// One netlink message.
 #[derive(Debug)]
-struct Message<'a> {
-    ty: u16,
+pub(super) struct Message<'a> {
+    pub(super) ty: u16,
     flags: u16,
     seq: u32,
     pid: u32,
-    body: &'a [u8],
+    pub(super) body: &'a [u8],
 }
 
 /// The messages in a buffer. After an error it yields nothing more.
-struct Messages<'a> {
+pub(super) struct Messages<'a> {
     rest: &'a [u8],
     offset: usize,
 }
 
-fn messages(buf: &[u8]) -> Messages<'_> {
+pub(super) fn messages(buf: &[u8]) -> Messages<'_> {
     Messages { rest: buf, offset: 0 }
 }
 
@@ -248,9 +250,15 @@ impl<'a> Iterator for Messages<'a> {
 
 /// The attributes (type without flag bits, data) in the tail of a message of type `msg_ty`.
 /// After an error it yields nothing more.
-struct Attrs<'a> {
+pub(super) struct Attrs<'a> {
     rest: &'a [u8],
     msg_ty: u16,
+}
+
+/// The attributes in `data` (a message's tail, or a nested attribute's data); `msg_ty` names
+/// the message in errors.
+pub(super) fn attrs(data: &[u8], msg_ty: u16) -> Attrs<'_> {
+    Attrs { rest: data, msg_ty }
 }
 
 impl<'a> Iterator for Attrs<'a> {
@@ -343,10 +351,10 @@ fn parse_link(body: &[u8]) -> Result<Option<Interface>, ParseError> {
     let (Some(index), Some(flags)) = (read_i32(body, 4), read_u32(body, 8)) else {
         return Err(short);
     };
-    let attrs = body.get(IFINFOMSG_LEN..).ok_or(short)?;
+    let tail = body.get(IFINFOMSG_LEN..).ok_or(short)?;
     let mut name = None;
     let mut mac = None;
-    for attr in (Attrs { rest: attrs, msg_ty: RTM_NEWLINK }) {
+    for attr in attrs(tail, RTM_NEWLINK) {
         match attr? {
             (IFLA_IFNAME, data) => name = Some(data),
             (IFLA_ADDRESS, data) => mac = <[u8; 6]>::try_from(data).ok(),
@@ -379,10 +387,10 @@ fn parse_addr(body: &[u8]) -> Result<Option<(u32, Ipv4Net)>, ParseError> {
     let (Some(&family), Some(&prefix), Some(index)) = (body.first(), body.get(1), read_u32(body, 4)) else {
         return Err(short);
     };
-    let attrs = body.get(IFADDRMSG_LEN..).ok_or(short)?;
+    let tail = body.get(IFADDRMSG_LEN..).ok_or(short)?;
     let mut local = None;
     let mut address = None;
-    for attr in (Attrs { rest: attrs, msg_ty: RTM_NEWADDR }) {
+    for attr in attrs(tail, RTM_NEWADDR) {
         let (ty, data) = attr?;
         let addr = <[u8; 4]>::try_from(data).ok().map(Ipv4Addr::from);
         match ty {
@@ -434,8 +442,9 @@ pub fn merge(mut links: Vec<Interface>, addrs: &[(u32, Ipv4Net)]) -> Vec<Interfa
     links
 }
 
-/// A request: nlmsghdr with `flags`, then `body` (ifinfomsg, ifaddrmsg or rtmsg, and attributes).
-fn request(ty: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
+/// A request: nlmsghdr with `flags`, then `body` (ifinfomsg, ifaddrmsg or rtmsg, and attributes;
+/// or a generic netlink header and attributes).
+pub(super) fn request(ty: u16, flags: u16, seq: u32, body: &[u8]) -> Vec<u8> {
     let len = NLMSG_HDRLEN.saturating_add(body.len());
     let mut msg = Vec::with_capacity(len);
     msg.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_ne_bytes());
@@ -456,10 +465,9 @@ fn next_seq() -> u32 {
     }
 }
 
-/// A bound NETLINK_ROUTE socket and its port id.
-fn open() -> io::Result<(rustix::fd::OwnedFd, u32)> {
-    // protocol None is NETLINK_ROUTE (0).
-    let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, None)?;
+/// A bound netlink socket of `protocol` (None: NETLINK_ROUTE, 0) and its port id.
+fn open(protocol: Option<Protocol>) -> io::Result<(rustix::fd::OwnedFd, u32)> {
+    let fd = socket_with(AddressFamily::NETLINK, SocketType::RAW, SocketFlags::CLOEXEC, protocol)?;
     bind(&fd, &SocketAddrNetlink::new(0, 0))?;
     set_socket_timeout(&fd, Timeout::Recv, Some(RECV_TIMEOUT))?;
     let local = SocketAddrNetlink::try_from(getsockname(&fd)?)?;
@@ -518,14 +526,14 @@ const LINK_REQUEST: [u8; IFINFOMSG_LEN] = [AF_UNSPEC, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 const ADDR_REQUEST: [u8; IFADDRMSG_LEN] = [AF_INET, 0, 0, 0, 0, 0, 0, 0];
 
 fn query() -> io::Result<Vec<Interface>> {
-    let (fd, pid) = open()?;
+    let (fd, pid) = open(None)?;
     let links = dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, None)?;
     let addrs = dump(&fd, pid, RTM_GETADDR, &ADDR_REQUEST, RTM_NEWADDR, parse_addr, None)?;
     Ok(merge(links, &addrs))
 }
 
 /// Appends one attribute (header, data, padding to 4 bytes).
-fn attr(msg: &mut Vec<u8>, ty: u16, data: &[u8]) {
+pub(super) fn attr(msg: &mut Vec<u8>, ty: u16, data: &[u8]) {
     let len = u16::try_from(RTATTR_HDRLEN + data.len()).unwrap_or(u16::MAX);
     msg.extend_from_slice(&len.to_ne_bytes());
     msg.extend_from_slice(&ty.to_ne_bytes());
@@ -535,25 +543,45 @@ fn attr(msg: &mut Vec<u8>, ty: u16, data: &[u8]) {
 
 /// Sends one change request and waits for its acknowledgement; the kernel's errno on refusal.
 fn change(ty: u16, flags: u16, body: &[u8]) -> io::Result<()> {
-    let (fd, pid) = open()?;
+    exchange(None, ty, flags, body).map(drop)
+}
+
+/// Sends one request (NLM_F_ACK added) on a fresh socket of `protocol` (None: NETLINK_ROUTE)
+/// and waits for its acknowledgement: the messages of the request that came before it, as
+/// (type, body); the kernel's errno on refusal.
+pub(super) fn exchange(
+    protocol: Option<Protocol>,
+    ty: u16,
+    flags: u16,
+    body: &[u8],
+) -> io::Result<Vec<(u16, Vec<u8>)>> {
+    let (fd, pid) = open(protocol)?;
     let seq = next_seq();
     let req = request(ty, flags | NLM_F_ACK, seq, body);
     if sendto(&fd, &req, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))? != req.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "netlink request sent partially"));
     }
     let mut buf = vec![0u8; RECV_BUF_LEN];
+    let mut replies = Vec::new();
     for _ in 0..MAX_DATAGRAMS {
-        let (n, _, from) = recvfrom(&fd, buf.as_mut_slice(), RecvFlags::empty())?;
+        let (n, full, from) = recvfrom(&fd, buf.as_mut_slice(), RecvFlags::TRUNC)?;
+        if full > n {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "netlink datagram larger than the buffer"));
+        }
         if !from_kernel(from) {
             continue;
         }
         for msg in messages(buf.get(..n).unwrap_or_default()) {
             let msg = msg?;
-            if msg.seq != seq || msg.pid != pid || msg.ty != NLMSG_ERROR {
+            if msg.seq != seq || msg.pid != pid {
+                continue;
+            }
+            if msg.ty != NLMSG_ERROR {
+                replies.push((msg.ty, msg.body.to_vec()));
                 continue;
             }
             return match read_i32(msg.body, 0) {
-                Some(0) => Ok(()),
+                Some(0) => Ok(replies),
                 Some(err) => Err(io::Error::from_raw_os_error(err.saturating_abs())),
                 None => Err(ParseError::ShortBody { ty: NLMSG_ERROR }.into()),
             };

@@ -404,7 +404,7 @@ fn live_interfaces_have_loopback() {
 /// (`{link,addr}_dump.bin`), e.g. `ip netns exec x cargo test --lib captured_dumps`.
 #[test]
 fn captured_dumps_parse_back() {
-    let (fd, pid) = open().unwrap();
+    let (fd, pid) = open(None).unwrap();
     let mut links = Vec::new();
     dump(&fd, pid, RTM_GETLINK, &LINK_REQUEST, RTM_NEWLINK, parse_link, Some(&mut links)).unwrap();
     let mut addrs = Vec::new();
