@@ -293,6 +293,7 @@ cmd_boot() {
             --image-root) image_root=${2:?}; shift 2 ;;
             --image-order) image_order=$(readlink -f "${2:?}"); shift 2 ;;
             --verity) verity=1; shift ;;
+            --signed) verity=signed; shift ;;
             --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -327,8 +328,11 @@ cmd_boot() {
     [[ -z $image_order || ($image_root == squashfs && -f $image_order) ]] || boot_usage_error "--image-order FILE goes with --image-root squashfs"
     [[ -z $pcap || -d $(dirname "$pcap") ]] || die "--pcap $pcap: no such directory"
     [[ " ${faults[*]} " != *" corrupt-image "* || -n $image_root ]] || boot_usage_error "--fault corrupt-image goes with --image-root"
-    [[ $verity == 0 || -n $image_root ]] || boot_usage_error "--verity goes with --image-root"
-    [[ " ${faults[*]} " != *" corrupt-block "* || $verity == 1 ]] || boot_usage_error "--fault corrupt-block goes with --verity"
+    [[ $verity == 0 || -n $image_root ]] || boot_usage_error "--verity and --signed go with --image-root"
+    [[ " ${faults[*]} " != *" corrupt-block "* || $verity != 0 ]] || boot_usage_error "--fault corrupt-block goes with --verity or --signed"
+    for fault in untrusted-signature no-signature; do
+        [[ " ${faults[*]} " != *" $fault "* || $verity == signed ]] || boot_usage_error "--fault $fault goes with --signed"
+    done
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
@@ -381,6 +385,8 @@ cmd_boot() {
         # /lab/check-init has no udev to load the result disk's driver: stateless loads it.
         [[ $check_init == 0 ]] || extra=(--add-module virtio_blk)
         [[ $disks == 0 ]] || extra+=(--add-module ext4)
+        # --signed: the initramfs trusts the lab's key (and no other).
+        [[ $verity != signed ]] || extra+=(--trust "$(lab_keys)/lab.pub")
         "$shim" initramfs --kernel-version "$release" --modules-dir "$modules/$release" --nic "$nics" "${extra[@]}" -o "$initrd" > "$BOOT_OUT/initramfs.txt" \
             || die "stateless initramfs failed: $BOOT_OUT/initramfs.txt"
         log "initramfs for $release: $(stat -c %s "$initrd") bytes (stateless initramfs --nic $nics)"
@@ -399,6 +405,14 @@ cmd_boot() {
         ln "$image_file" "$served/$image.$image_root"
         ln "$image_file.sha256" "$served/$image.$image_root.sha256"
         [[ $verity == 0 ]] || ln "$image_file.roothash" "$served/$image.$image_root.roothash"
+        if [[ $verity == signed ]]; then
+            ln "$image_file.verity-params" "$served/$image.$image_root.verity-params"
+            [[ " ${faults[*]} " == *" no-signature "* ]] ||
+                ln "$image_file.verity-params.sig" "$served/$image.$image_root.verity-params.sig"
+        fi
+        [[ " ${faults[*]} " != *" untrusted-signature "* ]] ||
+            run_logged "stateless image sign --key other.pem --force" "$BOOT_OUT/resign.log" \
+                "$shim" image sign "$served/$image.$image_root" --key "$(lab_keys)/other.pem" --force
         # As `stateless image publish` leaves a dir: `current` leads to the image.
         ln -s "$image.$image_root" "$served/current"
         cp -a "$run_dir/root/diskless" "$served/diskless"
@@ -430,7 +444,7 @@ cmd_boot() {
         # --kernel-args names the image itself (root=live:nfs://...).
         [[ -z $image_root || -n $kernel_args ]] || cmdline+=" stateless.image=/$image.$image_root"
         # --verity: the root hash on the command line, as systemd names it.
-        [[ $verity == 0 ]] || cmdline+=" roothash=$(cat "$image_file.roothash")"
+        [[ $verity != 1 ]] || cmdline+=" roothash=$(cat "$image_file.roothash")"
     else
         cmdline="console=ttyS0 ip=$ip root=/dev/nfs nfsroot=$(boot_nfsroot "$server" "$export") ro init=$init panic=-1"
     fi

@@ -4,7 +4,7 @@
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
 FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone
-    corrupt-image corrupt-block)
+    corrupt-image corrupt-block untrusted-signature no-signature)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
@@ -31,7 +31,7 @@ fault_apply() {
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
         # The initramfs, the served image: cmd_boot; the console: boot_faults_on_console.
-        no-nic-driver | corrupt-image | corrupt-block | server-gone) ;;
+        no-nic-driver | corrupt-image | corrupt-block | untrusted-signature | no-signature | server-gone) ;;
     esac
 }
 
@@ -104,6 +104,10 @@ fault_many_files() {
     mkdir -p "$dir"
     for ((i = 0; i < n; i++)); do printf '%s\n' "$i" > "$dir/f$i"; done
 }
+
+# untrusted-signature (--signed): the served image's statement signed again with keys/other.pem,
+# which the initramfs does not trust (`stateless image sign --force`: new files renamed over the
+# links, the cache's untouched); no-signature (--signed): no .verity-params.sig served.
 
 # fault_corrupt_block FILE: the served image (--image-root --verity) made a copy of its own
 # with one byte changed, byte 4196 (in its second 4 KiB block, data block 1): after the

@@ -305,11 +305,28 @@ image_fingerprint() {
     } | sha256sum | cut -d' ' -f1
 }
 
+# lab_keys: the lab's ed25519 signing keys in the cache, made once with openssl as an admin
+# makes them (docs/serving.md): keys/lab.pem (its public half keys/lab.pub), which the lab's
+# initramfs trusts with --signed, and keys/other.pem, which it does not. Prints the dir.
+lab_keys() {
+    local dir=$LAB_CACHE/keys name
+    mkdir -p "$dir"
+    cache_lock keys
+    for name in lab other; do
+        [[ -s $dir/$name.pem && -s $dir/$name.pub ]] && continue
+        openssl genpkey -algorithm ed25519 -out "$dir/.$name.pem" 2>/dev/null || die "openssl genpkey failed"
+        openssl pkey -in "$dir/.$name.pem" -pubout -out "$dir/$name.pub" 2>/dev/null || die "openssl pkey failed"
+        mv "$dir/.$name.pem" "$dir/$name.pem"
+    done
+    echo "$dir"
+}
+
 # image_file_ensure NAME ROOT FORMAT SHIM KEY [ORDER] [VERITY]: ROOT (the per-run tree of the image
 # NAME, binary under test, check and modules in it) as one image file (--image-root), `stateless
 # image build` with Debian's mksquashfs (zstd) or mkfs.erofs (lz4); with ORDER, a file list, laid
 # out in its order (--order); with VERITY 1, a dm-verity tree appended (--verity) and its
-# .roothash beside it. Cached in image-files/ under KEY (the tree's content: a new binary or
+# .roothash beside it; with VERITY signed, also signed with the lab's key (--sign keys/lab.pem:
+# .verity-params and .verity-params.sig beside it). Cached in image-files/ under KEY (the tree's content: a new binary or
 # check makes a new image) and ORDER's hash, the older ones of NAME, FORMAT, ordered or not and
 # verity or not deleted. Prints its path.
 image_file_ensure() {
@@ -319,6 +336,10 @@ image_file_ensure() {
     if [[ $verity == 1 ]]; then
         stem=$name-verity-$format
         ordering+=(--verity)
+    elif [[ $verity == signed ]]; then
+        stem=$name-signed-$format
+        ordering+=(--verity --sign "$(lab_keys)/lab.pem")
+        key=$(printf '%s %s' "$key" "$(sha256sum < "$LAB_CACHE/keys/lab.pub")" | sha256sum)
     fi
     if [[ -n $order ]]; then
         stem=${stem/-$format/-ordered-$format}
@@ -341,6 +362,10 @@ image_file_ensure() {
         "$shim" image build "$root" -o "$tmp" --format "$format" --compress "$compress" "${ordering[@]}"
     mv "$tmp.sha256" "$file.sha256"
     [[ $verity == 0 ]] || mv "$tmp.roothash" "$file.roothash"
+    if [[ $verity == signed ]]; then
+        mv "$tmp.verity-params" "$file.verity-params"
+        mv "$tmp.verity-params.sig" "$file.verity-params.sig"
+    fi
     mv "$tmp" "$file"
     log "image file ready in $(elapsed "$start") s: $file ($(stat -c %s "$file") bytes)"
     echo "$file"
