@@ -870,6 +870,21 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     let resigned = std::fs::read(&sig).unwrap();
     assert!(sign::verify(std::slice::from_ref(&public), &text, &resigned).unwrap_err().contains("not trusted"));
     assert_eq!(sign::verify(std::slice::from_ref(&rotated), &text, &resigned).unwrap(), &rotated);
+    // A plain ed25519 signature, as OpenSSL makes and checks one with that key.
+    let found = Command::new("sh").arg("-c").arg("command -v openssl").output().unwrap();
+    require(found.status.success(), "openssl (the openssl package)");
+    let raw = tmp.0.join("raw.sig");
+    std::fs::write(&raw, sign::signature_of(&resigned).unwrap().1).unwrap();
+    let checked = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+        .arg(key("openssl2.pub.pem"))
+        .arg("-in")
+        .arg(&params)
+        .arg("-sigfile")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("Signature Verified Successfully"), "{checked:?}");
 
     // Published: both beside the new name.
     let said = ok(&publish(&image, &srv));
