@@ -61,3 +61,8 @@ fn layer_path() {
 fn nbd_handshake() {
     replay("nbd_handshake", invariants::nbd_handshake);
 }
+
+#[test]
+fn signature() {
+    replay("signature", invariants::signature);
+}

@@ -266,7 +266,7 @@ fn build_refuses_bad_input_and_writes_nothing() {
         (build(&root, &img, &["--compress", "gzip"]), "--compress: zstd, xz or lz4"),
         (build(&root, &out.join("a\nb.img"), &[]), "no backslash or control character"),
         (build(&root, &tmp.0.join("no-dir/root.img"), &[]), "no-dir: No such file or directory"),
-        (image(&["bake".as_ref()]), "image \"bake\": build or publish"),
+        (image(&["bake".as_ref()]), "image \"bake\": build, sign or publish"),
         (build(&root, &img, &["--format", "erofs", "--order", "/dev/null"]), "--order: squashfs only"),
         (build(&root, &img, &["--order", tmp.0.join("no-list").to_str().unwrap()]), "no-list: No such file"),
     ];
@@ -799,4 +799,123 @@ fn roothash_is_kept_with_its_image_and_published_beside_it() {
     ok(&build(&root, &image, &["--force"]));
     assert!(!roothash.exists());
     assert!(image.with_extension("sqfs.sha256").exists());
+}
+
+/// A key of tests/fixtures/keys (made with openssl and signify-openbsd).
+fn key(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
+}
+
+fn sign_image(image: &Path, key: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN).args(["image", "sign"]).arg(image).arg("--key").arg(key).args(extra).output().unwrap()
+}
+
+/// --verity --sign writes the params and their signature beside the image (signify-openbsd
+/// checks one made with a signify key); --sign alone, or with a key stateless does not read,
+/// writes nothing; image sign replaces a signature only with --force; publish copies both
+/// under the new name and refuses params of another image, or one file of the two alone.
+#[test]
+#[ignore = "needs root: owners, device nodes; signify-openbsd (tests/run runs it)"]
+fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
+    use stateless::model::sign;
+    let (tmp, root) = temp_tree("image-sign");
+    let found = Command::new("sh").arg("-c").arg("command -v signify-openbsd").output().unwrap();
+    require(found.status.success(), "signify-openbsd (tests/run installs it)");
+    let (out, srv) = (tmp.0.join("build"), tmp.0.join("srv"));
+    std::fs::create_dir(&out).unwrap();
+    std::fs::create_dir(&srv).unwrap();
+    let image = out.join("debian.sqfs");
+    let (params, sig) = (out.join("debian.sqfs.verity-params"), out.join("debian.sqfs.verity-params.sig"));
+    let openssl = key("openssl.pem");
+    let said = refused(&build(&root, &image, &["--sign", openssl.to_str().unwrap()]));
+    assert!(said.contains("--sign needs --verity"), "{said}");
+    let encrypted = key("encrypted.pem");
+    let said = refused(&build(&root, &image, &["--verity", "--sign", encrypted.to_str().unwrap()]));
+    assert!(said.contains("encrypted.pem: an encrypted PEM private key"), "{said}");
+    assert!(files(&out).is_empty(), "nothing written: {:?}", files(&out));
+
+    let signify = key("signify.sec");
+    let said = ok(&build(&root, &image, &["--verity", "--sign", signify.to_str().unwrap()]));
+    let public = sign::public_key(&std::fs::read(key("signify.pub")).unwrap()).unwrap();
+    assert!(said.contains(&format!("  signed: {} (", sig.display())), "{said}");
+    assert!(said.contains(&format!("), key {} (id ", public.fingerprint())), "{said}");
+    let text = std::fs::read(&params).unwrap();
+    let hash = common::read(&out.join("debian.sqfs.roothash"));
+    assert!(String::from_utf8_lossy(&text).ends_with(&format!("\nroot-hash {hash}\n")));
+    let len = std::fs::metadata(&image).unwrap().len();
+    assert!(String::from_utf8_lossy(&text).contains(&format!("\nfile-size {len}\n")));
+    let checked = Command::new("signify-openbsd")
+        .args(["-V", "-p"])
+        .arg(key("signify.pub"))
+        .arg("-m")
+        .arg(&params)
+        .arg("-x")
+        .arg(&sig)
+        .output()
+        .unwrap();
+    assert!(checked.status.success() && String::from_utf8_lossy(&checked.stdout).contains("Signature Verified"));
+    let signed = std::fs::read(&sig).unwrap();
+    assert_eq!(sign::verify(std::slice::from_ref(&public), &text, &signed).unwrap(), &public);
+
+    // A second key: image sign replaces the signature only with --force; the params, the
+    // image's, stay the same bytes.
+    let second = key("openssl2.pem");
+    let said = refused(&sign_image(&image, &second, &[]));
+    assert!(said.contains("debian.sqfs.verity-params: exists: refused"), "{said}");
+    assert_eq!(std::fs::read(&sig).unwrap(), signed);
+    let said = ok(&sign_image(&image, &second, &["--force"]));
+    let rotated = sign::public_key(&std::fs::read(key("openssl2.pub.pem")).unwrap()).unwrap();
+    assert!(said.contains(&format!("  verity root hash: {hash}\n")) && said.contains(&rotated.fingerprint()), "{said}");
+    assert_eq!(std::fs::read(&params).unwrap(), text);
+    let resigned = std::fs::read(&sig).unwrap();
+    assert!(sign::verify(std::slice::from_ref(&public), &text, &resigned).unwrap_err().contains("not trusted"));
+    assert_eq!(sign::verify(std::slice::from_ref(&rotated), &text, &resigned).unwrap(), &rotated);
+    // A plain ed25519 signature, as OpenSSL makes and checks one with that key.
+    let found = Command::new("sh").arg("-c").arg("command -v openssl").output().unwrap();
+    require(found.status.success(), "openssl (the openssl package)");
+    let raw = tmp.0.join("raw.sig");
+    std::fs::write(&raw, sign::signature_of(&resigned).unwrap().1).unwrap();
+    let checked = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-rawin", "-inkey"])
+        .arg(key("openssl2.pub.pem"))
+        .arg("-in")
+        .arg(&params)
+        .arg("-sigfile")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("Signature Verified Successfully"), "{checked:?}");
+
+    // Published: both beside the new name.
+    let said = ok(&publish(&image, &srv));
+    let name = std::fs::read_link(srv.join("current")).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(std::fs::read(srv.join(format!("{name}.verity-params"))).unwrap(), text);
+    assert_eq!(std::fs::read(srv.join(format!("{name}.verity-params.sig"))).unwrap(), resigned);
+    assert!(said.contains(&format!("  signed: {name}.verity-params.sig ({name}.verity-params), by key id ")), "{said}");
+    assert_eq!(files(&srv).len(), 6, "the image, .sha256, .roothash, .verity-params, .sig, current");
+
+    // Another image (xz: other data) with this one's params: refused; and one file alone.
+    let before = files(&srv);
+    let other = out.join("other.sqfs");
+    ok(&build(&root, &other, &["--verity", "--compress", "xz"]));
+    std::fs::copy(&params, out.join("other.sqfs.verity-params")).unwrap();
+    std::fs::copy(&sig, out.join("other.sqfs.verity-params.sig")).unwrap();
+    let said = refused(&publish(&other, &srv));
+    assert!(said.contains(&format!("other.sqfs.verity-params: the root hash {hash} and ")), "{said}");
+    assert!(said.contains("which has the root hash ") && said.ends_with(": nothing published\n"), "{said}");
+    std::fs::remove_file(out.join("other.sqfs.verity-params")).unwrap();
+    let said = refused(&publish(&other, &srv));
+    assert!(said.contains("go together: one without the other: nothing published"), "{said}");
+    std::fs::rename(out.join("other.sqfs.verity-params.sig"), out.join("other.sqfs.verity-params")).unwrap();
+    assert!(refused(&publish(&other, &srv)).contains("go together"));
+    assert_eq!(files(&srv), before);
+
+    // No tree, nothing to sign; a build without --sign that replaces the image takes the old
+    // signature away with it.
+    let plain = out.join("plain.sqfs");
+    ok(&build(&root, &plain, &[]));
+    assert!(refused(&sign_image(&plain, &second, &[])).contains("plain.sqfs: carries no verity tree"));
+    assert!(!out.join("plain.sqfs.verity-params").exists());
+    ok(&build(&root, &image, &["--verity", "--force"]));
+    assert!(!params.exists() && !sig.exists());
 }

@@ -478,3 +478,65 @@ fn source_date_epoch_is_a_number_of_seconds_or_an_error() {
         assert!(!out.exists(), "{garbage:?}: an image was written");
     }
 }
+
+/// The content of the file `name` in a newc cpio archive (as src/fs/cpio.rs writes it).
+fn cpio_file(archive: &[u8], name: &str) -> Option<Vec<u8>> {
+    let mut at = 0;
+    while archive.get(at..at + 6)? == b"070701" {
+        let field = |n: usize| usize::from_str_radix(std::str::from_utf8(&archive[at + 6 + 8 * n..][..8]).unwrap(), 16);
+        let (size, name_size) = (field(6).unwrap(), field(11).unwrap());
+        let entry = &archive[at + 110..at + 110 + name_size - 1];
+        let data = (at + 110 + name_size).next_multiple_of(4);
+        if entry == name.as_bytes() {
+            return Some(archive[data..data + size].to_vec());
+        }
+        at = (data + size).next_multiple_of(4);
+    }
+    None
+}
+
+/// --trust puts each key, normalised, into /etc/stateless/trusted.keys and names its
+/// fingerprint; a file that is no public key, or a key given twice, writes no image.
+#[test]
+fn trusted_keys_go_into_the_image_normalised() {
+    use stateless::model::sign;
+    let tmp = TempDir::new("initramfs-trust");
+    let (modules, firmware, _) = small_tree(&tmp.0);
+    let out = tmp.0.join("initrd.img");
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+    let with = |trust: &[&str]| {
+        let mut command = Command::new(BIN);
+        command.args(["initramfs", "--kernel-version", "6.1.0-test", "--nic", "nic", "--compress", "none"]);
+        command.arg("--modules-dir").arg(&modules).arg("--firmware").arg(&firmware).arg("-o").arg(&out);
+        for file in trust {
+            command.arg("--trust").arg(keys.join(file));
+        }
+        command.output().unwrap()
+    };
+    let run = with(&["openssl.pub.pem", "signify.pub"]);
+    assert!(run.status.success(), "{run:?}");
+    let mut expected = sign::public_key(&std::fs::read(keys.join("openssl.pub.pem")).unwrap()).unwrap();
+    expected.comment = "openssl.pub.pem".into();
+    let expected = [expected, sign::public_key(&std::fs::read(keys.join("signify.pub")).unwrap()).unwrap()];
+    let file = cpio_file(&std::fs::read(&out).unwrap(), "etc/stateless/trusted.keys").unwrap();
+    assert_eq!(sign::trusted_keys(&file).unwrap(), expected);
+    assert_eq!(String::from_utf8(file).unwrap(), sign::trusted_keys_file(&expected));
+    let text = String::from_utf8(run.stdout).unwrap();
+    assert!(text.contains("  trusted keys: /etc/stateless/trusted.keys\n"), "{text}");
+    for key in &expected {
+        assert!(text.contains(&format!("    {} (id ", key.fingerprint())), "{text}");
+    }
+    std::fs::remove_file(&out).unwrap();
+
+    for (trust, why) in [
+        (&["openssl.pub.pem", "openssl.pem"][..], "openssl.pem: a secret key, not a public key"),
+        (&["signify.pub", "message"][..], "message: not an ed25519 public key"),
+        (&["ssh.pub", "absent.pub"][..], "absent.pub: no such key file"),
+        (&["ssh.pub", "signify.pub", "ssh.pub"][..], "ssh.pub: the same key (or key id) as "),
+    ] {
+        let run = with(trust);
+        assert_eq!(run.status.code(), Some(2), "{run:?}");
+        assert!(String::from_utf8_lossy(&run.stderr).contains(why), "{run:?}");
+        assert!(!out.exists(), "no image written: {run:?}");
+    }
+}

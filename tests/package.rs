@@ -99,7 +99,7 @@ fn completion_offers_every_command_and_the_options_help_lists() {
     }
     assert_eq!(complete(&["initramfs", "--compress", ""]), ["gzip", "none", "zstd"].map(str::to_owned).into());
     assert_eq!(complete(&["image", "build", "--compress", ""]), ["lz4", "xz", "zstd"].map(str::to_owned).into());
-    assert_eq!(complete(&["image", ""]), ["build", "publish"].map(str::to_owned).into());
+    assert_eq!(complete(&["image", ""]), ["build", "publish", "sign"].map(str::to_owned).into());
     assert!(complete(&["statu"]).contains("status"));
 }
 

@@ -19,7 +19,9 @@ use stateless::model::ipv4::Ipv4Net;
 use stateless::model::options::{
     valid_disk_label, valid_module_name, ClientId, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
 };
+use stateless::model::sign;
 use stateless::model::step::Phase;
+use stateless::model::verity::VerityParams;
 use stateless::model::writable::DirName;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::nbd::{handshake, parse_server, NbdError, MAX_REPLY};
@@ -487,5 +489,38 @@ pub fn nbd_handshake(data: &[u8]) {
             assert_eq!(parse_server(&more, name), Err(err.clone()), "an error that more bytes change");
             assert!(!matches!(err, NbdError::ReplyTooLong(len) if len <= MAX_REPLY), "{err}");
         }
+    }
+}
+
+/// `signature`: the signed image's untrusted inputs (model::sign, model::verity). Verity params,
+/// a trusted keys file, a key file and base64 read back as they were written (one canonical
+/// form each); a message and a signature file (split at the first NUL) are checked against a
+/// fixed key without a panic; a secret key read signs what its public key verifies.
+pub fn signature(data: &[u8]) {
+    if let Ok(params) = VerityParams::parse(data) {
+        assert_eq!(params.text().as_bytes(), data, "params are canonical");
+    }
+    if let Ok(keys) = sign::trusted_keys(data) {
+        assert_eq!(sign::trusted_keys(sign::trusted_keys_file(&keys).as_bytes()), Ok(keys));
+    }
+    if let Ok(key) = sign::public_key(data) {
+        let keys = [key];
+        assert_eq!(sign::trusted_keys(sign::trusted_keys_file(&keys).as_bytes()).as_deref(), Ok(&keys[..]));
+    }
+    if let Some(bytes) = sign::base64_decode(data) {
+        assert_eq!(sign::base64(&bytes).as_bytes(), data, "base64 is canonical");
+    }
+    let (message, signature) = data.split_at(data.iter().position(|b| *b == 0).unwrap_or(data.len()));
+    let signature = signature.get(1..).unwrap_or_default();
+    let fixed = sign::secret_key(include_bytes!("../../tests/fixtures/keys/openssl.pem")).unwrap();
+    let keys = [fixed.public()];
+    if let Ok(key) = sign::verify(&keys, message, signature) {
+        assert_eq!(key, &keys[0]);
+        assert!(sign::signature_of(signature).is_ok());
+    }
+    assert!(sign::verify(&keys, message, &sign::sign(&fixed, message)).is_ok(), "our own signature");
+    if let Ok(secret) = sign::secret_key(data) {
+        let public = [secret.public()];
+        assert!(sign::verify(&public, b"message", &sign::sign(&secret, b"message")).is_ok());
     }
 }

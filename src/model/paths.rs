@@ -12,6 +12,10 @@ pub const PROVENANCE: &str = "provenance";
 /// `modules` and `relayer` read.
 pub const LIVE_REPORT: &str = "/run/stateless/report.json";
 
+/// The keys a client trusts to sign its image (`stateless initramfs --trust`; the format:
+/// [`crate::model::sign::trusted_keys`]), in its initramfs.
+pub const TRUSTED_KEYS: &str = "etc/stateless/trusted.keys";
+
 /// Where the per-dir tmpfs (upper and work dirs) lives.
 pub const RW_BASE: &str = "run/stateless/rw";
 

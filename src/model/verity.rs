@@ -13,6 +13,9 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::model::image::ImageFormat;
+use crate::model::text::hex;
+
 /// The data and hash block size.
 pub const BLOCK: u64 = 4096;
 
@@ -163,10 +166,249 @@ pub fn root_hash_of(text: &[u8]) -> Option<String> {
         .then(|| String::from_utf8_lossy(hex).to_ascii_lowercase())
 }
 
+/// What a signature vouches for (`IMAGE.verity-params`, signed in `IMAGE.verity-params.sig`):
+/// every parameter of the verity table, so the boot takes nothing from the unsigned superblock.
+/// Canonical text, a `key value` line each in this order, `\n` endings, numbers in decimal
+/// without leading zeroes, hex in lower case:
+///
+/// ```text
+/// stateless-verity 1
+/// format squashfs|erofs
+/// file-size N           (the whole file's bytes: data, superblock, hash blocks)
+/// data-blocks N
+/// data-block-size 4096
+/// hash-block-size 4096
+/// hash-offset N         (data-blocks × 4096: where the superblock is)
+/// algorithm sha256
+/// salt <64 hex digits>
+/// root-hash <64 hex digits>
+/// ```
+///
+/// No image name (publish renames images) and no time (a rebuild gives the same bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerityParams {
+    pub format: ImageFormat,
+    pub data_blocks: u64,
+    pub salt: Digest32,
+    pub root_hash: Digest32,
+}
+
+/// The keys of [`VerityParams`]' text, in order.
+const PARAMS_KEYS: [&str; 10] = [
+    "stateless-verity",
+    "format",
+    "file-size",
+    "data-blocks",
+    "data-block-size",
+    "hash-block-size",
+    "hash-offset",
+    "algorithm",
+    "salt",
+    "root-hash",
+];
+
+impl VerityParams {
+    /// The largest params file read.
+    pub const MAX: usize = 4096;
+
+    /// Where the superblock is, and the data ends: `--hash-offset`.
+    pub fn hash_offset(&self) -> u64 {
+        self.data_blocks.saturating_mul(BLOCK)
+    }
+
+    /// The bytes of the whole file: data, superblock and hash levels.
+    pub fn file_size(&self) -> u64 {
+        let blocks = levels(self.data_blocks).iter().sum::<u64>().saturating_add(1).saturating_add(self.data_blocks);
+        blocks.saturating_mul(BLOCK)
+    }
+
+    /// The values of the text's lines, in [`PARAMS_KEYS`]' order.
+    fn values(&self) -> [String; 10] {
+        let format = match self.format {
+            ImageFormat::Squashfs => "squashfs",
+            ImageFormat::Erofs => "erofs",
+        };
+        [
+            "1".into(),
+            format.into(),
+            self.file_size().to_string(),
+            self.data_blocks.to_string(),
+            BLOCK.to_string(),
+            BLOCK.to_string(),
+            self.hash_offset().to_string(),
+            "sha256".into(),
+            hex(&self.salt),
+            hex(&self.root_hash),
+        ]
+    }
+
+    /// The canonical text.
+    pub fn text(&self) -> String {
+        PARAMS_KEYS.iter().zip(self.values()).map(|(key, value)| format!("{key} {value}\n")).collect()
+    }
+
+    /// The params `text` says, when it is exactly the canonical text of some (an unknown,
+    /// missing, repeated or misplaced key, a value not in its canonical form, or anything after
+    /// the last line is an error naming the line).
+    pub fn parse(text: &[u8]) -> Result<VerityParams, String> {
+        if text.len() > Self::MAX {
+            return Err(format!("larger than {} bytes", Self::MAX));
+        }
+        let text = std::str::from_utf8(text).map_err(|_| "not text (UTF-8)".to_owned())?;
+        let body = text.strip_suffix('\n').ok_or("its last line has no newline: cut short?")?;
+        let lines: Vec<&str> = body.split('\n').collect();
+        let mut values = Vec::with_capacity(PARAMS_KEYS.len());
+        for (n, key) in PARAMS_KEYS.iter().enumerate() {
+            let at = |what: String| format!("line {}: {what}", n + 1);
+            let Some(line) = lines.get(n) else { return Err(at(format!("missing: {key} was expected"))) };
+            let (have, value) = line.split_once(' ').unwrap_or((line, ""));
+            if have != *key {
+                let why = if PARAMS_KEYS.contains(&have) { "out of its place, or again" } else { "an unknown key" };
+                return Err(at(format!("{}: {why} ({key} was expected)", crate::model::text::quoted(have))));
+            }
+            values.push(value);
+        }
+        if lines.len() > PARAMS_KEYS.len() {
+            return Err(format!("line {}: after the last key (root-hash)", PARAMS_KEYS.len() + 1));
+        }
+        let number = |i: usize| values.get(i).and_then(|v| v.parse::<u64>().ok());
+        let digest = |i: usize| -> Option<Digest32> {
+            let v = values.get(i)?;
+            let bytes: Vec<u8> = (0..v.len())
+                .step_by(2)
+                .map(|at| u8::from_str_radix(v.get(at..at + 2)?, 16).ok())
+                .collect::<Option<_>>()?;
+            bytes.try_into().ok()
+        };
+        let format = match values.get(1) {
+            Some(&"squashfs") => ImageFormat::Squashfs,
+            Some(&"erofs") => ImageFormat::Erofs,
+            _ => return Err("line 2: the format is squashfs or erofs".into()),
+        };
+        let data_blocks = number(3)
+            .filter(|&n| n > 0 && n < u64::MAX / BLOCK / 2)
+            .ok_or("line 4: data-blocks is not a count of blocks")?;
+        let params = VerityParams {
+            format,
+            data_blocks,
+            salt: digest(8).ok_or("line 9: the salt is not 64 hex digits")?,
+            root_hash: digest(9).ok_or("line 10: the root hash is not 64 hex digits")?,
+        };
+        // Each value as the canonical text writes it: what differs is named.
+        for (n, (key, (have, want))) in PARAMS_KEYS.iter().zip(values.iter().zip(params.values())).enumerate() {
+            if *have != want {
+                return Err(format!("line {}: {key} {} is not {want}", n + 1, crate::model::text::quoted(have)));
+            }
+        }
+        Ok(params)
+    }
+
+    /// That the image these params were signed for is the one at hand: a file of `file_size`
+    /// bytes whose verity superblock (the block at [`VerityParams::hash_offset`]) is
+    /// `superblock`, naming the same data blocks and salt.
+    pub fn check_against(&self, file_size: u64, superblock: &[u8]) -> Result<(), String> {
+        if file_size != self.file_size() {
+            return Err(format!(
+                "the image has {file_size} bytes, its signed verity params {} ({} data blocks and their tree)",
+                self.file_size(),
+                self.data_blocks
+            ));
+        }
+        match read_superblock(superblock) {
+            Some((blocks, salt)) if blocks == self.data_blocks && salt == self.salt => Ok(()),
+            Some(_) => Err("the image's verity superblock names other data blocks or another salt than its signed \
+                            verity params"
+                .into()),
+            None => Err(format!("no verity superblock at {} (format 1, sha256, 4096-byte blocks)", self.hash_offset())),
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    fn params() -> VerityParams {
+        VerityParams { format: ImageFormat::Squashfs, data_blocks: 935, salt: [0xaa; 32], root_hash: [0x05; 32] }
+    }
+
+    #[test]
+    fn params_text_is_canonical_and_reads_back() {
+        let text = params().text();
+        let aa = "aa".repeat(32);
+        let root = "05".repeat(32);
+        assert_eq!(
+            text,
+            format!(
+                "stateless-verity 1\nformat squashfs\nfile-size 3870720\ndata-blocks 935\ndata-block-size 4096\n\
+                 hash-block-size 4096\nhash-offset 3829760\nalgorithm sha256\nsalt {aa}\nroot-hash {root}\n"
+            ),
+            "the memo's veritysetup run: 935 blocks, 3870720 bytes"
+        );
+        assert_eq!(VerityParams::parse(text.as_bytes()).unwrap(), params());
+        let erofs = VerityParams { format: ImageFormat::Erofs, data_blocks: 1, ..params() };
+        assert_eq!(VerityParams::parse(erofs.text().as_bytes()).unwrap(), erofs);
+        assert_eq!(erofs.file_size(), 2 * 4096);
+    }
+
+    #[test]
+    fn params_refuse_anything_but_their_canonical_text() {
+        let text = params().text();
+        let line = |n: usize, with: &str| {
+            let mut lines: Vec<&str> = text.lines().collect();
+            lines[n] = with;
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+        };
+        let salt_line = format!("salt {}", "AA".repeat(32));
+        for (bad, why) in [
+            (text.trim_end().to_owned(), "its last line has no newline"),
+            (format!("{text}\n"), "line 11: after the last key"),
+            (format!("{text}version 2\n"), "line 11: after the last key"),
+            (text.replace("algorithm sha256\n", ""), "line 8: \"salt\": out of its place"),
+            (text.replace("root-hash", "roothash"), "line 10: \"roothash\": an unknown key"),
+            (line(9, ""), "line 10: \"\": an unknown key"),
+            (text.lines().take(9).map(|l| format!("{l}\n")).collect(), "line 10: missing"),
+            (line(3, "format squashfs"), "line 4: \"format\": out of its place, or again"),
+            (line(0, "stateless-verity 2"), "line 1: stateless-verity \"2\" is not 1"),
+            (line(1, "format ext4"), "line 2: the format"),
+            (line(2, "file-size 3870721"), "line 3: file-size \"3870721\" is not 3870720"),
+            (line(3, "data-blocks 0935"), "line 4: data-blocks \"0935\" is not 935"),
+            (line(3, "data-blocks 0"), "line 4: data-blocks"),
+            (line(3, "data-blocks -1"), "line 4: data-blocks"),
+            (line(4, "data-block-size 512"), "line 5: data-block-size"),
+            (line(5, "hash-block-size  4096"), "line 6: hash-block-size"),
+            (line(6, "hash-offset 3829761"), "line 7: hash-offset"),
+            (line(7, "algorithm sha1"), "line 8: algorithm"),
+            (line(8, &salt_line), "line 9: salt"),
+            (line(8, "salt aa"), "line 9: the salt"),
+            (line(9, "root-hash 05"), "line 10: the root hash"),
+            (line(9, &format!("root-hash {} ", "05".repeat(32))), "line 10: the root hash"),
+            (text.replace('\n', "\r\n"), "line 2: the format"),
+            (" ".repeat(4097), "larger than 4096 bytes"),
+        ] {
+            let err = VerityParams::parse(bad.as_bytes()).unwrap_err();
+            assert!(err.starts_with(why), "{bad:?}: {err}");
+        }
+        assert!(VerityParams::parse(b"\xff\n").unwrap_err().contains("not text"));
+    }
+
+    #[test]
+    fn params_check_the_image_they_name() {
+        let p = params();
+        let sb = superblock(935, &[0xaa; 32], &[1; 16]);
+        p.check_against(3_870_720, &sb).unwrap();
+        assert!(p.check_against(3_870_720 + 4096, &sb).unwrap_err().contains("has 3874816 bytes"));
+        assert!(p
+            .check_against(3_870_720, &superblock(934, &[0xaa; 32], &[1; 16]))
+            .unwrap_err()
+            .contains("other data blocks"));
+        assert!(p
+            .check_against(3_870_720, &superblock(935, &[0xab; 32], &[1; 16]))
+            .unwrap_err()
+            .contains("another salt"));
+        assert!(p.check_against(3_870_720, &[0; 4096]).unwrap_err().contains("no verity superblock at 3829760"));
+    }
 
     #[test]
     fn levels_hold_128_digests_a_block_top_first() {

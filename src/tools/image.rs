@@ -18,12 +18,14 @@ use rustix::io::Errno;
 
 use super::quote;
 use crate::model::image::{sha256_of_line, ImageFormat};
+use crate::model::sign;
 use crate::model::text::{escape, escape_path, hex};
-use crate::model::verity;
+use crate::model::verity::{self, VerityParams};
 
 pub const USAGE: &str = "\
 usage: stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
-                             [--order LIST] [--verity] [--force]
+                             [--order LIST] [--verity [--sign KEY]] [--force]
+       stateless image sign IMAGE --key KEY [--force]
        stateless image publish IMAGE DIR
 
 build writes a read-only image of the root tree DIR to IMAGE, and IMAGE.sha256 beside it (as
@@ -54,6 +56,19 @@ the same bytes. An IMAGE.roothash that exists is refused like IMAGE.sha256, and 
 as its hash offset, IMAGE as data and hash device, and the root hash (docs/serving.md).
 Clients do not check it yet. Prints the root hash, the data's and the tree's size.
 
+--sign KEY (with --verity) also writes IMAGE.verity-params, the verity table's parameters
+(format, sizes, salt, root hash: no name, no time) as canonical text, and
+IMAGE.verity-params.sig, its ed25519 signature by KEY in signify's format (signify-openbsd -V
+checks it). KEY: OpenSSL's PEM (openssl genpkey -algorithm ed25519) or signify's secret key
+made without a passphrase; an encrypted one is refused. Both files are refused when they
+exist, like IMAGE.sha256, and without --sign --force removes them. A client trusts the public
+key through its initramfs (stateless initramfs --help). Prints the key's fingerprint
+(SHA256:..., as ssh-keygen shows keys) and its key id.
+
+sign writes IMAGE.verity-params and IMAGE.verity-params.sig for an image built with --verity,
+its tree hashed again (a new key, without a rebuild): with --force they replace the files
+there (regular files only).
+
 --order LIST (squashfs): the files LIST names, a path a line as the image's root sees them
 (/usr/lib/systemd/systemd; symlinks resolved inside DIR; empty and # lines skipped), are laid
 out first, in LIST's order, the rest after them as without: the files a boot reads, in the
@@ -67,8 +82,10 @@ from, DIR (a copy: a hard link would change with a write into IMAGE), as NAME-TI
 and the first 12 hex digits of its sha256; a name that exists is refused, and so is the image
 current names already. IMAGE.sha256, when present, must be a line of sha256sum's (64 hex
 digits first) that matches; IMAGE.roothash, when present, must hold 64 hex digits, the root
-hash of the verity tree IMAGE carries (its blocks hashed again). The copy
-gets its .sha256 (and .roothash) beside it, then DIR/current, a symlink, is
+hash of the verity tree IMAGE carries (its blocks hashed again); IMAGE.verity-params and
+IMAGE.verity-params.sig, when present, go together and the params must describe IMAGE (the
+signature is not checked: publish needs no keys). The copy gets its .sha256 (and .roothash,
+.verity-params and .verity-params.sig) beside it, then DIR/current, a symlink, is
 pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
 new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
 a current that is not a symlink is refused. Prints the new name and what current was.
@@ -95,6 +112,13 @@ const OLD_KERNEL: &str =
     "Debian 12's kernel (6.1) cannot read it: its EROFS reads lz4 only (Debian 13's 6.12 reads it)";
 
 impl Format {
+    fn image_format(self) -> ImageFormat {
+        match self {
+            Format::Squashfs => ImageFormat::Squashfs,
+            Format::Erofs => ImageFormat::Erofs,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Format::Squashfs => "squashfs",
@@ -193,11 +217,13 @@ struct Build {
     verity: bool,
     /// `--order LIST`: the files a boot reads, in the order it reads them, put first.
     order: Option<PathBuf>,
+    /// `--sign KEY`: the verity params written and signed with KEY.
+    sign: Option<PathBuf>,
 }
 
 fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String> {
     let (mut tree, mut output, mut format, mut compress, mut force) = (None, None, Format::Squashfs, None, false);
-    let (mut order, mut verity) = (None, false);
+    let (mut order, mut verity, mut sign) = (None, false, None);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or_else(|| format!("{flag} needs a value"));
         match arg.to_str().unwrap_or_default() {
@@ -220,6 +246,7 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
             "--force" => force = true,
             "--verity" => verity = true,
             "--order" => order = Some(PathBuf::from(value("--order")?)),
+            "--sign" => sign = Some(PathBuf::from(value("--sign")?)),
             flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(&arg))),
             _ if tree.is_none() => tree = Some(PathBuf::from(arg)),
             _ => return Err(format!("one tree only: {} too", quote(&arg))),
@@ -231,7 +258,10 @@ fn parse_build(mut args: impl Iterator<Item = OsString>) -> Result<Build, String
     if order.is_some() && format != Format::Squashfs {
         return Err("--order: squashfs only (mkfs.erofs lays the files out in its own order)".into());
     }
-    Ok(Build { tree, output, format, compress, force, verity, order })
+    if sign.is_some() && !verity {
+        return Err("--sign needs --verity: what it signs is the verity tree's root hash".into());
+    }
+    Ok(Build { tree, output, format, compress, force, verity, order, sign })
 }
 
 /// `stateless image build|publish ...`.
@@ -244,12 +274,13 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let option = |a: &OsString| a.as_bytes().starts_with(b"-");
     match args.split_first() {
         Some((sub, rest)) if sub == "build" => build(&parse_build(rest.iter().cloned())?),
+        Some((sub, rest)) if sub == "sign" => sign_image(rest),
         Some((sub, [image, dir])) if sub == "publish" && !option(image) && !option(dir) => {
             publish(Path::new(image), Path::new(dir))
         }
         Some((sub, _)) if sub == "publish" => Err("publish needs IMAGE and DIR, no options".into()),
-        Some((sub, _)) => Err(format!("image {}: build or publish", quote(sub))),
-        None => Err(format!("image: build or publish?\n{USAGE}")),
+        Some((sub, _)) => Err(format!("image {}: build, sign or publish", quote(sub))),
+        None => Err(format!("image: build, sign or publish?\n{USAGE}")),
     }
 }
 
@@ -303,13 +334,41 @@ fn room_beside(name: &str, suffix: &str) -> Result<(), String> {
     }
 }
 
-/// The sidecar suffix longest of those an image gets.
+/// The verity params a signature vouches for ([`VerityParams`]), and that signature.
+const PARAMS: &str = ".verity-params";
+const SIGNATURE: &str = ".verity-params.sig";
+
+/// The sidecar suffix longest of those an image gets: with a verity tree, it may be signed.
 fn longest_sidecar(verity: bool) -> &'static str {
     if verity {
-        ROOTHASH
+        SIGNATURE
     } else {
         CHECKSUM
     }
+}
+
+/// An admin's secret key file `path`, read and parsed before anything is written.
+fn secret_key(path: &Path) -> Result<sign::SecretKey, String> {
+    sign::secret_key(&super::read_key_file(path)?).map_err(|e| format!("{}: {e}", escape_path(path)))
+}
+
+/// What the output says of a signature by `key`: the files and the key's fingerprint.
+fn signed_by(key: &sign::SecretKey, params: &Path, signature: &Path) -> String {
+    let public = key.public();
+    format!(
+        "  signed: {} ({}), key {} (id {})\n",
+        escape_path(signature),
+        escape_path(params),
+        public.fingerprint(),
+        hex(&public.id)
+    )
+}
+
+/// The params of `params` and their signature file by `key`, as written beside an image.
+fn signed(params: &VerityParams, key: &sign::SecretKey) -> [Vec<u8>; 2] {
+    let text = params.text().into_bytes();
+    let signature = sign::sign(key, &text);
+    [text, signature]
 }
 
 /// What `--verity` appended to an image.
@@ -318,13 +377,13 @@ struct Appended {
     data: u64,
     /// The superblock's and the hash levels' bytes.
     tree: u64,
-    /// The root hash, lower-case hex.
-    root: String,
+    /// What a signature vouches for: the root hash among them.
+    params: VerityParams,
 }
 
 /// Pads the image `file` (its SHA-256 as its tool wrote it `data_hex`) to a whole block and
 /// appends its dm-verity superblock and hash tree ([`verity`]).
-fn append_verity(file: &std::fs::File, data_hex: &str) -> std::io::Result<Appended> {
+fn append_verity(file: &std::fs::File, data_hex: &str, format: ImageFormat) -> std::io::Result<Appended> {
     let salt = verity::salt(data_hex);
     let data = file.metadata()?.len().next_multiple_of(verity::BLOCK);
     file.set_len(data)?;
@@ -335,13 +394,14 @@ fn append_verity(file: &std::fs::File, data_hex: &str) -> std::io::Result<Append
     let superblock = verity::superblock(blocks, &salt, &verity::uuid(&salt));
     file.write_all_at(&[superblock, levels].concat(), data)?;
     let tree = file.metadata()?.len() - data;
-    Ok(Appended { data, tree, root: hex(&root) })
+    Ok(Appended { data, tree, params: VerityParams { format, data_blocks: blocks, salt, root_hash: root } })
 }
 
-/// The root hash of the verity tree `file` carries after its data, when it carries one whole:
-/// its superblock where the file's length puts it ([`verity::data_blocks_of`]), naming as many
-/// data blocks, and its hash levels those of its data. `None`: no such tree.
-fn verity_root(file: &std::fs::File) -> std::io::Result<Option<String>> {
+/// The params of the verity tree `file` (an image of `format`) carries after its data, when it
+/// carries one whole: its superblock where the file's length puts it
+/// ([`verity::data_blocks_of`]), naming as many data blocks, and its hash levels those of its
+/// data. `None`: no such tree.
+fn verity_of(file: &std::fs::File, format: ImageFormat) -> std::io::Result<Option<VerityParams>> {
     let Some(blocks) = verity::data_blocks_of(file.metadata()?.len()) else { return Ok(None) };
     let data = blocks * verity::BLOCK;
     let mut block = vec![0; verity::BLOCK as usize];
@@ -362,7 +422,7 @@ fn verity_root(file: &std::fs::File) -> std::io::Result<Option<String>> {
     let (levels, root) = verity::tree(&salt, leaves.leaves);
     let mut stored = vec![0; levels.len()];
     file.read_exact_at(&mut stored, data + verity::BLOCK)?;
-    Ok((stored == levels).then(|| hex(&root)))
+    Ok((stored == levels).then_some(VerityParams { format, data_blocks: blocks, salt, root_hash: root }))
 }
 
 /// A writer that takes an image's data and keeps the leaf digest of each block.
@@ -541,9 +601,11 @@ fn build(args: &Build) -> Result<i32, String> {
         ));
     }
     let (checksum, roothash) = (beside(&args.output, CHECKSUM), beside(&args.output, ROOTHASH));
-    absent(&args.output, args.force)?;
-    absent(&checksum, args.force)?;
-    absent(&roothash, args.force)?;
+    let (params, signature) = (beside(&args.output, PARAMS), beside(&args.output, SIGNATURE));
+    for path in [&args.output, &checksum, &roothash, &params, &signature] {
+        absent(path, args.force)?;
+    }
+    let key = args.sign.as_deref().map(secret_key).transpose()?;
     check_tool(args.format, args.compress)?;
     let ordered = match &args.order {
         Some(list) => Some(order_list(&tree, list)?),
@@ -595,15 +657,17 @@ fn build(args: &Build) -> Result<i32, String> {
         }
         hex = sha256_of(&written).map_err(back)?;
         if args.verity {
-            let tree = append_verity(&written, &hex).map_err(|e| format!("appending its verity tree: {e}"))?;
+            let tree = append_verity(&written, &hex, args.format.image_format())
+                .map_err(|e| format!("appending its verity tree: {e}"))?;
             appended = Some(tree);
             hex = sha256_of(&written).map_err(back)?;
         }
         // --force: the files beside the image it replaces go first, while it is still there
-        // (a .roothash too when this one has none): one that cannot go keeps the old image
-        // with them; after the rename only the new image's files, or none, are beside it.
+        // (a .roothash or signature too when this one has none): one that cannot go keeps the
+        // old image with them; after the rename only the new image's files, or none, are
+        // beside it.
         if args.force {
-            for stale in [&roothash, &checksum] {
+            for stale in [&signature, &params, &roothash, &checksum] {
                 match std::fs::remove_file(stale) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(format!("{}: {e}: the image it goes with is kept", escape_path(stale)))
@@ -614,11 +678,15 @@ fn build(args: &Build) -> Result<i32, String> {
         }
         Ok(())
     })?;
-    let mut sidecars = vec![(&checksum, checksum_line(&hex, name))];
-    sidecars.extend(appended.as_ref().map(|tree| (&roothash, tree.root.clone())));
+    let mut sidecars = vec![(&checksum, checksum_line(&hex, name).into_bytes())];
+    if let Some(tree) = &appended {
+        sidecars.push((&roothash, crate::model::text::hex(&tree.params.root_hash).into_bytes()));
+        if let Some(key) = &key {
+            sidecars.extend([&params, &signature].into_iter().zip(signed(&tree.params, key)));
+        }
+    }
     for (n, (path, text)) in sidecars.iter().enumerate() {
-        let written =
-            super::write_file(path, args.force, |mut file| file.write_all(text.as_bytes()).map_err(|e| e.to_string()));
+        let written = super::write_file(path, args.force, |mut file| file.write_all(text).map_err(|e| e.to_string()));
         let Err(e) = written else { continue };
         // An image and a file beside it that disagree must not stay: without --force the new
         // image goes, and what was written beside it (nothing written); with it the old image
@@ -646,12 +714,15 @@ fn build(args: &Build) -> Result<i32, String> {
         text += &format!(
             "  verity root hash: {} ({})\n  verity data: {} bytes, then its hash tree: {} bytes (superblock and {} \
              hash blocks)\n",
-            tree.root,
+            crate::model::text::hex(&tree.params.root_hash),
             escape_path(&roothash),
             tree.data,
             tree.tree,
             tree.tree / verity::BLOCK - 1,
         );
+        if let Some(key) = &key {
+            text += &signed_by(key, &params, &signature);
+        }
     }
     text += &format!("  left out: the contents of /{}; /{LAYER_ROOT}\n", EMPTIED.join(", /"));
     if let (Some(ordered), Some(list)) = (&ordered, &args.order) {
@@ -733,10 +804,10 @@ fn published_name(given: &str, format: Format, hex: &str, secs: i64) -> Option<S
     Some(format!("{stem}-{time}Z-{}.{ext}", hex.get(..12)?))
 }
 
-fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
+/// The image file `image`, opened for reading once known to be a regular file (the open of a
+/// fifo blocks, that of a device may act), and its format.
+fn open_image(image: &Path) -> Result<(std::fs::File, Format), String> {
     let shown = escape_path(image);
-    // Opened for reading only once known to be a regular file: the open of a fifo blocks,
-    // that of a device may act.
     let file = rustix::fs::open(image, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .and_then(|node| crate::fs::tree::open_regular(&node))
         .map_err(|e| match e {
@@ -744,8 +815,55 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
             e => format!("{shown}: {e}"),
         })?;
     let file = std::fs::File::from(file);
-    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
     let format = format_of(&file).ok_or_else(|| format!("{shown}: not a squashfs or EROFS image (no magic)"))?;
+    Ok((file, format))
+}
+
+/// `image sign IMAGE --key KEY [--force]`.
+fn sign_image(args: &[OsString]) -> Result<i32, String> {
+    let (mut image, mut key, mut force) = (None, None, false);
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str().unwrap_or_default() {
+            "--key" => key = Some(PathBuf::from(args.next().ok_or("--key needs a value")?)),
+            "--force" => force = true,
+            flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(arg))),
+            _ if image.is_none() => image = Some(PathBuf::from(arg)),
+            _ => return Err(format!("one image only: {} too", quote(arg))),
+        }
+    }
+    let image = image.ok_or("sign needs IMAGE")?;
+    let key = key.ok_or("sign needs --key KEY")?;
+    let shown = escape_path(&image);
+    let (file, format) = open_image(&image)?;
+    let name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
+    room_beside(image_name(name)?, SIGNATURE)?;
+    let (params, signature) = (beside(&image, PARAMS), beside(&image, SIGNATURE));
+    absent(&params, force)?;
+    absent(&signature, force)?;
+    let key = secret_key(&key)?;
+    let tree = verity_of(&file, format.image_format())
+        .map_err(|e| format!("{shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: carries no verity tree: build it with --verity"))?;
+    let [text, sig] = signed(&tree, &key);
+    super::write_file(&params, force, |mut out| out.write_all(&text).map_err(|e| e.to_string()))?;
+    // A signature that cannot be written takes its params with it: no params stay unsigned.
+    if let Err(e) = super::write_file(&signature, force, |mut out| out.write_all(&sig).map_err(|e| e.to_string())) {
+        let removed = std::fs::remove_file(&params).is_ok();
+        return Err(if removed { format!("{e}: {} removed", escape_path(&params)) } else { e });
+    }
+    crate::tools::emit(&format!(
+        "signed {shown}\n  verity root hash: {}\n{}",
+        hex(&tree.root_hash),
+        signed_by(&key, &params, &signature)
+    ))?;
+    Ok(0)
+}
+
+fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
+    let shown = escape_path(image);
+    let (file, format) = open_image(image)?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
     let given_name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     let given_name = image_name(given_name)?;
     // Everything below in this dir, never again by its path (a symlink an admin moves
@@ -785,19 +903,56 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
             })?),
             Err(e) => return Err(format!("{}: {e}", escape_path(&given_root))),
         };
-    // The root hash must be this image's: else a client checking blocks against it would
-    // refuse every read (or a signature would vouch for another image).
-    if let Some(root) = &root {
-        match verity_root(&file).map_err(|e| format!("{shown}: {e}"))? {
-            Some(have) if have == *root => {}
-            have => {
-                let what =
-                    have.map_or_else(|| "carries no verity tree".to_owned(), |h| format!("has the root hash {h}"));
-                return Err(format!(
-                    "{}: {root} is not the root hash of {shown}, which {what}: nothing published",
-                    escape_path(&given_root)
-                ));
-            }
+    // IMAGE.verity-params and its signature, when there: both or neither.
+    let (given_params, given_sig) = (beside(image, PARAMS), beside(image, SIGNATURE));
+    let read = |path: &Path, limit: usize| {
+        crate::fs::root::read_named(path, limit as u64)
+            .map_err(|e| format!("{}: {e}: nothing published", escape_path(path)))
+    };
+    let signed = match (read(&given_params, VerityParams::MAX)?, read(&given_sig, sign::SIGNATURE_MAX)?) {
+        (None, None) => None,
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(format!(
+                "{} and {} go together: one without the other: nothing published",
+                escape_path(&given_params),
+                escape_path(&given_sig)
+            ))
+        }
+        (Some(text), Some(sig)) => {
+            let params = VerityParams::parse(&text)
+                .map_err(|e| format!("{}: {e}: nothing published", escape_path(&given_params)))?;
+            let (id, _) =
+                sign::signature_of(&sig).map_err(|e| format!("{}: {e}: nothing published", escape_path(&given_sig)))?;
+            Some((params, text, sig, id))
+        }
+    };
+    // The root hash and the params must be this image's: else a client checking blocks against
+    // it would refuse every read (or a signature would vouch for another image).
+    let claims: Vec<(&Path, String)> = root
+        .iter()
+        .map(|root| (given_root.as_path(), format!("{root} is not the root hash")))
+        .chain(signed.iter().map(|(params, ..)| {
+            let claim = format!(
+                "the root hash {} and {} data blocks are not those",
+                hex(&params.root_hash),
+                params.data_blocks
+            );
+            (given_params.as_path(), claim)
+        }))
+        .collect();
+    if !claims.is_empty() {
+        let have = verity_of(&file, format.image_format()).map_err(|e| format!("{shown}: {e}"))?;
+        let matches = |path: &Path| match &have {
+            Some(have) if path == given_root => root.as_deref() == Some(hex(&have.root_hash).as_str()),
+            Some(have) => signed.as_ref().is_some_and(|(params, ..)| params == have),
+            None => false,
+        };
+        if let Some((path, claim)) = claims.iter().find(|(path, _)| !matches(path)) {
+            let what = have.map_or_else(
+                || "carries no verity tree".to_owned(),
+                |h| format!("has the root hash {}", hex(&h.root_hash)),
+            );
+            return Err(format!("{}: {claim} of {shown}, which {what}: nothing published", escape_path(path)));
         }
     }
     let hex = sha256_of(&file).map_err(|e| format!("{shown}: {e}"))?;
@@ -843,13 +998,17 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     })
     .map_err(|e| take_back(&[&name], e))?;
     let mut made = vec![sums.as_str(), name.as_str()];
-    let roots = format!("{name}{ROOTHASH}");
-    if let Some(root) = &root {
-        super::write_file_in(dir_fd.as_fd(), &dir.join(&roots), false, |mut out| {
-            out.write_all(root.as_bytes()).map_err(|e| e.to_string())
+    let (roots, params, sig) = (format!("{name}{ROOTHASH}"), format!("{name}{PARAMS}"), format!("{name}{SIGNATURE}"));
+    let mut beside_it: Vec<(&str, &[u8])> = root.iter().map(|root| (roots.as_str(), root.as_bytes())).collect();
+    if let Some((_, text, signature, _)) = &signed {
+        beside_it.extend([(params.as_str(), text.as_slice()), (sig.as_str(), signature.as_slice())]);
+    }
+    for (file, bytes) in beside_it {
+        super::write_file_in(dir_fd.as_fd(), &dir.join(file), false, |mut out| {
+            out.write_all(bytes).map_err(|e| e.to_string())
         })
         .map_err(|e| take_back(&made, e))?;
-        made.insert(0, &roots);
+        made.insert(0, file);
     }
     // The new symlink beside `current`, renamed over it: a client resolves the old or the new.
     let link = |temp: &OsStr| rustix::fs::symlinkat(name.as_str(), &dir_fd, temp);
@@ -862,8 +1021,14 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     rustix::fs::fsync(&dir_fd).map_err(|e| format!("{}: {e}", escape_path(dir)))?;
     let was = before.map_or_else(|| "none".to_owned(), |b| quote(OsStr::from_bytes(&b)));
     let root = root.map_or_else(String::new, |root| format!("  verity root hash: {root} ({roots})\n"));
+    let signed = signed.map_or_else(String::new, |(.., id)| {
+        format!(
+            "  signed: {sig} ({params}), by key id {} (not checked: a client checks it)\n",
+            crate::model::text::hex(&id)
+        )
+    });
     crate::tools::emit(&format!(
-        "published {shown} as {}\n  sha256: {hex}\n{root}  {CURRENT} -> {name} (was {was})\n",
+        "published {shown} as {}\n  sha256: {hex}\n{root}{signed}  {CURRENT} -> {name} (was {was})\n",
         escape_path(&target),
     ))?;
     Ok(0)
@@ -892,6 +1057,9 @@ mod tests {
         let b = parse(&["--format", "erofs", "tree", "-o", "x.img", "--force"]).unwrap();
         assert_eq!((b.format, b.compress, b.force), (Format::Erofs, Compress::Lz4, true));
         assert!(!b.verity && parse(&["t", "-o", "x", "--verity"]).unwrap().verity);
+        let b = parse(&["t", "-o", "x", "--verity", "--sign", "k.pem"]).unwrap();
+        assert_eq!(b.sign.as_deref(), Some(Path::new("k.pem")));
+        assert!(parse(&["t", "-o", "x", "--sign", "k.pem"]).unwrap_err().starts_with("--sign needs --verity"));
         assert_eq!(parse(&["t", "-o", "x", "--format", "ext4"]).unwrap_err(), "--format: squashfs or erofs");
         assert_eq!(parse(&["t", "-o", "x", "--compress", "gzip"]).unwrap_err(), "--compress: zstd, xz or lz4");
         assert!(parse(&["t", "-o"]).unwrap_err().contains("-o needs a value"));
@@ -907,7 +1075,7 @@ mod tests {
         std::fs::write(&path, vec![7; 4096 * 128 + 5]).unwrap();
         let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
         let data_hex = sha256_of(&file).unwrap();
-        let appended = append_verity(&file, &data_hex).unwrap();
+        let appended = append_verity(&file, &data_hex, ImageFormat::Squashfs).unwrap();
         // 129 blocks: a top block over two leaf blocks, after the superblock.
         assert_eq!((appended.data, appended.tree), (4096 * 129, 4096 * 4));
         let bytes = std::fs::read(&path).unwrap();
@@ -916,7 +1084,8 @@ mod tests {
         assert_eq!(&bytes[4096 * 129..4096 * 129 + 8], b"verity\0\0");
         let salt = verity::salt(&data_hex);
         assert_eq!(bytes[4096 * 129 + 88..4096 * 129 + 120], salt);
-        assert_eq!(appended.root, hex(&verity::hash(&salt, &bytes[4096 * 130..4096 * 131])));
+        assert_eq!(appended.params.root_hash, verity::hash(&salt, &bytes[4096 * 130..4096 * 131]));
+        assert_eq!(verity_of(&file, ImageFormat::Squashfs).unwrap(), Some(appended.params));
     }
 
     #[test]

@@ -18,12 +18,13 @@ use crate::kmod::compressed::Compression;
 use crate::kmod::config::Config;
 use crate::kmod::index::{self, Index};
 use crate::kmod::resolve::Rules;
-use crate::model::text::{escape, escape_path};
+use crate::model::sign::{self, TrustedKey};
+use crate::model::text::{escape, escape_path, hex};
 
 pub const USAGE: &str = "\
 usage: stateless initramfs --kernel-version V [--modules-dir DIR] [--nic M[,M...]]
                            [--add-module M ...] [--firmware DIR] [--compress zstd|gzip|none]
-                           -o FILE
+                           [--trust PUBKEY ...] -o FILE
 
 Writes the initramfs of initramfs mode to FILE: this binary as /init; the NIC drivers (by
 default every Ethernet, USB and virtual NIC driver of the kernel tree, one image for a lab of
@@ -44,6 +45,13 @@ root and dated
 SOURCE_DATE_EPOCH (seconds; unset or empty: 0; anything else not a number of seconds is an
 error): the same inputs give the same bytes. FILE is written beside and renamed over (a
 symlink there is replaced, not followed). Prints what went in and the size.
+
+--trust PUBKEY (again for each key: two during a key rotation) puts an ed25519 public key into
+/etc/stateless/trusted.keys, a line a key, that a client checks signed images with (stateless
+image --help): OpenSSL's PEM (openssl pkey -pubout), signify's .pub, or an ssh-ed25519
+line. A key given twice (or two with the same key id) is refused, and so is a file that is not
+such a key: no image is written. Prints each key's fingerprint (SHA256:..., as ssh-keygen
+shows keys) and key id.
 ";
 
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
@@ -88,11 +96,13 @@ struct Args {
     firmware: PathBuf,
     compress: Compress,
     output: PathBuf,
+    /// `--trust PUBKEY`: the key files, in order.
+    trust: Vec<PathBuf>,
 }
 
 fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, String> {
     let (mut release, mut modules_dir, mut nics, mut extra, mut output) = (None, None, None, Vec::new(), None);
-    let (mut firmware, mut compress) = (PathBuf::from("/lib/firmware"), Compress::Zstd);
+    let (mut firmware, mut compress, mut trust) = (PathBuf::from("/lib/firmware"), Compress::Zstd, Vec::new());
     while let Some(arg) = args.next() {
         let mut value =
             |flag: &str| args.next().and_then(|v| v.into_string().ok()).ok_or_else(|| format!("{flag} needs a value"));
@@ -125,13 +135,14 @@ fn parse(mut args: impl Iterator<Item = OsString>) -> Result<Option<Args>, Strin
                 }
             }
             "-o" | "--output" => output = Some(PathBuf::from(value("-o")?)),
+            "--trust" => trust.push(PathBuf::from(value("--trust")?)),
             _ => return Err(format!("unknown argument {}", quote(arg))),
         }
     }
     let release = release.ok_or("--kernel-version is needed (the kernel the clients boot)")?;
     let modules_dir = modules_dir.unwrap_or_else(|| Path::new("/lib/modules").join(&release));
     let output = output.ok_or("-o FILE is needed")?;
-    Ok(Some(Args { release, modules_dir, nics, extra, firmware, compress, output }))
+    Ok(Some(Args { release, modules_dir, nics, extra, firmware, compress, output, trust }))
 }
 
 /// The modules chosen, by name, with their file (relative to the module dir).
@@ -294,6 +305,29 @@ pub(super) fn source_date_epoch(value: Option<OsString>) -> Result<u32, String> 
     })
 }
 
+/// The keys of `--trust`, each file read as [`sign::public_key`] reads it (a key without a
+/// comment, OpenSSL's, gets its file's name); a key given twice, or two with one key id (a
+/// signature names its key by it), is refused, naming both files.
+fn trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, String> {
+    let mut keys: Vec<(TrustedKey, &PathBuf)> = Vec::new();
+    for path in files {
+        let shown = escape_path(path);
+        let mut key = sign::public_key(&super::read_key_file(path)?).map_err(|e| format!("--trust {shown}: {e}"))?;
+        if key.comment.is_empty() {
+            key.comment = sign::comment(path.file_name().unwrap_or(path.as_os_str()).as_encoded_bytes());
+        }
+        if let Some((_, other)) = keys.iter().find(|(k, _)| k.clashes(&key)) {
+            return Err(format!(
+                "--trust {shown}: the same key (or key id) as {}: {}: give each key once",
+                escape_path(other),
+                key.fingerprint()
+            ));
+        }
+        keys.push((key, path));
+    }
+    Ok(keys.into_iter().map(|(key, _)| key).collect())
+}
+
 /// The image is written outside the trees it is read from: `-o` in the module dir would replace
 /// a file of the kernel's (`modules.dep`), in the firmware dir a driver's firmware.
 fn output_apart(args: &Args) -> Result<(), String> {
@@ -318,6 +352,7 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     };
     let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
     output_apart(&args)?;
+    let trusted = trusted(&args.trust)?;
     let dir = std::path::absolute(&args.modules_dir).map_err(|e| format!("{}: {e}", escape_path(&args.modules_dir)))?;
     let tree = ImageRoot::open(&dir).map_err(|e| format!("{}: {e}", escape_path(&dir)))?;
     let files = crate::kmod::read_index(&dir, |name, limit| Ok(read_in(&tree, name, limit)?), false)?;
@@ -337,6 +372,10 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     }
     // The kernel opens /dev/console for /init before anything is mounted.
     archive.add("dev/console", Inode::CharDev(5, 1), 0o600);
+    if !trusted.is_empty() {
+        let keys = sign::trusted_keys_file(&trusted).into_bytes();
+        archive.add(crate::model::paths::TRUSTED_KEYS, Inode::File(keys), 0o644);
+    }
     let mut firmware = BTreeSet::new();
     let (mut module_bytes, mut unpacked) = (0, 0);
     for path in selection.modules.values() {
@@ -464,6 +503,12 @@ pub fn command(args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     for said in &refused_firmware {
         text.push_str(&format!("  warning: firmware {said}, left out as missing\n"));
     }
+    if !trusted.is_empty() {
+        text.push_str(&format!("  trusted keys: /{}\n", crate::model::paths::TRUSTED_KEYS));
+        for key in &trusted {
+            text.push_str(&format!("    {} (id {}) {}\n", key.fingerprint(), hex(&key.id), key.comment));
+        }
+    }
     let how = match args.compress {
         Compress::Zstd => "zstd -19",
         Compress::Gzip => "gzip -9",
@@ -535,6 +580,12 @@ mod tests {
         assert_eq!(args.nics.unwrap(), ["virtio_net", "e1000"]);
         assert_eq!(args.modules_dir, Path::new("/lib/modules/6.1.0"));
         assert_eq!(args.compress, Compress::Zstd);
+        assert!(args.trust.is_empty());
+        let args = parse(&["--kernel-version", "6.1.0", "--trust", "a.pem", "--trust", "b.pub", "-o", "x"]).unwrap();
+        assert_eq!(args.unwrap().trust, [Path::new("a.pem"), Path::new("b.pub")]);
+        assert!(parse(&["--kernel-version", "6.1.0", "-o", "x", "--trust"])
+            .unwrap_err()
+            .contains("--trust needs a value"));
         assert!(parse(&["--kernel-version", "../x", "-o", "x"]).is_err());
         assert!(parse(&["--kernel-version", "6.1\u{1b}[2J", "-o", "x"]).unwrap_err().contains("\"6.1\\x1b[2J\""));
         assert!(parse(&["--kernel-version", "6.1.0", "--nic", "a/b", "-o", "x"]).is_err());

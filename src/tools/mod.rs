@@ -49,6 +49,7 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
        stateless initramfs --kernel-version V [--nic M,...] [--compress zstd|gzip|none] -o FILE
                                               the initramfs of initramfs mode (--help: all options)
        stateless image build DIR -o IMAGE [--format squashfs|erofs] [--compress zstd|xz|lz4]
+       stateless image sign IMAGE --key KEY [--force]
        stateless image publish IMAGE DIR
                                               an image file of a root tree, and serving it (--help)
        stateless --help | --version
@@ -239,6 +240,15 @@ pub(crate) fn write_file_in(
     // The rename on disk too before saying it is done.
     rustix::fs::fsync(dir).map_err(|e| format!("{}: {e}", escape_path(parent_of(path))))?;
     Ok(size)
+}
+
+/// A key file the admin named (`--sign`, `--trust`), as [`crate::model::sign`] reads one: a
+/// regular file of at most [`crate::model::sign::KEY_FILE_MAX`] bytes.
+pub(crate) fn read_key_file(path: &Path) -> Result<Vec<u8>, String> {
+    let shown = escape_path(path);
+    crate::fs::root::read_named(path, crate::model::sign::KEY_FILE_MAX as u64)
+        .map_err(|e| format!("{shown}: {e}"))?
+        .ok_or_else(|| format!("{shown}: no such key file"))
 }
 
 /// The dir `path` names its file in: `.` for a bare name.
