@@ -1754,6 +1754,67 @@ mod scenario {
         println!("scenario {scenario}: ok; one byte changed on the server: data block 1 refused by dm-verity, the root failed, powered off {took:.1} s after /init");
     }
 
+    /// A signed image: built with `--verity --sign` (the lab's ed25519 key, made with openssl),
+    /// its statement and signature served beside it, the initramfs built with `--trust` of the
+    /// public key; no `roothash=`. The client checks the signature, mounts through dm-verity
+    /// with the signed root hash, and the report names the key.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_signed() {
+        let scenario = "trixie_initramfs_squashfs_root_signed";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--image-root", "squashfs", "--signed"]);
+        let logs = b.logs();
+        assert!(b.fact("root").starts_with("/dev/dm-0 squashfs ro,"), "{} {logs}", b.fact("root"));
+        let step = b.steps("image-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        assert!(step[0]["step"]["root_hash"].is_null(), "no roothash=: {}", step[0]);
+        let verity = &b.report["image"]["verity"];
+        let trusted = verity["trusted"].as_str().unwrap_or("");
+        assert!(trusted.starts_with("key SHA256:") && trusted.ends_with(" lab.pub"), "{verity}");
+        assert!(verity["root_hash"].as_str().is_some_and(|h| h.len() == 64), "{verity}");
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        b.print(scenario, &format!("signed image, {trusted} trusted by the initramfs, through dm-verity"));
+    }
+
+    /// Keys in the initramfs, an image they cannot vouch for: signed again with a key the
+    /// initramfs does not trust, or served without its signature. The root fails before a
+    /// loop device with the reason, and the policy powers off; no panic.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_signature_refused() {
+        let scenario = "trixie_initramfs_squashfs_root_signature_refused";
+        for (fault, why) in [
+            ("untrusted-signature", "which is not trusted"),
+            ("no-signature", "trixie-systemd.squashfs.verity-params.sig beside it"),
+        ] {
+            let args = [
+                "--stock",
+                "--image-root",
+                "squashfs",
+                "--signed",
+                "--fault",
+                fault,
+                "--append",
+                "stateless.emergency=poweroff",
+            ];
+            let serial = boot_until(scenario, "trixie-systemd", &args, "reboot: Power down");
+            assert!(
+                serial.contains(why) && serial.contains("refused (the initramfs trusts 1 key"),
+                "{fault}: {serial}"
+            );
+            assert!(!serial.contains("device-mapper: verity"), "no verity device made: {serial}");
+            assert!(!serial.contains("switch root to /root: moved"), "nothing moved: {serial}");
+            assert!(!serial.contains("Kernel panic"), "{serial}");
+            let took = kernel_seconds(&serial, "Run /init as init process", "reboot: Power down").unwrap();
+            println!(
+                "scenario {scenario}: ok; {fault}: refused before a loop device, powered off {took:.1} s after /init"
+            );
+        }
+    }
+
     /// An image root whose file is not on the export: the root step fails before the switch
     /// with the file named, and the policy powers off; no panic.
     #[test]

@@ -54,7 +54,8 @@ end); IMAGE.sha256 is the whole file's. Salt and UUID come from the data: the sa
 the same bytes. An IMAGE.roothash that exists is refused like IMAGE.sha256, and without
 --verity --force removes it. Check an image with veritysetup verify, the data's size (printed)
 as its hash offset, IMAGE as data and hash device, and the root hash (docs/serving.md).
-Clients do not check it yet. Prints the root hash, the data's and the tree's size.
+A client checks it when its command line names the root hash (roothash=) or its initramfs
+trusts the key that signed it (--sign). Prints the root hash, the data's and the tree's size.
 
 --sign KEY (with --verity) also writes IMAGE.verity-params, the verity table's parameters
 (format, sizes, salt, root hash: no name, no time) as canonical text, and

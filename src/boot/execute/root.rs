@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::Advice;
 use rustix::mount::MountFlags;
 
-use super::verity::Trusted;
+use super::verity::{Candidate, Trusted};
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
@@ -144,7 +144,8 @@ impl Executor<'_> {
             ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
         let ImageNames { named, target, sha256 } = image_names(&on_export, file);
         // Trusted or refused before a byte is copied or a device made.
-        let trusted = self.image_trust(fd.as_fd(), size, root_hash, &path)?;
+        let candidate = Candidate { fd: fd.as_fd(), size, format, export: &on_export, named: &named, path: &path };
+        let trusted = self.image_trust(&candidate, root_hash)?;
         if trusted.is_some() {
             self.load_verity()?;
         }

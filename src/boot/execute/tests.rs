@@ -1729,3 +1729,133 @@ fn a_root_check_that_fails_under_dm_verity_names_the_block() {
     let error = failed.error.as_ref().unwrap().to_string();
     assert!(error.ends_with("; dm-verity: a block did not match its hash: 7:0: data block 1 is corrupted"), "{error}");
 }
+
+/// A fixture key (tests/fixtures/keys): a secret one, or its public half.
+fn fixture_key(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+/// [`verity_export`] with `x.img.verity-params` beside the image, signed with the fixture key
+/// `signer` when given, and an initramfs that trusts `trusted` (none: no trusted.keys). The
+/// root hash.
+fn signed_export(image: &Image, signer: Option<&str>, trusted: &[&str]) -> String {
+    use crate::model::{sign, verity};
+    let root_hash = verity_export(image);
+    let at = image.0.join(EXPORT);
+    let size = std::fs::metadata(at.join("x.img")).unwrap().len();
+    let salt = verity::salt("00");
+    let mut hash = [0; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&root_hash[i * 2..i * 2 + 2], 16).unwrap();
+    }
+    let params = verity::VerityParams {
+        format: crate::model::image::ImageFormat::Squashfs,
+        data_blocks: 3,
+        salt,
+        root_hash: hash,
+    };
+    assert_eq!(params.file_size(), size);
+    std::fs::write(at.join("x.img.verity-params"), params.text()).unwrap();
+    if let Some(signer) = signer {
+        let secret = sign::secret_key(&fixture_key(signer)).unwrap();
+        std::fs::write(at.join("x.img.verity-params.sig"), sign::sign(&secret, params.text().as_bytes())).unwrap();
+    }
+    if !trusted.is_empty() {
+        let keys: Vec<sign::TrustedKey> = trusted.iter().map(|k| sign::public_key(&fixture_key(k)).unwrap()).collect();
+        let file = image.0.join(crate::model::paths::TRUSTED_KEYS);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, sign::trusted_keys_file(&keys)).unwrap();
+    }
+    root_hash
+}
+
+/// Keys in the initramfs: the statement beside the image, signed by one of them, gives the
+/// root hash (through `current`, the target's statement); the report names the key. Without
+/// keys the same image is mounted as it is; `roothash=` wins over keys.
+#[test]
+fn a_signed_image_is_mounted_through_dm_verity_when_the_initramfs_trusts_its_key() {
+    let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=current";
+    let (image, sys) = initramfs("verity-signed", |_| None);
+    let root_hash = signed_export(&image, Some("openssl.pem"), &["openssl2.pub.pem", "openssl.pub.pem"]);
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    let mapped = sys.calls().into_iter().find(|c| matches!(c, Call::DeviceMapper(..))).unwrap();
+    assert!(matches!(&mapped, Call::DeviceMapper(_, 24, _, table) if table.contains(&root_hash)), "{mapped:?}");
+    let verified = read_report(&image.0.join("root")).image.unwrap().verity.unwrap();
+    let key = crate::model::sign::public_key(&fixture_key("openssl.pub.pem")).unwrap();
+    assert!(verified.trusted.starts_with(&format!("key {}", key.fingerprint())), "{}", verified.trusted);
+    assert_eq!(verified.root_hash, root_hash);
+
+    // No keys: mounted as it is, the statement beside it notwithstanding.
+    let (image, sys) = initramfs("verity-signed-no-keys", |_| None);
+    signed_export(&image, Some("openssl.pem"), &[]);
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::DeviceMapper(..))));
+    assert!(read_report(&image.0.join("root")).image.unwrap().verity.is_none());
+
+    // roothash= on the command line: that, whatever the keys.
+    let (image, sys) = initramfs("verity-signed-roothash", |_| None);
+    let root_hash = signed_export(&image, None, &["openssl.pub.pem"]);
+    let (outcomes, ended) = boot_from(&image, &format!("{cmdline} roothash={root_hash}"), &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    assert_eq!(read_report(&image.0.join("root")).image.unwrap().verity.unwrap().trusted, "roothash=");
+}
+
+/// Keys in the initramfs refuse, before a loop device: an image without a signature, one
+/// signed by a key they do not hold, a statement that is not the image's, and a trusted.keys
+/// that does not parse.
+#[test]
+fn keys_in_the_initramfs_refuse_an_image_they_cannot_vouch_for() {
+    let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=/x.img stateless.emergency=continue";
+    let refused = |tag: &str, prepare: &dyn Fn(&Image), want: &str| {
+        let (image, sys) = initramfs(tag, |_| None);
+        prepare(&image);
+        let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+        let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+        let error = failed.error.as_ref().unwrap().to_string();
+        assert!(error.contains(want), "{tag}: {error}");
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| matches!(c, Call::AttachLoop(..) | Call::DeviceMapper(..))), "{calls:#?}");
+        error
+    };
+    let error = refused(
+        "verity-unsigned",
+        &|image| drop(signed_export(image, None, &["openssl.pub.pem"])),
+        "x.img.verity-params.sig beside it (stateless image build --verity --sign): refused (the initramfs trusts 1 key",
+    );
+    assert!(error.starts_with("verify "), "{error}");
+    refused(
+        "verity-no-statement",
+        &|image| {
+            signed_export(image, Some("openssl.pem"), &["openssl.pub.pem", "openssl2.pub.pem"]);
+            std::fs::remove_file(image.0.join(EXPORT).join("x.img.verity-params")).unwrap();
+        },
+        "x.img.verity-params beside it (stateless image build --verity --sign): refused (the initramfs trusts 2 keys",
+    );
+    refused(
+        "verity-untrusted",
+        &|image| drop(signed_export(image, Some("openssl2.pem"), &["openssl.pub.pem"])),
+        "which is not trusted",
+    );
+    refused(
+        "verity-other-image",
+        &|image| {
+            signed_export(image, Some("openssl.pem"), &["openssl.pub.pem"]);
+            let file = image.0.join(EXPORT).join("x.img");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes.extend([0; 4096]);
+            std::fs::write(file, bytes).unwrap();
+        },
+        "the image has 24576 bytes, its signed verity params 20480",
+    );
+    refused(
+        "verity-bad-keys",
+        &|image| {
+            signed_export(image, Some("openssl.pem"), &["openssl.pub.pem"]);
+            std::fs::write(image.0.join(crate::model::paths::TRUSTED_KEYS), "ed25519 nonsense\n").unwrap();
+        },
+        "trusted.keys: line 1",
+    );
+}

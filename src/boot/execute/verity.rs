@@ -5,9 +5,13 @@ use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use super::Executor;
+use crate::fs::root::ImageRoot;
+use crate::model::image::ImageFormat;
 use crate::model::outcome::{Failure, Op};
-use crate::model::text::escape;
-use crate::model::verity::{self, Mapping};
+use crate::model::paths::TRUSTED_KEYS;
+use crate::model::sign::{self, TrustedKey, SIGNATURE_MAX, TRUSTED_MAX};
+use crate::model::text::{escape, escape_path, hex};
+use crate::model::verity::{self, Mapping, VerityParams};
 
 /// The device-mapper name of a verified image root.
 pub(super) const DEVICE: &str = "stateless-root";
@@ -21,38 +25,120 @@ pub(super) struct Trusted {
     pub by: String,
 }
 
+/// An image file open on the export, as the image root step found it.
+pub(super) struct Candidate<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub size: u64,
+    pub format: ImageFormat,
+    /// The export, and the file's path on it (where a symlink led): its statement and
+    /// signature lie beside it.
+    pub export: &'a ImageRoot,
+    pub named: &'a Path,
+    /// The file's path here, for messages.
+    pub path: &'a Path,
+}
+
+/// `name` with `suffix` added: `x.sqfs.verity-params`.
+fn beside(name: &Path, suffix: &str) -> PathBuf {
+    let mut with = name.as_os_str().to_owned();
+    with.push(suffix);
+    PathBuf::from(with)
+}
+
+/// The block at `at` of `fd`, as much of it as the file has.
+fn block_at(fd: BorrowedFd<'_>, at: u64, path: &Path) -> Result<Vec<u8>, Failure> {
+    let mut block = vec![0; verity::BLOCK as usize];
+    let read = rustix::io::pread(fd, &mut block, at).map_err(|e| Failure::io(Op::Read, Some(path), &e.into()))?;
+    block.truncate(read);
+    Ok(block)
+}
+
 impl Executor<'_> {
-    /// What an image file `fd` (`size` bytes, at `path`) is checked against: `roothash=`
-    /// (`root_hash`), its salt and data blocks from the verity superblock the file's length
-    /// puts after its data. `None`: nothing asks for a check; the image is mounted as it is.
-    /// An image that carries no tree fits no root hash: refused, before anything is copied or
-    /// mounted.
+    /// What the image is checked against, before anything is copied or mounted:
+    /// - `roothash=` (`root_hash`): that root hash; the salt and data blocks from the verity
+    ///   superblock the file's length puts after its data (an image without a tree is refused);
+    /// - else, when the initramfs trusts keys ([`TRUSTED_KEYS`]): the signed statement beside
+    ///   the image (`IMAGE.verity-params` and its `.sig`), its signature by a trusted key, its
+    ///   parameters those of the file at hand; without one, or signed by another key, the image
+    ///   is refused: keys in the initramfs mean no image boots unverified;
+    /// - else `None`: the image is mounted as it is.
     pub(super) fn image_trust(
         &self,
-        fd: BorrowedFd<'_>,
-        size: u64,
+        image: &Candidate<'_>,
         root_hash: Option<&str>,
-        path: &Path,
     ) -> Result<Option<Trusted>, Failure> {
-        let Some(root_hash) = root_hash else { return Ok(None) };
+        if let Some(root_hash) = root_hash {
+            return self.trust_root_hash(image, root_hash).map(Some);
+        }
+        match self.trusted_keys(image.path)? {
+            Some(keys) => self.trust_signature(image, &keys).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The keys the initramfs trusts: `None` when it carries none; one it cannot read or parse
+    /// refuses every image (trusting fewer keys than the admin meant, or none, is not an option).
+    fn trusted_keys(&self, path: &Path) -> Result<Option<Vec<TrustedKey>>, Failure> {
+        let file = self.running.host_path(TRUSTED_KEYS);
+        let refused = |why: String| {
+            let message = format!("the trusted keys {}: {why}: no image is booted unverified", escape_path(&file));
+            Failure::new(Op::Verify, Some(path), message)
+        };
+        let text = self.running.read_file(TRUSTED_KEYS, TRUSTED_MAX as u64).map_err(|e| refused(e.to_string()))?;
+        text.map(|t| sign::trusted_keys(&t).map_err(refused)).transpose()
+    }
+
+    /// `roothash=`: the salt and data blocks from the superblock.
+    fn trust_root_hash(&self, image: &Candidate<'_>, root_hash: &str) -> Result<Trusted, Failure> {
+        let (size, path) = (image.size, image.path);
         let refused = |why: String| {
             Failure::new(Op::Verify, Some(path), format!("{why}: refused (roothash= asks for a verified image)"))
         };
         let blocks = verity::data_blocks_of(size).ok_or_else(|| {
             refused(format!("{size} bytes are no image with a dm-verity tree (stateless image build --verity)"))
         })?;
-        let mut block = vec![0; verity::BLOCK as usize];
         let at = blocks.saturating_mul(verity::BLOCK);
-        let read = rustix::io::pread(fd, &mut block, at).map_err(|e| Failure::io(Op::Read, Some(path), &e.into()))?;
-        let (named, salt) = block
-            .get(..read)
-            .and_then(verity::read_superblock)
+        let (named, salt) = verity::read_superblock(&block_at(image.fd, at, path)?)
             .ok_or_else(|| refused(format!("no dm-verity superblock at byte {at}")))?;
         if named != blocks {
             return Err(refused(format!("its verity superblock names {named} data blocks, its length {blocks}")));
         }
         let target = Mapping { data_blocks: blocks, salt, root_hash: root_hash.to_owned() };
-        Ok(Some(Trusted { target, by: "roothash=".into() }))
+        Ok(Trusted { target, by: "roothash=".into() })
+    }
+
+    /// The signed statement beside the image: read (bounded), its signature checked against
+    /// `keys` first, then parsed, then held to the file (its size, its superblock, its format).
+    fn trust_signature(&self, image: &Candidate<'_>, keys: &[TrustedKey]) -> Result<Trusted, Failure> {
+        let trusting = match keys.len() {
+            1 => "1 key".to_owned(),
+            n => format!("{n} keys"),
+        };
+        let refused = |why: String| {
+            let message = format!("{why}: refused (the initramfs trusts {trusting}: a verified image only)");
+            Failure::new(Op::Verify, Some(image.path), message)
+        };
+        let read = |suffix: &str, limit: usize| {
+            let name = beside(image.named, suffix);
+            let shown = escape_path(&image.export.host_path(&name));
+            match image.export.read_file(&name, limit as u64) {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(refused(format!("no {shown} beside it (stateless image build --verity --sign)"))),
+                Err(e) => Err(refused(format!("{shown}: {}", e.to_string().to_lowercase()))),
+            }
+        };
+        let statement = read(".verity-params", VerityParams::MAX)?;
+        let signature = read(".verity-params.sig", SIGNATURE_MAX)?;
+        let key = sign::verify(keys, &statement, &signature).map_err(|e| refused(escape(e.as_bytes())))?;
+        let params = VerityParams::parse(&statement).map_err(|e| refused(format!("its verity params: {e}")))?;
+        let superblock = block_at(image.fd, params.hash_offset(), image.path)?;
+        params.check_against(image.size, &superblock).map_err(refused)?;
+        if params.format != image.format {
+            return Err(refused(format!("signed as {}, the file is {}", params.format, image.format)));
+        }
+        let (data_blocks, salt, root_hash) = (params.data_blocks, params.salt, hex(&params.root_hash));
+        let by = format!("key {} {}", key.fingerprint(), escape(key.comment.as_bytes()));
+        Ok(Trusted { target: Mapping { data_blocks, salt, root_hash }, by: by.trim_end().to_owned() })
     }
 
     /// dm-verity loaded, and its dependencies with it (dm-mod, dm-bufio, reed_solomon). Without
