@@ -1978,6 +1978,33 @@ mod scenario {
         );
     }
 
+    /// Two servers, named with the live one first; the client's MAC (52:54:00:12:34:56) puts
+    /// 10.0.2.7 first, where nothing answers (QEMU's user network answers ARP for 10.0.2.2 and
+    /// .3 only). The client gives it up (no neighbour, or its share of the timeout: 45 s of 90)
+    /// and mounts from 10.0.2.2 in the same round; the report names both.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn initramfs_two_servers_first_dead() {
+        let scenario = "initramfs_two_servers_first_dead";
+        let args = ["--stock", "--kernel-args", "root=/dev/nfs nfsroot=10.0.2.2,10.0.2.7:/systemd"];
+        let b = fast(scenario, &args);
+        let logs = b.logs();
+        let step = b.steps("nfs-root");
+        let root = &step[0]["step"]["root"]["Ok"];
+        let order = (&root["server"], &root["fallbacks"]);
+        assert_eq!(order, (&serde_json::json!("10.0.2.7"), &serde_json::json!(["10.0.2.2"])), "{root}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        assert!(b.fact("root").starts_with("10.0.2.2:/systemd nfs"), "{} {logs}", b.fact("root"));
+        let nfs = &b.report["nfs_root"];
+        assert_eq!(nfs["server"], "10.0.2.2", "{nfs}");
+        let failed = nfs["failed"].as_array().cloned().unwrap_or_default();
+        assert_eq!(failed.len(), 1, "{nfs}");
+        assert_eq!(failed[0]["server"], "10.0.2.7", "{nfs}");
+        let ms = step[0]["ms"].clone();
+        let why = failed[0]["reason"].as_str().unwrap_or_default().to_string();
+        b.print(scenario, &format!("first server dead ({why}), mounted from the second; the root step took {ms} ms"));
+    }
+
     /// Two NICs and no BOOTIF=: the first (eth0, probed first) has carrier on a network with no
     /// DHCP server, the second is on the boot network. DHCP runs on both at once and the second's
     /// lease wins; the first is left without an address.

@@ -58,11 +58,15 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
         Phase::Root if facts.initramfs => {
             let lease = facts.dhcp.as_ref().map(|d| &d.lease);
             let root = nfsroot::resolve_root(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
+            // Several servers: in the order this client tries them, by its MAC.
             let mount = match root {
-                Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount) },
-                Ok(RootSource::Image { export, file }) => {
-                    Step::ImageRoot { export, file, ram: options.image_ram, root_hash: options.root_hash.clone() }
-                }
+                Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount.ordered_for(facts.mac)) },
+                Ok(RootSource::Image { export, file }) => Step::ImageRoot {
+                    export: export.ordered_for(facts.mac),
+                    file,
+                    ram: options.image_ram,
+                    root_hash: options.root_hash.clone(),
+                },
                 Err(why) => Step::NfsRoot { root: Err(why) },
             };
             vec![mount, Step::SwitchRoot { new_root: NEW_ROOT.into() }]
@@ -302,7 +306,8 @@ pub struct Plan {
 }
 
 /// One mount(2) of the NFS root (initramfs mode). They are tried in order, the next only when
-/// the one before is refused, or the root check reads EIO with it.
+/// the one before is refused, or the root check reads EIO with it; then the same on the next
+/// server, when there are several.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RootMount {
     pub fstype: &'static str,
@@ -316,16 +321,22 @@ pub struct RootMount {
 }
 
 impl RootMount {
-    /// The mounts of `mount` in order, from `client` (its address, for `clientaddr=`).
+    /// The mounts of `mount` in order, each server's in turn, from `client` (its address, for
+    /// `clientaddr=`).
     fn of(mount: &NfsMount, client: Option<Ipv4Addr>) -> Vec<RootMount> {
-        let attempts = mount.attempts(client).into_iter();
-        attempts
-            .map(|(fstype, data)| RootMount {
-                fstype,
-                source: mount.source(),
-                target: format!("/{NEW_ROOT}"),
-                data,
-                read_only: mount.read_only,
+        let servers = mount.servers().into_iter().map(|server| mount.on(server));
+        servers
+            .flat_map(|one| {
+                let attempts = one.attempts(client).into_iter();
+                attempts
+                    .map(|(fstype, data)| RootMount {
+                        fstype,
+                        source: one.source(),
+                        target: format!("/{NEW_ROOT}"),
+                        data,
+                        read_only: one.read_only,
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect()
     }

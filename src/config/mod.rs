@@ -16,6 +16,7 @@ use crate::model::options::{
     ClientId, Diagnostic, Emergency, IpParam, LogServer, NfsRoot, Options, Origin, OverlayMode, Swap,
 };
 use crate::model::paths::EXPORT;
+use crate::model::servers;
 use crate::model::step::Phase;
 use crate::model::text::{escape, quoted as q};
 use crate::model::writable::DirName;
@@ -735,12 +736,21 @@ fn client_id(v: &str) -> Result<ClientId, String> {
     Ok(ClientId { kind, id: id.to_owned() })
 }
 
-/// `nfsroot=[<server-ip>:][<root-dir>][,<nfs-options>]` as the kernel reads it (fs/nfs/nfsroot.c):
-/// a value that starts with neither `/`, `,` nor a digit is a name under `/tftpboot/`; a server
+/// `nfsroot=[<server-ip>:][<root-dir>][,<nfs-options>]` as the kernel reads it (fs/nfs/nfsroot.c),
+/// and several servers before the path: `<server-ip>,<server-ip>...:/<root-dir>[,<nfs-options>]`.
+/// A value that starts with neither `/`, `,` nor a digit is a name under `/tftpboot/`; a server
 /// alone or `,<options>` names no path (the root-path's, else `/tftpboot/%s`). Empty: `None`.
 fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
     if v.is_empty() {
         return Ok(None);
+    }
+    // Several servers: `<server>,<server>...:/<path>[,<options>]`, the list before the first `:/`.
+    let several =
+        v.split_once(":/").filter(|(list, _)| list.contains(',') && list.starts_with(|c: char| c.is_ascii_digit()));
+    if let Some((list, _)) = several {
+        let servers = servers::parse(list)?;
+        let one = parse_nfsroot(v.get(list.len() + 1..).unwrap_or_default())?;
+        return Ok(one.map(|n| NfsRoot { servers, ..n }));
     }
     let (spec, options) = v.split_once(',').unwrap_or((v, ""));
     let options = options.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect();
@@ -749,7 +759,7 @@ fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
         if let Some((server, _)) = spec.split_once(":/") {
             return Err(format!("server {} is not an IPv4 address (no DNS at boot)", q(server)));
         }
-        return Ok(Some(NfsRoot { server: None, path: Some(format!("/tftpboot/{spec}")), options }));
+        return Ok(Some(NfsRoot { servers: Vec::new(), path: Some(format!("/tftpboot/{spec}")), options }));
     }
     let (server, path) = match spec.split_once(':') {
         // As in the kernel, a `:` inside the path does not make a server.
@@ -757,16 +767,11 @@ fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
         None if !spec.starts_with('/') && !spec.is_empty() => (Some(spec), ""),
         _ => (None, spec),
     };
-    let server = match server {
-        Some(s) => Some(
-            s.parse::<Ipv4Addr>().map_err(|_| format!("server {} is not an IPv4 address (no DNS at boot)", q(s)))?,
-        ),
-        None => None,
-    };
+    let servers = server.map(servers::parse).transpose()?.unwrap_or_default();
     if !path.is_empty() && !path.starts_with('/') {
         return Err(format!("path {} is not absolute", q(path)));
     }
-    Ok(Some(NfsRoot { server, path: (!path.is_empty()).then(|| path.to_owned()), options }))
+    Ok(Some(NfsRoot { servers, path: (!path.is_empty()).then(|| path.to_owned()), options }))
 }
 
 /// `BOOTIF=01-aa-bb-cc-dd-ee-ff` (pxelinux: ARP type 1 = ethernet first), or a bare

@@ -27,6 +27,7 @@ use crate::model::image::RootSource;
 use crate::model::lease::Lease;
 use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
+use crate::model::servers;
 
 /// The kernel's path when none is named: `%s` is the host name or the client's address.
 const DEFAULT_PATH: &str = "/tftpboot/%s";
@@ -34,7 +35,8 @@ const DEFAULT_PATH: &str = "/tftpboot/%s";
 /// A root spec before the defaults: server, path, options, and whether its syntax said NFSv4.
 #[derive(Default)]
 struct Spec {
-    server: Option<Ipv4Addr>,
+    /// None named: empty.
+    servers: Vec<Ipv4Addr>,
     path: Option<String>,
     options: Vec<String>,
     v4: bool,
@@ -52,13 +54,20 @@ pub fn resolve(
     // The line's server field; when the line asks DHCP the reply's next-server replaces it, as
     // the kernel's ic_bootp_recv sets ic_servaddr.
     let line = options.ip.as_ref().and_then(|ip| ip.server.map(|server| (server, ip.is_static())));
-    let server = spec
-        .server
-        .or(line.filter(|&(_, fixed)| fixed).map(|(server, _)| server))
-        .or(lease.and_then(|l| l.next_server))
-        .or(line.map(|(server, _)| server))
-        .or(lease.and_then(|l| l.server))
-        .ok_or_else(|| format!("{from}: no server given, and none from ip=, the next-server or the DHCP server"))?;
+    let (server, fallbacks) = match spec.servers.split_first() {
+        Some((&server, fallbacks)) => (server, fallbacks.to_vec()),
+        None => (
+            line.filter(|&(_, fixed)| fixed)
+                .map(|(server, _)| server)
+                .or(lease.and_then(|l| l.next_server))
+                .or(line.map(|(server, _)| server))
+                .or(lease.and_then(|l| l.server))
+                .ok_or_else(|| {
+                    format!("{from}: no server given, and none from ip=, the next-server or the DHCP server")
+                })?,
+            Vec::new(),
+        ),
+    };
     let path = spec.path.ok_or_else(|| format!("{from}: no path"))?;
     let node = hostname.and_then(|h| node_name(h, options, lease));
     let path = match (path.contains("%s"), node.or(client.map(|c| c.to_string()))) {
@@ -68,12 +77,15 @@ pub fn resolve(
     };
     let path = absolute(&path)?;
     let (version, read_only, rest) = settings(spec.options, spec.v4, from)?;
+    if !fallbacks.is_empty() && rest.iter().any(|o| o.split('=').next() == Some("addr")) {
+        return Err(format!("{from}: addr= with several servers (each is mounted at its own address)"));
+    }
     let mut notes = Vec::new();
     if rest.iter().any(|o| o == "lock") && (version == "auto" || !version.starts_with('4')) {
         notes
             .push("lock is nolock on NFSv3 (no statd before the real init; dracut and the kernel force it too)".into());
     }
-    Ok(NfsMount { server, path, version, options: rest, read_only, from: from.to_string(), notes })
+    Ok(NfsMount { server, fallbacks, path, version, options: rest, read_only, from: from.to_string(), notes })
 }
 
 /// `%s`: the chosen host name as its source gave it, the whole of a DHCP option 12 or an `ip=`
@@ -136,8 +148,9 @@ fn spec(options: &Options, lease: Option<&Lease>) -> Result<(Spec, &'static str)
                     let base = base.unwrap_or_default();
                     let mut options = base.options;
                     options.extend(n.options.iter().cloned());
-                    let (server, path) = (n.server.or(base.server), n.path.clone().or(base.path));
-                    (Spec { server, path, options, v4: base.v4 }, from)
+                    let servers = if n.servers.is_empty() { base.servers } else { n.servers.clone() };
+                    let path = n.path.clone().or(base.path);
+                    (Spec { servers, path, options, v4: base.v4 }, from)
                 }
             };
             spec.path = spec.path.or_else(|| Some(DEFAULT_PATH.into()));
@@ -225,7 +238,7 @@ fn dracut(spec: &str) -> Result<Spec, String> {
     if let (false, Some((head, path))) = (v4, rest.split_once(":/")) {
         if let Some((options, server)) = head.split_once(':') {
             let path = Some(format!("/{path}"));
-            return Ok(Spec { server: server_of(server)?, path, options: list(options), v4 });
+            return Ok(Spec { servers: servers_of(server)?, path, options: list(options), v4 });
         }
     }
     let (server, tail) = match rest.split_once(":/") {
@@ -236,7 +249,8 @@ fn dracut(spec: &str) -> Result<Spec, String> {
     let (path, comma) = path.split_once(',').unwrap_or((path, ""));
     let mut options = list(comma);
     options.extend(list(colon));
-    Ok(Spec { server: server_of(server)?, path: (!path.is_empty()).then(|| path.to_string()), options, v4 })
+    let path = (!path.is_empty()).then(|| path.to_string());
+    Ok(Spec { servers: servers_of(server)?, path, options, v4 })
 }
 
 /// dracut's `root=live:nfs://<server>[:<port>]/<dir>/<image>`: the dir as RFC 2224's, and the
@@ -304,16 +318,20 @@ fn rfc2224(url: &str) -> Result<Spec, String> {
         "" => None,
         p => Some(p.parse::<u16>().map_err(|_| format!("nfs://{url}: port {p:?} is not a number"))?),
     };
-    let server = server_of(host)?.ok_or_else(|| format!("nfs://{url}: no server"))?;
+    if host.is_empty() {
+        return Err(format!("nfs://{url}: no server"));
+    }
+    let servers = servers::parse(host)?;
     let options = port.map(|p| format!("port={p}")).into_iter().collect();
-    Ok(Spec { server: Some(server), path: Some(format!("/{path}")), options, v4: false })
+    Ok(Spec { servers, path: Some(format!("/{path}")), options, v4: false })
 }
 
-fn server_of(server: &str) -> Result<Option<Ipv4Addr>, String> {
-    if server.is_empty() {
-        return Ok(None);
+/// The servers a spec names before its path; none when it names none.
+fn servers_of(text: &str) -> Result<Vec<Ipv4Addr>, String> {
+    if text.is_empty() {
+        return Ok(Vec::new());
     }
-    server.parse().map(Some).map_err(|_| format!("server {server:?} is not an IPv4 address (no DNS at boot)"))
+    servers::parse(text)
 }
 
 fn absolute(path: &str) -> Result<String, String> {
@@ -477,6 +495,48 @@ mod tests {
         assert!(e.contains("needs the host name or the client's address"), "{e}");
         let e = resolve(&options("nfsroot=/srv/img"), None, None, None).unwrap_err();
         assert!(e.contains("no server given"), "{e}");
+    }
+
+    #[test]
+    fn several_servers_in_each_form() {
+        let both = |m: NfsMount| (m.servers(), m.path, m.options);
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let expected = |path: &str, options: &[&str]| {
+            (vec![a("10.0.0.1"), a("10.0.0.2")], path.to_string(), options.iter().map(|o| o.to_string()).collect())
+        };
+        for (cmdline, root_path, path, options) in [
+            ("nfsroot=10.0.0.1,10.0.0.2:/srv/root,vers=3,tcp", None, "/srv/root", &["tcp"][..]),
+            ("root=nfs:10.0.0.1,10.0.0.2:/srv/root:tcp", None, "/srv/root", &["tcp"]),
+            ("root=nfs4:10.0.0.1,10.0.0.2:/srv/root", None, "/srv/root", &[]),
+            ("root=10.0.0.1,10.0.0.2:/srv/root", None, "/srv/root", &[]),
+            ("root=nfs://10.0.0.1,10.0.0.2:2050/srv/root", None, "/srv/root", &["port=2050"]),
+            ("", Some("10.0.0.1,10.0.0.2:/srv/root,tcp"), "/srv/root", &["tcp"]),
+            ("root=dhcp", Some("nfs:10.0.0.1,10.0.0.2:/srv/root:tcp"), "/srv/root", &["tcp"]),
+            // The root-path's servers, nfsroot='s options on top.
+            ("root=/dev/nfs nfsroot=,tcp", Some("10.0.0.1,10.0.0.2:/srv/root"), "/srv/root", &["tcp"]),
+        ] {
+            assert_eq!(mount(cmdline, root_path).map(both), Ok(expected(path, options)), "{cmdline} {root_path:?}");
+        }
+        let m = mount("nfsroot=10.0.0.1,10.0.0.2:/srv/root,vers=3", None).unwrap();
+        assert_eq!(m.on(a("10.0.0.2")).attempts(CLIENT), [("nfs", "vers=3,addr=10.0.0.2,nolock".to_string())]);
+        assert_eq!(
+            m.to_string(),
+            "10.0.0.1,10.0.0.2:/srv/root (NFSv3, from nfsroot=, servers tried in this order, read-only)"
+        );
+        let live = resolve_root(&options("root=live:nfs://10.0.0.1,10.0.0.2/srv/images/x.sqfs"), None, CLIENT, None);
+        let Ok(RootSource::Image { export, file }) = live else { panic!("{live:?}") };
+        assert_eq!((both(export), file.as_str()), (expected("/srv/images", &[]), "/x.sqfs"));
+        for (cmdline, why) in [
+            ("root=nfs:10.0.0.1,nfs.lab:/srv/root", "server \"nfs.lab\" is not an IPv4 address (no DNS at boot)"),
+            ("root=live:nfs://10.0.0.1,/srv/x.sqfs", "server \"\" is not an IPv4 address"),
+            ("root=nfs:10.0.0.1,10.0.0.2:/srv/root:addr=10.0.0.1", "addr= with several servers"),
+        ] {
+            let e = resolve_root(&options(cmdline), None, CLIENT, None).unwrap_err();
+            assert!(e.contains(why), "{cmdline}: {e}");
+        }
+        let many: Vec<String> = (1..=17).map(|i| format!("10.0.0.{i}")).collect();
+        let e = mount(&format!("root=nfs:{}:/srv/root", many.join(",")), None).unwrap_err();
+        assert!(e.contains("17 servers (at most 16)"), "{e}");
     }
 
     #[test]

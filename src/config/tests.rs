@@ -600,14 +600,14 @@ fn dhcp_inform() {
 #[test]
 fn nfsroot() {
     let n = ok("nfsroot=192.168.1.1:/diskless/gentoo,ro,rsize=8192,,posix").nfsroot.unwrap();
-    assert_eq!(n.server, "192.168.1.1".parse().ok());
+    assert_eq!(n.servers, ["192.168.1.1".parse::<Ipv4Addr>().unwrap()]);
     assert_eq!(
         (n.path.as_deref(), n.options),
         (Some("/diskless/gentoo"), vec!["ro".into(), "rsize=8192".into(), "posix".into()])
     );
     let n = |v: &str| ok(&format!("nfsroot={v}")).nfsroot.unwrap();
     let at = |s: Option<&str>, p: Option<&str>, o: &[&str]| NfsRoot {
-        server: s.map(|s| s.parse().unwrap()),
+        servers: s.map(|s| s.split(',').map(|s| s.parse().unwrap()).collect()).unwrap_or_default(),
         path: p.map(Into::into),
         options: o.iter().map(|o| o.to_string()).collect(),
     };
@@ -620,10 +620,16 @@ fn nfsroot() {
     assert_eq!(n("10.0.0.1,tcp"), at(Some("10.0.0.1"), None, &["tcp"]));
     assert_eq!(n(",vers=4.1,tcp"), at(None, None, &["vers=4.1", "tcp"]));
     assert_eq!(ok("nfsroot=").nfsroot, None);
+    // Several servers: the list before the first `:/`, the options after the path.
+    let both = Some("10.0.0.1,10.0.0.2");
+    assert_eq!(n("10.0.0.1,10.0.0.2:/srv/root,vers=3"), at(both, Some("/srv/root"), &["vers=3"]));
+    assert_eq!(n("10.0.0.1,10.0.0.2:/srv/root"), at(both, Some("/srv/root"), &[]));
     for (v, msg) in [
         ("server:/x", r#"nfsroot: server "server" is not an IPv4 address (no DNS at boot)"#),
         (":/x", r#"nfsroot: server "" is not an IPv4 address (no DNS at boot)"#),
         ("10.0.0.1:x", r#"nfsroot: path "x" is not absolute"#),
+        ("10.0.0.1,nfs.lab:/x", r#"nfsroot: server "nfs.lab" is not an IPv4 address (no DNS at boot)"#),
+        ("10.0.0.1,10.0.0.1:/x", "nfsroot: server 10.0.0.1 is named twice"),
     ] {
         let (o, d) = bad(&format!("nfsroot={v}"));
         assert_eq!((o.nfsroot, d.as_str()), (None, msg));

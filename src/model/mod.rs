@@ -15,6 +15,7 @@ pub mod nfsroot;
 pub mod options;
 pub mod outcome;
 pub mod paths;
+pub mod servers;
 pub mod sign;
 pub mod step;
 pub mod text;

@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::servers;
+
 /// The NFSv4 minor versions tried, newest first, when NFSv4 is asked for without a minor version.
 pub const V4_MINORS: [&str; 3] = ["4.2", "4.1", "4.0"];
 
@@ -40,7 +42,12 @@ pub fn module_for(version: &str) -> &'static str {
 /// What the root phase mounts: `server:path`, type `nfs` (v2/v3) or `nfs4`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsMount {
+    /// The server tried first.
     pub server: Ipv4Addr,
+    /// The other servers, tried in this order when `server` fails (the same path on each):
+    /// ordered for the client by [`NfsMount::ordered_for`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<Ipv4Addr>,
     pub path: String,
     /// `auto` (none named: [`NEGOTIATED`]), `4` (`nfs4:`: 4.2, 4.1, then 4.0), or as given
     /// (`3`, `4.1`, `2`).
@@ -56,6 +63,24 @@ pub struct NfsMount {
 }
 
 impl NfsMount {
+    /// Every server, in the order tried.
+    pub fn servers(&self) -> Vec<Ipv4Addr> {
+        std::iter::once(self.server).chain(self.fallbacks.iter().copied()).collect()
+    }
+
+    /// The same root on `server` alone.
+    pub fn on(&self, server: Ipv4Addr) -> NfsMount {
+        NfsMount { server, fallbacks: Vec::new(), ..self.clone() }
+    }
+
+    /// The servers in the order the client with `mac` tries them ([`servers::order`]).
+    pub fn ordered_for(self, mac: Option<[u8; 6]>) -> NfsMount {
+        match servers::order(&self.servers(), mac).split_first() {
+            Some((&server, fallbacks)) => NfsMount { server, fallbacks: fallbacks.to_vec(), ..self },
+            None => self,
+        }
+    }
+
     /// The versions tried, in order: `auto`: [`NEGOTIATED`]; `4`: [`V4_MINORS`]; else the one given.
     pub fn versions(&self) -> Vec<&str> {
         match self.version.as_str() {
@@ -117,6 +142,18 @@ pub struct Mounted {
     pub init_bytes: u64,
     /// The versions given up on the way, in order, and why.
     pub dropped: Vec<Dropped>,
+    /// The server it was mounted from.
+    pub server: Ipv4Addr,
+    /// The servers tried before it that failed, in order, and why (the last failure of each).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FailedServer>,
+}
+
+/// A server that did not give the root, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedServer {
+    pub server: Ipv4Addr,
+    pub reason: String,
 }
 
 /// A version given up: the server refused it, or the root check could not read the root with it.
@@ -133,7 +170,11 @@ impl fmt::Display for NfsMount {
             "4" => "4.x",
             v => v,
         };
-        write!(f, "{} (NFSv{version}, from {}", self.source(), self.from)?;
+        let servers: Vec<String> = self.servers().iter().map(Ipv4Addr::to_string).collect();
+        write!(f, "{}:{} (NFSv{version}, from {}", servers.join(","), self.path, self.from)?;
+        if !self.fallbacks.is_empty() {
+            f.write_str(", servers tried in this order")?;
+        }
         if !self.options.is_empty() {
             write!(f, ", options {}", self.options.join(","))?;
         }

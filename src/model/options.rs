@@ -139,10 +139,11 @@ pub enum Swap {
     Label(String),
 }
 
-/// `nfsroot=[<server-ip>:][<root-dir>][,<nfs-options>]`, or `nfsroot=<name>` (`/tftpboot/<name>`).
+/// `nfsroot=[<server-ip>[,<server-ip>...]:][<root-dir>][,<nfs-options>]`, or `nfsroot=<name>` (`/tftpboot/<name>`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NfsRoot {
-    pub server: Option<Ipv4Addr>,
+    /// None named: empty.
+    pub servers: Vec<Ipv4Addr>,
     /// None: `nfsroot=<server-ip>` or `nfsroot=,<options>`, the path from the root-path or the default.
     pub path: Option<String>,
     pub options: Vec<String>,

@@ -172,6 +172,8 @@ impl Summary {
         if let Some(root) = &report.nfs_root {
             let dropped = root.dropped.iter();
             warnings.extend(dropped.map(|d| format!("nfs root: NFSv{} dropped: {}", e(&d.version), e(&d.reason))));
+            let failed = root.failed.iter();
+            warnings.extend(failed.map(|f| format!("nfs root: server {} failed: {}", f.server, e(&f.reason))));
         }
         warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {}", e(r))));
         if let Some(d) = &report.dhcp {
@@ -368,7 +370,7 @@ fn xml(text: &str) -> String {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::model::nfsroot::{Dropped, Mounted};
+    use crate::model::nfsroot::{Dropped, FailedServer, Mounted};
     use std::path::Path;
 
     fn fixture(name: &str) -> Report {
@@ -408,11 +410,23 @@ mod tests {
         let dropped = Dropped { version: "4.2".into(), reason: "read /root/sbin/init: input/output error".into() };
         let (version, options, init) = ("4.1".into(), "vers=4.1".into(), "/sbin/init".into());
         let report = Report {
-            nfs_root: Some(Mounted { version, options, init, init_bytes: 9, dropped: vec![dropped] }),
+            nfs_root: Some(Mounted {
+                version,
+                options,
+                init,
+                init_bytes: 9,
+                dropped: vec![dropped],
+                server: std::net::Ipv4Addr::new(10, 0, 2, 2),
+                failed: vec![FailedServer {
+                    server: std::net::Ipv4Addr::new(10, 0, 2, 3),
+                    reason: "mount: connection refused\x1b[2J".into(),
+                }],
+            }),
             ..report
         };
         let text = human(&Summary::of(&report));
         assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
+        assert!(text.contains("nfs root: server 10.0.2.3 failed: mount: connection refused\\x1b[2J"), "{text}");
         // An image root: which image, its hostile link text escaped.
         use crate::model::image::{BootedImage, Verified};
         let image = BootedImage {

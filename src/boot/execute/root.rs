@@ -18,7 +18,7 @@ use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
 use crate::model::image::{fits_in_memory, sha256_of_line, BootedImage, ImageFormat, Verified};
 use crate::model::mount::EARLY_MOUNTS;
-use crate::model::nfsroot::{self, Dropped, Mounted, NfsMount};
+use crate::model::nfsroot::{self, Dropped, FailedServer, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::EXPORT;
 use crate::model::text::escape_path;
@@ -27,6 +27,16 @@ use crate::sys::MountCall;
 /// The versions given up on the way, for a failure's message: `; NFSv4.2 dropped: <why>`...
 fn said_dropped(dropped: &[Dropped]) -> String {
     dropped.iter().map(|d| format!("; NFSv{} dropped: {}", d.version, d.reason)).collect()
+}
+
+/// Each of several servers, for a failure's message: `; server 10.0.0.1: <why>`, then the
+/// versions it gave up.
+fn said_servers(servers: &[(NfsMount, Vec<&str>, Vec<Dropped>)], failed: &[FailedServer]) -> String {
+    let said = |(one, _, dropped): &(NfsMount, Vec<&str>, Vec<Dropped>)| {
+        let why = failed.iter().find(|f| f.server == one.server).map_or("not tried", |f| f.reason.as_str());
+        format!("; server {}: {why}{}", one.server, said_dropped(dropped))
+    };
+    servers.iter().map(said).collect()
 }
 
 /// What an image's name on the export leads to.
@@ -82,7 +92,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 impl Executor<'_> {
     /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
     /// of [`NfsMount::versions`] in order, its module loaded before its first try (the kernel's
-    /// request_module would need a modprobe); all again with backoff (1 s doubling to 8 s, plus
+    /// request_module would need a modprobe); on each server in turn when there are several (a
+    /// try bounded by the server's share of the timeout), the next at once when one refuses or
+    /// does not answer; all again with backoff (1 s doubling to 8 s, plus
     /// up to 1 s of jitter so that a lab's clients spread out) until `stateless.nfs.timeout=`. Each root
     /// mounted is checked ([`rootcheck`]); one that gives EIO with NFSv4.2 or 4.1 is unmounted
     /// and mounted again with the next older minor version.
@@ -312,13 +324,24 @@ impl Executor<'_> {
         let dir = self.running.create_dir_all(at, 0o755).map_err(|e| self.io(Op::Mkdir, &self.running, at, &e))?;
         let flags = if mount.read_only { MountFlags::RDONLY } else { MountFlags::empty() };
         let client = self.facts.address.map(|a| a.addr);
-        let mut versions = mount.versions();
-        let mut dropped: Vec<Dropped> = Vec::new();
+        // Each server in the plan's order, with its own versions (EIO's step-down is one
+        // server's) and the versions it gave up.
+        let mut servers: Vec<(NfsMount, Vec<&str>, Vec<Dropped>)> =
+            mount.servers().into_iter().map(|server| (mount.on(server), mount.versions(), Vec::new())).collect();
+        let mut failed: Vec<FailedServer> = Vec::new();
         let bound = Duration::from_secs(u64::from(self.options.nfs_timeout));
+        // With several servers, a try gets at most its server's share of the bound: one that
+        // does not answer leaves the others their time in the same round.
+        let share = bound / u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
         let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
         let waited = |slept: Duration| started.elapsed().max(slept);
         let mut last = None;
+        let mut at_server = 0;
         'rounds: loop {
+            let Some((one, versions, dropped)) = servers.get_mut(at_server) else {
+                return Err(Failure::new(Op::Mount, Some(&dir.path), "no server to mount from"));
+            };
+            let tried = tries;
             // Each try gets what is left of the bound: a server that drops packets can hold a
             // mount(2) for minutes.
             let mut to_v3 = false;
@@ -335,11 +358,15 @@ impl Executor<'_> {
                     }
                 }
                 tries += 1;
-                let (fstype, data) = mount.attempt(version, client);
-                let call = MountCall { source: &mount.source(), target: &dir.path, fstype, flags, data: &data };
-                let e = match self.sys.mount_bounded(&call, left) {
-                    Ok(()) => match self.check_root(mount, &dir.path, &check, version, &data, &mut dropped)? {
+                let (fstype, data) = one.attempt(version, client);
+                let call = MountCall { source: &one.source(), target: &dir.path, fstype, flags, data: &data };
+                let e = match self.sys.mount_bounded(&call, left.min(share)) {
+                    Ok(()) => match self.check_root(one, &dir.path, &check, version, &data, dropped)? {
                         RootVerdict::Booting(read, handed) => {
+                            failed.retain(|f| f.server != one.server);
+                            if let Some(mounted) = &mut self.record.nfs_root {
+                                mounted.failed = failed;
+                            }
                             let ms = started.elapsed().as_millis();
                             return Ok((
                                 format!("mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"),
@@ -347,14 +374,14 @@ impl Executor<'_> {
                             ));
                         }
                         RootVerdict::SteppedDown(older) => {
-                            versions = older.to_vec();
+                            *versions = older.to_vec();
                             last = None; // what the give-up says is in `dropped`
                             continue 'rounds;
                         }
                     },
                     Err(e) => e,
                 };
-                log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", mount.source());
+                log::warn!("nfs root {}: mount -t {fstype} -o {data}: {e}", one.source());
                 // The next version only when the server refuses this one, as mount.nfs:
                 // EPROTONOSUPPORT or EINVAL, the next one; ENOENT (the path is not in the NFSv4
                 // pseudo-root) or EPERM with NFSv4, v3 at once. A server still starting gets the
@@ -373,14 +400,29 @@ impl Executor<'_> {
                     break;
                 }
             }
+            if let Some(e) = last.as_ref().filter(|_| tries > tried) {
+                let reason = format!("mount: {}", e.to_string().to_lowercase());
+                failed.retain(|f| f.server != one.server);
+                failed.push(FailedServer { server: one.server, reason });
+            }
+            // A server that refuses or does not answer: the next at once; after the last, the
+            // backoff and the round again.
+            at_server += 1;
+            if at_server < servers.len() {
+                continue;
+            }
+            at_server = 0;
             let waited = waited(slept);
             if waited >= bound {
                 let e = last.unwrap_or_else(|| std::io::Error::other("no time left to mount again"));
+                let said = match servers.as_slice() {
+                    [(_, _, dropped)] => said_dropped(dropped),
+                    several => said_servers(several, &failed),
+                };
                 let message = format!(
-                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}{}",
+                    "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}{said}",
                     waited.as_secs(),
                     self.options.nfs_timeout,
-                    said_dropped(&dropped)
                 );
                 return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
             }
@@ -413,7 +455,9 @@ impl Executor<'_> {
             Ok((init, bytes, handed)) => {
                 let read = format!("read {bytes} bytes of {}", crate::model::text::escape(init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
-                self.record.nfs_root = Some(Mounted { version, options, init, init_bytes: bytes as u64, dropped });
+                let (server, failed) = (mount.server, Vec::new()); // the failed ones: mount_nfs's
+                self.record.nfs_root =
+                    Some(Mounted { version, options, init, init_bytes: bytes as u64, dropped, server, failed });
                 return Ok(RootVerdict::Booting(read, handed));
             }
             Err(failure) => failure,

@@ -784,6 +784,7 @@ fn apply_skips_what_only_pid1_does_before_its_handler_runs() {
     };
     let mount = NfsMount {
         server: Ipv4Addr::new(10, 0, 2, 2),
+        fallbacks: Vec::new(),
         path: "/srv/root".into(),
         version: "3".into(),
         options: Vec::new(),
@@ -1434,6 +1435,79 @@ fn a_version_the_server_refuses_is_named_in_the_report_too() {
     assert_eq!(mounted.version, "4.1");
     assert_eq!(mounted.dropped.len(), 1);
     assert!(mounted.dropped[0].reason.starts_with("mount: protocol not supported"), "{mounted:?}");
+}
+
+/// Two servers for the fixture's client (its MAC, 52:54:00:12:34:56): the one it tries first,
+/// as rendezvous hashing orders them, then the other; the command line names them the other way.
+fn two_servers() -> (Ipv4Addr, Ipv4Addr, String) {
+    let given = [Ipv4Addr::new(10, 0, 2, 8), Ipv4Addr::new(10, 0, 2, 9)];
+    let ordered = crate::model::servers::order(&given, Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+    let cmdline = format!("nfsroot={},{}:/srv/img,vers=3", ordered[1], ordered[0]);
+    (ordered[0], ordered[1], cmdline)
+}
+
+/// Fails every NFS mount of the root from one of `servers` with `errno`.
+fn servers_fail(servers: Vec<Ipv4Addr>, errno: Errno) -> impl Fn(&Call) -> Option<i32> + Send + Sync {
+    move |c| {
+        let from = |source: &str| servers.iter().any(|s| source.starts_with(&format!("{s}:")));
+        matches!(c, Call::Mount { fstype, source, .. } if fstype.starts_with("nfs") && from(source))
+            .then_some(errno.raw_os_error())
+    }
+}
+
+/// The NFS root's mounts (their servers) and the pauses between them, in order.
+fn servers_and_pauses(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .take_while(|c| !matches!(c, Call::Reboot { .. }))
+        .filter_map(|c| match c {
+            Call::Mount { fstype, source, .. } if fstype.starts_with("nfs") => source.split(':').next().map(Into::into),
+            Call::Sleep(d) if *d < handoff::EMERGENCY_DELAY => Some("sleep".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Several servers: the client starts with the one its MAC weighs highest (whatever order the
+/// command line gives) and, when that one refuses or does not answer, mounts the next at once;
+/// the report names the server used and the one that failed, and why.
+#[test]
+fn a_server_that_refuses_or_does_not_answer_gives_way_to_the_next_at_once() {
+    let (first, second, cmdline) = two_servers();
+    for errno in [Errno::CONNREFUSED, Errno::TIMEDOUT] {
+        let (image, sys) = initramfs(&format!("servers-{}", errno.raw_os_error()), servers_fail(vec![first], errno));
+        let (outcomes, ended) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        assert_eq!(servers_and_pauses(&sys.calls()), [first.to_string(), second.to_string()]);
+        let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+        assert_eq!(root.status, Status::Ok);
+        let listed = format!("nfs root {first},{second}:/srv/img (NFSv3, from nfsroot=, servers tried in this order");
+        assert!(root.step.to_string().starts_with(&listed), "{}", root.step);
+        assert!(root.detail.contains(&format!("vers=3,addr={second},nolock (2 tries")), "{}", root.detail);
+        let mounted = read_report(&image.0.join("root")).nfs_root.unwrap();
+        assert_eq!(mounted.server, second);
+        let reason = format!("mount: {}", std::io::Error::from(errno).to_string().to_lowercase());
+        assert_eq!(mounted.failed, [crate::model::nfsroot::FailedServer { server: first, reason }]);
+    }
+}
+
+/// No server gives the root: each is tried in turn, then the backoff, then the round again;
+/// the failure names each server and why.
+#[test]
+fn when_every_server_fails_the_backoff_comes_after_the_round() {
+    let (first, second, cmdline) = two_servers();
+    let (image, sys) = initramfs("servers-all-down", servers_fail(vec![first, second], Errno::CONNREFUSED));
+    let cmdline = format!("{cmdline} stateless.nfs.timeout=3 stateless.emergency=reboot");
+    let (outcomes, ended) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+    let failure = failed_before_the_switch(&outcomes, &sys, ended.as_deref());
+    let (first, second) = (first.to_string(), second.to_string());
+    let round = [first.as_str(), second.as_str(), "sleep"];
+    assert_eq!(servers_and_pauses(&sys.calls()), [round, round].concat());
+    for server in [&first, &second] {
+        let said = format!("; server {server}: mount: connection refused (os error 111)");
+        assert!(failure.message.contains(&said), "{}", failure.message);
+    }
+    assert_eq!(failure.errno, Some(Errno::CONNREFUSED.raw_os_error()));
 }
 
 #[test]
