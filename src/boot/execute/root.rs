@@ -165,8 +165,10 @@ impl Executor<'_> {
             true => self.image_into_memory(fd, size, sha256.as_deref(), &path).map(|(fd, said)| (fd, said + "; "))?,
             false => (fd, String::new()),
         };
+        // The server the export was mounted from: with several, not always the first.
+        let server = self.record.nfs_root.as_ref().map_or(export.server, |m| m.server);
         self.record.image = Some(BootedImage {
-            source: format!("{}:{}", export.server, Path::new(&export.path).join(relative(file)).display()),
+            source: format!("{server}:{}", Path::new(&export.path).join(relative(file)).display()),
             target,
             format,
             size,
