@@ -60,6 +60,11 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
             let root = nfsroot::resolve_root(options, lease, facts.address.map(|a| a.addr), facts.hostname.as_ref());
             // Several servers: in the order this client tries them, by its MAC.
             let mount = match root {
+                Ok(RootSource::Tree(_)) if options.root_hash.is_some() => Step::NfsRoot {
+                    root: Err("roothash= asks for a verified root, and a tree cannot be verified: an image root \
+                               (stateless.image= or root=live:) can"
+                        .into()),
+                },
                 Ok(RootSource::Tree(mount)) => Step::NfsRoot { root: Ok(mount.ordered_for(facts.mac)) },
                 Ok(RootSource::Image { export, file }) => Step::ImageRoot {
                     export: export.ordered_for(facts.mac),

@@ -295,7 +295,16 @@ impl Resolution {
             ("stateless.swap", Some(v)) => set(&mut o.swap, disk_label(v).map(|l| Some(Swap::Label(l)))),
             ("stateless.scratch", Some(v)) => set(&mut o.scratch, disk_label(v).map(Some)),
             ("stateless.image", Some(v)) => set(&mut o.image, image_path(v).map(Some)),
-            ("roothash", Some(v)) => set(&mut o.root_hash, root_hash(v).map(Some)),
+            // Not one: kept as given (escaped), so the image root step refuses rather than
+            // mount unverified what the command line asked to verify.
+            ("roothash", Some(v)) => {
+                let (hash, errors) = match root_hash(v) {
+                    Ok(h) => (h, Vec::new()),
+                    Err(e) => (escape(v.as_bytes()), vec![e]),
+                };
+                o.root_hash = Some(hash);
+                errors
+            }
             ("stateless.modules", Some("none")) => {
                 o.modules.no_coldplug = true;
                 Vec::new()
@@ -753,7 +762,15 @@ fn parse_nfsroot(v: &str) -> Result<Option<NfsRoot>, String> {
         return Ok(one.map(|n| NfsRoot { servers, ..n }));
     }
     let (spec, options) = v.split_once(',').unwrap_or((v, ""));
-    let options = options.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect();
+    let options: Vec<String> = options.split(',').filter(|o| !o.is_empty()).map(str::to_owned).collect();
+    // `10.0.0.1,10.0.0.2` (no path) or `10.0.0.1:/a,10.0.0.2:/b` would pass a server as a mount
+    // option, which every version then refuses until the timeout.
+    if let Some(o) = options.iter().find(|o| o.parse::<std::net::Ipv4Addr>().is_ok() || o.contains(":/")) {
+        return Err(format!(
+            "option {} is a server: several servers go before one path (<server>,<server>:/<path>)",
+            q(o)
+        ));
+    }
     if !v.starts_with(|c: char| c == '/' || c == ',' || c.is_ascii_digit()) {
         // `server.lab:/x` is a server by name, not a name under /tftpboot.
         if let Some((server, _)) = spec.split_once(":/") {

@@ -330,22 +330,41 @@ fn an_image_in_memory_is_asked_for_by_either_name() {
     assert!(!o.image_ram && d.contains("\"2\" is not yes or no"), "{d}");
 }
 
-/// `roothash=` (systemd's name): 64 hex digits, kept lower-case; anything else is refused and
-/// leaves none; without an image root it has nothing to verify and says so.
+/// `roothash=` (systemd's name): 64 hex digits, kept lower-case; anything else is reported and
+/// kept as given (escaped), for the root step to refuse: a verified boot asked for never goes
+/// on unverified; without an image root it has nothing to verify and says so.
 #[test]
 fn a_root_hash_is_64_hex_digits_for_an_image_root() {
     let image = "root=live:nfs://10.0.0.1/srv/images/debian.sqfs";
     let hash = "0123456789abcdef".repeat(4);
     let o = ok(&format!("{image} roothash={}", hash.to_uppercase()));
     assert_eq!(o.root_hash.as_deref(), Some(hash.as_str()));
-    for bad_hash in [&hash[1..], &format!("{hash}0"), &hash.replace('a', "g"), "\x1b[2J"] {
+    let (short, long, not_hex) = (hash[1..].to_string(), format!("{hash}0"), hash.replace('a', "g"));
+    for (bad_hash, kept) in [(&short, &short), (&long, &long), (&not_hex, &not_hex)]
+        .into_iter()
+        .map(|(b, k)| (b.as_str(), k.as_str()))
+        .chain([("\x1b[2J", "\\x1b[2J")])
+    {
         let (o, d) = bad(&format!("{image} roothash={bad_hash}"));
-        assert!(o.root_hash.is_none() && d.contains("is not a sha256 root hash (64 hex digits)"), "{bad_hash}: {d}");
+        assert!(d.contains("is not a sha256 root hash (64 hex digits)"), "{bad_hash}: {d}");
+        assert_eq!(o.root_hash.as_deref(), Some(kept), "kept for the root step to refuse");
     }
     let (o, d) = bad("roothash");
     assert!(o.root_hash.is_none() && d.contains("needs a value"), "{d}");
     let (o, d) = bad(&format!("nfsroot=/srv roothash={hash}"));
     assert!(o.root_hash.is_some() && d.contains("roothash=: no image root to verify"), "{d}");
+}
+
+/// A server among the options (a list without a path, or a second `server:/path`) is refused,
+/// not passed to mount(2) as an option every version refuses until the timeout.
+#[test]
+fn a_server_list_goes_before_one_path() {
+    for words in ["nfsroot=10.0.0.1,10.0.0.2", "nfsroot=10.0.0.1:/srv,10.0.0.2:/x", "nfsroot=10.0.0.1,10.0.0.2,vers=3"]
+    {
+        let (o, d) = bad(words);
+        assert!(o.nfsroot.is_none() && d.contains("is a server: several servers go before one path"), "{words}: {d}");
+    }
+    assert!(ok("nfsroot=10.0.0.1,10.0.0.2:/srv,vers=3").nfsroot.is_some());
 }
 
 #[test]

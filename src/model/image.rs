@@ -35,8 +35,9 @@ const SQUASHFS_MAGIC: u32 = 0x7371_7368;
 pub const TABLES_MAX: u64 = 64 << 20;
 
 impl ImageFormat {
-    /// How many bytes of an image's start [`ImageFormat::of`] needs.
-    pub const HEAD: usize = EROFS_SUPER + 4;
+    /// How many bytes of an image's start are read: its first block, which holds what
+    /// [`ImageFormat::of`] and [`ImageFormat::filesystem_size`] need.
+    pub const HEAD: usize = 4096;
 
     /// The format of an image whose first bytes are `head`; `None`: neither (or too short).
     pub fn of(head: &[u8]) -> Option<ImageFormat> {
@@ -64,6 +65,24 @@ impl ImageFormat {
         let (start, end) = (le64(64)?, le64(40)?);
         let len = end.checked_sub(start).filter(|&len| len > 0 && len <= TABLES_MAX)?;
         (end <= size).then_some((start, len))
+    }
+
+    /// The bytes the filesystem whose first bytes are `head` says it spans: squashfs's
+    /// `bytes_used` (at 40), EROFS's `blocks` (at 36 of its superblock) of `1 << blkszbits`
+    /// (at 12). What a verity tree must cover: a file cut short and its tree laid out again
+    /// for fewer blocks verifies, block by block, against the same root hash.
+    pub fn filesystem_size(head: &[u8]) -> Option<u64> {
+        let le = |at: usize, n: usize| {
+            let bytes = head.get(at..at + n)?;
+            Some(bytes.iter().rev().fold(0u64, |v, b| v << 8 | u64::from(*b)))
+        };
+        match ImageFormat::of(head)? {
+            ImageFormat::Squashfs => le(40, 8),
+            ImageFormat::Erofs => {
+                let bits = le(EROFS_SUPER + 12, 1).filter(|b| (9..=16).contains(b))?;
+                le(EROFS_SUPER + 36, 4)?.checked_shl(bits as u32)
+            }
+        }
     }
 
     /// Its type for mount(2), which is also its kernel module's name.
@@ -155,6 +174,25 @@ impl fmt::Display for ImageFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The size a filesystem's head names: squashfs's bytes_used, EROFS's blocks of its block
+    /// size; none for a head too short, an odd EROFS block size, or no magic.
+    #[test]
+    fn a_head_names_its_filesystems_size() {
+        let mut sq = vec![0u8; ImageFormat::HEAD];
+        sq[..4].copy_from_slice(b"hsqs");
+        sq[40..48].copy_from_slice(&123_456u64.to_le_bytes());
+        assert_eq!(ImageFormat::filesystem_size(&sq), Some(123_456));
+        assert_eq!(ImageFormat::filesystem_size(&sq[..44]), None);
+        let mut erofs = vec![0u8; ImageFormat::HEAD];
+        erofs[1024..1028].copy_from_slice(&EROFS_MAGIC.to_le_bytes());
+        erofs[1036] = 12;
+        erofs[1060..1064].copy_from_slice(&100u32.to_le_bytes());
+        assert_eq!(ImageFormat::filesystem_size(&erofs), Some(409_600));
+        erofs[1036] = 40;
+        assert_eq!(ImageFormat::filesystem_size(&erofs), None, "no 2^40-byte blocks");
+        assert_eq!(ImageFormat::filesystem_size(&[0; 4096]), None);
+    }
 
     #[test]
     fn the_format_is_its_magic() {

@@ -142,8 +142,9 @@ pub struct Mounted {
     pub init_bytes: u64,
     /// The versions given up on the way, in order, and why.
     pub dropped: Vec<Dropped>,
-    /// The server it was mounted from.
-    pub server: Ipv4Addr,
+    /// The server it was mounted from (`None` in a report from before there were several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Ipv4Addr>,
     /// The servers tried before it that failed, in order, and why (the last failure of each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed: Vec<FailedServer>,

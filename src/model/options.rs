@@ -209,7 +209,8 @@ pub struct Options {
     pub image_ram: bool,
     /// `roothash=` (systemd's name): the root hash of the dm-verity tree an image root
     /// carries, 64 lower-case hex digits; the image is mounted through dm-verity, checked
-    /// against it block by block.
+    /// against it block by block. A value that is not one is kept as given (escaped): the
+    /// root step refuses it, as it refuses a tree root when a root hash is given.
     #[serde(default)]
     pub root_hash: Option<String>,
     /// Module loading: `stateless.modules=`, the blacklists and `module.param=value` words.

@@ -847,10 +847,13 @@ fn sign_image(args: &[OsString]) -> Result<i32, String> {
         .map_err(|e| format!("{shown}: {e}"))?
         .ok_or_else(|| format!("{shown}: carries no verity tree: build it with --verity"))?;
     let [text, sig] = signed(&tree, &key);
+    let had_params = std::fs::symlink_metadata(&params).is_ok();
     super::write_file(&params, force, |mut out| out.write_all(&text).map_err(|e| e.to_string()))?;
-    // A signature that cannot be written takes its params with it: no params stay unsigned.
+    // A signature that cannot be written takes new params with it: no params stay unsigned.
+    // Params that were there stay (a re-sign writes the same text for the same tree), beside
+    // the signature that was there.
     if let Err(e) = super::write_file(&signature, force, |mut out| out.write_all(&sig).map_err(|e| e.to_string())) {
-        let removed = std::fs::remove_file(&params).is_ok();
+        let removed = !had_params && std::fs::remove_file(&params).is_ok();
         return Err(if removed { format!("{e}: {} removed", escape_path(&params)) } else { e });
     }
     crate::tools::emit(&format!(
@@ -966,7 +969,7 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime).tv_sec;
     let name = published_name(given_name, format, &hex, now)
         .ok_or("the clock is before 2001: set it, the published name holds the time")?;
-    room_beside(&name, longest_sidecar(root.is_some()))?;
+    room_beside(&name, longest_sidecar(root.is_some() || signed.is_some()))?;
     let target = dir.join(&name);
     // Checked before the copy, and again when the copy could not take the name (another
     // publish of the same image in the same second).

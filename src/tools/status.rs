@@ -416,7 +416,7 @@ mod tests {
                 init,
                 init_bytes: 9,
                 dropped: vec![dropped],
-                server: std::net::Ipv4Addr::new(10, 0, 2, 2),
+                server: Some(std::net::Ipv4Addr::new(10, 0, 2, 2)),
                 failed: vec![FailedServer {
                     server: std::net::Ipv4Addr::new(10, 0, 2, 3),
                     reason: "mount: connection refused\x1b[2J".into(),
@@ -454,6 +454,15 @@ mod tests {
             "cd".repeat(32)
         );
         assert!(text.contains(&want), "{text}");
+    }
+
+    /// A report of a binary from before several servers (its nfs_root names no server) reads.
+    #[test]
+    fn a_report_from_before_several_servers_reads() {
+        let mut v: serde_json::Value = serde_json::to_value(fixture("initramfs")).unwrap();
+        v["nfs_root"] = serde_json::json!({"version": "3", "options": "vers=3", "init": "/sbin/init", "init_bytes": 9, "dropped": []});
+        let report = parse_report(&serde_json::to_vec(&v).unwrap(), "report").unwrap();
+        assert_eq!(report.nfs_root.unwrap().server, None);
     }
 
     #[test]

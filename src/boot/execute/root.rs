@@ -156,7 +156,8 @@ impl Executor<'_> {
             ImageRoot::open(&self.running.host_path(EXPORT)).map_err(|e| Failure::io(Op::Open, Some(&path), &e))?;
         let ImageNames { named, target, sha256 } = image_names(&on_export, file);
         // Trusted or refused before a byte is copied or a device made.
-        let candidate = Candidate { fd: fd.as_fd(), size, format, export: &on_export, named: &named, path: &path };
+        let candidate =
+            Candidate { fd: fd.as_fd(), size, format, head: &head, export: &on_export, named: &named, path: &path };
         let trusted = self.image_trust(&candidate, root_hash)?;
         if trusted.is_some() {
             self.load_verity()?;
@@ -166,7 +167,7 @@ impl Executor<'_> {
             false => (fd, String::new()),
         };
         // The server the export was mounted from: with several, not always the first.
-        let server = self.record.nfs_root.as_ref().map_or(export.server, |m| m.server);
+        let server = self.record.nfs_root.as_ref().and_then(|m| m.server).unwrap_or(export.server);
         self.record.image = Some(BootedImage {
             source: format!("{server}:{}", Path::new(&export.path).join(relative(file)).display()),
             target,
@@ -457,7 +458,7 @@ impl Executor<'_> {
             Ok((init, bytes, handed)) => {
                 let read = format!("read {bytes} bytes of {}", crate::model::text::escape(init.as_bytes()));
                 let (version, options, dropped) = (version.to_string(), data.to_string(), std::mem::take(dropped));
-                let (server, failed) = (mount.server, Vec::new()); // the failed ones: mount_nfs's
+                let (server, failed) = (Some(mount.server), Vec::new()); // the failed ones: mount_nfs's
                 self.record.nfs_root =
                     Some(Mounted { version, options, init, init_bytes: bytes as u64, dropped, server, failed });
                 return Ok(RootVerdict::Booting(read, handed));

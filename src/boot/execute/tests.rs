@@ -1485,7 +1485,7 @@ fn a_server_that_refuses_or_does_not_answer_gives_way_to_the_next_at_once() {
         assert!(root.step.to_string().starts_with(&listed), "{}", root.step);
         assert!(root.detail.contains(&format!("vers=3,addr={second},nolock (2 tries")), "{}", root.detail);
         let mounted = read_report(&image.0.join("root")).nfs_root.unwrap();
-        assert_eq!(mounted.server, second);
+        assert_eq!(mounted.server, Some(second));
         let reason = format!("mount: {}", std::io::Error::from(errno).to_string().to_lowercase());
         assert_eq!(mounted.failed, [crate::model::nfsroot::FailedServer { server: first, reason }]);
     }
@@ -1651,6 +1651,7 @@ fn verity_export(image: &Image) -> String {
     use crate::model::verity;
     let at = image_export(image, 3 * 4096, None);
     let mut bytes = std::fs::read(at.join("x.img")).unwrap();
+    bytes[40..48].copy_from_slice(&(3 * 4096u64).to_le_bytes()); // squashfs's bytes_used
     let salt = verity::salt("00");
     let leaves = bytes.chunks(4096).map(|b| verity::hash(&salt, b)).collect();
     let (levels, root) = verity::tree(&salt, leaves);
@@ -1725,7 +1726,7 @@ fn roothash_refuses_an_image_it_cannot_check() {
         let (image, sys) = initramfs(tag, fail);
         let hash = prepare(&image);
         let (outcomes, ended) = boot_from(&image, &cmdline(&hash), &sys, Mode::Boot, true);
-        assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+        assert_eq!(ended.as_deref(), Some("fake reboot"), "{tag}: {outcomes:#?}");
         let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
         let error = failed.error.as_ref().unwrap().to_string();
         assert!(error.contains(want), "{tag}: {error}");
@@ -1782,6 +1783,38 @@ fn roothash_refuses_an_image_it_cannot_check() {
         |c| matches!(c, Call::DeviceMapper(..)).then_some(22),
         "invalid argument",
     );
+    // A root hash the command line got wrong is refused, not ignored.
+    refused(
+        "verity-bad-roothash",
+        &|image| {
+            verity_export(image);
+            "abc".into()
+        },
+        |_| None,
+        "roothash=abc is not a sha256 root hash (64 hex digits): refused",
+    );
+    // A file cut short whose tree was laid out again for fewer blocks verifies block by block:
+    // the filesystem its head names must lie within what the tree covers.
+    refused(
+        "verity-cut-short",
+        &|image| {
+            let hash = verity_export(image);
+            let file = image.0.join(EXPORT).join("x.img");
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[40..48].copy_from_slice(&(4 * 4096u64).to_le_bytes());
+            std::fs::write(file, bytes).unwrap();
+            hash
+        },
+        |_| None,
+        "its squashfs spans 16384 bytes, its verity tree covers 12288: refused",
+    );
+    // roothash= with a tree root: nothing can be verified, so nothing is mounted.
+    let (image, sys) = initramfs("verity-tree-root", |_| None);
+    let cmdline = format!("nfsroot=/srv/images,vers=3 roothash={} stateless.emergency=continue", "ab".repeat(32));
+    let (outcomes, _) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
+    assert!(failed.error.as_ref().unwrap().to_string().contains("a tree cannot be verified"), "{failed:?}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs"))));
 }
 
 /// A root check that fails on a verified root (a block of the init that does not match its

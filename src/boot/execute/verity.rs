@@ -30,6 +30,8 @@ pub(super) struct Candidate<'a> {
     pub fd: BorrowedFd<'a>,
     pub size: u64,
     pub format: ImageFormat,
+    /// Its first bytes, as read ([`ImageFormat::HEAD`]).
+    pub head: &'a [u8],
     /// The export, and the file's path on it (where a symlink led): its statement and
     /// signature lie beside it.
     pub export: &'a ImageRoot,
@@ -67,12 +69,23 @@ impl Executor<'_> {
         image: &Candidate<'_>,
         root_hash: Option<&str>,
     ) -> Result<Option<Trusted>, Failure> {
-        if let Some(root_hash) = root_hash {
-            return self.trust_root_hash(image, root_hash).map(Some);
-        }
-        match self.trusted_keys(image.path)? {
-            Some(keys) => self.trust_signature(image, &keys).map(Some),
-            None => Ok(None),
+        let trusted = match root_hash {
+            Some(root_hash) => self.trust_root_hash(image, root_hash)?,
+            None => match self.trusted_keys(image.path)? {
+                Some(keys) => self.trust_signature(image, &keys)?,
+                None => return Ok(None),
+            },
+        };
+        // The tree must cover the whole filesystem its head names: a file cut short, its tree
+        // laid out again for fewer blocks, verifies block by block against the same root hash.
+        let covered = trusted.target.data_blocks.saturating_mul(verity::BLOCK);
+        match ImageFormat::filesystem_size(image.head) {
+            Some(spans) if spans <= covered => Ok(Some(trusted)),
+            spans => {
+                let spans = spans.map_or_else(|| "an unknown size".to_owned(), |s| format!("{s} bytes"));
+                let why = format!("its {} spans {spans}, its verity tree covers {covered}: refused", image.format);
+                Err(Failure::new(Op::Verify, Some(image.path), why))
+            }
         }
     }
 
@@ -94,6 +107,10 @@ impl Executor<'_> {
         let refused = |why: String| {
             Failure::new(Op::Verify, Some(path), format!("{why}: refused (roothash= asks for a verified image)"))
         };
+        // The command line's word as given when it is none (config keeps it to refuse here).
+        if root_hash.len() != 64 || !root_hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            return Err(refused(format!("roothash={root_hash} is not a sha256 root hash (64 hex digits)")));
+        }
         let blocks = verity::data_blocks_of(size).ok_or_else(|| {
             refused(format!("{size} bytes are no image with a dm-verity tree (stateless image build --verity)"))
         })?;
@@ -175,7 +192,8 @@ impl Executor<'_> {
         let log = self.sys.kernel_log().unwrap_or_default();
         // The kernel says a block again at each read of it: each once.
         let mut found: Vec<String> = Vec::new();
-        for said in log.iter().filter_map(|m| m.split_once("verity: ").map(|(_, said)| said)) {
+        // The kernel's own lines only: stateless's carry `stateless: ` (and may quote anything).
+        for said in log.iter().filter_map(|m| m.strip_prefix("device-mapper: verity: ")) {
             let said = escape(said.as_bytes());
             if said.contains("block") && !found.contains(&said) && found.len() < FINDINGS_MAX {
                 found.push(said);
