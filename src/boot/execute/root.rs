@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::Advice;
 use rustix::mount::MountFlags;
 
-use super::verity::{Candidate, Trusted};
+use super::verity::{OpenImage, Trusted};
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
@@ -157,7 +157,7 @@ impl Executor<'_> {
         let ImageNames { named, target, sha256 } = image_names(&on_export, file);
         // Trusted or refused before a byte is copied or a device made.
         let candidate =
-            Candidate { fd: fd.as_fd(), size, format, head: &head, export: &on_export, named: &named, path: &path };
+            OpenImage { fd: fd.as_fd(), size, format, head: &head, export: &on_export, named: &named, path: &path };
         let trusted = self.image_trust(&candidate, root_hash)?;
         if trusted.is_some() {
             self.load_verity()?;

@@ -26,7 +26,7 @@ pub(super) struct Trusted {
 }
 
 /// An image file open on the export, as the image root step found it.
-pub(super) struct Candidate<'a> {
+pub(super) struct OpenImage<'a> {
     pub fd: BorrowedFd<'a>,
     pub size: u64,
     pub format: ImageFormat,
@@ -66,7 +66,7 @@ impl Executor<'_> {
     /// - else `None`: the image is mounted as it is.
     pub(super) fn image_trust(
         &self,
-        image: &Candidate<'_>,
+        image: &OpenImage<'_>,
         root_hash: Option<&str>,
     ) -> Result<Option<Trusted>, Failure> {
         let trusted = match root_hash {
@@ -102,7 +102,7 @@ impl Executor<'_> {
     }
 
     /// `roothash=`: the salt and data blocks from the superblock.
-    fn trust_root_hash(&self, image: &Candidate<'_>, root_hash: &str) -> Result<Trusted, Failure> {
+    fn trust_root_hash(&self, image: &OpenImage<'_>, root_hash: &str) -> Result<Trusted, Failure> {
         let (size, path) = (image.size, image.path);
         let refused = |why: String| {
             Failure::new(Op::Verify, Some(path), format!("{why}: refused (roothash= asks for a verified image)"))
@@ -126,7 +126,7 @@ impl Executor<'_> {
 
     /// The signed statement beside the image: read (bounded), its signature checked against
     /// `keys` first, then parsed, then held to the file (its size, its superblock, its format).
-    fn trust_signature(&self, image: &Candidate<'_>, keys: &[TrustedKey]) -> Result<Trusted, Failure> {
+    fn trust_signature(&self, image: &OpenImage<'_>, keys: &[TrustedKey]) -> Result<Trusted, Failure> {
         let trusting = match keys.len() {
             1 => "1 key".to_owned(),
             n => format!("{n} keys"),
