@@ -66,3 +66,8 @@ fn nbd_handshake() {
 fn signature() {
     replay("signature", invariants::signature);
 }
+
+#[test]
+fn manifest() {
+    replay("manifest", invariants::manifest);
+}

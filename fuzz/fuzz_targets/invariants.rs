@@ -16,6 +16,7 @@ use stateless::kmod::index::{normalize, Index};
 use stateless::kmod::resolve::Rules;
 use stateless::model::hostname::{self, Candidate, Source};
 use stateless::model::ipv4::Ipv4Net;
+use stateless::model::manifest::Manifest;
 use stateless::model::options::{
     valid_disk_label, valid_module_name, ClientId, Emergency, LogServer, Options, Origin, OverlayMode, Swap,
 };
@@ -523,4 +524,21 @@ pub fn signature(data: &[u8]) {
         let public = [secret.public()];
         assert!(sign::verify(&public, b"message", &sign::sign(&secret, b"message")).is_ok());
     }
+}
+
+/// A layer manifest: parsed strictly or refused, never a panic; one that parses is in its one
+/// form (written back byte for byte), its paths plain and relative, and what it says of itself
+/// and of an empty layer is consistent.
+pub fn manifest(data: &[u8]) {
+    let Ok(manifest) = Manifest::parse(data) else { return };
+    assert_eq!(manifest.text().as_bytes(), data, "one form");
+    assert_eq!(Manifest::identity(data), Manifest::identity(manifest.text().as_bytes()));
+    for path in manifest.entries.keys() {
+        assert!(!path.is_empty() && !path.starts_with(b"/") && !path.contains(&0), "{path:?}");
+        assert!(path.split(|&b| b == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."), "{path:?}");
+    }
+    assert!(manifest.differences(&manifest).is_empty());
+    let empty = Manifest { layer: manifest.layer.clone(), entries: Default::default() };
+    assert_eq!(manifest.differences(&empty).len(), manifest.entries.len(), "every entry signed but missing");
+    assert_eq!(empty.differences(&manifest).len(), manifest.entries.len(), "every entry not signed");
 }

@@ -7,6 +7,7 @@ pub mod hashcopy;
 pub mod hostfiles;
 pub mod initramfs;
 pub mod layers;
+pub mod manifest;
 pub mod mounts;
 pub mod netconf;
 pub mod nfs;

@@ -9,6 +9,7 @@ pub mod interface;
 pub mod ipv4;
 pub mod layer;
 pub mod lease;
+pub mod manifest;
 pub mod mount;
 pub mod nbdroot;
 pub mod nfsroot;

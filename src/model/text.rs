@@ -9,6 +9,17 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes [`hex`] wrote (either case); `None` for an odd length or a digit that is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let pairs = text.as_bytes().chunks(2);
+    let byte = |pair: &[u8]| {
+        let digits =
+            std::str::from_utf8(pair).ok().filter(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+        digits.and_then(|p| u8::from_str_radix(p, 16).ok())
+    };
+    pairs.map(byte).collect()
+}
+
 /// Bytes as text for messages, the report and every file `stateless` reads back: control
 /// characters (C0, DEL and C1), the characters that reorder or break a line on a terminal
 /// ([`hidden`]), backslashes and bytes that are not UTF-8 are written `\xNN`, one escape per
@@ -170,6 +181,16 @@ pub fn unescape(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unhex_reads_back_hex_and_nothing_else() {
+        assert_eq!(unhex(&hex(b"\x00a\xff")), Some(b"\x00a\xff".to_vec()));
+        assert_eq!(unhex("FF"), Some(vec![0xff]));
+        assert_eq!(unhex(""), Some(vec![]));
+        for bad in ["f", "+f", "0g", "fff", "\u{e9}"] {
+            assert_eq!(unhex(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn escape_keeps_lines_whole() {

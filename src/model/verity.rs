@@ -272,14 +272,7 @@ impl VerityParams {
             return Err(format!("line {}: after the last key (root-hash)", PARAMS_KEYS.len() + 1));
         }
         let number = |i: usize| values.get(i).and_then(|v| v.parse::<u64>().ok());
-        let digest = |i: usize| -> Option<Digest32> {
-            let v = values.get(i)?;
-            let bytes: Vec<u8> = (0..v.len())
-                .step_by(2)
-                .map(|at| u8::from_str_radix(v.get(at..at + 2)?, 16).ok())
-                .collect::<Option<_>>()?;
-            bytes.try_into().ok()
-        };
+        let digest = |i: usize| -> Option<Digest32> { crate::model::text::unhex(values.get(i)?)?.try_into().ok() };
         let format = match values.get(1) {
             Some(&"squashfs") => ImageFormat::Squashfs,
             Some(&"erofs") => ImageFormat::Erofs,

@@ -36,12 +36,14 @@ use serde::{Serialize, Serializer};
 use super::{emit, emit_with, target_and_options, Args};
 use crate::boot::{CONFIG, CONFIG_LIMIT};
 use crate::fs::layers::{self, LayerKind};
+use crate::fs::manifest;
 use crate::fs::root::ImageRoot;
 use crate::fs::tree::{self, Entry, Kind, TreeOp};
 use crate::model::hostname::{self, Hostname, Source};
 use crate::model::image::ImageFormat;
 use crate::model::ipv4::{usable_unicast, Ipv4Net};
 use crate::model::options::OverlayMode;
+use crate::model::sign::TrustedKey;
 use crate::model::text::{escape, escape_path};
 use crate::model::writable::DirName;
 
@@ -52,7 +54,8 @@ use entries::*;
 use image::ImageToCheck;
 
 pub const USAGE: &str = "\
-usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]... [--json]
+usage: stateless check ROOT [--cmdline TEXT | --cmdline-file FILE] [--host NAME[,ADDR[/PREFIX]]]...
+                       [--trust PUBKEY]... [--json]
 
 Checks the layer tree of the image at ROOT (read-only) and shows what each known host would
 receive: the hosts/ layers, and every --host (a name, an address, or both: lab3-12,10.0.2.15/24).
@@ -62,6 +65,10 @@ command line the clients boot with (stateless.dirs=, stateless.layers=). Exit 1 
 ROOT may be an image file (squashfs or EROFS, such as publish's current): as root, it is
 mounted read-only for the check alone, and its layer tree is the diskless/ dir beside it
 (stateless.layers= names one in the image instead).
+
+--trust PUBKEY (as stateless initramfs --trust reads it; repeatable) checks every layer against
+its signed manifest (stateless layers sign), as a client that trusts these keys does: a layer
+without a manifest they signed, and every entry that differs from it, is an error.
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -236,12 +243,17 @@ fn parse_host(text: &str) -> Result<Given, String> {
 
 pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, String> {
     let mut base = Args::default();
-    let mut given = Vec::new();
+    let (mut given, mut keys) = (Vec::new(), Vec::new());
     while let Some(arg) = args.next() {
         match arg.to_str().unwrap_or("") {
             "--help" | "-h" => return emit(USAGE).map(|()| 0),
             "--host" => given.push(parse_host(&super::value(&mut args, "--host")?)?),
             "--json" => base.json = true,
+            "--trust" => {
+                let path = PathBuf::from(args.next().ok_or("--trust needs a value")?);
+                let key = crate::model::sign::public_key(&super::read_key_file(&path)?);
+                keys.push(key.map_err(|e| format!("{}: {e}", escape_path(&path)))?);
+            }
             flag @ ("--cmdline" | "--cmdline-file") => base.cmdline = super::cmdline_arg(flag, &mut args)?,
             other if !other.starts_with('-') && base.root.is_none() => base.root = Some(PathBuf::from(&arg)),
             _ => return Err(format!("unknown argument {}\n{USAGE}", super::quote(arg))),
@@ -278,7 +290,7 @@ pub(super) fn command(mut args: impl Iterator<Item = OsString>) -> Result<i32, S
         .map(|d| Finding { severity: Severity::Warning, at: d.key.clone(), problem: d.to_string() })
         .collect();
     let mut found = Findings(&mut findings);
-    let tree = run(target, layer_root, &shown_root, &options, &mut found);
+    let tree = run(target, layer_root, &shown_root, &options, &keys, &mut found);
     let hosts = Hosts { known: hosts(&tree.dirs, &given), tree: &tree };
     hosts.findings(&mut found);
     findings.sort_by(|a, b| (a.severity, &a.at).cmp(&(b.severity, &b.at)));
@@ -308,6 +320,7 @@ fn run(
     layer_root: Result<Option<OwnedFd>, String>,
     shown_root: &str,
     options: &crate::model::options::Options,
+    keys: &[TrustedKey],
     found: &mut Findings<'_>,
 ) -> Tree {
     let mut tree = Tree { dirs: Vec::new(), by_name: HashMap::new() };
@@ -354,6 +367,9 @@ fn run(
             walked.insert(dir.id, Rc::clone(&dir.files));
         }
     }
+    if !keys.is_empty() {
+        signed_manifests(layer_root.as_fd(), &dirs, keys, found);
+    }
     for (i, dir) in dirs.iter().enumerate() {
         if dir.key.is_some() {
             tree.by_name.entry(dir.name.clone()).or_insert(i);
@@ -361,6 +377,29 @@ fn run(
     }
     tree.dirs = dirs;
     tree
+}
+
+/// Every layer dir a client can match against its signed manifest, as a client that trusts
+/// `keys` checks it: a finding for a layer without a valid one, and for each entry that differs.
+fn signed_manifests(layer_root: BorrowedFd<'_>, dirs: &[LayerDir], keys: &[TrustedKey], found: &mut Findings<'_>) {
+    for dir in dirs.iter().filter(|d| d.key.is_some()) {
+        let signed = match manifest::signed(layer_root, &dir.name, keys) {
+            Ok((signed, _)) => signed,
+            Err(e) => {
+                found.error(&dir.name, &format!("{e}: refused by a client that trusts these keys"));
+                continue;
+            }
+        };
+        let Ok(Some(fd)) = layers::open_layer(layer_root, &dir.name) else { continue };
+        match manifest::of_layer(fd.as_fd(), &dir.name) {
+            Ok(now) => {
+                for (path, why) in signed.differences(&now) {
+                    found.error(&format!("{}/{}", dir.name, escape(&path)), &why);
+                }
+            }
+            Err(errors) => errors.iter().for_each(|e| found.error(&dir.name, &format!("cannot be compared: {e}"))),
+        }
+    }
 }
 
 /// The list findings are added to.
@@ -400,7 +439,7 @@ fn discover(layer_root: BorrowedFd<'_>, found: &mut Findings<'_>) -> Vec<LayerDi
         }
     };
     let mut dirs = Vec::new();
-    for name in top {
+    for name in top.into_iter().filter(|n| !manifest::is_sidecar(n)) {
         let shown = escape_path(Path::new(&name));
         let category = match name.to_str() {
             Some("base") => {
@@ -417,7 +456,7 @@ fn discover(layer_root: BorrowedFd<'_>, found: &mut Findings<'_>) -> Vec<LayerDi
             .and_then(|fd| names(fd.as_fd()));
         match listed {
             Ok(entries) => {
-                for entry in entries {
+                for entry in entries.into_iter().filter(|n| !manifest::is_sidecar(n)) {
                     let layer = format!("{category}/{}", escape_path(Path::new(&entry)));
                     let key =
                         entry.to_str().ok_or_else(|| "the name is not UTF-8".to_owned()).and_then(|n| key(category, n));

@@ -349,7 +349,7 @@ fn longest_sidecar(verity: bool) -> &'static str {
 }
 
 /// An admin's secret key file `path`, read and parsed before anything is written.
-fn secret_key(path: &Path) -> Result<sign::SecretKey, String> {
+pub(super) fn secret_key(path: &Path) -> Result<sign::SecretKey, String> {
     sign::secret_key(&super::read_key_file(path)?).map_err(|e| format!("{}: {e}", escape_path(path)))
 }
 
@@ -484,20 +484,20 @@ fn fd_path(file: &std::fs::File) -> String {
 
 /// That `path` names no entry (not even a dangling symlink), or with `force` a regular file:
 /// what --force replaces is an earlier build's file, never a dir, symlink, device or fifo.
-fn absent(path: &Path, force: bool) -> Result<(), String> {
+/// `why` says why an existing file is kept without it.
+pub(super) fn absent(path: &Path, force: bool, why: &str) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.is_file() => Err(format!(
             "{}: exists and is not a regular file: refused, even with --force (it replaces a file an earlier build wrote)",
             escape_path(path)
         )),
-        Ok(_) if !force => Err(format!(
-            "{}: exists: refused (a file a client may have booted is never rewritten: publish images to serve them, \
-             or --force to replace it)",
-            escape_path(path)
-        )),
+        Ok(_) if !force => Err(format!("{}: exists: refused ({why}, or --force to replace it)", escape_path(path))),
         _ => Ok(()),
     }
 }
+
+/// Why an image's file is not replaced without --force.
+const SERVED: &str = "a file a client may have booted is never rewritten: publish images to serve them";
 
 /// `--order LIST` made into mksquashfs's sort file: its files, first to last, with priorities
 /// from the highest down (a file not listed has 0, after them all).
@@ -604,7 +604,7 @@ fn build(args: &Build) -> Result<i32, String> {
     let (checksum, roothash) = (beside(&args.output, CHECKSUM), beside(&args.output, ROOTHASH));
     let (params, signature) = (beside(&args.output, PARAMS), beside(&args.output, SIGNATURE));
     for path in [&args.output, &checksum, &roothash, &params, &signature] {
-        absent(path, args.force)?;
+        absent(path, args.force, SERVED)?;
     }
     let key = args.sign.as_deref().map(secret_key).transpose()?;
     check_tool(args.format, args.compress)?;
@@ -820,6 +820,23 @@ fn open_image(image: &Path) -> Result<(std::fs::File, Format), String> {
     Ok((file, format))
 }
 
+/// Writes a signed statement and then its signature (`replace`: over earlier ones, else
+/// both new). A signature that cannot be written takes a new statement with it: none stays
+/// unsigned. One that was there stays (signing again writes the same text for the same
+/// content), beside the signature that was there.
+pub(super) fn write_signed(
+    [(statement, text), (signature, sig)]: [(&Path, &[u8]); 2],
+    replace: bool,
+) -> Result<(), String> {
+    let had = std::fs::symlink_metadata(statement).is_ok();
+    super::write_file(statement, replace, |mut out| out.write_all(text).map_err(|e| e.to_string()))?;
+    if let Err(e) = super::write_file(signature, replace, |mut out| out.write_all(sig).map_err(|e| e.to_string())) {
+        let removed = !had && std::fs::remove_file(statement).is_ok();
+        return Err(if removed { format!("{e}: {} removed", escape_path(statement)) } else { e });
+    }
+    Ok(())
+}
+
 /// `image sign IMAGE --key KEY [--force]`.
 fn sign_image(args: &[OsString]) -> Result<i32, String> {
     let (mut image, mut key, mut force) = (None, None, false);
@@ -840,22 +857,14 @@ fn sign_image(args: &[OsString]) -> Result<i32, String> {
     let name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
     room_beside(image_name(name)?, SIGNATURE)?;
     let (params, signature) = (beside(&image, PARAMS), beside(&image, SIGNATURE));
-    absent(&params, force)?;
-    absent(&signature, force)?;
+    absent(&params, force, SERVED)?;
+    absent(&signature, force, SERVED)?;
     let key = secret_key(&key)?;
     let tree = verity_of(&file, format.image_format())
         .map_err(|e| format!("{shown}: {e}"))?
         .ok_or_else(|| format!("{shown}: carries no verity tree: build it with --verity"))?;
     let [text, sig] = signed(&tree, &key);
-    let had_params = std::fs::symlink_metadata(&params).is_ok();
-    super::write_file(&params, force, |mut out| out.write_all(&text).map_err(|e| e.to_string()))?;
-    // A signature that cannot be written takes new params with it: no params stay unsigned.
-    // Params that were there stay (a re-sign writes the same text for the same tree), beside
-    // the signature that was there.
-    if let Err(e) = super::write_file(&signature, force, |mut out| out.write_all(&sig).map_err(|e| e.to_string())) {
-        let removed = !had_params && std::fs::remove_file(&params).is_ok();
-        return Err(if removed { format!("{e}: {} removed", escape_path(&params)) } else { e });
-    }
+    write_signed([(&params, &text), (&signature, &sig)], force)?;
     crate::tools::emit(&format!(
         "signed {shown}\n  verity root hash: {}\n{}",
         hex(&tree.root_hash),

@@ -7,6 +7,7 @@ mod check;
 mod dhcp;
 mod image;
 mod initramfs;
+mod layers;
 mod modules;
 mod plan;
 mod relayer;
@@ -52,6 +53,8 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
        stateless image sign IMAGE --key KEY [--force]
        stateless image publish IMAGE DIR
                                               an image file of a root tree, and serving it (--help)
+       stateless layers sign ROOT --key KEY [--force] [LAYER]...
+                                              a signed manifest beside each layer (--help)
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -318,6 +321,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "check" => check::command(args),
         "initramfs" => initramfs::command(args),
         "image" => image::command(args),
+        "layers" => layers::command(args),
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),
         _ => Err(format!("not PID 1, so a command is needed\n{USAGE}")),

@@ -1,0 +1,162 @@
+//! `stateless layers sign`: a signed manifest beside every layer, never over one without
+//! --force; `stateless check --trust` holds the layers to them.
+#![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+fn key(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys").join(name)
+}
+
+fn sign(root: &Path, extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["layers", "sign"])
+        .arg(root)
+        .arg("--key")
+        .arg(key("openssl.pem"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn check_trusting(image: &Path, public: &str, extra: &[&str]) -> Output {
+    let mut command = Command::new(BIN);
+    command.arg("check").arg(image).arg("--trust").arg(key(public)).args(extra);
+    command.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// An image (passwd and group naming the current user) with a small layer tree: base, a host
+/// and its address as a symlink to it.
+fn small_tree(tmp: &TempDir) -> (PathBuf, PathBuf) {
+    let root = tmp.0.join("image");
+    let (uid, gid) = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+    write(&root.join("etc/passwd"), &format!("root:x:0:0::/root:/bin/sh\nme:x:{uid}:0::/:/bin/sh\n"));
+    write(&root.join("etc/group"), &format!("root:x:0:\nme:x:{gid}:\n"));
+    let layers = root.join("diskless");
+    write(&layers.join("base/etc/motd"), "hello\n");
+    write(&layers.join("hosts/pc7/etc/hostname"), "pc7\n");
+    write(&layers.join("hosts/pc7/etc/a\nb"), "an odd name\n");
+    symlink("/usr/share/zoneinfo/UTC", layers.join("base/etc/localtime")).unwrap();
+    symlink("pc7", layers.join("hosts/10.0.2.7")).unwrap();
+    (root, layers)
+}
+
+#[test]
+fn sign_writes_a_manifest_beside_each_layer_and_check_holds_the_layers_to_them() {
+    let tmp = TempDir::new("layers-sign");
+    let (image, layers) = small_tree(&tmp);
+    let out = sign(&layers, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 4, "{said}");
+    assert!(lines[0].starts_with("base: 3 entries, identity "), "{said}");
+    assert!(lines[1].starts_with("hosts/10.0.2.7: 3 entries, identity "), "{said}");
+    assert!(lines[2].starts_with("hosts/pc7: 3 entries, identity "), "{said}");
+    assert!(lines[3].starts_with("signed by key SHA256:"), "{said}");
+    let manifest = read(&layers.join("hosts/pc7.manifest"));
+    assert!(manifest.starts_with("stateless-manifest 1\nlayer hosts/pc7\npath=657463 type=d "), "{manifest}");
+    let identity = lines[2].rsplit(' ').next().unwrap();
+    let sum = Command::new("sha256sum").arg(layers.join("hosts/pc7.manifest")).output().unwrap().stdout;
+    assert_eq!(&sum[..64], identity.as_bytes(), "the identity is the manifest's sha256sum");
+    assert!(layers.join("base.manifest.sig").is_file() && layers.join("hosts/10.0.2.7.manifest.sig").is_file());
+    assert!(!layers.join("hosts/pc7/etc.manifest").exists(), "beside the layer, never in it");
+
+    // A manifest is never written over without --force; nothing is written then.
+    let before = fingerprint(&layers);
+    let out = sign(&layers, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("base.manifest: exists: refused"), "{}", text(&out));
+    assert_eq!(fingerprint(&layers), before);
+    let out = sign(&layers, &["--force", "hosts/pc7"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(read(&layers.join("hosts/pc7.manifest")), manifest, "the same layer, the same manifest");
+
+    // check --trust: clean while the layers are as signed; the manifests are no layers.
+    let out = check_trusting(&image, "openssl.pub.pem", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).ends_with("0 errors, 0 warnings\n"), "{}", text(&out));
+    // Another key: every layer refused.
+    let out = check_trusting(&image, "openssl2.pub.pem", &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out).matches("which is not trusted").count(), 3, "{}", text(&out));
+    // A file changed, one added, one removed, a signature gone: each named.
+    write(&layers.join("base/etc/motd"), "changed\n");
+    write(&layers.join("hosts/pc7/etc/added"), "not signed\n");
+    std::fs::remove_file(layers.join("hosts/pc7/etc/hostname")).unwrap();
+    std::fs::remove_file(layers.join("hosts/10.0.2.7.manifest.sig")).unwrap();
+    let out = check_trusting(&image, "openssl.pub.pem", &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let said: Vec<String> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{}: {}", f["at"].as_str().unwrap(), f["problem"].as_str().unwrap()))
+        .collect();
+    assert_eq!(said.len(), 4, "{said:#?}");
+    assert!(said[0].starts_with("base/etc/motd: not as signed: content (sha256 "), "{said:#?}");
+    assert!(said[1].starts_with("hosts/10.0.2.7: hosts/10.0.2.7.manifest.sig: missing"), "{said:#?}");
+    assert_eq!(said[2], "hosts/pc7/etc/added: not in the signed manifest");
+    assert_eq!(said[3], "hosts/pc7/etc/hostname: signed but missing");
+}
+
+#[test]
+fn sign_refuses_bad_input_and_writes_nothing() {
+    let tmp = TempDir::new("layers-refuse");
+    let (_, layers) = small_tree(&tmp);
+    let before = fingerprint(&layers);
+    let refused = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        text(&out)
+    };
+    let root = layers.to_str().unwrap();
+    let good = key("openssl.pem");
+    let good = good.to_str().unwrap();
+    assert!(refused(&["layers", "sign", root]).contains("sign needs --key KEY"));
+    assert!(refused(&["layers", "sign", root, "--key", good, "../x"]).contains("\"../x\": not a layer name"));
+    assert!(refused(&["layers", "sign", root, "--key", good, "hosts/none"]).contains("hosts/none: no such layer dir"));
+    let public = key("openssl.pub.pem");
+    assert!(refused(&["layers", "sign", root, "--key", public.to_str().unwrap()]).contains("openssl.pub.pem: "));
+    assert!(refused(&["layers", "stamp"]).contains("layers \"stamp\": sign is the one subcommand"));
+    assert!(refused(&["layers", "sign", root, "--key", good, "--quick"]).contains("unknown argument \"--quick\""));
+    assert_eq!(fingerprint(&layers), before, "nothing written");
+}
+
+#[test]
+#[ignore = "needs root: device nodes, owners, files only root reads (tests/run runs it)"]
+fn sign_lists_what_only_root_sees_and_skips_layers_no_client_applies() {
+    let (_tmp, image) = test_image("layers-root");
+    let layers = image.join("diskless");
+    let out = sign(&layers, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("networks/10.0.2.0_24: a symlink points out of the layer root: never applied, not signed"));
+    assert!(!layers.join("networks/10.0.2.0_24.manifest").exists());
+    let base = read(&layers.join("base.manifest"));
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let null = base.lines().find(|l| l.starts_with(&format!("path={} ", hex("etc/null")))).unwrap();
+    assert!(null.contains(" type=c mode=") && null.ends_with(" uid=0 gid=0 dev=1:3"), "{base}");
+    assert!(base.contains(&format!("path={} type=p mode=0600 uid=0 gid=0\n", hex("etc/fifo"))), "{base}");
+    assert!(base.contains(&format!("path={} type=f mode=4755 uid=1234 gid=5678 size=10 ", hex("etc/suid"))), "{base}");
+    assert!(base.contains(&format!("path={} type=l uid=0 gid=0 target={}\n", hex("etc/abs-link"), hex("/etc/shadow"))));
+    // check --trust finds every layer as signed, devices and owners included.
+    let out = Command::new(BIN)
+        .args(["check", image.to_str().unwrap(), "--trust"])
+        .arg(key("openssl.pub.pem"))
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert!(!said.contains("manifest"), "every layer as signed: {said}");
+}
