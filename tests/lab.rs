@@ -1779,6 +1779,42 @@ mod scenario {
         b.print(scenario, &format!("signed image, {trusted} trusted by the initramfs, through dm-verity"));
     }
 
+    /// Keys in the initramfs and the layers signed (`stateless layers sign`, by the lab's
+    /// --signed): a file of the host layer changed on the server after signing, and a file no
+    /// manifest lists added to base, never reach the client's /etc; the report names both and
+    /// gives every layer's identity; the rest of each layer is applied and the client boots.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_signed_layer_changed() {
+        let scenario = "trixie_initramfs_squashfs_root_signed_layer_changed";
+        let args = ["--stock", "--image-root", "squashfs", "--signed", "--fault", "layer-changed"];
+        let b = boot(scenario, "trixie-systemd", &args);
+        let logs = b.logs();
+        assert_eq!(b.layers(), ALL_LAYERS, "{logs}");
+        let found = b.fact("layers");
+        assert!(!found.contains("from-host") && !found.contains("from-intruder"), "{found} {logs}");
+        for kept in ["from-base", "from-network-broadcast", "from-network-cidr", "from-ip"] {
+            assert!(found.contains(kept), "{kept}: {found} {logs}");
+        }
+        let layers = b.report["layers"].as_array().cloned().unwrap_or_default();
+        for layer in &layers {
+            let identity = layer["identity"].as_str().unwrap_or("");
+            assert!(identity.len() == 64 && identity.bytes().all(|c| c.is_ascii_hexdigit()), "{layer}");
+        }
+        let rejected = |name: &str| {
+            let layer = layers.iter().find(|l| l["layer"] == name).unwrap_or_else(|| panic!("{name} {logs}"));
+            layer["rejected"].as_array().cloned().unwrap_or_default()
+        };
+        let host = rejected("hosts/lab3-12");
+        assert_eq!(host.len(), 1, "{host:?} {logs}");
+        assert!(host[0].as_str().unwrap_or("").starts_with("/etc/stateless-lab/from-host: not as signed: "), "{logs}");
+        assert_eq!(rejected("base"), ["/etc/stateless-lab/from-intruder: not in the signed manifest"], "{logs}");
+        assert_eq!(b.layer_step("hosts/lab3-12")["status"], "degraded", "{logs}");
+        assert_eq!(b.layer_step("labs/lab3")["status"], "ok", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        b.print(scenario, "signed layers: a file changed after signing and one added never reached /etc, both named");
+    }
+
     /// Keys in the initramfs, an image they cannot vouch for: signed again with a key the
     /// initramfs does not trust, or served without its signature. The root fails before a
     /// loop device with the reason, and the policy powers off; no panic.

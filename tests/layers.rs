@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -91,7 +91,7 @@ fn sign_writes_a_manifest_beside_each_layer_and_check_holds_the_layers_to_them()
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out).matches("which is not trusted").count(), 3, "{}", text(&out));
     // A file changed, one added, one removed, a signature gone: each named.
-    write(&layers.join("base/etc/motd"), "changed\n");
+    write(&layers.join("base/etc/motd"), "HELLO\n");
     write(&layers.join("hosts/pc7/etc/added"), "not signed\n");
     std::fs::remove_file(layers.join("hosts/pc7/etc/hostname")).unwrap();
     std::fs::remove_file(layers.join("hosts/10.0.2.7.manifest.sig")).unwrap();
@@ -159,4 +159,60 @@ fn sign_lists_what_only_root_sees_and_skips_layers_no_client_applies() {
         .unwrap();
     let said = text(&out);
     assert!(!said.contains("manifest"), "every layer as signed: {said}");
+}
+
+/// `stateless apply` as the boot does it, with the keys in the image's (in apply mode, the
+/// running system's) trusted.keys: each layer only as signed, the rest named; without keys,
+/// the same tree applies whole.
+#[test]
+#[ignore = "needs root: mounts in a private mount namespace (tests/run runs it)"]
+fn apply_with_trusted_keys_copies_only_what_signed_manifests_list() {
+    let (_tmp, image) = test_image("layers-apply");
+    let layers = image.join("diskless");
+    let out = sign(&layers, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    write(&layers.join("base/etc/only-base"), "changed after signing");
+    write(&layers.join("hosts/lab3-12/etc/added"), "never signed\n");
+    std::fs::remove_file(layers.join("hosts/10.0.2.15.manifest.sig")).unwrap();
+    let public = stateless::model::sign::public_key(&std::fs::read(key("openssl.pub.pem")).unwrap()).unwrap();
+    let keys = image.join("etc/stateless/trusted.keys");
+    write(&keys, &stateless::model::sign::trusted_keys_file(&[public]));
+    let args = ["--ip", "10.0.2.15/24", "--hostname", "lab3-12"];
+    in_namespace(&image, &args, |out| {
+        let (etc, err) = (image.join("etc"), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(read(&etc.join("stateless-level")), "host\n", "the IP layer is not signed: {err}");
+        assert!(!etc.join("only-ip").exists());
+        for level in ["network", "lab", "host"] {
+            assert_eq!(read(&etc.join(format!("only-{level}"))), level);
+        }
+        assert!(!etc.join("only-base").exists(), "changed after signing: never lands");
+        assert!(!etc.join("added").exists(), "not signed: never lands");
+        let names: Vec<String> =
+            std::fs::read_dir(&etc).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(names.iter().all(|n| !n.starts_with(".only-base") && !n.contains("stateless-tmp")), "{names:?}");
+        // Devices, fifos, owners and setuid as signed.
+        assert!(std::fs::symlink_metadata(etc.join("null")).unwrap().file_type().is_char_device());
+        let suid = std::fs::metadata(etc.join("suid")).unwrap();
+        assert_eq!((suid.mode() & 0o7777, suid.uid(), suid.gid()), (0o4755, 1234, 5678));
+        assert!(err.contains("layer base: refused /etc/only-base: not as signed: size (21, signed 4)"), "{err}");
+        assert!(err.contains("layer hosts/lab3-12: refused /etc/added: not in the signed manifest"), "{err}");
+        let report = read(&image.join("run/stateless/report.json"));
+        let identity = |layer: &str| {
+            let text = std::fs::read(layers.join(format!("{layer}.manifest"))).unwrap();
+            stateless::model::manifest::Manifest::identity(&text)
+        };
+        for layer in ["base", "labs/lab3", "hosts/lab3-12"] {
+            assert!(report.contains(&format!("\"identity\": \"{}\"", identity(layer))), "{layer}: {report}");
+        }
+        assert!(report.contains("hosts/10.0.2.15.manifest.sig: missing: the layer is not signed"), "{report}");
+    });
+    // Without keys: everything, as before.
+    std::fs::remove_file(&keys).unwrap();
+    in_namespace(&image, &args, |out| {
+        let etc = image.join("etc");
+        assert_eq!(read(&etc.join("stateless-level")), "ip\n", "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(read(&etc.join("only-base")), "changed after signing");
+        assert_eq!(read(&etc.join("added")), "never signed\n");
+        assert!(!read(&image.join("run/stateless/report.json")).contains("\"identity\""));
+    });
 }

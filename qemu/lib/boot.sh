@@ -330,7 +330,7 @@ cmd_boot() {
     [[ " ${faults[*]} " != *" corrupt-image "* || -n $image_root ]] || boot_usage_error "--fault corrupt-image goes with --image-root"
     [[ $verity == 0 || -n $image_root ]] || boot_usage_error "--verity and --signed go with --image-root"
     [[ " ${faults[*]} " != *" corrupt-block "* || $verity != 0 ]] || boot_usage_error "--fault corrupt-block goes with --verity or --signed"
-    for fault in untrusted-signature no-signature; do
+    for fault in untrusted-signature no-signature layer-changed; do
         [[ " ${faults[*]} " != *" $fault "* || $verity == signed ]] || boot_usage_error "--fault $fault goes with --signed"
     done
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
@@ -416,6 +416,13 @@ cmd_boot() {
         # As `stateless image publish` leaves a dir: `current` leads to the image.
         ln -s "$image.$image_root" "$served/current"
         cp -a "$run_dir/root/diskless" "$served/diskless"
+        # --signed: the layers too, a manifest and its signature beside each, as an admin signs
+        # them; the initramfs's keys make the client apply only what they list.
+        if [[ $verity == signed ]]; then
+            run_logged "stateless layers sign" "$BOOT_OUT/layers-sign.log" \
+                "$shim" layers sign "$served/diskless" --key "$(lab_keys)/lab.pem" || die "stateless layers sign failed"
+            [[ " ${faults[*]} " != *" layer-changed "* ]] || fault_layer_changed "$served/diskless"
+        fi
         [[ " ${faults[*]} " != *" corrupt-image "* ]] || fault_corrupt_image "$served/$image.$image_root"
         [[ " ${faults[*]} " != *" corrupt-block "* ]] || fault_corrupt_block "$served/$image.$image_root"
     fi

@@ -4,7 +4,7 @@
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
 FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone
-    corrupt-image corrupt-block untrusted-signature no-signature)
+    corrupt-image corrupt-block untrusted-signature no-signature layer-changed)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
@@ -31,8 +31,18 @@ fault_apply() {
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
         # The initramfs, the served image: cmd_boot; the console: boot_faults_on_console.
-        no-nic-driver | corrupt-image | corrupt-block | untrusted-signature | no-signature | server-gone) ;;
+        no-nic-driver | corrupt-image | corrupt-block | untrusted-signature | no-signature | layer-changed | server-gone) ;;
     esac
+}
+
+# layer-changed (--signed; cmd_boot, after `stateless layers sign`): the host layer's file is
+# changed on the server (replaced: never written in place) and a file no manifest lists is added
+# to the base layer. Neither may reach the client's /etc.
+fault_layer_changed() {
+    local layers=$1 file=$1/hosts/lab3-12/etc/stateless-lab/from-host
+    rm "$file"
+    echo "changed on the server after signing" > "$file"
+    echo "never signed" > "$layers/base/etc/stateless-lab/from-intruder"
 }
 
 # The host layer of lab3-12 (the lab's DHCP name) gets what a layer tree must never be able to

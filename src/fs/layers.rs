@@ -25,6 +25,7 @@ use crate::fs::tree::{self, Entry, Kind, Verdict};
 use crate::model::hostname::Hostname;
 use crate::model::ipv4::Ipv4Net;
 pub use crate::model::layer::{Layer, LayerKind};
+use crate::model::sign::TrustedKey;
 use crate::model::writable::DirName;
 
 /// The layers to look for, in order, given what is known about the client.
@@ -132,14 +133,23 @@ pub struct Applied {
     pub written: usize,
     pub refused: usize,
     pub errors: Vec<String>,
+    /// With trusted keys: why the layer was not applied at all (no valid signed manifest).
+    pub unsigned: Option<String>,
+    /// With trusted keys: the layer's identity (its signed manifest's SHA-256).
+    pub identity: Option<String>,
+    /// With trusted keys: each entry not copied for not being as signed, `path: why`, escaped.
+    pub rejected: Vec<String>,
 }
 
 /// Copies one layer into `targets` (per writable dir: where it goes, and for an overlay's upper
-/// dir the image dir below it), recording in `provenance` which layer wrote each path.
+/// dir the image dir below it), recording in `provenance` which layer wrote each path. With
+/// trusted `keys`, only a layer whose manifest beside it they signed
+/// ([`crate::fs::manifest::signed`]), and of it only what is as signed
+/// ([`tree::copy_checked`]).
 pub fn apply(
     layer_root: BorrowedFd<'_>,
     targets: &[tree::Target<'_>],
-    name: &str,
+    (name, keys): (&str, Option<&[TrustedKey]>),
     dirs: &[DirName],
     provenance: &mut Provenance,
 ) -> Applied {
@@ -148,7 +158,12 @@ pub fn apply(
         Ok(None) => return Applied::default(),
         Err(e) => return Applied { errors: vec![e], ..Applied::default() },
     };
-    let copied = tree::copy_into(fd.as_fd(), targets, &|path, kind| verdict(dirs, path, kind));
+    let signed = match keys.map(|keys| crate::fs::manifest::signed(layer_root, name, keys)).transpose() {
+        Ok(signed) => signed,
+        Err(why) => return Applied { present: true, unsigned: Some(why), ..Applied::default() },
+    };
+    let manifest = signed.as_ref().map(|(manifest, _)| manifest);
+    let copied = tree::copy_checked(fd.as_fd(), targets, &|path, kind| verdict(dirs, path, kind), manifest);
     for entry in &copied.written {
         log::debug!("layer {name}: wrote /{}", crate::model::text::escape_path(&entry.path));
     }
@@ -156,11 +171,22 @@ pub fn apply(
     for entry in &copied.refused {
         log::warn!("layer {name}: refused /{}: {}", crate::model::text::escape_path(&entry.path), refusal(entry, dirs));
     }
+    let rejected: Vec<String> = copied
+        .rejected
+        .iter()
+        .map(|r| format!("/{}: {}", crate::model::text::escape_path(&r.entry.path), r.why))
+        .collect();
+    for line in &rejected {
+        log::warn!("layer {name}: refused {line}");
+    }
     Applied {
         present: true,
         written: copied.written.len(),
         refused: copied.refused.len(),
         errors: copied.errors.iter().map(|e| format!("layer {name}: {e}")).collect(),
+        unsigned: None,
+        identity: signed.map(|(_, identity)| identity),
+        rejected,
     }
 }
 

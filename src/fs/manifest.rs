@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use rustix::fs::{self, Mode};
+use rustix::fs::{self, Mode, Stat};
 use rustix::io::Errno;
 
 use crate::fs::tree::{self, Kind, Verdict};
@@ -66,18 +66,30 @@ pub fn listed(parent: BorrowedFd<'_>, name: &OsStr, kind: Kind) -> std::io::Resu
             let (size, sha256) = crate::fs::hashcopy::copy_hashed(&file, &mut std::io::sink(), |_| ())?;
             What::File { size, sha256 }
         }
-        Kind::Dir => What::Dir,
         Kind::Symlink => What::Symlink { target: fs::readlinkat(fd.as_fd(), "", Vec::new())?.into_bytes() },
-        Kind::Device => What::Device {
-            block: fs::FileType::from_raw_mode(stat.st_mode) == fs::FileType::BlockDevice,
+        _ => plain(&stat).ok_or(Errno::OPNOTSUPP)?,
+    };
+    Ok(of_stat(&stat, what))
+}
+
+/// What a dir, device node or fifo of `stat` is, as a manifest says it (`None`: another kind).
+pub(crate) fn plain(stat: &Stat) -> Option<What> {
+    match fs::FileType::from_raw_mode(stat.st_mode) {
+        fs::FileType::Directory => Some(What::Dir),
+        fs::FileType::Fifo => Some(What::Fifo),
+        t @ (fs::FileType::BlockDevice | fs::FileType::CharacterDevice) => Some(What::Device {
+            block: t == fs::FileType::BlockDevice,
             major: fs::major(stat.st_rdev),
             minor: fs::minor(stat.st_rdev),
-        },
-        Kind::Fifo => What::Fifo,
-        Kind::Socket => return Err(Errno::OPNOTSUPP.into()),
-    };
-    let mode = if kind == Kind::Symlink { 0 } else { stat.st_mode & 0o7777 };
-    Ok(Listed { what, mode, uid: stat.st_uid, gid: stat.st_gid })
+        }),
+        _ => None,
+    }
+}
+
+/// An entry of `stat` holding `what`, as a manifest lists it: a symlink has no mode.
+pub(crate) fn of_stat(stat: &Stat, what: What) -> Listed {
+    let mode = if matches!(what, What::Symlink { .. }) { 0 } else { stat.st_mode & 0o7777 };
+    Listed { what, mode, uid: stat.st_uid, gid: stat.st_gid }
 }
 
 /// The signed manifest of the layer `name` beside it under `layer_root`: read (bounded), its

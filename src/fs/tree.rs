@@ -78,6 +78,9 @@ use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, ResolveFlags, SeekFrom, 
 use rustix::io::{self, Errno};
 use serde::Serialize;
 
+use crate::fs::manifest::{of_stat, plain};
+use crate::model::manifest::{Listed, Manifest, What};
+
 /// Maximum number of path components of an entry below the walked root.
 pub const MAX_DEPTH: usize = 64;
 
@@ -125,6 +128,16 @@ pub struct Copied {
     pub refused: Vec<Entry>,
     /// Every failed operation; an entry may have several (e.g. one per xattr).
     pub errors: Vec<TreeError>,
+    /// A checked copy's entries that are not as its manifest signed them, or not in it, and
+    /// why: none of them was copied (nor, for a dir, anything below it).
+    pub rejected: Vec<Rejected>,
+}
+
+/// An entry a checked copy did not copy, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rejected {
+    pub entry: Entry,
+    pub why: String,
 }
 
 /// What the walker does with one classified entry.
@@ -316,6 +329,20 @@ pub struct Target<'a> {
 /// [`copy_tree`] does; a directory that leads to a target (`var` for `var/log`) is walked without
 /// writing anything for it.
 pub fn copy_into(src: BorrowedFd<'_>, targets: &[Target<'_>], filter: &dyn Fn(&Path, Kind) -> Verdict) -> Copied {
+    copy_checked(src, targets, filter, None)
+}
+
+/// [`copy_into`], each entry held to `manifest` when there is one, as it is copied: one it does
+/// not list is not copied (a dir not entered); a dir, symlink, device or fifo whose type, mode,
+/// owner, target or numbers are not as listed is not made; a file whose metadata is not as
+/// listed is not read, one whose bytes (hashed as they are copied) are not is removed again. Each
+/// is in [`Copied::rejected`]. Extended attributes are not in a manifest: none is copied.
+pub fn copy_checked(
+    src: BorrowedFd<'_>,
+    targets: &[Target<'_>],
+    filter: &dyn Fn(&Path, Kind) -> Verdict,
+    manifest: Option<&Manifest>,
+) -> Copied {
     let umask = fs::Mode::from_raw_mode(0o022);
     let old = rustix::process::umask(umask);
     rustix::process::umask(old);
@@ -324,8 +351,8 @@ pub fn copy_into(src: BorrowedFd<'_>, targets: &[Target<'_>], filter: &dyn Fn(&P
         gid: rustix::process::getegid().as_raw(),
         umask: old.bits(),
     };
-    let mut copier =
-        Copier { filter, targets, proc_fd: proc_fd_usable(), creator, xattrs: true, out: Copied::default() };
+    let (proc_fd, xattrs) = (proc_fd_usable(), manifest.is_none());
+    let mut copier = Copier { filter, targets, proc_fd, creator, xattrs, manifest, out: Copied::default() };
     let root = copier.target_place(Path::new(""));
     copier.copy_dir(src, root.as_ref(), Path::new(""), 0);
     copier.out
@@ -433,6 +460,8 @@ struct Copier<'f> {
     /// False once the source said it has no extended attributes at all (`EOPNOTSUPP`, NFSv3):
     /// no more listings are asked for.
     xattrs: bool,
+    /// What every entry is held to, in a checked copy.
+    manifest: Option<&'f Manifest>,
     out: Copied,
 }
 
@@ -461,6 +490,18 @@ impl Copier<'_> {
                 continue;
             };
             let step = action(entry.kind, verdict, depth + 1);
+            let want = match self.manifest {
+                Some(manifest) if matches!(step, Action::Leaf | Action::EnterCopy | Action::EnterDescend) => {
+                    match manifest.entries.get(entry.path.as_os_str().as_bytes()) {
+                        Some(want) => Some(want),
+                        None => {
+                            self.out.rejected.push(Rejected { entry, why: "not in the signed manifest".into() });
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             if step == Action::EnterDescend && self.targets.iter().any(|t| t.path == entry.path) {
                 self.enter_target(src, &listed.0, &entry.path, depth + 1);
                 continue;
@@ -483,8 +524,10 @@ impl Copier<'_> {
                 Action::Leaf if lower.is_some_and(|l| l.has_dir(at.name)) => {
                     self.error(&entry.path, TreeOp::ReplaceDir, Errno::ISDIR);
                 }
-                Action::Leaf => self.copy_leaf(at, entry),
-                Action::EnterCopy => self.copy_subdir(at, entry, lower.and_then(|l| l.child(at.name)), depth + 1),
+                Action::Leaf => self.copy_leaf(at, entry, want),
+                Action::EnterCopy => {
+                    self.copy_subdir(at, entry, want, lower.and_then(|l| l.child(at.name)), depth + 1);
+                }
                 Action::EnterDescend => self.descend(at, &entry.path, lower.and_then(|l| l.child(at.name)), depth + 1),
             }
         }
@@ -516,25 +559,31 @@ impl Copier<'_> {
     }
 
     /// Copies one non-directory.
-    fn copy_leaf(&mut self, at: At<'_>, entry: Entry) {
+    fn copy_leaf(&mut self, at: At<'_>, entry: Entry, want: Option<&Listed>) {
         let (proc_fd, creator) = (self.proc_fd, self.creator);
         let mut errs = Errs::new(&entry.path, &mut self.out.errors);
         let written = match entry.kind {
-            Kind::File => copy_file(at, creator, &mut self.xattrs, &mut errs),
-            Kind::Symlink | Kind::Device | Kind::Fifo => copy_special(at, entry.kind, proc_fd, &mut errs),
-            Kind::Dir | Kind::Socket => false, // never a leaf (see `action`)
+            Kind::File => copy_file(at, creator, &mut self.xattrs, want, &mut errs),
+            Kind::Symlink | Kind::Device | Kind::Fifo => copy_special(at, entry.kind, proc_fd, want, &mut errs),
+            Kind::Dir | Kind::Socket => Ok(false), // never a leaf (see `action`)
         };
-        if written {
-            self.out.written.push(entry);
+        match written {
+            Ok(true) => self.out.written.push(entry),
+            Ok(false) => {}
+            Err(why) => self.out.rejected.push(Rejected { entry, why }),
         }
     }
 
     /// Copies a directory: makes its counterpart, copies the children, then the metadata.
-    fn copy_subdir(&mut self, at: At<'_>, entry: Entry, lower: Option<Lower>, depth: usize) {
+    fn copy_subdir(&mut self, at: At<'_>, entry: Entry, want: Option<&Listed>, lower: Option<Lower>, depth: usize) {
         let mut errs = Errs::new(&entry.path, &mut self.out.errors);
         let Some((src, stat)) = open_source(at, Kind::Dir, &mut errs) else {
             return;
         };
+        if let Some(why) = want.and_then(|want| of_stat(&stat, What::Dir).differs(want)) {
+            self.out.rejected.push(Rejected { entry, why: format!("not as signed: {why}") });
+            return;
+        }
         let Some((dst, setgid)) = make_dir(at, &mut errs) else {
             return;
         };

@@ -74,7 +74,10 @@ impl Listed {
     pub fn differs(&self, want: &Listed) -> Option<String> {
         let mut why = Vec::new();
         match (&self.what, &want.what) {
-            (What::File { size, sha256 }, What::File { size: s, sha256: h }) if (size, sha256) != (s, h) => {
+            (What::File { size, .. }, What::File { size: s, .. }) if size != s => {
+                why.push(format!("size ({size}, signed {s})"));
+            }
+            (What::File { sha256, .. }, What::File { sha256: h, .. }) if sha256 != h => {
                 why.push(format!("content (sha256 {sha256}, signed {h})"));
             }
             (What::Symlink { target }, What::Symlink { target: t }) if target != t => {

@@ -175,4 +175,14 @@ pub struct LayerResult {
     pub files: usize,
     pub refused: usize,
     pub errors: usize,
+    /// With trusted keys: the layer's identity, the SHA-256 of its signed manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// With trusted keys: each entry not copied for not being as signed, `path: why` (escaped),
+    /// the first [`REJECTED_SHOWN`] of them, then how many more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<String>,
 }
+
+/// The most entries a layer's result names as not as signed.
+pub const REJECTED_SHOWN: usize = 32;

@@ -203,7 +203,18 @@ impl Summary {
             layers: report
                 .layers
                 .iter()
-                .map(|l| format!("{}: {} written, {} refused, {} errors", e(&l.layer), l.files, l.refused, l.errors))
+                .map(|l| {
+                    let identity = l.identity.as_ref().map_or_else(String::new, |i| format!(", identity {}", e(i)));
+                    let rejected: String =
+                        l.rejected.iter().map(|r| format!("\n    not as signed: {}", e(r))).collect();
+                    format!(
+                        "{}: {} written, {} refused, {} errors{identity}{rejected}",
+                        e(&l.layer),
+                        l.files,
+                        l.refused,
+                        l.errors
+                    )
+                })
                 .collect(),
             modules_loaded: loaded(true),
             modules_failed: loaded(false),

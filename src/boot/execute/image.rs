@@ -15,7 +15,7 @@ use crate::model::facts::Learned;
 use crate::model::interface::Interface;
 use crate::model::layer::LayerKind;
 use crate::model::lease::Lease;
-use crate::model::outcome::{Failure, LayerResult, Mode, Op};
+use crate::model::outcome::{Failure, LayerResult, Mode, Op, REJECTED_SHOWN};
 use crate::model::writable::DirName;
 
 impl Executor<'_> {
@@ -35,17 +35,28 @@ impl Executor<'_> {
             Opened::Upper(_) => None,
         });
         let targets: Vec<tree::Target<'_>> = uppers.chain(copied).collect();
+        // Keys in the initramfs: no layer is applied unchecked; keys that do not parse, none.
+        let keys = match self.trusted_keys(Path::new(name)) {
+            Ok(keys) => keys,
+            Err(failure) => return Done::degraded("not applied: the trusted keys cannot be read", failure),
+        };
         let applied = match layers::open_root(self.target.fd(), &self.options.layers) {
             Ok(Some(layer_root)) => layers::apply(
                 layer_root.as_fd(),
                 &targets,
-                name,
+                (name, keys.as_deref()),
                 &self.facts.writable.dirs(),
                 &mut self.record.provenance,
             ),
             Ok(None) => return Done::skipped(format!("no layer root {}", self.options.layers)),
             Err(e) => layers::Applied { errors: vec![e], ..Default::default() },
         };
+        if let Some(why) = applied.unsigned {
+            return Done::degraded(
+                "not applied: no manifest a trusted key signed",
+                Failure::new(Op::Verify, Some(Path::new(name)), why),
+            );
+        }
         if !applied.present {
             return match applied.errors.first() {
                 None => Done::skipped("not present"),
@@ -55,22 +66,35 @@ impl Executor<'_> {
         for error in &applied.errors {
             log::warn!("{error}");
         }
+        let mut rejected: Vec<String> = applied.rejected.iter().take(REJECTED_SHOWN).cloned().collect();
+        if let Some(more) = applied.rejected.len().checked_sub(REJECTED_SHOWN).filter(|n| *n > 0) {
+            rejected.push(format!("and {more} more"));
+        }
         self.record.layers.push(LayerResult {
             layer: name.into(),
             files: applied.written,
             refused: applied.refused,
             errors: applied.errors.len(),
+            identity: applied.identity.clone(),
+            rejected,
         });
-        let detail = format!(
+        let mut detail = format!(
             "{kind:?} layer: {} written, {} refused, {} errors",
             applied.written,
             applied.refused,
             applied.errors.len()
         )
         .to_lowercase();
-        match applied.errors.first() {
-            None => Done::ok(detail),
-            Some(first) => Done::degraded(detail, Failure::new(Op::Copy, Some(Path::new(name)), first.clone())),
+        if let Some(identity) = &applied.identity {
+            detail += &format!(", {} not as signed, identity {identity}", applied.rejected.len());
+        }
+        let failed = |message: &String| Failure::new(Op::Copy, Some(Path::new(name)), message.clone());
+        match (applied.errors.first(), applied.rejected.first()) {
+            (Some(first), _) => Done::degraded(detail, failed(first)),
+            (None, Some(first)) => {
+                Done::degraded(detail, Failure::new(Op::Verify, Some(Path::new(name)), format!("refused {first}")))
+            }
+            (None, None) => Done::ok(detail),
         }
     }
 

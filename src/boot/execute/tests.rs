@@ -1966,3 +1966,120 @@ fn keys_in_the_initramfs_refuse_an_image_they_cannot_vouch_for() {
         "trusted.keys: line 1",
     );
 }
+
+mod signed_layers {
+    use super::*;
+    use crate::fs::tree;
+    use crate::model::sign;
+    use std::os::fd::AsFd;
+
+    fn opendir(path: &Path) -> std::os::fd::OwnedFd {
+        rustix::fs::open(path, rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY, rustix::fs::Mode::empty())
+            .unwrap()
+    }
+
+    /// Signs the layer `name` of `image` with the fixture key `signer`, as `layers sign` does.
+    fn sign_layer(image: &Image, name: &str, signer: &str) {
+        let layers = image.0.join("diskless");
+        let dir = opendir(&layers.join(name));
+        let text = crate::fs::manifest::of_layer(dir.as_fd(), name).unwrap().text().into_bytes();
+        let secret = sign::secret_key(&fixture_key(signer)).unwrap();
+        std::fs::write(layers.join(format!("{name}.manifest")), &text).unwrap();
+        std::fs::write(layers.join(format!("{name}.manifest.sig")), sign::sign(&secret, &text)).unwrap();
+    }
+
+    /// Keys in the initramfs: a layer is applied only as its manifest, signed by one of them, lists
+    /// it. A file changed after signing never lands (not even beside its name), nor one added;
+    /// the step names each and the report the layer's identity; a layer without a signed manifest
+    /// is not applied at all. Without keys, the same tree applies whole (the other tests).
+    #[test]
+    fn with_trusted_keys_only_what_a_signed_manifest_lists_is_applied() {
+        let image = Image::new("signed-layers");
+        let (r, layers) = (&image.0, image.0.join("diskless"));
+        std::fs::write(layers.join("base/etc/changed"), "as signed\n").unwrap();
+        std::fs::write(layers.join("base/etc/chmod"), "as signed\n").unwrap();
+        std::os::unix::fs::symlink("/etc/from-base", layers.join("base/etc/link")).unwrap();
+        sign_layer(&image, "base", "openssl.pem");
+        std::fs::write(layers.join("base/etc/changed"), "changed on the server\n").unwrap();
+        std::fs::set_permissions(layers.join("base/etc/chmod"), std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::write(layers.join("base/etc/added"), "not signed\n").unwrap();
+        std::fs::create_dir_all(layers.join("hosts/lab3-12/etc")).unwrap();
+        std::fs::write(layers.join("hosts/lab3-12/etc/host"), "never signed\n").unwrap();
+        let keys = [sign::public_key(&fixture_key("openssl.pub.pem")).unwrap()];
+        let file = r.join(crate::model::paths::TRUSTED_KEYS);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, sign::trusted_keys_file(&keys)).unwrap();
+
+        let sys = fake(|_| None);
+        let mut executor = image.executor(&sys, "", Mode::Boot);
+        let ended = catch_unwind(AssertUnwindSafe(|| executor.run(&Phase::ALL)));
+        assert!(ended.is_err(), "it ends in the fake exec");
+        let outcomes = &executor.record.outcomes;
+        let layer =
+            |n: &str| outcomes.iter().find(|o| matches!(&o.step, Step::Layer { name, .. } if name == n)).unwrap();
+        let upper = r.join("run/stateless/rw/etc/upper");
+        assert_eq!(std::fs::read_to_string(upper.join("from-base")).unwrap(), "base\n");
+        assert_eq!(std::fs::read_link(upper.join("link")).unwrap(), Path::new("/etc/from-base"));
+        for never in ["changed", "chmod", "added", "host"] {
+            assert!(!upper.join(never).exists(), "{never}: {outcomes:#?}");
+        }
+        let left: Vec<_> = std::fs::read_dir(&upper).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "nothing beside a name either: {left:?}");
+
+        let base = layer("base");
+        assert_eq!(base.status, Status::Degraded, "{base:#?}");
+        let identity =
+            crate::model::manifest::Manifest::identity(&std::fs::read(layers.join("base.manifest")).unwrap());
+        assert!(base.detail.ends_with(&format!(", 3 not as signed, identity {identity}")), "{base:#?}");
+        assert_eq!(base.error.as_ref().unwrap().op, Op::Verify);
+        let result = executor.record.layers.iter().find(|l| l.layer == "base").unwrap();
+        assert_eq!(result.identity.as_deref(), Some(identity.as_str()));
+        assert_eq!(result.rejected[0], "/etc/added: not in the signed manifest");
+        assert!(result.rejected[1].starts_with("/etc/changed: not as signed: size (22, signed 10)"), "{result:#?}");
+        assert_eq!(result.rejected[2], "/etc/chmod: not as signed: mode (0666, signed 0644)");
+
+        let host = layer("hosts/lab3-12");
+        assert_eq!(
+            (host.status, host.detail.as_str()),
+            (Status::Degraded, "not applied: no manifest a trusted key signed")
+        );
+        let why = &host.error.as_ref().unwrap().message;
+        assert!(why.starts_with("hosts/lab3-12.manifest: missing: the layer is not signed"), "{why}");
+        assert!(executor.record.layers.iter().all(|l| l.layer != "hosts/lab3-12"));
+    }
+
+    /// A file whose bytes are not as signed, though its size and metadata are, is removed again
+    /// once its copy is hashed: where the name was free, and beside a version already there.
+    #[test]
+    fn a_file_whose_bytes_are_not_as_signed_is_removed_after_its_copy() {
+        let image = Image::new("signed-bytes");
+        let layers = image.0.join("diskless");
+        std::fs::write(layers.join("base/etc/same-size"), "as signed\n").unwrap();
+        sign_layer(&image, "base", "openssl.pem");
+        std::fs::write(layers.join("base/etc/same-size"), "AS SIGNED\n").unwrap();
+        let src = opendir(&layers.join("base"));
+        let dst = image.0.join("dst");
+        std::fs::create_dir_all(dst.join("etc")).unwrap();
+        let text = std::fs::read(layers.join("base.manifest")).unwrap();
+        let manifest = crate::model::manifest::Manifest::parse(&text).unwrap();
+        for before in [None, Some("the version already there\n")] {
+            if let Some(before) = before {
+                std::fs::write(dst.join("etc/same-size"), before).unwrap();
+            }
+            let dst_fd = opendir(&dst);
+            let targets = [tree::Target { path: Path::new(""), dst: dst_fd.as_fd(), lower: None }];
+            let copied = tree::copy_checked(src.as_fd(), &targets, &|_, _| tree::Verdict::Copy, Some(&manifest));
+            assert_eq!(copied.rejected.len(), 1, "{copied:#?}");
+            assert!(copied.rejected[0].why.starts_with("not as signed: content (sha256 "), "{copied:#?}");
+            let left: Vec<_> = std::fs::read_dir(dst.join("etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(std::fs::read_to_string(dst.join("etc/from-base")).unwrap(), "base\n");
+            match before {
+                None => assert_eq!(left.len(), 1, "{left:?}"),
+                Some(before) => {
+                    assert_eq!(left.len(), 2, "{left:?}");
+                    assert_eq!(std::fs::read_to_string(dst.join("etc/same-size")).unwrap(), before);
+                }
+            }
+        }
+    }
+}

@@ -91,7 +91,7 @@ impl Executor<'_> {
 
     /// The keys the initramfs trusts: `None` when it carries none; one it cannot read or parse
     /// refuses every image (trusting fewer keys than the admin meant, or none, is not an option).
-    fn trusted_keys(&self, path: &Path) -> Result<Option<Vec<TrustedKey>>, Failure> {
+    pub(super) fn trusted_keys(&self, path: &Path) -> Result<Option<Vec<TrustedKey>>, Failure> {
         let file = self.running.host_path(TRUSTED_KEYS);
         let refused = |why: String| {
             let message = format!("the trusted keys {}: {why}: no image is booted unverified", escape_path(&file));
