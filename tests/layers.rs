@@ -135,8 +135,8 @@ fn sign_refuses_bad_input_and_writes_nothing() {
 }
 
 #[test]
-#[ignore = "needs root: device nodes, owners, files only root reads (tests/run runs it)"]
-fn sign_lists_what_only_root_sees_and_skips_layers_no_client_applies() {
+#[ignore = "needs root: device nodes and owners (tests/run runs it)"]
+fn sign_lists_devices_owners_and_setuid_and_skips_layers_no_client_applies() {
     let (_tmp, image) = test_image("layers-root");
     let layers = image.join("diskless");
     let out = sign(&layers, &[]);
