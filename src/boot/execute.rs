@@ -114,6 +114,10 @@ pub struct Executor<'a> {
     modules: Modules,
     /// What each writable dir keeps open for the layers; their states are the facts'.
     opened: Vec<(crate::model::writable::DirName, Opened)>,
+    /// The keys the running root trusts, read once: in initramfs mode from the initramfs, at
+    /// the latest just before the switch empties it and makes the server's root the running
+    /// one (the layers are applied after it).
+    trusted: std::cell::OnceCell<Result<Option<Vec<crate::model::sign::TrustedKey>>, String>>,
 }
 
 /// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc
@@ -168,6 +172,7 @@ impl<'a> Executor<'a> {
             nfs: NfsClock::default(),
             modules: Modules::default(),
             opened: Vec::new(),
+            trusted: std::cell::OnceCell::new(),
         }
     }
 

@@ -483,6 +483,9 @@ impl Executor<'_> {
     /// move into it, the initramfs is emptied, the new root becomes / and both roots are it:
     /// the rest of the boot is that of on-root mode, with the image's /etc/stateless.conf.
     pub(super) fn switch_root(&mut self, new_root: &str) -> Result<Done, Failure> {
+        // The initramfs's keys, before it is emptied: after the switch the running root is the
+        // server's, whose trusted.keys would count for nothing.
+        let _ = self.trusted.set(super::verity::read_trusted_keys(&self.running));
         let root = self.running.dir(new_root).map_err(|e| self.io(Op::Open, &self.running, new_root, &e))?;
         let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
         let (mut moved, mut again) = (Vec::new(), Vec::new());

@@ -2083,3 +2083,27 @@ mod signed_layers {
         }
     }
 }
+
+/// Initramfs mode: the keys are the initramfs's, read before the switch (which empties it);
+/// a trusted.keys in the served root is the server's and counts for nothing.
+#[test]
+fn in_initramfs_mode_the_keys_are_the_initramfss_not_the_servers() {
+    use crate::model::sign;
+    let keys = sign::trusted_keys_file(&[sign::public_key(&fixture_key("openssl.pub.pem")).unwrap()]);
+    for (tag, in_initramfs) in [("keys-initramfs", true), ("keys-server", false)] {
+        let (image, sys) = initramfs(tag, |_| None);
+        let at = if in_initramfs { image.0.clone() } else { image.0.join("root") };
+        let file = at.join(crate::model::paths::TRUSTED_KEYS);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, &keys).unwrap();
+        let (outcomes, ended) = boot_from(&image, "nfsroot=/srv/img,vers=3", &sys, Mode::Boot, true);
+        assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+        let base = outcomes.iter().find(|o| matches!(&o.step, Step::Layer { name, .. } if name == "base")).unwrap();
+        if in_initramfs {
+            assert_eq!(base.status, Status::Degraded, "no manifest: not applied {base:#?}");
+            assert!(base.detail.contains("no manifest a trusted key signed"), "{base:#?}");
+        } else {
+            assert_eq!(base.status, Status::Ok, "the server's keys are not trusted: {base:#?}");
+        }
+    }
+}

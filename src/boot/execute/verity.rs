@@ -40,6 +40,15 @@ pub(super) struct OpenImage<'a> {
     pub path: &'a Path,
 }
 
+/// The keys `running` trusts (its [`TRUSTED_KEYS`]): `None` when it has none; an error when
+/// they cannot be read or do not parse, which refuses what they would have checked.
+pub(super) fn read_trusted_keys(running: &ImageRoot) -> Result<Option<Vec<TrustedKey>>, String> {
+    let file = running.host_path(TRUSTED_KEYS);
+    let refused = |why: String| format!("the trusted keys {}: {why}: nothing is trusted unchecked", escape_path(&file));
+    let text = running.read_file(TRUSTED_KEYS, TRUSTED_MAX as u64).map_err(|e| refused(e.to_string()))?;
+    text.map(|t| sign::trusted_keys(&t).map_err(refused)).transpose()
+}
+
 /// `name` with `suffix` added: `x.sqfs.verity-params`.
 fn beside(name: &Path, suffix: &str) -> PathBuf {
     let mut with = name.as_os_str().to_owned();
@@ -92,13 +101,8 @@ impl Executor<'_> {
     /// The keys the initramfs trusts: `None` when it carries none; one it cannot read or parse
     /// refuses every image (trusting fewer keys than the admin meant, or none, is not an option).
     pub(super) fn trusted_keys(&self, path: &Path) -> Result<Option<Vec<TrustedKey>>, Failure> {
-        let file = self.running.host_path(TRUSTED_KEYS);
-        let refused = |why: String| {
-            let message = format!("the trusted keys {}: {why}: no image is booted unverified", escape_path(&file));
-            Failure::new(Op::Verify, Some(path), message)
-        };
-        let text = self.running.read_file(TRUSTED_KEYS, TRUSTED_MAX as u64).map_err(|e| refused(e.to_string()))?;
-        text.map(|t| sign::trusted_keys(&t).map_err(refused)).transpose()
+        let keys = self.trusted.get_or_init(|| read_trusted_keys(&self.running));
+        keys.clone().map_err(|why| Failure::new(Op::Verify, Some(path), why))
     }
 
     /// `roothash=`: the salt and data blocks from the superblock.
