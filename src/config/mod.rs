@@ -445,8 +445,8 @@ fn layers_beside(file: &str) -> String {
 /// `stateless.image=`: a file's path on the export, with or without its leading `/`, normalised.
 /// `roothash=`: 64 hex digits, of any case; as lower-case hex.
 fn root_hash(v: &str) -> Result<String, String> {
-    let hex = (v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())).then(|| v.to_ascii_lowercase());
-    hex.ok_or_else(|| format!("{} is not a sha256 root hash (64 hex digits)", q(v)))
+    crate::model::text::sha256_hex(v.as_bytes())
+        .ok_or_else(|| format!("{} is not a sha256 root hash (64 hex digits)", q(v)))
 }
 
 fn image_path(v: &str) -> Result<String, String> {

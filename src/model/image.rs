@@ -160,9 +160,7 @@ pub fn fits_in_memory(size: u64, meminfo: &[u8]) -> Result<u64, String> {
 
 /// The checksum a sha256sum line names (`<64 hex>  <name>`), lower-case; `None` for anything else.
 pub fn sha256_of_line(text: &[u8]) -> Option<String> {
-    let word = text.split(|b| b.is_ascii_whitespace()).next()?;
-    (word.len() == 64 && word.iter().all(u8::is_ascii_hexdigit))
-        .then(|| String::from_utf8_lossy(word).to_ascii_lowercase())
+    crate::model::text::sha256_hex(text.split(|b| b.is_ascii_whitespace()).next()?)
 }
 
 impl fmt::Display for ImageFormat {

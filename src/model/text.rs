@@ -20,6 +20,20 @@ pub fn unhex(text: &str) -> Option<Vec<u8>> {
     pairs.map(byte).collect()
 }
 
+/// A SHA-256 digest written as 64 hex digits (either case), as lower-case hex; `None` for
+/// anything else: a `.sha256` line's first word, a `.roothash` file, `roothash=`.
+pub fn sha256_hex(word: &[u8]) -> Option<String> {
+    (word.len() == 64 && word.iter().all(u8::is_ascii_hexdigit))
+        .then(|| String::from_utf8_lossy(word).to_ascii_lowercase())
+}
+
+/// A path with `suffix` added to its last component: the file beside it (`x.sqfs.sha256`).
+pub fn beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    std::path::PathBuf::from(name)
+}
+
 /// Bytes as text for messages, the report and every file `stateless` reads back: control
 /// characters (C0, DEL and C1), the characters that reorder or break a line on a terminal
 /// ([`hidden`]), backslashes and bytes that are not UTF-8 are written `\xNN`, one escape per

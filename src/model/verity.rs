@@ -161,9 +161,7 @@ impl Mapping {
 /// The root hash a `.roothash` file holds: 64 hex digits, of any case, a newline after them
 /// or not; as lower-case hex.
 pub fn root_hash_of(text: &[u8]) -> Option<String> {
-    let hex = text.strip_suffix(b"\n").unwrap_or(text);
-    (hex.len() == 64 && hex.iter().all(u8::is_ascii_hexdigit))
-        .then(|| String::from_utf8_lossy(hex).to_ascii_lowercase())
+    crate::model::text::sha256_hex(text.strip_suffix(b"\n").unwrap_or(text))
 }
 
 /// What a signature vouches for (`IMAGE.verity-params`, signed in `IMAGE.verity-params.sig`):

@@ -19,7 +19,7 @@ use rustix::io::Errno;
 use super::quote;
 use crate::model::image::{sha256_of_line, ImageFormat};
 use crate::model::sign;
-use crate::model::text::{escape, escape_path, hex};
+use crate::model::text::{beside, escape, escape_path, hex};
 use crate::model::verity::{self, VerityParams};
 
 pub const USAGE: &str = "\
@@ -310,13 +310,6 @@ fn check_tool(format: Format, compress: Compress) -> Result<(), String> {
     }
     let listed = if offered.is_empty() { "none that it names".to_owned() } else { offered.join(", ") };
     Err(format!("{program} here cannot make {} {wanted} (it makes {listed}): choose another --compress", format.name()))
-}
-
-/// The file beside `path` named `path` + `suffix` ([`CHECKSUM`], [`ROOTHASH`]).
-fn beside(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(suffix);
-    PathBuf::from(name)
 }
 
 const CHECKSUM: &str = ".sha256";

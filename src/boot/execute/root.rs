@@ -58,9 +58,7 @@ fn image_names(export: &ImageRoot, file: &str) -> ImageNames {
         (Some(t), Some(dir)) => dir.join(std::ffi::OsString::from_vec(t.clone())),
         _ => rel.clone(),
     };
-    let mut sums = named.clone().into_os_string();
-    sums.push(".sha256");
-    let line = export.read_file(&sums, 4096).ok().flatten();
+    let line = export.read_file(crate::model::text::beside(&named, ".sha256"), 4096).ok().flatten();
     let sha256 = line.and_then(|l| sha256_of_line(&l));
     ImageNames { named, target: target.map(|t| crate::model::text::escape(&t)), sha256 }
 }

@@ -10,7 +10,7 @@ use crate::model::image::ImageFormat;
 use crate::model::outcome::{Failure, Op};
 use crate::model::paths::TRUSTED_KEYS;
 use crate::model::sign::{self, TrustedKey, SIGNATURE_MAX, TRUSTED_MAX};
-use crate::model::text::{escape, escape_path, hex};
+use crate::model::text::{beside, escape, escape_path, hex, sha256_hex};
 use crate::model::verity::{self, Mapping, VerityParams};
 
 /// The device-mapper name of a verified image root.
@@ -47,13 +47,6 @@ pub(super) fn read_trusted_keys(running: &ImageRoot) -> Result<Option<Vec<Truste
     let refused = |why: String| format!("the trusted keys {}: {why}: nothing is trusted unchecked", escape_path(&file));
     let text = running.read_file(TRUSTED_KEYS, TRUSTED_MAX as u64).map_err(|e| refused(e.to_string()))?;
     text.map(|t| sign::trusted_keys(&t).map_err(refused)).transpose()
-}
-
-/// `name` with `suffix` added: `x.sqfs.verity-params`.
-fn beside(name: &Path, suffix: &str) -> PathBuf {
-    let mut with = name.as_os_str().to_owned();
-    with.push(suffix);
-    PathBuf::from(with)
 }
 
 /// The block at `at` of `fd`, as much of it as the file has.
@@ -112,7 +105,7 @@ impl Executor<'_> {
             Failure::new(Op::Verify, Some(path), format!("{why}: refused (roothash= asks for a verified image)"))
         };
         // The command line's word as given when it is none (config keeps it to refuse here).
-        if root_hash.len() != 64 || !root_hash.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if sha256_hex(root_hash.as_bytes()).as_deref() != Some(root_hash) {
             return Err(refused(format!("roothash={root_hash} is not a sha256 root hash (64 hex digits)")));
         }
         let blocks = verity::data_blocks_of(size).ok_or_else(|| {
