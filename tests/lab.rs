@@ -1714,6 +1714,74 @@ mod scenario {
         b.print(scenario, &format!("through dm-verity on /dev/dm-0 (roothash=); the image root step took {took} ms"));
     }
 
+    /// An NBD root, verified: the squashfs image with its dm-verity tree served by two
+    /// nbd-servers (`root=nbd:10.0.2.2,10.0.2.5:root roothash=...`), attached by stateless's own
+    /// handshake and the kernel's NBD netlink interface, dm-verity over /dev/nbd0, systemd from
+    /// it. Then the server the client is connected to is killed: the supervisor (argv[0]
+    /// `@stateless-nbd`, left by the boot, spared by systemd) sees the connection die,
+    /// reconnects the device to the other server, and 20 s later a command reads its programs
+    /// afresh from the image and root logs in on the console.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_nbd_root_verity_server_gone() {
+        let scenario = "trixie_initramfs_nbd_root_verity_server_gone";
+        let args = [
+            "--stock",
+            "--image-root",
+            "squashfs",
+            "--verity",
+            "--nbd",
+            "--append",
+            "lab.server-gone=1",
+            "--fault",
+            "server-gone",
+        ];
+        let b = boot(scenario, "trixie-systemd", &args);
+        let logs = b.logs();
+        let step = b.steps("nbd-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        let detail = step[0]["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("/root on /dev/nbd0 (") && detail.contains("squashfs on /dev/dm-0 on /root"),
+            "{detail}"
+        );
+        let root = b.fact("root");
+        assert!(root.starts_with("/dev/dm-0 squashfs ro,"), "{root} {logs}");
+        let attached = &b.report["nbd_root"];
+        let first = attached["server"].as_str().unwrap_or_default().to_string();
+        assert!(["10.0.2.2:10809", "10.0.2.5:10809"].contains(&first.as_str()), "{attached}");
+        assert_eq!((attached["export"].as_str(), attached["index"].as_u64()), (Some("root"), Some(0)), "{attached}");
+        assert!(attached["supervisor"].as_u64().is_some(), "{attached}");
+        let verity = &b.report["image"]["verity"];
+        assert_eq!((verity["trusted"].as_str(), verity["device"].as_str()), (Some("roothash="), Some("/dev/dm-0")));
+        assert_eq!(b.report["image"]["source"], format!("nbd://{first}/root"), "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("nbd_supervisor"), "yes", "{logs}");
+        // The server gone, the other took over.
+        assert_eq!(b.summary.get("server_gone").map(String::as_str), Some("typed"), "{logs}");
+        let killed = b.server_log("ns-services.log");
+        assert!(killed.contains("gone: the nbd-server on port"), "{killed} {logs}");
+        let other = if first.starts_with("10.0.2.2") { "10.0.2.5:10809" } else { "10.0.2.2:10809" };
+        let reconnected = format!("stateless-nbd: reconnected /dev/nbd0 to {other} after ");
+        let said = b.dmesg.lines().chain(b.serial.lines()).find(|l| l.contains(&reconnected)).unwrap_or_default();
+        assert!(!said.is_empty(), "no '{reconnected}' {logs}");
+        assert!(b.fact("gone_command").starts_with("systemd 257"), "{logs}");
+        assert_eq!(b.fact("gone_login"), "yes", "{logs}");
+        assert!(b.serial.contains("lab-login-42"), "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert!(!b.dmesg.contains("is corrupted"), "{logs}");
+        let took = step[0]["ms"].as_u64().unwrap_or(0);
+        let after = said.split(" after ").nth(1).unwrap_or_default();
+        b.print(
+            scenario,
+            &format!(
+                "NBD root from {first} through dm-verity (root step {took} ms); that server killed: reconnected to \
+                 {other} after {after}; a command and a login 20 s later work"
+            ),
+        );
+    }
+
     /// One byte of a verified image changed on the server after it was built (in the init's
     /// data, which the image lays out first): the kernel's dm-verity refuses the block (EIO,
     /// never the changed data), the root fails before the switch with the block named, and the

@@ -126,12 +126,91 @@ fn sign_refuses_bad_input_and_writes_nothing() {
     let good = good.to_str().unwrap();
     assert!(refused(&["layers", "sign", root]).contains("sign needs --key KEY"));
     assert!(refused(&["layers", "sign", root, "--key", good, "../x"]).contains("\"../x\": not a layer name"));
+    // A dir inside a layer (its manifest would be written into the layer), a category, another dir.
+    for name in ["hosts/pc7/etc", "hosts", "other/x", "base/etc"] {
+        let said = refused(&["layers", "sign", root, "--key", good, name]);
+        assert!(said.contains(&format!("\"{name}\": not a layer name")), "{said}");
+    }
     assert!(refused(&["layers", "sign", root, "--key", good, "hosts/none"]).contains("hosts/none: no such layer dir"));
     let public = key("openssl.pub.pem");
     assert!(refused(&["layers", "sign", root, "--key", public.to_str().unwrap()]).contains("openssl.pub.pem: "));
     assert!(refused(&["layers", "stamp"]).contains("layers \"stamp\": sign is the one subcommand"));
     assert!(refused(&["layers", "sign", root, "--key", good, "--quick"]).contains("unknown argument \"--quick\""));
     assert_eq!(fingerprint(&layers), before, "nothing written");
+    // A category that is a symlink to another: labs/pc7 and hosts/pc7 would share one manifest.
+    symlink("hosts", layers.join("labs")).unwrap();
+    let said = refused(&["layers", "sign", root, "--key", good, "--force"]);
+    assert!(
+        said.contains("hosts/10.0.2.7 and labs/10.0.2.7: their manifests would be one file: nothing signed"),
+        "{said}"
+    );
+    let written = ["base", "hosts/pc7", "hosts/10.0.2.7"].map(|l| layers.join(format!("{l}.manifest")).exists());
+    assert_eq!(written, [false; 3], "nothing written");
+}
+
+/// A layer whose manifest no client would read (a path longer than PATH_MAX, which a walk by
+/// fds reaches and a manifest may not list) is refused: signed, it would never be applied.
+#[test]
+fn sign_refuses_a_layer_whose_manifest_every_client_would_refuse() {
+    use rustix::fs::{mkdirat, openat, Mode, OFlags};
+    let tmp = TempDir::new("layers-deep");
+    let (_, layers) = small_tree(&tmp);
+    let mut dir = rustix::fs::open(layers.join("hosts/pc7/etc"), OFlags::DIRECTORY, Mode::empty()).unwrap();
+    for _ in 0..17 {
+        let name = "d".repeat(250);
+        mkdirat(&dir, name.as_str(), Mode::RWXU).unwrap();
+        dir = openat(&dir, name.as_str(), OFlags::DIRECTORY, Mode::empty()).unwrap();
+    }
+    let out = sign(&layers, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("hosts/10.0.2.7: its manifest would be refused by every client (line 21: path= "), "{said}");
+    let written = ["base", "hosts/pc7", "hosts/10.0.2.7"].map(|l| layers.join(format!("{l}.manifest")).exists());
+    assert_eq!(written, [false; 3], "nothing written");
+}
+
+/// A category dir swapped for a symlink out of the layer root while the layers are read (a
+/// compromised layer source) leads no manifest out of it: the dirs they go in were opened
+/// beneath the root before, and a file of that name outside, even with --force, is left.
+#[test]
+fn sign_writes_no_manifest_through_a_symlink_swapped_in_while_it_reads() {
+    let tmp = TempDir::new("layers-swap");
+    let (_, layers) = small_tree(&tmp);
+    let outside = tmp.0.join("outside");
+    write(&outside.join("pc7.manifest"), "precious\n");
+    // A sparse file long to hash: the swap happens while it is read.
+    let big = std::fs::File::create(layers.join("hosts/pc7/etc/big")).unwrap();
+    big.set_len(128 << 20).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["layers", "sign"])
+        .arg(&layers)
+        .arg("--key")
+        .arg(key("openssl.pem"))
+        .args(["--force", "hosts/pc7"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let fds = PathBuf::from(format!("/proc/{}/fd", child.id()));
+    let reading = || {
+        std::fs::read_dir(&fds)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target.ends_with("hosts/pc7/etc/big")))
+    };
+    while !reading() {
+        assert!(child.try_wait().unwrap().is_none(), "sign ended before it read the big file");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    std::fs::rename(layers.join("hosts"), layers.join("hosts.real")).unwrap();
+    symlink(&outside, layers.join("hosts")).unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the swap came after the writes: the file hashes too fast");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(read(&outside.join("pc7.manifest")), "precious\n", "{}", text(&out));
+    assert!(!outside.join("pc7.manifest.sig").exists(), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(read(&layers.join("hosts.real/pc7.manifest")).starts_with("stateless-manifest 1\nlayer hosts/pc7\n"));
 }
 
 #[test]

@@ -8,11 +8,17 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{require, TempDir};
+use common::{require, TempDir, BIN};
+use rustix::net::sockopt;
+use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
+use stateless::boot::supervise::{argv, Watch};
+use stateless::net::nbd::connect as connect_export;
 use stateless::net::nbd::{handshake, NbdError, FLAG_HAS_FLAGS, FLAG_READ_ONLY};
 
 const NEEDS: &str = "needs nbd-server (Debian's nbd-server package; tests/run installs it)";
@@ -133,4 +139,86 @@ fn nbd_server_refuses_an_unknown_export() {
     let err = handshake(&mut connect(&server), "root-nope").unwrap_err();
     assert!(matches!(err, NbdError::Refused { code: 6, .. }), "{err:?}");
     assert!(err.to_string().starts_with("nbd export \"root-nope\": the server has no such export"), "{err}");
+}
+
+fn address(server: &Server) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::LOCALHOST, server.port)
+}
+
+#[test]
+#[ignore = "needs nbd-server (Debian's nbd-server package; tests/run installs it)"]
+fn the_supervisors_connection_is_at_the_transmission_phase_with_keepalive() {
+    let server = serve("nbd-supervise-connect");
+    let (fd, export) = connect_export(address(&server), EXPORT, Duration::from_secs(10)).unwrap();
+    assert_eq!((export.size, export.read_only()), (SIZE as u64, true), "{export:?}");
+    let mut stream = TcpStream::from(fd);
+    assert_eq!((stream.read_timeout().unwrap(), stream.write_timeout().unwrap()), (None, None), "the kernel's own");
+    assert!(stream.nodelay().unwrap());
+    assert!(sockopt::socket_keepalive(&stream).unwrap());
+    assert_eq!(sockopt::tcp_keepidle(&stream).unwrap(), Duration::from_secs(10));
+    assert_eq!(sockopt::tcp_keepintvl(&stream).unwrap(), Duration::from_secs(5));
+    assert_eq!(sockopt::tcp_keepcnt(&stream).unwrap(), 3);
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let want = content();
+    assert_eq!(read_blocks(&mut stream, 4096, 4096), want[4096..8192]);
+    // Nothing listens any more (nbd-server -d serves one connection).
+    drop(stream);
+    drop(server);
+    let err = connect_export(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1), EXPORT, Duration::from_secs(10)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+/// Waits up to 20 s for `file` to hold a line with `text`; its text.
+fn wait_for_line(file: &Path, text: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(file).unwrap_or_default();
+        if log.lines().any(|l| l.contains(text)) {
+            return log;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no line with {text:?} in:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+#[ignore = "needs nbd-server (Debian's nbd-server package; tests/run installs it)"]
+fn the_spawned_supervisor_sees_the_death_and_reconnects_to_the_next_server() {
+    let (first, second) = (serve("nbd-supervise-first"), serve("nbd-supervise-second"));
+    let mut stream = connect(&first);
+    let export = handshake(&mut stream, EXPORT).unwrap();
+    let dir = TempDir::new("nbd-supervise-log");
+    let kmsg = std::fs::File::create(dir.0.join("kmsg")).unwrap();
+    // What the boot passes: dups, which dup(2) makes without FD_CLOEXEC.
+    let (socket, kmsg) = (rustix::io::dup(&stream).unwrap(), rustix::io::dup(&kmsg).unwrap());
+    let watch = Watch {
+        index: 15,
+        export: EXPORT.into(),
+        servers: vec![address(&first), address(&second)],
+        size: export.size,
+        socket: socket.as_raw_fd(),
+        kmsg: Some(kmsg.as_raw_fd()),
+    };
+    let pid = stateless::sys::spawn(Path::new(BIN), &argv(&watch).unwrap()).unwrap();
+    drop((socket, kmsg));
+    let pid = Pid::from_raw(pid as i32).unwrap();
+    let log = dir.0.join("kmsg");
+    wait_for_line(&log, "<6>stateless-nbd: watching /dev/nbd15 (export \"stateless-root\", servers 127.0.0.1:");
+    // Spared by SIGTERM, as at shutdown.
+    kill_process(pid, Signal::TERM).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(waitpid(Some(pid), WaitOptions::NOHANG).unwrap().is_none(), "SIGTERM ended it");
+    // The server dies: its FIN on the socket the child polls (the test's own is its twin).
+    drop(first);
+    let dead = format!("<4>stateless-nbd: /dev/nbd15: the connection to {} is dead; reconnecting", watch.servers[0]);
+    wait_for_line(&log, &dead);
+    // The same server first (gone), then the second: its handshake passes, and the kernel,
+    // without an nbd module here, cannot take the socket.
+    let refused = format!("/dev/nbd15: {}: Connection refused", watch.servers[0]);
+    let handed = format!("/dev/nbd15: {}: NBD_CMD_RECONFIGURE: ", watch.servers[1]);
+    let text = wait_for_line(&log, &handed);
+    assert!(text.find(&refused).unwrap() < text.find(&handed).unwrap(), "{text}");
+    kill_process(pid, Signal::KILL).unwrap();
+    waitpid(Some(pid), WaitOptions::empty()).unwrap();
+    drop((stream, second));
 }

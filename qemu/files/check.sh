@@ -44,6 +44,12 @@ fact hostname "$(line /proc/sys/kernel/hostname)"
 fact domainname "$(line /proc/sys/kernel/domainname)"
 fact pid1 "$(line /proc/1/comm)"
 fact pid1_exe "$(readlink /proc/1/exe)"
+# An NBD root's supervisor (argv[0] @stateless-nbd, named stateless-nbd), running after the boot.
+supervisor=no
+for f in /proc/[0-9]*/comm; do
+    [ "$(line "$f")" != stateless-nbd ] || supervisor=yes
+done
+fact nbd_supervisor "$supervisor"
 fact package "$(dpkg-query -W -f='${Version}' stateless 2>/dev/null)"
 fact kernel "$(line /proc/sys/kernel/osrelease)"
 fact level "$(line /etc/stateless-lab/level)"

@@ -33,19 +33,38 @@ nfs_outage() {
     outage=0
 }
 # SIGUSR2: the server gone for good (qemu/lab --fault server-gone): ganesha killed hard, never
-# started again.
+# started again; with --nbd, the nbd-server the client is connected to too.
 nfs_gone() {
     outage=1
     echo "gone: ganesha killed at $(cut -d' ' -f1 /proc/uptime)"
     kill -KILL "$ganesha_pid" 2>/dev/null
     wait "$ganesha_pid" 2>/dev/null
+    local port
+    for port in "${!nbd_pids[@]}"; do
+        if [[ -n $(ss -Htn state established "( sport = :$port )") ]]; then
+            echo "gone: the nbd-server on port $port, the client's, killed at $(cut -d' ' -f1 /proc/uptime)"
+            kill -KILL "${nbd_pids[$port]}" 2>/dev/null
+            wait "${nbd_pids[$port]}" 2>/dev/null
+            unset "nbd_pids[$port]"
+        fi
+    done
 }
 stopping=0
-stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" "$syslog_pid" 2>/dev/null; }
+stop() { stopping=1; kill -TERM "$ganesha_pid" "$rpcbind_pid" "$syslog_pid" "${nbd_pids[@]}" 2>/dev/null; }
 trap nfs_outage USR1
 trap nfs_gone USR2
 trap stop TERM INT
 start_ganesha
+# --nbd: the image's nbd-servers, one connection each (-d: in the foreground).
+declare -A nbd_pids=()
+for conf in "$run"/nbd-*.conf; do
+    [[ -f $conf ]] || continue
+    port=${conf##*/nbd-}
+    port=${port%.conf}
+    nbd-server -C "$conf" -d > "$run/nbd-$port.log" 2>&1 &
+    nbd_pids[$port]=$!
+    echo "$!" > "$run/nbd-$port.pid"
+done
 # The run's syslog server: what clients send with stateless.log= or DHCP option 7.
 python3 "$(dirname "$0")/syslog-receiver.py" "$run/syslog.log" 2> "$run/syslog-receiver-stderr.log" &
 syslog_pid=$!

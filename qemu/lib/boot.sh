@@ -256,7 +256,7 @@ cmd_boot() {
     local net=user ip=dhcp clean_shutdown=0 stock=0 nic=virtio-net-pci nfs=3 dhcp=1 initrd_given="" kernel_args=""
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
-    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap="" verity=0
+    local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap="" verity=0 nbd=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -294,6 +294,7 @@ cmd_boot() {
             --image-order) image_order=$(readlink -f "${2:?}"); shift 2 ;;
             --verity) verity=1; shift ;;
             --signed) verity=signed; shift ;;
+            --nbd) nbd=1; shift ;;
             --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -334,6 +335,8 @@ cmd_boot() {
         [[ " ${faults[*]} " != *" $fault "* || $verity == signed ]] || boot_usage_error "--fault $fault goes with --signed"
     done
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
+    [[ $nbd == 0 || (-n $image_root && $verity != signed && -z $kernel_args && $net == user) ]] ||
+        boot_usage_error "--nbd goes with --image-root (and --verity, not --signed; --net user; no --kernel-args)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -423,6 +426,8 @@ cmd_boot() {
                 "$shim" layers sign "$served/diskless" --key "$(lab_keys)/lab.pem" || die "stateless layers sign failed"
             [[ " ${faults[*]} " != *" layer-changed "* ]] || fault_layer_changed "$served/diskless"
         fi
+        # --nbd: two nbd-servers in the namespace serve the image, read-only (qemu/files/ns-services.sh).
+        [[ $nbd == 0 ]] || nbd_config "$run_dir" "$served/$image.$image_root"
         [[ " ${faults[*]} " != *" corrupt-image "* ]] || fault_corrupt_image "$served/$image.$image_root"
         [[ " ${faults[*]} " != *" corrupt-block "* ]] || fault_corrupt_block "$served/$image.$image_root"
     fi
@@ -441,6 +446,10 @@ cmd_boot() {
         netdev="tap,id=n0,ifname=stlabtap,script=no,downscript=no"
     else
         netdev="user,id=n0,domainname=$BOOT_DOMAIN${hostname:+,hostname=$hostname}"
+        # --nbd: the second server, at 127.0.0.1:10810 of the namespace, is 10.0.2.5:10809 for the
+        # guest (slirp reaches only the namespace's loopback as 10.0.2.2): socat a connection.
+        [[ $nbd == 0 ]] || netdev+=",guestfwd=tcp:$LAB_NBD_SECOND:10809-cmd:socat STDIO TCP:127.0.0.1:10810"
+        [[ $nbd == 0 ]] || kernel_args="root=nbd:$server,$LAB_NBD_SECOND:root"
     fi
     if [[ $stock == 1 ]]; then
         # Initramfs mode: stateless as /init brings the NIC up with its own DHCP and mounts the

@@ -11,6 +11,7 @@ LAB_PACKAGES=(
     dosfstools xfsprogs btrfs-progs cryptsetup-bin genisoimage squashfs-tools fdisk   # tests/disks.rs: signatures as the tools write them; tests/image.rs: veritysetup verify
     erofs-utils                                            # tests/image.rs: image build --format erofs (squashfs-tools above)
     dnsmasq-base                                           # DHCP servers in namespaces (tests/dhcp.rs)
+    nbd-server socat                                       # --nbd: NBD roots, a second server through slirp's guestfwd
     isc-dhcp-server nfs-kernel-server curl                 # tests/docs.rs: dhcpd, exportfs (parsing only), TFTP
     linux-source-6.1 bc flex bison libelf-dev libssl-dev build-essential   # the client kernel
 )

@@ -53,6 +53,20 @@ ganesha_config() {
         -e "s|Protocols = 3, 4;|Protocols = ${LAB_NFS_PROTOCOLS:-3, 4};|" > "$run_dir/ganesha.conf"
 }
 
+# The second NBD server's address for the guest (--nbd): a guestfwd of slirp.
+# shellcheck disable=SC2034 # boot.sh uses it
+LAB_NBD_SECOND=10.0.2.5
+
+# nbd_config RUN_DIR IMAGE: the configs of two nbd-servers exporting IMAGE read-only as `root`,
+# on 127.0.0.1:10809 and :10810 of the namespace; ns-services.sh starts them.
+nbd_config() {
+    local run_dir=$1 image=$2 port
+    for port in 10809 10810; do
+        printf '[generic]\n\tlistenaddr = 127.0.0.1\n\tport = %s\n[root]\n\texportname = %s\n\treadonly = true\n' \
+            "$port" "$image" > "$run_dir/nbd-$port.conf"
+    done
+}
+
 # servers_start RUN_DIR PSEUDO:PATH...: namespace, rpcbind and ganesha, ready for mounts.
 servers_start() {
     local run_dir=$1 start i; shift
@@ -66,8 +80,10 @@ servers_start() {
     # ganesha takes about 3 s; the guest must not try to mount before it listens.
     for ((i = 0; i < 200; i++)); do
         pid_alive "$NS_SERVICES_PID" || break
-        if ip netns exec "$NS_NAME" ss -Hltn | awk '{print $4}' | grep -q ':2049$' &&
-           ip netns exec "$NS_NAME" ss -Hltn | awk '{print $4}' | grep -q ':20048$'; then
+        local listening
+        listening=$(ip netns exec "$NS_NAME" ss -Hltn | awk '{print $4}')
+        if grep -q ':2049$' <<< "$listening" && grep -q ':20048$' <<< "$listening" &&
+           { [[ ! -f $run_dir/nbd-10809.conf ]] || { grep -q ':10809$' <<< "$listening" && grep -q ':10810$' <<< "$listening"; }; }; then
             log "NFS server ready in namespace $NS_NAME after $(elapsed "$start") s"
             return 0
         fi
@@ -84,9 +100,9 @@ servers_stop() {
     kill_wait "$NS_SERVICES_PID" 15
     # If the parent had to be killed, its children may still run: stop them by their PIDs.
     # shellcheck disable=SC2013 # one PID per file
-    for pid in $(cat "$run_dir/ganesha.pid.host" "$run_dir/rpcbind.pid" 2>/dev/null); do
+    for pid in $(cat "$run_dir/ganesha.pid.host" "$run_dir/rpcbind.pid" "$run_dir"/nbd-*.pid 2>/dev/null); do
         case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            ganesha.nfsd|rpcbind) kill_wait "$pid" 5 ;;
+            ganesha.nfsd|rpcbind|nbd-server) kill_wait "$pid" 5 ;;
         esac
     done
     wait "$NS_SERVICES_PID" 2>/dev/null || true

@@ -35,6 +35,7 @@ mod disks;
 mod image;
 mod logserver;
 mod modules;
+mod nbd;
 mod network;
 mod nfsclock;
 mod root;
@@ -322,6 +323,7 @@ impl<'a> Executor<'a> {
             Step::ImageRoot { export, file, ram, root_hash } => {
                 self.mount_image_root(export, file, *ram, root_hash.as_deref())
             }
+            Step::NbdRoot { root, root_hash } => self.mount_nbd_root(root, root_hash.as_deref()),
             Step::UnmountExport => self.unmount_export(),
             Step::SwitchRoot { new_root } => self.switch_root(new_root),
             Step::WritableDir { dir, mode, tmpfs_size } => self.make_writable(dir, *mode, tmpfs_size.as_deref()),
@@ -348,7 +350,11 @@ impl<'a> Executor<'a> {
         }
         if matches!(
             step,
-            Step::Handoff { .. } | Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::SwitchRoot { .. }
+            Step::Handoff { .. }
+                | Step::NfsRoot { .. }
+                | Step::ImageRoot { .. }
+                | Step::NbdRoot { .. }
+                | Step::SwitchRoot { .. }
         ) {
             // Nothing is left to go on to (no init, or no root to find one in): every policy
             // ends in a reboot or power-off.

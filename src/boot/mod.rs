@@ -12,6 +12,7 @@ pub mod panic;
 pub mod plan;
 pub mod report;
 mod rootcheck;
+pub mod supervise;
 
 use std::path::Path;
 use std::time::Instant;

@@ -72,6 +72,9 @@ pub fn phase(phase: Phase, options: &Options, facts: &Facts, target: &ImageRoot)
                     ram: options.image_ram,
                     root_hash: options.root_hash.clone(),
                 },
+                Ok(RootSource::Nbd(root)) => {
+                    Step::NbdRoot { root: root.ordered_for(facts.mac), root_hash: options.root_hash.clone() }
+                }
                 Err(why) => Step::NfsRoot { root: Err(why) },
             };
             vec![mount, Step::SwitchRoot { new_root: NEW_ROOT.into() }]

@@ -62,6 +62,10 @@ pub struct Report {
     /// before it existed.
     #[serde(default)]
     pub image: Option<crate::model::image::BootedImage>,
+    /// An NBD root: the server, export and device, the servers that failed, the supervisor's
+    /// pid; `None` otherwise and in reports written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd_root: Option<crate::model::nbdroot::Attached>,
     /// What our DHCP client got, when it ran and got an answer.
     #[serde(default)]
     pub dhcp: Option<crate::model::lease::Dhcp>,
@@ -96,6 +100,8 @@ pub struct Record {
     pub nfs_root: Option<crate::model::nfsroot::Mounted>,
     /// An image-file root: the image booted.
     pub image: Option<crate::model::image::BootedImage>,
+    /// An NBD root: as attached.
+    pub nbd_root: Option<crate::model::nbdroot::Attached>,
     /// True once a fatal step has failed.
     pub degraded: bool,
 }
@@ -138,6 +144,7 @@ impl Report {
             notes: facts.notes.clone(),
             nfs_root: record.nfs_root.clone(),
             image: record.image.clone(),
+            nbd_root: record.nbd_root.clone(),
             dhcp: facts.dhcp.clone(),
             modules: executor.modules().to_vec(),
             degraded: record.degraded,

@@ -397,8 +397,14 @@ impl Options {
             let message = "stateless.image.ram: no image root to copy (root=live:nfs://... or stateless.image=)".into();
             r.diags.push(Diagnostic { origin: Origin::Cmdline, key: "stateless.image.ram".into(), message });
         }
-        if r.opts.root_hash.is_some() && !image_root {
-            let message = "roothash=: no image root to verify (root=live:nfs://... or stateless.image=)".into();
+        // An NBD root may come from the lease's root-path: known only then.
+        let nbd_root = match r.opts.root.as_deref() {
+            Some(v) => v.starts_with("nbd:") || v == "dhcp",
+            None => r.opts.nfsroot.is_none(),
+        };
+        if r.opts.root_hash.is_some() && !image_root && !nbd_root {
+            let message =
+                "roothash=: no image root to verify (root=live:nfs://..., stateless.image= or root=nbd:...)".into();
             r.diags.push(Diagnostic { origin: Origin::Cmdline, key: "roothash".into(), message });
         }
         (r.opts, r.diags)

@@ -25,6 +25,7 @@ use std::net::Ipv4Addr;
 use crate::model::hostname::{self, Hostname, Source};
 use crate::model::image::RootSource;
 use crate::model::lease::Lease;
+use crate::model::nbdroot;
 use crate::model::nfsroot::{self, NfsMount};
 use crate::model::options::Options;
 use crate::model::servers;
@@ -108,6 +109,9 @@ fn node_name(hostname: &Hostname, options: &Options, lease: Option<&Lease>) -> O
 /// version the command line names, or implies, is tried with first (`nfsv4` unless it names
 /// v2 or v3). The root phase loads another when the lease or the server says otherwise.
 pub fn module_hint(options: &Options) -> &'static str {
+    if nbd_spec(options, None).is_some() {
+        return "nbd";
+    }
     spec(options, None)
         .and_then(|(spec, from)| settings(spec.options, spec.v4, from))
         .map_or("nfsv4", |(version, ..)| nfsroot::module_for(&version))
@@ -284,14 +288,32 @@ pub(crate) fn image_file(options: &Options) -> Option<String> {
     }
 }
 
-/// The root of initramfs mode: the NFS root's tree ([`resolve`]), or an image file on it
-/// (`root=live:nfs://…`, `stateless.image=`), its export mounted read-only.
+/// dracut's NBD root, when the options name one: `root=nbd:…`, or a DHCP root-path `nbd:…`
+/// with `root=dhcp` or no `root=` (and no `nfsroot=`).
+fn nbd_spec<'a>(options: &'a Options, lease: Option<&'a Lease>) -> Option<&'a str> {
+    let root_path = lease.and_then(|l| l.root_path.as_deref()).filter(|p| p.starts_with("nbd:"));
+    match options.root.as_deref() {
+        Some(r) if r.starts_with("nbd:") => Some(r),
+        Some("dhcp") | None if options.nfsroot.is_none() => root_path,
+        _ => None,
+    }
+}
+
+/// The root of initramfs mode: the NFS root's tree ([`resolve`]), an image file on it
+/// (`root=live:nfs://…`, `stateless.image=`), its export mounted read-only, or an image
+/// served by NBD (`root=nbd:…`, a DHCP root-path `nbd:…`).
 pub fn resolve_root(
     options: &Options,
     lease: Option<&Lease>,
     client: Option<Ipv4Addr>,
     hostname: Option<&Hostname>,
 ) -> Result<RootSource, String> {
+    if let Some(spec) = nbd_spec(options, lease) {
+        if options.image.is_some() {
+            return Err("an NBD root and stateless.image= both name the root".into());
+        }
+        return nbdroot::parse(spec).map(RootSource::Nbd);
+    }
     let mount = resolve(options, lease, client, hostname)?;
     let live = live_root(options).transpose()?;
     let file = match (live, &options.image) {
@@ -540,6 +562,32 @@ mod tests {
     }
 
     #[test]
+    fn nbd_roots_from_the_command_line_or_the_root_path() {
+        let nbd = |cmdline: &str, root_path: Option<&str>| match resolve_root(
+            &options(cmdline),
+            Some(&lease(root_path)),
+            CLIENT,
+            None,
+        ) {
+            Ok(RootSource::Nbd(root)) => Ok((root.servers[0].to_string(), root.export)),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e),
+        };
+        let root = Ok(("10.0.0.1:10809".to_string(), "root".to_string()));
+        assert_eq!(nbd("root=nbd:10.0.0.1:root", None), root);
+        // The command line's wins over the lease's root-path.
+        assert_eq!(nbd("root=nbd:10.0.0.1:root", Some("10.0.0.9:/srv/nfs")), root);
+        assert_eq!(nbd("", Some("nbd:10.0.0.1:root")), root);
+        assert_eq!(nbd("root=dhcp", Some("nbd:10.0.0.1:root")), root);
+        // An NFS root named on the command line is one.
+        assert!(nbd("root=nfs:10.0.0.2:/srv", Some("nbd:10.0.0.1:root")).unwrap_err().contains("Tree"));
+        assert!(nbd("nfsroot=10.0.0.2:/srv", Some("nbd:10.0.0.1:root")).unwrap_err().contains("Tree"));
+        let e = nbd("root=nbd:10.0.0.1:root stateless.image=/x.sqfs", None).unwrap_err();
+        assert_eq!(e, "an NBD root and stateless.image= both name the root");
+        assert!(nbd("root=nbd:nbd.lab:root", None).unwrap_err().contains("is not an IPv4 address"));
+    }
+
+    #[test]
     fn the_module_is_guessed_from_the_command_line() {
         for (cmdline, module) in [
             ("", "nfsv4"),
@@ -549,6 +597,7 @@ mod tests {
             ("root=nfs:10.0.2.9:/img:vers=3", "nfsv3"),
             ("nfsroot=10.0.2.9:/img,v4.1", "nfsv4"),
             ("nfsroot=10.0.2.9:/img,vers=3,tcp", "nfsv3"),
+            ("root=nbd:10.0.2.9:root", "nbd"),
         ] {
             assert_eq!(module_hint(&options(cmdline)), module, "{cmdline}");
         }

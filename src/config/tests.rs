@@ -353,6 +353,7 @@ fn a_root_hash_is_64_hex_digits_for_an_image_root() {
     assert!(o.root_hash.is_none() && d.contains("needs a value"), "{d}");
     let (o, d) = bad(&format!("nfsroot=/srv roothash={hash}"));
     assert!(o.root_hash.is_some() && d.contains("roothash=: no image root to verify"), "{d}");
+    assert_eq!(ok(&format!("root=nbd:10.0.0.1:root roothash={hash}")).root_hash.as_deref(), Some(hash.as_str()));
 }
 
 /// A server among the options (a list without a path, or a second `server:/path`) is refused,

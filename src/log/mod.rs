@@ -46,8 +46,14 @@ pub fn printk_level(level: Level) -> u8 {
 
 /// Formats one kmsg record: `<6>stateless: message` (no newline inside: continuation lines are split).
 pub fn kmsg_line(level: Level, message: &str) -> String {
+    tagged_kmsg_line("stateless", level, message)
+}
+
+/// [`kmsg_line`] with another tag than `stateless`: `<4>stateless-nbd: message` (the NBD
+/// supervisor's, `boot::supervise`). Control characters become spaces, so a record is one line.
+pub fn tagged_kmsg_line(tag: &str, level: Level, message: &str) -> String {
     let flat: String = message.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    format!("<{}>stateless: {}\n", printk_level(level), flat)
+    format!("<{}>{tag}: {}\n", printk_level(level), flat)
 }
 
 impl Log for Logger {
@@ -105,5 +111,6 @@ mod tests {
         assert_eq!(kmsg_line(Level::Error, "boom"), "<3>stateless: boom\n");
         assert_eq!(kmsg_line(Level::Info, "a\nb\u{1b}c"), "<6>stateless: a b c\n");
         assert_eq!(kmsg_line(Level::Debug, "x"), "<7>stateless: x\n");
+        assert_eq!(tagged_kmsg_line("stateless-nbd", Level::Warn, "a\rb"), "<4>stateless-nbd: a b\n");
     }
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::nfsroot::NfsMount;
 
-/// The root of initramfs mode: an NFS export's tree, or an image file on an export.
+/// The root of initramfs mode: an NFS export's tree, an image file on an export, or an image
+/// served by NBD.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RootSource {
     Tree(NfsMount),
@@ -15,6 +16,7 @@ pub enum RootSource {
         export: NfsMount,
         file: String,
     },
+    Nbd(super::nbdroot::NbdRoot),
 }
 
 /// The read-only filesystems an image root may be.
@@ -103,8 +105,9 @@ pub struct BootedImage {
     pub target: Option<String>,
     pub format: ImageFormat,
     pub size: u64,
-    /// Its modification time, in seconds since the epoch.
-    pub mtime: i64,
+    /// Its modification time, in seconds since the epoch; none for an NBD root (the protocol
+    /// carries none).
+    pub mtime: Option<i64>,
     /// The sha256 its `.sha256` file beside it (the target's, for a symlink) names, when there
     /// is one: 64 hex digits, lower-case.
     pub sha256: Option<String>,

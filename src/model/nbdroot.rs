@@ -13,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::servers;
 use crate::model::text::quoted;
 
 /// NBD's port (IANA), used when the spec names an export.
@@ -33,6 +34,63 @@ pub struct NbdRoot {
     pub mount_options: Vec<String>,
     /// dracut's nbdopts (options for nbd-client), as given.
     pub client_options: Vec<String>,
+}
+
+impl NbdRoot {
+    /// The servers in the order the client with `mac` tries them ([`servers::order`], the
+    /// same weights as an NFS root's).
+    pub fn ordered_for(self, mac: Option<[u8; 6]>) -> NbdRoot {
+        let ips: Vec<Ipv4Addr> = self.servers.iter().map(|s| *s.ip()).collect();
+        let port = self.servers.first().map_or(DEFAULT_PORT, |s| s.port());
+        let servers = servers::order(&ips, mac).into_iter().map(|ip| SocketAddrV4::new(ip, port)).collect();
+        NbdRoot { servers, ..self }
+    }
+
+    /// `nbd://server:port/export` (the export escaped) for the report and the log.
+    pub fn source(&self, server: SocketAddrV4) -> String {
+        format!("nbd://{server}/{}", crate::model::text::escape(self.export.as_bytes()))
+    }
+
+    /// The options mount(2) gets: the rootflags but `ro` and `rw` (an image root is read-only).
+    pub fn mount_data(&self) -> String {
+        let kept: Vec<&str> =
+            self.mount_options.iter().map(String::as_str).filter(|o| !matches!(*o, "ro" | "rw")).collect();
+        kept.join(",")
+    }
+}
+
+impl std::fmt::Display for NbdRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let servers: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
+        let export = if self.export.is_empty() { "(the default export)" } else { &self.export };
+        write!(f, "nbd {} export {export}", servers.join(","))
+    }
+}
+
+/// An NBD root as the boot attached it (the report's `nbd_root`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attached {
+    /// The server the device reads from.
+    pub server: SocketAddrV4,
+    pub export: String,
+    /// `/dev/nbd<index>`.
+    pub index: u32,
+    /// The export's size, as its server gave it.
+    pub size: u64,
+    /// The servers tried before it and why each failed.
+    #[serde(default)]
+    pub failed: Vec<FailedNbd>,
+    /// The pid of the process that reconnects the device when its server goes
+    /// (`stateless nbd-supervise`), when it started.
+    #[serde(default)]
+    pub supervisor: Option<u32>,
+}
+
+/// A server given up on, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedNbd {
+    pub server: SocketAddrV4,
+    pub reason: String,
 }
 
 fn list(field: Option<&str>) -> Vec<String> {
@@ -60,6 +118,10 @@ pub fn parse(spec: &str) -> Result<NbdRoot, String> {
         (DEFAULT_PORT, target.to_string())
     };
     let mut addrs: Vec<SocketAddrV4> = Vec::new();
+    let named = servers.split(',').count();
+    if named > servers::MAX_SERVERS {
+        return Err(format!("nbd root {}: {named} servers (at most {})", quoted(spec), servers::MAX_SERVERS));
+    }
     for server in servers.split(',') {
         let addr = server.parse::<Ipv4Addr>().map_err(|_| {
             format!(
@@ -124,6 +186,20 @@ mod tests {
     }
 
     #[test]
+    fn ordered_as_nfs_servers_are_and_shown_escaped() {
+        let root = parse("nbd:10.0.0.1,10.0.0.2,10.0.0.3:ro\x1bt:squashfs:ro,noatime").unwrap();
+        let mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        let ips: Vec<Ipv4Addr> = root.servers.iter().map(|s| *s.ip()).collect();
+        let want: Vec<SocketAddrV4> =
+            servers::order(&ips, Some(mac)).into_iter().map(|ip| SocketAddrV4::new(ip, DEFAULT_PORT)).collect();
+        let ordered = root.clone().ordered_for(Some(mac));
+        assert_eq!(ordered.servers, want);
+        assert_eq!(root.clone().ordered_for(None).servers, root.servers);
+        assert_eq!(root.mount_data(), "noatime");
+        assert_eq!(root.source(root.servers[0]), "nbd://10.0.0.1:10809/ro\\x1bt");
+    }
+
+    #[test]
     fn server_lists() {
         assert_eq!(
             parse("nbd:10.0.0.1,10.0.0.2:root:squashfs"),
@@ -151,6 +227,9 @@ mod tests {
             let err = parse(spec).unwrap_err();
             assert!(err.contains(says), "{spec}: {err}");
         }
+        let seventeen: Vec<String> = (1..=17).map(|i| format!("10.0.0.{i}")).collect();
+        let err = parse(&format!("nbd:{}:root", seventeen.join(","))).unwrap_err();
+        assert!(err.ends_with("17 servers (at most 16)"), "{err}");
         let longest = "e".repeat(MAX_EXPORT_NAME);
         assert_eq!(parse(&format!("nbd:10.0.0.1:{longest}")).unwrap().export, longest);
         let err = parse(&format!("nbd:10.0.0.1:{longest}e")).unwrap_err();

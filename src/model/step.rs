@@ -154,6 +154,17 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         root_hash: Option<String>,
     },
+    /// Initramfs mode, an NBD root (`root=nbd:`): the image on the first server that answers
+    /// (in the client's order) attached as /dev/nbdN through the kernel's NBD netlink
+    /// interface, read-only, mounted read-only on /root as the filesystem its magic names;
+    /// through dm-verity with `root_hash` (`roothash=`). A process stays to reconnect the
+    /// device to the same or another server when the connection dies (`stateless
+    /// nbd-supervise`).
+    NbdRoot {
+        root: crate::model::nbdroot::NbdRoot,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root_hash: Option<String>,
+    },
     /// Initramfs mode: the early mounts moved into `new_root`, the initramfs emptied (never
     /// crossing into another mount), `new_root` moved onto / and chrooted into; from here on
     /// the boot is that of on-root mode.
@@ -192,7 +203,9 @@ impl Step {
             Step::Module { .. } | Step::Coldplug { pass: Pass::Early, .. } => Phase::Hardware,
             Step::Coldplug { pass: Pass::Late, .. } | Step::Swap { .. } => Phase::Devices,
             Step::Dhcp { .. } | Step::Address { .. } | Step::Hostname { .. } => Phase::Network,
-            Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::SwitchRoot { .. } => Phase::Root,
+            Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::NbdRoot { .. } | Step::SwitchRoot { .. } => {
+                Phase::Root
+            }
             Step::Scratch { .. } | Step::WritableDir { .. } => Phase::WritableDirs,
             Step::Layer { .. } | Step::Overlay { .. } | Step::UnmountExport => Phase::Layers,
             Step::HostFiles { .. } | Step::NetworkFiles { .. } => Phase::HostFiles,
@@ -213,6 +226,7 @@ impl Step {
                 | Step::Address { .. }
                 | Step::NfsRoot { .. }
                 | Step::ImageRoot { .. }
+                | Step::NbdRoot { .. }
                 | Step::SwitchRoot { .. }
                 | Step::WritableDir { .. }
                 | Step::Overlay { .. }
@@ -247,6 +261,7 @@ impl Step {
             // One the command line got wrong fails as at boot.
             Step::NfsRoot { root: Ok(mount) } => format!("would mount {mount}"),
             Step::ImageRoot { export, file, .. } => format!("would mount {file} on {export}"),
+            Step::NbdRoot { root, .. } => format!("would attach {root}"),
             Step::UnmountExport => "no image export is mounted".into(),
             Step::SwitchRoot { .. } => return Some("not PID 1".into()),
             Step::Scratch { .. } => "no disk is mounted".into(),
@@ -317,6 +332,13 @@ impl fmt::Display for Unescaped<'_> {
             Step::ImageRoot { export, file, ram, root_hash } => {
                 write!(f, "image root {} on {export} on /root", escape(file.as_bytes()))?;
                 f.write_str(if *ram { ", copied into memory first" } else { "" })?;
+                match root_hash {
+                    Some(hash) => write!(f, ", through dm-verity with the root hash {hash}"),
+                    None => Ok(()),
+                }
+            }
+            Step::NbdRoot { root, root_hash } => {
+                write!(f, "{root} on /dev/nbdN on /root")?;
                 match root_hash {
                     Some(hash) => write!(f, ", through dm-verity with the root hash {hash}"),
                     None => Ok(()),

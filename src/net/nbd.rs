@@ -28,6 +28,9 @@ pub mod genl;
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::net::{SocketAddrV4, TcpStream};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use crate::model::nbdroot::MAX_EXPORT_NAME;
 use crate::model::text::quoted;
@@ -411,6 +414,28 @@ pub fn handshake<S: Read + Write>(stream: &mut S, name: &str) -> Result<Export, 
             Next::Done(export) => return Ok(export),
         }
     }
+}
+
+/// A connection to the NBD server `server` at the transmission phase of `export`, as the
+/// kernel wants it, within `bound` (to connect, then each read and write of the handshake; no
+/// timeouts after: the kernel has its own): TCP_NODELAY, keepalive after 10 s idle, every 5 s,
+/// 3 probes (a server gone without a FIN is found out in about 25 s). The socket, and what the
+/// handshake said of the export (the caller judges it).
+pub fn connect(server: SocketAddrV4, export: &str, bound: Duration) -> io::Result<(OwnedFd, Export)> {
+    use rustix::net::sockopt;
+    let bound = bound.max(Duration::from_millis(1));
+    let mut stream = TcpStream::connect_timeout(&server.into(), bound)?;
+    stream.set_nodelay(true)?;
+    sockopt::set_socket_keepalive(&stream, true)?;
+    sockopt::set_tcp_keepidle(&stream, Duration::from_secs(10))?;
+    sockopt::set_tcp_keepintvl(&stream, Duration::from_secs(5))?;
+    sockopt::set_tcp_keepcnt(&stream, 3)?;
+    stream.set_read_timeout(Some(bound))?;
+    stream.set_write_timeout(Some(bound))?;
+    let export = handshake(&mut stream, export).map_err(|e| io::Error::other(e.to_string()))?;
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(None)?;
+    Ok((stream.into(), export))
 }
 
 #[cfg(test)]

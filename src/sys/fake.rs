@@ -54,6 +54,12 @@ pub enum Call {
     DeviceMapper(String, u64, String, String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
+    /// [`Sys::nbd_connect`]: the server and export.
+    NbdConnect(std::net::SocketAddrV4, String),
+    /// [`Sys::nbd_attach`]: the export's size, block size and backend identifier.
+    NbdAttach(u64, u64, String),
+    /// [`Sys::spawn_self`]'s argv.
+    Spawn(Vec<OsString>),
     Exec(PathBuf, Vec<OsString>),
     Shell(PathBuf),
     Sleep(Duration),
@@ -271,6 +277,36 @@ impl Sys for Fake {
     /// `proc["kmsg"]`'s lines.
     fn kernel_log(&self) -> io::Result<Vec<String>> {
         Ok(self.proc.get("kmsg").map(|t| t.lines().map(str::to_owned).collect()).unwrap_or_default())
+    }
+
+    /// A connection to /dev/null; the export read-only, `proc["nbd-size"]` bytes (1 MiB
+    /// without), or writable when `proc["nbd-writable"]` is set (refused, as the real one does).
+    fn nbd_connect(
+        &self,
+        server: std::net::SocketAddrV4,
+        export: &str,
+        _bound: Duration,
+    ) -> io::Result<(std::os::fd::OwnedFd, crate::net::nbd::Export)> {
+        use crate::net::nbd::{Export, FLAG_HAS_FLAGS, FLAG_READ_ONLY};
+        self.record(Call::NbdConnect(server, export.into()))?;
+        if self.proc.contains_key("nbd-writable") {
+            return Err(io::Error::other(format!("nbd export of {server}: writable")));
+        }
+        let size = self.proc.get("nbd-size").and_then(|s| s.parse().ok()).unwrap_or(1 << 20);
+        let export = Export { size, flags: FLAG_HAS_FLAGS | FLAG_READ_ONLY, block_sizes: None };
+        Ok((std::fs::File::open("/dev/null")?.into(), export))
+    }
+
+    /// Device 0.
+    fn nbd_attach(&self, c: &crate::net::nbd::genl::NbdConnect) -> io::Result<u32> {
+        self.record(Call::NbdAttach(c.size, c.block_size, c.backend.clone()))?;
+        Ok(0)
+    }
+
+    /// Pid 4242.
+    fn spawn_self(&self, argv: &[OsString]) -> io::Result<u32> {
+        self.record(Call::Spawn(argv.to_vec()))?;
+        Ok(4242)
     }
 
     /// A real memfd, unless `fail` says otherwise.

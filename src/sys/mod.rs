@@ -21,7 +21,7 @@ pub use unsafe_ops::btrfs_subvolume_writable;
 
 use std::ffi::OsString;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::Duration;
@@ -35,7 +35,7 @@ use crate::net::dhcp::client::Transport;
 
 #[cfg(test)]
 pub use fake::{Call, Fake};
-pub use real::Real;
+pub use real::{spawn, Real};
 
 /// The most messages [`Sys::kernel_log`] reads.
 pub const KERNEL_LOG_MAX: usize = 8192;
@@ -129,6 +129,21 @@ pub trait Sys: Send + Sync {
     /// The kernel's log as it holds it now (/dev/kmsg, read without waiting): its messages, the
     /// oldest first, at most [`KERNEL_LOG_MAX`].
     fn kernel_log(&self) -> io::Result<Vec<String>>;
+    /// A connection to the NBD server `server`, its handshake for `export` done within `bound`
+    /// ([`crate::net::nbd::connect`]; a writable export is refused): the socket and the export.
+    fn nbd_connect(
+        &self,
+        server: SocketAddrV4,
+        export: &str,
+        bound: Duration,
+    ) -> io::Result<(std::os::fd::OwnedFd, crate::net::nbd::Export)>;
+    /// The kernel's NBD_CMD_CONNECT for `connect` (the nbd netlink family looked up first): the
+    /// device's index, /dev/nbd<index>.
+    fn nbd_attach(&self, connect: &crate::net::nbd::genl::NbdConnect) -> io::Result<u32>;
+    /// This program started again (/proc/self/exe) as a process of its own, with `argv`
+    /// (argv[0] first), its stdin, stdout and stderr /dev/null; it inherits the descriptors
+    /// without CLOEXEC. Its pid.
+    fn spawn_self(&self, argv: &[OsString]) -> io::Result<u32>;
     /// execve: returns only on failure.
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error;
     /// Runs an interactive shell on the console and waits for it.

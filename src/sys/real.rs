@@ -182,6 +182,24 @@ impl Sys for Real {
         read_from_start(file, buf)
     }
 
+    fn nbd_connect(
+        &self,
+        server: std::net::SocketAddrV4,
+        export: &str,
+        bound: Duration,
+    ) -> io::Result<(std::os::fd::OwnedFd, crate::net::nbd::Export)> {
+        crate::net::nbd::connect(server, export, bound)
+    }
+
+    fn nbd_attach(&self, connect: &crate::net::nbd::genl::NbdConnect) -> io::Result<u32> {
+        let family = crate::net::nbd::genl::resolve()?;
+        crate::net::nbd::genl::connect(family.id, connect)
+    }
+
+    fn spawn_self(&self, argv: &[OsString]) -> io::Result<u32> {
+        spawn(Path::new("/proc/self/exe"), argv)
+    }
+
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {
         let mut command = Command::new(path);
         if let Some((arg0, rest)) = argv.split_first() {
@@ -287,6 +305,18 @@ pub(super) fn read_from_start(file: BorrowedFd<'_>, buf: &mut [u8]) -> io::Resul
 
 /// finit_module's flags for a module file: a compressed one (`.ko.xz`, `.ko.zst`, `.ko.gz`) the
 /// kernel is asked to decompress itself (`MODULE_INIT_COMPRESSED_FILE`, Linux 6.4+).
+/// `program` started as a process of its own with `argv` (argv[0] first), its stdin, stdout and
+/// stderr /dev/null; it inherits the descriptors without CLOEXEC. Its pid, never waited for
+/// here (after the switch, init reaps it).
+pub fn spawn(program: &Path, argv: &[OsString]) -> io::Result<u32> {
+    let mut command = Command::new(program);
+    if let Some((arg0, rest)) = argv.split_first() {
+        command.arg0(arg0).args(rest);
+    }
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    Ok(command.spawn()?.id())
+}
+
 fn init_flags(path: &Path) -> i32 {
     const MODULE_INIT_COMPRESSED_FILE: i32 = 4;
     if path.extension().is_some_and(|e| e == "ko") {

@@ -197,3 +197,49 @@ pub fn dm_ioctl(control: std::os::fd::BorrowedFd<'_>, request: u32, buf: &mut [u
         _ => Err(std::io::Error::last_os_error()),
     }
 }
+
+/// Takes ownership of `fd`, a descriptor this process inherited across exec (`stateless
+/// nbd-supervise`'s socket and kmsg, [`crate::boot::supervise`]): it must be open (checked
+/// here, EBADF otherwise) and owned by nothing else in the process. The caller adopts each
+/// number once, at the start, before anything else could own it.
+///
+/// # Errors
+/// EBADF: `fd` is negative or not open.
+pub fn adopt_fd(fd: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD reads a descriptor's flags and touches no memory of ours.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EBADF));
+    }
+    // SAFETY: `fd` is open (checked above) and, as the caller adopts each inherited number once
+    // at its start, nothing else in this process owns it: the OwnedFd is its one owner.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the descriptor number `fd` is open without FD_CLOEXEC, so a child exec'd now
+/// inherits it.
+///
+/// # Errors
+/// EBADF: `fd` is not open.
+pub fn fd_inheritable(fd: i32) -> std::io::Result<bool> {
+    // SAFETY: F_GETFD reads a descriptor's flags and touches no memory of ours; any number is
+    // safe to ask about (a closed one is EBADF).
+    match unsafe { libc::fcntl(fd, libc::F_GETFD) } {
+        flags if flags < 0 => Err(std::io::Error::last_os_error()),
+        flags => Ok(flags & libc::FD_CLOEXEC == 0),
+    }
+}
+
+/// Ignores the signals `signals` (SIG_IGN: also across exec), which rustix cannot set safely.
+///
+/// # Errors
+/// The first signal(2) that fails (EINVAL: not a signal, or SIGKILL/SIGSTOP).
+pub fn ignore_signals(signals: &[i32]) -> std::io::Result<()> {
+    for &signal in signals {
+        // SAFETY: SIG_IGN installs no handler: no code of ours runs on the signal.
+        if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -5,7 +5,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -479,12 +479,26 @@ fn fd_path(file: &std::fs::File) -> String {
 /// what --force replaces is an earlier build's file, never a dir, symlink, device or fifo.
 /// `why` says why an existing file is kept without it.
 pub(super) fn absent(path: &Path, force: bool, why: &str) -> Result<(), String> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if !meta.is_file() => Err(format!(
+    kept(path, std::fs::symlink_metadata(path).ok().map(|meta| meta.is_file()), force, why)
+}
+
+/// [`absent`] for the file `path` names in the dir `dir` already open (its last component;
+/// all of it is what messages show): never by its path, whose dirs may be swapped meanwhile.
+pub(super) fn absent_in(dir: BorrowedFd<'_>, path: &Path, force: bool, why: &str) -> Result<(), String> {
+    let name = path.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(path)))?;
+    let found = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+    let regular = found.map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile);
+    kept(path, regular, force, why)
+}
+
+/// Why the entry at `path` (`found`: none, or whether it is a regular file) is kept.
+fn kept(path: &Path, found: Option<bool>, force: bool, why: &str) -> Result<(), String> {
+    match found {
+        Some(false) => Err(format!(
             "{}: exists and is not a regular file: refused, even with --force (it replaces a file an earlier build wrote)",
             escape_path(path)
         )),
-        Ok(_) if !force => Err(format!("{}: exists: refused ({why}, or --force to replace it)", escape_path(path))),
+        Some(true) if !force => Err(format!("{}: exists: refused ({why}, or --force to replace it)", escape_path(path))),
         _ => Ok(()),
     }
 }
@@ -815,18 +829,51 @@ fn open_image(image: &Path) -> Result<(std::fs::File, Format), String> {
 
 /// Writes a signed statement and then its signature (`replace`: over earlier ones, else
 /// both new). A signature that cannot be written takes a new statement with it: none stays
-/// unsigned. One that was there stays (signing again writes the same text for the same
-/// content), beside the signature that was there.
-pub(super) fn write_signed(
+/// unsigned. One that was there is put back as it was, beside the signature that was there:
+/// none stays beside another statement's signature (a layer changed since, signed again).
+pub(super) fn write_signed(files: [(&Path, &[u8]); 2], replace: bool) -> Result<(), String> {
+    let parent = super::parent_of(files[0].0);
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let dir = rustix::fs::open(parent, flags, Mode::empty()).map_err(|e| format!("{}: {e}", escape_path(parent)))?;
+    write_signed_in(dir.as_fd(), files, replace)
+}
+
+/// [`write_signed`] into the dir `dir` already open, both paths naming their files there
+/// (their last components; all of them is what messages show).
+pub(super) fn write_signed_in(
+    dir: BorrowedFd<'_>,
     [(statement, text), (signature, sig)]: [(&Path, &[u8]); 2],
     replace: bool,
 ) -> Result<(), String> {
-    let had = std::fs::symlink_metadata(statement).is_ok();
-    super::write_file(statement, replace, |mut out| out.write_all(text).map_err(|e| e.to_string()))?;
-    if let Err(e) = super::write_file(signature, replace, |mut out| out.write_all(sig).map_err(|e| e.to_string())) {
-        let removed = !had && std::fs::remove_file(statement).is_ok();
-        return Err(if removed { format!("{e}: {} removed", escape_path(statement)) } else { e });
+    let name = statement.file_name().ok_or_else(|| format!("{}: not a file name", escape_path(statement)))?;
+    let had = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok();
+    // A statement replaced is kept (a second link) until its new signature is written too, to
+    // be put back if that fails: never a new statement beside the old one's signature.
+    let link = |temp: &OsStr| rustix::fs::linkat(dir, name, dir, temp, AtFlags::empty());
+    let kept = (replace && had).then(|| crate::fs::root::create_beside(link).ok()).flatten().map(|((), temp)| temp);
+    let drop_kept = || {
+        if let Some(temp) = &kept {
+            let _ = rustix::fs::unlinkat(dir, temp.as_str(), AtFlags::empty());
+        }
+    };
+    let write = |path, bytes: &[u8]| {
+        super::write_file_in(dir, path, replace, |mut out| out.write_all(bytes).map_err(|e| e.to_string()))
+    };
+    if let Err(e) = write(statement, text) {
+        drop_kept();
+        return Err(e);
     }
+    if let Err(e) = write(signature, sig) {
+        let shown = escape_path(statement);
+        if let Some(temp) = &kept {
+            let back = rustix::fs::renameat(dir, temp.as_str(), dir, name);
+            drop_kept();
+            return Err(if back.is_ok() { format!("{e}: {shown} put back as it was") } else { e });
+        }
+        let removed = !had && rustix::fs::unlinkat(dir, name, AtFlags::empty()).is_ok();
+        return Err(if removed { format!("{e}: {shown} removed") } else { e });
+    }
+    drop_kept();
     Ok(())
 }
 
@@ -1044,6 +1091,25 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_replaced_is_put_back_when_its_signature_cannot_be() {
+        let tmp = crate::fs::Tmp::new("write-signed");
+        let (statement, signature) = (tmp.0.join("x.manifest"), tmp.0.join("x.manifest.sig"));
+        std::fs::write(&statement, "old\n").unwrap();
+        std::fs::create_dir(&signature).unwrap(); // no file replaces a dir
+        let dir = rustix::fs::open(&tmp.0, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap();
+        let e = write_signed_in(dir.as_fd(), [(&statement, b"new\n"), (&signature, b"sig\n")], true).unwrap_err();
+        assert!(e.ends_with("x.manifest put back as it was"), "{e}");
+        assert_eq!(std::fs::read_to_string(&statement).unwrap(), "old\n");
+        assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 2, "nothing left beside");
+        // Written in full: the new statement and its signature, nothing beside.
+        std::fs::remove_dir(&signature).unwrap();
+        write_signed_in(dir.as_fd(), [(&statement, b"new\n"), (&signature, b"sig\n")], true).unwrap();
+        assert_eq!(std::fs::read_to_string(&statement).unwrap(), "new\n");
+        assert_eq!(std::fs::read_to_string(&signature).unwrap(), "sig\n");
+        assert_eq!(std::fs::read_dir(&tmp.0).unwrap().count(), 2, "nothing left beside");
+    }
 
     #[test]
     fn compressors_are_read_from_each_tools_help() {

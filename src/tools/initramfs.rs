@@ -57,8 +57,8 @@ shows keys) and key id.
 /// Modules every image has, when the kernel has them as modules: the NFS clients, overlayfs,
 /// the packet socket the DHCP client sends from, and what an image-file root is mounted with
 /// (a loop device, squashfs, EROFS, dm-verity; their decompressors and dm-verity's
-/// dependencies come with them or are built in).
-const ALWAYS: [&str; 8] = ["nfsv3", "nfsv4", "overlay", "af_packet", "loop", "squashfs", "erofs", "dm-verity"];
+/// dependencies come with them or are built in), and nbd for an NBD root.
+const ALWAYS: [&str; 9] = ["nfsv3", "nfsv4", "overlay", "af_packet", "loop", "squashfs", "erofs", "dm-verity", "nbd"];
 
 /// Where a kernel tree keeps NIC drivers: Ethernet, USB NICs, hypervisors' NICs.
 const NIC_DIRS: [&str; 5] = [
@@ -325,7 +325,11 @@ fn trusted(files: &[PathBuf]) -> Result<Vec<TrustedKey>, String> {
         }
         keys.push((key, path));
     }
-    Ok(keys.into_iter().map(|(key, _)| key).collect())
+    let keys: Vec<TrustedKey> = keys.into_iter().map(|(key, _)| key).collect();
+    // A file the boot would not read (more keys than it reads) would refuse every signed image.
+    sign::trusted_keys(sign::trusted_keys_file(&keys).as_bytes())
+        .map_err(|e| format!("--trust: a trusted keys file every client would refuse ({e}): give fewer keys"))?;
+    Ok(keys)
 }
 
 /// The image is written outside the trees it is read from: `-o` in the module dir would replace
@@ -571,6 +575,29 @@ mod tests {
         let keep: BTreeSet<String> = ["kernel/a.ko".to_string()].into();
         let dep = b"kernel/a.ko: kernel/b.ko\nkernel/c.ko:\n";
         assert_eq!(cut(dep, |l| l.split_once(':').map(|(p, _)| p.to_string()), &keep), b"kernel/a.ko: kernel/b.ko\n");
+    }
+
+    /// More keys than a client reads (or a file larger than it reads) are refused: the
+    /// initramfs would refuse every signed image.
+    #[test]
+    fn trusted_keys_every_client_would_refuse_are_refused() {
+        let tmp = crate::fs::Tmp::new("initramfs-keys");
+        let files: Vec<PathBuf> = (0..=256u32)
+            .map(|n| {
+                let seed: [u8; 32] = std::array::from_fn(|i| n.to_le_bytes().get(i).copied().unwrap_or(7));
+                let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+                let spki =
+                    [&[0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00][..], &public].concat();
+                let path = tmp.0.join(format!("{n}.pub"));
+                let pem = format!("-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n", sign::base64(&spki));
+                std::fs::write(&path, pem).unwrap();
+                path
+            })
+            .collect();
+        let keys = trusted(&files[..256]).unwrap();
+        assert_eq!(sign::trusted_keys(sign::trusted_keys_file(&keys).as_bytes()).unwrap(), keys);
+        let e = trusted(&files).err().unwrap_or_default();
+        assert!(e.contains("every client would refuse") && e.contains("more than 256 keys"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! layer tree ([`crate::model::manifest`]), which a client that trusts the key checks each
 //! layer against as it copies it.
 
+use std::collections::btree_map::{BTreeMap, Entry};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode, OFlags};
 
-use super::image::{absent, secret_key, write_signed};
+use super::image::{absent_in, secret_key, write_signed_in};
 use super::quote;
 use crate::fs::layers;
 use crate::fs::manifest::{self, SIGNATURE_SUFFIX, SUFFIX};
@@ -26,7 +27,8 @@ type, mode, owner, size and SHA-256 of a file, target of a symlink), and its ed2
 by KEY, LAYER.manifest.sig, in signify's format. KEY as image sign reads it. stateless check
 holds the layers to their manifests when it trusts the key. A manifest's SHA-256 is its layer's
 identity: the same identity, the same files. Existing manifests are kept: --force replaces them.
-Nothing is written when a layer cannot be read in full.
+Nothing is written when a layer cannot be read in full, or its manifest is one clients refuse
+(a path longer than 4096 bytes, more than 16 MiB).
 ";
 
 /// Why a manifest is not replaced without --force.
@@ -51,7 +53,7 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Sign>, String> {
             flag if flag.starts_with('-') => return Err(format!("unknown argument {}", quote(&arg))),
             _ if root.is_none() => root = Some(PathBuf::from(arg)),
             name => match name.trim_end_matches('/') {
-                layer if layer_name_ok(layer) => named.push(layer.to_owned()),
+                layer if layer_name_ok(layer) && a_layer(layer) => named.push(layer.to_owned()),
                 _ => return Err(format!("{}: not a layer name (base, hosts/lab3-12, ...)", quote(&arg))),
             },
         }
@@ -59,6 +61,16 @@ fn parse(args: impl Iterator<Item = OsString>) -> Result<Option<Sign>, String> {
     let root = root.ok_or_else(|| format!("sign needs the layer root\n{USAGE}"))?;
     let key = key.ok_or("sign needs --key KEY")?;
     Ok(Some(Sign { root, key, force, named }))
+}
+
+/// Whether `name` names a layer a client applies, as [`discover`] finds them: `base`, or one
+/// dir of `networks/`, `labs/` or `hosts/` (never a category, never a dir inside a layer, whose
+/// manifest would be written into the layer).
+fn a_layer(name: &str) -> bool {
+    match name.split_once('/') {
+        None => name == "base",
+        Some((category, rest)) => ["networks", "labs", "hosts"].contains(&category) && !rest.contains('/'),
+    }
 }
 
 /// `stateless layers ...`.
@@ -116,9 +128,29 @@ fn sign_layers(args: &Sign) -> Result<i32, String> {
         return Err(format!("{shown}: no layer dirs (base, networks/*, labs/*, hosts/*): nothing signed"));
     }
     let beside = |name: &str, suffix: &str| args.root.join(format!("{name}{suffix}"));
+    // The dir each manifest goes in (one fd a category, however many layers), opened beneath
+    // the root as a client reads it, once: never again by its path, whose category dir (hosts/)
+    // a symlink swapped in meanwhile would lead out of the root.
+    let parent_of = |name: &str| name.rsplit_once('/').map_or(".", |(category, _)| category).to_owned();
+    let (mut parents, mut files) = (BTreeMap::new(), BTreeMap::new());
     for name in &names {
-        absent(&beside(name, SUFFIX), args.force, KEPT)?;
-        absent(&beside(name, SIGNATURE_SUFFIX), args.force, KEPT)?;
+        let dir = match parents.entry(parent_of(name)) {
+            Entry::Occupied(dir) => dir.into_mut(),
+            Entry::Vacant(slot) => {
+                let opened = layers::open_layer(root.as_fd(), slot.key())?;
+                let dir = opened.ok_or_else(|| format!("{}: no such dir", slot.key()))?;
+                slot.insert(dir)
+            }
+        };
+        absent_in(dir.as_fd(), &beside(name, SUFFIX), args.force, KEPT)?;
+        absent_in(dir.as_fd(), &beside(name, SIGNATURE_SUFFIX), args.force, KEPT)?;
+        // Two layers whose manifests are one file (labs/ a symlink to hosts/): each would be
+        // written over the other's, and one layer never applied.
+        let at = rustix::fs::fstat(&*dir).map_err(|e| format!("{name}: {e}"))?;
+        let leaf = name.rsplit('/').next().unwrap_or(name);
+        if let Some(other) = files.insert((at.st_dev, at.st_ino, leaf), name) {
+            return Err(format!("{other} and {name}: their manifests would be one file: nothing signed"));
+        }
     }
     let key = secret_key(&args.key)?;
     // Every layer read in full before anything is written.
@@ -127,16 +159,21 @@ fn sign_layers(args: &Sign) -> Result<i32, String> {
         let dir = layers::open_layer(root.as_fd(), name)?.ok_or_else(|| format!("{name}: no such layer dir"))?;
         let read = manifest::of_layer(dir.as_fd(), name)
             .map_err(|errors| format!("{name}: cannot be read in full, nothing signed:\n  {}", errors.join("\n  ")))?;
-        manifests.push(read);
+        // What a client would refuse to read (a path longer than PATH_MAX, more than
+        // MANIFEST_MAX bytes) is never signed: the layer would be signed and never applied.
+        let text = read.text().into_bytes();
+        Manifest::parse(&text)
+            .map_err(|e| format!("{name}: its manifest would be refused by every client ({e}): nothing signed"))?;
+        manifests.push((read, text));
     }
     let mut out = String::new();
-    for manifest in &manifests {
-        let text = manifest.text().into_bytes();
-        let signature = sign::sign(&key, &text);
+    for (manifest, text) in &manifests {
+        let dir = parents.get(&parent_of(&manifest.layer)).ok_or("a category dir not opened")?;
+        let signature = sign::sign(&key, text);
         let (statement, sig) = (beside(&manifest.layer, SUFFIX), beside(&manifest.layer, SIGNATURE_SUFFIX));
-        write_signed([(&statement, &text), (&sig, &signature)], args.force)?;
+        write_signed_in(dir.as_fd(), [(&statement, text), (&sig, &signature)], args.force)?;
         let count = manifest.entries.len();
-        out += &format!("{}: {count} entries, identity {}\n", manifest.layer, Manifest::identity(&text));
+        out += &format!("{}: {count} entries, identity {}\n", manifest.layer, Manifest::identity(text));
     }
     let public = key.public();
     out += &format!("signed by key {} (id {})\n", public.fingerprint(), crate::model::text::hex(&public.id));

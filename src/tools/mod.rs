@@ -55,6 +55,7 @@ usage: stateless plan  --root DIR [OPTIONS]   print the boot plan for the image 
                                               an image file of a root tree, and serving it (--help)
        stateless layers sign ROOT --key KEY [--force] [LAYER]...
                                               a signed manifest beside each layer (--help)
+       stateless nbd-supervise ...            started by the boot for an NBD root; not for admins
        stateless --help | --version
 
 As PID 1 (init=/boot/stateless) it boots the diskless client instead.
@@ -322,6 +323,7 @@ pub fn main(args: impl Iterator<Item = OsString>) -> i32 {
         "initramfs" => initramfs::command(args),
         "image" => image::command(args),
         "layers" => layers::command(args),
+        "nbd-supervise" => return crate::boot::supervise::command(args),
         "--help" | "-h" | "help" => emit(USAGE).map(|()| 0),
         "--version" | "-V" => emit(&format!("stateless {}\n", env!("CARGO_PKG_VERSION"))).map(|()| 0),
         _ => Err(format!("not PID 1, so a command is needed\n{USAGE}")),

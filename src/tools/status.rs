@@ -145,7 +145,10 @@ impl Summary {
     pub fn of(report: &Report) -> Summary {
         let e = |text: &str| escape(text.as_bytes());
         let initramfs = report.steps.iter().any(|o| matches!(o.step, Step::SwitchRoot { .. }));
-        let root = report.steps.iter().find(|o| matches!(o.step, Step::NfsRoot { .. } | Step::ImageRoot { .. }));
+        let root = report
+            .steps
+            .iter()
+            .find(|o| matches!(o.step, Step::NfsRoot { .. } | Step::ImageRoot { .. } | Step::NbdRoot { .. }));
         let root = root.map(|o| e(&o.detail));
         let lease = report.dhcp.as_ref().map(|d| {
             let server = d.lease.server.map_or("an unnamed server".to_string(), |s| s.to_string());
@@ -175,6 +178,13 @@ impl Summary {
             let failed = root.failed.iter();
             warnings.extend(failed.map(|f| format!("nfs root: server {} failed: {}", f.server, e(&f.reason))));
         }
+        if let Some(root) = &report.nbd_root {
+            let failed = root.failed.iter();
+            warnings.extend(failed.map(|f| format!("nbd root: server {} failed: {}", f.server, e(&f.reason))));
+            if root.supervisor.is_none() {
+                warnings.push("nbd root: no supervisor: the root does not survive its server".into());
+            }
+        }
         warnings.extend(report.hostname_rejected.iter().map(|r| format!("host name: {}", e(r))));
         if let Some(d) = &report.dhcp {
             warnings.extend(d.lease.rejected.iter().map(|r| format!("dhcp: {}", e(r))));
@@ -197,7 +207,8 @@ impl Summary {
                     format!(", dm-verity {} on {}, root hash {}", e(&v.trusted), e(&v.device), e(&v.root_hash))
                 });
                 let (source, format) = (e(&i.source), i.format);
-                format!("{source}{target} ({format}, {} bytes, mtime {}{sum}{held}{verity})", i.size, i.mtime)
+                let mtime = i.mtime.map(|m| format!(", mtime {m}")).unwrap_or_default();
+                format!("{source}{target} ({format}, {} bytes{mtime}{sum}{held}{verity})", i.size)
             }),
             dirs: report.dirs.iter().map(|d| format!("{} {}", e(&d.dir), spelled(&d.mode))).collect(),
             layers: report
@@ -438,6 +449,22 @@ mod tests {
         let text = human(&Summary::of(&report));
         assert!(text.contains("nfs root: NFSv4.2 dropped: read /root/sbin/init: input/output error"), "{text}");
         assert!(text.contains("nfs root: server 10.0.2.3 failed: mount: connection refused\\x1b[2J"), "{text}");
+        // An NBD root's failed servers, and a missing supervisor.
+        let failed = vec![crate::model::nbdroot::FailedNbd {
+            server: "10.0.2.7:10809".parse().unwrap(),
+            reason: "connection refused\x1b[2J".into(),
+        }];
+        let nbd = crate::model::nbdroot::Attached {
+            server: "10.0.2.2:10809".parse().unwrap(),
+            export: "root".into(),
+            index: 0,
+            size: 4096,
+            failed,
+            supervisor: None,
+        };
+        let text = human(&Summary::of(&Report { nbd_root: Some(nbd), ..report.clone() }));
+        assert!(text.contains("nbd root: server 10.0.2.7:10809 failed: connection refused\\x1b[2J"), "{text}");
+        assert!(text.contains("nbd root: no supervisor: the root does not survive its server"), "{text}");
         // An image root: which image, its hostile link text escaped.
         use crate::model::image::{BootedImage, Verified};
         let image = BootedImage {
@@ -445,7 +472,7 @@ mod tests {
             target: Some("x\x1b[2J.sqfs".into()),
             format: crate::model::image::ImageFormat::Squashfs,
             size: 4096,
-            mtime: 1_765_000_000,
+            mtime: Some(1_765_000_000),
             sha256: None,
             in_memory: false,
             verity: None,

@@ -155,7 +155,7 @@ impl Executor<'_> {
         let ImageNames { named, target, sha256 } = image_names(&on_export, file);
         // Trusted or refused before a byte is copied or a device made.
         let candidate =
-            OpenImage { fd: fd.as_fd(), size, format, head: &head, export: &on_export, named: &named, path: &path };
+            OpenImage { fd: fd.as_fd(), size, format, head: &head, beside: Some((&on_export, &named)), path: &path };
         let trusted = self.image_trust(&candidate, root_hash)?;
         if trusted.is_some() {
             self.load_verity()?;
@@ -171,7 +171,7 @@ impl Executor<'_> {
             target,
             format,
             size,
-            mtime: st.st_mtime,
+            mtime: Some(st.st_mtime),
             sha256,
             in_memory: ram,
             verity: None,

@@ -1641,6 +1641,8 @@ fn the_report_reads_back() {
     let read: crate::boot::report::Report = serde_json::from_value(older).unwrap();
     assert!(read.steps.iter().all(|o| o.own_ms == 0) && read.blocked.nfs_ms == 0);
 }
+/// The NBD root.
+mod nbd;
 /// Every mode planned and booted on the same facts: the same steps.
 mod plan_equals_boot;
 

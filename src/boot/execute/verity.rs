@@ -33,9 +33,8 @@ pub(super) struct OpenImage<'a> {
     /// Its first bytes, as read ([`ImageFormat::HEAD`]).
     pub head: &'a [u8],
     /// The export, and the file's path on it (where a symlink led): its statement and
-    /// signature lie beside it.
-    pub export: &'a ImageRoot,
-    pub named: &'a Path,
+    /// signature lie beside it. None for an NBD root: nothing lies beside it.
+    pub beside: Option<(&'a ImageRoot, &'a Path)>,
     /// The file's path here, for messages.
     pub path: &'a Path,
 }
@@ -132,10 +131,13 @@ impl Executor<'_> {
             let message = format!("{why}: refused (the initramfs trusts {trusting}: a verified image only)");
             Failure::new(Op::Verify, Some(image.path), message)
         };
+        let Some((export, named)) = image.beside else {
+            return Err(refused("an NBD root has no signed statement beside it: give its roothash=".into()));
+        };
         let read = |suffix: &str, limit: usize| {
-            let name = beside(image.named, suffix);
-            let shown = escape_path(&image.export.host_path(&name));
-            match image.export.read_file(&name, limit as u64) {
+            let name = beside(named, suffix);
+            let shown = escape_path(&export.host_path(&name));
+            match export.read_file(&name, limit as u64) {
                 Ok(Some(bytes)) => Ok(bytes),
                 Ok(None) => Err(refused(format!("no {shown} beside it (stateless image build --verity --sign)"))),
                 Err(e) => Err(refused(format!("{shown}: {}", e.to_string().to_lowercase()))),

@@ -81,6 +81,15 @@ fn image_conf(image: &Image, _: &mut Fake) {
     std::fs::write(image.0.join("root/etc/stateless.conf"), "stateless.dirs=etc\n").unwrap();
 }
 
+/// [`image_conf`], and /dev/nbd0 holding a squashfs image's head, as an NBD server exports it.
+fn nbd_image(image: &Image, sys: &mut Fake) {
+    image_conf(image, sys);
+    std::fs::create_dir_all(image.0.join("dev")).unwrap();
+    let head: Vec<u8> = b"hsqs".iter().copied().chain(std::iter::repeat_n(0, 8188)).collect();
+    std::fs::write(image.0.join("dev/nbd0"), &head).unwrap();
+    sys.proc.insert("nbd-size".into(), head.len().to_string());
+}
+
 /// overlayfs not registered.
 fn no_overlayfs(_: &Image, sys: &mut Fake) {
     sys.proc.insert("filesystems".into(), "nodev\ttmpfs\n".into());
@@ -189,6 +198,15 @@ const ROWS: &[Row] = &[
         kernel: image_conf,
         facts: || leased(Exchange::Discover, true),
         shows: |p| p.iter().any(|s| matches!(s, Step::SwitchRoot { .. })),
+        differs: None,
+    },
+    Row {
+        mode: "initramfs: DHCP, an NBD root, the switch",
+        cmdline: "root=nbd:10.0.2.2:root",
+        initramfs: true,
+        kernel: nbd_image,
+        facts: || leased(Exchange::Discover, true),
+        shows: |p| p.iter().any(|s| matches!(s, Step::NbdRoot { .. })),
         differs: None,
     },
     Row {
