@@ -811,13 +811,15 @@ fn sign_image(image: &Path, key: &Path, extra: &[&str]) -> Output {
 }
 
 /// --verity --sign writes the params and their signature beside the image (signify-openbsd
-/// checks one made with a signify key); --sign alone, or with a key stateless does not read,
-/// writes nothing; image sign replaces a signature only with --force; publish copies both
-/// under the new name and refuses params of another image, or one file of the two alone.
+/// checks one made with a signify key) and inside it (veritysetup verify still passes);
+/// --sign alone, or with a key stateless does not read, writes nothing; image sign replaces a
+/// signature only with --force, and rewrites the image with it inside; publish copies both
+/// under the new name and refuses params of another image, beside it or inside, or one file
+/// of the two alone.
 #[test]
 #[ignore = "needs root: owners, device nodes; signify-openbsd (tests/run runs it)"]
 fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
-    use stateless::model::sign;
+    use stateless::model::{sign, verity};
     let (tmp, root) = temp_tree("image-sign");
     let found = Command::new("sh").arg("-c").arg("command -v signify-openbsd").output().unwrap();
     require(found.status.success(), "signify-openbsd (tests/run installs it)");
@@ -856,6 +858,20 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     assert!(checked.status.success() && String::from_utf8_lossy(&checked.stdout).contains("Signature Verified"));
     let signed = std::fs::read(&sig).unwrap();
     assert_eq!(sign::verify(std::slice::from_ref(&public), &text, &signed).unwrap(), &public);
+    // The same statement inside the image, after its superblock: .sha256 the whole file's, and
+    // veritysetup verify still passes (the block is not under the root hash).
+    let inside = |image: &Path| {
+        let bytes = std::fs::read(image).unwrap();
+        let at = verity::data_blocks_of(bytes.len() as u64).unwrap() as usize * 4096;
+        (verity::embedded(&bytes[at..at + 4096]), at as u64, bytes)
+    };
+    let (embedded, data, bytes) = inside(&image);
+    assert_eq!(embedded, Some((text.clone(), signed.clone())));
+    assert_eq!(common::read(&out.join("debian.sqfs.sha256")), format!("{}  debian.sqfs\n", sha(&bytes)));
+    let found = Command::new("sh").arg("-c").arg("command -v veritysetup").output().unwrap();
+    require(found.status.success(), "veritysetup (cryptsetup-bin; tests/run installs it)");
+    let checked = veritysetup_verify(&image, data, &hash);
+    assert!(checked.status.success(), "{checked:?}");
 
     // A second key: image sign replaces the signature only with --force; the params, the
     // image's, stay the same bytes.
@@ -863,6 +879,8 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     let said = refused(&sign_image(&image, &second, &[]));
     assert!(said.contains("debian.sqfs.verity-params: exists: refused"), "{said}");
     assert_eq!(std::fs::read(&sig).unwrap(), signed);
+    let linked = out.join("hardlink.sqfs");
+    std::fs::hard_link(&image, &linked).unwrap();
     let said = ok(&sign_image(&image, &second, &["--force"]));
     let rotated = sign::public_key(&std::fs::read(key("openssl2.pub.pem")).unwrap()).unwrap();
     assert!(said.contains(&format!("  verity root hash: {hash}\n")) && said.contains(&rotated.fingerprint()), "{said}");
@@ -870,6 +888,31 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     let resigned = std::fs::read(&sig).unwrap();
     assert!(sign::verify(std::slice::from_ref(&public), &text, &resigned).unwrap_err().contains("not trusted"));
     assert_eq!(sign::verify(std::slice::from_ref(&rotated), &text, &resigned).unwrap(), &rotated);
+    // Signed inside it again: the image rewritten (a new file: a hard link keeps the old), only
+    // that block changed, its .sha256 rewritten; veritysetup verify still passes.
+    let (embedded, _, now) = inside(&image);
+    assert_eq!(embedded, Some((text.clone(), resigned.clone())));
+    assert!(said.contains("  statement: written inside it (rewritten, a new file)"), "{said}");
+    assert_eq!(std::fs::read(&linked).unwrap(), bytes, "the old file, under its other name");
+    assert!(
+        now[..data as usize + 512] == bytes[..data as usize + 512]
+            && now[data as usize + 4096..] == bytes[data as usize + 4096..]
+    );
+    assert_eq!(common::read(&out.join("debian.sqfs.sha256")), format!("{}  debian.sqfs\n", sha(&now)));
+    let checked = veritysetup_verify(&image, data, &hash);
+    assert!(checked.status.success(), "{checked:?}");
+    std::fs::remove_file(&linked).unwrap();
+    // Again with the same key: the block is the same, the file left alone.
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&image).unwrap());
+    let said = ok(&sign_image(&image, &second, &["--force"]));
+    assert!(said.contains("  statement: already inside it, left as it was"), "{said}");
+    assert_eq!(std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&image).unwrap()), ino);
+    // A symlink is not replaced by a file: refused, nothing written.
+    let link = out.join("link.sqfs");
+    std::os::unix::fs::symlink("debian.sqfs", &link).unwrap();
+    assert!(refused(&sign_image(&link, &second, &["--force"])).contains("link.sqfs: not a regular file"));
+    assert!(!out.join("link.sqfs.verity-params").exists());
+    std::fs::remove_file(&link).unwrap();
     // A plain ed25519 signature, as OpenSSL makes and checks one with that key.
     let found = Command::new("sh").arg("-c").arg("command -v openssl").output().unwrap();
     require(found.status.success(), "openssl (the openssl package)");
@@ -892,6 +935,7 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     assert_eq!(std::fs::read(srv.join(format!("{name}.verity-params"))).unwrap(), text);
     assert_eq!(std::fs::read(srv.join(format!("{name}.verity-params.sig"))).unwrap(), resigned);
     assert!(said.contains(&format!("  signed: {name}.verity-params.sig ({name}.verity-params), by key id ")), "{said}");
+    assert!(said.contains("  signed inside it: by key id "), "{said}");
     assert_eq!(files(&srv).len(), 6, "the image, .sha256, .roothash, .verity-params, .sig, current");
 
     // Another image (xz: other data) with this one's params: refused; and one file alone.
@@ -908,6 +952,15 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     assert!(said.contains("go together: one without the other: nothing published"), "{said}");
     std::fs::rename(out.join("other.sqfs.verity-params.sig"), out.join("other.sqfs.verity-params")).unwrap();
     assert!(refused(&publish(&other, &srv)).contains("go together"));
+    // This one's statement inside the other: refused as beside it.
+    std::fs::remove_file(out.join("other.sqfs.verity-params")).unwrap();
+    let (_, at, mut bytes) = inside(&other);
+    let (at, from) = (at as usize, data as usize);
+    bytes[at + 512..at + 4096].copy_from_slice(&now[from + 512..from + 4096]);
+    std::fs::write(&other, &bytes).unwrap();
+    std::fs::remove_file(out.join("other.sqfs.sha256")).unwrap();
+    let said = refused(&publish(&other, &srv));
+    assert!(said.contains(&format!("other.sqfs: the statement signed inside it: the root hash {hash} and ")), "{said}");
     assert_eq!(files(&srv), before);
 
     // No tree, nothing to sign; a build without --sign that replaces the image takes the old
@@ -916,6 +969,13 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     ok(&build(&root, &plain, &[]));
     assert!(refused(&sign_image(&plain, &second, &[])).contains("plain.sqfs: carries no verity tree"));
     assert!(!out.join("plain.sqfs.verity-params").exists());
+    // Another key's statement inside it, none beside: replaced only with --force too.
+    std::fs::remove_file(&params).unwrap();
+    std::fs::remove_file(&sig).unwrap();
+    let said = refused(&sign_image(&image, &openssl, &[]));
+    assert!(said.contains("debian.sqfs: signed inside it already, by another key: refused"), "{said}");
+    assert!(!params.exists() && !sig.exists());
     ok(&build(&root, &image, &["--verity", "--force"]));
     assert!(!params.exists() && !sig.exists());
+    assert_eq!(inside(&image).0, None, "rebuilt without --sign: no statement inside");
 }

@@ -1684,6 +1684,53 @@ mod scenario {
         );
     }
 
+    /// Two NFS servers, the image copied into memory (`stateless.image.ram`): the server the
+    /// copy reads from is killed in the middle of it. Its reads get no data for 15 s, the
+    /// export is let go of, the other server's mounted in its place, and the copy goes on at
+    /// the offset reached; its sha256 is the `.sha256`'s, the layers come from the second
+    /// server, the client boots to systemd, and the report names the first as failed and why.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_squashfs_root_in_memory_resumed() {
+        let scenario = "trixie_initramfs_squashfs_root_in_memory_resumed";
+        let args = [
+            "--stock",
+            "--image-root",
+            "squashfs",
+            "--nfs",
+            "4.1",
+            "--second-server",
+            "--append",
+            "stateless.image=current stateless.image.ram",
+            "--fault",
+            "copy-server-gone",
+        ];
+        let b = boot(scenario, "trixie-systemd", &args);
+        let logs = b.logs();
+        let step = b.steps("image-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        let detail = step[0]["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("sha256 as its .sha256 says"), "{detail}");
+        let resumed = detail.split(", ").find(|p| p.starts_with("resumed from ")).unwrap_or_default().to_string();
+        assert!(!resumed.is_empty(), "{detail}");
+        let root = &b.report["nfs_root"];
+        let server = root["server"].as_str().unwrap_or_default().to_string();
+        assert!(resumed.starts_with(&format!("resumed from {server} at ")), "{resumed} {root}");
+        let failed = root["failed"].as_array().cloned().unwrap_or_default();
+        let broke = failed.iter().find_map(|f| f["reason"].as_str().filter(|r| r.contains(" broke off at ")));
+        let broke = broke.unwrap_or_else(|| panic!("no server failed with the copy: {root} {logs}")).to_string();
+        assert!(broke.contains("no data within 15 s"), "{broke}");
+        assert_eq!(b.summary.get("server_gone").map(String::as_str), Some("killed"), "{logs}");
+        assert_eq!(b.report["image"]["in_memory"], true, "{logs}");
+        assert_eq!(b.layers(), ALL_LAYERS, "the layers from the second server {logs}");
+        assert_eq!(b.fact("export"), "", "the export unmounted {logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        let copied = detail.split("; ").find(|p| p.starts_with("copied")).unwrap_or_default();
+        b.print(scenario, &format!("the copy's server killed in the middle: {copied}; {broke}"));
+    }
+
     /// A verified image: built with `--verity`, its root hash on the command line
     /// (`roothash=`); dm-verity and its dependencies loaded, a verity device over the loop
     /// device, the root mounted from it; the report says what vouched for the root hash.
@@ -1845,6 +1892,34 @@ mod scenario {
         assert_eq!(b.fact("pid1"), "systemd", "{logs}");
         assert_eq!(b.fact("multi_user"), "active", "{logs}");
         b.print(scenario, &format!("signed image, {trusted} trusted by the initramfs, through dm-verity"));
+    }
+
+    /// A signed image over NBD, no `roothash=`: the statement `image build --verity --sign`
+    /// put inside the image (the verity superblock's block) is what the initramfs's key checks,
+    /// nothing lying beside an NBD export; dm-verity over /dev/nbd0 with the signed root hash.
+    #[test]
+    #[ignore = "boots QEMU clients over the network, as root, for minutes (tests/run runs it)"]
+    fn trixie_initramfs_nbd_root_signed() {
+        let scenario = "trixie_initramfs_nbd_root_signed";
+        let b = boot(scenario, "trixie-systemd", &["--stock", "--image-root", "squashfs", "--signed", "--nbd"]);
+        let logs = b.logs();
+        assert!(b.fact("root").starts_with("/dev/dm-0 squashfs ro,"), "{} {logs}", b.fact("root"));
+        let step = b.steps("nbd-root");
+        assert_eq!(step.len(), 1, "{logs}");
+        assert_eq!(step[0]["status"], "ok", "{}", step[0]);
+        assert!(step[0]["step"]["root_hash"].is_null(), "no roothash=: {}", step[0]);
+        let verity = &b.report["image"]["verity"];
+        let trusted = verity["trusted"].as_str().unwrap_or("");
+        assert!(trusted.starts_with("key SHA256:") && trusted.ends_with(" lab.pub"), "{verity}");
+        assert_eq!(verity["device"], "/dev/dm-0", "{verity}");
+        assert!(b.report["image"]["source"].as_str().is_some_and(|s| s.starts_with("nbd://")), "{logs}");
+        assert_eq!(b.fact("pid1"), "systemd", "{logs}");
+        assert_eq!(b.fact("multi_user"), "active", "{logs}");
+        assert_eq!(b.fact("nbd_supervisor"), "yes", "{logs}");
+        b.print(
+            scenario,
+            &format!("signed image over NBD, {trusted} trusted by the initramfs, the statement inside it"),
+        );
     }
 
     /// Keys in the initramfs and the layers signed (`stateless layers sign`, by the lab's

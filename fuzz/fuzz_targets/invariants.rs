@@ -22,7 +22,7 @@ use stateless::model::options::{
 };
 use stateless::model::sign;
 use stateless::model::step::Phase;
-use stateless::model::verity::VerityParams;
+use stateless::model::verity::{self, VerityParams};
 use stateless::model::writable::DirName;
 use stateless::net::dhcp::codec::decode;
 use stateless::net::nbd::{handshake, parse_server, NbdError, MAX_REPLY};
@@ -510,6 +510,16 @@ pub fn signature(data: &[u8]) {
     }
     if let Some(bytes) = sign::base64_decode(data) {
         assert_eq!(sign::base64(&bytes).as_bytes(), data, "base64 is canonical");
+    }
+    // A statement inside a verity superblock's block: read bounded, and what reads back is what
+    // embeds again.
+    let mut block = [&[0u8; verity::EMBEDDED_AT][..], data].concat();
+    block.resize(verity::BLOCK as usize, 0);
+    if let Some((params, sig)) = verity::embedded(&block) {
+        assert!(params.len() <= VerityParams::MAX && sig.len() <= sign::SIGNATURE_MAX);
+        let mut again = vec![0; verity::BLOCK as usize];
+        verity::embed(&mut again, &params, &sig).unwrap();
+        assert_eq!(verity::embedded(&again), Some((params, sig)));
     }
     let (message, signature) = data.split_at(data.iter().position(|b| *b == 0).unwrap_or(data.len()));
     let signature = signature.get(1..).unwrap_or_default();

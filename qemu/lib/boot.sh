@@ -114,6 +114,19 @@ boot_faults_on_console() {
         kill -USR1 "$NS_SERVICES_PID"
         BOOT_OUTAGE=started
     fi
+    # copy-server-gone: the server the copy into memory reads from (the one with the guest's
+    # connection), killed for good at the copy's first progress line.
+    if [[ $BOOT_FAULTS == *" copy-server-gone "* && $BOOT_GONE == none ]] &&
+        grep -qaE "$FAULT_COPY_GONE_AT" "$BOOT_OUT/serial.log"; then
+        if [[ -n $(ip netns exec "$NS_NAME" ss -Htn state established '( sport = :2049 )') ]]; then
+            log "the copy into memory is under way: killing the first NFS server (10.0.2.2) for good"
+            kill -USR2 "$NS_SERVICES_PID"
+        else
+            log "the copy into memory is under way: killing the second NFS server ($LAB_SECOND_SERVER) for good"
+            kill -USR2 "$SECOND_SERVICES_PID"
+        fi
+        BOOT_GONE=killed
+    fi
     if [[ $BOOT_FAULTS == *" server-gone "* ]]; then
         case $BOOT_GONE in
             none)
@@ -170,6 +183,9 @@ boot_leftovers() {
         found+=("mounts under $run_dir")
     fi
     if ip netns list | awk '{print $1}' | grep -qxF "$NS_NAME"; then found+=("network namespace $NS_NAME"); fi
+    if [[ -n $SECOND_NS ]] && ip netns list | awk '{print $1}' | grep -qxF "$SECOND_NS"; then
+        found+=("network namespace $SECOND_NS")
+    fi
     echo "${found[*]}"
 }
 
@@ -257,6 +273,7 @@ cmd_boot() {
     local variant=default keep=0 # the lab builds one kernel variant
     local check_init=0 hostile_dhcp="" answer_breaks=0 faults=() fault disks=0 pxe_config="" package=""
     local root_path="" export="" dead_nic=0 server_v3_only=0 image_root="" image_order="" pcap="" verity=0 nbd=0
+    local second_server=0
     while [[ $# -gt 0 ]]; do
         case $1 in
             --image) image=${2:?}; shift 2 ;;
@@ -295,6 +312,7 @@ cmd_boot() {
             --verity) verity=1; shift ;;
             --signed) verity=signed; shift ;;
             --nbd) nbd=1; shift ;;
+            --second-server) second_server=1; shift ;;
             --pcap) pcap=${2:?}; shift 2 ;;
             *) boot_usage_error "unknown boot option: $1" ;;
         esac
@@ -313,7 +331,11 @@ cmd_boot() {
     [[ $net == tap || $dhcp == 1 ]] || boot_usage_error "--no-dhcp goes with --net tap only"
     [[ $ip =~ ^[A-Za-z0-9.:]*$ ]] || die "--ip must be an ip= value (letters, digits, '.', ':')"
     [[ $nic == virtio-net-pci || $nic == e1000 ]] || boot_usage_error "--nic is virtio-net-pci or e1000"
-    [[ $nfs == 3 || $nfs == 4.2 ]] || boot_usage_error "--nfs is 3 or 4.2"
+    [[ $nfs == 3 || $nfs == 4.1 || $nfs == 4.2 ]] || boot_usage_error "--nfs is 3, 4.1 or 4.2"
+    [[ $second_server == 0 || ($stock == 1 && $nfs != 3 && $net == user && -z $kernel_args && $nbd == 0) ]] ||
+        boot_usage_error "--second-server goes with --stock and --nfs 4.1 or 4.2 (one port), --net user, no --kernel-args or --nbd"
+    [[ " ${faults[*]} " != *" copy-server-gone "* || $second_server == 1 ]] ||
+        boot_usage_error "--fault copy-server-gone goes with --second-server"
     [[ $stock == 1 || $nfs == 3 ]] || boot_usage_error "--nfs 4.2 goes with --stock (the kernel's own nfsroot: v3)"
     [[ $stock == 1 || -z $initrd_given$kernel_args ]] || boot_usage_error "--initrd and --kernel-args go with --stock"
     [[ -z $initrd_given || -f $initrd_given ]] || die "--initrd $initrd_given: no such file"
@@ -335,8 +357,8 @@ cmd_boot() {
         [[ " ${faults[*]} " != *" $fault "* || $verity == signed ]] || boot_usage_error "--fault $fault goes with --signed"
     done
     [[ -z $image_root || ($stock == 1 && -z $package) ]] || boot_usage_error "--image-root goes with --stock (the lab's initramfs)"
-    [[ $nbd == 0 || (-n $image_root && $verity != signed && -z $kernel_args && $net == user) ]] ||
-        boot_usage_error "--nbd goes with --image-root (and --verity, not --signed; --net user; no --kernel-args)"
+    [[ $nbd == 0 || (-n $image_root && -z $kernel_args && $net == user) ]] ||
+        boot_usage_error "--nbd goes with --image-root (--net user; no --kernel-args)"
     for fault in "${faults[@]}"; do
         fault_known "$fault" || boot_usage_error "unknown fault '$fault' (known: ${FAULT_NAMES[*]})"
     done
@@ -439,6 +461,7 @@ cmd_boot() {
     export=${export:-/$image}
     [[ $server_v3_only == 0 ]] || export LAB_NFS_PROTOCOLS=3
     servers_start "$run_dir" "$export:$served"
+    [[ $second_server == 0 ]] || servers_start_second "$run_dir" "$export:$served"
     local cmdline netdev server=$BOOT_NFS_SERVER
     if [[ $net == tap ]]; then
         tap_network_start "$run_dir" "$BOOT_MAC" "$hostname" "$dhcp" "$hostile_dhcp" "$root_path"
@@ -450,11 +473,15 @@ cmd_boot() {
         # guest (slirp reaches only the namespace's loopback as 10.0.2.2): socat a connection.
         [[ $nbd == 0 ]] || netdev+=",guestfwd=tcp:$LAB_NBD_SECOND:10809-cmd:socat STDIO TCP:127.0.0.1:10810"
         [[ $nbd == 0 ]] || kernel_args="root=nbd:$server,$LAB_NBD_SECOND:root"
+        # --second-server: the second ganesha, in a namespace of its own, is 10.0.2.5:2049.
+        [[ $second_server == 0 ]] ||
+            netdev+=",guestfwd=tcp:$LAB_SECOND_SERVER:2049-cmd:ip netns exec $SECOND_NS socat STDIO TCP:127.0.0.1:2049"
     fi
     if [[ $stock == 1 ]]; then
         # Initramfs mode: stateless as /init brings the NIC up with its own DHCP and mounts the
         # root itself; no rsize/wsize, so client and server settle on their largest.
         local nfsroot="$server:$export,vers=$nfs,tcp,port=2049"
+        [[ $second_server == 0 ]] || nfsroot="$server,$LAB_SECOND_SERVER:$export,vers=$nfs,tcp,port=2049"
         [[ $nfs == 3 ]] && nfsroot+=",mountport=20048,mountproto=tcp"
         cmdline="console=ttyS0 ${kernel_args:-root=/dev/nfs nfsroot=$nfsroot} panic=-1"
         # --kernel-args names the image itself (root=live:nfs://...).
@@ -544,6 +571,7 @@ cmd_boot() {
     if [[ -n $follow_pid ]]; then wait "$follow_pid" || true; fi
 
     servers_stop
+    servers_stop_second
     tap_network_stop
     mkdir -p "$BOOT_OUT/servers"
     cp "$run_dir"/*.log "$BOOT_OUT/servers/" 2>/dev/null || true

@@ -35,7 +35,8 @@ deps_ensure() {
     run_logged "apt-get update" "$LAB_CACHE/logs/apt-update.log" apt-get update
     # --no-install-recommends keeps other host services (full dnsmasq) out. isc-dhcp-server and
     # nfs-kernel-server are here for dhcpd and exportfs, which tests/docs.rs runs in namespaces:
-    # their services must not run on the host (a DHCP server there could answer a real network),
+    # their services must not run on the host (a DHCP server there could answer a real network;
+    # nbd-server, here for --nbd in namespaces, would listen on every address of the host),
     # so no service starts while installing (policy-rc.d, unless the host has its own), and
     # theirs are disabled after.
     local policy=/usr/sbin/policy-rc.d ours=0
@@ -49,7 +50,7 @@ deps_ensure() {
     }
     [[ $ours == 0 ]] || rm -f "$policy"
     if command -v systemctl > /dev/null; then
-        systemctl disable --now isc-dhcp-server isc-dhcp-server6 nfs-server > /dev/null 2>&1 || true
+        systemctl disable --now isc-dhcp-server isc-dhcp-server6 nfs-server nbd-server > /dev/null 2>&1 || true
     fi
     mapfile -t missing < <(deps_missing)
     [[ ${#missing[@]} -eq 0 ]] || die "still missing after apt-get install: ${missing[*]}"

@@ -4,7 +4,7 @@
 # a file is replaced, never written in place) or the run's servers; none touches the cache.
 
 FAULT_NAMES=(hostile-layers full-layers not-a-root init-not-executable corrupt-modules-dep nfs-outage no-nic-driver server-gone
-    corrupt-image corrupt-block untrusted-signature no-signature layer-changed)
+    corrupt-image corrupt-block untrusted-signature no-signature layer-changed copy-server-gone)
 # no-nic-driver (--stock): the initramfs is built for an e1000 NIC only, the client has virtio.
 # nfs-outage: the console line that starts it (the last writable dir is made, the layers come
 # next), and how long the NFS server stays down.
@@ -14,6 +14,9 @@ FAULT_OUTAGE_SECS=8
 # server killed for good; then root logs in on the console's getty (the lab's images have no
 # root password) and types a command.
 FAULT_GONE_AT='lab-check: the server may go now'
+# copy-server-gone (--second-server, stateless.image.ram): the server the copy into memory reads
+# from killed for good at the copy's first progress line; the copy goes on from the other.
+FAULT_COPY_GONE_AT='stateless: image into memory: [0-9]+ of [0-9]+ MiB'
 
 fault_known() { [[ " ${FAULT_NAMES[*]} " == *" $1 "* ]]; }
 
@@ -31,7 +34,7 @@ fault_apply() {
             for dir in "$root"/usr/lib/modules/*/; do fault_corrupt_modules_dep "${dir%/}"; done ;;
         nfs-outage) fault_many_files "$root/diskless/base/etc/stateless-lab/many" 3000 ;;
         # The initramfs, the served image: cmd_boot; the console: boot_faults_on_console.
-        no-nic-driver | corrupt-image | corrupt-block | untrusted-signature | no-signature | layer-changed | server-gone) ;;
+        no-nic-driver | corrupt-image | corrupt-block | untrusted-signature | no-signature | layer-changed | server-gone | copy-server-gone) ;;
     esac
 }
 

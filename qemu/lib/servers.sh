@@ -13,18 +13,30 @@ LAB_VETH_ADDR=192.0.2.1/24
 LAB_TAP_NET=198.51.100
 NS_NAME=""
 NS_SERVICES_PID=""
+NS_STARTED=""
 DNSMASQ_PID=""
+# --second-server: its namespace, and the parent of its ganesha there.
+SECOND_NS=""
+SECOND_SERVICES_PID=""
+# The second NFS server's address for the guest (a guestfwd of slirp, NFSv4 on port 2049).
+# shellcheck disable=SC2034 # boot.sh uses it
+LAB_SECOND_SERVER=10.0.2.5
 
 # netns_create NAME: creates the namespace (deleted on exit) with lo and the veth pair up.
 netns_create() {
     NS_NAME=$1
-    ip netns add "$NS_NAME"
-    on_exit netns_delete "$NS_NAME"
-    ip -n "$NS_NAME" link set lo up
-    ip -n "$NS_NAME" link add stlab0 type veth peer name stlab1
-    ip -n "$NS_NAME" addr add "$LAB_VETH_ADDR" dev stlab0
-    ip -n "$NS_NAME" link set stlab0 up
-    ip -n "$NS_NAME" link set stlab1 up
+    netns_setup "$NS_NAME"
+}
+
+# netns_setup NAME: the namespace NAME (deleted on exit), lo and the veth pair up.
+netns_setup() {
+    ip netns add "$1"
+    on_exit netns_delete "$1"
+    ip -n "$1" link set lo up
+    ip -n "$1" link add stlab0 type veth peer name stlab1
+    ip -n "$1" addr add "$LAB_VETH_ADDR" dev stlab0
+    ip -n "$1" link set stlab0 up
+    ip -n "$1" link set stlab1 up
 }
 
 netns_delete() {
@@ -67,47 +79,97 @@ nbd_config() {
     done
 }
 
-# servers_start RUN_DIR PSEUDO:PATH...: namespace, rpcbind and ganesha, ready for mounts.
+# ns_services NS RUN_DIR: qemu/files/ns-services.sh (rpcbind, ganesha, the syslog receiver, the
+# nbd-servers RUN_DIR has configs for) in the namespace NS and a private mount namespace; its
+# pid in NS_STARTED.
+ns_services() {
+    ip netns exec "$1" unshare -m --propagation private \
+        bash "$LAB_FILES/ns-services.sh" "$2" > "$2/ns-services.log" 2>&1 &
+    NS_STARTED=$!
+}
+
+# ns_listening NS PID PORT...: waits, 20 s at most and while PID lives, until NS listens on
+# every PORT (TCP).
+ns_listening() {
+    local ns=$1 pid=$2 i port listening missing; shift 2
+    for ((i = 0; i < 200; i++)); do
+        pid_alive "$pid" || return 1
+        listening=$(ip netns exec "$ns" ss -Hltn | awk '{print $4}')
+        missing=0
+        for port in "$@"; do grep -q ":$port\$" <<< "$listening" || missing=1; done
+        [[ $missing == 1 ]] || return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ns_services_stop PID RUN_DIR NS: stops the ns-services.sh PID and, if it had to be killed, the
+# servers it started (by the pids in RUN_DIR); deletes NS.
+ns_services_stop() {
+    local pid=$1 run_dir=$2 child
+    kill_wait "$pid" 15
+    # shellcheck disable=SC2013 # one PID per file
+    for child in $(cat "$run_dir/ganesha.pid.host" "$run_dir/rpcbind.pid" "$run_dir"/nbd-*.pid 2>/dev/null); do
+        case $(cat "/proc/$child/comm" 2>/dev/null) in
+            ganesha.nfsd|rpcbind|nbd-server) kill_wait "$child" 5 ;;
+        esac
+    done
+    wait "$pid" 2>/dev/null || true
+    netns_delete "$3"
+}
+
+# servers_start RUN_DIR PSEUDO:PATH...: namespace, rpcbind and ganesha (and --nbd's nbd-servers),
+# ready for mounts.
 servers_start() {
-    local run_dir=$1 start i; shift
+    local run_dir=$1 start ports=(2049 20048); shift
     start=$(now)
     netns_create "$(basename "$run_dir")"
     ganesha_config "$run_dir" "$@"
-    ip netns exec "$NS_NAME" unshare -m --propagation private \
-        bash "$LAB_FILES/ns-services.sh" "$run_dir" > "$run_dir/ns-services.log" 2>&1 &
-    NS_SERVICES_PID=$!
+    [[ ! -f $run_dir/nbd-10809.conf ]] || ports+=(10809 10810)
+    ns_services "$NS_NAME" "$run_dir"
+    NS_SERVICES_PID=$NS_STARTED
     on_exit servers_stop
     # ganesha takes about 3 s; the guest must not try to mount before it listens.
-    for ((i = 0; i < 200; i++)); do
-        pid_alive "$NS_SERVICES_PID" || break
-        local listening
-        listening=$(ip netns exec "$NS_NAME" ss -Hltn | awk '{print $4}')
-        if grep -q ':2049$' <<< "$listening" && grep -q ':20048$' <<< "$listening" &&
-           { [[ ! -f $run_dir/nbd-10809.conf ]] || { grep -q ':10809$' <<< "$listening" && grep -q ':10810$' <<< "$listening"; }; }; then
-            log "NFS server ready in namespace $NS_NAME after $(elapsed "$start") s"
-            return 0
-        fi
-        sleep 0.1
-    done
+    if ns_listening "$NS_NAME" "$NS_SERVICES_PID" "${ports[@]}"; then
+        log "NFS server ready in namespace $NS_NAME after $(elapsed "$start") s"
+        return 0
+    fi
     tail -n 20 "$run_dir/ganesha.log" "$run_dir/rpcbind.log" "$run_dir/ns-services.log" >&2 2>/dev/null || true
-    die "nfs-ganesha did not listen on 2049 and 20048 in namespace $NS_NAME within 20 s"
+    die "nfs-ganesha did not listen on ${ports[*]} in namespace $NS_NAME within 20 s"
+}
+
+# servers_start_second RUN_DIR PSEUDO:PATH...: a second NFS server (qemu/lab --second-server):
+# rpcbind and ganesha with the same exports in a namespace of their own (NS_NAME-b), run dir
+# RUN_DIR/second. The guest reaches it at $LAB_SECOND_SERVER:2049 (NFSv4: one port) through
+# slirp's guestfwd, which runs `ip netns exec` into it and socat for each connection.
+servers_start_second() {
+    local run_dir=$1/second; shift
+    mkdir -p "$run_dir"
+    SECOND_NS=$NS_NAME-b
+    netns_setup "$SECOND_NS"
+    ganesha_config "$run_dir" "$@"
+    ns_services "$SECOND_NS" "$run_dir"
+    SECOND_SERVICES_PID=$NS_STARTED
+    on_exit servers_stop_second
+    if ns_listening "$SECOND_NS" "$SECOND_SERVICES_PID" 2049; then
+        log "second NFS server ready in namespace $SECOND_NS"
+        return 0
+    fi
+    tail -n 20 "$run_dir/ganesha.log" "$run_dir/ns-services.log" >&2 2>/dev/null || true
+    die "the second nfs-ganesha did not listen on 2049 in namespace $SECOND_NS within 20 s"
+}
+
+servers_stop_second() {
+    [[ -n $SECOND_SERVICES_PID ]] || return 0
+    ns_services_stop "$SECOND_SERVICES_PID" "$LAB_CACHE/runs/$NS_NAME/second" "$SECOND_NS"
+    SECOND_SERVICES_PID=""
 }
 
 # Stops rpcbind and ganesha (by PID, via their parent in the namespace), deletes the namespace.
 servers_stop() {
-    local run_dir=$LAB_CACHE/runs/$NS_NAME pid
     [[ -n $NS_SERVICES_PID ]] || return 0
-    kill_wait "$NS_SERVICES_PID" 15
-    # If the parent had to be killed, its children may still run: stop them by their PIDs.
-    # shellcheck disable=SC2013 # one PID per file
-    for pid in $(cat "$run_dir/ganesha.pid.host" "$run_dir/rpcbind.pid" "$run_dir"/nbd-*.pid 2>/dev/null); do
-        case $(cat "/proc/$pid/comm" 2>/dev/null) in
-            ganesha.nfsd|rpcbind|nbd-server) kill_wait "$pid" 5 ;;
-        esac
-    done
-    wait "$NS_SERVICES_PID" 2>/dev/null || true
+    ns_services_stop "$NS_SERVICES_PID" "$LAB_CACHE/runs/$NS_NAME" "$NS_NAME"
     NS_SERVICES_PID=""
-    netns_delete "$NS_NAME"
 }
 
 # tap_network_start RUN_DIR MAC HOSTNAME [DHCP [HOSTILE [ROOT_PATH]]]: the bridge (.1, where ganesha also

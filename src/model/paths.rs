@@ -23,6 +23,10 @@ pub const RW_BASE: &str = "run/stateless/rw";
 /// once /run moved into it).
 pub const EXPORT: &str = "run/stateless/export";
 
+/// Initramfs mode: where each try of an NFS mount mounts (`TRIES/<n>`), to be moved into place
+/// once it mounted; in the initramfs's own root, never under a mount the switch moves.
+pub const TRIES: &str = ".stateless-tries";
+
 /// Where the scratch filesystem (`stateless.scratch=`) is mounted.
 pub const SCRATCH: &str = "run/stateless/scratch";
 /// The boot's own dir on it (root's, mode 0700). Each boot makes `boot/` afresh there, after

@@ -59,6 +59,14 @@ pub fn escape(bytes: &[u8]) -> String {
     out
 }
 
+/// Text read back from a file `stateless` wrote escaped (the report), shown escaped exactly
+/// once: escapes it holds are taken as written, anything a hostile or older file holds raw is
+/// escaped ([`escape`] of [`unescape`]). A rejected path `a\x1bb` stays `a\x1bb`, not
+/// `a\x5cx1bb`.
+pub fn shown(text: &str) -> String {
+    escape(&unescape(text))
+}
+
 /// `s` quoted and escaped for a message ([`escape`], the one rule for what is printed), cut
 /// at 64 chars.
 pub fn quoted(s: impl AsRef<[u8]>) -> String {
@@ -195,6 +203,14 @@ pub fn unescape(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_read_back_is_shown_escaped_once() {
+        let recorded = escape(b"a\x1bb\\c\xff");
+        assert_eq!(shown(&recorded), recorded, "escaped when recorded: as it is");
+        assert_eq!(shown("raw\x1b[2J\u{202e}"), "raw\\x1b[2J\\xe2\\x80\\xae", "raw in a hostile file: escaped");
+        assert_eq!(shown("a lone \\ and \\xzz"), "a lone \\x5c and \\x5cxzz");
+    }
 
     #[test]
     fn unhex_reads_back_hex_and_nothing_else() {

@@ -128,6 +128,59 @@ pub fn read_superblock(block: &[u8]) -> Option<(u64, Digest32)> {
     ours.then_some((le64(72)?, salt))
 }
 
+/// Where a signed statement lies inside the superblock's block: after the 512 bytes the
+/// superblock uses. `veritysetup` reads those 512 only; the kernel reads none of the block
+/// ([`Mapping::table`]'s hash start block is the one after it), so the root hash does not
+/// cover it, and `veritysetup verify` accepts the image whatever lies there.
+pub const EMBEDDED_AT: usize = 512;
+
+/// What begins a statement inside the superblock's block.
+const EMBEDDED_MAGIC: &[u8] = b"stateless-sig 1\n";
+
+/// Writes a signed statement into `block`, an image's verity superblock block (4096 bytes),
+/// after its [`EMBEDDED_AT`] used bytes: `stateless-sig 1\n`, the params text's length (u16
+/// LE), the params text ([`VerityParams::text`]), the signature file's length (u16 LE), the
+/// signature file (signify's format, as written beside the image), zeros to the block's end.
+/// The statement needs no digest: it is signed, and read as the sidecars are (signature first).
+/// Params over [`VerityParams::MAX`], a signature over [`crate::model::sign::SIGNATURE_MAX`],
+/// or both together past the block are an error, and the block is left as it was.
+pub fn embed(block: &mut [u8], params: &[u8], sig: &[u8]) -> Result<(), String> {
+    if block.len() != BLOCK as usize {
+        return Err(format!("a superblock's block has {BLOCK} bytes, not {}", block.len()));
+    }
+    if params.len() > VerityParams::MAX || sig.len() > crate::model::sign::SIGNATURE_MAX {
+        return Err(format!("verity params of {} bytes and a signature of {} are too large", params.len(), sig.len()));
+    }
+    let mut statement = EMBEDDED_MAGIC.to_vec();
+    for part in [params, sig] {
+        statement.extend_from_slice(&(part.len() as u16).to_le_bytes());
+        statement.extend_from_slice(part);
+    }
+    let room = block.len() - EMBEDDED_AT;
+    if statement.len() > room {
+        return Err(format!("a signed statement of {} bytes: {room} fit in the superblock's block", statement.len()));
+    }
+    statement.resize(room, 0);
+    block.get_mut(EMBEDDED_AT..).ok_or("no room after the superblock")?.copy_from_slice(&statement);
+    Ok(())
+}
+
+/// The params text and signature file [`embed`] wrote into `block` (untrusted: a server's;
+/// read bounded, to be verified as the sidecars are). `None` when the block holds none: no
+/// magic, and also a magic whose lengths are over their bounds or run past the block, which
+/// is no statement either (the boot then refuses as for an image never signed).
+pub fn embedded(block: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let rest = block.get(EMBEDDED_AT..)?.strip_prefix(EMBEDDED_MAGIC)?;
+    let take = |rest: &[u8], max: usize| -> Option<(Vec<u8>, usize)> {
+        let len = usize::from(u16::from_le_bytes(rest.get(..2)?.try_into().ok()?));
+        (len <= max).then_some(())?;
+        Some((rest.get(2..2 + len)?.to_vec(), 2 + len))
+    };
+    let (params, used) = take(rest, VerityParams::MAX)?;
+    let (sig, _) = take(rest.get(used..)?, crate::model::sign::SIGNATURE_MAX)?;
+    Some((params, sig))
+}
+
 /// What the kernel's verity target needs of an image that carries a tree as [`superblock`] and
 /// [`tree`] lay it out, from a source the boot trusts (the root hash: `roothash=` or a signed
 /// statement; the salt and data blocks: that statement or the image's superblock, which cannot
@@ -399,6 +452,69 @@ mod tests {
             .unwrap_err()
             .contains("another salt"));
         assert!(p.check_against(3_870_720, &[0; 4096]).unwrap_err().contains("no verity superblock at 3829760"));
+    }
+
+    #[test]
+    fn a_statement_embeds_after_the_superblock_and_reads_back() {
+        let sb = superblock(935, &[0xaa; 32], &[1; 16]);
+        let mut block = sb.clone();
+        assert_eq!(embedded(&block), None, "a superblock alone");
+        let (text, sig) = (params().text().into_bytes(), b"untrusted comment: x\nsig\n".to_vec());
+        embed(&mut block, &text, &sig).unwrap();
+        assert_eq!(block[..512], sb[..512], "the superblock is untouched");
+        assert_eq!(read_superblock(&block), Some((935, [0xaa; 32])));
+        assert_eq!(&block[512..528], b"stateless-sig 1\n");
+        assert_eq!(block[528..530], (text.len() as u16).to_le_bytes());
+        assert_eq!(embedded(&block), Some((text.clone(), sig.clone())));
+        assert!(block[530 + text.len() + 2 + sig.len()..].iter().all(|b| *b == 0), "zeros after");
+        // Again, shorter: nothing of the first stays.
+        embed(&mut block, b"p", b"s").unwrap();
+        assert_eq!(embedded(&block), Some((b"p".to_vec(), b"s".to_vec())));
+        assert!(block[512 + 16 + 6..].iter().all(|b| *b == 0));
+        assert_eq!(embedded(&block[..534]), Some((b"p".to_vec(), b"s".to_vec())), "read bounded, not padded");
+        assert_eq!(embedded(&block[..533]), None, "a block cut short");
+    }
+
+    #[test]
+    fn embedding_is_bounded_by_the_block() {
+        let mut block = vec![7; 4096];
+        let too_big = vec![b'x'; 4097];
+        assert!(embed(&mut block, &too_big, b"s").unwrap_err().contains("too large"));
+        assert!(embed(&mut block, b"p", &too_big[..2049]).unwrap_err().contains("too large"));
+        let err = embed(&mut block, &too_big[..3000], &too_big[..2000]).unwrap_err();
+        assert!(err.contains("3584 fit"), "{err}");
+        assert!(block.iter().all(|b| *b == 7), "left as it was");
+        assert!(embed(&mut [0; 100], b"p", b"s").unwrap_err().contains("not 100"));
+        // The most that fits: 3584 - 16 - 4 bytes between the two.
+        embed(&mut block, &too_big[..2000], &too_big[..1564]).unwrap();
+        assert_eq!(embedded(&block).map(|(p, s)| (p.len(), s.len())), Some((2000, 1564)));
+    }
+
+    #[test]
+    fn hostile_lengths_are_no_statement() {
+        let statement = |parts: &[&[u8]]| {
+            let mut block = vec![0; 4096];
+            let bytes = [&b"stateless-sig 1\n"[..]].iter().chain(parts).flat_map(|p| p.to_vec()).collect::<Vec<u8>>();
+            block[512..512 + bytes.len()].copy_from_slice(&bytes);
+            block
+        };
+        assert_eq!(embedded(&statement(&[&[1, 0], b"p", &[1, 0], b"s"])), Some((b"p".to_vec(), b"s".to_vec())));
+        let cases: [(&[&[u8]], &str); 3] = [
+            (&[&[0xff, 0xff]], "params longer than the block"),
+            (&[&[1, 0x10], b"p"], "params over VerityParams::MAX (4097)"),
+            (&[&[1, 0], b"p", &[1, 8]], "a signature over SIGNATURE_MAX (2049)"),
+        ];
+        for (parts, why) in cases {
+            assert_eq!(embedded(&statement(parts)), None, "{why}");
+        }
+        let past = statement(&[&[1, 0], b"p", &[0, 8]]);
+        assert_eq!(embedded(&past[..2048]), None, "a signature of 2048 bytes past a block cut short");
+        assert!(embedded(&past).is_some());
+        let mut cut = statement(&[&[1, 0], b"p", &[1, 0], b"s"]);
+        cut[512] = b'S';
+        assert_eq!(embedded(&cut), None, "another magic");
+        assert_eq!(embedded(&cut[..513]), None);
+        assert_eq!(embedded(&[]), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub enum Call {
         data: String,
     },
     Umount(PathBuf),
+    Detach(PathBuf),
     MoveMount(PathBuf, PathBuf),
     SwitchRoot(PathBuf),
     /// The module file and its parameters.
@@ -54,6 +55,8 @@ pub enum Call {
     DeviceMapper(String, u64, String, String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
+    /// [`Sys::read_bounded`] of the file at this path, at this offset.
+    ReadAt(PathBuf, u64),
     /// [`Sys::nbd_connect`]: the server and export.
     NbdConnect(std::net::SocketAddrV4, String),
     /// [`Sys::nbd_attach`]: the export's size, block size and backend identifier.
@@ -149,6 +152,10 @@ impl Sys for Fake {
 
     fn umount(&self, target: &Path) -> io::Result<()> {
         self.record(Call::Umount(target.into()))
+    }
+
+    fn detach(&self, target: &Path) -> io::Result<()> {
+        self.record(Call::Detach(target.into()))
     }
 
     /// The fake kernel tells no mount apart.
@@ -319,6 +326,18 @@ impl Sys for Fake {
     fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize> {
         self.record(Call::Read(path.into()))?;
         super::real::read_from_start(file, buf)
+    }
+
+    fn read_bounded(
+        &self,
+        file: BorrowedFd<'_>,
+        path: &Path,
+        buf: &mut [u8],
+        offset: u64,
+        _bound: Duration,
+    ) -> io::Result<usize> {
+        self.record(Call::ReadAt(path.into(), offset))?;
+        Ok(rustix::io::pread(file, buf, offset)?)
     }
 
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {

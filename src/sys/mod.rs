@@ -64,6 +64,9 @@ pub trait Sys: Send + Sync {
     /// ([`crate::fs::root::ImageRoot::dir`]).
     fn mount(&self, source: &str, target: &Path, fstype: &str, flags: MountFlags, data: &str) -> io::Result<()>;
     fn umount(&self, target: &Path) -> io::Result<()>;
+    /// Detaches the mount at `target` now (MNT_DETACH), even when its server does not answer or
+    /// a read still holds it: it goes once nothing uses it.
+    fn detach(&self, target: &Path) -> io::Result<()>;
     /// True when `target` is the root of a mount whose statfs type is `magic`.
     fn is_mounted(&self, target: &Path, magic: FsWord) -> bool;
     /// Which mount `target`, a dir, is on (`None` when the kernel cannot say: before 5.8).
@@ -99,6 +102,17 @@ pub trait Sys: Send + Sync {
     /// server on a network filesystem (its cached pages are dropped first); `path` names it in
     /// messages. Returns the bytes read.
     fn read_start(&self, file: BorrowedFd<'_>, path: &Path, buf: &mut [u8]) -> io::Result<usize>;
+    /// `pread` of `file` (at `path`, for messages) at `offset` into `buf`, given up after
+    /// `bound` without an answer (TimedOut): a read of a hard NFS mount whose server is gone
+    /// waits for ever. The read given up on may go on in the kernel, on a copy of the descriptor.
+    fn read_bounded(
+        &self,
+        file: BorrowedFd<'_>,
+        path: &Path,
+        buf: &mut [u8],
+        offset: u64,
+        bound: Duration,
+    ) -> io::Result<usize>;
     /// Attaches `file` (open read-only; `name` for messages and losetup) to a free loop device
     /// under `dev` (the running root's /dev): read-only, let go at its last close, its reads
     /// through the file's page cache (no direct I/O: over NFS, the readahead makes a boot's

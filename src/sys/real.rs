@@ -35,6 +35,10 @@ impl Sys for Real {
         Ok(rustix::mount::unmount(target, UnmountFlags::empty())?)
     }
 
+    fn detach(&self, target: &Path) -> io::Result<()> {
+        Ok(rustix::mount::unmount(target, UnmountFlags::DETACH)?)
+    }
+
     fn is_mounted(&self, target: &Path, magic: FsWord) -> bool {
         crate::fs::mounts::is_mounted(target, magic)
     }
@@ -198,6 +202,38 @@ impl Sys for Real {
 
     fn spawn_self(&self, argv: &[OsString]) -> io::Result<u32> {
         spawn(Path::new("/proc/self/exe"), argv)
+    }
+
+    fn read_bounded(
+        &self,
+        file: BorrowedFd<'_>,
+        _path: &Path,
+        buf: &mut [u8],
+        offset: u64,
+        bound: Duration,
+    ) -> io::Result<usize> {
+        let file = rustix::io::fcntl_dupfd_cloexec(file, 0)?;
+        let len = buf.len();
+        let (done, wait) = mpsc::channel();
+        let work = move || {
+            let mut chunk = vec![0; len];
+            let read = rustix::io::pread(&file, &mut chunk, offset).map(|n| {
+                chunk.truncate(n);
+                chunk
+            });
+            let _ = done.send(read);
+        };
+        std::thread::Builder::new().name("read".into()).spawn(work)?;
+        let chunk = match wait.recv_timeout(bound) {
+            Ok(read) => read?,
+            Err(_) => {
+                let why = format!("no data within {} s", bound.as_secs());
+                return Err(io::Error::new(io::ErrorKind::TimedOut, why));
+            }
+        };
+        let n = chunk.len().min(buf.len());
+        buf.get_mut(..n).unwrap_or_default().copy_from_slice(chunk.get(..n).unwrap_or_default());
+        Ok(n)
     }
 
     fn exec(&self, path: &Path, argv: &[OsString]) -> io::Error {

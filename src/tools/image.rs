@@ -60,15 +60,20 @@ trusts the key that signed it (--sign). Prints the root hash, the data's and the
 --sign KEY (with --verity) also writes IMAGE.verity-params, the verity table's parameters
 (format, sizes, salt, root hash: no name, no time) as canonical text, and
 IMAGE.verity-params.sig, its ed25519 signature by KEY in signify's format (signify-openbsd -V
-checks it). KEY: OpenSSL's PEM (openssl genpkey -algorithm ed25519) or signify's secret key
-made without a passphrase; an encrypted one is refused. Both files are refused when they
+checks it), and writes both inside IMAGE too, before IMAGE.sha256 is taken: in the verity
+superblock's block after its 512 bytes, which neither the root hash nor veritysetup covers (an
+NBD root, with nothing beside it, is checked by it). KEY: OpenSSL's PEM (openssl genpkey
+-algorithm ed25519) or signify's secret key made without a passphrase; an encrypted one is refused. Both files are refused when they
 exist, like IMAGE.sha256, and without --sign --force removes them. A client trusts the public
 key through its initramfs (stateless initramfs --help). Prints the key's fingerprint
 (SHA256:..., as ssh-keygen shows keys) and its key id.
 
 sign writes IMAGE.verity-params and IMAGE.verity-params.sig for an image built with --verity,
 its tree hashed again (a new key, without a rebuild): with --force they replace the files
-there (regular files only).
+there (regular files only), and one inside IMAGE. It rewrites IMAGE with them inside (a copy written beside it, then
+renamed over it) and IMAGE.sha256 to match: the name gets a new file, so a hard link to IMAGE,
+or a server holding it open, keeps serving the old bytes (sign before publish). Signed again
+by the same key, IMAGE is left alone. IMAGE must be a regular file, not a symlink.
 
 --order LIST (squashfs): the files LIST names, a path a line as the image's root sees them
 (/usr/lib/systemd/systemd; symlinks resolved inside DIR; empty and # lines skipped), are laid
@@ -84,8 +89,8 @@ and the first 12 hex digits of its sha256; a name that exists is refused, and so
 current names already. IMAGE.sha256, when present, must be a line of sha256sum's (64 hex
 digits first) that matches; IMAGE.roothash, when present, must hold 64 hex digits, the root
 hash of the verity tree IMAGE carries (its blocks hashed again); IMAGE.verity-params and
-IMAGE.verity-params.sig, when present, go together and the params must describe IMAGE (the
-signature is not checked: publish needs no keys). The copy gets its .sha256 (and .roothash,
+IMAGE.verity-params.sig, when present, go together and the params must describe IMAGE, as must
+a statement signed inside it (the signature is not checked: publish needs no keys). The copy gets its .sha256 (and .roothash,
 .verity-params and .verity-params.sig) beside it, then DIR/current, a symlink, is
 pointed at it: a new symlink renamed over the old one, so a client that boots later gets the
 new image and a running one keeps the file it booted. Nothing in DIR is rewritten or removed;
@@ -365,6 +370,17 @@ fn signed(params: &VerityParams, key: &sign::SecretKey) -> [Vec<u8>; 2] {
     [text, signature]
 }
 
+/// The verity superblock's block of `file`, at `at` (where its data ends), as it is and as it
+/// is with the signed statement `[text, sig]` ([`signed`]) after the superblock
+/// ([`verity::embed`]).
+fn with_statement(file: &std::fs::File, at: u64, [text, sig]: &[Vec<u8>; 2]) -> std::io::Result<[Vec<u8>; 2]> {
+    let mut block = vec![0; verity::BLOCK as usize];
+    file.read_exact_at(&mut block, at)?;
+    let was = block.clone();
+    verity::embed(&mut block, text, sig).map_err(std::io::Error::other)?;
+    Ok([was, block])
+}
+
 /// What `--verity` appended to an image.
 struct Appended {
     /// The data's bytes, padded to a block: where the superblock starts (`--hash-offset`).
@@ -636,7 +652,7 @@ fn build(args: &Build) -> Result<i32, String> {
     };
 
     let (program, _, _) = args.format.tool();
-    let (mut said, mut hex, mut appended) = (String::new(), String::new(), None);
+    let (mut said, mut hex, mut appended, mut statement) = (String::new(), String::new(), None, None);
     let size = super::write_file(&args.output, args.force, |file| {
         let out = Command::new(program)
             .args(args.format.arguments(&tree, &fd_path(file), args.compress, sort_path.as_deref()))
@@ -667,6 +683,14 @@ fn build(args: &Build) -> Result<i32, String> {
         if args.verity {
             let tree = append_verity(&written, &hex, args.format.image_format())
                 .map_err(|e| format!("appending its verity tree: {e}"))?;
+            // The statement inside the file too (what an NBD root has), before its sha256.
+            if let Some(key) = &key {
+                let both = signed(&tree.params, key);
+                with_statement(&written, tree.data, &both)
+                    .and_then(|[_, block]| written.write_all_at(&block, tree.data))
+                    .map_err(|e| format!("signing inside it: {e}"))?;
+                statement = Some(both);
+            }
             appended = Some(tree);
             hex = sha256_of(&written).map_err(back)?;
         }
@@ -689,8 +713,8 @@ fn build(args: &Build) -> Result<i32, String> {
     let mut sidecars = vec![(&checksum, checksum_line(&hex, name).into_bytes())];
     if let Some(tree) = &appended {
         sidecars.push((&roothash, crate::model::text::hex(&tree.params.root_hash).into_bytes()));
-        if let Some(key) = &key {
-            sidecars.extend([&params, &signature].into_iter().zip(signed(&tree.params, key)));
+        if let Some(both) = statement {
+            sidecars.extend([&params, &signature].into_iter().zip(both));
         }
     }
     for (n, (path, text)) in sidecars.iter().enumerate() {
@@ -877,6 +901,15 @@ pub(super) fn write_signed_in(
     Ok(())
 }
 
+/// A signed statement's params and its signature's key id, read as `publish` reads them (the
+/// signature not checked: publish needs no keys): `text` from `params`, `sig` from `signature`,
+/// the paths for messages.
+fn statement_of(text: &[u8], sig: &[u8], params: &Path, signature: &Path) -> Result<(VerityParams, [u8; 8]), String> {
+    let parsed = VerityParams::parse(text).map_err(|e| format!("{}: {e}: nothing published", escape_path(params)))?;
+    let (id, _) = sign::signature_of(sig).map_err(|e| format!("{}: {e}: nothing published", escape_path(signature)))?;
+    Ok((parsed, id))
+}
+
 /// `image sign IMAGE --key KEY [--force]`.
 fn sign_image(args: &[OsString]) -> Result<i32, String> {
     let (mut image, mut key, mut force) = (None, None, false);
@@ -893,20 +926,58 @@ fn sign_image(args: &[OsString]) -> Result<i32, String> {
     let image = image.ok_or("sign needs IMAGE")?;
     let key = key.ok_or("sign needs --key KEY")?;
     let shown = escape_path(&image);
+    // IMAGE is replaced by a rename: a symlink would become a file, a device or fifo is no image.
+    if !std::fs::symlink_metadata(&image).is_ok_and(|meta| meta.is_file()) {
+        return Err(format!("{shown}: not a regular file (a symlink, a dir, a device, or none): nothing signed"));
+    }
     let (file, format) = open_image(&image)?;
     let name = image.file_name().ok_or_else(|| format!("{shown}: not a file name"))?;
-    room_beside(image_name(name)?, SIGNATURE)?;
-    let (params, signature) = (beside(&image, PARAMS), beside(&image, SIGNATURE));
+    let name = image_name(name)?;
+    room_beside(name, SIGNATURE)?;
+    let (params, signature, checksum) = (beside(&image, PARAMS), beside(&image, SIGNATURE), beside(&image, CHECKSUM));
     absent(&params, force, SERVED)?;
     absent(&signature, force, SERVED)?;
+    // Rewritten to match the image signed inside: a regular file, or none.
+    absent(&checksum, true, SERVED)?;
     let key = secret_key(&key)?;
     let tree = verity_of(&file, format.image_format())
         .map_err(|e| format!("{shown}: {e}"))?
         .ok_or_else(|| format!("{shown}: carries no verity tree: build it with --verity"))?;
-    let [text, sig] = signed(&tree, &key);
-    write_signed([(&params, &text), (&signature, &sig)], force)?;
+    let both = signed(&tree, &key);
+    let [was, block] = with_statement(&file, tree.hash_offset(), &both).map_err(|e| format!("{shown}: {e}"))?;
+    let [text, sig] = &both;
+    // Another signature inside it is replaced only with --force, as one beside it.
+    if !force && verity::embedded(&was).is_some_and(|(t, s)| (&t, &s) != (text, sig)) {
+        return Err(format!("{shown}: signed inside it already, by another key: refused (--force to replace it)"));
+    }
+    write_signed([(&params, text), (&signature, sig)], force)?;
+    // The statement inside: a copy of the image with the new block, written beside it and
+    // renamed over it (a new inode: a server holding the old file serves the old), then its
+    // .sha256. Signed again by the same key, the block is the same and the file left alone.
+    let inside = if was == block {
+        "already inside it, left as it was".to_owned()
+    } else {
+        super::write_file(&image, true, |out| {
+            copy_hashed(&file, &mut &*out, |_| ()).map_err(|e| format!("copying {shown}: {e}"))?;
+            out.write_all_at(&block, tree.hash_offset()).map_err(|e| e.to_string())
+        })?;
+        let (new, _) = open_image(&image)?;
+        let hex = sha256_of(&new).map_err(|e| format!("{shown}: {e}"))?;
+        let line = checksum_line(&hex, name);
+        super::write_file(&checksum, true, |mut out| out.write_all(line.as_bytes()).map_err(|e| e.to_string()))
+            .map_err(|e| {
+                // A .sha256 of the image before must not stay beside the one after.
+                let gone = std::fs::remove_file(&checksum).is_ok();
+                if gone {
+                    format!("{e}: {} removed", escape_path(&checksum))
+                } else {
+                    e
+                }
+            })?;
+        format!("written inside it (rewritten, a new file), {} {hex}", escape_path(&checksum))
+    };
     crate::tools::emit(&format!(
-        "signed {shown}\n  verity root hash: {}\n{}",
+        "signed {shown}\n  verity root hash: {}\n{}  statement: {inside}\n",
         hex(&tree.root_hash),
         signed_by(&key, &params, &signature)
     ))?;
@@ -972,35 +1043,43 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
             ))
         }
         (Some(text), Some(sig)) => {
-            let params = VerityParams::parse(&text)
-                .map_err(|e| format!("{}: {e}: nothing published", escape_path(&given_params)))?;
-            let (id, _) =
-                sign::signature_of(&sig).map_err(|e| format!("{}: {e}: nothing published", escape_path(&given_sig)))?;
+            let (params, id) = statement_of(&text, &sig, &given_params, &given_sig)?;
             Some((params, text, sig, id))
         }
     };
+    // The statement inside the image, when there: read as the boot reads it, held to the
+    // image as the files beside are.
+    let inside = match verity::data_blocks_of(meta.len()) {
+        Some(blocks) => {
+            let mut block = vec![0; verity::BLOCK as usize];
+            file.read_exact_at(&mut block, blocks * verity::BLOCK).map_err(|e| format!("{shown}: {e}"))?;
+            verity::embedded(&block).map(|(text, sig)| statement_of(&text, &sig, image, image)).transpose()?
+        }
+        None => None,
+    };
     // The root hash and the params must be this image's: else a client checking blocks against
     // it would refuse every read (or a signature would vouch for another image).
-    let claims: Vec<(&Path, String)> = root
-        .iter()
-        .map(|root| (given_root.as_path(), format!("{root} is not the root hash")))
-        .chain(signed.iter().map(|(params, ..)| {
-            let claim = format!(
-                "the root hash {} and {} data blocks are not those",
-                hex(&params.root_hash),
-                params.data_blocks
-            );
-            (given_params.as_path(), claim)
-        }))
-        .collect();
+    // Each claim: the file that makes it, what it says, and the params it names (none: the
+    // root hash alone).
+    let describes = |params: &VerityParams| {
+        format!("the root hash {} and {} data blocks are not those", hex(&params.root_hash), params.data_blocks)
+    };
+    let claims: Vec<(&Path, String, Option<&VerityParams>)> =
+        root.iter()
+            .map(|root| (given_root.as_path(), format!("{root} is not the root hash"), None))
+            .chain(signed.iter().map(|(params, ..)| (given_params.as_path(), describes(params), Some(params))))
+            .chain(inside.iter().map(|(params, _)| {
+                (image, format!("the statement signed inside it: {}", describes(params)), Some(params))
+            }))
+            .collect();
     if !claims.is_empty() {
         let have = verity_of(&file, format.image_format()).map_err(|e| format!("{shown}: {e}"))?;
-        let matches = |path: &Path| match &have {
-            Some(have) if path == given_root => root.as_deref() == Some(hex(&have.root_hash).as_str()),
-            Some(have) => signed.as_ref().is_some_and(|(params, ..)| params == have),
-            None => false,
+        let matches = |params: Option<&VerityParams>| match (&have, params) {
+            (Some(have), None) => root.as_deref() == Some(hex(&have.root_hash).as_str()),
+            (Some(have), Some(params)) => params == have,
+            (None, _) => false,
         };
-        if let Some((path, claim)) = claims.iter().find(|(path, _)| !matches(path)) {
+        if let Some((path, claim, _)) = claims.iter().find(|(_, _, params)| !matches(*params)) {
             let what = have.map_or_else(
                 || "carries no verity tree".to_owned(),
                 |h| format!("has the root hash {}", hex(&h.root_hash)),
@@ -1079,6 +1158,8 @@ fn publish(image: &Path, dir: &Path) -> Result<i32, String> {
             "  signed: {sig} ({params}), by key id {} (not checked: a client checks it)\n",
             crate::model::text::hex(&id)
         )
+    }) + &inside.map_or_else(String::new, |(_, id)| {
+        format!("  signed inside it: by key id {} (not checked: a client checks it)\n", crate::model::text::hex(&id))
     });
     crate::tools::emit(&format!(
         "published {shown} as {}\n  sha256: {hex}\n{root}{signed}  {CURRENT} -> {name} (was {was})\n",

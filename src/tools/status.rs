@@ -143,7 +143,8 @@ pub struct StepLine {
 
 impl Summary {
     pub fn of(report: &Report) -> Summary {
-        let e = |text: &str| escape(text.as_bytes());
+        // The report's strings were escaped when written; a hostile one's raw bytes are escaped here.
+        let e = crate::model::text::shown;
         let initramfs = report.steps.iter().any(|o| matches!(o.step, Step::SwitchRoot { .. }));
         let root = report
             .steps

@@ -1,6 +1,7 @@
 //! Initramfs mode's root: mounting the image over NFS (stepping down versions), checking it,
 //! switching into it.
 
+use std::net::Ipv4Addr;
 use std::num::NonZeroU64;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -13,14 +14,14 @@ use super::verity::{OpenImage, Trusted};
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
 use crate::boot::rootcheck;
-use crate::fs::hashcopy::copy_hashed;
+use crate::fs::hashcopy::{HashedCopy, Side};
 use crate::fs::root::{relative, ImageRoot};
 use crate::model::facts::Learned;
 use crate::model::image::{fits_in_memory, sha256_of_line, BootedImage, ImageFormat, Verified};
 use crate::model::mount::EARLY_MOUNTS;
 use crate::model::nfsroot::{self, Dropped, FailedServer, Mounted, NfsMount};
 use crate::model::outcome::{Failure, Op};
-use crate::model::paths::EXPORT;
+use crate::model::paths::{EXPORT, TRIES};
 use crate::model::text::escape_path;
 use crate::sys::MountCall;
 
@@ -86,6 +87,27 @@ impl<T, F: Fn(&Executor<'_>, &ImageRoot) -> Result<(String, usize, T), Failure>>
 
 /// How often copying an image into memory says how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
+
+/// How long a read of the image being copied into memory may go without data before its server
+/// counts as gone (a hard NFS mount waits for ever) and the copy goes on from the next.
+const COPY_STALL: Duration = Duration::from_secs(15);
+/// The same with no other server to go on from: a day (a hard mount's wait, in effect).
+const ALONE_STALL: Duration = Duration::from_secs(24 * 3600);
+
+/// An image being copied into memory: what it is and where it was found.
+struct Copying<'a> {
+    size: u64,
+    /// Its .sha256's sum, when there is one.
+    sha256: Option<&'a str>,
+    /// Its path here, for messages.
+    path: &'a Path,
+    /// The export it is read from, every server in it.
+    export: &'a NfsMount,
+    /// Its path on the export (where a symlink led): the file to go on from on another server.
+    named: &'a Path,
+    /// Its first bytes, as read: another server's must be the same.
+    head: &'a [u8],
+}
 
 impl Executor<'_> {
     /// Mounts the NFS root on /root of the initramfs: mount(2) with text options, each version
@@ -161,7 +183,17 @@ impl Executor<'_> {
             self.load_verity()?;
         }
         let (fd, copied) = match ram {
-            true => self.image_into_memory(fd, size, sha256.as_deref(), &path).map(|(fd, said)| (fd, said + "; "))?,
+            true => {
+                let copying = Copying {
+                    size,
+                    sha256: sha256.as_deref(),
+                    path: &path,
+                    export: &export,
+                    named: &named,
+                    head: &head,
+                };
+                self.image_into_memory(fd, &copying).map(|(fd, said)| (fd, said + "; "))?
+            }
             false => (fd, String::new()),
         };
         // The server the export was mounted from: with several, not always the first.
@@ -242,39 +274,64 @@ impl Executor<'_> {
         Ok(device)
     }
 
-    /// `stateless.image.ram`: the image file `from` (`size` bytes, at `path`) copied into a
-    /// memory file, when it fits ([`fits_in_memory`]: a copy that ran the machine out of memory
-    /// would end in the OOM killer, with PID 1 the one process it may not kill), how far it got
-    /// in the log every few seconds, and its sha256 held to `sha256`, its .sha256's, when there
-    /// is one: a damaged image fails here, before anything is mounted. The copy, and what the
-    /// step says of it.
-    fn image_into_memory(
-        &self,
-        from: OwnedFd,
-        size: u64,
-        sha256: Option<&str>,
-        path: &Path,
-    ) -> Result<(OwnedFd, String), Failure> {
+    /// `stateless.image.ram`: the image file `from` copied into a memory file, when it fits
+    /// ([`fits_in_memory`]: a copy that ran the machine out of memory would end in the OOM
+    /// killer, with PID 1 the one process it may not kill), how far it got in the log every
+    /// few seconds, and its sha256 held to its .sha256's, when there is one: a damaged image
+    /// fails here, before anything is mounted. A read that fails or gets no data for
+    /// [`COPY_STALL`] (its server gone) breaks the copy off: the export is let go of, the next
+    /// server's mounted in its place ([`Executor::mount_nfs`], the servers not yet tried), and
+    /// the copy goes on at the offset reached, from the same file there (its size and first
+    /// bytes the same); the sha256 (or dm-verity, later) covers the whole. The copy, and what
+    /// the step says of it.
+    fn image_into_memory(&mut self, from: OwnedFd, image: &Copying<'_>) -> Result<(OwnedFd, String), Failure> {
+        let (size, path) = (image.size, image.path);
         let failed = |message: String| Failure::new(Op::Copy, Some(path), format!("into memory: {message}"));
         let meminfo = self.sys.proc_file("meminfo").map_err(|e| failed(format!("/proc/meminfo: {e}")))?;
         let available = fits_in_memory(size, &meminfo).map_err(failed)?;
         let memory = self.sys.memory_file("stateless-image").map_err(|e| Failure::io(Op::Copy, Some(path), &e))?;
-        let (from, mut to) = (std::fs::File::from(from), std::fs::File::from(memory));
+        let mut to = std::fs::File::from(memory);
         let mib = |bytes: u64| bytes >> 20;
         log::info!("image into memory: {} MiB ({} MiB available)", mib(size), mib(available));
         let (started, mut said) = (Instant::now(), Instant::now());
-        let (copied, hex) = copy_hashed(&from, &mut to, |done| {
-            if said.elapsed() >= PROGRESS_EVERY {
-                said = Instant::now();
-                let percent = done.saturating_mul(100) / size.max(1);
-                log::info!("image into memory: {} of {} MiB ({percent}%)", mib(done), mib(size));
-            }
-        })
-        .map_err(|e| Failure::io(Op::Copy, Some(path), &e))?;
+        let mut copy = HashedCopy::default();
+        let (mut from, mut resumed) = (from, Vec::new());
+        let mut server = self.record.nfs_root.as_ref().and_then(|m| m.server).unwrap_or(image.export.server);
+        let mut tried = vec![server];
+        loop {
+            // A stall gives way to another server only when there is one: alone, a slow server
+            // (a boot storm) is waited for, as a hard mount waits.
+            let others = image.export.servers().iter().any(|s| !tried.contains(s));
+            let stall = if others { COPY_STALL } else { ALONE_STALL };
+            let read = |buf: &mut [u8], at: u64| self.sys.read_bounded(from.as_fd(), path, buf, at, stall);
+            let broke = match copy.go_on(read, &mut to, |done| {
+                if said.elapsed() >= PROGRESS_EVERY {
+                    said = Instant::now();
+                    let percent = done.saturating_mul(100) / size.max(1);
+                    log::info!("image into memory: {} of {} MiB ({percent}%)", mib(done), mib(size));
+                }
+            }) {
+                Ok(()) => break,
+                Err((Side::Write, e)) => return Err(Failure::io(Op::Copy, Some(path), &e)),
+                Err((Side::Read, e)) => e,
+            };
+            let at = copy.copied();
+            let why = format!("{server} broke off at {} MiB: {}", mib(at), broke.to_string().to_lowercase());
+            let left: Vec<Ipv4Addr> = image.export.servers().into_iter().filter(|s| !tried.contains(s)).collect();
+            let Some((&next, rest)) = left.split_first() else {
+                let none = if tried.len() > 1 { "no other server left" } else { "no other server" };
+                return Err(failed(format!("{why}; {none}")));
+            };
+            log::warn!("image into memory: {why}; going on from {next}");
+            (from, server) = (self.image_from_next(image, next, rest, &why)?, next);
+            tried.push(next);
+            resumed.push(format!("from {next} at {} MiB", mib(at)));
+        }
+        let (copied, hex) = copy.finish();
         if copied != size {
             return Err(failed(format!("{copied} bytes read, {size} when opened: the file changed")));
         }
-        let checked = match sha256 {
+        let checked = match image.sha256 {
             Some(want) if want != hex => {
                 return Err(failed(format!(
                     "its sha256 is {hex}, its .sha256 says {want}: a damaged or replaced image is not booted"
@@ -285,7 +342,53 @@ impl Executor<'_> {
         };
         let secs = started.elapsed().as_secs_f64();
         let rate = mib(copied) as f64 / secs.max(0.001);
-        Ok((to.into(), format!("copied {} MiB into memory in {secs:.1} s ({rate:.0} MiB/s), {checked}", mib(copied))))
+        let resumed = resumed.iter().map(|r| format!(", resumed {r}")).collect::<String>();
+        Ok((
+            to.into(),
+            format!("copied {} MiB into memory in {secs:.1} s ({rate:.0} MiB/s){resumed}, {checked}", mib(copied)),
+        ))
+    }
+
+    /// The export of a copy into memory that broke off (`why`) let go of, and `next`'s (then
+    /// `rest`'s) mounted in its place: the same file there, open, when it is the same image
+    /// (its size and first bytes). The failed server goes into the report's `failed`.
+    fn image_from_next(
+        &mut self,
+        image: &Copying<'_>,
+        next: Ipv4Addr,
+        rest: &[Ipv4Addr],
+        why: &str,
+    ) -> Result<OwnedFd, Failure> {
+        let at = self.running.host_path(EXPORT);
+        let gone = self.record.nfs_root.as_ref().and_then(|m| m.server);
+        // Its server does not answer, and a read may still hold it: detached, not unmounted.
+        if let Err(e) = self.sys.detach(&at) {
+            log::warn!("{}: {e}", escape_path(&at));
+        }
+        let export = NfsMount { server: next, fallbacks: rest.to_vec(), ..image.export.clone() };
+        let named = image.named;
+        let (_, ImageFile { fd, format, head }) = self.mount_nfs(&export, EXPORT, |me, on| {
+            me.read_image_head(on, named).map(|(image, bytes)| (named.to_string_lossy().into_owned(), bytes, image))
+        })?;
+        let size = rustix::fs::fstat(&fd).map(|st| u64::try_from(st.st_size).unwrap_or(0));
+        let size = size.map_err(|e| Failure::io(Op::Open, Some(image.path), &e.into()))?;
+        let first = image.head.len().min(head.len());
+        if size != image.size
+            || format != ImageFormat::of(image.head).unwrap_or(format)
+            || head.get(..first) != image.head.get(..first)
+        {
+            let message = format!(
+                "into memory: {why}; {} on {next} is another image ({size} bytes, {format}; {} bytes were being copied): not mixed",
+                escape_path(named),
+                image.size
+            );
+            return Err(Failure::new(Op::Copy, Some(image.path), message));
+        }
+        if let (Some(mounted), Some(server)) = (&mut self.record.nfs_root, gone) {
+            mounted.failed.retain(|f| f.server != server);
+            mounted.failed.push(FailedServer { server, reason: format!("into memory: {why}") });
+        }
+        Ok(fd)
     }
 
     /// An image root in memory: its export unmounted, the NFS count stopped there for the
@@ -300,10 +403,11 @@ impl Executor<'_> {
     /// The first [`ImageFormat::HEAD`] bytes of `file` on the export `export`, read from the
     /// server (EIO is the root check's), which must name squashfs or EROFS: the file, open, its
     /// format, and the bytes read.
-    fn read_image_head(&self, export: &ImageRoot, file: &str) -> Result<(ImageFile, usize), Failure> {
-        let path = export.host_path(relative(file));
+    fn read_image_head(&self, export: &ImageRoot, file: impl AsRef<Path>) -> Result<(ImageFile, usize), Failure> {
+        let rel = relative(file);
+        let path = export.host_path(&rel);
         let fd = export
-            .open_file(relative(file), rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC)
+            .open_file(&rel, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC)
             .map_err(|e| Failure::io(Op::Open, Some(&path), &e.into()))?;
         let mut head = vec![0; ImageFormat::HEAD];
         let read = self.sys.read_start(fd.as_fd(), &path, &mut head);
@@ -360,8 +464,22 @@ impl Executor<'_> {
                 }
                 tries += 1;
                 let (fstype, data) = one.attempt(version, client);
-                let call = MountCall { source: &one.source(), target: &dir.path, fstype, flags, data: &data };
-                let e = match self.sys.mount_bounded(&call, left.min(share)) {
+                // Each try on a dir of its own, moved into place once it mounted: a try given up
+                // on (mount_bounded's bound) may still mount later in the kernel, and a mount
+                // goes on top of whatever is at its target when it completes: never over the
+                // root another try mounted (another server's, with several).
+                let try_rel = format!("{TRIES}/{tries}");
+                let on = self
+                    .running
+                    .create_dir_all(&try_rel, 0o700)
+                    .map_err(|e| self.io(Op::Mkdir, &self.running, &try_rel, &e))?;
+                let call = MountCall { source: &one.source(), target: &on.path, fstype, flags, data: &data };
+                let mounted = self.sys.mount_bounded(&call, left.min(share)).and_then(|()| {
+                    self.sys.move_mount(&on.path, &dir.path).inspect_err(|_| {
+                        let _ = self.sys.umount(&on.path);
+                    })
+                });
+                let e = match mounted {
                     Ok(()) => match self.check_root(one, &dir.path, &check, version, &data, dropped)? {
                         RootVerdict::Booting(read, handed) => {
                             failed.retain(|f| f.server != one.server);

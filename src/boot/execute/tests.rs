@@ -1013,14 +1013,21 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
     assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
     assert!(outcomes.iter().all(|o| o.status != Status::Failed), "{outcomes:#?}");
     let calls = sys.calls();
+    // Each try on a dir of its own (the second, 4.2 refused first), moved onto /root once it
+    // mounted: a try given up on that mounts late lands there, never over the root.
+    let tries = image.0.join(crate::model::paths::TRIES);
     let nfs = Call::Mount {
         source: "10.0.2.2:/srv/img".into(),
-        target: new_root.clone(),
+        target: tries.join("2"),
         fstype: "nfs".into(),
         flags: MountFlags::RDONLY,
         data: "vers=3,addr=10.0.2.2,nolock,port=2049".into(),
     };
     let at = |call: &Call| calls.iter().position(|c| c == call).unwrap_or_else(|| panic!("no {call:?}: {calls:#?}"));
+    assert_eq!(at(&Call::MoveMount(tries.join("2"), new_root.clone())), at(&nfs) + 1);
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, Call::Mount { target, fstype, .. } if *target == tries.join("1") && fstype == "nfs4")));
     // DHCP first (the server comes from the lease), then the root, the early mounts into it, the switch.
     assert!(at(&Call::AddAddress(2, "10.0.2.15/24".parse().unwrap())) < at(&nfs));
     // The NFS client is loaded while DHCP waits on the network.
@@ -1029,7 +1036,8 @@ fn initramfs_mode_mounts_the_nfs_root_switches_and_boots_it_as_on_root() {
         calls.iter().filter(|c| matches!(c, Call::Mount { fstype, .. } if fstype.starts_with("nfs"))).collect();
     assert_eq!(tried.len(), 2, "4.2 refused with ENOENT, then 3 at once: {tried:?}");
     assert!(!calls[..at(&nfs)].iter().any(|c| matches!(c, Call::Sleep(_))), "no backoff between versions");
-    let moved: Vec<&Call> = calls.iter().filter(|c| matches!(c, Call::MoveMount(..))).collect();
+    let moved: Vec<&Call> =
+        calls.iter().filter(|c| matches!(c, Call::MoveMount(from, _) if !from.starts_with(&tries))).collect();
     assert_eq!(moved.len(), 5, "{moved:?}");
     assert_eq!(moved[0], &Call::MoveMount(image.0.join("dev"), new_root.join("dev")));
     assert!(at(&nfs) < at(moved[0]) && at(moved[4]) < at(&Call::SwitchRoot(new_root.clone())));
@@ -1068,10 +1076,12 @@ fn an_image_file_on_the_export_is_the_root() {
         assert_eq!(base.status, Status::Ok, "{base:#?}");
         let calls = sys.calls();
         let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
+        let on = image.0.join(crate::model::paths::TRIES).join("1");
         let mounted = pos(&|c| {
             matches!(c, Call::Mount { source, target, flags, .. }
-                if source == export && *target == at && *flags == MountFlags::RDONLY)
+                if source == export && *target == on && *flags == MountFlags::RDONLY)
         });
+        assert_eq!(pos(&|c| *c == Call::MoveMount(on.clone(), at.clone())), mounted + 1);
         let head_read = pos(&|c| *c == Call::Read(at.join(name)));
         let attached = pos(&|c| *c == Call::AttachLoop(format!("/{name}").into()));
         let on_root = pos(&|c| {
@@ -1164,6 +1174,84 @@ fn an_image_in_memory_is_checked_and_its_export_unmounted_once_the_layers_are_in
         let booted = read_report(&image.0.join("root")).image.unwrap();
         assert!(booted.in_memory && booted.sha256 == Some(sum), "{booted:?}");
     }
+}
+
+/// Several servers, `stateless.image.ram`: a read of the first's image fails at 1 MiB (its
+/// server gone: a read with no data for 15 s counts the same); its export is let go of
+/// (detached: its server may not answer an unmount), the second's mounted in its place, and the
+/// copy goes on at 1 MiB from the same file there: one copy, its sha256 the .sha256's, the
+/// report naming the first as failed and why. Another image there (another size) is refused,
+/// never mixed in; with no server left the step fails saying so.
+#[test]
+fn a_copy_into_memory_broken_off_goes_on_from_the_next_server() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let (first, second, _) = two_servers();
+    let ram = "stateless.image=current stateless.image.ram stateless.emergency=continue";
+    let boot = |tag: &str, servers: &str, then: fn(&Path)| {
+        let file = std::sync::Arc::new(std::sync::Mutex::new(PathBuf::new()));
+        let (seen, once) = (file.clone(), AtomicBool::new(false));
+        let (image, mut sys) = initramfs(tag, move |c| {
+            if matches!(c, Call::Detach(_)) {
+                then(&seen.lock().unwrap());
+            }
+            let broken = matches!(c, Call::ReadAt(_, at) if *at == 1 << 20) && !once.swap(true, SeqCst);
+            broken.then_some(Errno::IO.raw_os_error())
+        });
+        let at = image_export(&image, (3 << 20) + 5, None);
+        *file.lock().unwrap() = at.join("x.img");
+        let bytes = std::fs::read(at.join("x.img")).unwrap();
+        let sum = crate::model::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        std::fs::write(at.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
+        meminfo(&mut sys, 900);
+        let cmdline = format!("nfsroot={servers}:/srv/images,vers=3 {ram}");
+        let (outcomes, _) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+        (image, sys, outcomes, sum)
+    };
+    let (image, sys, outcomes, sum) = boot("ram-resume", &format!("{first},{second}"), |_| ());
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    assert_eq!(step.status, Status::Ok, "{step:#?}");
+    assert!(step.detail.contains("copied 3 MiB into memory in "), "{}", step.detail);
+    assert!(
+        step.detail.contains(&format!(", resumed from {second} at 1 MiB, sha256 as its .sha256 says")),
+        "{}",
+        step.detail
+    );
+    let calls = sys.calls();
+    let export = image.0.join(EXPORT);
+    let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
+    let broke = pos(&|c| matches!(c, Call::ReadAt(_, at) if *at == 1 << 20));
+    let detached = pos(&|c| *c == Call::Detach(export.clone()));
+    let remounted = pos(&|c| matches!(c, Call::Mount { source, .. } if source.starts_with(&format!("{second}:"))));
+    let moved = calls.iter().rposition(|c| matches!(c, Call::MoveMount(_, to) if *to == export)).unwrap();
+    let again = calls.iter().rposition(|c| matches!(c, Call::ReadAt(_, at) if *at == 1 << 20)).unwrap();
+    assert!(broke < detached && detached < remounted && remounted < moved && moved < again, "{calls:#?}");
+    // Going on at 1 MiB, not from the start again.
+    assert_eq!(calls.iter().filter(|c| matches!(c, Call::ReadAt(_, 0))).count(), 1, "{calls:#?}");
+    let report = read_report(&image.0.join("root"));
+    let mounted = report.nfs_root.unwrap();
+    assert_eq!(mounted.server, Some(second));
+    let failed: Vec<(Ipv4Addr, &str)> = mounted.failed.iter().map(|f| (f.server, f.reason.as_str())).collect();
+    let why = format!("into memory: {first} broke off at 1 MiB: input/output error");
+    assert!(failed.iter().any(|(s, r)| *s == first && r.starts_with(&why)), "{failed:?}");
+    assert_eq!(report.image.unwrap().sha256, Some(sum));
+
+    // Another image on the second server (a byte longer): refused, never mixed in.
+    let (_, sys, outcomes, _) = boot("ram-resume-other", &format!("{first},{second}"), |file| {
+        let mut bytes = std::fs::read(file).unwrap();
+        bytes.push(0);
+        std::fs::write(file, bytes).unwrap();
+    });
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = step.error.as_ref().unwrap().to_string();
+    assert!(error.contains(&format!("on {second} is another image ({} bytes", (3 << 20) + 6)), "{error}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::AttachLoop(..))));
+
+    // One server: nowhere to go on from.
+    let (_, _, outcomes, _) = boot("ram-resume-alone", &first.to_string(), |_| ());
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = step.error.as_ref().unwrap().to_string();
+    assert!(error.contains(&format!("into memory: {first} broke off at 1 MiB: input/output error")), "{error}");
+    assert!(error.ends_with("; no other server"), "{error}");
 }
 
 /// An image whose superblock the kernel refuses (EINVAL from squashfs), or no loop device for
@@ -1488,6 +1576,21 @@ fn a_server_that_refuses_or_does_not_answer_gives_way_to_the_next_at_once() {
         assert_eq!(mounted.server, Some(second));
         let reason = format!("mount: {}", std::io::Error::from(errno).to_string().to_lowercase());
         assert_eq!(mounted.failed, [crate::model::nfsroot::FailedServer { server: first, reason }]);
+        // The first try (given up on: it may still mount in the kernel) on a dir of its own, never
+        // /root; only the second's mount moved there.
+        let tries = image.0.join(crate::model::paths::TRIES);
+        let on: Vec<PathBuf> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::Mount { fstype, target, .. } if fstype.starts_with("nfs") => Some(target),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(on, [tries.join("1"), tries.join("2")]);
+        let onto_root: Vec<Call> =
+            sys.calls().into_iter().filter(|c| matches!(c, Call::MoveMount(_, to) if to.ends_with("root"))).collect();
+        assert_eq!(onto_root, [Call::MoveMount(tries.join("2"), image.0.join("root"))]);
     }
 }
 
@@ -1527,7 +1630,13 @@ fn an_explicit_nfsv4_2_steps_down_to_4_0_when_4_1_gives_eio_too() {
 fn failed_before_the_switch(outcomes: &[Outcome], sys: &Fake, ended: Option<&str>) -> Failure {
     assert_eq!(ended, Some("fake reboot"), "{outcomes:#?}");
     let calls = sys.calls();
-    assert!(!calls.iter().any(|c| matches!(c, Call::MoveMount(..) | Call::SwitchRoot(_))), "{calls:#?}");
+    // The early mounts not moved (a try's NFS mount moves into place on /root: that one counts not).
+    let moved = |c: &Call| match c {
+        Call::MoveMount(from, _) => !from.ancestors().any(|a| a.ends_with(crate::model::paths::TRIES)),
+        Call::SwitchRoot(_) => true,
+        _ => false,
+    };
+    assert!(!calls.iter().any(moved), "{calls:#?}");
     let root = outcomes.iter().find(|o| matches!(o.step, Step::NfsRoot { .. })).unwrap();
     assert_eq!(root.status, Status::Failed);
     root.error.clone().unwrap()
@@ -1878,6 +1987,48 @@ fn signed_export(image: &Image, signer: Option<&str>, trusted: &[&str]) -> Strin
     root_hash
 }
 
+/// The statement [`signed_export`] wrote beside x.img, signed by the fixture key `signer`,
+/// inside x.img too, after its superblock (as `image build --verity --sign` writes it): the
+/// image's bytes.
+fn sign_inside(image: &Image, signer: &str) -> Vec<u8> {
+    use crate::model::{sign, verity};
+    let at = image.0.join(EXPORT);
+    let text = std::fs::read(at.join("x.img.verity-params")).unwrap();
+    let secret = sign::secret_key(&fixture_key(signer)).unwrap();
+    let mut bytes = std::fs::read(at.join("x.img")).unwrap();
+    verity::embed(&mut bytes[3 * 4096..4 * 4096], &text, &sign::sign(&secret, &text)).unwrap();
+    std::fs::write(at.join("x.img"), &bytes).unwrap();
+    bytes
+}
+
+/// No files beside the image: the statement inside it, signed by a trusted key, gives the root
+/// hash. Files beside it win: a signature there by a key not trusted refuses the image, the
+/// one inside notwithstanding.
+#[test]
+fn a_statement_inside_the_image_is_trusted_when_none_lies_beside_it() {
+    let cmdline = "nfsroot=/srv/images,vers=3 stateless.image=current";
+    let (image, sys) = initramfs("verity-inside", |_| None);
+    let root_hash = signed_export(&image, Some("openssl.pem"), &["openssl.pub.pem"]);
+    sign_inside(&image, "openssl.pem");
+    for beside in ["x.img.verity-params", "x.img.verity-params.sig"] {
+        std::fs::remove_file(image.0.join(EXPORT).join(beside)).unwrap();
+    }
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    let verified = read_report(&image.0.join("root")).image.unwrap().verity.unwrap();
+    let key = crate::model::sign::public_key(&fixture_key("openssl.pub.pem")).unwrap();
+    assert!(verified.trusted.starts_with(&format!("key {}", key.fingerprint())), "{}", verified.trusted);
+    assert_eq!(verified.root_hash, root_hash);
+
+    let (image, sys) = initramfs("verity-beside-wins", |_| None);
+    signed_export(&image, Some("openssl2.pem"), &["openssl.pub.pem"]);
+    sign_inside(&image, "openssl.pem");
+    let (outcomes, ended) = boot_from(&image, cmdline, &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
+    let failed = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    assert!(failed.error.as_ref().unwrap().to_string().contains("which is not trusted"), "{failed:?}");
+}
+
 /// Keys in the initramfs: the statement beside the image, signed by one of them, gives the
 /// root hash (through `current`, the target's statement); the report names the key. Without
 /// keys the same image is mounted as it is; `roothash=` wins over keys.
@@ -1941,7 +2092,8 @@ fn keys_in_the_initramfs_refuse_an_image_they_cannot_vouch_for() {
             signed_export(image, Some("openssl.pem"), &["openssl.pub.pem", "openssl2.pub.pem"]);
             std::fs::remove_file(image.0.join(EXPORT).join("x.img.verity-params")).unwrap();
         },
-        "x.img.verity-params beside it (stateless image build --verity --sign): refused (the initramfs trusts 2 keys",
+        "no signed statement beside it or inside it (stateless image build --verity --sign): refused (the \
+         initramfs trusts 2 keys",
     );
     refused(
         "verity-untrusted",

@@ -33,7 +33,8 @@ pub(super) struct OpenImage<'a> {
     /// Its first bytes, as read ([`ImageFormat::HEAD`]).
     pub head: &'a [u8],
     /// The export, and the file's path on it (where a symlink led): its statement and
-    /// signature lie beside it. None for an NBD root: nothing lies beside it.
+    /// signature may lie beside it. None for an NBD root: nothing lies beside it (the
+    /// statement inside the file is read).
     pub beside: Option<(&'a ImageRoot, &'a Path)>,
     /// The file's path here, for messages.
     pub path: &'a Path,
@@ -56,14 +57,43 @@ fn block_at(fd: BorrowedFd<'_>, at: u64, path: &Path) -> Result<Vec<u8>, Failure
     Ok(block)
 }
 
+/// A signed statement as read, unchecked: the params text and the signature file.
+type Statement = (Vec<u8>, Vec<u8>);
+
+/// The signed statement beside `image` (on its export) and its signature: `None` when there
+/// is no `IMAGE.verity-params` (or no export: an NBD root); one without its `.sig`, or either
+/// unreadable, is refused.
+fn statement_beside(image: &OpenImage<'_>, refused: &dyn Fn(String) -> Failure) -> Result<Option<Statement>, Failure> {
+    let Some((export, named)) = image.beside else { return Ok(None) };
+    let read = |suffix: &str, limit: usize| {
+        let name = beside(named, suffix);
+        let shown = escape_path(&export.host_path(&name));
+        let read = export.read_file(&name, limit as u64);
+        read.map(|bytes| (bytes, shown.clone()))
+            .map_err(|e| refused(format!("{shown}: {}", e.to_string().to_lowercase())))
+    };
+    let (Some(statement), _) = read(".verity-params", VerityParams::MAX)? else { return Ok(None) };
+    match read(".verity-params.sig", SIGNATURE_MAX)? {
+        (Some(signature), _) => Ok(Some((statement, signature))),
+        (None, shown) => Err(refused(format!("no {shown} beside it (stateless image build --verity --sign)"))),
+    }
+}
+
+/// The signed statement inside `image`, in the block of the verity superblock its size puts
+/// after its data ([`verity::embedded`]): `None` when it has no such block, or none there.
+fn statement_inside(image: &OpenImage<'_>) -> Result<Option<Statement>, Failure> {
+    let Some(blocks) = verity::data_blocks_of(image.size) else { return Ok(None) };
+    Ok(verity::embedded(&block_at(image.fd, blocks.saturating_mul(verity::BLOCK), image.path)?))
+}
+
 impl Executor<'_> {
     /// What the image is checked against, before anything is copied or mounted:
     /// - `roothash=` (`root_hash`): that root hash; the salt and data blocks from the verity
     ///   superblock the file's length puts after its data (an image without a tree is refused);
     /// - else, when the initramfs trusts keys ([`TRUSTED_KEYS`]): the signed statement beside
-    ///   the image (`IMAGE.verity-params` and its `.sig`), its signature by a trusted key, its
-    ///   parameters those of the file at hand; without one, or signed by another key, the image
-    ///   is refused: keys in the initramfs mean no image boots unverified;
+    ///   the image (`IMAGE.verity-params` and its `.sig`) or inside it, its signature by a
+    ///   trusted key, its parameters those of the file at hand; without one, or signed by
+    ///   another key, the image is refused: keys in the initramfs mean no image boots unverified;
     /// - else `None`: the image is mounted as it is.
     pub(super) fn image_trust(
         &self,
@@ -120,8 +150,12 @@ impl Executor<'_> {
         Ok(Trusted { target, by: "roothash=".into() })
     }
 
-    /// The signed statement beside the image: read (bounded), its signature checked against
-    /// `keys` first, then parsed, then held to the file (its size, its superblock, its format).
+    /// The signed statement of the image: beside it (`IMAGE.verity-params` and its `.sig`) when
+    /// there, else inside it (its verity superblock's block, [`verity::embedded`]: an NBD
+    /// root, or an export without the files beside). Either is read bounded, its signature
+    /// checked against `keys` first, then parsed, then held to the file (its size, its
+    /// superblock, its format). Files beside it win: `image sign` writes both, and a statement
+    /// beside that fails is refused, never passed over for the one inside.
     fn trust_signature(&self, image: &OpenImage<'_>, keys: &[TrustedKey]) -> Result<Trusted, Failure> {
         let trusting = match keys.len() {
             1 => "1 key".to_owned(),
@@ -131,20 +165,12 @@ impl Executor<'_> {
             let message = format!("{why}: refused (the initramfs trusts {trusting}: a verified image only)");
             Failure::new(Op::Verify, Some(image.path), message)
         };
-        let Some((export, named)) = image.beside else {
-            return Err(refused("an NBD root has no signed statement beside it: give its roothash=".into()));
+        let (statement, signature) = match statement_beside(image, &refused)? {
+            Some(beside) => beside,
+            None => statement_inside(image)?.ok_or_else(|| {
+                refused("no signed statement beside it or inside it (stateless image build --verity --sign)".into())
+            })?,
         };
-        let read = |suffix: &str, limit: usize| {
-            let name = beside(named, suffix);
-            let shown = escape_path(&export.host_path(&name));
-            match export.read_file(&name, limit as u64) {
-                Ok(Some(bytes)) => Ok(bytes),
-                Ok(None) => Err(refused(format!("no {shown} beside it (stateless image build --verity --sign)"))),
-                Err(e) => Err(refused(format!("{shown}: {}", e.to_string().to_lowercase()))),
-            }
-        };
-        let statement = read(".verity-params", VerityParams::MAX)?;
-        let signature = read(".verity-params.sig", SIGNATURE_MAX)?;
         let key = sign::verify(keys, &statement, &signature).map_err(|e| refused(escape(e.as_bytes())))?;
         let params = VerityParams::parse(&statement).map_err(|e| refused(format!("its verity params: {e}")))?;
         let superblock = block_at(image.fd, params.hash_offset(), image.path)?;

@@ -87,10 +87,10 @@ fn an_nbd_root_is_attached_mounted_and_left_a_supervisor() {
 }
 
 /// `roothash=` over NBD: the verity superblock read from /dev/nbd0, dm-verity over it, the
-/// verity device mounted; keys in the initramfs without `roothash=` refuse (nothing lies beside
-/// an NBD export to vouch for it).
+/// verity device mounted; keys in the initramfs without `roothash=`: the signed statement
+/// inside the image (nothing lies beside an NBD export), or refused without one.
 #[test]
-fn an_nbd_root_is_verified_with_roothash_and_refused_with_keys_alone() {
+fn an_nbd_root_is_verified_with_roothash_or_its_statement_inside_and_refused_without() {
     let (image, mut sys) = initramfs("nbd-verity", |_| None);
     let root_hash = verity_export(&image);
     let bytes = std::fs::read(image.0.join(EXPORT).join("x.img")).unwrap();
@@ -105,7 +105,18 @@ fn an_nbd_root_is_verified_with_roothash_and_refused_with_keys_alone() {
     let verified = read_report(&image.0.join("root")).image.unwrap().verity.unwrap();
     assert_eq!((verified.trusted.as_str(), verified.device), ("roothash=", dev.join("dm-0").display().to_string()));
 
+    // Keys alone: the statement inside the image vouches for it; none inside, refused.
     let (image, mut sys) = initramfs("nbd-keys", |_| None);
+    let root_hash = signed_export(&image, Some("openssl.pem"), &["openssl.pub.pem"]);
+    nbd_device(&image, &mut sys, &sign_inside(&image, "openssl.pem"));
+    let (outcomes, ended) = boot_from(&image, "root=nbd:10.0.2.2:root", &sys, Mode::Boot, true);
+    assert_eq!(ended.as_deref(), Some("fake exec /sbin/init"), "{outcomes:#?}");
+    let verified = read_report(&image.0.join("root")).image.unwrap().verity.unwrap();
+    let key = crate::model::sign::public_key(&fixture_key("openssl.pub.pem")).unwrap();
+    assert!(verified.trusted.starts_with(&format!("key {}", key.fingerprint())), "{}", verified.trusted);
+    assert_eq!(verified.root_hash, root_hash);
+
+    let (image, mut sys) = initramfs("nbd-keys-unsigned", |_| None);
     signed_export(&image, Some("openssl.pem"), &["openssl.pub.pem"]);
     let bytes = std::fs::read(image.0.join(EXPORT).join("x.img")).unwrap();
     nbd_device(&image, &mut sys, &bytes);
@@ -113,7 +124,10 @@ fn an_nbd_root_is_verified_with_roothash_and_refused_with_keys_alone() {
     assert_eq!(ended.as_deref(), Some("fake reboot"), "{outcomes:#?}");
     let failed = outcomes.iter().find(|o| matches!(o.step, Step::NbdRoot { .. })).unwrap();
     let error = failed.error.as_ref().unwrap().to_string();
-    assert!(error.contains("an NBD root has no signed statement beside it: give its roothash="), "{error}");
+    assert!(
+        error.contains("no signed statement beside it or inside it (stateless image build --verity --sign)"),
+        "{error}"
+    );
     assert!(!sys.calls().iter().any(|c| matches!(c, Call::Mount { target, .. } if target.ends_with("root"))));
 }
 
