@@ -881,7 +881,11 @@ fn signed_images_carry_params_signify_checks_and_publish_keeps_them_together() {
     assert_eq!(std::fs::read(&sig).unwrap(), signed);
     let linked = out.join("hardlink.sqfs");
     std::fs::hard_link(&image, &linked).unwrap();
+    // The image's own mode stays (the rewrite is a new file).
+    std::fs::set_permissions(&image, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     let said = ok(&sign_image(&image, &second, &["--force"]));
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&image).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o640);
     let rotated = sign::public_key(&std::fs::read(key("openssl2.pub.pem")).unwrap()).unwrap();
     assert!(said.contains(&format!("  verity root hash: {hash}\n")) && said.contains(&rotated.fingerprint()), "{said}");
     assert_eq!(std::fs::read(&params).unwrap(), text);

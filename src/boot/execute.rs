@@ -119,6 +119,9 @@ pub struct Executor<'a> {
     /// the latest just before the switch empties it and makes the server's root the running
     /// one (the layers are applied after it).
     trusted: std::cell::OnceCell<Result<Option<Vec<crate::model::sign::TrustedKey>>, String>>,
+    /// The NFS tries' dirs made so far (`TRIES/<n>`): each try of the boot gets one no other
+    /// try used, whichever root or export it mounts.
+    try_dirs: u32,
 }
 
 /// What an [`Executor`] starts from: at boot the defaults until the early mounts give /proc
@@ -174,6 +177,7 @@ impl<'a> Executor<'a> {
             modules: Modules::default(),
             opened: Vec::new(),
             trusted: std::cell::OnceCell::new(),
+            try_dirs: 0,
         }
     }
 

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
-use rustix::fs::{openat, statat, statfs, unlinkat, AtFlags, Dir, FileType, FsWord, Mode, OFlags};
+use rustix::fs::{openat, statfs, statx, unlinkat, AtFlags, Dir, FileType, FsWord, Mode, OFlags, StatxFlags};
 
 /// statfs f_type of the kernel's initial rootfs: ramfs, or tmpfs with `rootfstype=tmpfs`.
 pub const RAMFS_MAGIC: FsWord = 0x8584_58f6;
@@ -65,12 +65,16 @@ fn clear_entry(
     shown: &str,
     cleared: &mut Cleared,
 ) -> io::Result<()> {
-    let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if st.st_dev != dev {
+    // The attributes cached, never asked of a server: a mount left on a dir of the initramfs
+    // (an NFS try given up on that mounted late) may be one whose server is gone, and a GETATTR
+    // on a hard mount would wait for ever.
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_DONT_SYNC;
+    let st = statx(dir, name, flags, StatxFlags::TYPE)?;
+    if rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor) != dev {
         cleared.other_mounts += 1;
         return Ok(());
     }
-    if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+    if FileType::from_raw_mode(u32::from(st.stx_mode)) == FileType::Directory {
         if depth >= MAX_DEPTH {
             return Err(io::Error::other(format!("deeper than {MAX_DEPTH} dirs: left")));
         }

@@ -59,11 +59,20 @@ impl NbdRoot {
     }
 }
 
-impl std::fmt::Display for NbdRoot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl NbdRoot {
+    /// `nbd <servers> export <export>`, the export as given (unescaped: for a caller that
+    /// escapes the whole line, as a step's text does).
+    pub fn unescaped(&self) -> String {
         let servers: Vec<String> = self.servers.iter().map(ToString::to_string).collect();
         let export = if self.export.is_empty() { "(the default export)" } else { &self.export };
-        write!(f, "nbd {} export {export}", servers.join(","))
+        format!("nbd {} export {export}", servers.join(","))
+    }
+}
+
+/// [`NbdRoot::unescaped`], escaped: the export is the command line's or a DHCP server's.
+impl std::fmt::Display for NbdRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::model::text::escape(self.unescaped().as_bytes()))
     }
 }
 
@@ -197,6 +206,10 @@ mod tests {
         assert_eq!(root.clone().ordered_for(None).servers, root.servers);
         assert_eq!(root.mount_data(), "noatime");
         assert_eq!(root.source(root.servers[0]), "nbd://10.0.0.1:10809/ro\\x1bt");
+        assert_eq!(root.to_string(), "nbd 10.0.0.1:10809,10.0.0.2:10809,10.0.0.3:10809 export ro\\x1bt");
+        // A step's text escapes the whole line once.
+        let step = crate::model::step::Step::NbdRoot { root, root_hash: None };
+        assert!(step.to_string().starts_with("nbd 10.0.0.1:10809,10.0.0.2:10809,10.0.0.3:10809 export ro\\x1bt on"));
     }
 
     #[test]

@@ -338,7 +338,7 @@ impl fmt::Display for Unescaped<'_> {
                 }
             }
             Step::NbdRoot { root, root_hash } => {
-                write!(f, "{root} on /dev/nbdN on /root")?;
+                write!(f, "{} on /dev/nbdN on /root", root.unescaped())?;
                 match root_hash {
                     Some(hash) => write!(f, ", through dm-verity with the root hash {hash}"),
                     None => Ok(()),

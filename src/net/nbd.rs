@@ -30,7 +30,7 @@ use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddrV4, TcpStream};
 use std::os::fd::OwnedFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::model::nbdroot::MAX_EXPORT_NAME;
 use crate::model::text::quoted;
@@ -417,25 +417,63 @@ pub fn handshake<S: Read + Write>(stream: &mut S, name: &str) -> Result<Export, 
 }
 
 /// A connection to the NBD server `server` at the transmission phase of `export`, as the
-/// kernel wants it, within `bound` (to connect, then each read and write of the handshake; no
-/// timeouts after: the kernel has its own): TCP_NODELAY, keepalive after 10 s idle, every 5 s,
-/// 3 probes (a server gone without a FIN is found out in about 25 s). The socket, and what the
-/// handshake said of the export (the caller judges it).
+/// kernel wants it, all within `bound` (the connect and the whole handshake: a server that
+/// trickles its bytes is given up on at the bound; no timeouts after, the kernel has its own):
+/// TCP_NODELAY, keepalive after 10 s idle, every 5 s, 3 probes (a server gone without a FIN is
+/// found out in about 25 s). The socket, and what the handshake said of the export (the caller
+/// judges it).
 pub fn connect(server: SocketAddrV4, export: &str, bound: Duration) -> io::Result<(OwnedFd, Export)> {
     use rustix::net::sockopt;
-    let bound = bound.max(Duration::from_millis(1));
-    let mut stream = TcpStream::connect_timeout(&server.into(), bound)?;
+    let until = Instant::now() + bound.max(Duration::from_millis(1));
+    let stream = TcpStream::connect_timeout(&server.into(), Deadline::left(until)?)?;
     stream.set_nodelay(true)?;
     sockopt::set_socket_keepalive(&stream, true)?;
     sockopt::set_tcp_keepidle(&stream, Duration::from_secs(10))?;
     sockopt::set_tcp_keepintvl(&stream, Duration::from_secs(5))?;
     sockopt::set_tcp_keepcnt(&stream, 3)?;
-    stream.set_read_timeout(Some(bound))?;
-    stream.set_write_timeout(Some(bound))?;
-    let export = handshake(&mut stream, export).map_err(|e| io::Error::other(e.to_string()))?;
+    let export =
+        handshake(&mut Deadline { stream: &stream, until }, export).map_err(|e| io::Error::other(e.to_string()))?;
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(None)?;
     Ok((stream.into(), export))
+}
+
+/// A stream whose every read and write gets what is left of one deadline.
+struct Deadline<'a> {
+    stream: &'a TcpStream,
+    until: Instant,
+}
+
+impl Deadline<'_> {
+    /// What is left before `until`; TimedOut when nothing is.
+    fn left(until: Instant) -> io::Result<Duration> {
+        let left = until.saturating_duration_since(Instant::now());
+        match left.is_zero() {
+            true => Err(io::Error::new(io::ErrorKind::TimedOut, "the nbd handshake took too long")),
+            false => Ok(left),
+        }
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.set_read_timeout(Some(Self::left(self.until)?))?;
+        let mut stream = self.stream;
+        stream.read(buf)
+    }
+}
+
+impl Write for Deadline<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.set_write_timeout(Some(Self::left(self.until)?))?;
+        let mut stream = self.stream;
+        stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let mut stream = self.stream;
+        stream.flush()
+    }
 }
 
 #[cfg(test)]

@@ -55,8 +55,8 @@ pub enum Call {
     DeviceMapper(String, u64, String, String),
     /// [`Sys::read_start`] of the file at this path.
     Read(PathBuf),
-    /// [`Sys::read_bounded`] of the file at this path, at this offset.
-    ReadAt(PathBuf, u64),
+    /// [`Sys::read_bounded`] of the file at this path, at this offset, given up after this bound.
+    ReadAt(PathBuf, u64, Duration),
     /// [`Sys::nbd_connect`]: the server and export.
     NbdConnect(std::net::SocketAddrV4, String),
     /// [`Sys::nbd_attach`]: the export's size, block size and backend identifier.
@@ -334,9 +334,9 @@ impl Sys for Fake {
         path: &Path,
         buf: &mut [u8],
         offset: u64,
-        _bound: Duration,
+        bound: Duration,
     ) -> io::Result<usize> {
-        self.record(Call::ReadAt(path.into(), offset))?;
+        self.record(Call::ReadAt(path.into(), offset, bound))?;
         Ok(rustix::io::pread(file, buf, offset)?)
     }
 

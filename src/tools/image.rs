@@ -957,11 +957,17 @@ fn sign_image(args: &[OsString]) -> Result<i32, String> {
     let inside = if was == block {
         "already inside it, left as it was".to_owned()
     } else {
+        let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
         super::write_file(&image, true, |out| {
             copy_hashed(&file, &mut &*out, |_| ()).map_err(|e| format!("copying {shown}: {e}"))?;
             out.write_all_at(&block, tree.hash_offset()).map_err(|e| e.to_string())
         })?;
         let (new, _) = open_image(&image)?;
+        // The image's own mode again, and its owner when this user may give it (root).
+        let mode = rustix::fs::Mode::from_raw_mode(meta.mode() & 0o777);
+        rustix::fs::fchmod(&new, mode).map_err(|e| format!("{shown}: mode: {e}"))?;
+        let owner = (rustix::fs::Uid::from_raw(meta.uid()), rustix::fs::Gid::from_raw(meta.gid()));
+        let _ = rustix::fs::fchown(&new, Some(owner.0), Some(owner.1));
         let hex = sha256_of(&new).map_err(|e| format!("{shown}: {e}"))?;
         let line = checksum_line(&hex, name);
         super::write_file(&checksum, true, |mut out| out.write_all(line.as_bytes()).map_err(|e| e.to_string()))

@@ -54,6 +54,24 @@ impl Executor<'_> {
         let (connected, tries, failed) = self.connect_nbd(root)?;
         let Connected { server, socket, export, index } = connected;
         let source = root.source(server);
+        // The supervisor from now on, before the first read of the device: a server that took
+        // the handshake and then stalls or dies gives way to another here too (the kernel holds
+        // the reads while it reconnects), not only after the boot. The one connected first: a
+        // restarted server is tried again before the others.
+        let mut servers = vec![server];
+        servers.extend(root.servers.iter().filter(|s| **s != server));
+        let supervisor = self.start_supervisor(
+            &socket,
+            Watch { index, export: root.export.clone(), servers, size: export.size, socket: -1, kmsg: None },
+        );
+        drop(socket); // the kernel holds it, the supervisor a copy
+        let said = match supervisor {
+            Some(pid) => format!("supervisor pid {pid}"),
+            None => "no supervisor: the root does not survive its server".into(),
+        };
+        let export_name = root.export.clone();
+        self.record.nbd_root =
+            Some(Attached { server, export: export_name, index, size: export.size, failed, supervisor });
         let node = PathBuf::from(format!("dev/nbd{index}"));
         let path = self.running.host_path(&node);
         let device = self
@@ -117,20 +135,6 @@ impl Executor<'_> {
             let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
             Failure { message: format!("{} (in the image {source}){found}", f.message), ..f }
         })?;
-        // The one connected first: a restarted server is tried again before the others.
-        let mut servers = vec![server];
-        servers.extend(root.servers.iter().filter(|s| **s != server));
-        let supervisor = self.start_supervisor(
-            &socket,
-            Watch { index, export: root.export.clone(), servers, size: export.size, socket: -1, kmsg: None },
-        );
-        let said = match supervisor {
-            Some(pid) => format!("supervisor pid {pid}"),
-            None => "no supervisor: the root does not survive its server".into(),
-        };
-        let export_name = root.export.clone();
-        self.record.nbd_root =
-            Some(Attached { server, export: export_name, index, size: export.size, failed, supervisor });
         let ms = started.elapsed().as_millis();
         let read = format!("read {} bytes of {}", checked.bytes, escape(checked.init.as_bytes()));
         Ok(Done::ok(format!(

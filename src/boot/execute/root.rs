@@ -99,6 +99,8 @@ struct Copying<'a> {
     size: u64,
     /// Its .sha256's sum, when there is one.
     sha256: Option<&'a str>,
+    /// Read through dm-verity once copied: every block checked.
+    verified: bool,
     /// Its path here, for messages.
     path: &'a Path,
     /// The export it is read from, every server in it.
@@ -187,6 +189,7 @@ impl Executor<'_> {
                 let copying = Copying {
                     size,
                     sha256: sha256.as_deref(),
+                    verified: trusted.is_some(),
                     path: &path,
                     export: &export,
                     named: &named,
@@ -297,7 +300,9 @@ impl Executor<'_> {
         let mut copy = HashedCopy::default();
         let (mut from, mut resumed) = (from, Vec::new());
         let mut server = self.record.nfs_root.as_ref().and_then(|m| m.server).unwrap_or(image.export.server);
+        // The server copied from, and those the mount found down: none of them is another to go on from.
         let mut tried = vec![server];
+        tried.extend(self.record.nfs_root.iter().flat_map(|m| m.failed.iter().map(|f| f.server)));
         loop {
             // A stall gives way to another server only when there is one: alone, a slow server
             // (a boot storm) is waited for, as a hard mount waits.
@@ -318,14 +323,28 @@ impl Executor<'_> {
             let at = copy.copied();
             let why = format!("{server} broke off at {} MiB: {}", mib(at), broke.to_string().to_lowercase());
             let left: Vec<Ipv4Addr> = image.export.servers().into_iter().filter(|s| !tried.contains(s)).collect();
-            let Some((&next, rest)) = left.split_first() else {
-                let none = if tried.len() > 1 { "no other server left" } else { "no other server" };
+            let Some(&next) = left.first() else {
+                let none = if image.export.servers().len() > 1 { "no other server left" } else { "no other server" };
                 return Err(failed(format!("{why}; {none}")));
             };
+            if image.sha256.is_none() && !image.verified {
+                return Err(failed(format!(
+                    "{why}; not resumed from another server: without a .sha256 beside it or dm-verity, nothing would show that its bytes are the same image's"
+                )));
+            }
             log::warn!("image into memory: {why}; going on from {next}");
-            (from, server) = (self.image_from_next(image, next, rest, &why)?, next);
-            tried.push(next);
-            resumed.push(format!("from {next} at {} MiB", mib(at)));
+            // The others in order, then those given up on (the one that broke off last): a
+            // server down a moment ago may be back.
+            let rest: Vec<Ipv4Addr> = left.iter().skip(1).chain(tried.iter().rev()).copied().collect();
+            from = self
+                .image_from_next(image, next, &rest, &why)
+                .map_err(|f| Failure { message: format!("into memory: {why}; going on: {}", f.message), ..f })?;
+            // The one mounted: `next`, or one after it.
+            server = self.record.nfs_root.as_ref().and_then(|m| m.server).unwrap_or(next);
+            tried.retain(|s| *s != server);
+            tried.push(server);
+            tried.extend(self.record.nfs_root.iter().flat_map(|m| m.failed.iter().map(|f| f.server)));
+            resumed.push(format!("from {server} at {} MiB", mib(at)));
         }
         let (copied, hex) = copy.finish();
         if copied != size {
@@ -377,8 +396,9 @@ impl Executor<'_> {
             || format != ImageFormat::of(image.head).unwrap_or(format)
             || head.get(..first) != image.head.get(..first)
         {
+            let on = self.record.nfs_root.as_ref().and_then(|m| m.server).unwrap_or(next);
             let message = format!(
-                "into memory: {why}; {} on {next} is another image ({size} bytes, {format}; {} bytes were being copied): not mixed",
+                "{} on {on} is another image ({size} bytes, {format}; {} bytes were being copied): not mixed",
                 escape_path(named),
                 image.size
             );
@@ -468,7 +488,8 @@ impl Executor<'_> {
                 // on (mount_bounded's bound) may still mount later in the kernel, and a mount
                 // goes on top of whatever is at its target when it completes: never over the
                 // root another try mounted (another server's, with several).
-                let try_rel = format!("{TRIES}/{tries}");
+                self.try_dirs += 1;
+                let try_rel = format!("{TRIES}/{}", self.try_dirs);
                 let on = self
                     .running
                     .create_dir_all(&try_rel, 0o700)

@@ -1194,7 +1194,7 @@ fn a_copy_into_memory_broken_off_goes_on_from_the_next_server() {
             if matches!(c, Call::Detach(_)) {
                 then(&seen.lock().unwrap());
             }
-            let broken = matches!(c, Call::ReadAt(_, at) if *at == 1 << 20) && !once.swap(true, SeqCst);
+            let broken = matches!(c, Call::ReadAt(_, at, _) if *at == 1 << 20) && !once.swap(true, SeqCst);
             broken.then_some(Errno::IO.raw_os_error())
         });
         let at = image_export(&image, (3 << 20) + 5, None);
@@ -1219,14 +1219,14 @@ fn a_copy_into_memory_broken_off_goes_on_from_the_next_server() {
     let calls = sys.calls();
     let export = image.0.join(EXPORT);
     let pos = |p: &dyn Fn(&Call) -> bool| calls.iter().position(p).unwrap_or_else(|| panic!("{calls:#?}"));
-    let broke = pos(&|c| matches!(c, Call::ReadAt(_, at) if *at == 1 << 20));
+    let broke = pos(&|c| matches!(c, Call::ReadAt(_, at, _) if *at == 1 << 20));
     let detached = pos(&|c| *c == Call::Detach(export.clone()));
     let remounted = pos(&|c| matches!(c, Call::Mount { source, .. } if source.starts_with(&format!("{second}:"))));
     let moved = calls.iter().rposition(|c| matches!(c, Call::MoveMount(_, to) if *to == export)).unwrap();
-    let again = calls.iter().rposition(|c| matches!(c, Call::ReadAt(_, at) if *at == 1 << 20)).unwrap();
+    let again = calls.iter().rposition(|c| matches!(c, Call::ReadAt(_, at, _) if *at == 1 << 20)).unwrap();
     assert!(broke < detached && detached < remounted && remounted < moved && moved < again, "{calls:#?}");
     // Going on at 1 MiB, not from the start again.
-    assert_eq!(calls.iter().filter(|c| matches!(c, Call::ReadAt(_, 0))).count(), 1, "{calls:#?}");
+    assert_eq!(calls.iter().filter(|c| matches!(c, Call::ReadAt(_, 0, _))).count(), 1, "{calls:#?}");
     let report = read_report(&image.0.join("root"));
     let mounted = report.nfs_root.unwrap();
     assert_eq!(mounted.server, Some(second));
@@ -1252,6 +1252,79 @@ fn a_copy_into_memory_broken_off_goes_on_from_the_next_server() {
     let error = step.error.as_ref().unwrap().to_string();
     assert!(error.contains(&format!("into memory: {first} broke off at 1 MiB: input/output error")), "{error}");
     assert!(error.ends_with("; no other server"), "{error}");
+}
+
+/// A copy that broke off goes on from a server that mounts, named as the one the bytes came
+/// from (three servers, the next refusing: the third), each try of the boot on a dir no other
+/// try used. Its reads wait 15 s for data while another live server is left, and as long as a
+/// hard mount would (a day) when the one serving it is the only one up.
+#[test]
+fn a_resumed_copy_names_its_server_and_waits_when_no_other_is_up() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let given = [Ipv4Addr::new(10, 0, 2, 7), Ipv4Addr::new(10, 0, 2, 8), Ipv4Addr::new(10, 0, 2, 9)];
+    let ordered = crate::model::servers::order(&given, Some([0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+    let (a, b, c) = (ordered[0], ordered[1], ordered[2]);
+    let boot = |tag: &str, servers: &[Ipv4Addr], down: Vec<Ipv4Addr>, checked: bool| {
+        let once = AtomicBool::new(false);
+        let refused = servers_fail(down, Errno::CONNREFUSED);
+        let (image, mut sys) = initramfs(tag, move |call| {
+            let broken = matches!(call, Call::ReadAt(_, at, _) if *at == 1 << 20) && !once.swap(true, SeqCst);
+            refused(call).or(broken.then_some(Errno::IO.raw_os_error()))
+        });
+        let at = image_export(&image, (3 << 20) + 5, None);
+        let bytes = std::fs::read(at.join("x.img")).unwrap();
+        let sum = crate::model::text::hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        if checked {
+            std::fs::write(at.join("x.img.sha256"), format!("{sum}  x.img\n")).unwrap();
+        }
+        meminfo(&mut sys, 900);
+        let servers: Vec<String> = servers.iter().map(ToString::to_string).collect();
+        let cmdline = format!(
+            "nfsroot={}:/srv/images,vers=3 stateless.image=current stateless.image.ram stateless.emergency=continue",
+            servers.join(",")
+        );
+        let (outcomes, _) = boot_from(&image, &cmdline, &sys, Mode::Boot, true);
+        (image, sys, outcomes)
+    };
+    let (image, sys, outcomes) = boot("ram-resume-third", &[a, b, c], vec![b], true);
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    assert_eq!(step.status, Status::Ok, "{step:#?}");
+    assert!(step.detail.contains(&format!("resumed from {c} at 1 MiB")), "{}", step.detail);
+    assert_eq!(read_report(&image.0.join("root")).nfs_root.unwrap().server, Some(c));
+    let on: Vec<PathBuf> = sys
+        .calls()
+        .into_iter()
+        .filter_map(|call| match call {
+            Call::Mount { fstype, target, .. } if fstype.starts_with("nfs") => Some(target),
+            _ => None,
+        })
+        .collect();
+    let tries = image.0.join(crate::model::paths::TRIES);
+    assert_eq!(on, [tries.join("1"), tries.join("2"), tries.join("3")], "a dir each");
+    let bounds = |sys: &Fake| -> Vec<u64> {
+        let mut b: Vec<u64> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::ReadAt(_, _, bound) => Some(bound.as_secs()),
+                _ => None,
+            })
+            .collect();
+        b.dedup();
+        b
+    };
+    // a and c up while copying from a: 15 s; from c, every other given up on: a day.
+    assert_eq!(bounds(&sys), [15, 24 * 3600]);
+
+    // The first down: the second is the only one up, its reads are waited for.
+    let (_, sys, _) = boot("ram-resume-alone-up", &[a, b], vec![a], true);
+    assert_eq!(bounds(&sys)[0], 24 * 3600);
+
+    // Nothing to check the whole with (no .sha256, no dm-verity): not resumed, never mixed.
+    let (_, _, outcomes) = boot("ram-resume-unchecked", &[a, b, c], vec![], false);
+    let step = outcomes.iter().find(|o| matches!(o.step, Step::ImageRoot { .. })).unwrap();
+    let error = step.error.as_ref().unwrap().to_string();
+    assert!(error.contains("; not resumed from another server: without a .sha256 beside it or dm-verity"), "{error}");
 }
 
 /// An image whose superblock the kernel refuses (EINVAL from squashfs), or no loop device for

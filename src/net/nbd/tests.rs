@@ -298,3 +298,27 @@ fn io_errors_are_named() {
     assert_eq!(err, NbdError::Io(io::ErrorKind::WouldBlock, "timed out".into()));
     assert_eq!(err.to_string(), "nbd handshake: timed out");
 }
+
+/// A server that trickles its greeting, a byte every 300 ms (each read well within the bound):
+/// `connect` gives up at its bound (500 ms) for the whole handshake, not a read at a time.
+#[test]
+fn a_trickling_server_is_given_up_on_at_the_bound() {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let std::net::SocketAddr::V4(addr) = listener.local_addr().unwrap() else { panic!() };
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut greeting = b"NBDMAGICIHAVEOPT".to_vec();
+        greeting.extend_from_slice(&3u16.to_be_bytes());
+        for b in greeting {
+            std::thread::sleep(Duration::from_millis(300));
+            if s.write_all(&[b]).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    });
+    let started = Instant::now();
+    let err = connect(addr, "x", Duration::from_millis(500)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}: {err}", started.elapsed());
+}
