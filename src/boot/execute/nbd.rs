@@ -9,14 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use rustix::fs::OFlags;
-use rustix::mount::MountFlags;
 
+use super::root::Rounds;
 use super::verity::OpenImage;
 use super::{Done, Executor};
 use crate::boot::plan::NEW_ROOT;
-use crate::boot::rootcheck;
 use crate::boot::supervise::{self, Watch};
-use crate::fs::root::ImageRoot;
 use crate::model::image::{BootedImage, ImageFormat, Verified};
 use crate::model::nbdroot::{Attached, FailedNbd, NbdRoot};
 use crate::model::outcome::{Failure, Op};
@@ -120,21 +118,8 @@ impl Executor<'_> {
             .running
             .create_dir_all(NEW_ROOT, 0o755)
             .map_err(|e| self.io(Op::Mkdir, &self.running, NEW_ROOT, &e))?;
-        let data = root.mount_data();
-        self.sys.mount(&mounted.to_string_lossy(), &at.path, format.fstype(), MountFlags::RDONLY, &data).map_err(
-            |e| {
-                let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
-                let why = e.to_string().to_lowercase();
-                let message =
-                    format!("as {format} on {}: {why} (the kernel's log says more){found}", escape_path(&mounted));
-                Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&path), message) }
-            },
-        )?;
-        let mounted_root = ImageRoot::open(&at.path).map_err(|e| Failure::io(Op::Open, Some(&at.path), &e))?;
-        let checked = rootcheck::check(self.sys, &mounted_root, &self.running, &self.cmdline).map_err(|f| {
-            let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
-            Failure { message: format!("{} (in the image {source}){found}", f.message), ..f }
-        })?;
+        self.mount_image(&mounted, &path, format, &at.path, &root.mount_data(), trusted.is_some())?;
+        let checked = self.check_image_root(&at.path, &source, trusted.is_some())?;
         let ms = started.elapsed().as_millis();
         let read = format!("read {} bytes of {}", checked.bytes, escape(checked.init.as_bytes()));
         Ok(Done::ok(format!(
@@ -149,12 +134,11 @@ impl Executor<'_> {
     fn connect_nbd(&mut self, root: &NbdRoot) -> Result<(Connected, u32, Vec<FailedNbd>), Failure> {
         let bound = Duration::from_secs(u64::from(self.options.nfs_timeout));
         let share = bound / u32::try_from(root.servers.len()).unwrap_or(u32::MAX).max(1);
-        let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
-        let waited = |slept: Duration| started.elapsed().max(slept);
+        let (mut rounds, mut tries) = (Rounds::new(bound), 0);
         let mut failed: Vec<FailedNbd> = Vec::new();
         loop {
             for &server in &root.servers {
-                let Some(left) = bound.checked_sub(waited(slept)).filter(|l| !l.is_zero()) else { break };
+                let Some(left) = rounds.left() else { break };
                 tries += 1;
                 match self.attach_nbd(server, &root.export, left.min(share)) {
                     Ok((socket, export, index)) => {
@@ -169,23 +153,17 @@ impl Executor<'_> {
                     }
                 }
             }
-            let waited = waited(slept);
-            if waited >= bound {
+            if rounds.over() {
                 let said: Vec<String> = failed.iter().map(|f| format!("; {}: {}", f.server, f.reason)).collect();
                 let message = format!(
                     "{root}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}){}",
-                    waited.as_secs(),
+                    rounds.waited().as_secs(),
                     self.options.nfs_timeout,
                     said.concat()
                 );
                 return Err(Failure::new(Op::Mount, Some(Path::new("/dev/nbd")), message));
             }
-            let jitter = Duration::from_millis(self.sys.random() % 1000);
-            let pause = (delay + jitter).min(bound.saturating_sub(waited));
-            log::warn!("nbd root: again in {} ms", pause.as_millis());
-            self.sys.sleep(pause);
-            slept += pause;
-            delay = (delay * 2).min(Duration::from_secs(8));
+            rounds.pause(self.sys, "nbd root");
         }
     }
 

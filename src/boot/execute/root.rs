@@ -94,6 +94,47 @@ const COPY_STALL: Duration = Duration::from_secs(15);
 /// The same with no other server to go on from: a day (a hard mount's wait, in effect).
 const ALONE_STALL: Duration = Duration::from_secs(24 * 3600);
 
+/// Rounds of tries within a bound (`stateless.nfs.timeout=`), an NFS or NBD root's: the time
+/// waited (the clock's, or the pauses', whichever is more: the fake kernel's sleeps take none),
+/// what is left of the bound, and the pause after a round: 1 s doubling to 8 s, plus up to 1 s
+/// of jitter so that a lab's clients spread out, never past the bound (the last try comes at it).
+pub(super) struct Rounds {
+    bound: Duration,
+    pub(super) started: Instant,
+    slept: Duration,
+    delay: Duration,
+}
+
+impl Rounds {
+    pub(super) fn new(bound: Duration) -> Self {
+        Rounds { bound, started: Instant::now(), slept: Duration::ZERO, delay: Duration::from_secs(1) }
+    }
+
+    pub(super) fn waited(&self) -> Duration {
+        self.started.elapsed().max(self.slept)
+    }
+
+    /// What is left of the bound, when anything is.
+    pub(super) fn left(&self) -> Option<Duration> {
+        self.bound.checked_sub(self.waited()).filter(|l| !l.is_zero())
+    }
+
+    /// The bound has passed.
+    pub(super) fn over(&self) -> bool {
+        self.waited() >= self.bound
+    }
+
+    /// The pause before the next round, slept; `what` names the root in the log.
+    pub(super) fn pause(&mut self, sys: &dyn crate::sys::Sys, what: &str) {
+        let jitter = Duration::from_millis(sys.random() % 1000);
+        let pause = (self.delay + jitter).min(self.bound.saturating_sub(self.waited()));
+        log::warn!("{what}: again in {} ms", pause.as_millis());
+        sys.sleep(pause);
+        self.slept += pause;
+        self.delay = (self.delay * 2).min(Duration::from_secs(8));
+    }
+}
+
 /// An image being copied into memory: what it is and where it was found.
 struct Copying<'a> {
     size: u64,
@@ -234,11 +275,7 @@ impl Executor<'_> {
             let (root_hash, by) = (trusted.target.root_hash.clone(), trusted.by.clone());
             image.verity = Some(Verified { root_hash, trusted: by, device: device.to_string_lossy().into_owned() });
         }
-        let image = ImageRoot::open(&root.path).map_err(|e| Failure::io(Op::Open, Some(&root.path), &e))?;
-        let checked = rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map_err(|f| {
-            let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
-            Failure { message: format!("{} (in the image {}){found}", f.message, escape_path(&path)), ..f }
-        })?;
+        let checked = self.check_image_root(&root.path, &escape_path(&path), trusted.is_some())?;
         let read = format!("read {} bytes of {}", checked.bytes, crate::model::text::escape(checked.init.as_bytes()));
         if let Some(nfs) = &mut self.record.nfs_root {
             (nfs.init, nfs.init_bytes) = (checked.init, checked.bytes as u64);
@@ -267,14 +304,44 @@ impl Executor<'_> {
             Some(trusted) => self.verity_device(&trusted.target, &device, path)?,
             None => device,
         };
-        self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, "").map_err(|e| {
-            let why = e.to_string().to_lowercase();
-            let found = if trusted.is_some() { self.verity_findings() } else { String::new() };
-            let message = format!("as {format} on {}: {why} (the kernel's log says more){found}", escape_path(&device));
-            Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(path), message) }
-        })?;
+        self.mount_image(&device, path, format, at, "", trusted.is_some())?;
         drop(held); // the mount holds the device now; unmounted, it lets go of the file
         Ok(device)
+    }
+
+    /// The image device `device` (a loop device, an NBD device, or dm-verity over either,
+    /// `verified`; the image at `path`) mounted on `at` as `format`, read-only, with `data`; a
+    /// failure names the device, and what dm-verity found.
+    pub(super) fn mount_image(
+        &self,
+        device: &Path,
+        path: &Path,
+        format: ImageFormat,
+        at: &Path,
+        data: &str,
+        verified: bool,
+    ) -> Result<(), Failure> {
+        self.sys.mount(&device.to_string_lossy(), at, format.fstype(), MountFlags::RDONLY, data).map_err(|e| {
+            let why = e.to_string().to_lowercase();
+            let found = if verified { self.verity_findings() } else { String::new() };
+            let message = format!("as {format} on {}: {why} (the kernel's log says more){found}", escape_path(device));
+            Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(path), message) }
+        })
+    }
+
+    /// The root check ([`rootcheck`]) of the image mounted on `at` (`shown`, escaped, names it
+    /// in a failure, with what dm-verity found when `verified`).
+    pub(super) fn check_image_root(
+        &self,
+        at: &Path,
+        shown: &str,
+        verified: bool,
+    ) -> Result<rootcheck::Checked, Failure> {
+        let image = ImageRoot::open(at).map_err(|e| Failure::io(Op::Open, Some(at), &e))?;
+        rootcheck::check(self.sys, &image, &self.running, &self.cmdline).map_err(|f| {
+            let found = if verified { self.verity_findings() } else { String::new() };
+            Failure { message: format!("{} (in the image {shown}){found}", f.message), ..f }
+        })
     }
 
     /// `stateless.image.ram`: the image file `from` copied into a memory file, when it fits
@@ -458,8 +525,7 @@ impl Executor<'_> {
         // With several servers, a try gets at most its server's share of the bound: one that
         // does not answer leaves the others their time in the same round.
         let share = bound / u32::try_from(servers.len()).unwrap_or(u32::MAX).max(1);
-        let (started, mut slept, mut delay, mut tries) = (Instant::now(), Duration::ZERO, Duration::from_secs(1), 0);
-        let waited = |slept: Duration| started.elapsed().max(slept);
+        let (mut rounds, mut tries) = (Rounds::new(bound), 0);
         let mut last = None;
         let mut at_server = 0;
         'rounds: loop {
@@ -474,7 +540,7 @@ impl Executor<'_> {
                 if to_v3 && version.starts_with('4') {
                     continue;
                 }
-                let Some(left) = bound.checked_sub(waited(slept)).filter(|l| !l.is_zero()) else { break };
+                let Some(left) = rounds.left() else { break };
                 let module = nfsroot::module_for(version);
                 if !modules.contains(&module) {
                     modules.push(module);
@@ -507,7 +573,7 @@ impl Executor<'_> {
                             if let Some(mounted) = &mut self.record.nfs_root {
                                 mounted.failed = failed;
                             }
-                            let ms = started.elapsed().as_millis();
+                            let ms = rounds.started.elapsed().as_millis();
                             return Ok((
                                 format!("mounted as {fstype} {data} ({tries} tries, {ms} ms); {read}"),
                                 handed,
@@ -552,8 +618,7 @@ impl Executor<'_> {
                 continue;
             }
             at_server = 0;
-            let waited = waited(slept);
-            if waited >= bound {
+            if rounds.over() {
                 let e = last.unwrap_or_else(|| std::io::Error::other("no time left to mount again"));
                 let said = match servers.as_slice() {
                     [(_, _, dropped)] => said_dropped(dropped),
@@ -561,18 +626,12 @@ impl Executor<'_> {
                 };
                 let message = format!(
                     "{mount}: gave up after {tries} tries in {} s (stateless.nfs.timeout={}): {e}{said}",
-                    waited.as_secs(),
+                    rounds.waited().as_secs(),
                     self.options.nfs_timeout,
                 );
                 return Err(Failure { errno: e.raw_os_error(), ..Failure::new(Op::Mount, Some(&dir.path), message) });
             }
-            // The last try comes at the bound.
-            let jitter = Duration::from_millis(self.sys.random() % 1000);
-            let pause = (delay + jitter).min(bound.saturating_sub(waited));
-            log::warn!("nfs root {}: again in {} ms", mount.source(), pause.as_millis());
-            self.sys.sleep(pause);
-            slept += pause;
-            delay = (delay * 2).min(Duration::from_secs(8));
+            rounds.pause(self.sys, &format!("nfs root {}", mount.source()));
         }
     }
 
